@@ -1,0 +1,73 @@
+"""The one command line, ``agentstack``, and its subcommands.
+
+``operator``, ``runner`` and ``api`` start the three long-running processes of a
+deployment; ``dev`` drives the local development environment. This module only parses
+arguments and delegates: each subcommand's behaviour lives in the module named for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from agentstack_operator import __version__
+
+
+def _not_yet(name: str) -> int:
+    print(f"agentstack {name}: not implemented yet", file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentstack",
+        description="Run fleets of autonomous LLM agent teams on Kubernetes.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("operator", help="run the operator (Kopf handlers and scheduler)")
+    commands.add_parser("runner", help="run a tick runner")
+    commands.add_parser("api", help="run the read API")
+
+    dev = commands.add_parser("dev", help="local development environment")
+    dev_commands = dev.add_subparsers(dest="dev_command", required=True, metavar="DEV_COMMAND")
+    dev_commands.add_parser(
+        "build",
+        help="build (or find in ~/.cache/agentstack) etcd, kube-apiserver, "
+        "kube-controller-manager, kubectl and helm",
+    )
+    cluster = dev_commands.add_parser(
+        "cluster",
+        help="run a local control plane in the foreground; writes .agentstack/dev/kubeconfig",
+    )
+    cluster.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep etcd data, keys and logs here across runs (default: a temporary "
+        "directory removed on exit)",
+    )
+    cluster.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="kube-apiserver's secure port on 127.0.0.1 (default: a free port)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "dev":
+        from agentstack_operator.devenv import commands
+
+        if args.dev_command == "build":
+            return commands.build()
+        return commands.cluster(data_dir=args.data_dir, port=args.port)
+    return _not_yet(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

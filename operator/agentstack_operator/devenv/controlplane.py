@@ -1,0 +1,364 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager.
+
+No kubelet and no nodes: pods stay Pending, which is all an operator's tests need. The
+controller manager supplies what a bare API server lacks — garbage collection of owned
+objects, namespace deletion, the Job controller, service accounts and their tokens.
+
+The flags follow envtest's choices (controller-runtime ``pkg/internal/testing``): a
+secure port on 127.0.0.1, a serving certificate the API server generates into its cert
+dir, RBAC authorization, one RSA key for signing and verifying service-account tokens.
+The admin authenticates with a static bearer token in ``system:masters``; that keeps
+the kubeconfig a plain file with no client certificate to mint.
+
+Layout of the data directory (reused as is when it is given and already populated, so
+a restarted dev cluster keeps its objects and its admin token)::
+
+    etcd/          etcd's data
+    certs/         kube-apiserver's generated serving certificate (apiserver.crt)
+    kcm-certs/     kube-controller-manager's serving certificate
+    pki/           sa.key (service-account signing key), tokens.csv (admin token)
+    logs/          one log file per process
+    kcm.kubeconfig the controller manager's credentials
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import shutil
+import ssl
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+from agentstack_operator.devenv.processes import (
+    LOOPBACK,
+    DevEnvError,
+    ManagedProcess,
+    ensure_port_free,
+    free_port,
+)
+from agentstack_operator.devenv.toolchain import Binaries
+
+ETCD_READY_TIMEOUT = 30.0
+APISERVER_READY_TIMEOUT = 120.0
+CONTROLLER_MANAGER_READY_TIMEOUT = 60.0
+
+# The controllers an operator's tests rely on; the rest (node lifecycle, IPAM, cloud,
+# certificates) have nothing to do without nodes and only add load.
+CONTROLLERS = (
+    "garbage-collector-controller",
+    "namespace-controller",
+    "job-controller",
+    "ttl-after-finished-controller",
+    "cronjob-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation-controller",
+    "resourcequota-controller",
+)
+
+
+def _rsa_private_key_pem() -> bytes:
+    """A fresh RSA key for service-account tokens (one key signs and verifies)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PrivateFormat.TraditionalOpenSSL,
+        encryption_algorithm=serialization.NoEncryption(),
+    )
+
+
+def build_kubeconfig(*, server: str, ca_path: Path, token: str, user: str) -> dict[str, Any]:
+    """A single-context kubeconfig for ``user`` authenticating by bearer token."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "agentstack-dev",
+                "cluster": {
+                    "server": server,
+                    "certificate-authority-data": base64.b64encode(ca_path.read_bytes()).decode(
+                        "ascii"
+                    ),
+                },
+            }
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [
+            {"name": "agentstack-dev", "context": {"cluster": "agentstack-dev", "user": user}}
+        ],
+        "current-context": "agentstack-dev",
+        "preferences": {},
+    }
+
+
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager, started and stopped together.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. ``data_dir``
+    ``None`` means a temporary directory that is removed on stop.
+    """
+
+    def __init__(
+        self,
+        binaries: Binaries,
+        *,
+        data_dir: Path | None = None,
+        apiserver_port: int | None = None,
+        kubeconfig_path: Path | None = None,
+    ) -> None:
+        self.binaries = binaries
+        self._owns_data_dir = data_dir is None
+        self.data_dir = (
+            Path(tempfile.mkdtemp(prefix="agentstack-controlplane-"))
+            if data_dir is None
+            else data_dir.resolve()
+        )
+        self._requested_port = apiserver_port
+        self.apiserver_port = 0
+        self.kubeconfig_path = kubeconfig_path or self.data_dir / "kubeconfig"
+        self.admin_token = ""
+        self._processes: list[ManagedProcess] = []
+
+    # -- public surface -----------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"https://{LOOPBACK}:{self.apiserver_port}"
+
+    @property
+    def ca_path(self) -> Path:
+        """The API server's generated serving certificate chain, usable as a CA bundle."""
+        return self.data_dir / "certs" / "apiserver.crt"
+
+    @property
+    def processes(self) -> tuple[ManagedProcess, ...]:
+        """The running processes, in start order (etcd, apiserver, controller manager)."""
+        return tuple(self._processes)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start all three processes and wait until the cluster serves requests."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop every process started here (last started, first stopped)."""
+        while self._processes:
+            self._processes.pop().stop()
+        if self._owns_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def kubectl(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run the built kubectl against this cluster as the admin."""
+        return subprocess.run(
+            [str(self.binaries.kubectl), "--kubeconfig", str(self.kubeconfig_path), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+
+    # -- start-up -----------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._requested_port is not None:
+            ensure_port_free(self._requested_port, purpose="kube-apiserver")
+            self.apiserver_port = self._requested_port
+        else:
+            self.apiserver_port = free_port()
+        for sub in ("etcd", "certs", "kcm-certs", "pki", "logs"):
+            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+        sa_key, tokens = self._credentials()
+        etcd_url = self._start_etcd()
+        self._start_apiserver(etcd_url, sa_key, tokens)
+        self._write_kubeconfig(self.kubeconfig_path, token=self.admin_token, user="admin")
+        self._start_controller_manager(sa_key)
+        self._wait_for_default_service_account()
+
+    def _credentials(self) -> tuple[Path, Path]:
+        pki = self.data_dir / "pki"
+        sa_key = pki / "sa.key"
+        if not sa_key.exists():
+            sa_key.write_bytes(_rsa_private_key_pem())
+            sa_key.chmod(0o600)
+        tokens = pki / "tokens.csv"
+        if tokens.exists():
+            self.admin_token = tokens.read_text().split(",", 1)[0]
+        else:
+            self.admin_token = secrets.token_urlsafe(32)
+            tokens.write_text(f'{self.admin_token},admin,agentstack-admin,"system:masters"\n')
+            tokens.chmod(0o600)
+        return sa_key, tokens
+
+    def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
+        process = ManagedProcess(name, argv, log_path=self.logs_dir / f"{name}.log")
+        process.start()
+        self._processes.append(process)
+        return process
+
+    def _start_etcd(self) -> str:
+        client_port, peer_port = free_port(), free_port()
+        client_url = f"http://{LOOPBACK}:{client_port}"
+        peer_url = f"http://{LOOPBACK}:{peer_port}"
+        etcd = self._spawn(
+            "etcd",
+            [
+                str(self.binaries.etcd),
+                "--name=agentstack-dev",
+                f"--data-dir={self.data_dir / 'etcd'}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=agentstack-dev={peer_url}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+        )
+        etcd.wait_ready(
+            lambda: _http_ok(f"{client_url}/health", expect=b'"health":"true"'),
+            timeout=ETCD_READY_TIMEOUT,
+            what="healthy",
+        )
+        return client_url
+
+    def _start_apiserver(self, etcd_url: str, sa_key: Path, tokens: Path) -> None:
+        apiserver = self._spawn(
+            "kube-apiserver",
+            [
+                str(self.binaries.kube_apiserver),
+                f"--etcd-servers={etcd_url}",
+                f"--cert-dir={self.data_dir / 'certs'}",
+                f"--secure-port={self.apiserver_port}",
+                f"--bind-address={LOOPBACK}",
+                f"--advertise-address={LOOPBACK}",
+                # Loopback endpoints for the `kubernetes` Service are invalid; nothing
+                # in-cluster needs that Service here.
+                "--endpoint-reconciler-type=none",
+                "--authorization-mode=RBAC",
+                f"--token-auth-file={tokens}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+                f"--service-account-issuer=https://{LOOPBACK}:{self.apiserver_port}",
+                f"--service-account-key-file={sa_key}",
+                f"--service-account-signing-key-file={sa_key}",
+                "--profiling=false",
+            ],
+        )
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the cert is generated during start-up
+        apiserver.wait_ready(
+            lambda: _http_ok(
+                f"{self.url}/readyz", token=self.admin_token, context=context, expect=b"ok"
+            ),
+            timeout=APISERVER_READY_TIMEOUT,
+        )
+        if not self.ca_path.exists():
+            raise DevEnvError(f"kube-apiserver did not write its certificate to {self.ca_path}")
+
+    def _write_kubeconfig(self, path: Path, *, token: str, user: str) -> None:
+        config = build_kubeconfig(server=self.url, ca_path=self.ca_path, token=token, user=user)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.chmod(0o600)
+
+    def _start_controller_manager(self, sa_key: Path) -> None:
+        kubeconfig = self.data_dir / "kcm.kubeconfig"
+        self._write_kubeconfig(kubeconfig, token=self.admin_token, user="admin")
+        port = free_port()
+        kcm = self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.binaries.kube_controller_manager),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                f"--secure-port={port}",
+                f"--bind-address={LOOPBACK}",
+                f"--cert-dir={self.data_dir / 'kcm-certs'}",
+                f"--service-account-private-key-file={sa_key}",
+                f"--root-ca-file={self.ca_path}",
+                "--use-service-account-credentials=true",
+                f"--controllers={','.join(CONTROLLERS)}",
+                "--leader-elect=false",
+                "--profiling=false",
+            ],
+        )
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # its own self-signed loopback certificate
+        kcm.wait_ready(
+            lambda: _http_ok(f"https://{LOOPBACK}:{port}/healthz", context=context, expect=b"ok"),
+            timeout=CONTROLLER_MANAGER_READY_TIMEOUT,
+            what="healthy",
+        )
+
+    def _wait_for_default_service_account(self) -> None:
+        """Pods need their namespace's ``default`` ServiceAccount: wait for the first one."""
+        context = ssl.create_default_context(cafile=str(self.ca_path))
+        kcm = self._processes[-1]
+        kcm.wait_ready(
+            lambda: _http_ok(
+                f"{self.url}/api/v1/namespaces/default/serviceaccounts/default",
+                token=self.admin_token,
+                context=context,
+            ),
+            timeout=CONTROLLER_MANAGER_READY_TIMEOUT,
+            what="creating service accounts",
+        )
+
+
+def _http_ok(
+    url: str,
+    *,
+    token: str | None = None,
+    context: ssl.SSLContext | None = None,
+    expect: bytes | None = None,
+) -> bool | None:
+    """``True`` if ``url`` answers 200 (and contains ``expect``), else ``None``."""
+    request = urllib.request.Request(url)  # noqa: S310 - loopback http(s) only
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:  # noqa: S310
+            body: bytes = response.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
+        return None
+    if expect is not None and expect not in body:
+        return None
+    return True

@@ -1,0 +1,220 @@
+"""Child processes of the development environment: start, wait until ready, stop.
+
+Every server the dev environment runs (etcd, kube-apiserver, kube-controller-manager,
+redis-server, later the operator and runners) goes through :class:`ManagedProcess`, so
+that all of them share the same guarantees:
+
+- output goes to a log file, and a failure quotes its tail instead of "it did not start";
+- each child runs in its own process group, so stopping it also stops what it spawned;
+- on Linux the child is killed by the kernel if its parent dies without cleaning up
+  (``PR_SET_PDEATHSIG``), so even ``kill -9`` of the test runner leaves no stray server;
+- every wait has a timeout and notices a child that exited early.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, TypeVar
+
+T = TypeVar("T")
+
+LOOPBACK = "127.0.0.1"
+_PR_SET_PDEATHSIG = 1
+
+
+class DevEnvError(RuntimeError):
+    """A part of the development environment could not be built, started or reached."""
+
+
+class PortInUseError(DevEnvError):
+    """A port that was asked for explicitly is already taken by another process."""
+
+
+class ProcessExitedError(DevEnvError):
+    """A child process exited while it was expected to be serving."""
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """Return a TCP port that is free on ``host`` right now.
+
+    The port is only reserved for the instant of the check; the servers we start bind
+    it a moment later. If another process wins that race the server fails to start and
+    :meth:`ManagedProcess.wait_ready` reports it with the server's own log.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def ensure_port_free(port: int, host: str = LOOPBACK, *, purpose: str = "") -> None:
+    """Fail with a clear message if ``port`` cannot be bound on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                what = f" for {purpose}" if purpose else ""
+                raise PortInUseError(
+                    f"port {host}:{port}{what} is already in use by another process; "
+                    "stop that process or choose another port"
+                ) from exc
+            raise
+
+
+def wait_until(
+    check: Callable[[], T | None],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.05,
+    alive: Callable[[], None] | None = None,
+) -> T:
+    """Poll ``check`` until it returns something other than ``None``; return that.
+
+    ``alive`` is called before each attempt and should raise if whatever we wait for
+    can no longer happen (a child process exited), so that a crash is reported at once
+    rather than after the full timeout. Exceptions from ``check`` count as "not yet".
+    """
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        if alive is not None:
+            alive()
+        try:
+            result = check()
+        except Exception as exc:  # the thing we poll is not up yet
+            last_error = exc
+        else:
+            if result is not None:
+                return result
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_error!r})" if last_error is not None else ""
+            raise DevEnvError(f"timed out after {timeout:g}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def _die_with_parent() -> None:
+    """Run in the child before exec: ask the kernel to kill it when the parent dies."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:  # pragma: no cover - every Linux has a libc
+        return
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class ManagedProcess:
+    """One long-running child process with a log file and a bounded, clean stop.
+
+    The process must be started from a thread that outlives it (the main thread, in
+    practice): ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child ends.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str | os.PathLike[str]],
+        *,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = [os.fspath(arg) for arg in argv]
+        self.log_path = log_path
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._popen.pid if self._popen is not None else None
+
+    def start(self) -> None:
+        if self._popen is not None:
+            raise DevEnvError(f"{self.name} was already started")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        try:
+            self._popen = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        except FileNotFoundError as exc:
+            self._log.close()
+            raise DevEnvError(f"cannot start {self.name}: {self.argv[0]} not found") from exc
+
+    def is_running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    def check_alive(self) -> None:
+        """Raise :class:`ProcessExitedError`, quoting the log, if the child has exited."""
+        if self._popen is None:
+            raise DevEnvError(f"{self.name} was never started")
+        code = self._popen.poll()
+        if code is not None:
+            raise ProcessExitedError(
+                f"{self.name} exited with code {code}; last lines of {self.log_path}:\n"
+                + self.log_tail()
+            )
+
+    def wait_ready(
+        self, check: Callable[[], T | None], *, timeout: float, what: str = "ready"
+    ) -> T:
+        """Wait until ``check`` succeeds while the process is alive."""
+        try:
+            return wait_until(
+                check, timeout=timeout, what=f"{self.name} to be {what}", alive=self.check_alive
+            )
+        except ProcessExitedError:
+            raise
+        except DevEnvError as exc:
+            raise DevEnvError(f"{exc}; last lines of {self.log_path}:\n{self.log_tail()}") from exc
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Terminate the process group; kill it if it has not exited within ``timeout``."""
+        popen = self._popen
+        if popen is None:
+            return
+        if popen.poll() is None:
+            self._signal_group(popen.pid, signal.SIGTERM)
+            try:
+                popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._signal_group(popen.pid, signal.SIGKILL)
+                popen.wait(timeout=timeout)
+        # Whatever the child left behind in its group goes too.
+        self._signal_group(popen.pid, signal.SIGKILL)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    @staticmethod
+    def _signal_group(pgid: int, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)

@@ -1,0 +1,114 @@
+"""A real ``redis-server`` on a free loopback port, for tests and ``agentstack dev``.
+
+Persistence is off (no RDB snapshots, no AOF): the dev environment's Redis is scratch
+space, and a test that needs durability across a restart says so explicitly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+from agentstack_operator.devenv.processes import (
+    LOOPBACK,
+    DevEnvError,
+    ManagedProcess,
+    ensure_port_free,
+    free_port,
+)
+
+READY_TIMEOUT = 20.0
+
+
+def redis_server_binary() -> str:
+    """Path of ``redis-server``, or a clear error saying how the project installs it."""
+    found = shutil.which("redis-server")
+    if found is None:
+        raise DevEnvError(
+            "redis-server is not installed: run `make setup` (it installs Debian's "
+            "redis-server package) or install it with your package manager"
+        )
+    return found
+
+
+class RedisServer:
+    """One ``redis-server`` process; use as a context manager or start()/stop()."""
+
+    def __init__(self, *, port: int | None = None, data_dir: Path | None = None) -> None:
+        self._requested_port = port
+        self.port = 0
+        self._owns_data_dir = data_dir is None
+        self.data_dir = (
+            Path(tempfile.mkdtemp(prefix="agentstack-redis-")) if data_dir is None else data_dir
+        )
+        self._process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        binary = redis_server_binary()
+        if self._requested_port is not None:
+            ensure_port_free(self._requested_port, purpose="redis-server")
+            self.port = self._requested_port
+        else:
+            self.port = free_port()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._process = ManagedProcess(
+            "redis-server",
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                LOOPBACK,
+                "--dir",
+                str(self.data_dir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+            log_path=self.data_dir / "redis-server.log",
+        )
+        self._process.start()
+        try:
+            self._process.wait_ready(self._ping, timeout=READY_TIMEOUT)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ping(self) -> bool | None:
+        client = redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=2)
+        try:
+            return True if client.ping() else None
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+        if self._owns_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)

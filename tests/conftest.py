@@ -1,0 +1,83 @@
+"""Fixtures shared by the whole suite: a real control plane, real Redis, namespaces.
+
+The fixtures are thin: they call the same ``agentstack_operator.devenv`` code that
+``agentstack dev`` runs, so the suite exercises the developer's environment too.
+
+Markers follow the directory a test lives in (``tests/unit``, ``tests/integration``,
+``tests/e2e``), so ``pytest -m unit`` selects what needs no external process.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from kubernetes import client, config
+
+from agentstack_operator.devenv.controlplane import ControlPlane
+from agentstack_operator.devenv.redisserver import RedisServer
+from agentstack_operator.devenv.toolchain import controlplane_binaries
+
+_MARKER_BY_DIRECTORY = {"unit": "unit", "integration": "integration", "e2e": "e2e"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_root = Path(__file__).parent
+    for item in items:
+        relative = item.path.relative_to(tests_root)
+        marker = _MARKER_BY_DIRECTORY.get(relative.parts[0])
+        if marker is None:
+            raise pytest.UsageError(
+                f"{item.nodeid}: tests live in tests/unit, tests/integration or tests/e2e"
+            )
+        item.add_marker(marker)
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver + kube-controller-manager for the whole session."""
+    with ControlPlane(controlplane_binaries()) as plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def k8s_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
+    """An admin API client built from the control plane's kubeconfig file."""
+    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig_path))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def namespace(k8s_api: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (without waiting for it to go)."""
+    name = f"test-{secrets.token_hex(4)}"
+    core = client.CoreV1Api(k8s_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server on a free loopback port for the whole session."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client of the session's Redis; the database is flushed after each test."""
+    connection = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        yield connection
+    finally:
+        connection.flushall()
+        connection.close()

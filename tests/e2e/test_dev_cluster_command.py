@@ -1,0 +1,106 @@
+"""`agentstack dev cluster`: foreground control plane, kubeconfig, clean stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from kubernetes import client, config
+
+from tests.helpers import eventually
+
+CLI = [sys.executable, "-m", "agentstack_operator"]
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+class _Output:
+    """Collects a child's stdout lines on a thread, so waits on it can time out."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        assert process.stdout is not None
+        stream = process.stdout
+        self._thread = threading.Thread(
+            target=lambda: self.lines.extend(iter(stream.readline, "")), daemon=True
+        )
+        self._thread.start()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+def test_dev_cluster_serves_kubectl_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    state_dir = tmp_path / "state"
+    env = dict(os.environ, AGENTSTACK_STATE_DIR=str(state_dir))
+    process = subprocess.Popen(
+        [*CLI, "dev", "cluster", "--data-dir", str(data_dir)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        output = _Output(process)
+        eventually(
+            lambda: True if "Press Ctrl-C" in output.text() else None,
+            "the dev cluster to report it is ready",
+            timeout=180,
+        )
+        kubeconfig = state_dir / "kubeconfig"
+        assert f"kubeconfig: {kubeconfig}" in output.text()
+        servers = set(_processes_mentioning(str(data_dir))) - {process.pid}
+        assert len(servers) == 3  # etcd, kube-apiserver, kube-controller-manager
+
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        with api:
+            names = {ns.metadata.name for ns in client.CoreV1Api(api).list_namespace().items}
+        assert {"default", "kube-system"} <= names
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    assert "stopping the control plane" in output.text()
+    assert _processes_mentioning(str(data_dir)) == []
+    assert not kubeconfig.exists()
+    assert (data_dir / "etcd").is_dir()  # --data-dir is kept for the next run
+
+
+def test_dev_cluster_fails_fast_when_the_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [*CLI, "dev", "cluster", "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=dict(os.environ, AGENTSTACK_STATE_DIR=str(tmp_path / "state")),
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port} for kube-apiserver is already in use" in result.stderr
