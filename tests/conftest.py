@@ -18,6 +18,7 @@ import redis
 from kubernetes import client, config
 
 from agentstack_operator.devenv.controlplane import ControlPlane
+from agentstack_operator.devenv.rediscluster import RedisClusterServers
 from agentstack_operator.devenv.redisserver import RedisServer
 from agentstack_operator.devenv.toolchain import controlplane_binaries
 
@@ -81,3 +82,10 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     finally:
         connection.flushall()
         connection.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A real three-master Redis Cluster on free loopback ports for the whole session."""
+    with RedisClusterServers() as cluster:
+        yield cluster
