@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from kubernetes.client.exceptions import ApiException
@@ -26,3 +28,18 @@ def gone(read: Callable[[], object]) -> bool | None:
             return True
         raise
     return None
+
+
+async def eventually_async(
+    check: Callable[[], Awaitable[T | None]], what: str, timeout: float = 60.0
+) -> T:
+    """Async twin of :func:`eventually` for checks that must await (async Redis)."""
+    deadline = time.monotonic() + timeout
+    interval = 0.05
+    while True:
+        result = await check()
+        if result is not None:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(interval)

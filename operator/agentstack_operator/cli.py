@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agentstack_operator import __version__
+from agentstack_runner import cli as runner_cli
 
 
 def _not_yet(name: str) -> int:
@@ -28,7 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("operator", help="run the operator (Kopf handlers and scheduler)")
-    commands.add_parser("runner", help="run a tick runner")
+    runner = commands.add_parser(
+        "runner", help="run a tick runner (or, with --once, execute one tick)"
+    )
+    runner_cli.add_arguments(runner)
     commands.add_parser("api", help="run the read API")
 
     dev = commands.add_parser("dev", help="local development environment")
@@ -66,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dev_command == "build":
             return commands.build()
         return commands.cluster(data_dir=args.data_dir, port=args.port)
+    if args.command == "runner":
+        return runner_cli.main(args)
     return _not_yet(args.command)
 
 

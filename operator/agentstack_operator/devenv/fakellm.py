@@ -238,7 +238,7 @@ class FakeLLMServer:
         self.port = 0
         self._default = Reply(default)
         self._latency = latency
-        self._random = random.Random(seed)  # noqa: S311 - simulated latency, not security
+        self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._received = threading.Condition(self._lock)
         self._rules: list[_Rule] = []

@@ -1,0 +1,179 @@
+"""One agent's step within a tick: read, ask the model, validate, act, record.
+
+The step reads the agent's context (plan, artifacts, feed, memory, unread inbox),
+asks its model chain for a reply, validates it against the action schema — repairing
+once by showing the model its error — turns the actions into writes (``effects``),
+and commits writes, trace entry and the step's "done" record in one fenced Lua call.
+A step never raises for a model's misbehaviour: it returns a failed
+:class:`StepRecord` that the tick's failure policy then weighs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+
+from agentstack_runner import metrics
+from agentstack_runner.actions import Reply, ReplyError, parse_reply
+from agentstack_runner.effects import Effects, plan_effects
+from agentstack_runner.llm.base import ChatMessage, ChatRequest, LLMError
+from agentstack_runner.llm.router import Attempt, ExhaustedError, ProviderSource, Router
+from agentstack_runner.prompts import (
+    context_document,
+    render_context,
+    summary,
+    system_prompt,
+)
+from agentstack_runner.spec import AgentSpec, StackSpec
+from agentstack_runner.store import TRACE_MAXLEN, StackStore, xadd_op
+
+REPAIR_ECHO_CHARS = 2_000
+TRACE_TEXT_CHARS = 500
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What a committed step leaves behind (also the resumption record)."""
+
+    agent: str
+    role: str
+    outcome: str
+    """``Succeeded`` or ``Failed``."""
+    reason: str
+    message: str = ""
+    model: str = ""
+    tokens: int = 0
+    progressed: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome != "Succeeded"
+
+
+@dataclass(frozen=True)
+class StepInput:
+    store: StackStore
+    spec: StackSpec
+    agent: AgentSpec
+    tick_id: str
+    token: str
+    deadline: float
+    """``time.monotonic()`` instant by which the whole tick must be done."""
+
+
+async def run_step(step: StepInput, router: Router, providers: ProviderSource) -> StepRecord:
+    started = time.monotonic()
+    agent, spec, store = step.agent, step.spec, step.store
+    context = await store.context(agent.name)
+    document = context_document(spec, agent, context, stack=str(store.stack), tick_id=step.tick_id)
+    messages: list[ChatMessage] = [
+        {"role": "system", "content": system_prompt(agent)},
+        {"role": "user", "content": render_context(document)},
+    ]
+    request = ChatRequest(
+        model="",
+        messages=messages,
+        max_tokens=spec.max_output_tokens,
+        temperature=spec.temperature,
+        timeout=spec.request_timeout_seconds,
+        headers={"X-Agentstack-Agent": agent.name, "X-Agentstack-Tick": step.tick_id},
+    )
+    attempts: list[Attempt] = []
+    tokens = prompt_tokens = completion_tokens = 0
+    reply: Reply | None = None
+    model = ""
+    reason, error = "Succeeded", ""
+    try:
+        for attempt in range(2):  # the answer, and one repair
+            routed = await router.complete(providers, agent.models, request, deadline=step.deadline)
+            attempts.extend(routed.attempts)
+            model = str(routed.model)
+            prompt_tokens += routed.completion.prompt_tokens
+            completion_tokens += routed.completion.completion_tokens
+            try:
+                reply = parse_reply(routed.completion.content)
+                break
+            except ReplyError as exc:
+                error = str(exc)
+                if attempt == 1:
+                    reason = "InvalidOutput"
+                    break
+                request = ChatRequest(
+                    model="",
+                    messages=[
+                        *messages,
+                        {
+                            "role": "assistant",
+                            "content": routed.completion.content[:REPAIR_ECHO_CHARS],
+                        },
+                        {
+                            "role": "user",
+                            "content": f"That reply was rejected: {error}. Answer again with "
+                            "only the JSON object described in the instructions.",
+                        },
+                    ],
+                    max_tokens=request.max_tokens,
+                    temperature=request.temperature,
+                    timeout=request.timeout,
+                    headers=request.headers,
+                )
+    except ExhaustedError as exc:
+        attempts.extend(exc.attempts)
+        reason, error = exc.reason, str(exc)
+    except LLMError as exc:
+        reason, error = exc.reason, str(exc)
+    tokens = prompt_tokens + completion_tokens
+
+    effects = (
+        plan_effects(
+            keys=store.keys,
+            agent=agent.name,
+            team=tuple(member.name for member in spec.agents),
+            tick_id=step.tick_id,
+            reply=reply,
+            context=context,
+        )
+        if reply is not None and reason == "Succeeded"
+        else Effects()
+    )
+    record = StepRecord(
+        agent=agent.name,
+        role=agent.role,
+        outcome="Succeeded" if reason == "Succeeded" else "Failed",
+        reason=reason,
+        message=error[:TRACE_TEXT_CHARS] if reason != "Succeeded" else "",
+        model=model,
+        tokens=tokens,
+        progressed=effects.progressed,
+    )
+    trace = {
+        "tick_id": step.tick_id,
+        "agent": agent.name,
+        "role": agent.role,
+        "outcome": record.outcome,
+        "reason": reason,
+        "model": model,
+        "fallback": json.dumps(bool(attempts) and str(attempts[0].model) != model),
+        "attempts": json.dumps(
+            [
+                {"model": str(a.model), "outcome": a.outcome, "seconds": round(a.seconds, 3)}
+                for a in attempts
+            ]
+        ),
+        "prompt": summary(document),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "latency_ms": round((time.monotonic() - started) * 1000),
+        "thought": (reply.thought if reply else "")[:TRACE_TEXT_CHARS],
+        "actions": json.dumps(effects.applied),
+        "refused": json.dumps(effects.refused),
+        "error": record.message,
+        "at": repr(time.time()),
+    }
+    ops = [*effects.ops, xadd_op(store.keys.trace, trace, TRACE_MAXLEN)]
+    await store.commit_step(
+        token=step.token, tick_id=step.tick_id, agent=agent.name, record=asdict(record), ops=ops
+    )
+    metrics.STEP_DURATION.labels(agent.role, record.outcome).observe(time.monotonic() - started)
+    return record

@@ -1,0 +1,77 @@
+"""``agentstack runner``: arguments and entry point (the ``agentstack`` CLI delegates here).
+
+Without ``--once`` the process consumes the fleet's tick stream until SIGTERM. With
+``--once`` it executes the one tick named on the command line — the Job executor's
+entry point — and exits with a code that tells the Job how it went (see
+:data:`~agentstack_runner.service.EXIT_CODES`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+
+from agentstack_runner.keys import StackRef
+from agentstack_runner.protocol import TickRequest, tick_id
+from agentstack_runner.service import RunnerConfig, run_forever, run_once
+from agentstack_runner.spec import Priority
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis-url", help="Redis URL (default: $REDIS_URL)")
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=None,
+        help="treat --redis-url as a Redis Cluster seed (default: $AGENTSTACK_REDIS_CLUSTER)",
+    )
+    parser.add_argument("--concurrency", type=int, help="ticks in flight at once (64)")
+    parser.add_argument(
+        "--metrics-port", type=int, help="port of /metrics, /healthz, /readyz (9102; 0 = off)"
+    )
+    once = parser.add_argument_group("single tick (--once)")
+    once.add_argument("--once", action="store_true", help="execute one tick and exit")
+    once.add_argument("--stack", type=StackRef.parse, help="NAMESPACE/NAME of the stack")
+    once.add_argument("--generation", type=int, help="spec generation the tick belongs to")
+    once.add_argument("--slot", type=int, help="scheduling slot (default: now in seconds)")
+    once.add_argument("--tick-id", help="tick id (default: derived from stack and slot)")
+    once.add_argument(
+        "--deadline", type=float, help="Unix time after which the tick must not start"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = RunnerConfig.from_env()
+    if args.redis_url:
+        config.redis_url = args.redis_url
+    if args.redis_cluster is not None:
+        config.redis_cluster = args.redis_cluster
+    if args.concurrency is not None:
+        config.concurrency = args.concurrency
+    if args.metrics_port is not None:
+        config.metrics_port = args.metrics_port
+    if not config.redis_url:
+        print("agentstack runner: set REDIS_URL or pass --redis-url", file=sys.stderr)
+        return 2
+    if not args.once:
+        asyncio.run(run_forever(config))
+        return 0
+    if args.stack is None or args.generation is None:
+        print("agentstack runner --once: --stack and --generation are required", file=sys.stderr)
+        return 2
+    slot = args.slot if args.slot is not None else int(time.time())
+    request = TickRequest(
+        stack=args.stack,
+        generation=args.generation,
+        tick_id=args.tick_id or tick_id(args.stack, slot),
+        slot=slot,
+        deadline=args.deadline if args.deadline is not None else time.time() + 3600,
+        priority=Priority.NORMAL,
+    )
+    return asyncio.run(run_once(config, request))

@@ -1,0 +1,134 @@
+"""The Redis keyspace: one function per key, so no module spells a key by hand.
+
+Every key of one stack starts with the hash tag ``{namespace/name}``. Redis Cluster
+hashes only the tag, so all of a stack's keys live in one slot, and the multi-key Lua
+scripts that commit a step or finish a tick work unchanged on a cluster. Kubernetes
+names never contain ``{``, ``}`` or ``/``, so the tag cannot be forged by a name.
+
+Fleet-wide keys (the tick lanes, the results stream) share the tag ``{agentstack}``
+for the same reason: one ``XREADGROUP`` reads every priority lane at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FLEET_TAG = "{agentstack}"
+
+
+@dataclass(frozen=True, order=True)
+class StackRef:
+    """A stack's identity: its Kubernetes namespace and name."""
+
+    namespace: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> StackRef:
+        """Parse ``namespace/name`` (what ``str()`` produces)."""
+        namespace, sep, name = text.partition("/")
+        if not sep or not namespace or not name or "/" in name:
+            raise ValueError(f"expected NAMESPACE/NAME, got {text!r}")
+        return cls(namespace, name)
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class StackKeys:
+    """All Redis keys of one stack."""
+
+    stack: StackRef
+
+    @property
+    def tag(self) -> str:
+        return f"{{{self.stack.namespace}/{self.stack.name}}}"
+
+    @property
+    def prefix(self) -> str:
+        """Every key of the stack starts with this (cleanup scans for ``prefix*``)."""
+        return f"{self.tag}:"
+
+    @property
+    def spec(self) -> str:
+        """Hash: the spec the operator published (``generation``, ``spec`` JSON, ``state``)."""
+        return f"{self.tag}:spec"
+
+    @property
+    def lease(self) -> str:
+        """String: the token of the runner currently executing a tick (expires)."""
+        return f"{self.tag}:lease"
+
+    @property
+    def done(self) -> str:
+        """Sorted set: ids of finished ticks (score: finish time), trimmed to a window."""
+        return f"{self.tag}:ticks:done"
+
+    def steps(self, tick_id: str) -> str:
+        """Hash: agent name → committed step record of one tick, so a resumed tick skips it."""
+        return f"{self.tag}:tick:{tick_id}:steps"
+
+    @property
+    def history(self) -> str:
+        """Stream: one entry per finished tick (outcome, duration, tokens), capped."""
+        return f"{self.tag}:ticks"
+
+    @property
+    def usage(self) -> str:
+        """Hash: cumulative counters (tokens, ticks) that budgets are checked against."""
+        return f"{self.tag}:usage"
+
+    @property
+    def plan(self) -> str:
+        """String: the shared plan, a JSON list of tasks."""
+        return f"{self.tag}:plan"
+
+    @property
+    def artifacts(self) -> str:
+        """Hash: artifact name → JSON record (content, status, author, version)."""
+        return f"{self.tag}:artifacts"
+
+    @property
+    def feed(self) -> str:
+        """Stream: progress updates for people (the communicator posts here), capped."""
+        return f"{self.tag}:feed"
+
+    @property
+    def trace(self) -> str:
+        """Stream: one entry per agent step (model, tokens, latency, actions, errors), capped."""
+        return f"{self.tag}:trace"
+
+    def memory(self, agent: str) -> str:
+        """Hash: an agent's working memory, key → value."""
+        return f"{self.tag}:memory:{agent}"
+
+    def inbox(self, agent: str) -> str:
+        """Stream: messages to an agent; they survive restarts until trimmed."""
+        return f"{self.tag}:inbox:{agent}"
+
+    @property
+    def cursors(self) -> str:
+        """Hash: agent name → id of the last inbox message it has consumed."""
+        return f"{self.tag}:cursors"
+
+
+@dataclass(frozen=True)
+class FleetKeys:
+    """Keys shared by the whole fleet."""
+
+    @staticmethod
+    def lane(priority: str) -> str:
+        """Stream of tick requests of one priority lane."""
+        return f"{FLEET_TAG}:ticks:{priority}"
+
+    results: str = f"{FLEET_TAG}:results"
+    """Stream of tick results, consumed by the operator."""
+
+    runners: str = f"{FLEET_TAG}:runners"
+    """Hash: runner id → last heartbeat (for dashboards and the operator's health view)."""
+
+    @staticmethod
+    def llm_slots(provider: str) -> str:
+        """Sorted set implementing the fleet-wide concurrency limit of one LLM provider."""
+        return f"{FLEET_TAG}:llm:{provider}:slots"

@@ -1,0 +1,83 @@
+"""Provider-neutral types: one chat request, one completion, and the error taxonomy.
+
+The router decides what to do by error *kind*, not by SDK exception class: a rate
+limit is retried after its ``Retry-After``, a transient error is retried with back-off,
+a permanent one (bad request, unknown model, bad key) moves on to the next model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+ChatMessage = dict[str, str]
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str
+    messages: list[ChatMessage]
+    max_tokens: int = 1024
+    temperature: float = 0.2
+    timeout: float = 30.0
+    json_mode: bool = True
+    headers: dict[str, str] | None = None
+    """Extra request headers (agent and tick ids), for tracing at proxies and in tests."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    content: str
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class LLMError(Exception):
+    """A provider call failed; subclasses say whether and when retrying makes sense."""
+
+    retryable = False
+    reason = "Error"
+
+
+class RateLimitedError(LLMError):
+    retryable = True
+    reason = "RateLimited"
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TransientError(LLMError):
+    """5xx, connection reset: the same call may succeed in a moment."""
+
+    retryable = True
+    reason = "ServerError"
+
+
+class CallTimeoutError(TransientError):
+    reason = "Timeout"
+
+
+class PermanentError(LLMError):
+    """4xx other than 429 (bad request, unknown model, rejected key): never retried."""
+
+    reason = "Rejected"
+
+
+class UnavailableError(LLMError):
+    """Not attempted: the provider's circuit is open, or it has no credentials."""
+
+    reason = "Unavailable"
+
+
+class Provider(Protocol):
+    """One LLM backend. Implementations raise only :class:`LLMError` subclasses."""
+
+    name: str
+
+    async def complete(self, request: ChatRequest) -> Completion: ...

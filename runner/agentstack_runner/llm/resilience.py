@@ -1,0 +1,145 @@
+"""Retries with back-off, a circuit breaker per provider, a fleet-wide concurrency limit.
+
+- :class:`RetryPolicy` computes the wait before the next attempt: the provider's
+  ``Retry-After`` when it gave one, else exponential back-off with full jitter (so a
+  fleet of runners hit by the same outage does not retry in lock-step).
+- :class:`CircuitBreaker` stops calling a provider that keeps failing: after
+  ``threshold`` consecutive failures it opens for ``cooldown`` seconds, then lets one
+  trial call through. A rate limit opens it for the ``Retry-After`` it was given, so
+  the rest of this runner's ticks go straight to their fallback.
+- :class:`ConcurrencyLimiter` caps in-flight calls to a provider across *all* runners
+  with a Redis sorted set of expiring slots (a holder that dies frees its slot when
+  the entry expires).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from agentstack_runner.keys import FleetKeys
+from agentstack_runner.llm.base import UnavailableError
+from agentstack_runner.protocol import RedisClient
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    """Attempts per model before falling back to the next one."""
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 10.0
+    """A ``Retry-After`` longer than this is not waited for: fall back instead."""
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``; ``None`` means give up on it."""
+        if attempt >= self.max_attempts:
+            return None
+        if retry_after is not None:
+            return retry_after if retry_after <= self.max_retry_after else None
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return rng.uniform(0, ceiling)
+
+
+@dataclass
+class CircuitBreaker:
+    threshold: int = 5
+    cooldown: float = 30.0
+    clock: Callable[[], float] = time.monotonic
+    _failures: int = 0
+    _open_until: float = 0.0
+    _trial_in_flight: bool = field(default=False, repr=False)
+
+    @property
+    def state(self) -> str:
+        now = self.clock()
+        if self._open_until > now:
+            return "open"
+        return "half-open" if self._failures >= self.threshold else "closed"
+
+    def allow(self) -> bool:
+        """Whether a call may go out now (in half-open state: one trial at a time)."""
+        state = self.state
+        if state == "open":
+            return False
+        if state == "half-open":
+            if self._trial_in_flight:
+                return False
+            self._trial_in_flight = True
+        return True
+
+    def record_success(self) -> None:
+        self._failures = 0
+        self._open_until = 0.0
+        self._trial_in_flight = False
+
+    def record_failure(self, open_for: float | None = None) -> None:
+        self._trial_in_flight = False
+        self._failures += 1
+        if open_for is not None:
+            self._open_until = max(self._open_until, self.clock() + open_for)
+        elif self._failures >= self.threshold:
+            self._open_until = self.clock() + self.cooldown
+
+
+_ACQUIRE_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+  return 1
+end
+return 0
+"""
+
+
+class ConcurrencyLimiter:
+    """At most ``limit`` concurrent calls to one provider across every runner."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        provider: str,
+        limit: int,
+        *,
+        slot_ttl: float = 120.0,
+        poll: float = 0.05,
+    ) -> None:
+        self.client = client
+        self.key = FleetKeys.llm_slots(provider)
+        self.provider = provider
+        self.limit = limit
+        self.slot_ttl = slot_ttl
+        self.poll = poll
+
+    @asynccontextmanager
+    async def slot(self, wait_seconds: float) -> AsyncIterator[None]:
+        """Hold one slot for the duration of the block; wait at most ``wait_seconds``."""
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            now = time.time()
+            acquired = await self.client.eval(
+                _ACQUIRE_SLOT,
+                1,
+                self.key,
+                repr(now - self.slot_ttl),
+                str(self.limit),
+                repr(now),
+                token,
+            )
+            if acquired == 1:
+                break
+            if time.monotonic() >= deadline:
+                raise UnavailableError(
+                    f"{self.provider}: all {self.limit} fleet-wide call slots busy"
+                )
+            await asyncio.sleep(self.poll)
+        try:
+            yield
+        finally:
+            await self.client.zrem(self.key, token)

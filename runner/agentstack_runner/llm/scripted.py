@@ -1,0 +1,216 @@
+"""The offline provider: deterministic, valid, meaningful actions with no API key.
+
+It reads the JSON context block every agent prompt carries (``prompts``) and plays
+the built-in roles the way a diligent model would, so a demo stack visibly moves:
+
+- planner: drafts a three-task plan from the goal; when every task is done, opens the
+  next iteration with fresh tasks;
+- builder: takes the first task that is todo (revisions first), writes its artifact,
+  marks it for review and tells the reviewer;
+- reviewer: sends a first version back once when its name hashes odd (so the revise
+  loop is exercised), accepts everything else;
+- communicator: posts a progress line to the feed.
+
+Custom roles answer their inbox and keep a note in memory. The same input always
+produces the same output, which is what tests and demos need.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from agentstack_runner.llm.base import ChatRequest, Completion, PermanentError
+from agentstack_runner.prompts import extract_context
+
+MODELS = ("scripted-v1",)
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+def _stable_odd(text: str) -> bool:
+    return hashlib.sha256(text.encode()).digest()[0] % 2 == 1
+
+
+def _teammate(document: dict[str, Any], role: str) -> str | None:
+    return next((m["name"] for m in document.get("team", []) if m.get("role") == role), None)
+
+
+def _plan(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(document.get("plan") or [])
+
+
+def _planner(document: dict[str, Any]) -> dict[str, Any]:
+    plan = _plan(document)
+    goal = str(document.get("goal", "")).strip().rstrip(".")
+    builder = _teammate(document, "builder")
+    actions: list[dict[str, Any]] = []
+    if not plan or all(task.get("status") == "done" for task in plan):
+        iteration = len(plan) // 3 + 1
+        base = len(plan)
+        titles = (
+            f"Outline the approach to: {goal}",
+            f"Produce a first complete draft for: {goal}",
+            f"Check the draft against the goal and list improvements (iteration {iteration})",
+        )
+        tasks = [
+            {"id": f"t{base + number}", "title": title, "status": "todo"}
+            for number, title in enumerate(titles, start=1)
+        ]
+        actions.append({"type": "update_plan", "tasks": tasks})
+        if builder:
+            actions.append(
+                {
+                    "type": "send_message",
+                    "to": builder,
+                    "content": f"Iteration {iteration} planned: start with {tasks[0]['id']}.",
+                }
+            )
+        thought = f"Planning iteration {iteration} of the work."
+    else:
+        open_tasks = [task for task in plan if task.get("status") != "done"]
+        thought = f"{len(open_tasks)} task(s) still open; the plan stands."
+        feedback = [m for m in document.get("inbox", []) if m.get("content")]
+        if feedback:
+            actions.append(
+                {
+                    "type": "update_memory",
+                    "key": "last_feedback",
+                    "value": str(feedback[-1]["content"])[:500],
+                }
+            )
+    return {"thought": thought, "actions": actions}
+
+
+def _builder(document: dict[str, Any]) -> dict[str, Any]:
+    plan = _plan(document)
+    artifacts = {a["name"]: a for a in document.get("artifacts", [])}
+    todo = [task for task in plan if task.get("status") in ("todo", "doing")]
+    revisions = [task for task in todo if task.get("note")]
+    candidates = revisions or todo
+    if not candidates:
+        return {"thought": "Nothing to build until the plan has open tasks.", "actions": []}
+    task = candidates[0]
+    name = f"{task['id']}.md"
+    previous = artifacts.get(name)
+    version = int(previous["version"]) + 1 if previous else 1
+    content = (
+        f"# {task['title']}\n\nVersion {version} for the goal: {document.get('goal', '')}\n"
+        + (f"\nAddresses review feedback: {task['note']}\n" if task.get("note") else "")
+    )
+    actions: list[dict[str, Any]] = [
+        {"type": "write_artifact", "name": name, "content": content, "task_id": task["id"]},
+        {
+            "type": "update_plan",
+            "tasks": [{"id": task["id"], "title": task["title"], "status": "review"}],
+        },
+    ]
+    reviewer = _teammate(document, "reviewer")
+    if reviewer:
+        actions.append(
+            {"type": "send_message", "to": reviewer, "content": f"{name} is ready for review."}
+        )
+    return {"thought": f"Working on {task['id']} (version {version}).", "actions": actions}
+
+
+def _reviewer(document: dict[str, Any]) -> dict[str, Any]:
+    waiting = [a for a in document.get("artifacts", []) if a.get("status") == "review"]
+    builder = _teammate(document, "builder")
+    actions: list[dict[str, Any]] = []
+    for artifact in waiting:
+        if artifact.get("version") == 1 and _stable_odd(artifact["name"]):
+            feedback = "Make the outcome explicit and add a concrete next step."
+            actions.append(
+                {
+                    "type": "review_artifact",
+                    "name": artifact["name"],
+                    "verdict": "revise",
+                    "feedback": feedback,
+                }
+            )
+            if builder:
+                actions.append(
+                    {
+                        "type": "send_message",
+                        "to": builder,
+                        "content": f"{artifact['name']} needs a revision: {feedback}",
+                    }
+                )
+        else:
+            actions.append(
+                {
+                    "type": "review_artifact",
+                    "name": artifact["name"],
+                    "verdict": "accept",
+                    "feedback": "Meets the task.",
+                }
+            )
+    thought = f"Reviewed {len(waiting)} artifact(s)." if waiting else "Nothing to review."
+    return {"thought": thought, "actions": actions}
+
+
+def _communicator(document: dict[str, Any]) -> dict[str, Any]:
+    plan = _plan(document)
+    done = [task for task in plan if task.get("status") == "done"]
+    review = [task for task in plan if task.get("status") == "review"]
+    current = next((task for task in plan if task.get("status") != "done"), None)
+    line = f"{len(done)}/{len(plan)} tasks done"
+    if review:
+        line += f", {len(review)} in review"
+    line += f"; next: {current['title']}" if current else "; all planned work is done"
+    return {
+        "thought": "Reporting progress.",
+        "actions": [
+            {"type": "post_update", "content": line},
+            {"type": "update_memory", "key": "last_report", "value": line},
+        ],
+    }
+
+
+def _custom(document: dict[str, Any]) -> dict[str, Any]:
+    inbox = document.get("inbox", [])
+    actions: list[dict[str, Any]] = [
+        {
+            "type": "update_memory",
+            "key": "ticks_seen",
+            "value": str(int((document.get("memory") or {}).get("ticks_seen", "0")) + 1),
+        }
+    ]
+    for message in inbox[:3]:
+        actions.append(
+            {"type": "send_message", "to": message["from"], "content": "Noted, thank you."}
+        )
+    return {"thought": "Keeping notes.", "actions": actions}
+
+
+_ROLES = {
+    "planner": _planner,
+    "builder": _builder,
+    "reviewer": _reviewer,
+    "communicator": _communicator,
+}
+
+
+class ScriptedProvider:
+    """Deterministic offline provider; the model name must be one of :data:`MODELS`."""
+
+    name = "scripted"
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        if request.model not in MODELS:
+            raise PermanentError(
+                f"scripted: unknown model {request.model!r} (available: {', '.join(MODELS)})"
+            )
+        prompt = request.messages[-1]["content"] if request.messages else ""
+        document = extract_context(prompt)
+        if document is None:
+            reply: dict[str, Any] = {"thought": "No context block found.", "actions": []}
+        else:
+            role = str((document.get("agent") or {}).get("role", ""))
+            reply = _ROLES.get(role, _custom)(document)
+        content = json.dumps(reply)
+        prompt_text = "".join(message.get("content", "") for message in request.messages)
+        return Completion(content, _tokens(prompt_text), _tokens(content))

@@ -1,0 +1,106 @@
+"""What an agent is told: its role's system prompt, and the state it acts on.
+
+The user message carries the agent's view of the stack as one fenced JSON block
+(:func:`render_context`). Real models read it as structured context; the offline
+``scripted`` provider parses it back (:func:`extract_context`) to act
+deterministically on the same information a real model would get.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from agentstack_runner.actions import SCHEMA_HINT
+from agentstack_runner.spec import AgentSpec, StackSpec
+from agentstack_runner.store import AgentContext
+
+ROLE_PROMPTS = {
+    "planner": (
+        "You are the planner of a small autonomous team. Turn the goal, the reviewer's "
+        "feedback and the team's messages into a short plan of concrete tasks "
+        "(update_plan), and tell the builder what to do next (send_message)."
+    ),
+    "builder": (
+        "You are the builder. Take the next task that is todo or sent back for revision, "
+        "produce its artifact (write_artifact with the task's id), mark the task for "
+        "review (update_plan) and ask the reviewer to look at it (send_message)."
+    ),
+    "reviewer": (
+        "You are the reviewer. Review every artifact waiting for review against the goal "
+        "and its task: accept it, or send it back with specific feedback "
+        "(review_artifact)."
+    ),
+    "communicator": (
+        "You are the communicator. Write one short progress update for the people "
+        "watching this team (post_update): what was done, what is next, any blocker."
+    ),
+}
+
+ARTIFACT_PREVIEW_CHARS = 1_500
+_CONTEXT_BLOCK = re.compile(r"```json\n(.*?)\n```", re.DOTALL)
+
+
+def system_prompt(agent: AgentSpec) -> str:
+    base = agent.system_prompt or ROLE_PROMPTS.get(agent.role, "")
+    return f"{base}\n\n{SCHEMA_HINT}"
+
+
+def context_document(
+    spec: StackSpec, agent: AgentSpec, context: AgentContext, *, stack: str, tick_id: str
+) -> dict[str, Any]:
+    """The agent's view as plain data (also what the scripted provider reads)."""
+    return {
+        "stack": stack,
+        "tick": tick_id,
+        "goal": spec.goal,
+        "agent": {"name": agent.name, "role": agent.role},
+        "team": [{"name": member.name, "role": member.role} for member in spec.agents],
+        "plan": context.plan,
+        "artifacts": [
+            {
+                "name": name,
+                "status": record.get("status"),
+                "version": record.get("version"),
+                "author": record.get("author"),
+                "task_id": record.get("task_id"),
+                "feedback": record.get("feedback", ""),
+                "content": str(record.get("content", ""))[:ARTIFACT_PREVIEW_CHARS],
+            }
+            for name, record in sorted(context.artifacts.items())
+        ],
+        "recent_updates": context.feed,
+        "memory": context.memory,
+        "inbox": [{"from": m.sender, "content": m.content} for m in context.inbox],
+    }
+
+
+def render_context(document: dict[str, Any]) -> str:
+    return (
+        "Current state of your team, as JSON:\n```json\n"
+        + json.dumps(document, indent=1, ensure_ascii=False)
+        + "\n```\nDecide your actions for this tick."
+    )
+
+
+def extract_context(text: str) -> dict[str, Any] | None:
+    match = _CONTEXT_BLOCK.search(text)
+    if match is None:
+        return None
+    try:
+        document = json.loads(match.group(1))
+    except json.JSONDecodeError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def summary(document: dict[str, Any]) -> str:
+    """A one-line prompt summary for the trace (the full prompt is not stored)."""
+    plan = document.get("plan") or []
+    done = sum(1 for task in plan if task.get("status") == "done")
+    return (
+        f"inbox {len(document.get('inbox') or [])} msg, plan {done}/{len(plan)} done, "
+        f"{len(document.get('artifacts') or [])} artifacts, "
+        f"{len(document.get('memory') or {})} memory keys"
+    )

@@ -1,0 +1,303 @@
+"""The tick protocol between the operator (producer) and runners (consumers).
+
+Data flow::
+
+    operator ──XADD──► {agentstack}:ticks:<lane>  (High, Normal, Low; capped streams)
+                              │  consumer group "runners", at-least-once
+                              ▼
+    runner ── XREADGROUP (lanes in priority order) / XAUTOCLAIM (abandoned) ──► execute
+                              │
+    runner ──XADD──► {agentstack}:results ──XREADGROUP "operator"──► status
+
+A request names the stack, the spec generation it was scheduled under, a tick id that
+is deterministic per stack and slot (:func:`tick_id`), and a deadline. Delivery is at
+least once: a runner that dies leaves its entries pending, and another runner claims
+them after :data:`DEFAULT_VISIBILITY_TIMEOUT`. Exactly-once *effects* come from the
+stack side (``engine``): a per-stack lease, and a record of finished tick ids, so a
+duplicate is acknowledged without running again.
+
+Everything here is plain data plus thin async functions over a ``redis.asyncio``
+client (standalone or cluster); the operator imports this module, never the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
+
+from agentstack_runner.keys import FleetKeys, StackRef
+from agentstack_runner.spec import Priority
+
+RedisClient = Redis | RedisCluster
+"""Either client (standalone or cluster), created with ``decode_responses=True``.
+
+Every command of this package touches keys of one hash slot, so both work alike.
+redis-py's annotations do not model ``decode_responses`` (they promise ``bytes | str``
+and awaitables or values alike), so modules that read a lot hold the client as ``Any``
+and type what they return themselves.
+"""
+
+
+RUNNERS_GROUP = "runners"
+OPERATOR_GROUP = "operator"
+LANES: tuple[Priority, ...] = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
+LANE_MAXLEN = 100_000
+"""Approximate cap of each lane: a fleet far behind drops the oldest requests."""
+RESULTS_MAXLEN = 100_000
+DEFAULT_VISIBILITY_TIMEOUT = 60.0
+"""Seconds a delivered tick may stay unacknowledged before another runner claims it."""
+
+
+def tick_id(stack: StackRef, slot: int) -> str:
+    """The id of a stack's tick in scheduling slot ``slot``: same inputs, same id.
+
+    Deterministic so that a restarted operator, or a second replica, that dispatches
+    the same slot again produces a duplicate the runners recognise and skip.
+    """
+    return f"{stack.namespace}/{stack.name}/{slot}"
+
+
+@dataclass(frozen=True)
+class TickRequest:
+    stack: StackRef
+    generation: int
+    tick_id: str
+    slot: int
+    deadline: float
+    """Unix time after which the tick must not start."""
+    priority: Priority = Priority.NORMAL
+    dispatched_at: float = field(default_factory=time.time)
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "stack": str(self.stack),
+            "generation": str(self.generation),
+            "tick_id": self.tick_id,
+            "slot": str(self.slot),
+            "deadline": repr(self.deadline),
+            "priority": self.priority.value,
+            "dispatched_at": repr(self.dispatched_at),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> TickRequest:
+        return cls(
+            stack=StackRef.parse(fields["stack"]),
+            generation=int(fields["generation"]),
+            tick_id=fields["tick_id"],
+            slot=int(fields["slot"]),
+            deadline=float(fields["deadline"]),
+            priority=Priority(fields.get("priority", Priority.NORMAL.value)),
+            dispatched_at=float(fields.get("dispatched_at", "0")),
+        )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A request as delivered to one runner: the stream entry it must acknowledge."""
+
+    lane: str
+    entry_id: str
+    request: TickRequest | None
+    """``None`` when the entry could not be decoded (it is acknowledged and reported)."""
+    raw: dict[str, str]
+    delivery_count: int = 1
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    DROPPED = "Dropped"
+    """Not run on purpose: past its deadline, outdated generation, over budget, busy."""
+
+
+@dataclass(frozen=True)
+class TickResult:
+    stack: StackRef
+    tick_id: str
+    generation: int
+    outcome: Outcome
+    reason: str
+    """CamelCase reason (``Completed``, ``DeadlineExceeded``, ``StepFailed``…)."""
+    message: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    tokens: int = 0
+    steps: int = 0
+    progressed: bool = False
+    """Whether the tick changed anything (an artifact, the plan, a message, the feed)."""
+    runner: str = ""
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.finished_at - self.started_at)
+
+    def to_fields(self) -> dict[str, str]:
+        data = asdict(self)
+        data["stack"] = str(self.stack)
+        data["outcome"] = self.outcome.value
+        return {
+            key: json.dumps(value) if not isinstance(value, str) else value
+            for key, value in data.items()
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> TickResult:
+        return cls(
+            stack=StackRef.parse(fields["stack"]),
+            tick_id=fields["tick_id"],
+            generation=int(fields["generation"]),
+            outcome=Outcome(fields["outcome"]),
+            reason=fields["reason"],
+            message=fields.get("message", ""),
+            started_at=float(fields.get("started_at", "0")),
+            finished_at=float(fields.get("finished_at", "0")),
+            tokens=int(fields.get("tokens", "0")),
+            steps=int(fields.get("steps", "0")),
+            progressed=fields.get("progressed") == "true",
+            runner=fields.get("runner", ""),
+        )
+
+
+async def ensure_groups(client: RedisClient) -> None:
+    """Create the consumer groups (idempotent): runners on each lane, operator on results."""
+    pairs = [(FleetKeys.lane(lane.value), RUNNERS_GROUP) for lane in LANES]
+    pairs.append((FleetKeys.results, OPERATOR_GROUP))
+    for stream, group in pairs:
+        try:
+            await client.xgroup_create(stream, group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+
+async def dispatch(client: RedisClient, requests: Iterable[TickRequest]) -> list[str]:
+    """Enqueue requests in one pipelined round trip; returns the stream entry ids."""
+    pipe = client.pipeline(transaction=False)
+    count = 0
+    for request in requests:
+        pipe.xadd(
+            FleetKeys.lane(request.priority.value),
+            request.to_fields(),  # type: ignore[arg-type]
+            maxlen=LANE_MAXLEN,
+            approximate=True,
+        )
+        count += 1
+    if not count:
+        return []
+    return [str(entry) for entry in await pipe.execute()]
+
+
+def _decode(lane: str, entry_id: str, fields: dict[str, str], count: int = 1) -> Delivery:
+    try:
+        request: TickRequest | None = TickRequest.from_fields(fields)
+    except (KeyError, ValueError):
+        request = None
+    return Delivery(lane, entry_id, request, fields, count)
+
+
+async def read(
+    client: RedisClient, consumer: str, count: int, block_ms: int | None
+) -> list[Delivery]:
+    """Deliver up to ``count`` new requests, higher lanes first.
+
+    Lanes are polled without blocking in priority order; only when all are empty does
+    the call block (up to ``block_ms``) on every lane at once.
+    """
+    deliveries: list[Delivery] = []
+    for lane in LANES:
+        if len(deliveries) >= count:
+            break
+        stream = FleetKeys.lane(lane.value)
+        reply = await client.xreadgroup(
+            RUNNERS_GROUP, consumer, {stream: ">"}, count=count - len(deliveries)
+        )
+        deliveries.extend(_flatten(reply))
+    if deliveries or not block_ms:
+        return deliveries
+    streams: dict[Any, Any] = {FleetKeys.lane(lane.value): ">" for lane in LANES}
+    reply = await client.xreadgroup(RUNNERS_GROUP, consumer, streams, count=count, block=block_ms)
+    return sorted(_flatten(reply), key=lambda d: LANES.index(_lane_priority(d.lane)))
+
+
+def _lane_priority(stream: str) -> Priority:
+    return Priority(stream.rsplit(":", 1)[1])
+
+
+def _flatten(reply: Any) -> list[Delivery]:
+    deliveries = []
+    for stream, entries in reply or []:
+        for entry_id, fields in entries:
+            deliveries.append(_decode(str(stream), str(entry_id), fields))
+    return deliveries
+
+
+async def claim_abandoned(
+    client: RedisClient,
+    consumer: str,
+    *,
+    min_idle_seconds: float = DEFAULT_VISIBILITY_TIMEOUT,
+    count: int = 100,
+) -> list[Delivery]:
+    """Take over requests another runner received but did not acknowledge in time."""
+    claimed: list[Delivery] = []
+    for lane in LANES:
+        stream = FleetKeys.lane(lane.value)
+        _next, entries, *_deleted = await client.xautoclaim(
+            stream, RUNNERS_GROUP, consumer, int(min_idle_seconds * 1000), "0-0", count=count
+        )
+        for entry_id, fields in entries:
+            if fields:  # trimmed entries come back empty: nothing to run
+                claimed.append(_decode(stream, str(entry_id), fields, count=2))
+            else:
+                await client.xack(stream, RUNNERS_GROUP, entry_id)
+    return claimed
+
+
+async def acknowledge(client: RedisClient, delivery: Delivery) -> None:
+    await client.xack(delivery.lane, RUNNERS_GROUP, delivery.entry_id)
+
+
+async def release(client: RedisClient, consumer: str, delivery: Delivery) -> None:
+    """Hand an unfinished delivery back: make it claimable by another runner now."""
+    await client.xclaim(
+        delivery.lane,
+        RUNNERS_GROUP,
+        consumer,
+        0,
+        [delivery.entry_id],
+        idle=int(DEFAULT_VISIBILITY_TIMEOUT * 1000) * 10,
+    )
+
+
+async def publish_results(client: RedisClient, results: Sequence[TickResult]) -> None:
+    if not results:
+        return
+    pipe = client.pipeline(transaction=False)
+    for result in results:
+        pipe.xadd(
+            FleetKeys.results,
+            result.to_fields(),  # type: ignore[arg-type]
+            maxlen=RESULTS_MAXLEN,
+            approximate=True,
+        )
+    await pipe.execute()
+
+
+async def pending_count(client: RedisClient) -> int:
+    """Requests waiting in the lanes that no runner has received yet (queue depth)."""
+    total = 0
+    for lane in LANES:
+        groups = await client.xinfo_groups(FleetKeys.lane(lane.value))
+        for group in groups:
+            if group["name"] == RUNNERS_GROUP:
+                total += int(group.get("lag") or 0)
+    return total

@@ -1,0 +1,311 @@
+"""The runner process: consume ticks, run many at once, drain gracefully, report health.
+
+One asyncio loop reads deliveries (new requests, higher lanes first, and every
+``claim_interval`` the requests other runners abandoned) as long as it has free
+capacity, and runs each as a task through the :class:`~agentstack_runner.engine.Engine`.
+A finished tick's result is published, then the delivery is acknowledged — in that
+order, so a crash in between causes a duplicate (recognised and skipped), never a
+lost result.
+
+On SIGTERM the runner stops reading, gives in-flight ticks ``drain_timeout`` seconds
+to finish, then cancels the rest and hands their deliveries back (made claimable at
+once) after releasing their leases, so another runner resumes them from their last
+committed step.
+
+``/metrics``, ``/healthz`` and ``/readyz`` are served on ``metrics_port``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agentstack_runner import metrics, protocol
+from agentstack_runner.connection import connect
+from agentstack_runner.engine import DEFAULT_LEASE_TTL, Engine
+from agentstack_runner.keys import FleetKeys
+from agentstack_runner.llm.resilience import ConcurrencyLimiter, RetryPolicy
+from agentstack_runner.llm.router import Router
+from agentstack_runner.protocol import Delivery, RedisClient
+from agentstack_runner.providers import ProviderRegistry
+from agentstack_runner.store import LeaseLostError
+
+logger = logging.getLogger(__name__)
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def default_runner_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class RunnerConfig:
+    """Runner settings; :meth:`from_env` documents the environment variables."""
+
+    redis_url: str | None = None
+    redis_cluster: bool | None = None
+    runner_id: str = field(default_factory=default_runner_id)
+    concurrency: int = 64
+    visibility_timeout: float = protocol.DEFAULT_VISIBILITY_TIMEOUT
+    lease_ttl: float = DEFAULT_LEASE_TTL
+    claim_interval: float = 5.0
+    block_ms: int = 1000
+    drain_timeout: float = 30.0
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod
+    metrics_port: int = 9102
+    """0 disables the HTTP endpoint."""
+    llm_concurrency: dict[str, int] = field(default_factory=lambda: {"groq": 64, "openai": 64})
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @classmethod
+    def from_env(cls) -> RunnerConfig:
+        """Read ``AGENTSTACK_RUNNER_*`` variables (defaults in parentheses).
+
+        ``REDIS_URL``; ``AGENTSTACK_RUNNER_ID`` (host-pid-random);
+        ``AGENTSTACK_RUNNER_CONCURRENCY`` (64 ticks in flight);
+        ``AGENTSTACK_RUNNER_VISIBILITY_TIMEOUT`` (60 s before an unacknowledged tick is
+        claimed by another runner); ``AGENTSTACK_RUNNER_LEASE_TTL`` (30 s);
+        ``AGENTSTACK_RUNNER_CLAIM_INTERVAL`` (5 s); ``AGENTSTACK_RUNNER_DRAIN_TIMEOUT``
+        (30 s); ``AGENTSTACK_RUNNER_METRICS_PORT`` (9102, 0 = off);
+        ``AGENTSTACK_LLM_CONCURRENCY_GROQ`` / ``_OPENAI`` (64 calls fleet-wide);
+        ``AGENTSTACK_LLM_MAX_ATTEMPTS`` (3 per model); ``AGENTSTACK_LLM_BASE_DELAY``
+        (0.5 s back-off base).
+        """
+        defaults = cls()
+        return cls(
+            redis_url=os.environ.get("REDIS_URL"),
+            runner_id=os.environ.get("AGENTSTACK_RUNNER_ID") or defaults.runner_id,
+            concurrency=_env_int("AGENTSTACK_RUNNER_CONCURRENCY", defaults.concurrency),
+            visibility_timeout=_env_float(
+                "AGENTSTACK_RUNNER_VISIBILITY_TIMEOUT", defaults.visibility_timeout
+            ),
+            lease_ttl=_env_float("AGENTSTACK_RUNNER_LEASE_TTL", defaults.lease_ttl),
+            claim_interval=_env_float("AGENTSTACK_RUNNER_CLAIM_INTERVAL", defaults.claim_interval),
+            drain_timeout=_env_float("AGENTSTACK_RUNNER_DRAIN_TIMEOUT", defaults.drain_timeout),
+            metrics_port=_env_int("AGENTSTACK_RUNNER_METRICS_PORT", defaults.metrics_port),
+            llm_concurrency={
+                provider: _env_int(f"AGENTSTACK_LLM_CONCURRENCY_{provider.upper()}", limit)
+                for provider, limit in defaults.llm_concurrency.items()
+            },
+            retry=RetryPolicy(
+                max_attempts=_env_int("AGENTSTACK_LLM_MAX_ATTEMPTS", defaults.retry.max_attempts),
+                base_delay=_env_float("AGENTSTACK_LLM_BASE_DELAY", defaults.retry.base_delay),
+            ),
+        )
+
+
+def build_engine(config: RunnerConfig, client: RedisClient) -> Engine:
+    router = Router(
+        policy=config.retry,
+        limiters={
+            provider: ConcurrencyLimiter(client, provider, limit)
+            for provider, limit in config.llm_concurrency.items()
+        },
+    )
+    return Engine(
+        client=client,
+        registry=ProviderRegistry(),
+        router=router,
+        runner_id=config.runner_id,
+        lease_ttl=config.lease_ttl,
+    )
+
+
+class Runner:
+    """The consume-execute-acknowledge loop of one runner process."""
+
+    def __init__(self, config: RunnerConfig, client: RedisClient | None = None) -> None:
+        self.config = config
+        self.client = client or connect(config.redis_url, cluster=config.redis_cluster)
+        self.engine = build_engine(config, self.client)
+        self.stopping = asyncio.Event()
+        self.ready = False
+        self.last_loop = time.monotonic()
+        self._inflight: dict[asyncio.Task[None], Delivery] = {}
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until :meth:`stop` (or SIGTERM via :func:`run_forever`), then drain."""
+        await protocol.ensure_groups(self.client)
+        site = await self._serve_http()
+        self.ready = True
+        logger.info("runner %s consuming ticks", self.config.runner_id)
+        try:
+            await self._consume()
+        finally:
+            self.ready = False
+            await self._drain()
+            if site is not None:
+                await site.stop()
+            await self.engine.registry.close()
+            await self.client.hdel(FleetKeys.runners, self.config.runner_id)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def _consume(self) -> None:
+        next_claim = time.monotonic()
+        next_heartbeat = 0.0
+        while not self.stopping.is_set():
+            self.last_loop = now = time.monotonic()
+            if now >= next_heartbeat:
+                await self.client.hset(FleetKeys.runners, self.config.runner_id, repr(time.time()))
+                next_heartbeat = now + 10.0
+            free = self.config.concurrency - len(self._inflight)
+            if free <= 0:
+                await self._wait_for_capacity()
+                continue
+            deliveries: list[Delivery] = []
+            if now >= next_claim:
+                next_claim = now + self.config.claim_interval
+                deliveries = await protocol.claim_abandoned(
+                    self.client,
+                    self.config.runner_id,
+                    min_idle_seconds=self.config.visibility_timeout,
+                    count=free,
+                )
+                metrics.CLAIMED.inc(len(deliveries))
+            if not deliveries:
+                deliveries = await protocol.read(
+                    self.client, self.config.runner_id, free, self.config.block_ms
+                )
+            for delivery in deliveries:
+                task = asyncio.create_task(self._handle(delivery))
+                self._inflight[task] = delivery
+                task.add_done_callback(self._inflight.pop)
+
+    async def _wait_for_capacity(self) -> None:
+        stop = asyncio.create_task(self.stopping.wait())
+        try:
+            await asyncio.wait(
+                [*self._inflight, stop], return_when=asyncio.FIRST_COMPLETED, timeout=1.0
+            )
+        finally:
+            stop.cancel()
+
+    async def _drain(self) -> None:
+        if not self._inflight:
+            return
+        logger.info("draining %d in-flight tick(s)", len(self._inflight))
+        _done, pending = await asyncio.wait(list(self._inflight), timeout=self.config.drain_timeout)
+        handed_back = [self._inflight[task] for task in pending]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+        for delivery in handed_back:
+            with contextlib.suppress(Exception):
+                await protocol.release(self.client, self.config.runner_id, delivery)
+        if handed_back:
+            logger.info("handed %d unfinished tick(s) back to the fleet", len(handed_back))
+
+    # -- one delivery ----------------------------------------------------------------
+
+    async def _handle(self, delivery: Delivery) -> None:
+        request = delivery.request
+        if request is None:
+            logger.error("undecodable tick request %s: %r", delivery.entry_id, delivery.raw)
+            await protocol.acknowledge(self.client, delivery)
+            return
+        try:
+            result = await self.engine.execute(request)
+        except LeaseLostError:
+            logger.warning("lost the lease of %s during %s", request.stack, request.tick_id)
+            return  # not acknowledged: claimed again, resumed from the last committed step
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("tick %s failed unexpectedly; it will be retried", request.tick_id)
+            return
+        if result is not None:
+            await protocol.publish_results(self.client, [result])
+        await protocol.acknowledge(self.client, delivery)
+
+    # -- HTTP ------------------------------------------------------------------------
+
+    async def _serve_http(self) -> web.TCPSite | None:
+        if not self.config.metrics_port:
+            return None
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app_runner = web.AppRunner(app, access_log=None)
+        await app_runner.setup()
+        site = web.TCPSite(app_runner, self.config.metrics_host, self.config.metrics_port)
+        await site.start()
+        return site
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        stalled = time.monotonic() - self.last_loop > 60 + self.config.block_ms / 1000
+        return web.Response(status=500 if stalled else 200, text="stalled" if stalled else "ok")
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        return web.Response(status=200 if self.ready else 503, text="ok" if self.ready else "no")
+
+
+async def run_forever(config: RunnerConfig) -> None:
+    """Run a :class:`Runner` until SIGTERM or SIGINT."""
+    runner = Runner(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runner.stop)
+    try:
+        await runner.run()
+    finally:
+        await runner.client.aclose()
+
+
+EXIT_CODES = {
+    protocol.Outcome.SUCCEEDED: 0,
+    protocol.Outcome.FAILED: 1,
+    protocol.Outcome.DROPPED: 3,
+}
+"""``agentstack runner --once`` exit codes; 0 also for a tick that had already run, and
+2 for bad arguments or configuration."""
+
+
+async def run_once(config: RunnerConfig, request: protocol.TickRequest) -> int:
+    """Execute exactly one tick (the Job executor's entry point) and publish its result."""
+    client = connect(config.redis_url, cluster=config.redis_cluster)
+    engine = build_engine(config, client)
+    try:
+        result = await engine.execute(request)
+        if result is None:
+            logger.info("tick %s had already run", request.tick_id)
+            return 0
+        await protocol.publish_results(client, [result])
+        logger.info(
+            "tick %s: %s (%s) %s",
+            request.tick_id,
+            result.outcome.value,
+            result.reason,
+            result.message,
+        )
+        return EXIT_CODES[result.outcome]
+    finally:
+        await engine.registry.close()
+        await client.aclose()

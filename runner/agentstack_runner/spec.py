@@ -1,0 +1,244 @@
+"""The runner's view of an ``AgentStack`` spec, parsed from the custom resource's ``spec``.
+
+The CRD's schema rejects malformed manifests at admission; this module checks what a
+schema cannot (agent names that collide, a message addressed to nobody, a fallback
+that repeats the primary) and turns the manifest into typed values with defaults
+filled in. The operator calls :func:`parse_spec` to report problems as a condition
+before it dispatches anything; the runner calls it again on the spec the operator
+published to Redis, so both sides agree on what a field means.
+
+Field names follow the CRD (camelCase in the manifest, snake_case here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+DEFAULT_TEAM = ("planner", "builder", "reviewer", "communicator")
+"""The built-in roles, in the order they act within a tick."""
+
+PROVIDERS = ("groq", "openai", "scripted")
+
+DEFAULT_MODELS = {
+    "groq": "llama-3.3-70b-versatile",
+    "openai": "gpt-4o-mini",
+    "scripted": "scripted-v1",
+}
+
+
+class ExecutionState(StrEnum):
+    RUNNING = "Running"
+    PAUSED = "Paused"
+    STOPPED = "Stopped"
+
+
+class Priority(StrEnum):
+    HIGH = "High"
+    NORMAL = "Normal"
+    LOW = "Low"
+
+
+class StepFailurePolicy(StrEnum):
+    """What a failed agent step (no valid output after repair, LLM exhausted) does."""
+
+    CONTINUE = "Continue"
+    FAIL_TICK = "FailTick"
+
+
+class SpecError(ValueError):
+    """The spec is well-formed YAML but makes no sense; ``problems`` says why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    provider: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.name}"
+
+
+@dataclass(frozen=True)
+class SecretKeyRef:
+    """A key of a Kubernetes Secret in the stack's namespace (never the value itself)."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    secret_ref: SecretKeyRef | None = None
+    base_url: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    role: str
+    models: tuple[ModelRef, ...]
+    """Primary model first, then fallbacks in the order to try them."""
+    system_prompt: str | None = None
+
+    @property
+    def builtin(self) -> bool:
+        return self.role in DEFAULT_TEAM
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_tokens: int | None = None
+    max_ticks: int | None = None
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    goal: str
+    agents: tuple[AgentSpec, ...]
+    execution_state: ExecutionState = ExecutionState.RUNNING
+    tick_interval_seconds: float = 30.0
+    tick_timeout_seconds: float = 120.0
+    priority: Priority = Priority.NORMAL
+    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    request_timeout_seconds: float = 30.0
+    max_output_tokens: int = 1024
+    temperature: float = 0.2
+    step_failure_policy: StepFailurePolicy = StepFailurePolicy.CONTINUE
+    budget: Budget = field(default_factory=Budget)
+
+    def agent(self, name: str) -> AgentSpec | None:
+        return next((agent for agent in self.agents if agent.name == name), None)
+
+    @property
+    def providers_used(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for agent in self.agents:
+            for model in agent.models:
+                seen.setdefault(model.provider)
+        return tuple(seen)
+
+
+def _model(raw: Any, where: str, problems: list[str]) -> ModelRef | None:
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected an object with provider and name")
+        return None
+    provider = raw.get("provider", "scripted")
+    if provider not in PROVIDERS:
+        problems.append(f"{where}.provider: unknown provider {provider!r} (one of {PROVIDERS})")
+        return None
+    name = raw.get("name") or DEFAULT_MODELS[provider]
+    if not isinstance(name, str):
+        problems.append(f"{where}.name: expected a string")
+        return None
+    return ModelRef(provider, name)
+
+
+def _models(primary: Any, fallbacks: Any, where: str, problems: list[str]) -> tuple[ModelRef, ...]:
+    chain: list[ModelRef] = []
+    first = _model(primary, f"{where}.model", problems)
+    if first is not None:
+        chain.append(first)
+    for index, raw in enumerate(fallbacks or []):
+        model = _model(raw, f"{where}.fallbackModels[{index}]", problems)
+        if model is None:
+            continue
+        if model in chain:
+            problems.append(f"{where}.fallbackModels[{index}]: {model} is already in the chain")
+            continue
+        chain.append(model)
+    return tuple(chain)
+
+
+def _agents(raw: dict[str, Any], problems: list[str]) -> tuple[AgentSpec, ...]:
+    llm = raw.get("llm") or {}
+    default_model = llm.get("model") or {"provider": "scripted"}
+    default_fallbacks = llm.get("fallbackModels") or []
+    declared = raw.get("agents") or [{"name": role, "role": role} for role in DEFAULT_TEAM]
+    agents: list[AgentSpec] = []
+    names: set[str] = set()
+    for index, item in enumerate(declared):
+        where = f"spec.agents[{index}]"
+        name = item.get("name")
+        role = item.get("role") or name
+        if not name or not isinstance(name, str):
+            problems.append(f"{where}.name: required")
+            continue
+        if name in names:
+            problems.append(f"{where}.name: duplicate agent name {name!r}")
+            continue
+        names.add(name)
+        prompt = item.get("systemPrompt")
+        if role not in DEFAULT_TEAM and not prompt:
+            problems.append(
+                f"{where}: role {role!r} is not a built-in role "
+                f"({', '.join(DEFAULT_TEAM)}), so it needs a systemPrompt"
+            )
+        uses_own_model = "model" in item
+        models = _models(
+            item["model"] if uses_own_model else default_model,
+            item.get("fallbackModels") if uses_own_model else default_fallbacks,
+            where if uses_own_model else "spec.llm",
+            problems,
+        )
+        agents.append(AgentSpec(name=name, role=role, models=models, system_prompt=prompt))
+    if not agents and not problems:
+        problems.append("spec.agents: a stack needs at least one agent")
+    return tuple(agents)
+
+
+def _providers(raw: dict[str, Any], problems: list[str]) -> dict[str, ProviderConfig]:
+    providers: dict[str, ProviderConfig] = {}
+    for provider, config in ((raw.get("llm") or {}).get("providers") or {}).items():
+        if provider not in PROVIDERS:
+            problems.append(f"spec.llm.providers.{provider}: unknown provider")
+            continue
+        secret = (config or {}).get("secretRef")
+        ref = None
+        if secret is not None:
+            if not secret.get("name") or not secret.get("key"):
+                problems.append(f"spec.llm.providers.{provider}.secretRef: needs name and key")
+            else:
+                ref = SecretKeyRef(secret["name"], secret["key"])
+        providers[provider] = ProviderConfig(secret_ref=ref, base_url=(config or {}).get("baseURL"))
+    return providers
+
+
+def parse_spec(raw: dict[str, Any]) -> StackSpec:
+    """Turn a manifest's ``spec`` into a :class:`StackSpec`, or raise :class:`SpecError`."""
+    problems: list[str] = []
+    goal = raw.get("goal")
+    if not isinstance(goal, str) or not goal.strip():
+        problems.append("spec.goal: required and not blank")
+    agents = _agents(raw, problems)
+    providers = _providers(raw, problems)
+    llm = raw.get("llm") or {}
+    budget = raw.get("budget") or {}
+    try:
+        spec = StackSpec(
+            goal=str(goal or ""),
+            agents=agents,
+            execution_state=ExecutionState(raw.get("executionState", "Running")),
+            tick_interval_seconds=float(raw.get("tickIntervalSeconds", 30)),
+            tick_timeout_seconds=float(raw.get("tickTimeoutSeconds", 120)),
+            priority=Priority(raw.get("priority", "Normal")),
+            providers=providers,
+            request_timeout_seconds=float(llm.get("requestTimeoutSeconds", 30)),
+            max_output_tokens=int(llm.get("maxOutputTokens", 1024)),
+            temperature=float(llm.get("temperature", 0.2)),
+            step_failure_policy=StepFailurePolicy(llm.get("onStepFailure", "Continue")),
+            budget=Budget(
+                max_tokens=budget.get("maxTokens"),
+                max_ticks=budget.get("maxTicks"),
+            ),
+        )
+    except (TypeError, ValueError) as exc:
+        problems.append(f"spec: {exc}")
+    if problems:
+        raise SpecError(problems)
+    return spec

@@ -1,0 +1,59 @@
+"""Fixtures of the runner suite: the same tests run on standalone Redis and on a cluster."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+from redis.asyncio.cluster import RedisCluster
+
+from agentstack_operator.devenv.fakellm import FakeLLMServer
+from agentstack_runner.connection import connect
+from agentstack_runner.protocol import RedisClient
+
+
+@dataclass(frozen=True)
+class RedisBackend:
+    kind: str
+    url: str
+
+    @property
+    def cluster(self) -> bool:
+        return self.kind == "cluster"
+
+    def env(self) -> dict[str, str]:
+        """Environment for a runner process using this backend."""
+        return {"REDIS_URL": self.url, "AGENTSTACK_REDIS_CLUSTER": str(self.cluster).lower()}
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def redis_backend(request: pytest.FixtureRequest) -> RedisBackend:
+    """Each test using it runs twice: on one redis-server, and on a three-node cluster."""
+    if request.param == "cluster":
+        return RedisBackend("cluster", request.getfixturevalue("redis_cluster").url)
+    return RedisBackend("standalone", request.getfixturevalue("redis_server").url)
+
+
+@pytest_asyncio.fixture
+async def aredis(redis_backend: RedisBackend) -> AsyncIterator[RedisClient]:
+    """An async client of the backend; every node is flushed after the test."""
+    client = connect(redis_backend.url, cluster=redis_backend.cluster)
+    try:
+        yield client
+    finally:
+        if isinstance(client, RedisCluster):
+            await client.flushall(target_nodes=RedisCluster.PRIMARIES)
+        else:
+            await client.flushall()
+        await client.aclose()
+
+
+@pytest.fixture
+def fake_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
+    """A scripted OpenAI-compatible server; the runner's default keys point at nothing real."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-fake-openai")
+    monkeypatch.setenv("GROQ_API_KEY", "gsk-fake-groq")
+    with FakeLLMServer() as server:
+        yield server

@@ -1,0 +1,79 @@
+"""Helpers of the runner tests: engines, published specs, tick requests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agentstack_operator.devenv.fakellm import FakeLLMServer
+from agentstack_runner.engine import Engine
+from agentstack_runner.keys import StackRef
+from agentstack_runner.llm.resilience import RetryPolicy
+from agentstack_runner.llm.router import Router
+from agentstack_runner.protocol import RedisClient, TickRequest, tick_id
+from agentstack_runner.providers import ProviderRegistry
+from agentstack_runner.store import publish_spec
+
+FAST_RETRIES = RetryPolicy(max_attempts=2, base_delay=0.05, max_delay=0.1)
+
+
+def make_engine(client: RedisClient, runner_id: str = "runner-a", **kwargs: Any) -> Engine:
+    return Engine(
+        client=client,
+        registry=ProviderRegistry(),
+        router=Router(policy=kwargs.pop("policy", FAST_RETRIES)),
+        runner_id=runner_id,
+        **kwargs,
+    )
+
+
+STACK = StackRef("team", "demo")
+
+
+async def publish(
+    client: RedisClient, spec: dict[str, Any], generation: int = 1, stack: StackRef = STACK
+) -> None:
+    await publish_spec(client, stack, generation, spec)
+
+
+def request(
+    slot: int, *, generation: int = 1, stack: StackRef = STACK, deadline_in: float = 60.0
+) -> TickRequest:
+    return TickRequest(
+        stack=stack,
+        generation=generation,
+        tick_id=tick_id(stack, slot),
+        slot=slot,
+        deadline=time.time() + deadline_in,
+    )
+
+
+def openai_spec(server: FakeLLMServer, **llm: Any) -> dict[str, Any]:
+    """A default-team spec whose agents call the fake server through the openai SDK."""
+    return {
+        "goal": "Write a release note",
+        "llm": {
+            "model": {"provider": "openai", "name": "gpt-4o-mini"},
+            "providers": {"openai": {"baseURL": server.openai_base_url}},
+            **llm,
+        },
+    }
+
+
+async def dump_all(client: RedisClient) -> str:
+    """Every key and value in Redis as one string (to prove a secret is nowhere)."""
+    parts: list[str] = []
+    async for key in client.scan_iter(match="*"):
+        kind = await client.type(key)
+        if kind == "stream":
+            value: object = await client.xrange(key)
+        elif kind == "hash":
+            value = await client.hgetall(key)
+        elif kind == "zset":
+            value = await client.zrange(key, 0, -1)
+        elif kind == "list":
+            value = await client.lrange(key, 0, -1)
+        else:
+            value = await client.get(key)
+        parts.append(f"{key}={value!r}")
+    return "\n".join(parts)

@@ -1,0 +1,308 @@
+"""One tick, end to end, against real Redis (standalone and cluster) and real SDKs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from agentstack_operator.devenv.fakellm import Delay, Fail, FakeLLMServer, Hang, Reply
+from agentstack_runner.actions import MAX_REPLY_CHARS
+from agentstack_runner.keys import StackKeys
+from agentstack_runner.protocol import Outcome, RedisClient
+from agentstack_runner.spec import DEFAULT_TEAM
+from agentstack_runner.store import LeaseLostError
+from tests.helpers import eventually
+from tests.integration.support import (
+    STACK,
+    dump_all,
+    make_engine,
+    openai_spec,
+    publish,
+    request,
+)
+
+KEYS = StackKeys(STACK)
+pytestmark = pytest.mark.asyncio
+
+
+async def trace(client: RedisClient) -> list[dict[str, Any]]:
+    return [fields for _id, fields in await client.xrange(KEYS.trace)]
+
+
+async def test_a_tick_runs_the_team_in_order_and_leaves_its_state(aredis: RedisClient) -> None:
+    await publish(aredis, {"goal": "Write a haiku about autumn"})
+    result = await make_engine(aredis).execute(request(1))
+
+    assert result is not None
+    assert result.outcome is Outcome.SUCCEEDED
+    assert result.reason == "Completed"
+    assert result.steps == 4
+    assert result.progressed
+    entries = await trace(aredis)
+    assert [entry["agent"] for entry in entries] == list(DEFAULT_TEAM)
+    assert all(entry["outcome"] == "Succeeded" for entry in entries)
+    assert all(entry["model"] == "scripted:scripted-v1" for entry in entries)
+
+    plan = json.loads(await aredis.get(KEYS.plan))
+    assert [task["id"] for task in plan] == ["t1", "t2", "t3"]
+    artifacts = await aredis.hgetall(KEYS.artifacts)
+    assert set(artifacts) == {"t1.md"}
+    assert json.loads(artifacts["t1.md"])["author"] == "builder"
+    feed = await aredis.xrange(KEYS.feed)
+    assert len(feed) == 1
+    assert "tasks done" in feed[0][1]["content"]
+    # The planner wrote to the builder, the builder to the reviewer; both read theirs.
+    assert (await aredis.xrange(KEYS.inbox("builder")))[0][1]["from"] == "planner"
+    assert (await aredis.xrange(KEYS.inbox("reviewer")))[0][1]["from"] == "builder"
+    cursors = await aredis.hgetall(KEYS.cursors)
+    assert set(cursors) == {"builder", "reviewer"}
+    assert await aredis.hget(KEYS.memory("communicator"), "last_report")
+    history = await aredis.xrange(KEYS.history)
+    assert [fields["outcome"] for _id, fields in history] == ["Succeeded"]
+    assert int(await aredis.hget(KEYS.usage, "tokens")) == result.tokens > 0
+
+
+async def test_scripted_team_makes_visible_progress_over_ticks(aredis: RedisClient) -> None:
+    await publish(aredis, {"goal": "Plan a team offsite"})
+    engine = make_engine(aredis)
+    for slot in range(1, 11):
+        result = await engine.execute(request(slot))
+        assert result is not None
+        assert result.outcome is Outcome.SUCCEEDED
+    plan = json.loads(await aredis.get(KEYS.plan))
+    assert len(plan) >= 6  # the first iteration was finished and a second one planned
+    assert all(task["status"] == "done" for task in plan[:3])
+    statuses = {json.loads(a)["status"] for a in (await aredis.hgetall(KEYS.artifacts)).values()}
+    assert "accepted" in statuses
+    assert len(await aredis.xrange(KEYS.feed)) == 10
+
+
+async def test_a_duplicate_tick_executes_once(aredis: RedisClient) -> None:
+    await publish(aredis, {"goal": "g"})
+    first, second = make_engine(aredis, "runner-a"), make_engine(aredis, "runner-b")
+    results = await asyncio.gather(first.execute(request(1)), second.execute(request(1)))
+    assert sorted(result is None for result in results) == [False, True]
+    assert await first.execute(request(1)) is None  # and again, later
+    assert len(await trace(aredis)) == 4
+    assert len(await aredis.xrange(KEYS.history)) == 1
+
+
+async def test_two_ticks_of_one_stack_never_run_at_once(
+    aredis: RedisClient, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.add_rule(Delay(0.3, Reply('{"actions": []}')), repeat_last=True)
+    await publish(aredis, openai_spec(fake_llm))
+    results = await asyncio.gather(
+        make_engine(aredis, "runner-a").execute(request(1)),
+        make_engine(aredis, "runner-b").execute(request(2)),
+    )
+    outcomes = sorted((r.outcome.value, r.reason) for r in results if r is not None)
+    assert outcomes == [("Dropped", "StackBusy"), ("Succeeded", "Completed")]
+    assert len(await trace(aredis)) == 4
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        ({"published": 2, "requested": 1}, "OutdatedGeneration"),
+        ({"published": None, "requested": 1}, "SpecNotPublished"),
+        ({"deadline_in": -1.0}, "DeadlineExceeded"),
+        ({"spec": {"executionState": "Paused"}}, "NotRunning"),
+        ({"spec": {"budget": {"maxTicks": 0}}}, "BudgetExceeded"),
+        ({"spec": {"agents": [{"name": "poet", "role": "poet"}]}}, "InvalidSpec"),
+    ],
+)
+async def test_ticks_that_must_not_run_are_dropped_with_a_reason(
+    aredis: RedisClient, setup: dict[str, Any], reason: str
+) -> None:
+    published = setup.get("published", 1)
+    if published is not None:
+        await publish(aredis, {"goal": "g", **setup.get("spec", {})}, generation=published)
+    tick = request(
+        1, generation=setup.get("requested", 1), deadline_in=setup.get("deadline_in", 60.0)
+    )
+    engine = make_engine(aredis)
+    result = await engine.execute(tick)
+    assert result is not None
+    assert result.outcome is Outcome.DROPPED
+    assert result.reason == reason
+    assert result.message
+    history = [fields for _id, fields in await aredis.xrange(KEYS.history)]
+    assert [(h["outcome"], h["reason"]) for h in history] == [("Dropped", reason)]
+    assert await trace(aredis) == []  # no agent ran
+    assert await engine.execute(tick) is None  # recorded: a redelivery is a duplicate
+
+
+@pytest.mark.parametrize(
+    ("garbage", "error"),
+    [
+        ("Sure! Here is my plan: first, we...", "not valid JSON"),
+        ('{"thought": "' + "x" * MAX_REPLY_CHARS + '"}', "characters; the limit is"),
+        ('{"actions": [{"type": "write_artifact", "name": ["a"], "content": 5}]}', "name"),
+        ('{"actions": [{"type": "delete_everything"}]}', "actions.0"),
+    ],
+)
+async def test_bad_model_output_is_a_recorded_step_failure(
+    aredis: RedisClient, fake_llm: FakeLLMServer, garbage: str, error: str
+) -> None:
+    fake_llm.add_rule(Reply(garbage), Reply(garbage), headers={"X-Agentstack-Agent": "builder"})
+    await publish(aredis, openai_spec(fake_llm))
+    result = await make_engine(aredis).execute(request(1))
+
+    assert result is not None
+    assert result.outcome is Outcome.SUCCEEDED  # the default policy carries on
+    assert "builder failed (InvalidOutput)" in result.message
+    entries = {entry["agent"]: entry for entry in await trace(aredis)}
+    assert set(entries) == set(DEFAULT_TEAM)
+    assert entries["builder"]["outcome"] == "Failed"
+    assert entries["builder"]["reason"] == "InvalidOutput"
+    assert error in entries["builder"]["error"]
+    assert entries["reviewer"]["outcome"] == "Succeeded"
+    builder_calls = [r for r in fake_llm.requests if r.headers["x-agentstack-agent"] == "builder"]
+    assert len(builder_calls) == 2  # the answer and one repair
+    assert "That reply was rejected" in builder_calls[1].messages[-1]["content"]
+
+
+async def test_output_repaired_on_the_second_try_counts_as_success(
+    aredis: RedisClient, fake_llm: FakeLLMServer
+) -> None:
+    fixed = '{"actions": [{"type": "post_update", "content": "fixed it"}]}'
+    fake_llm.add_rule(
+        Reply("not json"), Reply(fixed), headers={"X-Agentstack-Agent": "communicator"}
+    )
+    await publish(aredis, openai_spec(fake_llm))
+    result = await make_engine(aredis).execute(request(1))
+    assert result is not None
+    assert result.outcome is Outcome.SUCCEEDED
+    assert result.message == ""
+    feed = await aredis.xrange(KEYS.feed)
+    assert [fields["content"] for _id, fields in feed] == ["fixed it"]
+
+
+async def test_fail_tick_policy_stops_at_the_failed_step(
+    aredis: RedisClient, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.add_rule(Reply("nope"), repeat_last=True, headers={"X-Agentstack-Agent": "builder"})
+    await publish(aredis, openai_spec(fake_llm, onStepFailure="FailTick"))
+    result = await make_engine(aredis).execute(request(1))
+    assert result is not None
+    assert result.outcome is Outcome.FAILED
+    assert result.reason == "StepFailed"
+    assert result.message.startswith("builder: InvalidOutput")
+    assert [entry["agent"] for entry in await trace(aredis)] == ["planner", "builder"]
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (Fail(429, retry_after=0.3), "RateLimited"),
+        (Fail(500), "ServerError"),
+        (Delay(5, Reply("{}")), "Timeout"),
+    ],
+    ids=["429-retry-after", "500", "timeout"],
+)
+async def test_groq_failing_falls_back_to_openai_within_the_tick(
+    aredis: RedisClient,
+    fake_llm: FakeLLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Fail | Delay,
+    reason: str,
+) -> None:
+    monkeypatch.setenv("GROQ_API_KEY", "gsk-test-secret-groq")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-openai")
+    fake_llm.add_rule(failure, provider="groq", repeat_last=True)
+    await publish(
+        aredis,
+        {
+            "goal": "g",
+            "agents": [{"name": "planner", "role": "planner"}],
+            "llm": {
+                "model": {"provider": "groq", "name": "llama-3.3-70b-versatile"},
+                "fallbackModels": [{"provider": "openai", "name": "gpt-4o-mini"}],
+                "providers": {
+                    "groq": {"baseURL": fake_llm.groq_base_url},
+                    "openai": {"baseURL": fake_llm.openai_base_url},
+                },
+                "requestTimeoutSeconds": 0.5,
+            },
+        },
+    )
+    result = await make_engine(aredis).execute(request(1))
+
+    assert result is not None
+    assert result.outcome is Outcome.SUCCEEDED
+    (entry,) = await trace(aredis)
+    assert entry["model"] == "openai:gpt-4o-mini"
+    assert entry["fallback"] == "true"
+    attempts = json.loads(entry["attempts"])
+    assert [a["outcome"] for a in attempts] == [reason, reason, "Succeeded"]
+    groq_calls = [r for r in fake_llm.requests if r.provider == "groq"]
+    assert len(groq_calls) == 2
+    if reason == "RateLimited":
+        assert groq_calls[1].received_at - groq_calls[0].received_at >= 0.3  # Retry-After
+    # Keys reach the provider (redacted in the recording) and nothing else.
+    assert all(r.headers["authorization"] == "<redacted>" for r in fake_llm.requests)
+    assert "test-secret" not in await dump_all(aredis)
+
+
+async def test_unknown_scripted_model_fails_every_step_with_a_clear_reason(
+    aredis: RedisClient,
+) -> None:
+    await publish(aredis, {"goal": "g", "llm": {"model": {"provider": "scripted", "name": "gpt"}}})
+    result = await make_engine(aredis).execute(request(1))
+    assert result is not None
+    assert result.outcome is Outcome.FAILED
+    assert result.reason == "AllStepsFailed"
+    assert "unknown model 'gpt'" in result.message
+
+
+async def test_missing_api_key_is_reported_without_calling_anyone(
+    aredis: RedisClient, fake_llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    await publish(aredis, openai_spec(fake_llm))
+    result = await make_engine(aredis).execute(request(1))
+    assert result is not None
+    assert result.outcome is Outcome.FAILED
+    assert "no API key (OPENAI_API_KEY not available to the runner)" in result.message
+    assert fake_llm.requests == []
+
+
+async def test_lost_lease_stops_writes_and_a_retry_resumes_after_the_last_step(
+    aredis: RedisClient, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.add_rule(Hang(), headers={"X-Agentstack-Agent": "builder"})
+    await publish(aredis, openai_spec(fake_llm))
+    tick = request(1)
+    running = asyncio.create_task(make_engine(aredis, "runner-a", lease_ttl=0.6).execute(tick))
+    await asyncio.to_thread(
+        lambda: eventually(
+            lambda: (
+                True
+                if any(r.headers["x-agentstack-agent"] == "builder" for r in fake_llm.requests)
+                else None
+            ),
+            "the builder's call to start",
+            timeout=30,
+        )
+    )
+    await aredis.set(KEYS.lease, "someone-else")  # the lease expired and was taken over
+    fake_llm.clear_rules()
+    with pytest.raises(LeaseLostError):
+        await asyncio.wait_for(running, timeout=30)
+    assert [entry["agent"] for entry in await trace(aredis)] == ["planner"]
+
+    await aredis.delete(KEYS.lease)
+    started = time.monotonic()
+    result = await make_engine(aredis, "runner-b").execute(tick)
+    assert result is not None
+    assert result.outcome is Outcome.SUCCEEDED
+    assert result.steps == 4
+    assert time.monotonic() - started < 30
+    assert [entry["agent"] for entry in await trace(aredis)] == list(DEFAULT_TEAM)
+    planner_calls = [r for r in fake_llm.requests if r.headers["x-agentstack-agent"] == "planner"]
+    assert len(planner_calls) == 1  # the committed step was not run again

@@ -1,0 +1,238 @@
+"""`agentstack runner` processes against real Redis: consume, crash, drain, never overlap."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentstack_operator.devenv.fakellm import FakeLLMServer, Hang
+from agentstack_operator.devenv.processes import ManagedProcess, free_port
+from agentstack_runner import protocol
+from agentstack_runner.keys import FleetKeys, StackKeys, StackRef
+from agentstack_runner.protocol import Outcome, RedisClient, TickResult
+from agentstack_runner.spec import DEFAULT_TEAM
+from tests.helpers import eventually, eventually_async
+from tests.integration.conftest import RedisBackend
+from tests.integration.support import STACK, openai_spec, publish, request
+
+pytestmark = pytest.mark.asyncio
+CLI = [sys.executable, "-m", "agentstack_operator", "runner"]
+
+
+class RunnerProcesses:
+    """Starts runner processes for a test and stops whatever is left at the end."""
+
+    def __init__(self, backend: RedisBackend, logs: Path) -> None:
+        self.backend = backend
+        self.logs = logs
+        self.started: list[ManagedProcess] = []
+
+    def start(self, name: str, **env: str) -> tuple[ManagedProcess, int]:
+        port = free_port()
+        process = ManagedProcess(
+            name,
+            [*CLI, "--metrics-port", str(port)],
+            log_path=self.logs / f"{name}.log",
+            env={
+                **os.environ,
+                **self.backend.env(),
+                "AGENTSTACK_RUNNER_ID": name,
+                "AGENTSTACK_RUNNER_CLAIM_INTERVAL": "0.2",
+                **env,
+            },
+        )
+        process.start()
+        self.started.append(process)
+        process.wait_ready(lambda: _get(port, "/readyz"), timeout=30)
+        return process, port
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            process.stop(timeout=5)
+
+
+def _get(port: int, path: str) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return str(response.read().decode())
+    except OSError:
+        return None
+
+
+@pytest.fixture
+def runners(redis_backend: RedisBackend, tmp_path: Path) -> Iterator[RunnerProcesses]:
+    processes = RunnerProcesses(redis_backend, tmp_path)
+    try:
+        yield processes
+    finally:
+        processes.stop_all()
+
+
+async def results(client: RedisClient) -> list[TickResult]:
+    return [TickResult.from_fields(f) for _id, f in await client.xrange(FleetKeys.results)]
+
+
+async def wait_results(client: RedisClient, count: int, timeout: float = 60) -> list[TickResult]:
+    async def enough() -> list[TickResult] | None:
+        found = await results(client)
+        return found if len(found) >= count else None
+
+    return await eventually_async(enough, f"{count} tick result(s)", timeout=timeout)
+
+
+async def test_runner_executes_dispatched_ticks_and_exits_cleanly_on_sigterm(
+    aredis: RedisClient, runners: RunnerProcesses
+) -> None:
+    stacks = [StackRef("team", f"s{n}") for n in range(3)]
+    for stack in stacks:
+        await publish(aredis, {"goal": f"goal of {stack.name}"}, stack=stack)
+    await protocol.ensure_groups(aredis)
+    runner, port = runners.start("runner-a")
+    await protocol.dispatch(aredis, [request(1, stack=stack) for stack in stacks])
+
+    done = await wait_results(aredis, 3)
+    assert {r.stack for r in done} == set(stacks)
+    assert all(r.outcome is Outcome.SUCCEEDED and r.runner == "runner-a" for r in done)
+    groups = await aredis.xinfo_groups(FleetKeys.lane("Normal"))
+    runners_group = next(g for g in groups if g["name"] == protocol.RUNNERS_GROUP)
+    assert runners_group["pending"] == 0  # acknowledged after publishing
+
+    exposition = _get(port, "/metrics") or ""
+    assert 'agentstack_runner_ticks_total{outcome="Succeeded",reason="Completed"} 3.0' in (
+        exposition
+    )
+    assert "agentstack_agent_step_duration_seconds_bucket" in exposition
+    assert _get(port, "/healthz") == "ok"
+
+    os.kill(runner.pid or 0, signal.SIGTERM)
+    eventually(lambda: True if not runner.is_running() else None, "the runner to exit", 30)
+    assert runner._popen is not None
+    assert runner._popen.returncode == 0
+    assert "runner-a" not in await aredis.hgetall(FleetKeys.runners)
+
+
+async def _wait_for_builder_call(server: FakeLLMServer) -> None:
+    eventually(
+        lambda: (
+            True
+            if any(r.headers.get("x-agentstack-agent") == "builder" for r in server.requests)
+            else None
+        ),
+        "the builder's LLM call",
+        timeout=30,
+    )
+
+
+async def test_runner_killed_mid_tick_another_claims_and_completes_it_once(
+    aredis: RedisClient, runners: RunnerProcesses, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.add_rule(Hang(), headers={"X-Agentstack-Agent": "builder"})
+    await publish(aredis, openai_spec(fake_llm))
+    await protocol.ensure_groups(aredis)
+    fast_failover = {
+        "AGENTSTACK_RUNNER_VISIBILITY_TIMEOUT": "2",
+        "AGENTSTACK_RUNNER_LEASE_TTL": "1.5",
+    }
+    first, _ = runners.start("runner-a", **fast_failover)
+    await protocol.dispatch(aredis, [request(1)])
+    await _wait_for_builder_call(fake_llm)
+    os.kill(first.pid or 0, signal.SIGKILL)  # no drain, no release: a crash
+    runners.start("runner-b", **fast_failover)
+
+    (result,) = await wait_results(aredis, 1)
+    assert result.outcome is Outcome.SUCCEEDED
+    assert result.runner == "runner-b"
+    assert result.steps == 4
+    entries = [f for _id, f in await aredis.xrange(StackKeys(STACK).trace)]
+    assert [entry["agent"] for entry in entries] == list(DEFAULT_TEAM)  # each step once
+    planner_calls = [r for r in fake_llm.requests if r.headers["x-agentstack-agent"] == "planner"]
+    assert len(planner_calls) == 1  # committed before the crash, not re-run
+    assert len(await aredis.xrange(StackKeys(STACK).history)) == 1
+
+
+async def test_sigterm_hands_an_unfinished_tick_back_at_once(
+    aredis: RedisClient, runners: RunnerProcesses, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.add_rule(Hang(), headers={"X-Agentstack-Agent": "builder"})
+    await publish(aredis, openai_spec(fake_llm))
+    await protocol.ensure_groups(aredis)
+    first, _ = runners.start("runner-a", AGENTSTACK_RUNNER_DRAIN_TIMEOUT="0.5")
+    await protocol.dispatch(aredis, [request(1)])
+    await _wait_for_builder_call(fake_llm)
+    os.kill(first.pid or 0, signal.SIGTERM)
+    eventually(lambda: True if not first.is_running() else None, "runner-a to drain", 30)
+    assert "handed 1 unfinished tick(s) back" in first.log_tail(50)
+    # The default visibility timeout is a minute: only the hand-back makes this quick.
+    runners.start("runner-b")
+    (result,) = await wait_results(aredis, 1, timeout=30)
+    assert result.outcome is Outcome.SUCCEEDED
+    assert result.runner == "runner-b"
+
+
+async def test_two_runners_never_run_one_stack_concurrently_and_run_duplicates_once(
+    aredis: RedisClient, runners: RunnerProcesses
+) -> None:
+    await publish(aredis, {"goal": "g"})
+    await protocol.ensure_groups(aredis)
+    runners.start("runner-a")
+    runners.start("runner-b")
+    ticks = [request(slot) for slot in range(1, 21)]
+    await protocol.dispatch(aredis, ticks + ticks)  # every tick twice
+
+    done = await wait_results(aredis, 20)
+    assert sorted(r.tick_id for r in done) == sorted(t.tick_id for t in ticks)
+    ran = sorted((r for r in done if r.outcome is Outcome.SUCCEEDED), key=lambda r: r.started_at)
+    assert ran
+    for earlier, later in itertools.pairwise(ran):
+        assert earlier.finished_at <= later.started_at  # one at a time
+    busy = [r for r in done if r.outcome is Outcome.DROPPED]
+    assert all(r.reason == "StackBusy" for r in busy)
+    assert {r.runner for r in done} == {"runner-a", "runner-b"}
+
+
+def _once(backend: RedisBackend, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "--once", "--stack", str(STACK), *args],
+        env={**os.environ, **backend.env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+async def test_once_executes_one_tick_with_meaningful_exit_codes(
+    aredis: RedisClient, redis_backend: RedisBackend
+) -> None:
+    await publish(aredis, {"goal": "g"}, generation=2)
+    ran = _once(redis_backend, "--generation", "2", "--slot", "7")
+    assert ran.returncode == 0, ran.stderr
+    again = _once(redis_backend, "--generation", "2", "--slot", "7")
+    assert again.returncode == 0
+    assert "had already run" in again.stderr
+    stale = _once(redis_backend, "--generation", "1", "--slot", "8")
+    assert stale.returncode == 3
+    assert "OutdatedGeneration" in stale.stderr
+    (first, second) = await results(aredis)
+    assert (first.tick_id, first.outcome) == (f"{STACK}/7", Outcome.SUCCEEDED)
+    assert (second.tick_id, second.reason) == (f"{STACK}/8", "OutdatedGeneration")
+
+    missing = subprocess.run(
+        [*CLI, "--once", "--stack", str(STACK), "--generation", "2"],
+        env={k: v for k, v in os.environ.items() if k != "REDIS_URL"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 2
+    assert "REDIS_URL" in missing.stderr

@@ -1,0 +1,78 @@
+"""Parsing a stack spec: defaults, and the problems a schema cannot catch."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentstack_runner.spec import (
+    DEFAULT_TEAM,
+    ExecutionState,
+    ModelRef,
+    Priority,
+    SpecError,
+    parse_spec,
+)
+
+
+def test_minimal_spec_gets_the_default_team_on_the_scripted_provider() -> None:
+    spec = parse_spec({"goal": "Write a haiku"})
+    assert [agent.name for agent in spec.agents] == list(DEFAULT_TEAM)
+    assert all(agent.models == (ModelRef("scripted", "scripted-v1"),) for agent in spec.agents)
+    assert spec.execution_state is ExecutionState.RUNNING
+    assert spec.priority is Priority.NORMAL
+
+
+def test_stack_model_and_fallbacks_apply_to_agents_without_their_own() -> None:
+    spec = parse_spec(
+        {
+            "goal": "g",
+            "llm": {
+                "model": {"provider": "groq", "name": "llama-3.3-70b-versatile"},
+                "fallbackModels": [{"provider": "openai", "name": "gpt-4o-mini"}],
+                "providers": {"groq": {"secretRef": {"name": "keys", "key": "groq"}}},
+            },
+            "agents": [
+                {"name": "lead", "role": "planner"},
+                {"name": "solo", "role": "builder", "model": {"provider": "scripted"}},
+            ],
+        }
+    )
+    lead, solo = spec.agents
+    assert [str(model) for model in lead.models] == [
+        "groq:llama-3.3-70b-versatile",
+        "openai:gpt-4o-mini",
+    ]
+    assert solo.models == (ModelRef("scripted", "scripted-v1"),)
+    assert spec.providers["groq"].secret_ref is not None
+    assert spec.providers_used == ("groq", "openai", "scripted")
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ({"goal": "  "}, "spec.goal"),
+        (
+            {"goal": "g", "agents": [{"name": "a", "role": "planner"}, {"name": "a"}]},
+            "duplicate agent name 'a'",
+        ),
+        ({"goal": "g", "agents": [{"name": "poet", "role": "poet"}]}, "needs a systemPrompt"),
+        (
+            {"goal": "g", "llm": {"model": {"provider": "anthropic", "name": "x"}}},
+            "unknown provider 'anthropic'",
+        ),
+        (
+            {
+                "goal": "g",
+                "llm": {
+                    "model": {"provider": "groq", "name": "m"},
+                    "fallbackModels": [{"provider": "groq", "name": "m"}],
+                },
+            },
+            "already in the chain",
+        ),
+        ({"goal": "g", "executionState": "Sleeping"}, "Sleeping"),
+    ],
+)
+def test_nonsense_is_reported_with_the_field(spec: dict[str, object], problem: str) -> None:
+    with pytest.raises(SpecError, match=problem):
+        parse_spec(spec)
