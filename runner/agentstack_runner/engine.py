@@ -127,7 +127,7 @@ class Engine:
             runner=self.runner_id,
         )
         recorded = await store.finish_tick(
-            token="", tick_id=request.tick_id, entry=_history_entry(result), tokens=0
+            token="", tick_id=request.tick_id, entry=_history_entry(result), tokens=0, ran=False
         )
         if not recorded:
             metrics.DUPLICATES.inc()

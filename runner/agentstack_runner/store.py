@@ -83,7 +83,8 @@ return 1
 """
 
 # KEYS: lease, done, history, usage, steps. ARGV: token ('' = unfenced), tick id, now,
-# history fields (JSON object), tokens, done window, history maxlen.
+# history fields (JSON object), tokens, done window, history maxlen, ran (1: count the
+# tick against the budget, 0: a dropped tick).
 _FINISH_TICK = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
@@ -100,7 +101,7 @@ for key, value in pairs(cjson.decode(ARGV[4])) do
 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(fields))
 redis.call('HINCRBY', KEYS[4], 'tokens', ARGV[5])
-redis.call('HINCRBY', KEYS[4], 'ticks', 1)
+redis.call('HINCRBY', KEYS[4], 'ticks', ARGV[8])
 redis.call('DEL', KEYS[5])
 return 1
 """
@@ -247,9 +248,11 @@ class StackStore:
         return bool(result == 1)
 
     async def finish_tick(
-        self, *, token: str, tick_id: str, entry: dict[str, Any], tokens: int
+        self, *, token: str, tick_id: str, entry: dict[str, Any], tokens: int, ran: bool = True
     ) -> bool:
         """Record the tick as done (once). ``token=''`` finishes without the lease.
+
+        ``ran=False`` (a dropped tick) records it without counting it as a tick run.
 
         Returns ``False`` if the tick had already been recorded as done.
         """
@@ -269,6 +272,7 @@ class StackStore:
             str(tokens),
             str(DONE_WINDOW),
             str(HISTORY_MAXLEN),
+            "1" if ran else "0",
         )
         if result == 0:
             raise LeaseLostError(f"lease of {self.stack} lost finishing tick {tick_id}")

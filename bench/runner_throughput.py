@@ -1,0 +1,486 @@
+"""Ticks per second of ONE runner process, against a concurrency-1 baseline of the same run.
+
+Why this shape:
+
+- The runner is measured as it is deployed: a real ``redis-server``, and the real
+  ``python -m agentstack_operator runner`` process started through
+  :class:`~agentstack_operator.devenv.processes.ManagedProcess`, exactly as the
+  integration tests start it. Ticks enter through :func:`agentstack_runner.protocol.dispatch`
+  and leave through the results stream, so the number includes the stream protocol,
+  leases, the Lua commits and result publishing — everything but the operator.
+- Ticks are dispatched in *rounds*, one tick per stack per round, and the next round
+  starts only when every result of the previous one is in. Dispatching a stack's next
+  tick while its previous one still runs is dropped as ``StackBusy`` by design; rounds
+  keep every dispatched tick runnable, so only ``Succeeded`` results are counted and
+  anything else is reported as a problem.
+- Waiting is event-driven: ``XREAD BLOCK`` on the results stream (bounded by a timeout,
+  and checking that the runner is still alive), never a blind sleep, so the wall time
+  of a round ends when its last result is published.
+- Absolute ticks/s depend on the machine; the project reports ratios against a baseline
+  run in the same command. Each scenario therefore runs the runner once with
+  concurrency 1 (the baseline), then at higher concurrency, and divides.
+
+Two scenarios:
+
+``scripted``
+    The offline deterministic provider (``{"goal": ...}`` only): no LLM wait at all, so
+    throughput is bounded by the CPU of the single runner process (and Redis).
+``latency``
+    Every agent calls a :class:`~agentstack_operator.devenv.fakellm.FakeLLMServer`
+    through the real ``openai`` SDK, answering after a seeded uniform 1-3 s. A tick of
+    the default four-agent team takes ~8 s, so throughput is bounded by concurrency:
+    the table also shows the ideal ``concurrency / mean tick duration``.
+
+Besides ticks/s the table gives p50/p99 tick duration (``TickResult.duration``), p50/p99
+queue lag (``started_at`` minus the time the benchmark dispatched the tick), and the CPU
+used during the timed rounds by the runner, ``redis-server`` and the benchmark process
+itself (which hosts the fake LLM server), in % of one core.
+
+Usage (from the repository root)::
+
+    .venv/bin/python -m bench.runner_throughput            # full run, a few minutes
+    .venv/bin/python -m bench.runner_throughput --quick    # smoke run, well under a minute
+
+Every process it starts is stopped on the way out, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentstack_operator.devenv.fakellm import FakeLLMServer
+from agentstack_operator.devenv.processes import DevEnvError, ManagedProcess, free_port
+from agentstack_operator.devenv.redisserver import RedisServer
+from agentstack_runner import protocol
+from agentstack_runner.connection import connect
+from agentstack_runner.keys import FleetKeys, StackRef
+from agentstack_runner.protocol import Outcome, TickRequest, TickResult, tick_id
+from agentstack_runner.store import publish_spec
+
+RUNNER_CLI = [sys.executable, "-m", "agentstack_operator", "runner"]
+READY_TIMEOUT = 30.0
+GENERATION = 1
+DEADLINE_AHEAD = 3600.0
+"""Ticks must never be dropped for a missed deadline here: give them an hour."""
+LLM_LATENCY = (1.0, 3.0)
+QUICK_LLM_LATENCY = (0.1, 0.3)
+LLM_CALL_SLOTS = 10_000
+"""``AGENTSTACK_LLM_CONCURRENCY_OPENAI``: far above any tick concurrency measured here."""
+FAKE_API_KEY = "sk-bench-not-a-real-key"
+_LOG_ISSUE = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|Traceback")
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not measure (a round timed out, the runner died...)."""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One runner process measured at one concurrency."""
+
+    scenario: str
+    """``scripted`` or ``latency``."""
+    concurrency: int
+    stacks: int
+    rounds: int
+    """Timed rounds, after one warm-up round."""
+    round_timeout: float
+    """Seconds one round may take before the benchmark gives up."""
+
+
+@dataclass
+class Measurement:
+    plan: RunPlan
+    seconds: float
+    succeeded: int
+    durations: list[float]
+    lags: list[float]
+    problems: Counter[str]
+    """``outcome/reason`` of every tick that did not succeed (warm-up included)."""
+    runner_cpu: float
+    redis_cpu: float
+    driver_cpu: float
+    log_issues: list[str] = field(default_factory=list)
+
+    @property
+    def ticks_per_second(self) -> float:
+        return self.succeeded / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def mean_duration(self) -> float:
+        return statistics.fmean(self.durations) if self.durations else 0.0
+
+    @property
+    def ideal_ticks_per_second(self) -> float:
+        """Ticks/s if ``min(concurrency, stacks)`` ticks ran back to back, always."""
+        busy = min(self.plan.concurrency, self.plan.stacks)
+        return busy / self.mean_duration if self.mean_duration > 0 else 0.0
+
+
+def plans(quick: bool, scenarios: Sequence[str]) -> list[RunPlan]:
+    """The runs of each scenario, baseline (concurrency 1) first."""
+    chosen: list[RunPlan] = []
+    if "scripted" in scenarios:
+        if quick:
+            chosen += [RunPlan("scripted", 1, 20, 1, 60), RunPlan("scripted", 64, 50, 2, 60)]
+        else:
+            chosen += [RunPlan("scripted", 1, 200, 2, 300), RunPlan("scripted", 64, 200, 5, 300)]
+    if "latency" in scenarios:
+        if quick:
+            chosen += [
+                RunPlan("latency", 1, 2, 1, 60),
+                RunPlan("latency", 64, 64, 1, 60),
+                RunPlan("latency", 256, 256, 1, 60),
+            ]
+        else:
+            chosen += [
+                RunPlan("latency", 1, 4, 1, 120),
+                RunPlan("latency", 64, 128, 2, 180),
+                RunPlan("latency", 256, 512, 2, 180),
+            ]
+    return chosen
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (no interpolation: an observed value, also for small n)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def stack_refs(count: int) -> list[StackRef]:
+    return [StackRef("bench", f"s{index:04d}") for index in range(count)]
+
+
+def stack_spec(scenario: str, llm: FakeLLMServer | None) -> dict[str, Any]:
+    """The default four-agent team; offline (scripted) or through the openai SDK."""
+    if scenario == "scripted":
+        return {"goal": "Write a release note for the throughput benchmark"}
+    assert llm is not None
+    return {
+        "goal": "Write a release note for the throughput benchmark",
+        "llm": {
+            "model": {"provider": "openai", "name": "gpt-4o-mini"},
+            "providers": {"openai": {"baseURL": llm.openai_base_url}},
+        },
+    }
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from ``/proc/<pid>/stat``."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": field 3 onwards
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def _http_get(port: int, path: str) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return str(response.read().decode())
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def runner_process(
+    plan: RunPlan, redis_url: str, log_dir: Path
+) -> Iterator[tuple[ManagedProcess, int]]:
+    """Start one runner as the integration tests do; stop it whatever happens."""
+    name = f"bench-{plan.scenario}-c{plan.concurrency}"
+    port = free_port()
+    process = ManagedProcess(
+        name,
+        [*RUNNER_CLI, "--metrics-port", str(port)],
+        log_path=log_dir / f"{name}.log",
+        env={
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "AGENTSTACK_REDIS_CLUSTER": "false",
+            "AGENTSTACK_RUNNER_ID": name,
+            "AGENTSTACK_RUNNER_CONCURRENCY": str(plan.concurrency),
+            "AGENTSTACK_LLM_CONCURRENCY_OPENAI": str(LLM_CALL_SLOTS),
+            "AGENTSTACK_RUNNER_DRAIN_TIMEOUT": "2",  # a Ctrl-C must not wait for 8 s ticks
+            "OPENAI_API_KEY": FAKE_API_KEY,
+        },
+    )
+    try:
+        process.start()
+        process.wait_ready(lambda: _http_get(port, "/readyz"), timeout=READY_TIMEOUT)
+        yield process, port
+    finally:
+        process.stop(timeout=15)
+
+
+class Driver:
+    """Dispatches rounds of ticks and collects their results from the results stream."""
+
+    def __init__(self, client: Any, process: ManagedProcess, stacks: Sequence[StackRef]) -> None:
+        self.client = client
+        self.process = process
+        self.stacks = list(stacks)
+        self.last_id = "0-0"
+
+    async def round(self, slot: int, limit: float) -> tuple[list[TickResult], float]:
+        """Dispatch one tick per stack in ``slot``; return the results and dispatch time."""
+        dispatched_at = time.time()
+        requests = [
+            TickRequest(
+                stack=stack,
+                generation=GENERATION,
+                tick_id=tick_id(stack, slot),
+                slot=slot,
+                deadline=dispatched_at + DEADLINE_AHEAD,
+                dispatched_at=dispatched_at,
+            )
+            for stack in self.stacks
+        ]
+        await protocol.dispatch(self.client, requests)
+        expected = {request.tick_id for request in requests}
+        return await self._collect(expected, slot, limit), dispatched_at
+
+    async def _collect(self, expected: set[str], slot: int, limit: float) -> list[TickResult]:
+        found: dict[str, TickResult] = {}
+        deadline = time.monotonic() + limit
+        while len(found) < len(expected):
+            self.process.check_alive()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BenchError(
+                    f"round {slot}: {len(found)} of {len(expected)} results after {limit:g}s; "
+                    f"last lines of {self.process.log_path}:\n{self.process.log_tail(20)}"
+                )
+            block_ms = max(1, int(min(remaining, 1.0) * 1000))
+            reply = await self.client.xread(
+                {FleetKeys.results: self.last_id}, count=1000, block=block_ms
+            )
+            for _stream, entries in reply or []:
+                for entry_id, fields in entries:
+                    self.last_id = entry_id
+                    result = TickResult.from_fields(fields)
+                    if result.tick_id not in expected:
+                        raise BenchError(f"unexpected result {result.tick_id} in round {slot}")
+                    found[result.tick_id] = result
+        return list(found.values())
+
+
+def _problems(results: Sequence[TickResult]) -> Counter[str]:
+    return Counter(
+        f"{result.outcome.value}/{result.reason}"
+        for result in results
+        if result.outcome is not Outcome.SUCCEEDED
+    )
+
+
+async def redis_cpu_seconds(client: Any) -> float:
+    info = await client.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def log_issues(path: Path, limit: int = 5) -> list[str]:
+    """Warning and error lines of a runner log (the first ``limit`` distinct ones)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    issues: list[str] = []
+    for line in lines:
+        if _LOG_ISSUE.search(line):
+            text = line[:300]
+            if text not in issues:
+                issues.append(text)
+    return issues[:limit] + ([f"... {len(issues) - limit} more"] if len(issues) > limit else [])
+
+
+async def measure(
+    plan: RunPlan, redis: RedisServer, llm: FakeLLMServer | None, log_dir: Path
+) -> Measurement:
+    """One run: fresh Redis contents, one runner process, a warm-up round, timed rounds."""
+    client: Any = connect(redis.url, cluster=False)
+    try:
+        await client.flushall()
+        if llm is not None:
+            llm.clear()
+        await protocol.ensure_groups(client)
+        stacks = stack_refs(plan.stacks)
+        spec = stack_spec(plan.scenario, llm)
+        for stack in stacks:
+            await publish_spec(client, stack, GENERATION, spec)
+        with runner_process(plan, redis.url, log_dir) as (process, _port):
+            driver = Driver(client, process, stacks)
+            assert process.pid is not None
+            warmup, _ = await driver.round(0, plan.round_timeout)
+            problems = _problems(warmup)
+            durations: list[float] = []
+            lags: list[float] = []
+            succeeded = 0
+            runner_cpu = process_cpu_seconds(process.pid)
+            redis_cpu = await redis_cpu_seconds(client)
+            driver_cpu = time.process_time()
+            started = time.perf_counter()
+            for slot in range(1, plan.rounds + 1):
+                results, dispatched_at = await driver.round(slot, plan.round_timeout)
+                problems += _problems(results)
+                for result in results:
+                    if result.outcome is Outcome.SUCCEEDED:
+                        succeeded += 1
+                        durations.append(result.duration)
+                        lags.append(max(0.0, result.started_at - dispatched_at))
+            seconds = time.perf_counter() - started
+            runner_cpu = process_cpu_seconds(process.pid) - runner_cpu
+            redis_cpu = await redis_cpu_seconds(client) - redis_cpu
+            driver_cpu = time.process_time() - driver_cpu
+        return Measurement(
+            plan=plan,
+            seconds=seconds,
+            succeeded=succeeded,
+            durations=durations,
+            lags=lags,
+            problems=problems,
+            runner_cpu=runner_cpu,
+            redis_cpu=redis_cpu,
+            driver_cpu=driver_cpu,
+            log_issues=log_issues(process.log_path),
+        )
+    finally:
+        await client.aclose()
+
+
+def _seconds(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _scenario_label(scenario: str, latency: tuple[float, float]) -> str:
+    return "scripted" if scenario == "scripted" else f"latency {latency[0]:g}-{latency[1]:g} s"
+
+
+def table(measurements: Sequence[Measurement], latency: tuple[float, float]) -> str:
+    """The Markdown table of a whole benchmark run."""
+    header = (
+        "| scenario | concurrency | stacks | ticks | seconds | ticks/s | vs baseline "
+        "| ideal ticks/s | tick p50 | tick p99 | lag p50 | lag p99 "
+        "| runner CPU | redis CPU | driver CPU |"
+    )
+    rows = [header, "|" + "---|" * header.count(" | ") + "---|"]
+    baselines: dict[str, float] = {}
+    for m in measurements:
+        plan = m.plan
+        if plan.concurrency == 1:
+            baselines.setdefault(plan.scenario, m.ticks_per_second)
+        base = baselines.get(plan.scenario, 0.0)
+        ratio = f"{m.ticks_per_second / base:.2f}x" if base > 0 else "-"
+        ideal = f"{m.ideal_ticks_per_second:.2f}" if plan.scenario == "latency" else "-"
+        rows.append(
+            f"| {_scenario_label(plan.scenario, latency)} | {plan.concurrency} | {plan.stacks} "
+            f"| {m.succeeded} | {m.seconds:.1f} | {m.ticks_per_second:.2f} | {ratio} | {ideal} "
+            f"| {_seconds(percentile(m.durations, 0.5))} "
+            f"| {_seconds(percentile(m.durations, 0.99))} "
+            f"| {_seconds(percentile(m.lags, 0.5))} | {_seconds(percentile(m.lags, 0.99))} "
+            f"| {100 * m.runner_cpu / m.seconds:.0f} % | {100 * m.redis_cpu / m.seconds:.0f} % "
+            f"| {100 * m.driver_cpu / m.seconds:.0f} % |"
+        )
+    return "\n".join(rows)
+
+
+def notes(measurements: Sequence[Measurement]) -> str:
+    """Ticks that did not succeed and warnings in the runner logs, per run."""
+    lines: list[str] = []
+    for m in measurements:
+        label = f"{m.plan.scenario} c={m.plan.concurrency}"
+        if m.problems:
+            counts = ", ".join(f"{reason}: {count}" for reason, count in m.problems.items())
+            lines.append(f"- {label}: ticks not succeeded: {counts}")
+        if m.log_issues:
+            lines.append(f"- {label}: runner log warnings/errors:")
+            lines.extend(f"    {issue}" for issue in m.log_issues)
+    return "\n".join(lines) or "No dropped or failed ticks; no warnings in the runner logs."
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def run_all(
+    runs: Sequence[RunPlan], redis: RedisServer, llm: FakeLLMServer | None, log_dir: Path
+) -> list[Measurement]:
+    measurements: list[Measurement] = []
+    for plan in runs:
+        _progress(
+            f"{plan.scenario}: concurrency {plan.concurrency}, {plan.stacks} stacks, "
+            f"1 warm-up + {plan.rounds} timed round(s)..."
+        )
+        measurement = await measure(plan, redis, llm, log_dir)
+        _progress(
+            f"  {measurement.succeeded} ticks in {measurement.seconds:.1f} s = "
+            f"{measurement.ticks_per_second:.2f} ticks/s"
+        )
+        measurements.append(measurement)
+    return measurements
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.runner_throughput", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument(
+        "--scenario",
+        choices=("all", "scripted", "latency"),
+        default="all",
+        help="which scenario to run (default: all)",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="seed of the fake LLM latency")
+    parser.add_argument(
+        "--keep-logs", action="store_true", help="keep the runner logs and print where"
+    )
+    args = parser.parse_args(argv)
+    scenarios = ("scripted", "latency") if args.scenario == "all" else (args.scenario,)
+    runs = plans(args.quick, scenarios)
+    latency = QUICK_LLM_LATENCY if args.quick else LLM_LATENCY
+    log_dir = Path(tempfile.mkdtemp(prefix="agentstack-bench-"))
+    try:
+        with contextlib.ExitStack() as stack:
+            redis = stack.enter_context(RedisServer())
+            llm = (
+                stack.enter_context(FakeLLMServer(latency=latency, seed=args.seed))
+                if "latency" in scenarios
+                else None
+            )
+            measurements = asyncio.run(run_all(runs, redis, llm, log_dir))
+    except KeyboardInterrupt:
+        _progress("interrupted; every process started was stopped")
+        return 130
+    except (BenchError, DevEnvError) as exc:
+        _progress(f"benchmark failed: {exc}")
+        return 1
+    finally:
+        if args.keep_logs:
+            _progress(f"runner logs: {log_dir}")
+        else:
+            shutil.rmtree(log_dir, ignore_errors=True)
+    print(f"\n{table(measurements, latency)}\n\n{notes(measurements)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

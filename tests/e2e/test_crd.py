@@ -1,0 +1,148 @@
+"""The AgentStack CRD as the API server enforces it: examples pass, nonsense is refused."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agentstack_operator.devenv.controlplane import ControlPlane
+from tests.e2e.conftest import CRD_FILE, REPO
+
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+VALID: dict[str, Any] = {
+    "apiVersion": "agentstack.dev/v1alpha1",
+    "kind": "AgentStack",
+    "metadata": {"name": "probe"},
+    "spec": {"goal": "Say hello", "tickIntervalSeconds": 5},
+}
+
+
+def _apply(
+    control_plane: ControlPlane, namespace: str, manifest: dict[str, Any], tmp: Path
+) -> subprocess.CompletedProcess[str]:
+    path = tmp / "manifest.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    return control_plane.kubectl("apply", "-n", namespace, "-f", str(path))
+
+
+def _with(change: dict[str, Any]) -> dict[str, Any]:
+    manifest = copy.deepcopy(VALID)
+    manifest["spec"].update(change)
+    return manifest
+
+
+def test_every_schema_property_has_a_description() -> None:
+    schema = yaml.safe_load(CRD_FILE.read_text())["spec"]["versions"][0]["schema"]
+    missing: list[str] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        for name, child in (node.get("properties") or {}).items():
+            here = f"{path}.{name}"
+            if name != "metadata" and not child.get("description"):
+                missing.append(here)
+            walk(child, here)
+        if "items" in node:
+            walk(node["items"], f"{path}[]")
+
+    walk(schema["openAPIV3Schema"], "")
+    assert missing == []
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[path.name for path in EXAMPLES])
+def test_examples_apply_as_they_are(
+    control_plane: ControlPlane, crd: str, namespace: str, example: Path
+) -> None:
+    result = control_plane.kubectl("apply", "-n", namespace, "-f", str(example))
+    assert result.returncode == 0, result.stderr
+    assert "agentstack.agentstack.dev/" in result.stdout
+
+
+def test_defaults_are_filled_in_by_the_api_server(
+    control_plane: ControlPlane, crd: str, namespace: str, tmp_path: Path
+) -> None:
+    assert _apply(control_plane, namespace, VALID, tmp_path).returncode == 0
+    got = control_plane.kubectl("get", "ags", "probe", "-n", namespace, "-o", "yaml")
+    spec = yaml.safe_load(got.stdout)["spec"]
+    assert spec["executionState"] == "Running"
+    assert spec["executor"] == "pool"
+    assert spec["priority"] == "Normal"
+    assert spec["missedTickPolicy"] == "Skip"
+    assert spec["tickTimeoutSeconds"] == 120
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"executionState": "Sleeping"}, 'Unsupported value: "Sleeping"'),
+        ({"tickIntervalSeconds": 0.5}, "should be greater than or equal to 1"),
+        ({"tickIntervalSeconds": 100000}, "should be less than or equal to 86400"),
+        ({"goal": None}, "spec.goal: Required value"),
+        ({"goal": "   "}, "goal must not be blank"),
+        (
+            {"idleBackoff": {"maxIntervalSeconds": 2}},
+            "idleBackoff.maxIntervalSeconds must be at least tickIntervalSeconds",
+        ),
+        ({"executor": "job", "tickIntervalSeconds": 2}, "needs tickIntervalSeconds of at least 5"),
+        (
+            {"agents": [{"name": "poet", "role": "poet"}]},
+            "needs a systemPrompt",
+        ),
+        (
+            {"agents": [{"name": "planner"}, {"name": "planner"}]},
+            "Duplicate value",
+        ),
+        ({"agents": [{"name": "Not_A_Label"}]}, "spec.agents[0].name"),
+        (
+            {"llm": {"providers": {"groq": {"apiKey": "gsk-inline"}}}},
+            'unknown field "spec.llm.providers.groq.apiKey"',
+        ),
+        ({"llm": {"model": {"provider": "anthropic"}}}, 'Unsupported value: "anthropic"'),
+    ],
+    ids=[
+        "bad-enum",
+        "interval-too-small",
+        "interval-too-large",
+        "missing-goal",
+        "blank-goal",
+        "cel-idle-backoff",
+        "cel-job-interval",
+        "cel-custom-role",
+        "duplicate-agents",
+        "agent-name",
+        "inline-key",
+        "unknown-provider",
+    ],
+)
+def test_invalid_manifests_are_rejected_with_the_schema_message(
+    control_plane: ControlPlane,
+    crd: str,
+    namespace: str,
+    tmp_path: Path,
+    change: dict[str, Any],
+    message: str,
+) -> None:
+    manifest = _with(change)
+    manifest["spec"] = {k: v for k, v in manifest["spec"].items() if v is not None}
+    result = _apply(control_plane, namespace, manifest, tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "probe" not in control_plane.kubectl("get", "ags", "-n", namespace).stdout
+
+
+def test_printer_columns_and_explain_teach_the_api(
+    control_plane: ControlPlane, crd: str, namespace: str, tmp_path: Path
+) -> None:
+    assert _apply(control_plane, namespace, VALID, tmp_path).returncode == 0
+    narrow = control_plane.kubectl("get", "ags", "-n", namespace).stdout.splitlines()[0]
+    assert narrow.split() == ["NAME", "STATE", "READY", "TICKS", "LAST", "TICK", "AGE"]
+    wide = control_plane.kubectl("get", "agentstacks", "-n", namespace, "-o", "wide").stdout
+    for column in ("INTERVAL", "EXECUTOR", "RESULT", "FAILURES", "TOKENS", "NEXT TICK"):
+        assert column in wide.splitlines()[0]
+    explained = control_plane.kubectl("explain", "ags.spec.executionState")
+    assert explained.returncode == 0, explained.stderr
+    assert "resumes without replaying missed ticks" in " ".join(explained.stdout.split())
