@@ -29,7 +29,10 @@ Two scenarios:
     Every agent calls a :class:`~agentstack_operator.devenv.fakellm.FakeLLMServer`
     through the real ``openai`` SDK, answering after a seeded uniform 1-3 s. A tick of
     the default four-agent team takes ~8 s, so throughput is bounded by concurrency:
-    the table also shows the ideal ``concurrency / mean tick duration``.
+    the table also shows the ideal ``concurrency / mean tick duration``. Concurrency 256
+    runs twice: as configured by default, and with the runner's Redis connection pool
+    raised through ``REDIS_URL`` (``?max_connections=1024``, a redis-py URL option) —
+    redis-py 8 caps a client's pool at 100 connections, fewer than 256 ticks in flight.
 
 Besides ticks/s the table gives p50/p99 tick duration (``TickResult.duration``), p50/p99
 queue lag (``started_at`` minus the time the benchmark dispatched the tick), and the CPU
@@ -41,7 +44,9 @@ Usage (from the repository root)::
     .venv/bin/python -m bench.runner_throughput            # full run, a few minutes
     .venv/bin/python -m bench.runner_throughput --quick    # smoke run, well under a minute
 
-Every process it starts is stopped on the way out, Ctrl-C included.
+The Markdown table goes to stdout, progress to stderr. A run that fails (the runner
+exits, a round times out) gets a row saying why, the other runs still happen, and the
+exit code is 1. Every process it starts is stopped on the way out, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -103,6 +108,27 @@ class RunPlan:
     """Timed rounds, after one warm-up round."""
     round_timeout: float
     """Seconds one round may take before the benchmark gives up."""
+    pool: int | None = None
+    """``max_connections`` of the runner's Redis pool, given in ``REDIS_URL``'s query;
+    ``None`` keeps redis-py's default (100 in redis-py 8)."""
+
+    @property
+    def name(self) -> str:
+        pool = f"-pool{self.pool}" if self.pool else ""
+        return f"bench-{self.scenario}-c{self.concurrency}{pool}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.concurrency} (pool {self.pool})" if self.pool else str(self.concurrency)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A run that could not be measured, and why (the runner's own log says the rest)."""
+
+    plan: RunPlan
+    error: str
+    log_issues: list[str]
 
 
 @dataclass
@@ -141,19 +167,21 @@ def plans(quick: bool, scenarios: Sequence[str]) -> list[RunPlan]:
         if quick:
             chosen += [RunPlan("scripted", 1, 20, 1, 60), RunPlan("scripted", 64, 50, 2, 60)]
         else:
-            chosen += [RunPlan("scripted", 1, 200, 2, 300), RunPlan("scripted", 64, 200, 5, 300)]
+            chosen += [RunPlan("scripted", 1, 200, 10, 300), RunPlan("scripted", 64, 200, 10, 300)]
     if "latency" in scenarios:
         if quick:
             chosen += [
                 RunPlan("latency", 1, 2, 1, 60),
                 RunPlan("latency", 64, 64, 1, 60),
                 RunPlan("latency", 256, 256, 1, 60),
+                RunPlan("latency", 256, 256, 1, 60, pool=1024),
             ]
         else:
             chosen += [
                 RunPlan("latency", 1, 4, 1, 120),
                 RunPlan("latency", 64, 128, 2, 180),
                 RunPlan("latency", 256, 512, 2, 180),
+                RunPlan("latency", 256, 512, 2, 180, pool=1024),
             ]
     return chosen
 
@@ -205,17 +233,18 @@ def runner_process(
     plan: RunPlan, redis_url: str, log_dir: Path
 ) -> Iterator[tuple[ManagedProcess, int]]:
     """Start one runner as the integration tests do; stop it whatever happens."""
-    name = f"bench-{plan.scenario}-c{plan.concurrency}"
     port = free_port()
+    if plan.pool:
+        redis_url = f"{redis_url}?max_connections={plan.pool}"
     process = ManagedProcess(
-        name,
+        plan.name,
         [*RUNNER_CLI, "--metrics-port", str(port)],
-        log_path=log_dir / f"{name}.log",
+        log_path=log_dir / f"{plan.name}.log",
         env={
             **os.environ,
             "REDIS_URL": redis_url,
             "AGENTSTACK_REDIS_CLUSTER": "false",
-            "AGENTSTACK_RUNNER_ID": name,
+            "AGENTSTACK_RUNNER_ID": plan.name,
             "AGENTSTACK_RUNNER_CONCURRENCY": str(plan.concurrency),
             "AGENTSTACK_LLM_CONCURRENCY_OPENAI": str(LLM_CALL_SLOTS),
             "AGENTSTACK_RUNNER_DRAIN_TIMEOUT": "2",  # a Ctrl-C must not wait for 8 s ticks
@@ -374,24 +403,30 @@ def _scenario_label(scenario: str, latency: tuple[float, float]) -> str:
     return "scripted" if scenario == "scripted" else f"latency {latency[0]:g}-{latency[1]:g} s"
 
 
-def table(measurements: Sequence[Measurement], latency: tuple[float, float]) -> str:
-    """The Markdown table of a whole benchmark run."""
+def table(outcomes: Sequence[Measurement | Failure], latency: tuple[float, float]) -> str:
+    """The Markdown table of a whole benchmark run; a failed run gets a row saying so."""
     header = (
         "| scenario | concurrency | stacks | ticks | seconds | ticks/s | vs baseline "
         "| ideal ticks/s | tick p50 | tick p99 | lag p50 | lag p99 "
         "| runner CPU | redis CPU | driver CPU |"
     )
-    rows = [header, "|" + "---|" * header.count(" | ") + "---|"]
+    columns = header.count("|") - 1
+    rows = [header, "|" + "---|" * columns]
     baselines: dict[str, float] = {}
-    for m in measurements:
+    for m in outcomes:
         plan = m.plan
+        scenario = _scenario_label(plan.scenario, latency)
+        if isinstance(m, Failure):
+            cells = [scenario, plan.label, str(plan.stacks), f"**failed**: {m.error}"]
+            rows.append("| " + " | ".join(cells + [""] * (columns - len(cells))) + " |")
+            continue
         if plan.concurrency == 1:
             baselines.setdefault(plan.scenario, m.ticks_per_second)
         base = baselines.get(plan.scenario, 0.0)
         ratio = f"{m.ticks_per_second / base:.2f}x" if base > 0 else "-"
         ideal = f"{m.ideal_ticks_per_second:.2f}" if plan.scenario == "latency" else "-"
         rows.append(
-            f"| {_scenario_label(plan.scenario, latency)} | {plan.concurrency} | {plan.stacks} "
+            f"| {scenario} | {plan.label} | {plan.stacks} "
             f"| {m.succeeded} | {m.seconds:.1f} | {m.ticks_per_second:.2f} | {ratio} | {ideal} "
             f"| {_seconds(percentile(m.durations, 0.5))} "
             f"| {_seconds(percentile(m.durations, 0.99))} "
@@ -402,12 +437,12 @@ def table(measurements: Sequence[Measurement], latency: tuple[float, float]) -> 
     return "\n".join(rows)
 
 
-def notes(measurements: Sequence[Measurement]) -> str:
+def notes(outcomes: Sequence[Measurement | Failure]) -> str:
     """Ticks that did not succeed and warnings in the runner logs, per run."""
     lines: list[str] = []
-    for m in measurements:
-        label = f"{m.plan.scenario} c={m.plan.concurrency}"
-        if m.problems:
+    for m in outcomes:
+        label = f"{m.plan.scenario} concurrency {m.plan.label}"
+        if isinstance(m, Measurement) and m.problems:
             counts = ", ".join(f"{reason}: {count}" for reason, count in m.problems.items())
             lines.append(f"- {label}: ticks not succeeded: {counts}")
         if m.log_issues:
@@ -420,22 +455,38 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _summary(error: BaseException) -> str:
+    """One line for the table: what failed, and the last line of the quoted log if any."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    head = lines[0].split("; last lines of")[0].split("; last error")[0]
+    return head if len(lines) == 1 else f"{head} ({lines[-1]})"
+
+
 async def run_all(
     runs: Sequence[RunPlan], redis: RedisServer, llm: FakeLLMServer | None, log_dir: Path
-) -> list[Measurement]:
-    measurements: list[Measurement] = []
+) -> list[Measurement | Failure]:
+    """Measure every run; a run that fails is reported and the others still run."""
+    outcomes: list[Measurement | Failure] = []
     for plan in runs:
         _progress(
-            f"{plan.scenario}: concurrency {plan.concurrency}, {plan.stacks} stacks, "
+            f"{plan.scenario}: concurrency {plan.label}, {plan.stacks} stacks, "
             f"1 warm-up + {plan.rounds} timed round(s)..."
         )
-        measurement = await measure(plan, redis, llm, log_dir)
+        try:
+            measurement = await measure(plan, redis, llm, log_dir)
+        except (BenchError, DevEnvError) as exc:
+            _progress(f"  failed: {exc}")
+            issues = log_issues(log_dir / f"{plan.name}.log")
+            outcomes.append(Failure(plan, _summary(exc), issues))
+            continue
         _progress(
             f"  {measurement.succeeded} ticks in {measurement.seconds:.1f} s = "
             f"{measurement.ticks_per_second:.2f} ticks/s"
         )
-        measurements.append(measurement)
-    return measurements
+        outcomes.append(measurement)
+    return outcomes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -466,11 +517,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if "latency" in scenarios
                 else None
             )
-            measurements = asyncio.run(run_all(runs, redis, llm, log_dir))
+            outcomes = asyncio.run(run_all(runs, redis, llm, log_dir))
     except KeyboardInterrupt:
         _progress("interrupted; every process started was stopped")
         return 130
-    except (BenchError, DevEnvError) as exc:
+    except DevEnvError as exc:  # redis-server or the fake LLM server did not start
         _progress(f"benchmark failed: {exc}")
         return 1
     finally:
@@ -478,8 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _progress(f"runner logs: {log_dir}")
         else:
             shutil.rmtree(log_dir, ignore_errors=True)
-    print(f"\n{table(measurements, latency)}\n\n{notes(measurements)}")
-    return 0
+    print(f"\n{table(outcomes, latency)}\n\n{notes(outcomes)}")
+    return 1 if any(isinstance(outcome, Failure) for outcome in outcomes) else 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Markers follow the directory a test lives in (``tests/unit``, ``tests/integratio
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from agentstack_operator.devenv.controlplane import ControlPlane
 from agentstack_operator.devenv.rediscluster import RedisClusterServers
@@ -63,7 +65,8 @@ def namespace(k8s_api: client.ApiClient) -> Iterator[str]:
     try:
         yield name
     finally:
-        core.delete_namespace(name)
+        with contextlib.suppress(ApiException):  # a test may have deleted it already
+            core.delete_namespace(name)
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,23 @@ def _not_yet(name: str) -> int:
     return 2
 
 
+def _operator() -> int:
+    import asyncio
+    import logging
+
+    from agentstack_operator.config import OperatorConfig
+    from agentstack_operator.running import run_operator
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = OperatorConfig.from_env()
+    if not config.redis_url:
+        print("agentstack operator: set REDIS_URL", file=sys.stderr)
+        return 2
+    return asyncio.run(run_operator(config))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentstack",
@@ -28,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("operator", help="run the operator (Kopf handlers and scheduler)")
+    commands.add_parser(
+        "operator",
+        help="run the operator (Kopf handlers, scheduler, status); configured by environment "
+        "variables, see agentstack_operator.config",
+    )
     runner = commands.add_parser(
         "runner", help="run a tick runner (or, with --once, execute one tick)"
     )
@@ -72,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands.cluster(data_dir=args.data_dir, port=args.port)
     if args.command == "runner":
         return runner_cli.main(args)
+    if args.command == "operator":
+        return _operator()
     return _not_yet(args.command)
 
 

@@ -27,8 +27,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentstack_runner import metrics, protocol
 from agentstack_runner.connection import connect
@@ -36,6 +37,7 @@ from agentstack_runner.engine import DEFAULT_LEASE_TTL, Engine
 from agentstack_runner.keys import FleetKeys
 from agentstack_runner.llm.resilience import ConcurrencyLimiter, RetryPolicy
 from agentstack_runner.llm.router import Router
+from agentstack_runner.observability import serve_http
 from agentstack_runner.protocol import Delivery, RedisClient
 from agentstack_runner.providers import ProviderRegistry
 from agentstack_runner.store import LeaseLostError
@@ -141,13 +143,24 @@ class Runner:
         self.ready = False
         self.last_loop = time.monotonic()
         self._inflight: dict[asyncio.Task[None], Delivery] = {}
+        self._next_claim = 0.0
+        self._next_heartbeat = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def run(self) -> None:
         """Serve until :meth:`stop` (or SIGTERM via :func:`run_forever`), then drain."""
         await protocol.ensure_groups(self.client)
-        site = await self._serve_http()
+        http = (
+            await serve_http(
+                self.config.metrics_host,
+                self.config.metrics_port,
+                healthy=self.healthy,
+                ready=lambda: self.ready,
+            )
+            if self.config.metrics_port
+            else None
+        )
         self.ready = True
         logger.info("runner %s consuming ticks", self.config.runner_id)
         try:
@@ -155,8 +168,8 @@ class Runner:
         finally:
             self.ready = False
             await self._drain()
-            if site is not None:
-                await site.stop()
+            if http is not None:
+                await http.cleanup()
             await self.engine.registry.close()
             await self.client.hdel(FleetKeys.runners, self.config.runner_id)
 
@@ -164,35 +177,52 @@ class Runner:
         self.stopping.set()
 
     async def _consume(self) -> None:
-        next_claim = time.monotonic()
-        next_heartbeat = 0.0
+        """Receive and start ticks until stopped; Redis errors pause, never end, the loop."""
+        self._next_claim = time.monotonic()
+        self._next_heartbeat = 0.0
+        backoff = 0.5
         while not self.stopping.is_set():
-            self.last_loop = now = time.monotonic()
-            if now >= next_heartbeat:
-                await self.client.hset(FleetKeys.runners, self.config.runner_id, repr(time.time()))
-                next_heartbeat = now + 10.0
-            free = self.config.concurrency - len(self._inflight)
-            if free <= 0:
-                await self._wait_for_capacity()
-                continue
-            deliveries: list[Delivery] = []
-            if now >= next_claim:
-                next_claim = now + self.config.claim_interval
-                deliveries = await protocol.claim_abandoned(
-                    self.client,
-                    self.config.runner_id,
-                    min_idle_seconds=self.config.visibility_timeout,
-                    count=free,
-                )
-                metrics.CLAIMED.inc(len(deliveries))
-            if not deliveries:
-                deliveries = await protocol.read(
-                    self.client, self.config.runner_id, free, self.config.block_ms
-                )
-            for delivery in deliveries:
-                task = asyncio.create_task(self._handle(delivery))
-                self._inflight[task] = delivery
-                task.add_done_callback(self._inflight.pop)
+            try:
+                await self._receive()
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await protocol.ensure_groups(self.client)  # Redis was flushed or replaced
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                logger.warning("Redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), backoff)
+                backoff = min(10.0, backoff * 2)
+            else:
+                backoff = 0.5
+
+    async def _receive(self) -> None:
+        self.last_loop = now = time.monotonic()
+        if now >= self._next_heartbeat:
+            await self.client.hset(FleetKeys.runners, self.config.runner_id, repr(time.time()))
+            self._next_heartbeat = now + 10.0
+        free = self.config.concurrency - len(self._inflight)
+        if free <= 0:
+            await self._wait_for_capacity()
+            return
+        deliveries: list[Delivery] = []
+        if now >= self._next_claim:
+            self._next_claim = now + self.config.claim_interval
+            deliveries = await protocol.claim_abandoned(
+                self.client,
+                self.config.runner_id,
+                min_idle_seconds=self.config.visibility_timeout,
+                count=free,
+            )
+            metrics.CLAIMED.inc(len(deliveries))
+        if not deliveries:
+            deliveries = await protocol.read(
+                self.client, self.config.runner_id, free, self.config.block_ms
+            )
+        for delivery in deliveries:
+            task = asyncio.create_task(self._handle(delivery))
+            self._inflight[task] = delivery
+            task.add_done_callback(self._inflight.pop)
 
     async def _wait_for_capacity(self) -> None:
         stop = asyncio.create_task(self.stopping.wait())
@@ -237,34 +267,16 @@ class Runner:
         except Exception:
             logger.exception("tick %s failed unexpectedly; it will be retried", request.tick_id)
             return
-        if result is not None:
-            await protocol.publish_results(self.client, [result])
-        await protocol.acknowledge(self.client, delivery)
+        try:
+            if result is not None:
+                await protocol.publish_results(self.client, [result])
+            await protocol.acknowledge(self.client, delivery)
+        except Exception as exc:  # left pending: claimed again later, then a duplicate
+            logger.warning("could not report tick %s (%s); it stays pending", request.tick_id, exc)
 
-    # -- HTTP ------------------------------------------------------------------------
-
-    async def _serve_http(self) -> web.TCPSite | None:
-        if not self.config.metrics_port:
-            return None
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app_runner = web.AppRunner(app, access_log=None)
-        await app_runner.setup()
-        site = web.TCPSite(app_runner, self.config.metrics_host, self.config.metrics_port)
-        await site.start()
-        return site
-
-    async def _metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def _healthz(self, _request: web.Request) -> web.Response:
-        stalled = time.monotonic() - self.last_loop > 60 + self.config.block_ms / 1000
-        return web.Response(status=500 if stalled else 200, text="stalled" if stalled else "ok")
-
-    async def _readyz(self, _request: web.Request) -> web.Response:
-        return web.Response(status=200 if self.ready else 503, text="ok" if self.ready else "no")
+    def healthy(self) -> bool:
+        """Alive while the consume loop turns (it wakes at least every ``block_ms``)."""
+        return time.monotonic() - self.last_loop < 60 + self.config.block_ms / 1000
 
 
 async def run_forever(config: RunnerConfig) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from kubernetes import client
 
 from agentstack_operator.devenv.controlplane import ControlPlane
+from agentstack_operator.devenv.fleet import Fleet
+from agentstack_operator.devenv.redisserver import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "agentstack.dev_agentstacks.yaml"
@@ -26,3 +31,56 @@ def crd(control_plane: ControlPlane, k8s_api: client.ApiClient) -> str:
     )
     assert waited.returncode == 0, waited.stderr
     return "agentstacks.agentstack.dev"
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    control_plane: ControlPlane,
+    k8s_api: client.ApiClient,
+    redis_server: RedisServer,
+    crd: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Fleet]:
+    """Operator and runner processes of this module (started by the tests that need them).
+
+    The operator's leader Lease lives in a namespace of the module's own, so fleets of
+    different modules never wait for each other's lease.
+    """
+    lease_namespace = f"ops-{secrets.token_hex(4)}"
+    client.CoreV1Api(k8s_api).create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=lease_namespace))
+    )
+    fleet = Fleet(
+        kubeconfig=control_plane.kubeconfig_path,
+        redis_url=redis_server.url,
+        logs_dir=tmp_path_factory.mktemp("fleet"),
+        extra_env={
+            "AGENTSTACK_OPERATOR_NAMESPACE": lease_namespace,
+            "AGENTSTACK_LEASE_SECONDS": "3",
+            "AGENTSTACK_STATUS_MIN_INTERVAL": "0.5",
+            "AGENTSTACK_RUNNER_CLAIM_INTERVAL": "0.5",
+        },
+    )
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+        client.CoreV1Api(k8s_api).delete_namespace(lease_namespace)
+
+
+@pytest.fixture(scope="module")
+def running_fleet(fleet: Fleet) -> Fleet:
+    """One operator and one runner for the whole module."""
+    fleet.operator()
+    fleet.runner()
+    return fleet
+
+
+@pytest.fixture(scope="session")
+def redis_reader(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client of the session's Redis that never flushes it (operators are using it)."""
+    connection = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        yield connection
+    finally:
+        connection.close()

@@ -1,0 +1,86 @@
+"""Operator settings, from documented environment variables (defaults in parentheses).
+
+``REDIS_URL`` (required) and ``AGENTSTACK_REDIS_CLUSTER`` (false) — the Redis the runners
+use. ``AGENTSTACK_WATCH_NAMESPACES`` (empty: all namespaces) — comma-separated
+namespaces to watch. ``AGENTSTACK_OPERATOR_NAMESPACE`` (``default``) and
+``AGENTSTACK_OPERATOR_ID`` (host-pid) — where the leader-election Lease lives and who
+holds it. ``AGENTSTACK_LEASE_SECONDS`` (15) — how long a silent leader keeps the lease.
+``AGENTSTACK_STATUS_MIN_INTERVAL`` (5 s) — per-stack minimum time between routine status
+writes (condition changes go out at once). ``AGENTSTACK_STATUS_WRITES_PER_SECOND``
+(50) — fleet-wide cap on status writes. ``AGENTSTACK_DISPATCH_BATCH`` (500) — ticks
+per pipelined dispatch. ``AGENTSTACK_METRICS_PORT`` (9101; 0 = off). For the Job
+executor: ``AGENTSTACK_RUNNER_IMAGE`` (``agentstack-operator:latest``),
+``AGENTSTACK_RUNNER_SERVICE_ACCOUNT`` (empty: the namespace default),
+``AGENTSTACK_JOB_REDIS_URL`` (``REDIS_URL``: how Job pods reach Redis),
+``AGENTSTACK_JOB_TTL_SECONDS`` (300), ``AGENTSTACK_JOB_GRACE_SECONDS`` (60: a Job may run
+this long beyond the stack's tickTimeoutSeconds before Kubernetes stops it).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+
+def _float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+@dataclass
+class OperatorConfig:
+    redis_url: str = ""
+    redis_cluster: bool = False
+    namespaces: list[str] = field(default_factory=list)
+    operator_namespace: str = "default"
+    operator_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    lease_seconds: float = 15.0
+    status_min_interval: float = 5.0
+    status_writes_per_second: float = 50.0
+    dispatch_batch: int = 500
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod
+    metrics_port: int = 9101
+    runner_image: str = "agentstack-operator:latest"
+    runner_service_account: str = ""
+    job_redis_url: str = ""
+    job_ttl_seconds: int = 300
+    job_grace_seconds: int = 60
+
+    @classmethod
+    def from_env(cls) -> OperatorConfig:
+        defaults = cls()
+        redis_url = os.environ.get("REDIS_URL", "")
+        return cls(
+            redis_url=redis_url,
+            redis_cluster=os.environ.get("AGENTSTACK_REDIS_CLUSTER", "").lower()
+            in ("1", "true", "yes"),
+            namespaces=[
+                ns.strip()
+                for ns in os.environ.get("AGENTSTACK_WATCH_NAMESPACES", "").split(",")
+                if ns.strip()
+            ],
+            operator_namespace=os.environ.get(
+                "AGENTSTACK_OPERATOR_NAMESPACE", defaults.operator_namespace
+            ),
+            operator_id=os.environ.get("AGENTSTACK_OPERATOR_ID") or defaults.operator_id,
+            lease_seconds=_float("AGENTSTACK_LEASE_SECONDS", defaults.lease_seconds),
+            status_min_interval=_float(
+                "AGENTSTACK_STATUS_MIN_INTERVAL", defaults.status_min_interval
+            ),
+            status_writes_per_second=_float(
+                "AGENTSTACK_STATUS_WRITES_PER_SECOND", defaults.status_writes_per_second
+            ),
+            dispatch_batch=_int("AGENTSTACK_DISPATCH_BATCH", defaults.dispatch_batch),
+            metrics_port=_int("AGENTSTACK_METRICS_PORT", defaults.metrics_port),
+            runner_image=os.environ.get("AGENTSTACK_RUNNER_IMAGE", defaults.runner_image),
+            runner_service_account=os.environ.get("AGENTSTACK_RUNNER_SERVICE_ACCOUNT", ""),
+            job_redis_url=os.environ.get("AGENTSTACK_JOB_REDIS_URL") or redis_url,
+            job_ttl_seconds=_int("AGENTSTACK_JOB_TTL_SECONDS", defaults.job_ttl_seconds),
+            job_grace_seconds=_int("AGENTSTACK_JOB_GRACE_SECONDS", defaults.job_grace_seconds),
+        )

@@ -1,0 +1,130 @@
+"""The Job executor: one Kubernetes Job per tick, built by a pure function.
+
+A Job runs ``agentstack runner --once`` for exactly one tick id, so the engine's usual
+guarantees hold (a tick runs once, late or stale ticks are dropped). Its name derives
+from the tick id, so creating it twice is a harmless 409. It is owned by the stack
+(garbage-collected with it), never retried by Kubernetes (``backoffLimit: 0`` — a
+failed tick is the operator's to count, not a retry storm), bounded in time
+(``activeDeadlineSeconds``), and cleaned up after it finishes
+(``ttlSecondsAfterFinished``). API keys reach the pod as environment variables taken
+from the stack's Secrets, never through the Job spec itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from agentstack_operator.config import OperatorConfig
+from agentstack_operator.kube import GROUP, KIND, VERSION
+from agentstack_runner.protocol import TickRequest
+from agentstack_runner.spec import StackSpec
+
+STACK_LABEL = "agentstack.dev/stack"
+TICK_ANNOTATION = "agentstack.dev/tick-id"
+_ENV_KEYS = {"groq": "GROQ_API_KEY", "openai": "OPENAI_API_KEY"}
+
+
+def job_name(request: TickRequest) -> str:
+    """``<stack>-<digest of the tick id>``, within the 63 characters a Job name allows."""
+    digest = hashlib.sha256(request.tick_id.encode()).hexdigest()[:10]
+    return f"{request.stack.name[:40].rstrip('-.')}-tick-{digest}"
+
+
+def build_job(
+    request: TickRequest, *, uid: str, spec: StackSpec, config: OperatorConfig
+) -> dict[str, Any]:
+    env: list[dict[str, Any]] = [
+        {"name": "REDIS_URL", "value": config.job_redis_url},
+        {"name": "AGENTSTACK_REDIS_CLUSTER", "value": str(config.redis_cluster).lower()},
+        {"name": "AGENTSTACK_RUNNER_METRICS_PORT", "value": "0"},
+    ]
+    for provider, settings in spec.providers.items():
+        if settings.secret_ref is not None and provider in _ENV_KEYS:
+            env.append(
+                {
+                    "name": _ENV_KEYS[provider],
+                    "valueFrom": {
+                        "secretKeyRef": {
+                            "name": settings.secret_ref.name,
+                            "key": settings.secret_ref.key,
+                        }
+                    },
+                }
+            )
+    labels = {
+        STACK_LABEL: request.stack.name,
+        "app.kubernetes.io/name": "agentstack-runner",
+        "app.kubernetes.io/component": "tick",
+        "app.kubernetes.io/managed-by": "agentstack-operator",
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [
+            {
+                "name": "runner",
+                "image": config.runner_image,
+                "command": [
+                    "agentstack",
+                    "runner",
+                    "--once",
+                    "--stack",
+                    str(request.stack),
+                    "--generation",
+                    str(request.generation),
+                    "--slot",
+                    str(request.slot),
+                    "--tick-id",
+                    request.tick_id,
+                    "--deadline",
+                    repr(request.deadline),
+                ],
+                "env": env,
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "128Mi"},
+                    "limits": {"memory": "512Mi"},
+                },
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "runAsNonRoot": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+    }
+    if config.runner_service_account:
+        pod_spec["serviceAccountName"] = config.runner_service_account
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(request),
+            "labels": labels,
+            "annotations": {TICK_ANNOTATION: request.tick_id},
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": KIND,
+                    "name": request.stack.name,
+                    "uid": uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": int(spec.tick_timeout_seconds) + config.job_grace_seconds,
+            "ttlSecondsAfterFinished": config.job_ttl_seconds,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def job_failure(job: dict[str, Any]) -> str | None:
+    """The failure message of a finished Job, or ``None`` if it did not fail (yet)."""
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            return f"{condition.get('reason', 'Failed')}: {condition.get('message', '')}".strip()
+    return None

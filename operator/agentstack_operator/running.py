@@ -1,0 +1,89 @@
+"""``agentstack operator``: Kopf's watch machinery plus the operator's own loops.
+
+Kopf is embedded (``kopf.operator(...)``) next to the scheduler, result folding,
+status writing, leader election and the metrics endpoint, all in one event loop. Kopf
+runs standalone (no Kopf peering): leadership is the Lease in :mod:`.leadership`, so
+every replica watches and only the leader acts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+import kopf
+
+from agentstack_operator.config import OperatorConfig
+from agentstack_operator.handlers import build_registry, settings
+from agentstack_operator.kube import Kube, api_client
+from agentstack_operator.runtime import Operator
+from agentstack_runner import protocol
+from agentstack_runner.connection import connect
+from agentstack_runner.observability import serve_http
+
+logger = logging.getLogger(__name__)
+
+
+async def run_operator(config: OperatorConfig) -> int:
+    """Run until SIGTERM/SIGINT (exit code 0) or until a part crashes (exit code 1)."""
+    redis = connect(config.redis_url, cluster=config.redis_cluster)
+    kube = Kube(api_client())
+    operator = Operator(config, kube, redis)
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    http = (
+        await serve_http(
+            config.metrics_host,
+            config.metrics_port,
+            healthy=lambda: not stop.is_set(),
+            ready=ready.is_set,
+        )
+        if config.metrics_port
+        else None
+    )
+    await protocol.ensure_groups(redis)
+    loops = [asyncio.create_task(coroutine) for coroutine in operator.loops()]
+    kopf_task = asyncio.create_task(
+        kopf.operator(
+            registry=build_registry(operator),
+            settings=settings(),
+            standalone=True,
+            clusterwide=not config.namespaces,
+            namespaces=config.namespaces,
+            stop_flag=stop,
+            ready_flag=ready,
+        ),
+        name="kopf",
+    )
+    logger.info("operator %s starting", config.operator_id)
+    failed = False
+    try:
+        done, _pending = await asyncio.wait(
+            [kopf_task, *loops], return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in done:
+            error = task.exception()
+            if error is not None or not stop.is_set():
+                failed = True
+                logger.error("%s stopped unexpectedly", task.get_name(), exc_info=error)
+    finally:
+        stop.set()
+        await operator.leadership.release()
+        for task in loops:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(kopf_task, timeout=30)
+        await asyncio.gather(*loops, return_exceptions=True)
+        if http is not None:
+            await http.cleanup()
+        await redis.aclose()
+        kube.api.close()  # type: ignore[no-untyped-call]
+        logger.info("operator stopped after %.0fs", time.monotonic() - started)
+    return 1 if failed else 0

@@ -1,0 +1,151 @@
+"""When each stack ticks next, and the one heap that holds every stack's next tick.
+
+One scheduler serves the whole fleet (not a timer or task per stack): a binary heap of
+``(due time, stack)`` that the dispatcher pops in batches. Entries are invalidated by
+version rather than removed, so pausing, editing or deleting a stack is O(1) and the
+stale entry is skipped when it surfaces.
+
+Tick times sit on a per-stack grid: slot ``k`` is due at ``k * interval + offset``,
+where the offset is derived from the stack's uid. The grid makes tick ids
+deterministic — every replica and every restart of the operator computes the same
+slot, and so the same tick id, for the same period — and the offsets spread stacks
+with equal intervals across the period instead of firing them all at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import math
+from dataclasses import dataclass, field
+
+FAILURE_BACKOFF_AFTER = 3
+"""Consecutive failed ticks before the interval starts doubling."""
+FAILURE_BACKOFF_MAX_FACTOR = 32.0
+FAILURE_BACKOFF_CEILING = 900.0
+"""Failure back-off never stretches the interval beyond this many seconds (unless the
+stack's own interval is longer)."""
+
+
+def grid_offset(uid: str, interval: float) -> float:
+    """The stack's phase within its interval, stable for its uid (milliseconds grain)."""
+    digest = int.from_bytes(hashlib.sha256(uid.encode()).digest()[:8], "big")
+    period_ms = max(1, round(interval * 1000))
+    return (digest % period_ms) / 1000.0
+
+
+def current_slot(now: float, interval: float, offset: float) -> float:
+    """Due time of the slot whose period contains ``now`` (at or before ``now``)."""
+    k = math.floor((now - offset) / interval)
+    return k * interval + offset
+
+
+def next_slot(after: float, interval: float, offset: float) -> float:
+    """Due time of the first slot strictly after ``after``."""
+    k = math.floor((after - offset) / interval) + 1
+    return k * interval + offset
+
+
+def slot_id(due: float) -> int:
+    """The integer slot number that goes into the tick id: the due time in milliseconds."""
+    return round(due * 1000)
+
+
+@dataclass(frozen=True)
+class IdleBackoff:
+    after_idle_ticks: int
+    factor: float
+    max_interval: float
+
+
+def effective_interval(
+    base: float,
+    *,
+    idle_streak: int = 0,
+    failures: int = 0,
+    idle: IdleBackoff | None = None,
+) -> float:
+    """The interval in force: the spec's, stretched by idle and by failure back-off."""
+    interval = base
+    if idle is not None and idle_streak >= idle.after_idle_ticks:
+        steps = idle_streak - idle.after_idle_ticks + 1
+        interval = min(idle.max_interval, base * idle.factor**steps)
+        interval = max(interval, base)
+    if failures >= FAILURE_BACKOFF_AFTER:
+        factor = min(FAILURE_BACKOFF_MAX_FACTOR, 2.0 ** (failures - FAILURE_BACKOFF_AFTER + 1))
+        interval = max(interval, min(base * factor, max(base, FAILURE_BACKOFF_CEILING)))
+    return interval
+
+
+@dataclass(order=True)
+class _Entry:
+    due: float
+    seq: int
+    key: str = field(compare=False)
+    version: int = field(compare=False)
+
+
+class TimingHeap:
+    """Next due time per key; at most one live entry per key."""
+
+    def __init__(self) -> None:
+        self._heap: list[_Entry] = []
+        self._versions: dict[str, int] = {}
+        self._due: dict[str, float] = {}
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._due
+
+    def due_of(self, key: str) -> float | None:
+        return self._due.get(key)
+
+    def schedule(self, key: str, due: float) -> None:
+        """Set (or move) ``key``'s next due time."""
+        version = self._versions.get(key, 0) + 1
+        self._versions[key] = version
+        self._due[key] = due
+        heapq.heappush(self._heap, _Entry(due, next(self._seq), key, version))
+        self._compact()
+
+    def cancel(self, key: str) -> None:
+        if key in self._due:
+            del self._due[key]
+            self._versions[key] = self._versions.get(key, 0) + 1
+
+    def forget(self, key: str) -> None:
+        """Cancel and drop all memory of ``key`` (a deleted stack)."""
+        self.cancel(key)
+        self._versions.pop(key, None)
+
+    def peek(self) -> float | None:
+        """The earliest live due time, or ``None`` when nothing is scheduled."""
+        self._drop_stale()
+        return self._heap[0].due if self._heap else None
+
+    def pop_due(self, now: float, limit: int) -> list[tuple[str, float]]:
+        """Remove and return up to ``limit`` keys due at or before ``now``, earliest first."""
+        popped: list[tuple[str, float]] = []
+        while self._heap and len(popped) < limit:
+            self._drop_stale()
+            if not self._heap or self._heap[0].due > now:
+                break
+            entry = heapq.heappop(self._heap)
+            del self._due[entry.key]
+            popped.append((entry.key, entry.due))
+        return popped
+
+    def _drop_stale(self) -> None:
+        while self._heap and self._versions.get(self._heap[0].key) != self._heap[0].version:
+            heapq.heappop(self._heap)
+
+    def _compact(self) -> None:
+        # Stale entries pile up when stacks are rescheduled often; rebuild when they
+        # outnumber live ones, so memory stays proportional to the fleet.
+        if len(self._heap) > 2 * len(self._due) + 64:
+            self._heap = [e for e in self._heap if self._versions.get(e.key) == e.version]
+            heapq.heapify(self._heap)

@@ -1,0 +1,343 @@
+"""What the operator knows about one stack, and the pure rules that evolve it.
+
+A :class:`StackRecord` lives in the operator's in-memory index. Watch events update
+its spec side (:func:`apply_manifest`), tick results its run side (:func:`fold_result`);
+both return the Kubernetes Events the change deserves. :func:`conditions_for` and
+:func:`status_for` derive the ``/status`` body from the record, so status is a function
+of state, written on change by the status writer, never accumulated by hand.
+
+Conditions follow the Kubernetes API conventions: every type is present from the first
+visit, with status, a CamelCase reason, a message, the generation it was computed for,
+and a ``lastTransitionTime`` that moves only when the status flips.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentstack_operator.scheduling import IdleBackoff, effective_interval
+from agentstack_runner.keys import StackRef
+from agentstack_runner.protocol import Outcome, TickResult
+from agentstack_runner.spec import ExecutionState, SpecError, StackSpec, parse_spec
+
+DEGRADED_AFTER = 3
+"""Consecutive failed ticks that make a stack Degraded (and start failure back-off)."""
+
+CONDITION_TYPES = ("Ready", "Ticking", "Paused", "Degraded", "BudgetExceeded")
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post about the stack."""
+
+    reason: str
+    message: str
+    warning: bool = False
+
+
+@dataclass(frozen=True)
+class LastTick:
+    tick_id: str
+    outcome: str
+    reason: str
+    message: str
+    finished_at: float
+    duration: float
+
+
+@dataclass
+class StackRecord:
+    ref: StackRef
+    uid: str
+    generation: int = 0
+    created_at: float = 0.0
+    raw_spec: dict[str, Any] = field(default_factory=dict)
+    spec: StackSpec | None = None
+    problems: list[str] = field(default_factory=list)
+    missing_secrets: list[str] = field(default_factory=list)
+    resumed: bool = False
+    """Set when the stack went from Paused back to Running (Paused=False, Resumed)."""
+
+    # run side
+    ticks: int = 0
+    tokens: int = 0
+    failures: int = 0
+    idle_streak: int = 0
+    last_tick: LastTick | None = None
+    budget_message: str = ""
+    next_due: float | None = None
+    active_job: str | None = None
+
+    # status bookkeeping
+    conditions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dirty: bool = True
+    urgent: bool = True
+    revision: int = 0
+    """Bumped on every change, so a status write that raced a change keeps it dirty."""
+    last_status_write: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return str(self.ref)
+
+    @property
+    def state(self) -> ExecutionState:
+        return (
+            self.spec.execution_state
+            if self.spec
+            else ExecutionState(self.raw_spec.get("executionState", "Running"))
+        )
+
+    @property
+    def executor(self) -> str:
+        return str(self.raw_spec.get("executor", "pool"))
+
+    @property
+    def missed_tick_policy(self) -> str:
+        return str(self.raw_spec.get("missedTickPolicy", "Skip"))
+
+    @property
+    def idle_backoff(self) -> IdleBackoff | None:
+        raw = self.raw_spec.get("idleBackoff")
+        if not raw:
+            return None
+        return IdleBackoff(
+            after_idle_ticks=int(raw.get("afterIdleTicks", 3)),
+            factor=float(raw.get("factor", 2)),
+            max_interval=float(raw["maxIntervalSeconds"]),
+        )
+
+    @property
+    def interval(self) -> float:
+        """The interval in force, after idle and failure back-off."""
+        base = self.spec.tick_interval_seconds if self.spec else 30.0
+        return effective_interval(
+            base, idle_streak=self.idle_streak, failures=self.failures, idle=self.idle_backoff
+        )
+
+    @property
+    def blocked_reason(self) -> str | None:
+        """Why the stack may not tick even if Running; ``None`` when it may."""
+        if self.problems:
+            return "InvalidSpec"
+        if self.missing_secrets:
+            return "SecretNotFound"
+        if self.budget_message:
+            return "BudgetExceeded"
+        return None
+
+    @property
+    def should_tick(self) -> bool:
+        return self.state is ExecutionState.RUNNING and self.blocked_reason is None
+
+    def mark_dirty(self, *, urgent: bool = False) -> None:
+        self.dirty = True
+        self.urgent = self.urgent or urgent
+        self.revision += 1
+
+
+def apply_manifest(record: StackRecord, body: dict[str, Any]) -> list[Event]:
+    """Take a new manifest into ``record``; returns the Events its changes call for."""
+    events: list[Event] = []
+    meta = body.get("metadata") or {}
+    generation = int(meta.get("generation") or 0)
+    if generation == record.generation and record.raw_spec:
+        return events
+    before = record.state if record.raw_spec else None
+    had_problems = bool(record.problems)
+    record.generation = generation
+    record.raw_spec = dict(body.get("spec") or {})
+    try:
+        record.spec = parse_spec(record.raw_spec)
+        record.problems = []
+    except SpecError as exc:
+        record.spec = None
+        record.problems = exc.problems
+    if record.problems and not had_problems:
+        events.append(Event("InvalidSpec", "; ".join(record.problems), warning=True))
+    elif had_problems and not record.problems:
+        events.append(Event("SpecAccepted", "the spec is valid again"))
+    after = record.state
+    if before is None:
+        if after is ExecutionState.RUNNING and not record.problems:
+            events.append(Event("Started", "the stack starts ticking"))
+    elif before is not after:
+        record.resumed = before is ExecutionState.PAUSED and after is ExecutionState.RUNNING
+        if after is ExecutionState.PAUSED:
+            events.append(Event("Paused", "ticks stop; memory and messages are kept"))
+        elif after is ExecutionState.STOPPED:
+            events.append(Event("Stopped", "the run has ended; memory is kept"))
+        elif record.resumed:
+            events.append(Event("Resumed", "ticks continue; missed ticks are not replayed"))
+        else:
+            events.append(Event("Started", "the stack starts a new run"))
+    record.mark_dirty(urgent=True)
+    return events
+
+
+def fold_result(record: StackRecord, result: TickResult) -> list[Event]:
+    """Take a tick's result into ``record``; returns Events for Degraded/Recovered."""
+    events: list[Event] = []
+    if result.generation > record.generation or result.finished_at < record.created_at:
+        return events  # not this incarnation of the stack
+    if record.last_tick is not None and result.finished_at < record.last_tick.finished_at:
+        return events  # an older result arriving late (a re-delivery)
+    record.last_tick = LastTick(
+        tick_id=result.tick_id,
+        outcome=result.outcome.value,
+        reason=result.reason,
+        message=result.message,
+        finished_at=result.finished_at,
+        duration=result.duration,
+    )
+    if record.active_job == result.tick_id:
+        record.active_job = None
+    was_degraded = record.failures >= DEGRADED_AFTER
+    if result.outcome is Outcome.FAILED:
+        record.failures += 1
+        if record.failures == DEGRADED_AFTER:
+            events.append(
+                Event(
+                    "Degraded",
+                    f"{record.failures} ticks failed in a row; backing off. Last: "
+                    f"{result.reason}: {result.message}",
+                    warning=True,
+                )
+            )
+    elif result.outcome is Outcome.SUCCEEDED:
+        record.failures = 0
+        record.idle_streak = 0 if result.progressed else record.idle_streak + 1
+        if was_degraded:
+            events.append(Event("Recovered", "a tick succeeded again"))
+    record.mark_dirty(urgent=bool(events))
+    return events
+
+
+def _timestamp(epoch: float) -> str:
+    moment = dt.datetime.fromtimestamp(epoch, tz=dt.UTC).replace(microsecond=0)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _desired(record: StackRecord) -> dict[str, tuple[str, str, str]]:
+    """Condition type → (status, reason, message) as the record stands."""
+    state = record.state
+    blocked = record.blocked_reason
+    if record.problems:
+        ready = ("False", "InvalidSpec", "; ".join(record.problems))
+    elif record.missing_secrets:
+        ready = (
+            "False",
+            "SecretNotFound",
+            "waiting for " + ", ".join(record.missing_secrets),
+        )
+    elif state is ExecutionState.STOPPED:
+        ready = ("False", "Stopped", "the run has ended (executionState: Stopped)")
+    else:
+        ready = ("True", "Accepted", "the spec is valid and its references resolve")
+
+    if state is ExecutionState.PAUSED:
+        ticking = ("False", "Paused", "executionState is Paused")
+    elif state is ExecutionState.STOPPED:
+        ticking = ("False", "Stopped", "executionState is Stopped")
+    elif blocked is not None:
+        ticking = ("False", blocked, "ticks are held until this is resolved")
+    else:
+        ticking = ("True", "Scheduled", f"a tick every {record.interval:g}s")
+
+    if state is ExecutionState.PAUSED:
+        paused = ("True", "Paused", "paused by spec.executionState; memory is kept")
+    elif record.resumed:
+        paused = ("False", "Resumed", "resumed; missed ticks were not replayed")
+    else:
+        paused = ("False", "NotPaused", "")
+
+    if record.failures >= DEGRADED_AFTER:
+        last = record.last_tick
+        detail = f"{last.reason}: {last.message}" if last else ""
+        degraded = ("True", "TicksFailing", f"{record.failures} failed ticks in a row. {detail}")
+    else:
+        degraded = ("False", "TicksHealthy", "")
+
+    if record.budget_message:
+        budget = ("True", "BudgetSpent", record.budget_message)
+    else:
+        budget = ("False", "WithinBudget", "")
+    return {
+        "Ready": ready,
+        "Ticking": ticking,
+        "Paused": paused,
+        "Degraded": degraded,
+        "BudgetExceeded": budget,
+    }
+
+
+def conditions_for(record: StackRecord, now: float) -> list[dict[str, Any]]:
+    """The full conditions list, keeping each transition time unless its status flips."""
+    conditions = []
+    for kind, (status, reason, message) in _desired(record).items():
+        previous = record.conditions.get(kind)
+        transition = (
+            previous["lastTransitionTime"]
+            if previous is not None and previous["status"] == status
+            else _timestamp(now)
+        )
+        conditions.append(
+            {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message[:2000],
+                "lastTransitionTime": transition,
+                "observedGeneration": record.generation,
+            }
+        )
+    return conditions
+
+
+def phase_for(record: StackRecord) -> str:
+    blocked = record.blocked_reason
+    if blocked == "InvalidSpec":
+        return "Invalid"
+    if blocked == "SecretNotFound":
+        return "Waiting"
+    if record.state is not ExecutionState.RUNNING:
+        return record.state.value
+    if blocked == "BudgetExceeded":
+        return "BudgetExceeded"
+    return "Degraded" if record.failures >= DEGRADED_AFTER else "Running"
+
+
+def status_for(record: StackRecord, now: float) -> dict[str, Any]:
+    """The ``/status`` body for a merge patch (``None`` clears a field)."""
+    conditions = conditions_for(record, now)
+    last = record.last_tick
+    return {
+        "observedGeneration": record.generation,
+        "phase": phase_for(record),
+        "conditions": conditions,
+        "ticks": record.ticks,
+        "tokensUsed": record.tokens,
+        "consecutiveFailures": record.failures,
+        "effectiveIntervalSeconds": round(record.interval, 3),
+        "nextTickTime": _timestamp(record.next_due) if record.next_due else None,
+        "lastTickId": last.tick_id if last else None,
+        "lastTickTime": _timestamp(last.finished_at) if last else None,
+        "lastTickResult": last.outcome if last else None,
+        "lastTickReason": last.reason if last else None,
+        "lastTickMessage": last.message[:2000] if last else None,
+        "lastTickDurationSeconds": round(last.duration, 3) if last else None,
+    }
+
+
+def budget_message(spec: StackSpec | None, tokens: int, ticks: int) -> str:
+    """Why the stack's budget is spent, or ``""`` while it is not."""
+    if spec is None:
+        return ""
+    budget = spec.budget
+    if budget.max_tokens is not None and tokens >= budget.max_tokens:
+        return f"{tokens} tokens used of the budget of {budget.max_tokens}"
+    if budget.max_ticks is not None and ticks >= budget.max_ticks:
+        return f"{ticks} ticks run of the budget of {budget.max_ticks}"
+    return ""
