@@ -11,7 +11,7 @@ build: setup
 	.venv/bin/agentstack dev build
 
 dev: build
-	.venv/bin/agentstack dev cluster
+	.venv/bin/agentstack dev up
 
 lint: setup
 	hack/lint.sh

@@ -63,24 +63,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="build (or find in ~/.cache/agentstack) etcd, kube-apiserver, "
         "kube-controller-manager, kubectl and helm",
     )
+    up = dev_commands.add_parser(
+        "up",
+        help="the main job: control plane, Redis, operator, runner and an example stack, "
+        "in the foreground; writes .agentstack/dev/kubeconfig and endpoints.env",
+    )
     cluster = dev_commands.add_parser(
         "cluster",
         help="run a local control plane in the foreground; writes .agentstack/dev/kubeconfig",
     )
-    cluster.add_argument(
+    for command in (up, cluster):
+        _data_and_port(command)
+    return parser
+
+
+def _data_and_port(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
         "--data-dir",
         type=Path,
         default=None,
         help="keep etcd data, keys and logs here across runs (default: a temporary "
         "directory removed on exit)",
     )
-    cluster.add_argument(
+    command.add_argument(
         "--port",
         type=int,
         default=None,
         help="kube-apiserver's secure port on 127.0.0.1 (default: a free port)",
     )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.dev_command == "build":
             return commands.build()
+        if args.dev_command == "up":
+            return commands.up(data_dir=args.data_dir, port=args.port)
         return commands.cluster(data_dir=args.data_dir, port=args.port)
     if args.command == "runner":
         return runner_cli.main(args)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 
 import kopf
@@ -34,9 +33,6 @@ async def run_operator(config: OperatorConfig) -> int:
     operator = Operator(config, kube, redis)
     stop = asyncio.Event()
     ready = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
     http = (
         await serve_http(
@@ -69,8 +65,10 @@ async def run_operator(config: OperatorConfig) -> int:
             [kopf_task, *loops], return_when=asyncio.FIRST_COMPLETED
         )
         for task in done:
+            # Kopf handles SIGTERM/SIGINT itself and returns: a clean stop. Anything
+            # else ending (an error, or one of our loops returning) is a failure.
             error = task.exception()
-            if error is not None or not stop.is_set():
+            if error is not None or task is not kopf_task:
                 failed = True
                 logger.error("%s stopped unexpectedly", task.get_name(), exc_info=error)
     finally:

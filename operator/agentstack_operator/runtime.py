@@ -230,17 +230,26 @@ class Operator:
             if record is None or record.spec is None or not record.should_tick:
                 continue
             slot = slot_id(when)
+            job = record.executor == "job"
+            # A pool tick must start before the next one is due; a Job's pod may take a
+            # while to be scheduled (no second Job starts meanwhile), so it gets the Job's
+            # whole lifetime.
+            lifetime = (
+                record.spec.tick_timeout_seconds + self.config.job_grace_seconds
+                if job
+                else record.interval
+            )
             request = TickRequest(
                 stack=record.ref,
                 generation=record.generation,
                 tick_id=protocol.tick_id(record.ref, slot),
                 slot=slot,
-                deadline=when + record.interval,
+                deadline=when + lifetime,
                 priority=record.spec.priority or Priority.NORMAL,
                 dispatched_at=now,
             )
             metrics.DISPATCH_LAG.observe(max(0.0, now - when))
-            if record.executor == "job":
+            if job:
                 if record.active_job is not None:
                     metrics.SKIPPED.labels("JobStillRunning").inc()
                 else:

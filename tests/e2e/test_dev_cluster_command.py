@@ -17,16 +17,17 @@ from tests.helpers import eventually
 CLI = [sys.executable, "-m", "agentstack_operator"]
 
 
-def _processes_mentioning(text: str) -> list[int]:
+def _processes_mentioning(text: str, where: str = "cmdline") -> list[int]:
+    """Pids whose command line (or environment, ``where="environ"``) contains ``text``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            content = (entry / where).read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if text in cmdline:
+        if text in content:
             found.append(int(entry.name))
     return found
 
@@ -82,7 +83,7 @@ def test_dev_cluster_serves_kubectl_and_stops_everything_on_ctrl_c(tmp_path: Pat
         if process.poll() is None:
             process.kill()
             process.wait(timeout=30)
-    assert "stopping the control plane" in output.text()
+    assert "stopping…" in output.text()
     assert _processes_mentioning(str(data_dir)) == []
     assert not kubeconfig.exists()
     assert (data_dir / "etcd").is_dir()  # --data-dir is kept for the next run
@@ -104,3 +105,67 @@ def test_dev_cluster_fails_fast_when_the_port_is_taken(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert f"127.0.0.1:{port} for kube-apiserver is already in use" in result.stderr
+
+
+def test_dev_up_runs_the_whole_stack_and_stops_it(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if k not in ("GROQ_API_KEY", "OPENAI_API_KEY")}
+    env["AGENTSTACK_STATE_DIR"] = str(state_dir)
+    process = subprocess.Popen(
+        [*CLI, "dev", "up", "--data-dir", str(tmp_path / "data")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        output = _Output(process)
+        eventually(
+            lambda: True if "Press Ctrl-C" in output.text() else None,
+            "dev up to report it is ready",
+            timeout=180,
+        )
+        text = output.text()
+        assert "stacks: release-notes (offline" in text
+        assert "patch ags release-notes --type merge" in text
+        endpoints = dict(
+            line.split("=", 1) for line in (state_dir / "endpoints.env").read_text().split()
+        )
+        assert set(endpoints) >= {"KUBECONFIG", "KUBECTL", "REDIS_URL"}
+        children = set(_processes_mentioning(str(state_dir), "environ")) - {process.pid}
+        commands = " ".join(Path(f"/proc/{pid}/cmdline").read_text() for pid in children)
+        for part in ("etcd", "kube-apiserver", "kube-controller-manager", "operator", "runner"):
+            assert part in commands
+        redis_port = endpoints["REDIS_URL"].rsplit(":", 1)[1].split("/")[0]
+        assert _processes_mentioning(f"127.0.0.1:{redis_port}")  # redis-server's title
+
+        def ticked() -> int | None:
+            got = subprocess.run(
+                [
+                    endpoints["KUBECTL"],
+                    "--kubeconfig",
+                    endpoints["KUBECONFIG"],
+                    "get",
+                    "ags",
+                    "release-notes",
+                    "-o",
+                    "jsonpath={.status.ticks}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            return int(got.stdout) if got.stdout.strip() and int(got.stdout) >= 2 else None
+
+        eventually(ticked, "the example stack to tick", timeout=60)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=90) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    assert _processes_mentioning(str(state_dir), "environ") == []
+    assert _processes_mentioning(f"127.0.0.1:{redis_port}") == []
+    assert not (state_dir / "endpoints.env").exists()

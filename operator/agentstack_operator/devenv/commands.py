@@ -6,23 +6,30 @@ commands to try); the building blocks themselves stay silent apart from build pr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 from agentstack_operator.devenv.controlplane import ControlPlane
-from agentstack_operator.devenv.processes import DevEnvError
+from agentstack_operator.devenv.fleet import Fleet
+from agentstack_operator.devenv.processes import DevEnvError, ManagedProcess
+from agentstack_operator.devenv.redisserver import RedisServer
 from agentstack_operator.devenv.toolchain import (
     controlplane_binaries,
     find_repo_root,
     helm_binary,
 )
+from agentstack_runner.keys import StackKeys, StackRef
 
 _WATCH_INTERVAL = 1.0
+CRD_FILE = Path("crds") / "agentstack.dev_agentstacks.yaml"
+CRD_NAME = "agentstacks.agentstack.dev"
 
 
 def state_dir() -> Path:
@@ -65,46 +72,203 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
     raise _InterruptedError(signal.Signals(signum).name)
 
 
-def cluster(*, data_dir: Path | None, port: int | None) -> int:
-    """Run a local control plane in the foreground until Ctrl-C or SIGTERM."""
+Setup = Callable[[contextlib.ExitStack], tuple[str, list[ManagedProcess]]]
+"""Starts the parts (registering how to stop each on the stack); returns the banner to
+print and the processes to watch."""
+
+
+def _foreground(command: str, setup: Setup) -> int:
+    """Run ``setup``'s parts until Ctrl-C, SIGTERM or a crash, then stop them all."""
     previous = {
         sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)
     }
+    with contextlib.ExitStack() as parts:
+        # Registered first, so it runs last: a second Ctrl-C during clean-up aborts it,
+        # and the kernel then kills the children (they run with PR_SET_PDEATHSIG).
+        parts.callback(lambda: [signal.signal(sig, h) for sig, h in previous.items()])
+        try:
+            banner, processes = setup(parts)
+            _say(banner + "\nPress Ctrl-C to stop.")
+            while True:
+                for process in processes:
+                    process.check_alive()
+                time.sleep(_WATCH_INTERVAL)
+        except _InterruptedError:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            _say("stopping…")
+            return 0
+        except DevEnvError as exc:
+            print(f"agentstack dev {command}: {exc}", file=sys.stderr)
+            return 1
+
+
+def _start_control_plane(
+    parts: contextlib.ExitStack, *, data_dir: Path | None, port: int | None
+) -> ControlPlane:
     kubeconfig = state_dir() / "kubeconfig"
-    control_plane: ControlPlane | None = None
+    control_plane = ControlPlane(
+        controlplane_binaries(), data_dir=data_dir, apiserver_port=port, kubeconfig_path=kubeconfig
+    )
+    parts.callback(kubeconfig.unlink, missing_ok=True)
+    parts.callback(control_plane.stop)
+    control_plane.start()
+    link = kubectl_link()
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to(control_plane.binaries.kubectl)
+    return control_plane
+
+
+def kubectl_link() -> Path:
+    """``.agentstack/dev/bin/kubectl``: the built kubectl, under a short, stable path."""
+    return state_dir() / "bin" / "kubectl"
+
+
+def _relative(path: Path) -> str:
+    """``path`` relative to the current directory when it is below it (shorter to type)."""
     try:
-        binaries = controlplane_binaries()
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def cluster(*, data_dir: Path | None, port: int | None) -> int:
+    """Run a local control plane in the foreground until Ctrl-C or SIGTERM."""
+
+    def setup(parts: contextlib.ExitStack) -> tuple[str, list[ManagedProcess]]:
         started = time.monotonic()
-        control_plane = ControlPlane(
-            binaries, data_dir=data_dir, apiserver_port=port, kubeconfig_path=kubeconfig
-        )
-        control_plane.start()
-        _say(
+        plane = _start_control_plane(parts, data_dir=data_dir, port=port)
+        binaries = plane.binaries
+        banner = (
             f"Kubernetes {binaries.kubernetes_version} control plane ready at "
-            f"{control_plane.url} in {time.monotonic() - started:.1f}s "
+            f"{plane.url} in {time.monotonic() - started:.1f}s "
             f"(etcd {binaries.etcd_version}, kube-apiserver, kube-controller-manager)\n"
-            f"kubeconfig: {kubeconfig}\n"
-            f"data:       {control_plane.data_dir}"
+            f"kubeconfig: {plane.kubeconfig_path}\n"
+            f"data:       {plane.data_dir}"
             f"{'' if data_dir else ' (temporary, removed on exit)'}\n"
-            f"logs:       {control_plane.logs_dir}\n"
-            f"try:        {binaries.kubectl} --kubeconfig {kubeconfig} get ns\n"
-            "Press Ctrl-C to stop."
+            f"logs:       {plane.logs_dir}\n"
+            f"try:        {_relative(kubectl_link())} --kubeconfig "
+            f"{_relative(plane.kubeconfig_path)} get ns"
         )
-        while True:
-            for process in control_plane.processes:
-                process.check_alive()
-            time.sleep(_WATCH_INTERVAL)
-    except _InterruptedError:
-        _say("stopping the control plane…")
-        return 0
-    except DevEnvError as exc:
-        print(f"agentstack dev cluster: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        # A second Ctrl-C during clean-up aborts it; the kernel then kills the children
-        # (they run with PR_SET_PDEATHSIG), so nothing is left behind either way.
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if control_plane is not None:
-            control_plane.stop()
-        kubeconfig.unlink(missing_ok=True)
+        return banner, list(plane.processes)
+
+    return _foreground("cluster", setup)
+
+
+EXAMPLE = "examples/01-scripted-team.yaml"
+EXAMPLE_STACK = "release-notes"
+
+
+def _groq_stack(openai: bool) -> dict[str, object]:
+    """A stack on Groq (with OpenAI fallback when that key is there too)."""
+    providers: dict[str, object] = {
+        "groq": {"secretRef": {"name": "llm-keys", "key": "GROQ_API_KEY"}}
+    }
+    llm: dict[str, object] = {
+        "model": {"provider": "groq", "name": "llama-3.3-70b-versatile"},
+        "providers": providers,
+    }
+    if openai:
+        providers["openai"] = {"secretRef": {"name": "llm-keys", "key": "OPENAI_API_KEY"}}
+        llm["fallbackModels"] = [{"provider": "openai", "name": "gpt-4o-mini"}]
+    return {
+        "apiVersion": "agentstack.dev/v1alpha1",
+        "kind": "AgentStack",
+        "metadata": {"name": "groq-team", "namespace": "default"},
+        "spec": {
+            "goal": "Write a one-page guide to running LLM agent teams on Kubernetes.",
+            "tickIntervalSeconds": 30,
+            "budget": {"maxTokens": 200000},
+            "llm": llm,
+        },
+    }
+
+
+def _apply_live_examples(plane: ControlPlane) -> list[str]:
+    """With GROQ_API_KEY set, a Secret from the environment and a stack that uses it."""
+    keys = {
+        name: os.environ[name]
+        for name in ("GROQ_API_KEY", "OPENAI_API_KEY")
+        if os.environ.get(name)
+    }
+    if "GROQ_API_KEY" not in keys:
+        return []
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(plane.kubeconfig_path)
+    )
+    with api:
+        client.CoreV1Api(api).create_namespaced_secret(
+            "default",
+            client.V1Secret(metadata=client.V1ObjectMeta(name="llm-keys"), string_data=keys),
+        )
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            "agentstack.dev",
+            "v1alpha1",
+            "default",
+            "agentstacks",
+            _groq_stack(openai="OPENAI_API_KEY" in keys),
+        )
+    return ["groq-team"]
+
+
+def up(*, data_dir: Path | None, port: int | None) -> int:
+    """The main job: control plane, Redis, operator, runner and the example stack."""
+
+    def setup(parts: contextlib.ExitStack) -> tuple[str, list[ManagedProcess]]:
+        started = time.monotonic()
+        repo = find_repo_root()
+        plane = _start_control_plane(parts, data_dir=data_dir, port=port)
+        redis = RedisServer(data_dir=plane.data_dir / "redis")
+        parts.callback(redis.stop)
+        redis.start()
+        for command in (
+            ("apply", "--server-side", "-f", str(repo / CRD_FILE)),
+            ("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}"),
+        ):
+            result = plane.kubectl(*command)
+            if result.returncode != 0:
+                raise DevEnvError(f"kubectl {command[0]} failed: {result.stderr.strip()}")
+        fleet = Fleet(
+            kubeconfig=plane.kubeconfig_path,
+            redis_url=redis.url,
+            logs_dir=plane.logs_dir,
+            extra_env={"AGENTSTACK_OPERATOR_NAMESPACE": "default"},
+        )
+        parts.callback(fleet.stop)
+        _operator, operator_port = fleet.operator()
+        _runner, runner_port = fleet.runner()
+        applied = plane.kubectl("apply", "-n", "default", "-f", str(repo / EXAMPLE))
+        if applied.returncode != 0:
+            raise DevEnvError(f"applying {EXAMPLE} failed: {applied.stderr.strip()}")
+        stacks = [EXAMPLE_STACK, *_apply_live_examples(plane)]
+        endpoints = state_dir() / "endpoints.env"
+        parts.callback(endpoints.unlink, missing_ok=True)
+        endpoints.write_text(
+            f"KUBECONFIG={plane.kubeconfig_path}\n"
+            f"KUBECTL={kubectl_link()}\n"
+            f"REDIS_URL={redis.url}\n"
+            f"AGENTSTACK_OPERATOR_METRICS_URL=http://127.0.0.1:{operator_port}/metrics\n"
+            f"AGENTSTACK_RUNNER_METRICS_URL=http://127.0.0.1:{runner_port}/metrics\n"
+        )
+        kubectl = f"{_relative(kubectl_link())} --kubeconfig {_relative(plane.kubeconfig_path)}"
+        trace = StackKeys(StackRef("default", EXAMPLE_STACK)).trace
+        banner = (
+            f"agentstack is up in {time.monotonic() - started:.1f}s: Kubernetes "
+            f"{plane.binaries.kubernetes_version} at {plane.url}, Redis at {redis.url}, "
+            f"operator and runner running; stacks: {', '.join(stacks)}"
+            f"{'' if len(stacks) > 1 else ' (offline: set GROQ_API_KEY for a live one)'}\n"
+            f"endpoints: {endpoints}  (source it: set -a; . {endpoints}; set +a)\n"
+            f"logs:      {plane.logs_dir}\n\n"
+            "Try:\n"
+            f"  {kubectl} get ags -w\n"
+            f"  {kubectl} patch ags {EXAMPLE_STACK} --type merge "
+            """-p '{"spec":{"executionState":"Paused"}}'\n"""
+            f"  {kubectl} get events --field-selector involvedObject.name={EXAMPLE_STACK}\n"
+            f"  redis-cli -p {redis.port} XREVRANGE '{trace}' + - COUNT 4   # the agents' trace"
+        )
+        return banner, [*plane.processes, redis.process, *fleet.processes]
+
+    return _foreground("up", setup)

@@ -51,6 +51,12 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://{LOOPBACK}:{self.port}/0"
 
+    @property
+    def process(self) -> ManagedProcess:
+        if self._process is None:
+            raise DevEnvError("redis-server is not running")
+        return self._process
+
     def __enter__(self) -> RedisServer:
         self.start()
         return self
