@@ -169,6 +169,8 @@ def apply_manifest(record: StackRecord, body: dict[str, Any]) -> list[Event]:
             events.append(Event("Paused", "ticks stop; memory and messages are kept"))
         elif after is ExecutionState.STOPPED:
             events.append(Event("Stopped", "the run has ended; memory is kept"))
+        elif record.problems:
+            pass  # an invalid spec does not start; InvalidSpec says why
         elif record.resumed:
             events.append(Event("Resumed", "ticks continue; missed ticks are not replayed"))
         else:

@@ -11,7 +11,7 @@ import pytest
 
 from agentstack_operator.devenv.fakellm import Delay, Fail, FakeLLMServer, Hang, Reply
 from agentstack_runner.actions import MAX_REPLY_CHARS
-from agentstack_runner.keys import StackKeys
+from agentstack_runner.keys import StackKeys, StackRef
 from agentstack_runner.protocol import Outcome, RedisClient
 from agentstack_runner.spec import DEFAULT_TEAM
 from agentstack_runner.store import LeaseLostError
@@ -258,6 +258,24 @@ async def test_unknown_scripted_model_fails_every_step_with_a_clear_reason(
     assert result.outcome is Outcome.FAILED
     assert result.reason == "AllStepsFailed"
     assert "unknown model 'gpt'" in result.message
+
+
+async def test_one_stack_with_a_rejected_model_does_not_cut_off_the_others(
+    aredis: RedisClient,
+) -> None:
+    broken, healthy = StackRef("team", "broken"), StackRef("team", "healthy")
+    await publish(
+        aredis, {"goal": "g", "llm": {"model": {"provider": "scripted", "name": "x"}}}, stack=broken
+    )
+    await publish(aredis, {"goal": "g"}, stack=healthy)
+    engine = make_engine(aredis)  # one runner: one circuit breaker per provider
+    for slot in range(1, 4):
+        failed = await engine.execute(request(slot, stack=broken))
+        assert failed is not None
+        assert failed.outcome is Outcome.FAILED
+    result = await engine.execute(request(1, stack=healthy))
+    assert result is not None
+    assert result.outcome is Outcome.SUCCEEDED
 
 
 async def test_missing_api_key_is_reported_without_calling_anyone(

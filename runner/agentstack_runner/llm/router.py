@@ -145,10 +145,14 @@ class Router:
                 if isinstance(exc, UnavailableError):
                     raise
                 retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
-                breaker.record_failure(open_for=retry_after)
-                metrics.LLM_BREAKER_OPEN.labels(model.provider).set(
-                    1 if breaker.state == "open" else 0
-                )
+                if exc.retryable:
+                    # Only the provider's health counts against its circuit: a rejected
+                    # request (unknown model, bad key) is one stack's problem, and must
+                    # not cut off every other stack that uses the provider.
+                    breaker.record_failure(open_for=retry_after)
+                    metrics.LLM_BREAKER_OPEN.labels(model.provider).set(
+                        1 if breaker.state == "open" else 0
+                    )
                 wait = self.policy.delay(attempt, retry_after, self.rng) if exc.retryable else None
                 if wait is None or time.monotonic() + wait + MIN_CALL_SECONDS > deadline:
                     raise

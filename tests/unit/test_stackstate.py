@@ -1,0 +1,123 @@
+"""The pure rules of a stack's state: manifests, results, conditions, status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentstack_operator.stackstate import (
+    StackRecord,
+    apply_manifest,
+    budget_message,
+    conditions_for,
+    fold_result,
+    status_for,
+)
+from agentstack_runner.keys import StackRef
+from agentstack_runner.protocol import Outcome, TickResult
+
+REF = StackRef("team", "demo")
+
+
+def _manifest(generation: int, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"generation": generation}, "spec": {"goal": "g", **spec}}
+
+
+def _result(outcome: Outcome, at: float, progressed: bool = True) -> TickResult:
+    return TickResult(
+        stack=REF,
+        tick_id=f"team/demo/{at}",
+        generation=1,
+        outcome=outcome,
+        reason="Completed" if outcome is Outcome.SUCCEEDED else "AllStepsFailed",
+        message="" if outcome is Outcome.SUCCEEDED else "scripted: unknown model",
+        started_at=at - 1,
+        finished_at=at,
+        progressed=progressed,
+    )
+
+
+def _record(**spec: Any) -> StackRecord:
+    record = StackRecord(ref=REF, uid="u1", created_at=0)
+    apply_manifest(record, _manifest(1, tickIntervalSeconds=10, **spec))
+    return record
+
+
+def _conditions(record: StackRecord, now: float = 100.0) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in conditions_for(record, now)}
+
+
+def test_transitions_produce_the_events_users_expect() -> None:
+    record = StackRecord(ref=REF, uid="u1")
+    assert [e.reason for e in apply_manifest(record, _manifest(1))] == ["Started"]
+    assert apply_manifest(record, _manifest(1)) == []  # same generation: nothing new
+    paused = apply_manifest(record, _manifest(2, executionState="Paused"))
+    assert [e.reason for e in paused] == ["Paused"]
+    resumed = apply_manifest(record, _manifest(3, executionState="Running"))
+    assert [e.reason for e in resumed] == ["Resumed"]
+    assert _conditions(record)["Paused"]["reason"] == "Resumed"
+    stopped = apply_manifest(record, _manifest(4, executionState="Stopped"))
+    assert [e.reason for e in stopped] == ["Stopped"]
+    assert _conditions(record)["Ready"]["reason"] == "Stopped"
+    invalid = apply_manifest(record, _manifest(5, agents=[{"name": "x", "role": "poet"}]))
+    assert [(e.reason, e.warning) for e in invalid] == [("InvalidSpec", True)]
+    assert _conditions(record)["Ready"]["reason"] == "InvalidSpec"
+
+
+def test_three_failures_degrade_back_off_and_a_success_recovers() -> None:
+    record = _record()
+    events = [fold_result(record, _result(Outcome.FAILED, at)) for at in (1.0, 2.0, 3.0)]
+    assert [e.reason for batch in events for e in batch] == ["Degraded"]
+    degraded = _conditions(record)["Degraded"]
+    assert degraded["status"] == "True"
+    assert "unknown model" in degraded["message"]
+    assert record.interval == 20.0
+    assert [e.reason for e in fold_result(record, _result(Outcome.SUCCEEDED, 4.0))] == ["Recovered"]
+    assert record.interval == 10.0
+
+
+def test_idle_ticks_stretch_the_interval_until_progress() -> None:
+    record = _record(idleBackoff={"maxIntervalSeconds": 60, "afterIdleTicks": 2})
+    for at in (1.0, 2.0, 3.0):
+        fold_result(record, _result(Outcome.SUCCEEDED, at, progressed=False))
+    assert record.interval == 40.0
+    fold_result(record, _result(Outcome.SUCCEEDED, 4.0, progressed=True))
+    assert record.interval == 10.0
+
+
+def test_late_or_foreign_results_are_ignored() -> None:
+    record = _record()
+    fold_result(record, _result(Outcome.SUCCEEDED, 5.0))
+    assert fold_result(record, _result(Outcome.FAILED, 4.0)) == []  # older than the last
+    assert record.failures == 0
+    assert record.last_tick is not None
+    assert record.last_tick.finished_at == 5.0
+
+
+def test_transition_time_moves_only_when_the_status_flips() -> None:
+    record = _record()
+    first = _conditions(record, now=100.0)
+    record.conditions = first
+    record.failures = 1
+    assert (
+        _conditions(record, now=200.0)["Degraded"]["lastTransitionTime"]
+        == (first["Degraded"]["lastTransitionTime"])
+    )
+    record.failures = 3
+    assert (
+        _conditions(record, now=200.0)["Degraded"]["lastTransitionTime"]
+        != (first["Degraded"]["lastTransitionTime"])
+    )
+
+
+def test_status_body_and_budget() -> None:
+    record = _record(budget={"maxTicks": 2})
+    record.ticks = 2
+    record.budget_message = budget_message(record.spec, tokens=0, ticks=2)
+    status = status_for(record, now=0.0)
+    assert status["observedGeneration"] == 1
+    assert status["phase"] == "BudgetExceeded"
+    assert status["lastTickTime"] is None  # a merge patch clears what is unknown
+    kinds = {c["type"]: c for c in status["conditions"]}
+    assert kinds["BudgetExceeded"]["status"] == "True"
+    assert kinds["Ticking"]["reason"] == "BudgetExceeded"
+    assert budget_message(record.spec, tokens=0, ticks=1) == ""
