@@ -16,26 +16,44 @@ from agentstack_operator import __version__
 from agentstack_runner import cli as runner_cli
 
 
-def _not_yet(name: str) -> int:
-    print(f"agentstack {name}: not implemented yet", file=sys.stderr)
-    return 2
-
-
-def _operator() -> int:
-    import asyncio
+def _logging() -> None:
     import logging
-
-    from agentstack_operator.config import OperatorConfig
-    from agentstack_operator.running import run_operator
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+
+def _operator() -> int:
+    import asyncio
+
+    from agentstack_operator.config import OperatorConfig
+    from agentstack_operator.running import run_operator
+
+    _logging()
     config = OperatorConfig.from_env()
     if not config.redis_url:
         print("agentstack operator: set REDIS_URL", file=sys.stderr)
         return 2
     return asyncio.run(run_operator(config))
+
+
+def _api() -> int:
+    import asyncio
+
+    from agentstack_operator.api.server import ApiConfig, serve
+
+    _logging()
+    try:
+        config = ApiConfig.from_env()
+    except ValueError as exc:
+        print(f"agentstack api: {exc}", file=sys.stderr)
+        return 2
+    if not config.redis_url:
+        print("agentstack api: set REDIS_URL", file=sys.stderr)
+        return 2
+    asyncio.run(serve(config))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         "runner", help="run a tick runner (or, with --once, execute one tick)"
     )
     runner_cli.add_arguments(runner)
-    commands.add_parser("api", help="run the read API")
+    commands.add_parser(
+        "api",
+        help="run the read API (REST and Server-Sent Events); configured by environment "
+        "variables, see agentstack_operator.api.server",
+    )
 
     dev = commands.add_parser("dev", help="local development environment")
     dev_commands = dev.add_subparsers(dest="dev_command", required=True, metavar="DEV_COMMAND")
@@ -107,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return runner_cli.main(args)
     if args.command == "operator":
         return _operator()
-    return _not_yet(args.command)
+    return _api()
 
 
 if __name__ == "__main__":

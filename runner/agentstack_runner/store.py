@@ -18,6 +18,7 @@ rest through :class:`StackStore` as well.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -317,3 +318,73 @@ async def _unlink(client: RedisClient, keys: list[str]) -> int:
     for key in keys:
         pipe.unlink(key)
     return sum(int(count) for count in await pipe.execute())
+
+
+STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+
+
+@dataclass(frozen=True)
+class Page:
+    """Newest-first entries of a stream, and the cursor of the next (older) page."""
+
+    entries: list[tuple[str, dict[str, str]]]
+    next_cursor: str | None
+
+
+class StackReader:
+    """Read-only views of a stack's Redis state, for the read API and dashboards."""
+
+    def __init__(self, client: RedisClient, stack: StackRef) -> None:
+        self.client: Any = client  # see RedisClient: redis-py's annotations don't fit
+        self.keys = StackKeys(stack)
+
+    async def page(self, key: str, *, cursor: str | None, limit: int) -> Page:
+        """Entries strictly older than ``cursor`` (a stream id), newest first."""
+        if cursor is not None and not STREAM_ID.match(cursor):
+            raise ValueError(f"invalid cursor {cursor!r}: expected a stream id like 1700-0")
+        newest = f"({cursor}" if cursor else "+"
+        entries = await self.client.xrevrange(key, max=newest, min="-", count=limit + 1)
+        more = len(entries) > limit
+        entries = [(str(entry_id), dict(fields)) for entry_id, fields in entries[:limit]]
+        return Page(entries, entries[-1][0] if more and entries else None)
+
+    async def after(
+        self, key: str, last_id: str, *, block_ms: int, count: int = 100
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Entries newer than ``last_id`` (``$``: only new ones), waiting up to ``block_ms``."""
+        reply = await self.client.xread({key: last_id}, count=count, block=block_ms)
+        return [
+            (str(entry_id), dict(fields))
+            for _stream, entries in reply or []
+            for entry_id, fields in entries
+        ]
+
+    async def last_id(self, key: str) -> str:
+        """The id of the newest entry, or ``0-0`` for an empty stream."""
+        newest = await self.client.xrevrange(key, count=1)
+        return str(newest[0][0]) if newest else "0-0"
+
+    async def plan(self) -> list[dict[str, Any]]:
+        raw = await self.client.get(self.keys.plan)
+        plan: list[dict[str, Any]] = json.loads(raw) if raw else []
+        return plan
+
+    async def artifacts(self) -> dict[str, dict[str, Any]]:
+        raw = await self.client.hgetall(self.keys.artifacts)
+        return {name: json.loads(record) for name, record in raw.items()}
+
+    async def memories(self, agents: Sequence[str]) -> dict[str, dict[str, str]]:
+        pipe = self.client.pipeline(transaction=False)
+        for agent in agents:
+            pipe.hgetall(self.keys.memory(agent))
+        return dict(zip(agents, [dict(m) for m in await pipe.execute()], strict=True))
+
+    async def inbox_sizes(self, agents: Sequence[str]) -> dict[str, int]:
+        pipe = self.client.pipeline(transaction=False)
+        for agent in agents:
+            pipe.xlen(self.keys.inbox(agent))
+        return dict(zip(agents, [int(n) for n in await pipe.execute()], strict=True))
+
+    async def usage(self) -> dict[str, int]:
+        raw = await self.client.hgetall(self.keys.usage)
+        return {key: int(value) for key, value in raw.items()}

@@ -1,9 +1,9 @@
-"""Operator, runner (and later API) processes wired to a dev control plane and Redis.
+"""Operator, runner and read-API processes wired to a dev control plane and Redis.
 
 ``agentstack dev up`` and the end-to-end tests start the real commands
-(``agentstack operator``, ``agentstack runner``) as child processes, configured only
-through the environment variables a Deployment would set, and wait for each to report
-ready on its ``/readyz`` endpoint.
+(``agentstack operator``, ``agentstack runner``, ``agentstack api``) as child processes,
+configured only through the environment variables a Deployment would set, and wait for
+each to report ready on its ``/readyz`` endpoint.
 """
 
 from __future__ import annotations
@@ -75,6 +75,12 @@ class Fleet:
         """Start ``agentstack runner``; returns the process and its metrics port."""
         return self._start(
             name, "runner", "AGENTSTACK_RUNNER_METRICS_PORT", {"AGENTSTACK_RUNNER_ID": name, **env}
+        )
+
+    def api(self, name: str = "api", **env: str) -> tuple[ManagedProcess, int]:
+        """Start ``agentstack api``; returns the process and its HTTP port."""
+        return self._start(
+            name, "api", "AGENTSTACK_API_PORT", {"AGENTSTACK_API_HOST": LOOPBACK, **env}
         )
 
     def stop(self) -> None:

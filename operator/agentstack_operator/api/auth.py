@@ -1,0 +1,144 @@
+"""Who may read what: Kubernetes TokenReview and SubjectAccessReview, cached briefly.
+
+With authentication on, a request must carry ``Authorization: Bearer <token>``; the
+token is checked with a TokenReview, and every stack the caller reads is checked with a
+SubjectAccessReview for ``get agentstacks.agentstack.dev`` in the stack's namespace —
+so a user sees exactly the stacks RBAC lets them ``get``. Both answers are cached for
+``ttl`` seconds (tokens by digest, never in clear), so a dashboard's polling does not
+turn into API-server load. With authentication off (local development) everyone may
+read everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from kubernetes import client
+
+from agentstack_operator.kube import GROUP, PLURAL
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+
+
+ANONYMOUS = User("anonymous")
+_REJECTED = User("")
+"""Cached answer for a token the cluster did not accept."""
+
+
+class AuthError(Exception):
+    """401: no credentials, or credentials the cluster does not accept."""
+
+
+class Authorizer(Protocol):
+    enabled: bool
+
+    async def authenticate(self, authorization: str | None) -> User: ...
+
+    async def may_get(self, user: User, namespace: str) -> bool: ...
+
+
+class OpenAccess:
+    """Authentication off: for local development only."""
+
+    enabled = False
+
+    async def authenticate(self, authorization: str | None) -> User:
+        return ANONYMOUS
+
+    async def may_get(self, user: User, namespace: str) -> bool:
+        return True
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _TTLCache(Generic[K, V]):
+    def __init__(self, ttl: float, limit: int = 10_000) -> None:
+        self.ttl = ttl
+        self.limit = limit
+        self._items: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K) -> V | None:
+        found = self._items.get(key)
+        if found is None or found[0] < time.monotonic():
+            return None
+        return found[1]
+
+    def put(self, key: K, value: V) -> None:
+        if len(self._items) >= self.limit:
+            now = time.monotonic()
+            self._items = {k: v for k, v in self._items.items() if v[0] >= now}
+            if len(self._items) >= self.limit:
+                self._items.clear()
+        self._items[key] = (time.monotonic() + self.ttl, value)
+
+
+class KubernetesAccess:
+    """TokenReview for identity, SubjectAccessReview for ``get agentstacks``."""
+
+    enabled = True
+
+    def __init__(self, api: client.ApiClient, *, ttl: float = 30.0) -> None:
+        self.authn = client.AuthenticationV1Api(api)
+        self.authz = client.AuthorizationV1Api(api)
+        self._users: _TTLCache[str, User] = _TTLCache(ttl)
+        self._decisions: _TTLCache[tuple[str, tuple[str, ...], str], bool] = _TTLCache(ttl)
+
+    async def authenticate(self, authorization: str | None) -> User:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError("a bearer token is required")
+        digest = hashlib.sha256(token.strip().encode()).hexdigest()
+        user = self._users.get(digest)
+        if user is None:
+            user = await asyncio.to_thread(self._review_token, token.strip()) or _REJECTED
+            self._users.put(digest, user)
+        if user is _REJECTED:
+            raise AuthError("the token was not accepted")
+        return user
+
+    def _review_token(self, token: str) -> User | None:
+        review = self.authn.create_token_review(
+            client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token))
+        )
+        status = review.status
+        if not status or not status.authenticated or not status.user:
+            return None
+        return User(
+            name=status.user.username or "",
+            groups=tuple(status.user.groups or ()),
+            uid=status.user.uid or "",
+        )
+
+    async def may_get(self, user: User, namespace: str) -> bool:
+        key = (user.name, user.groups, namespace)
+        cached = self._decisions.get(key)
+        if cached is None:
+            cached = await asyncio.to_thread(self._review_access, user, namespace)
+            self._decisions.put(key, cached)
+        return cached
+
+    def _review_access(self, user: User, namespace: str) -> bool:
+        review = self.authz.create_subject_access_review(
+            client.V1SubjectAccessReview(
+                spec=client.V1SubjectAccessReviewSpec(
+                    user=user.name,
+                    groups=list(user.groups),
+                    uid=user.uid or None,
+                    resource_attributes=client.V1ResourceAttributes(
+                        group=GROUP, resource=PLURAL, verb="get", namespace=namespace
+                    ),
+                )
+            )
+        )
+        return bool(review.status and review.status.allowed)

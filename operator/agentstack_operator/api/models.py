@@ -1,0 +1,190 @@
+"""Response models of the read API: they *are* the published OpenAPI schema.
+
+Every endpoint declares its model, so ``/openapi.json`` describes exactly what is
+served, and schema-driven fuzzing (schemathesis) can check responses against it.
+Field names are camelCase, like the Kubernetes objects they summarise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ErrorBody(_Model):
+    status: int = Field(description="The HTTP status code.")
+    code: str = Field(description="CamelCase error code (NotFound, InvalidParameter…).")
+    message: str = Field(description="What went wrong, for people.")
+
+
+class ErrorResponse(_Model):
+    error: ErrorBody
+
+
+class StackSummary(_Model):
+    namespace: str
+    name: str
+    executionState: str = Field(description="Running, Paused or Stopped (requested).")
+    phase: str | None = Field(description="One-word summary written by the operator.")
+    ready: str = Field(description="Status of the Ready condition: True, False or Unknown.")
+    ticks: int = Field(description="Ticks executed so far.")
+    lastTickTime: str | None
+    lastTickResult: str | None
+
+
+class StackList(_Model):
+    items: list[StackSummary]
+    nextCursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class AgentSpecSummary(_Model):
+    name: str
+    role: str
+    models: list[str] = Field(description="provider:model, primary first, then fallbacks.")
+    customPrompt: bool = Field(description="Whether the agent overrides its role's prompt.")
+
+
+class ProviderSummary(_Model):
+    name: str
+    usesSecret: bool = Field(description="Whether a Secret reference supplies the key.")
+    baseURL: str | None
+
+
+class SpecSummary(_Model):
+    goal: str
+    executionState: str
+    tickIntervalSeconds: float
+    tickTimeoutSeconds: float
+    priority: str
+    executor: str
+    missedTickPolicy: str
+    budget: dict[str, int]
+    agents: list[AgentSpecSummary]
+    providers: list[ProviderSummary]
+
+
+class StackDetail(StackSummary):
+    uid: str
+    generation: int
+    spec: SpecSummary
+    status: dict[str, Any] = Field(description="The stack's status as the operator wrote it.")
+
+
+class AgentInfo(AgentSpecSummary):
+    memoryKeys: int = Field(description="Keys in the agent's working memory.")
+    inboxMessages: int = Field(description="Messages kept in the agent's inbox stream.")
+
+
+class AgentList(_Model):
+    items: list[AgentInfo]
+
+
+class TickEntry(_Model):
+    id: str = Field(description="Stream id of the entry (the pagination cursor).")
+    tickId: str
+    outcome: str
+    reason: str
+    message: str
+    startedAt: float | None
+    finishedAt: float | None
+    durationMs: int | None
+    tokens: int
+    steps: int
+    progressed: bool
+    runner: str
+
+
+class TickPage(_Model):
+    items: list[TickEntry]
+    nextCursor: str | None
+
+
+class Attempt(_Model):
+    model: str
+    outcome: str
+    seconds: float
+
+
+class TraceEntry(_Model):
+    id: str
+    tickId: str
+    agent: str
+    role: str
+    outcome: str
+    reason: str
+    model: str
+    fallback: bool
+    attempts: list[Attempt]
+    prompt: str = Field(description="A one-line summary of what the agent was shown.")
+    promptTokens: int
+    completionTokens: int
+    latencyMs: int
+    thought: str
+    actions: list[str]
+    refused: list[str]
+    error: str
+    at: float | None
+
+
+class TracePage(_Model):
+    items: list[TraceEntry]
+    nextCursor: str | None
+
+
+class FeedEntry(_Model):
+    id: str
+    agent: str
+    content: str
+    tickId: str
+    at: float | None
+
+
+class FeedPage(_Model):
+    items: list[FeedEntry]
+    nextCursor: str | None
+
+
+class Message(_Model):
+    id: str
+    sender: str = Field(alias="from")
+    to: str
+    content: str
+    tickId: str
+    at: float | None
+
+
+class MessagePage(_Model):
+    items: list[Message]
+    nextCursor: str | None
+
+
+class Memory(_Model):
+    plan: list[dict[str, Any]] = Field(description="The shared plan's tasks.")
+    agents: dict[str, dict[str, str]] = Field(description="Each agent's working memory.")
+    usage: dict[str, int] = Field(description="Counters: tokens and ticks used.")
+
+
+class Artifact(_Model):
+    name: str
+    status: str
+    version: int
+    author: str
+    reviewer: str | None
+    taskId: str | None
+    feedback: str
+    tickId: str
+    updatedAt: float | None
+    content: str
+
+
+class ArtifactList(_Model):
+    items: list[Artifact]
+
+
+class Health(_Model):
+    status: str

@@ -1,0 +1,88 @@
+"""``agentstack api``: the read API process (uvicorn serving :func:`~.app.create_app`).
+
+Settings come from the environment (defaults in parentheses): ``REDIS_URL`` (required)
+and ``AGENTSTACK_REDIS_CLUSTER``; ``AGENTSTACK_API_HOST`` (``0.0.0.0``) and
+``AGENTSTACK_API_PORT`` (8080); ``AGENTSTACK_API_AUTH`` (``none``; ``kubernetes`` checks
+bearer tokens with TokenReview and access with SubjectAccessReview);
+``AGENTSTACK_API_AUTH_CACHE_SECONDS`` (30); ``AGENTSTACK_API_CORS_ORIGINS``
+(comma-separated; empty: no CORS); ``AGENTSTACK_WATCH_NAMESPACES`` (empty: all).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import uvicorn
+
+from agentstack_operator.api.app import create_app
+from agentstack_operator.api.auth import Authorizer, KubernetesAccess, OpenAccess
+from agentstack_operator.api.cache import StackCache
+from agentstack_operator.kube import api_client
+from agentstack_runner.connection import connect
+
+logger = logging.getLogger(__name__)
+
+
+def _list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+@dataclass
+class ApiConfig:
+    redis_url: str = ""
+    host: str = "0.0.0.0"  # noqa: S104 - serves dashboards outside the pod
+    port: int = 8080
+    auth: str = "none"
+    auth_cache_seconds: float = 30.0
+    cors_origins: list[str] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_env(cls) -> ApiConfig:
+        defaults = cls()
+        auth = os.environ.get("AGENTSTACK_API_AUTH", defaults.auth).lower()
+        if auth not in ("none", "kubernetes"):
+            raise ValueError(f"AGENTSTACK_API_AUTH must be none or kubernetes, not {auth!r}")
+        return cls(
+            redis_url=os.environ.get("REDIS_URL", ""),
+            host=os.environ.get("AGENTSTACK_API_HOST", defaults.host),
+            port=int(os.environ.get("AGENTSTACK_API_PORT") or defaults.port),
+            auth=auth,
+            auth_cache_seconds=float(
+                os.environ.get("AGENTSTACK_API_AUTH_CACHE_SECONDS") or defaults.auth_cache_seconds
+            ),
+            cors_origins=_list("AGENTSTACK_API_CORS_ORIGINS"),
+            namespaces=_list("AGENTSTACK_WATCH_NAMESPACES"),
+        )
+
+
+async def serve(config: ApiConfig) -> None:
+    kube = api_client()
+    redis = connect(config.redis_url)
+    cache = StackCache(kube, config.namespaces)
+    authorizer: Authorizer = (
+        KubernetesAccess(kube, ttl=config.auth_cache_seconds)
+        if config.auth == "kubernetes"
+        else OpenAccess()
+    )
+    app = create_app(cache=cache, redis=redis, auth=authorizer, cors_origins=config.cors_origins)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="info",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+    )
+    cache.start()
+    logger.info("read API on %s:%d, authentication %s", config.host, config.port, config.auth)
+    try:
+        await server.serve()
+    finally:
+        cache.stop()
+        await redis.aclose()
+        kube.close()  # type: ignore[no-untyped-call]
