@@ -14,14 +14,7 @@ from pathlib import Path
 
 from agentstack_operator import __version__
 from agentstack_runner import cli as runner_cli
-
-
-def _logging() -> None:
-    import logging
-
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+from agentstack_runner.observability import configure_logging
 
 
 def _operator() -> int:
@@ -30,7 +23,7 @@ def _operator() -> int:
     from agentstack_operator.config import OperatorConfig
     from agentstack_operator.running import run_operator
 
-    _logging()
+    configure_logging()
     config = OperatorConfig.from_env()
     if not config.redis_url:
         print("agentstack operator: set REDIS_URL", file=sys.stderr)
@@ -43,7 +36,7 @@ def _api() -> int:
 
     from agentstack_operator.api.server import ApiConfig, serve
 
-    _logging()
+    configure_logging()
     try:
         config = ApiConfig.from_env()
     except ValueError as exc:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 import time
 
 from agentstack_runner.keys import StackRef
+from agentstack_runner.observability import configure_logging
 from agentstack_runner.protocol import TickRequest, tick_id
 from agentstack_runner.service import RunnerConfig, run_forever, run_once
 from agentstack_runner.spec import Priority
@@ -44,9 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     config = RunnerConfig.from_env()
     if args.redis_url:
         config.redis_url = args.redis_url

@@ -10,14 +10,29 @@ from __future__ import annotations
 
 import os
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
 from agentstack_runner.protocol import RedisClient
 
+DEFAULT_MAX_CONNECTIONS = 256
+POOL_TIMEOUT_SECONDS = 30.0
 
-def connect(url: str | None = None, *, cluster: bool | None = None) -> RedisClient:
-    """A client for ``url`` (default ``$REDIS_URL``); cluster mode from the environment."""
+
+def connect(
+    url: str | None = None,
+    *,
+    cluster: bool | None = None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+) -> RedisClient:
+    """A client for ``url`` (default ``$REDIS_URL``); cluster mode from the environment.
+
+    The pool holds up to ``max_connections`` connections (per node on a cluster) and
+    makes a command wait for a free one rather than fail: redis-py's default of 100
+    with "Too many connections" errors would lose ticks of a runner with more ticks
+    in flight than that (each blocks a connection while it waits on Redis). redis-py's
+    cluster client has no blocking pool: there the size is all that protects it.
+    """
     target = url or os.environ.get("REDIS_URL")
     if not target:
         raise ValueError("no Redis URL: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
@@ -25,7 +40,15 @@ def connect(url: str | None = None, *, cluster: bool | None = None) -> RedisClie
         cluster = os.environ.get("AGENTSTACK_REDIS_CLUSTER", "").lower() in ("1", "true", "yes")
     password = os.environ.get("REDIS_PASSWORD") or None  # a password in the URL wins
     if cluster:
-        return RedisCluster.from_url(target, decode_responses=True, password=password)
-    return Redis.from_url(
-        target, decode_responses=True, password=password, health_check_interval=30
+        return RedisCluster.from_url(
+            target, decode_responses=True, password=password, max_connections=max_connections
+        )
+    pool = BlockingConnectionPool.from_url(
+        target,
+        decode_responses=True,
+        password=password,
+        health_check_interval=30,
+        max_connections=max_connections,
+        timeout=POOL_TIMEOUT_SECONDS,
     )
+    return Redis(connection_pool=pool)

@@ -1,4 +1,4 @@
-"""The small HTTP endpoint every long-running process serves: metrics and health.
+"""What every long-running process shares: logging set-up, metrics and health endpoint.
 
 ``/metrics`` is the Prometheus exposition of the process's default registry;
 ``/healthz`` answers 200 while the process's main loop is alive (liveness) and
@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from aiohttp import web
@@ -36,3 +37,13 @@ async def serve_http(
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
+
+
+def configure_logging() -> None:
+    """INFO to stderr, with the LLM SDKs' HTTP clients quietened: they log every request
+    at INFO, thousands of lines a second on a busy runner."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

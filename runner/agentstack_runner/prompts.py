@@ -39,6 +39,10 @@ ROLE_PROMPTS = {
 }
 
 ARTIFACT_PREVIEW_CHARS = 1_500
+ARTIFACTS_IN_CONTEXT = 12
+"""Artifacts shown per prompt: those awaiting review or revision first, then the most
+recently updated. Without a bound, every prompt of a long-lived stack grows with all the
+work it ever produced (and so do tokens and runner CPU)."""
 _CONTEXT_BLOCK = re.compile(r"```json\n(.*?)\n```", re.DOTALL)
 
 
@@ -68,12 +72,22 @@ def context_document(
                 "feedback": record.get("feedback", ""),
                 "content": str(record.get("content", ""))[:ARTIFACT_PREVIEW_CHARS],
             }
-            for name, record in sorted(context.artifacts.items())
+            for name, record in _relevant(context.artifacts)
         ],
         "recent_updates": context.feed,
         "memory": context.memory,
         "inbox": [{"from": m.sender, "content": m.content} for m in context.inbox],
     }
+
+
+def _relevant(artifacts: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    def rank(item: tuple[str, dict[str, Any]]) -> tuple[bool, float]:
+        _name, record = item
+        pending = record.get("status") in ("review", "revise")
+        return (not pending, -float(record.get("updated_at") or 0))
+
+    chosen = sorted(artifacts.items(), key=rank)[:ARTIFACTS_IN_CONTEXT]
+    return sorted(chosen)
 
 
 def render_context(document: dict[str, Any]) -> str:

@@ -137,7 +137,11 @@ class Runner:
 
     def __init__(self, config: RunnerConfig, client: RedisClient | None = None) -> None:
         self.config = config
-        self.client = client or connect(config.redis_url, cluster=config.redis_cluster)
+        self.client = client or connect(
+            config.redis_url,
+            cluster=config.redis_cluster,
+            max_connections=2 * config.concurrency + 32,
+        )
         self.engine = build_engine(config, self.client)
         self.stopping = asyncio.Event()
         self.ready = False
@@ -265,7 +269,9 @@ class Runner:
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.exception("tick %s failed unexpectedly; it will be retried", request.tick_id)
+            logger.exception("tick %s failed unexpectedly; handing it back", request.tick_id)
+            with contextlib.suppress(Exception):  # else it is claimed after the timeout
+                await protocol.release(self.client, self.config.runner_id, delivery)
             return
         try:
             if result is not None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
@@ -39,7 +38,7 @@ from agentstack_operator.api.cache import StackCache, summary
 from agentstack_runner.keys import StackRef
 from agentstack_runner.protocol import RedisClient
 from agentstack_runner.spec import DEFAULT_TEAM, SpecError, parse_spec
-from agentstack_runner.store import STREAM_ID, StackReader
+from agentstack_runner.store import StackReader
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +47,6 @@ SSE_HEARTBEAT_SECONDS = 15.0
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_PAGE = 500
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
-_NAME = re.compile(NAME_PATTERN)
 
 REQUEST_DURATION = Histogram(
     "agentstack_api_request_duration_seconds",
@@ -82,9 +80,14 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 Namespace = Annotated[str, Path(pattern=NAME_PATTERN, max_length=253)]
 Name = Annotated[str, Path(pattern=NAME_PATTERN, max_length=253)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"Page size (max {MAX_PAGE}).")]
+STREAM_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
 Cursor = Annotated[
     str | None,
-    Query(description="Stream id: return entries older than this one.", max_length=45),
+    Query(
+        description="Stream id: return entries older than this one.",
+        pattern=STREAM_ID_PATTERN,
+        max_length=41,
+    ),
 ]
 
 
@@ -277,7 +280,9 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "NotFound", 405: "MethodNotAllowed"}
-        return _error(exc.status_code, codes.get(exc.status_code, "HTTPError"), str(exc.detail))
+        response = _error(exc.status_code, codes.get(exc.status_code, "HTTPError"), str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -298,10 +303,6 @@ def create_app(
 
     def reader(namespace: str, name: str) -> StackReader:
         return StackReader(redis, StackRef(namespace, name))
-
-    def check_cursor(cursor: str | None) -> None:
-        if cursor is not None and not STREAM_ID.match(cursor):
-            raise ApiError(400, "InvalidParameter", f"cursor {cursor!r} is not a stream id")
 
     # -- health, metrics, page ---------------------------------------------------------
 
@@ -333,15 +334,15 @@ def create_app(
         namespace: Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=253)] = None,
         state: Annotated[str | None, Query(pattern="^(Running|Paused|Stopped)$")] = None,
         cursor: Annotated[
-            str | None, Query(description="namespace/name of the last item seen", max_length=507)
+            str | None,
+            Query(
+                description="namespace/name of the last item seen",
+                pattern=NAME_PATTERN.rstrip("$") + "/" + NAME_PATTERN.lstrip("^"),
+                max_length=507,
+            ),
         ] = None,
     ) -> models.StackList:
-        after: tuple[str, str] | None = None
-        if cursor is not None:
-            ns, _, nm = cursor.partition("/")
-            if not (_NAME.match(ns) and _NAME.match(nm)):
-                raise ApiError(400, "InvalidParameter", f"cursor {cursor!r} is not namespace/name")
-            after = (ns, nm)
+        after = tuple(cursor.split("/", 1)) if cursor is not None else None
         items: list[models.StackSummary] = []
         allowed: dict[str, bool] = {}
         next_cursor = None
@@ -402,7 +403,6 @@ def create_app(
         namespace: Namespace, name: Name, caller: Caller, limit: Limit = 50, cursor: Cursor = None
     ) -> models.TickPage:
         await readable(namespace, name, caller)
-        check_cursor(cursor)
         stack = reader(namespace, name)
         page = await stack.page(stack.keys.history, cursor=cursor, limit=limit)
         return models.TickPage(
@@ -414,7 +414,6 @@ def create_app(
         namespace: Namespace, name: Name, caller: Caller, limit: Limit = 50, cursor: Cursor = None
     ) -> models.TracePage:
         await readable(namespace, name, caller)
-        check_cursor(cursor)
         stack = reader(namespace, name)
         page = await stack.page(stack.keys.trace, cursor=cursor, limit=limit)
         return models.TracePage(
@@ -426,7 +425,6 @@ def create_app(
         namespace: Namespace, name: Name, caller: Caller, limit: Limit = 50, cursor: Cursor = None
     ) -> models.FeedPage:
         await readable(namespace, name, caller)
-        check_cursor(cursor)
         stack = reader(namespace, name)
         page = await stack.page(stack.keys.feed, cursor=cursor, limit=limit)
         return models.FeedPage(
@@ -451,7 +449,6 @@ def create_app(
         obj = await readable(namespace, name, caller)
         if agent not in _agent_names(obj):
             raise ApiError(404, "NotFound", f"no agent {agent!r} in {namespace}/{name}")
-        check_cursor(cursor)
         stack = reader(namespace, name)
         page = await stack.page(stack.keys.inbox(agent), cursor=cursor, limit=limit)
         return models.MessagePage(
@@ -543,11 +540,10 @@ def create_app(
             name: Name,
             caller: Caller,
             last_event_id: Annotated[
-                str | None, Header(alias="Last-Event-ID", max_length=45)
+                str | None, Header(alias="Last-Event-ID", pattern=STREAM_ID_PATTERN, max_length=41)
             ] = None,
         ) -> StreamingResponse:
             await readable(namespace, name, caller)
-            check_cursor(last_event_id)
             stack = reader(namespace, name)
             return sse(stream_of(request, key_of(stack), stack, kind, last_event_id or "$", render))
 
@@ -572,13 +568,11 @@ def create_app(
     async def fleet_stream(
         request: Request,
         caller: Caller,
-        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+        last_event_id: Annotated[
+            str | None, Header(alias="Last-Event-ID", pattern=r"^\d{1,18}$")
+        ] = None,
     ) -> StreamingResponse:
-        after: int | None = None
-        if last_event_id is not None:
-            if not last_event_id.isdigit():
-                raise ApiError(400, "InvalidParameter", "Last-Event-ID must be a number here")
-            after = int(last_event_id)
+        after = int(last_event_id) if last_event_id is not None else None
 
         async def events() -> AsyncIterator[str]:
             yield "retry: 2000\n\n"
