@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 
 from kubernetes import client, config
@@ -132,10 +134,17 @@ def test_dev_up_runs_the_whole_stack_and_stops_it(tmp_path: Path) -> None:
         endpoints = dict(
             line.split("=", 1) for line in (state_dir / "endpoints.env").read_text().split()
         )
-        assert set(endpoints) >= {"KUBECONFIG", "KUBECTL", "REDIS_URL"}
+        assert set(endpoints) >= {"KUBECONFIG", "KUBECTL", "REDIS_URL", "AGENTSTACK_API_URL"}
         children = set(_processes_mentioning(str(state_dir), "environ")) - {process.pid}
         commands = " ".join(Path(f"/proc/{pid}/cmdline").read_text() for pid in children)
-        for part in ("etcd", "kube-apiserver", "kube-controller-manager", "operator", "runner"):
+        for part in (
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "operator",
+            "runner",
+            "api",
+        ):
             assert part in commands
         redis_port = endpoints["REDIS_URL"].rsplit(":", 1)[1].split("/")[0]
         assert _processes_mentioning(f"127.0.0.1:{redis_port}")  # redis-server's title
@@ -160,6 +169,9 @@ def test_dev_up_runs_the_whole_stack_and_stops_it(tmp_path: Path) -> None:
             return int(got.stdout) if got.stdout.strip() and int(got.stdout) >= 2 else None
 
         eventually(ticked, "the example stack to tick", timeout=60)
+        stack_url = f"{endpoints['AGENTSTACK_API_URL']}/api/v1/namespaces/default/stacks"
+        with urllib.request.urlopen(f"{stack_url}/release-notes/ticks", timeout=10) as got:
+            assert json.loads(got.read())["items"]
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=90) == 0
     finally:

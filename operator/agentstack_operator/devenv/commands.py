@@ -215,7 +215,7 @@ def _apply_live_examples(plane: ControlPlane) -> list[str]:
 
 
 def up(*, data_dir: Path | None, port: int | None) -> int:
-    """The main job: control plane, Redis, operator, runner and the example stack."""
+    """The main job: control plane, Redis, operator, runner, read API, example stack."""
 
     def setup(parts: contextlib.ExitStack) -> tuple[str, list[ManagedProcess]]:
         started = time.monotonic()
@@ -240,6 +240,8 @@ def up(*, data_dir: Path | None, port: int | None) -> int:
         parts.callback(fleet.stop)
         _operator, operator_port = fleet.operator()
         _runner, runner_port = fleet.runner()
+        _api, api_port = fleet.api()
+        api_url = f"http://127.0.0.1:{api_port}"
         applied = plane.kubectl("apply", "-n", "default", "-f", str(repo / EXAMPLE))
         if applied.returncode != 0:
             raise DevEnvError(f"applying {EXAMPLE} failed: {applied.stderr.strip()}")
@@ -252,22 +254,25 @@ def up(*, data_dir: Path | None, port: int | None) -> int:
             f"REDIS_URL={redis.url}\n"
             f"AGENTSTACK_OPERATOR_METRICS_URL=http://127.0.0.1:{operator_port}/metrics\n"
             f"AGENTSTACK_RUNNER_METRICS_URL=http://127.0.0.1:{runner_port}/metrics\n"
+            f"AGENTSTACK_API_URL={api_url}\n"
         )
         kubectl = f"{_relative(kubectl_link())} --kubeconfig {_relative(plane.kubeconfig_path)}"
         trace = StackKeys(StackRef("default", EXAMPLE_STACK)).trace
         banner = (
             f"agentstack is up in {time.monotonic() - started:.1f}s: Kubernetes "
             f"{plane.binaries.kubernetes_version} at {plane.url}, Redis at {redis.url}, "
-            f"operator and runner running; stacks: {', '.join(stacks)}"
+            f"operator, runner and read API running; stacks: {', '.join(stacks)}"
             f"{'' if len(stacks) > 1 else ' (offline: set GROQ_API_KEY for a live one)'}\n"
             f"endpoints: {endpoints}  (source it: set -a; . {endpoints}; set +a)\n"
-            f"logs:      {plane.logs_dir}\n\n"
+            f"logs:      {plane.logs_dir}\n"
+            f"live page: {api_url}/?stack=default/{EXAMPLE_STACK}   (API: {api_url}/docs)\n\n"
             "Try:\n"
             f"  {kubectl} get ags -w\n"
             f"  {kubectl} patch ags {EXAMPLE_STACK} --type merge "
             """-p '{"spec":{"executionState":"Paused"}}'\n"""
             f"  {kubectl} get events --field-selector involvedObject.name={EXAMPLE_STACK}\n"
-            f"  redis-cli -p {redis.port} XREVRANGE '{trace}' + - COUNT 4   # the agents' trace"
+            f"  curl -N {api_url}/api/v1/namespaces/default/stacks/{EXAMPLE_STACK}/traces/stream\n"
+            f"  redis-cli -p {redis.port} XREVRANGE '{trace}' + - COUNT 4   # the raw trace"
         )
         return banner, [*plane.processes, redis.process, *fleet.processes]
 
