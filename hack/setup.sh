@@ -2,7 +2,7 @@
 # Install everything the project needs on a fresh machine, idempotently:
 #   - a virtualenv in .venv with the project (editable) and its dev tools, at the
 #     versions of constraints.txt (re-run only when pyproject.toml or constraints change);
-#   - redis-server from Debian's packages if it is missing.
+#   - Debian's redis-server, prometheus, chromium and chromium-driver if missing.
 # The Kubernetes binaries and helm are built on first use by `agentstack dev build`
 # (Go module proxy, cached under ~/.cache/agentstack); this script checks Go is there.
 set -euo pipefail
@@ -29,18 +29,27 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-if ! command -v redis-server >/dev/null 2>&1; then
+# Debian packages the tests use as real parts: redis-server (and redis-cli), Prometheus
+# (and promtool), headless Chromium with its WebDriver for the live page.
+missing=()
+for pair in redis-server:redis-server prometheus:prometheus promtool:prometheus \
+            chromium:chromium chromedriver:chromium-driver; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     sudo=()
   elif command -v sudo >/dev/null 2>&1; then
     sudo=(sudo -n)
   else
-    say "redis-server is missing and this user cannot install packages: install redis-server"
+    say "missing Debian packages (${missing[*]}) and this user cannot install them"
     exit 1
   fi
-  say "installing redis-server from Debian's packages"
+  readarray -t packages < <(printf '%s\n' "${missing[@]}" | sort -u)
+  say "installing from Debian's packages: ${packages[*]}"
   "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+    "${packages[@]}" >/dev/null
 fi
 
 if ! command -v go >/dev/null 2>&1; then

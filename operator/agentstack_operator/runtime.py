@@ -489,6 +489,9 @@ class Operator:
             self._reschedule(record, "start")
             self._mark(record, urgent=True)
         await self.leadership.lost.wait()
+        # A standby's fleet gauges would be stale: only the leader reports them.
+        metrics.STACKS.clear()
+        metrics.SCHEDULED.set(0)
 
     # -- running ---------------------------------------------------------------------------
 

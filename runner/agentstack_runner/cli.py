@@ -16,7 +16,6 @@ import time
 from agentstack_runner.keys import StackRef
 from agentstack_runner.observability import configure_logging
 from agentstack_runner.protocol import TickRequest, tick_id
-from agentstack_runner.service import RunnerConfig, run_forever, run_once
 from agentstack_runner.spec import Priority
 
 
@@ -44,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: the ``agentstack`` CLI builds this parser in every
+    # process, and importing the service registers the runner's metrics, which the
+    # operator and API processes must not expose.
+    from agentstack_runner.service import RunnerConfig, run_forever, run_once
+
     configure_logging()
     config = RunnerConfig.from_env()
     if args.redis_url:
