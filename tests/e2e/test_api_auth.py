@@ -124,3 +124,22 @@ def test_rbac_decides_which_stacks_a_caller_sees(
     assert {(first.namespace, "visible"), (second.namespace, "visible")} <= {
         (s["namespace"], s["name"]) for s in everything
     }
+
+
+def test_cors_is_off_unless_configured(fleet: Fleet) -> None:
+    _process, port = fleet.api(AGENTSTACK_API_CORS_ORIGINS="https://dash.example")
+    origin = {"Origin": "https://dash.example"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        allowed = http.get("/healthz", headers=origin)
+        assert allowed.headers["access-control-allow-origin"] == "https://dash.example"
+        preflight = http.options(
+            "/api/v1/stacks",
+            headers={
+                **origin,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert preflight.status_code == 200
+        other = http.get("/healthz", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers

@@ -236,3 +236,37 @@ def test_kubectl_shows_the_columns_filled_in(stacks: Stacks, control_plane: Cont
     assert int(fields[3]) >= 1
     wide = control_plane.kubectl("get", "ags", "shown", "-n", stacks.namespace, "-o", "wide")
     assert "Succeeded" in wide.stdout
+
+
+@pytest.mark.parametrize(("policy", "catch_up"), [("Skip", False), ("RunOnce", True)])
+def test_missed_tick_policy_decides_what_a_resume_runs(
+    stacks: Stacks, policy: str, catch_up: bool
+) -> None:
+    name = f"resumed-{policy.lower()}"
+    stacks.create(name, tickIntervalSeconds=2, missedTickPolicy=policy)
+    stacks.create("witness")
+    stacks.wait_ticks(name, 1)
+    stacks.patch_spec(name, executionState="Paused")
+    stacks.wait_condition(name, "Paused", "True")
+    paused_dispatches = len(stacks.dispatched(name))
+    witness = len(stacks.executed("witness"))
+    eventually(  # at least two of its slots go by while it is paused
+        lambda: True if len(stacks.executed("witness")) >= witness + 5 else None,
+        "five witness ticks",
+    )
+    resumed_at = time.time()
+    stacks.patch_spec(name, executionState="Running")
+    after = eventually(
+        lambda: (
+            stacks.dispatched(name)[paused_dispatches:] or None
+            if len(stacks.dispatched(name)) >= paused_dispatches + 2
+            else None
+        ),
+        "two ticks after the resume",
+    )
+    # A tick's slot is its due time in milliseconds: a slot due before the resume is a
+    # missed one being caught up.
+    caught_up = [d for d in after if int(d["slot"]) / 1000 <= resumed_at]
+    assert len(caught_up) == (1 if catch_up else 0)  # RunOnce: one; Skip: none; never a burst
+    slots = [int(d["slot"]) for d in after]
+    assert len(slots) == len(set(slots))

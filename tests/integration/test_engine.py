@@ -324,3 +324,19 @@ async def test_lost_lease_stops_writes_and_a_retry_resumes_after_the_last_step(
     assert [entry["agent"] for entry in await trace(aredis)] == list(DEFAULT_TEAM)
     planner_calls = [r for r in fake_llm.requests if r.headers["x-agentstack-agent"] == "planner"]
     assert len(planner_calls) == 1  # the committed step was not run again
+
+
+async def test_a_tick_past_its_timeout_fails_and_frees_the_stack(
+    aredis: RedisClient, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.add_rule(Hang(), headers={"X-Agentstack-Agent": "builder"})
+    await publish(
+        aredis, openai_spec(fake_llm, requestTimeoutSeconds=30) | {"tickTimeoutSeconds": 1}
+    )
+    started = time.monotonic()
+    result = await make_engine(aredis).execute(request(1))
+    assert result is not None
+    assert result.outcome is Outcome.FAILED
+    assert result.reason == "TickTimeout"
+    assert time.monotonic() - started < 10
+    assert await aredis.get(KEYS.lease) is None  # the next tick is not blocked

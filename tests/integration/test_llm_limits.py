@@ -1,0 +1,61 @@
+"""The fleet-wide concurrency limit of a provider, shared through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agentstack_runner.llm.base import UnavailableError
+from agentstack_runner.llm.resilience import ConcurrencyLimiter
+from agentstack_runner.protocol import RedisClient
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_no_more_than_the_limit_hold_a_slot_across_limiters(aredis: RedisClient) -> None:
+    # Two limiters stand for two runner processes sharing one Redis.
+    limiters = [ConcurrencyLimiter(aredis, "groq", 2, poll=0.01) for _ in range(2)]
+    inside = 0
+    peak = 0
+    release = asyncio.Event()
+    full = asyncio.Event()
+    finished = 0
+
+    async def call(limiter: ConcurrencyLimiter) -> None:
+        nonlocal inside, peak, finished
+        async with limiter.slot(wait_seconds=10):
+            inside += 1
+            peak = max(peak, inside)
+            if inside == 2:
+                full.set()
+            await release.wait()
+            inside -= 1
+        finished += 1
+
+    calls = [asyncio.create_task(call(limiters[n % 2])) for n in range(6)]
+    await asyncio.wait_for(full.wait(), timeout=10)
+    assert finished == 0  # four calls are waiting for a slot, none got past the limit
+    release.set()
+    await asyncio.gather(*calls)
+    assert peak == 2
+    assert finished == 6
+
+
+async def test_a_full_provider_is_reported_unavailable_after_the_wait(
+    aredis: RedisClient,
+) -> None:
+    limiter = ConcurrencyLimiter(aredis, "openai", 1, poll=0.01)
+    async with limiter.slot(wait_seconds=1):
+        with pytest.raises(UnavailableError, match="all 1 fleet-wide call slots busy"):
+            async with limiter.slot(wait_seconds=0.1):
+                pass
+
+
+async def test_a_slot_of_a_crashed_holder_expires(aredis: RedisClient) -> None:
+    crashed = ConcurrencyLimiter(aredis, "groq", 1, slot_ttl=0.2, poll=0.01)
+    holder = crashed.slot(wait_seconds=1)
+    await holder.__aenter__()  # taken, and never given back (the process died)
+    survivor = ConcurrencyLimiter(aredis, "groq", 1, slot_ttl=0.2, poll=0.01)
+    async with survivor.slot(wait_seconds=5):
+        pass
