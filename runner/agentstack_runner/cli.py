@@ -46,6 +46,7 @@ def main(args: argparse.Namespace) -> int:
     # Imported here, not at the top: the ``agentstack`` CLI builds this parser in every
     # process, and importing the service registers the runner's metrics, which the
     # operator and API processes must not expose.
+    from agentstack_runner.providers import credentials_from_env
     from agentstack_runner.service import RunnerConfig, run_forever, run_once
 
     configure_logging()
@@ -60,6 +61,11 @@ def main(args: argparse.Namespace) -> int:
         config.metrics_port = args.metrics_port
     if not config.redis_url:
         print("agentstack runner: set REDIS_URL or pass --redis-url", file=sys.stderr)
+        return 2
+    try:
+        credentials_from_env()  # a wrong setting fails here, with a message
+    except Exception as exc:
+        print(f"agentstack runner: credentials: {exc}", file=sys.stderr)
         return 2
     if not args.once:
         asyncio.run(run_forever(config))

@@ -1,12 +1,17 @@
 """Which provider instance serves a stack: credentials, base URL, client reuse.
 
 API keys never travel through Redis or the tick protocol. A runner resolves them
-itself, for the stack at hand, through a :class:`Credentials` source:
+itself, for the stack at hand, through a :class:`Credentials` source chosen by
+``AGENTSTACK_RUNNER_CREDENTIALS``:
 
-- :class:`EnvCredentials` (default): a stack's ``secretRef`` is looked up as a file in
-  a mounted Secret directory (``$AGENTSTACK_SECRETS_DIR/<secret>/<key>``, the layout of
-  a Kubernetes Secret volume — how a Job-executor pod gets its stack's keys), else the
-  runner's own ``GROQ_API_KEY`` / ``OPENAI_API_KEY`` (the pool's default keys).
+- ``env`` (default) — :class:`EnvCredentials`: ``GROQ_API_KEY`` / ``OPENAI_API_KEY`` from
+  the process environment. Right for a Job-executor pod, whose environment the operator
+  fills from the stack's own Secret, and for local development.
+- ``kubernetes`` — :class:`KubernetesCredentials`, for the shared runner pool: a stack with
+  a ``secretRef`` gets the key from that Secret in its namespace (read through the API,
+  cached briefly); a stack without one gets the runner's own environment keys. A
+  ``secretRef`` that cannot be read is an error for that stack — never a silent fall
+  back to the pool's keys, which would bill and authorise the wrong account.
 
 The base URL comes from the stack's provider config, else from the SDK's own
 environment variable (``GROQ_BASE_URL``, ``OPENAI_BASE_URL``). Provider clients are
@@ -16,9 +21,11 @@ stack using the same account.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import os
-from pathlib import Path
-from typing import Protocol
+import time
+from typing import Any, Protocol
 
 from agentstack_runner.llm.base import Provider, UnavailableError
 from agentstack_runner.llm.scripted import ScriptedProvider
@@ -26,6 +33,7 @@ from agentstack_runner.llm.sdk import SdkProvider, client_key
 from agentstack_runner.spec import ProviderConfig, StackSpec
 
 ENV_KEYS = {"groq": "GROQ_API_KEY", "openai": "OPENAI_API_KEY"}
+SECRET_CACHE_SECONDS = 60.0
 
 
 class Credentials(Protocol):
@@ -35,20 +43,71 @@ class Credentials(Protocol):
 
 
 class EnvCredentials:
-    """Keys from mounted Secret files, then from the runner's environment."""
+    """Keys from the runner's environment."""
 
-    def __init__(self, secrets_dir: Path | None = None) -> None:
-        explicit = os.environ.get("AGENTSTACK_SECRETS_DIR")
-        self.secrets_dir = secrets_dir or (Path(explicit) if explicit else None)
+    async def api_key(self, namespace: str, provider: str, config: ProviderConfig) -> str | None:
+        env = ENV_KEYS.get(provider)
+        return (os.environ.get(env) or None) if env else None
+
+
+class KubernetesCredentials:
+    """A stack's ``secretRef`` read from its namespace through the Kubernetes API."""
+
+    def __init__(self, api: Any = None, ttl: float = SECRET_CACHE_SECONDS) -> None:
+        from kubernetes import client, config
+
+        if api is None:
+            try:
+                config.load_incluster_config()  # type: ignore[no-untyped-call]
+            except config.ConfigException:
+                config.load_kube_config()  # type: ignore[no-untyped-call]
+            api = client.ApiClient()
+        self.core = client.CoreV1Api(api)
+        self.ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+        self._fallback = EnvCredentials()
 
     async def api_key(self, namespace: str, provider: str, config: ProviderConfig) -> str | None:
         ref = config.secret_ref
-        if ref is not None and self.secrets_dir is not None:
-            path = self.secrets_dir / ref.name / ref.key
-            if path.is_file():
-                return path.read_text().strip() or None
-        env = ENV_KEYS.get(provider)
-        return os.environ.get(env) or None if env else None
+        if ref is None:
+            return await self._fallback.api_key(namespace, provider, config)
+        data = await self._secret(namespace, ref.name)
+        value = data.get(ref.key)
+        if not value:
+            raise UnavailableError(
+                f"{provider}: key {ref.key!r} of Secret {ref.name!r} is not readable"
+            )
+        return value
+
+    async def _secret(self, namespace: str, name: str) -> dict[str, str]:
+        cached = self._cache.get((namespace, name))
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            secret = await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            raise UnavailableError(
+                f"Secret {name!r} in {namespace} is not readable ({exc.status})"
+            ) from exc
+        data = {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+        self._cache[(namespace, name)] = (time.monotonic() + self.ttl, data)
+        return data
+
+
+def credentials_from_env() -> Credentials:
+    """The source ``AGENTSTACK_RUNNER_CREDENTIALS`` names (``env`` or ``kubernetes``);
+    ``AGENTSTACK_RUNNER_SECRET_CACHE_SECONDS`` (60) bounds how long a read Secret is reused."""
+    mode = os.environ.get("AGENTSTACK_RUNNER_CREDENTIALS", "env").lower()
+    if mode == "kubernetes":
+        ttl = float(
+            os.environ.get("AGENTSTACK_RUNNER_SECRET_CACHE_SECONDS") or SECRET_CACHE_SECONDS
+        )
+        return KubernetesCredentials(ttl=ttl)
+    if mode != "env":
+        raise ValueError(f"AGENTSTACK_RUNNER_CREDENTIALS must be env or kubernetes, not {mode!r}")
+    return EnvCredentials()
 
 
 class ProviderRegistry:
@@ -69,7 +128,7 @@ class ProviderRegistry:
         if not key:
             source = (
                 f"Secret {config.secret_ref.name!r} key {config.secret_ref.key!r}"
-                if config.secret_ref
+                if config.secret_ref and not isinstance(self.credentials, EnvCredentials)
                 else ENV_KEYS.get(name, "an API key")
             )
             raise UnavailableError(f"{name}: no API key ({source} not available to the runner)")

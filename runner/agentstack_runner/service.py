@@ -39,7 +39,7 @@ from agentstack_runner.llm.resilience import ConcurrencyLimiter, RetryPolicy
 from agentstack_runner.llm.router import Router
 from agentstack_runner.observability import serve_http
 from agentstack_runner.protocol import Delivery, RedisClient
-from agentstack_runner.providers import ProviderRegistry
+from agentstack_runner.providers import ProviderRegistry, credentials_from_env
 from agentstack_runner.store import LeaseLostError
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def build_engine(config: RunnerConfig, client: RedisClient) -> Engine:
     )
     return Engine(
         client=client,
-        registry=ProviderRegistry(),
+        registry=ProviderRegistry(credentials_from_env()),
         router=router,
         runner_id=config.runner_id,
         lease_ttl=config.lease_ttl,

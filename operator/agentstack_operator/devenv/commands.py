@@ -239,7 +239,7 @@ def up(*, data_dir: Path | None, port: int | None) -> int:
         )
         parts.callback(fleet.stop)
         _operator, operator_port = fleet.operator()
-        _runner, runner_port = fleet.runner()
+        _runner, runner_port = fleet.runner(AGENTSTACK_RUNNER_CREDENTIALS="kubernetes")
         _api, api_port = fleet.api()
         api_url = f"http://127.0.0.1:{api_port}"
         applied = plane.kubectl("apply", "-n", "default", "-f", str(repo / EXAMPLE))

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import itertools
 import json
 import logging
@@ -92,6 +93,9 @@ class RecordedRequest:
     body: dict[str, Any]
     received_at: float
     status: int | None = None
+    credential: str | None = None
+    """:func:`credential_digest` of the ``Authorization`` header: which key was sent,
+    comparable in tests, without keeping the key."""
 
 
 Responder = Callable[[RecordedRequest], str]
@@ -189,6 +193,11 @@ def _error_response(status: int, message: str, *, retry_after: float | None = No
         status=status,
         headers=headers,
     )
+
+
+def credential_digest(authorization: str) -> str:
+    """A short digest of an ``Authorization`` value, e.g. ``"Bearer sk-…"``."""
+    return hashlib.sha256(authorization.encode()).hexdigest()[:16]
 
 
 def _recorded_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -441,6 +450,11 @@ class FakeLLMServer:
             headers=_recorded_headers(request.headers),
             body=body,
             received_at=time.monotonic(),
+            credential=(
+                credential_digest(request.headers["Authorization"])
+                if "Authorization" in request.headers
+                else None
+            ),
         )
         exchange = _Exchange(recorded)
         with self._received:
