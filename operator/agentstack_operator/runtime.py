@@ -194,18 +194,20 @@ class Operator:
         interval = record.interval
         offset = grid_offset(record.uid, interval)
         if cause == "start" or (cause == "resume" and record.missed_tick_policy == "RunOnce"):
-            due = current_slot(now, interval, offset)  # this period's tick, now
+            # This period's tick (its slot is due already), dispatched now.
+            slot, due = current_slot(now, interval, offset), now
         elif after is not None:
-            due = next_slot(max(after, now - interval), interval, offset)
+            slot = due = next_slot(max(after, now - interval), interval, offset)
         else:
-            due = next_slot(now, interval, offset)
+            slot = due = next_slot(now, interval, offset)
         self.heap.schedule(record.key, due)
         record.next_due = due
+        record.next_slot = slot
         self._wake_dispatcher.set()
 
     def _unschedule(self, record: StackRecord) -> None:
         self.heap.cancel(record.key)
-        record.next_due = None
+        record.next_due = record.next_slot = None
 
     async def _dispatch_step(self) -> None:
         await self.leadership.acquired.wait()
@@ -229,7 +231,8 @@ class Operator:
             record = self.index.get(key)
             if record is None or record.spec is None or not record.should_tick:
                 continue
-            slot = slot_id(when)
+            slot_due = record.next_slot if record.next_slot is not None else when
+            slot = slot_id(slot_due)
             job = record.executor == "job"
             # A pool tick must start before the next one is due; a Job's pod may take a
             # while to be scheduled (no second Job starts meanwhile), so it gets the Job's
@@ -244,7 +247,7 @@ class Operator:
                 generation=record.generation,
                 tick_id=protocol.tick_id(record.ref, slot),
                 slot=slot,
-                deadline=when + lifetime,
+                deadline=slot_due + lifetime,
                 priority=record.spec.priority or Priority.NORMAL,
                 dispatched_at=now,
             )
@@ -257,7 +260,7 @@ class Operator:
                     jobs.append((record, request))
             else:
                 pool.append(request)
-            self._reschedule(record, "next", after=when)
+            self._reschedule(record, "next", after=slot_due)
         if pool:
             await protocol.dispatch(self.redis, pool)
             metrics.DISPATCHED.labels("pool").inc(len(pool))

@@ -68,6 +68,10 @@ class StackRecord:
     last_tick: LastTick | None = None
     budget_message: str = ""
     next_due: float | None = None
+    """When the dispatcher sends the next tick."""
+    next_slot: float | None = None
+    """The grid slot that tick belongs to (its id); before ``next_due`` for a tick that
+    starts a run or catches up a missed period."""
     active_job: str | None = None
 
     # status bookkeeping
