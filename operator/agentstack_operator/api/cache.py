@@ -4,7 +4,8 @@ A background thread lists the stacks, then watches from the list's resourceVersi
 (re-listing when the watch expires with 410 Gone), and hands every change to the event
 loop. Readers get the cached objects; the fleet's live stream gets a
 :class:`StackChange` whenever a stack's summary (state, phase, readiness, ticks)
-changes, numbered so a reconnecting client resumes with ``Last-Event-ID``.
+changes, numbered so a reconnecting client resumes with ``Last-Event-ID`` (numbers are
+per API process: after a restart a client gets new changes only, and should re-list).
 """
 
 from __future__ import annotations
@@ -118,7 +119,9 @@ class StackCache:
     def subscribe(self, after: int | None) -> Subscription:
         """Changes numbered above ``after`` (replayed while still kept), then new ones."""
         subscription = Subscription(self._listeners)
-        if after is not None:
+        # Change numbers are this process's own: an id above ours was given out by another
+        # API process (a restart, a replica), so there is nothing here to replay after it.
+        if after is not None and after <= self._seq:
             for change in list(self.changes):
                 if change.seq > after:
                     subscription.queue.put_nowait(change)
