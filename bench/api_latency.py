@@ -66,8 +66,7 @@ def percentile(values: list[float], q: float) -> float:
 def environment(work: Path) -> Iterator[tuple[ControlPlane, RedisServer, str]]:
     with ControlPlane(controlplane_binaries()) as plane, RedisServer() as server:
         crd = find_repo_root() / "crds" / "agentstack.dev_agentstacks.yaml"
-        plane.kubectl("apply", "--server-side", "-f", str(crd))
-        plane.kubectl("wait", "--for=condition=Established", "crd/agentstacks.agentstack.dev")
+        plane.apply_crd(crd, "agentstacks.agentstack.dev")
         fleet = Fleet(kubeconfig=plane.kubeconfig_path, redis_url=server.url, logs_dir=work)
         try:
             _api, port = fleet.api()

@@ -4,7 +4,8 @@
 use. ``AGENTSTACK_WATCH_NAMESPACES`` (empty: all namespaces) — comma-separated
 namespaces to watch. ``AGENTSTACK_OPERATOR_NAMESPACE`` (``default``) and
 ``AGENTSTACK_OPERATOR_ID`` (host-pid) — where the leader-election Lease lives and who
-holds it. ``AGENTSTACK_LEASE_SECONDS`` (15) — how long a silent leader keeps the lease.
+holds it; ``AGENTSTACK_LEASE_NAME`` (``agentstack-operator``) — its name (one per
+installation). ``AGENTSTACK_LEASE_SECONDS`` (15) — how long a silent leader keeps the lease.
 ``AGENTSTACK_STATUS_MIN_INTERVAL`` (5 s) — per-stack minimum time between routine status
 writes (condition changes go out at once). ``AGENTSTACK_STATUS_WRITES_PER_SECOND``
 (50) — fleet-wide cap on status writes. ``AGENTSTACK_DISPATCH_BATCH`` (500) — ticks
@@ -40,6 +41,7 @@ class OperatorConfig:
     namespaces: list[str] = field(default_factory=list)
     operator_namespace: str = "default"
     operator_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    lease_name: str = "agentstack-operator"
     lease_seconds: float = 15.0
     status_min_interval: float = 5.0
     status_writes_per_second: float = 50.0
@@ -69,6 +71,7 @@ class OperatorConfig:
                 "AGENTSTACK_OPERATOR_NAMESPACE", defaults.operator_namespace
             ),
             operator_id=os.environ.get("AGENTSTACK_OPERATOR_ID") or defaults.operator_id,
+            lease_name=os.environ.get("AGENTSTACK_LEASE_NAME") or defaults.lease_name,
             lease_seconds=_float("AGENTSTACK_LEASE_SECONDS", defaults.lease_seconds),
             status_min_interval=_float(
                 "AGENTSTACK_STATUS_MIN_INTERVAL", defaults.status_min_interval

@@ -60,6 +60,8 @@ def build_job(
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        # What the "restricted" Pod Security Standard asks of every pod.
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [
             {
                 "name": "runner",
@@ -87,7 +89,6 @@ def build_job(
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
                     "readOnlyRootFilesystem": True,
-                    "runAsNonRoot": True,
                     "capabilities": {"drop": ["ALL"]},
                 },
             }

@@ -20,8 +20,6 @@ from agentstack_operator.kube import Kube
 
 logger = logging.getLogger(__name__)
 
-LEASE_NAME = "agentstack-operator"
-
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -29,10 +27,17 @@ def _now() -> dt.datetime:
 
 class Leadership:
     def __init__(
-        self, kube: Kube, *, namespace: str, identity: str, lease_seconds: float = 15.0
+        self,
+        kube: Kube,
+        *,
+        namespace: str,
+        identity: str,
+        name: str = "agentstack-operator",
+        lease_seconds: float = 15.0,
     ) -> None:
         self.kube = kube
         self.namespace = namespace
+        self.name = name
         self.identity = identity
         self.lease_seconds = lease_seconds
         self.is_leader = False
@@ -66,13 +71,13 @@ class Leadership:
             self.lost.set()
 
     async def _attempt(self) -> bool:
-        lease = await self.kube.read_lease(self.namespace, LEASE_NAME)
+        lease = await self.kube.read_lease(self.namespace, self.name)
         now = _now()
         if lease is None:
             return await self.kube.create_lease(
                 self.namespace,
                 client.V1Lease(
-                    metadata=client.V1ObjectMeta(name=LEASE_NAME, namespace=self.namespace),
+                    metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
                     spec=self._spec(now, transitions=0),
                 ),
             )
@@ -90,7 +95,7 @@ class Leadership:
             lease.spec = self._spec(now, transitions=(spec.lease_transitions or 0) + 1)
         else:
             return False
-        return await self.kube.replace_lease(self.namespace, LEASE_NAME, lease)
+        return await self.kube.replace_lease(self.namespace, self.name, lease)
 
     def _spec(self, now: dt.datetime, transitions: int) -> client.V1LeaseSpec:
         return client.V1LeaseSpec(
@@ -106,11 +111,11 @@ class Leadership:
         if not self.is_leader:
             return
         try:
-            lease = await self.kube.read_lease(self.namespace, LEASE_NAME)
+            lease = await self.kube.read_lease(self.namespace, self.name)
             if lease is not None and lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = None
                 lease.spec.renew_time = None
-                await self.kube.replace_lease(self.namespace, LEASE_NAME, lease)
+                await self.kube.replace_lease(self.namespace, self.name, lease)
         except Exception:
             logger.exception("could not release the lease")
         self._set(False)

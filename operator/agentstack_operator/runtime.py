@@ -85,6 +85,7 @@ class Operator:
             kube,
             namespace=config.operator_namespace,
             identity=config.operator_id,
+            name=config.lease_name,
             lease_seconds=config.lease_seconds,
         )
         self._wake_dispatcher = asyncio.Event()

@@ -21,15 +21,7 @@ CRD_FILE = REPO / "crds" / "agentstack.dev_agentstacks.yaml"
 @pytest.fixture(scope="session")
 def crd(control_plane: ControlPlane, k8s_api: client.ApiClient) -> str:
     """Apply the project's CRD with kubectl and wait until it is established."""
-    applied = control_plane.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-    assert applied.returncode == 0, applied.stderr
-    waited = control_plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/agentstacks.agentstack.dev",
-    )
-    assert waited.returncode == 0, waited.stderr
+    control_plane.apply_crd(CRD_FILE, "agentstacks.agentstack.dev")
     return "agentstacks.agentstack.dev"
 
 

@@ -224,13 +224,7 @@ def up(*, data_dir: Path | None, port: int | None) -> int:
         redis = RedisServer(data_dir=plane.data_dir / "redis")
         parts.callback(redis.stop)
         redis.start()
-        for command in (
-            ("apply", "--server-side", "-f", str(repo / CRD_FILE)),
-            ("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}"),
-        ):
-            result = plane.kubectl(*command)
-            if result.returncode != 0:
-                raise DevEnvError(f"kubectl {command[0]} failed: {result.stderr.strip()}")
+        plane.apply_crd(repo / CRD_FILE, CRD_NAME)
         fleet = Fleet(
             kubeconfig=plane.kubeconfig_path,
             redis_url=redis.url,

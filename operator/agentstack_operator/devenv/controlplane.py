@@ -43,6 +43,7 @@ from agentstack_operator.devenv.processes import (
     ManagedProcess,
     ensure_port_free,
     free_port,
+    wait_until,
 )
 from agentstack_operator.devenv.toolchain import Binaries
 
@@ -190,6 +191,26 @@ class ControlPlane:
             timeout=timeout,
             check=False,
             stdin=subprocess.DEVNULL,
+        )
+
+    def apply_crd(self, path: Path, name: str, timeout: float = 60.0) -> None:
+        """Apply a CRD (server-side) and wait until the API server serves it.
+
+        Polls the Established condition rather than ``kubectl wait``, which fails at once
+        when the new CRD has no status yet.
+        """
+        applied = self.kubectl("apply", "--server-side", "-f", str(path))
+        if applied.returncode != 0:
+            raise DevEnvError(f"kubectl apply {path} failed: {applied.stderr.strip()}")
+        jsonpath = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+        wait_until(
+            lambda: (
+                True
+                if self.kubectl("get", f"crd/{name}", "-o", jsonpath).stdout.strip() == "True"
+                else None
+            ),
+            timeout=timeout,
+            what=f"the CRD {name} to be established",
         )
 
     # -- start-up -----------------------------------------------------------------------
