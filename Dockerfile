@@ -1,0 +1,34 @@
+# One image for every process of agentstack-operator: `agentstack operator`,
+# `agentstack runner` (also the Job executor's `agentstack runner --once`) and
+# `agentstack api`. No ENTRYPOINT: the Helm chart (charts/agentstack-operator) and the
+# operator's tick Jobs set the command; run without one, it prints the CLI's help.
+#
+#   docker build -t agentstack-operator:0.1.0 .
+
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# The project and the versions the test suite last passed with (constraints.txt).
+COPY pyproject.toml README.md constraints.txt ./
+COPY operator/ operator/
+COPY runner/ runner/
+RUN python -m venv /opt/agentstack \
+ && /opt/agentstack/bin/pip install --constraint constraints.txt . \
+ && /opt/agentstack/bin/agentstack --version
+
+FROM python:3.11-slim
+ENV PATH=/opt/agentstack/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+COPY --from=build /opt/agentstack /opt/agentstack
+# A numeric, non-root user: Kubernetes can only verify `runAsNonRoot` (which the chart
+# and the Job executor's pods set) for an image whose USER is numeric.
+RUN groupadd --system --gid 10001 agentstack \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin agentstack
+USER 10001:10001
+WORKDIR /tmp
+# operator metrics/health, runner metrics/health, read API
+EXPOSE 9101 9102 8080
+CMD ["agentstack", "--help"]

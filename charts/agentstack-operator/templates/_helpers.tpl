@@ -1,0 +1,168 @@
+{{/*
+The chart name, truncated to 63 characters (a label value's limit).
+*/}}
+{{- define "agentstack-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name that prefixes every object: `<release>-<chart>`, or the release name alone
+when it already contains the chart name; truncated to 63 characters (a DNS label).
+*/}}
+{{- define "agentstack-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The name of one component's objects: `<fullname>-<component>`, within 63 characters.
+The full name is shortened, never the suffix, so that names stay distinct.
+Call with (dict "context" $ "component" "operator"); the component may carry more
+suffixes ("operator-cluster").
+*/}}
+{{- define "agentstack-operator.componentName" -}}
+{{- $room := sub 62 (len .component) | int }}
+{{- printf "%s-%s" (include "agentstack-operator.fullname" .context | trunc $room | trimSuffix "-") .component }}
+{{- end }}
+
+{{/*
+The `helm.sh/chart` label: `<chart>-<version>`.
+*/}}
+{{- define "agentstack-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels: stable for the life of a release (Deployment selectors are immutable).
+Call with (dict "context" $ "component" "operator"); component may be empty.
+*/}}
+{{- define "agentstack-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "agentstack-operator.name" .context }}
+app.kubernetes.io/instance: {{ .context.Release.Name }}
+{{- if .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- end }}
+
+{{/*
+Standard labels of every object: the selector labels plus version, manager and chart,
+and the user's commonLabels. Call with (dict "context" $ "component" "operator").
+*/}}
+{{- define "agentstack-operator.labels" -}}
+helm.sh/chart: {{ include "agentstack-operator.chart" .context }}
+{{ include "agentstack-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .context.Values.image.tag | default .context.Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .context.Release.Service }}
+app.kubernetes.io/part-of: agentstack
+{{- with .context.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The image reference shared by the three Deployments (and the tick Jobs by default).
+*/}}
+{{- define "agentstack-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/*
+ServiceAccount name of a component. Call with (dict "context" $ "component" "operator").
+*/}}
+{{- define "agentstack-operator.serviceAccountName" -}}
+{{- $values := index .context.Values .component }}
+{{- if $values.serviceAccount.create }}
+{{- default (include "agentstack-operator.componentName" .) $values.serviceAccount.name }}
+{{- else }}
+{{- required (printf "%s.serviceAccount.name is required when %s.serviceAccount.create is false" .component .component) $values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Redis settings every process reads: REDIS_URL (inline or from a Secret),
+REDIS_PASSWORD (optional, from a Secret) and AGENTSTACK_REDIS_CLUSTER.
+*/}}
+{{- define "agentstack-operator.redisEnv" -}}
+{{- if .Values.redis.existingSecret }}
+- name: REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret }}
+      key: {{ .Values.redis.existingSecretKey }}
+{{- else }}
+- name: REDIS_URL
+  value: {{ required "redis.url or redis.existingSecret is required" .Values.redis.url | quote }}
+{{- end }}
+{{- if .Values.redis.existingPasswordSecret }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingPasswordSecret }}
+      key: {{ .Values.redis.existingPasswordSecretKey }}
+{{- end }}
+- name: AGENTSTACK_REDIS_CLUSTER
+  value: {{ .Values.redis.cluster | toString | quote }}
+{{- end }}
+
+{{/*
+The pod settings the three Deployments share: image pull secrets, security context,
+scheduling. Call with (dict "context" $ "component" "operator").
+*/}}
+{{- define "agentstack-operator.podScheduling" -}}
+{{- $values := index .context.Values .component }}
+{{- with $values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+The two HTTP probes of a container, on its named port. Call with
+(dict "values" .Values.operator "port" "metrics").
+*/}}
+{{- define "agentstack-operator.probes" -}}
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: {{ .port }}
+  {{- toYaml .values.livenessProbe | nindent 2 }}
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: {{ .port }}
+  {{- toYaml .values.readinessProbe | nindent 2 }}
+{{- end }}
+
+{{/*
+Where RBAC grants the namespaced permissions: "" (cluster-wide) or the watched namespaces.
+*/}}
+{{- define "agentstack-operator.watchNamespaces" -}}
+{{- join "," .Values.watchNamespaces }}
+{{- end }}

@@ -1,0 +1,1693 @@
+"""The Helm chart ``charts/agentstack-operator``, with the pinned helm and the real cluster.
+
+Every test drives the built helm binary (``helm_binary()``) with its own cache, config
+and data directories. Rendering is checked by the API server itself (server-side dry
+run with strict field validation; the ServiceMonitors and PrometheusRule against
+stand-ins for prometheus-operator's CRDs), alerts and dashboards by promtool,
+installing by reading back what the release created, and RBAC by SubjectAccessReviews —
+and, in one test, by running the real operator, runner and API processes with the
+chart's environment and its ServiceAccounts' own tokens. There is no kubelet: the
+Deployments' pods stay Pending, so nothing waits for them to run.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from agentstack_operator.devenv.controlplane import ControlPlane, build_kubeconfig
+from agentstack_operator.devenv.fakellm import FakeLLMServer, credential_digest
+from agentstack_operator.devenv.fleet import Fleet
+from agentstack_operator.devenv.redisserver import RedisServer
+from agentstack_operator.devenv.toolchain import helm_binary
+from tests.e2e.stacks import Stacks
+from tests.helpers import eventually, gone
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "agentstack-operator"
+CRD_FILE = REPO / "crds" / "agentstack.dev_agentstacks.yaml"
+METRICS_DOC = REPO / "docs" / "metrics.md"
+PROMTOOL = "/usr/bin/promtool"
+
+STANDARD_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+)
+SELECTOR_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance")
+DASHBOARD_UIDS = {"agentstack-fleet", "agentstack-llm"}
+POOL_KEY = "sk-pool-default"  # the runners' own key (llm.existingSecret) in chart_fleet
+
+
+# -- helm ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Helm:
+    """The pinned helm, with private cache/config/data homes, against the control plane."""
+
+    home: Path
+    kubeconfig: Path
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        env = dict(
+            os.environ,
+            HELM_CACHE_HOME=str(self.home / "cache"),
+            HELM_CONFIG_HOME=str(self.home / "config"),
+            HELM_DATA_HOME=str(self.home / "data"),
+            KUBECONFIG=str(self.kubeconfig),
+        )
+        return subprocess.run(
+            [str(helm_binary()), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def template(self, *args: str, release: str = "ags") -> list[dict[str, Any]]:
+        """``helm template`` of the chart: the rendered objects (empty documents dropped)."""
+        rendered = self.run("template", release, str(CHART), *args)
+        assert rendered.returncode == 0, rendered.stderr
+        return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+
+    def install(self, release: str, namespace: str, *args: str) -> str:
+        """``helm install`` (no waiting: pods stay Pending); returns what helm printed."""
+        installed = self.run(
+            "install", release, str(CHART), "--namespace", namespace, *args, timeout=180
+        )
+        assert installed.returncode == 0, installed.stderr
+        return installed.stdout
+
+    def uninstall(self, release: str, namespace: str) -> subprocess.CompletedProcess[str]:
+        return self.run("uninstall", release, "--namespace", namespace, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def helm(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    return Helm(tmp_path_factory.mktemp("helm"), control_plane.kubeconfig_path)
+
+
+def _sets(values: dict[str, str]) -> list[str]:
+    return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+
+
+def _kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def _by_name(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {obj["metadata"]["name"]: obj for obj in _kind(objects, kind)}
+
+
+def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return dict(containers[0])
+
+
+def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["name"]: item for item in container.get("env") or []}
+
+
+def _plain_env(container: dict[str, Any]) -> dict[str, str]:
+    """Literal values only (the API server omits an empty ``value``)."""
+    return {
+        item["name"]: item.get("value", "")
+        for item in container.get("env") or []
+        if "valueFrom" not in item
+    }
+
+
+# -- metrics of docs/metrics.md and PromQL ---------------------------------------------------
+
+
+def _documented_metrics() -> dict[str, str]:
+    """Metric name → type, from the table of docs/metrics.md."""
+    rows = re.findall(r"^\| `(agentstack_\w+)` \| (\w+) \|", METRICS_DOC.read_text(), re.M)
+    assert rows, "no metrics table in docs/metrics.md"
+    return dict(rows)
+
+
+def _series_names(documented: dict[str, str]) -> set[str]:
+    """The series names the documented metrics expose (histograms as _bucket/_sum/_count)."""
+    names = set()
+    for name, kind in documented.items():
+        if kind == "histogram":
+            names.update(f"{name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+        else:
+            names.add(name)
+    return names
+
+
+_PROMQL_WORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "bool", "offset"}
+_PROMQL_WORDS |= {"group_left", "group_right", "inf", "nan"}
+
+
+def _metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression selects (functions, labels and keywords removed)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
+    text = re.sub(r"\{[^{}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\[\]]*\]", " ", text)  # ranges and subqueries
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][\w:]*", text):
+        word = match.group(0)
+        after = text[match.end() :].lstrip()
+        if word.lower() in _PROMQL_WORDS or after.startswith("("):
+            continue  # a keyword or a function call
+        if re.fullmatch(r"\d+[smhdwy]", word) or word.startswith("$"):
+            continue
+        names.add(word)
+    return names
+
+
+def _promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PROMTOOL, *args], capture_output=True, text=True, timeout=60, check=False, cwd=cwd
+    )
+
+
+# -- Kubernetes access checks -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Access:
+    verb: str
+    resource: str
+    namespace: str = ""
+    group: str = ""
+    subresource: str = ""
+    name: str = ""
+
+    def __str__(self) -> str:
+        resource = f"{self.resource}/{self.subresource}" if self.subresource else self.resource
+        where = f" in {self.namespace}" if self.namespace else " cluster-wide"
+        named = f" {self.name!r}" if self.name else ""
+        return f"{self.verb} {resource}.{self.group or 'core'}{named}{where}"
+
+
+def _allowed(api: client.ApiClient, user: str, groups: list[str], access: Access) -> bool:
+    review = client.AuthorizationV1Api(api).create_subject_access_review(
+        client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=user,
+                groups=groups,
+                resource_attributes=client.V1ResourceAttributes(
+                    verb=access.verb,
+                    group=access.group,
+                    resource=access.resource,
+                    subresource=access.subresource or None,
+                    namespace=access.namespace or None,
+                    name=access.name or None,
+                ),
+            )
+        )
+    )
+    return bool(review.status.allowed)
+
+
+def _account(namespace: str, name: str) -> tuple[str, list[str]]:
+    user = f"system:serviceaccount:{namespace}:{name}"
+    return user, [
+        "system:serviceaccounts",
+        f"system:serviceaccounts:{namespace}",
+        "system:authenticated",
+    ]
+
+
+def _check_access(
+    api: client.ApiClient,
+    subject: tuple[str, list[str]],
+    allowed: list[Access],
+    denied: list[Access],
+) -> None:
+    """``allowed`` are granted (waiting for RBAC's caches to see new bindings), ``denied`` not."""
+    user, groups = subject
+    for access in allowed:
+        eventually(
+            lambda access=access: True if _allowed(api, user, groups, access) else None,
+            f"{user} to be allowed to {access}",
+            timeout=30,
+        )
+    refused = [str(access) for access in denied if _allowed(api, user, groups, access)]
+    assert not refused, f"{user} may do more than it needs: {refused}"
+
+
+def _can_i(
+    control_plane: ControlPlane, user: str, verb: str, resource: str, namespace: str = ""
+) -> bool:
+    """``kubectl auth can-i --as=<user>`` (``-n namespace``, else all namespaces)."""
+    where = ["-n", namespace] if namespace else ["--all-namespaces"]
+    answer = control_plane.kubectl("auth", "can-i", f"--as={user}", verb, resource, *where)
+    word = answer.stdout.strip().split(" ", 1)[0]
+    assert word in {"yes", "no"}, answer.stdout + answer.stderr
+    return word == "yes"
+
+
+def _secret_access(
+    control_plane: ControlPlane, user: str, allowed: list[str], denied: list[str]
+) -> None:
+    """``user`` may ``get secrets`` in the ``allowed`` namespaces (waiting for RBAC's caches),
+    in no ``denied`` one, and never list, watch or change a Secret anywhere."""
+    for where in allowed:
+        eventually(
+            lambda where=where: (
+                True if _can_i(control_plane, user, "get", "secrets", where) else None
+            ),
+            f"{user} to be allowed to get secrets in {where}",
+            timeout=30,
+        )
+    # `get` in all namespaces is what an empty watchNamespaces grants: not checked there.
+    checks = [
+        (verb, where)
+        for where in [*allowed, *denied, ""]
+        for verb in ("get", "list", "watch", "create", "update", "patch", "delete")
+        if verb != "get" or where in denied
+    ]
+    refused = [
+        f"{verb} secrets in {where or 'all namespaces'}"
+        for verb, where in checks
+        if _can_i(control_plane, user, verb, "secrets", where)
+    ]
+    assert not refused, f"{user} may do more than it needs: {refused}"
+
+
+def _token(api: client.ApiClient, namespace: str, account: str) -> str:
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+    )
+    created = client.CoreV1Api(api).create_namespaced_service_account_token(
+        account, namespace, request
+    )
+    return str(created.status.token)
+
+
+def _create_namespace(api: client.ApiClient, prefix: str) -> str:
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    client.CoreV1Api(api).create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
+    )
+    return name
+
+
+def _delete_namespace(api: client.ApiClient, name: str) -> None:
+    try:
+        client.CoreV1Api(api).delete_namespace(name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+# == the chart's files ===========================================================================
+
+
+def test_the_chart_crd_is_the_repository_crd(helm: Helm, tmp_path: Path) -> None:
+    """One source of truth: a relative symlink, which helm follows when rendering and packaging."""
+    link = CHART / "crds" / "agentstack.dev_agentstacks.yaml"
+    assert link.is_symlink()
+    assert os.readlink(link) == "../../../crds/agentstack.dev_agentstacks.yaml"
+    assert link.resolve() == CRD_FILE.resolve()
+
+    rendered = helm.template("--include-crds")
+    crds = _kind(rendered, "CustomResourceDefinition")
+    assert crds == [yaml.safe_load(CRD_FILE.read_text())]
+
+    packaged = helm.run("package", str(CHART), "--destination", str(tmp_path))
+    assert packaged.returncode == 0, packaged.stderr
+    with tarfile.open(tmp_path / "agentstack-operator-0.1.0.tgz") as archive:
+        member = archive.getmember("agentstack-operator/crds/agentstack.dev_agentstacks.yaml")
+        assert member.isfile()  # the link's content, not a link
+        extracted = archive.extractfile(member)
+        assert extracted is not None
+        assert extracted.read() == CRD_FILE.read_bytes()
+
+
+def test_values_are_documented_key_by_key_and_closed_by_the_schema() -> None:
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    undocumented = [
+        f"{number}: {line.strip()}"
+        for number, line in enumerate(lines, start=1)
+        if re.match(r"^\s*[A-Za-z_][\w-]*:", line) and not lines[number - 2].strip().startswith("#")
+    ]
+    assert not undocumented, f"values.yaml keys without a comment above them: {undocumented}"
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    open_objects = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            if "properties" in node and node.get("additionalProperties") is not False:
+                open_objects.append(path)
+            for key, value in node.items():
+                walk(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{path}/{index}")
+
+    walk(schema, "#")
+    assert not open_objects, f"objects of the schema that accept unknown keys: {open_objects}"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values) == set(schema["properties"]) == set(schema["required"])
+
+
+def test_helm_lint_strict_passes(helm: Helm) -> None:
+    for extra in (
+        [],
+        _sets(
+            {
+                "metrics.serviceMonitor.enabled": "true",
+                "metrics.prometheusRule.enabled": "true",
+                "llm.existingSecret": "llm-keys",
+                "redis.existingSecret": "redis",
+                "runner.secretCacheSeconds": "5",
+                "watchNamespaces[0]": "team-a",
+                "api.auth": "none",
+            }
+        ),
+        _sets({"runner.credentials": "env", "llm.existingSecret": "llm-keys"}),
+    ):
+        linted = helm.run("lint", "--strict", str(CHART), *extra)
+        assert linted.returncode == 0, linted.stdout + linted.stderr
+        assert "1 chart(s) linted, 0 chart(s) failed" in linted.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "runner.replicas=-1"], "at '/runner/replicas': minimum: got -1, want 0"),
+        (["--set", "bogus=1"], "additional properties 'bogus' not allowed"),
+        (["--set", "operator.replica=3"], "additional properties 'replica' not allowed"),
+        (["--set", "api.auth=maybe"], "at '/api/auth': value must be one of 'kubernetes', 'none'"),
+        (["--set", "operator.metricsPort=70000"], "at '/operator/metricsPort': maximum"),
+        (["--set", "redis.url=http://redis:6379"], "at '/redis/url'"),
+        (["--set", "redis.cluster=maybe"], "at '/redis/cluster'"),
+        (["--set", "watchNamespaces[0]=Team_A"], "at '/watchNamespaces/0'"),
+        (["--set", "metrics.prometheusRule.failedTickRatio=2"], "failedTickRatio': maximum"),
+        (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
+        (
+            ["--set", "runner.credentials=files"],
+            "at '/runner/credentials': value must be one of 'kubernetes', 'env'",
+        ),
+        (["--set", "runner.secretCacheSeconds=-1"], "at '/runner/secretCacheSeconds': minimum"),
+        (["--set", "runner.stackSecrets[0]=groq"], "additional properties 'stackSecrets'"),
+        (["--set", "redis.url="], "redis.url or redis.existingSecret is required"),
+        (
+            ["--set", "runner.terminationGracePeriodSeconds=35"],
+            "runner.terminationGracePeriodSeconds (35) must exceed "
+            "runner.drainTimeoutSeconds + 10 (40)",
+        ),
+    ],
+)
+def test_invalid_values_are_rejected(helm: Helm, args: list[str], message: str) -> None:
+    rendered = helm.run("template", "ags", str(CHART), *args)
+    assert rendered.returncode != 0, rendered.stdout[:500]
+    assert message in rendered.stderr, rendered.stderr
+
+
+# == rendering, checked by the API server =========================================================
+
+
+def _check_standard_labels(objects: list[dict[str, Any]], release: str) -> None:
+    for obj in objects:
+        labels = obj["metadata"].get("labels") or {}
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        missing = [label for label in STANDARD_LABELS if label not in labels]
+        assert not missing, f"{where} lacks {missing}"
+        assert labels["app.kubernetes.io/instance"] == release, where
+        assert labels["app.kubernetes.io/managed-by"] == "Helm", where
+        assert labels["helm.sh/chart"] == "agentstack-operator-0.1.0", where
+        assert labels["app.kubernetes.io/version"] == "0.1.0", where
+
+
+def _check_selectors(objects: list[dict[str, Any]]) -> None:
+    """Selectors use the stable labels only, and select their own pods."""
+    for deployment in _kind(objects, "Deployment"):
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert set(selector) == {*SELECTOR_LABELS, "app.kubernetes.io/component"}
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= pod_labels.items()
+    deployments = _kind(objects, "Deployment")
+    for service in _kind(objects, "Service"):
+        selector = service["spec"]["selector"]
+        assert "app.kubernetes.io/version" not in selector
+        assert "helm.sh/chart" not in selector
+        matched = [
+            d
+            for d in deployments
+            if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert len(matched) == 1, service["metadata"]["name"]
+
+
+def _dry_run(control_plane: ControlPlane, objects: list[dict[str, Any]], path: Path) -> None:
+    path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
+    applied = control_plane.kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-f", str(path)
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.count("(server dry run)") == len(objects), applied.stdout
+
+
+def test_rendered_objects_are_labelled_and_accepted_by_the_api_server(
+    helm: Helm, control_plane: ControlPlane, crd: str, namespace: str, tmp_path: Path
+) -> None:
+    variants = {
+        "defaults": {},
+        "everything": {
+            "redis.existingSecret": "redis",
+            "redis.existingPasswordSecret": "redis",
+            "redis.cluster": "true",
+            "llm.existingSecret": "llm-keys",
+            "runner.secretCacheSeconds": "5",
+            "watchNamespaces[0]": namespace,
+            "api.corsOrigins[0]": "https://dash.example",
+            "operator.jobExecutor.redisURL": "redis://redis.agentstack.svc:6379/0",
+            "operator.jobExecutor.serviceAccountName": "tick-runner",
+            "operator.nodeSelector.kubernetes\\.io/os": "linux",
+            "runner.podAnnotations.team": "agents",
+            "commonLabels.team": "agents",
+            "image.digest": "sha256:" + "ab" * 32,
+            "rbac.userRoles.namePrefix": f"dry-{namespace}",
+        },
+        "no-api-no-auth": {"api.enabled": "false", "dashboards.enabled": "false"},
+        "env-credentials": {"runner.credentials": "env", "llm.existingSecret": "llm-keys"},
+    }
+    for variant, values in variants.items():
+        objects = helm.template("--namespace", namespace, *_sets(values), release=f"r-{variant}")
+        kinds = {obj["kind"] for obj in objects}
+        assert {"Deployment", "Service", "ServiceAccount", "ClusterRole", "Role"} <= kinds
+        assert "CustomResourceDefinition" not in kinds  # crds/ is not templated
+        _check_standard_labels(objects, f"r-{variant}")
+        _check_selectors(objects)
+        for obj in objects:
+            if obj["kind"] not in {"ClusterRole", "ClusterRoleBinding"}:
+                assert obj["metadata"]["namespace"] == namespace, obj["metadata"]["name"]
+        _dry_run(control_plane, objects, tmp_path / f"{variant}.yaml")
+
+    everything = helm.template("--namespace", namespace, *_sets(variants["everything"]))
+    deployments = _by_name(everything, "Deployment")
+    operator = _env(_container(deployments["ags-agentstack-operator-operator"]))
+    assert operator["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "redis",
+        "key": "redis-url",
+    }
+    assert operator["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "redis"
+    assert operator["AGENTSTACK_REDIS_CLUSTER"]["value"] == "true"
+    assert operator["AGENTSTACK_WATCH_NAMESPACES"]["value"] == namespace
+    assert operator["AGENTSTACK_JOB_REDIS_URL"]["value"] == "redis://redis.agentstack.svc:6379/0"
+    assert operator["AGENTSTACK_RUNNER_SERVICE_ACCOUNT"]["value"] == "tick-runner"
+    image = "agentstack-operator@sha256:" + "ab" * 32
+    assert operator["AGENTSTACK_RUNNER_IMAGE"]["value"] == image
+    runner_deployment = deployments["ags-agentstack-operator-runner"]
+    runner = _container(runner_deployment)
+    runner_env = _env(runner)
+    for key in ("GROQ_API_KEY", "OPENAI_API_KEY"):
+        assert runner_env[key]["valueFrom"]["secretKeyRef"] == {
+            "name": "llm-keys",
+            "key": key,
+            "optional": True,
+        }
+    # Pool runners read each stack's own Secret through the API: no Secret is mounted.
+    assert runner_env["AGENTSTACK_RUNNER_CREDENTIALS"]["value"] == "kubernetes"
+    assert runner_env["AGENTSTACK_RUNNER_SECRET_CACHE_SECONDS"]["value"] == "5"
+    assert "AGENTSTACK_SECRETS_DIR" not in runner_env
+    runner_pod = runner_deployment["spec"]["template"]["spec"]
+    assert runner_pod["automountServiceAccountToken"] is True
+    assert [m["name"] for m in runner["volumeMounts"]] == ["tmp"]
+    assert [v["name"] for v in runner_pod["volumes"]] == ["tmp"]
+    assert runner["image"] == image
+    api = _env(_container(deployments["ags-agentstack-operator-api"]))
+    assert api["AGENTSTACK_API_CORS_ORIGINS"]["value"] == "https://dash.example"
+    # watchNamespaces: namespaced permissions through RoleBindings there, not cluster-wide.
+    bindings = _kind(everything, "ClusterRoleBinding")
+    assert {b["metadata"]["name"] for b in bindings} == {
+        "ags-agentstack-operator-operator-cluster",
+        "ags-agentstack-operator-api-auth",
+    }
+    role_bindings = {
+        (b["metadata"]["namespace"], b["metadata"]["name"])
+        for b in _kind(everything, "RoleBinding")
+    }
+    assert role_bindings == {
+        (namespace, "ags-agentstack-operator-operator"),
+        (namespace, "ags-agentstack-operator-api"),
+        (namespace, "ags-agentstack-operator-runner"),
+        (namespace, "ags-agentstack-operator-operator-leader-election"),
+    }
+    # The runners may get Secrets by name (a stack's secretRef), never list or watch them.
+    runner_role = _by_name(everything, "ClusterRole")["ags-agentstack-operator-runner"]
+    assert runner_role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    runner_binding = _by_name(everything, "RoleBinding")["ags-agentstack-operator-runner"]
+    assert runner_binding["roleRef"]["name"] == "ags-agentstack-operator-runner"
+    assert runner_binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "ags-agentstack-operator-runner", "namespace": namespace}
+    ]
+    defaults = helm.template("--namespace", namespace)
+    assert "ags-agentstack-operator-runner" in _by_name(defaults, "ClusterRoleBinding")
+    assert not _by_name(defaults, "RoleBinding").keys() - {
+        "ags-agentstack-operator-operator-leader-election"
+    }
+
+    # credentials=env: the runners use only their own keys; no Secret access, no token.
+    env_only = helm.template("--namespace", namespace, *_sets(variants["env-credentials"]))
+    assert not [
+        o
+        for o in env_only
+        if o["kind"] in {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+        and o["metadata"]["name"] == "ags-agentstack-operator-runner"
+    ]
+    env_runner = _by_name(env_only, "Deployment")["ags-agentstack-operator-runner"]
+    assert _env(_container(env_runner))["AGENTSTACK_RUNNER_CREDENTIALS"]["value"] == "env"
+    assert env_runner["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    env_account = _by_name(env_only, "ServiceAccount")["ags-agentstack-operator-runner"]
+    assert env_account["automountServiceAccountToken"] is False
+
+    without_api = helm.template(*_sets(variants["no-api-no-auth"]))
+    assert not [o for o in without_api if o["metadata"]["name"].endswith("-api")]
+    assert not _kind(without_api, "ConfigMap")
+
+
+def test_long_release_names_stay_within_63_characters(helm: Helm) -> None:
+    release = "a-very-long-release-name-that-goes-on-and-on-and-on-x"  # 53, helm's maximum
+    objects = helm.template(release=release)
+    for obj in objects:
+        name = obj["metadata"]["name"]
+        assert len(name) <= 63, name
+        assert not name.endswith("-"), name
+        for value in obj["metadata"]["labels"].values():
+            assert len(value) <= 63, (name, value)
+    overridden = helm.template("--set", "fullnameOverride=agentstack")
+    names = {o["metadata"]["name"] for o in _kind(overridden, "Deployment")}
+    assert names == {"agentstack-operator", "agentstack-runner", "agentstack-api"}
+
+
+# == Prometheus and Grafana =======================================================================
+
+
+def _rendered_rules(helm: Helm, namespace: str = "monitoring") -> dict[str, Any]:
+    objects = helm.template(
+        "--namespace", namespace, "--set", "metrics.prometheusRule.enabled=true"
+    )
+    (rule,) = _kind(objects, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    return dict(rule["spec"])
+
+
+def test_prometheus_rules_pass_promtool_and_use_documented_metrics(
+    helm: Helm, tmp_path: Path
+) -> None:
+    spec = _rendered_rules(helm)
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    checked = _promtool("check", "rules", str(rules_file), cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 9 rules found" in checked.stdout, checked.stdout
+
+    allowed = _series_names(_documented_metrics()) | {"up"}
+    rules = [rule for group in spec["groups"] for rule in group["rules"]]
+    for rule in rules:
+        used = _metric_names(rule["expr"])
+        assert used, rule["alert"]
+        assert used <= allowed, (rule["alert"], used - allowed)
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        assert rule["annotations"]["summary"]
+    alerts = {rule["alert"] for rule in rules}
+    assert {
+        "AgentStackNoLeader",
+        "AgentStackDispatchLagHigh",
+        "AgentStackTickQueueGrowing",
+        "AgentStackTicksFailing",
+        "AgentStackNoRunners",
+    } <= alerts
+
+    # Default off; additionalLabels land on the object.
+    assert not _kind(helm.template(), "PrometheusRule")
+    labelled = helm.template(
+        *_sets(
+            {
+                "metrics.prometheusRule.enabled": "true",
+                "metrics.prometheusRule.additionalLabels.release": "kube-prometheus",
+            }
+        )
+    )
+    assert _kind(labelled, "PrometheusRule")[0]["metadata"]["labels"]["release"] == (
+        "kube-prometheus"
+    )
+
+
+def test_alerts_fire_on_the_situations_they_describe(helm: Helm, tmp_path: Path) -> None:
+    """promtool's rule unit tests: the expressions mean what the alerts' names say."""
+    spec = _rendered_rules(helm, namespace="fleet")
+    for group in spec["groups"]:  # annotations are checked by `promtool check rules` above
+        for rule in group["rules"]:
+            rule.pop("annotations")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    operator = 'job="ags-agentstack-operator-operator", namespace="fleet"'
+    runner = 'job="ags-agentstack-operator-runner", namespace="fleet"'
+    unit = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {  # two replicas up, neither leads; runners fail 60 % of their ticks
+                "interval": "1m",
+                "input_series": [
+                    {"series": f'up{{{operator}, instance="a"}}', "values": "1x40"},
+                    {"series": f'up{{{operator}, instance="b"}}', "values": "1x40"},
+                    {
+                        "series": f'agentstack_operator_leader{{{operator}, instance="a"}}',
+                        "values": "0x40",
+                    },
+                    {
+                        "series": f'agentstack_operator_leader{{{operator}, instance="b"}}',
+                        "values": "0x40",
+                    },
+                    {"series": f'up{{{runner}, instance="r"}}', "values": "1x40"},
+                    {
+                        "series": f'agentstack_runner_ticks_total{{{runner}, instance="r", '
+                        'outcome="Failed", reason="StepFailed"}',
+                        "values": "0+6x40",
+                    },
+                    {
+                        "series": f'agentstack_runner_ticks_total{{{runner}, instance="r", '
+                        'outcome="Succeeded", reason="Completed"}',
+                        "values": "0+4x40",
+                    },
+                    {
+                        "series": f'agentstack_tick_queue_depth{{{operator}, instance="a"}}',
+                        "values": "2000+100x40",
+                    },
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "10m",
+                        "alertname": "AgentStackNoLeader",
+                        "exp_alerts": [{"exp_labels": {"severity": "critical"}}],
+                    },
+                    {"eval_time": "10m", "alertname": "AgentStackOperatorDown", "exp_alerts": []},
+                    {"eval_time": "10m", "alertname": "AgentStackNoRunners", "exp_alerts": []},
+                    {"eval_time": "10m", "alertname": "AgentStackTicksFailing", "exp_alerts": []},
+                    {
+                        "eval_time": "30m",
+                        "alertname": "AgentStackTicksFailing",
+                        "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+                    },
+                    {
+                        "eval_time": "35m",
+                        "alertname": "AgentStackTickQueueGrowing",
+                        "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+                    },
+                ],
+            },
+            {  # nothing scraped at all: both "down" alerts, nothing else
+                "interval": "1m",
+                "input_series": [
+                    {"series": 'up{job="elsewhere", namespace="fleet"}', "values": "1x20"},
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "10m",
+                        "alertname": "AgentStackOperatorDown",
+                        "exp_alerts": [{"exp_labels": {"severity": "critical"}}],
+                    },
+                    {
+                        "eval_time": "10m",
+                        "alertname": "AgentStackNoRunners",
+                        "exp_alerts": [{"exp_labels": {"severity": "critical"}}],
+                    },
+                    {"eval_time": "10m", "alertname": "AgentStackNoLeader", "exp_alerts": []},
+                ],
+            },
+        ],
+    }
+    (tmp_path / "unit.yaml").write_text(yaml.safe_dump(unit, sort_keys=False))
+    tested = _promtool("test", "rules", "unit.yaml", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_service_monitors_select_the_metrics_services(helm: Helm) -> None:
+    assert not _kind(helm.template(), "ServiceMonitor")
+    objects = helm.template(
+        *_sets(
+            {
+                "metrics.serviceMonitor.enabled": "true",
+                "metrics.serviceMonitor.interval": "15s",
+                "metrics.serviceMonitor.additionalLabels.release": "kube-prometheus",
+            }
+        )
+    )
+    monitors = _kind(objects, "ServiceMonitor")
+    services = _by_name(objects, "Service")
+    assert {m["metadata"]["name"] for m in monitors} == set(services)
+    for monitor in monitors:
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus"
+        service = services[monitor["metadata"]["name"]]  # the job label the rules select
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= service["metadata"]["labels"].items()
+        ports = {port["name"] for port in service["spec"]["ports"]}
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["port"] in ports
+        assert endpoint["path"] == "/metrics"
+        assert endpoint["interval"] == "15s"
+    ports = {name: s["spec"]["ports"][0]["port"] for name, s in services.items()}
+    assert ports == {
+        "ags-agentstack-operator-operator": 9101,
+        "ags-agentstack-operator-runner": 9102,
+        "ags-agentstack-operator-api": 8080,
+    }
+
+
+_DURATION = (
+    r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+)
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+
+
+def _monitoring_crd(plural: str, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A stand-in for a prometheus-operator CRD: the upstream field names, types and
+    patterns of the fields the chart uses (no others, so strict validation catches typos)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "required": ["spec"],
+                            "properties": {"spec": {"type": "object", **spec}},
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+MONITORING_CRDS = [
+    _monitoring_crd(
+        "servicemonitors",
+        "ServiceMonitor",
+        {
+            "required": ["selector", "endpoints"],
+            "properties": {
+                "selector": {
+                    "type": "object",
+                    "properties": {
+                        "matchLabels": _STRING_MAP,
+                        "matchExpressions": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                "namespaceSelector": {
+                    "type": "object",
+                    "properties": {
+                        "any": {"type": "boolean"},
+                        "matchNames": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "jobLabel": {"type": "string"},
+                "endpoints": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "scheme": {"type": "string", "enum": ["http", "https"]},
+                            "interval": {"type": "string", "pattern": _DURATION},
+                            "scrapeTimeout": {"type": "string", "pattern": _DURATION},
+                            "honorLabels": {"type": "boolean"},
+                        },
+                    },
+                },
+            },
+        },
+    ),
+    _monitoring_crd(
+        "prometheusrules",
+        "PrometheusRule",
+        {
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "interval": {"type": "string", "pattern": _DURATION},
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["expr"],
+                                    "properties": {
+                                        "alert": {"type": "string"},
+                                        "record": {"type": "string"},
+                                        "expr": {"x-kubernetes-int-or-string": True},
+                                        "for": {"type": "string", "pattern": _DURATION},
+                                        "keep_firing_for": {"type": "string"},
+                                        "labels": _STRING_MAP,
+                                        "annotations": _STRING_MAP,
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    ),
+]
+
+
+def test_monitoring_objects_are_accepted_by_the_api_server(
+    helm: Helm,
+    control_plane: ControlPlane,
+    k8s_api: client.ApiClient,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """The ServiceMonitors and the PrometheusRule, server-side dry run with strict field
+    validation, against stand-ins for prometheus-operator's CRDs (the control plane has
+    none); the CRDs are removed again."""
+    extensions = client.ApiextensionsV1Api(k8s_api)
+    for crd in MONITORING_CRDS:
+        extensions.create_custom_resource_definition(crd)
+    try:
+        for crd in MONITORING_CRDS:
+            name = crd["metadata"]["name"]
+            eventually(
+                lambda name=name: (
+                    True
+                    if control_plane.kubectl(
+                        "get",
+                        f"crd/{name}",
+                        "-o",
+                        "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                    ).stdout.strip()
+                    == "True"
+                    else None
+                ),
+                f"the stand-in CRD {name} to be established",
+            )
+        objects = helm.template(
+            "--namespace",
+            namespace,
+            *_sets(
+                {
+                    "metrics.serviceMonitor.enabled": "true",
+                    "metrics.serviceMonitor.scrapeTimeout": "10s",
+                    "metrics.prometheusRule.enabled": "true",
+                }
+            ),
+        )
+        monitoring = [o for o in objects if o["apiVersion"] == "monitoring.coreos.com/v1"]
+        assert len(monitoring) == 4
+        _check_standard_labels(monitoring, "ags")
+        eventually(  # discovery of the new kinds reaches kubectl's cache
+            lambda: (
+                True
+                if control_plane.kubectl("get", "servicemonitors,prometheusrules", "-A").returncode
+                == 0
+                else None
+            ),
+            "the monitoring kinds to be served",
+        )
+        _dry_run(control_plane, monitoring, tmp_path / "monitoring.yaml")
+    finally:
+        for crd in MONITORING_CRDS:
+            extensions.delete_custom_resource_definition(crd["metadata"]["name"])
+
+
+def test_dashboards_are_configmaps_with_fixed_uids_and_documented_metrics(
+    helm: Helm, tmp_path: Path
+) -> None:
+    configmaps = _kind(helm.template(), "ConfigMap")
+    assert len(configmaps) == 2
+    allowed = _series_names(_documented_metrics())
+    uids = set()
+    recording_rules = []
+    for configmap in configmaps:
+        assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+        ((key, text),) = configmap["data"].items()
+        assert key.endswith(".json")
+        dashboard = json.loads(text)
+        source = json.loads((CHART / "dashboards" / key.removeprefix("agentstack-")).read_text())
+        assert dashboard == source  # .Files.Get: byte for byte, no template processing
+        uids.add(dashboard["uid"])
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+        assert dashboard["panels"]
+        for panel in dashboard["panels"]:
+            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+            assert panel["targets"], panel["title"]
+            for target in panel["targets"]:
+                expr = target["expr"]
+                used = _metric_names(expr)
+                assert used, (panel["title"], expr)
+                assert used <= allowed, (panel["title"], used - allowed)
+                assert all(name.startswith("agentstack_") for name in used)
+                promql = expr.replace("$__rate_interval", "5m").replace("$namespace", ".*")
+                recording_rules.append(
+                    {"record": f"dashboard:panel_{len(recording_rules)}", "expr": promql}
+                )
+    assert uids == DASHBOARD_UIDS
+    titles = {json.loads(next(iter(c["data"].values())))["title"] for c in configmaps}
+    assert titles == {"agentstack fleet", "agentstack LLM"}
+    # Every panel's query parses: promtool checks them as recording rules.
+    rules_file = tmp_path / "panels.yaml"
+    rules_file.write_text(
+        yaml.safe_dump({"groups": [{"name": "panels", "rules": recording_rules}]})
+    )
+    checked = _promtool("check", "rules", str(rules_file), cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    relabelled = helm.template(
+        *_sets({"dashboards.label": "grafana/dashboard", "dashboards.labelValue": "agentstack"})
+    )
+    for configmap in _kind(relabelled, "ConfigMap"):
+        assert configmap["metadata"]["labels"]["grafana/dashboard"] == "agentstack"
+        assert "grafana_dashboard" not in configmap["metadata"]["labels"]
+    assert not _kind(helm.template("--set", "dashboards.enabled=false"), "ConfigMap")
+
+
+# == installing into the real cluster ============================================================
+
+
+def _operator_needs(namespace: str, elsewhere: str, lease: str) -> list[Access]:
+    """Every call the operator (and its embedded Kopf) makes, in ``namespace``'s terms."""
+    stacks = {"group": "agentstack.dev", "resource": "agentstacks"}
+    return [
+        *(Access(verb, namespace="", **stacks) for verb in ("list", "watch")),
+        *(Access(verb, namespace=elsewhere, **stacks) for verb in ("get", "patch", "update")),
+        *(
+            Access(verb, namespace=elsewhere, subresource="status", **stacks)
+            for verb in ("get", "patch", "update")
+        ),
+        Access("create", "events", namespace=elsewhere),
+        Access("patch", "events", namespace=elsewhere),
+        Access("get", "secrets", namespace=elsewhere, name="groq-keys"),
+        *(
+            Access(verb, "jobs", namespace=elsewhere, group="batch")
+            for verb in ("create", "delete", "deletecollection", "get")
+        ),
+        *(Access(verb, "jobs", group="batch") for verb in ("list", "watch")),
+        *(Access(verb, "namespaces") for verb in ("list", "watch")),
+        *(
+            Access(verb, "customresourcedefinitions", group="apiextensions.k8s.io")
+            for verb in ("get", "list", "watch")
+        ),
+        Access("create", "leases", namespace=namespace, group="coordination.k8s.io"),
+        *(
+            Access(verb, "leases", namespace=namespace, group="coordination.k8s.io", name=lease)
+            for verb in ("get", "update")
+        ),
+    ]
+
+
+def _operator_must_not(namespace: str, elsewhere: str, lease: str) -> list[Access]:
+    return [
+        *(
+            Access(verb, "secrets", namespace=elsewhere)
+            for verb in ("list", "watch", "create", "update", "patch", "delete")
+        ),
+        Access("list", "secrets"),  # Secrets are read by name, never listed
+        Access("watch", "secrets"),
+        Access("create", "agentstacks", namespace=elsewhere, group="agentstack.dev"),
+        Access("delete", "agentstacks", namespace=elsewhere, group="agentstack.dev"),
+        Access("create", "pods", namespace=elsewhere),
+        Access("create", "deployments", namespace=namespace, group="apps"),
+        Access("update", "jobs", namespace=elsewhere, group="batch"),
+        Access("delete", "namespaces"),
+        Access("update", "customresourcedefinitions", group="apiextensions.k8s.io"),
+        Access("update", "leases", namespace=namespace, group="coordination.k8s.io", name="other"),
+        Access("delete", "leases", namespace=namespace, group="coordination.k8s.io", name=lease),
+        Access("create", "leases", namespace=elsewhere, group="coordination.k8s.io"),
+        Access("get", "leases", namespace=elsewhere, group="coordination.k8s.io", name=lease),
+        Access("create", "clusterrolebindings", group="rbac.authorization.k8s.io"),
+    ]
+
+
+def test_install_creates_the_release_with_least_privilege_and_uninstall_removes_it(
+    helm: Helm,
+    control_plane: ControlPlane,
+    k8s_api: client.ApiClient,
+    crd: str,
+    namespace: str,
+) -> None:
+    core = client.CoreV1Api(k8s_api)
+    apps = client.AppsV1Api(k8s_api)
+    rbac = client.RbacAuthorizationV1Api(k8s_api)
+    # The pods must pass the `restricted` Pod Security Standard.
+    core.patch_namespace(
+        namespace,
+        {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
+    )
+    release = f"ags-{secrets.token_hex(3)}"
+    full = f"{release}-agentstack-operator"
+    elsewhere = _create_namespace(k8s_api, "stacks")
+    try:
+        printed = helm.install(release, namespace)
+        assert "STATUS: deployed" in printed
+        notes = printed.split("NOTES:", 1)[1]  # how to apply an example and pause it
+        assert "kind: AgentStack" in notes
+        assert (
+            "kubectl patch ags release-notes --type merge "
+            """-p '{"spec":{"executionState":"Paused"}}'"""
+        ) in notes
+
+        # -- what exists ---------------------------------------------------------------------
+        deployments = {d.metadata.name: d for d in apps.list_namespaced_deployment(namespace).items}
+        assert {name: d.spec.replicas for name, d in deployments.items()} == {
+            f"{full}-operator": 2,
+            f"{full}-runner": 2,
+            f"{full}-api": 1,
+        }
+        serialized = {
+            name: k8s_api.sanitize_for_serialization(d) for name, d in deployments.items()
+        }
+        commands = {name: _container(d)["command"] for name, d in serialized.items()}
+        assert commands == {
+            f"{full}-operator": ["agentstack", "operator"],
+            f"{full}-runner": ["agentstack", "runner"],
+            f"{full}-api": ["agentstack", "api"],
+        }
+        operator = _container(serialized[f"{full}-operator"])
+        env = _env(operator)
+        assert env["AGENTSTACK_OPERATOR_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+            "metadata.namespace"
+        )
+        assert env["AGENTSTACK_OPERATOR_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+            "metadata.name"
+        )
+        expected = {
+            "REDIS_URL": "redis://redis:6379/0",
+            "AGENTSTACK_REDIS_CLUSTER": "false",
+            "AGENTSTACK_WATCH_NAMESPACES": "",
+            "AGENTSTACK_LEASE_SECONDS": "15",
+            "AGENTSTACK_STATUS_MIN_INTERVAL": "5",
+            "AGENTSTACK_STATUS_WRITES_PER_SECOND": "50",
+            "AGENTSTACK_DISPATCH_BATCH": "500",
+            "AGENTSTACK_METRICS_PORT": "9101",
+            "AGENTSTACK_RUNNER_IMAGE": "agentstack-operator:0.1.0",
+            "AGENTSTACK_JOB_TTL_SECONDS": "300",
+            "AGENTSTACK_JOB_GRACE_SECONDS": "60",
+        }
+        plain = _plain_env(operator)
+        assert {key: plain[key] for key in expected} == expected
+        assert operator["image"] == "agentstack-operator:0.1.0"
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            assert operator[probe]["httpGet"] == {"path": path, "port": "metrics", "scheme": "HTTP"}
+        assert operator["ports"][0]["containerPort"] == 9101
+        security = operator["securityContext"]
+        assert security["runAsNonRoot"] is True
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert security["seccompProfile"]["type"] == "RuntimeDefault"
+
+        runner_spec = serialized[f"{full}-runner"]["spec"]["template"]["spec"]
+        runner_env = _plain_env(_container(serialized[f"{full}-runner"]))
+        assert runner_env == {
+            "REDIS_URL": "redis://redis:6379/0",
+            "AGENTSTACK_REDIS_CLUSTER": "false",
+            "AGENTSTACK_RUNNER_CONCURRENCY": "64",
+            "AGENTSTACK_RUNNER_VISIBILITY_TIMEOUT": "60",
+            "AGENTSTACK_RUNNER_LEASE_TTL": "30",
+            "AGENTSTACK_RUNNER_CLAIM_INTERVAL": "5",
+            "AGENTSTACK_RUNNER_DRAIN_TIMEOUT": "30",
+            "AGENTSTACK_RUNNER_METRICS_PORT": "9102",
+            "AGENTSTACK_LLM_CONCURRENCY_GROQ": "64",
+            "AGENTSTACK_LLM_CONCURRENCY_OPENAI": "64",
+            "AGENTSTACK_LLM_MAX_ATTEMPTS": "3",
+            "AGENTSTACK_LLM_BASE_DELAY": "0.5",
+            "AGENTSTACK_RUNNER_CREDENTIALS": "kubernetes",
+            "AGENTSTACK_RUNNER_SECRET_CACHE_SECONDS": "60",
+        }
+        assert runner_spec["terminationGracePeriodSeconds"] > 30 + 10
+        assert runner_spec["automountServiceAccountToken"] is True  # it reads stacks' Secrets
+        api_env = _plain_env(_container(serialized[f"{full}-api"]))
+        assert api_env["AGENTSTACK_API_AUTH"] == "kubernetes"  # authentication on by default
+        assert api_env["AGENTSTACK_API_PORT"] == "8080"
+
+        accounts = {
+            sa.metadata.name: sa for sa in core.list_namespaced_service_account(namespace).items
+        }
+        assert {f"{full}-operator", f"{full}-runner", f"{full}-api"} <= set(accounts)
+        assert accounts[f"{full}-runner"].automount_service_account_token is True
+        services = {s.metadata.name: s for s in core.list_namespaced_service(namespace).items}
+        assert {name: s.spec.ports[0].port for name, s in services.items()} == {
+            f"{full}-operator": 9101,
+            f"{full}-runner": 9102,
+            f"{full}-api": 8080,
+        }
+        dashboards = core.list_namespaced_config_map(
+            namespace, label_selector="grafana_dashboard=1"
+        )
+        assert len(dashboards.items) == 2
+        cluster_roles = {f"{full}-operator", f"{full}-operator-cluster", f"{full}-api"}
+        cluster_roles |= {f"{full}-api-auth", f"{full}-runner"}
+        cluster_roles |= {"agentstack-view", "agentstack-edit"}
+        existing = {r.metadata.name for r in rbac.list_cluster_role().items}
+        assert cluster_roles <= existing
+        client.ApiextensionsV1Api(k8s_api).read_custom_resource_definition(crd)
+        # The pods were admitted under `restricted` (then stay Pending: no kubelet).
+        pods = eventually(
+            lambda: (lambda items: items if len(items) == 5 else None)(
+                core.list_namespaced_pod(namespace).items
+            ),
+            "the Deployments' five pods to be created",
+        )
+        assert {p.spec.service_account_name for p in pods} == {
+            f"{full}-operator",
+            f"{full}-runner",
+            f"{full}-api",
+        }
+
+        # -- what the ServiceAccounts may do ---------------------------------------------------
+        _check_access(
+            k8s_api,
+            _account(namespace, f"{full}-operator"),
+            allowed=_operator_needs(namespace, elsewhere, full),
+            denied=_operator_must_not(namespace, elsewhere, full),
+        )
+        _check_access(
+            k8s_api,
+            _account(namespace, f"{full}-api"),
+            allowed=[
+                *(
+                    Access(verb, "agentstacks", group="agentstack.dev")
+                    for verb in ("get", "list", "watch")
+                ),
+                Access("create", "tokenreviews", group="authentication.k8s.io"),
+                Access("create", "subjectaccessreviews", group="authorization.k8s.io"),
+            ],
+            denied=[
+                Access("patch", "agentstacks", namespace=elsewhere, group="agentstack.dev"),
+                Access("get", "secrets", namespace=elsewhere),
+                Access("list", "secrets"),
+                Access("create", "events", namespace=elsewhere),
+            ],
+        )
+        # The runners (credentials=kubernetes) get a stack's Secret from any namespace, by
+        # name; nothing else.
+        runner_user = f"system:serviceaccount:{namespace}:{full}-runner"
+        _secret_access(control_plane, runner_user, allowed=[elsewhere, namespace], denied=[])
+        _check_access(
+            k8s_api,
+            _account(namespace, f"{full}-runner"),
+            allowed=[Access("get", "secrets", namespace=elsewhere, name="groq-keys")],
+            denied=[
+                Access("list", "secrets", namespace=elsewhere),
+                Access("watch", "secrets"),
+                Access("delete", "secrets", namespace=elsewhere),
+                Access("get", "configmaps", namespace=elsewhere),
+                Access("list", "agentstacks", group="agentstack.dev"),
+                Access("get", "leases", namespace=namespace, group="coordination.k8s.io"),
+            ],
+        )
+
+        # -- people: the aggregated roles reach the built-in view/edit/admin -------------------
+        for role, user in (("view", "viewer"), ("edit", "editor"), ("admin", "owner")):
+            rbac.create_namespaced_role_binding(
+                elsewhere,
+                client.V1RoleBinding(
+                    metadata=client.V1ObjectMeta(name=f"{user}-{role}"),
+                    role_ref=client.V1RoleRef(
+                        api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=role
+                    ),
+                    subjects=[
+                        client.RbacV1Subject(
+                            kind="User", name=user, api_group="rbac.authorization.k8s.io"
+                        )
+                    ],
+                ),
+            )
+        stacks = {"group": "agentstack.dev", "resource": "agentstacks", "namespace": elsewhere}
+        writes = [Access(verb, **stacks) for verb in ("create", "patch", "delete")]
+        reads = [Access(verb, **stacks) for verb in ("get", "list", "watch")]
+        status_write = Access("patch", subresource="status", **stacks)
+        _check_access(k8s_api, ("viewer", []), allowed=reads, denied=[*writes, status_write])
+        _check_access(k8s_api, ("editor", []), allowed=reads + writes, denied=[status_write])
+        _check_access(k8s_api, ("owner", []), allowed=reads + writes, denied=[status_write])
+
+        # -- uninstall ---------------------------------------------------------------------
+        uninstalled = helm.uninstall(release, namespace)
+        assert uninstalled.returncode == 0, uninstalled.stderr
+        eventually(
+            lambda: True if not apps.list_namespaced_deployment(namespace).items else None,
+            "the Deployments to be deleted",
+        )
+        assert not [s for s in core.list_namespaced_service(namespace).items], (
+            "Services left behind"
+        )
+        names = {sa.metadata.name for sa in core.list_namespaced_service_account(namespace).items}
+        assert not names & {f"{full}-operator", f"{full}-runner", f"{full}-api"}
+        assert not core.list_namespaced_config_map(
+            namespace, label_selector="grafana_dashboard=1"
+        ).items
+        assert not rbac.list_namespaced_role(namespace).items
+        assert not rbac.list_namespaced_role_binding(namespace).items
+        remaining = {r.metadata.name for r in rbac.list_cluster_role().items}
+        assert not remaining & cluster_roles
+        remaining_bindings = {b.metadata.name for b in rbac.list_cluster_role_binding().items}
+        assert not {name for name in remaining_bindings if name.startswith(full)}
+        eventually(
+            lambda: True if not core.list_namespaced_pod(namespace).items else None,
+            "the garbage collector to delete the pods",
+        )
+        # Helm never deletes what crds/ installed: stacks outlive a reinstall.
+        client.ApiextensionsV1Api(k8s_api).read_custom_resource_definition(crd)
+        user, groups = _account(namespace, f"{full}-operator")
+        patch = Access("patch", "agentstacks", namespace=elsewhere, group="agentstack.dev")
+        eventually(
+            lambda: True if not _allowed(k8s_api, user, groups, patch) else None,
+            "the operator's grants to go with the release",
+            timeout=30,
+        )
+        eventually(
+            lambda: (
+                True
+                if not _can_i(control_plane, runner_user, "get", "secrets", elsewhere)
+                else None
+            ),
+            "the runners' grant to go with the release",
+            timeout=30,
+        )
+    finally:
+        helm.uninstall(release, namespace)  # a no-op once uninstalled
+        _delete_namespace(k8s_api, elsewhere)
+
+
+def test_watch_namespaces_limit_the_grants_to_those_namespaces(
+    helm: Helm, control_plane: ControlPlane, k8s_api: client.ApiClient, crd: str, namespace: str
+) -> None:
+    release = f"ags-{secrets.token_hex(3)}"
+    full = f"{release}-agentstack-operator"
+    watched = _create_namespace(k8s_api, "watched")
+    other = _create_namespace(k8s_api, "other")
+    try:
+        helm.install(
+            release,
+            namespace,
+            *_sets({"watchNamespaces[0]": watched, "rbac.userRoles.create": "false"}),
+        )
+        stacks = {"group": "agentstack.dev", "resource": "agentstacks"}
+        _check_access(
+            k8s_api,
+            _account(namespace, f"{full}-operator"),
+            allowed=[
+                Access("list", namespace=watched, **stacks),
+                Access("patch", namespace=watched, subresource="status", **stacks),
+                Access("get", "secrets", namespace=watched),
+                Access("create", "jobs", namespace=watched, group="batch"),
+                Access("list", "namespaces"),
+                Access("watch", "customresourcedefinitions", group="apiextensions.k8s.io"),
+                Access(
+                    "update", "leases", namespace=namespace, group="coordination.k8s.io", name=full
+                ),
+            ],
+            denied=[
+                Access("list", **stacks),
+                Access("list", namespace=other, **stacks),
+                Access("patch", namespace=other, subresource="status", **stacks),
+                Access("get", "secrets", namespace=other),
+                Access("get", "secrets", namespace=namespace),
+                Access("create", "jobs", namespace=other, group="batch"),
+            ],
+        )
+        _check_access(
+            k8s_api,
+            _account(namespace, f"{full}-api"),
+            allowed=[Access("watch", namespace=watched, **stacks)],
+            denied=[Access("watch", **stacks), Access("get", namespace=other, **stacks)],
+        )
+        _secret_access(
+            control_plane,
+            f"system:serviceaccount:{namespace}:{full}-runner",
+            allowed=[watched],
+            denied=[other, namespace],
+        )
+    finally:
+        uninstalled = helm.uninstall(release, namespace)
+        assert uninstalled.returncode == 0, uninstalled.stderr
+        for name in (watched, other):
+            _delete_namespace(k8s_api, name)
+
+
+def test_env_credentials_give_the_runners_no_secret_access_and_no_token(
+    helm: Helm, control_plane: ControlPlane, k8s_api: client.ApiClient, crd: str, namespace: str
+) -> None:
+    release = f"ags-{secrets.token_hex(3)}"
+    full = f"{release}-agentstack-operator"
+    elsewhere = _create_namespace(k8s_api, "stacks")
+    try:
+        printed = helm.install(
+            release,
+            namespace,
+            *_sets({"runner.credentials": "env", "rbac.userRoles.create": "false"}),
+        )
+        assert "runner.credentials=env" in printed.split("NOTES:", 1)[1]
+        deployment = k8s_api.sanitize_for_serialization(
+            client.AppsV1Api(k8s_api).read_namespaced_deployment(f"{full}-runner", namespace)
+        )
+        assert _plain_env(_container(deployment))["AGENTSTACK_RUNNER_CREDENTIALS"] == "env"
+        assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+        account = client.CoreV1Api(k8s_api).read_namespaced_service_account(
+            f"{full}-runner", namespace
+        )
+        assert account.automount_service_account_token is False
+        rbac = client.RbacAuthorizationV1Api(k8s_api)
+        assert f"{full}-runner" not in {r.metadata.name for r in rbac.list_cluster_role().items}
+        # The operator's grants exist (RBAC caches have seen the release), the runners' none.
+        _check_access(
+            k8s_api,
+            _account(namespace, f"{full}-operator"),
+            allowed=[Access("get", "secrets", namespace=elsewhere)],
+            denied=[],
+        )
+        _secret_access(
+            control_plane,
+            f"system:serviceaccount:{namespace}:{full}-runner",
+            allowed=[],
+            denied=[elsewhere, namespace],
+        )
+    finally:
+        uninstalled = helm.uninstall(release, namespace)
+        assert uninstalled.returncode == 0, uninstalled.stderr
+        _delete_namespace(k8s_api, elsewhere)
+
+
+# == the real processes, with the chart's environment and ServiceAccounts =======================
+
+
+def _process_env(
+    deployment: dict[str, Any], core: client.CoreV1Api, namespace: str, pod: str
+) -> dict[str, str]:
+    """The container's environment as the kubelet would resolve it for pod ``pod``."""
+    resolved = {}
+    for item in _container(deployment).get("env") or []:
+        if "valueFrom" not in item:
+            resolved[item["name"]] = item.get("value", "")  # the API server drops ""
+            continue
+        source = item["valueFrom"]
+        if "fieldRef" in source:
+            field = source["fieldRef"]["fieldPath"]
+            resolved[item["name"]] = {"metadata.namespace": namespace, "metadata.name": pod}[field]
+        else:
+            ref = source["secretKeyRef"]
+            try:
+                secret = core.read_namespaced_secret(ref["name"], namespace)
+            except ApiException as exc:
+                if exc.status == 404 and ref.get("optional"):
+                    continue
+                raise
+            data = secret.data or {}
+            if ref["key"] not in data and ref.get("optional"):
+                continue  # the kubelet leaves the variable out
+            resolved[item["name"]] = base64.b64decode(data[ref["key"]]).decode()
+    return resolved
+
+
+def _kubeconfig(control_plane: ControlPlane, path: Path, token: str, user: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            build_kubeconfig(
+                server=control_plane.url, ca_path=control_plane.ca_path, token=token, user=user
+            )
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def chart_fleet(
+    helm: Helm,
+    control_plane: ControlPlane,
+    k8s_api: client.ApiClient,
+    crd: str,
+    namespace: str,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> Iterator[int]:
+    """The chart installed, and its three processes running locally as the chart would run
+    them: the Deployments' environment (the runners' with the default keys of
+    llm.existingSecret, OPENAI_API_KEY=POOL_KEY) and the ServiceAccounts' own tokens.
+    Yields the API's port."""
+    release = f"ags-{secrets.token_hex(3)}"
+    full = f"{release}-agentstack-operator"
+    core = client.CoreV1Api(k8s_api)
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=f"{release}-llm-keys"),
+            string_data={"OPENAI_API_KEY": POOL_KEY},
+        ),
+    )
+    helm.install(
+        release,
+        namespace,
+        *_sets(
+            {
+                "redis.url": redis_server.url,
+                "llm.existingSecret": f"{release}-llm-keys",
+                "rbac.userRoles.namePrefix": f"agentstack-{release}",
+                "api.authCacheSeconds": "1",
+            }
+        ),
+    )
+    apps = client.AppsV1Api(k8s_api)
+    fleets: list[Fleet] = []
+    try:
+        ports = {}
+        for component in ("operator", "runner", "api"):
+            name = f"{full}-{component}"
+            deployment = k8s_api.sanitize_for_serialization(
+                apps.read_namespaced_deployment(name, namespace)
+            )
+            account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+            kubeconfig = _kubeconfig(
+                control_plane,
+                tmp_path / f"{component}.kubeconfig",
+                _token(k8s_api, namespace, account),
+                account,
+            )
+            fleet = Fleet(
+                kubeconfig=kubeconfig,
+                redis_url=redis_server.url,
+                logs_dir=tmp_path,
+                extra_env=_process_env(deployment, core, namespace, f"{name}-0"),
+            )
+            fleets.append(fleet)
+            _process, ports[component] = getattr(fleet, component)(name=component)
+        yield ports["api"]
+        for component in ("operator", "runner", "api"):
+            log = (tmp_path / f"{component}.log").read_text()
+            denied = [
+                line
+                for line in log.splitlines()
+                if re.search(r"[Ff]orbidden|Not enough permissions|\b403\b", line)
+            ]
+            assert not denied, f"the {component} was refused something: {denied[:5]}"
+    finally:
+        for fleet in reversed(fleets):
+            fleet.stop()
+        helm.uninstall(release, namespace)
+
+
+def _read_lease(api: client.CoordinationV1Api, namespace: str) -> Any:
+    """The release's held leader Lease (named after the release), if any."""
+    for lease in api.list_namespaced_lease(namespace).items:
+        if lease.metadata.name.endswith("-agentstack-operator") and lease.spec.holder_identity:
+            return lease
+    return None
+
+
+def test_the_chart_processes_work_with_exactly_the_granted_permissions(
+    chart_fleet: int,
+    fake_llm: FakeLLMServer,
+    k8s_api: client.ApiClient,
+    redis_reader: redis.Redis,
+    namespace: str,
+) -> None:
+    api_port = chart_fleet
+    coordination = client.CoordinationV1Api(k8s_api)
+    elsewhere = _create_namespace(k8s_api, "team")
+    try:
+        stacks = Stacks(k8s_api, elsewhere, redis_reader)
+        # Leader election in the release namespace (create, get, update of the Lease).
+        lease = eventually(
+            lambda: _read_lease(coordination, namespace),
+            "the operator to take the Lease in the release namespace",
+        )
+        assert lease.spec.holder_identity == "operator"
+
+        # Watch, finalizer (patch), status subresource, Events, runners through Redis.
+        stacks.create("team", tickIntervalSeconds=1, llm={"model": {"provider": "scripted"}})
+        stacks.wait_ticks("team", 1)
+        stacks.wait_event("team", "Started")
+        stacks.patch_spec("team", executionState="Paused")
+        stacks.wait_condition("team", "Paused", "True")
+        stacks.wait_event("team", "Paused")
+
+        # Secrets: a missing one holds the stack, creating it releases it (get secrets).
+        stacks.create(
+            "keyed",
+            executionState="Paused",
+            llm={
+                "model": {"provider": "groq", "name": "llama-3.3-70b-versatile"},
+                "providers": {"groq": {"secretRef": {"name": "groq-keys", "key": "apiKey"}}},
+            },
+        )
+        stacks.wait_condition("keyed", "Ready", "False", "SecretNotFound")
+        client.CoreV1Api(k8s_api).create_namespaced_secret(
+            elsewhere,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name="groq-keys"), string_data={"apiKey": "k"}
+            ),
+        )
+        stacks.wait_condition("keyed", "Ready", "True", timeout=90)
+
+        # The runners (runner.credentials=kubernetes, the chart's default) read a stack's
+        # own Secret from the stack's namespace with their ServiceAccount's token (get
+        # secrets); a stack without a secretRef gets the runners' own key.
+        client.CoreV1Api(k8s_api).create_namespaced_secret(
+            elsewhere,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name="team-keys"),
+                string_data={"OPENAI_API_KEY": "sk-stack-own"},
+            ),
+        )
+        openai = {"baseURL": fake_llm.openai_base_url}
+        model = {"provider": "openai", "name": "gpt-4o-mini"}
+        own_ref = {"secretRef": {"name": "team-keys", "key": "OPENAI_API_KEY"}}
+        stacks.create(
+            "own-key", llm={"model": model, "providers": {"openai": {**openai, **own_ref}}}
+        )
+        stacks.create("pool-key", llm={"model": model, "providers": {"openai": openai}})
+        for name in ("own-key", "pool-key"):
+            stacks.wait_ticks(name, 1, timeout=90)
+            assert stacks.status(name)["lastTickResult"] == "Succeeded", stacks.status(name)
+
+        def used_by(stack: str) -> set[str | None]:
+            tick_prefix = f"{elsewhere}/{stack}/"
+            return {
+                r.credential
+                for r in fake_llm.requests
+                if r.headers.get("x-agentstack-tick", "").startswith(tick_prefix)
+            }
+
+        assert used_by("own-key") == {credential_digest("Bearer sk-stack-own")}
+        assert used_by("pool-key") == {credential_digest(f"Bearer {POOL_KEY}")}
+        for name in ("own-key", "pool-key"):
+            stacks.patch_spec(name, executionState="Stopped")
+
+        # The Job executor creates Jobs; deleting the stack deletes them (deletecollection)
+        # and the finalizer goes (patch).
+        batch = client.BatchV1Api(k8s_api)
+        stacks.create(
+            "jobbed",
+            executor="job",
+            tickIntervalSeconds=5,
+            llm={"model": {"provider": "scripted"}},
+        )
+        jobs = eventually(
+            lambda: (
+                batch.list_namespaced_job(
+                    elsewhere, label_selector="agentstack.dev/stack=jobbed"
+                ).items
+                or None
+            ),
+            "a tick Job for the job-executor stack",
+        )
+        assert jobs[0].spec.template.spec.containers[0].image == "agentstack-operator:0.1.0"
+        stacks.delete("jobbed")
+        eventually(lambda: gone(lambda: stacks.get("jobbed")), "the stack's finalizer to run")
+        eventually(
+            lambda: (
+                True
+                if not batch.list_namespaced_job(
+                    elsewhere, label_selector="agentstack.dev/stack=jobbed"
+                ).items
+                else None
+            ),
+            "the stack's Jobs to be deleted",
+        )
+
+        # The API (authentication on): a token bound to the built-in `view` role (through
+        # the aggregated ClusterRole) reads the stack; an unbound one is refused.
+        core = client.CoreV1Api(k8s_api)
+        for account in ("dashboard", "stranger"):
+            core.create_namespaced_service_account(
+                elsewhere, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=account))
+            )
+        client.RbacAuthorizationV1Api(k8s_api).create_namespaced_role_binding(
+            elsewhere,
+            client.V1RoleBinding(
+                metadata=client.V1ObjectMeta(name="dashboard-view"),
+                role_ref=client.V1RoleRef(
+                    api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="view"
+                ),
+                subjects=[
+                    client.RbacV1Subject(
+                        kind="ServiceAccount", name="dashboard", namespace=elsewhere
+                    )
+                ],
+            ),
+        )
+        path = f"/api/v1/namespaces/{elsewhere}/stacks/team"
+        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as http:
+            assert http.get(path).status_code == 401
+            stranger = {"Authorization": f"Bearer {_token(k8s_api, elsewhere, 'stranger')}"}
+            assert http.get(path, headers=stranger).status_code == 403
+            viewer = {"Authorization": f"Bearer {_token(k8s_api, elsewhere, 'dashboard')}"}
+            response = eventually(
+                lambda: (lambda r: r if r.status_code == 200 else None)(
+                    http.get(path, headers=viewer)
+                ),
+                "the dashboard's view grant to reach the API",
+            )
+            assert response.json()["name"] == "team"
+    finally:
+        _delete_namespace(k8s_api, elsewhere)
