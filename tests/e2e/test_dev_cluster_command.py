@@ -50,25 +50,36 @@ class _Output:
         return "".join(self.lines)
 
 
-def test_dev_cluster_serves_kubectl_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    state_dir = tmp_path / "state"
-    env = dict(os.environ, AGENTSTACK_STATE_DIR=str(state_dir))
+def _foreground(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], _Output]:
+    """Start an ``agentstack dev`` command; return once it says it is ready."""
     process = subprocess.Popen(
-        [*CLI, "dev", "cluster", "--data-dir", str(data_dir)],
+        [*CLI, "dev", *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
     )
+    output = _Output(process)
     try:
-        output = _Output(process)
         eventually(
             lambda: True if "Press Ctrl-C" in output.text() else None,
-            "the dev cluster to report it is ready",
+            f"agentstack dev {args[0]} to report it is ready",
             timeout=180,
         )
+    except BaseException:
+        process.kill()
+        process.wait(timeout=30)
+        raise
+    return process, output
+
+
+def test_dev_cluster_serves_kubectl_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    state_dir = tmp_path / "state"
+    env = dict(os.environ, AGENTSTACK_STATE_DIR=str(state_dir))
+    process, output = _foreground(["cluster", "--data-dir", str(data_dir)], env)
+    try:
         kubeconfig = state_dir / "kubeconfig"
         assert f"kubeconfig: {kubeconfig}" in output.text()
         servers = set(_processes_mentioning(str(data_dir))) - {process.pid}
@@ -113,21 +124,8 @@ def test_dev_up_runs_the_whole_stack_and_stops_it(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if k not in ("GROQ_API_KEY", "OPENAI_API_KEY")}
     env["AGENTSTACK_STATE_DIR"] = str(state_dir)
-    process = subprocess.Popen(
-        [*CLI, "dev", "up", "--data-dir", str(tmp_path / "data")],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    process, output = _foreground(["up", "--data-dir", str(tmp_path / "data")], env)
     try:
-        output = _Output(process)
-        eventually(
-            lambda: True if "Press Ctrl-C" in output.text() else None,
-            "dev up to report it is ready",
-            timeout=180,
-        )
         text = output.text()
         assert "stacks: release-notes (offline" in text
         assert "patch ags release-notes --type merge" in text

@@ -398,37 +398,37 @@ def create_app(
             ]
         )
 
-    @app.get("/api/v1/namespaces/{namespace}/stacks/{name}/ticks", response_model=models.TickPage)
-    async def ticks(
-        namespace: Namespace, name: Name, caller: Caller, limit: Limit = 50, cursor: Cursor = None
-    ) -> models.TickPage:
-        await readable(namespace, name, caller)
-        stack = reader(namespace, name)
-        page = await stack.page(stack.keys.history, cursor=cursor, limit=limit)
-        return models.TickPage(
-            items=[tick_entry(i, f) for i, f in page.entries], nextCursor=page.next_cursor
-        )
+    def stream_page(
+        key_of: Callable[[StackReader], str],
+        render: Callable[[str, dict[str, str]], Any],
+        page_model: type[Any],
+    ) -> Any:
+        """An endpoint serving one of a stack's streams a page at a time, newest first."""
 
-    @app.get("/api/v1/namespaces/{namespace}/stacks/{name}/traces", response_model=models.TracePage)
-    async def traces(
-        namespace: Namespace, name: Name, caller: Caller, limit: Limit = 50, cursor: Cursor = None
-    ) -> models.TracePage:
-        await readable(namespace, name, caller)
-        stack = reader(namespace, name)
-        page = await stack.page(stack.keys.trace, cursor=cursor, limit=limit)
-        return models.TracePage(
-            items=[trace_entry(i, f) for i, f in page.entries], nextCursor=page.next_cursor
-        )
+        async def endpoint(
+            namespace: Namespace,
+            name: Name,
+            caller: Caller,
+            limit: Limit = 50,
+            cursor: Cursor = None,
+        ) -> Any:
+            await readable(namespace, name, caller)
+            stack = reader(namespace, name)
+            page = await stack.page(key_of(stack), cursor=cursor, limit=limit)
+            return page_model(
+                items=[render(i, f) for i, f in page.entries], nextCursor=page.next_cursor
+            )
 
-    @app.get("/api/v1/namespaces/{namespace}/stacks/{name}/feed", response_model=models.FeedPage)
-    async def feed(
-        namespace: Namespace, name: Name, caller: Caller, limit: Limit = 50, cursor: Cursor = None
-    ) -> models.FeedPage:
-        await readable(namespace, name, caller)
-        stack = reader(namespace, name)
-        page = await stack.page(stack.keys.feed, cursor=cursor, limit=limit)
-        return models.FeedPage(
-            items=[feed_entry(i, f) for i, f in page.entries], nextCursor=page.next_cursor
+        return endpoint
+
+    stack_path = "/api/v1/namespaces/{namespace}/stacks/{name}"
+    for suffix, key_of, render, page_model, summary_text in (
+        ("ticks", lambda s: s.keys.history, tick_entry, models.TickPage, "Tick history"),
+        ("traces", lambda s: s.keys.trace, trace_entry, models.TracePage, "Agent step traces"),
+        ("feed", lambda s: s.keys.feed, feed_entry, models.FeedPage, "Progress updates"),
+    ):
+        app.get(f"{stack_path}/{suffix}", response_model=page_model, summary=summary_text)(
+            stream_page(key_of, render, page_model)
         )
 
     @app.get(

@@ -32,7 +32,6 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
@@ -41,8 +40,9 @@ from agentstack_operator.devenv.processes import (
     LOOPBACK,
     DevEnvError,
     ManagedProcess,
-    ensure_port_free,
+    Service,
     free_port,
+    pick_port,
     wait_until,
 )
 from agentstack_operator.devenv.toolchain import Binaries
@@ -107,7 +107,7 @@ def build_kubeconfig(*, server: str, ca_path: Path, token: str, user: str) -> di
     }
 
 
-class ControlPlane:
+class ControlPlane(Service):
     """etcd + kube-apiserver + kube-controller-manager, started and stopped together.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. ``data_dir``
@@ -155,26 +155,6 @@ class ControlPlane:
     def logs_dir(self) -> Path:
         return self.data_dir / "logs"
 
-    def __enter__(self) -> ControlPlane:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        """Start all three processes and wait until the cluster serves requests."""
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-
     def stop(self) -> None:
         """Stop every process started here (last started, first stopped)."""
         while self._processes:
@@ -216,11 +196,7 @@ class ControlPlane:
     # -- start-up -----------------------------------------------------------------------
 
     def _start(self) -> None:
-        if self._requested_port is not None:
-            ensure_port_free(self._requested_port, purpose="kube-apiserver")
-            self.apiserver_port = self._requested_port
-        else:
-            self.apiserver_port = free_port()
+        self.apiserver_port = pick_port(self._requested_port, purpose="kube-apiserver")
         for sub in ("etcd", "certs", "kcm-certs", "pki", "logs"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
         sa_key, tokens = self._credentials()

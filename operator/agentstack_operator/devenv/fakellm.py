@@ -39,12 +39,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from types import TracebackType
 from typing import Any, Literal
 
 from aiohttp import web
 
-from agentstack_operator.devenv.processes import LOOPBACK, DevEnvError, free_port
+from agentstack_operator.devenv.processes import LOOPBACK, DevEnvError, Service, free_port
 
 Provider = Literal["groq", "openai"]
 
@@ -226,7 +225,7 @@ def _parse_body(raw: bytes) -> tuple[dict[str, Any], str | None]:
     return body, None
 
 
-class FakeLLMServer:
+class FakeLLMServer(Service):
     """The scripted chat-completions server; use as a context manager or start()/stop().
 
     Rules, recordings and the default responder may be used from any thread while the
@@ -338,18 +337,6 @@ class FakeLLMServer:
         return [replace(exchange.request, status=exchange.status) for exchange in self._exchanges]
 
     # -- lifecycle ---------------------------------------------------------------------
-
-    def __enter__(self) -> FakeLLMServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Start serving in a background thread; return once the port accepts connections."""

@@ -25,7 +25,8 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TypeVar
+from types import TracebackType
+from typing import IO, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -71,6 +72,47 @@ def ensure_port_free(port: int, host: str = LOOPBACK, *, purpose: str = "") -> N
                     "stop that process or choose another port"
                 ) from exc
             raise
+
+
+def pick_port(requested: int | None, *, purpose: str) -> int:
+    """``requested`` if it is free (else a clear :class:`PortInUseError`), or any free port."""
+    if requested is None:
+        return free_port()
+    ensure_port_free(requested, purpose=purpose)
+    return requested
+
+
+class Service:
+    """A part of the environment started and stopped as a whole; a context manager.
+
+    Subclasses implement ``_start`` and ``stop``. A start that fails half-way stops what
+    it had started before the error propagates, so no test or command leaks processes.
+    """
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def wait_until(

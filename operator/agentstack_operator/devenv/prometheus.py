@@ -24,15 +24,14 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, cast
 
 from agentstack_operator.devenv.processes import (
     LOOPBACK,
     DevEnvError,
     ManagedProcess,
-    ensure_port_free,
-    free_port,
+    Service,
+    pick_port,
 )
 
 READY_TIMEOUT = 30.0
@@ -77,7 +76,7 @@ def scrape_config(targets: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     }
 
 
-class PrometheusServer:
+class PrometheusServer(Service):
     """One ``prometheus`` process; use as a context manager or start()/stop()."""
 
     def __init__(
@@ -114,32 +113,9 @@ class PrometheusServer:
             raise DevEnvError("prometheus is not running")
         return self._process
 
-    def __enter__(self) -> PrometheusServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()  # also removes a data directory of our own
-            raise
-
     def _start(self) -> None:
         binary = prometheus_binary()
-        if self._requested_port is not None:
-            ensure_port_free(self._requested_port, purpose="prometheus")
-            self.port = self._requested_port
-        else:
-            self.port = free_port()
+        self.port = pick_port(self._requested_port, purpose="prometheus")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # JSON is YAML: no YAML writer needed, and no quoting surprises.
         self.config_path.write_text(json.dumps(scrape_config(self.targets), indent=2) + "\n")

@@ -31,7 +31,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import redis
@@ -43,6 +42,7 @@ from agentstack_operator.devenv.processes import (
     DevEnvError,
     ManagedProcess,
     ProcessExitedError,
+    Service,
     free_port,
     wait_until,
 )
@@ -112,7 +112,7 @@ def _slot_ranges(count: int) -> list[tuple[int, int]]:
     return [(bounds[index], bounds[index + 1] - 1) for index in range(count)]
 
 
-class RedisClusterServers:
+class RedisClusterServers(Service):
     """Three ``redis-server`` masters forming one cluster; a context manager or start()/stop().
 
     ``url`` names the first node; cluster clients discover the others from it, but
@@ -138,36 +138,20 @@ class RedisClusterServers:
             raise DevEnvError("the Redis cluster is not started")
         return f"redis://{LOOPBACK}:{self.ports[0]}"
 
-    def __enter__(self) -> RedisClusterServers:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
+    def _start(self) -> None:
         if self._processes:
             raise DevEnvError("the Redis cluster was already started")
         began = time.monotonic()
         binary = redis_server_binary()
-        try:
-            self.ports = cluster_ports(NODE_COUNT)
-            for port in self.ports:
-                process = self._node_process(binary, port)
-                self._processes.append(process)
-                process.start()
-            for port, process in zip(self.ports, self._processes, strict=True):
-                process.wait_ready(functools.partial(self._ping, port), timeout=READY_TIMEOUT)
-            self._assemble()
-            self._wait_cluster_ok()
-        except BaseException:
-            self.stop()
-            raise
+        self.ports = cluster_ports(NODE_COUNT)
+        for port in self.ports:
+            process = self._node_process(binary, port)
+            self._processes.append(process)
+            process.start()
+        for port, process in zip(self.ports, self._processes, strict=True):
+            process.wait_ready(functools.partial(self._ping, port), timeout=READY_TIMEOUT)
+        self._assemble()
+        self._wait_cluster_ok()
         self.startup_seconds = time.monotonic() - began
 
     def _node_process(self, binary: str, port: int) -> ManagedProcess:

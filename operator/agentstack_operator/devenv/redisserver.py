@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 import redis
 
@@ -17,8 +16,8 @@ from agentstack_operator.devenv.processes import (
     LOOPBACK,
     DevEnvError,
     ManagedProcess,
-    ensure_port_free,
-    free_port,
+    Service,
+    pick_port,
 )
 
 READY_TIMEOUT = 20.0
@@ -35,7 +34,7 @@ def redis_server_binary() -> str:
     return found
 
 
-class RedisServer:
+class RedisServer(Service):
     """One ``redis-server`` process; use as a context manager or start()/stop()."""
 
     def __init__(self, *, port: int | None = None, data_dir: Path | None = None) -> None:
@@ -57,53 +56,26 @@ class RedisServer:
             raise DevEnvError("redis-server is not running")
         return self._process
 
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
+    def _start(self) -> None:
         binary = redis_server_binary()
-        if self._requested_port is not None:
-            ensure_port_free(self._requested_port, purpose="redis-server")
-            self.port = self._requested_port
-        else:
-            self.port = free_port()
+        self.port = pick_port(self._requested_port, purpose="redis-server")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        options = {
+            "port": str(self.port),
+            "bind": LOOPBACK,
+            "dir": str(self.data_dir),
+            "save": "",
+            "appendonly": "no",
+            "protected-mode": "no",
+            "daemonize": "no",
+        }
         self._process = ManagedProcess(
             "redis-server",
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                LOOPBACK,
-                "--dir",
-                str(self.data_dir),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "no",
-                "--daemonize",
-                "no",
-            ],
+            [binary, *(part for name, value in options.items() for part in (f"--{name}", value))],
             log_path=self.data_dir / "redis-server.log",
         )
         self._process.start()
-        try:
-            self._process.wait_ready(self._ping, timeout=READY_TIMEOUT)
-        except BaseException:
-            self.stop()
-            raise
+        self._process.wait_ready(self._ping, timeout=READY_TIMEOUT)
 
     def _ping(self) -> bool | None:
         client = redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=2)
