@@ -6,7 +6,7 @@ namespaces to watch. ``AGENTSTACK_OPERATOR_NAMESPACE`` (``default``) and
 ``AGENTSTACK_OPERATOR_ID`` (host-pid) — where the leader-election Lease lives and who
 holds it; ``AGENTSTACK_LEASE_NAME`` (``agentstack-operator``) — its name (one per
 installation). ``AGENTSTACK_LEASE_SECONDS`` (15) — how long a silent leader keeps the lease.
-``AGENTSTACK_STATUS_MIN_INTERVAL`` (5 s) — per-stack minimum time between routine status
+``AGENTSTACK_STATUS_MIN_INTERVAL`` (10 s) — per-stack minimum time between routine status
 writes (condition changes go out at once). ``AGENTSTACK_STATUS_WRITES_PER_SECOND``
 (50) — fleet-wide cap on status writes. ``AGENTSTACK_DISPATCH_BATCH`` (500) — ticks
 per pipelined dispatch. ``AGENTSTACK_METRICS_PORT`` (9101; 0 = off). For the Job
@@ -43,7 +43,7 @@ class OperatorConfig:
     operator_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     lease_name: str = "agentstack-operator"
     lease_seconds: float = 15.0
-    status_min_interval: float = 5.0
+    status_min_interval: float = 10.0
     status_writes_per_second: float = 50.0
     dispatch_batch: int = 500
     metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod

@@ -125,7 +125,10 @@ class Operator:
             elif previous_interval is not None and previous_interval == record.interval:
                 cause = "keep"
             self._reschedule(record, cause)
-        self._mark(record, urgent=bool(events))
+        # The watch also echoes our own status writes (same generation, nothing new):
+        # marking those dirty would write the same status again a moment later.
+        if record.generation != previous_generation or events:
+            self._mark(record, urgent=bool(events))
         await self._post(record, events)
 
     def _adopt_status(self, record: StackRecord, status: dict[str, Any]) -> None:

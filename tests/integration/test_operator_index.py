@@ -1,0 +1,45 @@
+"""The operator's index reacting to watch events (real Redis; no API-server writes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agentstack_operator.config import OperatorConfig
+from agentstack_operator.runtime import Operator
+from agentstack_runner.keys import StackRef
+from agentstack_runner.protocol import RedisClient
+from agentstack_runner.store import StackStore
+
+pytestmark = pytest.mark.asyncio
+
+
+def _body(generation: int, **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": "team",
+            "name": "demo",
+            "uid": "uid-1",
+            "generation": generation,
+            "creationTimestamp": "2026-11-24T00:00:00Z",
+        },
+        "spec": {"goal": "g", "tickIntervalSeconds": 30},
+        "status": status,
+    }
+
+
+async def test_the_echo_of_a_status_write_does_not_schedule_another(aredis: RedisClient) -> None:
+    operator = Operator(OperatorConfig(), kube=None, redis=aredis)  # type: ignore[arg-type]
+    await operator.observe(_body(1))
+    assert "team/demo" in operator._dirty  # a new stack: its status must be written
+    assert (await StackStore(aredis, StackRef("team", "demo")).spec()) is not None
+    record = operator.index["team/demo"]
+    record.dirty = record.urgent = False
+    operator._dirty.clear()  # as after a successful status write
+
+    await operator.observe(_body(1, ticks=1, phase="Running"))  # the write, echoed by the watch
+    assert operator._dirty == set()
+
+    await operator.observe(_body(2))  # a spec change is news
+    assert "team/demo" in operator._dirty
