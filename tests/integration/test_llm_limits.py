@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -15,7 +16,8 @@ pytestmark = pytest.mark.asyncio
 
 async def test_no_more_than_the_limit_hold_a_slot_across_limiters(aredis: RedisClient) -> None:
     # Two limiters stand for two runner processes sharing one Redis.
-    limiters = [ConcurrencyLimiter(aredis, "groq", 2, poll=0.01) for _ in range(2)]
+    provider = f"groq-{uuid.uuid4().hex[:8]}"  # a key of its own: nothing else holds slots
+    limiters = [ConcurrencyLimiter(aredis, provider, 2, poll=0.01) for _ in range(2)]
     inside = 0
     peak = 0
     release = asyncio.Event()
@@ -34,7 +36,7 @@ async def test_no_more_than_the_limit_hold_a_slot_across_limiters(aredis: RedisC
         finished += 1
 
     calls = [asyncio.create_task(call(limiters[n % 2])) for n in range(6)]
-    await asyncio.wait_for(full.wait(), timeout=10)
+    await asyncio.wait_for(full.wait(), timeout=30)
     assert finished == 0  # four calls are waiting for a slot, none got past the limit
     release.set()
     await asyncio.gather(*calls)
