@@ -24,7 +24,11 @@ def _operator() -> int:
     from agentstack_operator.running import run_operator
 
     configure_logging()
-    config = OperatorConfig.from_env()
+    try:
+        config = OperatorConfig.from_env()
+    except ValueError as exc:
+        print(f"agentstack operator: {exc}", file=sys.stderr)
+        return 2
     if not config.redis_url:
         print("agentstack operator: set REDIS_URL", file=sys.stderr)
         return 2

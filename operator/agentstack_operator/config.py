@@ -23,15 +23,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-
-def _float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
-def _int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
+from agentstack_runner.environment import env_bool, env_float, env_int, env_list
 
 
 @dataclass
@@ -60,30 +52,25 @@ class OperatorConfig:
         redis_url = os.environ.get("REDIS_URL", "")
         return cls(
             redis_url=redis_url,
-            redis_cluster=os.environ.get("AGENTSTACK_REDIS_CLUSTER", "").lower()
-            in ("1", "true", "yes"),
-            namespaces=[
-                ns.strip()
-                for ns in os.environ.get("AGENTSTACK_WATCH_NAMESPACES", "").split(",")
-                if ns.strip()
-            ],
+            redis_cluster=env_bool("AGENTSTACK_REDIS_CLUSTER"),
+            namespaces=env_list("AGENTSTACK_WATCH_NAMESPACES"),
             operator_namespace=os.environ.get(
                 "AGENTSTACK_OPERATOR_NAMESPACE", defaults.operator_namespace
             ),
             operator_id=os.environ.get("AGENTSTACK_OPERATOR_ID") or defaults.operator_id,
             lease_name=os.environ.get("AGENTSTACK_LEASE_NAME") or defaults.lease_name,
-            lease_seconds=_float("AGENTSTACK_LEASE_SECONDS", defaults.lease_seconds),
-            status_min_interval=_float(
+            lease_seconds=env_float("AGENTSTACK_LEASE_SECONDS", defaults.lease_seconds),
+            status_min_interval=env_float(
                 "AGENTSTACK_STATUS_MIN_INTERVAL", defaults.status_min_interval
             ),
-            status_writes_per_second=_float(
+            status_writes_per_second=env_float(
                 "AGENTSTACK_STATUS_WRITES_PER_SECOND", defaults.status_writes_per_second
             ),
-            dispatch_batch=_int("AGENTSTACK_DISPATCH_BATCH", defaults.dispatch_batch),
-            metrics_port=_int("AGENTSTACK_METRICS_PORT", defaults.metrics_port),
+            dispatch_batch=env_int("AGENTSTACK_DISPATCH_BATCH", defaults.dispatch_batch),
+            metrics_port=env_int("AGENTSTACK_METRICS_PORT", defaults.metrics_port),
             runner_image=os.environ.get("AGENTSTACK_RUNNER_IMAGE", defaults.runner_image),
             runner_service_account=os.environ.get("AGENTSTACK_RUNNER_SERVICE_ACCOUNT", ""),
             job_redis_url=os.environ.get("AGENTSTACK_JOB_REDIS_URL") or redis_url,
-            job_ttl_seconds=_int("AGENTSTACK_JOB_TTL_SECONDS", defaults.job_ttl_seconds),
-            job_grace_seconds=_int("AGENTSTACK_JOB_GRACE_SECONDS", defaults.job_grace_seconds),
+            job_ttl_seconds=env_int("AGENTSTACK_JOB_TTL_SECONDS", defaults.job_ttl_seconds),
+            job_grace_seconds=env_int("AGENTSTACK_JOB_GRACE_SECONDS", defaults.job_grace_seconds),
         )

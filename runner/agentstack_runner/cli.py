@@ -50,7 +50,11 @@ def main(args: argparse.Namespace) -> int:
     from agentstack_runner.service import RunnerConfig, run_forever, run_once
 
     configure_logging()
-    config = RunnerConfig.from_env()
+    try:
+        config = RunnerConfig.from_env()
+    except ValueError as exc:
+        print(f"agentstack runner: {exc}", file=sys.stderr)
+        return 2
     if args.redis_url:
         config.redis_url = args.redis_url
     if args.redis_cluster is not None:

@@ -13,6 +13,7 @@ import os
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
+from agentstack_runner.environment import env_bool
 from agentstack_runner.protocol import RedisClient
 
 DEFAULT_MAX_CONNECTIONS = 256
@@ -37,7 +38,7 @@ def connect(
     if not target:
         raise ValueError("no Redis URL: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
     if cluster is None:
-        cluster = os.environ.get("AGENTSTACK_REDIS_CLUSTER", "").lower() in ("1", "true", "yes")
+        cluster = env_bool("AGENTSTACK_REDIS_CLUSTER")
     password = os.environ.get("REDIS_PASSWORD") or None  # a password in the URL wins
     if cluster:
         return RedisCluster.from_url(

@@ -27,6 +27,7 @@ import os
 import time
 from typing import Any, Protocol
 
+from agentstack_runner.environment import env_float
 from agentstack_runner.llm.base import Provider, UnavailableError
 from agentstack_runner.llm.scripted import ScriptedProvider
 from agentstack_runner.llm.sdk import SdkProvider, client_key
@@ -101,9 +102,7 @@ def credentials_from_env() -> Credentials:
     ``AGENTSTACK_RUNNER_SECRET_CACHE_SECONDS`` (60) bounds how long a read Secret is reused."""
     mode = os.environ.get("AGENTSTACK_RUNNER_CREDENTIALS", "env").lower()
     if mode == "kubernetes":
-        ttl = float(
-            os.environ.get("AGENTSTACK_RUNNER_SECRET_CACHE_SECONDS") or SECRET_CACHE_SECONDS
-        )
+        ttl = env_float("AGENTSTACK_RUNNER_SECRET_CACHE_SECONDS", SECRET_CACHE_SECONDS)
         return KubernetesCredentials(ttl=ttl)
     if mode != "env":
         raise ValueError(f"AGENTSTACK_RUNNER_CREDENTIALS must be env or kubernetes, not {mode!r}")

@@ -34,6 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from agentstack_runner import metrics, protocol
 from agentstack_runner.connection import connect
 from agentstack_runner.engine import DEFAULT_LEASE_TTL, Engine
+from agentstack_runner.environment import env_float, env_int
 from agentstack_runner.keys import FleetKeys
 from agentstack_runner.llm.resilience import ConcurrencyLimiter, RetryPolicy
 from agentstack_runner.llm.router import Router
@@ -43,16 +44,6 @@ from agentstack_runner.providers import ProviderRegistry, credentials_from_env
 from agentstack_runner.store import LeaseLostError
 
 logger = logging.getLogger(__name__)
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
 
 
 def default_runner_id() -> str:
@@ -96,21 +87,21 @@ class RunnerConfig:
         return cls(
             redis_url=os.environ.get("REDIS_URL"),
             runner_id=os.environ.get("AGENTSTACK_RUNNER_ID") or defaults.runner_id,
-            concurrency=_env_int("AGENTSTACK_RUNNER_CONCURRENCY", defaults.concurrency),
-            visibility_timeout=_env_float(
+            concurrency=env_int("AGENTSTACK_RUNNER_CONCURRENCY", defaults.concurrency),
+            visibility_timeout=env_float(
                 "AGENTSTACK_RUNNER_VISIBILITY_TIMEOUT", defaults.visibility_timeout
             ),
-            lease_ttl=_env_float("AGENTSTACK_RUNNER_LEASE_TTL", defaults.lease_ttl),
-            claim_interval=_env_float("AGENTSTACK_RUNNER_CLAIM_INTERVAL", defaults.claim_interval),
-            drain_timeout=_env_float("AGENTSTACK_RUNNER_DRAIN_TIMEOUT", defaults.drain_timeout),
-            metrics_port=_env_int("AGENTSTACK_RUNNER_METRICS_PORT", defaults.metrics_port),
+            lease_ttl=env_float("AGENTSTACK_RUNNER_LEASE_TTL", defaults.lease_ttl),
+            claim_interval=env_float("AGENTSTACK_RUNNER_CLAIM_INTERVAL", defaults.claim_interval),
+            drain_timeout=env_float("AGENTSTACK_RUNNER_DRAIN_TIMEOUT", defaults.drain_timeout),
+            metrics_port=env_int("AGENTSTACK_RUNNER_METRICS_PORT", defaults.metrics_port),
             llm_concurrency={
-                provider: _env_int(f"AGENTSTACK_LLM_CONCURRENCY_{provider.upper()}", limit)
+                provider: env_int(f"AGENTSTACK_LLM_CONCURRENCY_{provider.upper()}", limit)
                 for provider, limit in defaults.llm_concurrency.items()
             },
             retry=RetryPolicy(
-                max_attempts=_env_int("AGENTSTACK_LLM_MAX_ATTEMPTS", defaults.retry.max_attempts),
-                base_delay=_env_float("AGENTSTACK_LLM_BASE_DELAY", defaults.retry.base_delay),
+                max_attempts=env_int("AGENTSTACK_LLM_MAX_ATTEMPTS", defaults.retry.max_attempts),
+                base_delay=env_float("AGENTSTACK_LLM_BASE_DELAY", defaults.retry.base_delay),
             ),
         )
 

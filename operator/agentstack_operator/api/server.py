@@ -21,12 +21,9 @@ from agentstack_operator.api.auth import Authorizer, KubernetesAccess, OpenAcces
 from agentstack_operator.api.cache import StackCache
 from agentstack_operator.kube import api_client
 from agentstack_runner.connection import connect
+from agentstack_runner.environment import env_float, env_int, env_list
 
 logger = logging.getLogger(__name__)
-
-
-def _list(name: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
 @dataclass
@@ -48,13 +45,13 @@ class ApiConfig:
         return cls(
             redis_url=os.environ.get("REDIS_URL", ""),
             host=os.environ.get("AGENTSTACK_API_HOST", defaults.host),
-            port=int(os.environ.get("AGENTSTACK_API_PORT") or defaults.port),
+            port=env_int("AGENTSTACK_API_PORT", defaults.port),
             auth=auth,
-            auth_cache_seconds=float(
-                os.environ.get("AGENTSTACK_API_AUTH_CACHE_SECONDS") or defaults.auth_cache_seconds
+            auth_cache_seconds=env_float(
+                "AGENTSTACK_API_AUTH_CACHE_SECONDS", defaults.auth_cache_seconds
             ),
-            cors_origins=_list("AGENTSTACK_API_CORS_ORIGINS"),
-            namespaces=_list("AGENTSTACK_WATCH_NAMESPACES"),
+            cors_origins=env_list("AGENTSTACK_API_CORS_ORIGINS"),
+            namespaces=env_list("AGENTSTACK_WATCH_NAMESPACES"),
         )
 
 
