@@ -8,46 +8,51 @@ arguments and delegates: each subcommand's behaviour lives in the module named f
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from agentstack_operator import __version__
 from agentstack_runner import cli as runner_cli
 from agentstack_runner.observability import configure_logging
 
 
-def _operator() -> int:
-    import asyncio
+class _Settings(Protocol):
+    redis_url: str
 
+
+S = TypeVar("S", bound=_Settings)
+
+
+def _settings(command: str, load: Callable[[], S]) -> S | None:
+    """A process's settings from the environment, or ``None`` after saying what is wrong."""
+    configure_logging()
+    try:
+        config = load()
+    except ValueError as exc:
+        print(f"agentstack {command}: {exc}", file=sys.stderr)
+        return None
+    if not config.redis_url:
+        print(f"agentstack {command}: set REDIS_URL", file=sys.stderr)
+        return None
+    return config
+
+
+def _operator() -> int:
     from agentstack_operator.config import OperatorConfig
     from agentstack_operator.running import run_operator
 
-    configure_logging()
-    try:
-        config = OperatorConfig.from_env()
-    except ValueError as exc:
-        print(f"agentstack operator: {exc}", file=sys.stderr)
-        return 2
-    if not config.redis_url:
-        print("agentstack operator: set REDIS_URL", file=sys.stderr)
-        return 2
-    return asyncio.run(run_operator(config))
+    config = _settings("operator", OperatorConfig.from_env)
+    return 2 if config is None else asyncio.run(run_operator(config))
 
 
 def _api() -> int:
-    import asyncio
-
     from agentstack_operator.api.server import ApiConfig, serve
 
-    configure_logging()
-    try:
-        config = ApiConfig.from_env()
-    except ValueError as exc:
-        print(f"agentstack api: {exc}", file=sys.stderr)
-        return 2
-    if not config.redis_url:
-        print("agentstack api: set REDIS_URL", file=sys.stderr)
+    config = _settings("api", ApiConfig.from_env)
+    if config is None:
         return 2
     asyncio.run(serve(config))
     return 0
