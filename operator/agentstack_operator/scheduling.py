@@ -101,9 +101,6 @@ class TimingHeap:
     def __contains__(self, key: str) -> bool:
         return key in self._due
 
-    def due_of(self, key: str) -> float | None:
-        return self._due.get(key)
-
     def schedule(self, key: str, due: float) -> None:
         """Set (or move) ``key``'s next due time."""
         version = self._versions.get(key, 0) + 1

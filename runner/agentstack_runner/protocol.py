@@ -109,7 +109,6 @@ class Delivery:
     request: TickRequest | None
     """``None`` when the entry could not be decoded (it is acknowledged and reported)."""
     raw: dict[str, str]
-    delivery_count: int = 1
 
 
 class Outcome(StrEnum):
@@ -196,12 +195,12 @@ async def dispatch(client: RedisClient, requests: Iterable[TickRequest]) -> list
     return [str(entry) for entry in await pipe.execute()]
 
 
-def _decode(lane: str, entry_id: str, fields: dict[str, str], count: int = 1) -> Delivery:
+def _decode(lane: str, entry_id: str, fields: dict[str, str]) -> Delivery:
     try:
         request: TickRequest | None = TickRequest.from_fields(fields)
     except (KeyError, ValueError):
         request = None
-    return Delivery(lane, entry_id, request, fields, count)
+    return Delivery(lane, entry_id, request, fields)
 
 
 async def read(
@@ -256,7 +255,7 @@ async def claim_abandoned(
         )
         for entry_id, fields in entries:
             if fields:  # trimmed entries come back empty: nothing to run
-                claimed.append(_decode(stream, str(entry_id), fields, count=2))
+                claimed.append(_decode(stream, str(entry_id), fields))
             else:
                 await client.xack(stream, RUNNERS_GROUP, entry_id)
     return claimed

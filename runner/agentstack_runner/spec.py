@@ -86,10 +86,6 @@ class AgentSpec:
     """Primary model first, then fallbacks in the order to try them."""
     system_prompt: str | None = None
 
-    @property
-    def builtin(self) -> bool:
-        return self.role in DEFAULT_TEAM
-
 
 @dataclass(frozen=True)
 class Budget:
@@ -111,9 +107,6 @@ class StackSpec:
     temperature: float = 0.2
     step_failure_policy: StepFailurePolicy = StepFailurePolicy.CONTINUE
     budget: Budget = field(default_factory=Budget)
-
-    def agent(self, name: str) -> AgentSpec | None:
-        return next((agent for agent in self.agents if agent.name == name), None)
 
     @property
     def providers_used(self) -> tuple[str, ...]:

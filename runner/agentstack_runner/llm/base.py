@@ -31,10 +31,6 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
 
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
 
 class LLMError(Exception):
     """A provider call failed; subclasses say whether and when retrying makes sense."""

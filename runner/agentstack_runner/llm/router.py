@@ -53,10 +53,6 @@ class Routed:
     model: ModelRef
     attempts: tuple[Attempt, ...]
 
-    @property
-    def fell_back(self) -> bool:
-        return any(attempt.model != self.model for attempt in self.attempts)
-
 
 class ExhaustedError(LLMError):
     """No model of the chain produced an answer."""
