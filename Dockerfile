@@ -11,6 +11,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 # The project and the versions the test suite last passed with (constraints.txt).
 COPY pyproject.toml README.md constraints.txt ./
+COPY core/ core/
 COPY operator/ operator/
 COPY runner/ runner/
 RUN python -m venv /opt/agentstack \

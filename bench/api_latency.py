@@ -33,12 +33,12 @@ import httpx
 import redis
 from kubernetes import client, config
 
-from agentstack_operator.devenv.controlplane import ControlPlane
-from agentstack_operator.devenv.fleet import Fleet
-from agentstack_operator.devenv.processes import wait_until
-from agentstack_operator.devenv.redisserver import RedisServer
-from agentstack_operator.devenv.toolchain import controlplane_binaries, find_repo_root
-from agentstack_runner.keys import StackKeys, StackRef
+from agentstack_core.keys import StackKeys, StackRef
+from agentstack_devkit.controlplane import ControlPlane
+from agentstack_devkit.fleet import Fleet
+from agentstack_devkit.processes import wait_until
+from agentstack_devkit.redisserver import RedisServer
+from agentstack_devkit.toolchain import controlplane_binaries, find_repo_root
 
 NAMESPACE = "bench"
 

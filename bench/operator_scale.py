@@ -4,8 +4,8 @@ Why this shape:
 
 - Everything is real and started the way ``agentstack dev up`` and the end-to-end tests
   start it: a control plane (etcd, kube-apiserver, kube-controller-manager) from
-  :class:`~agentstack_operator.devenv.controlplane.ControlPlane`, a ``redis-server``,
-  and through :class:`~agentstack_operator.devenv.fleet.Fleet` one ``agentstack
+  :class:`~agentstack_devkit.controlplane.ControlPlane`, a ``redis-server``,
+  and through :class:`~agentstack_devkit.fleet.Fleet` one ``agentstack
   operator`` and a few ``agentstack runner`` processes. The operator runs with the
   product's defaults (no ``AGENTSTACK_STATUS_MIN_INTERVAL`` or write-rate tuning): the
   point is what a real fleet costs the API server as shipped. ``AGENTSTACK_*`` tuning
@@ -98,13 +98,13 @@ import redis
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from agentstack_operator.devenv.controlplane import ControlPlane
-from agentstack_operator.devenv.fleet import Fleet
-from agentstack_operator.devenv.processes import LOOPBACK, DevEnvError, ManagedProcess
-from agentstack_operator.devenv.redisserver import RedisServer
-from agentstack_operator.devenv.toolchain import controlplane_binaries, find_repo_root
-from agentstack_runner.keys import FleetKeys, StackKeys, StackRef
-from agentstack_runner.protocol import LANES, RUNNERS_GROUP
+from agentstack_core.keys import FleetKeys, StackKeys, StackRef
+from agentstack_core.protocol import LANES, RUNNERS_GROUP
+from agentstack_devkit.controlplane import ControlPlane
+from agentstack_devkit.fleet import Fleet
+from agentstack_devkit.processes import LOOPBACK, DevEnvError, ManagedProcess
+from agentstack_devkit.redisserver import RedisServer
+from agentstack_devkit.toolchain import controlplane_binaries, find_repo_root
 
 GROUP, VERSION, PLURAL = "agentstack.dev", "v1alpha1", "agentstacks"
 CRD_NAME = f"{PLURAL}.{GROUP}"

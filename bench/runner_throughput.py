@@ -4,8 +4,8 @@ Why this shape:
 
 - The runner is measured as it is deployed: a real ``redis-server``, and the real
   ``python -m agentstack_operator runner`` process started through
-  :class:`~agentstack_operator.devenv.processes.ManagedProcess`, exactly as the
-  integration tests start it. Ticks enter through :func:`agentstack_runner.protocol.dispatch`
+  :class:`~agentstack_devkit.processes.ManagedProcess`, exactly as the
+  integration tests start it. Ticks enter through :func:`agentstack_core.protocol.dispatch`
   and leave through the results stream, so the number includes the stream protocol,
   leases, the Lua commits and result publishing — everything but the operator.
 - Ticks are dispatched in *rounds*, one tick per stack per round, and the next round
@@ -26,7 +26,7 @@ Two scenarios:
     The offline deterministic provider (``{"goal": ...}`` only): no LLM wait at all, so
     throughput is bounded by the CPU of the single runner process (and Redis).
 ``latency``
-    Every agent calls a :class:`~agentstack_operator.devenv.fakellm.FakeLLMServer`
+    Every agent calls a :class:`~agentstack_devkit.fakellm.FakeLLMServer`
     through the real ``openai`` SDK, answering after a seeded uniform 1-3 s. A tick of
     the default four-agent team takes ~8 s, so throughput is bounded by concurrency:
     the table also shows the ideal ``concurrency / mean tick duration``. Concurrency 256
@@ -71,14 +71,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentstack_operator.devenv.fakellm import FakeLLMServer
-from agentstack_operator.devenv.processes import DevEnvError, ManagedProcess, free_port
-from agentstack_operator.devenv.redisserver import RedisServer
-from agentstack_runner import protocol
-from agentstack_runner.connection import connect
-from agentstack_runner.keys import FleetKeys, StackRef
-from agentstack_runner.protocol import Outcome, TickRequest, TickResult, tick_id
-from agentstack_runner.store import publish_spec
+from agentstack_core import protocol
+from agentstack_core.connection import connect
+from agentstack_core.keys import FleetKeys, StackRef
+from agentstack_core.protocol import Outcome, TickRequest, TickResult, tick_id
+from agentstack_core.store import publish_spec
+from agentstack_devkit.fakellm import FakeLLMServer
+from agentstack_devkit.processes import DevEnvError, ManagedProcess, free_port
+from agentstack_devkit.redisserver import RedisServer
 
 RUNNER_CLI = [sys.executable, "-m", "agentstack_operator", "runner"]
 READY_TIMEOUT = 30.0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the project needs on a fresh machine, idempotently:
-#   - a virtualenv in .venv with the project (editable) and its dev tools, at the
-#     versions of constraints.txt (re-run only when pyproject.toml or constraints change);
+#   - a virtualenv in .venv with the project (editable), the dev kit (devkit/, editable;
+#     never part of the product) and the dev tools, at the versions of constraints.txt
+#     (re-run only when a pyproject.toml or constraints.txt changes);
 #   - Debian's redis-server, prometheus, chromium and chromium-driver if missing.
 # The Kubernetes binaries and helm are built on first use by `agentstack dev build`
 # (Go module proxy, cached under ~/.cache/agentstack); this script checks Go is there.
@@ -19,12 +20,12 @@ if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   "$python" -m venv .venv
 fi
-stamp=".venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
+stamp=".venv/.installed-$(cat pyproject.toml devkit/pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   say "installing Python dependencies into .venv"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
   .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-    -c constraints.txt -e '.[dev]'
+    -c constraints.txt -e '.[dev]' -e ./devkit
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -1,6 +1,6 @@
 """Fixtures shared by the whole suite: a real control plane, real Redis, namespaces.
 
-The fixtures are thin: they call the same ``agentstack_operator.devenv`` code that
+The fixtures are thin: they call the same ``agentstack_devkit`` code that
 ``agentstack dev`` runs, so the suite exercises the developer's environment too.
 
 Markers follow the directory a test lives in (``tests/unit``, ``tests/integration``,
@@ -19,10 +19,10 @@ import redis
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from agentstack_operator.devenv.controlplane import ControlPlane
-from agentstack_operator.devenv.rediscluster import RedisClusterServers
-from agentstack_operator.devenv.redisserver import RedisServer
-from agentstack_operator.devenv.toolchain import controlplane_binaries
+from agentstack_devkit.controlplane import ControlPlane
+from agentstack_devkit.rediscluster import RedisClusterServers
+from agentstack_devkit.redisserver import RedisServer
+from agentstack_devkit.toolchain import controlplane_binaries
 
 _MARKER_BY_DIRECTORY = {"unit": "unit", "integration": "integration", "e2e": "e2e"}
 

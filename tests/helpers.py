@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from kubernetes.client.exceptions import ApiException
 
-from agentstack_operator.devenv.processes import wait_until
+from agentstack_devkit.processes import wait_until
 
 T = TypeVar("T")
 

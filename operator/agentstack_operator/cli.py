@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from agentstack_core.observability import configure_logging
 from agentstack_operator import __version__
 from agentstack_runner import cli as runner_cli
-from agentstack_runner.observability import configure_logging
 
 
 class _Settings(Protocol):
@@ -120,8 +120,15 @@ def _data_and_port(command: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "dev":
-        from agentstack_operator.devenv import commands
-
+        try:
+            from agentstack_devkit import commands
+        except ImportError:
+            print(
+                "agentstack dev: the dev kit is not installed; it lives in the source "
+                "checkout (make setup, or pip install -e devkit)",
+                file=sys.stderr,
+            )
+            return 2
         if args.dev_command == "build":
             return commands.build()
         if args.dev_command == "up":

@@ -23,7 +23,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-from agentstack_runner.environment import env_bool, env_float, env_int, env_list
+from agentstack_core.environment import env_bool, env_float, env_int, env_list
 
 
 @dataclass

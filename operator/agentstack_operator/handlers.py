@@ -13,10 +13,10 @@ from typing import Any
 
 import kopf
 
+from agentstack_core.keys import StackRef
 from agentstack_operator.jobs import STACK_LABEL
 from agentstack_operator.kube import GROUP, PLURAL, VERSION
 from agentstack_operator.runtime import Operator
-from agentstack_runner.keys import StackRef
 
 FINALIZER = "agentstack.dev/cleanup"
 CLEANUP_TIMEOUT_SECONDS = 120

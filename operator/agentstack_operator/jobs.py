@@ -15,10 +15,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from agentstack_core.protocol import TickRequest
+from agentstack_core.spec import StackSpec
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.kube import GROUP, KIND, VERSION
-from agentstack_runner.protocol import TickRequest
-from agentstack_runner.spec import StackSpec
 
 STACK_LABEL = "agentstack.dev/stack"
 TICK_ANNOTATION = "agentstack.dev/tick-id"

@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from agentstack_runner.keys import StackRef
+from agentstack_core.keys import StackRef
 
 logger = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ import time
 
 import kopf
 
+from agentstack_core import protocol
+from agentstack_core.connection import connect
+from agentstack_core.observability import serve_http
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.handlers import build_registry, settings
 from agentstack_operator.kube import Kube, api_client
 from agentstack_operator.runtime import Operator
-from agentstack_runner import protocol
-from agentstack_runner.connection import connect
-from agentstack_runner.observability import serve_http
 
 logger = logging.getLogger(__name__)
 

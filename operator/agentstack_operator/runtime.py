@@ -28,6 +28,12 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
+from agentstack_core import protocol
+from agentstack_core.keys import FleetKeys, StackKeys, StackRef
+from agentstack_core.protocol import Outcome, RedisClient, TickRequest, TickResult
+from agentstack_core.records import TickRecord
+from agentstack_core.spec import Executor, MissedTickPolicy, Priority
+from agentstack_core.store import StackStore, delete_stack, publish_spec
 from agentstack_operator import metrics
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.jobs import STACK_LABEL, build_job, job_failure
@@ -50,11 +56,6 @@ from agentstack_operator.stackstate import (
     phase_for,
     status_for,
 )
-from agentstack_runner import protocol
-from agentstack_runner.keys import FleetKeys, StackKeys, StackRef
-from agentstack_runner.protocol import Outcome, RedisClient, TickRequest, TickResult
-from agentstack_runner.spec import Priority
-from agentstack_runner.store import StackStore, delete_stack, publish_spec
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +198,9 @@ class Operator:
         now = time.time()
         interval = record.interval
         offset = grid_offset(record.uid, interval)
-        if cause == "start" or (cause == "resume" and record.missed_tick_policy == "RunOnce"):
+        if cause == "start" or (
+            cause == "resume" and record.missed_tick_policy is MissedTickPolicy.RUN_ONCE
+        ):
             # This period's tick (its slot is due already), dispatched now.
             slot, due = current_slot(now, interval, offset), now
         elif after is not None:
@@ -237,7 +240,7 @@ class Operator:
                 continue
             slot_due = record.next_slot if record.next_slot is not None else when
             slot = slot_id(slot_due)
-            job = record.executor == "job"
+            job = record.executor is Executor.JOB
             # A pool tick must start before the next one is due; a Job's pod may take a
             # while to be scheduled (no second Job starts meanwhile), so it gets the Job's
             # whole lifetime.
@@ -391,7 +394,16 @@ class Operator:
         recorded = await StackStore(self.redis, record.ref).finish_tick(
             token="",
             tick_id=tick,
-            entry={"tick_id": tick, "outcome": "Failed", "reason": "JobFailed", "message": failure},
+            entry=TickRecord(
+                tick_id=tick,
+                generation=result.generation,
+                outcome=result.outcome.value,
+                reason=result.reason,
+                message=failure,
+                started_at=result.started_at,
+                finished_at=result.finished_at,
+                runner=result.runner,
+            ),
             tokens=0,
         )
         if recorded:

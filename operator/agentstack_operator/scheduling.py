@@ -20,6 +20,8 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from agentstack_core.spec import IdleBackoff
+
 FAILURE_BACKOFF_AFTER = 3
 """Consecutive failed ticks before the interval starts doubling."""
 FAILURE_BACKOFF_MAX_FACTOR = 32.0
@@ -52,13 +54,6 @@ def slot_id(due: float) -> int:
     return round(due * 1000)
 
 
-@dataclass(frozen=True)
-class IdleBackoff:
-    after_idle_ticks: int
-    factor: float
-    max_interval: float
-
-
 def effective_interval(
     base: float,
     *,
@@ -70,7 +65,7 @@ def effective_interval(
     interval = base
     if idle is not None and idle_streak >= idle.after_idle_ticks:
         steps = idle_streak - idle.after_idle_ticks + 1
-        interval = min(idle.max_interval, base * idle.factor**steps)
+        interval = min(idle.max_interval_seconds, base * idle.factor**steps)
         interval = max(interval, base)
     if failures >= FAILURE_BACKOFF_AFTER:
         factor = min(FAILURE_BACKOFF_MAX_FACTOR, 2.0 ** (failures - FAILURE_BACKOFF_AFTER + 1))

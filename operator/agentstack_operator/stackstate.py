@@ -17,10 +17,21 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentstack_operator.scheduling import IdleBackoff, effective_interval
-from agentstack_runner.keys import StackRef
-from agentstack_runner.protocol import Outcome, TickResult
-from agentstack_runner.spec import ExecutionState, SpecError, StackSpec, parse_spec
+from agentstack_core.budget import Usage, exhausted
+from agentstack_core.keys import StackRef
+from agentstack_core.protocol import Outcome, TickResult
+from agentstack_core.spec import (
+    DEFAULTS,
+    ExecutionState,
+    Executor,
+    IdleBackoff,
+    MissedTickPolicy,
+    SpecError,
+    StackSpec,
+    execution_state_of,
+    parse_spec,
+)
+from agentstack_operator.scheduling import effective_interval
 
 DEGRADED_AFTER = 3
 """Consecutive failed ticks that make a stack Degraded (and start failure back-off)."""
@@ -88,35 +99,24 @@ class StackRecord:
 
     @property
     def state(self) -> ExecutionState:
-        return (
-            self.spec.execution_state
-            if self.spec
-            else ExecutionState(self.raw_spec.get("executionState", "Running"))
-        )
+        return self.spec.execution_state if self.spec else execution_state_of(self.raw_spec)
 
     @property
-    def executor(self) -> str:
-        return str(self.raw_spec.get("executor", "pool"))
+    def executor(self) -> Executor:
+        return (self.spec or DEFAULTS).executor
 
     @property
-    def missed_tick_policy(self) -> str:
-        return str(self.raw_spec.get("missedTickPolicy", "Skip"))
+    def missed_tick_policy(self) -> MissedTickPolicy:
+        return (self.spec or DEFAULTS).missed_tick_policy
 
     @property
     def idle_backoff(self) -> IdleBackoff | None:
-        raw = self.raw_spec.get("idleBackoff")
-        if not raw:
-            return None
-        return IdleBackoff(
-            after_idle_ticks=int(raw.get("afterIdleTicks", 3)),
-            factor=float(raw.get("factor", 2)),
-            max_interval=float(raw["maxIntervalSeconds"]),
-        )
+        return (self.spec or DEFAULTS).idle_backoff
 
     @property
     def interval(self) -> float:
         """The interval in force, after idle and failure back-off."""
-        base = self.spec.tick_interval_seconds if self.spec else 30.0
+        base = (self.spec or DEFAULTS).tick_interval_seconds
         return effective_interval(
             base, idle_streak=self.idle_streak, failures=self.failures, idle=self.idle_backoff
         )
@@ -341,9 +341,4 @@ def budget_message(spec: StackSpec | None, tokens: int, ticks: int) -> str:
     """Why the stack's budget is spent, or ``""`` while it is not."""
     if spec is None:
         return ""
-    budget = spec.budget
-    if budget.max_tokens is not None and tokens >= budget.max_tokens:
-        return f"{tokens} tokens used of the budget of {budget.max_tokens}"
-    if budget.max_ticks is not None and ticks >= budget.max_ticks:
-        return f"{ticks} ticks run of the budget of {budget.max_ticks}"
-    return ""
+    return exhausted(spec.budget, Usage(tokens=tokens, ticks=ticks)) or ""

@@ -10,10 +10,13 @@ A step never raises for a model's misbehaviour: it returns a failed
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 
+from agentstack_core.records import Attempt as TracedAttempt
+from agentstack_core.records import TraceRecord
+from agentstack_core.spec import AgentSpec, StackSpec
+from agentstack_core.store import TRACE_MAXLEN, StackStore, xadd_op
 from agentstack_runner import metrics
 from agentstack_runner.actions import Reply, ReplyError, parse_reply
 from agentstack_runner.effects import Effects, plan_effects
@@ -25,8 +28,6 @@ from agentstack_runner.prompts import (
     summary,
     system_prompt,
 )
-from agentstack_runner.spec import AgentSpec, StackSpec
-from agentstack_runner.store import TRACE_MAXLEN, StackStore, xadd_op
 
 REPAIR_ECHO_CHARS = 2_000
 TRACE_TEXT_CHARS = 500
@@ -147,30 +148,28 @@ async def run_step(step: StepInput, router: Router, providers: ProviderSource) -
         tokens=tokens,
         progressed=effects.progressed,
     )
-    trace = {
-        "tick_id": step.tick_id,
-        "agent": agent.name,
-        "role": agent.role,
-        "outcome": record.outcome,
-        "reason": reason,
-        "model": model,
-        "fallback": json.dumps(bool(attempts) and str(attempts[0].model) != model),
-        "attempts": json.dumps(
-            [
-                {"model": str(a.model), "outcome": a.outcome, "seconds": round(a.seconds, 3)}
-                for a in attempts
-            ]
+    trace = TraceRecord(
+        tick_id=step.tick_id,
+        agent=agent.name,
+        role=agent.role,
+        outcome=record.outcome,
+        reason=reason,
+        model=model,
+        fallback=bool(attempts) and str(attempts[0].model) != model,
+        attempts=tuple(
+            TracedAttempt(model=str(a.model), outcome=a.outcome, seconds=round(a.seconds, 3))
+            for a in attempts
         ),
-        "prompt": summary(document),
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "latency_ms": round((time.monotonic() - started) * 1000),
-        "thought": (reply.thought if reply else "")[:TRACE_TEXT_CHARS],
-        "actions": json.dumps(effects.applied),
-        "refused": json.dumps(effects.refused),
-        "error": record.message,
-        "at": repr(time.time()),
-    }
+        prompt=summary(document),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        latency_ms=round((time.monotonic() - started) * 1000),
+        thought=(reply.thought if reply else "")[:TRACE_TEXT_CHARS],
+        actions=tuple(effects.applied),
+        refused=tuple(effects.refused),
+        error=record.message,
+        at=time.time(),
+    )
     ops = [*effects.ops, xadd_op(store.keys.trace, trace, TRACE_MAXLEN)]
     await store.commit_step(
         token=step.token, tick_id=step.tick_id, agent=agent.name, record=asdict(record), ops=ops

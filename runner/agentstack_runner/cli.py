@@ -13,10 +13,10 @@ import asyncio
 import sys
 import time
 
-from agentstack_runner.keys import StackRef
-from agentstack_runner.observability import configure_logging
-from agentstack_runner.protocol import TickRequest, tick_id
-from agentstack_runner.spec import Priority
+from agentstack_core.keys import StackRef
+from agentstack_core.observability import configure_logging
+from agentstack_core.protocol import TickRequest, tick_id
+from agentstack_core.spec import Priority
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

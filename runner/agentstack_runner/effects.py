@@ -15,6 +15,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentstack_core.keys import StackKeys
+from agentstack_core.records import FeedRecord, MessageRecord
+from agentstack_core.store import (
+    FEED_MAXLEN,
+    INBOX_MAXLEN,
+    AgentContext,
+    Op,
+    xadd_op,
+)
 from agentstack_runner.actions import (
     PostUpdate,
     Reply,
@@ -23,14 +32,6 @@ from agentstack_runner.actions import (
     UpdateMemory,
     UpdatePlan,
     WriteArtifact,
-)
-from agentstack_runner.keys import StackKeys
-from agentstack_runner.store import (
-    FEED_MAXLEN,
-    INBOX_MAXLEN,
-    AgentContext,
-    Op,
-    xadd_op,
 )
 
 MAX_MEMORY_KEYS = 100
@@ -65,7 +66,8 @@ def plan_effects(
 ) -> Effects:
     """Translate ``reply``'s actions into write ops against the state in ``context``."""
     effects = Effects()
-    stamp = repr(time.time() if now is None else now)
+    moment = time.time() if now is None else now
+    stamp = repr(moment)
     plan = [dict(task) for task in context.plan]
     plan_changed = False
     memory_keys = set(context.memory)
@@ -82,7 +84,7 @@ def plan_effects(
             effects.ops.append(
                 xadd_op(
                     keys.inbox(action.to),
-                    {"from": agent, "content": action.content, "tick_id": tick_id, "at": stamp},
+                    MessageRecord(sender=agent, content=action.content, tick_id=tick_id, at=moment),
                     INBOX_MAXLEN,
                 )
             )
@@ -160,7 +162,7 @@ def plan_effects(
             effects.ops.append(
                 xadd_op(
                     keys.feed,
-                    {"agent": agent, "content": action.content, "tick_id": tick_id, "at": stamp},
+                    FeedRecord(agent=agent, content=action.content, tick_id=tick_id, at=moment),
                     FEED_MAXLEN,
                 )
             )

@@ -1,6 +1,6 @@
 """Execute one tick of one stack, exactly once in effect, whatever the delivery did.
 
-Order of checks for a delivered :class:`~agentstack_runner.protocol.TickRequest`:
+Order of checks for a delivered :class:`~agentstack_core.protocol.TickRequest`:
 
 1. already done (its id is in the stack's done set) → duplicate: acknowledge, no result;
 2. no published spec, a newer generation, a spec that does not parse, a stack not
@@ -12,7 +12,7 @@ Order of checks for a delivered :class:`~agentstack_runner.protocol.TickRequest`
    tick timeout; committed steps of an interrupted earlier attempt are not re-run;
 5. finish: the done record, history entry and usage counters, once.
 
-Losing the lease mid-tick raises :class:`~agentstack_runner.store.LeaseLostError`: the
+Losing the lease mid-tick raises :class:`~agentstack_core.store.LeaseLostError`: the
 caller must not acknowledge, so the request is claimed again and resumed.
 """
 
@@ -25,19 +25,21 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from agentstack_runner import metrics
-from agentstack_runner.agents import StepInput, StepRecord, run_step
-from agentstack_runner.llm.router import Router
-from agentstack_runner.protocol import Outcome, RedisClient, TickRequest, TickResult
-from agentstack_runner.providers import ProviderRegistry
-from agentstack_runner.spec import (
+from agentstack_core.budget import exhausted
+from agentstack_core.protocol import Outcome, RedisClient, TickRequest, TickResult
+from agentstack_core.records import TickRecord
+from agentstack_core.spec import (
     ExecutionState,
     SpecError,
     StackSpec,
     StepFailurePolicy,
     parse_spec,
 )
-from agentstack_runner.store import LeaseLostError, StackStore
+from agentstack_core.store import LeaseLostError, StackStore
+from agentstack_runner import metrics
+from agentstack_runner.agents import StepInput, StepRecord, run_step
+from agentstack_runner.llm.router import Router
+from agentstack_runner.providers import ProviderRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -104,12 +106,9 @@ class Engine:
             return "NotRunning", f"the stack is {spec.execution_state.value}"
         if now > request.deadline:
             return "DeadlineExceeded", f"started {now - request.deadline:.1f}s after its deadline"
-        tokens, ticks = await store.usage()
-        budget = spec.budget
-        if budget.max_tokens is not None and tokens >= budget.max_tokens:
-            return "BudgetExceeded", f"{tokens} tokens used of {budget.max_tokens}"
-        if budget.max_ticks is not None and ticks >= budget.max_ticks:
-            return "BudgetExceeded", f"{ticks} ticks run of {budget.max_ticks}"
+        spent = exhausted(spec.budget, await store.usage())
+        if spent is not None:
+            return "BudgetExceeded", spent
         return spec
 
     async def _drop(
@@ -228,18 +227,18 @@ class Engine:
                 return
 
 
-def _history_entry(result: TickResult) -> dict[str, object]:
-    return {
-        "tick_id": result.tick_id,
-        "generation": result.generation,
-        "outcome": result.outcome.value,
-        "reason": result.reason,
-        "message": result.message,
-        "started_at": result.started_at,
-        "finished_at": result.finished_at,
-        "duration_ms": round(result.duration * 1000),
-        "tokens": result.tokens,
-        "steps": result.steps,
-        "progressed": int(result.progressed),
-        "runner": result.runner,
-    }
+def _history_entry(result: TickResult) -> TickRecord:
+    return TickRecord(
+        tick_id=result.tick_id,
+        generation=result.generation,
+        outcome=result.outcome.value,
+        reason=result.reason,
+        message=result.message,
+        started_at=result.started_at,
+        finished_at=result.finished_at,
+        duration_ms=round(result.duration * 1000),
+        tokens=result.tokens,
+        steps=result.steps,
+        progressed=result.progressed,
+        runner=result.runner,
+    )

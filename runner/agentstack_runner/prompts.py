@@ -12,9 +12,9 @@ import json
 import re
 from typing import Any
 
+from agentstack_core.spec import AgentSpec, StackSpec
+from agentstack_core.store import AgentContext
 from agentstack_runner.actions import SCHEMA_HINT
-from agentstack_runner.spec import AgentSpec, StackSpec
-from agentstack_runner.store import AgentContext
 
 ROLE_PROMPTS = {
     "planner": (

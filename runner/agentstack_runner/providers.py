@@ -27,11 +27,11 @@ import os
 import time
 from typing import Any, Protocol
 
-from agentstack_runner.environment import env_float
+from agentstack_core.environment import env_float
+from agentstack_core.spec import ProviderConfig, StackSpec
 from agentstack_runner.llm.base import Provider, UnavailableError
 from agentstack_runner.llm.scripted import ScriptedProvider
 from agentstack_runner.llm.sdk import SdkProvider, client_key
-from agentstack_runner.spec import ProviderConfig, StackSpec
 
 ENV_KEYS = {"groq": "GROQ_API_KEY", "openai": "OPENAI_API_KEY"}
 SECRET_CACHE_SECONDS = 60.0

@@ -31,17 +31,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agentstack_runner import metrics, protocol
-from agentstack_runner.connection import connect
+from agentstack_core import protocol
+from agentstack_core.connection import connect
+from agentstack_core.environment import env_float, env_int
+from agentstack_core.keys import FleetKeys
+from agentstack_core.observability import serve_http
+from agentstack_core.protocol import Delivery, RedisClient
+from agentstack_core.store import LeaseLostError
+from agentstack_runner import metrics
 from agentstack_runner.engine import DEFAULT_LEASE_TTL, Engine
-from agentstack_runner.environment import env_float, env_int
-from agentstack_runner.keys import FleetKeys
 from agentstack_runner.llm.resilience import ConcurrencyLimiter, RetryPolicy
 from agentstack_runner.llm.router import Router
-from agentstack_runner.observability import serve_http
-from agentstack_runner.protocol import Delivery, RedisClient
 from agentstack_runner.providers import ProviderRegistry, credentials_from_env
-from agentstack_runner.store import LeaseLostError
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import pytest
 import redis
 from kubernetes import client
 
-from agentstack_operator.devenv.controlplane import ControlPlane
-from agentstack_operator.devenv.fleet import Fleet
-from agentstack_operator.devenv.redisserver import RedisServer
+from agentstack_devkit.controlplane import ControlPlane
+from agentstack_devkit.fleet import Fleet
+from agentstack_devkit.redisserver import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "agentstack.dev_agentstacks.yaml"

@@ -7,8 +7,8 @@ from typing import Any
 import redis
 from kubernetes import client
 
-from agentstack_runner.keys import FleetKeys, StackKeys, StackRef
-from agentstack_runner.spec import Priority
+from agentstack_core.keys import FleetKeys, StackKeys, StackRef
+from agentstack_core.spec import Priority
 from tests.helpers import eventually
 
 GROUP, VERSION, PLURAL = "agentstack.dev", "v1alpha1", "agentstacks"

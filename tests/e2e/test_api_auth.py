@@ -10,8 +10,8 @@ import pytest
 import redis
 from kubernetes import client
 
-from agentstack_operator.devenv.controlplane import ControlPlane
-from agentstack_operator.devenv.fleet import Fleet
+from agentstack_devkit.controlplane import ControlPlane
+from agentstack_devkit.fleet import Fleet
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually
 

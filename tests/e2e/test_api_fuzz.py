@@ -17,7 +17,7 @@ from pathlib import Path
 import redis
 from kubernetes import client
 
-from agentstack_operator.devenv.fleet import Fleet
+from agentstack_devkit.fleet import Fleet
 from tests.e2e.stacks import Stacks
 
 

@@ -31,11 +31,11 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from agentstack_operator.devenv.controlplane import ControlPlane, build_kubeconfig
-from agentstack_operator.devenv.fakellm import FakeLLMServer, credential_digest
-from agentstack_operator.devenv.fleet import Fleet
-from agentstack_operator.devenv.redisserver import RedisServer
-from agentstack_operator.devenv.toolchain import helm_binary
+from agentstack_devkit.controlplane import ControlPlane, build_kubeconfig
+from agentstack_devkit.fakellm import FakeLLMServer, credential_digest
+from agentstack_devkit.fleet import Fleet
+from agentstack_devkit.redisserver import RedisServer
+from agentstack_devkit.toolchain import helm_binary
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually, gone
 

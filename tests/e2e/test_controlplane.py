@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from agentstack_operator.devenv.controlplane import ControlPlane
+from agentstack_devkit.controlplane import ControlPlane
 from tests.helpers import eventually, gone
 
 GROUP = "smoke.agentstack.dev"

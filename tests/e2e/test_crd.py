@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agentstack_operator.devenv.controlplane import ControlPlane
+from agentstack_devkit.controlplane import ControlPlane
 from tests.e2e.conftest import CRD_FILE, REPO
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))

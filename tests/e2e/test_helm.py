@@ -8,8 +8,8 @@ from pathlib import Path
 
 from kubernetes import client
 
-from agentstack_operator.devenv.controlplane import ControlPlane
-from agentstack_operator.devenv.toolchain import find_repo_root, helm_binary, helm_spec
+from agentstack_devkit.controlplane import ControlPlane
+from agentstack_devkit.toolchain import find_repo_root, helm_binary, helm_spec
 
 
 def _helm(control_plane: ControlPlane, home: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,7 @@ The page is JavaScript that reads the read API and its Server-Sent Events throug
 current without a reload, only a browser can tell. The module runs the real operator,
 runner and API processes against the session's control plane, two stacks ticking every
 second, and one Debian Chromium (offline, through Debian's chromedriver; see
-:mod:`agentstack_operator.devenv.browser`) for all its tests.
+:mod:`agentstack_devkit.browser`) for all its tests.
 
 The page is read with ``execute_script``, in one call per poll: it rebuilds a fleet
 row's cells on every change, so element handles would go stale between two reads.
@@ -30,8 +30,8 @@ from kubernetes import client
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
-from agentstack_operator.devenv.browser import HeadlessChromium
-from agentstack_operator.devenv.fleet import Fleet
+from agentstack_devkit.browser import HeadlessChromium
+from agentstack_devkit.fleet import Fleet
 from tests.e2e.stacks import Stacks
 
 T = TypeVar("T")

@@ -31,9 +31,9 @@ import redis
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentstack_operator.devenv.fleet import Fleet
-from agentstack_operator.devenv.processes import LOOPBACK, DevEnvError
-from agentstack_operator.devenv.prometheus import PrometheusServer, promtool_binary
+from agentstack_devkit.fleet import Fleet
+from agentstack_devkit.processes import LOOPBACK, DevEnvError
+from agentstack_devkit.prometheus import PrometheusServer, promtool_binary
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually
 

@@ -8,8 +8,8 @@ import pytest
 import redis
 from kubernetes import client
 
-from agentstack_operator.devenv.fakellm import FakeLLMServer, credential_digest
-from agentstack_operator.devenv.fleet import Fleet
+from agentstack_devkit.fakellm import FakeLLMServer, credential_digest
+from agentstack_devkit.fleet import Fleet
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually
 

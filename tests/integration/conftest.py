@@ -9,9 +9,9 @@ import pytest
 import pytest_asyncio
 from redis.asyncio.cluster import RedisCluster
 
-from agentstack_operator.devenv.fakellm import FakeLLMServer
-from agentstack_runner.connection import connect
-from agentstack_runner.protocol import RedisClient
+from agentstack_core.connection import connect
+from agentstack_core.protocol import RedisClient
+from agentstack_devkit.fakellm import FakeLLMServer
 
 
 @dataclass(frozen=True)

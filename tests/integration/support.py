@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agentstack_operator.devenv.fakellm import FakeLLMServer
+from agentstack_core.keys import StackRef
+from agentstack_core.protocol import RedisClient, TickRequest, tick_id
+from agentstack_core.store import publish_spec
+from agentstack_devkit.fakellm import FakeLLMServer
 from agentstack_runner.engine import Engine
-from agentstack_runner.keys import StackRef
 from agentstack_runner.llm.resilience import RetryPolicy
 from agentstack_runner.llm.router import Router
-from agentstack_runner.protocol import RedisClient, TickRequest, tick_id
 from agentstack_runner.providers import ProviderRegistry
-from agentstack_runner.store import publish_spec
 
 FAST_RETRIES = RetryPolicy(max_attempts=2, base_delay=0.05, max_delay=0.1)
 

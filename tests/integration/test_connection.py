@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from agentstack_operator.devenv.redisserver import RedisServer
-from agentstack_runner.connection import connect
+from agentstack_core.connection import connect
+from agentstack_devkit.redisserver import RedisServer
 from agentstack_runner.service import Runner, RunnerConfig
 from tests.integration.conftest import RedisBackend
 

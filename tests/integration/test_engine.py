@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from agentstack_operator.devenv.fakellm import Delay, Fail, FakeLLMServer, Hang, Reply
+from agentstack_core.keys import StackKeys, StackRef
+from agentstack_core.protocol import Outcome, RedisClient
+from agentstack_core.spec import DEFAULT_TEAM
+from agentstack_core.store import LeaseLostError
+from agentstack_devkit.fakellm import Delay, Fail, FakeLLMServer, Hang, Reply
 from agentstack_runner.actions import MAX_REPLY_CHARS
-from agentstack_runner.keys import StackKeys, StackRef
-from agentstack_runner.protocol import Outcome, RedisClient
-from agentstack_runner.spec import DEFAULT_TEAM
-from agentstack_runner.store import LeaseLostError
 from tests.helpers import eventually
 from tests.integration.support import (
     STACK,

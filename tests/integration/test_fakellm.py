@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from agentstack_operator.devenv.fakellm import (
+from agentstack_devkit.fakellm import (
     DEFAULT_CONTENT,
     REDACTED,
     Delay,
@@ -26,7 +26,7 @@ from agentstack_operator.devenv.fakellm import (
     Hang,
     Reply,
 )
-from agentstack_operator.devenv.processes import DevEnvError
+from agentstack_devkit.processes import DevEnvError
 
 MESSAGES = [
     {"role": "system", "content": "You are the builder."},

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
+from agentstack_core.protocol import RedisClient
 from agentstack_runner.llm.base import UnavailableError
 from agentstack_runner.llm.resilience import ConcurrencyLimiter
-from agentstack_runner.protocol import RedisClient
 
 pytestmark = pytest.mark.asyncio
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
+from agentstack_core.keys import StackRef
+from agentstack_core.protocol import RedisClient
+from agentstack_core.store import StackStore
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.runtime import Operator
-from agentstack_runner.keys import StackRef
-from agentstack_runner.protocol import RedisClient
-from agentstack_runner.store import StackStore
 
 pytestmark = pytest.mark.asyncio
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentstack_operator.devenv.processes import (
+from agentstack_devkit.processes import (
     DevEnvError,
     ManagedProcess,
     PortInUseError,
@@ -16,7 +16,7 @@ from agentstack_operator.devenv.processes import (
     ensure_port_free,
     wait_until,
 )
-from agentstack_operator.devenv.redisserver import RedisServer
+from agentstack_devkit.redisserver import RedisServer
 
 
 def _alive(pid: int) -> bool:

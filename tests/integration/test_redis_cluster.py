@@ -16,8 +16,8 @@ import redis
 import redis.cluster
 from redis.exceptions import ClusterCrossSlotError, MovedError, RedisClusterException
 
-from agentstack_operator.devenv.processes import LOOPBACK, DevEnvError
-from agentstack_operator.devenv.rediscluster import SLOT_COUNT, RedisClusterServers
+from agentstack_devkit.processes import LOOPBACK, DevEnvError
+from agentstack_devkit.rediscluster import SLOT_COUNT, RedisClusterServers
 
 TAGGED_A = "{default/demo}:a"
 TAGGED_B = "{default/demo}:b"

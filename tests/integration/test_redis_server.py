@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from agentstack_operator.devenv.redisserver import RedisServer
+from agentstack_devkit.redisserver import RedisServer
 
 
 def test_values_round_trip(redis_client: redis.Redis) -> None:

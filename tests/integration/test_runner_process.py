@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from agentstack_operator.devenv.fakellm import FakeLLMServer, Hang
-from agentstack_operator.devenv.processes import ManagedProcess, free_port
-from agentstack_runner import protocol
-from agentstack_runner.keys import FleetKeys, StackKeys, StackRef
-from agentstack_runner.protocol import Outcome, RedisClient, TickResult
-from agentstack_runner.spec import DEFAULT_TEAM
+from agentstack_core import protocol
+from agentstack_core.keys import FleetKeys, StackKeys, StackRef
+from agentstack_core.protocol import Outcome, RedisClient, TickResult
+from agentstack_core.spec import DEFAULT_TEAM
+from agentstack_devkit.fakellm import FakeLLMServer, Hang
+from agentstack_devkit.processes import ManagedProcess, free_port
 from tests.helpers import eventually, eventually_async
 from tests.integration.conftest import RedisBackend
 from tests.integration.support import STACK, openai_spec, publish, request

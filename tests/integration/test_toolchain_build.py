@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agentstack_operator.devenv.processes import DevEnvError
-from agentstack_operator.devenv.toolchain import BuildSpec, ensure_built
+from agentstack_devkit.processes import DevEnvError
+from agentstack_devkit.toolchain import BuildSpec, ensure_built
 
 
 def _module(root: Path, body: str) -> BuildSpec:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentstack_runner.environment import env_bool, env_float, env_int, env_list
+from agentstack_core.environment import env_bool, env_float, env_int, env_list
 
 
 def test_unset_and_empty_mean_the_default(monkeypatch: pytest.MonkeyPatch) -> None:

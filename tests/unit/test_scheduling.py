@@ -37,7 +37,7 @@ def test_slots_fall_on_the_grid() -> None:
 
 
 def test_idle_backoff_grows_to_the_cap_and_failures_double() -> None:
-    idle = IdleBackoff(after_idle_ticks=3, factor=2, max_interval=60)
+    idle = IdleBackoff(after_idle_ticks=3, factor=2, max_interval_seconds=60)
     assert effective_interval(5, idle_streak=2, idle=idle) == 5
     assert effective_interval(5, idle_streak=3, idle=idle) == 10
     assert effective_interval(5, idle_streak=4, idle=idle) == 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentstack_runner.spec import (
+from agentstack_core.spec import (
     DEFAULT_TEAM,
     ExecutionState,
     ModelRef,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentstack_core.keys import StackRef
+from agentstack_core.protocol import Outcome, TickResult
 from agentstack_operator.stackstate import (
     StackRecord,
     apply_manifest,
@@ -12,8 +14,6 @@ from agentstack_operator.stackstate import (
     fold_result,
     status_for,
 )
-from agentstack_runner.keys import StackRef
-from agentstack_runner.protocol import Outcome, TickResult
 
 REF = StackRef("team", "demo")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agentstack_operator.devenv.processes import DevEnvError
-from agentstack_operator.devenv.toolchain import (
+from agentstack_devkit.processes import DevEnvError
+from agentstack_devkit.toolchain import (
     controlplane_spec,
     find_repo_root,
     helm_spec,

@@ -32,13 +32,21 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agentstack_core.keys import StackRef
+from agentstack_core.protocol import RedisClient
+from agentstack_core.records import FeedRecord, MessageRecord, TickRecord, TraceRecord
+from agentstack_core.spec import (
+    DEFAULT_TEAM,
+    DEFAULTS,
+    SpecError,
+    StackSpec,
+    execution_state_of,
+    parse_spec,
+)
+from agentstack_core.store import StackReader
 from agentstack_operator.api import models
 from agentstack_operator.api.auth import AuthError, Authorizer, User
 from agentstack_operator.api.cache import StackCache, summary
-from agentstack_runner.keys import StackRef
-from agentstack_runner.protocol import RedisClient
-from agentstack_runner.spec import DEFAULT_TEAM, SpecError, parse_spec
-from agentstack_runner.store import StackReader
 
 logger = logging.getLogger(__name__)
 
@@ -112,84 +120,110 @@ def _int(value: str | None, default: int = 0) -> int:
         return default
 
 
-def _float(value: str | None) -> float | None:
+def _float(value: Any) -> float | None:
     try:
         return float(value) if value not in (None, "") else None
-    except ValueError:
+    except (TypeError, ValueError):
         return None
 
 
-def _json_list(value: str | None) -> list[Any]:
-    try:
-        parsed = json.loads(value or "[]")
-    except json.JSONDecodeError:
-        return []
-    return parsed if isinstance(parsed, list) else []
-
-
-def tick_entry(entry_id: str, f: dict[str, str]) -> models.TickEntry:
+def tick_entry(entry_id: str, fields: dict[str, str]) -> models.TickEntry:
+    r = TickRecord.from_fields(fields)
     return models.TickEntry(
         id=entry_id,
-        tickId=f.get("tick_id", ""),
-        outcome=f.get("outcome", ""),
-        reason=f.get("reason", ""),
-        message=f.get("message", ""),
-        startedAt=_float(f.get("started_at")),
-        finishedAt=_float(f.get("finished_at")),
-        durationMs=_int(f.get("duration_ms")) if "duration_ms" in f else None,
-        tokens=_int(f.get("tokens")),
-        steps=_int(f.get("steps")),
-        progressed=f.get("progressed") in ("1", "true", "True"),
-        runner=f.get("runner", ""),
+        tickId=r.tick_id,
+        outcome=r.outcome,
+        reason=r.reason,
+        message=r.message,
+        startedAt=r.started_at,
+        finishedAt=r.finished_at,
+        durationMs=r.duration_ms,
+        tokens=r.tokens,
+        steps=r.steps,
+        progressed=r.progressed,
+        runner=r.runner,
     )
 
 
-def trace_entry(entry_id: str, f: dict[str, str]) -> models.TraceEntry:
-    attempts = [
-        models.Attempt(
-            model=str(a.get("model", "")),
-            outcome=str(a.get("outcome", "")),
-            seconds=float(a.get("seconds", 0)),
-        )
-        for a in _json_list(f.get("attempts"))
-        if isinstance(a, dict)
-    ]
+def trace_entry(entry_id: str, fields: dict[str, str]) -> models.TraceEntry:
+    r = TraceRecord.from_fields(fields)
     return models.TraceEntry(
         id=entry_id,
-        tickId=f.get("tick_id", ""),
-        agent=f.get("agent", ""),
-        role=f.get("role", ""),
-        outcome=f.get("outcome", ""),
-        reason=f.get("reason", ""),
-        model=f.get("model", ""),
-        fallback=f.get("fallback") == "true",
-        attempts=attempts,
-        prompt=f.get("prompt", ""),
-        promptTokens=_int(f.get("prompt_tokens")),
-        completionTokens=_int(f.get("completion_tokens")),
-        latencyMs=_int(f.get("latency_ms")),
-        thought=f.get("thought", ""),
-        actions=[str(a) for a in _json_list(f.get("actions"))],
-        refused=[str(a) for a in _json_list(f.get("refused"))],
-        error=f.get("error", ""),
-        at=_float(f.get("at")),
+        tickId=r.tick_id,
+        agent=r.agent,
+        role=r.role,
+        outcome=r.outcome,
+        reason=r.reason,
+        model=r.model,
+        fallback=r.fallback,
+        attempts=[
+            models.Attempt(model=a.model, outcome=a.outcome, seconds=a.seconds) for a in r.attempts
+        ],
+        prompt=r.prompt,
+        promptTokens=r.prompt_tokens,
+        completionTokens=r.completion_tokens,
+        latencyMs=r.latency_ms,
+        thought=r.thought,
+        actions=list(r.actions),
+        refused=list(r.refused),
+        error=r.error,
+        at=r.at,
     )
 
 
-def feed_entry(entry_id: str, f: dict[str, str]) -> models.FeedEntry:
+def feed_entry(entry_id: str, fields: dict[str, str]) -> models.FeedEntry:
+    r = FeedRecord.from_fields(fields)
     return models.FeedEntry(
-        id=entry_id,
-        agent=f.get("agent", ""),
-        content=f.get("content", ""),
-        tickId=f.get("tick_id", ""),
-        at=_float(f.get("at")),
+        id=entry_id, agent=r.agent, content=r.content, tickId=r.tick_id, at=r.at
+    )
+
+
+def message_entry(entry_id: str, fields: dict[str, str], agent: str) -> models.Message:
+    r = MessageRecord.from_fields(fields)
+    return models.Message.model_validate(
+        {
+            "id": entry_id,
+            "from": r.sender,
+            "to": agent,
+            "content": r.content,
+            "tickId": r.tick_id,
+            "at": r.at,
+        }
     )
 
 
 def spec_summary(spec: dict[str, Any]) -> models.SpecSummary:
+    """What a dashboard shows of a spec: parsed with the shared model (its defaults),
+    or — for a spec that does not parse — what the manifest says, defaults filled in."""
     try:
-        parsed = parse_spec(spec)
-        agents = [
+        parsed: StackSpec | None = parse_spec(spec)
+    except SpecError:
+        parsed = None
+    budget = spec.get("budget") or {}
+    if parsed is None:
+        d = DEFAULTS
+        return models.SpecSummary(
+            goal=str(spec.get("goal", "")),
+            executionState=execution_state_of(spec).value,
+            tickIntervalSeconds=_float(spec.get("tickIntervalSeconds")) or d.tick_interval_seconds,
+            tickTimeoutSeconds=_float(spec.get("tickTimeoutSeconds")) or d.tick_timeout_seconds,
+            priority=str(spec.get("priority", d.priority.value)),
+            executor=str(spec.get("executor", d.executor.value)),
+            missedTickPolicy=str(spec.get("missedTickPolicy", d.missed_tick_policy.value)),
+            budget={k: int(v) for k, v in budget.items() if isinstance(v, int)},
+            agents=[],
+            providers=[],
+        )
+    return models.SpecSummary(
+        goal=parsed.goal,
+        executionState=parsed.execution_state.value,
+        tickIntervalSeconds=parsed.tick_interval_seconds,
+        tickTimeoutSeconds=parsed.tick_timeout_seconds,
+        priority=parsed.priority.value,
+        executor=parsed.executor.value,
+        missedTickPolicy=parsed.missed_tick_policy.value,
+        budget={k: int(v) for k, v in budget.items() if isinstance(v, int)},
+        agents=[
             models.AgentSpecSummary(
                 name=a.name,
                 role=a.role,
@@ -197,27 +231,13 @@ def spec_summary(spec: dict[str, Any]) -> models.SpecSummary:
                 customPrompt=a.system_prompt is not None,
             )
             for a in parsed.agents
-        ]
-        providers = [
+        ],
+        providers=[
             models.ProviderSummary(
                 name=name, usesSecret=config.secret_ref is not None, baseURL=config.base_url
             )
             for name, config in sorted(parsed.providers.items())
-        ]
-    except SpecError:
-        agents, providers = [], []
-    budget = spec.get("budget") or {}
-    return models.SpecSummary(
-        goal=str(spec.get("goal", "")),
-        executionState=str(spec.get("executionState", "Running")),
-        tickIntervalSeconds=float(spec.get("tickIntervalSeconds", 30)),
-        tickTimeoutSeconds=float(spec.get("tickTimeoutSeconds", 120)),
-        priority=str(spec.get("priority", "Normal")),
-        executor=str(spec.get("executor", "pool")),
-        missedTickPolicy=str(spec.get("missedTickPolicy", "Skip")),
-        budget={k: int(v) for k, v in budget.items() if isinstance(v, int)},
-        agents=agents,
-        providers=providers,
+        ],
     )
 
 
@@ -452,19 +472,7 @@ def create_app(
         stack = reader(namespace, name)
         page = await stack.page(stack.keys.inbox(agent), cursor=cursor, limit=limit)
         return models.MessagePage(
-            items=[
-                models.Message.model_validate(
-                    {
-                        "id": i,
-                        "from": f.get("from", ""),
-                        "to": agent,
-                        "content": f.get("content", ""),
-                        "tickId": f.get("tick_id", ""),
-                        "at": _float(f.get("at")),
-                    }
-                )
-                for i, f in page.entries
-            ],
+            items=[message_entry(i, f, agent) for i, f in page.entries],
             nextCursor=page.next_cursor,
         )
 

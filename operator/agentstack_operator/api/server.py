@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
+from agentstack_core.connection import connect
+from agentstack_core.environment import env_float, env_int, env_list
 from agentstack_operator.api.app import create_app
 from agentstack_operator.api.auth import Authorizer, KubernetesAccess, OpenAccess
 from agentstack_operator.api.cache import StackCache
 from agentstack_operator.kube import api_client
-from agentstack_runner.connection import connect
-from agentstack_runner.environment import env_float, env_int, env_list
 
 logger = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from agentstack_runner.keys import FleetKeys
+from agentstack_core.keys import FleetKeys
+from agentstack_core.protocol import RedisClient
 from agentstack_runner.llm.base import UnavailableError
-from agentstack_runner.protocol import RedisClient
 
 
 @dataclass(frozen=True)

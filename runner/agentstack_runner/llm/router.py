@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from agentstack_core.spec import ModelRef
 from agentstack_runner import metrics
 from agentstack_runner.llm.base import (
     ChatRequest,
@@ -26,7 +27,6 @@ from agentstack_runner.llm.base import (
     UnavailableError,
 )
 from agentstack_runner.llm.resilience import CircuitBreaker, ConcurrencyLimiter, RetryPolicy
-from agentstack_runner.spec import ModelRef
 
 MIN_CALL_SECONDS = 0.5
 """Do not start a call with less time than this left before the deadline."""

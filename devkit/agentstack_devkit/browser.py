@@ -39,7 +39,7 @@ from typing import Any
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from agentstack_operator.devenv.processes import DevEnvError, _die_with_parent, wait_until
+from agentstack_devkit.processes import DevEnvError, _die_with_parent, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentstack_operator.devenv.processes import DevEnvError
+from agentstack_devkit.processes import DevEnvError
 
 BUILD_TIMEOUT_SECONDS = 3600.0
 """A cold build of the control plane takes minutes on two cores; an hour means stuck."""

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from agentstack_operator.devenv.processes import (
+from agentstack_devkit.processes import (
     LOOPBACK,
     DevEnvError,
     ManagedProcess,
@@ -45,7 +45,7 @@ from agentstack_operator.devenv.processes import (
     pick_port,
     wait_until,
 )
-from agentstack_operator.devenv.toolchain import Binaries
+from agentstack_devkit.toolchain import Binaries
 
 ETCD_READY_TIMEOUT = 30.0
 APISERVER_READY_TIMEOUT = 120.0

@@ -1,11 +1,15 @@
-"""The runner's view of an ``AgentStack`` spec, parsed from the custom resource's ``spec``.
+"""The ``AgentStack`` spec as every process sees it, parsed from the resource's ``spec``.
 
 The CRD's schema rejects malformed manifests at admission; this module checks what a
 schema cannot (agent names that collide, a message addressed to nobody, a fallback
 that repeats the primary) and turns the manifest into typed values with defaults
 filled in. The operator calls :func:`parse_spec` to report problems as a condition
 before it dispatches anything; the runner calls it again on the spec the operator
-published to Redis, so both sides agree on what a field means.
+published to Redis, and the read API to summarise a stack, so all agree on what a
+field means.
+
+Every default lives once, as the default of a dataclass field below; the CRD's
+``default:`` values must equal them (a unit test compares the two).
 
 Field names follow the CRD (camelCase in the manifest, snake_case here).
 """
@@ -38,6 +42,20 @@ class Priority(StrEnum):
     HIGH = "High"
     NORMAL = "Normal"
     LOW = "Low"
+
+
+class Executor(StrEnum):
+    """Where ticks run: the shared runner pool, or one Kubernetes Job per tick."""
+
+    POOL = "pool"
+    JOB = "job"
+
+
+class MissedTickPolicy(StrEnum):
+    """What resuming a paused stack does about the ticks it missed meanwhile."""
+
+    SKIP = "Skip"
+    RUN_ONCE = "RunOnce"
 
 
 class StepFailurePolicy(StrEnum):
@@ -94,6 +112,15 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class IdleBackoff:
+    """Stretch the interval while ticks make no progress (``spec.idleBackoff``)."""
+
+    max_interval_seconds: float
+    after_idle_ticks: int = 3
+    factor: float = 2.0
+
+
+@dataclass(frozen=True)
 class StackSpec:
     goal: str
     agents: tuple[AgentSpec, ...]
@@ -101,6 +128,9 @@ class StackSpec:
     tick_interval_seconds: float = 30.0
     tick_timeout_seconds: float = 120.0
     priority: Priority = Priority.NORMAL
+    executor: Executor = Executor.POOL
+    missed_tick_policy: MissedTickPolicy = MissedTickPolicy.SKIP
+    idle_backoff: IdleBackoff | None = None
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     request_timeout_seconds: float = 30.0
     max_output_tokens: int = 1024
@@ -202,6 +232,29 @@ def _providers(raw: dict[str, Any], problems: list[str]) -> dict[str, ProviderCo
     return providers
 
 
+DEFAULTS = StackSpec(goal="", agents=())
+"""A spec with every default: where code that reads a raw manifest finds them."""
+_IDLE = IdleBackoff(max_interval_seconds=0.0)
+
+
+def _idle_backoff(raw: Any) -> IdleBackoff | None:
+    if not raw:
+        return None
+    return IdleBackoff(
+        max_interval_seconds=float(raw["maxIntervalSeconds"]),
+        after_idle_ticks=int(raw.get("afterIdleTicks", _IDLE.after_idle_ticks)),
+        factor=float(raw.get("factor", _IDLE.factor)),
+    )
+
+
+def execution_state_of(raw: dict[str, Any]) -> ExecutionState:
+    """The state a manifest asks for, even when the rest of it does not parse."""
+    try:
+        return ExecutionState(raw.get("executionState", DEFAULTS.execution_state))
+    except ValueError:
+        return DEFAULTS.execution_state
+
+
 def parse_spec(raw: dict[str, Any]) -> StackSpec:
     """Turn a manifest's ``spec`` into a :class:`StackSpec`, or raise :class:`SpecError`."""
     problems: list[str] = []
@@ -212,25 +265,31 @@ def parse_spec(raw: dict[str, Any]) -> StackSpec:
     providers = _providers(raw, problems)
     llm = raw.get("llm") or {}
     budget = raw.get("budget") or {}
+    d = DEFAULTS
     try:
         spec = StackSpec(
             goal=str(goal or ""),
             agents=agents,
-            execution_state=ExecutionState(raw.get("executionState", "Running")),
-            tick_interval_seconds=float(raw.get("tickIntervalSeconds", 30)),
-            tick_timeout_seconds=float(raw.get("tickTimeoutSeconds", 120)),
-            priority=Priority(raw.get("priority", "Normal")),
+            execution_state=ExecutionState(raw.get("executionState", d.execution_state)),
+            tick_interval_seconds=float(raw.get("tickIntervalSeconds", d.tick_interval_seconds)),
+            tick_timeout_seconds=float(raw.get("tickTimeoutSeconds", d.tick_timeout_seconds)),
+            priority=Priority(raw.get("priority", d.priority)),
+            executor=Executor(raw.get("executor", d.executor)),
+            missed_tick_policy=MissedTickPolicy(raw.get("missedTickPolicy", d.missed_tick_policy)),
+            idle_backoff=_idle_backoff(raw.get("idleBackoff")),
             providers=providers,
-            request_timeout_seconds=float(llm.get("requestTimeoutSeconds", 30)),
-            max_output_tokens=int(llm.get("maxOutputTokens", 1024)),
-            temperature=float(llm.get("temperature", 0.2)),
-            step_failure_policy=StepFailurePolicy(llm.get("onStepFailure", "Continue")),
+            request_timeout_seconds=float(
+                llm.get("requestTimeoutSeconds", d.request_timeout_seconds)
+            ),
+            max_output_tokens=int(llm.get("maxOutputTokens", d.max_output_tokens)),
+            temperature=float(llm.get("temperature", d.temperature)),
+            step_failure_policy=StepFailurePolicy(llm.get("onStepFailure", d.step_failure_policy)),
             budget=Budget(
                 max_tokens=budget.get("maxTokens"),
                 max_ticks=budget.get("maxTicks"),
             ),
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, KeyError) as exc:
         problems.append(f"spec: {exc}")
     if problems:
         raise SpecError(problems)

@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from agentstack_operator.devenv.processes import LOOPBACK, DevEnvError, Service, free_port
+from agentstack_devkit.processes import LOOPBACK, DevEnvError, Service, free_port
 
 Provider = Literal["groq", "openai"]
 

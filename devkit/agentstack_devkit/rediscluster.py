@@ -37,7 +37,7 @@ import redis
 import redis.asyncio.cluster
 import redis.cluster
 
-from agentstack_operator.devenv.processes import (
+from agentstack_devkit.processes import (
     LOOPBACK,
     DevEnvError,
     ManagedProcess,
@@ -46,7 +46,7 @@ from agentstack_operator.devenv.processes import (
     free_port,
     wait_until,
 )
-from agentstack_operator.devenv.redisserver import redis_server_binary
+from agentstack_devkit.redisserver import redis_server_binary
 
 NODE_COUNT = 3
 SLOT_COUNT = 16384

@@ -22,10 +22,9 @@ client (standalone or cluster); the operator imports this module, never the engi
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -33,8 +32,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from agentstack_runner.keys import FleetKeys, StackRef
-from agentstack_runner.spec import Priority
+from agentstack_core.keys import FleetKeys, StackRef
+from agentstack_core.records import Record
+from agentstack_core.spec import Priority
 
 RedisClient = Redis | RedisCluster
 """Either client (standalone or cluster), created with ``decode_responses=True``.
@@ -66,7 +66,7 @@ def tick_id(stack: StackRef, slot: int) -> str:
 
 
 @dataclass(frozen=True)
-class TickRequest:
+class TickRequest(Record):
     stack: StackRef
     generation: int
     tick_id: str
@@ -75,29 +75,6 @@ class TickRequest:
     """Unix time after which the tick must not start."""
     priority: Priority = Priority.NORMAL
     dispatched_at: float = field(default_factory=time.time)
-
-    def to_fields(self) -> dict[str, str]:
-        return {
-            "stack": str(self.stack),
-            "generation": str(self.generation),
-            "tick_id": self.tick_id,
-            "slot": str(self.slot),
-            "deadline": repr(self.deadline),
-            "priority": self.priority.value,
-            "dispatched_at": repr(self.dispatched_at),
-        }
-
-    @classmethod
-    def from_fields(cls, fields: dict[str, str]) -> TickRequest:
-        return cls(
-            stack=StackRef.parse(fields["stack"]),
-            generation=int(fields["generation"]),
-            tick_id=fields["tick_id"],
-            slot=int(fields["slot"]),
-            deadline=float(fields["deadline"]),
-            priority=Priority(fields.get("priority", Priority.NORMAL.value)),
-            dispatched_at=float(fields.get("dispatched_at", "0")),
-        )
 
 
 @dataclass(frozen=True)
@@ -119,7 +96,7 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
-class TickResult:
+class TickResult(Record):
     stack: StackRef
     tick_id: str
     generation: int
@@ -138,32 +115,6 @@ class TickResult:
     @property
     def duration(self) -> float:
         return max(0.0, self.finished_at - self.started_at)
-
-    def to_fields(self) -> dict[str, str]:
-        data = asdict(self)
-        data["stack"] = str(self.stack)
-        data["outcome"] = self.outcome.value
-        return {
-            key: json.dumps(value) if not isinstance(value, str) else value
-            for key, value in data.items()
-        }
-
-    @classmethod
-    def from_fields(cls, fields: dict[str, str]) -> TickResult:
-        return cls(
-            stack=StackRef.parse(fields["stack"]),
-            tick_id=fields["tick_id"],
-            generation=int(fields["generation"]),
-            outcome=Outcome(fields["outcome"]),
-            reason=fields["reason"],
-            message=fields.get("message", ""),
-            started_at=float(fields.get("started_at", "0")),
-            finished_at=float(fields.get("finished_at", "0")),
-            tokens=int(fields.get("tokens", "0")),
-            steps=int(fields.get("steps", "0")),
-            progressed=fields.get("progressed") == "true",
-            runner=fields.get("runner", ""),
-        )
 
 
 async def ensure_groups(client: RedisClient) -> None:

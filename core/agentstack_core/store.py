@@ -24,8 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentstack_runner.keys import StackKeys, StackRef
-from agentstack_runner.protocol import RedisClient
+from agentstack_core.budget import Usage
+from agentstack_core.keys import StackKeys, StackRef
+from agentstack_core.protocol import RedisClient
+from agentstack_core.records import MessageRecord, Record, TickRecord
 
 TRACE_MAXLEN = 5_000
 FEED_MAXLEN = 1_000
@@ -131,13 +133,6 @@ class AgentContext:
     inbox: list[InboxMessage]
 
 
-def _fields(values: dict[str, Any]) -> list[str]:
-    flat: list[str] = []
-    for key, value in values.items():
-        flat.extend((key, value if isinstance(value, str) else json.dumps(value)))
-    return flat
-
-
 class StackStore:
     """Reads and fenced writes of one stack's keys."""
 
@@ -178,10 +173,9 @@ class StackStore:
         raw = await self.client.hgetall(self.keys.steps(tick_id))
         return {name: json.loads(record) for name, record in raw.items()}
 
-    async def usage(self) -> tuple[int, int]:
-        """(tokens, ticks) used so far."""
-        raw = await self.client.hgetall(self.keys.usage)
-        return int(raw.get("tokens", 0)), int(raw.get("ticks", 0))
+    async def usage(self) -> Usage:
+        """What the stack has used so far (what budgets are checked against)."""
+        return Usage.from_hash(await self.client.hgetall(self.keys.usage))
 
     # -- what agents read ----------------------------------------------------------------
 
@@ -201,15 +195,7 @@ class StackStore:
             artifacts={name: json.loads(record) for name, record in artifacts.items()},
             feed=[fields.get("content", "") for _id, fields in reversed(feed)],
             memory=dict(memory),
-            inbox=[
-                InboxMessage(
-                    id=str(entry_id),
-                    sender=fields.get("from", ""),
-                    content=fields.get("content", ""),
-                    tick_id=fields.get("tick_id", ""),
-                )
-                for entry_id, fields in entries
-            ],
+            inbox=[_inbox_message(str(entry_id), fields) for entry_id, fields in entries],
         )
 
     # -- fenced writes -------------------------------------------------------------------
@@ -249,7 +235,7 @@ class StackStore:
         return bool(result == 1)
 
     async def finish_tick(
-        self, *, token: str, tick_id: str, entry: dict[str, Any], tokens: int, ran: bool = True
+        self, *, token: str, tick_id: str, entry: TickRecord, tokens: int, ran: bool = True
     ) -> bool:
         """Record the tick as done (once). ``token=''`` finishes without the lease.
 
@@ -269,7 +255,7 @@ class StackStore:
             token,
             tick_id,
             repr(time.time()),
-            json.dumps({key: str(value) for key, value in entry.items()}),
+            json.dumps(entry.to_fields()),
             str(tokens),
             str(DONE_WINDOW),
             str(HISTORY_MAXLEN),
@@ -280,8 +266,17 @@ class StackStore:
         return bool(result == 1)
 
 
-def xadd_op(key: str, fields: dict[str, Any], maxlen: int) -> Op:
-    return ("XADD", key, ["MAXLEN", "~", str(maxlen), "*", *_fields(fields)])
+def xadd_op(key: str, record: Record, maxlen: int) -> Op:
+    """The op that appends ``record`` to the stream ``key``, capped near ``maxlen``."""
+    flat = [item for pair in record.to_fields().items() for item in pair]
+    return ("XADD", key, ["MAXLEN", "~", str(maxlen), "*", *flat])
+
+
+def _inbox_message(entry_id: str, fields: dict[str, str]) -> InboxMessage:
+    record = MessageRecord.from_fields(fields)
+    return InboxMessage(
+        id=entry_id, sender=record.sender, content=record.content, tick_id=record.tick_id
+    )
 
 
 async def publish_spec(

@@ -7,7 +7,7 @@ that is registered but never set, a rate over a counter that never moves), so th
 run the real thing: Debian's ``prometheus`` binary scraping the real processes every
 second, queried over its HTTP API.
 
-Like :mod:`agentstack_operator.devenv.redisserver`, the server runs on a free loopback
+Like :mod:`agentstack_devkit.redisserver`, the server runs on a free loopback
 port with a throw-away data directory; its generated configuration is validated with
 ``promtool check config`` before the server starts, so a mistake in it is reported as
 such rather than as a server that never became ready.
@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from agentstack_operator.devenv.processes import (
+from agentstack_devkit.processes import (
     LOOPBACK,
     DevEnvError,
     ManagedProcess,

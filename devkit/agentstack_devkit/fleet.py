@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentstack_operator.devenv.processes import LOOPBACK, ManagedProcess, free_port
+from agentstack_devkit.processes import LOOPBACK, ManagedProcess, free_port
 
 READY_TIMEOUT = 60.0
 

@@ -13,8 +13,8 @@ import os
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
-from agentstack_runner.environment import env_bool
-from agentstack_runner.protocol import RedisClient
+from agentstack_core.environment import env_bool
+from agentstack_core.protocol import RedisClient
 
 DEFAULT_MAX_CONNECTIONS = 256
 POOL_TIMEOUT_SECONDS = 30.0

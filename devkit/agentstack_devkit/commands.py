@@ -16,16 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from agentstack_operator.devenv.controlplane import ControlPlane
-from agentstack_operator.devenv.fleet import Fleet
-from agentstack_operator.devenv.processes import DevEnvError, ManagedProcess
-from agentstack_operator.devenv.redisserver import RedisServer
-from agentstack_operator.devenv.toolchain import (
+from agentstack_core.keys import StackKeys, StackRef
+from agentstack_devkit.controlplane import ControlPlane
+from agentstack_devkit.fleet import Fleet
+from agentstack_devkit.processes import DevEnvError, ManagedProcess
+from agentstack_devkit.redisserver import RedisServer
+from agentstack_devkit.toolchain import (
     controlplane_binaries,
     find_repo_root,
     helm_binary,
 )
-from agentstack_runner.keys import StackKeys, StackRef
 
 _WATCH_INTERVAL = 1.0
 CRD_FILE = Path("crds") / "agentstack.dev_agentstacks.yaml"

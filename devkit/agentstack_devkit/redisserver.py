@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from agentstack_operator.devenv.processes import (
+from agentstack_devkit.processes import (
     LOOPBACK,
     DevEnvError,
     ManagedProcess,

@@ -1,0 +1,76 @@
+"""What `pip install agentstack-operator` (and so the image) contains: the product only.
+
+The wheel is built from the checkout the way the Dockerfile's ``pip install .`` builds
+it, and its file list is checked: the core, operator and runner packages are there
+(with their data files), the dev kit is not, and no shipped module imports it or the
+dev-only packages (selenium) it uses.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PRODUCT = ("agentstack_core", "agentstack_operator", "agentstack_runner")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "--wheel-dir",
+            str(out),
+            str(REPO),
+        ],
+        check=True,
+        timeout=300,
+        cwd=out,
+    )
+    (built,) = out.glob("agentstack_operator-*.whl")
+    return zipfile.ZipFile(built)
+
+
+def test_the_wheel_holds_the_three_product_packages_and_their_data(
+    wheel: zipfile.ZipFile,
+) -> None:
+    names = wheel.namelist()
+    packages = {name.split("/", 1)[0] for name in names if not name.endswith(".dist-info/")}
+    assert set(PRODUCT) <= packages
+    for package in PRODUCT:
+        assert f"{package}/py.typed" in names
+    assert "agentstack_operator/api/static/index.html" in names
+
+
+def test_the_wheel_holds_no_dev_code(wheel: zipfile.ZipFile) -> None:
+    names = wheel.namelist()
+    assert not [name for name in names if "devkit" in name or name.startswith("tests/")]
+    top_level = {name.split("/", 1)[0] for name in names}
+    assert top_level <= {*PRODUCT, *[n for n in top_level if n.endswith(".dist-info")]}
+    sources = {name: wheel.read(name).decode() for name in names if name.endswith(".py")}
+    assert not [name for name, source in sources.items() if "selenium" in source]
+    # Only the CLI names the dev kit: `agentstack dev` imports it lazily, and says how
+    # to install it when it is missing.
+    naming = [name for name, source in sources.items() if "agentstack_devkit" in source]
+    assert naming == ["agentstack_operator/cli.py"]
+
+
+def test_the_image_build_context_leaves_the_dev_kit_out() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    allowed = (REPO / ".dockerignore").read_text().splitlines()
+    assert "!devkit/" not in allowed
+    assert "devkit" not in " ".join(
+        line for line in dockerfile.splitlines() if line.startswith("COPY")
+    )

@@ -1,0 +1,82 @@
+"""The spec model's defaults are the CRD's defaults: one rule, checked in both homes.
+
+The CRD's ``default:`` values are what the API server fills in at admission; the
+dataclass defaults in ``agentstack_core.spec`` are what every process assumes when a
+field is absent (a spec published before a default existed, a test's hand-written
+manifest). If the two disagree, a stack behaves differently depending on who read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agentstack_core.spec import DEFAULTS, IdleBackoff, parse_spec
+
+CRD = Path(__file__).resolve().parents[2] / "crds" / "agentstack.dev_agentstacks.yaml"
+
+_IDLE = IdleBackoff(max_interval_seconds=60)
+MODEL_DEFAULTS: dict[str, Any] = {
+    "executionState": DEFAULTS.execution_state,
+    "tickIntervalSeconds": DEFAULTS.tick_interval_seconds,
+    "tickTimeoutSeconds": DEFAULTS.tick_timeout_seconds,
+    "priority": DEFAULTS.priority,
+    "executor": DEFAULTS.executor,
+    "missedTickPolicy": DEFAULTS.missed_tick_policy,
+    "idleBackoff.afterIdleTicks": _IDLE.after_idle_ticks,
+    "idleBackoff.factor": _IDLE.factor,
+    "llm.temperature": DEFAULTS.temperature,
+    "llm.maxOutputTokens": DEFAULTS.max_output_tokens,
+    "llm.requestTimeoutSeconds": DEFAULTS.request_timeout_seconds,
+    "llm.onStepFailure": DEFAULTS.step_failure_policy,
+}
+
+
+def _defaults(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, Any]]:
+    for name, prop in (schema.get("properties") or {}).items():
+        here = f"{path}.{name}" if path else name
+        if "default" in prop:
+            yield here, prop["default"]
+        yield from _defaults(prop, here)
+        yield from _defaults(prop.get("items") or {}, here)
+        additional = prop.get("additionalProperties")
+        if isinstance(additional, dict):
+            yield from _defaults(additional, here)
+
+
+def _crd_spec_schema() -> dict[str, Any]:
+    crd = yaml.safe_load(CRD.read_text())
+    (version,) = crd["spec"]["versions"]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return schema
+
+
+CRD_DEFAULTS = dict(_defaults(_crd_spec_schema()))
+
+
+def test_every_crd_default_has_a_home_in_the_model() -> None:
+    assert sorted(CRD_DEFAULTS) == sorted(MODEL_DEFAULTS)
+
+
+@pytest.mark.parametrize("path", sorted(CRD_DEFAULTS))
+def test_crd_default_equals_the_model_default(path: str) -> None:
+    assert CRD_DEFAULTS[path] == MODEL_DEFAULTS[path]
+
+
+def test_a_manifest_without_optional_fields_parses_to_the_defaults() -> None:
+    spec = parse_spec({"goal": "g"})
+    assert spec.executor is DEFAULTS.executor
+    assert spec.missed_tick_policy is DEFAULTS.missed_tick_policy
+    assert spec.idle_backoff is None
+    assert spec.tick_interval_seconds == DEFAULTS.tick_interval_seconds
+
+
+def test_idle_backoff_takes_its_defaults_from_the_model() -> None:
+    spec = parse_spec({"goal": "g", "idleBackoff": {"maxIntervalSeconds": 300}})
+    assert spec.idle_backoff == IdleBackoff(
+        max_interval_seconds=300, after_idle_ticks=_IDLE.after_idle_ticks, factor=_IDLE.factor
+    )
