@@ -1,6 +1,14 @@
 """The read API (``agentstack api``): stacks, traces and live updates for dashboards.
 
-:mod:`.cache` keeps a watch-backed copy of the AgentStacks, :mod:`.auth` decides who
-may read which namespace, :mod:`.models` is the response schema, :mod:`.app` the
-routes, :mod:`.server` the process. ``static/index.html`` is a small live page.
+Data flows from two sources to routers through small services:
+
+- :mod:`.cache` keeps a watch-backed copy of the AgentStacks, :mod:`.auth` decides who
+  may read which namespace; :mod:`.access` joins them (401, 403, 404, listings);
+- :mod:`.views` reads a stack's Redis state and decodes its records into the response
+  models of :mod:`.models`; :mod:`.events` turns live entries and fleet changes into
+  Server-Sent Events;
+- :mod:`.params` holds the validated parameter types and hands routes their caller and
+  services; :mod:`.errors` the one error body; :mod:`.routes` the routers;
+- :mod:`.app` assembles them, :mod:`.server` is the process. ``static/index.html`` is a
+  small live page.
 """

@@ -1,0 +1,86 @@
+"""The one error body of the read API, and the handlers that turn every failure into it.
+
+Every non-2xx answer is ``{"error": {"status", "code", "message"}}`` (see
+:class:`~.models.ErrorResponse`), whoever raised it: a route or a service raises
+:class:`ApiError`; FastAPI's own validation (400), Starlette's routing (404, 405) and
+anything unexpected (500) are translated here, so a dashboard handles one shape. The
+request-size limit (413) answers with the same body from the app's middleware.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agentstack_operator.api import models
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """A failure a caller should see, with its HTTP status and CamelCase code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    """The one error body, as a response."""
+    body = models.ErrorResponse(error=models.ErrorBody(status=status, code=code, message=message))
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+def request_too_large() -> JSONResponse:
+    """413: the read API takes no request bodies, so a large one is refused unread."""
+    return error_response(413, "RequestTooLarge", "requests carry no body here")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": models.ErrorResponse, "description": text}
+    for code, text in (
+        (400, "Invalid parameters"),
+        (401, "Missing or rejected credentials"),
+        (403, "RBAC does not allow get on this stack"),
+        (404, "No such stack"),
+    )
+}
+"""The error answers every documented operation may give, for the OpenAPI schema."""
+
+
+async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+    return error_response(exc.status, exc.code, exc.message)
+
+
+async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+    )
+    return error_response(400, "InvalidParameter", problems or "invalid request")
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    codes = {404: "NotFound", 405: "MethodNotAllowed"}
+    response = error_response(
+        exc.status_code, codes.get(exc.status_code, "HTTPError"), str(exc.detail)
+    )
+    response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+    return response
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unexpected error", exc_info=exc)
+    return error_response(500, "InternalError", "unexpected error; see the API's log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every failure of ``app`` answer with the one error body."""
+    app.exception_handler(ApiError)(_api_error)
+    app.exception_handler(RequestValidationError)(_invalid)
+    app.exception_handler(StarletteHTTPException)(_http_error)
+    app.exception_handler(Exception)(_unexpected)

@@ -1,0 +1,91 @@
+"""What routes take: validated parameters, the caller, and the services they call.
+
+Parameter types carry their validation (patterns, ranges, lengths), so a bad value is a
+400 with the one error body before a route runs, and the OpenAPI schema says what is
+accepted. Services come from ``app.state`` (``access``, ``views``, ``streams``, set by
+:func:`~.app.create_app`) through the dependencies below, so a test builds an app
+with fakes, or overrides a dependency, without touching a route.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Query, Request
+
+from agentstack_operator.api.access import StackAccess
+from agentstack_operator.api.auth import User
+from agentstack_operator.api.events import StreamViews
+from agentstack_operator.api.views import StackViews
+
+STACK_PATH = "/api/v1/namespaces/{namespace}/stacks/{name}"
+"""Where one stack's routes live."""
+MAX_PAGE = 500
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+"""A Kubernetes object name (DNS subdomain); namespaces and stacks alike."""
+STREAM_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
+"""A Redis stream id, ``<milliseconds>-<sequence>``."""
+STACK_CURSOR_PATTERN = NAME_PATTERN.rstrip("$") + "/" + NAME_PATTERN.lstrip("^")
+"""``namespace/name``: where a stack list resumes."""
+
+Namespace = Annotated[str, Path(pattern=NAME_PATTERN, max_length=253)]
+Name = Annotated[str, Path(pattern=NAME_PATTERN, max_length=253)]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"Page size (max {MAX_PAGE}).")]
+Cursor = Annotated[
+    str | None,
+    Query(
+        description="Stream id: return entries older than this one.",
+        pattern=STREAM_ID_PATTERN,
+        max_length=41,
+    ),
+]
+NamespaceFilter = Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=253)]
+StateFilter = Annotated[str | None, Query(pattern="^(Running|Paused|Stopped)$")]
+StackCursor = Annotated[
+    str | None,
+    Query(
+        description="namespace/name of the last item seen",
+        pattern=STACK_CURSOR_PATTERN,
+        max_length=507,
+    ),
+]
+AgentName = Annotated[str, Query(pattern=NAME_PATTERN, max_length=63, description="Inbox owner")]
+LastStreamId = Annotated[
+    str | None, Header(alias="Last-Event-ID", pattern=STREAM_ID_PATTERN, max_length=41)
+]
+"""A stack stream's ``Last-Event-ID``: the Redis stream id of the last entry seen."""
+LastChange = Annotated[str | None, Header(alias="Last-Event-ID", pattern=r"^\d{1,18}$")]
+"""The fleet stream's ``Last-Event-ID``: the number of the last change seen."""
+
+
+# -- services ----------------------------------------------------------------------------
+
+
+def stack_access(request: Request) -> StackAccess:
+    access: StackAccess = request.app.state.access
+    return access
+
+
+def stack_views(request: Request) -> StackViews:
+    views: StackViews = request.app.state.views
+    return views
+
+
+def stream_views(request: Request) -> StreamViews:
+    streams: StreamViews = request.app.state.streams
+    return streams
+
+
+Access = Annotated[StackAccess, Depends(stack_access)]
+Views = Annotated[StackViews, Depends(stack_views)]
+Streams = Annotated[StreamViews, Depends(stream_views)]
+
+
+async def current_user(
+    access: Access, authorization: Annotated[str | None, Header()] = None
+) -> User:
+    """The caller, authenticated by the app's Authorizer (401 if refused)."""
+    return await access.authenticate(authorization)
+
+
+Caller = Annotated[User, Depends(current_user)]

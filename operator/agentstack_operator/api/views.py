@@ -1,0 +1,298 @@
+"""What the read API shows of a stack: Redis records and the spec, as response models.
+
+Records are decoded here and only here, with the typed codecs of
+:mod:`agentstack_core.records` (the runner writes them with the same codecs), into the
+camelCase models of :mod:`.models`; pages and live streams render entries with the same
+functions, so a trace looks the same in ``…/traces`` and ``…/traces/stream``.
+
+:class:`StackViews` reads one stack's Redis state through
+:class:`~agentstack_core.store.StackReader` (pages, agents, memory, artifacts). It is
+handed the stack object :class:`~.access.StackAccess` resolved, never a bare name, so
+nothing is read from Redis for a stack the caller may not get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from agentstack_core.keys import StackKeys, StackRef
+from agentstack_core.protocol import RedisClient
+from agentstack_core.records import FeedRecord, MessageRecord, TickRecord, TraceRecord
+from agentstack_core.spec import (
+    DEFAULT_TEAM,
+    DEFAULTS,
+    SpecError,
+    StackSpec,
+    execution_state_of,
+    parse_spec,
+)
+from agentstack_core.store import StackReader
+from agentstack_operator.api import models
+from agentstack_operator.api.cache import summary
+from agentstack_operator.api.errors import ApiError
+
+EntryT = TypeVar("EntryT", bound=BaseModel)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+# -- records ---------------------------------------------------------------------------
+
+
+def tick_entry(entry_id: str, fields: dict[str, str]) -> models.TickEntry:
+    r = TickRecord.from_fields(fields)
+    return models.TickEntry(
+        id=entry_id,
+        tickId=r.tick_id,
+        outcome=r.outcome,
+        reason=r.reason,
+        message=r.message,
+        startedAt=r.started_at,
+        finishedAt=r.finished_at,
+        durationMs=r.duration_ms,
+        tokens=r.tokens,
+        steps=r.steps,
+        progressed=r.progressed,
+        runner=r.runner,
+    )
+
+
+def trace_entry(entry_id: str, fields: dict[str, str]) -> models.TraceEntry:
+    r = TraceRecord.from_fields(fields)
+    return models.TraceEntry(
+        id=entry_id,
+        tickId=r.tick_id,
+        agent=r.agent,
+        role=r.role,
+        outcome=r.outcome,
+        reason=r.reason,
+        model=r.model,
+        fallback=r.fallback,
+        attempts=[
+            models.Attempt(model=a.model, outcome=a.outcome, seconds=a.seconds) for a in r.attempts
+        ],
+        prompt=r.prompt,
+        promptTokens=r.prompt_tokens,
+        completionTokens=r.completion_tokens,
+        latencyMs=r.latency_ms,
+        thought=r.thought,
+        actions=list(r.actions),
+        refused=list(r.refused),
+        error=r.error,
+        at=r.at,
+    )
+
+
+def feed_entry(entry_id: str, fields: dict[str, str]) -> models.FeedEntry:
+    r = FeedRecord.from_fields(fields)
+    return models.FeedEntry(
+        id=entry_id, agent=r.agent, content=r.content, tickId=r.tick_id, at=r.at
+    )
+
+
+def message_entry(entry_id: str, fields: dict[str, str], agent: str) -> models.Message:
+    r = MessageRecord.from_fields(fields)
+    return models.Message.model_validate(
+        {
+            "id": entry_id,
+            "from": r.sender,
+            "to": agent,
+            "content": r.content,
+            "tickId": r.tick_id,
+            "at": r.at,
+        }
+    )
+
+
+def artifact_entry(name: str, record: dict[str, Any]) -> models.Artifact:
+    """An artifact's JSON record (the runner's hash field), leniently: old records read."""
+    return models.Artifact(
+        name=name,
+        status=str(record.get("status", "")),
+        version=int(record.get("version") or 0),
+        author=str(record.get("author", "")),
+        reviewer=record.get("reviewer"),
+        taskId=record.get("task_id"),
+        feedback=str(record.get("feedback", "")),
+        tickId=str(record.get("tick_id", "")),
+        updatedAt=_float(record.get("updated_at")),
+        content=str(record.get("content", "")),
+    )
+
+
+@dataclass(frozen=True)
+class StreamKind(Generic[EntryT]):
+    """One of a stack's record streams: its key, how an entry reads, its page model.
+
+    ``event`` names the Server-Sent Event its live entries are sent as.
+    """
+
+    event: str
+    key_of: Callable[[StackKeys], str]
+    render: Callable[[str, dict[str, str]], EntryT]
+    page_model: type[BaseModel]
+
+
+TICKS = StreamKind("tick", lambda keys: keys.history, tick_entry, models.TickPage)
+TRACES = StreamKind("trace", lambda keys: keys.trace, trace_entry, models.TracePage)
+FEED = StreamKind("feed", lambda keys: keys.feed, feed_entry, models.FeedPage)
+
+
+# -- the spec --------------------------------------------------------------------------
+
+
+def spec_summary(spec: dict[str, Any]) -> models.SpecSummary:
+    """What a dashboard shows of a spec: parsed with the shared model (its defaults),
+    or — for a spec that does not parse — what the manifest says, defaults filled in."""
+    try:
+        parsed: StackSpec | None = parse_spec(spec)
+    except SpecError:
+        parsed = None
+    budget = spec.get("budget") or {}
+    if parsed is None:
+        d = DEFAULTS
+        return models.SpecSummary(
+            goal=str(spec.get("goal", "")),
+            executionState=execution_state_of(spec).value,
+            tickIntervalSeconds=_float(spec.get("tickIntervalSeconds")) or d.tick_interval_seconds,
+            tickTimeoutSeconds=_float(spec.get("tickTimeoutSeconds")) or d.tick_timeout_seconds,
+            priority=str(spec.get("priority", d.priority.value)),
+            executor=str(spec.get("executor", d.executor.value)),
+            missedTickPolicy=str(spec.get("missedTickPolicy", d.missed_tick_policy.value)),
+            budget={k: int(v) for k, v in budget.items() if isinstance(v, int)},
+            agents=[],
+            providers=[],
+        )
+    return models.SpecSummary(
+        goal=parsed.goal,
+        executionState=parsed.execution_state.value,
+        tickIntervalSeconds=parsed.tick_interval_seconds,
+        tickTimeoutSeconds=parsed.tick_timeout_seconds,
+        priority=parsed.priority.value,
+        executor=parsed.executor.value,
+        missedTickPolicy=parsed.missed_tick_policy.value,
+        budget={k: int(v) for k, v in budget.items() if isinstance(v, int)},
+        agents=[
+            models.AgentSpecSummary(
+                name=a.name,
+                role=a.role,
+                models=[str(m) for m in a.models],
+                customPrompt=a.system_prompt is not None,
+            )
+            for a in parsed.agents
+        ],
+        providers=[
+            models.ProviderSummary(
+                name=name, usesSecret=config.secret_ref is not None, baseURL=config.base_url
+            )
+            for name, config in sorted(parsed.providers.items())
+        ],
+    )
+
+
+def stack_detail(stack: dict[str, Any]) -> models.StackDetail:
+    """One stack as ``GET …/stacks/{name}`` shows it: summary, spec summary, status."""
+    return models.StackDetail(
+        **summary(stack),
+        uid=str(stack["metadata"].get("uid", "")),
+        generation=int(stack["metadata"].get("generation") or 0),
+        spec=spec_summary(stack.get("spec") or {}),
+        status=dict(stack.get("status") or {}),
+    )
+
+
+def agent_names(stack: dict[str, Any]) -> list[str]:
+    """The agents a stack declares, or the default team when it declares none."""
+    declared = (stack.get("spec") or {}).get("agents") or []
+    names = [str(a.get("name")) for a in declared if isinstance(a, dict) and a.get("name")]
+    return names or list(DEFAULT_TEAM)
+
+
+def stack_reader(redis: RedisClient, stack: dict[str, Any]) -> StackReader:
+    """The Redis reader of a stack object (one the caller was allowed to get)."""
+    meta = stack["metadata"]
+    return StackReader(redis, StackRef(str(meta["namespace"]), str(meta["name"])))
+
+
+# -- the service -----------------------------------------------------------------------
+
+
+class StackViews:
+    """Pages and snapshots of one stack's Redis state, as response models."""
+
+    def __init__(self, redis: RedisClient) -> None:
+        self.redis = redis
+
+    async def page(
+        self, stack: dict[str, Any], kind: StreamKind[Any], *, cursor: str | None, limit: int
+    ) -> BaseModel:
+        """A page of ``kind`` entries, newest first, older than ``cursor`` (a stream id)."""
+        reader = stack_reader(self.redis, stack)
+        page = await reader.page(kind.key_of(reader.keys), cursor=cursor, limit=limit)
+        return kind.page_model(
+            items=[kind.render(i, f) for i, f in page.entries], nextCursor=page.next_cursor
+        )
+
+    async def messages(
+        self, stack: dict[str, Any], agent: str, *, cursor: str | None, limit: int
+    ) -> models.MessagePage:
+        """A page of one agent's inbox, newest first (404 for an agent not in the stack)."""
+        if agent not in agent_names(stack):
+            meta = stack["metadata"]
+            raise ApiError(
+                404, "NotFound", f"no agent {agent!r} in {meta['namespace']}/{meta['name']}"
+            )
+        reader = stack_reader(self.redis, stack)
+        page = await reader.page(reader.keys.inbox(agent), cursor=cursor, limit=limit)
+        return models.MessagePage(
+            items=[message_entry(i, f, agent) for i, f in page.entries],
+            nextCursor=page.next_cursor,
+        )
+
+    async def agents(self, stack: dict[str, Any]) -> models.AgentList:
+        """The stack's agents: their spec summary, memory size and inbox size."""
+        spec = spec_summary(stack.get("spec") or {})
+        names = [agent.name for agent in spec.agents] or agent_names(stack)
+        reader = stack_reader(self.redis, stack)
+        memories = await reader.memories(names)
+        inboxes = await reader.inbox_sizes(names)
+        by_name = {agent.name: agent for agent in spec.agents}
+        return models.AgentList(
+            items=[
+                models.AgentInfo(
+                    **(
+                        by_name[n].model_dump()
+                        if n in by_name
+                        else {"name": n, "role": n, "models": [], "customPrompt": False}
+                    ),
+                    memoryKeys=len(memories[n]),
+                    inboxMessages=inboxes[n],
+                )
+                for n in names
+            ]
+        )
+
+    async def memory(self, stack: dict[str, Any]) -> models.Memory:
+        """The shared plan, each agent's working memory, and the usage counters."""
+        reader = stack_reader(self.redis, stack)
+        return models.Memory(
+            plan=await reader.plan(),
+            agents=await reader.memories(agent_names(stack)),
+            usage=await reader.usage(),
+        )
+
+    async def artifacts(self, stack: dict[str, Any]) -> models.ArtifactList:
+        """The stack's artifacts, by name."""
+        records = await stack_reader(self.redis, stack).artifacts()
+        return models.ArtifactList(
+            items=[artifact_entry(name, record) for name, record in sorted(records.items())]
+        )

@@ -1,0 +1,115 @@
+"""The assembled read API: probes, the live page, the error body, metrics and OpenAPI.
+
+``create_app`` is built as the server builds it, over a fake cache, a fake Authorizer
+and a fake Redis; the probes and the error handlers are also tried on apps of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import APIRouter, FastAPI
+
+from agentstack_operator.api.access import StackAccess
+from agentstack_operator.api.app import MAX_REQUEST_BYTES, create_app
+from agentstack_operator.api.routes import live, probes
+from tests.unit import test_api_fakes as fakes
+
+STACK = "/api/v1/namespaces/{namespace}/stacks/{name}"
+
+
+def _app(cache: fakes.FakeCache | None = None) -> FastAPI:
+    cache = cache if cache is not None else fakes.FakeCache([fakes.stack("team", "alpha")])
+    redis: Any = fakes.FakeRedis()
+    return create_app(cache=cache, redis=redis, auth=fakes.FakeAuthorizer({"team"}))
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with fakes.client(_app()) as http:
+        yield http
+
+
+@pytest.mark.asyncio
+async def test_readyz_is_503_until_the_cache_has_loaded() -> None:
+    cache = fakes.FakeCache(ready=False)
+    access = StackAccess(cache, fakes.FakeAuthorizer())
+    async with fakes.client(fakes.app_with(probes.router, access=access)) as http:
+        loading = await http.get("/readyz")
+        assert "still loading" in fakes.error_of(loading, 503, "NotReady")
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+        cache.ready.set()
+        ready = await http.get("/readyz")
+    assert (ready.status_code, ready.json()) == (200, {"status": "ok"})
+
+
+@pytest.mark.asyncio
+async def test_the_live_page_is_served_alone() -> None:
+    async with fakes.client(fakes.app_with(live.router, access=None)) as http:
+        page = await http.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'id="fleet"' in page.text
+    assert 'id="trace"' in page.text
+
+
+@pytest.mark.asyncio
+async def test_routing_failures_share_the_error_body(http: httpx.AsyncClient) -> None:
+    fakes.error_of(await http.get("/api/v1/no-such-route"), 404, "NotFound")
+    not_allowed = await http.post("/api/v1/stacks")
+    fakes.error_of(not_allowed, 405, "MethodNotAllowed")
+    assert not_allowed.headers["allow"] == "GET"
+    too_large = await http.post("/api/v1/stacks", content=b"x" * (MAX_REQUEST_BYTES + 1))
+    assert "no body" in fakes.error_of(too_large, 413, "RequestTooLarge")
+
+
+@pytest.mark.asyncio
+async def test_an_unexpected_failure_is_a_500_that_tells_nothing() -> None:
+    router = APIRouter()
+
+    @router.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("redis password is hunter2")
+
+    async with fakes.client(fakes.app_with(router, access=None)) as http:
+        failed = await http.get("/boom")
+    message = fakes.error_of(failed, 500, "InternalError")
+    assert "hunter2" not in failed.text
+    assert "see the API's log" in message
+
+
+@pytest.mark.asyncio
+async def test_requests_are_timed_by_route_template(http: httpx.AsyncClient) -> None:
+    await http.get("/api/v1/namespaces/team/stacks/alpha")
+    await http.get("/api/v1/namespaces/team/stacks/nope")
+    await http.get("/nowhere/at/all")
+    metrics = (await http.get("/metrics")).text
+    series = "agentstack_api_request_duration_seconds_count"
+    for labels in (
+        f'method="GET",route="{STACK}",status="2xx"',
+        f'method="GET",route="{STACK}",status="4xx"',
+        'method="GET",route="unmatched",status="4xx"',
+    ):
+        assert f"{series}{{{labels}}}" in metrics
+    assert "/api/v1/namespaces/team/stacks/alpha" not in metrics  # no raw paths as labels
+
+
+def test_the_openapi_schema_documents_every_read_and_no_probe() -> None:
+    schema = _app().openapi()
+    operations = {(method, path) for path, item in schema["paths"].items() for method in item}
+    reads = ("", "/agents", "/artifacts", "/feed", "/memory", "/messages", "/ticks", "/traces")
+    streams = ("/feed/stream", "/traces/stream")
+    stack_paths = {f"{STACK}{suffix}" for suffix in reads + streams}
+    fleet_paths = {"/api/v1/stacks", "/api/v1/stacks/stream"}
+    assert operations == {("get", path) for path in stack_paths | fleet_paths}
+    for path in stack_paths:
+        documented = set(schema["paths"][path]["get"]["responses"])
+        assert {"200", "400", "401", "403", "404"} <= documented, path
+    ticks = schema["paths"][f"{STACK}/ticks"]["get"]
+    assert ticks["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/TickPage"
+    }

@@ -1,0 +1,226 @@
+"""The fakes the read API's unit tests build apps with, and a check that they stay honest.
+
+- :class:`FakeCache`: the watch cache as a dict of stack objects, a ``ready`` event, and
+  fleet changes pushed by hand (through the real :class:`Subscription`);
+- :class:`FakeAuthorizer`: allows a set of namespaces; with ``tokens`` set it accepts
+  only those bearer tokens (like TokenReview), and it counts SubjectAccessReviews;
+- :class:`FakeRedis`: the few Redis commands :class:`~agentstack_core.store.StackReader`
+  sends, over in-memory streams, hashes and strings (``xread`` never blocks).
+
+The tests at the end compare the fakes' method signatures with the real classes', so a
+change to the cache, the Authorizer or the reader's commands breaks here, not silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI
+from redis.asyncio import Redis
+
+from agentstack_operator.api.access import StackAccess
+from agentstack_operator.api.auth import AuthError, OpenAccess, User
+from agentstack_operator.api.cache import StackCache, StackChange, Subscription, summary
+from agentstack_operator.api.errors import install_error_handlers
+from agentstack_operator.api.events import StreamViews
+from agentstack_operator.api.views import StackViews
+
+
+def stack(namespace: str, name: str, *, state: str | None = None, **spec: Any) -> dict[str, Any]:
+    """An AgentStack object as the watch delivers it."""
+    if state is not None:
+        spec["executionState"] = state
+    return {
+        "metadata": {"namespace": namespace, "name": name, "uid": f"uid-{name}", "generation": 1},
+        "spec": {"goal": f"goal of {name}", **spec},
+        "status": {"ticks": 3, "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+class FakeCache:
+    """The watch cache without a watch: stacks are put in by the test."""
+
+    def __init__(self, stacks: Iterable[dict[str, Any]] = (), *, ready: bool = True) -> None:
+        self.ready = asyncio.Event()
+        if ready:
+            self.ready.set()
+        self.stacks = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in stacks}
+        self.changes: list[StackChange] = []
+        self._listeners: set[asyncio.Queue[StackChange]] = set()
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.stacks.get((namespace, name))
+
+    def items(self) -> list[dict[str, Any]]:
+        return [self.stacks[key] for key in sorted(self.stacks)]
+
+    def subscribe(self, after: int | None) -> Subscription:
+        subscription = Subscription(self._listeners)
+        for change in self.changes:
+            if after is not None and change.seq > after:
+                subscription.queue.put_nowait(change)
+        return subscription
+
+    def emit(self, kind: str, obj: dict[str, Any]) -> StackChange:
+        change = StackChange(len(self.changes) + 1, kind, summary(obj))
+        self.changes.append(change)
+        for queue in self._listeners:
+            queue.put_nowait(change)
+        return change
+
+
+class FakeAuthorizer:
+    """Allows ``allowed`` namespaces; ``tokens``: the only accepted bearer tokens."""
+
+    def __init__(
+        self, allowed: Iterable[str] = (), *, tokens: dict[str, User] | None = None
+    ) -> None:
+        self.allowed = set(allowed)
+        self.tokens = tokens
+        self.enabled = tokens is not None
+        self.reviews: list[tuple[str, str]] = []
+
+    async def authenticate(self, authorization: str | None) -> User:
+        if self.tokens is None:
+            return User("anonymous")
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or token not in self.tokens:
+            raise AuthError("the token was not accepted")
+        return self.tokens[token]
+
+    async def may_get(self, user: User, namespace: str) -> bool:
+        self.reviews.append((user.name, namespace))
+        return namespace in self.allowed
+
+
+def _stream_key(entry_id: str) -> tuple[int, int]:
+    millis, _, seq = entry_id.partition("-")
+    return int(millis), int(seq or 0)
+
+
+class _Pipeline:
+    def __init__(self, redis: FakeRedis) -> None:
+        self.redis = redis
+        self.calls: list[tuple[str, str]] = []
+
+    def hgetall(self, key: str) -> None:
+        self.calls.append(("hgetall", key))
+
+    def xlen(self, key: str) -> None:
+        self.calls.append(("xlen", key))
+
+    async def execute(self) -> list[Any]:
+        return [await getattr(self.redis, command)(key) for command, key in self.calls]
+
+
+class FakeRedis:
+    """In-memory streams, hashes and strings, answering as redis-py does (decoded)."""
+
+    def __init__(self) -> None:
+        self.streams: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        self.hashes: dict[str, dict[str, str]] = {}
+        self.strings: dict[str, str] = {}
+        self.reads: list[dict[str, str]] = []
+
+    def add(self, key: str, fields: dict[str, str], entry_id: str | None = None) -> str:
+        """XADD: ``entry_id`` or the next one after the stream's newest."""
+        entries = self.streams.setdefault(key, [])
+        if entry_id is None:
+            newest = _stream_key(entries[-1][0]) if entries else (1700, -1)
+            entry_id = f"{newest[0]}-{newest[1] + 1}"
+        entries.append((entry_id, dict(fields)))
+        return entry_id
+
+    async def xrevrange(
+        self, name: str, max: str = "+", min: str = "-", count: int | None = None
+    ) -> list[tuple[str, dict[str, str]]]:
+        entries = list(reversed(self.streams.get(name, [])))
+        if max.startswith("("):
+            entries = [e for e in entries if _stream_key(e[0]) < _stream_key(max[1:])]
+        return entries[:count] if count is not None else entries
+
+    async def xread(
+        self, streams: dict[str, str], count: int | None = None, block: int | None = None
+    ) -> list[list[Any]]:
+        self.reads.append(dict(streams))
+        await asyncio.sleep(0)
+        reply = []
+        for key, last in streams.items():
+            newer = [e for e in self.streams.get(key, []) if _stream_key(e[0]) > _stream_key(last)]
+            if newer:
+                reply.append([key, newer[:count]])
+        return reply
+
+    async def xlen(self, name: str) -> int:
+        return len(self.streams.get(name, []))
+
+    async def get(self, name: str) -> str | None:
+        return self.strings.get(name)
+
+    async def hgetall(self, name: str) -> dict[str, str]:
+        return dict(self.hashes.get(name, {}))
+
+    def pipeline(self, transaction: bool = True) -> _Pipeline:
+        return _Pipeline(self)
+
+
+def services(
+    cache: FakeCache, auth: FakeAuthorizer, redis: FakeRedis | None = None
+) -> tuple[StackAccess, StackViews, StreamViews]:
+    """The real services over the fakes (no Redis: a fresh FakeRedis)."""
+    client: Any = redis if redis is not None else FakeRedis()
+    access = StackAccess(cache, auth)
+    return access, StackViews(client), StreamViews(client, access, heartbeat_seconds=0.05)
+
+
+def app_with(*routers: APIRouter, access: Any, views: Any = None, streams: Any = None) -> FastAPI:
+    """A small app: only ``routers``, the one error body, and the given services."""
+    app = FastAPI()
+    install_error_handlers(app)
+    app.state.access, app.state.views, app.state.streams = access, views, streams
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def client(app: FastAPI) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://api.test")
+
+
+def error_of(response: httpx.Response, status: int, code: str) -> str:
+    """The message of the one error body, after checking its shape."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert (body["error"]["status"], body["error"]["code"]) == (status, code)
+    return str(body["error"]["message"])
+
+
+# -- the fakes keep the real signatures -------------------------------------------------
+
+
+def _same_parameters(fake: Any, real: Any) -> None:
+    fake_params = list(inspect.signature(fake).parameters)
+    real_params = list(inspect.signature(real).parameters)
+    assert fake_params == real_params[: len(fake_params)], (fake, fake_params, real_params)
+
+
+@pytest.mark.parametrize("method", ["get", "items", "subscribe"])
+def test_the_fake_cache_reads_like_the_watch_cache(method: str) -> None:
+    _same_parameters(getattr(FakeCache, method), getattr(StackCache, method))
+
+
+@pytest.mark.parametrize("method", ["authenticate", "may_get"])
+def test_the_fake_authorizer_answers_like_an_authorizer(method: str) -> None:
+    _same_parameters(getattr(FakeAuthorizer, method), getattr(OpenAccess, method))
+
+
+@pytest.mark.parametrize("method", ["xrevrange", "xread", "xlen", "get", "hgetall", "pipeline"])
+def test_the_fake_redis_takes_redis_py_arguments(method: str) -> None:
+    _same_parameters(getattr(FakeRedis, method), getattr(Redis, method))

@@ -1,0 +1,245 @@
+"""The stacks router alone: an app of that one router, the real services over fakes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from agentstack_core.keys import StackKeys, StackRef
+from agentstack_core.records import Attempt, FeedRecord, MessageRecord, TickRecord, TraceRecord
+from agentstack_operator.api.auth import User
+from agentstack_operator.api.routes import stacks
+from tests.unit import test_api_fakes as fakes
+
+TOKEN = {"Authorization": "Bearer alice-token"}
+BASE = "/api/v1/namespaces/team/stacks/alpha"
+KEYS = StackKeys(StackRef("team", "alpha"))
+SECRET_SPEC: dict[str, Any] = {
+    "llm": {
+        "model": {"provider": "scripted"},
+        "providers": {"openai": {"secretRef": {"name": "llm-keys", "key": "OPENAI_API_KEY"}}},
+    }
+}
+
+
+def _redis() -> fakes.FakeRedis:
+    redis = fakes.FakeRedis()
+    for i in range(5):
+        redis.add(
+            KEYS.trace,
+            TraceRecord(
+                tick_id=f"team/alpha/{i}",
+                agent="planner",
+                role="planner",
+                outcome="Succeeded",
+                model="groq:llama",
+                fallback=i % 2 == 1,
+                attempts=(
+                    Attempt("groq:llama", "RateLimited", 0.25),
+                    Attempt("openai:gpt", "ok", 1.5),
+                ),
+                prompt_tokens=100 + i,
+                actions=("post_update",),
+                at=1700.5 + i,
+            ).to_fields(),
+        )
+        redis.add(
+            KEYS.history, TickRecord(tick_id=f"team/alpha/{i}", outcome="Succeeded").to_fields()
+        )
+        redis.add(KEYS.feed, FeedRecord(agent="communicator", content=f"update {i}").to_fields())
+    redis.add(
+        KEYS.inbox("builder"), MessageRecord(sender="planner", content="build t1").to_fields()
+    )
+    redis.add(KEYS.inbox("builder"), MessageRecord(sender="reviewer", content="fix t1").to_fields())
+    redis.hashes[KEYS.memory("planner")] = {"notes": "n", "plan_version": "2"}
+    redis.hashes[KEYS.usage] = {"tokens": "1200", "ticks": "5"}
+    redis.strings[KEYS.plan] = '[{"id": "t1", "title": "write"}]'
+    redis.hashes[KEYS.artifacts] = {
+        "t2.md": '{"status": "draft", "version": 1, "author": "builder", "content": "# two"}',
+        "t1.md": '{"status": "approved", "version": "3", "updated_at": "soon", "task_id": "t1"}',
+    }
+    return redis
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """Alice may read ``team`` and ``other``, not ``hidden``."""
+    cache = fakes.FakeCache(
+        [
+            fakes.stack("team", "alpha", **SECRET_SPEC),
+            fakes.stack("team", "beta", state="Paused"),
+            fakes.stack("team", "gamma", agents=[{"name": "solo", "role": "builder"}]),
+            fakes.stack("other", "delta"),
+            fakes.stack("hidden", "epsilon"),
+        ]
+    )
+    auth = fakes.FakeAuthorizer({"team", "other"}, tokens={"alice-token": User("alice")})
+    access, views, _ = fakes.services(cache, auth, _redis())
+    async with fakes.client(fakes.app_with(stacks.router, access=access, views=views)) as http:
+        yield http
+
+
+def _ok(response: httpx.Response) -> Any:
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.asyncio
+async def test_without_accepted_credentials_every_route_is_401(http: httpx.AsyncClient) -> None:
+    for path in ("/api/v1/stacks", BASE, f"{BASE}/traces", f"{BASE}/messages?agent=builder"):
+        for headers in ({}, {"Authorization": "Bearer someone-else"}):
+            fakes.error_of(await http.get(path, headers=headers), 401, "Unauthorized")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "suffix", ["", "/agents", "/ticks", "/traces", "/feed", "/memory", "/artifacts"]
+)
+async def test_a_denied_namespace_is_403_and_an_unknown_stack_404(
+    http: httpx.AsyncClient, suffix: str
+) -> None:
+    denied = await http.get(f"/api/v1/namespaces/hidden/stacks/epsilon{suffix}", headers=TOKEN)
+    assert "alice may not get agentstacks in hidden" in fakes.error_of(denied, 403, "Forbidden")
+    missing = await http.get(f"/api/v1/namespaces/team/stacks/nope{suffix}", headers=TOKEN)
+    assert "no AgentStack team/nope" in fakes.error_of(missing, 404, "NotFound")
+
+
+@pytest.mark.asyncio
+async def test_the_list_pages_filters_and_hides_denied_namespaces(
+    http: httpx.AsyncClient,
+) -> None:
+    listed = _ok(await http.get("/api/v1/stacks", headers=TOKEN))
+    names = [f"{s['namespace']}/{s['name']}" for s in listed["items"]]
+    assert names == ["other/delta", "team/alpha", "team/beta", "team/gamma"]
+    first = _ok(await http.get("/api/v1/stacks", params={"limit": 3}, headers=TOKEN))
+    assert first["nextCursor"] == "team/beta"
+    rest = await http.get(
+        "/api/v1/stacks", params={"limit": 3, "cursor": first["nextCursor"]}, headers=TOKEN
+    )
+    assert [s["name"] for s in _ok(rest)["items"]] == ["gamma"]
+    assert _ok(rest)["nextCursor"] is None
+    paused = _ok(await http.get("/api/v1/stacks", params={"state": "Paused"}, headers=TOKEN))
+    assert [s["name"] for s in paused["items"]] == ["beta"]
+    hidden = await http.get("/api/v1/stacks", params={"namespace": "hidden"}, headers=TOKEN)
+    assert _ok(hidden)["items"] == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("path", "params", "fragment"),
+    [
+        ("/api/v1/stacks", {"limit": 0}, "limit"),
+        ("/api/v1/stacks", {"limit": 501}, "limit"),
+        ("/api/v1/stacks", {"cursor": "no-slash"}, "cursor"),
+        ("/api/v1/stacks", {"state": "Sleeping"}, "state"),
+        (f"{BASE}/traces", {"cursor": "yesterday"}, "cursor"),
+        (f"{BASE}/ticks", {"limit": "many"}, "limit"),
+        (f"{BASE}/messages", {}, "agent"),
+        ("/api/v1/namespaces/Not_A_Namespace/stacks/alpha", {}, "namespace"),
+    ],
+)
+async def test_bad_parameters_are_400_naming_the_parameter(
+    http: httpx.AsyncClient, path: str, params: dict[str, Any], fragment: str
+) -> None:
+    response = await http.get(path, params=params, headers=TOKEN)
+    assert fragment in fakes.error_of(response, 400, "InvalidParameter")
+
+
+@pytest.mark.asyncio
+async def test_bad_parameters_are_400_even_for_a_denied_stack(http: httpx.AsyncClient) -> None:
+    """Parameters are checked before access: a bad cursor never reveals a stack."""
+    response = await http.get(
+        "/api/v1/namespaces/hidden/stacks/epsilon/traces",
+        params={"cursor": "yesterday"},
+        headers=TOKEN,
+    )
+    fakes.error_of(response, 400, "InvalidParameter")
+
+
+@pytest.mark.asyncio
+async def test_one_stack_shows_its_spec_summary_without_secrets(http: httpx.AsyncClient) -> None:
+    response = await http.get(BASE, headers=TOKEN)
+    detail = _ok(response)
+    assert (detail["uid"], detail["generation"], detail["ready"]) == ("uid-alpha", 1, "True")
+    assert detail["spec"]["goal"] == "goal of alpha"
+    assert detail["spec"]["providers"] == [{"name": "openai", "usesSecret": True, "baseURL": None}]
+    assert "llm-keys" not in response.text
+    assert "OPENAI_API_KEY" not in response.text
+
+
+@pytest.mark.asyncio
+async def test_a_trace_page_is_decoded_from_records_newest_first(
+    http: httpx.AsyncClient,
+) -> None:
+    first = _ok(await http.get(f"{BASE}/traces", params={"limit": 2}, headers=TOKEN))
+    assert [t["id"] for t in first["items"]] == ["1700-4", "1700-3"]
+    assert first["nextCursor"] == "1700-3"
+    newest = first["items"][0]
+    assert newest["tickId"] == "team/alpha/4"
+    assert newest["promptTokens"] == 104
+    assert newest["fallback"] is False
+    assert newest["attempts"] == [
+        {"model": "groq:llama", "outcome": "RateLimited", "seconds": 0.25},
+        {"model": "openai:gpt", "outcome": "ok", "seconds": 1.5},
+    ]
+    assert newest["actions"] == ["post_update"]
+    assert newest["at"] == 1704.5
+    rest = await http.get(
+        f"{BASE}/traces", params={"limit": 500, "cursor": first["nextCursor"]}, headers=TOKEN
+    )
+    assert [t["tickId"] for t in _ok(rest)["items"]] == [f"team/alpha/{i}" for i in (2, 1, 0)]
+    assert _ok(rest)["nextCursor"] is None
+
+
+@pytest.mark.asyncio
+async def test_ticks_and_feed_pages_read_their_own_streams(http: httpx.AsyncClient) -> None:
+    ticks = _ok(await http.get(f"{BASE}/ticks", params={"limit": 1}, headers=TOKEN))
+    assert ticks["items"][0]["tickId"] == "team/alpha/4"
+    assert ticks["items"][0]["outcome"] == "Succeeded"
+    feed = _ok(await http.get(f"{BASE}/feed", headers=TOKEN))
+    assert [f["content"] for f in feed["items"]] == [f"update {i}" for i in range(4, -1, -1)]
+
+
+@pytest.mark.asyncio
+async def test_messages_are_an_agents_inbox_and_unknown_agents_404(
+    http: httpx.AsyncClient,
+) -> None:
+    page = _ok(await http.get(f"{BASE}/messages", params={"agent": "builder"}, headers=TOKEN))
+    assert [(m["from"], m["to"], m["content"]) for m in page["items"]] == [
+        ("reviewer", "builder", "fix t1"),
+        ("planner", "builder", "build t1"),
+    ]
+    ghost = await http.get(f"{BASE}/messages", params={"agent": "ghost"}, headers=TOKEN)
+    assert "no agent 'ghost' in team/alpha" in fakes.error_of(ghost, 404, "NotFound")
+    declared = "/api/v1/namespaces/team/stacks/gamma/messages"
+    builder = await http.get(declared, params={"agent": "builder"}, headers=TOKEN)
+    fakes.error_of(builder, 404, "NotFound")
+    _ok(await http.get(declared, params={"agent": "solo"}, headers=TOKEN))
+
+
+@pytest.mark.asyncio
+async def test_agents_memory_and_artifacts(http: httpx.AsyncClient) -> None:
+    agents = _ok(await http.get(f"{BASE}/agents", headers=TOKEN))["items"]
+    assert [a["name"] for a in agents] == ["planner", "builder", "reviewer", "communicator"]
+    by_name = {a["name"]: a for a in agents}
+    assert (by_name["planner"]["memoryKeys"], by_name["builder"]["inboxMessages"]) == (2, 2)
+    assert by_name["planner"]["models"] == ["scripted:scripted-v1"]
+
+    memory = _ok(await http.get(f"{BASE}/memory", headers=TOKEN))
+    assert memory["plan"] == [{"id": "t1", "title": "write"}]
+    assert memory["agents"]["planner"] == {"notes": "n", "plan_version": "2"}
+    assert memory["agents"]["builder"] == {}
+    assert memory["usage"] == {"tokens": 1200, "ticks": 5}
+
+    artifacts = _ok(await http.get(f"{BASE}/artifacts", headers=TOKEN))["items"]
+    assert [a["name"] for a in artifacts] == ["t1.md", "t2.md"]
+    assert (artifacts[0]["version"], artifacts[0]["updatedAt"], artifacts[0]["taskId"]) == (
+        3,
+        None,
+        "t1",
+    )
+    assert (artifacts[1]["author"], artifacts[1]["content"]) == ("builder", "# two")
