@@ -263,7 +263,7 @@ def _http_get(port: int, path: str) -> str | None:
 
 @contextlib.contextmanager
 def runner_process(
-    plan: RunPlan, redis_url: str, log_dir: Path
+    plan: RunPlan, redis_url: str, log_dir: Path, gateway: str = ""
 ) -> Iterator[tuple[ManagedProcess, int]]:
     """Start one runner as the integration tests do; stop it whatever happens."""
     port = free_port()
@@ -282,6 +282,8 @@ def runner_process(
             "AGENTSTACK_LLM_CONCURRENCY_OPENAI": str(LLM_CALL_SLOTS),
             "AGENTSTACK_RUNNER_DRAIN_TIMEOUT": "2",  # a Ctrl-C must not wait for 8 s ticks
             "OPENAI_API_KEY": FAKE_API_KEY,
+            # The fake LLM stands for the platform's allow-listed gateway.
+            "AGENTSTACK_ALLOWED_BASE_URLS": gateway,
         },
     )
     try:
@@ -399,7 +401,8 @@ async def measure(
         spec = stack_spec(plan.scenario, llm)
         for stack in stacks:
             await publish_spec(client, stack, GENERATION, spec)
-        with runner_process(plan, redis.url, log_dir) as (process, _port):
+        gateway = llm.openai_base_url if llm is not None else ""
+        with runner_process(plan, redis.url, log_dir, gateway) as (process, _port):
             driver = Driver(client, process, stacks)
             assert process.pid is not None
             warmup, _ = await driver.round(0, plan.round_timeout)

@@ -16,14 +16,23 @@ from agentstack_core.spec import Budget
 
 @dataclass(frozen=True)
 class Usage:
-    """What a stack has used so far (the counters of its ``usage`` hash)."""
+    """The counters of a stack's ``usage`` hash, kept by the atomic finish of a tick."""
 
     tokens: int = 0
     ticks: int = 0
+    failures: int = 0
+    """Consecutive failed ticks (a success resets it; a dropped tick leaves it)."""
+    idle: int = 0
+    """Consecutive successful ticks that made no progress."""
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Usage:
-        return cls(tokens=int(raw.get("tokens", 0)), ticks=int(raw.get("ticks", 0)))
+        return cls(
+            tokens=int(raw.get("tokens", 0)),
+            ticks=int(raw.get("ticks", 0)),
+            failures=int(raw.get("failures", 0)),
+            idle=int(raw.get("idle", 0)),
+        )
 
 
 def exhausted(budget: Budget, usage: Usage) -> str | None:

@@ -47,13 +47,27 @@ class StackKeys:
 
     @property
     def prefix(self) -> str:
-        """Every key of the stack starts with this (cleanup scans for ``prefix*``)."""
+        """Every key of the stack starts with this (nothing may, once it is deleted)."""
         return f"{self.tag}:"
 
     @property
     def spec(self) -> str:
-        """Hash: the spec the operator published (``generation``, ``spec`` JSON, ``state``)."""
+        """Hash: the spec the operator published (``generation``, ``spec`` JSON, ``state``,
+        ``uid``). Its presence is the stack's life in Redis: every write script checks it,
+        so once deletion has removed it, no tick in flight can write a key again."""
         return f"{self.tag}:spec"
+
+    @property
+    def index(self) -> str:
+        """Set: the name of every key of the stack that a write script created, so that
+        deleting a stack unlinks exactly its keys without scanning the keyspace."""
+        return f"{self.tag}:keys"
+
+    @property
+    def outcomes(self) -> str:
+        """Hash: tick id → the recorded result (fields as JSON) of each finished tick in
+        the done window, so a redelivered tick republishes the outcome it already had."""
+        return f"{self.tag}:outcomes"
 
     @property
     def lease(self) -> str:
@@ -76,7 +90,10 @@ class StackKeys:
 
     @property
     def usage(self) -> str:
-        """Hash: cumulative counters (tokens, ticks) that budgets are checked against."""
+        """Hash: counters kept by the atomic finish of each tick — ``tokens`` and
+        ``ticks`` (what budgets are checked against), ``failures`` (consecutive failed
+        ticks) and ``idle`` (consecutive successful ticks without progress). Status
+        reports them as counted here, however often a result is delivered."""
         return f"{self.tag}:usage"
 
     @property
@@ -125,8 +142,9 @@ class FleetKeys:
     results: str = f"{FLEET_TAG}:results"
     """Stream of tick results, consumed by the operator."""
 
-    runners: str = f"{FLEET_TAG}:runners"
-    """Hash: runner id → last heartbeat (for dashboards and the operator's health view)."""
+    marker: str = f"{FLEET_TAG}:marker"
+    """String the leading operator keeps: when it is missing, Redis lost its data
+    (restarted without persistence, flushed) and the operator publishes every spec again."""
 
     @staticmethod
     def llm_slots(provider: str) -> str:

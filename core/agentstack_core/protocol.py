@@ -12,9 +12,10 @@ Data flow::
 A request names the stack, the spec generation it was scheduled under, a tick id that
 is deterministic per stack and slot (:func:`tick_id`), and a deadline. Delivery is at
 least once: a runner that dies leaves its entries pending, and another runner claims
-them after :data:`DEFAULT_VISIBILITY_TIMEOUT`. Exactly-once *effects* come from the
-stack side (``engine``): a per-stack lease, and a record of finished tick ids, so a
-duplicate is acknowledged without running again.
+them after :data:`DEFAULT_VISIBILITY_TIMEOUT` (a live runner keeps its running ticks'
+entries fresh with :func:`keep_alive`). Exactly-once *effects* come from the stack
+side (``agentstack_core.store``): a per-stack lease, and a record of finished tick ids
+with their outcomes, so a duplicate runs nothing and republishes the recorded result.
 
 Everything here is plain data plus thin async functions over a ``redis.asyncio``
 client (standalone or cluster); the operator imports this module, never the engine.
@@ -75,6 +76,9 @@ class TickRequest(Record):
     """Unix time after which the tick must not start."""
     priority: Priority = Priority.NORMAL
     dispatched_at: float = field(default_factory=time.time)
+    uid: str = ""
+    """The stack's uid when it was dispatched: a tick of a stack since deleted (or
+    deleted and re-created under the same name) writes nothing."""
 
 
 @dataclass(frozen=True)
@@ -214,6 +218,16 @@ async def claim_abandoned(
 
 async def acknowledge(client: RedisClient, delivery: Delivery) -> None:
     await client.xack(delivery.lane, RUNNERS_GROUP, delivery.entry_id)
+
+
+async def keep_alive(client: RedisClient, consumer: str, delivery: Delivery) -> None:
+    """Reset the delivery's idle time: a tick still running is not abandoned.
+
+    A runner calls this whenever it renews the stack's lease, so a tick that runs
+    longer than the visibility timeout is never claimed by another runner while its
+    owner is alive (``XCLAIM … JUSTID`` to itself: no delivery count, no payload).
+    """
+    await client.xclaim(delivery.lane, RUNNERS_GROUP, consumer, 0, [delivery.entry_id], justid=True)
 
 
 async def release(client: RedisClient, consumer: str, delivery: Delivery) -> None:

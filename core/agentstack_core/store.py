@@ -1,18 +1,35 @@
 """A stack's state in Redis: what agents read, and the atomic writes a tick makes.
 
-Reads are pipelined (all of a stack's keys share one hash slot). Writes go through
-three Lua scripts, each fenced by the stack's lease token so a runner that lost its
-lease (paused, partitioned, presumed dead) can no longer change anything:
+Reads are pipelined (all of a stack's keys share one hash slot). Every write is a Lua
+script, so it happens whole or not at all, and each is fenced twice:
+
+- by the stack's life: the spec hash (with the stack's uid) is present from the
+  operator's first publish until the stack is deleted. A script finds it gone (or
+  belonging to a newer incarnation of the same name) and writes nothing — a tick in
+  flight when its stack is deleted cannot recreate a single key
+  (:class:`StackGoneError`);
+- by the lease: only the holder of the stack's lease token may commit a step or
+  finish a tick (:class:`LeaseLostError`), so a runner that lost its lease (paused,
+  partitioned, presumed dead) can no longer change anything.
+
+The scripts:
 
 - :data:`_COMMIT_STEP` applies one agent step's effects together with the record that
   the step is done. A tick resumed by another runner skips committed steps, so every
   step's effects happen exactly once even though delivery is at least once.
-- :data:`_FINISH_TICK` records the tick id as done, appends the tick to the history,
-  and adds its token use to the stack's counters — once, whoever gets there first.
+- :data:`_FINISH_TICK` records the tick id as done together with its outcome, appends
+  the tick to the history and moves the stack's counters (tokens, ticks, consecutive
+  failures and idle ticks) — once, whoever gets there first. The outcome is kept for
+  the ids of the done window: a redelivered tick that finds its id done republishes
+  that outcome, so a result is never lost between recording and publishing it.
+  A tick that did not run (dropped) is recorded without the lease, but never while
+  the lease is held for that very tick id (it is running elsewhere).
 - the lease scripts acquire (or re-enter), renew and release the lease.
+- :data:`_PUBLISH` (the operator) makes a spec the one runners execute, never
+  replacing a newer generation of the same stack with an older one.
 
-The operator publishes the spec here (:func:`publish_spec`); the read API reads the
-rest through :class:`StackStore` as well.
+Every key a script creates is added to the stack's index set, so :func:`delete_stack`
+removes exactly the stack's keys without scanning the keyspace.
 """
 
 from __future__ import annotations
@@ -22,12 +39,14 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from agentstack_core.budget import Usage
 from agentstack_core.keys import StackKeys, StackRef
-from agentstack_core.protocol import RedisClient
+from agentstack_core.protocol import RedisClient, TickResult
 from agentstack_core.records import MessageRecord, Record, TickRecord
+from agentstack_core.spec import DEFAULT_TEAM
 
 TRACE_MAXLEN = 5_000
 FEED_MAXLEN = 1_000
@@ -42,17 +61,43 @@ FEED_CONTEXT = 5
 Op = tuple[str, str, Sequence[str]]
 """A Redis command for the commit script: (command, key, arguments)."""
 
-_ACQUIRE = """
-local current = redis.call('GET', KEYS[1])
+_GONE = -1
+
+# Whether the stack still lives in Redis: its spec hash exists and, when the caller
+# knows the stack's uid, belongs to that incarnation (a stack deleted and re-created
+# under the same name has a new uid). Specs published without a uid match any.
+_ALIVE = """
+local function alive(spec, uid)
+  if redis.call('EXISTS', spec) == 0 then
+    return false
+  end
+  if uid == '' then
+    return true
+  end
+  local current = redis.call('HGET', spec, 'uid')
+  return (not current) or current == '' or current == uid
+end
+"""
+
+# KEYS: spec, lease, index. ARGV: token, ttl ms, uid.
+_ACQUIRE = (
+    _ALIVE
+    + """
+if not alive(KEYS[1], ARGV[3]) then
+  return -1
+end
+local current = redis.call('GET', KEYS[2])
 if current == false then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+  redis.call('SADD', KEYS[3], KEYS[2])
   return 1
 elseif current == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
   return 1
 end
 return current
 """
+)
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -68,50 +113,116 @@ end
 return 0
 """
 
-# KEYS[1] lease, KEYS[2] steps hash, KEYS[3..] keys named by the ops.
-# ARGV[1] token, ARGV[2] step field, ARGV[3] step record, ARGV[4] ops (JSON), ARGV[5] ttl
-_COMMIT_STEP = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+# KEYS[1] spec, KEYS[2] lease, KEYS[3] index, KEYS[4] steps hash, KEYS[5..] keys named
+# by the ops. ARGV: token, step field, step record, ops (JSON), steps ttl, uid.
+_COMMIT_STEP = (
+    _ALIVE
+    + """
+if not alive(KEYS[1], ARGV[6]) then
+  return -1
+end
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return 0
 end
-if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
+if redis.call('HEXISTS', KEYS[4], ARGV[2]) == 1 then
   return 2
 end
 for _, op in ipairs(cjson.decode(ARGV[4])) do
   redis.call(op[1], KEYS[op[2]], unpack(op[3]))
 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[4], ARGV[5])
+for i = 4, #KEYS do
+  redis.call('SADD', KEYS[3], KEYS[i])
+end
 return 1
 """
+)
 
-# KEYS: lease, done, history, usage, steps. ARGV: token ('' = unfenced), tick id, now,
-# history fields (JSON object), tokens, done window, history maxlen, ran (1: count the
-# tick against the budget, 0: a dropped tick).
-_FINISH_TICK = """
-if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+# KEYS: spec, lease, index, done, history, usage, steps, outcomes.
+# ARGV: fence mode ('owner': the lease must be held by the token; 'idle': the lease must
+# not be held for this tick id), token or tick-id prefix, tick id, now, history fields
+# (JSON object), tokens, done window, history maxlen, ran (1: counts as a tick run),
+# result fields (JSON object), verdict (S succeeded, F failed, D dropped), progressed
+# (1/0), uid.
+_FINISH_TICK = (
+    _ALIVE
+    + """
+if not alive(KEYS[1], ARGV[13]) then
+  return -1
+end
+local lease = redis.call('GET', KEYS[2])
+if ARGV[1] == 'owner' then
+  if lease ~= ARGV[2] then
+    return 0
+  end
+elseif lease and string.sub(lease, 1, #ARGV[2]) == ARGV[2] then
   return 0
 end
-if redis.call('ZSCORE', KEYS[2], ARGV[2]) then
+if redis.call('ZSCORE', KEYS[4], ARGV[3]) then
   return 2
 end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -1 - tonumber(ARGV[6]))
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
+redis.call('HSET', KEYS[8], ARGV[3], ARGV[10])
+local expired = redis.call('ZRANGE', KEYS[4], 0, -1 - tonumber(ARGV[7]))
+if #expired > 0 then
+  redis.call('ZREM', KEYS[4], unpack(expired))
+  redis.call('HDEL', KEYS[8], unpack(expired))
+end
 local fields = {}
-for key, value in pairs(cjson.decode(ARGV[4])) do
+for key, value in pairs(cjson.decode(ARGV[5])) do
   table.insert(fields, key)
   table.insert(fields, value)
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(fields))
-redis.call('HINCRBY', KEYS[4], 'tokens', ARGV[5])
-redis.call('HINCRBY', KEYS[4], 'ticks', ARGV[8])
-redis.call('DEL', KEYS[5])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*', unpack(fields))
+redis.call('HINCRBY', KEYS[6], 'tokens', ARGV[6])
+redis.call('HINCRBY', KEYS[6], 'ticks', ARGV[9])
+if ARGV[11] == 'F' then
+  redis.call('HINCRBY', KEYS[6], 'failures', 1)
+elseif ARGV[11] == 'S' then
+  redis.call('HSET', KEYS[6], 'failures', 0)
+  if ARGV[12] == '1' then
+    redis.call('HSET', KEYS[6], 'idle', 0)
+  else
+    redis.call('HINCRBY', KEYS[6], 'idle', 1)
+  end
+end
+redis.call('DEL', KEYS[7])
+redis.call('SREM', KEYS[3], KEYS[7])
+redis.call('SADD', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[8])
+return 1
+"""
+)
+
+# KEYS: spec, index. ARGV: generation, spec JSON, state, uid.
+_PUBLISH = """
+local current = redis.call('HMGET', KEYS[1], 'uid', 'generation')
+if current[1] == ARGV[4] and current[2] and tonumber(current[2]) > tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'generation', ARGV[1], 'spec', ARGV[2], 'state', ARGV[3],
+  'uid', ARGV[4])
+redis.call('SADD', KEYS[2], KEYS[1])
 return 1
 """
 
 
 class LeaseLostError(RuntimeError):
     """The stack's lease expired or was taken over: this runner must stop writing."""
+
+
+class StackGoneError(RuntimeError):
+    """The stack was deleted (or re-created under its name): nothing may be written."""
+
+
+class Finished(Enum):
+    """What :meth:`StackStore.finish_tick` did."""
+
+    RECORDED = "recorded"
+    ALREADY_DONE = "already done"
+    """The tick id had been recorded before (its outcome stands)."""
+    RUNNING = "running"
+    """Not recorded: the tick is running right now (its lease holder will finish it)."""
 
 
 @dataclass(frozen=True)
@@ -134,27 +245,44 @@ class AgentContext:
 
 
 class StackStore:
-    """Reads and fenced writes of one stack's keys."""
+    """Reads and fenced writes of one stack's keys.
 
-    def __init__(self, client: RedisClient, stack: StackRef) -> None:
+    ``uid`` is the incarnation of the stack the caller works for (empty: whichever
+    exists); writes for another incarnation raise :class:`StackGoneError`.
+    """
+
+    def __init__(self, client: RedisClient, stack: StackRef, uid: str = "") -> None:
         self.client: Any = client  # see RedisClient: redis-py's annotations don't fit
         self.stack = stack
+        self.uid = uid
         self.keys = StackKeys(stack)
+
+    def _gone(self) -> StackGoneError:
+        return StackGoneError(f"{self.stack} no longer exists")
 
     # -- spec, lease, bookkeeping ------------------------------------------------------
 
-    async def spec(self) -> tuple[int, dict[str, Any]] | None:
-        """The published spec: (generation, spec dict), or ``None`` if not published."""
+    async def spec(self) -> tuple[int, dict[str, Any], str] | None:
+        """The published spec: (generation, spec dict, uid), or ``None`` if there is none."""
         raw = await self.client.hgetall(self.keys.spec)
         if not raw or "spec" not in raw:
             return None
-        return int(raw["generation"]), json.loads(raw["spec"])
+        return int(raw["generation"]), json.loads(raw["spec"]), raw.get("uid", "")
 
     async def acquire_lease(self, token: str, ttl_seconds: float) -> str | None:
         """Take the lease; ``None`` on success, else the current holder's token."""
         result = await self.client.eval(
-            _ACQUIRE, 1, self.keys.lease, token, str(int(ttl_seconds * 1000))
+            _ACQUIRE,
+            3,
+            self.keys.spec,
+            self.keys.lease,
+            self.keys.index,
+            token,
+            str(int(ttl_seconds * 1000)),
+            self.uid,
         )
+        if result == _GONE:
+            raise self._gone()
         return None if result == 1 else str(result)
 
     async def renew_lease(self, token: str, ttl_seconds: float) -> bool:
@@ -166,15 +294,17 @@ class StackStore:
     async def release_lease(self, token: str) -> None:
         await self.client.eval(_RELEASE, 1, self.keys.lease, token)
 
-    async def is_done(self, tick_id: str) -> bool:
-        return await self.client.zscore(self.keys.done, tick_id) is not None
+    async def outcome(self, tick_id: str) -> TickResult | None:
+        """The recorded result of a finished tick (within the done window), or ``None``."""
+        raw = await self.client.hget(self.keys.outcomes, tick_id)
+        return TickResult.from_fields(json.loads(raw)) if raw else None
 
     async def committed_steps(self, tick_id: str) -> dict[str, dict[str, Any]]:
         raw = await self.client.hgetall(self.keys.steps(tick_id))
         return {name: json.loads(record) for name, record in raw.items()}
 
     async def usage(self) -> Usage:
-        """What the stack has used so far (what budgets are checked against)."""
+        """The stack's counters (what budgets and status are computed from)."""
         return Usage.from_hash(await self.client.hgetall(self.keys.usage))
 
     # -- what agents read ----------------------------------------------------------------
@@ -212,9 +342,10 @@ class StackStore:
         """Apply ``ops`` and mark ``agent``'s step of ``tick_id`` done, atomically.
 
         Returns ``False`` if the step had already been committed (a resumed tick).
-        Raises :class:`LeaseLostError` if this runner no longer holds the lease.
+        Raises :class:`LeaseLostError` if this runner no longer holds the lease, and
+        :class:`StackGoneError` if the stack was deleted.
         """
-        keys = [self.keys.lease, self.keys.steps(tick_id)]
+        keys = [self.keys.spec, self.keys.lease, self.keys.index, self.keys.steps(tick_id)]
         encoded = []
         for command, key, args in ops:
             if key not in keys:
@@ -229,41 +360,81 @@ class StackStore:
             json.dumps(record),
             json.dumps(encoded),
             str(STEPS_TTL_MS),
+            self.uid,
         )
+        if result == _GONE:
+            raise self._gone()
         if result == 0:
             raise LeaseLostError(f"lease of {self.stack} lost during tick {tick_id}")
         return bool(result == 1)
 
     async def finish_tick(
-        self, *, token: str, tick_id: str, entry: TickRecord, tokens: int, ran: bool = True
-    ) -> bool:
-        """Record the tick as done (once). ``token=''`` finishes without the lease.
+        self,
+        *,
+        result: TickResult,
+        token: str | None,
+        ran: bool = True,
+    ) -> Finished:
+        """Record ``result`` as the tick's outcome (once), and in the history stream.
 
-        ``ran=False`` (a dropped tick) records it without counting it as a tick run.
-
-        Returns ``False`` if the tick had already been recorded as done.
+        ``token``: the lease token the tick ran under (only its holder may finish it;
+        :class:`LeaseLostError` otherwise), or ``None`` for a tick that did not run
+        (dropped, or failed outside any runner) — recorded unless the tick is running
+        right now. ``ran=False`` records it without counting it as a tick run.
         """
         keys = self.keys
-        result = await self.client.eval(
+        mode, fence = ("owner", token) if token is not None else ("idle", f"{result.tick_id}|")
+        verdict = {"Succeeded": "S", "Failed": "F"}.get(result.outcome.value, "D")
+        answer = await self.client.eval(
             _FINISH_TICK,
-            5,
+            8,
+            keys.spec,
             keys.lease,
+            keys.index,
             keys.done,
             keys.history,
             keys.usage,
-            keys.steps(tick_id),
-            token,
-            tick_id,
+            keys.steps(result.tick_id),
+            keys.outcomes,
+            mode,
+            fence,
+            result.tick_id,
             repr(time.time()),
-            json.dumps(entry.to_fields()),
-            str(tokens),
+            json.dumps(history_entry(result).to_fields()),
+            str(result.tokens),
             str(DONE_WINDOW),
             str(HISTORY_MAXLEN),
             "1" if ran else "0",
+            json.dumps(result.to_fields()),
+            verdict,
+            "1" if result.progressed else "0",
+            self.uid,
         )
-        if result == 0:
-            raise LeaseLostError(f"lease of {self.stack} lost finishing tick {tick_id}")
-        return bool(result == 1)
+        if answer == _GONE:
+            raise self._gone()
+        if answer == 0:
+            if token is not None:
+                raise LeaseLostError(f"lease of {self.stack} lost finishing {result.tick_id}")
+            return Finished.RUNNING
+        return Finished.RECORDED if answer == 1 else Finished.ALREADY_DONE
+
+
+def history_entry(result: TickResult) -> TickRecord:
+    """The history stream's entry for a tick's result (one shape for every writer)."""
+    return TickRecord(
+        tick_id=result.tick_id,
+        generation=result.generation,
+        outcome=result.outcome.value,
+        reason=result.reason,
+        message=result.message,
+        started_at=result.started_at,
+        finished_at=result.finished_at,
+        duration_ms=round(result.duration * 1000),
+        tokens=result.tokens,
+        steps=result.steps,
+        progressed=result.progressed,
+        runner=result.runner,
+    )
 
 
 def xadd_op(key: str, record: Record, maxlen: int) -> Op:
@@ -280,39 +451,61 @@ def _inbox_message(entry_id: str, fields: dict[str, str]) -> InboxMessage:
 
 
 async def publish_spec(
-    client: RedisClient, stack: StackRef, generation: int, spec: dict[str, Any]
-) -> None:
-    """Make ``spec`` at ``generation`` the one runners execute (the operator calls this)."""
-    await client.hset(
-        StackKeys(stack).spec,
-        mapping={
-            "generation": str(generation),
-            "spec": json.dumps(spec, sort_keys=True),
-            "state": str(spec.get("executionState", "Running")),
-        },
+    client: RedisClient, stack: StackRef, generation: int, spec: dict[str, Any], uid: str = ""
+) -> bool:
+    """Make ``spec`` at ``generation`` the one runners execute (the operator calls this).
+
+    Returns ``False`` when a newer generation of the same incarnation is published
+    already (a replica with a stale view must not roll a stack back).
+    """
+    keys = StackKeys(stack)
+    result = await client.eval(
+        _PUBLISH,
+        2,
+        keys.spec,
+        keys.index,
+        str(generation),
+        json.dumps(spec, sort_keys=True),
+        str(spec.get("executionState", "Running")),
+        uid,
     )
+    return bool(result == 1)
 
 
-async def delete_stack(client: RedisClient, stack: StackRef, batch: int = 500) -> int:
-    """Remove every key of ``stack`` (its hash tag); returns how many were deleted."""
-    deleted = 0
-    pattern = f"{StackKeys(stack).prefix}*"
-    pending: list[str] = []
-    async for key in client.scan_iter(match=pattern, count=batch):
-        pending.append(key)
-        if len(pending) >= batch:
-            deleted += await _unlink(client, pending)
-            pending = []
-    if pending:
-        deleted += await _unlink(client, pending)
+async def delete_stack(client: RedisClient, stack: StackRef) -> int:
+    """Remove every key of ``stack``; returns how many were deleted.
+
+    The spec goes first: from then on every write script finds the stack gone, so no
+    tick in flight can add a key behind the clean-up. Then the keys the index names
+    (plus the fixed ones and the agents' keys, for data written before the index).
+    """
+    keys = StackKeys(stack)
+    published = await StackStore(client, stack).spec()
+    deleted = int(await client.unlink(keys.spec))
+    named = {str(key) for key in await client.smembers(keys.index)}
+    declared = (published[1].get("agents") or []) if published else []
+    agents = [a.get("name") for a in declared if isinstance(a, dict)] or list(DEFAULT_TEAM)
+    named.update(
+        [
+            keys.lease,
+            keys.done,
+            keys.history,
+            keys.usage,
+            keys.outcomes,
+            keys.plan,
+            keys.artifacts,
+            keys.feed,
+            keys.trace,
+            keys.cursors,
+            *(keys.memory(str(name)) for name in agents if name),
+            *(keys.inbox(str(name)) for name in agents if name),
+        ]
+    )
+    names = sorted(named)
+    for start in range(0, len(names), 500):
+        deleted += int(await client.unlink(*names[start : start + 500]))
+    deleted += int(await client.unlink(keys.index))
     return deleted
-
-
-async def _unlink(client: RedisClient, keys: list[str]) -> int:
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.unlink(key)
-    return sum(int(count) for count in await pipe.execute())
 
 
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")

@@ -143,7 +143,17 @@ class Hang:
     """
 
 
-Behaviour = Reply | Fail | Delay | Hang
+@dataclass(frozen=True)
+class Garbage:
+    """Answer 200 with a body that is not a completion: ``body`` as it is (malformed
+    JSON, an HTML error page), or — with ``truncate`` — a valid completion cut off after
+    that many bytes while ``Content-Length`` promises the whole (a proxy that died)."""
+
+    body: str = '{"id": "chatcmpl-broken", "choices": [{"message": '
+    truncate: int | None = None
+
+
+Behaviour = Reply | Fail | Delay | Hang | Garbage
 
 
 @dataclass
@@ -448,10 +458,11 @@ class FakeLLMServer(Service):
             self._exchanges.append(exchange)
             behaviour = self._pick(recorded) if problem is None else None
             self._received.notify_all()
+        response: web.StreamResponse
         if behaviour is None:
             response = _error_response(400, str(problem))
         else:
-            response = await self._behave(recorded, behaviour)
+            response = await self._behave(request, recorded, behaviour)
         with self._lock:
             exchange.status = response.status
         return response
@@ -464,7 +475,9 @@ class FakeLLMServer(Service):
                 return behaviour
         return self._default
 
-    async def _behave(self, recorded: RecordedRequest, behaviour: Behaviour) -> web.Response:
+    async def _behave(
+        self, request: web.Request, recorded: RecordedRequest, behaviour: Behaviour
+    ) -> web.StreamResponse:
         if self._latency is not None:
             await self._wait(self._random.uniform(*self._latency))
         if isinstance(behaviour, Delay):
@@ -477,7 +490,25 @@ class FakeLLMServer(Service):
             return _error_response(
                 behaviour.status, behaviour.message, retry_after=behaviour.retry_after
             )
+        if isinstance(behaviour, Garbage):
+            return await self._garbage(request, recorded, behaviour)
         return self._completion(recorded, behaviour)
+
+    async def _garbage(
+        self, request: web.Request, recorded: RecordedRequest, garbage: Garbage
+    ) -> web.StreamResponse:
+        if garbage.truncate is None:
+            return web.Response(body=garbage.body.encode(), content_type="application/json")
+        whole = self._completion(recorded, Reply(DEFAULT_CONTENT)).body
+        assert isinstance(whole, bytes)
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.content_length = len(whole)
+        await response.prepare(request)
+        await response.write(whole[: garbage.truncate])
+        transport = request.transport
+        if transport is not None:
+            transport.close()  # the connection dies mid-body
+        return response
 
     async def _wait(self, seconds: float) -> None:
         """Sleep, cancellable by :meth:`stop` so that it never waits for a scripted pause."""

@@ -238,6 +238,21 @@ class ManagedProcess:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the process group (fault tests: SIGKILL, SIGSTOP, SIGCONT)."""
+        if self._popen is None:
+            raise DevEnvError(f"{self.name} was never started")
+        self._signal_group(self._popen.pid, sig)
+
+    def wait_exit(self, timeout: float = 15.0) -> int:
+        """Wait for the process to end (after a signal); returns its exit code."""
+        if self._popen is None:
+            raise DevEnvError(f"{self.name} was never started")
+        try:
+            return self._popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise DevEnvError(f"{self.name} did not exit within {timeout:g}s") from exc
+
     def stop(self, timeout: float = 15.0) -> None:
         """Terminate the process group; kill it if it has not exited within ``timeout``."""
         popen = self._popen
@@ -245,6 +260,7 @@ class ManagedProcess:
             return
         if popen.poll() is None:
             self._signal_group(popen.pid, signal.SIGTERM)
+            self._signal_group(popen.pid, signal.SIGCONT)  # a stopped process must see it
             try:
                 popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -1,12 +1,15 @@
 """A real ``redis-server`` on a free loopback port, for tests and ``agentstack dev``.
 
-Persistence is off (no RDB snapshots, no AOF): the dev environment's Redis is scratch
-space, and a test that needs durability across a restart says so explicitly.
+Persistence is off by default (no RDB snapshots, no AOF): the dev environment's Redis
+is scratch space. A test that needs durability across a restart asks for
+``appendonly=True`` (every write fsynced to the append-only file before it is
+acknowledged) and restarts the server on the same port (:meth:`RedisServer.restart`).
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -37,8 +40,11 @@ def redis_server_binary() -> str:
 class RedisServer(Service):
     """One ``redis-server`` process; use as a context manager or start()/stop()."""
 
-    def __init__(self, *, port: int | None = None, data_dir: Path | None = None) -> None:
+    def __init__(
+        self, *, port: int | None = None, data_dir: Path | None = None, appendonly: bool = False
+    ) -> None:
         self._requested_port = port
+        self.appendonly = appendonly
         self.port = 0
         self._owns_data_dir = data_dir is None
         self.data_dir = (
@@ -65,7 +71,8 @@ class RedisServer(Service):
             "bind": LOOPBACK,
             "dir": str(self.data_dir),
             "save": "",
-            "appendonly": "no",
+            "appendonly": "yes" if self.appendonly else "no",
+            "appendfsync": "always",
             "protected-mode": "no",
             "daemonize": "no",
         }
@@ -83,6 +90,18 @@ class RedisServer(Service):
             return True if client.ping() else None
         finally:
             client.close()
+
+    def restart(self, *, kill: bool = True) -> None:
+        """Stop the server (SIGKILL by default: a crash) and start it again on the same
+        port with the same data directory; what survives is what was persisted."""
+        if self._process is not None:
+            if kill:
+                self._process.send_signal(signal.SIGKILL)
+                self._process.wait_exit()
+            self._process.stop()
+            self._process = None
+        self._requested_port = self.port
+        self._start()
 
     def stop(self) -> None:
         if self._process is not None:

@@ -12,17 +12,29 @@ writes (condition changes go out at once). ``AGENTSTACK_STATUS_WRITES_PER_SECOND
 per pipelined dispatch. ``AGENTSTACK_METRICS_PORT`` (9101; 0 = off). For the Job
 executor: ``AGENTSTACK_RUNNER_IMAGE`` (``agentstack-operator:latest``),
 ``AGENTSTACK_RUNNER_SERVICE_ACCOUNT`` (empty: the namespace default),
-``AGENTSTACK_JOB_REDIS_URL`` (``REDIS_URL``: how Job pods reach Redis),
+``AGENTSTACK_JOB_REDIS_SECRET`` (empty) — a Secret that must exist in every namespace
+whose stacks use the Job executor, with the key ``REDIS_URL`` (and, optionally,
+``REDIS_PASSWORD``): tick pods take their Redis credentials from it by ``secretKeyRef``;
+when empty, ``AGENTSTACK_JOB_REDIS_URL`` (default ``REDIS_URL``) is written into each
+Job's spec as plain text, which suits development only;
+``AGENTSTACK_JOB_IMAGE_PULL_SECRETS`` (empty; comma-separated names, which must exist in
+the stacks' namespaces); ``AGENTSTACK_JOB_RESOURCES`` (JSON of a container's
+``resources``; default requests 50m CPU and 128Mi, limit 512Mi);
 ``AGENTSTACK_JOB_TTL_SECONDS`` (300), ``AGENTSTACK_JOB_GRACE_SECONDS`` (60: a Job may run
 this long beyond the stack's tickTimeoutSeconds before Kubernetes stops it).
+``AGENTSTACK_ALLOWED_BASE_URLS`` (empty) — endpoints besides the providers' public ones
+that the platform's LLM keys may be sent to (see ``agentstack_core.endpoints``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 
+from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.environment import env_bool, env_float, env_int, env_list
 
 
@@ -43,8 +55,17 @@ class OperatorConfig:
     runner_image: str = "agentstack-operator:latest"
     runner_service_account: str = ""
     job_redis_url: str = ""
+    job_redis_secret: str = ""
+    job_image_pull_secrets: list[str] = field(default_factory=list)
+    job_resources: dict[str, Any] = field(
+        default_factory=lambda: {
+            "requests": {"cpu": "50m", "memory": "128Mi"},
+            "limits": {"memory": "512Mi"},
+        }
+    )
     job_ttl_seconds: int = 300
     job_grace_seconds: int = 60
+    endpoints: EndpointPolicy = field(default_factory=EndpointPolicy)
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -71,6 +92,23 @@ class OperatorConfig:
             runner_image=os.environ.get("AGENTSTACK_RUNNER_IMAGE", defaults.runner_image),
             runner_service_account=os.environ.get("AGENTSTACK_RUNNER_SERVICE_ACCOUNT", ""),
             job_redis_url=os.environ.get("AGENTSTACK_JOB_REDIS_URL") or redis_url,
+            job_redis_secret=os.environ.get("AGENTSTACK_JOB_REDIS_SECRET", "").strip(),
+            job_image_pull_secrets=env_list("AGENTSTACK_JOB_IMAGE_PULL_SECRETS"),
+            job_resources=_json_object("AGENTSTACK_JOB_RESOURCES", defaults.job_resources),
             job_ttl_seconds=env_int("AGENTSTACK_JOB_TTL_SECONDS", defaults.job_ttl_seconds),
             job_grace_seconds=env_int("AGENTSTACK_JOB_GRACE_SECONDS", defaults.job_grace_seconds),
+            endpoints=EndpointPolicy.from_env(),
         )
+
+
+def _json_object(name: str, default: dict[str, Any]) -> dict[str, Any]:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{name} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a JSON object")
+    return value

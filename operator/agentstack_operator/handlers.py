@@ -3,7 +3,8 @@
 - every watch event of an AgentStack goes to :meth:`Operator.observe` (the index);
 - deletion runs :meth:`Operator.forget` behind the ``agentstack.dev/cleanup`` finalizer
   (Redis keys, Jobs), with a time limit so a namespace deletion never hangs on it;
-- Job events report failed tick Jobs (:meth:`Operator.job_finished`).
+- Job events tell which stacks have a tick Job running, and report failed ones
+  (:meth:`Operator.job_seen`).
 """
 
 from __future__ import annotations
@@ -63,6 +64,6 @@ def build_registry(operator: Operator) -> kopf.OperatorRegistry:
     )
     async def job_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
         if event.get("type") in ("ADDED", "MODIFIED", None):
-            await operator.job_finished(dict(body))
+            await operator.job_seen(dict(body))
 
     return registry

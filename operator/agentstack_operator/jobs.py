@@ -7,13 +7,21 @@ from the tick id, so creating it twice is a harmless 409. It is owned by the sta
 failed tick is the operator's to count, not a retry storm), bounded in time
 (``activeDeadlineSeconds``), and cleaned up after it finishes
 (``ttlSecondsAfterFinished``). API keys reach the pod as environment variables taken
-from the stack's Secrets, never through the Job spec itself.
+from the stack's Secrets, never through the Job spec itself, and the runner treats
+them as the stack's own (``AGENTSTACK_RUNNER_CREDENTIALS=job``): no platform key is
+ever in a tick pod. Redis credentials come the same way, from the Secret
+``job_redis_secret`` names in the stack's namespace. The pod needs no Kubernetes API:
+its service-account token is not mounted.
+
+Blast radius: a tick pod runs in the stack's namespace with the Redis credentials, so
+whoever may read Secrets or exec into pods there can reach Redis. Use the Job executor
+for namespaces trusted like the platform itself.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 from agentstack_core.protocol import TickRequest
 from agentstack_core.spec import StackSpec
@@ -35,9 +43,10 @@ def build_job(
     request: TickRequest, *, uid: str, spec: StackSpec, config: OperatorConfig
 ) -> dict[str, Any]:
     env: list[dict[str, Any]] = [
-        {"name": "REDIS_URL", "value": config.job_redis_url},
+        *_redis_env(config),
         {"name": "AGENTSTACK_REDIS_CLUSTER", "value": str(config.redis_cluster).lower()},
         {"name": "AGENTSTACK_RUNNER_METRICS_PORT", "value": "0"},
+        {"name": "AGENTSTACK_RUNNER_CREDENTIALS", "value": "job"},
     ]
     for provider, settings in spec.providers.items():
         if settings.secret_ref is not None and provider in _ENV_KEYS:
@@ -80,12 +89,11 @@ def build_job(
                     request.tick_id,
                     "--deadline",
                     repr(request.deadline),
+                    "--uid",
+                    uid,
                 ],
                 "env": env,
-                "resources": {
-                    "requests": {"cpu": "50m", "memory": "128Mi"},
-                    "limits": {"memory": "512Mi"},
-                },
+                "resources": config.job_resources,
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
                     "readOnlyRootFilesystem": True,
@@ -94,8 +102,11 @@ def build_job(
             }
         ],
     }
+    pod_spec["automountServiceAccountToken"] = False
     if config.runner_service_account:
         pod_spec["serviceAccountName"] = config.runner_service_account
+    if config.job_image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in config.job_image_pull_secrets]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -121,6 +132,43 @@ def build_job(
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+
+
+def _redis_env(config: OperatorConfig) -> list[dict[str, Any]]:
+    """How a tick pod finds Redis: from the namespace's Redis Secret, else (development)
+    the URL as plain text."""
+    if not config.job_redis_secret:
+        return [{"name": "REDIS_URL", "value": config.job_redis_url}]
+    return [
+        {
+            "name": name,
+            "valueFrom": {
+                "secretKeyRef": {"name": config.job_redis_secret, "key": name, "optional": optional}
+            },
+        }
+        for name, optional in (("REDIS_URL", False), ("REDIS_PASSWORD", True))
+    ]
+
+
+JobState = Literal["Active", "Complete", "Failed"]
+
+
+def job_state(job: dict[str, Any]) -> JobState:
+    """Whether the Job still runs, or how it finished (its terminal condition)."""
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
+            return "Complete" if condition["type"] == "Complete" else "Failed"
+    return "Active"
+
+
+def job_tick(job: dict[str, Any]) -> tuple[str, str] | None:
+    """``(stack key, tick id)`` of a tick Job, or ``None`` for a Job that is not one."""
+    meta = job.get("metadata") or {}
+    tick = (meta.get("annotations") or {}).get(TICK_ANNOTATION)
+    stack = (meta.get("labels") or {}).get(STACK_LABEL)
+    if not tick or not stack or not meta.get("namespace"):
+        return None
+    return f"{meta['namespace']}/{stack}", str(tick)
 
 
 def job_failure(job: dict[str, Any]) -> str | None:

@@ -2,8 +2,11 @@
 
 Kopf owns the watch streams; everything the operator *writes* goes through here. The
 official client is synchronous, so calls run in worker threads (``asyncio.to_thread``);
-the status writer rate-limits them, so a bounded pool is plenty. Connection details
-come from the in-cluster service account, else from ``$KUBECONFIG``.
+the status writer rate-limits them, so a bounded pool is plenty. Every call carries a
+request timeout (:data:`REQUEST_TIMEOUT`): an API server that stops answering must
+fail a call, never hang the loop that made it (leader election counts on it).
+Connection details come from the in-cluster service account, else from
+``$KUBECONFIG``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ VERSION = "v1alpha1"
 PLURAL = "agentstacks"
 KIND = "AgentStack"
 COMPONENT = "agentstack-operator"
+REQUEST_TIMEOUT = (5.0, 10.0)
+"""(connect, read) seconds of every API call."""
 
 
 def api_client() -> client.ApiClient:
@@ -47,12 +52,15 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.coordination = client.CoordinationV1Api(api)
-        self.status_writes = 0
+
+    async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a client call in a worker thread, bounded by :data:`REQUEST_TIMEOUT`."""
+        return await asyncio.to_thread(method, *args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
 
     async def patch_status(self, ref: StackRef, body: dict[str, Any]) -> bool:
         """Merge-patch the stack's status; ``False`` if the stack no longer exists."""
         try:
-            await asyncio.to_thread(
+            await self._call(
                 self.custom.patch_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -65,7 +73,6 @@ class Kube:
             if exc.status == 404:
                 return False
             raise
-        self.status_writes += 1
         return True
 
     async def post_event(
@@ -93,14 +100,14 @@ class Kube:
             reporting_instance=COMPONENT,
         )
         try:
-            await asyncio.to_thread(self.core.create_namespaced_event, ref.namespace, event)
+            await self._call(self.core.create_namespaced_event, ref.namespace, event)
         except ApiException as exc:
             logger.warning("could not post event %s on %s: %s", reason, ref, exc.reason)
 
     async def secret_has_key(self, namespace: str, name: str, key: str) -> bool:
         """Whether the Secret exists and holds ``key`` (its value is never kept)."""
         try:
-            secret = await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
+            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
         except ApiException as exc:
             if exc.status in (403, 404):
                 return False
@@ -110,15 +117,26 @@ class Kube:
     async def create_job(self, namespace: str, body: Any) -> bool:
         """Create a Job (a manifest dict); ``False`` if it exists already (a duplicate)."""
         try:
-            await asyncio.to_thread(self.batch.create_namespaced_job, namespace, body)
+            await self._call(self.batch.create_namespaced_job, namespace, body)
         except ApiException as exc:
             if exc.status == 409:
                 return False
             raise
         return True
 
+    async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Job as a plain manifest, or ``None`` if it does not exist."""
+        try:
+            job = await self._call(self.batch.read_namespaced_job, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        body: dict[str, Any] = self.api.sanitize_for_serialization(job)  # type: ignore[no-untyped-call]
+        return body
+
     async def delete_jobs(self, namespace: str, selector: str) -> None:
-        await asyncio.to_thread(
+        await self._call(
             self.batch.delete_collection_namespaced_job,
             namespace,
             label_selector=selector,
@@ -127,7 +145,7 @@ class Kube:
 
     async def read_lease(self, namespace: str, name: str) -> Any:
         try:
-            return await asyncio.to_thread(self.coordination.read_namespaced_lease, name, namespace)
+            return await self._call(self.coordination.read_namespaced_lease, name, namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -135,7 +153,7 @@ class Kube:
 
     async def create_lease(self, namespace: str, body: client.V1Lease) -> bool:
         try:
-            await asyncio.to_thread(self.coordination.create_namespaced_lease, namespace, body)
+            await self._call(self.coordination.create_namespaced_lease, namespace, body)
         except ApiException as exc:
             if exc.status == 409:
                 return False
@@ -145,9 +163,7 @@ class Kube:
     async def replace_lease(self, namespace: str, name: str, body: client.V1Lease) -> bool:
         """Replace (with the body's resourceVersion); ``False`` on a lost race."""
         try:
-            await asyncio.to_thread(
-                self.coordination.replace_namespaced_lease, name, namespace, body
-            )
+            await self._call(self.coordination.replace_namespaced_lease, name, namespace, body)
         except ApiException as exc:
             if exc.status == 409:
                 return False

@@ -1,10 +1,23 @@
-"""Leader election on a ``coordination.k8s.io`` Lease: one replica schedules at a time.
+"""Leader election on a ``coordination.k8s.io`` Lease: one replica acts at a time.
 
 Every replica watches the stacks and keeps its index warm; only the holder of the
-Lease dispatches ticks, folds results and writes status and Events. A standby takes
-over when the leader stops renewing for ``lease_seconds`` (or at once, when the leader
-shuts down cleanly and releases it). Tick ids are deterministic, so even the short
-overlap an expiring lease allows cannot make a tick run twice.
+Lease dispatches ticks, folds results and writes status and Events. The rules follow
+client-go's ``leaderelection`` package:
+
+- the Lease says it lasts ``lease_seconds`` from its last renewal; a standby takes it
+  over only after that much time without a renewal (or at once, after a clean
+  shutdown released it);
+- the leader tries to renew every ``retry_period`` seconds, each attempt bounded in
+  time, and if no renewal has succeeded for ``renew_deadline`` seconds (less than the
+  lease) it steps down — before any standby could take the Lease over;
+- leadership is a fact about the clock, not a flag: :attr:`Leadership.is_leader` is
+  true only until ``renew_deadline`` after the last successful renewal, measured on
+  the monotonic clock. A leader that hung (stopped, starved, partitioned) and wakes up
+  after its deadline is no leader the instant it wakes, before its loop runs again.
+
+Tick ids are deterministic, so even the short overlap an expiring lease allows cannot
+make a tick run twice. Every attempt reports progress (:attr:`Leadership.last_attempt`)
+for the liveness probe: a loop that stopped turning makes the process unhealthy.
 """
 
 from __future__ import annotations
@@ -12,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
+import time
 
 from kubernetes import client
 
@@ -19,6 +34,11 @@ from agentstack_operator import metrics
 from agentstack_operator.kube import Kube
 
 logger = logging.getLogger(__name__)
+
+RENEW_DEADLINE_FRACTION = 2 / 3
+"""client-go's defaults (15 s lease, 10 s renew deadline) in proportion."""
+RETRY_FRACTION = 1 / 5
+"""client-go's 2 s retry period of a 15 s lease, rounded to a fifth."""
 
 
 def _now() -> dt.datetime:
@@ -40,33 +60,62 @@ class Leadership:
         self.name = name
         self.identity = identity
         self.lease_seconds = lease_seconds
-        self.is_leader = False
+        self.renew_deadline = lease_seconds * RENEW_DEADLINE_FRACTION
+        self.retry_period = lease_seconds * RETRY_FRACTION
         self.acquired = asyncio.Event()
         self.lost = asyncio.Event()
         self.lost.set()
+        self.last_attempt = time.monotonic()
+        """When the election loop last completed an attempt (for the liveness probe)."""
+        self._valid_until = 0.0
+        """Monotonic instant until which this replica may act as the leader."""
+        self._leading = False
+
+    @property
+    def _duration(self) -> int:
+        """The Lease's duration in whole seconds, never shorter than ``lease_seconds``
+        (rounding it down would let a standby in before this leader's deadline)."""
+        return math.ceil(self.lease_seconds)
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this replica may act now: it holds the Lease, renewed in time."""
+        return self._leading and time.monotonic() < self._valid_until
 
     async def run(self) -> None:
-        """Try to acquire, then keep renewing, every third of the lease duration."""
+        """Acquire, then keep renewing every ``retry_period``; step down at the deadline."""
         while True:
+            started = time.monotonic()
+            # An attempt may take two retry periods, but a leader's never outlasts its
+            # deadline: it steps down the moment the deadline passes.
+            limit = self.retry_period * 2
+            if self._leading:
+                limit = max(0.0, min(limit, self._valid_until - started))
             try:
-                leading = await self._attempt()
-            except Exception:  # API hiccup: keep what we think we have until it expires
-                logger.exception("leader election attempt failed")
-                leading = self.is_leader
-            self._set(leading)
-            await asyncio.sleep(self.lease_seconds / 3)
+                async with asyncio.timeout(limit):
+                    renewed = await self._attempt()
+            except Exception as exc:  # API hiccup or hang: not renewed this time
+                logger.warning("leader election attempt failed: %s", exc or type(exc).__name__)
+                renewed = False
+            if renewed:
+                # The Lease counts from the renew time we wrote, which was after
+                # ``started``: measuring from ``started`` keeps our deadline early.
+                self._valid_until = started + self.renew_deadline
+            self.last_attempt = time.monotonic()
+            self._set(self.is_leader if self._leading else renewed)
+            await asyncio.sleep(max(0.0, self.retry_period - (time.monotonic() - started)))
 
     def _set(self, leading: bool) -> None:
-        if leading == self.is_leader:
+        if leading == self._leading:
             return
-        self.is_leader = leading
+        self._leading = leading
         metrics.LEADER.set(1 if leading else 0)
         if leading:
             logger.info("%s is now the leader", self.identity)
             self.lost.clear()
             self.acquired.set()
         else:
-            logger.warning("%s lost the leadership", self.identity)
+            logger.warning("%s is no longer the leader", self.identity)
             self.acquired.clear()
             self.lost.set()
 
@@ -90,17 +139,18 @@ class Leadership:
         )
         if holder == self.identity:
             spec.renew_time = now
-            spec.lease_duration_seconds = int(self.lease_seconds)
+            spec.lease_duration_seconds = self._duration
         elif expired:
             lease.spec = self._spec(now, transitions=(spec.lease_transitions or 0) + 1)
         else:
+            self._valid_until = 0.0  # another replica holds it: whatever we thought, stop
             return False
         return await self.kube.replace_lease(self.namespace, self.name, lease)
 
     def _spec(self, now: dt.datetime, transitions: int) -> client.V1LeaseSpec:
         return client.V1LeaseSpec(
             holder_identity=self.identity,
-            lease_duration_seconds=int(self.lease_seconds),
+            lease_duration_seconds=self._duration,
             acquire_time=now,
             renew_time=now,
             lease_transitions=transitions,
@@ -108,8 +158,9 @@ class Leadership:
 
     async def release(self) -> None:
         """Give the lease up on a clean shutdown, so a standby takes over at once."""
-        if not self.is_leader:
+        if not self._leading:
             return
+        self._valid_until = 0.0
         try:
             lease = await self.kube.read_lease(self.namespace, self.name)
             if lease is not None and lease.spec.holder_identity == self.identity:

@@ -41,7 +41,7 @@ async def run_operator(config: OperatorConfig) -> int:
         await serve_http(
             config.metrics_host,
             config.metrics_port,
-            healthy=lambda: not stop.is_set(),
+            healthy=lambda: not stop.is_set() and operator.healthy(),
             ready=ready.is_set,
         )
         if config.metrics_port

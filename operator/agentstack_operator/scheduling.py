@@ -82,12 +82,21 @@ class _Entry:
 
 
 class TimingHeap:
-    """Next due time per key; at most one live entry per key."""
+    """Next due time per key; at most one live entry per key.
+
+    Every :meth:`schedule` takes a fresh number from one counter that never restarts,
+    so an entry is live only while its number is the one recorded for its key. A key
+    cancelled, forgotten (a deleted stack) and scheduled again — a stack re-created
+    under the same name — can therefore never revive an old entry, and :meth:`pop_due`
+    never meets two live entries of one key.
+    """
 
     def __init__(self) -> None:
         self._heap: list[_Entry] = []
-        self._versions: dict[str, int] = {}
+        self._live: dict[str, int] = {}
+        """Key → version of its one live entry."""
         self._due: dict[str, float] = {}
+        self._versions = itertools.count(1)
         self._seq = itertools.count()
 
     def __len__(self) -> int:
@@ -98,21 +107,20 @@ class TimingHeap:
 
     def schedule(self, key: str, due: float) -> None:
         """Set (or move) ``key``'s next due time."""
-        version = self._versions.get(key, 0) + 1
-        self._versions[key] = version
+        version = next(self._versions)
+        self._live[key] = version
         self._due[key] = due
         heapq.heappush(self._heap, _Entry(due, next(self._seq), key, version))
         self._compact()
 
     def cancel(self, key: str) -> None:
-        if key in self._due:
-            del self._due[key]
-            self._versions[key] = self._versions.get(key, 0) + 1
+        """Take ``key`` off the schedule (its entry goes stale and is skipped)."""
+        self._due.pop(key, None)
+        self._live.pop(key, None)
 
     def forget(self, key: str) -> None:
-        """Cancel and drop all memory of ``key`` (a deleted stack)."""
+        """Cancel ``key`` for good (a deleted stack): nothing of it is kept."""
         self.cancel(key)
-        self._versions.pop(key, None)
 
     def peek(self) -> float | None:
         """The earliest live due time, or ``None`` when nothing is scheduled."""
@@ -122,22 +130,26 @@ class TimingHeap:
     def pop_due(self, now: float, limit: int) -> list[tuple[str, float]]:
         """Remove and return up to ``limit`` keys due at or before ``now``, earliest first."""
         popped: list[tuple[str, float]] = []
-        while self._heap and len(popped) < limit:
+        while len(popped) < limit:
             self._drop_stale()
             if not self._heap or self._heap[0].due > now:
                 break
             entry = heapq.heappop(self._heap)
-            del self._due[entry.key]
+            self._live.pop(entry.key, None)
+            self._due.pop(entry.key, None)
             popped.append((entry.key, entry.due))
         return popped
 
+    def _is_live(self, entry: _Entry) -> bool:
+        return self._live.get(entry.key) == entry.version
+
     def _drop_stale(self) -> None:
-        while self._heap and self._versions.get(self._heap[0].key) != self._heap[0].version:
+        while self._heap and not self._is_live(self._heap[0]):
             heapq.heappop(self._heap)
 
     def _compact(self) -> None:
         # Stale entries pile up when stacks are rescheduled often; rebuild when they
         # outnumber live ones, so memory stays proportional to the fleet.
         if len(self._heap) > 2 * len(self._due) + 64:
-            self._heap = [e for e in self._heap if self._versions.get(e.key) == e.version]
+            self._heap = [e for e in self._heap if self._is_live(e)]
             heapq.heapify(self._heap)

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentstack_core.budget import Usage, exhausted
+from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
-from agentstack_core.protocol import Outcome, TickResult
+from agentstack_core.protocol import TickResult
 from agentstack_core.spec import (
     DEFAULTS,
     ExecutionState,
@@ -35,6 +36,10 @@ from agentstack_operator.scheduling import effective_interval
 
 DEGRADED_AFTER = 3
 """Consecutive failed ticks that make a stack Degraded (and start failure back-off)."""
+
+NO_GATEWAYS = EndpointPolicy()
+"""The policy with no allow-listed endpoint: the platform's keys go to the providers'
+public endpoints only."""
 
 CONDITION_TYPES = ("Ready", "Ticking", "Paused", "Degraded", "BudgetExceeded")
 
@@ -67,6 +72,9 @@ class StackRecord:
     raw_spec: dict[str, Any] = field(default_factory=dict)
     spec: StackSpec | None = None
     problems: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    """What the platform's endpoint policy refuses in a valid spec (a ``baseURL`` that
+    would receive the platform's key): the stack waits until the author fixes it."""
     missing_secrets: list[str] = field(default_factory=list)
     resumed: bool = False
     """Set when the stack went from Paused back to Running (Paused=False, Resumed)."""
@@ -126,6 +134,8 @@ class StackRecord:
         """Why the stack may not tick even if Running; ``None`` when it may."""
         if self.problems:
             return "InvalidSpec"
+        if self.refused:
+            return "EndpointNotAllowed"
         if self.missing_secrets:
             return "SecretNotFound"
         if self.budget_message:
@@ -142,30 +152,41 @@ class StackRecord:
         self.revision += 1
 
 
-def apply_manifest(record: StackRecord, body: dict[str, Any]) -> list[Event]:
-    """Take a new manifest into ``record``; returns the Events its changes call for."""
+def apply_manifest(
+    record: StackRecord, body: dict[str, Any], endpoints: EndpointPolicy = NO_GATEWAYS
+) -> list[Event]:
+    """Take a new manifest into ``record``; returns the Events its changes call for.
+
+    ``endpoints`` is the platform's policy of where its own LLM keys may go; a spec
+    that would send them elsewhere is refused (``EndpointNotAllowed``) until it brings
+    its own key or its endpoint is allow-listed.
+    """
     events: list[Event] = []
     meta = body.get("metadata") or {}
     generation = int(meta.get("generation") or 0)
     if generation == record.generation and record.raw_spec:
         return events
     before = record.state if record.raw_spec else None
-    had_problems = bool(record.problems)
+    had_problems = bool(record.problems or record.refused)
     record.generation = generation
     record.raw_spec = dict(body.get("spec") or {})
     try:
         record.spec = parse_spec(record.raw_spec)
         record.problems = []
+        record.refused = endpoints.problems(record.spec)
     except SpecError as exc:
         record.spec = None
         record.problems = exc.problems
+        record.refused = []
     if record.problems and not had_problems:
         events.append(Event("InvalidSpec", "; ".join(record.problems), warning=True))
-    elif had_problems and not record.problems:
+    elif record.refused and not had_problems:
+        events.append(Event("EndpointNotAllowed", "; ".join(record.refused), warning=True))
+    elif had_problems and not (record.problems or record.refused):
         events.append(Event("SpecAccepted", "the spec is valid again"))
     after = record.state
     if before is None:
-        if after is ExecutionState.RUNNING and not record.problems:
+        if after is ExecutionState.RUNNING and not (record.problems or record.refused):
             events.append(Event("Started", "the stack starts ticking"))
     elif before is not after:
         record.resumed = before is ExecutionState.PAUSED and after is ExecutionState.RUNNING
@@ -173,7 +194,7 @@ def apply_manifest(record: StackRecord, body: dict[str, Any]) -> list[Event]:
             events.append(Event("Paused", "ticks stop; memory and messages are kept"))
         elif after is ExecutionState.STOPPED:
             events.append(Event("Stopped", "the run has ended; memory is kept"))
-        elif record.problems:
+        elif record.problems or record.refused:
             pass  # an invalid spec does not start; InvalidSpec says why
         elif record.resumed:
             events.append(Event("Resumed", "ticks continue; missed ticks are not replayed"))
@@ -183,13 +204,20 @@ def apply_manifest(record: StackRecord, body: dict[str, Any]) -> list[Event]:
     return events
 
 
-def fold_result(record: StackRecord, result: TickResult) -> list[Event]:
-    """Take a tick's result into ``record``; returns Events for Degraded/Recovered."""
-    events: list[Event] = []
+def fold_result(record: StackRecord, result: TickResult) -> None:
+    """Take a tick's result into ``record``: its last tick, and the Job it ends.
+
+    Counters are not touched here: the atomic finish of every tick keeps them in the
+    stack's usage hash, and :func:`apply_usage` copies them. So folding the same result
+    twice (a batch folded but not acknowledged, then claimed again; a duplicate
+    delivery republishing a recorded outcome) changes nothing.
+    """
     if result.generation > record.generation or result.finished_at < record.created_at:
-        return events  # not this incarnation of the stack
-    if record.last_tick is not None and result.finished_at < record.last_tick.finished_at:
-        return events  # an older result arriving late (a re-delivery)
+        return  # not this incarnation of the stack
+    if record.active_job == result.tick_id:
+        record.active_job = None
+    if record.last_tick is not None and result.finished_at <= record.last_tick.finished_at:
+        return  # older than the last tick, or that very tick again
     record.last_tick = LastTick(
         tick_id=result.tick_id,
         outcome=result.outcome.value,
@@ -198,25 +226,31 @@ def fold_result(record: StackRecord, result: TickResult) -> list[Event]:
         finished_at=result.finished_at,
         duration=result.duration,
     )
-    if record.active_job == result.tick_id:
-        record.active_job = None
+    record.mark_dirty()
+
+
+def apply_usage(record: StackRecord, usage: Usage) -> list[Event]:
+    """Copy the stack's counters as Redis counted them; returns Degraded/Recovered
+    Events when the run of failed ticks crosses :data:`DEGRADED_AFTER`."""
+    events: list[Event] = []
     was_degraded = record.failures >= DEGRADED_AFTER
-    if result.outcome is Outcome.FAILED:
-        record.failures += 1
-        if record.failures == DEGRADED_AFTER:
-            events.append(
-                Event(
-                    "Degraded",
-                    f"{record.failures} ticks failed in a row; backing off. Last: "
-                    f"{result.reason}: {result.message}",
-                    warning=True,
-                )
+    counters = (usage.ticks, usage.tokens, usage.failures, usage.idle)
+    if counters == (record.ticks, record.tokens, record.failures, record.idle_streak):
+        return events
+    record.ticks, record.tokens, record.failures, record.idle_streak = counters
+    degraded = record.failures >= DEGRADED_AFTER
+    if degraded and not was_degraded:
+        last = record.last_tick
+        detail = f" Last: {last.reason}: {last.message}" if last else ""
+        events.append(
+            Event(
+                "Degraded",
+                f"{record.failures} ticks failed in a row; backing off.{detail}",
+                warning=True,
             )
-    elif result.outcome is Outcome.SUCCEEDED:
-        record.failures = 0
-        record.idle_streak = 0 if result.progressed else record.idle_streak + 1
-        if was_degraded:
-            events.append(Event("Recovered", "a tick succeeded again"))
+        )
+    elif was_degraded and not degraded:
+        events.append(Event("Recovered", "a tick succeeded again"))
     record.mark_dirty(urgent=bool(events))
     return events
 
@@ -232,6 +266,8 @@ def _desired(record: StackRecord) -> dict[str, tuple[str, str, str]]:
     blocked = record.blocked_reason
     if record.problems:
         ready = ("False", "InvalidSpec", "; ".join(record.problems))
+    elif record.refused:
+        ready = ("False", "EndpointNotAllowed", "; ".join(record.refused))
     elif record.missing_secrets:
         ready = (
             "False",
@@ -304,7 +340,7 @@ def conditions_for(record: StackRecord, now: float) -> list[dict[str, Any]]:
 
 def phase_for(record: StackRecord) -> str:
     blocked = record.blocked_reason
-    if blocked == "InvalidSpec":
+    if blocked in ("InvalidSpec", "EndpointNotAllowed"):
         return "Invalid"
     if blocked == "SecretNotFound":
         return "Waiting"

@@ -174,5 +174,7 @@ async def run_step(step: StepInput, router: Router, providers: ProviderSource) -
     await store.commit_step(
         token=step.token, tick_id=step.tick_id, agent=agent.name, record=asdict(record), ops=ops
     )
-    metrics.STEP_DURATION.labels(agent.role, record.outcome).observe(time.monotonic() - started)
+    metrics.STEP_DURATION.labels(metrics.role_label(agent.role), record.outcome).observe(
+        time.monotonic() - started
+    )
     return record

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     once.add_argument(
         "--deadline", type=float, help="Unix time after which the tick must not start"
     )
+    once.add_argument(
+        "--uid", default="", help="the stack's uid (a tick of a deleted stack writes nothing)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -85,5 +88,6 @@ def main(args: argparse.Namespace) -> int:
         slot=slot,
         deadline=args.deadline if args.deadline is not None else time.time() + 3600,
         priority=Priority.NORMAL,
+        uid=args.uid,
     )
     return asyncio.run(run_once(config, request))

@@ -2,18 +2,28 @@
 
 Order of checks for a delivered :class:`~agentstack_core.protocol.TickRequest`:
 
-1. already done (its id is in the stack's done set) → duplicate: acknowledge, no result;
-2. no published spec, a newer generation, a spec that does not parse, a stack not
-   ``Running``, a missed deadline, a spent budget → *dropped* with a reason, recorded
-   as done so a redelivery is a duplicate;
-3. the stack's lease: held for this very tick id → it runs elsewhere (duplicate);
-   held for another tick → dropped as ``StackBusy`` (missed ticks are skipped);
-4. run the agents in order under the lease (renewed in the background), within the
-   tick timeout; committed steps of an interrupted earlier attempt are not re-run;
-5. finish: the done record, history entry and usage counters, once.
+1. already done (its outcome is recorded) → duplicate: nothing runs, and the recorded
+   result is returned so the caller publishes it again (a result lost between
+   recording and publishing is never lost for good);
+2. the stack's lease: held for this very tick id → it runs elsewhere (duplicate, its
+   owner reports it); held for another tick → dropped as ``StackBusy`` (missed ticks
+   are skipped), recorded only if this tick id is not running elsewhere meanwhile;
+3. under the lease: no published spec (the stack was deleted), a newer generation, a
+   spec that does not parse, a stack not ``Running``, a missed deadline, a spent
+   budget → *dropped* with a reason, recorded as done so a redelivery is a duplicate;
+4. run the agents in order under the lease (renewed in the background, and with it the
+   delivery kept alive), within the tick timeout; committed steps of an interrupted
+   earlier attempt are not re-run;
+5. finish under the lease: the done record with the outcome, history entry and
+   counters, once.
+
+A tick starts when it holds the lease: ``started_at`` is taken then.
 
 Losing the lease mid-tick raises :class:`~agentstack_core.store.LeaseLostError`: the
-caller must not acknowledge, so the request is claimed again and resumed.
+caller must not acknowledge, so the request is claimed again and resumed. A stack that
+no longer exists (deleted, or re-created under its name) ends the tick with nothing
+written (:class:`~agentstack_core.store.StackGoneError` is turned into an empty
+:class:`Execution`): the caller acknowledges it.
 """
 
 from __future__ import annotations
@@ -23,11 +33,11 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from agentstack_core.budget import exhausted
 from agentstack_core.protocol import Outcome, RedisClient, TickRequest, TickResult
-from agentstack_core.records import TickRecord
 from agentstack_core.spec import (
     ExecutionState,
     SpecError,
@@ -35,7 +45,7 @@ from agentstack_core.spec import (
     StepFailurePolicy,
     parse_spec,
 )
-from agentstack_core.store import LeaseLostError, StackStore
+from agentstack_core.store import Finished, LeaseLostError, StackGoneError, StackStore
 from agentstack_runner import metrics
 from agentstack_runner.agents import StepInput, StepRecord, run_step
 from agentstack_runner.llm.router import Router
@@ -44,6 +54,29 @@ from agentstack_runner.providers import ProviderRegistry
 logger = logging.getLogger(__name__)
 
 DEFAULT_LEASE_TTL = 30.0
+
+KeepAlive = Callable[[], Awaitable[None]]
+"""Called after every lease renewal (the runner refreshes its delivery)."""
+
+
+@dataclass(frozen=True)
+class Execution:
+    """What executing a request came to."""
+
+    result: TickResult | None
+    """The result to publish: this execution's, or — for a duplicate of a finished
+    tick — the one recorded then. ``None``: nothing to publish (running elsewhere, or
+    the stack is gone)."""
+    duplicate: bool = False
+    """Nothing ran here because the tick had run (or is running) already."""
+
+
+class _DropError(Exception):
+    """Admission refused the tick: ``reason`` and ``message`` say why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message
 
 
 @dataclass
@@ -54,93 +87,117 @@ class Engine:
     runner_id: str
     lease_ttl: float = DEFAULT_LEASE_TTL
 
-    async def execute(self, request: TickRequest) -> TickResult | None:
-        """Run ``request``; ``None`` means it was a duplicate and nothing was recorded."""
-        store = StackStore(self.client, request.stack)
-        if await store.is_done(request.tick_id):
+    async def execute(self, request: TickRequest, keep_alive: KeepAlive | None = None) -> Execution:
+        """Run ``request`` (see the module docstring for the order of checks)."""
+        store = StackStore(self.client, request.stack, request.uid)
+        try:
+            return await self._execute(store, request, keep_alive)
+        except StackGoneError:
+            logger.info("%s: the stack no longer exists; nothing recorded", request.tick_id)
+            metrics.TICKS.labels("Dropped", "StackGone").inc()
+            return Execution(None)
+
+    async def _execute(
+        self, store: StackStore, request: TickRequest, keep_alive: KeepAlive | None
+    ) -> Execution:
+        recorded = await store.outcome(request.tick_id)
+        if recorded is not None:
             metrics.DUPLICATES.inc()
-            return None
-        started = time.time()
-        spec_or_reason = await self._admit(store, request, started)
-        if isinstance(spec_or_reason, tuple):
-            reason, message = spec_or_reason
-            return await self._drop(store, request, reason, message, started)
-        spec = spec_or_reason
+            return Execution(recorded, duplicate=True)
         token = f"{request.tick_id}|{self.runner_id}|{uuid.uuid4().hex[:8]}"
         holder = await store.acquire_lease(token, self.lease_ttl)
         if holder is not None:
             if holder.startswith(f"{request.tick_id}|"):
                 metrics.DUPLICATES.inc()
-                return None
-            return await self._drop(
-                store, request, "StackBusy", "another tick of this stack is running", started
-            )
-        metrics.QUEUE_LAG.observe(max(0.0, started - request.dispatched_at))
-        metrics.TICKS_IN_FLIGHT.inc()
+                return Execution(None, duplicate=True)
+            busy = _DropError("StackBusy", "another tick of this stack is running")
+            return await self._drop(store, request, busy, time.time(), token=None)
+        started = time.time()  # the tick starts when it holds the lease
         try:
-            return await self._run(store, request, spec, token, started)
+            try:
+                spec = await self._admit(store, request, started)
+            except _DropError as drop:
+                return await self._drop(store, request, drop, started, token=token)
+            metrics.QUEUE_LAG.observe(max(0.0, started - request.dispatched_at))
+            metrics.TICKS_IN_FLIGHT.inc()
+            try:
+                return await self._run(store, request, spec, token, started, keep_alive)
+            finally:
+                metrics.TICKS_IN_FLIGHT.dec()
         finally:
-            metrics.TICKS_IN_FLIGHT.dec()
             with contextlib.suppress(Exception):
                 await store.release_lease(token)
 
-    async def _admit(
-        self, store: StackStore, request: TickRequest, now: float
-    ) -> StackSpec | tuple[str, str]:
+    async def _admit(self, store: StackStore, request: TickRequest, now: float) -> StackSpec:
         published = await store.spec()
         if published is None:
-            return "SpecNotPublished", "the operator has not published this stack's spec"
-        generation, raw = published
+            raise StackGoneError(f"{request.stack} has no published spec")
+        generation, raw, _uid = published
         if request.generation < generation:
-            return (
+            raise _DropError(
                 "OutdatedGeneration",
                 f"scheduled under generation {request.generation}, spec is at {generation}",
             )
         if request.generation > generation:
-            return "SpecNotPublished", f"generation {request.generation} is not published yet"
+            raise _DropError(
+                "SpecNotPublished", f"generation {request.generation} is not published"
+            )
         try:
             spec = parse_spec(raw)
         except SpecError as exc:
-            return "InvalidSpec", str(exc)
+            raise _DropError("InvalidSpec", str(exc)) from exc
         if spec.execution_state is not ExecutionState.RUNNING:
-            return "NotRunning", f"the stack is {spec.execution_state.value}"
+            raise _DropError("NotRunning", f"the stack is {spec.execution_state.value}")
         if now > request.deadline:
-            return "DeadlineExceeded", f"started {now - request.deadline:.1f}s after its deadline"
+            raise _DropError("DeadlineExceeded", f"started {now - request.deadline:.1f}s late")
         spent = exhausted(spec.budget, await store.usage())
         if spent is not None:
-            return "BudgetExceeded", spent
+            raise _DropError("BudgetExceeded", spent)
         return spec
 
     async def _drop(
-        self, store: StackStore, request: TickRequest, reason: str, message: str, started: float
-    ) -> TickResult | None:
+        self,
+        store: StackStore,
+        request: TickRequest,
+        drop: _DropError,
+        started: float,
+        *,
+        token: str | None,
+    ) -> Execution:
         result = TickResult(
             stack=request.stack,
             tick_id=request.tick_id,
             generation=request.generation,
             outcome=Outcome.DROPPED,
-            reason=reason,
-            message=message,
+            reason=drop.reason,
+            message=drop.message,
             started_at=started,
             finished_at=time.time(),
             runner=self.runner_id,
         )
-        recorded = await store.finish_tick(
-            token="", tick_id=request.tick_id, entry=_history_entry(result), tokens=0, ran=False
-        )
-        if not recorded:
-            metrics.DUPLICATES.inc()
-            return None
-        metrics.TICKS.labels(result.outcome.value, reason).inc()
-        return result
+        finished = await store.finish_tick(result=result, token=token, ran=False)
+        return self._reported(finished, result)
+
+    def _reported(self, finished: Finished, result: TickResult) -> Execution:
+        if finished is Finished.RECORDED:
+            metrics.TICKS.labels(result.outcome.value, result.reason).inc()
+            return Execution(result)
+        metrics.DUPLICATES.inc()
+        return Execution(None, duplicate=True)
 
     async def _run(
-        self, store: StackStore, request: TickRequest, spec: StackSpec, token: str, started: float
-    ) -> TickResult | None:
+        self,
+        store: StackStore,
+        request: TickRequest,
+        spec: StackSpec,
+        token: str,
+        started: float,
+        keep_alive: KeepAlive | None,
+    ) -> Execution:
         clock_start = time.monotonic()
         lease_lost = asyncio.Event()
         steps = asyncio.create_task(self._steps(store, request, spec, token, clock_start))
-        renewer = asyncio.create_task(self._renew(store, token, lease_lost, steps))
+        renewer = asyncio.create_task(self._renew(store, token, lease_lost, steps, keep_alive))
         try:
             records, reason, message = await steps
         except asyncio.CancelledError:
@@ -174,14 +231,10 @@ class Engine:
             progressed=any(record.progressed for record in records),
             runner=self.runner_id,
         )
-        if not await store.finish_tick(
-            token=token, tick_id=request.tick_id, entry=_history_entry(result), tokens=tokens
-        ):
-            metrics.DUPLICATES.inc()
-            return None
-        metrics.TICKS.labels(outcome.value, reason).inc()
-        metrics.TICK_DURATION.labels(outcome.value).observe(time.monotonic() - clock_start)
-        return result
+        finished = await store.finish_tick(result=result, token=token)
+        if finished is Finished.RECORDED:
+            metrics.TICK_DURATION.labels(outcome.value).observe(time.monotonic() - clock_start)
+        return self._reported(finished, result)
 
     async def _steps(
         self, store: StackStore, request: TickRequest, spec: StackSpec, token: str, start: float
@@ -211,13 +264,21 @@ class Engine:
         return records, "Completed", ""
 
     async def _renew(
-        self, store: StackStore, token: str, lost: asyncio.Event, work: asyncio.Task[object]
+        self,
+        store: StackStore,
+        token: str,
+        lost: asyncio.Event,
+        work: asyncio.Task[object],
+        keep_alive: KeepAlive | None,
     ) -> None:
-        """Keep the lease alive; if it is lost, stop the work at once (no wasted calls)."""
+        """Keep the lease (and the delivery) alive; if the lease is lost, stop the work at
+        once (no wasted calls, and nothing more is written: every write is fenced)."""
         while True:
             await asyncio.sleep(self.lease_ttl / 3)
             try:
                 renewed = await store.renew_lease(token, self.lease_ttl)
+                if renewed and keep_alive is not None:
+                    await keep_alive()
             except Exception:  # Redis hiccup: try again next period, the TTL has slack
                 logger.warning("could not renew the lease %s", token.split("|")[0])
                 continue
@@ -225,20 +286,3 @@ class Engine:
                 lost.set()
                 work.cancel()
                 return
-
-
-def _history_entry(result: TickResult) -> TickRecord:
-    return TickRecord(
-        tick_id=result.tick_id,
-        generation=result.generation,
-        outcome=result.outcome.value,
-        reason=result.reason,
-        message=result.message,
-        started_at=result.started_at,
-        finished_at=result.finished_at,
-        duration_ms=round(result.duration * 1000),
-        tokens=result.tokens,
-        steps=result.steps,
-        progressed=result.progressed,
-        runner=result.runner,
-    )

@@ -1,13 +1,55 @@
 """Prometheus metrics of the runner (prefix ``agentstack_``, base units, bounded labels).
 
-Labels are limited to values the fleet's configuration bounds: outcome and reason
-enums, agent roles, provider and model names. No label carries a stack name; per-stack
-numbers live in the stack's status and its Redis history instead.
+Labels are limited to values the project bounds: outcome and reason enums, providers,
+the built-in agent roles (any other role a stack author names is ``custom``), and model
+names — which stack authors also choose, so only the first
+``AGENTSTACK_METRICS_MAX_MODELS`` (20) distinct names a runner meets get a series of
+their own, later ones share ``other``. No label carries a stack name; per-stack numbers
+live in the stack's status and its Redis history instead.
 """
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from agentstack_core.environment import env_int
+from agentstack_core.spec import DEFAULT_MODELS, DEFAULT_TEAM
+
+OTHER = "other"
+CUSTOM_ROLE = "custom"
+
+
+class BoundedLabel:
+    """Label values taken from user input, bounded: ``known`` values and the first
+    ``limit`` others met keep their name, the rest are reported as ``other``."""
+
+    def __init__(self, limit: int, known: tuple[str, ...] = ()) -> None:
+        self.limit = limit
+        self._known = frozenset(known)
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        if value in self._known or value in self._seen:
+            return value
+        with self._lock:
+            if len(self._seen) < self.limit:
+                self._seen.add(value)
+                return value
+        return OTHER
+
+
+model_label = BoundedLabel(
+    env_int("AGENTSTACK_METRICS_MAX_MODELS", 20), known=tuple(DEFAULT_MODELS.values())
+)
+
+
+def role_label(role: str) -> str:
+    """A built-in role as itself; roles stack authors invent share one series."""
+    return role if role in DEFAULT_TEAM else CUSTOM_ROLE
+
 
 _TICK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _CALL_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)

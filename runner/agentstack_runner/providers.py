@@ -5,28 +5,39 @@ itself, for the stack at hand, through a :class:`Credentials` source chosen by
 ``AGENTSTACK_RUNNER_CREDENTIALS``:
 
 - ``env`` (default) — :class:`EnvCredentials`: ``GROQ_API_KEY`` / ``OPENAI_API_KEY`` from
-  the process environment. Right for a Job-executor pod, whose environment the operator
-  fills from the stack's own Secret, and for local development.
+  the process environment, the platform's own keys (local development, a pool that
+  serves no tenant keys).
 - ``kubernetes`` — :class:`KubernetesCredentials`, for the shared runner pool: a stack with
   a ``secretRef`` gets the key from that Secret in its namespace (read through the API,
   cached briefly); a stack without one gets the runner's own environment keys. A
   ``secretRef`` that cannot be read is an error for that stack — never a silent fall
   back to the pool's keys, which would bill and authorise the wrong account.
+- ``job`` — :class:`JobCredentials`, set by the Job executor on its pods: the
+  environment holds the stack's own keys (the operator fills it from the stack's
+  Secrets and from nothing else).
+
+Every key is marked as the stack's own or the platform's. The platform's keys go only
+where :class:`~agentstack_core.endpoints.EndpointPolicy` allows (the provider's public
+endpoint or an allow-listed one): a ``baseURL`` chosen by a stack author gets a key
+only if the author supplied it.
 
 The base URL comes from the stack's provider config, else from the SDK's own
 environment variable (``GROQ_BASE_URL``, ``OPENAI_BASE_URL``). Provider clients are
 cached per (provider, base URL, key digest), so connection pools are shared by every
-stack using the same account.
+stack using the same account; the cache is bounded, and so is the Secret cache.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.environment import env_float
 from agentstack_core.spec import ProviderConfig, StackSpec
 from agentstack_runner.llm.base import Provider, UnavailableError
@@ -35,26 +46,53 @@ from agentstack_runner.llm.sdk import SdkProvider, client_key
 
 ENV_KEYS = {"groq": "GROQ_API_KEY", "openai": "OPENAI_API_KEY"}
 SECRET_CACHE_SECONDS = 60.0
+SECRET_CACHE_ENTRIES = 1_000
+MAX_CLIENTS = 64
+"""Provider clients kept open (one per account and endpoint in use)."""
+CLIENT_CLOSE_GRACE_SECONDS = 660.0
+"""An evicted client is closed only after any call it may still serve has ended (the
+longest request timeout a spec allows is 600 s)."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    value: str
+    owned: bool
+    """The stack's own key (from its ``secretRef``), not the platform's."""
+
+    def __repr__(self) -> str:  # never print a key, even by accident
+        return f"ApiKey(owned={self.owned})"
 
 
 class Credentials(Protocol):
-    async def api_key(self, namespace: str, provider: str, config: ProviderConfig) -> str | None:
+    async def api_key(self, namespace: str, provider: str, config: ProviderConfig) -> ApiKey | None:
         """The API key for ``provider`` as configured for a stack in ``namespace``."""
         ...
 
 
 class EnvCredentials:
-    """Keys from the runner's environment."""
+    """The platform's keys, from the runner's environment."""
 
-    async def api_key(self, namespace: str, provider: str, config: ProviderConfig) -> str | None:
+    owned = False
+
+    async def api_key(self, namespace: str, provider: str, config: ProviderConfig) -> ApiKey | None:
         env = ENV_KEYS.get(provider)
-        return (os.environ.get(env) or None) if env else None
+        value = os.environ.get(env) if env else None
+        return ApiKey(value, owned=self.owned) if value else None
+
+
+class JobCredentials(EnvCredentials):
+    """A Job pod's environment: the one stack's own keys, from its Secrets."""
+
+    owned = True
 
 
 class KubernetesCredentials:
     """A stack's ``secretRef`` read from its namespace through the Kubernetes API."""
 
-    def __init__(self, api: Any = None, ttl: float = SECRET_CACHE_SECONDS) -> None:
+    def __init__(
+        self, api: Any = None, ttl: float = SECRET_CACHE_SECONDS, limit: int = SECRET_CACHE_ENTRIES
+    ) -> None:
         from kubernetes import client, config
 
         if api is None:
@@ -65,10 +103,13 @@ class KubernetesCredentials:
             api = client.ApiClient()
         self.core = client.CoreV1Api(api)
         self.ttl = ttl
-        self._cache: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+        self.limit = limit
+        self._cache: collections.OrderedDict[tuple[str, str], tuple[float, dict[str, str]]] = (
+            collections.OrderedDict()
+        )
         self._fallback = EnvCredentials()
 
-    async def api_key(self, namespace: str, provider: str, config: ProviderConfig) -> str | None:
+    async def api_key(self, namespace: str, provider: str, config: ProviderConfig) -> ApiKey | None:
         ref = config.secret_ref
         if ref is None:
             return await self._fallback.api_key(namespace, provider, config)
@@ -78,11 +119,12 @@ class KubernetesCredentials:
             raise UnavailableError(
                 f"{provider}: key {ref.key!r} of Secret {ref.name!r} is not readable"
             )
-        return value
+        return ApiKey(value, owned=True)
 
     async def _secret(self, namespace: str, name: str) -> dict[str, str]:
+        now = time.monotonic()
         cached = self._cache.get((namespace, name))
-        if cached is not None and cached[0] > time.monotonic():
+        if cached is not None and cached[0] > now:
             return cached[1]
         from kubernetes.client.exceptions import ApiException
 
@@ -93,29 +135,51 @@ class KubernetesCredentials:
                 f"Secret {name!r} in {namespace} is not readable ({exc.status})"
             ) from exc
         data = {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
-        self._cache[(namespace, name)] = (time.monotonic() + self.ttl, data)
+        self._cache[(namespace, name)] = (now + self.ttl, data)
+        self._cache.move_to_end((namespace, name))
+        while len(self._cache) > self.limit:  # the least recently read go first
+            self._cache.popitem(last=False)
         return data
 
 
+CREDENTIAL_SOURCES = ("env", "kubernetes", "job")
+
+
 def credentials_from_env() -> Credentials:
-    """The source ``AGENTSTACK_RUNNER_CREDENTIALS`` names (``env`` or ``kubernetes``);
-    ``AGENTSTACK_RUNNER_SECRET_CACHE_SECONDS`` (60) bounds how long a read Secret is reused."""
+    """The source ``AGENTSTACK_RUNNER_CREDENTIALS`` names (``env``, ``kubernetes`` or
+    ``job``); ``AGENTSTACK_RUNNER_SECRET_CACHE_SECONDS`` (60) bounds how long a read
+    Secret is reused."""
     mode = os.environ.get("AGENTSTACK_RUNNER_CREDENTIALS", "env").lower()
     if mode == "kubernetes":
         ttl = env_float("AGENTSTACK_RUNNER_SECRET_CACHE_SECONDS", SECRET_CACHE_SECONDS)
         return KubernetesCredentials(ttl=ttl)
+    if mode == "job":
+        return JobCredentials()
     if mode != "env":
-        raise ValueError(f"AGENTSTACK_RUNNER_CREDENTIALS must be env or kubernetes, not {mode!r}")
+        raise ValueError(
+            f"AGENTSTACK_RUNNER_CREDENTIALS must be one of {', '.join(CREDENTIAL_SOURCES)}, "
+            f"not {mode!r}"
+        )
     return EnvCredentials()
 
 
 class ProviderRegistry:
     """Builds and caches provider clients; hands out a per-stack view."""
 
-    def __init__(self, credentials: Credentials | None = None) -> None:
+    def __init__(
+        self,
+        credentials: Credentials | None = None,
+        endpoints: EndpointPolicy | None = None,
+        max_clients: int = MAX_CLIENTS,
+    ) -> None:
         self.credentials: Credentials = credentials or EnvCredentials()
+        self.endpoints = endpoints if endpoints is not None else EndpointPolicy.from_env()
         self.scripted = ScriptedProvider()
-        self._clients: dict[tuple[str, str, str], SdkProvider] = {}
+        self.max_clients = max_clients
+        self._clients: collections.OrderedDict[tuple[str, str, str], SdkProvider] = (
+            collections.OrderedDict()
+        )
+        self._closing: dict[asyncio.Task[None], SdkProvider] = {}
 
     def for_stack(self, namespace: str, spec: StackSpec) -> StackProviders:
         return StackProviders(self, namespace, spec)
@@ -127,19 +191,43 @@ class ProviderRegistry:
         if not key:
             source = (
                 f"Secret {config.secret_ref.name!r} key {config.secret_ref.key!r}"
-                if config.secret_ref and not isinstance(self.credentials, EnvCredentials)
+                if config.secret_ref and isinstance(self.credentials, KubernetesCredentials)
                 else ENV_KEYS.get(name, "an API key")
             )
             raise UnavailableError(f"{name}: no API key ({source} not available to the runner)")
-        cache_key = client_key(name, key, config.base_url)
+        if not key.owned and not self.endpoints.pool_key_allowed(name, config.base_url):
+            raise UnavailableError(
+                f"{name}: the platform's API key is not sent to {config.base_url} (not an "
+                "allow-listed endpoint); the stack needs a secretRef with its own key"
+            )
+        cache_key = client_key(name, key.value, config.base_url)
         client = self._clients.get(cache_key)
         if client is None:
-            client = SdkProvider(name, api_key=key, base_url=config.base_url)
+            client = SdkProvider(name, api_key=key.value, base_url=config.base_url)
             self._clients[cache_key] = client
+            while len(self._clients) > self.max_clients:
+                _key, evicted = self._clients.popitem(last=False)
+                self._close_later(evicted)
+        self._clients.move_to_end(cache_key)
         return client
 
+    def _close_later(self, client: SdkProvider) -> None:
+        """Close an evicted client once calls it may still serve are over."""
+
+        async def close() -> None:
+            await asyncio.sleep(CLIENT_CLOSE_GRACE_SECONDS)
+            await client.close()
+
+        task = asyncio.create_task(close())
+        self._closing[task] = client
+        task.add_done_callback(self._closing.pop)
+
     async def close(self) -> None:
-        for client in self._clients.values():
+        """Close every client, the evicted ones still waiting included."""
+        evicted = list(self._closing.items())
+        for task, _client in evicted:
+            task.cancel()
+        for client in [*self._clients.values(), *(client for _task, client in evicted)]:
             await client.close()
         self._clients.clear()
 

@@ -4,8 +4,10 @@ One asyncio loop reads deliveries (new requests, higher lanes first, and every
 ``claim_interval`` the requests other runners abandoned) as long as it has free
 capacity, and runs each as a task through the :class:`~agentstack_runner.engine.Engine`.
 A finished tick's result is published, then the delivery is acknowledged — in that
-order, so a crash in between causes a duplicate (recognised and skipped), never a
-lost result.
+order, so a crash in between causes a duplicate, which republishes the outcome recorded
+for the tick: a result is never lost. While a tick runs, each renewal of its stack's
+lease also refreshes the delivery, so no other runner claims a tick that is still
+running, however long it takes.
 
 On SIGTERM the runner stops reading, gives in-flight ticks ``drain_timeout`` seconds
 to finish, then cancels the rest and hands their deliveries back (made claimable at
@@ -34,7 +36,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from agentstack_core import protocol
 from agentstack_core.connection import connect
 from agentstack_core.environment import env_float, env_int
-from agentstack_core.keys import FleetKeys
 from agentstack_core.observability import serve_http
 from agentstack_core.protocol import Delivery, RedisClient
 from agentstack_core.store import LeaseLostError
@@ -140,7 +141,6 @@ class Runner:
         self.last_loop = time.monotonic()
         self._inflight: dict[asyncio.Task[None], Delivery] = {}
         self._next_claim = 0.0
-        self._next_heartbeat = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -167,7 +167,6 @@ class Runner:
             if http is not None:
                 await http.cleanup()
             await self.engine.registry.close()
-            await self.client.hdel(FleetKeys.runners, self.config.runner_id)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -175,7 +174,6 @@ class Runner:
     async def _consume(self) -> None:
         """Receive and start ticks until stopped; Redis errors pause, never end, the loop."""
         self._next_claim = time.monotonic()
-        self._next_heartbeat = 0.0
         backoff = 0.5
         while not self.stopping.is_set():
             try:
@@ -194,9 +192,6 @@ class Runner:
 
     async def _receive(self) -> None:
         self.last_loop = now = time.monotonic()
-        if now >= self._next_heartbeat:
-            await self.client.hset(FleetKeys.runners, self.config.runner_id, repr(time.time()))
-            self._next_heartbeat = now + 10.0
         free = self.config.concurrency - len(self._inflight)
         if free <= 0:
             await self._wait_for_capacity()
@@ -253,8 +248,12 @@ class Runner:
             logger.error("undecodable tick request %s: %r", delivery.entry_id, delivery.raw)
             await protocol.acknowledge(self.client, delivery)
             return
+
+        async def keep_alive() -> None:
+            await protocol.keep_alive(self.client, self.config.runner_id, delivery)
+
         try:
-            result = await self.engine.execute(request)
+            execution = await self.engine.execute(request, keep_alive)
         except LeaseLostError:
             logger.warning("lost the lease of %s during %s", request.stack, request.tick_id)
             return  # not acknowledged: claimed again, resumed from the last committed step
@@ -266,8 +265,8 @@ class Runner:
                 await protocol.release(self.client, self.config.runner_id, delivery)
             return
         try:
-            if result is not None:
-                await protocol.publish_results(self.client, [result])
+            if execution.result is not None:
+                await protocol.publish_results(self.client, [execution.result])
             await protocol.acknowledge(self.client, delivery)
         except Exception as exc:  # left pending: claimed again later, then a duplicate
             logger.warning("could not report tick %s (%s); it stays pending", request.tick_id, exc)
@@ -303,11 +302,13 @@ async def run_once(config: RunnerConfig, request: protocol.TickRequest) -> int:
     client = connect(config.redis_url, cluster=config.redis_cluster)
     engine = build_engine(config, client)
     try:
-        result = await engine.execute(request)
-        if result is None:
-            logger.info("tick %s had already run", request.tick_id)
+        execution = await engine.execute(request)
+        result = execution.result
+        if result is not None:
+            await protocol.publish_results(client, [result])
+        if execution.duplicate or result is None:
+            logger.info("tick %s had already run (or its stack is gone)", request.tick_id)
             return 0
-        await protocol.publish_results(client, [result])
         logger.info(
             "tick %s: %s (%s) %s",
             request.tick_id,

@@ -16,6 +16,14 @@ from tests.helpers import eventually
 
 @pytest.fixture
 def fake_llm() -> Iterator[FakeLLMServer]:
+    """The platform's LLM gateway: allow-listed for the pool's keys."""
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def stranger() -> Iterator[FakeLLMServer]:
+    """A server a stack author points a stack at: on no allow-list."""
     with FakeLLMServer() as server:
         yield server
 
@@ -23,16 +31,19 @@ def fake_llm() -> Iterator[FakeLLMServer]:
 def test_a_stack_secret_beats_the_pool_key_and_never_falls_back(
     fleet: Fleet,
     fake_llm: FakeLLMServer,
+    stranger: FakeLLMServer,
     k8s_api: client.ApiClient,
     namespace: str,
     redis_reader: redis.Redis,
 ) -> None:
-    fleet.operator()
+    gateway = {"AGENTSTACK_ALLOWED_BASE_URLS": fake_llm.openai_base_url}
+    fleet.operator(**gateway)
     fleet.runner(
         "pool-runner",
         AGENTSTACK_RUNNER_CREDENTIALS="kubernetes",
         AGENTSTACK_RUNNER_SECRET_CACHE_SECONDS="1",
         OPENAI_API_KEY="sk-pool-default",
+        **gateway,
     )
     stacks = Stacks(k8s_api, namespace, redis_reader)
     stacks.core.create_namespaced_secret(
@@ -54,6 +65,8 @@ def test_a_stack_secret_beats_the_pool_key_and_never_falls_back(
         },
     )
     stacks.create("pool-key", llm={"model": model, "providers": {"openai": openai}})
+    elsewhere = {"openai": {"baseURL": stranger.openai_base_url}}
+    stacks.create("elsewhere", llm={"model": model, "providers": elsewhere})
     stacks.wait_ticks("own-key", 1)
     stacks.wait_ticks("pool-key", 1)
     assert stacks.status("own-key")["lastTickResult"] == "Succeeded"
@@ -68,6 +81,14 @@ def test_a_stack_secret_beats_the_pool_key_and_never_falls_back(
 
     assert used_by("own-key") == {credential_digest("Bearer sk-stack-own")}
     assert used_by("pool-key") == {credential_digest("Bearer sk-pool-default")}
+    # A baseURL of the author's choosing gets no pool key: the stack is refused at once,
+    # says why, and the stranger's server never hears from the fleet.
+    ready = stacks.wait_condition("elsewhere", "Ready", "False")
+    assert ready["reason"] == "EndpointNotAllowed"
+    assert "secretRef" in ready["message"]
+    stacks.wait_event("elsewhere", "EndpointNotAllowed")
+    assert stacks.status("elsewhere").get("ticks", 0) == 0
+    assert stranger.requests == []
 
     # The Secret loses its key: that stack's calls fail rather than use the pool's key.
     stacks.core.replace_namespaced_secret(

@@ -10,6 +10,7 @@ import pytest_asyncio
 from redis.asyncio.cluster import RedisCluster
 
 from agentstack_core.connection import connect
+from agentstack_core.endpoints import ALLOWED_BASE_URLS_ENV
 from agentstack_core.protocol import RedisClient
 from agentstack_devkit.fakellm import FakeLLMServer
 
@@ -52,8 +53,15 @@ async def aredis(redis_backend: RedisBackend) -> AsyncIterator[RedisClient]:
 
 @pytest.fixture
 def fake_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
-    """A scripted OpenAI-compatible server; the runner's default keys point at nothing real."""
+    """A scripted OpenAI-compatible server; the runner's default keys point at nothing real.
+
+    The server stands for a gateway the platform allow-lists, so the runner's own
+    (fake) keys may be sent to it; a server of a stack author's would not be listed.
+    """
     monkeypatch.setenv("OPENAI_API_KEY", "sk-fake-openai")
     monkeypatch.setenv("GROQ_API_KEY", "gsk-fake-groq")
     with FakeLLMServer() as server:
+        monkeypatch.setenv(
+            ALLOWED_BASE_URLS_ENV, f"{server.groq_base_url},{server.openai_base_url}"
+        )
         yield server

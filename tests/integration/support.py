@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ from agentstack_runner.engine import Engine
 from agentstack_runner.llm.resilience import RetryPolicy
 from agentstack_runner.llm.router import Router
 from agentstack_runner.providers import ProviderRegistry
+from tests.helpers import eventually
 
 FAST_RETRIES = RetryPolicy(max_attempts=2, base_delay=0.05, max_delay=0.1)
 
@@ -60,6 +62,19 @@ def openai_spec(server: FakeLLMServer, **llm: Any) -> dict[str, Any]:
     }
 
 
+async def wait_for_call(server: FakeLLMServer, agent: str, timeout: float = 30) -> None:
+    """Until ``agent``'s LLM call has reached the server (from async tests)."""
+
+    def called() -> bool | None:
+        return (
+            True
+            if any(r.headers.get("x-agentstack-agent") == agent for r in server.requests)
+            else None
+        )
+
+    await asyncio.to_thread(eventually, called, f"the {agent}'s LLM call", timeout)
+
+
 async def dump_all(client: RedisClient) -> str:
     """Every key and value in Redis as one string (to prove a secret is nowhere)."""
     parts: list[str] = []
@@ -73,6 +88,8 @@ async def dump_all(client: RedisClient) -> str:
             value = await client.zrange(key, 0, -1)
         elif kind == "list":
             value = await client.lrange(key, 0, -1)
+        elif kind == "set":
+            value = sorted(await client.smembers(key))
         else:
             value = await client.get(key)
         parts.append(f"{key}={value!r}")

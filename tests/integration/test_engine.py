@@ -15,7 +15,6 @@ from agentstack_core.spec import DEFAULT_TEAM
 from agentstack_core.store import LeaseLostError
 from agentstack_devkit.fakellm import Delay, Fail, FakeLLMServer, Hang, Reply
 from agentstack_runner.actions import MAX_REPLY_CHARS
-from tests.helpers import eventually
 from tests.integration.support import (
     STACK,
     dump_all,
@@ -23,6 +22,7 @@ from tests.integration.support import (
     openai_spec,
     publish,
     request,
+    wait_for_call,
 )
 
 KEYS = StackKeys(STACK)
@@ -35,7 +35,7 @@ async def trace(client: RedisClient) -> list[dict[str, Any]]:
 
 async def test_a_tick_runs_the_team_in_order_and_leaves_its_state(aredis: RedisClient) -> None:
     await publish(aredis, {"goal": "Write a haiku about autumn"})
-    result = await make_engine(aredis).execute(request(1))
+    result = (await make_engine(aredis).execute(request(1))).result
 
     assert result is not None
     assert result.outcome is Outcome.SUCCEEDED
@@ -70,7 +70,7 @@ async def test_scripted_team_makes_visible_progress_over_ticks(aredis: RedisClie
     await publish(aredis, {"goal": "Plan a team offsite"})
     engine = make_engine(aredis)
     for slot in range(1, 11):
-        result = await engine.execute(request(slot))
+        result = (await engine.execute(request(slot))).result
         assert result is not None
         assert result.outcome is Outcome.SUCCEEDED
     plan = json.loads(await aredis.get(KEYS.plan))
@@ -84,9 +84,11 @@ async def test_scripted_team_makes_visible_progress_over_ticks(aredis: RedisClie
 async def test_a_duplicate_tick_executes_once(aredis: RedisClient) -> None:
     await publish(aredis, {"goal": "g"})
     first, second = make_engine(aredis, "runner-a"), make_engine(aredis, "runner-b")
-    results = await asyncio.gather(first.execute(request(1)), second.execute(request(1)))
-    assert sorted(result is None for result in results) == [False, True]
-    assert await first.execute(request(1)) is None  # and again, later
+    runs = await asyncio.gather(first.execute(request(1)), second.execute(request(1)))
+    assert sorted(run.duplicate for run in runs) == [False, True]
+    later = await first.execute(request(1))  # and again, later: the recorded outcome
+    assert later.duplicate
+    assert later.result == next(run.result for run in runs if not run.duplicate)
     assert len(await trace(aredis)) == 4
     assert len(await aredis.xrange(KEYS.history)) == 1
 
@@ -96,11 +98,11 @@ async def test_two_ticks_of_one_stack_never_run_at_once(
 ) -> None:
     fake_llm.add_rule(Delay(0.3, Reply('{"actions": []}')), repeat_last=True)
     await publish(aredis, openai_spec(fake_llm))
-    results = await asyncio.gather(
+    runs = await asyncio.gather(
         make_engine(aredis, "runner-a").execute(request(1)),
         make_engine(aredis, "runner-b").execute(request(2)),
     )
-    outcomes = sorted((r.outcome.value, r.reason) for r in results if r is not None)
+    outcomes = sorted((r.result.outcome.value, r.result.reason) for r in runs if r.result)
     assert outcomes == [("Dropped", "StackBusy"), ("Succeeded", "Completed")]
     assert len(await trace(aredis)) == 4
 
@@ -109,7 +111,7 @@ async def test_two_ticks_of_one_stack_never_run_at_once(
     ("setup", "reason"),
     [
         ({"published": 2, "requested": 1}, "OutdatedGeneration"),
-        ({"published": None, "requested": 1}, "SpecNotPublished"),
+        ({"published": 1, "requested": 2}, "SpecNotPublished"),
         ({"deadline_in": -1.0}, "DeadlineExceeded"),
         ({"spec": {"executionState": "Paused"}}, "NotRunning"),
         ({"spec": {"budget": {"maxTicks": 0}}}, "BudgetExceeded"),
@@ -126,7 +128,7 @@ async def test_ticks_that_must_not_run_are_dropped_with_a_reason(
         1, generation=setup.get("requested", 1), deadline_in=setup.get("deadline_in", 60.0)
     )
     engine = make_engine(aredis)
-    result = await engine.execute(tick)
+    result = (await engine.execute(tick)).result
     assert result is not None
     assert result.outcome is Outcome.DROPPED
     assert result.reason == reason
@@ -134,7 +136,9 @@ async def test_ticks_that_must_not_run_are_dropped_with_a_reason(
     history = [fields for _id, fields in await aredis.xrange(KEYS.history)]
     assert [(h["outcome"], h["reason"]) for h in history] == [("Dropped", reason)]
     assert await trace(aredis) == []  # no agent ran
-    assert await engine.execute(tick) is None  # recorded: a redelivery is a duplicate
+    again = await engine.execute(tick)  # recorded: a redelivery is a duplicate ...
+    assert again.duplicate
+    assert again.result == result  # ... that reports the recorded outcome again
 
 
 @pytest.mark.parametrize(
@@ -151,7 +155,7 @@ async def test_bad_model_output_is_a_recorded_step_failure(
 ) -> None:
     fake_llm.add_rule(Reply(garbage), Reply(garbage), headers={"X-Agentstack-Agent": "builder"})
     await publish(aredis, openai_spec(fake_llm))
-    result = await make_engine(aredis).execute(request(1))
+    result = (await make_engine(aredis).execute(request(1))).result
 
     assert result is not None
     assert result.outcome is Outcome.SUCCEEDED  # the default policy carries on
@@ -175,7 +179,7 @@ async def test_output_repaired_on_the_second_try_counts_as_success(
         Reply("not json"), Reply(fixed), headers={"X-Agentstack-Agent": "communicator"}
     )
     await publish(aredis, openai_spec(fake_llm))
-    result = await make_engine(aredis).execute(request(1))
+    result = (await make_engine(aredis).execute(request(1))).result
     assert result is not None
     assert result.outcome is Outcome.SUCCEEDED
     assert result.message == ""
@@ -188,7 +192,7 @@ async def test_fail_tick_policy_stops_at_the_failed_step(
 ) -> None:
     fake_llm.add_rule(Reply("nope"), repeat_last=True, headers={"X-Agentstack-Agent": "builder"})
     await publish(aredis, openai_spec(fake_llm, onStepFailure="FailTick"))
-    result = await make_engine(aredis).execute(request(1))
+    result = (await make_engine(aredis).execute(request(1))).result
     assert result is not None
     assert result.outcome is Outcome.FAILED
     assert result.reason == "StepFailed"
@@ -231,7 +235,7 @@ async def test_groq_failing_falls_back_to_openai_within_the_tick(
             },
         },
     )
-    result = await make_engine(aredis).execute(request(1))
+    result = (await make_engine(aredis).execute(request(1))).result
 
     assert result is not None
     assert result.outcome is Outcome.SUCCEEDED
@@ -253,7 +257,7 @@ async def test_unknown_scripted_model_fails_every_step_with_a_clear_reason(
     aredis: RedisClient,
 ) -> None:
     await publish(aredis, {"goal": "g", "llm": {"model": {"provider": "scripted", "name": "gpt"}}})
-    result = await make_engine(aredis).execute(request(1))
+    result = (await make_engine(aredis).execute(request(1))).result
     assert result is not None
     assert result.outcome is Outcome.FAILED
     assert result.reason == "AllStepsFailed"
@@ -270,10 +274,10 @@ async def test_one_stack_with_a_rejected_model_does_not_cut_off_the_others(
     await publish(aredis, {"goal": "g"}, stack=healthy)
     engine = make_engine(aredis)  # one runner: one circuit breaker per provider
     for slot in range(1, 4):
-        failed = await engine.execute(request(slot, stack=broken))
+        failed = (await engine.execute(request(slot, stack=broken))).result
         assert failed is not None
         assert failed.outcome is Outcome.FAILED
-    result = await engine.execute(request(1, stack=healthy))
+    result = (await engine.execute(request(1, stack=healthy))).result
     assert result is not None
     assert result.outcome is Outcome.SUCCEEDED
 
@@ -283,7 +287,7 @@ async def test_missing_api_key_is_reported_without_calling_anyone(
 ) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     await publish(aredis, openai_spec(fake_llm))
-    result = await make_engine(aredis).execute(request(1))
+    result = (await make_engine(aredis).execute(request(1))).result
     assert result is not None
     assert result.outcome is Outcome.FAILED
     assert "no API key (OPENAI_API_KEY not available to the runner)" in result.message
@@ -297,17 +301,7 @@ async def test_lost_lease_stops_writes_and_a_retry_resumes_after_the_last_step(
     await publish(aredis, openai_spec(fake_llm))
     tick = request(1)
     running = asyncio.create_task(make_engine(aredis, "runner-a", lease_ttl=0.6).execute(tick))
-    await asyncio.to_thread(
-        lambda: eventually(
-            lambda: (
-                True
-                if any(r.headers["x-agentstack-agent"] == "builder" for r in fake_llm.requests)
-                else None
-            ),
-            "the builder's call to start",
-            timeout=30,
-        )
-    )
+    await wait_for_call(fake_llm, "builder")
     await aredis.set(KEYS.lease, "someone-else")  # the lease expired and was taken over
     fake_llm.clear_rules()
     with pytest.raises(LeaseLostError):
@@ -316,7 +310,7 @@ async def test_lost_lease_stops_writes_and_a_retry_resumes_after_the_last_step(
 
     await aredis.delete(KEYS.lease)
     started = time.monotonic()
-    result = await make_engine(aredis, "runner-b").execute(tick)
+    result = (await make_engine(aredis, "runner-b").execute(tick)).result
     assert result is not None
     assert result.outcome is Outcome.SUCCEEDED
     assert result.steps == 4
@@ -334,7 +328,7 @@ async def test_a_tick_past_its_timeout_fails_and_frees_the_stack(
         aredis, openai_spec(fake_llm, requestTimeoutSeconds=30) | {"tickTimeoutSeconds": 1}
     )
     started = time.monotonic()
-    result = await make_engine(aredis).execute(request(1))
+    result = (await make_engine(aredis).execute(request(1))).result
     assert result is not None
     assert result.outcome is Outcome.FAILED
     assert result.reason == "TickTimeout"

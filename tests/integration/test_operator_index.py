@@ -32,14 +32,14 @@ def _body(generation: int, **status: Any) -> dict[str, Any]:
 async def test_the_echo_of_a_status_write_does_not_schedule_another(aredis: RedisClient) -> None:
     operator = Operator(OperatorConfig(), kube=None, redis=aredis)  # type: ignore[arg-type]
     await operator.observe(_body(1))
-    assert "team/demo" in operator._dirty  # a new stack: its status must be written
+    assert "team/demo" in operator.status_writer.dirty  # a new stack: its status must be written
     assert (await StackStore(aredis, StackRef("team", "demo")).spec()) is not None
     record = operator.index["team/demo"]
     record.dirty = record.urgent = False
-    operator._dirty.clear()  # as after a successful status write
+    operator.status_writer.dirty.clear()  # as after a successful status write
 
     await operator.observe(_body(1, ticks=1, phase="Running"))  # the write, echoed by the watch
-    assert operator._dirty == set()
+    assert operator.status_writer.dirty == set()
 
     await operator.observe(_body(2))  # a spec change is news
-    assert "team/demo" in operator._dirty
+    assert "team/demo" in operator.status_writer.dirty

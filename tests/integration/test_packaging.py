@@ -1,13 +1,15 @@
 """What `pip install agentstack-operator` (and so the image) contains: the product only.
 
-The wheel is built from the checkout the way the Dockerfile's ``pip install .`` builds
-it, and its file list is checked: the core, operator and runner packages are there
-(with their data files), the dev kit is not, and no shipped module imports it or the
-dev-only packages (selenium) it uses.
+The wheel is built from what the Dockerfile copies into the image build (the files
+``.dockerignore`` lets through, in a scratch directory, so no stale ``build/`` of the
+checkout can leak in), and its file list is checked: the core, operator and runner
+packages are there (with their data files), the dev kit is not, and no shipped module
+imports it or the dev-only packages (selenium) it uses.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,8 +21,23 @@ REPO = Path(__file__).resolve().parents[2]
 PRODUCT = ("agentstack_core", "agentstack_operator", "agentstack_runner")
 
 
+def _build_context(target: Path) -> None:
+    """Copy what `.dockerignore` allows (its `!path` lines) into ``target``."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for line in (REPO / ".dockerignore").read_text().splitlines():
+        if not line.startswith("!"):
+            continue
+        source = REPO / line[1:].rstrip("/")
+        if source.is_dir():
+            shutil.copytree(source, target / source.name, ignore=ignore)
+        else:
+            shutil.copy2(source, target / source.name)
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    context = tmp_path_factory.mktemp("context")
+    _build_context(context)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [
@@ -33,7 +50,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
             "--quiet",
             "--wheel-dir",
             str(out),
-            str(REPO),
+            str(context),
         ],
         check=True,
         timeout=300,

@@ -32,5 +32,5 @@ def test_the_reason_names_the_counter_and_its_limit() -> None:
 
 
 def test_usage_reads_the_counters_hash_and_treats_absent_as_zero() -> None:
-    assert Usage.from_hash({}) == Usage(0, 0)
+    assert Usage.from_hash({}) == Usage(0, 0, 0, 0)
     assert Usage.from_hash({"tokens": "12", "ticks": "3"}) == Usage(tokens=12, ticks=3)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentstack_core.budget import Usage
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import Outcome, TickResult
 from agentstack_operator.stackstate import (
     StackRecord,
     apply_manifest,
+    apply_usage,
     budget_message,
     conditions_for,
     fold_result,
@@ -65,32 +67,48 @@ def test_transitions_produce_the_events_users_expect() -> None:
 
 def test_three_failures_degrade_back_off_and_a_success_recovers() -> None:
     record = _record()
-    events = [fold_result(record, _result(Outcome.FAILED, at)) for at in (1.0, 2.0, 3.0)]
+    fold_result(record, _result(Outcome.FAILED, 3.0))
+    events = [apply_usage(record, Usage(ticks=n, failures=n)) for n in (1, 2, 3)]
     assert [e.reason for batch in events for e in batch] == ["Degraded"]
     degraded = _conditions(record)["Degraded"]
     assert degraded["status"] == "True"
     assert "unknown model" in degraded["message"]
     assert record.interval == 20.0
-    assert [e.reason for e in fold_result(record, _result(Outcome.SUCCEEDED, 4.0))] == ["Recovered"]
+    assert [e.reason for e in apply_usage(record, Usage(ticks=4, failures=0))] == ["Recovered"]
     assert record.interval == 10.0
 
 
 def test_idle_ticks_stretch_the_interval_until_progress() -> None:
     record = _record(idleBackoff={"maxIntervalSeconds": 60, "afterIdleTicks": 2})
-    for at in (1.0, 2.0, 3.0):
-        fold_result(record, _result(Outcome.SUCCEEDED, at, progressed=False))
+    apply_usage(record, Usage(ticks=3, idle=3))
     assert record.interval == 40.0
-    fold_result(record, _result(Outcome.SUCCEEDED, 4.0, progressed=True))
+    apply_usage(record, Usage(ticks=4, idle=0))
     assert record.interval == 10.0
 
 
 def test_late_or_foreign_results_are_ignored() -> None:
     record = _record()
     fold_result(record, _result(Outcome.SUCCEEDED, 5.0))
-    assert fold_result(record, _result(Outcome.FAILED, 4.0)) == []  # older than the last
-    assert record.failures == 0
+    fold_result(record, _result(Outcome.FAILED, 4.0))  # older than the last
     assert record.last_tick is not None
     assert record.last_tick.finished_at == 5.0
+    assert record.last_tick.outcome == "Succeeded"
+
+
+def test_folding_a_result_twice_or_reading_the_same_counters_changes_nothing() -> None:
+    """A batch folded but not acknowledged is claimed and folded again; counters come
+    from Redis, so nothing is counted twice."""
+    record = _record()
+    failed = _result(Outcome.FAILED, 3.0)
+    for _ in range(3):
+        fold_result(record, failed)
+        apply_usage(record, Usage(ticks=1, failures=1))
+    assert record.failures == 1
+    assert record.ticks == 1
+    record.dirty = False
+    fold_result(record, failed)
+    assert apply_usage(record, Usage(ticks=1, failures=1)) == []
+    assert not record.dirty
 
 
 def test_transition_time_moves_only_when_the_status_flips() -> None:

@@ -46,6 +46,23 @@ class RetryPolicy:
         return rng.uniform(0, ceiling)
 
 
+@dataclass(frozen=True, eq=False)
+class Permit:
+    """Leave to call a provider, from :meth:`CircuitBreaker.allow`.
+
+    A trial permit (the one call a half-open breaker lets through) must end in
+    :meth:`CircuitBreaker.record_success`, :meth:`~CircuitBreaker.record_failure` or
+    :meth:`~CircuitBreaker.release` — callers release it in ``finally``, so a trial
+    that was cancelled, rejected, or never reached the provider cannot keep the
+    breaker half-open with its one trial slot taken forever.
+    """
+
+    trial: bool
+
+
+_FREE = Permit(trial=False)
+
+
 @dataclass
 class CircuitBreaker:
     threshold: int = 5
@@ -53,7 +70,7 @@ class CircuitBreaker:
     clock: Callable[[], float] = time.monotonic
     _failures: int = 0
     _open_until: float = 0.0
-    _trial_in_flight: bool = field(default=False, repr=False)
+    _trial: Permit | None = field(default=None, repr=False)
 
     @property
     def state(self) -> str:
@@ -62,24 +79,30 @@ class CircuitBreaker:
             return "open"
         return "half-open" if self._failures >= self.threshold else "closed"
 
-    def allow(self) -> bool:
-        """Whether a call may go out now (in half-open state: one trial at a time)."""
+    def allow(self) -> Permit | None:
+        """Leave to call now, or ``None`` (open, or half-open with its trial taken)."""
         state = self.state
         if state == "open":
-            return False
+            return None
         if state == "half-open":
-            if self._trial_in_flight:
-                return False
-            self._trial_in_flight = True
-        return True
+            if self._trial is not None:
+                return None
+            self._trial = Permit(trial=True)
+            return self._trial
+        return _FREE
+
+    def release(self, permit: Permit | None) -> None:
+        """End ``permit`` without a verdict; frees the trial slot if it held it."""
+        if permit is not None and permit is self._trial:
+            self._trial = None
 
     def record_success(self) -> None:
         self._failures = 0
         self._open_until = 0.0
-        self._trial_in_flight = False
+        self._trial = None
 
     def record_failure(self, open_for: float | None = None) -> None:
-        self._trial_in_flight = False
+        self._trial = None
         self._failures += 1
         if open_for is not None:
             self._open_until = max(self._open_until, self.clock() + open_for)

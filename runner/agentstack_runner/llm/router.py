@@ -114,6 +114,27 @@ class Router:
         attempts: list[Attempt],
     ) -> Completion:
         breaker = self.breaker(model.provider)
+        permit = breaker.allow()
+        if permit is None:
+            attempts.append(Attempt(model, "CircuitOpen", 0.0))
+            raise UnavailableError(f"{model.provider}: circuit open")
+        try:
+            return await self._call_with_retries(
+                source, model, request, breaker, deadline=deadline, attempts=attempts
+            )
+        finally:
+            breaker.release(permit)  # a trial that ended without a verdict frees its slot
+
+    async def _call_with_retries(
+        self,
+        source: ProviderSource,
+        model: ModelRef,
+        request: ChatRequest,
+        breaker: CircuitBreaker,
+        *,
+        deadline: float,
+        attempts: list[Attempt],
+    ) -> Completion:
         attempt = 0
         while True:
             attempt += 1
@@ -121,9 +142,6 @@ class Router:
             if remaining < MIN_CALL_SECONDS:
                 attempts.append(Attempt(model, "DeadlineExceeded", 0.0))
                 raise LLMError("tick deadline reached")
-            if attempt == 1 and not breaker.allow():
-                attempts.append(Attempt(model, "CircuitOpen", 0.0))
-                raise UnavailableError(f"{model.provider}: circuit open")
             started = time.monotonic()
             try:
                 provider = await source.provider(model.provider)
@@ -159,16 +177,17 @@ class Router:
             breaker.record_success()
             metrics.LLM_BREAKER_OPEN.labels(model.provider).set(0)
             self._observe(model, "Succeeded", elapsed)
-            metrics.LLM_TOKENS.labels(model.provider, model.name, "prompt").inc(
-                completion.prompt_tokens
-            )
-            metrics.LLM_TOKENS.labels(model.provider, model.name, "completion").inc(
-                completion.completion_tokens
-            )
+            metrics.LLM_TOKENS.labels(
+                model.provider, metrics.model_label(model.name), "prompt"
+            ).inc(completion.prompt_tokens)
+            metrics.LLM_TOKENS.labels(
+                model.provider, metrics.model_label(model.name), "completion"
+            ).inc(completion.completion_tokens)
             attempts.append(Attempt(model, "Succeeded", elapsed))
             return completion
 
     @staticmethod
     def _observe(model: ModelRef, outcome: str, seconds: float) -> None:
-        metrics.LLM_REQUESTS.labels(model.provider, model.name, outcome).inc()
-        metrics.LLM_DURATION.labels(model.provider, model.name, outcome).observe(seconds)
+        name = metrics.model_label(model.name)
+        metrics.LLM_REQUESTS.labels(model.provider, name, outcome).inc()
+        metrics.LLM_DURATION.labels(model.provider, name, outcome).observe(seconds)

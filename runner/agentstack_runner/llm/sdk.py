@@ -87,14 +87,21 @@ class SdkProvider:
             raise TransientError(f"{self.name}: connection failed") from exc
         except sdk.APIError as exc:  # response that does not parse, and the like
             raise LLMError(f"{self.name}: {_short(str(exc))}") from exc
-        choices = response.choices or []
-        content = (choices[0].message.content or "") if choices else ""
-        usage = response.usage
-        return Completion(
-            content=content,
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-        )
+        except Exception as exc:  # a truncated or malformed body the SDK did not wrap
+            raise TransientError(
+                f"{self.name}: unreadable response ({type(exc).__name__})"
+            ) from exc
+        try:
+            choices = response.choices or []
+            content = (choices[0].message.content or "") if choices else ""
+            usage = response.usage
+            return Completion(
+                content=str(content),
+                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            )
+        except (AttributeError, IndexError, TypeError, ValueError) as exc:
+            raise TransientError(f"{self.name}: malformed response ({exc})") from exc
 
     async def close(self) -> None:
         await self._client.close()

@@ -1,0 +1,288 @@
+"""The dispatcher: one heap of next ticks for the fleet, popped in batches and sent.
+
+Data flow::
+
+    reschedule(record, cause) ──► TimingHeap (next due time per stack)
+                                      │ step(): pop every stack due now (a batch)
+                                      ▼
+    build_request() (pure) ──► TickRequest ─┬─ pool: TickSink.send() (one pipelined XADD)
+                                            └─ job:  JobCreator.create_job() (one Job each)
+                                      │
+                                      └─► reschedule(record, "next", after=its slot)
+
+One loop serves the whole fleet instead of a timer per stack, and a batch of due
+ticks costs one round trip to Redis. Between batches the loop sleeps until the
+earliest due time, or until a reschedule wakes it (a new stack must not wait for the
+sleep to run out).
+
+Tick ids come from the stack's slot on its grid (:mod:`.scheduling`), so a tick sent
+twice (a restart, a second replica during a failover) is the same tick and runs once.
+A Job-executor stack has at most one Job at a time: while one runs, its due ticks are
+skipped and counted (``JobStillRunning``) rather than queued up behind it.
+
+The dispatcher decides nothing about leadership: the coordinator runs its loop only
+while this replica leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+from agentstack_core import protocol
+from agentstack_core.protocol import RedisClient, TickRequest
+from agentstack_core.spec import Executor, MissedTickPolicy, Priority
+from agentstack_operator import metrics
+from agentstack_operator.config import OperatorConfig
+from agentstack_operator.jobs import build_job, job_name, job_state
+from agentstack_operator.scheduling import (
+    TimingHeap,
+    current_slot,
+    grid_offset,
+    next_slot,
+    slot_id,
+)
+from agentstack_operator.stackstate import StackRecord
+
+logger = logging.getLogger(__name__)
+
+JOB_CONCURRENCY = 8
+"""Job creations in flight at once (each is one API-server call in a worker thread)."""
+IDLE_WAKE_SECONDS = 1.0
+"""Longest sleep between looks at the heap, so a clock jump is noticed soon."""
+QUEUE_DEPTH_SECONDS = 5.0
+SEND_RETRY_SECONDS = 1.0
+"""How soon ticks that could not be sent are tried again (same slot, same tick id)."""
+
+Cause = Literal["start", "resume", "spec", "keep", "next", "interval"]
+"""Why a stack's next tick moves:
+
+- ``start``: the stack (or this leader) starts: this period's tick goes out now;
+- ``resume``: back from Paused or from a spent budget: the next slot, or this
+  period's at once with ``missedTickPolicy: RunOnce``;
+- ``spec``, ``interval``: a new interval (an edit, idle or failure back-off): the
+  next slot of the new grid;
+- ``keep``: an edit that leaves the interval alone: the scheduled tick stays;
+- ``next``: a tick was dispatched: the slot after it.
+"""
+
+
+class TickSink(Protocol):
+    """Where pool ticks go: the priority lanes the runners consume."""
+
+    async def send(self, requests: Sequence[TickRequest]) -> None: ...
+
+    async def pending(self) -> int:
+        """Requests sent but not yet received by any runner."""
+        ...
+
+
+class JobCreator(Protocol):
+    """Creates a tick's Job (the Job executor); ``False`` when it exists already."""
+
+    async def create_job(self, namespace: str, body: dict[str, Any]) -> bool: ...
+
+    async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+
+class RedisLanes:
+    """The tick lanes in Redis (:mod:`agentstack_core.protocol`)."""
+
+    def __init__(self, redis: RedisClient) -> None:
+        self.redis = redis
+
+    async def send(self, requests: Sequence[TickRequest]) -> None:
+        await protocol.dispatch(self.redis, requests)
+
+    async def pending(self) -> int:
+        return await protocol.pending_count(self.redis)
+
+
+def build_request(
+    record: StackRecord, slot_due: float, now: float, *, job_grace_seconds: int
+) -> TickRequest:
+    """The request for ``record``'s tick in the slot due at ``slot_due``.
+
+    A pool tick must start before the next one is due; a Job's pod may take a while to
+    be scheduled (no second Job starts meanwhile), so it gets the Job's whole lifetime.
+    """
+    spec = record.spec
+    if spec is None:
+        raise ValueError(f"{record.ref} has no valid spec: it has no ticks")
+    if record.executor is Executor.JOB:
+        lifetime = spec.tick_timeout_seconds + job_grace_seconds
+    else:
+        lifetime = record.interval
+    slot = slot_id(slot_due)
+    return TickRequest(
+        stack=record.ref,
+        generation=record.generation,
+        tick_id=protocol.tick_id(record.ref, slot),
+        slot=slot,
+        deadline=slot_due + lifetime,
+        priority=spec.priority or Priority.NORMAL,
+        dispatched_at=now,
+        uid=record.uid,
+    )
+
+
+class Dispatcher:
+    """Owns the heap: when each stack ticks next, and sending what is due."""
+
+    def __init__(
+        self,
+        records: Mapping[str, StackRecord],
+        lanes: TickSink,
+        jobs: JobCreator,
+        config: OperatorConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.records = records
+        self.lanes = lanes
+        self.jobs = jobs
+        self.config = config
+        self.clock = clock
+        self.heap = TimingHeap()
+        self._wake = asyncio.Event()
+
+    # -- the schedule ----------------------------------------------------------------------
+
+    def reschedule(self, record: StackRecord, cause: Cause, after: float | None = None) -> None:
+        """Put the stack's next tick on the heap (or take it off) after ``cause``."""
+        if not record.should_tick:
+            self.unschedule(record)
+            return
+        if cause == "keep" and record.key in self.heap:
+            return
+        now = self.clock()
+        interval = record.interval
+        offset = grid_offset(record.uid, interval)
+        if cause == "start" or (
+            cause == "resume" and record.missed_tick_policy is MissedTickPolicy.RUN_ONCE
+        ):
+            # This period's tick (its slot is due already), dispatched now.
+            slot, due = current_slot(now, interval, offset), now
+        elif after is not None:
+            slot = due = next_slot(max(after, now - interval), interval, offset)
+        else:
+            slot = due = next_slot(now, interval, offset)
+        self.heap.schedule(record.key, due)
+        record.next_due = due
+        record.next_slot = slot
+        self._wake.set()
+
+    def unschedule(self, record: StackRecord) -> None:
+        self.heap.cancel(record.key)
+        record.next_due = record.next_slot = None
+
+    def forget(self, key: str) -> None:
+        """The stack is gone: drop its entry and all memory of it."""
+        self.heap.forget(key)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def step(self) -> None:
+        """Send one batch of due ticks, or sleep until the next is due."""
+        now = self.clock()
+        due = self.heap.pop_due(now, self.config.dispatch_batch)
+        if not due:
+            await self._sleep_until(self.heap.peek())
+            return
+        await self.dispatch(due, now)
+
+    async def _sleep_until(self, due: float | None) -> None:
+        self._wake.clear()
+        timeout = IDLE_WAKE_SECONDS
+        if due is not None:
+            timeout = max(0.0, min(IDLE_WAKE_SECONDS, due - self.clock()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def dispatch(self, due: list[tuple[str, float]], now: float) -> None:
+        """Send the ticks of the stacks popped from the heap and schedule their next."""
+        pool: list[TickRequest] = []
+        jobs: list[tuple[StackRecord, TickRequest]] = []
+        for key, when in due:
+            record = self.records.get(key)
+            if record is None or record.spec is None or not record.should_tick:
+                continue
+            slot_due = record.next_slot if record.next_slot is not None else when
+            request = build_request(
+                record, slot_due, now, job_grace_seconds=self.config.job_grace_seconds
+            )
+            metrics.DISPATCH_LAG.observe(max(0.0, now - when))
+            if record.executor is not Executor.JOB:
+                pool.append(request)
+            elif record.active_job is not None:
+                metrics.SKIPPED.labels("JobStillRunning").inc()
+            else:
+                record.active_job = request.tick_id
+                jobs.append((record, request))
+            self.reschedule(record, "next", after=slot_due)
+        if pool:
+            try:
+                await self.lanes.send(pool)
+            except Exception:
+                self._retry_later(pool)
+                raise  # the loop backs off (Redis is down or failing)
+            metrics.DISPATCHED.labels("pool").inc(len(pool))
+        if jobs:
+            await self._create_jobs(jobs)
+
+    def _retry_later(self, requests: Sequence[TickRequest]) -> None:
+        """Ticks that could not be sent go back on the heap under their own slot (same
+        tick id) while they can still start in time; the others are skipped, and said so."""
+        now = self.clock()
+        for request in requests:
+            record = self.records.get(str(request.stack))
+            if record is None or not record.should_tick:
+                continue
+            if request.deadline <= now + SEND_RETRY_SECONDS:
+                metrics.SKIPPED.labels("DispatchFailed").inc()
+                continue
+            due = now + SEND_RETRY_SECONDS
+            self.heap.schedule(record.key, due)
+            record.next_due, record.next_slot = due, request.slot / 1000
+        logger.warning("could not send %d tick(s); retrying them", len(requests))
+
+    async def _create_jobs(self, jobs: list[tuple[StackRecord, TickRequest]]) -> None:
+        limit = asyncio.Semaphore(JOB_CONCURRENCY)
+
+        async def create(record: StackRecord, request: TickRequest) -> None:
+            assert record.spec is not None
+            body = build_job(request, uid=record.uid, spec=record.spec, config=self.config)
+            async with limit:
+                try:
+                    created = await self.jobs.create_job(record.ref.namespace, body)
+                    existing = (
+                        None
+                        if created
+                        else await self.jobs.read_job(record.ref.namespace, job_name(request))
+                    )
+                except Exception as exc:
+                    # The slot is lost; the next one may create a Job again.
+                    record.active_job = None
+                    metrics.SKIPPED.labels("DispatchFailed").inc()
+                    logger.warning("could not create the Job for %s: %s", request.tick_id, exc)
+                    return
+            if not created:
+                # This tick's Job exists already (a restart or a failover sent the slot
+                # again). Only a Job still running holds the stack; a finished one —
+                # whose events came and went before this — must not wedge it.
+                if existing is None or job_state(existing) != "Active":
+                    record.active_job = None
+                return
+            metrics.DISPATCHED.labels("job").inc()
+
+        await asyncio.gather(*(create(record, request) for record, request in jobs))
+
+    async def report_queue_depth(self) -> None:
+        """Every few seconds, how many sent ticks no runner has received yet (on every
+        replica: the lanes are shared, so a standby's figure is as true)."""
+        await asyncio.sleep(QUEUE_DEPTH_SECONDS)
+        metrics.QUEUE_DEPTH.set(await self.lanes.pending())

@@ -1,0 +1,246 @@
+"""The result folder: tick results from the runners become the records' run side.
+
+Data flow::
+
+    runners ──XADD──► {agentstack}:results ──► ResultStream.receive()
+                          (XAUTOCLAIM what a previous leader left pending, else
+                           XREADGROUP "operator")
+                                │
+                                ▼ fold(): fold_result() per result (last tick, Job)
+                                ▼ refresh_usage(): every counter from Redis
+    apply_usage() ── failures/idle moved the interval ──► reschedule
+                  ── Degraded/Recovered ──► Events
+    budget rule ── spent ──► unschedule, BudgetExceeded (urgent)
+                └─ raised ──► reschedule ("resume") (urgent)
+                                │
+                                ▼ mark dirty (status writer), then XACK
+
+Results are acknowledged only after they are folded, so a leader that dies mid-batch
+leaves them pending and the next leader claims them: a result recorded is a result
+folded. Folding is idempotent — a result folded twice, or late, changes nothing —
+because counters are never summed from results: the atomic finish of each tick keeps
+them (ticks, tokens, consecutive failures and idle ticks) in the stack's usage hash,
+the one source of truth budgets are enforced against, and the folder copies them. A
+failed Job whose runner never recorded its tick (killed, deadline) is recorded here
+(:meth:`ResultFolder.job_failed`), through the same atomic finish the runners use, so
+it is counted once and folded like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from redis.exceptions import ResponseError
+
+from agentstack_core import protocol
+from agentstack_core.budget import Usage
+from agentstack_core.keys import FleetKeys, StackKeys, StackRef
+from agentstack_core.protocol import Outcome, RedisClient, TickResult
+from agentstack_core.store import Finished, StackStore
+from agentstack_operator import metrics
+from agentstack_operator.dispatching import Cause
+from agentstack_operator.index import epoch
+from agentstack_operator.jobs import job_failure
+from agentstack_operator.stackstate import (
+    Event,
+    StackRecord,
+    apply_usage,
+    budget_message,
+    fold_result,
+)
+
+logger = logging.getLogger(__name__)
+
+RESULTS_BLOCK_MS = 1000
+RESULTS_BATCH = 1000
+RESULTS_CLAIM_IDLE = 30.0
+"""Seconds a result may sit unacknowledged before a (new) leader claims it."""
+
+
+class ResultStream(Protocol):
+    """The results stream, as the operator's consumer group reads it."""
+
+    async def receive(self) -> list[tuple[str, TickResult]]:
+        """A batch of ``(entry id, result)``; empty after a short wait with nothing new."""
+        ...
+
+    async def acknowledge(self, entry_ids: Sequence[str]) -> None: ...
+
+
+class UsageCounters(Protocol):
+    """Each stack's usage hash (``ticks``, ``tokens``), as the runners count it."""
+
+    async def read(self, refs: Sequence[StackRef]) -> list[Mapping[str, str]]: ...
+
+
+class TickLedger(Protocol):
+    """Records a tick as done, once, and publishes its result."""
+
+    async def record_failure(self, result: TickResult) -> bool:
+        """``False`` when it was not recorded now: its runner recorded it already, or
+        is still running it (and will)."""
+        ...
+
+
+class Scheduler(Protocol):
+    def reschedule(self, record: StackRecord, cause: Cause, after: float | None = None) -> None: ...
+
+    def unschedule(self, record: StackRecord) -> None: ...
+
+
+class StatusMarks(Protocol):
+    def mark(self, record: StackRecord, *, urgent: bool) -> None: ...
+
+
+class EventPoster(Protocol):
+    async def post(self, record: StackRecord, events: Sequence[Event]) -> None: ...
+
+
+class RedisResults:
+    """The three Redis-side neighbours of the folder, over one client."""
+
+    def __init__(self, redis: RedisClient, consumer: str) -> None:
+        self.redis: Any = redis  # see RedisClient: redis-py's annotations don't fit
+        self.consumer = consumer
+
+    async def receive(self) -> list[tuple[str, TickResult]]:
+        try:
+            # Results a previous leader received but never acknowledged come first.
+            _cursor, claimed, *_ = await self.redis.xautoclaim(
+                FleetKeys.results,
+                protocol.OPERATOR_GROUP,
+                self.consumer,
+                int(RESULTS_CLAIM_IDLE * 1000),
+                "0-0",
+                count=RESULTS_BATCH,
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await protocol.ensure_groups(self.redis)  # Redis was flushed or replaced
+            return []
+        entries = [(entry_id, fields) for entry_id, fields in claimed if fields]
+        if not entries:
+            reply = await self.redis.xreadgroup(
+                protocol.OPERATOR_GROUP,
+                self.consumer,
+                {FleetKeys.results: ">"},
+                count=RESULTS_BATCH,
+                block=RESULTS_BLOCK_MS,
+            )
+            entries = [entry for _stream, batch in reply or [] for entry in batch]
+        decoded: list[tuple[str, TickResult]] = []
+        for entry_id, fields in entries:
+            try:
+                decoded.append((entry_id, TickResult.from_fields(fields)))
+            except ValueError as exc:  # RecordError: not a result (a foreign or broken entry)
+                # Acknowledged at once: left pending, it would come back with every
+                # batch claimed, forever, and hold the good results of that batch.
+                logger.error("undecodable result %s (%s): %r", entry_id, exc, fields)
+                await self.acknowledge([entry_id])
+        return decoded
+
+    async def acknowledge(self, entry_ids: Sequence[str]) -> None:
+        await self.redis.xack(FleetKeys.results, protocol.OPERATOR_GROUP, *entry_ids)
+
+    async def read(self, refs: Sequence[StackRef]) -> list[Mapping[str, str]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for ref in refs:
+            pipe.hgetall(StackKeys(ref).usage)
+        usages: list[Mapping[str, str]] = await pipe.execute()
+        return usages
+
+    async def record_failure(self, result: TickResult) -> bool:
+        finished = await StackStore(self.redis, result.stack).finish_tick(result=result, token=None)
+        if finished is not Finished.RECORDED:
+            return False
+        await protocol.publish_results(self.redis, [result])
+        return True
+
+
+class ResultFolder:
+    """Folds results into records, keeps counters and budgets, and marks them dirty."""
+
+    def __init__(
+        self,
+        records: Mapping[str, StackRecord],
+        *,
+        stream: ResultStream,
+        usage: UsageCounters,
+        ledger: TickLedger,
+        scheduler: Scheduler,
+        status: StatusMarks,
+        events: EventPoster,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.records = records
+        self.stream = stream
+        self.usage = usage
+        self.ledger = ledger
+        self.scheduler = scheduler
+        self.status = status
+        self.events = events
+        self.clock = clock
+
+    async def step(self) -> None:
+        """Fold one batch from the stream, then acknowledge it."""
+        entries = await self.stream.receive()
+        if not entries:
+            return
+        await self.fold([result for _entry_id, result in entries])
+        await self.stream.acknowledge([entry_id for entry_id, _result in entries])
+
+    async def fold(self, results: Sequence[TickResult]) -> None:
+        """Fold a batch of results into the index (and reschedule on back-off changes)."""
+        touched: dict[str, StackRecord] = {}
+        for result in results:
+            metrics.RESULTS.labels(result.outcome.value).inc()
+            record = self.records.get(str(result.stack))
+            if record is None:
+                continue
+            fold_result(record, result)
+            touched[record.key] = record
+        await self.refresh_usage(list(touched.values()))
+        for record in touched.values():
+            self.status.mark(record, urgent=False)
+
+    async def refresh_usage(self, records: Sequence[StackRecord]) -> None:
+        """Counters come from Redis (the runners' single source of truth), then budgets."""
+        if not records:
+            return
+        usages = await self.usage.read([record.ref for record in records])
+        for record, usage in zip(records, usages, strict=True):
+            interval = record.interval
+            await self.events.post(record, apply_usage(record, Usage.from_hash(dict(usage))))
+            if record.interval != interval:  # failure or idle back-off moved
+                self.scheduler.reschedule(record, "interval")
+            message = budget_message(record.spec, record.tokens, record.ticks)
+            if message and not record.budget_message:
+                record.budget_message = message
+                self.scheduler.unschedule(record)
+                self.status.mark(record, urgent=True)
+                await self.events.post(record, [Event("BudgetExceeded", message, warning=True)])
+            elif record.budget_message and not message:
+                record.budget_message = ""
+                self.scheduler.reschedule(record, "resume")
+                self.status.mark(record, urgent=True)
+
+    async def job_failed(self, record: StackRecord, tick: str, job: dict[str, Any]) -> None:
+        """A tick's Job failed (deadline, crash): record the tick as failed unless its
+        runner recorded it (or still runs it, and will)."""
+        now = self.clock()
+        result = TickResult(
+            stack=record.ref,
+            tick_id=tick,
+            generation=record.generation,
+            outcome=Outcome.FAILED,
+            reason="JobFailed",
+            message=job_failure(job) or "the Job failed",
+            started_at=epoch((job.get("status") or {}).get("startTime")) or now,
+            finished_at=now,
+            runner="job",
+        )
+        await self.ledger.record_failure(result)

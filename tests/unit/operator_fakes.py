@@ -1,0 +1,206 @@
+"""Fakes of the neighbours the operator's parts talk to (their Protocols), and stacks
+to feed them: each part is tested alone, in memory, in milliseconds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from prometheus_client import REGISTRY
+
+from agentstack_core.keys import StackRef
+from agentstack_core.protocol import TickRequest, TickResult
+from agentstack_operator.dispatching import Cause
+from agentstack_operator.index import StackIndex
+from agentstack_operator.stackstate import Event, StackRecord
+
+GROQ_FROM_SECRET: dict[str, Any] = {
+    "llm": {
+        "model": {"provider": "groq", "name": "llama-3.3-70b-versatile"},
+        "providers": {"groq": {"secretRef": {"name": "keys", "key": "groq"}}},
+    }
+}
+"""Spec fields of a stack whose Groq key comes from the Secret ``keys``."""
+
+
+def manifest(
+    name: str = "demo",
+    *,
+    generation: int = 1,
+    uid: str | None = None,
+    status: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """An AgentStack as a watch event carries it (namespace ``team``)."""
+    return {
+        "metadata": {
+            "namespace": "team",
+            "name": name,
+            "uid": uid or f"uid-{name}",
+            "generation": generation,
+            "creationTimestamp": "2026-11-24T00:00:00Z",
+        },
+        "spec": {"goal": "g", "tickIntervalSeconds": 10, **spec},
+        "status": status or {},
+    }
+
+
+def indexed(*names: str, **spec: Any) -> StackIndex:
+    """An index holding one stack per name, each with the same spec."""
+    index = StackIndex()
+    for name in names:
+        index.observe(manifest(name, **spec))
+    return index
+
+
+def sample(name: str, **labels: str) -> float:
+    """A metric's current value (0 when it has not been touched)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+class Clock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeLanes:
+    """TickSink: keeps what was sent."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[TickRequest]] = []
+        self.waiting = 0
+        self.error: Exception | None = None
+        """Raised by ``send`` while set (Redis down)."""
+
+    @property
+    def sent(self) -> list[TickRequest]:
+        return [request for batch in self.batches for request in batch]
+
+    async def send(self, requests: Sequence[TickRequest]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.batches.append(list(requests))
+
+    async def pending(self) -> int:
+        return self.waiting
+
+
+class FakeKube:
+    """JobCreator, StatusSink, EventSink and SecretReader, like the real ``Kube``, and
+    a Lease no other replica contends for."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[str, dict[str, Any]]] = []
+        self.job_error: Exception | None = None
+        self.patches: list[tuple[StackRef, dict[str, Any]]] = []
+        self.missing: set[StackRef] = set()
+        """Stacks whose status patch answers 404."""
+        self.patch_error: Exception | None = None
+        self.events: list[tuple[StackRef, str, bool]] = []
+        self.secrets: set[tuple[str, str, str]] = set()
+        self.lease: Any = None
+
+    async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
+        if self.job_error is not None:
+            raise self.job_error
+        if await self.read_job(namespace, body["metadata"]["name"]) is not None:
+            return False  # 409: it exists already
+        self.jobs.append((namespace, body))
+        return True
+
+    async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return next(
+            (job for ns, job in self.jobs if ns == namespace and job["metadata"]["name"] == name),
+            None,
+        )
+
+    async def patch_status(self, ref: StackRef, body: dict[str, Any]) -> bool:
+        if self.patch_error is not None:
+            raise self.patch_error
+        self.patches.append((ref, body))
+        return ref not in self.missing
+
+    async def post_event(
+        self, ref: StackRef, uid: str, reason: str, message: str, *, warning: bool = False
+    ) -> None:
+        self.events.append((ref, reason, warning))
+
+    async def secret_has_key(self, namespace: str, name: str, key: str) -> bool:
+        return (namespace, name, key) in self.secrets
+
+    async def read_lease(self, namespace: str, name: str) -> Any:
+        return self.lease
+
+    async def create_lease(self, namespace: str, body: Any) -> bool:
+        self.lease = body
+        return True
+
+    async def replace_lease(self, namespace: str, name: str, body: Any) -> bool:
+        self.lease = body
+        return True
+
+
+class FakeScheduler:
+    """Scheduler: remembers why each stack was (un)scheduled."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Cause | None]] = []
+        """``(key, cause)``; ``None`` for an unschedule."""
+
+    def reschedule(self, record: StackRecord, cause: Cause, after: float | None = None) -> None:
+        self.calls.append((record.key, cause))
+
+    def unschedule(self, record: StackRecord) -> None:
+        self.calls.append((record.key, None))
+
+
+class FakeStatus:
+    """StatusMarks: remembers every mark."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, bool]] = []
+
+    def mark(self, record: StackRecord, *, urgent: bool) -> None:
+        record.mark_dirty(urgent=urgent)
+        self.marks.append((record.key, urgent))
+
+
+class FakeEvents:
+    """EventPoster: remembers every Event, by reason."""
+
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, str]] = []
+
+    async def post(self, record: StackRecord, events: Sequence[Event]) -> None:
+        self.posted.extend((record.key, event.reason) for event in events)
+
+
+class FakeResults:
+    """ResultStream, UsageCounters and TickLedger, as Redis would answer them."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, TickResult]] = []
+        self.acked: list[str] = []
+        self.usage: dict[str, dict[str, str]] = {}
+        self.recorded: dict[str, TickResult] = {}
+
+    async def receive(self) -> list[tuple[str, TickResult]]:
+        batch, self.pending = self.pending, []
+        return batch
+
+    async def acknowledge(self, entry_ids: Sequence[str]) -> None:
+        self.acked.extend(entry_ids)
+
+    async def read(self, refs: Sequence[StackRef]) -> list[Mapping[str, str]]:
+        return [self.usage.get(str(ref), {}) for ref in refs]
+
+    async def record_failure(self, result: TickResult) -> bool:
+        if result.tick_id in self.recorded:
+            return False
+        self.recorded[result.tick_id] = result
+        return True

@@ -1,0 +1,161 @@
+"""The coordinator's own rules: only the leader acts, leadership gained restarts every
+stack's schedule, and a stack gone leaves every part at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from agentstack_core.keys import StackRef
+from agentstack_operator import runtime
+from agentstack_operator.config import OperatorConfig
+from agentstack_operator.jobs import STACK_LABEL, TICK_ANNOTATION
+from agentstack_operator.runtime import Operator
+
+from .operator_fakes import GROQ_FROM_SECRET, FakeKube, FakeResults, manifest, sample
+
+
+def _operator() -> tuple[Operator, FakeKube]:
+    """An operator whose parts talk to fakes; nothing here reaches Redis."""
+    kube = FakeKube()
+    return Operator(OperatorConfig(), kube=kube, redis=None), kube  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def _elected(operator: Operator) -> AsyncIterator[None]:
+    """The operator's leader election runs (and wins the fake Lease) while inside."""
+    election = asyncio.create_task(operator.leadership.run())
+    try:
+        await asyncio.wait_for(operator.leadership.acquired.wait(), 5)
+        yield
+    finally:
+        election.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await election
+
+
+@pytest.mark.asyncio
+async def test_a_standby_waits_and_the_leader_acts() -> None:
+    operator, _kube = _operator()
+    steps: list[str] = []
+
+    async def step() -> None:
+        steps.append("acted")
+
+    waiting = asyncio.create_task(operator._as_leader(step)())
+    await asyncio.sleep(0.01)
+    assert steps == []
+    async with _elected(operator):
+        await asyncio.wait_for(waiting, 5)
+    assert steps == ["acted"]
+
+
+@pytest.mark.asyncio
+async def test_only_the_leader_records_a_failed_job() -> None:
+    operator, _kube = _operator()
+    operator.index.observe(manifest(executor="job"))
+    operator.folder.ledger = ledger = FakeResults()
+    failed = {
+        "metadata": {
+            "namespace": "team",
+            "labels": {STACK_LABEL: "demo"},
+            "annotations": {TICK_ANNOTATION: "team/demo/7"},
+        },
+        "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "Evicted"}]},
+    }
+    await operator.job_seen(failed)
+    assert ledger.recorded == {}
+    async with _elected(operator):
+        await operator.job_seen(failed)
+    assert set(ledger.recorded) == {"team/demo/7"}
+
+
+def _tick_job(tick: str, condition: str | None) -> dict[str, Any]:
+    conditions = [{"type": condition, "status": "True"}] if condition else []
+    return {
+        "metadata": {
+            "namespace": "team",
+            "labels": {STACK_LABEL: "demo"},
+            "annotations": {TICK_ANNOTATION: tick},
+        },
+        "status": {"conditions": conditions},
+    }
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("finished", ["Complete", "Failed"])
+async def test_any_finished_job_frees_its_stack_on_every_replica(finished: str) -> None:
+    """A Job that ended without a result (a duplicate run exits 0) must free its stack,
+    or every later tick is skipped as JobStillRunning (the Job-executor wedge)."""
+    operator, _kube = _operator()
+    operator.index.observe(manifest(executor="job"))
+    operator.folder.ledger = FakeResults()
+    record = operator.index["team/demo"]
+    await operator.job_seen(_tick_job("team/demo/7", None))  # a Job another leader made
+    assert record.active_job == "team/demo/7"
+    await operator.job_seen(_tick_job("team/demo/7", finished))
+    assert record.active_job is None
+
+
+@pytest.mark.asyncio
+async def test_leadership_gained_restarts_every_schedule_and_status() -> None:
+    operator, _kube = _operator()
+    for name in ("a", "b"):
+        operator.index.observe(manifest(name))
+    operator.index.observe(manifest("paused", executionState="Paused"))
+    for record in operator.index.values():
+        record.dirty = record.urgent = False  # as after their last status write
+    leading = asyncio.create_task(operator._leadership_step())
+    await asyncio.sleep(0)
+    assert len(operator.heap) == 0  # a standby schedules nothing
+    async with _elected(operator):
+        await asyncio.sleep(0.01)
+        scheduled = [key for key in ("team/a", "team/b", "team/paused") if key in operator.heap]
+        assert scheduled == ["team/a", "team/b"]
+        record = operator.index["team/a"]
+        assert record.next_slot is not None
+        assert record.next_due is not None
+        assert record.next_slot <= record.next_due  # this period's tick, at once ("start")
+        assert operator.status_writer.dirty == {"team/a", "team/b", "team/paused"}
+        assert all(record.urgent for record in operator.index.values())
+        await operator.status_writer.write_due()
+        assert sample("agentstack_stacks", phase="Running") == 2
+    await operator.leadership.release()
+    await asyncio.wait_for(leading, 5)
+    assert sample("agentstack_stacks", phase="Running") == 0  # a standby reports no fleet
+
+
+@pytest.mark.asyncio
+async def test_a_stack_found_gone_leaves_the_index_the_heap_and_the_dirty_set() -> None:
+    operator, kube = _operator()
+    record = operator.index.observe(manifest()).record
+    operator.dispatcher.reschedule(record, "start")
+    operator.status_writer.mark(record, urgent=True)
+    kube.missing.add(StackRef("team", "demo"))
+    await operator.status_writer.write_due()
+    assert "team/demo" not in operator.index
+    assert "team/demo" not in operator.heap
+    assert operator.status_writer.dirty == set()
+
+
+@pytest.mark.asyncio
+async def test_a_secret_that_appears_starts_the_stack(monkeypatch: Any) -> None:
+    monkeypatch.setattr(runtime, "SECRET_RECHECK_SECONDS", 0.0)
+    operator, kube = _operator()
+    record = operator.index.observe(manifest(**GROQ_FROM_SECRET)).record
+    record.missing_secrets = ["Secret 'keys' with key 'groq' (for groq)"]
+    async with _elected(operator):
+        await operator._secrets_step()
+        assert "team/demo" not in operator.heap  # still missing
+        kube.secrets.add(("team", "keys", "groq"))
+        await operator._secrets_step()
+    assert "team/demo" in operator.heap
+    assert record.next_due is not None
+    assert "team/demo" in operator.status_writer.dirty
+    assert [(ref.name, reason) for ref, reason, _warning in kube.events] == [
+        ("demo", "SecretFound")
+    ]

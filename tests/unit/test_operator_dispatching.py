@@ -1,0 +1,224 @@
+"""The dispatcher: when each stack ticks next, and what goes out when it is due."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from agentstack_core.spec import Priority
+from agentstack_operator import dispatching
+from agentstack_operator.config import OperatorConfig
+from agentstack_operator.dispatching import Dispatcher, build_request
+from agentstack_operator.index import StackIndex
+from agentstack_operator.scheduling import slot_id
+
+from .operator_fakes import Clock, FakeKube, FakeLanes, indexed, manifest, sample
+
+SKIPPED = "agentstack_scheduler_ticks_skipped_total"
+
+
+def _dispatcher(
+    index: StackIndex, batch: int = 500
+) -> tuple[Dispatcher, FakeLanes, FakeKube, Clock]:
+    lanes, kube, clock = FakeLanes(), FakeKube(), Clock()
+    config = OperatorConfig(dispatch_batch=batch, job_grace_seconds=60)
+    return Dispatcher(index, lanes, kube, config, clock=clock), lanes, kube, clock
+
+
+def test_a_request_is_a_function_of_the_record_and_its_slot() -> None:
+    record = indexed("demo", priority="High")["team/demo"]
+    request = build_request(record, 1000.0, 1001.5, job_grace_seconds=60)
+    assert request.tick_id == "team/demo/1000000"
+    assert request.slot == 1_000_000
+    assert request.deadline == 1010.0  # a pool tick must start before the next is due
+    assert request.dispatched_at == 1001.5
+    assert request.priority is Priority.HIGH
+    assert request == build_request(record, 1000.0, 1001.5, job_grace_seconds=60)
+
+
+def test_a_job_tick_may_start_for_the_whole_lifetime_of_its_job() -> None:
+    record = indexed("demo", executor="job", tickTimeoutSeconds=30)["team/demo"]
+    assert build_request(record, 1000.0, 1000.0, job_grace_seconds=60).deadline == 1090.0
+
+
+def test_a_stack_without_a_valid_spec_has_no_request() -> None:
+    record = indexed("demo", goal=" ")["team/demo"]
+    with pytest.raises(ValueError, match="no valid spec"):
+        build_request(record, 1000.0, 1000.0, job_grace_seconds=60)
+
+
+@pytest.mark.asyncio
+async def test_start_sends_this_periods_tick_at_once_then_the_next_slot() -> None:
+    index = indexed("demo")
+    dispatcher, lanes, _kube, clock = _dispatcher(index)
+    record = index["team/demo"]
+    dispatcher.reschedule(record, "start")
+    assert record.next_due == clock.now
+    assert record.next_slot is not None
+    slot = record.next_slot
+    assert clock.now - 10 < slot <= clock.now
+    await dispatcher.step()
+    assert [[r.tick_id for r in batch] for batch in lanes.batches] == [
+        [f"team/demo/{slot_id(slot)}"]
+    ]
+    assert record.next_due == record.next_slot == slot + 10  # the grid's next slot
+    assert "team/demo" in dispatcher.heap
+
+
+@pytest.mark.asyncio
+async def test_due_stacks_go_out_in_batches_of_dispatch_batch() -> None:
+    names = [f"s{n}" for n in range(5)]
+    index = indexed(*names)
+    dispatcher, lanes, _kube, _clock = _dispatcher(index, batch=2)
+    for name in names:
+        dispatcher.reschedule(index[f"team/{name}"], "start")
+    for _ in range(3):
+        await dispatcher.step()
+    assert [len(batch) for batch in lanes.batches] == [2, 2, 1]
+    assert len(dispatcher.heap) == 5  # every one has its next tick
+
+
+def test_a_stack_that_may_not_tick_leaves_the_heap() -> None:
+    index = indexed("demo", executionState="Paused")
+    dispatcher, *_ = _dispatcher(index)
+    record = index["team/demo"]
+    record.next_due = 5.0
+    dispatcher.reschedule(record, "start")
+    assert "team/demo" not in dispatcher.heap
+    assert record.next_due is None
+
+
+def test_keep_leaves_the_scheduled_tick_and_resume_skips_missed_ones() -> None:
+    index = indexed("once", missedTickPolicy="RunOnce")
+    index.observe(manifest("skip"))  # the default policy, Skip
+    dispatcher, _lanes, _kube, clock = _dispatcher(index)
+    skip = index["team/skip"]
+    dispatcher.reschedule(skip, "start")
+    due = skip.next_due
+    clock.now += 3
+    dispatcher.reschedule(skip, "keep")
+    assert skip.next_due == due
+    dispatcher.reschedule(skip, "resume")
+    assert skip.next_due is not None
+    assert skip.next_due > clock.now  # the next slot: missed ticks are not replayed
+    once = index["team/once"]
+    dispatcher.reschedule(once, "resume")
+    assert once.next_due == clock.now  # RunOnce: one catch-up tick at once
+
+
+@pytest.mark.asyncio
+async def test_a_job_stack_with_a_job_still_running_is_skipped() -> None:
+    index = indexed("demo", executor="job")
+    dispatcher, lanes, kube, _clock = _dispatcher(index)
+    record = index["team/demo"]
+    record.active_job = "team/demo/1"
+    dispatcher.reschedule(record, "start")
+    before = sample(SKIPPED, reason="JobStillRunning")
+    await dispatcher.step()
+    assert sample(SKIPPED, reason="JobStillRunning") == before + 1
+    assert kube.jobs == []
+    assert lanes.batches == []
+    assert record.active_job == "team/demo/1"
+    assert "team/demo" in dispatcher.heap  # the next slot may find it finished
+
+
+@pytest.mark.asyncio
+async def test_a_job_stack_gets_one_job_per_tick() -> None:
+    index = indexed("demo", executor="job")
+    dispatcher, lanes, kube, _clock = _dispatcher(index)
+    record = index["team/demo"]
+    dispatcher.reschedule(record, "start")
+    await dispatcher.step()
+    assert lanes.batches == []
+    [(namespace, body)] = kube.jobs
+    assert namespace == "team"
+    assert body["metadata"]["annotations"]["agentstack.dev/tick-id"] == record.active_job
+
+
+@pytest.mark.asyncio
+async def test_a_job_that_could_not_be_created_frees_the_stack() -> None:
+    index = indexed("demo", executor="job")
+    dispatcher, _lanes, kube, _clock = _dispatcher(index)
+    kube.job_error = RuntimeError("forbidden")
+    record = index["team/demo"]
+    dispatcher.reschedule(record, "start")
+    await dispatcher.step()
+    assert record.active_job is None
+
+
+@pytest.mark.asyncio
+async def test_stacks_gone_or_paused_since_they_were_scheduled_are_not_sent() -> None:
+    index = indexed("gone", "paused")
+    dispatcher, lanes, _kube, _clock = _dispatcher(index)
+    for key in ("team/gone", "team/paused"):
+        dispatcher.reschedule(index[key], "start")
+    index.remove("team/gone")
+    index.observe(manifest("paused", generation=2, executionState="Paused"))
+    await dispatcher.step()
+    assert lanes.batches == []
+
+
+@pytest.mark.asyncio
+async def test_a_reschedule_wakes_the_sleeping_dispatcher(monkeypatch: Any) -> None:
+    monkeypatch.setattr(dispatching, "IDLE_WAKE_SECONDS", 60.0)
+    index = indexed("demo")
+    dispatcher, *_ = _dispatcher(index)
+    sleeping = asyncio.create_task(dispatcher.step())  # nothing scheduled: it sleeps
+    await asyncio.sleep(0)
+    dispatcher.reschedule(index["team/demo"], "start")
+    await asyncio.wait_for(sleeping, 5)
+
+
+@pytest.mark.asyncio
+async def test_the_queue_depth_gauge_reports_what_waits_in_the_lanes(monkeypatch: Any) -> None:
+    monkeypatch.setattr(dispatching, "QUEUE_DEPTH_SECONDS", 0.0)
+    dispatcher, lanes, *_ = _dispatcher(StackIndex())
+    lanes.waiting = 17
+    await dispatcher.report_queue_depth()
+    assert sample("agentstack_tick_queue_depth") == 17
+
+
+@pytest.mark.asyncio
+async def test_a_tick_whose_job_already_finished_does_not_wedge_its_stack() -> None:
+    """After a restart the current slot is sent again; its Job exists (409) and has
+    finished: the stack must be free for the next slot's Job."""
+    index = indexed("demo", executor="job")
+    dispatcher, _lanes, kube, clock = _dispatcher(index)
+    record = index["team/demo"]
+    dispatcher.reschedule(record, "start")
+    await dispatcher.step()
+    ((_ns, job),) = kube.jobs
+    job["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    record.active_job = None  # a restarted operator knows nothing of it
+    dispatcher.reschedule(record, "start")  # the same slot again
+    await dispatcher.step()
+    assert len(kube.jobs) == 1  # 409: not created twice
+    assert record.active_job is None  # and the finished Job does not hold the stack
+    clock.now = record.next_due or clock.now
+    await dispatcher.step()
+    assert len(kube.jobs) == 2  # the next slot gets its Job
+    running = kube.jobs[1][1]["metadata"]["annotations"]["agentstack.dev/tick-id"]
+    record.active_job = None  # restarted again, while this Job still runs
+    dispatcher.reschedule(record, "start")  # its slot again: 409, and it is running
+    await dispatcher.step()
+    assert len(kube.jobs) == 2
+    assert record.active_job == running  # a running Job does hold the stack
+
+
+@pytest.mark.asyncio
+async def test_ticks_that_could_not_be_sent_are_retried_under_their_own_slot() -> None:
+    index = indexed("demo")
+    dispatcher, lanes, _kube, clock = _dispatcher(index)
+    record = index["team/demo"]
+    dispatcher.reschedule(record, "start")
+    slot = record.next_slot
+    lanes.error = ConnectionError("Redis is down")
+    with pytest.raises(ConnectionError):
+        await dispatcher.step()
+    assert record.next_slot == slot  # the same tick (same id) goes out again ...
+    lanes.error = None
+    clock.now = record.next_due or clock.now
+    await dispatcher.step()
+    assert [r.slot for r in lanes.sent] == [round((slot or 0) * 1000)]  # ... once sent

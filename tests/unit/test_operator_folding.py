@@ -1,0 +1,151 @@
+"""The result folder: results into records, counters and budgets, failed Jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from agentstack_core.keys import StackRef
+from agentstack_core.protocol import Outcome, TickResult
+from agentstack_operator.folding import ResultFolder
+from agentstack_operator.index import StackIndex, epoch
+from agentstack_operator.jobs import STACK_LABEL, TICK_ANNOTATION
+from agentstack_operator.stackstate import LastTick
+
+from .operator_fakes import FakeEvents, FakeResults, FakeScheduler, FakeStatus, indexed, manifest
+
+AT = 1_800_000_000.0
+"""After the stacks' creation: results from before it belong to an older incarnation."""
+
+
+def _folder(
+    index: StackIndex, results: FakeResults | None = None
+) -> tuple[ResultFolder, FakeResults, FakeScheduler, FakeStatus, FakeEvents]:
+    results = results or FakeResults()
+    scheduler, status, events = FakeScheduler(), FakeStatus(), FakeEvents()
+    folder = ResultFolder(
+        index,
+        stream=results,
+        usage=results,
+        ledger=results,
+        scheduler=scheduler,
+        status=status,
+        events=events,
+        clock=lambda: AT + 100,
+    )
+    return folder, results, scheduler, status, events
+
+
+def _result(outcome: Outcome, n: int, name: str = "demo") -> TickResult:
+    return TickResult(
+        stack=StackRef("team", name),
+        tick_id=f"team/{name}/{n}",
+        generation=1,
+        outcome=outcome,
+        reason="Completed" if outcome is Outcome.SUCCEEDED else "StepFailed",
+        started_at=AT + n - 1,
+        finished_at=AT + n,
+        progressed=True,
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_folded_result_updates_the_record_and_marks_it_dirty() -> None:
+    index = indexed("demo")
+    folder, results, scheduler, status, events = _folder(index)
+    results.usage["team/demo"] = {"ticks": "5", "tokens": "1200"}
+    await folder.fold([_result(Outcome.SUCCEEDED, 1)])
+    record = index["team/demo"]
+    assert record.last_tick is not None
+    assert record.last_tick.tick_id == "team/demo/1"
+    assert (record.ticks, record.tokens) == (5, 1200)  # as Redis counted them
+    assert status.marks == [("team/demo", False)]  # routine: the writer may wait
+    assert scheduler.calls == []
+    assert events.posted == []
+
+
+@pytest.mark.asyncio
+async def test_failures_in_a_row_degrade_the_stack_and_stretch_its_interval() -> None:
+    index = indexed("demo")
+    folder, results, scheduler, status, events = _folder(index)
+    results.usage["team/demo"] = {"ticks": "3", "failures": "3"}  # as the runners counted
+    await folder.fold([_result(Outcome.FAILED, n) for n in (1, 2, 3)])
+    record = index["team/demo"]
+    assert events.posted == [("team/demo", "Degraded")]
+    assert scheduler.calls == [("team/demo", "interval")]  # failure back-off starts
+    assert status.marks == [("team/demo", False)]  # one mark per stack and batch
+    assert record.urgent  # the Degraded condition itself is urgent
+
+
+@pytest.mark.asyncio
+async def test_a_spent_budget_stops_the_stack_and_a_raised_one_resumes_it() -> None:
+    index = indexed("demo", budget={"maxTicks": 3})
+    folder, results, scheduler, status, events = _folder(index)
+    record = index["team/demo"]
+    results.usage["team/demo"] = {"ticks": "3"}
+    await folder.refresh_usage([record])
+    await folder.refresh_usage([record])  # still spent: said once
+    assert record.budget_message
+    assert scheduler.calls == [("team/demo", None)]
+    assert events.posted == [("team/demo", "BudgetExceeded")]
+    assert status.marks == [("team/demo", True)]
+
+    index.observe(manifest(generation=2, budget={"maxTicks": 10}))
+    await folder.refresh_usage([record])
+    assert record.budget_message == ""
+    assert scheduler.calls[-1] == ("team/demo", "resume")
+    assert status.marks[-1] == ("team/demo", True)
+
+
+@pytest.mark.asyncio
+async def test_results_are_acknowledged_after_they_are_folded() -> None:
+    index = indexed("demo")
+    folded_at_ack: list[LastTick | None] = []
+
+    class Stream(FakeResults):
+        async def acknowledge(self, entry_ids: Sequence[str]) -> None:
+            folded_at_ack.append(index["team/demo"].last_tick)
+            await super().acknowledge(entry_ids)
+
+    folder, results, *_ = _folder(index, Stream())
+    results.pending = [
+        ("1-0", _result(Outcome.SUCCEEDED, 1)),
+        ("2-0", _result(Outcome.SUCCEEDED, 2, name="ghost")),  # unknown: dropped
+    ]
+    await folder.step()
+    assert results.acked == ["1-0", "2-0"]
+    [last] = folded_at_ack
+    assert last is not None
+    assert last.tick_id == "team/demo/1"
+    await folder.step()  # nothing new: nothing to acknowledge
+    assert results.acked == ["1-0", "2-0"]
+
+
+def _job(tick: str, *, failed: bool = True) -> dict[str, Any]:
+    failure = {"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "late"}
+    return {
+        "metadata": {
+            "namespace": "team",
+            "labels": {STACK_LABEL: "demo"},
+            "annotations": {TICK_ANNOTATION: tick},
+        },
+        "status": {"startTime": "2026-11-24T00:02:00Z", "conditions": [failure] if failed else []},
+    }
+
+
+@pytest.mark.asyncio
+async def test_a_failed_job_is_recorded_as_a_failed_tick() -> None:
+    index = indexed("demo", executor="job")
+    folder, results, *_ = _folder(index)
+    await folder.job_failed(index["team/demo"], "team/demo/7", _job("team/demo/7"))
+    result = results.recorded["team/demo/7"]
+    assert result.outcome is Outcome.FAILED
+    assert (result.reason, result.message, result.runner) == (
+        "JobFailed",
+        "DeadlineExceeded: late",
+        "job",
+    )
+    assert result.started_at == epoch("2026-11-24T00:02:00Z")
+    assert result.finished_at == AT + 100
