@@ -406,6 +406,8 @@ def test_helm_lint_strict_passes(helm: Helm) -> None:
         (["--set", "watchNamespaces[0]=Team_A"], "at '/watchNamespaces/0'"),
         (["--set", "metrics.prometheusRule.failedTickRatio=2"], "failedTickRatio': maximum"),
         (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
+        (["--set", "llm.allowedBaseURLs[0]=ftp://x"], "at '/llm/allowedBaseURLs/0'"),
+        (["--set", "operator.jobExecutor.redisSecretName=Redis"], "redisSecretName"),
         (
             ["--set", "runner.credentials=files"],
             "at '/runner/credentials': value must be one of 'kubernetes', 'env'",
@@ -489,6 +491,11 @@ def test_rendered_objects_are_labelled_and_accepted_by_the_api_server(
             "runner.podAnnotations.team": "agents",
             "commonLabels.team": "agents",
             "image.digest": "sha256:" + "ab" * 32,
+            "imagePullSecrets[0].name": "regcred",
+            "llm.allowedBaseURLs[0]": "https://llm-gateway.example/v1",
+            "llm.allowedBaseURLs[1]": "https://other.example",
+            "operator.jobExecutor.redisSecretName": "tick-redis",
+            "operator.jobExecutor.resources.limits.memory": "1Gi",
             "rbac.userRoles.namePrefix": f"dry-{namespace}",
         },
         "no-api-no-auth": {"api.enabled": "false", "dashboards.enabled": "false"},
@@ -520,6 +527,15 @@ def test_rendered_objects_are_labelled_and_accepted_by_the_api_server(
     assert operator["AGENTSTACK_RUNNER_SERVICE_ACCOUNT"]["value"] == "tick-runner"
     image = "agentstack-operator@sha256:" + "ab" * 32
     assert operator["AGENTSTACK_RUNNER_IMAGE"]["value"] == image
+    allowed = "https://llm-gateway.example/v1,https://other.example"
+    assert operator["AGENTSTACK_ALLOWED_BASE_URLS"]["value"] == allowed
+    assert operator["AGENTSTACK_JOB_REDIS_SECRET"]["value"] == "tick-redis"
+    # The tick pods' pull secrets default to the names of the chart's own.
+    assert operator["AGENTSTACK_JOB_IMAGE_PULL_SECRETS"]["value"] == "regcred"
+    assert json.loads(operator["AGENTSTACK_JOB_RESOURCES"]["value"]) == {
+        "requests": {"cpu": "50m", "memory": "128Mi"},
+        "limits": {"memory": "1Gi"},
+    }
     runner_deployment = deployments["ags-agentstack-operator-runner"]
     runner = _container(runner_deployment)
     runner_env = _env(runner)
@@ -540,6 +556,19 @@ def test_rendered_objects_are_labelled_and_accepted_by_the_api_server(
     assert runner["image"] == image
     api = _env(_container(deployments["ags-agentstack-operator-api"]))
     assert api["AGENTSTACK_API_CORS_ORIGINS"]["value"] == "https://dash.example"
+    assert runner_env["AGENTSTACK_ALLOWED_BASE_URLS"]["value"] == allowed
+    own_pull_secrets = helm.template(
+        *_sets(
+            {
+                "imagePullSecrets[0].name": "regcred",
+                "operator.jobExecutor.imagePullSecrets[0]": "ticks",
+            }
+        )
+    )
+    own_operator = _env(
+        _container(_by_name(own_pull_secrets, "Deployment")["ags-agentstack-operator-operator"])
+    )
+    assert own_operator["AGENTSTACK_JOB_IMAGE_PULL_SECRETS"]["value"] == "ticks"
     # watchNamespaces: namespaced permissions through RoleBindings there, not cluster-wide.
     bindings = _kind(everything, "ClusterRoleBinding")
     assert {b["metadata"]["name"] for b in bindings} == {
@@ -1013,20 +1042,15 @@ def _operator_needs(namespace: str, elsewhere: str, lease: str) -> list[Access]:
     stacks = {"group": "agentstack.dev", "resource": "agentstacks"}
     return [
         *(Access(verb, namespace="", **stacks) for verb in ("list", "watch")),
-        *(Access(verb, namespace=elsewhere, **stacks) for verb in ("get", "patch", "update")),
-        *(
-            Access(verb, namespace=elsewhere, subresource="status", **stacks)
-            for verb in ("get", "patch", "update")
-        ),
+        *(Access(verb, namespace=elsewhere, **stacks) for verb in ("get", "patch")),
+        Access("patch", namespace=elsewhere, subresource="status", **stacks),
         Access("create", "events", namespace=elsewhere),
-        Access("patch", "events", namespace=elsewhere),
         Access("get", "secrets", namespace=elsewhere, name="groq-keys"),
         *(
             Access(verb, "jobs", namespace=elsewhere, group="batch")
-            for verb in ("create", "delete", "deletecollection", "get")
+            for verb in ("create", "deletecollection")
         ),
         *(Access(verb, "jobs", group="batch") for verb in ("list", "watch")),
-        *(Access(verb, "namespaces") for verb in ("list", "watch")),
         *(
             Access(verb, "customresourcedefinitions", group="apiextensions.k8s.io")
             for verb in ("get", "list", "watch")
@@ -1040,7 +1064,15 @@ def _operator_needs(namespace: str, elsewhere: str, lease: str) -> list[Access]:
 
 
 def _operator_must_not(namespace: str, elsewhere: str, lease: str) -> list[Access]:
+    stacks = {"group": "agentstack.dev", "resource": "agentstacks", "namespace": elsewhere}
     return [
+        # Kopf and the operator only ever PATCH stacks and status, and only POST Events.
+        Access("update", **stacks),
+        *(Access(verb, subresource="status", **stacks) for verb in ("get", "update")),
+        Access("patch", "events", namespace=elsewhere),
+        *(Access(verb, "jobs", namespace=elsewhere, group="batch") for verb in ("get", "delete")),
+        # Serving every namespace, Kopf never reads namespaces.
+        *(Access(verb, "namespaces") for verb in ("list", "watch")),
         *(
             Access(verb, "secrets", namespace=elsewhere)
             for verb in ("list", "watch", "create", "update", "patch", "delete")
@@ -1126,6 +1158,9 @@ def test_install_creates_the_release_with_least_privilege_and_uninstall_removes_
             "AGENTSTACK_RUNNER_IMAGE": "agentstack-operator:0.1.0",
             "AGENTSTACK_JOB_TTL_SECONDS": "300",
             "AGENTSTACK_JOB_GRACE_SECONDS": "60",
+            "AGENTSTACK_JOB_RESOURCES": (
+                '{"limits":{"memory":"512Mi"},"requests":{"cpu":"50m","memory":"128Mi"}}'
+            ),
         }
         plain = _plain_env(operator)
         assert {key: plain[key] for key in expected} == expected
@@ -1469,12 +1504,13 @@ def chart_fleet(
     crd: str,
     namespace: str,
     redis_server: RedisServer,
+    fake_llm: FakeLLMServer,
     tmp_path: Path,
 ) -> Iterator[int]:
     """The chart installed, and its three processes running locally as the chart would run
     them: the Deployments' environment (the runners' with the default keys of
-    llm.existingSecret, OPENAI_API_KEY=POOL_KEY) and the ServiceAccounts' own tokens.
-    Yields the API's port."""
+    llm.existingSecret, OPENAI_API_KEY=POOL_KEY, which llm.allowedBaseURLs lets go to the
+    fake LLM's endpoint) and the ServiceAccounts' own tokens. Yields the API's port."""
     release = f"ags-{secrets.token_hex(3)}"
     full = f"{release}-agentstack-operator"
     core = client.CoreV1Api(k8s_api)
@@ -1492,6 +1528,7 @@ def chart_fleet(
             {
                 "redis.url": redis_server.url,
                 "llm.existingSecret": f"{release}-llm-keys",
+                "llm.allowedBaseURLs[0]": fake_llm.openai_base_url,
                 "rbac.userRoles.namePrefix": f"agentstack-{release}",
                 "api.authCacheSeconds": "1",
             }

@@ -166,3 +166,70 @@ Where RBAC grants the namespaced permissions: "" (cluster-wide) or the watched n
 {{- define "agentstack-operator.watchNamespaces" -}}
 {{- join "," .Values.watchNamespaces }}
 {{- end }}
+
+{{/*
+A binding of a component's ServiceAccount to the role `name`: a RoleBinding in
+`namespace`, or a ClusterRoleBinding when `namespace` is empty. Call with
+(dict "context" $ "component" "operator" "name" $name "namespace" "" "roleKind" "Role");
+roleKind defaults to ClusterRole.
+*/}}
+{{- define "agentstack-operator.binding" -}}
+{{- $component := dict "context" .context "component" .component }}
+apiVersion: rbac.authorization.k8s.io/v1
+kind: {{ if .namespace }}RoleBinding{{ else }}ClusterRoleBinding{{ end }}
+metadata:
+  name: {{ .name }}
+  {{- with .namespace }}
+  namespace: {{ . }}
+  {{- end }}
+  labels:
+    {{- include "agentstack-operator.labels" $component | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: {{ .roleKind | default "ClusterRole" }}
+  name: {{ .name }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "agentstack-operator.serviceAccountName" $component }}
+    namespace: {{ .context.Release.Namespace }}
+{{- end }}
+
+{{/*
+Grants the ClusterRole `name` (namespaced permissions) where the stacks are: one
+ClusterRoleBinding when watchNamespaces is empty (every namespace of the cluster), else a
+RoleBinding in each watched namespace and nowhere else. Each document starts with `---`.
+Call with (dict "context" $ "component" "runner" "name" $name).
+*/}}
+{{- define "agentstack-operator.watchedBindings" -}}
+{{- range .context.Values.watchNamespaces | default (list "") }}
+---
+{{ include "agentstack-operator.binding" (dict "context" $.context "component" $.component "name" $.name "namespace" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Names of the image pull secrets of the tick Jobs, joined with commas:
+operator.jobExecutor.imagePullSecrets, else the names of the top-level imagePullSecrets.
+*/}}
+{{- define "agentstack-operator.jobImagePullSecrets" -}}
+{{- $names := .Values.operator.jobExecutor.imagePullSecrets }}
+{{- if not $names }}
+{{- range .Values.imagePullSecrets }}
+{{- $names = append $names .name }}
+{{- end }}
+{{- end }}
+{{- join "," $names }}
+{{- end }}
+
+{{/*
+`AGENTSTACK_ALLOWED_BASE_URLS` of the operator and the runners (the same list: the
+operator checks each spec by the rule the runners enforce); nothing when the list is
+empty.
+*/}}
+{{- define "agentstack-operator.allowedBaseURLsEnv" -}}
+{{- with .Values.llm.allowedBaseURLs }}
+# Endpoints besides the providers' public ones that the platform's keys may go to.
+- name: AGENTSTACK_ALLOWED_BASE_URLS
+  value: {{ join "," . | quote }}
+{{- end }}
+{{- end }}
