@@ -52,4 +52,4 @@ def connect(
         max_connections=max_connections,
         timeout=POOL_TIMEOUT_SECONDS,
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # the client owns its pool: aclose() closes both

@@ -536,22 +536,6 @@ class StackReader:
         entries = [(str(entry_id), dict(fields)) for entry_id, fields in entries[:limit]]
         return Page(entries, entries[-1][0] if more and entries else None)
 
-    async def after(
-        self, key: str, last_id: str, *, block_ms: int, count: int = 100
-    ) -> list[tuple[str, dict[str, str]]]:
-        """Entries newer than ``last_id`` (``$``: only new ones), waiting up to ``block_ms``."""
-        reply = await self.client.xread({key: last_id}, count=count, block=block_ms)
-        return [
-            (str(entry_id), dict(fields))
-            for _stream, entries in reply or []
-            for entry_id, fields in entries
-        ]
-
-    async def last_id(self, key: str) -> str:
-        """The id of the newest entry, or ``0-0`` for an empty stream."""
-        newest = await self.client.xrevrange(key, count=1)
-        return str(newest[0][0]) if newest else "0-0"
-
     async def plan(self) -> list[dict[str, Any]]:
         raw = await self.client.get(self.keys.plan)
         plan: list[dict[str, Any]] = json.loads(raw) if raw else []

@@ -24,8 +24,11 @@ STACK = "/api/v1/namespaces/{namespace}/stacks/{name}"
 
 def _app(cache: fakes.FakeCache | None = None) -> FastAPI:
     cache = cache if cache is not None else fakes.FakeCache([fakes.stack("team", "alpha")])
-    redis: Any = fakes.FakeRedis()
-    return create_app(cache=cache, redis=redis, auth=fakes.FakeAuthorizer({"team"}))
+    fake = fakes.FakeRedis()
+    redis: Any = fake
+    return create_app(
+        cache=cache, redis=redis, hub=fakes.hub(fake), auth=fakes.FakeAuthorizer({"team"})
+    )
 
 
 @pytest_asyncio.fixture

@@ -5,7 +5,12 @@
 - :class:`FakeAuthorizer`: allows a set of namespaces; with ``tokens`` set it accepts
   only those bearer tokens (like TokenReview), and it counts SubjectAccessReviews;
 - :class:`FakeRedis`: the few Redis commands :class:`~agentstack_core.store.StackReader`
-  sends, over in-memory streams, hashes and strings (``xread`` never blocks).
+  and the live streams' hub send, over in-memory streams, hashes and strings; ``xread``
+  blocks as Redis does (until an entry is added or ``block`` ms passed), and fails the
+  next ``failures`` times it is called, as a restarting Redis would.
+
+:func:`until` and :func:`collect` wait on the live streams' hub, bounded, on a condition
+(the integration tests of the hub on real Redis use them too).
 
 The tests at the end compare the fakes' method signatures with the real classes', so a
 change to the cache, the Authorizer or the reader's commands breaks here, not silently.
@@ -14,21 +19,25 @@ change to the cache, the Authorizer or the reader's commands breaks here, not si
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agentstack_operator.api.access import StackAccess
 from agentstack_operator.api.auth import AuthError, OpenAccess, User
 from agentstack_operator.api.cache import StackCache, StackChange, Subscription, summary
 from agentstack_operator.api.errors import install_error_handlers
 from agentstack_operator.api.events import StreamViews
+from agentstack_operator.api.tailing import StreamHub, Tail
 from agentstack_operator.api.views import StackViews
+from tests.helpers import eventually_async
 
 
 def stack(namespace: str, name: str, *, state: str | None = None, **spec: Any) -> dict[str, Any]:
@@ -126,14 +135,19 @@ class FakeRedis:
         self.hashes: dict[str, dict[str, str]] = {}
         self.strings: dict[str, str] = {}
         self.reads: list[dict[str, str]] = []
+        self.failures = 0
+        """How many of the next ``xread`` calls fail (a Redis restarting)."""
+        self._added = asyncio.Event()
 
     def add(self, key: str, fields: dict[str, str], entry_id: str | None = None) -> str:
-        """XADD: ``entry_id`` or the next one after the stream's newest."""
+        """XADD: ``entry_id`` or the next one after the stream's newest; wakes blocked reads."""
         entries = self.streams.setdefault(key, [])
         if entry_id is None:
             newest = _stream_key(entries[-1][0]) if entries else (1700, -1)
             entry_id = f"{newest[0]}-{newest[1] + 1}"
         entries.append((entry_id, dict(fields)))
+        self._added.set()
+        self._added = asyncio.Event()
         return entry_id
 
     async def xrevrange(
@@ -144,17 +158,37 @@ class FakeRedis:
             entries = [e for e in entries if _stream_key(e[0]) < _stream_key(max[1:])]
         return entries[:count] if count is not None else entries
 
+    async def xrange(
+        self, name: str, min: str = "-", max: str = "+", count: int | None = None
+    ) -> list[tuple[str, dict[str, str]]]:
+        entries = self.streams.get(name, [])
+        if min.startswith("("):
+            entries = [e for e in entries if _stream_key(e[0]) > _stream_key(min[1:])]
+        return entries[:count] if count is not None else list(entries)
+
     async def xread(
         self, streams: dict[str, str], count: int | None = None, block: int | None = None
     ) -> list[list[Any]]:
         self.reads.append(dict(streams))
-        await asyncio.sleep(0)
-        reply = []
-        for key, last in streams.items():
-            newer = [e for e in self.streams.get(key, []) if _stream_key(e[0]) > _stream_key(last)]
-            if newer:
-                reply.append([key, newer[:count]])
-        return reply
+        if self.failures:
+            self.failures -= 1
+            raise RedisConnectionError("Connection refused (Redis is restarting)")
+        deadline = asyncio.get_running_loop().time() + (block or 0) / 1000
+        while True:
+            added = self._added
+            reply = []
+            for key, last in streams.items():
+                newer = [
+                    e for e in self.streams.get(key, []) if _stream_key(e[0]) > _stream_key(last)
+                ]
+                if newer:
+                    reply.append([key, newer[:count]])
+            left = deadline - asyncio.get_running_loop().time()
+            if reply or block is None or left <= 0:
+                await asyncio.sleep(0)
+                return reply
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(added.wait(), left)
 
     async def xlen(self, name: str) -> int:
         return len(self.streams.get(name, []))
@@ -169,13 +203,20 @@ class FakeRedis:
         return _Pipeline(self)
 
 
+def hub(redis: FakeRedis) -> StreamHub:
+    """The real hub over one fake (requests and readers alike), reading in short blocks."""
+    client: Any = redis
+    return StreamHub(client, client, block_ms=20, backoff_seconds=(0.01, 0.05))
+
+
 def services(
     cache: FakeCache, auth: FakeAuthorizer, redis: FakeRedis | None = None
 ) -> tuple[StackAccess, StackViews, StreamViews]:
     """The real services over the fakes (no Redis: a fresh FakeRedis)."""
-    client: Any = redis if redis is not None else FakeRedis()
+    fake = redis if redis is not None else FakeRedis()
+    client: Any = fake
     access = StackAccess(cache, auth)
-    return access, StackViews(client), StreamViews(client, access, heartbeat_seconds=0.05)
+    return access, StackViews(client), StreamViews(hub(fake), access, heartbeat_seconds=0.05)
 
 
 def app_with(*routers: APIRouter, access: Any, views: Any = None, streams: Any = None) -> FastAPI:
@@ -202,6 +243,27 @@ def error_of(response: httpx.Response, status: int, code: str) -> str:
     return str(body["error"]["message"])
 
 
+# -- waiting on the hub ------------------------------------------------------------------
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Return once ``condition()`` holds; fail after ``timeout`` seconds."""
+
+    async def check() -> bool | None:
+        return True if condition() else None
+
+    await eventually_async(check, what, timeout)
+
+
+async def collect(tail: Tail, count: int, timeout: float = 5.0) -> list[str]:
+    """The ids of the next ``count`` entries ``tail`` returns; fail after ``timeout``."""
+    ids: list[str] = []
+    async with asyncio.timeout(timeout):
+        while len(ids) < count:
+            ids.extend(entry_id for entry_id, _ in await tail.next(timeout))
+    return ids
+
+
 # -- the fakes keep the real signatures -------------------------------------------------
 
 
@@ -221,6 +283,8 @@ def test_the_fake_authorizer_answers_like_an_authorizer(method: str) -> None:
     _same_parameters(getattr(FakeAuthorizer, method), getattr(OpenAccess, method))
 
 
-@pytest.mark.parametrize("method", ["xrevrange", "xread", "xlen", "get", "hgetall", "pipeline"])
+@pytest.mark.parametrize(
+    "method", ["xrevrange", "xrange", "xread", "xlen", "get", "hgetall", "pipeline"]
+)
 def test_the_fake_redis_takes_redis_py_arguments(method: str) -> None:
     _same_parameters(getattr(FakeRedis, method), getattr(Redis, method))

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.records import FeedRecord, TraceRecord
@@ -83,8 +84,6 @@ async def test_a_stack_stream_resumes_after_the_last_event_id() -> None:
     assert [(e["id"], e["event"]) for e in events] == [(ids[2], "trace"), (ids[3], "trace")]
     data = json.loads(events[0]["data"])
     assert (data["id"], data["tickId"], data["agent"], data["at"]) == (ids[2], "t2", "builder", 1.5)
-    assert redis.reads[0] == {KEYS.trace: ids[1]}
-    assert redis.reads[1] == {KEYS.trace: ids[3]}  # the next read continues after the last
 
 
 @pytest.mark.asyncio
@@ -95,11 +94,12 @@ async def test_a_new_stack_stream_starts_after_the_newest_entry() -> None:
     live = _live(redis)
     stream = live.tail(ALPHA, TRACES, "$", _connected)
     assert await anext(stream) == RETRY
-    assert redis.reads == []
-    fresh = redis.add(KEYS.trace, TraceRecord(tick_id="t3").to_fields())
-    event = _events(await anext(stream))[0]
-    assert (event["id"], event["event"]) == (fresh, "trace")
-    assert redis.reads[0] == {KEYS.trace: ids[-1]}
+    fresh = [redis.add(KEYS.trace, TraceRecord(tick_id=f"t{i}").to_fields()) for i in (3, 4)]
+    got = [_events(await anext(stream))[0] for _ in fresh]
+    assert [(e["id"], e["event"]) for e in got] == [(fresh[0], "trace"), (fresh[1], "trace")]
+    later = redis.add(KEYS.trace, TraceRecord(tick_id="t5").to_fields())
+    assert _events(await anext(stream))[0]["id"] == later  # from the hub's queue
+    assert redis.reads[0] == {KEYS.trace: ids[-1]}  # the hub read on from the newest
     await stream.aclose()
 
 
@@ -110,14 +110,65 @@ async def test_a_stack_stream_ends_when_the_client_leaves() -> None:
     live = _live(redis)
     checks = 0
 
-    async def leaves_after_one_read() -> bool:
+    async def leaves_after_one_wait() -> bool:
         nonlocal checks
         checks += 1
         return checks > 1
 
-    chunks = [chunk async for chunk in live.tail(ALPHA, FEED, "0-0", leaves_after_one_read)]
-    assert chunks == [RETRY]  # the feed is empty; the trace stream is not read
-    assert redis.reads == [{KEYS.feed: "0-0"}]
+    chunks = [chunk async for chunk in live.tail(ALPHA, FEED, "0-0", leaves_after_one_wait)]
+    assert chunks == [RETRY, KEEP_ALIVE]  # the feed is empty; the trace stream is not read
+    assert live.hub.subscriber_count == 0
+    assert all(set(read) == {KEYS.feed} for read in redis.reads)
+    await fakes.until(lambda: live.hub.reader_count == 0, "the reader to stop")
+
+
+@pytest.mark.asyncio
+async def test_a_resumed_stream_sends_each_entry_once_when_catch_up_and_hub_overlap() -> None:
+    redis = fakes.FakeRedis()
+    ids = _traces(redis, 3)
+    live = _live(redis)
+    live.heartbeat_seconds = 0
+    stream = live.tail(ALPHA, TRACES, ids[0], _connected)
+    assert await anext(stream) == RETRY  # registered with the hub, not caught up yet
+    more = _traces(redis, 3)
+    await fakes.until(lambda: live.hub.position(KEYS.trace) == more[-1], "the hub to queue them")
+    chunks = await _until_keep_alive(stream)  # catch-up reads them too, then the queue
+    assert [e["id"] for e in _events("".join(chunks))] == ids[1:] + more
+
+
+@pytest.mark.asyncio
+async def test_a_client_too_slow_for_its_queue_is_dropped_and_the_others_go_on() -> None:
+    redis = fakes.FakeRedis()
+    live = _live(redis)
+    live.hub.queue_entries = 2
+    slow = live.tail(ALPHA, TRACES, "$", _connected)
+    fast = live.tail(ALPHA, TRACES, "$", _connected)
+    assert (await anext(slow), await anext(fast)) == (RETRY, RETRY)
+    ids = []
+    for _ in range(5):
+        ids.extend(_traces(redis, 1))
+        assert _events(await anext(fast))[0]["id"] == ids[-1]
+    assert live.hub.subscriber_count == 1  # the slow one was dropped, nobody waited on it
+    assert [chunk async for chunk in slow] == []  # its stream ends; it resumes by id
+    await fast.aclose()
+
+
+@pytest.mark.asyncio
+async def test_open_streams_are_counted_in_the_subscribers_gauge() -> None:
+    live = _live(fakes.FakeRedis(), fakes.FakeCache([ALPHA]))
+
+    def gauge() -> float | None:
+        return REGISTRY.get_sample_value("agentstack_api_sse_subscribers")
+
+    before = gauge() or 0
+    stack = live.tail(ALPHA, FEED, "$", _connected)
+    fleet = live.fleet(User("alice"), None, _connected)
+    assert (await anext(stack), await anext(fleet)) == (RETRY, RETRY)
+    assert await anext(fleet) == KEEP_ALIVE
+    assert gauge() == before + 2
+    await stack.aclose()
+    await fleet.aclose()
+    assert gauge() == before
 
 
 @pytest.mark.asyncio

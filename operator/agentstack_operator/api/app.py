@@ -1,8 +1,9 @@
 """The read API assembled: stacks from the watch cache, everything else from Redis.
 
-:func:`create_app` builds the services over the cache, Redis and the Authorizer, puts
-them on ``app.state`` (where :mod:`.params` hands them to routes), installs the error
-handlers of :mod:`.errors` and includes the routers of :mod:`.routes`:
+:func:`create_app` builds the services over the cache, Redis, the live streams' hub
+(:mod:`.tailing`) and the Authorizer, puts them on ``app.state`` (where :mod:`.params`
+hands them to routes), installs the error handlers of :mod:`.errors` and includes the
+routers of :mod:`.routes`:
 
 - :mod:`.routes.stacks` — ``/api/v1/stacks`` and one stack's agents, pages and state;
 - :mod:`.routes.streams` — Server-Sent Events of a stack's trace and feed, and the fleet;
@@ -36,6 +37,7 @@ from agentstack_operator.api.errors import (
 )
 from agentstack_operator.api.events import StreamViews
 from agentstack_operator.api.routes import live, probes, stacks, streams
+from agentstack_operator.api.tailing import StreamHub
 from agentstack_operator.api.views import StackViews
 
 MAX_REQUEST_BYTES = 64 * 1024
@@ -77,9 +79,11 @@ def create_app(
     *,
     cache: StackSource,
     redis: RedisClient,
+    hub: StreamHub,
     auth: Authorizer,
     cors_origins: list[str] | None = None,
 ) -> FastAPI:
+    """The app: pages from ``redis`` (the requests' pool), live streams from ``hub``."""
     app = FastAPI(
         title="agentstack read API",
         version="v1",
@@ -100,7 +104,7 @@ def create_app(
     access = StackAccess(cache, auth)
     app.state.access = access
     app.state.views = StackViews(redis)
-    app.state.streams = StreamViews(redis, access)
+    app.state.streams = StreamViews(hub, access)
 
     for router in (probes.router, live.router, stacks.router, streams.router):
         app.include_router(router)

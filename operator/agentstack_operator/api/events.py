@@ -9,6 +9,11 @@ idle connection open. The ``id`` is what a client sends back as ``Last-Event-ID`
   after the last entry it saw (entries kept in the capped stream are replayed);
 - the fleet uses the cache's change numbers, which are per API process.
 
+A stack's entries come from the :class:`~.tailing.StreamHub`, which shares one blocking
+Redis read among every client of a group of streams (and catches each client up first);
+a client too slow for its queue is dropped there, and its stream ends here (it resumes
+with ``Last-Event-ID``). ``agentstack_api_sse_subscribers`` counts the streams open.
+
 :class:`StreamViews` produces the text; it checks nothing itself: a stack's stream is
 handed a stack :class:`~.access.StackAccess` resolved for the caller, and the fleet
 stream filters changes through the caller's :class:`~.access.NamespaceGate`.
@@ -16,24 +21,30 @@ stream filters changes through the caller's :class:`~.access.NamespaceGate`.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from agentstack_core.protocol import RedisClient
+from prometheus_client import Gauge
+
+from agentstack_core.keys import StackKeys, StackRef
 from agentstack_operator.api.access import StackAccess
 from agentstack_operator.api.auth import User
-from agentstack_operator.api.views import StreamKind, stack_reader
+from agentstack_operator.api.tailing import DroppedError, StreamHub
+from agentstack_operator.api.views import StreamKind
 
-SSE_BLOCK_MS = 5_000
-"""How long one Redis read of a stack's stream waits for new entries."""
 SSE_HEARTBEAT_SECONDS = 15.0
 RETRY = "retry: 2000\n\n"
 KEEP_ALIVE = ": keep-alive\n\n"
 
 Disconnected = Callable[[], Awaitable[bool]]
 """Whether the client has gone (``Request.is_disconnected``): streams end then."""
+
+SUBSCRIBERS = Gauge(
+    "agentstack_api_sse_subscribers",
+    "Live streams (Server-Sent Events) open: stacks' traces and feeds, and the fleet.",
+)
 
 
 def event(event_id: str | int, kind: str, data: str) -> str:
@@ -42,19 +53,17 @@ def event(event_id: str | int, kind: str, data: str) -> str:
 
 
 class StreamViews:
-    """The text of live streams, from Redis (a stack's entries) and the cache (the fleet)."""
+    """The text of live streams, from the hub (a stack's entries) and the cache (the fleet)."""
 
     def __init__(
         self,
-        redis: RedisClient,
+        hub: StreamHub,
         access: StackAccess,
         *,
-        block_ms: int = SSE_BLOCK_MS,
         heartbeat_seconds: float = SSE_HEARTBEAT_SECONDS,
     ) -> None:
-        self.redis = redis
+        self.hub = hub
         self.access = access
-        self.block_ms = block_ms
         self.heartbeat_seconds = heartbeat_seconds
 
     async def tail(
@@ -65,20 +74,21 @@ class StreamViews:
         disconnected: Disconnected,
     ) -> AsyncIterator[str]:
         """``kind`` entries newer than ``start`` (a stream id; ``$``: only new ones)."""
-        reader = stack_reader(self.redis, stack)
-        key = kind.key_of(reader.keys)
-        last = start if start != "$" else await reader.last_id(key)
-        yield RETRY
-        beat = time.monotonic()
-        while not await disconnected():
-            entries = await reader.after(key, last, block_ms=self.block_ms)
-            for entry_id, fields in entries:
-                last = entry_id
-                data = kind.render(entry_id, fields).model_dump_json(by_alias=True)
-                yield event(entry_id, kind.event, data)
-            if not entries and time.monotonic() - beat > self.heartbeat_seconds:
-                beat = time.monotonic()
-                yield KEEP_ALIVE
+        meta = stack["metadata"]
+        key = kind.key_of(StackKeys(StackRef(str(meta["namespace"]), str(meta["name"]))))
+        tail = await self.hub.follow(key, start)
+        with SUBSCRIBERS.track_inprogress(), contextlib.closing(tail):
+            yield RETRY
+            while not await disconnected():
+                try:
+                    entries = await tail.next(self.heartbeat_seconds)
+                except DroppedError:
+                    return  # too slow: the client reconnects with Last-Event-ID
+                for entry_id, fields in entries:
+                    data = kind.render(entry_id, fields).model_dump_json(by_alias=True)
+                    yield event(entry_id, kind.event, data)
+                if not entries:
+                    yield KEEP_ALIVE
 
     async def fleet(
         self, caller: User, after: int | None, disconnected: Disconnected
@@ -88,12 +98,13 @@ class StreamViews:
         subscription = self.access.subscribe(after)
         gate = self.access.gate(caller)
         try:
-            while not await disconnected():
-                change = await subscription.next(self.heartbeat_seconds)
-                if change is None:
-                    yield KEEP_ALIVE
-                    continue
-                if await gate.allows(str(change.stack["namespace"])):
-                    yield event(change.seq, change.kind, json.dumps(change.stack))
+            with SUBSCRIBERS.track_inprogress():
+                while not await disconnected():
+                    change = await subscription.next(self.heartbeat_seconds)
+                    if change is None:
+                        yield KEEP_ALIVE
+                        continue
+                    if await gate.allows(str(change.stack["namespace"])):
+                        yield event(change.seq, change.kind, json.dumps(change.stack))
         finally:
             subscription.close()

@@ -6,6 +6,11 @@ and ``AGENTSTACK_REDIS_CLUSTER``; ``AGENTSTACK_API_HOST`` (``0.0.0.0``) and
 bearer tokens with TokenReview and access with SubjectAccessReview);
 ``AGENTSTACK_API_AUTH_CACHE_SECONDS`` (30); ``AGENTSTACK_API_CORS_ORIGINS``
 (comma-separated; empty: no CORS); ``AGENTSTACK_WATCH_NAMESPACES`` (empty: all).
+
+The process holds two Redis clients: one serves requests; the other, with a pool of its
+own, serves only the blocking reads of the live streams' :class:`~.tailing.StreamHub`
+(one connection per group of watched streams), so live clients never take a connection
+a request waits for.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from agentstack_core.environment import env_float, env_int, env_list
 from agentstack_operator.api.app import create_app
 from agentstack_operator.api.auth import Authorizer, KubernetesAccess, OpenAccess
 from agentstack_operator.api.cache import StackCache
+from agentstack_operator.api.tailing import StreamHub
 from agentstack_operator.kube import api_client
 
 logger = logging.getLogger(__name__)
@@ -58,13 +64,17 @@ class ApiConfig:
 async def serve(config: ApiConfig) -> None:
     kube = api_client()
     redis = connect(config.redis_url)
+    readers = connect(config.redis_url)
+    hub = StreamHub(redis, readers)
     cache = StackCache(kube, config.namespaces)
     authorizer: Authorizer = (
         KubernetesAccess(kube, ttl=config.auth_cache_seconds)
         if config.auth == "kubernetes"
         else OpenAccess()
     )
-    app = create_app(cache=cache, redis=redis, auth=authorizer, cors_origins=config.cors_origins)
+    app = create_app(
+        cache=cache, redis=redis, hub=hub, auth=authorizer, cors_origins=config.cors_origins
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -81,5 +91,7 @@ async def serve(config: ApiConfig) -> None:
         await server.serve()
     finally:
         cache.stop()
+        await hub.stop()
+        await readers.aclose()
         await redis.aclose()
         kube.close()  # type: ignore[no-untyped-call]
