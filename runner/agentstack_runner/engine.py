@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from agentstack_core.budget import exhausted
+from agentstack_core.budget import Usage, exhausted
 from agentstack_core.protocol import Outcome, RedisClient, TickRequest, TickResult
 from agentstack_core.spec import (
     ExecutionState,
@@ -115,20 +115,22 @@ class Engine:
         started = time.time()  # the tick starts when it holds the lease
         try:
             try:
-                spec = await self._admit(store, request, started)
+                spec, usage = await self._admit(store, request, started)
             except _DropError as drop:
                 return await self._drop(store, request, drop, started, token=token)
             metrics.QUEUE_LAG.observe(max(0.0, started - request.dispatched_at))
             metrics.TICKS_IN_FLIGHT.inc()
             try:
-                return await self._run(store, request, spec, token, started, keep_alive)
+                return await self._run(store, request, spec, usage, token, started, keep_alive)
             finally:
                 metrics.TICKS_IN_FLIGHT.dec()
         finally:
             with contextlib.suppress(Exception):
                 await store.release_lease(token)
 
-    async def _admit(self, store: StackStore, request: TickRequest, now: float) -> StackSpec:
+    async def _admit(
+        self, store: StackStore, request: TickRequest, now: float
+    ) -> tuple[StackSpec, Usage]:
         published = await store.spec()
         if published is None:
             raise StackGoneError(f"{request.stack} has no published spec")
@@ -150,10 +152,11 @@ class Engine:
             raise _DropError("NotRunning", f"the stack is {spec.execution_state.value}")
         if now > request.deadline:
             raise _DropError("DeadlineExceeded", f"started {now - request.deadline:.1f}s late")
-        spent = exhausted(spec.budget, await store.usage())
+        usage = await store.usage()
+        spent = exhausted(spec.budget, usage)
         if spent is not None:
             raise _DropError("BudgetExceeded", spent)
-        return spec
+        return spec, usage
 
     async def _drop(
         self,
@@ -190,14 +193,18 @@ class Engine:
         store: StackStore,
         request: TickRequest,
         spec: StackSpec,
+        usage: Usage,
         token: str,
         started: float,
         keep_alive: KeepAlive | None,
     ) -> Execution:
         clock_start = time.monotonic()
         lease_lost = asyncio.Event()
-        steps = asyncio.create_task(self._steps(store, request, spec, token, clock_start))
-        renewer = asyncio.create_task(self._renew(store, token, lease_lost, steps, keep_alive))
+        over = asyncio.Event()
+        steps = asyncio.create_task(self._steps(store, request, spec, usage, token, clock_start))
+        renewer = asyncio.create_task(
+            self._renew(store, token, lease_lost, steps, keep_alive, over)
+        )
         try:
             records, reason, message = await steps
         except asyncio.CancelledError:
@@ -205,6 +212,7 @@ class Engine:
                 raise LeaseLostError(f"lease of {request.stack} expired") from None
             raise
         finally:
+            over.set()  # the renewer stops on this even if a cancel were lost
             renewer.cancel()
             steps.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -237,20 +245,47 @@ class Engine:
         return self._reported(finished, result)
 
     async def _steps(
-        self, store: StackStore, request: TickRequest, spec: StackSpec, token: str, start: float
+        self,
+        store: StackStore,
+        request: TickRequest,
+        spec: StackSpec,
+        usage: Usage,
+        token: str,
+        start: float,
     ) -> tuple[list[StepRecord], str, str]:
-        """Run the agents in order; returns their records, a reason and a message."""
+        """Run the agents in order; returns their records, a reason and a message.
+
+        The token budget is checked before every step, not only before the tick: no
+        LLM call starts once the stack's tokens (as counted when the tick started, plus
+        this tick's so far) reach ``maxTokens``, and each call may answer with at most
+        what is left. Only one tick of a stack runs at a time (the lease), so no other
+        tick spends meanwhile.
+        """
         deadline = start + spec.tick_timeout_seconds
         providers = self.registry.for_stack(request.stack.namespace, spec)
         committed = await store.committed_steps(request.tick_id)
         records: list[StepRecord] = []
+        limit = spec.budget.max_tokens
         try:
             async with asyncio.timeout(deadline - time.monotonic()):
                 for agent in spec.agents:
                     if agent.name in committed:
                         records.append(StepRecord(**committed[agent.name]))
                         continue
-                    step = StepInput(store, spec, agent, request.tick_id, token, deadline)
+                    used = usage.tokens + sum(record.tokens for record in records)
+                    spent = exhausted(spec.budget, Usage(tokens=used, ticks=usage.ticks))
+                    if spent is not None:
+                        return records, "BudgetExceeded", f"stopped before {agent.name}: {spent}"
+                    allowance = spec.max_output_tokens if limit is None else limit - used
+                    step = StepInput(
+                        store,
+                        spec,
+                        agent,
+                        request.tick_id,
+                        token,
+                        deadline,
+                        max_output_tokens=min(spec.max_output_tokens, allowance),
+                    )
                     record = await run_step(step, self.router, providers)
                     records.append(record)
                     if record.failed and spec.step_failure_policy is StepFailurePolicy.FAIL_TICK:
@@ -270,14 +305,24 @@ class Engine:
         lost: asyncio.Event,
         work: asyncio.Task[object],
         keep_alive: KeepAlive | None,
+        finished: asyncio.Event,
     ) -> None:
-        """Keep the lease (and the delivery) alive; if the lease is lost, stop the work at
-        once (no wasted calls, and nothing more is written: every write is fenced)."""
-        while True:
-            await asyncio.sleep(self.lease_ttl / 3)
+        """Keep the lease (and the delivery) alive while the work runs; if the lease is
+        lost, stop the work at once (no wasted calls, and nothing more is written:
+        every write is fenced).
+
+        It ends when ``finished`` is set, not only when cancelled: a cancellation that
+        lands inside a Redis call can be lost in the client library, and a renewer that
+        outlived its tick would hold the stack's lease — and its delivery — for ever.
+        """
+        while not finished.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), self.lease_ttl / 3)
+            if finished.is_set() or work.done():
+                return
             try:
                 renewed = await store.renew_lease(token, self.lease_ttl)
-                if renewed and keep_alive is not None:
+                if renewed and keep_alive is not None and not finished.is_set():
                     await keep_alive()
             except Exception:  # Redis hiccup: try again next period, the TTL has slack
                 logger.warning("could not renew the lease %s", token.split("|")[0])

@@ -57,7 +57,20 @@ async def test_a_full_provider_is_reported_unavailable_after_the_wait(
 async def test_a_slot_of_a_crashed_holder_expires(aredis: RedisClient) -> None:
     crashed = ConcurrencyLimiter(aredis, "groq", 1, slot_ttl=0.2, poll=0.01)
     holder = crashed.slot(wait_seconds=1)
-    await holder.__aenter__()  # taken, and never given back (the process died)
+    await holder.__aenter__()  # taken, and never given back: the process died ...
+    for task in asyncio.all_tasks():
+        if task.get_coro().__name__ == "_keep":  # type: ignore[union-attr]
+            task.cancel()  # ... and with it, what kept confirming the slot
     survivor = ConcurrencyLimiter(aredis, "groq", 1, slot_ttl=0.2, poll=0.01)
     async with survivor.slot(wait_seconds=5):
         pass
+
+
+async def test_a_live_holder_keeps_its_slot_however_long_its_call(aredis: RedisClient) -> None:
+    """A call longer than the slot TTL (600 s are allowed) must not lose its slot."""
+    holder = ConcurrencyLimiter(aredis, "groq", 1, slot_ttl=0.2, poll=0.01)
+    other = ConcurrencyLimiter(aredis, "groq", 1, slot_ttl=0.2, poll=0.01)
+    async with holder.slot(wait_seconds=1):
+        with pytest.raises(UnavailableError):  # five TTLs later, still held
+            async with other.slot(wait_seconds=1.0):
+                pass

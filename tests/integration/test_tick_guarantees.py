@@ -257,3 +257,52 @@ async def test_an_unreadable_llm_answer_is_a_failed_call_not_a_crashed_tick(
     entries = {f["agent"]: f for _id, f in await aredis.xrange(KEYS.trace)}
     assert entries["builder"]["outcome"] == "Failed"
     assert len(await aredis.xrange(KEYS.history)) == 1
+
+
+async def test_no_llm_call_starts_once_the_token_budget_is_reached(
+    aredis: RedisClient, fake_llm: FakeLLMServer
+) -> None:
+    """Each call answers with at most what is left, and the tick stops before the step
+    that would start with the budget spent (10 + 5 tokens a call, 30 allowed)."""
+    fake_llm.add_rule(
+        Reply('{"actions": []}', prompt_tokens=10, completion_tokens=5), repeat_last=True
+    )
+    await publish(aredis, openai_spec(fake_llm) | {"budget": {"maxTokens": 30}})
+    result = (await make_engine(aredis).execute(request(1))).result
+    assert result is not None
+    assert (result.outcome, result.reason) == (Outcome.FAILED, "BudgetExceeded")
+    assert "stopped before reviewer" in result.message
+    assert [call.body["max_tokens"] for call in fake_llm.requests] == [30, 15]
+    assert int(await aredis.hget(KEYS.usage, "tokens")) == 30
+    again = (await make_engine(aredis).execute(request(2))).result  # and no next tick
+    assert again is not None
+    assert (again.outcome, again.reason) == (Outcome.DROPPED, "BudgetExceeded")
+    assert len(fake_llm.requests) == 2
+
+
+async def test_a_tick_that_ended_never_keeps_its_lease_even_if_a_cancel_is_lost(
+    aredis: RedisClient, fake_llm: FakeLLMServer
+) -> None:
+    """A cancellation lost inside a Redis call (seen with redis-py under load) must not
+    leave the renewer running: it would hold the stack's lease and delivery for ever."""
+    fake_llm.add_rule(Delay(0.5, Reply('{"actions": []}')), repeat_last=True)
+    await publish(aredis, openai_spec(fake_llm))
+    renewals = 0
+
+    async def keep_alive_that_swallows_cancels() -> None:
+        nonlocal renewals
+        renewals += 1
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            pass  # the lost cancellation
+
+    engine = make_engine(aredis, lease_ttl=0.15)
+    ran = await asyncio.wait_for(engine.execute(request(1), keep_alive_that_swallows_cancels), 30)
+    assert ran.result is not None
+    assert ran.result.outcome is Outcome.SUCCEEDED
+    assert renewals > 0  # it did renew while the tick ran
+    after = renewals
+    await asyncio.sleep(0.5)  # ten renewal periods
+    assert renewals == after  # and not once since
+    assert await aredis.get(KEYS.lease) is None

@@ -8,13 +8,14 @@
   trial call through. A rate limit opens it for the ``Retry-After`` it was given, so
   the rest of this runner's ticks go straight to their fallback.
 - :class:`ConcurrencyLimiter` caps in-flight calls to a provider across *all* runners
-  with a Redis sorted set of expiring slots (a holder that dies frees its slot when
-  the entry expires).
+  with a Redis sorted set of slots its holders keep confirming (a holder that dies
+  frees its slot within seconds).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -121,7 +122,13 @@ return 0
 
 
 class ConcurrencyLimiter:
-    """At most ``limit`` concurrent calls to one provider across every runner."""
+    """At most ``limit`` concurrent calls to one provider across every runner.
+
+    A slot is a member of a sorted set scored by the time its holder last confirmed it.
+    The holder confirms it every third of ``slot_ttl`` while its call runs, however long
+    the call takes; a holder that dies stops confirming, and its slot is free again
+    within ``slot_ttl`` — so a crashed runner cannot starve the fleet of calls.
+    """
 
     def __init__(
         self,
@@ -129,7 +136,7 @@ class ConcurrencyLimiter:
         provider: str,
         limit: int,
         *,
-        slot_ttl: float = 120.0,
+        slot_ttl: float = 15.0,
         poll: float = 0.05,
     ) -> None:
         self.client = client
@@ -162,7 +169,16 @@ class ConcurrencyLimiter:
                     f"{self.provider}: all {self.limit} fleet-wide call slots busy"
                 )
             await asyncio.sleep(self.poll)
+        keeper = asyncio.create_task(self._keep(token))
         try:
             yield
         finally:
+            keeper.cancel()
             await self.client.zrem(self.key, token)
+
+    async def _keep(self, token: str) -> None:
+        """Confirm the slot while the call runs (``XX``: never re-add a removed one)."""
+        while True:
+            await asyncio.sleep(self.slot_ttl / 3)
+            with contextlib.suppress(Exception):  # a Redis hiccup: the TTL has slack
+                await self.client.zadd(self.key, {token: time.time()}, xx=True)
