@@ -76,6 +76,8 @@ class TickRequest(Record):
     """Unix time after which the tick must not start."""
     priority: Priority = Priority.NORMAL
     dispatched_at: float = field(default_factory=time.time)
+    dispatched_by: str = ""
+    """The operator replica that sent it (an audit trail: one leader acts at a time)."""
     uid: str = ""
     """The stack's uid when it was dispatched: a tick of a stack since deleted (or
     deleted and re-created under the same name) writes nothing."""

@@ -103,7 +103,12 @@ class RedisLanes:
 
 
 def build_request(
-    record: StackRecord, slot_due: float, now: float, *, job_grace_seconds: int
+    record: StackRecord,
+    slot_due: float,
+    now: float,
+    *,
+    job_grace_seconds: int,
+    dispatched_by: str = "",
 ) -> TickRequest:
     """The request for ``record``'s tick in the slot due at ``slot_due``.
 
@@ -126,6 +131,7 @@ def build_request(
         deadline=slot_due + lifetime,
         priority=spec.priority or Priority.NORMAL,
         dispatched_at=now,
+        dispatched_by=dispatched_by,
         uid=record.uid,
     )
 
@@ -213,7 +219,11 @@ class Dispatcher:
                 continue
             slot_due = record.next_slot if record.next_slot is not None else when
             request = build_request(
-                record, slot_due, now, job_grace_seconds=self.config.job_grace_seconds
+                record,
+                slot_due,
+                now,
+                job_grace_seconds=self.config.job_grace_seconds,
+                dispatched_by=self.config.operator_id,
             )
             metrics.DISPATCH_LAG.observe(max(0.0, now - when))
             if record.executor is not Executor.JOB:

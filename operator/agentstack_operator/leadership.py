@@ -86,11 +86,11 @@ class Leadership:
         """Acquire, then keep renewing every ``retry_period``; step down at the deadline."""
         while True:
             started = time.monotonic()
-            # An attempt may take two retry periods, but a leader's never outlasts its
-            # deadline: it steps down the moment the deadline passes.
-            limit = self.retry_period * 2
+            # An attempt to acquire may take a renew deadline; a leader's attempt never
+            # outlasts its own deadline: it steps down the moment the deadline passes.
+            limit = self.renew_deadline
             if self._leading:
-                limit = max(0.0, min(limit, self._valid_until - started))
+                limit = max(0.0, self._valid_until - started)
             try:
                 async with asyncio.timeout(limit):
                     renewed = await self._attempt()

@@ -61,6 +61,9 @@ class StepInput:
     token: str
     deadline: float
     """``time.monotonic()`` instant by which the whole tick must be done."""
+    max_output_tokens: int
+    """The most this step's calls may answer with (the spec's cap, or what is left of
+    the stack's token budget if that is less)."""
 
 
 async def run_step(step: StepInput, router: Router, providers: ProviderSource) -> StepRecord:
@@ -75,7 +78,7 @@ async def run_step(step: StepInput, router: Router, providers: ProviderSource) -
     request = ChatRequest(
         model="",
         messages=messages,
-        max_tokens=spec.max_output_tokens,
+        max_tokens=step.max_output_tokens,
         temperature=spec.temperature,
         timeout=spec.request_timeout_seconds,
         headers={"X-Agentstack-Agent": agent.name, "X-Agentstack-Tick": step.tick_id},
