@@ -4,7 +4,8 @@ The fixtures are thin: they call the same ``agentstack_devkit`` code that
 ``agentstack dev`` runs, so the suite exercises the developer's environment too.
 
 Markers follow the directory a test lives in (``tests/unit``, ``tests/integration``,
-``tests/e2e``), so ``pytest -m unit`` selects what needs no external process.
+``tests/e2e``, ``tests/reliability``), so ``pytest -m unit`` selects what needs no
+external process.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from agentstack_devkit.rediscluster import RedisClusterServers
 from agentstack_devkit.redisserver import RedisServer
 from agentstack_devkit.toolchain import controlplane_binaries
 
-_MARKER_BY_DIRECTORY = {"unit": "unit", "integration": "integration", "e2e": "e2e"}
+_MARKER_BY_DIRECTORY = {
+    "unit": "unit",
+    "integration": "integration",
+    "e2e": "e2e",
+    "reliability": "reliability",
+}
+CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "agentstack.dev_agentstacks.yaml"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -34,7 +41,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         marker = _MARKER_BY_DIRECTORY.get(relative.parts[0])
         if marker is None:
             raise pytest.UsageError(
-                f"{item.nodeid}: tests live in tests/unit, tests/integration or tests/e2e"
+                f"{item.nodeid}: tests live in tests/unit, tests/integration, tests/e2e "
+                "or tests/reliability"
             )
         item.add_marker(marker)
 
@@ -67,6 +75,13 @@ def namespace(k8s_api: client.ApiClient) -> Iterator[str]:
     finally:
         with contextlib.suppress(ApiException):  # a test may have deleted it already
             core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def crd(control_plane: ControlPlane, k8s_api: client.ApiClient) -> str:
+    """Apply the project's CRD with kubectl and wait until it is established."""
+    control_plane.apply_crd(CRD_FILE, "agentstacks.agentstack.dev")
+    return "agentstacks.agentstack.dev"
 
 
 @pytest.fixture(scope="session")

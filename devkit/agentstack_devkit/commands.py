@@ -1,4 +1,4 @@
-"""The ``agentstack dev`` subcommands: thin drivers over the devenv building blocks.
+"""The ``agentstack dev`` subcommands: thin drivers over the dev kit's building blocks.
 
 Each command returns a process exit code and prints what a person needs next (paths,
 commands to try); the building blocks themselves stay silent apart from build progress.

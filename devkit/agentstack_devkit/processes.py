@@ -60,8 +60,13 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 def ensure_port_free(port: int, host: str = LOOPBACK, *, purpose: str = "") -> None:
-    """Fail with a clear message if ``port`` cannot be bound on ``host``."""
+    """Fail with a clear message if ``port`` cannot be bound on ``host``.
+
+    ``SO_REUSEADDR``, as servers set it: a port whose last server just died still has
+    connections in TIME_WAIT, which must not stop a restart on it; a listener does.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

@@ -1,12 +1,14 @@
 """agentstack-operator: run fleets of autonomous LLM agent teams on Kubernetes.
 
 The operator side of the project: the Kopf handlers that keep an index of ``AgentStack``
-resources, the scheduler that dispatches their ticks, the status folding, the read API,
-the ``agentstack`` command line, and the local development environment (``devenv``)
-that the tests and ``agentstack dev`` share.
+resources (:mod:`.index`), the one scheduler that dispatches their ticks
+(:mod:`.dispatching`), the result folding (:mod:`.folding`), the status writer
+(:mod:`.statuswriting`), leader election (:mod:`.leadership`), wired by the coordinator
+(:mod:`.runtime`); the read API (:mod:`.api`); and the ``agentstack`` command line.
 
-It may import the runner's public protocol, store and spec modules; the runner never
-imports this package (an import-linter contract in ``pyproject.toml`` keeps it so).
+It shares only ``agentstack_core`` with the runner; import-linter contracts in
+``pyproject.toml`` keep it from importing the runner process (but for the command
+line's hand-off) or the dev kit.
 """
 
 __version__ = "0.1.0"

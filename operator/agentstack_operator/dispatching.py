@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from agentstack_core import protocol
@@ -147,8 +147,12 @@ class Dispatcher:
         config: OperatorConfig,
         *,
         clock: Callable[[], float] = time.time,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.records = records
+        self.before_send = before_send
+        """Awaited before each batch goes out (the coordinator makes sure the specs the
+        runners need are in Redis)."""
         self.lanes = lanes
         self.jobs = jobs
         self.config = config
@@ -236,6 +240,8 @@ class Dispatcher:
             self.reschedule(record, "next", after=slot_due)
         if pool:
             try:
+                if self.before_send is not None:
+                    await self.before_send()
                 await self.lanes.send(pool)
             except Exception:
                 self._retry_later(pool)

@@ -35,7 +35,7 @@ from typing import Any
 
 from agentstack_core import protocol
 from agentstack_core.keys import FleetKeys, StackRef
-from agentstack_core.protocol import RedisClient, TickResult
+from agentstack_core.protocol import RedisClient, TickResult, slot_of
 from agentstack_core.store import delete_stack, publish_spec
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.dispatching import Dispatcher, RedisLanes
@@ -45,6 +45,7 @@ from agentstack_operator.jobs import STACK_LABEL, job_state, job_tick
 from agentstack_operator.kube import Kube
 from agentstack_operator.leadership import Leadership
 from agentstack_operator.secretchecking import SECRET_RECHECK_SECONDS, check_secrets
+from agentstack_operator.stackstate import StackRecord
 from agentstack_operator.statuswriting import LeaderEvents, StatusWriter, clear_fleet_gauges
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,13 @@ REDIS_CHECK_SECONDS = 5.0
 STALL_SECONDS = 180.0
 """A loop that has not turned for this long is stuck (the longest legitimate turn is a
 status batch against an API server that times out every call: well under this)."""
+
+
+def _folded(record: StackRecord, tick: str) -> bool:
+    """Whether ``tick`` is the stack's last folded tick or older than it."""
+    last = record.last_tick
+    slot, last_slot = slot_of(tick), slot_of(last.tick_id) if last else None
+    return slot is not None and last_slot is not None and slot <= last_slot
 
 
 class Operator:
@@ -71,7 +79,9 @@ class Operator:
             lease_seconds=config.lease_seconds,
         )
         self.index = StackIndex(config.endpoints)
-        self.dispatcher = Dispatcher(self.index, RedisLanes(redis), kube, config)
+        self.dispatcher = Dispatcher(
+            self.index, RedisLanes(redis), kube, config, before_send=self._ensure_published
+        )
         self.heap = self.dispatcher.heap
         self.events = LeaderEvents(kube, leading=lambda: self.leadership.is_leader)
         self.status_writer = StatusWriter(
@@ -153,7 +163,9 @@ class Operator:
         tick = found[1]
         state = job_state(job)
         if state == "Active":
-            if record.active_job is None:
+            # A Job's object stays active a while after its runner reported the tick
+            # (until its pod is seen to end): a tick already folded holds nothing.
+            if record.active_job is None and not _folded(record, tick):
                 record.active_job = tick
             return
         if record.active_job == tick:
@@ -187,14 +199,20 @@ class Operator:
             await self.events.post(record, events)
 
     async def _redis_step(self) -> None:
+        """Every few seconds (and before every batch of ticks is sent, through the
+        dispatcher): :meth:`_ensure_published`."""
+        await asyncio.sleep(REDIS_CHECK_SECONDS)
+        await self._ensure_published()
+
+    async def _ensure_published(self) -> None:
         """Notice that Redis lost its data (restarted without persistence, flushed) and
         put back what the fleet needs: the consumer groups and every stack's spec.
 
         The leader keeps a marker key in Redis; when it is missing, Redis is not the one
-        the specs were published to. Ticks of stacks without a published spec write
-        nothing, so until this runs (within seconds) they are skipped, not wrong.
+        the specs were published to. Checked before every batch of ticks is sent, so no
+        tick reaches a runner before its stack's spec is back (a tick of a stack with
+        no spec writes nothing, as for a deleted one).
         """
-        await asyncio.sleep(REDIS_CHECK_SECONDS)
         if await self.redis.set(FleetKeys.marker, self.config.operator_id, nx=True):
             await protocol.ensure_groups(self.redis)
             records = list(self.index.values())

@@ -1,10 +1,9 @@
-"""Fixtures of the end-to-end suite: the CRD installed into the session's control plane."""
+"""Fixtures of the end-to-end suite: a fleet of processes per module, a Redis reader."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -13,16 +12,6 @@ from kubernetes import client
 from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.redisserver import RedisServer
-
-REPO = Path(__file__).resolve().parents[2]
-CRD_FILE = REPO / "crds" / "agentstack.dev_agentstacks.yaml"
-
-
-@pytest.fixture(scope="session")
-def crd(control_plane: ControlPlane, k8s_api: client.ApiClient) -> str:
-    """Apply the project's CRD with kubectl and wait until it is established."""
-    control_plane.apply_crd(CRD_FILE, "agentstacks.agentstack.dev")
-    return "agentstacks.agentstack.dev"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 from agentstack_devkit.controlplane import ControlPlane
-from tests.e2e.conftest import CRD_FILE, REPO
+from tests.conftest import CRD_FILE
+
+REPO = CRD_FILE.parents[1]
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 VALID: dict[str, Any] = {

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from agentstack_core.keys import StackRef
+from agentstack_core.protocol import Outcome, TickResult
 from agentstack_operator import runtime
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.jobs import STACK_LABEL, TICK_ANNOTATION
 from agentstack_operator.runtime import Operator
+from agentstack_operator.stackstate import fold_result
 
 from .operator_fakes import GROQ_FROM_SECRET, FakeKube, FakeResults, manifest, sample
 
@@ -159,3 +161,28 @@ async def test_a_secret_that_appears_starts_the_stack(monkeypatch: Any) -> None:
     assert [(ref.name, reason) for ref, reason, _warning in kube.events] == [
         ("demo", "SecretFound")
     ]
+
+
+@pytest.mark.asyncio
+async def test_a_job_still_shown_active_after_its_tick_was_folded_holds_nothing() -> None:
+    """A Job's object stays active until its pod is seen to end, after its runner has
+    reported the tick: that Job must not hold the stack again."""
+    operator, _kube = _operator()
+    operator.index.observe(manifest(executor="job"))
+    operator.folder.ledger = FakeResults()
+    record = operator.index["team/demo"]
+    fold_result(
+        record,
+        TickResult(
+            stack=record.ref,
+            tick_id="team/demo/7",
+            generation=record.generation,
+            outcome=Outcome.SUCCEEDED,
+            reason="Completed",
+            finished_at=record.created_at + 1,
+        ),
+    )
+    await operator.job_seen(_tick_job("team/demo/7", None))
+    assert record.active_job is None
+    await operator.job_seen(_tick_job("team/demo/8", None))  # a newer one does
+    assert record.active_job == "team/demo/8"

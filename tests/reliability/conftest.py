@@ -1,0 +1,226 @@
+"""Fixtures of the fault suite: a Redis of its own (append-only, restartable), a fresh
+fleet per case, the platform's fake LLM gateway, and a recorder of who led when.
+
+Every case runs on the session's real control plane, with real ``agentstack``
+processes started through the dev kit, and ends with the invariant checker
+(:mod:`tests.reliability.invariants`). Redis is flushed before each case, so a case
+sees only its own streams.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from kubernetes import client
+
+from agentstack_devkit.controlplane import ControlPlane
+from agentstack_devkit.fakellm import FakeLLMServer
+from agentstack_devkit.fleet import Fleet
+from agentstack_devkit.redisserver import RedisServer
+from tests.reliability.support import fleet_on
+
+
+@pytest.fixture(scope="module")
+def fault_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """Redis with every write fsynced to its append-only file: what it acknowledged
+    survives a SIGKILL, so a restart tests the fleet, not Redis."""
+    with RedisServer(appendonly=True, data_dir=tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def reader(fault_redis: RedisServer) -> Iterator[redis.Redis]:
+    connection = redis.Redis.from_url(
+        fault_redis.url, decode_responses=True, retry_on_error=[redis.ConnectionError]
+    )
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def gateway() -> Iterator[FakeLLMServer]:
+    """The platform's LLM gateway (allow-listed for the pool key), a little slow, so
+    that a fault lands in the middle of a step."""
+    with FakeLLMServer(latency=(0.05, 0.3)) as server:
+        yield server
+
+
+@pytest.fixture
+def fleet(
+    control_plane: ControlPlane,
+    k8s_api: client.ApiClient,
+    fault_redis: RedisServer,
+    reader: redis.Redis,
+    crd: str,
+    gateway: FakeLLMServer,
+    tmp_path: Path,
+) -> Iterator[Fleet]:
+    """A fresh fleet per case on a flushed Redis; its leader Lease in a namespace of its
+    own. Processes are started by the case (several operators, runners, an API)."""
+    reader.flushall()
+    with fleet_on(
+        control_plane, k8s_api, fault_redis.url, gateway=gateway, logs_dir=tmp_path / "logs"
+    ) as fleet:
+        yield fleet
+
+
+@dataclass
+class LeaderLog:
+    """Who held the operator Lease when, as the API server said (polled)."""
+
+    api: client.ApiClient
+    namespace: str
+    name: str = "agentstack-operator"
+    changes: list[tuple[float, str | None]] = field(default_factory=list)
+    """(wall time first seen, holder), in order."""
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="leader-log", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        coordination = client.CoordinationV1Api(self.api)
+        while not self._stop.wait(0.1):
+            try:
+                lease = coordination.read_namespaced_lease(
+                    self.name, self.namespace, _request_timeout=2
+                )
+                holder = lease.spec.holder_identity
+            except Exception:  # noqa: S112 - the API server may be the fault injected
+                continue
+            if not self.changes or self.changes[-1][1] != holder:
+                self.changes.append((time.time(), holder))
+
+    def holder_at(self, moment: float) -> str | None:
+        current = None
+        for seen, holder in self.changes:
+            if seen > moment:
+                break
+            current = holder
+        return current
+
+
+class JobPlayer:
+    """Plays the node for tick Jobs (the session's control plane has none): each new
+    Job's command runs once as a local process with the Job's plain environment — what
+    its pod would do — and the pod the Job controller made is then reported finished
+    the way a kubelet would, so the real Job controller completes (or fails) the Job."""
+
+    def __init__(self, api: client.ApiClient, namespaces: list[str], fleet: Fleet) -> None:
+        self.batch = client.BatchV1Api(api)
+        self.core = client.CoreV1Api(api)
+        self.api = api
+        self.namespaces = namespaces
+        self.fleet = fleet
+        self.seen: set[str] = set()
+        self.ran = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        thread = threading.Thread(target=self._watch, name="job-player", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(120)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.3):
+            for namespace in self.namespaces:
+                try:
+                    jobs = self.batch.list_namespaced_job(
+                        namespace, label_selector="agentstack.dev/stack", _request_timeout=5
+                    ).items
+                except Exception:  # noqa: S112 - the API server may be the fault injected
+                    continue
+                for job in jobs:
+                    name = f"{namespace}/{job.metadata.name}"
+                    if name in self.seen:
+                        continue
+                    self.seen.add(name)
+                    body = self.api.sanitize_for_serialization(job)
+                    thread = threading.Thread(target=self._play, args=(body,), daemon=True)
+                    thread.start()
+                    self._threads.append(thread)
+
+    def _play(self, job: dict[str, Any]) -> None:
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        env = {item["name"]: item["value"] for item in container["env"] if "value" in item}
+        started = time.time()
+        done = subprocess.run(
+            [sys.executable, "-m", "agentstack_operator", *container["command"][1:]],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+            check=False,
+        )
+        self._finish_pod(job, done.returncode, started)
+        with self._lock:
+            self.ran += 1
+
+    def _finish_pod(self, job: dict[str, Any], code: int, started: float) -> None:
+        """Report the Job's pod terminated with ``code``, as its kubelet would."""
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        stamp = dt.datetime.fromtimestamp(started, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not self._stop.is_set():
+            pods = self.core.list_namespaced_pod(
+                namespace, label_selector=f"job-name={name}", _request_timeout=5
+            ).items
+            if pods:
+                break
+            time.sleep(0.2)
+        else:
+            return
+        for pod in pods:
+            status = {
+                "phase": "Succeeded" if code == 0 else "Failed",
+                "startTime": stamp,
+                "containerStatuses": [
+                    {
+                        "name": "runner",
+                        "image": "agentstack",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {
+                            "terminated": {
+                                "exitCode": code,
+                                "reason": "Completed" if code == 0 else "Error",
+                                "startedAt": stamp,
+                                "finishedAt": now,
+                            }
+                        },
+                    }
+                ],
+            }
+            self.core.patch_namespaced_pod_status(
+                pod.metadata.name, namespace, {"status": status}, _request_timeout=5
+            )

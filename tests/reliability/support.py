@@ -1,0 +1,128 @@
+"""What the fault cases share: stacks on the platform's gateway, waiting for ticks, a
+fleet wired to a given Redis, and the one way every case ends (quiesce, then check)."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import redis
+from kubernetes import client
+
+from agentstack_devkit.controlplane import ControlPlane
+from agentstack_devkit.fakellm import FakeLLMServer
+from agentstack_devkit.fleet import Fleet
+from tests.e2e.stacks import Stacks
+from tests.helpers import eventually
+from tests.reliability.invariants import Report, check, quiesce
+
+POOL_KEY = "sk-reliability-pool-key-never-seen"
+"""The runners' own key: the checker proves it appears nowhere."""
+
+QUIET = '{"thought": "nothing to add", "actions": []}'
+
+FAST = {
+    "AGENTSTACK_LEASE_SECONDS": "3",
+    "AGENTSTACK_STATUS_MIN_INTERVAL": "0.5",
+    "AGENTSTACK_RUNNER_CLAIM_INTERVAL": "0.5",
+    "AGENTSTACK_RUNNER_VISIBILITY_TIMEOUT": "4",
+    "AGENTSTACK_RUNNER_LEASE_TTL": "3",
+    "AGENTSTACK_RUNNER_DRAIN_TIMEOUT": "2",
+}
+"""Failover in seconds, not minutes: leases, claims and status cadence of a test."""
+
+
+@contextlib.contextmanager
+def fleet_on(
+    control_plane: ControlPlane,
+    api: client.ApiClient,
+    redis_url: str,
+    *,
+    gateway: FakeLLMServer,
+    logs_dir: Path,
+) -> Iterator[Fleet]:
+    """Processes wired to ``redis_url``, the gateway allow-listed for the pool's key,
+    their leader Lease in a namespace of their own; all stopped on the way out."""
+    lease_namespace = f"ops-{secrets.token_hex(4)}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=lease_namespace)))
+    fleet = Fleet(
+        kubeconfig=control_plane.kubeconfig_path,
+        redis_url=redis_url,
+        logs_dir=logs_dir,
+        extra_env={
+            **FAST,
+            "AGENTSTACK_OPERATOR_NAMESPACE": lease_namespace,
+            "AGENTSTACK_ALLOWED_BASE_URLS": f"{gateway.openai_base_url},{gateway.groq_base_url}",
+            "OPENAI_API_KEY": POOL_KEY,
+        },
+    )
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+        core.delete_namespace(lease_namespace)
+
+
+def team_of_stacks(
+    stacks: Stacks, count: int, gateway: FakeLLMServer | None = None, **spec: Any
+) -> list[str]:
+    """``count`` stacks (on the gateway, or the offline scripted team); their names."""
+    names = [f"team-{n:03d}" for n in range(count)]
+    for name in names:
+        stacks.create(name, **(on_gateway(gateway, **spec) if gateway else spec))
+    return names
+
+
+def on_gateway(gateway: FakeLLMServer, **spec: Any) -> dict[str, Any]:
+    """A spec whose agents call the platform's gateway with the pool's key."""
+    return {
+        "llm": {
+            "model": {"provider": "openai", "name": "gpt-4o-mini"},
+            "providers": {"openai": {"baseURL": gateway.openai_base_url}},
+        },
+        **spec,
+    }
+
+
+def ticks(stacks: Stacks, names: list[str]) -> int:
+    """Ticks the stacks' status reports, all together."""
+    return sum(int(stacks.status(name).get("ticks") or 0) for name in names)
+
+
+def more_ticks(stacks: Stacks, names: list[str], more: int, timeout: float = 90) -> None:
+    start = ticks(stacks, names)
+    eventually(
+        lambda: True if ticks(stacks, names) >= start + more else None,
+        f"{more} more ticks",
+        timeout=timeout,
+    )
+
+
+def verify(
+    what: str,
+    fleet: Fleet,
+    api: client.ApiClient,
+    reader: redis.Redis,
+    namespaces: list[str],
+    **checks: Any,
+) -> Report:
+    """Bring the fleet to rest, run the invariant checker, fail on any problem, and
+    print the figures (``-s``) under ``what``."""
+    if namespaces:
+        quiesce(api, reader, namespaces)
+    report = check(
+        api,
+        reader,
+        namespaces,
+        secrets=[POOL_KEY],
+        logs=sorted(fleet.logs_dir.glob("*.log")),
+        **checks,
+    )
+    if report.problems:
+        raise AssertionError(f"{what}: invariants broken:\n" + "\n".join(report.problems))
+    print(f"{what}: {report.summary()}")
+    return report

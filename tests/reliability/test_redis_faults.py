@@ -1,0 +1,95 @@
+"""Redis faults: killed and restarted with its append-only file (nothing it acknowledged
+may be lost), and restarted with no persistence at all (everything must recover:
+consumer groups recreated, specs published again, stacks ticking)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from kubernetes import client
+
+from agentstack_devkit.controlplane import ControlPlane
+from agentstack_devkit.fakellm import FakeLLMServer
+from agentstack_devkit.fleet import Fleet
+from agentstack_devkit.redisserver import RedisServer
+from tests.e2e.stacks import Stacks
+from tests.helpers import eventually
+from tests.reliability.support import fleet_on, more_ticks, team_of_stacks, verify
+
+STACKS = 20
+
+
+def _history_after(stacks: Stacks, names: list[str], moment: float) -> int:
+    return sum(1 for name in names for h in stacks.history(name) if float(h["started_at"]) > moment)
+
+
+def test_redis_killed_and_restarted_from_its_append_only_file_loses_nothing(
+    fleet: Fleet,
+    fault_redis: RedisServer,
+    gateway: FakeLLMServer,
+    k8s_api: client.ApiClient,
+    namespace: str,
+    reader: redis.Redis,
+) -> None:
+    stacks = Stacks(k8s_api, namespace, reader)
+    names = team_of_stacks(stacks, STACKS, gateway, tickIntervalSeconds=2)
+    fleet.operator()
+    fleet.runner("runner-a")
+    fleet.runner("runner-b")
+    more_ticks(stacks, names, 2 * STACKS)
+    fault_redis.restart(kill=True)  # SIGKILL mid-flight; AOF (fsync always) on disk
+    restarted = time.time()
+    eventually(
+        lambda: True if _history_after(stacks, names, restarted) >= 2 * STACKS else None,
+        "ticks after the restart",
+        timeout=120,
+    )
+    verify("Redis SIGKILL + AOF restart", fleet, k8s_api, reader, [namespace])
+
+
+@pytest.fixture
+def scratch_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """Redis without persistence: a restart comes back empty."""
+    with RedisServer(data_dir=tmp_path / "scratch-redis") as server:
+        yield server
+
+
+def test_redis_restarted_empty_and_the_fleet_recovers_by_itself(
+    scratch_redis: RedisServer,
+    control_plane: ControlPlane,
+    gateway: FakeLLMServer,
+    k8s_api: client.ApiClient,
+    crd: str,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    reader = redis.Redis.from_url(scratch_redis.url, decode_responses=True)
+    with fleet_on(
+        control_plane, k8s_api, scratch_redis.url, gateway=gateway, logs_dir=tmp_path / "logs"
+    ) as fleet:
+        stacks = Stacks(k8s_api, namespace, reader)
+        names = team_of_stacks(stacks, STACKS, gateway, tickIntervalSeconds=2)
+        fleet.operator()
+        fleet.runner()
+        more_ticks(stacks, names, 2 * STACKS)
+        scratch_redis.restart(kill=True)  # everything in Redis is gone
+        restarted = time.time()
+        # Groups recreated (NOGROUP handled), specs published again, every stack ticks.
+        eventually(
+            lambda: (
+                True
+                if all(
+                    any(float(h["started_at"]) > restarted for h in stacks.history(n))
+                    for n in names
+                )
+                else None
+            ),
+            "every stack to tick again after the restart",
+            timeout=120,
+        )
+        verify("Redis restarted empty", fleet, k8s_api, reader, [namespace])
+    reader.close()

@@ -1,0 +1,61 @@
+"""Runner faults: SIGKILL mid-step, again and again; a tick longer than the visibility
+timeout. Afterwards the invariant checker reads Redis and the API server."""
+
+from __future__ import annotations
+
+import signal
+
+import redis
+from kubernetes import client
+
+from agentstack_devkit.fakellm import Delay, FakeLLMServer, Reply
+from agentstack_devkit.fleet import Fleet
+from tests.e2e.stacks import Stacks
+from tests.reliability.support import QUIET, more_ticks, on_gateway, team_of_stacks, verify
+
+
+def test_runners_killed_mid_step_again_and_again_lose_and_repeat_nothing(
+    fleet: Fleet,
+    gateway: FakeLLMServer,
+    k8s_api: client.ApiClient,
+    namespace: str,
+    reader: redis.Redis,
+) -> None:
+    stacks = Stacks(k8s_api, namespace, reader)
+    names = team_of_stacks(stacks, 24, gateway, tickIntervalSeconds=2)
+    fleet.operator()
+    victim = fleet.runner("runner-0")[0]
+    fleet.runner("steady")
+    for kill in range(1, 5):
+        more_ticks(stacks, names, 10)  # ticks flowing, calls in flight: crash a runner
+        victim.send_signal(signal.SIGKILL)
+        victim.wait_exit()
+        victim = fleet.runner(f"runner-{kill}")[0]
+
+    report = verify("runner SIGKILL x4", fleet, k8s_api, reader, [namespace])
+    assert report.executed >= 40
+
+
+def test_a_tick_longer_than_the_visibility_timeout_runs_once(
+    fleet: Fleet,
+    gateway: FakeLLMServer,
+    k8s_api: client.ApiClient,
+    namespace: str,
+    reader: redis.Redis,
+) -> None:
+    """Builder calls take 6 s, the visibility timeout is 4 s, two runners share the
+    lanes: the running tick is kept alive, never claimed, never run twice."""
+    gateway.add_rule(
+        Delay(6, Reply(QUIET)), headers={"X-Agentstack-Agent": "builder"}, repeat_last=True
+    )
+    stacks = Stacks(k8s_api, namespace, reader)
+    stacks.create("slow", tickIntervalSeconds=10, tickTimeoutSeconds=60, **on_gateway(gateway))
+    fleet.operator()
+    fleet.runner("runner-a")
+    fleet.runner("runner-b")
+    stacks.wait_ticks("slow", 3, timeout=120)
+
+    verify("long ticks (6 s calls, 4 s visibility)", fleet, k8s_api, reader, [namespace])
+    executed = stacks.executed("slow")
+    assert len(executed) >= 3
+    assert all(entry["outcome"] == "Succeeded" for entry in executed)
