@@ -66,6 +66,12 @@ def tick_id(stack: StackRef, slot: int) -> str:
     return f"{stack.namespace}/{stack.name}/{slot}"
 
 
+def slot_of(tick: str) -> int | None:
+    """The slot a :func:`tick_id` was made from (``None`` for a foreign id)."""
+    _stack, _sep, slot = tick.rpartition("/")
+    return int(slot) if slot.isdigit() else None
+
+
 @dataclass(frozen=True)
 class TickRequest(Record):
     stack: StackRef
