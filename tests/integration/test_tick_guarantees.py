@@ -9,6 +9,7 @@ stack — and checks the promise from Redis afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -292,10 +293,8 @@ async def test_a_tick_that_ended_never_keeps_its_lease_even_if_a_cancel_is_lost(
     async def keep_alive_that_swallows_cancels() -> None:
         nonlocal renewals
         renewals += 1
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # the lost cancellation
             await asyncio.sleep(0.05)
-        except asyncio.CancelledError:
-            pass  # the lost cancellation
 
     engine = make_engine(aredis, lease_ttl=0.15)
     ran = await asyncio.wait_for(engine.execute(request(1), keep_alive_that_swallows_cancels), 30)
