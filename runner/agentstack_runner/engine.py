@@ -5,8 +5,9 @@ Order of checks for a delivered :class:`~agentstack_core.protocol.TickRequest`:
 1. already done (its outcome is recorded) → duplicate: nothing runs, and the recorded
    result is returned so the caller publishes it again (a result lost between
    recording and publishing is never lost for good);
-2. the stack's lease: held for this very tick id → it runs elsewhere (duplicate, its
-   owner reports it); held for another tick → dropped as ``StackBusy`` (missed ticks
+2. the stack's lease: held for this very tick id → it runs elsewhere (its owner
+   reports it; this delivery stays pending, to be claimed again, in case the run
+   elsewhere fails and this is the delivery it ran); held for another tick → dropped as ``StackBusy`` (missed ticks
    are skipped), recorded only if this tick id is not running elsewhere meanwhile;
 3. under the lease: no published spec (the stack was deleted), a newer generation, a
    spec that does not parse, a stack not ``Running``, a missed deadline, a spent
@@ -69,6 +70,11 @@ class Execution:
     the stack is gone)."""
     duplicate: bool = False
     """Nothing ran here because the tick had run (or is running) already."""
+    settled: bool = True
+    """Whether the delivery may be acknowledged. Not while the tick runs elsewhere: the
+    runner holding its lease may be running this very delivery (claimed from it while
+    Redis was unreachable), and if that run fails, only this delivery, still pending,
+    brings the tick back."""
 
 
 class _DropError(Exception):
@@ -109,7 +115,7 @@ class Engine:
         if holder is not None:
             if holder.startswith(f"{request.tick_id}|"):
                 metrics.DUPLICATES.inc()
-                return Execution(None, duplicate=True)
+                return Execution(None, duplicate=True, settled=False)
             busy = _DropError("StackBusy", "another tick of this stack is running")
             return await self._drop(store, request, busy, time.time(), token=None)
         started = time.time()  # the tick starts when it holds the lease

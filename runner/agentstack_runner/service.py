@@ -264,6 +264,8 @@ class Runner:
             with contextlib.suppress(Exception):  # else it is claimed after the timeout
                 await protocol.release(self.client, self.config.runner_id, delivery)
             return
+        if not execution.settled:
+            return  # runs elsewhere: claimed again after the visibility timeout
         try:
             if execution.result is not None:
                 await protocol.publish_results(self.client, [execution.result])

@@ -128,7 +128,8 @@ async def test_a_second_runner_never_drops_a_tick_that_is_still_running(
     )
     claimed = await make_engine(aredis, "runner-b").execute(tick)
     assert claimed.duplicate
-    assert claimed.result is None  # running elsewhere: its owner reports it
+    assert claimed.result is None  # running elsewhere: its owner reports it ...
+    assert not claimed.settled  # ... and this delivery stays pending until it has
 
     ran = await asyncio.wait_for(owner, 60)
     assert ran.result is not None
