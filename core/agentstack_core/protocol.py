@@ -23,18 +23,20 @@ client (standalone or cluster); the operator imports this module, never the engi
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from agentstack_core.keys import FleetKeys, StackRef
-from agentstack_core.records import Record
+from agentstack_core.keys import FleetKeys
+from agentstack_core.messages import Outcome as Outcome
+from agentstack_core.messages import TickRequest as TickRequest
+from agentstack_core.messages import TickResult as TickResult
+from agentstack_core.messages import slot_of as slot_of
+from agentstack_core.messages import tick_id as tick_id
 from agentstack_core.spec import Priority
 
 RedisClient = Redis | RedisCluster
@@ -57,38 +59,6 @@ DEFAULT_VISIBILITY_TIMEOUT = 60.0
 """Seconds a delivered tick may stay unacknowledged before another runner claims it."""
 
 
-def tick_id(stack: StackRef, slot: int) -> str:
-    """The id of a stack's tick in scheduling slot ``slot``: same inputs, same id.
-
-    Deterministic so that a restarted operator, or a second replica, that dispatches
-    the same slot again produces a duplicate the runners recognise and skip.
-    """
-    return f"{stack.namespace}/{stack.name}/{slot}"
-
-
-def slot_of(tick: str) -> int | None:
-    """The slot a :func:`tick_id` was made from (``None`` for a foreign id)."""
-    _stack, _sep, slot = tick.rpartition("/")
-    return int(slot) if slot.isdigit() else None
-
-
-@dataclass(frozen=True)
-class TickRequest(Record):
-    stack: StackRef
-    generation: int
-    tick_id: str
-    slot: int
-    deadline: float
-    """Unix time after which the tick must not start."""
-    priority: Priority = Priority.NORMAL
-    dispatched_at: float = field(default_factory=time.time)
-    dispatched_by: str = ""
-    """The operator replica that sent it (an audit trail: one leader acts at a time)."""
-    uid: str = ""
-    """The stack's uid when it was dispatched: a tick of a stack since deleted (or
-    deleted and re-created under the same name) writes nothing."""
-
-
 @dataclass(frozen=True)
 class Delivery:
     """A request as delivered to one runner: the stream entry it must acknowledge."""
@@ -98,35 +68,6 @@ class Delivery:
     request: TickRequest | None
     """``None`` when the entry could not be decoded (it is acknowledged and reported)."""
     raw: dict[str, str]
-
-
-class Outcome(StrEnum):
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    DROPPED = "Dropped"
-    """Not run on purpose: past its deadline, outdated generation, over budget, busy."""
-
-
-@dataclass(frozen=True)
-class TickResult(Record):
-    stack: StackRef
-    tick_id: str
-    generation: int
-    outcome: Outcome
-    reason: str
-    """CamelCase reason (``Completed``, ``DeadlineExceeded``, ``StepFailed``…)."""
-    message: str = ""
-    started_at: float = 0.0
-    finished_at: float = 0.0
-    tokens: int = 0
-    steps: int = 0
-    progressed: bool = False
-    """Whether the tick changed anything (an artifact, the plan, a message, the feed)."""
-    runner: str = ""
-
-    @property
-    def duration(self) -> float:
-        return max(0.0, self.finished_at - self.started_at)
 
 
 async def ensure_groups(client: RedisClient) -> None:

@@ -45,21 +45,19 @@ from typing import Any
 from agentstack_core.budget import Usage
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import RedisClient, TickResult
-from agentstack_core.records import MessageRecord, Record, TickRecord
+from agentstack_core.records import MessageRecord
 from agentstack_core.spec import DEFAULT_TEAM
-
-TRACE_MAXLEN = 5_000
-FEED_MAXLEN = 1_000
-INBOX_MAXLEN = 1_000
-HISTORY_MAXLEN = 1_000
-DONE_WINDOW = 256
-"""Finished tick ids remembered per stack: enough for any re-dispatch of recent slots."""
-STEPS_TTL_MS = 86_400_000
-INBOX_BATCH = 20
-FEED_CONTEXT = 5
-
-Op = tuple[str, str, Sequence[str]]
-"""A Redis command for the commit script: (command, key, arguments)."""
+from agentstack_core.state import (
+    DONE_WINDOW,
+    FEED_CONTEXT,
+    HISTORY_MAXLEN,
+    INBOX_BATCH,
+    STEPS_TTL_MS,
+    AgentContext,
+    InboxMessage,
+    Op,
+    history_entry,
+)
 
 _GONE = -1
 
@@ -223,25 +221,6 @@ class Finished(Enum):
     """The tick id had been recorded before (its outcome stands)."""
     RUNNING = "running"
     """Not recorded: the tick is running right now (its lease holder will finish it)."""
-
-
-@dataclass(frozen=True)
-class InboxMessage:
-    id: str
-    sender: str
-    content: str
-    tick_id: str
-
-
-@dataclass(frozen=True)
-class AgentContext:
-    """Everything one agent sees at the start of its step."""
-
-    plan: list[dict[str, Any]]
-    artifacts: dict[str, dict[str, Any]]
-    feed: list[str]
-    memory: dict[str, str]
-    inbox: list[InboxMessage]
 
 
 class StackStore:
@@ -417,30 +396,6 @@ class StackStore:
                 raise LeaseLostError(f"lease of {self.stack} lost finishing {result.tick_id}")
             return Finished.RUNNING
         return Finished.RECORDED if answer == 1 else Finished.ALREADY_DONE
-
-
-def history_entry(result: TickResult) -> TickRecord:
-    """The history stream's entry for a tick's result (one shape for every writer)."""
-    return TickRecord(
-        tick_id=result.tick_id,
-        generation=result.generation,
-        outcome=result.outcome.value,
-        reason=result.reason,
-        message=result.message,
-        started_at=result.started_at,
-        finished_at=result.finished_at,
-        duration_ms=round(result.duration * 1000),
-        tokens=result.tokens,
-        steps=result.steps,
-        progressed=result.progressed,
-        runner=result.runner,
-    )
-
-
-def xadd_op(key: str, record: Record, maxlen: int) -> Op:
-    """The op that appends ``record`` to the stream ``key``, capped near ``maxlen``."""
-    flat = [item for pair in record.to_fields().items() for item in pair]
-    return ("XADD", key, ["MAXLEN", "~", str(maxlen), "*", *flat])
 
 
 def _inbox_message(entry_id: str, fields: dict[str, str]) -> InboxMessage:

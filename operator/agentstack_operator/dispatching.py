@@ -31,7 +31,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from agentstack_core import protocol
 from agentstack_core.protocol import RedisClient, TickRequest
@@ -40,6 +40,7 @@ from agentstack_operator import metrics
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.jobs import build_job, job_name, job_state
 from agentstack_operator.scheduling import (
+    Cause,
     TimingHeap,
     current_slot,
     grid_offset,
@@ -57,18 +58,6 @@ IDLE_WAKE_SECONDS = 1.0
 QUEUE_DEPTH_SECONDS = 5.0
 SEND_RETRY_SECONDS = 1.0
 """How soon ticks that could not be sent are tried again (same slot, same tick id)."""
-
-Cause = Literal["start", "resume", "spec", "keep", "next", "interval"]
-"""Why a stack's next tick moves:
-
-- ``start``: the stack (or this leader) starts: this period's tick goes out now;
-- ``resume``: back from Paused or from a spent budget: the next slot, or this
-  period's at once with ``missedTickPolicy: RunOnce``;
-- ``spec``, ``interval``: a new interval (an edit, idle or failure back-off): the
-  next slot of the new grid;
-- ``keep``: an edit that leaves the interval alone: the scheduled tick stays;
-- ``next``: a tick was dispatched: the slot after it.
-"""
 
 
 class TickSink(Protocol):

@@ -41,9 +41,9 @@ from agentstack_core.keys import FleetKeys, StackKeys, StackRef
 from agentstack_core.protocol import Outcome, RedisClient, TickResult
 from agentstack_core.store import Finished, StackStore
 from agentstack_operator import metrics
-from agentstack_operator.dispatching import Cause
 from agentstack_operator.index import epoch
 from agentstack_operator.jobs import job_failure
+from agentstack_operator.scheduling import Cause
 from agentstack_operator.stackstate import (
     Event,
     StackRecord,

@@ -15,8 +15,8 @@ from typing import Any
 import kopf
 
 from agentstack_core.keys import StackRef
+from agentstack_core.resource import GROUP, PLURAL, VERSION
 from agentstack_operator.jobs import STACK_LABEL
-from agentstack_operator.kube import GROUP, PLURAL, VERSION
 from agentstack_operator.runtime import Operator
 
 FINALIZER = "agentstack.dev/cleanup"

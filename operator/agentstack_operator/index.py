@@ -31,7 +31,7 @@ from typing import Any
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
 from agentstack_core.spec import ExecutionState
-from agentstack_operator.dispatching import Cause
+from agentstack_operator.scheduling import Cause
 from agentstack_operator.stackstate import (
     NO_GATEWAYS,
     Event,

@@ -23,10 +23,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
-from agentstack_core.protocol import TickRequest
+from agentstack_core.messages import TickRequest
+from agentstack_core.resource import GROUP, KIND, VERSION
 from agentstack_core.spec import StackSpec
 from agentstack_operator.config import OperatorConfig
-from agentstack_operator.kube import GROUP, KIND, VERSION
 
 STACK_LABEL = "agentstack.dev/stack"
 TICK_ANNOTATION = "agentstack.dev/tick-id"

@@ -20,13 +20,10 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.keys import StackRef
+from agentstack_core.resource import GROUP, KIND, PLURAL, VERSION
 
 logger = logging.getLogger(__name__)
 
-GROUP = "agentstack.dev"
-VERSION = "v1alpha1"
-PLURAL = "agentstacks"
-KIND = "AgentStack"
 COMPONENT = "agentstack-operator"
 REQUEST_TIMEOUT = (5.0, 10.0)
 """(connect, read) seconds of every API call."""

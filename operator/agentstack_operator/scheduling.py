@@ -19,8 +19,21 @@ import heapq
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from agentstack_core.spec import IdleBackoff
+
+Cause = Literal["start", "resume", "spec", "keep", "next", "interval"]
+"""Why a stack's next tick moves:
+
+- ``start``: the stack (or this leader) starts: this period's tick goes out now;
+- ``resume``: back from Paused or from a spent budget: the next slot, or this
+  period's at once with ``missedTickPolicy: RunOnce``;
+- ``spec``, ``interval``: a new interval (an edit, idle or failure back-off): the
+  next slot of the new grid;
+- ``keep``: an edit that leaves the interval alone: the scheduled tick stays;
+- ``next``: a tick was dispatched: the slot after it.
+"""
 
 FAILURE_BACKOFF_AFTER = 3
 """Consecutive failed ticks before the interval starts doubling."""

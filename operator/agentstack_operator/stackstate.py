@@ -20,7 +20,7 @@ from typing import Any
 from agentstack_core.budget import Usage, exhausted
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
-from agentstack_core.protocol import TickResult
+from agentstack_core.messages import TickResult
 from agentstack_core.spec import (
     DEFAULTS,
     ExecutionState,
@@ -95,7 +95,6 @@ class StackRecord:
 
     # status bookkeeping
     conditions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    dirty: bool = True
     urgent: bool = True
     revision: int = 0
     """Bumped on every change, so a status write that raced a change keeps it dirty."""
@@ -147,7 +146,6 @@ class StackRecord:
         return self.state is ExecutionState.RUNNING and self.blocked_reason is None
 
     def mark_dirty(self, *, urgent: bool = False) -> None:
-        self.dirty = True
         self.urgent = self.urgent or urgent
         self.revision += 1
 

@@ -168,7 +168,7 @@ class StatusWriter:
         if not exists:
             self.gone(record.ref)
         elif record.revision == revision:  # nothing changed while we wrote
-            record.dirty = record.urgent = False
+            record.urgent = False
             self.dirty.discard(record.key)
 
     def update_gauges(self) -> None:

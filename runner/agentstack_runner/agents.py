@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 from agentstack_core.records import Attempt as TracedAttempt
 from agentstack_core.records import TraceRecord
 from agentstack_core.spec import AgentSpec, StackSpec
-from agentstack_core.store import TRACE_MAXLEN, StackStore, xadd_op
+from agentstack_core.state import TRACE_MAXLEN, xadd_op
+from agentstack_core.store import StackStore
 from agentstack_runner import metrics
 from agentstack_runner.actions import Reply, ReplyError, parse_reply
 from agentstack_runner.effects import Effects, plan_effects

@@ -17,7 +17,7 @@ from typing import Any
 
 from agentstack_core.keys import StackKeys
 from agentstack_core.records import FeedRecord, MessageRecord
-from agentstack_core.store import (
+from agentstack_core.state import (
     FEED_MAXLEN,
     INBOX_MAXLEN,
     AgentContext,

@@ -7,8 +7,9 @@ Order of checks for a delivered :class:`~agentstack_core.protocol.TickRequest`:
    recording and publishing is never lost for good);
 2. the stack's lease: held for this very tick id → it runs elsewhere (its owner
    reports it; this delivery stays pending, to be claimed again, in case the run
-   elsewhere fails and this is the delivery it ran); held for another tick → dropped as ``StackBusy`` (missed ticks
-   are skipped), recorded only if this tick id is not running elsewhere meanwhile;
+   elsewhere fails and this is the delivery it ran); held for another tick → dropped
+   as ``StackBusy`` (missed ticks are skipped), recorded only if this tick id is not
+   running elsewhere meanwhile;
 3. under the lease: no published spec (the stack was deleted), a newer generation, a
    spec that does not parse, a stack not ``Running``, a missed deadline, a spent
    budget → *dropped* with a reason, recorded as done so a redelivery is a duplicate;

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from agentstack_core.spec import AgentSpec, StackSpec
-from agentstack_core.store import AgentContext
+from agentstack_core.state import AgentContext
 from agentstack_runner.actions import SCHEMA_HINT
 
 ROLE_PROMPTS = {

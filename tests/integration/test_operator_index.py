@@ -35,7 +35,7 @@ async def test_the_echo_of_a_status_write_does_not_schedule_another(aredis: Redi
     assert "team/demo" in operator.status_writer.dirty  # a new stack: its status must be written
     assert (await StackStore(aredis, StackRef("team", "demo")).spec()) is not None
     record = operator.index["team/demo"]
-    record.dirty = record.urgent = False
+    record.urgent = False
     operator.status_writer.dirty.clear()  # as after a successful status write
 
     await operator.observe(_body(1, ticks=1, phase="Running"))  # the write, echoed by the watch

@@ -10,8 +10,8 @@ from prometheus_client import REGISTRY
 
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import TickRequest, TickResult
-from agentstack_operator.dispatching import Cause
 from agentstack_operator.index import StackIndex
+from agentstack_operator.scheduling import Cause
 from agentstack_operator.stackstate import Event, StackRecord
 
 GROQ_FROM_SECRET: dict[str, Any] = {

@@ -91,7 +91,6 @@ class FakeAuthorizer:
     ) -> None:
         self.allowed = set(allowed)
         self.tokens = tokens
-        self.enabled = tokens is not None
         self.reviews: list[tuple[str, str]] = []
 
     async def authenticate(self, authorization: str | None) -> User:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from agentstack_core.keys import StackKeys, StackRef
-from agentstack_core.store import AgentContext, InboxMessage
+from agentstack_core.state import AgentContext, InboxMessage
 from agentstack_runner.actions import parse_reply
 from agentstack_runner.effects import MAX_MEMORY_KEYS, Effects, plan_effects
 

@@ -110,7 +110,7 @@ async def test_leadership_gained_restarts_every_schedule_and_status() -> None:
         operator.index.observe(manifest(name))
     operator.index.observe(manifest("paused", executionState="Paused"))
     for record in operator.index.values():
-        record.dirty = record.urgent = False  # as after their last status write
+        record.urgent = False  # as after their last status write
     leading = asyncio.create_task(operator._leadership_step())
     await asyncio.sleep(0)
     assert len(operator.heap) == 0  # a standby schedules nothing

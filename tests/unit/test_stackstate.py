@@ -105,10 +105,10 @@ def test_folding_a_result_twice_or_reading_the_same_counters_changes_nothing() -
         apply_usage(record, Usage(ticks=1, failures=1))
     assert record.failures == 1
     assert record.ticks == 1
-    record.dirty = False
+    revision = record.revision
     fold_result(record, failed)
     assert apply_usage(record, Usage(ticks=1, failures=1)) == []
-    assert not record.dirty
+    assert record.revision == revision  # nothing changed: no status write called for
 
 
 def test_transition_time_moves_only_when_the_status_flips() -> None:

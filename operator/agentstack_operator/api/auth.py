@@ -19,7 +19,7 @@ from typing import Generic, Protocol, TypeVar
 
 from kubernetes import client
 
-from agentstack_operator.kube import GROUP, PLURAL
+from agentstack_core.resource import GROUP, PLURAL
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,6 @@ class AuthError(Exception):
 
 
 class Authorizer(Protocol):
-    enabled: bool
-
     async def authenticate(self, authorization: str | None) -> User: ...
 
     async def may_get(self, user: User, namespace: str) -> bool: ...
@@ -48,8 +46,6 @@ class Authorizer(Protocol):
 
 class OpenAccess:
     """Authentication off: for local development only."""
-
-    enabled = False
 
     async def authenticate(self, authorization: str | None) -> User:
         return ANONYMOUS
@@ -85,8 +81,6 @@ class _TTLCache(Generic[K, V]):
 
 class KubernetesAccess:
     """TokenReview for identity, SubjectAccessReview for ``get agentstacks``."""
-
-    enabled = True
 
     def __init__(self, api: client.ApiClient, *, ttl: float = 30.0) -> None:
         self.authn = client.AuthenticationV1Api(api)

@@ -21,7 +21,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from agentstack_operator.kube import GROUP, PLURAL, VERSION
+from agentstack_core.resource import GROUP, PLURAL, VERSION
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,78 @@
+"""The messages of the tick protocol, without the streams that carry them.
+
+The operator sends :class:`TickRequest` s, the runners answer with :class:`TickResult` s
+(see :mod:`agentstack_core.protocol` for the streams). A tick's id is deterministic
+per stack and slot (:func:`tick_id`), so the same slot sent twice is the same tick.
+Pure data: the operator's rules and the runners' engine use these without Redis.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from agentstack_core.keys import StackRef
+from agentstack_core.records import Record
+from agentstack_core.spec import Priority
+
+
+def tick_id(stack: StackRef, slot: int) -> str:
+    """The id of a stack's tick in scheduling slot ``slot``: same inputs, same id.
+
+    Deterministic so that a restarted operator, or a second replica, that dispatches
+    the same slot again produces a duplicate the runners recognise and skip.
+    """
+    return f"{stack.namespace}/{stack.name}/{slot}"
+
+
+def slot_of(tick: str) -> int | None:
+    """The slot a :func:`tick_id` was made from (``None`` for a foreign id)."""
+    _stack, _sep, slot = tick.rpartition("/")
+    return int(slot) if slot.isdigit() else None
+
+
+@dataclass(frozen=True)
+class TickRequest(Record):
+    stack: StackRef
+    generation: int
+    tick_id: str
+    slot: int
+    deadline: float
+    """Unix time after which the tick must not start."""
+    priority: Priority = Priority.NORMAL
+    dispatched_at: float = field(default_factory=time.time)
+    dispatched_by: str = ""
+    """The operator replica that sent it (an audit trail: one leader acts at a time)."""
+    uid: str = ""
+    """The stack's uid when it was dispatched: a tick of a stack since deleted (or
+    deleted and re-created under the same name) writes nothing."""
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    DROPPED = "Dropped"
+    """Not run on purpose: past its deadline, outdated generation, over budget, busy."""
+
+
+@dataclass(frozen=True)
+class TickResult(Record):
+    stack: StackRef
+    tick_id: str
+    generation: int
+    outcome: Outcome
+    reason: str
+    """CamelCase reason (``Completed``, ``DeadlineExceeded``, ``StepFailed``…)."""
+    message: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    tokens: int = 0
+    steps: int = 0
+    progressed: bool = False
+    """Whether the tick changed anything (an artifact, the plan, a message, the feed)."""
+    runner: str = ""
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.finished_at - self.started_at)
