@@ -4,8 +4,14 @@
 # operator's tick Jobs set the command; run without one, it prints the CLI's help.
 #
 #   docker build -t agentstack-operator:0.1.0 .
+#
+# BASE_IMAGE is any Debian-like image with Python 3.11+ and its venv module: the usual
+# slim Python image by default; `agentstack dev image` builds on a minimal Debian of its
+# own (no registry is needed). The build stage and the final image share it.
 
-FROM python:3.11-slim AS build
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -14,11 +20,11 @@ COPY pyproject.toml README.md constraints.txt ./
 COPY core/ core/
 COPY operator/ operator/
 COPY runner/ runner/
-RUN python -m venv /opt/agentstack \
+RUN python3 -m venv /opt/agentstack \
  && /opt/agentstack/bin/pip install --constraint constraints.txt . \
  && /opt/agentstack/bin/agentstack --version
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 ENV PATH=/opt/agentstack/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

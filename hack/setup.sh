@@ -3,7 +3,8 @@
 #   - a virtualenv in .venv with the project (editable), the dev kit (devkit/, editable;
 #     never part of the product) and the dev tools, at the versions of constraints.txt
 #     (re-run only when a pyproject.toml or constraints.txt changes);
-#   - Debian's redis-server, prometheus, chromium and chromium-driver if missing.
+#   - Debian's redis-server, prometheus, chromium and chromium-driver, podman, buildah,
+#     runc and debootstrap if missing.
 # The Kubernetes binaries and helm are built on first use by `agentstack dev build`
 # (Go module proxy, cached under ~/.cache/agentstack); this script checks Go is there.
 set -euo pipefail
@@ -31,10 +32,13 @@ if [ ! -f "$stamp" ]; then
 fi
 
 # Debian packages the tests use as real parts: redis-server (and redis-cli), Prometheus
-# (and promtool), headless Chromium with its WebDriver for the live page.
+# (and promtool), headless Chromium with its WebDriver for the live page; podman,
+# buildah, runc and debootstrap to build and run the project's image (no registry, no
+# Docker engine: `agentstack dev image`).
 missing=()
 for pair in redis-server:redis-server prometheus:prometheus promtool:prometheus \
-            chromium:chromium chromedriver:chromium-driver; do
+            chromium:chromium chromedriver:chromium-driver podman:podman buildah:buildah \
+            runc:runc debootstrap:debootstrap newuidmap:uidmap fuse-overlayfs:fuse-overlayfs; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -19,6 +19,7 @@ from types import FrameType
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.fleet import Fleet
+from agentstack_devkit.image import project_image
 from agentstack_devkit.processes import DevEnvError, ManagedProcess
 from agentstack_devkit.redisserver import RedisServer
 from agentstack_devkit.toolchain import (
@@ -40,6 +41,17 @@ def state_dir() -> Path:
 
 def _say(message: str) -> None:
     print(message, flush=True)
+
+
+def image() -> int:
+    """Build (or find) the project's image; print its name for podman, buildah, helm."""
+    try:
+        built = project_image()
+    except DevEnvError as exc:
+        print(f"agentstack dev image: {exc}", file=sys.stderr)
+        return 1
+    _say(built.name)
+    return 0
 
 
 def build() -> int:

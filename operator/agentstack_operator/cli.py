@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="build (or find in ~/.cache/agentstack) etcd, kube-apiserver, "
         "kube-controller-manager, kubectl and helm",
     )
+    dev_commands.add_parser(
+        "image",
+        help="build (or find in podman's store) the project's image from the Dockerfile on a "
+        "local Debian base, and print its name",
+    )
     up = dev_commands.add_parser(
         "up",
         help="the main job: control plane, Redis, operator, runner and an example stack, "
@@ -129,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+        if args.dev_command == "image":
+            return commands.image()
         if args.dev_command == "build":
             return commands.build()
         if args.dev_command == "up":

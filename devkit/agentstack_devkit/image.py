@@ -1,0 +1,229 @@
+"""Build the project's container image here, with no registry and no Docker engine.
+
+Two layers, each cached by a digest of its inputs, so a rebuild with nothing changed
+takes seconds:
+
+- the **base**: a minimal Debian (``debootstrap --variant=minbase``, the suite and the
+  mirror this machine's apt uses) with Debian's own Python 3.11, imported into podman's
+  store as ``localhost/agentstack-base:<digest>`` (the usual ``python:3.11-slim`` cannot
+  be pulled here);
+- the **project image**: the repository's own Dockerfile, built by ``buildah`` with
+  ``BASE_IMAGE`` pointing at that base, as ``localhost/agentstack-operator:<digest>``
+  (the digest covers the Dockerfile and every file ``.dockerignore`` lets into the
+  build). pip inside the build needs this machine's pip configuration and CA bundle;
+  they are mounted read-only for the build and never enter the image.
+
+podman and buildah run with a containers.conf of this module's (``CONTAINERS_CONF``):
+runc as the runtime and cgroupfs as the cgroup manager (crun refuses hybrid cgroups),
+and no attempt to raise ulimits (this machine's root lacks ``CAP_SYS_RESOURCE``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentstack_devkit.processes import DevEnvError
+from agentstack_devkit.toolchain import cache_root, find_repo_root
+
+BASE_NAME = "localhost/agentstack-base"
+IMAGE_NAME = "localhost/agentstack-operator"
+SUITE = "bookworm"
+BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "netbase", "passwd")
+"""What the Dockerfile needs of its base: Python with venv, TLS roots, /etc/services,
+and useradd for the image's numeric user."""
+BUILD_TIMEOUT_SECONDS = 1800.0
+HOST_PIP_FILES = ("/etc/pip.conf", "/etc/ssl/certs/ca-certificates.crt")
+
+_CONTAINERS_CONF = """\
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+"""
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    """``repository:tag`` in podman's local store."""
+    built: bool
+    """Built now (``False``: found in the cache)."""
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise DevEnvError(f"{name} is not installed: run `make setup` (Debian's {name} package)")
+    return found
+
+
+def containers_env() -> dict[str, str]:
+    """The environment podman and buildah run with (their configuration file)."""
+    conf = cache_root() / "containers.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    if not conf.is_file() or conf.read_text() != _CONTAINERS_CONF:
+        conf.write_text(_CONTAINERS_CONF)
+    return {**os.environ, "CONTAINERS_CONF": str(conf)}
+
+
+def _run(argv: list[str], *, what: str, stdin: bytes | None = None) -> str:
+    done = subprocess.run(
+        argv,
+        input=stdin,
+        capture_output=True,
+        env=containers_env(),
+        timeout=BUILD_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).decode(errors="replace")[-3000:]
+        raise DevEnvError(f"{what} failed ({done.returncode}):\n{tail}")
+    return done.stdout.decode(errors="replace")
+
+
+def image_exists(name: str) -> bool:
+    done = subprocess.run(
+        [_tool("podman"), "image", "exists", name],
+        env=containers_env(),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this machine's apt uses (deb822 ``URIs:`` or a ``deb`` line)."""
+    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for path in sources:
+        if not path.is_file() or path.suffix not in ("", ".list", ".sources"):
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            found = re.match(r"^\s*(?:URIs:|deb)\s+(?:\[[^]]*\]\s+)?(\S+/debian)/?\s*", line)
+            if found:
+                return found.group(1)
+    raise DevEnvError("no Debian mirror found in /etc/apt/sources.list(.d)")
+
+
+def _digest(*parts: bytes) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(hashlib.sha256(part).digest())
+    return hasher.hexdigest()[:16]
+
+
+def base_image() -> Image:
+    """The Debian base with Python, built once per suite, package list and mirror."""
+    mirror = debian_mirror()
+    name = (
+        f"{BASE_NAME}:{_digest(SUITE.encode(), ' '.join(BASE_PACKAGES).encode(), mirror.encode())}"
+    )
+    if image_exists(name):
+        return Image(name, built=False)
+    _say(f"building the Debian base image {name} (debootstrap, about two minutes)")
+    with tempfile.TemporaryDirectory(prefix="agentstack-rootfs-") as scratch:
+        rootfs = Path(scratch) / "rootfs"
+        _run(
+            [
+                _tool("debootstrap"),
+                "--variant=minbase",
+                f"--include={','.join(BASE_PACKAGES)}",
+                SUITE,
+                str(rootfs),
+                mirror,
+            ],
+            what="debootstrap",
+        )
+        for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            shutil.rmtree(rootfs / cache, ignore_errors=True)
+        archive = subprocess.run(
+            ["tar", "-C", str(rootfs), "-c", "."],
+            capture_output=True,
+            timeout=BUILD_TIMEOUT_SECONDS,
+            check=True,
+        ).stdout
+        _run([_tool("podman"), "import", "-", name], what="podman import", stdin=archive)
+    return Image(name, built=True)
+
+
+def _context_files(repo: Path) -> list[Path]:
+    """The files ``.dockerignore`` lets into the build (its ``!path`` lines)."""
+    files: list[Path] = []
+    for line in (repo / ".dockerignore").read_text().splitlines():
+        if not line.startswith("!"):
+            continue
+        path = repo / line[1:].rstrip("/")
+        if path.is_dir():
+            files.extend(
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file() and "__pycache__" not in p.parts and ".egg-info" not in str(p)
+            )
+        elif path.is_file():
+            files.append(path)
+    return files
+
+
+def project_image(repo: Path | None = None) -> Image:
+    """The project's image from its Dockerfile, on the local base; cached by content."""
+    repo = repo or find_repo_root()
+    base = base_image()
+    parts = [base.name.encode(), (repo / "Dockerfile").read_bytes()]
+    for path in _context_files(repo):
+        parts += [str(path.relative_to(repo)).encode(), path.read_bytes()]
+    name = f"{IMAGE_NAME}:{_digest(*parts)}"
+    if image_exists(name):
+        return Image(name, built=False)
+    _say(f"building {name} from the Dockerfile (buildah)")
+    mounts = [arg for f in HOST_PIP_FILES if Path(f).is_file() for arg in ("-v", f"{f}:{f}:ro")]
+    _run(
+        [
+            _tool("buildah"),
+            "bud",
+            "--layers",
+            "--build-arg",
+            f"BASE_IMAGE={base.name}",
+            *mounts,
+            "-t",
+            name,
+            "-f",
+            str(repo / "Dockerfile"),
+            str(repo),
+        ],
+        what="buildah bud",
+    )
+    _prune(keep=name)
+    return Image(name, built=True)
+
+
+def _prune(*, keep: str, newest: int = 3) -> None:
+    """Remove older builds of the project image (each change of the code makes one),
+    keeping the ``newest`` few; what is in use or shared stays."""
+    listed = _run(
+        [_tool("podman"), "images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_NAME],
+        what="podman images",
+    ).split()
+    old = [name for name in listed if name != keep][newest - 1 :]
+    for name in old:
+        subprocess.run(
+            [_tool("podman"), "rmi", name],
+            env=containers_env(),
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+
+def _say(message: str) -> None:
+    print(f"agentstack: {message}", file=sys.stderr, flush=True)
