@@ -65,8 +65,8 @@ class StackKeys:
 
     @property
     def outcomes(self) -> str:
-        """Hash: tick id → the recorded result (fields as JSON) of each finished tick in
-        the done window, so a redelivered tick republishes the outcome it already had."""
+        """Hash: tick id → the recorded result (fields as JSON) of the newest finished
+        ticks, so a redelivered tick republishes the outcome it already had."""
         return f"{self.tag}:outcomes"
 
     @property

@@ -21,6 +21,10 @@ INBOX_MAXLEN = 1_000
 HISTORY_MAXLEN = 1_000
 DONE_WINDOW = 256
 """Finished tick ids remembered per stack: enough for any re-dispatch of recent slots."""
+OUTCOMES_WINDOW = 16
+"""Finished ticks whose whole result is kept (to publish again to a redelivery): the
+newest few, since a redelivery comes within a visibility timeout or a failover — and a
+result is some hundred bytes, a done id some tens."""
 STEPS_TTL_MS = 86_400_000
 INBOX_BATCH = 20
 FEED_CONTEXT = 5

@@ -52,6 +52,7 @@ from agentstack_core.state import (
     FEED_CONTEXT,
     HISTORY_MAXLEN,
     INBOX_BATCH,
+    OUTCOMES_WINDOW,
     STEPS_TTL_MS,
     AgentContext,
     InboxMessage,
@@ -142,7 +143,7 @@ return 1
 # not be held for this tick id), token or tick-id prefix, tick id, now, history fields
 # (JSON object), tokens, done window, history maxlen, ran (1: counts as a tick run),
 # result fields (JSON object), verdict (S succeeded, F failed, D dropped), progressed
-# (1/0), uid.
+# (1/0), uid, outcomes window (results kept for the newest this many ticks).
 _FINISH_TICK = (
     _ALIVE
     + """
@@ -162,6 +163,10 @@ if redis.call('ZSCORE', KEYS[4], ARGV[3]) then
 end
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
 redis.call('HSET', KEYS[8], ARGV[3], ARGV[10])
+local aged = redis.call('ZRANGE', KEYS[4], -1 - tonumber(ARGV[14]), -1 - tonumber(ARGV[14]))
+if #aged > 0 then
+  redis.call('HDEL', KEYS[8], unpack(aged))
+end
 local expired = redis.call('ZRANGE', KEYS[4], 0, -1 - tonumber(ARGV[7]))
 if #expired > 0 then
   redis.call('ZREM', KEYS[4], unpack(expired))
@@ -273,10 +278,15 @@ class StackStore:
     async def release_lease(self, token: str) -> None:
         await self.client.eval(_RELEASE, 1, self.keys.lease, token)
 
-    async def outcome(self, tick_id: str) -> TickResult | None:
-        """The recorded result of a finished tick (within the done window), or ``None``."""
-        raw = await self.client.hget(self.keys.outcomes, tick_id)
-        return TickResult.from_fields(json.loads(raw)) if raw else None
+    async def finished(self, tick_id: str) -> tuple[bool, TickResult | None]:
+        """Whether the tick was recorded (within the done window), and its result if it
+        is among the newest ones kept (one round trip)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zscore(self.keys.done, tick_id)
+        pipe.hget(self.keys.outcomes, tick_id)
+        score, raw = await pipe.execute()
+        result = TickResult.from_fields(json.loads(raw)) if raw else None
+        return score is not None or result is not None, result
 
     async def committed_steps(self, tick_id: str) -> dict[str, dict[str, Any]]:
         raw = await self.client.hgetall(self.keys.steps(tick_id))
@@ -388,6 +398,7 @@ class StackStore:
             verdict,
             "1" if result.progressed else "0",
             self.uid,
+            str(OUTCOMES_WINDOW),
         )
         if answer == _GONE:
             raise self._gone()

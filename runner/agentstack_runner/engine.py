@@ -2,9 +2,9 @@
 
 Order of checks for a delivered :class:`~agentstack_core.protocol.TickRequest`:
 
-1. already done (its outcome is recorded) → duplicate: nothing runs, and the recorded
-   result is returned so the caller publishes it again (a result lost between
-   recording and publishing is never lost for good);
+1. already done (its id is in the stack's done window) → duplicate: nothing runs; for
+   the newest ticks the recorded result is returned, so the caller publishes it again
+   (a result lost between recording and publishing is never lost for good);
 2. the stack's lease: held for this very tick id → it runs elsewhere (its owner
    reports it; this delivery stays pending, to be claimed again, in case the run
    elsewhere fails and this is the delivery it ran); held for another tick → dropped
@@ -107,8 +107,8 @@ class Engine:
     async def _execute(
         self, store: StackStore, request: TickRequest, keep_alive: KeepAlive | None
     ) -> Execution:
-        recorded = await store.outcome(request.tick_id)
-        if recorded is not None:
+        done, recorded = await store.finished(request.tick_id)
+        if done:
             metrics.DUPLICATES.inc()
             return Execution(recorded, duplicate=True)
         token = f"{request.tick_id}|{self.runner_id}|{uuid.uuid4().hex[:8]}"

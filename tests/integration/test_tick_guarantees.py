@@ -19,6 +19,7 @@ from agentstack_core import protocol
 from agentstack_core.keys import FleetKeys, StackKeys
 from agentstack_core.protocol import Outcome, RedisClient, TickResult
 from agentstack_core.spec import ProviderConfig
+from agentstack_core.state import OUTCOMES_WINDOW
 from agentstack_core.store import LeaseLostError, delete_stack, publish_spec
 from agentstack_devkit.fakellm import (
     Delay,
@@ -306,3 +307,22 @@ async def test_a_tick_that_ended_never_keeps_its_lease_even_if_a_cancel_is_lost(
     await asyncio.sleep(0.5)  # ten renewal periods
     assert renewals == after  # and not once since
     assert await aredis.get(KEYS.lease) is None
+
+
+async def test_whole_results_are_kept_for_the_newest_ticks_and_ids_for_longer(
+    aredis: RedisClient,
+) -> None:
+    """A result is some hundred bytes: only the newest ticks keep theirs (a redelivery
+    comes soon); older ticks are still known as done, so they never run again."""
+    await publish(aredis, {"goal": "g", "agents": [{"name": "planner", "role": "planner"}]})
+    engine = make_engine(aredis)
+    for slot in range(1, OUTCOMES_WINDOW + 6):
+        assert (await engine.execute(request(slot))).result is not None
+    assert await aredis.hlen(KEYS.outcomes) == OUTCOMES_WINDOW
+    old = await engine.execute(request(1))  # done long ago: not run, nothing to publish
+    assert old.duplicate
+    assert old.result is None
+    recent = await engine.execute(request(OUTCOMES_WINDOW + 5))
+    assert recent.duplicate
+    assert recent.result is not None
+    assert len(await aredis.xrange(KEYS.history)) == OUTCOMES_WINDOW + 5
