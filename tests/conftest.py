@@ -4,7 +4,7 @@ The fixtures are thin: they call the same ``agentstack_devkit`` code that
 ``agentstack dev`` runs, so the suite exercises the developer's environment too.
 
 Markers follow the directory a test lives in (``tests/unit``, ``tests/integration``,
-``tests/e2e``, ``tests/reliability``), so ``pytest -m unit`` selects what needs no
+``tests/e2e``, ``tests/reliability``, ``tests/node``), so ``pytest -m unit`` selects what needs no
 external process.
 """
 
@@ -30,6 +30,7 @@ _MARKER_BY_DIRECTORY = {
     "integration": "integration",
     "e2e": "e2e",
     "reliability": "reliability",
+    "node": "node",
 }
 CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "agentstack.dev_agentstacks.yaml"
 

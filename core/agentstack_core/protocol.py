@@ -23,13 +23,15 @@ client (standalone or cluster); the operator imports this module, never the engi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from agentstack_core.keys import FleetKeys
 from agentstack_core.messages import Outcome as Outcome
@@ -80,6 +82,39 @@ async def ensure_groups(client: RedisClient) -> None:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+
+STARTUP_RETRY_MAX_SECONDS = 10.0
+"""Longest pause between attempts to reach Redis at start-up."""
+
+
+async def wait_for_groups(
+    client: RedisClient, *, stopping: Callable[[], bool], log: logging.Logger
+) -> bool:
+    """:func:`ensure_groups`, retried until Redis answers (or ``stopping()``).
+
+    A process usually starts with its Redis (the chart's in-chart Redis, a Redis being
+    restarted): waiting, unready but alive, beats crashing into the kubelet's back-off,
+    which would keep a pod down long after Redis is up. Returns ``False`` if it stopped
+    before Redis answered. An authentication or configuration error is retried too —
+    the Secret may still be on its way — and logged each time, without the URL.
+    """
+    delay = 0.5
+    while not stopping():
+        try:
+            await ensure_groups(client)
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "waiting for Redis (%s: %s); next attempt in %.1fs",
+                type(exc).__name__,
+                exc,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, STARTUP_RETRY_MAX_SECONDS)
+        else:
+            return True
+    return False
 
 
 async def dispatch(client: RedisClient, requests: Iterable[TickRequest]) -> list[str]:

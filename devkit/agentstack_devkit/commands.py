@@ -6,6 +6,7 @@ commands to try); the building blocks themselves stay silent apart from build pr
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -19,8 +20,22 @@ from types import FrameType
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.fleet import Fleet
-from agentstack_devkit.image import project_image
-from agentstack_devkit.processes import DevEnvError, ManagedProcess
+from agentstack_devkit.helm import (
+    RELEASE,
+    RELEASE_NAMESPACE,
+    Helm,
+    dev_values,
+    install_dev_release,
+)
+from agentstack_devkit.image import project_image, redis_image
+from agentstack_devkit.node import NodeCluster, node_binaries
+from agentstack_devkit.processes import (
+    LOOPBACK,
+    DevEnvError,
+    ManagedProcess,
+    http_ok,
+    wait_until,
+)
 from agentstack_devkit.redisserver import RedisServer
 from agentstack_devkit.toolchain import (
     controlplane_binaries,
@@ -59,18 +74,25 @@ def build() -> int:
     try:
         binaries = controlplane_binaries()
         helm = helm_binary()
+        node = node_binaries(find_repo_root())
     except DevEnvError as exc:
         print(f"agentstack dev build: {exc}", file=sys.stderr)
         return 1
-    for path in (
+    paths = (
         binaries.etcd,
         binaries.kube_apiserver,
         binaries.kube_controller_manager,
         binaries.kubectl,
         helm,
-    ):
+        node.kubelet,
+        node.kube_proxy,
+        node.kube_scheduler,
+        node.pause,
+        node.coredns,
+    )
+    for path in paths:
         _say(str(path))
-    for directory in sorted({binaries.etcd.parent, helm.parent}):
+    for directory in sorted({path.parent for path in paths}):
         info = json.loads((directory / "BUILDINFO.json").read_text())
         _say(f"# {directory.name}: built in {info['build_seconds']}s with {info['go']}")
     return 0
@@ -116,20 +138,32 @@ def _foreground(command: str, setup: Setup) -> int:
 
 
 def _start_control_plane(
-    parts: contextlib.ExitStack, *, data_dir: Path | None, port: int | None
+    parts: contextlib.ExitStack,
+    *,
+    data_dir: Path | None,
+    port: int | None,
+    node_address: str | None = None,
 ) -> ControlPlane:
     kubeconfig = state_dir() / "kubeconfig"
     control_plane = ControlPlane(
-        controlplane_binaries(), data_dir=data_dir, apiserver_port=port, kubeconfig_path=kubeconfig
+        controlplane_binaries(),
+        data_dir=data_dir,
+        apiserver_port=port,
+        kubeconfig_path=kubeconfig,
+        node_address=node_address,
     )
     parts.callback(kubeconfig.unlink, missing_ok=True)
     parts.callback(control_plane.stop)
     control_plane.start()
+    _link_kubectl(control_plane)
+    return control_plane
+
+
+def _link_kubectl(plane: ControlPlane) -> None:
     link = kubectl_link()
     link.parent.mkdir(parents=True, exist_ok=True)
     link.unlink(missing_ok=True)
-    link.symlink_to(control_plane.binaries.kubectl)
-    return control_plane
+    link.symlink_to(plane.binaries.kubectl)
 
 
 def kubectl_link() -> Path:
@@ -226,8 +260,106 @@ def _apply_live_examples(plane: ControlPlane) -> list[str]:
     return ["groq-team"]
 
 
-def up(*, data_dir: Path | None, port: int | None) -> int:
-    """The main job: control plane, Redis, operator, runner, read API, example stack."""
+API_SERVICE = f"{RELEASE}-api"
+REDIS_SERVICE = f"{RELEASE}-redis"
+
+
+def up(*, data_dir: Path | None, port: int | None, processes: bool = False) -> int:
+    """The main job. On a real node by default; ``processes``: the fast process-only
+    mode (no node, no image; the product runs as local processes)."""
+    if processes:
+        return _up_processes(data_dir=data_dir, port=port)
+    return _up_node(data_dir=data_dir, port=port)
+
+
+def _up_node(*, data_dir: Path | None, port: int | None) -> int:
+    """Image, cluster with its node, the chart installed by helm, the example stack."""
+
+    def setup(parts: contextlib.ExitStack) -> tuple[str, list[ManagedProcess]]:
+        started = time.monotonic()
+        repo = find_repo_root()
+        app = project_image(repo)
+        redis = redis_image()
+        kubeconfig = state_dir() / "kubeconfig"
+        cluster = NodeCluster(
+            images=(app.name, redis.name),
+            data_dir=data_dir,
+            apiserver_port=port,
+            kubeconfig_path=kubeconfig,
+            repo_root=repo,
+        )
+        parts.callback(kubeconfig.unlink, missing_ok=True)
+        parts.callback(cluster.stop)
+        cluster.start()
+        plane, node = cluster.plane, cluster.node
+        _link_kubectl(plane)
+        helm = Helm(state_dir() / "helm", plane.kubeconfig_path)
+        install_dev_release(helm, dev_values(app.name, redis.name), verb="upgrade")
+        applied = plane.kubectl("apply", "-n", "default", "-f", str(repo / EXAMPLE))
+        if applied.returncode != 0:
+            raise DevEnvError(f"applying {EXAMPLE} failed: {applied.stderr.strip()}")
+        api_forward, api_port = plane.port_forward(
+            RELEASE_NAMESPACE, f"svc/{API_SERVICE}", 8080, name="port-forward-api"
+        )
+        parts.callback(api_forward.stop)
+        redis_forward, redis_port = plane.port_forward(
+            RELEASE_NAMESPACE, f"svc/{REDIS_SERVICE}", 6379, name="port-forward-redis"
+        )
+        parts.callback(redis_forward.stop)
+        api_url = f"http://{LOOPBACK}:{api_port}"
+        redis_url = f"redis://:{_redis_password(plane)}@{LOOPBACK}:{redis_port}/0"
+        wait_until(lambda: http_ok(f"{api_url}/readyz"), timeout=60, what="the live page")
+        endpoints = state_dir() / "endpoints.env"
+        parts.callback(endpoints.unlink, missing_ok=True)
+        endpoints.touch(mode=0o600)  # it holds the in-chart Redis's password
+        endpoints.write_text(
+            f"KUBECONFIG={plane.kubeconfig_path}\n"
+            f"KUBECTL={kubectl_link()}\n"
+            f"REDIS_URL={redis_url}\n"
+            f"AGENTSTACK_API_URL={api_url}\n"
+            f"AGENTSTACK_RELEASE_NAMESPACE={RELEASE_NAMESPACE}\n"
+        )
+        kubectl = f"{_relative(kubectl_link())} --kubeconfig {_relative(plane.kubeconfig_path)}"
+        banner = (
+            f"agentstack is up in {time.monotonic() - started:.1f}s: Kubernetes "
+            f"{plane.binaries.kubernetes_version} at {plane.url} with the node "
+            f"{node.name}; the chart installed by helm as release {RELEASE} in "
+            f"{RELEASE_NAMESPACE} (image {app.name}, in-chart Redis); stack: "
+            f"{EXAMPLE_STACK}\n"
+            f"endpoints: {endpoints}  (source it: set -a; . {endpoints}; set +a)\n"
+            f"logs:      {plane.logs_dir} (pods: {kubectl} logs -n {RELEASE_NAMESPACE} …)\n"
+            f"live page: {api_url}/?stack=default/{EXAMPLE_STACK}   (API: {api_url}/docs; "
+            "no authentication: development only, on loopback)\n\n"
+            "Try:\n"
+            f"  {kubectl} get pods -A\n"
+            f"  {kubectl} get ags -w\n"
+            f"  {kubectl} patch ags {EXAMPLE_STACK} --type merge "
+            """-p '{"spec":{"executionState":"Paused"}}'\n"""
+            f"  {kubectl} get events --field-selector involvedObject.name={EXAMPLE_STACK}"
+        )
+        return banner, [*cluster.processes, api_forward, redis_forward]
+
+    return _foreground("up", setup)
+
+
+def _redis_password(plane: ControlPlane) -> str:
+    """The in-chart Redis's generated password, from its Secret."""
+    shown = plane.kubectl(
+        "get",
+        "secret",
+        "--namespace",
+        RELEASE_NAMESPACE,
+        REDIS_SERVICE,
+        "-o",
+        "jsonpath={.data.redis-password}",
+    )
+    if shown.returncode != 0 or not shown.stdout:
+        raise DevEnvError(f"reading the Secret {REDIS_SERVICE}: {shown.stderr.strip()}")
+    return base64.b64decode(shown.stdout).decode()
+
+
+def _up_processes(*, data_dir: Path | None, port: int | None) -> int:
+    """Control plane, Redis, operator, runner, read API as local processes; example stack."""
 
     def setup(parts: contextlib.ExitStack) -> tuple[str, list[ManagedProcess]]:
         started = time.monotonic()

@@ -29,8 +29,6 @@ import shutil
 import ssl
 import subprocess
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,9 @@ from agentstack_devkit.processes import (
     ManagedProcess,
     Service,
     free_port,
+    http_ok,
     pick_port,
+    unverified_tls,
     wait_until,
 )
 from agentstack_devkit.toolchain import Binaries
@@ -68,6 +68,21 @@ CONTROLLERS = (
     "resourcequota-controller",
 )
 
+NODE_CONTROLLERS = (
+    "node-lifecycle-controller",
+    "endpoints-controller",
+    "endpointslice-controller",
+    "endpointslice-mirroring-controller",
+    "statefulset-controller",
+    "daemonset-controller",
+    "disruption-controller",
+)
+"""What a cluster with a node needs besides: the not-ready taint lifted from a Ready
+node, Services' endpoints, StatefulSets (the chart's Redis), PodDisruptionBudgets."""
+
+SERVICE_CIDR = "10.0.0.0/24"
+"""The Service (ClusterIP) range; the node routes it nowhere but through kube-proxy."""
+
 
 def _rsa_private_key_pem() -> bytes:
     """A fresh RSA key for service-account tokens (one key signs and verifies)."""
@@ -80,6 +95,75 @@ def _rsa_private_key_pem() -> bytes:
         format=serialization.PrivateFormat.TraditionalOpenSSL,
         encryption_algorithm=serialization.NoEncryption(),
     )
+
+
+def _kubelet_client_pki(pki: Path) -> tuple[Path, Path, Path]:
+    """A CA the kubelet trusts and the API server's client certificate signed by it.
+
+    The API server presents it to the kubelet for logs, exec and port-forward; the
+    kubelet accepts no anonymous caller, so a pod on the node cannot use the kubelet's
+    API. Generated once per data directory.
+    """
+    ca_path, cert_path, key_path = (
+        pki / "kubelet-client-ca.crt",
+        pki / "kubelet-client.crt",
+        pki / "kubelet-client.key",
+    )
+    if ca_path.exists() and cert_path.exists() and key_path.exists():
+        return ca_path, cert_path, key_path
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    lifetime = datetime.timedelta(days=365)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agentstack-dev-kubelet-ca")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + lifetime)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + lifetime)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return ca_path, cert_path, key_path
 
 
 def build_kubeconfig(*, server: str, ca_path: Path, token: str, user: str) -> dict[str, Any]:
@@ -121,8 +205,14 @@ class ControlPlane(Service):
         data_dir: Path | None = None,
         apiserver_port: int | None = None,
         kubeconfig_path: Path | None = None,
+        node_address: str | None = None,
     ) -> None:
+        """``node_address``: serve a node on that host address (the pod bridge's
+        gateway) instead of loopback only — pods reach the API server there, through
+        the ``kubernetes`` Service's endpoint, and the node controllers run."""
         self.binaries = binaries
+        self.node_address = node_address
+        self.host = node_address or LOOPBACK
         self._owns_data_dir = data_dir is None
         self.data_dir = (
             Path(tempfile.mkdtemp(prefix="agentstack-controlplane-"))
@@ -139,7 +229,12 @@ class ControlPlane(Service):
 
     @property
     def url(self) -> str:
-        return f"https://{LOOPBACK}:{self.apiserver_port}"
+        return f"https://{self.host}:{self.apiserver_port}"
+
+    @property
+    def kubelet_client_ca(self) -> Path:
+        """The CA a kubelet must trust for the API server's client certificate."""
+        return self.data_dir / "pki" / "kubelet-client-ca.crt"
 
     @property
     def ca_path(self) -> Path:
@@ -173,6 +268,39 @@ class ControlPlane(Service):
             stdin=subprocess.DEVNULL,
         )
 
+    def port_forward(
+        self, namespace: str, target: str, remote: int, *, name: str
+    ) -> tuple[ManagedProcess, int]:
+        """``kubectl port-forward`` of ``target`` (``svc/NAME``, ``pod/NAME``) to a free
+        loopback port, started and forwarding; the caller stops the process."""
+        port = free_port()
+        forward = ManagedProcess(
+            name,
+            [
+                str(self.binaries.kubectl),
+                "--kubeconfig",
+                str(self.kubeconfig_path),
+                "port-forward",
+                "--namespace",
+                namespace,
+                f"--address={LOOPBACK}",
+                target,
+                f"{port}:{remote}",
+            ],
+            log_path=self.logs_dir / f"{name}.log",
+        )
+        forward.start()
+        try:
+            forward.wait_ready(
+                lambda: True if "Forwarding from" in forward.log_tail() else None,
+                timeout=60,
+                what="forwarding",
+            )
+        except BaseException:
+            forward.stop()
+            raise
+        return forward, port
+
     def apply_crd(self, path: Path, name: str, timeout: float = 60.0) -> None:
         """Apply a CRD (server-side) and wait until the API server serves it.
 
@@ -196,7 +324,9 @@ class ControlPlane(Service):
     # -- start-up -----------------------------------------------------------------------
 
     def _start(self) -> None:
-        self.apiserver_port = pick_port(self._requested_port, purpose="kube-apiserver")
+        self.apiserver_port = pick_port(
+            self._requested_port, host=self.host, purpose="kube-apiserver"
+        )
         for sub in ("etcd", "certs", "kcm-certs", "pki", "logs"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
         sa_key, tokens = self._credentials()
@@ -247,11 +377,24 @@ class ControlPlane(Service):
             ],
         )
         etcd.wait_ready(
-            lambda: _http_ok(f"{client_url}/health", expect=b'"health":"true"'),
+            lambda: http_ok(f"{client_url}/health", expect=b'"health":"true"'),
             timeout=ETCD_READY_TIMEOUT,
             what="healthy",
         )
         return client_url
+
+    def _node_apiserver_args(self) -> list[str]:
+        if self.node_address is None:
+            # Loopback endpoints for the `kubernetes` Service are invalid; nothing
+            # in-cluster needs that Service without a node.
+            return ["--endpoint-reconciler-type=none"]
+        _ca, cert, key = _kubelet_client_pki(self.data_dir / "pki")
+        return [
+            "--endpoint-reconciler-type=lease",
+            f"--kubelet-client-certificate={cert}",
+            f"--kubelet-client-key={key}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
 
     def _start_apiserver(self, etcd_url: str, sa_key: Path, tokens: Path) -> None:
         apiserver = self._spawn(
@@ -261,26 +404,22 @@ class ControlPlane(Service):
                 f"--etcd-servers={etcd_url}",
                 f"--cert-dir={self.data_dir / 'certs'}",
                 f"--secure-port={self.apiserver_port}",
-                f"--bind-address={LOOPBACK}",
-                f"--advertise-address={LOOPBACK}",
-                # Loopback endpoints for the `kubernetes` Service are invalid; nothing
-                # in-cluster needs that Service here.
-                "--endpoint-reconciler-type=none",
+                f"--bind-address={self.host}",
+                f"--advertise-address={self.host}",
+                *self._node_apiserver_args(),
                 "--authorization-mode=RBAC",
                 f"--token-auth-file={tokens}",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
-                f"--service-account-issuer=https://{LOOPBACK}:{self.apiserver_port}",
+                f"--service-account-issuer=https://{self.host}:{self.apiserver_port}",
                 f"--service-account-key-file={sa_key}",
                 f"--service-account-signing-key-file={sa_key}",
                 "--profiling=false",
             ],
         )
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE  # the cert is generated during start-up
+        context = unverified_tls()  # the cert is generated during start-up
         apiserver.wait_ready(
-            lambda: _http_ok(
+            lambda: http_ok(
                 f"{self.url}/readyz", token=self.admin_token, context=context, expect=b"ok"
             ),
             timeout=APISERVER_READY_TIMEOUT,
@@ -311,26 +450,28 @@ class ControlPlane(Service):
                 f"--service-account-private-key-file={sa_key}",
                 f"--root-ca-file={self.ca_path}",
                 "--use-service-account-credentials=true",
-                f"--controllers={','.join(CONTROLLERS)}",
+                f"--controllers={','.join(self._controllers())}",
                 "--leader-elect=false",
                 "--profiling=false",
             ],
         )
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE  # its own self-signed loopback certificate
         kcm.wait_ready(
-            lambda: _http_ok(f"https://{LOOPBACK}:{port}/healthz", context=context, expect=b"ok"),
+            lambda: http_ok(
+                f"https://{LOOPBACK}:{port}/healthz", context=unverified_tls(), expect=b"ok"
+            ),
             timeout=CONTROLLER_MANAGER_READY_TIMEOUT,
             what="healthy",
         )
+
+    def _controllers(self) -> tuple[str, ...]:
+        return CONTROLLERS if self.node_address is None else (*CONTROLLERS, *NODE_CONTROLLERS)
 
     def _wait_for_default_service_account(self) -> None:
         """Pods need their namespace's ``default`` ServiceAccount: wait for the first one."""
         context = ssl.create_default_context(cafile=str(self.ca_path))
         kcm = self._processes[-1]
         kcm.wait_ready(
-            lambda: _http_ok(
+            lambda: http_ok(
                 f"{self.url}/api/v1/namespaces/default/serviceaccounts/default",
                 token=self.admin_token,
                 context=context,
@@ -338,24 +479,3 @@ class ControlPlane(Service):
             timeout=CONTROLLER_MANAGER_READY_TIMEOUT,
             what="creating service accounts",
         )
-
-
-def _http_ok(
-    url: str,
-    *,
-    token: str | None = None,
-    context: ssl.SSLContext | None = None,
-    expect: bytes | None = None,
-) -> bool | None:
-    """``True`` if ``url`` answers 200 (and contains ``expect``), else ``None``."""
-    request = urllib.request.Request(url)  # noqa: S310 - loopback http(s) only
-    if token is not None:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=5, context=context) as response:  # noqa: S310
-            body: bytes = response.read()
-    except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
-        return None
-    if expect is not None and expect not in body:
-        return None
-    return True

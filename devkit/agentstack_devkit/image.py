@@ -175,6 +175,12 @@ def _context_files(repo: Path) -> list[Path]:
     return files
 
 
+def _host_pip_mounts() -> list[str]:
+    """``-v`` options mounting this machine's package-index configuration and CA bundle
+    read-only into a build (never into the image)."""
+    return [arg for f in HOST_PIP_FILES if Path(f).is_file() for arg in ("-v", f"{f}:{f}:ro")]
+
+
 def project_image(repo: Path | None = None) -> Image:
     """The project's image from its Dockerfile, on the local base; cached by content."""
     repo = repo or find_repo_root()
@@ -186,7 +192,6 @@ def project_image(repo: Path | None = None) -> Image:
     if image_exists(name):
         return Image(name, built=False)
     _say(f"building {name} from the Dockerfile (buildah)")
-    mounts = [arg for f in HOST_PIP_FILES if Path(f).is_file() for arg in ("-v", f"{f}:{f}:ro")]
     _run(
         [
             _tool("buildah"),
@@ -194,7 +199,7 @@ def project_image(repo: Path | None = None) -> Image:
             "--layers",
             "--build-arg",
             f"BASE_IMAGE={base.name}",
-            *mounts,
+            *_host_pip_mounts(),
             "-t",
             name,
             "-f",
@@ -223,6 +228,82 @@ def _prune(*, keep: str, newest: int = 3) -> None:
             timeout=120,
             check=False,
         )
+
+
+PAUSE_NAME = "localhost/agentstack-pause"
+REDIS_NAME = "localhost/agentstack-redis"
+_REDIS_CONTAINERFILE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+RUN apt-get -o Acquire::Check-Valid-Until=false update \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server \\
+ && rm -rf /var/lib/apt/lists/*
+USER 999:999
+CMD ["redis-server"]
+"""
+
+
+def redis_image() -> Image:
+    """Debian's redis-server on the local base: the chart's in-chart Redis on the dev
+    node, where the usual ``redis`` image cannot be pulled."""
+    base = base_image()
+    name = f"{REDIS_NAME}:{_digest(base.name.encode(), _REDIS_CONTAINERFILE.encode())}"
+    if image_exists(name):
+        return Image(name, built=False)
+    _say(f"building {name} (Debian's redis-server on the local base)")
+    with tempfile.TemporaryDirectory(prefix="agentstack-redis-image-") as context:
+        containerfile = Path(context) / "Containerfile"
+        containerfile.write_text(_REDIS_CONTAINERFILE)
+        _run(
+            [
+                _tool("buildah"),
+                "bud",
+                "--build-arg",
+                f"BASE_IMAGE={base.name}",
+                *_host_pip_mounts(),
+                "-t",
+                name,
+                "-f",
+                str(containerfile),
+                context,
+            ],
+            what="buildah bud (redis)",
+        )
+    return Image(name, built=True)
+
+
+def pause_image(binary: Path) -> Image:
+    """The node's sandbox image: the static ``pause`` program alone, from scratch.
+
+    Cached by the binary's content, so a rebuilt wrapper module with the same program
+    reuses it.
+    """
+    name = f"{PAUSE_NAME}:{_digest(binary.read_bytes())}"
+    if image_exists(name):
+        return Image(name, built=False)
+    buildah = _tool("buildah")
+    container = _run([buildah, "from", "scratch"], what="buildah from scratch").strip()
+    try:
+        _run([buildah, "copy", "--chmod", "0755", container, str(binary), "/pause"], what="copy")
+        _run(
+            [buildah, "config", "--entrypoint", '["/pause"]', "--user", "65535:65535", container],
+            what="buildah config",
+        )
+        _run([buildah, "commit", "--quiet", container, name], what="buildah commit")
+    finally:
+        subprocess.run(
+            [buildah, "rm", container], env=containers_env(), capture_output=True, check=False
+        )
+    return Image(name, built=True)
+
+
+def save_oci_archive(name: str, target: Path) -> None:
+    """Write ``name`` as an OCI archive (what ``ctr images import`` reads)."""
+    target.unlink(missing_ok=True)
+    _run(
+        [_tool("podman"), "save", "--format", "oci-archive", "-o", str(target), name],
+        what=f"podman save {name}",
+    )
 
 
 def _say(message: str) -> None:

@@ -20,9 +20,12 @@ import errno
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -79,11 +82,11 @@ def ensure_port_free(port: int, host: str = LOOPBACK, *, purpose: str = "") -> N
             raise
 
 
-def pick_port(requested: int | None, *, purpose: str) -> int:
+def pick_port(requested: int | None, *, purpose: str, host: str = LOOPBACK) -> int:
     """``requested`` if it is free (else a clear :class:`PortInUseError`), or any free port."""
     if requested is None:
-        return free_port()
-    ensure_port_free(requested, purpose=purpose)
+        return free_port(host)
+    ensure_port_free(requested, host, purpose=purpose)
     return requested
 
 
@@ -281,3 +284,34 @@ class ManagedProcess:
     def _signal_group(pgid: int, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
+
+
+def http_ok(
+    url: str,
+    *,
+    token: str | None = None,
+    context: ssl.SSLContext | None = None,
+    expect: bytes | None = None,
+) -> bool | None:
+    """``True`` if ``url`` answers 200 (and contains ``expect``), else ``None``: the
+    readiness check of every server the dev kit starts."""
+    request = urllib.request.Request(url)  # noqa: S310 - loopback http(s) only
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:  # noqa: S310
+            body: bytes = response.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
+        return None
+    if expect is not None and expect not in body:
+        return None
+    return True
+
+
+def unverified_tls() -> ssl.SSLContext:
+    """TLS without verification, for a component's own self-signed loopback
+    certificate (generated during its start-up, so nothing to trust beforehand)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context

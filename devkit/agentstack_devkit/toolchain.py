@@ -116,14 +116,26 @@ class BuildSpec:
         return f"{', '.join(self.binaries)} ({pins})"
 
 
-def controlplane_spec(repo_root: Path) -> BuildSpec:
-    """etcd, kube-apiserver, kube-controller-manager and kubectl of one release."""
-    module_dir = repo_root / "hack" / "controlplane"
+def _kubernetes_pins(module_dir: Path) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The release pins of the wrapper module and the ldflags that stamp them."""
     go_mod = module_dir / "go.mod"
     kubernetes = _module_pin(go_mod, "k8s.io/kubernetes")
     etcd = _module_pin(go_mod, "go.etcd.io/etcd/server/v3")
     major, minor = kubernetes.lstrip("v").split(".")[:2]
     version_pkg = "k8s.io/component-base/version"
+    ldflags = (
+        f"-X {version_pkg}.gitVersion={kubernetes}",
+        f"-X {version_pkg}.gitMajor={major}",
+        f"-X {version_pkg}.gitMinor={minor}",
+        f"-X {version_pkg}.gitTreeState=clean",
+    )
+    return {"kubernetes": kubernetes, "etcd": etcd}, ldflags
+
+
+def controlplane_spec(repo_root: Path) -> BuildSpec:
+    """etcd, kube-apiserver, kube-controller-manager and kubectl of one release."""
+    module_dir = repo_root / "hack" / "controlplane"
+    versions, ldflags = _kubernetes_pins(module_dir)
     return BuildSpec(
         name="controlplane",
         module_dir=module_dir,
@@ -134,13 +146,46 @@ def controlplane_spec(repo_root: Path) -> BuildSpec:
             "./cmd/etcd",
         ),
         binaries=("kube-apiserver", "kube-controller-manager", "kubectl", "etcd"),
-        versions={"kubernetes": kubernetes, "etcd": etcd},
-        ldflags=(
-            f"-X {version_pkg}.gitVersion={kubernetes}",
-            f"-X {version_pkg}.gitMajor={major}",
-            f"-X {version_pkg}.gitMinor={minor}",
-            f"-X {version_pkg}.gitTreeState=clean",
+        versions=versions,
+        ldflags=ldflags,
+    )
+
+
+def node_spec(repo_root: Path) -> BuildSpec:
+    """kubelet, kube-proxy, kube-scheduler and the pause program, of the same release.
+
+    Built from the control plane's wrapper module, so a node can never drift from its
+    API server's version; a separate spec so that the process-only environment (and the
+    tests that need no node) never waits for the node's build.
+    """
+    module_dir = repo_root / "hack" / "controlplane"
+    versions, ldflags = _kubernetes_pins(module_dir)
+    return BuildSpec(
+        name="node",
+        module_dir=module_dir,
+        packages=(
+            "k8s.io/kubernetes/cmd/kubelet",
+            "k8s.io/kubernetes/cmd/kube-proxy",
+            "k8s.io/kubernetes/cmd/kube-scheduler",
+            "./cmd/pause",
         ),
+        binaries=("kubelet", "kube-proxy", "kube-scheduler", "pause"),
+        versions={"kubernetes": versions["kubernetes"]},
+        ldflags=ldflags,
+    )
+
+
+def coredns_spec(repo_root: Path) -> BuildSpec:
+    """CoreDNS, the cluster's DNS, pinned by ``hack/coredns/go.mod``'s tool directive."""
+    module_dir = repo_root / "hack" / "coredns"
+    coredns = _module_pin(module_dir / "go.mod", "github.com/coredns/coredns")
+    return BuildSpec(
+        name="coredns",
+        module_dir=module_dir,
+        packages=("github.com/coredns/coredns",),
+        binaries=("coredns",),
+        versions={"coredns": coredns},
+        ldflags=(),
     )
 
 

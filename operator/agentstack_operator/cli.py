@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev_commands.add_parser(
         "build",
         help="build (or find in ~/.cache/agentstack) etcd, kube-apiserver, "
-        "kube-controller-manager, kubectl and helm",
+        "kube-controller-manager, kubectl, helm, and the dev node's kubelet, kube-proxy, "
+        "kube-scheduler, pause and CoreDNS",
     )
     dev_commands.add_parser(
         "image",
@@ -94,8 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up = dev_commands.add_parser(
         "up",
-        help="the main job: control plane, Redis, operator, runner and an example stack, "
-        "in the foreground; writes .agentstack/dev/kubeconfig and endpoints.env",
+        help="the main job: the image, a cluster with a real node, the chart installed by "
+        "helm and an example stack, in the foreground; writes .agentstack/dev/kubeconfig "
+        "and endpoints.env",
+    )
+    up.add_argument(
+        "--processes",
+        action="store_true",
+        help="the fast inner loop: no node and no image; the operator, a runner and the "
+        "API run as local processes against the control plane and a local redis-server",
     )
     cluster = dev_commands.add_parser(
         "cluster",
@@ -139,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dev_command == "build":
             return commands.build()
         if args.dev_command == "up":
-            return commands.up(data_dir=args.data_dir, port=args.port)
+            return commands.up(data_dir=args.data_dir, port=args.port, processes=args.processes)
         return commands.cluster(data_dir=args.data_dir, port=args.port)
     if args.command == "runner":
         return runner_cli.main(args)

@@ -47,7 +47,9 @@ async def run_operator(config: OperatorConfig) -> int:
         if config.metrics_port
         else None
     )
-    await protocol.ensure_groups(redis)
+    # Alive (/healthz) but not ready while Redis is out of reach; SIGTERM meanwhile ends
+    # the process at once (Kopf, which handles it later, is not running yet).
+    await protocol.wait_for_groups(redis, stopping=stop.is_set, log=logger)
     loops = [asyncio.create_task(coroutine) for coroutine in operator.loops()]
     kopf_task = asyncio.create_task(
         kopf.operator(

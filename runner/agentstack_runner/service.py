@@ -146,7 +146,6 @@ class Runner:
 
     async def run(self) -> None:
         """Serve until :meth:`stop` (or SIGTERM via :func:`run_forever`), then drain."""
-        await protocol.ensure_groups(self.client)
         http = (
             await serve_http(
                 self.config.metrics_host,
@@ -157,6 +156,12 @@ class Runner:
             if self.config.metrics_port
             else None
         )
+        if not await protocol.wait_for_groups(
+            self.client, stopping=self.stopping.is_set, log=logger
+        ):
+            if http is not None:
+                await http.cleanup()
+            return
         self.ready = True
         logger.info("runner %s consuming ticks", self.config.runner_id)
         try:

@@ -34,8 +34,8 @@ from kubernetes.client.exceptions import ApiException
 from agentstack_devkit.controlplane import ControlPlane, build_kubeconfig
 from agentstack_devkit.fakellm import FakeLLMServer, credential_digest
 from agentstack_devkit.fleet import Fleet
+from agentstack_devkit.helm import Helm
 from agentstack_devkit.redisserver import RedisServer
-from agentstack_devkit.toolchain import helm_binary
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually, gone
 
@@ -58,49 +58,6 @@ POOL_KEY = "sk-pool-default"  # the runners' own key (llm.existingSecret) in cha
 
 
 # -- helm ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Helm:
-    """The pinned helm, with private cache/config/data homes, against the control plane."""
-
-    home: Path
-    kubeconfig: Path
-
-    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        env = dict(
-            os.environ,
-            HELM_CACHE_HOME=str(self.home / "cache"),
-            HELM_CONFIG_HOME=str(self.home / "config"),
-            HELM_DATA_HOME=str(self.home / "data"),
-            KUBECONFIG=str(self.kubeconfig),
-        )
-        return subprocess.run(
-            [str(helm_binary()), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def template(self, *args: str, release: str = "ags") -> list[dict[str, Any]]:
-        """``helm template`` of the chart: the rendered objects (empty documents dropped)."""
-        rendered = self.run("template", release, str(CHART), *args)
-        assert rendered.returncode == 0, rendered.stderr
-        return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
-
-    def install(self, release: str, namespace: str, *args: str) -> str:
-        """``helm install`` (no waiting: pods stay Pending); returns what helm printed."""
-        installed = self.run(
-            "install", release, str(CHART), "--namespace", namespace, *args, timeout=180
-        )
-        assert installed.returncode == 0, installed.stderr
-        return installed.stdout
-
-    def uninstall(self, release: str, namespace: str) -> subprocess.CompletedProcess[str]:
-        return self.run("uninstall", release, "--namespace", namespace, timeout=180)
 
 
 @pytest.fixture(scope="module")

@@ -124,7 +124,7 @@ def test_dev_up_runs_the_whole_stack_and_stops_it(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if k not in ("GROQ_API_KEY", "OPENAI_API_KEY")}
     env["AGENTSTACK_STATE_DIR"] = str(state_dir)
-    process, output = _foreground(["up", "--data-dir", str(tmp_path / "data")], env)
+    process, output = _foreground(["up", "--processes", "--data-dir", str(tmp_path / "data")], env)
     try:
         text = output.text()
         assert "stacks: release-notes (offline" in text

@@ -95,7 +95,17 @@ The Redis settings every process reads: REDIS_URL (inline or from a Secret),
 REDIS_PASSWORD (optional, from a Secret) and AGENTSTACK_REDIS_CLUSTER.
 */}}
 {{- define "agentstack-operator.redisEnv" -}}
-{{- if .Values.redis.existingSecret }}
+{{- if .Values.redis.standalone.enabled }}
+# The in-chart Redis, by its fully qualified name: tick Jobs in other namespaces use it too.
+{{- $redis := include "agentstack-operator.componentName" (dict "context" $ "component" "redis") }}
+- name: REDIS_URL
+  value: {{ printf "redis://%s.%s.svc:6379/0" $redis .Release.Namespace | quote }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $redis }}
+      key: redis-password
+{{- else if .Values.redis.existingSecret }}
 - name: REDIS_URL
   valueFrom:
     secretKeyRef:
@@ -105,7 +115,7 @@ REDIS_PASSWORD (optional, from a Secret) and AGENTSTACK_REDIS_CLUSTER.
 - name: REDIS_URL
   value: {{ required "redis.url or redis.existingSecret is required" .Values.redis.url | quote }}
 {{- end }}
-{{- if .Values.redis.existingPasswordSecret }}
+{{- if and .Values.redis.existingPasswordSecret (not .Values.redis.standalone.enabled) }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:

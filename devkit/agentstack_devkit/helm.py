@@ -1,0 +1,120 @@
+"""The pinned helm CLI, with homes of its own, against one cluster.
+
+``agentstack dev up`` installs the chart with it as a user would, and the chart's tests
+render, lint, install and upgrade with it; both go through :class:`Helm` so that helm's
+cache, configuration and data never mix with a user's own (``~/.config/helm``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agentstack_devkit.processes import DevEnvError
+from agentstack_devkit.toolchain import find_repo_root, helm_binary
+
+
+def chart_dir() -> Path:
+    """The chart in the checkout."""
+    return find_repo_root() / "charts" / "agentstack-operator"
+
+
+@dataclass
+class Helm:
+    """The pinned helm, with private cache/config/data homes under ``home``."""
+
+    home: Path
+    kubeconfig: Path
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        env = dict(
+            os.environ,
+            HELM_CACHE_HOME=str(self.home / "cache"),
+            HELM_CONFIG_HOME=str(self.home / "config"),
+            HELM_DATA_HOME=str(self.home / "data"),
+            KUBECONFIG=str(self.kubeconfig),
+        )
+        return subprocess.run(
+            [str(helm_binary()), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def checked(self, *args: str, timeout: float = 120) -> str:
+        """Run helm; raise :class:`DevEnvError` with its message if it fails."""
+        done = self.run(*args, timeout=timeout)
+        if done.returncode != 0:
+            raise DevEnvError(f"helm {args[0]} failed: {done.stderr.strip() or done.stdout}")
+        return done.stdout
+
+    def template(self, *args: str, release: str = "ags") -> list[dict[str, Any]]:
+        """``helm template`` of the chart: the rendered objects (empty documents dropped)."""
+        rendered = self.checked("template", release, str(chart_dir()), *args)
+        return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+    def install(self, release: str, namespace: str, *args: str, timeout: float = 180) -> str:
+        """``helm install`` of the chart; returns what helm printed."""
+        return self.checked(
+            "install", release, str(chart_dir()), "--namespace", namespace, *args, timeout=timeout
+        )
+
+    def uninstall(self, release: str, namespace: str) -> subprocess.CompletedProcess[str]:
+        return self.run("uninstall", release, "--namespace", namespace, timeout=180)
+
+
+RELEASE = "agentstack-operator"
+RELEASE_NAMESPACE = "agentstack-system"
+INSTALL_TIMEOUT = "5m"
+
+
+def dev_values(app_image: str, redis_image: str) -> dict[str, str]:
+    """The values of a dev install on the local node: the locally built images (never
+    pulled), the in-chart Redis, one replica of each process (two cores), and the API
+    without authentication — reachable only through a port-forward on loopback."""
+    repository, tag = app_image.rsplit(":", 1)
+    redis_repository, redis_tag = redis_image.rsplit(":", 1)
+    return {
+        "image.repository": repository,
+        "image.tag": tag,
+        "image.pullPolicy": "Never",
+        "redis.standalone.enabled": "true",
+        "redis.standalone.image.repository": redis_repository,
+        "redis.standalone.image.tag": redis_tag,
+        "redis.standalone.image.pullPolicy": "Never",
+        "operator.replicas": "1",
+        "runner.replicas": "1",
+        "api.auth": "none",
+    }
+
+
+def as_sets(values: dict[str, str]) -> list[str]:
+    """``--set key=value`` options."""
+    return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+
+
+def install_dev_release(helm: Helm, values: dict[str, str], *, verb: str = "install") -> str:
+    """``helm upgrade --install`` (or ``install``) of the chart as release
+    :data:`RELEASE`, waiting until every workload is ready."""
+    args = ["upgrade", "--install"] if verb == "upgrade" else ["install"]
+    return helm.checked(
+        *args,
+        RELEASE,
+        str(chart_dir()),
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        INSTALL_TIMEOUT,
+        *as_sets(values),
+        timeout=600,
+    )

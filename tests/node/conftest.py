@@ -1,0 +1,177 @@
+"""The chart on a real node: the image built here, pods run by containerd, helm install.
+
+One :class:`NodeCluster` per session (one node per machine: the bridge, the iptables
+chains and the cgroups are the machine's), and one release per module, installed the
+way ``agentstack dev up`` installs it. Redis and the read API are reached as a user
+reaches them, through ``kubectl port-forward``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import redis
+from kubernetes import client, config
+
+from agentstack_devkit.helm import (
+    RELEASE,
+    RELEASE_NAMESPACE,
+    Helm,
+    dev_values,
+    install_dev_release,
+)
+from agentstack_devkit.image import project_image, redis_image
+from agentstack_devkit.node import NodeCluster
+from agentstack_devkit.processes import ManagedProcess
+from tests.helpers import eventually
+
+JOB_REDIS_SECRET = "agentstack-job-redis"
+"""The Secret (``REDIS_URL``, ``REDIS_PASSWORD``) tick Jobs read in stack namespaces."""
+
+
+@dataclass(frozen=True)
+class Images:
+    app: str
+    redis: str
+
+
+@pytest.fixture(scope="session")
+def images() -> Images:
+    return Images(app=project_image().name, redis=redis_image().name)
+
+
+@pytest.fixture(scope="session")
+def node_cluster(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
+    with NodeCluster(
+        images=(images.app, images.redis), data_dir=tmp_path_factory.mktemp("node-plane")
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def node_api(node_cluster: NodeCluster) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config(config_file=str(node_cluster.plane.kubeconfig_path))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@dataclass
+class Release:
+    """The installed chart and the ways in: helm, the API server, Redis, the read API."""
+
+    cluster: NodeCluster
+    helm: Helm
+    api: client.ApiClient
+    values: dict[str, str]
+    redis_url: str
+    api_url: str
+    forwards: list[ManagedProcess] = field(default_factory=list)
+
+    def reader(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url, decode_responses=True)
+
+    def pods(self, component: str) -> list[Any]:
+        listed = client.CoreV1Api(self.api).list_namespaced_pod(
+            RELEASE_NAMESPACE, label_selector=f"app.kubernetes.io/component={component}"
+        )
+        return list(listed.items)
+
+    def ready_pods(self, component: str) -> list[str] | None:
+        """Names of the component's pods when every one of them is Running and Ready
+        (and none is terminating), else ``None``."""
+        pods = self.pods(component)
+        if not pods:
+            return None
+        for pod in pods:
+            if pod.metadata.deletion_timestamp is not None or pod.status.phase != "Running":
+                return None
+            conditions = {c.type: c.status for c in pod.status.conditions or []}
+            if conditions.get("Ready") != "True":
+                return None
+        return sorted(pod.metadata.name for pod in pods)
+
+
+def redis_password(api: client.ApiClient) -> str:
+    secret = client.CoreV1Api(api).read_namespaced_secret(f"{RELEASE}-redis", RELEASE_NAMESPACE)
+    return base64.b64decode(secret.data["redis-password"]).decode()
+
+
+def job_redis_secret(api: client.ApiClient, namespace: str) -> None:
+    """What a user of ``operator.jobExecutor.redisSecretName`` creates in a stack
+    namespace: the in-chart Redis's URL and password."""
+    url = f"redis://{RELEASE}-redis.{RELEASE_NAMESPACE}.svc:6379/0"
+    client.CoreV1Api(api).create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=JOB_REDIS_SECRET),
+            string_data={"REDIS_URL": url, "REDIS_PASSWORD": redis_password(api)},
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def release(
+    node_cluster: NodeCluster,
+    node_api: client.ApiClient,
+    images: Images,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Release]:
+    """The chart installed with ``helm install --wait`` as ``agentstack dev up`` does,
+    plus the Job executor's Redis Secret name; uninstalled afterwards if still there."""
+    plane = node_cluster.plane
+    helm = Helm(tmp_path_factory.mktemp("helm"), plane.kubeconfig_path)
+    values = {
+        **dev_values(images.app, images.redis),
+        "operator.jobExecutor.redisSecretName": JOB_REDIS_SECRET,
+    }
+    install_dev_release(helm, values)
+    api_forward, api_port = plane.port_forward(
+        RELEASE_NAMESPACE, f"svc/{RELEASE}-api", 8080, name="test-forward-api"
+    )
+    redis_forward, redis_port = plane.port_forward(
+        RELEASE_NAMESPACE, f"svc/{RELEASE}-redis", 6379, name="test-forward-redis"
+    )
+    installed = Release(
+        cluster=node_cluster,
+        helm=helm,
+        api=node_api,
+        values=values,
+        redis_url=f"redis://:{redis_password(node_api)}@127.0.0.1:{redis_port}/0",
+        api_url=f"http://127.0.0.1:{api_port}",
+        forwards=[api_forward, redis_forward],
+    )
+    try:
+        yield installed
+    finally:
+        for forward in installed.forwards:
+            forward.stop()
+        helm.uninstall(RELEASE, RELEASE_NAMESPACE)
+
+
+def refresh_redis_forward(release: Release) -> None:
+    """Port-forwards follow one pod: after Redis's pod changes, forward again."""
+    plane = release.cluster.plane
+    for forward in release.forwards:
+        if forward.name == "test-forward-redis":
+            forward.stop()
+            release.forwards.remove(forward)
+            break
+    forward, port = plane.port_forward(
+        RELEASE_NAMESPACE, f"svc/{RELEASE}-redis", 6379, name="test-forward-redis"
+    )
+    release.forwards.append(forward)
+    release.redis_url = f"redis://:{redis_password(release.api)}@127.0.0.1:{port}/0"
+
+
+def wait_rolled_out(release: Release, component: str, timeout: float = 180) -> list[str]:
+    return eventually(
+        lambda: release.ready_pods(component),
+        f"every {component} pod Running and Ready",
+        timeout=timeout,
+    )

@@ -1,0 +1,249 @@
+"""The chart as a user meets it: ``helm install`` on a real node, pods that really run.
+
+The tests run in order on one release (module fixture): install → every pod Ready →
+the example stack ticks in the runner pod → ``kubectl patch`` pause/resume → an
+``executor: job`` stack's Jobs complete and fold into status → the leader operator's
+pod and a runner pod deleted mid-run: the invariant checker finds no tick lost or run
+twice → ``helm upgrade`` rolls the pods → ``helm uninstall`` leaves no orphan.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from agentstack_core.keys import StackKeys, StackRef
+from agentstack_devkit.helm import RELEASE, RELEASE_NAMESPACE, install_dev_release
+from tests.e2e.stacks import Stacks
+from tests.helpers import eventually, gone
+from tests.node.conftest import (
+    JOB_REDIS_SECRET,
+    Release,
+    job_redis_secret,
+    wait_rolled_out,
+)
+from tests.reliability import invariants
+
+NAMESPACE = "team-node"
+EXAMPLE = "release-notes"
+EXAMPLE_FILE = Path(__file__).resolve().parents[2] / "examples" / "01-scripted-team.yaml"
+COMPONENTS = ("operator", "runner", "api", "redis")
+
+
+@pytest.fixture(scope="module")
+def stacks(release: Release) -> Iterator[Stacks]:
+    core = client.CoreV1Api(release.api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
+    job_redis_secret(release.api, NAMESPACE)
+    reader = release.reader()
+    try:
+        yield Stacks(release.api, NAMESPACE, reader)
+    finally:
+        reader.close()
+
+
+def _kubectl(release: Release, *args: str) -> str:
+    done = release.cluster.plane.kubectl(*args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _runner_names(stacks: Stacks, name: str) -> set[str]:
+    return {entry.get("runner", "") for entry in stacks.executed(name)}
+
+
+def test_install_runs_every_pod_and_the_example_ticks_in_the_runner_pod(
+    release: Release, stacks: Stacks
+) -> None:
+    pods = {component: wait_rolled_out(release, component) for component in COMPONENTS}
+    for component, names in pods.items():
+        assert len(names) == 1, f"{component}: {names}"
+    node = client.CoreV1Api(release.api).read_node(release.cluster.node.name)
+    assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
+
+    _kubectl(release, "apply", "-n", NAMESPACE, "-f", str(EXAMPLE_FILE))
+    stacks.wait_ticks(EXAMPLE, 2, timeout=120)
+    # The ticks were run by the runner pod (its id is the pod's name), not elsewhere.
+    assert _runner_names(stacks, EXAMPLE) <= set(pods["runner"]), _runner_names(stacks, EXAMPLE)
+
+    # The read API serves them, through the API pod and the port-forward.
+    url = f"{release.api_url}/api/v1/namespaces/{NAMESPACE}/stacks/{EXAMPLE}/ticks"
+    with urllib.request.urlopen(url, timeout=10) as got:
+        assert json.loads(got.read())["items"]
+
+
+def test_kubectl_patch_pauses_and_resumes(release: Release, stacks: Stacks) -> None:
+    paused = json.dumps({"spec": {"executionState": "Paused"}})
+    _kubectl(release, "patch", "ags", EXAMPLE, "-n", NAMESPACE, "--type", "merge", "-p", paused)
+    eventually(
+        lambda: True if stacks.status(EXAMPLE).get("state") == "Paused" else None,
+        "the stack's status to say Paused",
+        timeout=60,
+    )
+    # A tick dispatched just before the pause may still finish; then nothing more.
+    before = eventually(_settled(stacks), "the last dispatched tick to be recorded", timeout=60)
+    interval = float(stacks.get(EXAMPLE)["spec"]["tickIntervalSeconds"])
+    watch_until = time.monotonic() + 3 * interval
+    while time.monotonic() < watch_until:
+        assert len(stacks.dispatched(EXAMPLE)) == before, "a paused stack was dispatched"
+        time.sleep(0.5)
+
+    running = json.dumps({"spec": {"executionState": "Running"}})
+    _kubectl(release, "patch", "ags", EXAMPLE, "-n", NAMESPACE, "--type", "merge", "-p", running)
+    ticks = int(stacks.status(EXAMPLE)["ticks"])
+    stacks.wait_ticks(EXAMPLE, ticks + 1, timeout=60)
+
+
+def _settled(stacks: Stacks) -> Callable[[], int | None]:
+    """A check that returns the dispatched count once every dispatched tick is in the
+    history (run or dropped)."""
+
+    def check() -> int | None:
+        dispatched = {entry["tick_id"] for entry in stacks.dispatched(EXAMPLE)}
+        recorded = {entry["tick_id"] for entry in stacks.history(EXAMPLE)}
+        return len(dispatched) if dispatched <= recorded else None
+
+    return check
+
+
+def _jobs(release: Release, stack: str) -> list[Any]:
+    listed = client.BatchV1Api(release.api).list_namespaced_job(NAMESPACE)
+    return [
+        job
+        for job in listed.items
+        if any(ref.name == stack for ref in job.metadata.owner_references or [])
+    ]
+
+
+def test_job_executor_stack_runs_its_ticks_as_jobs_that_complete(
+    release: Release, stacks: Stacks
+) -> None:
+    stacks.create(
+        "jobbed",
+        executor="job",
+        tickIntervalSeconds=5,
+        tickTimeoutSeconds=60,
+        llm={"model": {"provider": "scripted"}},
+    )
+    status = stacks.wait_ticks("jobbed", 2, timeout=180)
+    assert status["lastTickResult"] == "Succeeded"
+    completed = [job for job in _jobs(release, "jobbed") if job.status.succeeded == 1]
+    assert completed, "no tick Job completed"
+    job = completed[0]
+    pod = job.spec.template.spec
+    assert pod.automount_service_account_token is False
+    env = {e.name: e for e in pod.containers[0].env}
+    assert env["REDIS_URL"].value_from.secret_key_ref.name == JOB_REDIS_SECRET
+    # Every executed tick ran in a Job of its own (finished Jobs stay for
+    # ttlSecondsAfterFinished, 300 s: none has expired yet).
+    job_ticks = {j.metadata.annotations["agentstack.dev/tick-id"] for j in _jobs(release, "jobbed")}
+    executed = {entry["tick_id"] for entry in stacks.executed("jobbed")}
+    assert executed
+    assert executed <= job_ticks
+    stacks.patch_spec("jobbed", executionState="Paused")
+
+
+def _leader(release: Release) -> str:
+    lease = client.CoordinationV1Api(release.api).read_namespaced_lease(RELEASE, RELEASE_NAMESPACE)
+    return str(lease.spec.holder_identity)
+
+
+def test_deleting_the_leader_and_a_runner_pod_loses_and_repeats_no_tick(
+    release: Release, stacks: Stacks
+) -> None:
+    names = [f"steady-{index}" for index in range(3)]
+    for name in names:
+        stacks.create(name, tickIntervalSeconds=1, llm={"model": {"provider": "scripted"}})
+    for name in names:
+        stacks.wait_ticks(name, 2, timeout=90)
+
+    core = client.CoreV1Api(release.api)
+    leader = eventually(lambda: _leader(release) or None, "a leader", timeout=60)
+    (runner,) = release.ready_pods("runner") or []
+    core.delete_namespaced_pod(runner, RELEASE_NAMESPACE)
+    core.delete_namespaced_pod(leader, RELEASE_NAMESPACE)
+    eventually(
+        lambda: gone(lambda: core.read_namespaced_pod(leader, RELEASE_NAMESPACE)),
+        "the old operator pod to go",
+        timeout=120,
+    )
+    new_runner = eventually(
+        lambda: [n for n in release.ready_pods("runner") or [] if n != runner] or None,
+        "a new runner pod",
+        timeout=180,
+    )
+    wait_rolled_out(release, "operator")
+    progress = {name: int(stacks.status(name)["ticks"]) for name in names}
+    for name in names:
+        stacks.wait_ticks(name, progress[name] + 2, timeout=120)
+    assert any(_runner_names(stacks, name) & set(new_runner) for name in names)
+
+    reader = release.reader()
+    try:
+        invariants.quiesce(release.api, reader, [NAMESPACE])
+        report = invariants.check(release.api, reader, [NAMESPACE])
+    finally:
+        reader.close()
+    assert not report.problems, "\n".join(report.problems)
+    print(f"node: pods deleted mid-run: {report.summary()}")
+
+
+def test_helm_upgrade_with_changed_values_rolls_the_pods(release: Release, stacks: Stacks) -> None:
+    before = set(release.ready_pods("runner") or [])
+    values = {**release.values, "runner.concurrency": "8"}
+    install_dev_release(release.helm, values, verb="upgrade")
+    release.values = values
+    after = wait_rolled_out(release, "runner")
+    assert before.isdisjoint(after)
+    (pod,) = release.pods("runner")
+    env = {e.name: e.value for e in pod.spec.containers[0].env}
+    assert env["AGENTSTACK_RUNNER_CONCURRENCY"] == "8"
+    stacks.patch_spec("steady-0", executionState="Running")
+    ticks = int(stacks.status("steady-0")["ticks"])
+    stacks.wait_ticks("steady-0", ticks + 2, timeout=120)
+
+
+def test_helm_uninstall_leaves_no_orphan(release: Release, stacks: Stacks) -> None:
+    listed = stacks.custom.list_namespaced_custom_object(
+        "agentstack.dev", "v1alpha1", NAMESPACE, "agentstacks"
+    )
+    refs = [StackRef(NAMESPACE, item["metadata"]["name"]) for item in listed["items"]]
+    for ref in refs:
+        stacks.delete(ref.name)
+    for ref in refs:
+        eventually(lambda ref=ref: gone(lambda: stacks.get(ref.name)), f"{ref} deleted")
+    reader = release.reader()
+    try:
+        for ref in refs:
+            left = list(reader.scan_iter(match=f"{StackKeys(ref).prefix}*"))
+            assert not left, f"Redis keys of the deleted {ref}: {left}"
+    finally:
+        reader.close()
+
+    uninstalled = release.helm.uninstall(RELEASE, RELEASE_NAMESPACE)
+    assert uninstalled.returncode == 0, uninstalled.stderr
+    core = client.CoreV1Api(release.api)
+    eventually(
+        lambda: True if not core.list_namespaced_pod(RELEASE_NAMESPACE).items else None,
+        "every pod of the release to go",
+        timeout=120,
+    )
+    assert not client.BatchV1Api(release.api).list_namespaced_job(NAMESPACE).items
+    rbac = client.RbacAuthorizationV1Api(release.api)
+    selector = f"app.kubernetes.io/instance={RELEASE}"
+    assert not rbac.list_cluster_role(label_selector=selector).items
+    assert not rbac.list_cluster_role_binding(label_selector=selector).items
+    assert not rbac.list_namespaced_role(RELEASE_NAMESPACE).items
+    leases = client.CoordinationV1Api(release.api).list_namespaced_lease(RELEASE_NAMESPACE)
+    assert not leases.items, [lease.metadata.name for lease in leases.items]
+    assert not core.list_namespaced_secret(RELEASE_NAMESPACE).items
+    with pytest.raises(ApiException):
+        core.read_namespaced_service(f"{RELEASE}-api", RELEASE_NAMESPACE)
