@@ -15,25 +15,30 @@ FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# The project and the versions the test suite last passed with (constraints.txt).
-COPY pyproject.toml README.md constraints.txt ./
+# The dependencies first, at the versions the test suite last passed with
+# (constraints.txt), in a layer of their own: a change to the code alone reuses it.
+COPY pyproject.toml constraints.txt ./
+RUN python3 -m venv /opt/agentstack \
+ && python3 -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+ && /opt/agentstack/bin/pip install --constraint constraints.txt --requirement /tmp/requirements.txt
+# Then the project itself.
+COPY README.md ./
 COPY core/ core/
 COPY operator/ operator/
 COPY runner/ runner/
-RUN python3 -m venv /opt/agentstack \
- && /opt/agentstack/bin/pip install --constraint constraints.txt . \
+RUN /opt/agentstack/bin/pip install --no-deps --constraint constraints.txt . \
  && /opt/agentstack/bin/agentstack --version
 
 FROM ${BASE_IMAGE}
 ENV PATH=/opt/agentstack/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-COPY --from=build /opt/agentstack /opt/agentstack
 # A numeric, non-root user: Kubernetes can only verify `runAsNonRoot` (which the chart
 # and the Job executor's pods set) for an image whose USER is numeric.
 RUN groupadd --system --gid 10001 agentstack \
  && useradd --system --uid 10001 --gid 10001 --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin agentstack
+COPY --from=build /opt/agentstack /opt/agentstack
 USER 10001:10001
 WORKDIR /tmp
 # operator metrics/health, runner metrics/health, read API

@@ -191,6 +191,40 @@ def build_kubeconfig(*, server: str, ca_path: Path, token: str, user: str) -> di
     }
 
 
+class PortForward(ManagedProcess):
+    """``kubectl port-forward`` that comes back on the same port when it ends.
+
+    kubectl ends a port-forward when the pod behind it goes (a rollout, an upgrade, a
+    restart) or its stream breaks; the addresses the dev environment printed must outlive
+    that, so the liveness check (:meth:`check_alive`, which ``agentstack dev`` calls
+    every second) starts it again instead of reporting a crash.
+    """
+
+    def start(self) -> None:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        super().start()
+        try:
+            # Not wait_ready: its liveness check would be ours, which restarts.
+            wait_until(
+                lambda: True if b"Forwarding from" in self._log_since(offset) else None,
+                timeout=60,
+                what=f"{self.name} to be forwarding",
+                alive=lambda: ManagedProcess.check_alive(self),
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def _log_since(self, offset: int) -> bytes:
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read()
+
+    def check_alive(self) -> None:
+        if not self.is_running():
+            self.restart()
+
+
 class ControlPlane(Service):
     """etcd + kube-apiserver + kube-controller-manager, started and stopped together.
 
@@ -270,11 +304,11 @@ class ControlPlane(Service):
 
     def port_forward(
         self, namespace: str, target: str, remote: int, *, name: str
-    ) -> tuple[ManagedProcess, int]:
+    ) -> tuple[PortForward, int]:
         """``kubectl port-forward`` of ``target`` (``svc/NAME``, ``pod/NAME``) to a free
         loopback port, started and forwarding; the caller stops the process."""
         port = free_port()
-        forward = ManagedProcess(
+        forward = PortForward(
             name,
             [
                 str(self.binaries.kubectl),
@@ -290,15 +324,6 @@ class ControlPlane(Service):
             log_path=self.logs_dir / f"{name}.log",
         )
         forward.start()
-        try:
-            forward.wait_ready(
-                lambda: True if "Forwarding from" in forward.log_tail() else None,
-                timeout=60,
-                what="forwarding",
-            )
-        except BaseException:
-            forward.stop()
-            raise
         return forward, port
 
     def apply_crd(self, path: Path, name: str, timeout: float = 60.0) -> None:

@@ -250,10 +250,14 @@ class FakeLLMServer(Service):
         default: Responder = _default_responder,
         latency: tuple[float, float] | None = None,
         seed: int | None = None,
+        host: str = LOOPBACK,
     ) -> None:
+        """``host``: the address to listen on — loopback, or the dev node's bridge
+        address so that pods can reach it."""
         if latency is not None and not 0 <= latency[0] <= latency[1]:
             raise ValueError(f"latency must be (low, high) with 0 <= low <= high, not {latency}")
         self.port = 0
+        self.host = host
         self._default = Reply(default)
         self._latency = latency
         self._random = random.Random(seed)
@@ -272,7 +276,7 @@ class FakeLLMServer(Service):
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def openai_base_url(self) -> str:
@@ -410,14 +414,13 @@ class FakeLLMServer(Service):
         finally:
             await runner.cleanup()
 
-    @staticmethod
-    async def _bind(runner: web.AppRunner) -> int:
-        """Listen on a free loopback port, trying again if another process takes it first."""
+    async def _bind(self, runner: web.AppRunner) -> int:
+        """Listen on a free port of ``host``, trying again if another process takes it first."""
         attempt = 1
         while True:
-            port = free_port()
+            port = free_port(self.host)
             try:
-                await web.TCPSite(runner, LOOPBACK, port).start()
+                await web.TCPSite(runner, self.host, port).start()
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE or attempt == _BIND_ATTEMPTS:
                     raise

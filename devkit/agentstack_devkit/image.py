@@ -15,7 +15,9 @@ takes seconds:
 
 podman and buildah run with a containers.conf of this module's (``CONTAINERS_CONF``):
 runc as the runtime and cgroupfs as the cgroup manager (crun refuses hybrid cgroups),
-and no attempt to raise ulimits (this machine's root lacks ``CAP_SYS_RESOURCE``).
+and no attempt to raise ulimits (this machine's root lacks ``CAP_SYS_RESOURCE``); and
+a storage.conf (``CONTAINERS_STORAGE_CONF``) that keeps their images under the cache
+directory, next to the built binaries, rather than in ``/var/lib/containers``.
 """
 
 from __future__ import annotations
@@ -68,13 +70,35 @@ def _tool(name: str) -> str:
     return found
 
 
+def _storage_conf() -> str:
+    """Images live under the cache (with the built binaries: one directory to keep
+    between CI runs); the run root, which must not outlive a boot, on /run."""
+    return (
+        "[storage]\n"
+        'driver = "overlay"\n'
+        f'graphroot = "{cache_root() / "containers" / "storage"}"\n'
+        'runroot = "/run/agentstack/containers"\n'
+    )
+
+
+def _write_if_changed(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
 def containers_env() -> dict[str, str]:
-    """The environment podman and buildah run with (their configuration file)."""
-    conf = cache_root() / "containers.conf"
-    conf.parent.mkdir(parents=True, exist_ok=True)
-    if not conf.is_file() or conf.read_text() != _CONTAINERS_CONF:
-        conf.write_text(_CONTAINERS_CONF)
-    return {**os.environ, "CONTAINERS_CONF": str(conf)}
+    """The environment podman and buildah run with (their configuration files)."""
+    return {
+        **os.environ,
+        "CONTAINERS_CONF": str(
+            _write_if_changed(cache_root() / "containers.conf", _CONTAINERS_CONF)
+        ),
+        "CONTAINERS_STORAGE_CONF": str(
+            _write_if_changed(cache_root() / "storage.conf", _storage_conf())
+        ),
+    }
 
 
 def _run(argv: list[str], *, what: str, stdin: bytes | None = None) -> str:

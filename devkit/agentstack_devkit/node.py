@@ -285,6 +285,11 @@ class NodeHost(Service):
         self._lock: IO[str] | None = None
 
     def _start(self) -> None:
+        if os.geteuid() != 0:
+            raise DevEnvError(
+                "the dev node needs root (containerd, the kubelet and the bridge do); "
+                "run as root, or use `agentstack dev up --processes`"
+            )
         self._lock = _machine_lock()
         teardown()
         setup_network()

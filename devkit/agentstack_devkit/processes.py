@@ -212,6 +212,12 @@ class ManagedProcess:
             self._log.close()
             raise DevEnvError(f"cannot start {self.name}: {self.argv[0]} not found") from exc
 
+    def restart(self) -> None:
+        """Stop the process (if it still runs) and start it again, same command."""
+        self.stop()
+        self._popen = None
+        self.start()
+
     def is_running(self) -> bool:
         return self._popen is not None and self._popen.poll() is None
 

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -300,6 +301,76 @@ def test_the_chart_crd_is_the_repository_crd(helm: Helm, tmp_path: Path) -> None
         assert extracted.read() == CRD_FILE.read_bytes()
 
 
+def _printer_columns(control_plane: ControlPlane) -> list[str]:
+    shown = control_plane.kubectl(
+        "get",
+        "crd",
+        "agentstacks.agentstack.dev",
+        "-o",
+        "jsonpath={.spec.versions[0].additionalPrinterColumns[*].name}",
+    )
+    assert shown.returncode == 0, shown.stderr
+    return shown.stdout.split()
+
+
+def test_crd_upgrade_path_is_the_documented_one(
+    helm: Helm, control_plane: ControlPlane, crd: str, namespace: str, tmp_path: Path
+) -> None:
+    """``helm upgrade`` leaves a changed CRD alone; the chart README's command (``helm
+    show crds … | kubectl apply --server-side --force-conflicts``) applies it; ``helm
+    uninstall`` keeps it (deleting it would delete every stack)."""
+    newer = tmp_path / "agentstack-operator"
+    shutil.copytree(CHART, newer, symlinks=False)
+    crd_file = newer / "crds" / "agentstack.dev_agentstacks.yaml"
+    changed = yaml.safe_load(crd_file.read_text())
+    changed["spec"]["versions"][0]["additionalPrinterColumns"].append(
+        {"name": "Upgraded", "type": "string", "jsonPath": ".spec.goal"}
+    )
+    crd_file.write_text(yaml.safe_dump(changed, sort_keys=False))
+    before = _printer_columns(control_plane)
+    assert "Upgraded" not in before
+
+    release = f"crd-{secrets.token_hex(3)}"
+    helm.install(release, namespace)
+    try:
+        upgraded = helm.run("upgrade", release, str(newer), "--namespace", namespace)
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert _printer_columns(control_plane) == before  # helm upgrade skipped crds/
+
+        shown = helm.run("show", "crds", str(newer))
+        assert shown.returncode == 0, shown.stderr
+        applied = subprocess.run(
+            [
+                str(control_plane.binaries.kubectl),
+                "--kubeconfig",
+                str(control_plane.kubeconfig_path),
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                "-",
+            ],
+            input=shown.stdout,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert applied.returncode == 0, applied.stderr
+        assert _printer_columns(control_plane) == [*before, "Upgraded"]
+
+        uninstalled = helm.uninstall(release, namespace)
+        assert uninstalled.returncode == 0, uninstalled.stderr
+        assert _printer_columns(control_plane) == [*before, "Upgraded"]  # still there
+    finally:
+        helm.uninstall(release, namespace)
+        restored = control_plane.kubectl(
+            "apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE)
+        )
+        assert restored.returncode == 0, restored.stderr
+    assert _printer_columns(control_plane) == before
+
+
 def test_values_are_documented_key_by_key_and_closed_by_the_schema() -> None:
     lines = (CHART / "values.yaml").read_text().splitlines()
     undocumented = [
@@ -457,6 +528,14 @@ def test_rendered_objects_are_labelled_and_accepted_by_the_api_server(
         },
         "no-api-no-auth": {"api.enabled": "false", "dashboards.enabled": "false"},
         "env-credentials": {"runner.credentials": "env", "llm.existingSecret": "llm-keys"},
+        "in-chart-redis-and-policies": {
+            "redis.standalone.enabled": "true",
+            "redis.standalone.persistence.enabled": "true",
+            "networkPolicy.enabled": "true",
+            "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team": "monitoring",
+            "runner.podDisruptionBudget.maxUnavailable": "50%",
+            "api.podDisruptionBudget.enabled": "false",
+        },
     }
     for variant, values in variants.items():
         objects = helm.template("--namespace", namespace, *_sets(values), release=f"r-{variant}")
@@ -469,6 +548,28 @@ def test_rendered_objects_are_labelled_and_accepted_by_the_api_server(
             if obj["kind"] not in {"ClusterRole", "ClusterRoleBinding"}:
                 assert obj["metadata"]["namespace"] == namespace, obj["metadata"]["name"]
         _dry_run(control_plane, objects, tmp_path / f"{variant}.yaml")
+
+    standalone = helm.template(
+        "--namespace", namespace, *_sets(variants["in-chart-redis-and-policies"])
+    )
+    redis_name = "ags-agentstack-operator-redis"
+    assert set(_by_name(standalone, "StatefulSet")) == {redis_name}
+    assert set(_by_name(standalone, "Secret")) == {redis_name}
+    budgets = _by_name(standalone, "PodDisruptionBudget")
+    assert set(budgets) == {"ags-agentstack-operator-operator", "ags-agentstack-operator-runner"}
+    assert budgets["ags-agentstack-operator-runner"]["spec"]["maxUnavailable"] == "50%"
+    policies = _by_name(standalone, "NetworkPolicy")
+    assert len(policies) == 4
+    assert policies["ags-agentstack-operator-runner"]["spec"]["ingress"][0]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}
+    ]
+    for deployment in _by_name(standalone, "Deployment").values():
+        env = _env(_container(deployment))
+        assert env["REDIS_URL"]["value"] == f"redis://{redis_name}.{namespace}.svc:6379/0"
+        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": redis_name,
+            "key": "redis-password",
+        }
 
     everything = helm.template("--namespace", namespace, *_sets(variants["everything"]))
     deployments = _by_name(everything, "Deployment")

@@ -50,7 +50,9 @@ class _Output:
         return "".join(self.lines)
 
 
-def _foreground(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], _Output]:
+def _foreground(
+    args: list[str], env: dict[str, str], timeout: float = 180
+) -> tuple[subprocess.Popen[str], _Output]:
     """Start an ``agentstack dev`` command; return once it says it is ready."""
     process = subprocess.Popen(
         [*CLI, "dev", *args],
@@ -65,7 +67,7 @@ def _foreground(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[
         eventually(
             lambda: True if "Press Ctrl-C" in output.text() else None,
             f"agentstack dev {args[0]} to report it is ready",
-            timeout=180,
+            timeout=timeout,
         )
     except BaseException:
         process.kill()

@@ -1,8 +1,9 @@
 """The chart on a real node: the image built here, pods run by containerd, helm install.
 
-One :class:`NodeCluster` per session (one node per machine: the bridge, the iptables
-chains and the cgroups are the machine's), and one release per module, installed the
-way ``agentstack dev up`` installs it. Redis and the read API are reached as a user
+One :class:`NodeCluster` per module (one node per machine: the bridge, the iptables
+chains and the cgroups are the machine's, so modules take turns; ``agentstack dev up``
+runs its own), and one release in it, installed the way ``agentstack dev up`` installs
+it. Redis and the read API are reached as a user
 reaches them, through ``kubectl port-forward``.
 """
 
@@ -17,6 +18,7 @@ import pytest
 import redis
 from kubernetes import client, config
 
+from agentstack_devkit.controlplane import PortForward
 from agentstack_devkit.helm import (
     RELEASE,
     RELEASE_NAMESPACE,
@@ -26,7 +28,6 @@ from agentstack_devkit.helm import (
 )
 from agentstack_devkit.image import project_image, redis_image
 from agentstack_devkit.node import NodeCluster
-from agentstack_devkit.processes import ManagedProcess
 from tests.helpers import eventually
 
 JOB_REDIS_SECRET = "agentstack-job-redis"
@@ -44,7 +45,7 @@ def images() -> Images:
     return Images(app=project_image().name, redis=redis_image().name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def node_cluster(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
     with NodeCluster(
         images=(images.app, images.redis), data_dir=tmp_path_factory.mktemp("node-plane")
@@ -52,7 +53,7 @@ def node_cluster(images: Images, tmp_path_factory: pytest.TempPathFactory) -> It
         yield cluster
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def node_api(node_cluster: NodeCluster) -> Iterator[client.ApiClient]:
     api = config.new_client_from_config(config_file=str(node_cluster.plane.kubeconfig_path))
     try:
@@ -71,7 +72,7 @@ class Release:
     values: dict[str, str]
     redis_url: str
     api_url: str
-    forwards: list[ManagedProcess] = field(default_factory=list)
+    forwards: list[PortForward] = field(default_factory=list)
 
     def reader(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url, decode_responses=True)
@@ -152,21 +153,6 @@ def release(
         for forward in installed.forwards:
             forward.stop()
         helm.uninstall(RELEASE, RELEASE_NAMESPACE)
-
-
-def refresh_redis_forward(release: Release) -> None:
-    """Port-forwards follow one pod: after Redis's pod changes, forward again."""
-    plane = release.cluster.plane
-    for forward in release.forwards:
-        if forward.name == "test-forward-redis":
-            forward.stop()
-            release.forwards.remove(forward)
-            break
-    forward, port = plane.port_forward(
-        RELEASE_NAMESPACE, f"svc/{RELEASE}-redis", 6379, name="test-forward-redis"
-    )
-    release.forwards.append(forward)
-    release.redis_url = f"redis://:{redis_password(release.api)}@127.0.0.1:{port}/0"
 
 
 def wait_rolled_out(release: Release, component: str, timeout: float = 180) -> list[str]:

@@ -21,7 +21,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.keys import StackKeys, StackRef
+from agentstack_devkit.fakellm import FakeLLMServer
 from agentstack_devkit.helm import RELEASE, RELEASE_NAMESPACE, install_dev_release
+from agentstack_devkit.node import GATEWAY
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually, gone
 from tests.node.conftest import (
@@ -56,8 +58,17 @@ def _kubectl(release: Release, *args: str) -> str:
     return done.stdout
 
 
-def _runner_names(stacks: Stacks, name: str) -> set[str]:
-    return {entry.get("runner", "") for entry in stacks.executed(name)}
+def _runner_pods(stacks: Stacks, name: str, pods: list[str]) -> set[str]:
+    """The pods (of ``pods``) whose runners executed the stack's ticks; a runner's id is
+    its host name — the pod's name — with a per-process suffix. Fails on a tick run by
+    a runner outside ``pods``."""
+    found = set()
+    for entry in stacks.executed(name):
+        runner = entry.get("runner", "")
+        owners = [pod for pod in pods if runner.startswith(f"{pod}-")]
+        assert owners, f"tick {entry['tick_id']} ran on {runner!r}, not in a pod of {pods}"
+        found.update(owners)
+    return found
 
 
 def test_install_runs_every_pod_and_the_example_ticks_in_the_runner_pod(
@@ -71,8 +82,8 @@ def test_install_runs_every_pod_and_the_example_ticks_in_the_runner_pod(
 
     _kubectl(release, "apply", "-n", NAMESPACE, "-f", str(EXAMPLE_FILE))
     stacks.wait_ticks(EXAMPLE, 2, timeout=120)
-    # The ticks were run by the runner pod (its id is the pod's name), not elsewhere.
-    assert _runner_names(stacks, EXAMPLE) <= set(pods["runner"]), _runner_names(stacks, EXAMPLE)
+    # The ticks were run by the runner pod, not elsewhere.
+    assert _runner_pods(stacks, EXAMPLE, pods["runner"]) == set(pods["runner"])
 
     # The read API serves them, through the API pod and the port-forward.
     url = f"{release.api_url}/api/v1/namespaces/{NAMESPACE}/stacks/{EXAMPLE}/ticks"
@@ -80,11 +91,49 @@ def test_install_runs_every_pod_and_the_example_ticks_in_the_runner_pod(
         assert json.loads(got.read())["items"]
 
 
+def _evict(release: Release, pod: str) -> int:
+    """Ask the Eviction API (what a node drain uses) to evict ``pod``; the HTTP status."""
+    try:
+        client.CoreV1Api(release.api).create_namespaced_pod_eviction(
+            pod,
+            RELEASE_NAMESPACE,
+            client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=RELEASE_NAMESPACE)),
+        )
+    except ApiException as exc:
+        return int(exc.status)
+    return 201
+
+
+def test_pod_disruption_budgets_let_a_drain_take_one_pod_at_a_time(release: Release) -> None:
+    policy = client.PolicyV1Api(release.api)
+
+    def budgets_settled() -> bool | None:
+        for component in ("operator", "runner", "api"):
+            status = policy.read_namespaced_pod_disruption_budget(
+                f"{RELEASE}-{component}", RELEASE_NAMESPACE
+            ).status
+            if (status.current_healthy, status.disruptions_allowed) != (1, 1):
+                return None
+        return True
+
+    eventually(budgets_settled, "each budget to count its one healthy pod", timeout=60)
+    (old,) = wait_rolled_out(release, "api")
+    assert _evict(release, old) == 201
+    # Until the replacement is Ready, the budget refuses a second disruption.
+    new = eventually(
+        lambda: [p.metadata.name for p in release.pods("api") if p.metadata.name != old] or None,
+        "the replacement API pod",
+        timeout=60,
+    )
+    assert _evict(release, new[0]) == 429
+    assert wait_rolled_out(release, "api") == new
+
+
 def test_kubectl_patch_pauses_and_resumes(release: Release, stacks: Stacks) -> None:
     paused = json.dumps({"spec": {"executionState": "Paused"}})
     _kubectl(release, "patch", "ags", EXAMPLE, "-n", NAMESPACE, "--type", "merge", "-p", paused)
     eventually(
-        lambda: True if stacks.status(EXAMPLE).get("state") == "Paused" else None,
+        lambda: True if stacks.status(EXAMPLE).get("phase") == "Paused" else None,
         "the stack's status to say Paused",
         timeout=60,
     )
@@ -156,18 +205,61 @@ def _leader(release: Release) -> str:
     return str(lease.spec.holder_identity)
 
 
-def test_deleting_the_leader_and_a_runner_pod_loses_and_repeats_no_tick(
-    release: Release, stacks: Stacks
+GATEWAY_KEY = "sk-node-gateway-key"
+
+
+@pytest.fixture(scope="module")
+def slow_gateway(release: Release) -> Iterator[FakeLLMServer]:
+    """The fake OpenAI-compatible server on the node's address (pods reach it there),
+    answering in 0.5 to 1.5 s so that ticks last long enough to be cut."""
+    with FakeLLMServer(latency=(0.5, 1.5), seed=9, host=GATEWAY) as server:
+        yield server
+
+
+def test_deleting_the_leader_and_a_runner_pod_mid_tick_loses_and_repeats_no_tick(
+    release: Release, stacks: Stacks, slow_gateway: FakeLLMServer
 ) -> None:
+    core = client.CoreV1Api(release.api)
+    core.create_namespaced_secret(
+        NAMESPACE,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="gateway-key"),
+            string_data={"OPENAI_API_KEY": GATEWAY_KEY},
+        ),
+    )
     names = [f"steady-{index}" for index in range(3)]
     for name in names:
-        stacks.create(name, tickIntervalSeconds=1, llm={"model": {"provider": "scripted"}})
+        stacks.create(
+            name,
+            tickIntervalSeconds=2,
+            llm={
+                "model": {"provider": "openai", "name": "gpt-4o-mini"},
+                "providers": {
+                    "openai": {
+                        "baseURL": slow_gateway.openai_base_url,
+                        "secretRef": {"name": "gateway-key", "key": "OPENAI_API_KEY"},
+                    }
+                },
+            },
+        )
     for name in names:
-        stacks.wait_ticks(name, 2, timeout=90)
+        stacks.wait_ticks(name, 1, timeout=120)
 
-    core = client.CoreV1Api(release.api)
     leader = eventually(lambda: _leader(release) or None, "a leader", timeout=60)
     (runner,) = release.ready_pods("runner") or []
+
+    def in_flight() -> list[str] | None:
+        """Stacks whose tick the runner pod holds right now: their lease token in Redis
+        (``tick|runner id|nonce``) names a runner of that pod."""
+        held = [
+            name
+            for name in names
+            if f"|{runner}-"
+            in str(stacks.redis.get(StackKeys(StackRef(NAMESPACE, name)).lease) or "")
+        ]
+        return held or None
+
+    eventually(in_flight, "a tick in the runner pod's hands", timeout=60)
     core.delete_namespaced_pod(runner, RELEASE_NAMESPACE)
     core.delete_namespaced_pod(leader, RELEASE_NAMESPACE)
     eventually(
@@ -184,16 +276,13 @@ def test_deleting_the_leader_and_a_runner_pod_loses_and_repeats_no_tick(
     progress = {name: int(stacks.status(name)["ticks"]) for name in names}
     for name in names:
         stacks.wait_ticks(name, progress[name] + 2, timeout=120)
-    assert any(_runner_names(stacks, name) & set(new_runner) for name in names)
+    ran_on = set().union(*(_runner_pods(stacks, name, [runner, *new_runner]) for name in names))
+    assert set(new_runner) <= ran_on
 
-    reader = release.reader()
-    try:
-        invariants.quiesce(release.api, reader, [NAMESPACE])
-        report = invariants.check(release.api, reader, [NAMESPACE])
-    finally:
-        reader.close()
+    invariants.quiesce(release.api, stacks.redis, [NAMESPACE])
+    report = invariants.check(release.api, stacks.redis, [NAMESPACE], secrets=[GATEWAY_KEY])
     assert not report.problems, "\n".join(report.problems)
-    print(f"node: pods deleted mid-run: {report.summary()}")
+    print(f"node: leader and runner pods deleted mid-tick: {report.summary()}")
 
 
 def test_helm_upgrade_with_changed_values_rolls_the_pods(release: Release, stacks: Stacks) -> None:

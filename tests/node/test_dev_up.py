@@ -1,0 +1,109 @@
+"""`agentstack dev up`, the README's first command, as a user runs it: the image, the
+node, the chart installed by helm, the example stack ticking in the runner pod, the live
+page on loopback — and after Ctrl-C, nothing left on the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import redis
+
+from agentstack_core.keys import StackKeys, StackRef
+from agentstack_devkit.node import BRIDGE, CGROUP_ROOT, CHAIN, run_dir
+from tests.e2e.test_dev_cluster_command import _foreground, _processes_mentioning
+from tests.helpers import eventually
+from tests.node.conftest import Images
+
+
+def _kube_chains() -> list[str]:
+    dump = subprocess.run(
+        ["iptables-save"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    return [line for line in dump.splitlines() if "KUBE-" in line or CHAIN in line]
+
+
+def _left_on_the_machine() -> list[str]:
+    left = []
+    if Path(f"/sys/class/net/{BRIDGE}").exists():
+        left.append(f"bridge {BRIDGE}")
+    left += _kube_chains()
+    left += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_ROOT}")]
+    mounts = Path("/proc/self/mountinfo").read_text()
+    left += [line for line in mounts.splitlines() if str(run_dir().parent) in line]
+    for pid in _processes_mentioning(str(run_dir().parent)):
+        left.append(f"process {pid}: {Path(f'/proc/{pid}/cmdline').read_text()!r}")
+    return left
+
+
+def test_dev_up_runs_the_chart_on_the_node_and_leaves_nothing(
+    images: Images, tmp_path: Path
+) -> None:
+    state_dir = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if k not in ("GROQ_API_KEY", "OPENAI_API_KEY")}
+    env["AGENTSTACK_STATE_DIR"] = str(state_dir)
+    process, output = _foreground(["up"], env, timeout=480)
+    try:
+        text = output.text()
+        assert "the chart installed by helm as release agentstack-operator" in text
+        assert images.app in text
+        endpoints_file = state_dir / "endpoints.env"
+        assert endpoints_file.stat().st_mode & 0o077 == 0  # it holds a password
+        endpoints = dict(line.split("=", 1) for line in endpoints_file.read_text().split())
+        password = endpoints["REDIS_URL"].split("@")[0].rsplit(":", 1)[1]
+        assert password not in text  # printed nowhere
+
+        def kubectl(*args: str) -> str:
+            done = subprocess.run(
+                [endpoints["KUBECTL"], "--kubeconfig", endpoints["KUBECONFIG"], *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        pods = json.loads(kubectl("get", "pods", "-n", "agentstack-system", "-o", "json"))
+        assert {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods["items"]} == {
+            "operator",
+            "runner",
+            "api",
+            "redis",
+        }
+        assert all(p["status"]["phase"] == "Running" for p in pods["items"])
+        eventually(
+            lambda: (
+                True
+                if int(
+                    kubectl("get", "ags", "release-notes", "-o", "jsonpath={.status.ticks}") or 0
+                )
+                >= 2
+                else None
+            ),
+            "the example stack to tick",
+            timeout=120,
+        )
+        # The live page's API, through the port-forward.
+        stack_url = f"{endpoints['AGENTSTACK_API_URL']}/api/v1/namespaces/default/stacks"
+        with urllib.request.urlopen(f"{stack_url}/release-notes/ticks", timeout=10) as got:
+            assert json.loads(got.read())["items"]
+        # The in-chart Redis, through the other one, with the password from endpoints.env.
+        reader = redis.Redis.from_url(endpoints["REDIS_URL"], decode_responses=True)
+        try:
+            history = StackKeys(StackRef("default", "release-notes")).history
+            assert reader.xlen(history) >= 2
+        finally:
+            reader.close()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=180) == 0, output.text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=60)
+    assert not endpoints_file.exists()
+    assert _left_on_the_machine() == []
