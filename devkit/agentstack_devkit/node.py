@@ -75,6 +75,7 @@ CNI_BIN_DIR = Path("/usr/lib/cni")
 CLUSTER_DOMAIN = "cluster.local"
 NODE_READY_TIMEOUT = 120.0
 _CGROUP_FS = Path("/sys/fs/cgroup")
+_OWN_IMAGES = "localhost/agentstack-"
 _CHAIN_PREFIXES = ("KUBE-", CHAIN)
 """Chains the node's processes create (kube-proxy, the kubelet) and ours. CNI-* chains
 are left alone: podman's own networks use them, and the node's CNI configuration
@@ -189,15 +190,16 @@ def _remove_network() -> None:
 
 
 def _cgroup_dirs() -> list[Path]:
-    """Every cgroup under :data:`CGROUP_ROOT`, in every hierarchy, deepest first."""
+    """Every cgroup under :data:`CGROUP_ROOT`, in every hierarchy, deepest first.
+
+    Pods' cgroups come and go while this walks (the kubelet and runc remove them), so
+    a directory that vanishes is skipped (``os.walk`` ignores what it cannot list)."""
     found: list[Path] = []
     if not _CGROUP_FS.is_dir():
         return found
     for hierarchy in _CGROUP_FS.iterdir():
-        root = hierarchy / CGROUP_ROOT
-        if root.is_dir():
-            found.extend(p for p in root.rglob("*") if p.is_dir())
-            found.append(root)
+        for directory, _subdirs, _files in os.walk(hierarchy / CGROUP_ROOT):
+            found.append(Path(directory))
     return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
@@ -478,8 +480,14 @@ class Node(Service):
         }
 
     def _load_images(self, names: Iterable[str]) -> None:
+        """Import ``names`` from podman's store (those containerd lacks), and remove
+        the dev kit's older images from containerd (each code change makes one)."""
+        wanted = list(names)
         present = set(self.ctr("images", "ls", "-q").split())
-        for name in names:
+        stale = [name for name in present if name.startswith(_OWN_IMAGES) and name not in wanted]
+        if stale:
+            self.ctr("images", "rm", *stale)
+        for name in wanted:
             if name in present:
                 continue
             with tempfile.TemporaryDirectory(prefix="agentstack-image-") as scratch:
@@ -676,8 +684,11 @@ class NodeCluster(Service):
         self.node.start()
 
     def stop(self) -> None:
+        """Stop all three, each even if another one's stop failed."""
         try:
             self.node.stop()
-            self.plane.stop()
         finally:
-            self.host.stop()
+            try:
+                self.plane.stop()
+            finally:
+                self.host.stop()

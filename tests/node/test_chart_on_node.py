@@ -91,6 +91,10 @@ def test_install_runs_every_pod_and_the_example_ticks_in_the_runner_pod(
         assert json.loads(got.read())["items"]
 
 
+def _exactly(count: int, names: list[str] | None) -> list[str] | None:
+    return names if names is not None and len(names) == count else None
+
+
 def _evict(release: Release, pod: str) -> int:
     """Ask the Eviction API (what a node drain uses) to evict ``pod``; the HTTP status."""
     try:
@@ -107,26 +111,41 @@ def _evict(release: Release, pod: str) -> int:
 def test_pod_disruption_budgets_let_a_drain_take_one_pod_at_a_time(release: Release) -> None:
     policy = client.PolicyV1Api(release.api)
 
-    def budgets_settled() -> bool | None:
-        for component in ("operator", "runner", "api"):
-            status = policy.read_namespaced_pod_disruption_budget(
-                f"{RELEASE}-{component}", RELEASE_NAMESPACE
-            ).status
-            if (status.current_healthy, status.disruptions_allowed) != (1, 1):
-                return None
-        return True
+    def budget(component: str) -> tuple[int, int]:
+        status = policy.read_namespaced_pod_disruption_budget(
+            f"{RELEASE}-{component}", RELEASE_NAMESPACE
+        ).status
+        return int(status.current_healthy or 0), int(status.disruptions_allowed or 0)
 
-    eventually(budgets_settled, "each budget to count its one healthy pod", timeout=60)
-    (old,) = wait_rolled_out(release, "api")
-    assert _evict(release, old) == 201
-    # Until the replacement is Ready, the budget refuses a second disruption.
-    new = eventually(
-        lambda: [p.metadata.name for p in release.pods("api") if p.metadata.name != old] or None,
-        "the replacement API pod",
-        timeout=60,
+    for component in ("operator", "runner", "api"):
+        eventually(
+            lambda component=component: True if budget(component) == (1, 1) else None,
+            f"the {component} budget to count its one healthy pod",
+            timeout=60,
+        )
+    # Two runners, as a drain of a real cluster would meet them: the first eviction is
+    # granted, the second refused until the first pod's replacement is Ready.
+    _kubectl(
+        release, "scale", "deployment", f"{RELEASE}-runner", "-n", RELEASE_NAMESPACE, "--replicas=2"
     )
-    assert _evict(release, new[0]) == 429
-    assert wait_rolled_out(release, "api") == new
+    try:
+        first, second = eventually(
+            lambda: _exactly(2, release.ready_pods("runner")), "two Ready runner pods", timeout=180
+        )
+        eventually(lambda: True if budget("runner") == (2, 1) else None, "the budget at 2/1")
+        assert _evict(release, first) == 201
+        assert _evict(release, second) == 429
+    finally:
+        _kubectl(
+            release,
+            "scale",
+            "deployment",
+            f"{RELEASE}-runner",
+            "-n",
+            RELEASE_NAMESPACE,
+            "--replicas=1",
+        )
+    wait_rolled_out(release, "runner")
 
 
 def test_kubectl_patch_pauses_and_resumes(release: Release, stacks: Stacks) -> None:
