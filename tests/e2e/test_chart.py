@@ -472,23 +472,30 @@ def _check_standard_labels(objects: list[dict[str, Any]], release: str) -> None:
 
 
 def _check_selectors(objects: list[dict[str, Any]]) -> None:
-    """Selectors use the stable labels only, and select their own pods."""
-    for deployment in _kind(objects, "Deployment"):
-        selector = deployment["spec"]["selector"]["matchLabels"]
+    """Selectors use the stable labels only, and each selects one workload's pods."""
+    workloads = _kind(objects, "Deployment") + _kind(objects, "StatefulSet")
+    for workload in workloads:
+        selector = workload["spec"]["selector"]["matchLabels"]
         assert set(selector) == {*SELECTOR_LABELS, "app.kubernetes.io/component"}
-        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        pod_labels = workload["spec"]["template"]["metadata"]["labels"]
         assert selector.items() <= pod_labels.items()
-    deployments = _kind(objects, "Deployment")
-    for service in _kind(objects, "Service"):
-        selector = service["spec"]["selector"]
+    selectors = [
+        (f"Service/{s['metadata']['name']}", s["spec"]["selector"])
+        for s in _kind(objects, "Service")
+    ] + [
+        (f"{o['kind']}/{o['metadata']['name']}", o["spec"][key]["matchLabels"])
+        for kind, key in (("PodDisruptionBudget", "selector"), ("NetworkPolicy", "podSelector"))
+        for o in _kind(objects, kind)
+    ]
+    for where, selector in selectors:
         assert "app.kubernetes.io/version" not in selector
         assert "helm.sh/chart" not in selector
         matched = [
-            d
-            for d in deployments
-            if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+            w
+            for w in workloads
+            if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
         ]
-        assert len(matched) == 1, service["metadata"]["name"]
+        assert len(matched) == 1, where
 
 
 def _dry_run(control_plane: ControlPlane, objects: list[dict[str, Any]], path: Path) -> None:
