@@ -13,6 +13,7 @@ Deployments' pods stay Pending, so nothing waits for them to run.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -32,6 +33,9 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from agentstack_core import protocol
+from agentstack_core.keys import FleetKeys
+from agentstack_core.spec import Priority
 from agentstack_devkit.controlplane import ControlPlane, build_kubeconfig
 from agentstack_devkit.fakellm import FakeLLMServer, credential_digest
 from agentstack_devkit.fleet import Fleet
@@ -443,6 +447,20 @@ def test_helm_lint_strict_passes(helm: Helm) -> None:
         (["--set", "runner.secretCacheSeconds=-1"], "at '/runner/secretCacheSeconds': minimum"),
         (["--set", "runner.stackSecrets[0]=groq"], "additional properties 'stackSecrets'"),
         (["--set", "redis.url="], "redis.url or redis.existingSecret is required"),
+        (
+            [
+                "--set",
+                "runner.autoscaling.enabled=true",
+                "--set",
+                "runner.autoscaling.keda.enabled=true",
+            ],
+            "both scale the runners: choose one",
+        ),
+        (
+            ["--set", "runner.autoscaling.keda.enabled=true"],
+            "runner.autoscaling.keda.redisAddress (host:port) is required",
+        ),
+        (["--set", "runner.autoscaling.keda.redisAddress=redis"], "redisAddress"),
         (
             ["--set", "runner.terminationGracePeriodSeconds=35"],
             "runner.terminationGracePeriodSeconds (35) must exceed "
@@ -882,17 +900,24 @@ _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 def _monitoring_crd(plural: str, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     """A stand-in for a prometheus-operator CRD: the upstream field names, types and
     patterns of the fields the chart uses (no others, so strict validation catches typos)."""
+    return _stand_in_crd("monitoring.coreos.com", "v1", plural, kind, spec)
+
+
+def _stand_in_crd(
+    group: str, version: str, plural: str, kind: str, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """A stand-in for a CRD of another project (the control plane has none of theirs)."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+        "metadata": {"name": f"{plural}.{group}"},
         "spec": {
-            "group": "monitoring.coreos.com",
+            "group": group,
             "scope": "Namespaced",
             "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
             "versions": [
                 {
-                    "name": "v1",
+                    "name": version,
                     "served": True,
                     "storage": True,
                     "schema": {
@@ -987,6 +1012,16 @@ MONITORING_CRDS = [
 ]
 
 
+def _establish(
+    control_plane: ControlPlane, k8s_api: client.ApiClient, crd: dict[str, Any], plural: str
+) -> None:
+    client.ApiextensionsV1Api(k8s_api).create_custom_resource_definition(crd)
+    eventually(  # established, and discovery of the new kind reaches kubectl's cache
+        lambda: True if control_plane.kubectl("get", plural, "-A").returncode == 0 else None,
+        f"the stand-in CRD {crd['metadata']['name']} to be served",
+    )
+
+
 def test_monitoring_objects_are_accepted_by_the_api_server(
     helm: Helm,
     control_plane: ControlPlane,
@@ -997,26 +1032,11 @@ def test_monitoring_objects_are_accepted_by_the_api_server(
     """The ServiceMonitors and the PrometheusRule, server-side dry run with strict field
     validation, against stand-ins for prometheus-operator's CRDs (the control plane has
     none); the CRDs are removed again."""
-    extensions = client.ApiextensionsV1Api(k8s_api)
-    for crd in MONITORING_CRDS:
-        extensions.create_custom_resource_definition(crd)
     try:
-        for crd in MONITORING_CRDS:
-            name = crd["metadata"]["name"]
-            eventually(
-                lambda name=name: (
-                    True
-                    if control_plane.kubectl(
-                        "get",
-                        f"crd/{name}",
-                        "-o",
-                        "jsonpath={.status.conditions[?(@.type=='Established')].status}",
-                    ).stdout.strip()
-                    == "True"
-                    else None
-                ),
-                f"the stand-in CRD {name} to be established",
-            )
+        for crd, plural in zip(
+            MONITORING_CRDS, ("servicemonitors", "prometheusrules"), strict=True
+        ):
+            _establish(control_plane, k8s_api, crd, plural)
         objects = helm.template(
             "--namespace",
             namespace,
@@ -1031,19 +1051,98 @@ def test_monitoring_objects_are_accepted_by_the_api_server(
         monitoring = [o for o in objects if o["apiVersion"] == "monitoring.coreos.com/v1"]
         assert len(monitoring) == 4
         _check_standard_labels(monitoring, "ags")
-        eventually(  # discovery of the new kinds reaches kubectl's cache
-            lambda: (
-                True
-                if control_plane.kubectl("get", "servicemonitors,prometheusrules", "-A").returncode
-                == 0
-                else None
-            ),
-            "the monitoring kinds to be served",
-        )
         _dry_run(control_plane, monitoring, tmp_path / "monitoring.yaml")
     finally:
         for crd in MONITORING_CRDS:
-            extensions.delete_custom_resource_definition(crd["metadata"]["name"])
+            with contextlib.suppress(ApiException):  # one that was never created
+                client.ApiextensionsV1Api(k8s_api).delete_custom_resource_definition(
+                    crd["metadata"]["name"]
+                )
+
+
+KEDA_SCALED_OBJECT_CRD = _stand_in_crd(
+    "keda.sh",
+    "v1alpha1",
+    "scaledobjects",
+    "ScaledObject",
+    {
+        "required": ["scaleTargetRef", "triggers"],
+        "properties": {
+            "scaleTargetRef": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": {"type": "string"}},
+            },
+            "minReplicaCount": {"type": "integer"},
+            "maxReplicaCount": {"type": "integer"},
+            "cooldownPeriod": {"type": "integer"},
+            "triggers": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["type", "metadata"],
+                    "properties": {"type": {"type": "string"}, "metadata": _STRING_MAP},
+                },
+            },
+        },
+    },
+)
+
+
+def test_runner_autoscaling_renders_and_is_accepted_by_the_api_server(
+    helm: Helm,
+    control_plane: ControlPlane,
+    k8s_api: client.ApiClient,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    runner_name = "ags-agentstack-operator-runner"
+    hpa_objects = helm.template(
+        "--namespace",
+        namespace,
+        *_sets({"runner.autoscaling.enabled": "true", "runner.autoscaling.maxReplicas": "6"}),
+    )
+    (hpa,) = _kind(hpa_objects, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": runner_name,
+    }
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 6)
+    # The autoscaler owns the count: an upgrade must not reset it.
+    assert "replicas" not in _by_name(hpa_objects, "Deployment")[runner_name]["spec"]
+    _check_standard_labels([hpa], "ags")
+    _dry_run(control_plane, [hpa], tmp_path / "hpa.yaml")
+
+    try:
+        _establish(control_plane, k8s_api, KEDA_SCALED_OBJECT_CRD, "scaledobjects")
+        keda_objects = helm.template(
+            "--namespace",
+            namespace,
+            *_sets({"runner.autoscaling.keda.enabled": "true", "redis.standalone.enabled": "true"}),
+        )
+        (scaled,) = _kind(keda_objects, "ScaledObject")
+        assert scaled["spec"]["scaleTargetRef"] == {"name": runner_name}
+        triggers = scaled["spec"]["triggers"]
+        # The product's own stream and group names (one home: agentstack_core).
+        assert [t["metadata"]["stream"] for t in triggers] == [
+            FleetKeys.lane(priority.value) for priority in Priority
+        ]
+        for trigger in triggers:
+            assert trigger["type"] == "redis-streams"
+            metadata = trigger["metadata"]
+            assert metadata["consumerGroup"] == protocol.RUNNERS_GROUP
+            assert metadata["address"] == f"ags-agentstack-operator-redis.{namespace}.svc:6379"
+            assert metadata["passwordFromEnv"] == "REDIS_PASSWORD"
+        runner = _container(_by_name(keda_objects, "Deployment")[runner_name])
+        assert "REDIS_PASSWORD" in _env(runner)  # what passwordFromEnv reads
+        _check_standard_labels([scaled], "ags")
+        _dry_run(control_plane, [scaled], tmp_path / "keda.yaml")
+    finally:
+        with contextlib.suppress(ApiException):
+            client.ApiextensionsV1Api(k8s_api).delete_custom_resource_definition(
+                KEDA_SCALED_OBJECT_CRD["metadata"]["name"]
+            )
 
 
 def test_dashboards_are_configmaps_with_fixed_uids_and_documented_metrics(

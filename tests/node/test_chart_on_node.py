@@ -306,7 +306,7 @@ def test_deleting_the_leader_and_a_runner_pod_mid_tick_loses_and_repeats_no_tick
 
 def test_helm_upgrade_with_changed_values_rolls_the_pods(release: Release, stacks: Stacks) -> None:
     before = set(release.ready_pods("runner") or [])
-    values = {**release.values, "runner.concurrency": "8"}
+    values = {**release.values, "runner.concurrency": "8", "runner.autoscaling.enabled": "true"}
     install_dev_release(release.helm, values, verb="upgrade")
     release.values = values
     after = wait_rolled_out(release, "runner")
@@ -314,6 +314,11 @@ def test_helm_upgrade_with_changed_values_rolls_the_pods(release: Release, stack
     (pod,) = release.pods("runner")
     env = {e.name: e.value for e in pod.spec.containers[0].env}
     assert env["AGENTSTACK_RUNNER_CONCURRENCY"] == "8"
+    # The runners' autoscaler was installed with the upgrade and owns their count.
+    hpa = client.AutoscalingV2Api(release.api).read_namespaced_horizontal_pod_autoscaler(
+        f"{RELEASE}-runner", RELEASE_NAMESPACE
+    )
+    assert hpa.spec.scale_target_ref.name == f"{RELEASE}-runner"
     stacks.patch_spec("steady-0", executionState="Running")
     ticks = int(stacks.status("steady-0")["ticks"])
     stacks.wait_ticks("steady-0", ticks + 2, timeout=120)

@@ -15,7 +15,7 @@ import redis
 
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_devkit.node import BRIDGE, CGROUP_ROOT, CHAIN, run_dir
-from tests.e2e.test_dev_cluster_command import _foreground, _processes_mentioning
+from tests.e2e.test_dev_cluster_command import _foreground, _Output, _processes_mentioning
 from tests.helpers import eventually
 from tests.node.conftest import Images
 
@@ -38,6 +38,17 @@ def _left_on_the_machine() -> list[str]:
     for pid in _processes_mentioning(str(run_dir().parent)):
         left.append(f"process {pid}: {Path(f'/proc/{pid}/cmdline').read_text()!r}")
     return left
+
+
+def _interrupt(process: subprocess.Popen[str], output: _Output) -> None:
+    """Ctrl-C, as a user stops it: a clean exit (killed if it does not come)."""
+    try:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=180) == 0, output.text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=60)
 
 
 def test_dev_up_runs_the_chart_on_the_node_and_leaves_nothing(
@@ -99,11 +110,37 @@ def test_dev_up_runs_the_chart_on_the_node_and_leaves_nothing(
             assert reader.xlen(history) >= 2
         finally:
             reader.close()
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=180) == 0, output.text()[-3000:]
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=60)
+        _interrupt(process, output)
     assert not endpoints_file.exists()
     assert _left_on_the_machine() == []
+
+
+def _pods_running() -> bool:
+    """Any process in the node's pod cgroups (what a crash leaves running)."""
+    for procs in Path("/sys/fs/cgroup/pids").glob(f"{CGROUP_ROOT}/**/cgroup.procs"):
+        if procs.read_text().split():
+            return True
+    return False
+
+
+def test_dev_up_after_a_crash_clears_what_it_left_and_starts(
+    images: Images, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("GROQ_API_KEY", "OPENAI_API_KEY")}
+    env["AGENTSTACK_STATE_DIR"] = str(tmp_path / "state")
+    crashed, _output = _foreground(["up"], env, timeout=480)
+    crashed.kill()  # SIGKILL: no clean-up runs
+    crashed.wait(timeout=60)
+    # Its children die with it (PR_SET_PDEATHSIG), but not what they made: the pods
+    # (containerd's shims outlive containerd), the bridge, the chains.
+    assert _pods_running()
+    assert _left_on_the_machine()
+
+    process, output = _foreground(["up"], env, timeout=480)
+    try:
+        assert "agentstack is up" in output.text()
+    finally:
+        _interrupt(process, output)
+    assert _left_on_the_machine() == []
+    assert not _pods_running()
