@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from agentstack_core import protocol
 from agentstack_core.keys import FleetKeys, StackKeys, StackRef
@@ -19,6 +21,7 @@ from agentstack_core.protocol import Outcome, RedisClient, TickResult
 from agentstack_core.spec import DEFAULT_TEAM
 from agentstack_devkit.fakellm import FakeLLMServer, Hang
 from agentstack_devkit.processes import ManagedProcess, free_port
+from agentstack_devkit.redisserver import RedisServer
 from tests.helpers import eventually, eventually_async
 from tests.integration.conftest import RedisBackend
 from tests.integration.support import STACK, openai_spec, publish, request, wait_for_call
@@ -240,3 +243,54 @@ async def test_once_executes_one_tick_with_meaningful_exit_codes(
     )
     assert missing.returncode == 2
     assert "REDIS_URL" in missing.stderr
+
+
+def _status(port: int, path: str) -> int | None:
+    """The HTTP status of ``path`` (``None`` while nothing answers)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return None
+
+
+async def test_a_runner_started_before_redis_waits_alive_then_serves(tmp_path: Path) -> None:
+    """The chart starts the runners with the in-chart Redis: a runner that finds no
+    Redis stays alive and unready, then consumes once Redis is up — no crash loop."""
+    redis_port, metrics_port = free_port(), free_port()
+    process = ManagedProcess(
+        "early-runner",
+        [*CLI, "--metrics-port", str(metrics_port)],
+        log_path=tmp_path / "early-runner.log",
+        env={
+            **os.environ,
+            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "AGENTSTACK_RUNNER_ID": "early-runner",
+        },
+    )
+    process.start()
+    try:
+        process.wait_ready(
+            lambda: True if _status(metrics_port, "/healthz") == 200 else None, timeout=30
+        )
+        process.wait_ready(
+            lambda: True if "waiting for Redis" in process.log_tail() else None,
+            timeout=30,
+            what="waiting for Redis",
+        )
+        assert _status(metrics_port, "/readyz") == 503
+        with RedisServer(port=redis_port) as server:
+            process.wait_ready(
+                lambda: True if _status(metrics_port, "/readyz") == 200 else None, timeout=60
+            )
+            client = redis.Redis.from_url(server.url, decode_responses=True)
+            try:
+                groups = {g["name"] for g in client.xinfo_groups(FleetKeys.lane("Normal"))}
+            finally:
+                client.close()
+            assert protocol.RUNNERS_GROUP in groups
+            process.check_alive()
+    finally:
+        process.stop(timeout=15)
