@@ -311,7 +311,8 @@ def _up_node(*, data_dir: Path | None, port: int | None) -> int:
         wait_until(lambda: http_ok(f"{api_url}/readyz"), timeout=60, what="the live page")
         endpoints = state_dir() / "endpoints.env"
         parts.callback(endpoints.unlink, missing_ok=True)
-        endpoints.touch(mode=0o600)  # it holds the in-chart Redis's password
+        endpoints.touch()
+        endpoints.chmod(0o600)  # before the write: it holds the in-chart Redis's password
         endpoints.write_text(
             f"KUBECONFIG={plane.kubeconfig_path}\n"
             f"KUBECTL={kubectl_link()}\n"
