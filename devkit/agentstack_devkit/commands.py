@@ -138,19 +138,11 @@ def _foreground(command: str, setup: Setup) -> int:
 
 
 def _start_control_plane(
-    parts: contextlib.ExitStack,
-    *,
-    data_dir: Path | None,
-    port: int | None,
-    node_address: str | None = None,
+    parts: contextlib.ExitStack, *, data_dir: Path | None, port: int | None
 ) -> ControlPlane:
     kubeconfig = state_dir() / "kubeconfig"
     control_plane = ControlPlane(
-        controlplane_binaries(),
-        data_dir=data_dir,
-        apiserver_port=port,
-        kubeconfig_path=kubeconfig,
-        node_address=node_address,
+        controlplane_binaries(), data_dir=data_dir, apiserver_port=port, kubeconfig_path=kubeconfig
     )
     parts.callback(kubeconfig.unlink, missing_ok=True)
     parts.callback(control_plane.stop)
