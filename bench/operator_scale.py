@@ -102,7 +102,7 @@ from agentstack_core.keys import FleetKeys, StackKeys, StackRef
 from agentstack_core.protocol import LANES, RUNNERS_GROUP
 from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.fleet import Fleet
-from agentstack_devkit.processes import LOOPBACK, DevEnvError, ManagedProcess
+from agentstack_devkit.processes import LOOPBACK, DevEnvError, ManagedProcess, free_port
 from agentstack_devkit.redisserver import RedisServer
 from agentstack_devkit.toolchain import controlplane_binaries, find_repo_root
 
@@ -880,11 +880,47 @@ def _wait_leader(procs: Processes) -> None:
         time.sleep(0.5)
 
 
+def _naive_operator(fleet: Fleet, interval: int) -> tuple[ManagedProcess, int]:
+    """The baseline (``bench.naive_operator``), configured like ours, ready once it
+    serves its metrics."""
+    port = free_port()
+    process = ManagedProcess(
+        "operator",
+        [sys.executable, "-m", "bench.naive_operator"],
+        log_path=fleet.logs_dir / "naive-operator.log",
+        env={
+            **os.environ,
+            "KUBECONFIG": str(fleet.kubeconfig),
+            "REDIS_URL": fleet.redis_url,
+            "AGENTSTACK_METRICS_PORT": str(port),
+            "NAIVE_TICK_INTERVAL": str(interval),
+            "PYTHONUNBUFFERED": "1",
+        },
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    process.start()
+    fleet.processes.append(process)
+    process.wait_ready(
+        lambda: (
+            True
+            if "agentstack_scheduler" in http_get(f"http://{LOOPBACK}:{port}/metrics")
+            else None
+        ),
+        timeout=60,
+    )
+    return process, port
+
+
 @contextlib.contextmanager
 def environment(
-    log_dir: Path, runners: int, concurrency: int, operator_env: dict[str, str]
+    log_dir: Path,
+    runners: int,
+    concurrency: int,
+    operator_env: dict[str, str],
+    naive_interval: int | None = None,
 ) -> Iterator[tuple[Processes, ControlPlane, RedisServer]]:
-    """Control plane, Redis, CRD, one operator and the runners; all stopped on exit."""
+    """Control plane, Redis, CRD, one operator (ours, or the naive baseline when
+    ``naive_interval`` is given) and the runners; all stopped on exit."""
     with contextlib.ExitStack() as stack:
         _progress("starting the control plane (binaries are built on first use)...")
         control_plane = stack.enter_context(
@@ -898,14 +934,19 @@ def environment(
             logs_dir=log_dir / "fleet",
         )
         stack.callback(fleet.stop)
-        _progress(f"starting the operator and {runners} runner(s)...")
-        operator, port = fleet.operator(**operator_env)
+        which = "the naive baseline operator" if naive_interval else "the operator"
+        _progress(f"starting {which} and {runners} runner(s)...")
+        if naive_interval:
+            operator, port = _naive_operator(fleet, naive_interval)
+        else:
+            operator, port = fleet.operator(**operator_env)
         started = [
             fleet.runner(f"runner-{index}", AGENTSTACK_RUNNER_CONCURRENCY=str(concurrency))
             for index in range(runners)
         ]
         procs = Processes(control_plane, redis_server, operator, port, started)
-        _wait_leader(procs)
+        if not naive_interval:
+            _wait_leader(procs)
         yield procs, control_plane, redis_server
 
 
@@ -914,7 +955,8 @@ def run(args: argparse.Namespace, log_dir: Path) -> tuple[list[Measurement | Fai
     namespaces = [f"bench-{index}" for index in range(args.namespaces)]
     outcomes: list[Measurement | Failure] = []
     operator_env = dict(setting.split("=", 1) for setting in args.operator_env)
-    with environment(log_dir, args.runners, args.concurrency, operator_env) as started:
+    naive = args.interval if args.operator == "naive" else None
+    with environment(log_dir, args.runners, args.concurrency, operator_env, naive) as started:
         procs, control_plane, server = started
         api = _kube_client(control_plane.kubeconfig_path)
         reader = redis.Redis.from_url(server.url, decode_responses=True)
@@ -944,9 +986,10 @@ def run(args: argparse.Namespace, log_dir: Path) -> tuple[list[Measurement | Fai
             api.close()  # type: ignore[no-untyped-call]
     runner_labels = [process.name for process, _port in procs.runners]
     settings = ", ".join(args.operator_env) or "default settings"
+    which = "the naive Kopf baseline (bench.naive_operator)" if naive else f"ours ({settings})"
     setup = (
         f"Stacks at tickIntervalSeconds {args.interval} in {args.namespaces} namespaces; one "
-        f"operator ({settings}); {args.runners} runner(s) at concurrency "
+        f"operator: {which}; {args.runners} runner(s) at concurrency "
         f"{args.concurrency}; measured window {args.window:g} s after warm-up."
     )
     report = tables(outcomes, runner_labels) + "\n\n" + notes(outcomes, log_notes)
@@ -978,6 +1021,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         metavar="NAME=VALUE",
         help="an operator setting for an experiment (repeatable); the recorded runs use none",
+    )
+    parser.add_argument(
+        "--operator",
+        choices=("ours", "naive"),
+        default="ours",
+        help="the operator measured: ours, or the naive Kopf baseline (bench.naive_operator)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the logs, print where")
     args = parser.parse_args(argv)
