@@ -1,10 +1,12 @@
 """The chart as a user meets it: ``helm install`` on a real node, pods that really run.
 
 The tests run in order on one release (module fixture): install → every pod Ready →
-the example stack ticks in the runner pod → ``kubectl patch`` pause/resume → an
-``executor: job`` stack's Jobs complete and fold into status → the leader operator's
-pod and a runner pod deleted mid-run: the invariant checker finds no tick lost or run
-twice → ``helm upgrade`` rolls the pods → ``helm uninstall`` leaves no orphan.
+the example stack ticks in the runner pod → the PodDisruptionBudgets grant one
+eviction and refuse the next → ``kubectl patch`` pause/resume → an ``executor: job``
+stack's Jobs complete and fold into status → the leader operator's pod and the runner
+pod deleted while it holds a tick: the invariant checker finds no tick lost or run
+twice → ``helm upgrade`` rolls the pods and adds the runners' autoscaler → ``helm
+uninstall`` leaves no orphan.
 """
 
 from __future__ import annotations
