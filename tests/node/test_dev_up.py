@@ -129,7 +129,10 @@ def test_dev_up_after_a_crash_clears_what_it_left_and_starts(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("GROQ_API_KEY", "OPENAI_API_KEY")}
     env["AGENTSTACK_STATE_DIR"] = str(tmp_path / "state")
-    crashed, _output = _foreground(["up"], env, timeout=480)
+    # Its data under tmp_path: a crashed run cannot remove its own temporary directory.
+    crashed, _output = _foreground(
+        ["up", "--data-dir", str(tmp_path / "crashed")], env, timeout=480
+    )
     crashed.kill()  # SIGKILL: no clean-up runs
     crashed.wait(timeout=60)
     # Its children die with it (PR_SET_PDEATHSIG), but not what they made: the pods
