@@ -6,7 +6,6 @@ commands to try); the building blocks themselves stay silent apart from build pr
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -21,11 +20,14 @@ from agentstack_core.keys import StackKeys, StackRef
 from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.helm import (
+    API_SERVICE,
+    REDIS_SERVICE,
     RELEASE,
     RELEASE_NAMESPACE,
     Helm,
     dev_values,
     install_dev_release,
+    redis_password,
 )
 from agentstack_devkit.image import project_image, redis_image
 from agentstack_devkit.node import NodeCluster, node_binaries
@@ -252,10 +254,6 @@ def _apply_live_examples(plane: ControlPlane) -> list[str]:
     return ["groq-team"]
 
 
-API_SERVICE = f"{RELEASE}-api"
-REDIS_SERVICE = f"{RELEASE}-redis"
-
-
 def up(*, data_dir: Path | None, port: int | None, processes: bool = False) -> int:
     """The main job. On a real node by default; ``processes``: the fast process-only
     mode (no node, no image; the product runs as local processes)."""
@@ -299,7 +297,7 @@ def _up_node(*, data_dir: Path | None, port: int | None) -> int:
         )
         parts.callback(redis_forward.stop)
         api_url = f"http://{LOOPBACK}:{api_port}"
-        redis_url = f"redis://:{_redis_password(plane)}@{LOOPBACK}:{redis_port}/0"
+        redis_url = f"redis://:{redis_password(plane)}@{LOOPBACK}:{redis_port}/0"
         wait_until(lambda: http_ok(f"{api_url}/readyz"), timeout=60, what="the live page")
         endpoints = state_dir() / "endpoints.env"
         parts.callback(endpoints.unlink, missing_ok=True)
@@ -333,22 +331,6 @@ def _up_node(*, data_dir: Path | None, port: int | None) -> int:
         return banner, [*cluster.processes, api_forward, redis_forward]
 
     return _foreground("up", setup)
-
-
-def _redis_password(plane: ControlPlane) -> str:
-    """The in-chart Redis's generated password, from its Secret."""
-    shown = plane.kubectl(
-        "get",
-        "secret",
-        "--namespace",
-        RELEASE_NAMESPACE,
-        REDIS_SERVICE,
-        "-o",
-        "jsonpath={.data.redis-password}",
-    )
-    if shown.returncode != 0 or not shown.stdout:
-        raise DevEnvError(f"reading the Secret {REDIS_SERVICE}: {shown.stderr.strip()}")
-    return base64.b64decode(shown.stdout).decode()
 
 
 def _up_processes(*, data_dir: Path | None, port: int | None) -> int:

@@ -7,6 +7,7 @@ cache, configuration and data never mix with a user's own (``~/.config/helm``).
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.processes import DevEnvError
 from agentstack_devkit.toolchain import find_repo_root, helm_binary
 
@@ -74,6 +76,27 @@ class Helm:
 RELEASE = "agentstack-operator"
 RELEASE_NAMESPACE = "agentstack-system"
 INSTALL_TIMEOUT = "5m"
+API_SERVICE = f"{RELEASE}-api"
+REDIS_SERVICE = f"{RELEASE}-redis"
+"""The in-chart Redis's Service, and its Secret (key ``redis-password``)."""
+IN_CLUSTER_REDIS_URL = f"redis://{REDIS_SERVICE}.{RELEASE_NAMESPACE}.svc:6379/0"
+"""How pods in any namespace reach the in-chart Redis (as the chart's REDIS_URL says)."""
+
+
+def redis_password(plane: ControlPlane) -> str:
+    """The dev release's in-chart Redis password, from its Secret."""
+    shown = plane.kubectl(
+        "get",
+        "secret",
+        "--namespace",
+        RELEASE_NAMESPACE,
+        REDIS_SERVICE,
+        "-o",
+        "jsonpath={.data.redis-password}",
+    )
+    if shown.returncode != 0 or not shown.stdout:
+        raise DevEnvError(f"reading the Secret {REDIS_SERVICE}: {shown.stderr.strip()}")
+    return base64.b64decode(shown.stdout).decode()
 
 
 def dev_values(app_image: str, redis_image: str) -> dict[str, str]:

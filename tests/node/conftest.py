@@ -9,7 +9,6 @@ reaches them, through ``kubectl port-forward``.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,11 +19,15 @@ from kubernetes import client, config
 
 from agentstack_devkit.controlplane import PortForward
 from agentstack_devkit.helm import (
+    API_SERVICE,
+    IN_CLUSTER_REDIS_URL,
+    REDIS_SERVICE,
     RELEASE,
     RELEASE_NAMESPACE,
     Helm,
     dev_values,
     install_dev_release,
+    redis_password,
 )
 from agentstack_devkit.image import project_image, redis_image
 from agentstack_devkit.node import NodeCluster
@@ -98,20 +101,17 @@ class Release:
         return sorted(pod.metadata.name for pod in pods)
 
 
-def redis_password(api: client.ApiClient) -> str:
-    secret = client.CoreV1Api(api).read_namespaced_secret(f"{RELEASE}-redis", RELEASE_NAMESPACE)
-    return base64.b64decode(secret.data["redis-password"]).decode()
-
-
-def job_redis_secret(api: client.ApiClient, namespace: str) -> None:
+def job_redis_secret(release: Release, namespace: str) -> None:
     """What a user of ``operator.jobExecutor.redisSecretName`` creates in a stack
     namespace: the in-chart Redis's URL and password."""
-    url = f"redis://{RELEASE}-redis.{RELEASE_NAMESPACE}.svc:6379/0"
-    client.CoreV1Api(api).create_namespaced_secret(
+    client.CoreV1Api(release.api).create_namespaced_secret(
         namespace,
         client.V1Secret(
             metadata=client.V1ObjectMeta(name=JOB_REDIS_SECRET),
-            string_data={"REDIS_URL": url, "REDIS_PASSWORD": redis_password(api)},
+            string_data={
+                "REDIS_URL": IN_CLUSTER_REDIS_URL,
+                "REDIS_PASSWORD": redis_password(release.cluster.plane),
+            },
         ),
     )
 
@@ -133,17 +133,17 @@ def release(
     }
     install_dev_release(helm, values)
     api_forward, api_port = plane.port_forward(
-        RELEASE_NAMESPACE, f"svc/{RELEASE}-api", 8080, name="test-forward-api"
+        RELEASE_NAMESPACE, f"svc/{API_SERVICE}", 8080, name="test-forward-api"
     )
     redis_forward, redis_port = plane.port_forward(
-        RELEASE_NAMESPACE, f"svc/{RELEASE}-redis", 6379, name="test-forward-redis"
+        RELEASE_NAMESPACE, f"svc/{REDIS_SERVICE}", 6379, name="test-forward-redis"
     )
     installed = Release(
         cluster=node_cluster,
         helm=helm,
         api=node_api,
         values=values,
-        redis_url=f"redis://:{redis_password(node_api)}@127.0.0.1:{redis_port}/0",
+        redis_url=f"redis://:{redis_password(plane)}@127.0.0.1:{redis_port}/0",
         api_url=f"http://127.0.0.1:{api_port}",
         forwards=[api_forward, redis_forward],
     )

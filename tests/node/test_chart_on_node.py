@@ -24,7 +24,12 @@ from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_devkit.fakellm import FakeLLMServer
-from agentstack_devkit.helm import RELEASE, RELEASE_NAMESPACE, install_dev_release
+from agentstack_devkit.helm import (
+    API_SERVICE,
+    RELEASE,
+    RELEASE_NAMESPACE,
+    install_dev_release,
+)
 from agentstack_devkit.node import GATEWAY
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually, gone
@@ -46,7 +51,7 @@ COMPONENTS = ("operator", "runner", "api", "redis")
 def stacks(release: Release) -> Iterator[Stacks]:
     core = client.CoreV1Api(release.api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
-    job_redis_secret(release.api, NAMESPACE)
+    job_redis_secret(release, NAMESPACE)
     reader = release.reader()
     try:
         yield Stacks(release.api, NAMESPACE, reader)
@@ -361,4 +366,4 @@ def test_helm_uninstall_leaves_no_orphan(release: Release, stacks: Stacks) -> No
     assert not leases.items, [lease.metadata.name for lease in leases.items]
     assert not core.list_namespaced_secret(RELEASE_NAMESPACE).items
     with pytest.raises(ApiException):
-        core.read_namespaced_service(f"{RELEASE}-api", RELEASE_NAMESPACE)
+        core.read_namespaced_service(API_SERVICE, RELEASE_NAMESPACE)
