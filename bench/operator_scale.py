@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 import os
 import re
@@ -467,9 +468,9 @@ def wait_for(
             return
         now = time.monotonic()
         if now >= deadline:
-            raise BenchError(f"warm-up: {done} of {target} stacks {what} in time")
+            raise BenchError(f"warm-up: {done} of {target} {what} in time")
         if now - last_report >= 10:
-            _progress(f"  {done} of {target} stacks {what}...")
+            _progress(f"  {done} of {target} {what}...")
             last_report = now
         time.sleep(1.0)
 
@@ -482,6 +483,8 @@ class Measurement:
     stacks: int
     values: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    name: str = ""
+    """The row's label when it is not just the fleet size (``--compare``)."""
 
 
 @dataclass(frozen=True)
@@ -489,6 +492,7 @@ class Failure:
     stacks: int
     error: str
     notes: list[str]
+    name: str = ""
 
 
 def _is_write(labels: dict[str, str]) -> bool:
@@ -596,6 +600,8 @@ def evaluate(stacks: int, interval: int, before: Snapshot, after: Snapshot) -> M
         "cpu_machine": 100 * machine / seconds,
     }
     values.update({f"cpu_{label}": 100 * used / seconds for label, used in cpu.items()})
+    values["operator_cpu_per_1000"] = cpu["operator"] * 1000 * per_tick
+    values["apiserver_cpu_per_tick"] = cpu["kube-apiserver"] * per_tick
     notes = _window_notes(ticks, after, before, events)
     return Measurement(stacks=stacks, values=values, notes=notes)
 
@@ -644,15 +650,52 @@ def measure(
     notes.append(f"created {len(new)} stacks in {took:.1f} s ({len(new) / took:.0f}/s)")
     warm_from = time.monotonic()
     deadline = warm_from + max(120.0, 0.3 * len(refs))
-    wait_for("ticked (Redis)", lambda: ticked_in_redis(reader, refs), len(refs), deadline, procs)
+    wait_for(
+        "stacks ticked (Redis)", lambda: ticked_in_redis(reader, refs), len(refs), deadline, procs
+    )
     in_redis = time.monotonic() - warm_from
-    wait_for("ticked (status)", lambda: ticked_in_status(api, refs), len(refs), deadline, procs)
+    wait_for(
+        "stacks ticked (status)", lambda: ticked_in_status(api, refs), len(refs), deadline, procs
+    )
     warm = time.monotonic() - warm_from
     notes.append(
         f"warm-up: every stack ticked {in_redis:.0f} s after creation (Redis), "
         f"and showed it in status after {warm:.0f} s"
     )
     _progress(f"  warm after {warm:.0f} s; measuring {window:g} s...")
+    return measure_window(procs, reader, len(refs), window, interval, notes)
+
+
+def measure_naive(
+    procs: Processes, reader: redis.Redis, stacks: int, window: float, interval: int
+) -> Measurement:
+    """The naive operator on the stacks already there: warm once every stack's timer
+    has fired twice (Kopf starts them one by one), then one window."""
+    url = f"http://{LOOPBACK}:{procs.operator_port}/metrics"
+    name = "agentstack_scheduler_ticks_dispatched_total"
+    warm_from = time.monotonic()
+    wait_for(
+        "timer firings (two per stack)",
+        lambda: int(Metrics.parse(http_get(url), name).total(name)),
+        2 * stacks,
+        warm_from + max(120.0, 0.3 * stacks) + 2 * interval,
+        procs,
+    )
+    warm = time.monotonic() - warm_from
+    _progress(f"  warm after {warm:.0f} s; measuring {window:g} s...")
+    notes = [f"warm-up: every timer fired twice (on average) {warm:.0f} s after the start"]
+    return measure_window(procs, reader, stacks, window, interval, notes)
+
+
+def measure_window(
+    procs: Processes,
+    reader: redis.Redis,
+    stacks: int,
+    window: float,
+    interval: int,
+    notes: list[str],
+) -> Measurement:
+    """One measured window over a warm fleet of ``stacks``."""
     logs = {label: p.log_path for label, p in procs.by_label().items() if label in procs.ours}
     offsets = {label: log_size(path) for label, path in logs.items()}
     assert procs.operator.pid is not None
@@ -667,7 +710,7 @@ def measure(
             time.sleep(min(1.0, end - now))
     after = snapshot(procs)
     lag, pending = queue_depth(reader)
-    result = evaluate(len(refs), interval, before, after)
+    result = evaluate(stacks, interval, before, after)
     result.values.update(
         {
             "queue_max": max(queue_max, lag),
@@ -777,6 +820,8 @@ def tables(outcomes: Sequence[Measurement | Failure], runner_labels: Sequence[st
         ("cpu_driver", "driver", _cpu),
         ("cpu_other", "other", _cpu),
         ("cpu_machine", "machine (of 200 %)", _cpu),
+        ("operator_cpu_per_1000", "operator CPU per 1,000 ticks", _seconds),
+        ("apiserver_cpu_per_tick", "kube-apiserver CPU per tick", _seconds),
         ("operator_rss_start", "operator RSS at start", _mib),
         ("operator_rss", "operator RSS at end", _mib),
     ]
@@ -800,7 +845,7 @@ def _table(outcomes: Sequence[Measurement | Failure], columns: Sequence[Column])
             cells = [f"**failed**: {m.error}"] + [""] * (len(columns) - 1)
         else:
             cells = [fmt(m.values.get(key, math.nan)) for key, _title, fmt in columns]
-        rows.append(f"| {m.stacks} | " + " | ".join(cells) + " |")
+        rows.append(f"| {m.name or m.stacks} | " + " | ".join(cells) + " |")
     if len(measured) >= 2:
         base, top = measured[0], measured[-1]
         cells = []
@@ -808,14 +853,15 @@ def _table(outcomes: Sequence[Measurement | Failure], columns: Sequence[Column])
             a, b = base.values.get(key, math.nan), top.values.get(key, math.nan)
             ok = not (math.isnan(a) or math.isnan(b)) and a > 0
             cells.append(f"{b / a:.2f}x" if ok else "-")
-        rows.append(f"| **{top.stacks} vs {base.stacks}** | " + " | ".join(cells) + " |")
+        title = f"{top.name or top.stacks} vs {base.name or base.stacks}"
+        rows.append(f"| **{title}** | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
 def notes(outcomes: Sequence[Measurement | Failure], log_notes: Sequence[str]) -> str:
     lines: list[str] = []
     for m in outcomes:
-        lines.append(f"- {m.stacks} stacks:")
+        lines.append(f"- {m.name or m.stacks} stacks:")
         lines.extend(f"    - {note}" for note in m.notes)
     lines.extend(log_notes)
     return "\n".join(lines)
@@ -880,35 +926,60 @@ def _wait_leader(procs: Processes) -> None:
         time.sleep(0.5)
 
 
-def _naive_operator(fleet: Fleet, interval: int) -> tuple[ManagedProcess, int]:
-    """The baseline (``bench.naive_operator``), configured like ours, ready once it
-    serves its metrics."""
+def _bench_process(
+    fleet: Fleet, name: str, module: str, port_variable: str, metric: str, **env: str
+) -> tuple[ManagedProcess, int]:
+    """``python -m bench.<module>`` configured like the product's processes, ready once
+    its metrics page shows ``metric``."""
     port = free_port()
     process = ManagedProcess(
-        "operator",
-        [sys.executable, "-m", "bench.naive_operator"],
-        log_path=fleet.logs_dir / "naive-operator.log",
+        name,
+        [sys.executable, "-m", f"bench.{module}"],
+        log_path=fleet.logs_dir / f"{name}-{module}.log",
         env={
             **os.environ,
             "KUBECONFIG": str(fleet.kubeconfig),
             "REDIS_URL": fleet.redis_url,
-            "AGENTSTACK_METRICS_PORT": str(port),
-            "NAIVE_TICK_INTERVAL": str(interval),
+            port_variable: str(port),
             "PYTHONUNBUFFERED": "1",
+            **env,
         },
         cwd=Path(__file__).resolve().parents[1],
     )
     process.start()
     fleet.processes.append(process)
-    process.wait_ready(
-        lambda: (
-            True
-            if "agentstack_scheduler" in http_get(f"http://{LOOPBACK}:{port}/metrics")
-            else None
-        ),
-        timeout=60,
-    )
+
+    def ready() -> bool | None:
+        with contextlib.suppress(OSError):
+            return True if metric in http_get(f"http://{LOOPBACK}:{port}/metrics") else None
+        return None
+
+    process.wait_ready(ready, timeout=60)
     return process, port
+
+
+def _naive_operator(fleet: Fleet, interval: int) -> tuple[ManagedProcess, int]:
+    """The baseline (``bench.naive_operator``)."""
+    return _bench_process(
+        fleet,
+        "operator",
+        "naive_operator",
+        "AGENTSTACK_METRICS_PORT",
+        "agentstack_scheduler",
+        NAIVE_TICK_INTERVAL=str(interval),
+    )
+
+
+def _consumer(fleet: Fleet, name: str) -> tuple[ManagedProcess, int]:
+    """A minimal tick consumer instead of a runner (``bench.ack_consumer``)."""
+    return _bench_process(
+        fleet,
+        name,
+        "ack_consumer",
+        "AGENTSTACK_RUNNER_METRICS_PORT",
+        "agentstack_runner_queue_lag",
+        AGENTSTACK_RUNNER_ID=name,
+    )
 
 
 @contextlib.contextmanager
@@ -918,9 +989,11 @@ def environment(
     concurrency: int,
     operator_env: dict[str, str],
     naive_interval: int | None = None,
-) -> Iterator[tuple[Processes, ControlPlane, RedisServer]]:
+    consumer: str = "runners",
+) -> Iterator[tuple[Processes, ControlPlane, RedisServer, Fleet]]:
     """Control plane, Redis, CRD, one operator (ours, or the naive baseline when
-    ``naive_interval`` is given) and the runners; all stopped on exit."""
+    ``naive_interval`` is given) and the runners (or minimal consumers); all stopped
+    on exit."""
     with contextlib.ExitStack() as stack:
         _progress("starting the control plane (binaries are built on first use)...")
         control_plane = stack.enter_context(
@@ -935,29 +1008,59 @@ def environment(
         )
         stack.callback(fleet.stop)
         which = "the naive baseline operator" if naive_interval else "the operator"
-        _progress(f"starting {which} and {runners} runner(s)...")
+        _progress(f"starting {which} and {runners} {consumer}...")
         if naive_interval:
             operator, port = _naive_operator(fleet, naive_interval)
         else:
             operator, port = fleet.operator(**operator_env)
-        started = [
-            fleet.runner(f"runner-{index}", AGENTSTACK_RUNNER_CONCURRENCY=str(concurrency))
-            for index in range(runners)
-        ]
+        if consumer == "ack":
+            started = [_consumer(fleet, f"ack-{index}") for index in range(runners)]
+        else:
+            started = [
+                fleet.runner(f"runner-{index}", AGENTSTACK_RUNNER_CONCURRENCY=str(concurrency))
+                for index in range(runners)
+            ]
         procs = Processes(control_plane, redis_server, operator, port, started)
         if not naive_interval:
             _wait_leader(procs)
-        yield procs, control_plane, redis_server
+        yield procs, control_plane, redis_server, fleet
+
+
+def _measure_naive_after(
+    procs: Processes, fleet: Fleet, reader: redis.Redis, args: argparse.Namespace
+) -> Measurement | Failure:
+    """``--compare``: stop ours, start the naive operator on the same stacks, control
+    plane, Redis and consumers, and measure it the same way."""
+    _progress("stopping our operator; starting the naive Kopf operator on the same stacks...")
+    procs.operator.stop(timeout=20)
+    fleet.processes.remove(procs.operator)
+    procs.operator, procs.operator_port = _naive_operator(fleet, args.interval)
+    name = f"{args.stacks}, naive"
+    try:
+        result = measure_naive(procs, reader, args.stacks, args.window, args.interval)
+    except (BenchError, DevEnvError) as exc:
+        error = str(exc).splitlines()[0]
+        _progress(f"  failed: {error}")
+        return Failure(args.stacks, error, [], name=name)
+    result.name = name
+    return result
 
 
 def run(args: argparse.Namespace, log_dir: Path) -> tuple[list[Measurement | Failure], str]:
-    sizes = [args.baseline, args.stacks] if args.baseline < args.stacks else [args.stacks]
+    compare = args.compare
+    sizes = (
+        [args.baseline, args.stacks]
+        if args.baseline < args.stacks and not compare
+        else [args.stacks]
+    )
     namespaces = [f"bench-{index}" for index in range(args.namespaces)]
     outcomes: list[Measurement | Failure] = []
     operator_env = dict(setting.split("=", 1) for setting in args.operator_env)
-    naive = args.interval if args.operator == "naive" else None
-    with environment(log_dir, args.runners, args.concurrency, operator_env, naive) as started:
-        procs, control_plane, server = started
+    naive = args.interval if args.operator == "naive" and not compare else None
+    with environment(
+        log_dir, args.runners, args.concurrency, operator_env, naive, args.consumer
+    ) as started:
+        procs, control_plane, server, fleet = started
         api = _kube_client(control_plane.kubeconfig_path)
         reader = redis.Redis.from_url(server.url, decode_responses=True)
         try:
@@ -980,6 +1083,9 @@ def run(args: argparse.Namespace, log_dir: Path) -> tuple[list[Measurement | Fai
                     _progress(f"  failed: {error}")
                     outcomes.append(Failure(size, error, []))
                     procs.check_alive()  # a dead process ends the run; a slow warm-up not
+            if compare:
+                outcomes[-1] = dataclasses.replace(outcomes[-1], name=f"{args.stacks}, ours")
+                outcomes.append(_measure_naive_after(procs, fleet, reader, args))
             log_notes = _logs_report(procs)
         finally:
             reader.close()
@@ -987,10 +1093,16 @@ def run(args: argparse.Namespace, log_dir: Path) -> tuple[list[Measurement | Fai
     runner_labels = [process.name for process, _port in procs.runners]
     settings = ", ".join(args.operator_env) or "default settings"
     which = "the naive Kopf baseline (bench.naive_operator)" if naive else f"ours ({settings})"
+    if compare:
+        which += ", then on the same stacks the naive Kopf baseline (bench.naive_operator)"
+    consumers = (
+        f"{args.runners} minimal consumer(s) (bench.ack_consumer)"
+        if args.consumer == "ack"
+        else f"{args.runners} runner(s) at concurrency {args.concurrency}"
+    )
     setup = (
         f"Stacks at tickIntervalSeconds {args.interval} in {args.namespaces} namespaces; one "
-        f"operator: {which}; {args.runners} runner(s) at concurrency "
-        f"{args.concurrency}; measured window {args.window:g} s after warm-up."
+        f"operator: {which}; {consumers}; measured window {args.window:g} s after warm-up."
     )
     report = tables(outcomes, runner_labels) + "\n\n" + notes(outcomes, log_notes)
     return outcomes, f"{setup}\n\n{report}"
@@ -1027,6 +1139,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=("ours", "naive"),
         default="ours",
         help="the operator measured: ours, or the naive Kopf baseline (bench.naive_operator)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="measure ours at --stacks, then the naive Kopf operator on the same stacks",
+    )
+    parser.add_argument(
+        "--consumer",
+        choices=("runners", "ack"),
+        default="runners",
+        help="what executes ticks: real runners, or minimal consumers that only record "
+        "and acknowledge them (bench.ack_consumer), to measure the operator alone",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the logs, print where")
     args = parser.parse_args(argv)
