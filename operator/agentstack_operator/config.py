@@ -8,9 +8,11 @@ holds it; ``AGENTSTACK_LEASE_NAME`` (``agentstack-operator``) — its name (one 
 installation). ``AGENTSTACK_LEASE_SECONDS`` (15) — how long a silent leader keeps the lease.
 ``AGENTSTACK_STATUS_MIN_INTERVAL`` (10 s) — per-stack minimum time between routine status
 writes (condition changes go out at once). ``AGENTSTACK_STATUS_WRITES_PER_SECOND``
-(50) — fleet-wide cap on status writes. ``AGENTSTACK_DISPATCH_BATCH`` (500) — ticks
-per pipelined dispatch. ``AGENTSTACK_METRICS_PORT`` (9101; 0 = off). For the Job
-executor: ``AGENTSTACK_RUNNER_IMAGE`` (``agentstack-operator:latest``),
+(20) — fleet-wide cap on status writes; past it, the stalest statuses go first, so a
+big fleet's routine status is rewritten every ticking stacks ÷ cap seconds.
+``AGENTSTACK_DISPATCH_BATCH`` (500) — ticks per pipelined dispatch.
+``AGENTSTACK_METRICS_PORT`` (9101; 0 = off). For the Job executor:
+``AGENTSTACK_RUNNER_IMAGE`` (``agentstack-operator:latest``),
 ``AGENTSTACK_RUNNER_SERVICE_ACCOUNT`` (empty: the namespace default),
 ``AGENTSTACK_JOB_REDIS_SECRET`` (empty) — a Secret that must exist in every namespace
 whose stacks use the Job executor, with the key ``REDIS_URL`` (and, optionally,
@@ -48,7 +50,7 @@ class OperatorConfig:
     lease_name: str = "agentstack-operator"
     lease_seconds: float = 15.0
     status_min_interval: float = 10.0
-    status_writes_per_second: float = 50.0
+    status_writes_per_second: float = 20.0
     dispatch_batch: int = 500
     metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod
     metrics_port: int = 9101

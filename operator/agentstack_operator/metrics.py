@@ -41,4 +41,9 @@ STATUS_WRITES = Counter(
 EVENTS = Counter(
     "agentstack_operator_events_total", "Kubernetes Events posted, by reason.", ["reason"]
 )
+STATUS_AGE = Gauge(
+    "agentstack_operator_status_age_seconds",
+    "Age of the oldest status replaced by the last batch of routine status writes: how "
+    "stale a stack's status gets before it is rewritten.",
+)
 LEADER = Gauge("agentstack_operator_leader", "1 while this replica holds the leader lease.")

@@ -87,6 +87,6 @@ async def run_operator(config: OperatorConfig) -> int:
         if http is not None:
             await http.cleanup()
         await redis.aclose()
-        kube.api.close()  # type: ignore[no-untyped-call]
+        await kube.close()
         logger.info("operator stopped after %.0fs", time.monotonic() - started)
     return 1 if failed else 0

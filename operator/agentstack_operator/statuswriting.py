@@ -7,16 +7,22 @@ Data flow::
                                                                     │ 0.2 s, or at once
                                                                     │ on an urgent mark
                                                                     ▼
-    ready = urgent, or not written for status_min_interval ──► WriteBudget (token
-          bucket, status_writes_per_second) ──► PATCH /status (StatusSink), then the
-          fleet gauges
+    ready = urgent, or not written for min_interval ──► WriteBudget (token
+          bucket, status_writes_per_second) ──► PATCH /status (StatusSink), then (every
+          few seconds) the fleet gauges
 
 Status is a function of the record (:func:`.stackstate.status_for`), so a write sends
 the record as it stands and many changes in between fold into one write. That is what
-keeps the API server's write load flat: at most one routine write per stack every
-``status_min_interval`` seconds and at most ``status_writes_per_second`` across the
-fleet, however often stacks tick. Condition changes are urgent: they skip the
-per-stack interval (and go first), never the fleet-wide budget.
+keeps the API server's write load flat: at most ``status_writes_per_second`` across
+the fleet, however many stacks there are and however often they tick. Routine
+changes (a tick's counters) of one stack are written at most every
+``status_min_interval``; when more stacks are waiting than the budget lets through,
+the ones whose status is oldest go first, so the budget goes round the fleet and a
+stack's status is rewritten every *waiting stacks ÷ budget* seconds (1,000 ticking
+stacks at 20 writes/s: every 50 s). So freshness, not the write rate, gives way as a
+fleet grows — the live values are in Redis and the read API anyway — and the
+``agentstack_operator_status_age_seconds`` gauge shows by how much. Condition changes
+are urgent: they skip the interval (and go first), never the fleet-wide budget.
 
 A write races the loops that change records: the record's revision is taken before
 the body is built, and a record that changed meanwhile stays dirty for the next round.
@@ -31,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence, Sized
@@ -46,6 +53,8 @@ STATUS_CONCURRENCY = 8
 """Status patches in flight at once."""
 STATUS_POLL_SECONDS = 0.2
 """How long routine changes wait to be batched; an urgent mark wakes the writer."""
+GAUGE_SECONDS = 5.0
+"""How often the fleet gauges are recounted (a walk over every record: not per batch)."""
 PHASES = ("Running", "Paused", "Stopped", "Invalid", "Waiting", "Degraded", "BudgetExceeded")
 """Every phase the ``agentstack_stacks`` gauge reports, zeros included."""
 
@@ -111,8 +120,10 @@ class StatusWriter:
         self.clock = clock
         self.dirty: set[str] = set()
         """Keys of records whose status differs from what was last written."""
+        self.monotonic = monotonic
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(STATUS_CONCURRENCY)
+        self._gauges_at = -math.inf
 
     def mark(self, record: StackRecord, *, urgent: bool) -> None:
         """The record changed: write its status (at once when ``urgent``)."""
@@ -150,8 +161,12 @@ class StatusWriter:
         if not batch:
             return
         self.budget.spend(len(batch))
+        routine = [r.last_status_write for r in batch if not r.urgent and r.last_status_write]
+        if routine:
+            metrics.STATUS_AGE.set(now - min(routine))
         await asyncio.gather(*(self._write(record, now) for record in batch))
-        self.update_gauges()
+        if self.monotonic() - self._gauges_at >= GAUGE_SECONDS:
+            self.update_gauges()
 
     async def _write(self, record: StackRecord, now: float) -> None:
         revision = record.revision
@@ -172,6 +187,7 @@ class StatusWriter:
             self.dirty.discard(record.key)
 
     def update_gauges(self) -> None:
+        self._gauges_at = self.monotonic()
         phases = Counter(phase_for(record) for record in self.records.values())
         for phase in PHASES:
             metrics.STACKS.labels(phase).set(phases.get(phase, 0))
@@ -182,6 +198,7 @@ def clear_fleet_gauges() -> None:
     """A standby's fleet gauges would be stale: only the leader reports them."""
     metrics.STACKS.clear()
     metrics.SCHEDULED.set(0)
+    metrics.STATUS_AGE.set(0)
 
 
 class LeaderEvents:

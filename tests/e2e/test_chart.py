@@ -1316,7 +1316,7 @@ def test_install_creates_the_release_with_least_privilege_and_uninstall_removes_
             "AGENTSTACK_WATCH_NAMESPACES": "",
             "AGENTSTACK_LEASE_SECONDS": "15",
             "AGENTSTACK_STATUS_MIN_INTERVAL": "10",
-            "AGENTSTACK_STATUS_WRITES_PER_SECOND": "50",
+            "AGENTSTACK_STATUS_WRITES_PER_SECOND": "20",
             "AGENTSTACK_DISPATCH_BATCH": "500",
             "AGENTSTACK_METRICS_PORT": "9101",
             "AGENTSTACK_RUNNER_IMAGE": "agentstack-operator:0.1.0",

@@ -4,9 +4,12 @@ once), within a fleet-wide budget; and Events, from the leader only."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentstack_core.keys import StackRef
 from agentstack_operator import statuswriting
@@ -176,3 +179,72 @@ async def test_only_the_leader_posts_events() -> None:
     await events.post(record, said)
     assert kube.events == [(record.ref, "Paused", False), (record.ref, "Degraded", True)]
     assert sample("agentstack_operator_events_total", reason="Degraded") == before + 1
+
+
+@pytest.mark.asyncio
+async def test_a_fleet_bigger_than_the_budget_goes_round_it_stalest_first() -> None:
+    """40 ticking stacks, 2 writes a second: each stack's status is rewritten every
+    20 s (not every 10 s, the minimum), in turn, and the age gauge says so."""
+    writing = Writing(indexed(*(f"s{n:02}" for n in range(40))), rate=2.0)
+    written: dict[str, list[float]] = {}
+    for _second in range(100):
+        for key in await writing.written():
+            written.setdefault(key, []).append(writing.clock.now)
+        writing.mark_all(urgent=False)  # every stack ticked again
+        writing.clock.now += 1.0
+        writing.monotonic.now += 1.0
+    gaps = {b - a for times in written.values() for a, b in itertools.pairwise(times)}
+    assert len(written) == 40
+    assert gaps == {20.0}
+    assert sample("agentstack_operator_status_age_seconds") == 20.0
+
+
+@pytest.mark.asyncio
+async def test_the_fleet_gauges_are_recounted_every_few_seconds_not_every_batch() -> None:
+    index = indexed("a")
+    writing = Writing(index)
+    await writing.writer.write_due()
+    assert sample("agentstack_stacks", phase="Running") == 1
+    writing.writer.mark(index.observe(manifest("b")).record, urgent=True)
+    writing.monotonic.now += 1.0
+    assert await writing.written() == ["team/b"]
+    assert sample("agentstack_stacks", phase="Running") == 1  # not recounted yet
+    writing.writer.mark(index["team/b"], urgent=True)
+    writing.monotonic.now += statuswriting.GAUGE_SECONDS
+    assert await writing.written() == ["team/b"]
+    assert sample("agentstack_stacks", phase="Running") == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    stacks=st.integers(1, 60),
+    rate=st.sampled_from([0.5, 1.0, 2.0, 5.0, 20.0]),
+    steps=st.lists(st.tuples(st.floats(0.05, 7.0), st.booleans()), min_size=1, max_size=60),
+)
+def test_writes_never_exceed_the_budget_nor_come_faster_than_the_interval(
+    stacks: int, rate: float, steps: list[tuple[float, bool]]
+) -> None:
+    """Whatever the fleet size, budget and timing: writes over any run stay within the
+    token bucket (a burst of its capacity, then ``rate`` a second), and a stack's
+    routine writes are at least the minimum interval apart."""
+
+    async def run() -> None:
+        writing = Writing(indexed(*(f"s{n}" for n in range(stacks))), rate=rate)
+        start = writing.monotonic.now
+        written_at: dict[str, float] = {}
+        total = 0
+        for advance, routine in steps:
+            if routine:
+                writing.mark_all(urgent=False)
+            keys = await writing.written()
+            for key in keys:
+                if key in written_at:
+                    assert writing.clock.now - written_at[key] >= writing.writer.min_interval
+                written_at[key] = writing.clock.now
+            total += len(keys)
+            elapsed = writing.monotonic.now - start
+            assert total <= writing.writer.budget.capacity + rate * elapsed
+            writing.monotonic.now += advance
+            writing.clock.now += advance
+
+    asyncio.run(run())
