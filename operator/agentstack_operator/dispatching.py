@@ -13,7 +13,11 @@ Data flow::
 One loop serves the whole fleet instead of a timer per stack, and a batch of due
 ticks costs one round trip to Redis. Between batches the loop sleeps until the
 earliest due time, or until a reschedule wakes it (a new stack must not wait for the
-sleep to run out).
+sleep to run out) — but never less than :data:`DISPATCH_GAP_SECONDS` after the previous
+batch: on a big fleet a tick falls due every few hundred microseconds, and a batch per
+due tick would spend the operator's CPU on round trips (measured at 1,000 stacks:
+most of the dispatcher's time was in socket writes). Ticks due within the gap go out
+together, a few milliseconds late at most.
 
 Tick ids come from the stack's slot on its grid (:mod:`.scheduling`), so a tick sent
 twice (a restart, a second replica during a failover) is the same tick and runs once.
@@ -56,6 +60,8 @@ JOB_CONCURRENCY = 8
 IDLE_WAKE_SECONDS = 1.0
 """Longest sleep between looks at the heap, so a clock jump is noticed soon."""
 QUEUE_DEPTH_SECONDS = 5.0
+DISPATCH_GAP_SECONDS = 0.02
+"""Shortest time between two batches (the most a tick waits for the next batch)."""
 SEND_RETRY_SECONDS = 1.0
 """How soon ticks that could not be sent are tried again (same slot, same tick id)."""
 
@@ -136,6 +142,8 @@ class Dispatcher:
         config: OperatorConfig,
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.records = records
@@ -146,8 +154,12 @@ class Dispatcher:
         self.jobs = jobs
         self.config = config
         self.clock = clock
+        self.monotonic = monotonic
+        self.sleep = sleep
         self.heap = TimingHeap()
         self._wake = asyncio.Event()
+        self._batch_at = -DISPATCH_GAP_SECONDS
+        """When the last batch went out (monotonic)."""
 
     # -- the schedule ----------------------------------------------------------------------
 
@@ -187,11 +199,15 @@ class Dispatcher:
 
     async def step(self) -> None:
         """Send one batch of due ticks, or sleep until the next is due."""
+        gap = self._batch_at + DISPATCH_GAP_SECONDS - self.monotonic()
+        if gap > 0:
+            await self.sleep(gap)
         now = self.clock()
         due = self.heap.pop_due(now, self.config.dispatch_batch)
         if not due:
             await self._sleep_until(self.heap.peek())
             return
+        self._batch_at = self.monotonic()
         await self.dispatch(due, now)
 
     async def _sleep_until(self, due: float | None) -> None:

@@ -16,8 +16,13 @@ Data flow::
                                 ▼ mark dirty (status writer), then XACK
 
 Results are acknowledged only after they are folded, so a leader that dies mid-batch
-leaves them pending and the next leader claims them: a result recorded is a result
-folded. Folding is idempotent — a result folded twice, or late, changes nothing —
+leaves them pending and the next leader claims them (a look for such results every
+:data:`RESULTS_CLAIM_EVERY` seconds): a result recorded is a result folded. Results of
+a big fleet arrive one by one, a few hundred a second; the folder reads them in
+batches, waiting :data:`RESULTS_GATHER_SECONDS` after a short one, so that the round
+trips per batch (read, counters, acknowledge) are not paid per result.
+
+Folding is idempotent — a result folded twice, or late, changes nothing —
 because counters are never summed from results: the atomic finish of each tick keeps
 them (ticks, tokens, consecutive failures and idle ticks) in the stack's usage hash,
 the one source of truth budgets are enforced against, and the folder copies them. A
@@ -28,6 +33,7 @@ it is counted once and folded like any other.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -58,6 +64,10 @@ RESULTS_BLOCK_MS = 1000
 RESULTS_BATCH = 1000
 RESULTS_CLAIM_IDLE = 30.0
 """Seconds a result may sit unacknowledged before a (new) leader claims it."""
+RESULTS_CLAIM_EVERY = 5.0
+"""Seconds between looks for such results (at once on the first read)."""
+RESULTS_GATHER_SECONDS = 0.1
+"""How long the folder lets results gather after a batch smaller than RESULTS_BATCH."""
 
 
 class ResultStream(Protocol):
@@ -105,33 +115,27 @@ class RedisResults:
     def __init__(self, redis: RedisClient, consumer: str) -> None:
         self.redis: Any = redis  # see RedisClient: redis-py's annotations don't fit
         self.consumer = consumer
+        self._claim_at = 0.0
+        """When to look for results nobody acknowledged next (monotonic)."""
 
     async def receive(self) -> list[tuple[str, TickResult]]:
         try:
-            # Results a previous leader received but never acknowledged come first.
-            _cursor, claimed, *_ = await self.redis.xautoclaim(
-                FleetKeys.results,
-                protocol.OPERATOR_GROUP,
-                self.consumer,
-                int(RESULTS_CLAIM_IDLE * 1000),
-                "0-0",
-                count=RESULTS_BATCH,
-            )
+            entries = await self._claim() if time.monotonic() >= self._claim_at else []
+            if not entries:
+                reply = await self.redis.xreadgroup(
+                    protocol.OPERATOR_GROUP,
+                    self.consumer,
+                    {FleetKeys.results: ">"},
+                    count=RESULTS_BATCH,
+                    block=RESULTS_BLOCK_MS,
+                )
+                entries = [entry for _stream, batch in reply or [] for entry in batch]
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             await protocol.ensure_groups(self.redis)  # Redis was flushed or replaced
+            self._claim_at = 0.0
             return []
-        entries = [(entry_id, fields) for entry_id, fields in claimed if fields]
-        if not entries:
-            reply = await self.redis.xreadgroup(
-                protocol.OPERATOR_GROUP,
-                self.consumer,
-                {FleetKeys.results: ">"},
-                count=RESULTS_BATCH,
-                block=RESULTS_BLOCK_MS,
-            )
-            entries = [entry for _stream, batch in reply or [] for entry in batch]
         decoded: list[tuple[str, TickResult]] = []
         for entry_id, fields in entries:
             try:
@@ -142,6 +146,22 @@ class RedisResults:
                 logger.error("undecodable result %s (%s): %r", entry_id, exc, fields)
                 await self.acknowledge([entry_id])
         return decoded
+
+    async def _claim(self) -> list[tuple[str, dict[str, str]]]:
+        """Results a previous leader received but never acknowledged; once there are
+        none left, the next look is :data:`RESULTS_CLAIM_EVERY` seconds away."""
+        _cursor, claimed, *_ = await self.redis.xautoclaim(
+            FleetKeys.results,
+            protocol.OPERATOR_GROUP,
+            self.consumer,
+            int(RESULTS_CLAIM_IDLE * 1000),
+            "0-0",
+            count=RESULTS_BATCH,
+        )
+        entries = [(entry_id, fields) for entry_id, fields in claimed if fields]
+        if not entries:
+            self._claim_at = time.monotonic() + RESULTS_CLAIM_EVERY
+        return entries
 
     async def acknowledge(self, entry_ids: Sequence[str]) -> None:
         await self.redis.xack(FleetKeys.results, protocol.OPERATOR_GROUP, *entry_ids)
@@ -192,6 +212,8 @@ class ResultFolder:
             return
         await self.fold([result for _entry_id, result in entries])
         await self.stream.acknowledge([entry_id for entry_id, _result in entries])
+        if len(entries) < RESULTS_BATCH:
+            await asyncio.sleep(RESULTS_GATHER_SECONDS)
 
     async def fold(self, results: Sequence[TickResult]) -> None:
         """Fold a batch of results into the index (and reschedule on back-off changes)."""

@@ -222,3 +222,33 @@ async def test_ticks_that_could_not_be_sent_are_retried_under_their_own_slot() -
     clock.now = record.next_due or clock.now
     await dispatcher.step()
     assert [r.slot for r in lanes.sent] == [round((slot or 0) * 1000)]  # ... once sent
+
+
+@pytest.mark.asyncio
+async def test_ticks_falling_due_within_the_gap_after_a_batch_go_out_together() -> None:
+    """A batch per due tick would cost a round trip each: after a batch, the next one
+    waits out the gap, and takes everything due by then."""
+    index = indexed("a", "b", "c")
+    lanes, kube, clock, monotonic = FakeLanes(), FakeKube(), Clock(), Clock(0.0)
+    pauses: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # time passes only when someone waits
+        pauses.append(seconds)
+        clock.now += seconds
+        monotonic.now += seconds
+
+    dispatcher = Dispatcher(
+        index, lanes, kube, OperatorConfig(), clock=clock, monotonic=monotonic, sleep=sleep
+    )
+    dispatcher.reschedule(index["team/a"], "start")
+    await dispatcher.step()
+    assert [str(r.stack) for r in lanes.sent] == ["team/a"]
+    for name, later in (("b", 0.005), ("c", 0.015)):  # both due within the gap
+        dispatcher.heap.schedule(f"team/{name}", clock.now + later)
+        index[f"team/{name}"].next_slot = None
+    await dispatcher.step()
+    assert pauses == [dispatching.DISPATCH_GAP_SECONDS]
+    assert [[str(r.stack) for r in batch] for batch in lanes.batches] == [
+        ["team/a"],
+        ["team/b", "team/c"],
+    ]
