@@ -60,7 +60,7 @@ JOB_CONCURRENCY = 8
 IDLE_WAKE_SECONDS = 1.0
 """Longest sleep between looks at the heap, so a clock jump is noticed soon."""
 QUEUE_DEPTH_SECONDS = 5.0
-DISPATCH_GAP_SECONDS = 0.02
+DISPATCH_GAP_SECONDS = 0.05
 """Shortest time between two batches (the most a tick waits for the next batch)."""
 SEND_RETRY_SECONDS = 1.0
 """How soon ticks that could not be sent are tried again (same slot, same tick id)."""

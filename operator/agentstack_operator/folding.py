@@ -66,7 +66,7 @@ RESULTS_CLAIM_IDLE = 30.0
 """Seconds a result may sit unacknowledged before a (new) leader claims it."""
 RESULTS_CLAIM_EVERY = 5.0
 """Seconds between looks for such results (at once on the first read)."""
-RESULTS_GATHER_SECONDS = 0.1
+RESULTS_GATHER_SECONDS = 0.25
 """How long the folder lets results gather after a batch smaller than RESULTS_BATCH."""
 
 
