@@ -2,7 +2,7 @@
 # Both install what they need first (hack/setup.sh) and build the Kubernetes binaries
 # on first use (cached under ~/.cache/agentstack).
 
-.PHONY: setup build dev test lint
+.PHONY: setup build dev test lint bench
 
 setup:
 	hack/setup.sh
@@ -18,3 +18,6 @@ lint: setup
 
 test: build
 	hack/test.sh
+
+bench: build
+	hack/bench.sh

@@ -12,8 +12,9 @@ past its previous firing plus the interval), ticks dispatched, status writes —
 the same names (``agentstack_operator.metrics``), so the benchmark reads both alike.
 Configured like ours: ``KUBECONFIG``, ``REDIS_URL``, ``AGENTSTACK_METRICS_PORT``; and
 ``NAIVE_TICK_INTERVAL`` (seconds; Kopf fixes a timer's interval when it is declared).
+Run as a Kopf user runs it, by Kopf's command line (which uses uvloop when installed):
 
-    python -m bench.naive_operator
+    python -m kopf run --quiet --standalone --all-namespaces -m bench.naive_operator
 """
 
 from __future__ import annotations

@@ -937,14 +937,21 @@ def _wait_leader(procs: Processes) -> None:
 
 
 def _bench_process(
-    fleet: Fleet, name: str, module: str, port_variable: str, metric: str, **env: str
+    fleet: Fleet,
+    name: str,
+    module: str,
+    port_variable: str,
+    metric: str,
+    *,
+    command: Sequence[str] = (),
+    **env: str,
 ) -> tuple[ManagedProcess, int]:
-    """``python -m bench.<module>`` configured like the product's processes, ready once
-    its metrics page shows ``metric``."""
+    """``python -m bench.<module>`` (or ``command``) configured like the product's
+    processes, ready once its metrics page shows ``metric``."""
     port = free_port()
     process = ManagedProcess(
         name,
-        [sys.executable, "-m", f"bench.{module}"],
+        list(command) or [sys.executable, "-m", f"bench.{module}"],
         log_path=fleet.logs_dir / f"{name}-{module}.log",
         env={
             **os.environ,
@@ -969,13 +976,25 @@ def _bench_process(
 
 
 def _naive_operator(fleet: Fleet, interval: int) -> tuple[ManagedProcess, int]:
-    """The baseline (``bench.naive_operator``)."""
+    """The baseline (``bench.naive_operator``), run the way a Kopf user runs it: by
+    Kopf's command line (which puts it on uvloop, as ours runs)."""
     return _bench_process(
         fleet,
         "operator",
         "naive_operator",
         "AGENTSTACK_METRICS_PORT",
         "agentstack_scheduler",
+        command=[
+            sys.executable,
+            "-m",
+            "kopf",
+            "run",
+            "--quiet",
+            "--standalone",
+            "--all-namespaces",
+            "-m",
+            "bench.naive_operator",
+        ],
         NAIVE_TICK_INTERVAL=str(interval),
     )
 

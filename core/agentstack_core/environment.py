@@ -39,3 +39,13 @@ def env_bool(name: str, default: bool = False) -> bool:
 def env_list(name: str) -> list[str]:
     """A comma-separated list (empty when unset)."""
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def env_choice(name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (the first when unset), case-insensitive."""
+    value = _value(name)
+    if value is None:
+        return choices[0]
+    if value.lower() not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value.lower()

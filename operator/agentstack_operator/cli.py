@@ -8,12 +8,12 @@ arguments and delegates: each subcommand's behaviour lives in the module named f
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from agentstack_core import eventloop
 from agentstack_core.observability import configure_logging
 from agentstack_operator import __version__
 from agentstack_runner import cli as runner_cli
@@ -31,6 +31,7 @@ def _settings(command: str, load: Callable[[], S]) -> S | None:
     configure_logging()
     try:
         config = load()
+        eventloop.loop_factory()
     except ValueError as exc:
         print(f"agentstack {command}: {exc}", file=sys.stderr)
         return None
@@ -45,7 +46,7 @@ def _operator() -> int:
     from agentstack_operator.running import run_operator
 
     config = _settings("operator", OperatorConfig.from_env)
-    return 2 if config is None else asyncio.run(run_operator(config))
+    return 2 if config is None else eventloop.run(run_operator(config))
 
 
 def _api() -> int:
@@ -54,7 +55,7 @@ def _api() -> int:
     config = _settings("api", ApiConfig.from_env)
     if config is None:
         return 2
-    asyncio.run(serve(config))
+    eventloop.run(serve(config))
     return 0
 
 

@@ -95,7 +95,7 @@ class Leadership:
                 async with asyncio.timeout(limit):
                     renewed = await self._attempt()
             except Exception as exc:  # API hiccup or hang: not renewed this time
-                logger.warning("leader election attempt failed: %s", exc or type(exc).__name__)
+                logger.warning("leader election attempt failed: %s", str(exc) or type(exc).__name__)
                 renewed = False
             if renewed:
                 # The Lease counts from the renew time we wrote, which was after

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import math
 import time
@@ -147,17 +148,19 @@ class StatusWriter:
     async def write_due(self) -> None:
         """Write the records that may be written now, as many as the budget allows."""
         allowed = self.budget.available()
+        if not allowed or not self.dirty:
+            return
         now = self.clock()
         for key in [key for key in self.dirty if key not in self.records]:
             self.dirty.discard(key)
-        ready = [
+        ready = (
             record
             for key in self.dirty
             if (record := self.records[key]).urgent
             or now - record.last_status_write >= self.min_interval
-        ]
-        ready.sort(key=lambda r: (not r.urgent, r.last_status_write))
-        batch = ready[:allowed]
+        )
+        # The few the budget allows, without sorting every dirty record of a big fleet.
+        batch = heapq.nsmallest(allowed, ready, key=lambda r: (not r.urgent, r.last_status_write))
         if not batch:
             return
         self.budget.spend(len(batch))

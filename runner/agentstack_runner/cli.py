@@ -9,10 +9,10 @@ entry point — and exits with a code that tells the Job how it went (see
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 
+from agentstack_core import eventloop
 from agentstack_core.keys import StackRef
 from agentstack_core.observability import configure_logging
 from agentstack_core.protocol import TickRequest, tick_id
@@ -55,6 +55,7 @@ def main(args: argparse.Namespace) -> int:
     configure_logging()
     try:
         config = RunnerConfig.from_env()
+        eventloop.loop_factory()
     except ValueError as exc:
         print(f"agentstack runner: {exc}", file=sys.stderr)
         return 2
@@ -75,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"agentstack runner: credentials: {exc}", file=sys.stderr)
         return 2
     if not args.once:
-        asyncio.run(run_forever(config))
+        eventloop.run(run_forever(config))
         return 0
     if args.stack is None or args.generation is None:
         print("agentstack runner --once: --stack and --generation are required", file=sys.stderr)
@@ -90,4 +91,4 @@ def main(args: argparse.Namespace) -> int:
         priority=Priority.NORMAL,
         uid=args.uid,
     )
-    return asyncio.run(run_once(config, request))
+    return eventloop.run(run_once(config, request))
