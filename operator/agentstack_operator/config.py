@@ -8,7 +8,7 @@ holds it; ``AGENTSTACK_LEASE_NAME`` (``agentstack-operator``) — its name (one 
 installation). ``AGENTSTACK_LEASE_SECONDS`` (15) — how long a silent leader keeps the lease.
 ``AGENTSTACK_STATUS_MIN_INTERVAL`` (10 s) — per-stack minimum time between routine status
 writes (condition changes go out at once). ``AGENTSTACK_STATUS_WRITES_PER_SECOND``
-(20) — fleet-wide cap on status writes; past it, the stalest statuses go first, so a
+(20) — fleet-wide cap on status writes; past it, stacks take turns (longest-waiting first), so a
 big fleet's routine status is rewritten every ticking stacks ÷ cap seconds.
 ``AGENTSTACK_DISPATCH_BATCH`` (500) — ticks per pipelined dispatch.
 ``AGENTSTACK_METRICS_PORT`` (9101; 0 = off). For the Job executor:

@@ -17,12 +17,14 @@ keeps the API server's write load flat: at most ``status_writes_per_second`` acr
 the fleet, however many stacks there are and however often they tick. Routine
 changes (a tick's counters) of one stack are written at most every
 ``status_min_interval``; when more stacks are waiting than the budget lets through,
-the ones whose status is oldest go first, so the budget goes round the fleet and a
-stack's status is rewritten every *waiting stacks ÷ budget* seconds (1,000 ticking
-stacks at 20 writes/s: every 50 s). So freshness, not the write rate, gives way as a
-fleet grows — the live values are in Redis and the read API anyway — and the
-``agentstack_operator_status_age_seconds`` gauge shows by how much. Condition changes
-are urgent: they skip the interval (and go first), never the fleet-wide budget.
+they go in the order they changed, the longest-waiting first, so the budget goes round
+the fleet and a stack's status is rewritten every *waiting stacks ÷ budget* seconds
+(1,000 ticking stacks at 20 writes/s: every 50 s). Keeping them in that order (the
+dirty records are an insertion-ordered dict) makes picking the next few a look at the
+front, not a walk over every dirty record of a big fleet. So freshness, not the write
+rate, gives way as a fleet grows — the live values are in Redis and the read API
+anyway — and the ``agentstack_operator_status_age_seconds`` gauge shows by how much.
+Condition changes are urgent: they skip the interval (and go first), never the fleet-wide budget.
 
 A write races the loops that change records: the record's revision is taken before
 the body is built, and a record that changed meanwhile stays dirty for the next round.
@@ -36,12 +38,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence, Sized
+from collections.abc import Callable, KeysView, Mapping, Sequence, Sized
 from typing import Any, Protocol
 
 from agentstack_core.keys import StackRef
@@ -119,22 +120,32 @@ class StatusWriter:
         """What the ``agentstack_scheduler_scheduled_stacks`` gauge counts (the heap)."""
         self.gone = gone
         self.clock = clock
-        self.dirty: set[str] = set()
-        """Keys of records whose status differs from what was last written."""
+        self._dirty: dict[str, None] = {}
+        """Keys of records whose status differs from what was last written, in the
+        order they became so."""
+        self._urgent: dict[str, None] = {}
+        """The urgent ones among them, in the same order."""
         self.monotonic = monotonic
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(STATUS_CONCURRENCY)
         self._gauges_at = -math.inf
 
+    @property
+    def dirty(self) -> KeysView[str]:
+        return self._dirty.keys()
+
     def mark(self, record: StackRecord, *, urgent: bool) -> None:
         """The record changed: write its status (at once when ``urgent``)."""
         record.mark_dirty(urgent=urgent)
-        self.dirty.add(record.key)
+        self._dirty.setdefault(record.key, None)
+        if record.urgent:
+            self._urgent.setdefault(record.key, None)
         if urgent:
             self._wake.set()
 
     def discard(self, key: str) -> None:
-        self.dirty.discard(key)
+        self._dirty.pop(key, None)
+        self._urgent.pop(key, None)
 
     async def step(self) -> None:
         await self.wait_for_change()
@@ -148,19 +159,10 @@ class StatusWriter:
     async def write_due(self) -> None:
         """Write the records that may be written now, as many as the budget allows."""
         allowed = self.budget.available()
-        if not allowed or not self.dirty:
+        if not allowed or not self._dirty:
             return
         now = self.clock()
-        for key in [key for key in self.dirty if key not in self.records]:
-            self.dirty.discard(key)
-        ready = (
-            record
-            for key in self.dirty
-            if (record := self.records[key]).urgent
-            or now - record.last_status_write >= self.min_interval
-        )
-        # The few the budget allows, without sorting every dirty record of a big fleet.
-        batch = heapq.nsmallest(allowed, ready, key=lambda r: (not r.urgent, r.last_status_write))
+        batch = self._pick(allowed, now)
         if not batch:
             return
         self.budget.spend(len(batch))
@@ -170,6 +172,26 @@ class StatusWriter:
         await asyncio.gather(*(self._write(record, now) for record in batch))
         if self.monotonic() - self._gauges_at >= GAUGE_SECONDS:
             self.update_gauges()
+
+    def _pick(self, allowed: int, now: float) -> list[StackRecord]:
+        """Up to ``allowed`` records to write: urgent ones first, then routine ones past
+        the minimum interval, each in the order they changed."""
+        batch: list[StackRecord] = []
+        gone: list[str] = []
+        for queue, urgent in ((self._urgent, True), (self._dirty, False)):
+            for key in queue:
+                if len(batch) == allowed:
+                    break
+                record = self.records.get(key)
+                if record is None:
+                    gone.append(key)
+                elif record.urgent == urgent and (
+                    urgent or now - record.last_status_write >= self.min_interval
+                ):
+                    batch.append(record)
+        for key in gone:
+            self.discard(key)
+        return batch
 
     async def _write(self, record: StackRecord, now: float) -> None:
         revision = record.revision
@@ -187,7 +209,12 @@ class StatusWriter:
             self.gone(record.ref)
         elif record.revision == revision:  # nothing changed while we wrote
             record.urgent = False
-            self.dirty.discard(record.key)
+            self.discard(record.key)
+        else:  # changed meanwhile: written again, behind the others that waited
+            self._dirty.pop(record.key, None)
+            self._dirty[record.key] = None
+            if not record.urgent:
+                self._urgent.pop(record.key, None)
 
     def update_gauges(self) -> None:
         self._gauges_at = self.monotonic()

@@ -134,8 +134,8 @@ async def test_a_stack_found_gone_is_handed_back_and_a_failed_write_retried() ->
 
 @pytest.mark.asyncio
 async def test_dirty_marks_of_stacks_no_longer_indexed_are_dropped() -> None:
-    writing = Writing(indexed("demo"))
-    writing.writer.dirty.add("team/ghost")
+    writing = Writing(indexed("demo", "ghost"))  # both marked, then one deleted
+    writing.index.remove("team/ghost")
     assert await writing.written() == ["team/demo"]
     assert writing.writer.dirty == set()
 
