@@ -25,6 +25,8 @@ Two scenarios:
 ``scripted``
     The offline deterministic provider (``{"goal": ...}`` only): no LLM wait at all, so
     throughput is bounded by the CPU of the single runner process (and Redis).
+    Concurrency 64 runs twice: on the standard library's event loop
+    (``AGENTSTACK_EVENT_LOOP=asyncio``), then on the default, uvloop.
 ``latency``
     Every agent calls a :class:`~agentstack_devkit.fakellm.FakeLLMServer`
     through the real ``openai`` SDK, answering after a seeded uniform 1-3 s. A tick of
@@ -113,15 +115,19 @@ class RunPlan:
     pool: int | None = None
     """``max_connections`` of the runner's Redis pool, given in ``REDIS_URL``'s query;
     ``None`` keeps redis-py's default (100 in redis-py 8)."""
+    loop: str = ""
+    """``AGENTSTACK_EVENT_LOOP`` of the runner (empty: the default, uvloop)."""
 
     @property
     def name(self) -> str:
         pool = f"-pool{self.pool}" if self.pool else ""
-        return f"bench-{self.scenario}-c{self.concurrency}{pool}"
+        loop = f"-{self.loop}" if self.loop else ""
+        return f"bench-{self.scenario}-c{self.concurrency}{pool}{loop}"
 
     @property
     def label(self) -> str:
-        return f"{self.concurrency} (pool {self.pool})" if self.pool else str(self.concurrency)
+        label = f"{self.concurrency} (pool {self.pool})" if self.pool else str(self.concurrency)
+        return f"{label} ({self.loop} loop)" if self.loop else label
 
 
 @dataclass(frozen=True)
@@ -198,9 +204,17 @@ def plans(quick: bool, scenarios: Sequence[str]) -> list[RunPlan]:
     chosen: list[RunPlan] = []
     if "scripted" in scenarios:
         if quick:
-            chosen += [RunPlan("scripted", 1, 20, 1, 60), RunPlan("scripted", 64, 50, 2, 60)]
+            chosen += [
+                RunPlan("scripted", 1, 20, 1, 60),
+                RunPlan("scripted", 64, 50, 2, 60, loop="asyncio"),
+                RunPlan("scripted", 64, 50, 2, 60),
+            ]
         else:
-            chosen += [RunPlan("scripted", 1, 200, 10, 300), RunPlan("scripted", 64, 200, 10, 300)]
+            chosen += [
+                RunPlan("scripted", 1, 200, 10, 300),
+                RunPlan("scripted", 64, 200, 10, 300, loop="asyncio"),
+                RunPlan("scripted", 64, 200, 10, 300),
+            ]
     if "latency" in scenarios:
         if quick:
             chosen += [
@@ -284,6 +298,7 @@ def runner_process(
             "OPENAI_API_KEY": FAKE_API_KEY,
             # The fake LLM stands for the platform's allow-listed gateway.
             "AGENTSTACK_ALLOWED_BASE_URLS": gateway,
+            **({"AGENTSTACK_EVENT_LOOP": plan.loop} if plan.loop else {}),
         },
     )
     try:
@@ -456,7 +471,8 @@ def table(outcomes: Sequence[Measurement | Failure], latency: tuple[float, float
     header = (
         "| scenario | concurrency | stacks | ticks | seconds | ticks/s | vs baseline "
         "| ideal ticks/s | tick p50 | tick p99 | lag p50 | lag p99 "
-        "| runner CPU | redis CPU | driver CPU | other CPU | redis cmds/tick |"
+        "| runner CPU | runner CPU per tick | redis CPU | driver CPU | other CPU "
+        "| redis cmds/tick |"
     )
     columns = header.count("|") - 1
     rows = [header, "|" + "---|" * columns]
@@ -479,7 +495,9 @@ def table(outcomes: Sequence[Measurement | Failure], latency: tuple[float, float
             f"| {_seconds(percentile(m.durations, 0.5))} "
             f"| {_seconds(percentile(m.durations, 0.99))} "
             f"| {_seconds(percentile(m.lags, 0.5))} | {_seconds(percentile(m.lags, 0.99))} "
-            f"| {_share(m.usage.runner_cpu, m)} | {_share(m.usage.redis_cpu, m)} "
+            f"| {_share(m.usage.runner_cpu, m)} "
+            f"| {_seconds(m.usage.runner_cpu / max(1, m.succeeded))} "
+            f"| {_share(m.usage.redis_cpu, m)} "
             f"| {_share(m.usage.driver_cpu, m)} | {_share(m.usage.other_cpu, m)} "
             f"| {m.usage.redis_commands / max(1, m.succeeded):.1f} |"
         )
