@@ -68,6 +68,20 @@ Usage (from the repository root)::
 ``--operator-env`` sets an operator variable for an experiment (the setup line above the
 tables says which); without it the operator runs with the product's defaults.
 
+Against the operator a Kopf user writes first, and at 10,000 stacks (issue 10)::
+
+    .venv/bin/python -m bench.operator_scale --compare --stacks 1000 --interval 10 \
+        --consumer ack --runners 1
+    .venv/bin/python -m bench.operator_scale --stacks 10000 --baseline 1000 --interval 10 \
+        --consumer ack --runners 1 --no-status-warmup
+
+``--compare`` measures ours at ``--stacks``, then stops it and measures
+``bench.naive_operator`` (under ``kopf run``) on the same stacks, control plane, Redis
+and consumers; the tables then compare the two. ``--consumer ack`` replaces the
+runners by ``bench.ack_consumer`` (no agent work) so that the operator is measured
+alone. ``--no-status-warmup`` starts a window once every stack has ticked in Redis and
+Kopf has taken it on, without waiting for every status to show a tick.
+
 The Markdown tables go to stdout, progress to stderr. A measurement that fails (warm-up
 timed out, a process exited) gets a row saying why, the other still runs, and the exit
 code is 1. Every process it starts is stopped on the way out, Ctrl-C included.
