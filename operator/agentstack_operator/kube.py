@@ -36,7 +36,6 @@ from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.keys import StackRef
 from agentstack_core.resource import GROUP, KIND, PLURAL, VERSION
-from agentstack_operator.statuswriting import STATUS_CONCURRENCY
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +86,8 @@ class StatusPatcher:
             connect, read = REQUEST_TIMEOUT
             self._session = aiohttp.ClientSession(
                 base_url=self.configuration.host.rstrip("/") + "/",
-                connector=aiohttp.TCPConnector(ssl=self._ssl(), limit=STATUS_CONCURRENCY),
+                # Connections are bounded by the status writer's patches in flight.
+                connector=aiohttp.TCPConnector(ssl=self._ssl()),
                 timeout=aiohttp.ClientTimeout(sock_connect=connect, sock_read=read),
                 json_serialize=json.dumps,
             )
