@@ -174,20 +174,25 @@ class StatusWriter:
             self.update_gauges()
 
     def _pick(self, allowed: int, now: float) -> list[StackRecord]:
-        """Up to ``allowed`` records to write: urgent ones first, then routine ones past
-        the minimum interval, each in the order they changed."""
+        """Up to ``allowed`` records to write: urgent ones first, then the others past
+        the minimum interval, each in the order they changed. A record made urgent
+        without a :meth:`mark` (the index and the folder set the flag themselves) is
+        not in the urgent queue, but is taken in its turn all the same."""
         batch: list[StackRecord] = []
+        taken: set[str] = set()
         gone: list[str] = []
-        for queue, urgent in ((self._urgent, True), (self._dirty, False)):
+        for queue, urgent_only in ((self._urgent, True), (self._dirty, False)):
             for key in queue:
                 if len(batch) == allowed:
                     break
                 record = self.records.get(key)
                 if record is None:
                     gone.append(key)
-                elif record.urgent == urgent and (
-                    urgent or now - record.last_status_write >= self.min_interval
+                elif key not in taken and (
+                    record.urgent
+                    or (not urgent_only and now - record.last_status_write >= self.min_interval)
                 ):
+                    taken.add(key)
                     batch.append(record)
         for key in gone:
             self.discard(key)

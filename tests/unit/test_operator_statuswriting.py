@@ -248,3 +248,17 @@ def test_writes_never_exceed_the_budget_nor_come_faster_than_the_interval(
             writing.clock.now += advance
 
     asyncio.run(run())
+
+
+@pytest.mark.asyncio
+async def test_a_record_made_urgent_behind_the_writers_back_is_still_written() -> None:
+    """The index and the folder set ``urgent`` on a record that is already dirty (a
+    Degraded condition found while counters are copied) without marking it again."""
+    writing = Writing(indexed("demo"))
+    record = writing.index["team/demo"]
+    assert await writing.written() == ["team/demo"]
+    writing.writer.mark(record, urgent=False)  # a routine change, too soon to write
+    record.mark_dirty(urgent=True)  # then a condition, set by the folder itself
+    writing.monotonic.now += 1
+    assert await writing.written() == ["team/demo"]
+    assert writing.writer.dirty == set()
