@@ -201,7 +201,10 @@ class Dispatcher:
         """Send one batch of due ticks, or sleep until the next is due."""
         gap = self._batch_at + DISPATCH_GAP_SECONDS - self.monotonic()
         if gap > 0:
+            # A turn of its own: the coordinator checks the leadership again before the
+            # next one (a replica hung here past its lease must not send when it wakes).
             await self.sleep(gap)
+            return
         now = self.clock()
         due = self.heap.pop_due(now, self.config.dispatch_batch)
         if not due:

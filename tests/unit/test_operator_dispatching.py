@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -24,7 +25,13 @@ def _dispatcher(
 ) -> tuple[Dispatcher, FakeLanes, FakeKube, Clock]:
     lanes, kube, clock = FakeLanes(), FakeKube(), Clock()
     config = OperatorConfig(dispatch_batch=batch, job_grace_seconds=60)
-    return Dispatcher(index, lanes, kube, config, clock=clock), lanes, kube, clock
+    # A second between any two looks at the monotonic clock: the batch gap never holds a
+    # step back here (its own test below uses a clock that moves only when told).
+    seconds = itertools.count()
+    dispatcher = Dispatcher(
+        index, lanes, kube, config, clock=clock, monotonic=lambda: float(next(seconds))
+    )
+    return dispatcher, lanes, kube, clock
 
 
 def test_a_request_is_a_function_of_the_record_and_its_slot() -> None:
@@ -246,8 +253,10 @@ async def test_ticks_falling_due_within_the_gap_after_a_batch_go_out_together() 
     for name, later in (("b", 0.005), ("c", 0.015)):  # both due within the gap
         dispatcher.heap.schedule(f"team/{name}", clock.now + later)
         index[f"team/{name}"].next_slot = None
-    await dispatcher.step()
+    await dispatcher.step()  # waits out the gap, and ends its turn
     assert pauses == [dispatching.DISPATCH_GAP_SECONDS]
+    assert len(lanes.batches) == 1
+    await dispatcher.step()
     assert [[str(r.stack) for r in batch] for batch in lanes.batches] == [
         ["team/a"],
         ["team/b", "team/c"],
