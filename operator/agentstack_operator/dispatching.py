@@ -17,7 +17,7 @@ sleep to run out) — but never less than :data:`DISPATCH_GAP_SECONDS` after the
 batch: on a big fleet a tick falls due every few hundred microseconds, and a batch per
 due tick would spend the operator's CPU on round trips (measured at 1,000 stacks:
 most of the dispatcher's time was in socket writes). Ticks due within the gap go out
-together, a few milliseconds late at most.
+together, at most the gap late.
 
 Tick ids come from the stack's slot on its grid (:mod:`.scheduling`), so a tick sent
 twice (a restart, a second replica during a failover) is the same tick and runs once.
