@@ -12,8 +12,15 @@ script, so it happens whole or not at all, and each is fenced twice:
   finish a tick (:class:`LeaseLostError`), so a runner that lost its lease (paused,
   partitioned, presumed dead) can no longer change anything.
 
-The scripts:
+The scripts (sent by SHA, :class:`_Script`, so Redis neither receives nor hashes their
+text on every call):
 
+- :data:`_BEGIN` starts a tick in one round trip: whether its id is done already (and
+  its recorded outcome), else the lease, and with it everything admission and
+  resumption need (the published spec, the counters, the steps committed by an
+  earlier attempt). Each was its own round trip, five per tick before any agent ran.
+- :data:`_CONTEXT` reads what one agent sees (plan, artifacts, recent feed, memory and
+  its unread inbox, which starts after its cursor) in one round trip instead of two.
 - :data:`_COMMIT_STEP` applies one agent step's effects together with the record that
   the step is done. A tick resumed by another runner skips committed steps, so every
   step's effects happen exactly once even though delivery is at least once.
@@ -38,14 +45,17 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+import orjson
 
 from agentstack_core.budget import Usage
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import RedisClient, TickResult
 from agentstack_core.records import MessageRecord
+from agentstack_core.scripting import Script
 from agentstack_core.spec import DEFAULT_TEAM
 from agentstack_core.state import (
     DONE_WINDOW,
@@ -78,43 +88,63 @@ local function alive(spec, uid)
 end
 """
 
-# KEYS: spec, lease, index. ARGV: token, ttl ms, uid.
-_ACQUIRE = (
-    _ALIVE
-    + """
-if not alive(KEYS[1], ARGV[3]) then
-  return -1
-end
-local current = redis.call('GET', KEYS[2])
-if current == false then
-  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-  redis.call('SADD', KEYS[3], KEYS[2])
-  return 1
-elseif current == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  return 1
-end
-return current
-"""
-)
-
-_RENEW = """
+_RENEW = Script(
+    """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 """
+)
 
-_RELEASE = """
+_RELEASE = Script(
+    """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
 """
+)
+
+# KEYS: spec, lease, index, done, outcomes, usage, steps. ARGV: token, ttl ms, uid, tick id.
+_BEGIN = Script(
+    _ALIVE
+    + """
+local outcome = redis.call('HGET', KEYS[5], ARGV[4])
+if outcome or redis.call('ZSCORE', KEYS[4], ARGV[4]) then
+  return {'done', outcome or ''}
+end
+if not alive(KEYS[1], ARGV[3]) then
+  return {'gone'}
+end
+local current = redis.call('GET', KEYS[2])
+if current and current ~= ARGV[1] then
+  return {'held', current}
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[3], KEYS[2])
+return {'leased', redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[6]),
+  redis.call('HGETALL', KEYS[7])}
+"""
+)
+
+# KEYS: plan, artifacts, feed, memory, cursors, inbox. ARGV: agent, feed count, inbox count.
+_CONTEXT = Script(
+    """
+local cursor = redis.call('HGET', KEYS[5], ARGV[1])
+local start = '-'
+if cursor then
+  start = '(' .. cursor
+end
+return {redis.call('GET', KEYS[1]) or '', redis.call('HGETALL', KEYS[2]),
+  redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[2]), redis.call('HGETALL', KEYS[4]),
+  redis.call('XRANGE', KEYS[6], start, '+', 'COUNT', ARGV[3])}
+"""
+)
 
 # KEYS[1] spec, KEYS[2] lease, KEYS[3] index, KEYS[4] steps hash, KEYS[5..] keys named
 # by the ops. ARGV: token, step field, step record, ops (JSON), steps ttl, uid.
-_COMMIT_STEP = (
+_COMMIT_STEP = Script(
     _ALIVE
     + """
 if not alive(KEYS[1], ARGV[6]) then
@@ -144,7 +174,7 @@ return 1
 # (JSON object), tokens, done window, history maxlen, ran (1: counts as a tick run),
 # result fields (JSON object), verdict (S succeeded, F failed, D dropped), progressed
 # (1/0), uid, outcomes window (results kept for the newest this many ticks).
-_FINISH_TICK = (
+_FINISH_TICK = Script(
     _ALIVE
     + """
 if not alive(KEYS[1], ARGV[13]) then
@@ -198,7 +228,8 @@ return 1
 )
 
 # KEYS: spec, index. ARGV: generation, spec JSON, state, uid.
-_PUBLISH = """
+_PUBLISH = Script(
+    """
 local current = redis.call('HMGET', KEYS[1], 'uid', 'generation')
 if current[1] == ARGV[4] and current[2] and tonumber(current[2]) > tonumber(ARGV[1]) then
   return 0
@@ -208,6 +239,7 @@ redis.call('HSET', KEYS[1], 'generation', ARGV[1], 'spec', ARGV[2], 'state', ARG
 redis.call('SADD', KEYS[2], KEYS[1])
 return 1
 """
+)
 
 
 class LeaseLostError(RuntimeError):
@@ -248,73 +280,63 @@ class StackStore:
 
     async def spec(self) -> tuple[int, dict[str, Any], str] | None:
         """The published spec: (generation, spec dict, uid), or ``None`` if there is none."""
-        raw = await self.client.hgetall(self.keys.spec)
-        if not raw or "spec" not in raw:
-            return None
-        return int(raw["generation"]), json.loads(raw["spec"]), raw.get("uid", "")
+        return _published(await self.client.hgetall(self.keys.spec))
 
-    async def acquire_lease(self, token: str, ttl_seconds: float) -> str | None:
-        """Take the lease; ``None`` on success, else the current holder's token."""
-        result = await self.client.eval(
-            _ACQUIRE,
-            3,
-            self.keys.spec,
-            self.keys.lease,
-            self.keys.index,
-            token,
-            str(int(ttl_seconds * 1000)),
-            self.uid,
+    async def begin(self, tick_id: str, token: str, ttl_seconds: float) -> TickStart:
+        """Start ``tick_id`` under ``token`` in one round trip (see :class:`TickStart`).
+
+        Raises :class:`StackGoneError` if the stack no longer exists.
+        """
+        keys = self.keys
+        answer = await _BEGIN(
+            self.client,
+            [
+                *(keys.spec, keys.lease, keys.index, keys.done, keys.outcomes, keys.usage),
+                keys.steps(tick_id),
+            ],
+            [token, str(int(ttl_seconds * 1000)), self.uid, tick_id],
         )
-        if result == _GONE:
+        state = answer[0]
+        if state == "done":
+            raw = answer[1]
+            recorded = TickResult.from_fields(orjson.loads(raw)) if raw else None
+            return TickStart(done=True, recorded=recorded)
+        if state == "gone":
             raise self._gone()
-        return None if result == 1 else str(result)
+        if state == "held":
+            return TickStart(holder=str(answer[1]))
+        spec, usage, steps = (_pairs(flat) for flat in answer[1:4])
+        return TickStart(
+            published=_published(spec),
+            usage=Usage.from_hash(usage),
+            committed={name: orjson.loads(record) for name, record in steps.items()},
+        )
 
     async def renew_lease(self, token: str, ttl_seconds: float) -> bool:
-        result = await self.client.eval(
-            _RENEW, 1, self.keys.lease, token, str(int(ttl_seconds * 1000))
-        )
+        result = await _RENEW(self.client, [self.keys.lease], [token, str(int(ttl_seconds * 1000))])
         return bool(result)
 
     async def release_lease(self, token: str) -> None:
-        await self.client.eval(_RELEASE, 1, self.keys.lease, token)
-
-    async def finished(self, tick_id: str) -> tuple[bool, TickResult | None]:
-        """Whether the tick was recorded (within the done window), and its result if it
-        is among the newest ones kept (one round trip)."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zscore(self.keys.done, tick_id)
-        pipe.hget(self.keys.outcomes, tick_id)
-        score, raw = await pipe.execute()
-        result = TickResult.from_fields(json.loads(raw)) if raw else None
-        return score is not None or result is not None, result
-
-    async def committed_steps(self, tick_id: str) -> dict[str, dict[str, Any]]:
-        raw = await self.client.hgetall(self.keys.steps(tick_id))
-        return {name: json.loads(record) for name, record in raw.items()}
-
-    async def usage(self) -> Usage:
-        """The stack's counters (what budgets and status are computed from)."""
-        return Usage.from_hash(await self.client.hgetall(self.keys.usage))
+        await _RELEASE(self.client, [self.keys.lease], [token])
 
     # -- what agents read ----------------------------------------------------------------
 
     async def context(self, agent: str) -> AgentContext:
         keys = self.keys
-        pipe = self.client.pipeline(transaction=False)
-        pipe.get(keys.plan)
-        pipe.hgetall(keys.artifacts)
-        pipe.xrevrange(keys.feed, count=FEED_CONTEXT)
-        pipe.hgetall(keys.memory(agent))
-        pipe.hget(keys.cursors, agent)
-        plan, artifacts, feed, memory, cursor = await pipe.execute()
-        start = f"({cursor}" if cursor else "-"
-        entries = await self.client.xrange(keys.inbox(agent), min=start, count=INBOX_BATCH)
+        plan, artifacts, feed, memory, inbox = await _CONTEXT(
+            self.client,
+            [
+                *(keys.plan, keys.artifacts, keys.feed, keys.memory(agent), keys.cursors),
+                keys.inbox(agent),
+            ],
+            [agent, str(FEED_CONTEXT), str(INBOX_BATCH)],
+        )
         return AgentContext(
-            plan=json.loads(plan) if plan else [],
-            artifacts={name: json.loads(record) for name, record in artifacts.items()},
-            feed=[fields.get("content", "") for _id, fields in reversed(feed)],
-            memory=dict(memory),
-            inbox=[_inbox_message(str(entry_id), fields) for entry_id, fields in entries],
+            plan=orjson.loads(plan) if plan else [],
+            artifacts={name: orjson.loads(record) for name, record in _pairs(artifacts).items()},
+            feed=[_pairs(fields).get("content", "") for _id, fields in reversed(feed)],
+            memory=_pairs(memory),
+            inbox=[_inbox_message(str(entry_id), _pairs(fields)) for entry_id, fields in inbox],
         )
 
     # -- fenced writes -------------------------------------------------------------------
@@ -340,16 +362,17 @@ class StackStore:
             if key not in keys:
                 keys.append(key)
             encoded.append([command, keys.index(key) + 1, [str(arg) for arg in args]])
-        result = await self.client.eval(
-            _COMMIT_STEP,
-            len(keys),
-            *keys,
-            token,
-            agent,
-            json.dumps(record),
-            json.dumps(encoded),
-            str(STEPS_TTL_MS),
-            self.uid,
+        result = await _COMMIT_STEP(
+            self.client,
+            keys,
+            [
+                token,
+                agent,
+                orjson.dumps(record).decode(),
+                orjson.dumps(encoded).decode(),
+                str(STEPS_TTL_MS),
+                self.uid,
+            ],
         )
         if result == _GONE:
             raise self._gone()
@@ -374,31 +397,28 @@ class StackStore:
         keys = self.keys
         mode, fence = ("owner", token) if token is not None else ("idle", f"{result.tick_id}|")
         verdict = {"Succeeded": "S", "Failed": "F"}.get(result.outcome.value, "D")
-        answer = await self.client.eval(
-            _FINISH_TICK,
-            8,
-            keys.spec,
-            keys.lease,
-            keys.index,
-            keys.done,
-            keys.history,
-            keys.usage,
-            keys.steps(result.tick_id),
-            keys.outcomes,
-            mode,
-            fence,
-            result.tick_id,
-            repr(time.time()),
-            json.dumps(history_entry(result).to_fields()),
-            str(result.tokens),
-            str(DONE_WINDOW),
-            str(HISTORY_MAXLEN),
-            "1" if ran else "0",
-            json.dumps(result.to_fields()),
-            verdict,
-            "1" if result.progressed else "0",
-            self.uid,
-            str(OUTCOMES_WINDOW),
+        answer = await _FINISH_TICK(
+            self.client,
+            [
+                *(keys.spec, keys.lease, keys.index, keys.done, keys.history, keys.usage),
+                *(keys.steps(result.tick_id), keys.outcomes),
+            ],
+            [
+                mode,
+                fence,
+                result.tick_id,
+                repr(time.time()),
+                orjson.dumps(history_entry(result).to_fields()).decode(),
+                str(result.tokens),
+                str(DONE_WINDOW),
+                str(HISTORY_MAXLEN),
+                "1" if ran else "0",
+                orjson.dumps(result.to_fields()).decode(),
+                verdict,
+                "1" if result.progressed else "0",
+                self.uid,
+                str(OUTCOMES_WINDOW),
+            ],
         )
         if answer == _GONE:
             raise self._gone()
@@ -407,6 +427,39 @@ class StackStore:
                 raise LeaseLostError(f"lease of {self.stack} lost finishing {result.tick_id}")
             return Finished.RUNNING
         return Finished.RECORDED if answer == 1 else Finished.ALREADY_DONE
+
+
+@dataclass(frozen=True)
+class TickStart:
+    """What :meth:`StackStore.begin` found, in the order the engine checks it."""
+
+    done: bool = False
+    """The tick id is recorded as done: nothing may run."""
+    recorded: TickResult | None = None
+    """Its recorded result, if it is among the newest kept (published again)."""
+    holder: str | None = None
+    """Another token holds the lease (the begin took nothing)."""
+    published: tuple[int, dict[str, Any], str] | None = None
+    """Under the lease: the published (generation, spec, uid), ``None`` if none."""
+    usage: Usage = field(default_factory=Usage)
+    """Under the lease: the stack's counters."""
+    committed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Under the lease: the step records an earlier attempt of this tick committed."""
+
+    @property
+    def leased(self) -> bool:
+        return not self.done and self.holder is None
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    """A Lua script's flat ``[field, value, …]`` reply (``HGETALL``, stream fields)."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _published(raw: dict[str, str]) -> tuple[int, dict[str, Any], str] | None:
+    if not raw or "spec" not in raw:
+        return None
+    return int(raw["generation"]), orjson.loads(raw["spec"]), raw.get("uid", "")
 
 
 def _inbox_message(entry_id: str, fields: dict[str, str]) -> InboxMessage:
@@ -425,15 +478,15 @@ async def publish_spec(
     already (a replica with a stale view must not roll a stack back).
     """
     keys = StackKeys(stack)
-    result = await client.eval(
-        _PUBLISH,
-        2,
-        keys.spec,
-        keys.index,
-        str(generation),
-        json.dumps(spec, sort_keys=True),
-        str(spec.get("executionState", "Running")),
-        uid,
+    result = await _PUBLISH(
+        client,
+        [keys.spec, keys.index],
+        [
+            str(generation),
+            json.dumps(spec, sort_keys=True),
+            str(spec.get("executionState", "Running")),
+            uid,
+        ],
     )
     return bool(result == 1)
 

@@ -19,7 +19,9 @@ Order of checks for a delivered :class:`~agentstack_core.protocol.TickRequest`:
 5. finish under the lease: the done record with the outcome, history entry and
    counters, once.
 
-A tick starts when it holds the lease: ``started_at`` is taken then.
+A tick starts when it holds the lease: ``started_at`` is taken then. Checks 1 and 2,
+and everything 3 weighs and 4 resumes from (spec, counters, committed steps), come in
+one round trip (:meth:`~agentstack_core.store.StackStore.begin`).
 
 Losing the lease mid-tick raises :class:`~agentstack_core.store.LeaseLostError`: the
 caller must not acknowledge, so the request is claimed again and resumed. A stack that
@@ -47,7 +49,13 @@ from agentstack_core.spec import (
     StepFailurePolicy,
     parse_spec,
 )
-from agentstack_core.store import Finished, LeaseLostError, StackGoneError, StackStore
+from agentstack_core.store import (
+    Finished,
+    LeaseLostError,
+    StackGoneError,
+    StackStore,
+    TickStart,
+)
 from agentstack_runner import metrics
 from agentstack_runner.agents import StepInput, StepRecord, run_step
 from agentstack_runner.llm.router import Router
@@ -86,6 +94,33 @@ class _DropError(Exception):
         self.reason, self.message = reason, message
 
 
+def _admit(start: TickStart, request: TickRequest, now: float) -> StackSpec:
+    """The spec to run ``request`` under, or :class:`_DropError` saying why not (pure:
+    everything it weighs came with the lease)."""
+    if start.published is None:
+        raise StackGoneError(f"{request.stack} has no published spec")
+    generation, raw, _uid = start.published
+    if request.generation < generation:
+        raise _DropError(
+            "OutdatedGeneration",
+            f"scheduled under generation {request.generation}, spec is at {generation}",
+        )
+    if request.generation > generation:
+        raise _DropError("SpecNotPublished", f"generation {request.generation} is not published")
+    try:
+        spec = parse_spec(raw)
+    except SpecError as exc:
+        raise _DropError("InvalidSpec", str(exc)) from exc
+    if spec.execution_state is not ExecutionState.RUNNING:
+        raise _DropError("NotRunning", f"the stack is {spec.execution_state.value}")
+    if now > request.deadline:
+        raise _DropError("DeadlineExceeded", f"started {now - request.deadline:.1f}s late")
+    spent = exhausted(spec.budget, start.usage)
+    if spent is not None:
+        raise _DropError("BudgetExceeded", spent)
+    return spec
+
+
 @dataclass
 class Engine:
     client: RedisClient
@@ -107,12 +142,12 @@ class Engine:
     async def _execute(
         self, store: StackStore, request: TickRequest, keep_alive: KeepAlive | None
     ) -> Execution:
-        done, recorded = await store.finished(request.tick_id)
-        if done:
-            metrics.DUPLICATES.inc()
-            return Execution(recorded, duplicate=True)
         token = f"{request.tick_id}|{self.runner_id}|{uuid.uuid4().hex[:8]}"
-        holder = await store.acquire_lease(token, self.lease_ttl)
+        start = await store.begin(request.tick_id, token, self.lease_ttl)
+        if start.done:
+            metrics.DUPLICATES.inc()
+            return Execution(start.recorded, duplicate=True)
+        holder = start.holder
         if holder is not None:
             if holder.startswith(f"{request.tick_id}|"):
                 metrics.DUPLICATES.inc()
@@ -122,48 +157,18 @@ class Engine:
         started = time.time()  # the tick starts when it holds the lease
         try:
             try:
-                spec, usage = await self._admit(store, request, started)
+                spec = _admit(start, request, started)
             except _DropError as drop:
                 return await self._drop(store, request, drop, started, token=token)
             metrics.QUEUE_LAG.observe(max(0.0, started - request.dispatched_at))
             metrics.TICKS_IN_FLIGHT.inc()
             try:
-                return await self._run(store, request, spec, usage, token, started, keep_alive)
+                return await self._run(store, request, spec, start, token, started, keep_alive)
             finally:
                 metrics.TICKS_IN_FLIGHT.dec()
         finally:
             with contextlib.suppress(Exception):
                 await store.release_lease(token)
-
-    async def _admit(
-        self, store: StackStore, request: TickRequest, now: float
-    ) -> tuple[StackSpec, Usage]:
-        published = await store.spec()
-        if published is None:
-            raise StackGoneError(f"{request.stack} has no published spec")
-        generation, raw, _uid = published
-        if request.generation < generation:
-            raise _DropError(
-                "OutdatedGeneration",
-                f"scheduled under generation {request.generation}, spec is at {generation}",
-            )
-        if request.generation > generation:
-            raise _DropError(
-                "SpecNotPublished", f"generation {request.generation} is not published"
-            )
-        try:
-            spec = parse_spec(raw)
-        except SpecError as exc:
-            raise _DropError("InvalidSpec", str(exc)) from exc
-        if spec.execution_state is not ExecutionState.RUNNING:
-            raise _DropError("NotRunning", f"the stack is {spec.execution_state.value}")
-        if now > request.deadline:
-            raise _DropError("DeadlineExceeded", f"started {now - request.deadline:.1f}s late")
-        usage = await store.usage()
-        spent = exhausted(spec.budget, usage)
-        if spent is not None:
-            raise _DropError("BudgetExceeded", spent)
-        return spec, usage
 
     async def _drop(
         self,
@@ -200,7 +205,7 @@ class Engine:
         store: StackStore,
         request: TickRequest,
         spec: StackSpec,
-        usage: Usage,
+        start: TickStart,
         token: str,
         started: float,
         keep_alive: KeepAlive | None,
@@ -208,7 +213,7 @@ class Engine:
         clock_start = time.monotonic()
         lease_lost = asyncio.Event()
         over = asyncio.Event()
-        steps = asyncio.create_task(self._steps(store, request, spec, usage, token, clock_start))
+        steps = asyncio.create_task(self._steps(store, request, spec, start, token, clock_start))
         renewer = asyncio.create_task(
             self._renew(store, token, lease_lost, steps, keep_alive, over)
         )
@@ -256,7 +261,7 @@ class Engine:
         store: StackStore,
         request: TickRequest,
         spec: StackSpec,
-        usage: Usage,
+        begun: TickStart,
         token: str,
         start: float,
     ) -> tuple[list[StepRecord], str, str]:
@@ -270,7 +275,7 @@ class Engine:
         """
         deadline = start + spec.tick_timeout_seconds
         providers = self.registry.for_stack(request.stack.namespace, spec)
-        committed = await store.committed_steps(request.tick_id)
+        usage, committed = begun.usage, begun.committed
         records: list[StepRecord] = []
         limit = spec.budget.max_tokens
         try:

@@ -4,13 +4,17 @@ The user message carries the agent's view of the stack as one fenced JSON block
 (:func:`render_context`). Real models read it as structured context; the offline
 ``scripted`` provider parses it back (:func:`extract_context`) to act
 deterministically on the same information a real model would get.
+
+The block is compact JSON encoded by ``orjson``: indentation costs prompt tokens on
+every call and, through the standard library's pure-Python indenting encoder, was one
+of the runner's larger costs per agent step.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
+
+import orjson
 
 from agentstack_core.spec import AgentSpec, StackSpec
 from agentstack_core.state import AgentContext
@@ -43,7 +47,8 @@ ARTIFACTS_IN_CONTEXT = 12
 """Artifacts shown per prompt: those awaiting review or revision first, then the most
 recently updated. Without a bound, every prompt of a long-lived stack grows with all the
 work it ever produced (and so do tokens and runner CPU)."""
-_CONTEXT_BLOCK = re.compile(r"```json\n(.*?)\n```", re.DOTALL)
+_BLOCK_START = "```json\n"
+_BLOCK_END = "\n```"
 
 
 def system_prompt(agent: AgentSpec) -> str:
@@ -92,19 +97,20 @@ def _relevant(artifacts: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str,
 
 def render_context(document: dict[str, Any]) -> str:
     return (
-        "Current state of your team, as JSON:\n```json\n"
-        + json.dumps(document, indent=1, ensure_ascii=False)
-        + "\n```\nDecide your actions for this tick."
+        f"Current state of your team, as JSON:\n{_BLOCK_START}"
+        + orjson.dumps(document).decode()
+        + f"{_BLOCK_END}\nDecide your actions for this tick."
     )
 
 
 def extract_context(text: str) -> dict[str, Any] | None:
-    match = _CONTEXT_BLOCK.search(text)
-    if match is None:
+    start = text.find(_BLOCK_START)
+    end = text.find(_BLOCK_END, start + len(_BLOCK_START)) if start >= 0 else -1
+    if end < 0:
         return None
     try:
-        document = json.loads(match.group(1))
-    except json.JSONDecodeError:
+        document = orjson.loads(text[start + len(_BLOCK_START) : end])
+    except orjson.JSONDecodeError:
         return None
     return document if isinstance(document, dict) else None
 
