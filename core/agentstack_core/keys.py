@@ -129,6 +129,18 @@ class StackKeys:
         """Hash: agent name → id of the last inbox message it has consumed."""
         return f"{self.tag}:cursors"
 
+    def context(self, agent: str) -> list[str]:
+        """The keys of what ``agent`` sees, in the order the store's context read
+        takes them: plan, artifacts, feed, memory, cursors, inbox."""
+        return [
+            self.plan,
+            self.artifacts,
+            self.feed,
+            self.memory(agent),
+            self.cursors,
+            self.inbox(agent),
+        ]
+
 
 @dataclass(frozen=True)
 class FleetKeys:

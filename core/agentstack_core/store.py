@@ -24,7 +24,8 @@ text on every call):
 - :data:`_COMMIT_STEP` applies one agent step's effects together with the record that
   the step is done. A tick resumed by another runner skips committed steps, so every
   step's effects happen exactly once even though delivery is at least once.
-- :data:`_FINISH_TICK` records the tick id as done together with its outcome, appends
+- :data:`_FINISH_TICK` records the tick id as done together with its outcome (and
+  releases the lease it ran under), appends
   the tick to the history and moves the stack's counters (tokens, ticks, consecutive
   failures and idle ticks) — once, whoever gets there first. The outcome is kept for
   the ids of the done window: a redelivered tick that finds its id done republishes
@@ -128,52 +129,66 @@ return {'leased', redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[6])
 """
 )
 
-# KEYS: plan, artifacts, feed, memory, cursors, inbox. ARGV: agent, feed count, inbox count.
-_CONTEXT = Script(
-    """
-local cursor = redis.call('HGET', KEYS[5], ARGV[1])
-local start = '-'
-if cursor then
-  start = '(' .. cursor
+# What one agent sees: plan, artifacts, recent feed, its memory and its unread inbox
+# (after its cursor). ``first`` is the index of the first of six consecutive KEYS: plan,
+# artifacts, feed, memory, cursors, inbox.
+_READ_CONTEXT = """
+local function context(first, agent, feed_count, inbox_count)
+  local cursor = redis.call('HGET', KEYS[first + 4], agent)
+  local start = '-'
+  if cursor then
+    start = '(' .. cursor
+  end
+  return {redis.call('GET', KEYS[first]) or '', redis.call('HGETALL', KEYS[first + 1]),
+    redis.call('XREVRANGE', KEYS[first + 2], '+', '-', 'COUNT', feed_count),
+    redis.call('HGETALL', KEYS[first + 3]),
+    redis.call('XRANGE', KEYS[first + 5], start, '+', 'COUNT', inbox_count)}
 end
-return {redis.call('GET', KEYS[1]) or '', redis.call('HGETALL', KEYS[2]),
-  redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[2]), redis.call('HGETALL', KEYS[4]),
-  redis.call('XRANGE', KEYS[6], start, '+', 'COUNT', ARGV[3])}
 """
-)
 
-# KEYS[1] spec, KEYS[2] lease, KEYS[3] index, KEYS[4] steps hash, KEYS[5..] keys named
-# by the ops. ARGV: token, step field, step record, ops (JSON), steps ttl, uid.
+# KEYS: the six context keys. ARGV: agent, feed count, inbox count.
+_CONTEXT = Script(_READ_CONTEXT + "return context(1, ARGV[1], ARGV[2], ARGV[3])\n")
+
+# KEYS[1] spec, KEYS[2] lease, KEYS[3] index, KEYS[4] steps hash, then the next agent's
+# six context keys if ARGV[7] names one, then the other keys the ops name (an op refers
+# to its key by index). ARGV: token, step field, step record, ops (JSON), steps ttl,
+# uid, next agent (or ''), feed count, inbox count. Replies {status} or, with a next
+# agent, {status, context}: the next step's read comes with this step's write.
 _COMMIT_STEP = Script(
     _ALIVE
+    + _READ_CONTEXT
     + """
 if not alive(KEYS[1], ARGV[6]) then
-  return -1
+  return {-1}
 end
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
-  return 0
+  return {0}
 end
-if redis.call('HEXISTS', KEYS[4], ARGV[2]) == 1 then
-  return 2
+local status = 2
+if redis.call('HEXISTS', KEYS[4], ARGV[2]) == 0 then
+  for _, op in ipairs(cjson.decode(ARGV[4])) do
+    redis.call(op[1], KEYS[op[2]], unpack(op[3]))
+    redis.call('SADD', KEYS[3], KEYS[op[2]])
+  end
+  redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
+  redis.call('PEXPIRE', KEYS[4], ARGV[5])
+  redis.call('SADD', KEYS[3], KEYS[4])
+  status = 1
 end
-for _, op in ipairs(cjson.decode(ARGV[4])) do
-  redis.call(op[1], KEYS[op[2]], unpack(op[3]))
+if ARGV[7] == '' then
+  return {status}
 end
-redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[4], ARGV[5])
-for i = 4, #KEYS do
-  redis.call('SADD', KEYS[3], KEYS[i])
-end
-return 1
+return {status, context(5, ARGV[7], ARGV[8], ARGV[9])}
 """
 )
 
 # KEYS: spec, lease, index, done, history, usage, steps, outcomes.
-# ARGV: fence mode ('owner': the lease must be held by the token; 'idle': the lease must
-# not be held for this tick id), token or tick-id prefix, tick id, now, history fields
-# (JSON object), tokens, done window, history maxlen, ran (1: counts as a tick run),
-# result fields (JSON object), verdict (S succeeded, F failed, D dropped), progressed
-# (1/0), uid, outcomes window (results kept for the newest this many ticks).
+# ARGV: fence mode ('owner': the lease must be held by the token, and is released;
+# 'idle': the lease must not be held for this tick id), token or tick-id prefix, tick
+# id, now, history fields (JSON object), tokens, done window, history maxlen, ran (1:
+# counts as a tick run), result fields (JSON object), verdict (S succeeded, F failed, D
+# dropped), progressed (1/0), uid, outcomes window (results kept for the newest this
+# many ticks).
 _FINISH_TICK = Script(
     _ALIVE
     + """
@@ -185,6 +200,7 @@ if ARGV[1] == 'owner' then
   if lease ~= ARGV[2] then
     return 0
   end
+  redis.call('DEL', KEYS[2])
 elseif lease and string.sub(lease, 1, #ARGV[2]) == ARGV[2] then
   return 0
 end
@@ -322,21 +338,10 @@ class StackStore:
     # -- what agents read ----------------------------------------------------------------
 
     async def context(self, agent: str) -> AgentContext:
-        keys = self.keys
-        plan, artifacts, feed, memory, inbox = await _CONTEXT(
-            self.client,
-            [
-                *(keys.plan, keys.artifacts, keys.feed, keys.memory(agent), keys.cursors),
-                keys.inbox(agent),
-            ],
-            [agent, str(FEED_CONTEXT), str(INBOX_BATCH)],
-        )
-        return AgentContext(
-            plan=orjson.loads(plan) if plan else [],
-            artifacts={name: orjson.loads(record) for name, record in _pairs(artifacts).items()},
-            feed=[_pairs(fields).get("content", "") for _id, fields in reversed(feed)],
-            memory=_pairs(memory),
-            inbox=[_inbox_message(str(entry_id), _pairs(fields)) for entry_id, fields in inbox],
+        return _agent_context(
+            await _CONTEXT(
+                self.client, self.keys.context(agent), [agent, str(FEED_CONTEXT), str(INBOX_BATCH)]
+            )
         )
 
     # -- fenced writes -------------------------------------------------------------------
@@ -349,20 +354,25 @@ class StackStore:
         agent: str,
         record: dict[str, Any],
         ops: Sequence[Op],
-    ) -> bool:
+        then: str | None = None,
+    ) -> AgentContext | None:
         """Apply ``ops`` and mark ``agent``'s step of ``tick_id`` done, atomically.
 
-        Returns ``False`` if the step had already been committed (a resumed tick).
-        Raises :class:`LeaseLostError` if this runner no longer holds the lease, and
-        :class:`StackGoneError` if the stack was deleted.
+        ``then``: the agent whose step comes next; its context (as after this commit)
+        is returned, read in the same round trip. Nothing is applied if the step had
+        been committed already (a resumed tick). Raises :class:`LeaseLostError` if this
+        runner no longer holds the lease, and :class:`StackGoneError` if the stack was
+        deleted.
         """
         keys = [self.keys.spec, self.keys.lease, self.keys.index, self.keys.steps(tick_id)]
+        if then is not None:
+            keys.extend(self.keys.context(then))
         encoded = []
         for command, key, args in ops:
             if key not in keys:
                 keys.append(key)
             encoded.append([command, keys.index(key) + 1, [str(arg) for arg in args]])
-        result = await _COMMIT_STEP(
+        reply = await _COMMIT_STEP(
             self.client,
             keys,
             [
@@ -372,13 +382,16 @@ class StackStore:
                 orjson.dumps(encoded).decode(),
                 str(STEPS_TTL_MS),
                 self.uid,
+                then or "",
+                str(FEED_CONTEXT),
+                str(INBOX_BATCH),
             ],
         )
-        if result == _GONE:
+        if reply[0] == _GONE:
             raise self._gone()
-        if result == 0:
+        if reply[0] == 0:
             raise LeaseLostError(f"lease of {self.stack} lost during tick {tick_id}")
-        return bool(result == 1)
+        return _agent_context(reply[1]) if then is not None else None
 
     async def finish_tick(
         self,
@@ -454,6 +467,18 @@ class TickStart:
 def _pairs(flat: Sequence[str]) -> dict[str, str]:
     """A Lua script's flat ``[field, value, …]`` reply (``HGETALL``, stream fields)."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _agent_context(reply: Sequence[Any]) -> AgentContext:
+    """The reply of the Lua ``context`` function (:data:`_READ_CONTEXT`)."""
+    plan, artifacts, feed, memory, inbox = reply
+    return AgentContext(
+        plan=orjson.loads(plan) if plan else [],
+        artifacts={name: orjson.loads(record) for name, record in _pairs(artifacts).items()},
+        feed=[_pairs(fields).get("content", "") for _id, fields in reversed(feed)],
+        memory=_pairs(memory),
+        inbox=[_inbox_message(str(entry_id), _pairs(fields)) for entry_id, fields in inbox],
+    )
 
 
 def _published(raw: dict[str, str]) -> tuple[int, dict[str, Any], str] | None:

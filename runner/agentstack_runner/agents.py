@@ -1,6 +1,7 @@
 """One agent's step within a tick: read, ask the model, validate, act, record.
 
-The step reads the agent's context (plan, artifacts, feed, memory, unread inbox),
+The step reads the agent's context (plan, artifacts, feed, memory, unread inbox) —
+or gets it from the previous step's commit, which reads it in the same round trip —
 asks its model chain for a reply, validates it against the action schema — repairing
 once by showing the model its error — turns the actions into writes (``effects``),
 and commits writes, trace entry and the step's "done" record in one fenced Lua call.
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass
 from agentstack_core.records import Attempt as TracedAttempt
 from agentstack_core.records import TraceRecord
 from agentstack_core.spec import AgentSpec, StackSpec
-from agentstack_core.state import TRACE_MAXLEN, xadd_op
+from agentstack_core.state import TRACE_MAXLEN, AgentContext, xadd_op
 from agentstack_core.store import StackStore
 from agentstack_runner import metrics
 from agentstack_runner.actions import Reply, ReplyError, parse_reply
@@ -65,12 +66,19 @@ class StepInput:
     max_output_tokens: int
     """The most this step's calls may answer with (the spec's cap, or what is left of
     the stack's token budget if that is less)."""
+    context: AgentContext | None = None
+    """The agent's context if the previous step's commit read it (else read here)."""
+    then: str | None = None
+    """The agent whose step comes next: its context is read by this step's commit."""
 
 
-async def run_step(step: StepInput, router: Router, providers: ProviderSource) -> StepRecord:
+async def run_step(
+    step: StepInput, router: Router, providers: ProviderSource
+) -> tuple[StepRecord, AgentContext | None]:
+    """Run one step; returns its record and the context of ``step.then``."""
     started = time.monotonic()
     agent, spec, store = step.agent, step.spec, step.store
-    context = await store.context(agent.name)
+    context = step.context if step.context is not None else await store.context(agent.name)
     document = context_document(spec, agent, context, stack=str(store.stack), tick_id=step.tick_id)
     messages: list[ChatMessage] = [
         {"role": "system", "content": system_prompt(agent)},
@@ -175,10 +183,15 @@ async def run_step(step: StepInput, router: Router, providers: ProviderSource) -
         at=time.time(),
     )
     ops = [*effects.ops, xadd_op(store.keys.trace, trace, TRACE_MAXLEN)]
-    await store.commit_step(
-        token=step.token, tick_id=step.tick_id, agent=agent.name, record=asdict(record), ops=ops
+    following = await store.commit_step(
+        token=step.token,
+        tick_id=step.tick_id,
+        agent=agent.name,
+        record=asdict(record),
+        ops=ops,
+        then=step.then,
     )
     metrics.STEP_DURATION.labels(metrics.role_label(agent.role), record.outcome).observe(
         time.monotonic() - started
     )
-    return record
+    return record, following

@@ -17,7 +17,7 @@ Order of checks for a delivered :class:`~agentstack_core.protocol.TickRequest`:
    delivery kept alive), within the tick timeout; committed steps of an interrupted
    earlier attempt are not re-run;
 5. finish under the lease: the done record with the outcome, history entry and
-   counters, once.
+   counters, once, releasing the lease.
 
 A tick starts when it holds the lease: ``started_at`` is taken then. Checks 1 and 2,
 and everything 3 weighs and 4 resumes from (spec, counters, committed steps), come in
@@ -37,7 +37,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 from agentstack_core.budget import Usage, exhausted
@@ -49,6 +49,7 @@ from agentstack_core.spec import (
     StepFailurePolicy,
     parse_spec,
 )
+from agentstack_core.state import AgentContext
 from agentstack_core.store import (
     Finished,
     LeaseLostError,
@@ -121,6 +122,13 @@ def _admit(start: TickStart, request: TickRequest, now: float) -> StackSpec:
     return spec
 
 
+def _next_to_run(spec: StackSpec, position: int, committed: Collection[str]) -> str | None:
+    """The agent after ``position`` if it has a step to run (its context is then read
+    by this step's commit, saving a round trip)."""
+    following = spec.agents[position + 1 : position + 2]
+    return following[0].name if following and following[0].name not in committed else None
+
+
 @dataclass
 class Engine:
     client: RedisClient
@@ -155,20 +163,24 @@ class Engine:
             busy = _DropError("StackBusy", "another tick of this stack is running")
             return await self._drop(store, request, busy, time.time(), token=None)
         started = time.time()  # the tick starts when it holds the lease
+        execution: Execution | None = None
         try:
             try:
                 spec = _admit(start, request, started)
             except _DropError as drop:
-                return await self._drop(store, request, drop, started, token=token)
+                execution = await self._drop(store, request, drop, started, token=token)
+                return execution
             metrics.QUEUE_LAG.observe(max(0.0, started - request.dispatched_at))
             metrics.TICKS_IN_FLIGHT.inc()
             try:
-                return await self._run(store, request, spec, start, token, started, keep_alive)
+                execution = await self._run(store, request, spec, start, token, started, keep_alive)
+                return execution
             finally:
                 metrics.TICKS_IN_FLIGHT.dec()
         finally:
-            with contextlib.suppress(Exception):
-                await store.release_lease(token)
+            if execution is None:  # the finish (which releases the lease) did not happen
+                with contextlib.suppress(Exception):
+                    await store.release_lease(token)
 
     async def _drop(
         self,
@@ -278,11 +290,13 @@ class Engine:
         usage, committed = begun.usage, begun.committed
         records: list[StepRecord] = []
         limit = spec.budget.max_tokens
+        context: AgentContext | None = None  # the next agent's, read by the last commit
         try:
             async with asyncio.timeout(deadline - time.monotonic()):
-                for agent in spec.agents:
+                for position, agent in enumerate(spec.agents):
                     if agent.name in committed:
                         records.append(StepRecord(**committed[agent.name]))
+                        context = None
                         continue
                     used = usage.tokens + sum(record.tokens for record in records)
                     spent = exhausted(spec.budget, Usage(tokens=used, ticks=usage.ticks))
@@ -297,8 +311,10 @@ class Engine:
                         token,
                         deadline,
                         max_output_tokens=min(spec.max_output_tokens, allowance),
+                        context=context,
+                        then=_next_to_run(spec, position, committed),
                     )
-                    record = await run_step(step, self.router, providers)
+                    record, context = await run_step(step, self.router, providers)
                     records.append(record)
                     if record.failed and spec.step_failure_policy is StepFailurePolicy.FAIL_TICK:
                         return (

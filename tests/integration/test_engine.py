@@ -64,6 +64,7 @@ async def test_a_tick_runs_the_team_in_order_and_leaves_its_state(aredis: RedisC
     history = await aredis.xrange(KEYS.history)
     assert [fields["outcome"] for _id, fields in history] == ["Succeeded"]
     assert int(await aredis.hget(KEYS.usage, "tokens")) == result.tokens > 0
+    assert await aredis.get(KEYS.lease) is None  # the finish released it
 
 
 async def test_scripted_team_makes_visible_progress_over_ticks(aredis: RedisClient) -> None:
