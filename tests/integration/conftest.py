@@ -13,6 +13,7 @@ from agentstack_core.connection import connect
 from agentstack_core.endpoints import ALLOWED_BASE_URLS_ENV
 from agentstack_core.protocol import RedisClient
 from agentstack_devkit.fakellm import FakeLLMServer
+from tests.integration.support import close_engines
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,13 @@ async def aredis(redis_backend: RedisBackend) -> AsyncIterator[RedisClient]:
         else:
             await client.flushall()
         await client.aclose()
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _close_engines() -> AsyncIterator[None]:
+    """A test's engines hold HTTP sessions (to the fake LLM server): closed after it."""
+    yield
+    await close_engines()
 
 
 @pytest.fixture

@@ -19,14 +19,25 @@ from tests.helpers import eventually
 FAST_RETRIES = RetryPolicy(max_attempts=2, base_delay=0.05, max_delay=0.1)
 
 
+_ENGINES: list[Engine] = []
+
+
 def make_engine(client: RedisClient, runner_id: str = "runner-a", **kwargs: Any) -> Engine:
-    return Engine(
+    engine = Engine(
         client=client,
         registry=ProviderRegistry(),
         router=Router(policy=kwargs.pop("policy", FAST_RETRIES)),
         runner_id=runner_id,
         **kwargs,
     )
+    _ENGINES.append(engine)
+    return engine
+
+
+async def close_engines() -> None:
+    """Close the provider clients (HTTP sessions) of every engine made so far."""
+    while _ENGINES:
+        await _ENGINES.pop().registry.close()
 
 
 STACK = StackRef("team", "demo")

@@ -68,9 +68,11 @@ async def test_a_slot_of_a_crashed_holder_expires(aredis: RedisClient) -> None:
 
 async def test_a_live_holder_keeps_its_slot_however_long_its_call(aredis: RedisClient) -> None:
     """A call longer than the slot TTL (600 s are allowed) must not lose its slot."""
-    holder = ConcurrencyLimiter(aredis, "groq", 1, slot_ttl=0.2, poll=0.01)
-    other = ConcurrencyLimiter(aredis, "groq", 1, slot_ttl=0.2, poll=0.01)
+    # A TTL long enough that only a missed confirmation, not a loaded machine's late
+    # one, can free the slot (it is confirmed every third of it).
+    holder = ConcurrencyLimiter(aredis, "groq", 1, slot_ttl=0.6, poll=0.01)
+    other = ConcurrencyLimiter(aredis, "groq", 1, slot_ttl=0.6, poll=0.01)
     async with holder.slot(wait_seconds=1):
         with pytest.raises(UnavailableError):  # five TTLs later, still held
-            async with other.slot(wait_seconds=1.0):
+            async with other.slot(wait_seconds=3.0):
                 pass

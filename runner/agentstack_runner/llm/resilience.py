@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from agentstack_core.keys import FleetKeys
 from agentstack_core.protocol import RedisClient
+from agentstack_core.scripting import Script
 from agentstack_runner.llm.base import UnavailableError
 
 
@@ -111,7 +112,8 @@ class CircuitBreaker:
             self._open_until = self.clock() + self.cooldown
 
 
-_ACQUIRE_SLOT = """
+_ACQUIRE_SLOT = Script(
+    """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
@@ -119,6 +121,7 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
 end
 return 0
 """
+)
 
 
 class ConcurrencyLimiter:
@@ -153,14 +156,10 @@ class ConcurrencyLimiter:
         deadline = time.monotonic() + wait_seconds
         while True:
             now = time.time()
-            acquired = await self.client.eval(
-                _ACQUIRE_SLOT,
-                1,
-                self.key,
-                repr(now - self.slot_ttl),
-                str(self.limit),
-                repr(now),
-                token,
+            acquired = await _ACQUIRE_SLOT(
+                self.client,
+                [self.key],
+                [repr(now - self.slot_ttl), str(self.limit), repr(now), token],
             )
             if acquired == 1:
                 break

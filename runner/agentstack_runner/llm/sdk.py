@@ -6,8 +6,12 @@ The SDKs' own retries are switched off (``max_retries=0``): the router owns retr
 so that it can honour ``Retry-After``, respect the tick's deadline and fall back to
 another provider instead of retrying blindly.
 
-Clients are cached per (base URL, key) so connections are pooled across ticks. The
-API key is held only by the SDK client; it never appears in errors or traces.
+Clients are cached per (base URL, key) so connections are pooled across ticks. They
+send through aiohttp (the SDKs' ``DefaultAioHttpClient``) rather than their default
+httpx transport, whose connection pool walks every connection (a socket check each) for
+every request: with hundreds of calls in flight that walk was a third of the runner's
+CPU (bench.runner_throughput, latency scenario). The API key is held only by the SDK
+client; it never appears in errors or traces.
 """
 
 from __future__ import annotations
@@ -53,7 +57,10 @@ class SdkProvider:
         self.name = name
         self._sdk = module
         self._client: Any = getattr(module, client_class)(
-            api_key=api_key, base_url=base_url, max_retries=0
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            http_client=module.DefaultAioHttpClient(),
         )
 
     async def complete(self, request: ChatRequest) -> Completion:
