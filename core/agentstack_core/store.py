@@ -12,8 +12,8 @@ script, so it happens whole or not at all, and each is fenced twice:
   finish a tick (:class:`LeaseLostError`), so a runner that lost its lease (paused,
   partitioned, presumed dead) can no longer change anything.
 
-The scripts (sent by SHA, :class:`_Script`, so Redis neither receives nor hashes their
-text on every call):
+The scripts (sent by SHA, :class:`~agentstack_core.scripting.Script`, so Redis neither
+receives nor hashes their text on every call):
 
 - :data:`_BEGIN` starts a tick in one round trip: whether its id is done already (and
   its recorded outcome), else the lease, and with it everything admission and
@@ -23,7 +23,8 @@ text on every call):
   its unread inbox, which starts after its cursor) in one round trip instead of two.
 - :data:`_COMMIT_STEP` applies one agent step's effects together with the record that
   the step is done. A tick resumed by another runner skips committed steps, so every
-  step's effects happen exactly once even though delivery is at least once.
+  step's effects happen exactly once even though delivery is at least once. In the
+  same call it reads the context of the agent whose step comes next.
 - :data:`_FINISH_TICK` records the tick id as done together with its outcome (and
   releases the lease it ran under), appends
   the tick to the history and moves the stack's counters (tokens, ticks, consecutive
@@ -458,10 +459,6 @@ class TickStart:
     """Under the lease: the stack's counters."""
     committed: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Under the lease: the step records an earlier attempt of this tick committed."""
-
-    @property
-    def leased(self) -> bool:
-        return not self.done and self.holder is None
 
 
 def _pairs(flat: Sequence[str]) -> dict[str, str]:
