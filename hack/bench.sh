@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmarks whose tables bench/RESULTS.md records, one after the other, as
-# `make bench` runs them (about 45 minutes on 2 cores; run nothing else meanwhile).
+# `make bench` runs them (about 50 minutes on 2 cores; run nothing else meanwhile).
 # Tables go to stdout, progress to stderr. `hack/bench.sh --quick` is a smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,5 +28,6 @@ else
 fi
 # The operator with real runners (the default 100 -> 1,000 stacks at 5 s).
 run "$py" -m bench.operator_scale "${quick[@]}"
+run "$py" -m bench.trace_latency "${quick[@]}"
 run "$py" -m bench.runner_throughput "${quick[@]}"
 run "$py" -m bench.api_latency "${quick[@]}"
