@@ -335,3 +335,16 @@ async def test_a_tick_past_its_timeout_fails_and_frees_the_stack(
     assert result.reason == "TickTimeout"
     assert time.monotonic() - started < 10
     assert await aredis.get(KEYS.lease) is None  # the next tick is not blocked
+
+
+async def test_a_tick_runs_after_redis_forgot_its_scripts(aredis: RedisClient) -> None:
+    """Scripts go by SHA; a Redis that lost its script cache (restart, failover, flush)
+    gets the text again instead of failing the tick with NOSCRIPT."""
+    await publish(aredis, {"goal": "g"})
+    engine = make_engine(aredis)
+    assert (await engine.execute(request(1))).result is not None  # scripts now cached
+    await aredis.script_flush()  # type: ignore[misc]
+    result = (await engine.execute(request(2))).result
+    assert result is not None
+    assert result.outcome is Outcome.SUCCEEDED
+    assert result.steps == 4
