@@ -134,4 +134,7 @@ def test_llm_faults_with_budgets_nearly_spent_never_overspend(
 
     verify("LLM faults near budgets", fleet, k8s_api, reader, [namespace])
     statuses = {r.status for r in gateway.requests}
-    assert {429, 503, 200} <= statuses  # the faults were met, and answers too
+    # The faults were met, and answers too. Only the planner's is certain: each runner's
+    # Groq circuit opens after five failed calls (retries included) for 30 s, so which
+    # of the other agents reach Groq before it opens is a matter of timing.
+    assert {429, 200} <= statuses
