@@ -38,11 +38,11 @@ Why this shape:
   * API-server writes, counted twice: by the operator
     (``agentstack_operator_status_writes_total``, ``agentstack_operator_events_total``)
     and, independently, by kube-apiserver itself (``apiserver_request_total`` from its
-    ``/metrics``, write verbs only) for ``agentstacks/status``, ``agentstacks`` (Kopf's
-    own patches), ``events``, ``leases`` and every resource together — per executed
-    tick and per second; and the writes kube-apiserver passed on to etcd
-    (``etcd_requests_total`` create/update/delete), which leave out the PATCHes that
-    changed nothing (kube-apiserver skips etcd for a no-op update);
+    ``/metrics``, write verbs only) for ``agentstacks/status``, ``agentstacks`` (the
+    finalizer's patches; Kopf's in the baseline), ``events``, ``leases`` and every
+    resource together — per executed tick and per second; and the writes kube-apiserver
+    passed on to etcd (``etcd_requests_total`` create/update/delete), which leave out the
+    PATCHes that changed nothing (kube-apiserver skips etcd for a no-op update);
   * CPU of each process (``/proc/<pid>/stat``), of this driver, and of everything else
     on the machine ("other": on a shared machine, work that competed with the
     measurement), in % of one core; the operator's RSS at the start and end of it;
@@ -80,7 +80,7 @@ Against the operator a Kopf user writes first, and at 10,000 stacks (issue 10)::
 and consumers; the tables then compare the two. ``--consumer ack`` replaces the
 runners by ``bench.ack_consumer`` (no agent work) so that the operator is measured
 alone. ``--no-status-warmup`` starts a window once every stack has ticked in Redis and
-Kopf has taken it on, without waiting for every status to show a tick.
+carries the operator's finalizer, without waiting for every status to show a tick.
 
 The Markdown tables go to stdout, progress to stderr. A measurement that fails (warm-up
 timed out, a process exited) gets a row saying why, the other still runs, and the exit
@@ -120,15 +120,12 @@ from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.processes import LOOPBACK, DevEnvError, ManagedProcess, free_port
 from agentstack_devkit.redisserver import RedisServer
 from agentstack_devkit.toolchain import controlplane_binaries, find_repo_root
+from agentstack_operator.finalizing import FINALIZER
 
 GROUP, VERSION, PLURAL = "agentstack.dev", "v1alpha1", "agentstacks"
 CRD_NAME = f"{PLURAL}.{GROUP}"
 TICK_INTERVAL = 5
 """``tickIntervalSeconds`` of every stack, unless ``--interval`` says otherwise."""
-FINALIZER = "agentstack.dev/cleanup"
-"""The operator's finalizer (``agentstack_operator.handlers``), added by Kopf."""
-KOPF_DIFF_BASE = "agentstack.dev/last-handled-configuration"
-"""The annotation Kopf keeps the last handled spec in (``handlers.settings``)."""
 CREATE_WORKERS = 16
 LEADER_TIMEOUT = 60.0
 WRITE_VERBS = frozenset(
@@ -475,15 +472,9 @@ def ticked_in_status(api: client.ApiClient, refs: Sequence[StackRef]) -> int:
 
 
 def onboarded(api: client.ApiClient, refs: Sequence[StackRef]) -> int:
-    """Stacks Kopf has finished taking on: they carry the operator's finalizer and
-    Kopf's record of the last handled spec (two patches of each new stack)."""
+    """Stacks the operator has taken on: they carry its finalizer (one patch each)."""
     items = _listed(api, refs)
-    return sum(
-        1
-        for item in items
-        if FINALIZER in (item["metadata"].get("finalizers") or [])
-        and KOPF_DIFF_BASE in (item["metadata"].get("annotations") or {})
-    )
+    return sum(1 for item in items if FINALIZER in (item["metadata"].get("finalizers") or []))
 
 
 def wait_for(
@@ -697,7 +688,7 @@ def measure(
             deadline,
             procs,
         )
-    else:  # at least Kopf's onboarding of the new stacks is over
+    else:  # at least the operator's onboarding of the new stacks is over
         wait_for("stacks onboarded", lambda: onboarded(api, refs), len(refs), deadline, procs)
     warm = time.monotonic() - warm_from
     notes.append(
@@ -1229,8 +1220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-status-warmup",
         action="store_true",
-        help="start the window once every stack has ticked in Redis and Kopf has taken "
-        "it on (finalizer, last handled spec), without waiting for every status to show "
+        help="start the window once every stack has ticked in Redis and carries the "
+        "operator's finalizer, without waiting for every status to show "
         "a tick (a big fleet's first status writes take stacks / budget seconds)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the logs, print where")

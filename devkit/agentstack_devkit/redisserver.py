@@ -8,9 +8,11 @@ acknowledged) and restarts the server on the same port (:meth:`RedisServer.resta
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -94,6 +96,20 @@ class RedisServer(Service):
     def restart(self, *, kill: bool = True) -> None:
         """Stop the server (SIGKILL by default: a crash) and start it again on the same
         port with the same data directory; what survives is what was persisted."""
+        self._down(kill=kill)
+        self._start()
+
+    @contextlib.contextmanager
+    def outage(self) -> Iterator[None]:
+        """Redis down (SIGKILL) while inside: connections are refused; on the way out it
+        comes back on the same port with what it had persisted."""
+        self._down(kill=True)
+        try:
+            yield
+        finally:
+            self._start()
+
+    def _down(self, *, kill: bool) -> None:
         if self._process is not None:
             if kill:
                 self._process.send_signal(signal.SIGKILL)
@@ -101,7 +117,6 @@ class RedisServer(Service):
             self._process.stop()
             self._process = None
         self._requested_port = self.port
-        self._start()
 
     def stop(self) -> None:
         if self._process is not None:

@@ -1,10 +1,13 @@
 """Kopf handlers: they only register and delegate to :class:`~.runtime.Operator`.
 
-- every watch event of an AgentStack goes to :meth:`Operator.observe` (the index);
-- deletion runs :meth:`Operator.forget` behind the ``agentstack.dev/cleanup`` finalizer
-  (Redis keys, Jobs), with a time limit so a namespace deletion never hangs on it;
+- every watch event of an AgentStack goes to :meth:`Operator.observe` (the index, and
+  the ``agentstack.dev/cleanup`` finalizer, which the operator keeps itself:
+  :mod:`.finalizing` says why), or to :meth:`Operator.remove` once it is gone;
 - Job events tell which stacks have a tick Job running, and report failed ones
   (:meth:`Operator.job_seen`).
+
+Only event handlers are registered, on purpose: with a change or deletion handler Kopf
+would run its change detection and write its bookkeeping annotations on every event.
 """
 
 from __future__ import annotations
@@ -19,18 +22,10 @@ from agentstack_core.resource import GROUP, PLURAL, VERSION
 from agentstack_operator.jobs import STACK_LABEL
 from agentstack_operator.runtime import Operator
 
-FINALIZER = "agentstack.dev/cleanup"
-CLEANUP_TIMEOUT_SECONDS = 120
-
 
 def settings() -> kopf.OperatorSettings:
-    """Kopf settings for a strict CRD: bookkeeping in annotations, watches that stay alive."""
+    """Kopf settings: watches that stay alive, and Kopf's own Events only for warnings."""
     config = kopf.OperatorSettings()
-    config.persistence.finalizer = FINALIZER
-    config.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="agentstack.dev")
-    config.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="agentstack.dev", key="last-handled-configuration"
-    )
     config.watching.server_timeout = 300
     config.watching.client_timeout = 310
     config.watching.connect_timeout = 30
@@ -51,13 +46,6 @@ def build_registry(operator: Operator) -> kopf.OperatorRegistry:
             operator.remove(StackRef(body.metadata.namespace or "", body.metadata.name or ""))
         else:
             await operator.observe(dict(body))
-
-    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, timeout=CLEANUP_TIMEOUT_SECONDS)
-    async def stack_deleted(body: kopf.Body, **_: Any) -> None:
-        await operator.forget(
-            StackRef(body.metadata.namespace or "", body.metadata.name or ""),
-            body.metadata.uid or "",
-        )
 
     @kopf.on.event(  # type: ignore[arg-type]
         "batch", "v1", "jobs", labels={STACK_LABEL: kopf.PRESENT}, registry=registry

@@ -84,6 +84,7 @@ async def run_operator(config: OperatorConfig) -> int:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(kopf_task, timeout=30)
         await asyncio.gather(*loops, return_exceptions=True)
+        await operator.finalizer.close()
         if http is not None:
             await http.cleanup()
         await redis.aclose()

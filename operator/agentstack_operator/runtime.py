@@ -3,6 +3,7 @@
 Data flow::
 
     watch events (Kopf) ──► observe() ──► StackIndex (index.py) ──► Observation
+                                │ Finalizer (finalizing.py): add it; deleted: clean up
                                 │ new generation: publish the spec to Redis, check
                                 │ Secrets (secretchecking.py), refresh usage, reschedule
                                 ▼
@@ -39,6 +40,7 @@ from agentstack_core.protocol import RedisClient, TickResult, slot_of
 from agentstack_core.store import delete_stack, publish_spec
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.dispatching import Dispatcher, RedisLanes
+from agentstack_operator.finalizing import Finalizer
 from agentstack_operator.folding import RedisResults, ResultFolder
 from agentstack_operator.index import StackIndex
 from agentstack_operator.jobs import STACK_LABEL, job_state, job_tick
@@ -92,6 +94,7 @@ class Operator:
             scheduled=self.heap,
             gone=self.remove,
         )
+        self.finalizer = Finalizer(kube, self.forget, on_gave_up=self._cleanup_gave_up)
         results = RedisResults(redis, consumer=config.operator_id)
         self.progress: dict[str, float] = {}
         """Loop name → when it last turned (monotonic), for the liveness probe."""
@@ -113,6 +116,8 @@ class Operator:
         record = change.record
         if change.deleting:
             self.dispatcher.unschedule(record)
+        await self.finalizer.observe(body)  # added to a new stack; cleanup when deleted
+        if change.deleting:
             return
         events = list(change.events)
         if change.cause is not None:
@@ -135,6 +140,16 @@ class Operator:
         deleted = await delete_stack(self.redis, ref)
         await self.kube.delete_jobs(ref.namespace, f"{STACK_LABEL}={ref.name}")
         logger.info("cleaned up %s: %d Redis keys", ref, deleted)
+
+    async def _cleanup_gave_up(self, ref: StackRef, uid: str, error: str) -> None:
+        if self.leadership.is_leader:
+            await self.kube.post_event(
+                ref,
+                uid,
+                "CleanupFailed",
+                f"released without removing its Redis keys or Jobs: {error}",
+                warning=True,
+            )
 
     def remove(self, ref: StackRef) -> None:
         """The stack is gone from the API server (deleted, or a status write found it

@@ -10,8 +10,10 @@ import redis
 from kubernetes import client
 
 from agentstack_core.keys import StackKeys, StackRef
+from agentstack_core.resource import GROUP, PLURAL, VERSION
 from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.fleet import Fleet
+from agentstack_operator.finalizing import FINALIZER
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually, gone
 
@@ -207,7 +209,7 @@ def test_deletion_cleans_redis_and_namespace_deletion_completes(
 ) -> None:
     stacks.create("doomed")
     stacks.wait_ticks("doomed", 1)
-    assert "agentstack.dev/cleanup" in stacks.get("doomed")["metadata"]["finalizers"]
+    assert stacks.get("doomed")["metadata"]["finalizers"] == [FINALIZER]
     keys = StackKeys(StackRef(stacks.namespace, "doomed"))
     assert stacks.redis.exists(keys.history)
     stacks.delete("doomed")
@@ -225,6 +227,36 @@ def test_deletion_cleans_redis_and_namespace_deletion_completes(
     )
     last = StackKeys(StackRef(stacks.namespace, "last"))
     assert list(stacks.redis.scan_iter(match=f"{last.prefix}*")) == []
+
+
+def test_other_controllers_finalizers_are_kept(stacks: Stacks) -> None:
+    """Ours is added next to one a stack was created with, and removed alone."""
+    theirs = "example.com/keep"
+    stacks.custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        stacks.namespace,
+        PLURAL,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "AgentStack",
+            "metadata": {"name": "shared", "finalizers": [theirs]},
+            "spec": {"goal": "share", "tickIntervalSeconds": 1},
+        },
+    )
+    stacks.wait_ticks("shared", 1)
+    assert stacks.get("shared")["metadata"]["finalizers"] == [theirs, FINALIZER]
+    stacks.delete("shared")
+    eventually(
+        lambda: True if stacks.get("shared")["metadata"]["finalizers"] == [theirs] else None,
+        "our finalizer released, theirs kept",
+    )
+    keys = StackKeys(StackRef(stacks.namespace, "shared"))
+    assert list(stacks.redis.scan_iter(match=f"{keys.prefix}*")) == []
+    stacks.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, stacks.namespace, PLURAL, "shared", {"metadata": {"finalizers": None}}
+    )
+    eventually(lambda: gone(lambda: stacks.get("shared")), "the stack to be deleted")
 
 
 def test_kubectl_shows_the_columns_filled_in(stacks: Stacks, control_plane: ControlPlane) -> None:

@@ -1,6 +1,7 @@
 """Redis faults: killed and restarted with its append-only file (nothing it acknowledged
-may be lost), and restarted with no persistence at all (everything must recover:
-consumer groups recreated, specs published again, stacks ticking)."""
+may be lost), restarted with no persistence at all (everything must recover:
+consumer groups recreated, specs published again, stacks ticking), and down while a
+stack is deleted (the stack is held until its keys are gone)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import pytest
 import redis
 from kubernetes import client
 
+from agentstack_core.keys import StackKeys, StackRef
 from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.fakellm import FakeLLMServer
 from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.redisserver import RedisServer
+from agentstack_operator.finalizing import FINALIZER
 from tests.e2e.stacks import Stacks
-from tests.helpers import eventually
+from tests.helpers import eventually, gone
 from tests.reliability.support import fleet_on, more_ticks, team_of_stacks, verify
 
 STACKS = 20
@@ -49,6 +52,36 @@ def test_redis_killed_and_restarted_from_its_append_only_file_loses_nothing(
         timeout=120,
     )
     verify("Redis SIGKILL + AOF restart", fleet, k8s_api, reader, [namespace])
+
+
+def test_a_stack_deleted_while_redis_is_down_is_held_until_its_keys_are_gone(
+    fleet: Fleet,
+    fault_redis: RedisServer,
+    gateway: FakeLLMServer,
+    k8s_api: client.ApiClient,
+    namespace: str,
+    reader: redis.Redis,
+) -> None:
+    stacks = Stacks(k8s_api, namespace, reader)
+    doomed, witness = team_of_stacks(stacks, 2, gateway, tickIntervalSeconds=2)
+    operator, _port = fleet.operator()
+    fleet.runner()
+    more_ticks(stacks, [doomed, witness], 4)
+    ref = StackRef(namespace, doomed)
+    with fault_redis.outage():
+        stacks.delete(doomed)
+        eventually(
+            lambda: True if f"cleanup of {ref} failed" in operator.log_path.read_text() else None,
+            "the operator to try the cleanup while Redis is down",
+            timeout=60,
+        )
+        held = stacks.get(doomed)["metadata"]
+        assert held["deletionTimestamp"]
+        assert FINALIZER in held["finalizers"]  # not released: its keys are still there
+    eventually(lambda: gone(lambda: stacks.get(doomed)), "the stack to be released", timeout=60)
+    assert list(reader.scan_iter(match=f"{StackKeys(ref).prefix}*")) == []
+    more_ticks(stacks, [witness], 2)
+    verify("stack deleted while Redis was down", fleet, k8s_api, reader, [namespace], deleted=[ref])
 
 
 @pytest.fixture

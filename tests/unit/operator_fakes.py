@@ -3,9 +3,12 @@ to feed them: each part is tested alone, in memory, in milliseconds."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jsonpatch
+from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
 from agentstack_core.keys import StackRef
@@ -104,6 +107,10 @@ class FakeKube:
         self.events: list[tuple[StackRef, str, bool]] = []
         self.secrets: set[tuple[str, str, str]] = set()
         self.lease: Any = None
+        self.stacks: dict[StackRef, dict[str, Any]] = {}
+        """The stacks as the API server holds them (for the finalizer's patches)."""
+        self.stack_patches: list[tuple[StackRef, list[dict[str, Any]]]] = []
+        self.stack_patch_error: Exception | None = None
 
     async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
         if self.job_error is not None:
@@ -124,6 +131,25 @@ class FakeKube:
             raise self.patch_error
         self.patches.append((ref, body))
         return ref not in self.missing
+
+    async def read_stack(self, ref: StackRef) -> dict[str, Any] | None:
+        found = self.stacks.get(ref)
+        return copy.deepcopy(found) if found is not None else None
+
+    async def patch_stack(self, ref: StackRef, patch: list[dict[str, Any]]) -> bool:
+        """A JSON patch as the API server applies it: all or nothing, 422 when a
+        ``test`` fails, 404 (``False``) for a stack it does not hold."""
+        if self.stack_patch_error is not None:
+            raise self.stack_patch_error
+        self.stack_patches.append((ref, patch))
+        current = self.stacks.get(ref)
+        if current is None:
+            return False
+        try:
+            self.stacks[ref] = jsonpatch.apply_patch(current, patch)
+        except (jsonpatch.JsonPatchConflict, jsonpatch.JsonPatchTestFailed) as exc:
+            raise ApiException(status=422, reason=str(exc)) from exc
+        return True
 
     async def post_event(
         self, ref: StackRef, uid: str, reason: str, message: str, *, warning: bool = False
