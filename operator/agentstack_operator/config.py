@@ -26,6 +26,8 @@ the stacks' namespaces); ``AGENTSTACK_JOB_RESOURCES`` (JSON of a container's
 this long beyond the stack's tickTimeoutSeconds before Kubernetes stops it).
 ``AGENTSTACK_ALLOWED_BASE_URLS`` (empty) — endpoints besides the providers' public ones
 that the platform's LLM keys may be sent to (see ``agentstack_core.endpoints``).
+``AGENTSTACK_GC_THAW_SECONDS`` (3600; 0 = off) — what survives a full garbage collection
+is frozen, and given back to the collector this often (see ``collecting``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any
 
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.environment import env_bool, env_float, env_int, env_list
+from agentstack_operator.collecting import DEFAULT_THAW_SECONDS
 
 
 @dataclass
@@ -68,6 +71,7 @@ class OperatorConfig:
     job_ttl_seconds: int = 300
     job_grace_seconds: int = 60
     endpoints: EndpointPolicy = field(default_factory=EndpointPolicy)
+    gc_thaw_seconds: float = DEFAULT_THAW_SECONDS
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -100,6 +104,7 @@ class OperatorConfig:
             job_ttl_seconds=env_int("AGENTSTACK_JOB_TTL_SECONDS", defaults.job_ttl_seconds),
             job_grace_seconds=env_int("AGENTSTACK_JOB_GRACE_SECONDS", defaults.job_grace_seconds),
             endpoints=EndpointPolicy.from_env(),
+            gc_thaw_seconds=env_float("AGENTSTACK_GC_THAW_SECONDS", defaults.gc_thaw_seconds),
         )
 
 

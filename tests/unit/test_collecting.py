@@ -1,0 +1,64 @@
+"""Freezing after full collections, with the real collector: what a full collection
+kept is frozen, younger collections freeze nothing, and a thaw gives it all back."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from agentstack_operator.collecting import FullCollectionFreezer
+
+from .operator_fakes import Clock
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    yield Clock(0.0)
+    gc.unfreeze()
+
+
+def test_a_full_collection_freezes_its_survivors_and_a_thaw_returns_them(clock: Clock) -> None:
+    freezer = FullCollectionFreezer(thaw_seconds=60.0, clock=clock)
+    kept = [{"stack": n} for n in range(1000)]
+    freezer.install()
+    try:
+        gc.collect(1)  # a younger generation: nothing frozen
+        assert freezer.freezes == 0
+        gc.collect()
+        assert freezer.freezes == 1
+        frozen = gc.get_freeze_count()
+        assert frozen >= len(kept)  # the survivors, ``kept`` among them
+        assert id(kept) not in {id(obj) for obj in gc.get_objects()}  # out of every generation
+
+        clock.now = 61.0  # the period is over: this full collection thaws ...
+        gc.collect()
+        assert (freezer.thaws, gc.get_freeze_count()) == (1, 0)
+        gc.collect()  # ... and the next one walks everything, then freezes again
+        assert freezer.freezes == 2
+        assert gc.get_freeze_count() >= len(kept)
+    finally:
+        freezer.uninstall()
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert freezer.freezes == 2  # uninstalled: no more freezing
+
+
+def test_garbage_is_never_frozen(clock: Clock) -> None:
+    class Node:
+        other: object = None
+
+    freezer = FullCollectionFreezer(thaw_seconds=60.0, clock=clock)
+    freezer.install()
+    try:
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a cycle ...
+        witness = weakref.ref(a)
+        del a, b  # ... that is garbage now
+        gc.collect()
+        assert freezer.freezes == 1
+        assert witness() is None  # collected, not frozen alive
+    finally:
+        freezer.uninstall()
