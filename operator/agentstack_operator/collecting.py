@@ -15,6 +15,13 @@ frozen objects that become garbage later (a deleted stack's watch state, a finis
 task's traceback): so every ``thaw_seconds`` the permanent generation is given back
 (:func:`gc.unfreeze`) and the next full collection walks everything once — one long
 pause per period instead of four a minute.
+
+And generation 0 is collected after 20,000 net allocations instead of CPython's 700
+(:func:`tune_collector`): at 1,000 ticks a second most of the operator's objects live
+for one dispatch or one fold; with the default threshold many are still alive at a
+young collection and get promoted, to be walked again by the older ones. Measured at
+10,000 stacks together with the freezing: dispatch lag p99 96 ms (219 ms with the
+freezing alone), 40 % of a core instead of 50 %, RSS 441 MiB instead of 394.
 """
 
 from __future__ import annotations
@@ -28,6 +35,24 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 DEFAULT_THAW_SECONDS = 3600.0
+DEFAULT_GEN0_THRESHOLD = 20_000
+
+
+def tune_collector(gen0_threshold: int, thaw_seconds: float) -> Callable[[], None]:
+    """Apply the settings (0 leaves either as CPython has it); returns their undoing."""
+    previous = gc.get_threshold()
+    if gen0_threshold:
+        gc.set_threshold(gen0_threshold, previous[1], previous[2])
+    freezer = FullCollectionFreezer(thaw_seconds) if thaw_seconds else None
+    if freezer is not None:
+        freezer.install()
+
+    def undo() -> None:
+        if freezer is not None:
+            freezer.uninstall()
+        gc.set_threshold(*previous)
+
+    return undo
 
 
 class FullCollectionFreezer:

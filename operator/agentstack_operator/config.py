@@ -27,7 +27,8 @@ this long beyond the stack's tickTimeoutSeconds before Kubernetes stops it).
 ``AGENTSTACK_ALLOWED_BASE_URLS`` (empty) — endpoints besides the providers' public ones
 that the platform's LLM keys may be sent to (see ``agentstack_core.endpoints``).
 ``AGENTSTACK_GC_THAW_SECONDS`` (3600; 0 = off) — what survives a full garbage collection
-is frozen, and given back to the collector this often (see ``collecting``).
+is frozen, and given back to the collector this often; ``AGENTSTACK_GC_GEN0_THRESHOLD``
+(20000; 0 = CPython's 700) — allocations between young collections (see ``collecting``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from typing import Any
 
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.environment import env_bool, env_float, env_int, env_list
-from agentstack_operator.collecting import DEFAULT_THAW_SECONDS
+from agentstack_operator.collecting import DEFAULT_GEN0_THRESHOLD, DEFAULT_THAW_SECONDS
 
 
 @dataclass
@@ -72,6 +73,7 @@ class OperatorConfig:
     job_grace_seconds: int = 60
     endpoints: EndpointPolicy = field(default_factory=EndpointPolicy)
     gc_thaw_seconds: float = DEFAULT_THAW_SECONDS
+    gc_gen0_threshold: int = DEFAULT_GEN0_THRESHOLD
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -105,6 +107,7 @@ class OperatorConfig:
             job_grace_seconds=env_int("AGENTSTACK_JOB_GRACE_SECONDS", defaults.job_grace_seconds),
             endpoints=EndpointPolicy.from_env(),
             gc_thaw_seconds=env_float("AGENTSTACK_GC_THAW_SECONDS", defaults.gc_thaw_seconds),
+            gc_gen0_threshold=env_int("AGENTSTACK_GC_GEN0_THRESHOLD", defaults.gc_gen0_threshold),
         )
 
 

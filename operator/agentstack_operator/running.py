@@ -18,7 +18,7 @@ import kopf
 from agentstack_core import protocol
 from agentstack_core.connection import connect
 from agentstack_core.observability import serve_http
-from agentstack_operator.collecting import FullCollectionFreezer
+from agentstack_operator.collecting import tune_collector
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.handlers import build_registry, settings
 from agentstack_operator.kube import Kube, api_client
@@ -32,9 +32,7 @@ async def run_operator(config: OperatorConfig) -> int:
     # Kopf logs every handled watch event at INFO: one line per status write, fifty a
     # second on a large fleet. Its warnings and errors still show.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    freezer = FullCollectionFreezer(config.gc_thaw_seconds) if config.gc_thaw_seconds else None
-    if freezer is not None:
-        freezer.install()
+    untune_collector = tune_collector(config.gc_gen0_threshold, config.gc_thaw_seconds)
     redis = connect(config.redis_url, cluster=config.redis_cluster)
     kube = Kube(api_client())
     operator = Operator(config, kube, redis)
@@ -93,7 +91,6 @@ async def run_operator(config: OperatorConfig) -> int:
             await http.cleanup()
         await redis.aclose()
         await kube.close()
-        if freezer is not None:
-            freezer.uninstall()
+        untune_collector()
         logger.info("operator stopped after %.0fs", time.monotonic() - started)
     return 1 if failed else 0

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentstack_operator.collecting import FullCollectionFreezer
+from agentstack_operator.collecting import FullCollectionFreezer, tune_collector
 
 from .operator_fakes import Clock
 
@@ -62,3 +62,23 @@ def test_garbage_is_never_frozen(clock: Clock) -> None:
         assert witness() is None  # collected, not frozen alive
     finally:
         freezer.uninstall()
+
+
+def test_tuning_sets_the_young_threshold_and_undoes_everything() -> None:
+    before = gc.get_threshold()
+    undo = tune_collector(20_000, 60.0)
+    try:
+        assert gc.get_threshold() == (20_000, *before[1:])
+        gc.collect()
+        assert gc.get_freeze_count() > 0  # the freezer is installed
+    finally:
+        undo()
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+    undo = tune_collector(0, 0)  # both off: CPython's collector as it was
+    try:
+        assert gc.get_threshold() == before
+        gc.collect()
+        assert gc.get_freeze_count() == 0
+    finally:
+        undo()
