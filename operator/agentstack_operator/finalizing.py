@@ -69,6 +69,10 @@ def _finalizers(body: dict[str, Any]) -> list[str] | None:
     return None if found is None else [str(name) for name in found]
 
 
+def _uid(body: dict[str, Any]) -> str:
+    return str((body.get("metadata") or {}).get("uid") or "")
+
+
 def _deleting(body: dict[str, Any]) -> bool:
     return bool((body.get("metadata") or {}).get("deletionTimestamp"))
 
@@ -92,12 +96,17 @@ def adding(body: dict[str, Any]) -> JsonPatch | None:
 
 
 def removing(body: dict[str, Any]) -> JsonPatch | None:
-    """The patch that removes the finalizer, or ``None`` if it is not there."""
+    """The patch that releases a deleted stack, or ``None`` if it is not being deleted
+    or the finalizer is not there."""
     current = _finalizers(body) or []
-    if FINALIZER not in current:
+    if not _deleting(body) or FINALIZER not in current:
         return None
     at = f"/metadata/finalizers/{current.index(FINALIZER)}"
-    return [{"op": "test", "path": at, "value": FINALIZER}, {"op": "remove", "path": at}]
+    return [
+        {"op": "test", "path": "/metadata/uid", "value": _uid(body)},  # still that object
+        {"op": "test", "path": at, "value": FINALIZER},
+        {"op": "remove", "path": at},
+    ]
 
 
 def must_clean_up(body: dict[str, Any]) -> bool:
@@ -141,7 +150,7 @@ class Finalizer:
             except Exception as exc:
                 logger.warning("could not add the finalizer to %s: %s", ref_of(body), exc)
             return
-        uid = str((body.get("metadata") or {}).get("uid") or "")
+        uid = _uid(body)
         if must_clean_up(body) and uid not in self._cleanups:
             task = asyncio.create_task(self._finalize(body, uid), name=f"cleanup {uid}")
             self._cleanups[uid] = task
@@ -167,11 +176,16 @@ class Finalizer:
     async def _edit(
         self, body: dict[str, Any], rule: Callable[[dict[str, Any]], JsonPatch | None]
     ) -> None:
-        """Apply ``rule``'s patch; on a lost race, read the stack again and retry."""
+        """Apply ``rule``'s patch; on a lost race, read the stack again and retry — as
+        long as it is the same object (a stack deleted and created again under its name
+        is another one, with a finalizer of its own)."""
         ref = ref_of(body)
+        uid = _uid(body)
         current: dict[str, Any] | None = body
         for _ in range(EDIT_ATTEMPTS):
-            patch = rule(current) if current is not None else None
+            if current is None or _uid(current) != uid:
+                return
+            patch = rule(current)
             if patch is None:
                 return
             try:

@@ -70,6 +70,9 @@ def test_the_patches_keep_every_other_finalizer(
         asyncio.run(kube.patch_stack(REF, patch))
         assert finalizers_of(kube) == [*(finalizers or []), FINALIZER]
         body = kube.stacks[REF]
+    if not deleting:
+        assert removing(body) is None  # not being deleted: nothing to release
+        body["metadata"]["deletionTimestamp"] = "2026-11-28T00:00:00Z"
     release = removing(body)
     if FINALIZER not in (body["metadata"].get("finalizers") or []):
         assert release is None
@@ -171,6 +174,23 @@ async def test_a_cleanup_failing_past_the_timeout_is_given_up_and_released() -> 
     assert finalizers_of(kube) == []
     assert clock.now <= 10.0  # given up on before the timeout passed
     assert 3 < len(cleanups.calls) < 10  # retried with back-off (0.5, 1, 2, 4 s …)
+
+
+@pytest.mark.asyncio
+async def test_a_stack_created_again_under_the_name_keeps_its_finalizer() -> None:
+    """Released meanwhile (by another replica) and created again: the late release
+    finds another object under the name and leaves its finalizer alone."""
+    kube = FakeKube()
+    stored(kube, finalizers=[FINALIZER], deleting=True)
+    old = copy.deepcopy(kube.stacks[REF])
+    old["metadata"]["finalizers"] = [OTHER, FINALIZER]  # a stale view: its test fails
+    stored(kube, finalizers=[FINALIZER], deleting=True)  # the new one, being deleted too
+    kube.stacks[REF]["metadata"]["uid"] = "uid-new"  # (its own cleanup must run first)
+    finalizer = Finalizer(kube, Cleanups())
+    await finalizer.observe(old)
+    await _idle(finalizer)
+    assert finalizers_of(kube) == [FINALIZER]
+    assert len(kube.stack_patches) == 1  # the stale attempt only
 
 
 @pytest.mark.asyncio
