@@ -106,9 +106,23 @@ class OperatorConfig:
             job_ttl_seconds=env_int("AGENTSTACK_JOB_TTL_SECONDS", defaults.job_ttl_seconds),
             job_grace_seconds=env_int("AGENTSTACK_JOB_GRACE_SECONDS", defaults.job_grace_seconds),
             endpoints=EndpointPolicy.from_env(),
-            gc_thaw_seconds=env_float("AGENTSTACK_GC_THAW_SECONDS", defaults.gc_thaw_seconds),
-            gc_gen0_threshold=env_int("AGENTSTACK_GC_GEN0_THRESHOLD", defaults.gc_gen0_threshold),
+            gc_thaw_seconds=_not_negative(
+                "AGENTSTACK_GC_THAW_SECONDS",
+                env_float("AGENTSTACK_GC_THAW_SECONDS", defaults.gc_thaw_seconds),
+            ),
+            gc_gen0_threshold=int(
+                _not_negative(
+                    "AGENTSTACK_GC_GEN0_THRESHOLD",
+                    env_int("AGENTSTACK_GC_GEN0_THRESHOLD", defaults.gc_gen0_threshold),
+                )
+            ),
         )
+
+
+def _not_negative(name: str, value: float) -> float:
+    if value < 0:
+        raise ValueError(f"{name}={value:g}: must be 0 (CPython's own setting) or more")
+    return value
 
 
 def _json_object(name: str, default: dict[str, Any]) -> dict[str, Any]:

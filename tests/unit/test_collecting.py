@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from agentstack_operator.collecting import FullCollectionFreezer, tune_collector
+from agentstack_operator.config import OperatorConfig
 
 from .operator_fakes import Clock
 
@@ -82,3 +83,19 @@ def test_tuning_sets_the_young_threshold_and_undoes_everything() -> None:
         assert gc.get_freeze_count() == 0
     finally:
         undo()
+
+
+def test_the_settings_come_from_the_environment_and_negatives_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert (OperatorConfig.from_env().gc_gen0_threshold, OperatorConfig().gc_thaw_seconds) == (
+        20_000,
+        3600.0,
+    )
+    monkeypatch.setenv("AGENTSTACK_GC_GEN0_THRESHOLD", "0")
+    monkeypatch.setenv("AGENTSTACK_GC_THAW_SECONDS", "600")
+    config = OperatorConfig.from_env()
+    assert (config.gc_gen0_threshold, config.gc_thaw_seconds) == (0, 600.0)
+    monkeypatch.setenv("AGENTSTACK_GC_THAW_SECONDS", "-1")
+    with pytest.raises(ValueError, match="AGENTSTACK_GC_THAW_SECONDS=-1: must be 0"):
+        OperatorConfig.from_env()
