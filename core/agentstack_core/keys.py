@@ -125,6 +125,24 @@ class StackKeys:
         return f"{self.tag}:inbox:{agent}"
 
     @property
+    def inputs(self) -> str:
+        """Stream: every input people or systems sent the stack (its number, agent,
+        sender and content), capped: the inputs' log, newest last."""
+        return f"{self.tag}:inputs"
+
+    @property
+    def input_counters(self) -> str:
+        """Hash: ``seq`` (the last input's number) and the rate window (``window``, the
+        minute, and ``count``, inputs accepted in it)."""
+        return f"{self.tag}:inputs:counters"
+
+    @property
+    def input_outcomes(self) -> str:
+        """Hash: input number → JSON of what became of it (which agent read it in which
+        tick), written by the step that read it."""
+        return f"{self.tag}:inputs:outcomes"
+
+    @property
     def cursors(self) -> str:
         """Hash: agent name → id of the last inbox message it has consumed."""
         return f"{self.tag}:cursors"
@@ -153,6 +171,10 @@ class FleetKeys:
 
     results: str = f"{FLEET_TAG}:results"
     """Stream of tick results, consumed by the operator."""
+
+    wakeups: str = f"{FLEET_TAG}:wakeups"
+    """Stream of stacks that received an input and want a tick at once (the leading
+    operator reads it)."""
 
     marker: str = f"{FLEET_TAG}:marker"
     """String the leading operator keeps: when it is missing, Redis lost its data

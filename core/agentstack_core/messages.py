@@ -76,3 +76,15 @@ class TickResult(Record):
     @property
     def duration(self) -> float:
         return max(0.0, self.finished_at - self.started_at)
+
+
+@dataclass(frozen=True)
+class Wakeup(Record):
+    """A stack received an input and asks for a tick at once (the read API sends it;
+    the leading operator dispatches the tick). A hint only: a wake-up lost costs the
+    input its promptness, never the input (it waits in the inbox for the next tick)."""
+
+    stack: StackRef
+    uid: str = ""
+    input: int = 0
+    at: float = field(default_factory=time.time)

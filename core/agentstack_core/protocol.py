@@ -37,6 +37,7 @@ from agentstack_core.keys import FleetKeys
 from agentstack_core.messages import Outcome as Outcome
 from agentstack_core.messages import TickRequest as TickRequest
 from agentstack_core.messages import TickResult as TickResult
+from agentstack_core.messages import Wakeup as Wakeup
 from agentstack_core.messages import slot_of as slot_of
 from agentstack_core.messages import tick_id as tick_id
 from agentstack_core.spec import Priority
@@ -57,6 +58,10 @@ LANES: tuple[Priority, ...] = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
 LANE_MAXLEN = 100_000
 """Approximate cap of each lane: a fleet far behind drops the oldest requests."""
 RESULTS_MAXLEN = 100_000
+WAKEUPS_MAXLEN = 10_000
+WAKEUP_REPLAY_SECONDS = 10.0
+"""A new leader reads the wake-ups of this many seconds before it took over, so an
+input sent during a failover still gets its prompt tick."""
 DEFAULT_VISIBILITY_TIMEOUT = 60.0
 """Seconds a delivered tick may stay unacknowledged before another runner claims it."""
 
@@ -249,3 +254,36 @@ async def pending_count(client: RedisClient) -> int:
             if group["name"] == RUNNERS_GROUP:
                 total += int(group.get("lag") or 0)
     return total
+
+
+async def wake(client: RedisClient, wakeup: Wakeup) -> None:
+    """Ask the leading operator for a tick of ``wakeup.stack`` at once."""
+    await client.xadd(
+        FleetKeys.wakeups,
+        wakeup.to_fields(),  # type: ignore[arg-type]
+        maxlen=WAKEUPS_MAXLEN,
+        approximate=True,
+    )
+
+
+async def read_wakeups(
+    client: RedisClient, after: str, *, count: int, block_ms: int
+) -> tuple[str, list[Wakeup]]:
+    """Wake-ups after the stream id ``after`` (blocking up to ``block_ms`` for one);
+    returns the id to read after next time, and the wake-ups (malformed ones skipped).
+
+    Plain ``XREAD``, no consumer group: a wake-up is a hint that only the current
+    leader acts on, and a new leader starts :data:`WAKEUP_REPLAY_SECONDS` back.
+    """
+    redis: Any = client  # see RedisClient: redis-py's annotations don't fit
+    reply = await redis.xread({FleetKeys.wakeups: after}, count=count, block=block_ms)
+    wakeups: list[Wakeup] = []
+    last = after
+    for _stream, entries in reply or []:
+        for entry_id, fields in entries:
+            last = str(entry_id)
+            try:
+                wakeups.append(Wakeup.from_fields(fields))
+            except (KeyError, ValueError):
+                continue
+    return last, wakeups

@@ -212,3 +212,18 @@ class MessageRecord(Record):
     content: str = ""
     tick_id: str = ""
     at: float | None = None
+    input: int = 0
+    """The number of the input this message is (0: a teammate's message)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InputRecord(Record):
+    """One input in the stack's inputs log: who sent what to which agent."""
+
+    number: int = 0
+    agent: str = ""
+    sender: str = dataclasses.field(default="", metadata={"key": "from"})
+    content: str = ""
+    at: float | None = None
+    message: str = ""
+    """The id of the message it became in the agent's inbox."""

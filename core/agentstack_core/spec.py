@@ -112,6 +112,20 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class InputPolicy:
+    """What people and systems may send a stack (``spec.inputs``): inputs are bounded
+    per stack, so a flood fills neither Redis nor the runners' queue."""
+
+    max_per_minute: int = 30
+    """Inputs accepted per minute (fixed one-minute windows); more are refused (429)."""
+    max_bytes: int = 4096
+    """Largest input content in UTF-8 bytes; larger is refused (413)."""
+    wake: bool = True
+    """Whether an input gets the stack an extra tick at once (else it waits for the
+    next scheduled tick)."""
+
+
+@dataclass(frozen=True)
 class IdleBackoff:
     """Stretch the interval while ticks make no progress (``spec.idleBackoff``)."""
 
@@ -137,6 +151,7 @@ class StackSpec:
     temperature: float = 0.2
     step_failure_policy: StepFailurePolicy = StepFailurePolicy.CONTINUE
     budget: Budget = field(default_factory=Budget)
+    inputs: InputPolicy = field(default_factory=InputPolicy)
 
     @property
     def providers_used(self) -> tuple[str, ...]:
@@ -247,6 +262,17 @@ def _idle_backoff(raw: Any) -> IdleBackoff | None:
     )
 
 
+def _inputs(raw: Any) -> InputPolicy:
+    if not raw:
+        return InputPolicy()
+    d = InputPolicy()
+    return InputPolicy(
+        max_per_minute=int(raw.get("maxPerMinute", d.max_per_minute)),
+        max_bytes=int(raw.get("maxBytes", d.max_bytes)),
+        wake=bool(raw.get("wake", d.wake)),
+    )
+
+
 def execution_state_of(raw: dict[str, Any]) -> ExecutionState:
     """The state a manifest asks for, even when the rest of it does not parse."""
     try:
@@ -288,6 +314,7 @@ def parse_spec(raw: dict[str, Any]) -> StackSpec:
                 max_tokens=budget.get("maxTokens"),
                 max_ticks=budget.get("maxTicks"),
             ),
+            inputs=_inputs(raw.get("inputs")),
         )
     except (TypeError, ValueError, KeyError) as exc:
         problems.append(f"spec: {exc}")

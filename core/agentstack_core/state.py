@@ -12,12 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from agentstack_core.messages import TickResult
 from agentstack_core.records import Record, TickRecord
 
 TRACE_MAXLEN = 5_000
 FEED_MAXLEN = 1_000
 INBOX_MAXLEN = 1_000
+INPUTS_MAXLEN = 1_000
+"""Inputs kept in a stack's inputs log (and outcomes kept: the same newest numbers)."""
 HISTORY_MAXLEN = 1_000
 DONE_WINDOW = 256
 """Finished tick ids remembered per stack: enough for any re-dispatch of recent slots."""
@@ -39,6 +43,8 @@ class InboxMessage:
     sender: str
     content: str
     tick_id: str
+    input: int = 0
+    """The number of the input this message is (0: a teammate's message)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,13 @@ def history_entry(result: TickResult) -> TickRecord:
         progressed=result.progressed,
         runner=result.runner,
     )
+
+
+def input_outcome(*, agent: str, tick_id: str, at: float) -> str:
+    """What became of an input (the JSON kept in the stack's input outcomes): the agent
+    that read it and the tick it read it in — so a person sees which tick's trace and
+    history entry answer it."""
+    return orjson.dumps({"state": "Read", "agent": agent, "tickId": tick_id, "at": at}).decode()
 
 
 def xadd_op(key: str, record: Record, maxlen: int) -> Op:

@@ -56,7 +56,7 @@ import orjson
 from agentstack_core.budget import Usage
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import RedisClient, TickResult
-from agentstack_core.records import MessageRecord
+from agentstack_core.records import InputRecord, MessageRecord, Record
 from agentstack_core.scripting import Script
 from agentstack_core.spec import DEFAULT_TEAM
 from agentstack_core.state import (
@@ -64,6 +64,8 @@ from agentstack_core.state import (
     FEED_CONTEXT,
     HISTORY_MAXLEN,
     INBOX_BATCH,
+    INBOX_MAXLEN,
+    INPUTS_MAXLEN,
     OUTCOMES_WINDOW,
     STEPS_TTL_MS,
     AgentContext,
@@ -255,6 +257,53 @@ redis.call('HSET', KEYS[1], 'generation', ARGV[1], 'spec', ARGV[2], 'state', ARG
   'uid', ARGV[4])
 redis.call('SADD', KEYS[2], KEYS[1])
 return 1
+"""
+)
+
+
+# KEYS: spec, index, input counters, the agent's inbox, inputs log, input outcomes.
+# ARGV: uid, inputs per minute, now (ms), message fields (JSON object), input fields
+# (JSON object), inbox maxlen, inputs maxlen. Replies {-1} (no such stack), {0, ms
+# until the window ends} (over the rate), or {number, inbox message id}.
+_SEND_INPUT = Script(
+    _ALIVE
+    + """
+if not alive(KEYS[1], ARGV[1]) then
+  return {-1}
+end
+local now = tonumber(ARGV[3])
+local window = math.floor(now / 60000)
+local counted = redis.call('HMGET', KEYS[3], 'window', 'count')
+local count = 0
+if tonumber(counted[1]) == window then
+  count = tonumber(counted[2]) or 0
+end
+if count >= tonumber(ARGV[2]) then
+  return {0, (window + 1) * 60000 - now}
+end
+local number = redis.call('HINCRBY', KEYS[3], 'seq', 1)
+redis.call('HSET', KEYS[3], 'window', window, 'count', count + 1)
+local function flat(json, extra)
+  local fields = {}
+  for key, value in pairs(cjson.decode(json)) do
+    table.insert(fields, key)
+    table.insert(fields, value)
+  end
+  for key, value in pairs(extra) do
+    table.insert(fields, key)
+    table.insert(fields, value)
+  end
+  return fields
+end
+local id = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*',
+  unpack(flat(ARGV[4], {input = tostring(number)})))
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*',
+  unpack(flat(ARGV[5], {number = tostring(number), message = id})))
+if number > tonumber(ARGV[7]) then
+  redis.call('HDEL', KEYS[6], tostring(number - tonumber(ARGV[7])))
+end
+redis.call('SADD', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+return {number, id}
 """
 )
 
@@ -461,6 +510,67 @@ class TickStart:
     """Under the lease: the step records an earlier attempt of this tick committed."""
 
 
+class InputRateError(RuntimeError):
+    """The stack has accepted as many inputs as its policy allows this minute."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many inputs; try again in {retry_after:.0f}s")
+        self.retry_after = retry_after
+
+
+async def send_input(
+    client: RedisClient,
+    stack: StackRef,
+    *,
+    agent: str,
+    sender: str,
+    content: str,
+    per_minute: int,
+    uid: str = "",
+    now: float | None = None,
+) -> tuple[int, str]:
+    """Put an input in ``agent``'s inbox and the stack's inputs log, numbered, at once.
+
+    Returns (its number, its inbox message id). Raises :class:`StackGoneError` if the
+    stack is not (or no longer) published, :class:`InputRateError` past ``per_minute``
+    inputs in the current minute. Size and agent are the caller's to check (they come
+    from the spec); the count, the number and both entries are one script, so a
+    refused input leaves nothing and an accepted one is never half written.
+    """
+    keys = StackKeys(stack)
+    moment = time.time() if now is None else now
+    message = MessageRecord(sender=sender, content=content, at=moment)
+    logged = InputRecord(agent=agent, sender=sender, content=content, at=moment)
+    numbered = {"number", "message", "input"}  # the script fills these in
+    reply = await _SEND_INPUT(
+        client,
+        [
+            *(keys.spec, keys.index, keys.input_counters),
+            *(keys.inbox(agent), keys.inputs, keys.input_outcomes),
+        ],
+        [
+            uid,
+            str(per_minute),
+            str(int(moment * 1000)),
+            _fields_json(message, numbered),
+            _fields_json(logged, numbered),
+            str(INBOX_MAXLEN),
+            str(INPUTS_MAXLEN),
+        ],
+    )
+    if reply[0] == _GONE:
+        raise StackGoneError(f"{stack} is not published")
+    if reply[0] == 0:
+        raise InputRateError(int(reply[1]) / 1000)
+    return int(reply[0]), str(reply[1])
+
+
+def _fields_json(record: Record, leave_out: set[str]) -> str:
+    return orjson.dumps(
+        {k: v for k, v in record.to_fields().items() if k not in leave_out}
+    ).decode()
+
+
 def _pairs(flat: Sequence[str]) -> dict[str, str]:
     """A Lua script's flat ``[field, value, …]`` reply (``HGETALL``, stream fields)."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
@@ -487,7 +597,11 @@ def _published(raw: dict[str, str]) -> tuple[int, dict[str, Any], str] | None:
 def _inbox_message(entry_id: str, fields: dict[str, str]) -> InboxMessage:
     record = MessageRecord.from_fields(fields)
     return InboxMessage(
-        id=entry_id, sender=record.sender, content=record.content, tick_id=record.tick_id
+        id=entry_id,
+        sender=record.sender,
+        content=record.content,
+        tick_id=record.tick_id,
+        input=record.input,
     )
 
 
@@ -597,6 +711,13 @@ class StackReader:
         for agent in agents:
             pipe.xlen(self.keys.inbox(agent))
         return dict(zip(agents, [int(n) for n in await pipe.execute()], strict=True))
+
+    async def input_outcomes(self, numbers: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """What became of the inputs ``numbers`` (absent: not read by an agent yet)."""
+        if not numbers:
+            return {}
+        raw = await self.client.hmget(self.keys.input_outcomes, [str(n) for n in numbers])
+        return {n: orjson.loads(r) for n, r in zip(numbers, raw, strict=True) if r}
 
     async def usage(self) -> dict[str, int]:
         raw = await self.client.hgetall(self.keys.usage)

@@ -3,6 +3,7 @@
 Data flow::
 
     reschedule(record, cause) ──► TimingHeap (next due time per stack)
+    wake(record) (an input) ────►     (due now, a slot of its own: see .waking)
                                       │ step(): pop every stack due now (a batch)
                                       ▼
     build_request() (pure) ──► TickRequest ─┬─ pool: TickSink.send() (one pipelined XADD)
@@ -52,6 +53,7 @@ from agentstack_operator.scheduling import (
     slot_id,
 )
 from agentstack_operator.stackstate import StackRecord
+from agentstack_operator.waking import carried
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +189,18 @@ class Dispatcher:
         record.next_slot = slot
         self._wake.set()
 
+    def wake(self, record: StackRecord) -> None:
+        """Send the stack a tick at once, in a slot of its own (:mod:`.waking`); its
+        scheduled ticks go on after it. A tick due already serves as well."""
+        if not record.should_tick:
+            return
+        now = self.clock()
+        if record.next_due is not None and record.next_due <= now:
+            return
+        self.heap.schedule(record.key, now)
+        record.next_due = record.next_slot = now
+        self._wake.set()
+
     def unschedule(self, record: StackRecord) -> None:
         self.heap.cancel(record.key)
         record.next_due = record.next_slot = None
@@ -240,11 +254,13 @@ class Dispatcher:
             metrics.DISPATCH_LAG.observe(max(0.0, now - when))
             if record.executor is not Executor.JOB:
                 pool.append(request)
+                carried(record, request.tick_id)
             elif record.active_job is not None:
                 metrics.SKIPPED.labels("JobStillRunning").inc()
             else:
                 record.active_job = request.tick_id
                 jobs.append((record, request))
+                carried(record, request.tick_id)
             self.reschedule(record, "next", after=slot_due)
         if pool:
             try:

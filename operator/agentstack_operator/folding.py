@@ -57,6 +57,7 @@ from agentstack_operator.stackstate import (
     budget_message,
     fold_result,
 )
+from agentstack_operator.waking import answered
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ class Scheduler(Protocol):
     def reschedule(self, record: StackRecord, cause: Cause, after: float | None = None) -> None: ...
 
     def unschedule(self, record: StackRecord) -> None: ...
+
+    def wake(self, record: StackRecord) -> None: ...
 
 
 class StatusMarks(Protocol):
@@ -224,6 +227,8 @@ class ResultFolder:
             if record is None:
                 continue
             fold_result(record, result)
+            if answered(record, result):
+                self.scheduler.wake(record)
             touched[record.key] = record
         await self.refresh_usage(list(touched.values()))
         for record in touched.values():

@@ -35,6 +35,10 @@ RESULTS = Counter(
     "Tick results folded into status, by outcome.",
     ["outcome"],
 )
+WAKEUPS = Counter(
+    "agentstack_operator_wakeups_total",
+    "Wake-ups read (a stack received an input and asked for a tick at once).",
+)
 STATUS_WRITES = Counter(
     "agentstack_operator_status_writes_total", "Status patches sent to the API server."
 )

@@ -9,6 +9,7 @@ Data flow::
                                 ▼
     Dispatcher (dispatching.py) ── due ticks in batches ──► tick lanes (pool) / Jobs
     ResultFolder (folding.py) ── {agentstack}:results ──► records (dirty)
+    WakeupReader (waking.py) ── {agentstack}:wakeups (inputs) ──► Dispatcher.wake
     StatusWriter (statuswriting.py) ── dirty records, rate-limited ──► PATCH /status
     LeaderEvents (statuswriting.py) ── transitions ──► Events
 
@@ -49,6 +50,7 @@ from agentstack_operator.leadership import Leadership
 from agentstack_operator.secretchecking import SECRET_RECHECK_SECONDS, check_secrets
 from agentstack_operator.stackstate import StackRecord
 from agentstack_operator.statuswriting import LeaderEvents, StatusWriter, clear_fleet_gauges
+from agentstack_operator.waking import WakeupReader
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +97,7 @@ class Operator:
             gone=self.remove,
         )
         self.finalizer = Finalizer(kube, self.forget, on_gave_up=self._cleanup_gave_up)
+        self.wakeups = WakeupReader(redis, self.index, self.dispatcher.wake)
         results = RedisResults(redis, consumer=config.operator_id)
         self.progress: dict[str, float] = {}
         """Loop name → when it last turned (monotonic), for the liveness probe."""
@@ -196,6 +199,7 @@ class Operator:
         """On becoming leader: a fresh schedule for every stack (the current period's
         tick is dispatched again; its deterministic id makes that harmless)."""
         await self.leadership.acquired.wait()
+        self.wakeups.restart()
         for record in list(self.index.values()):
             self.dispatcher.reschedule(record, "start")
             self.status_writer.mark(record, urgent=True)
@@ -270,6 +274,7 @@ class Operator:
             self._forever("leadership", self._leadership_step, watched=False),
             self._forever("dispatch", self._as_leader(self.dispatcher.step)),
             self._forever("results", self._as_leader(self.folder.step)),
+            self._forever("wakeups", self._as_leader(self.wakeups.step)),
             self._forever("status", self._as_leader(self.status_writer.step)),
             self._forever("redis", self._as_leader(self._redis_step)),
             self._forever("secrets", self._secrets_step),

@@ -92,6 +92,10 @@ class StackRecord:
     """The grid slot that tick belongs to (its id); before ``next_due`` for a tick that
     starts a run or catches up a missed period."""
     active_job: str | None = None
+    wake_pending: bool = False
+    """An input asked for a tick at once that no tick sent since can have read."""
+    wake_tick: str | None = None
+    """The tick sent to answer a wake-up, until its result is folded."""
 
     # status bookkeeping
     conditions: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -139,4 +139,6 @@ Actions (at most 16):
 {"type": "update_plan", "tasks": [{"id": "t1", "title": "<text>", "status": "<status>"}]}
   (status: todo, doing, review or done)
 {"type": "review_artifact", "name": "<artifact>", "verdict": "accept|revise", "feedback": "<text>"}
-{"type": "post_update", "content": "<progress note for people>"}"""
+{"type": "post_update", "content": "<progress note for people>"}
+Inbox messages with an "input" number come from people or systems outside the team:
+act on them, and answer them with post_update (send_message reaches teammates only)."""

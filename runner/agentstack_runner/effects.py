@@ -22,6 +22,7 @@ from agentstack_core.state import (
     INBOX_MAXLEN,
     AgentContext,
     Op,
+    input_outcome,
     xadd_op,
 )
 from agentstack_runner.actions import (
@@ -171,4 +172,9 @@ def plan_effects(
         effects.ops.append(("SET", keys.plan, [json.dumps(plan)]))
     if context.inbox:
         effects.ops.append(("HSET", keys.cursors, [agent, context.inbox[-1].id]))
+    for message in context.inbox:
+        if message.input:
+            outcome = input_outcome(agent=agent, tick_id=tick_id, at=moment)
+            effects.ops.append(("HSET", keys.input_outcomes, [str(message.input), outcome]))
+            effects.applied.append(f"read input #{message.input}")
     return effects

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from agentstack_core.spec import AgentSpec, StackSpec
-from agentstack_core.state import AgentContext
+from agentstack_core.state import AgentContext, InboxMessage
 from agentstack_runner.actions import SCHEMA_HINT
 
 ROLE_PROMPTS = {
@@ -81,8 +81,17 @@ def context_document(
         ],
         "recent_updates": context.feed,
         "memory": context.memory,
-        "inbox": [{"from": m.sender, "content": m.content} for m in context.inbox],
+        "inbox": [_inbox_entry(m) for m in context.inbox],
     }
+
+
+def _inbox_entry(message: InboxMessage) -> dict[str, Any]:
+    """A message as the agent sees it; an input (from a person or a system, not a
+    teammate) carries its number."""
+    entry: dict[str, Any] = {"from": message.sender, "content": message.content}
+    if message.input:
+        entry["input"] = message.input
+    return entry
 
 
 def _relevant(artifacts: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:

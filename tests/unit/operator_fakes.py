@@ -177,12 +177,17 @@ class FakeScheduler:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Cause | None]] = []
         """``(key, cause)``; ``None`` for an unschedule."""
+        self.woken: list[str] = []
+        """Keys of the stacks woken (a tick at once), in order."""
 
     def reschedule(self, record: StackRecord, cause: Cause, after: float | None = None) -> None:
         self.calls.append((record.key, cause))
 
     def unschedule(self, record: StackRecord) -> None:
         self.calls.append((record.key, None))
+
+    def wake(self, record: StackRecord) -> None:
+        self.woken.append(record.key)
 
 
 class FakeStatus:

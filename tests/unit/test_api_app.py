@@ -67,7 +67,7 @@ async def test_routing_failures_share_the_error_body(http: httpx.AsyncClient) ->
     fakes.error_of(not_allowed, 405, "MethodNotAllowed")
     assert not_allowed.headers["allow"] == "GET"
     too_large = await http.post("/api/v1/stacks", content=b"x" * (MAX_REQUEST_BYTES + 1))
-    assert "no body" in fakes.error_of(too_large, 413, "RequestTooLarge")
+    assert "64 KiB" in fakes.error_of(too_large, 413, "RequestTooLarge")
 
 
 @pytest.mark.asyncio
@@ -104,7 +104,12 @@ async def test_requests_are_timed_by_route_template(http: httpx.AsyncClient) -> 
 def test_the_openapi_schema_documents_every_read_and_no_probe() -> None:
     schema = _app().openapi()
     operations = {(method, path) for path, item in schema["paths"].items() for method in item}
-    reads = ("", "/agents", "/artifacts", "/feed", "/memory", "/messages", "/ticks", "/traces")
+    steering = {("post", f"{STACK}/inputs")}
+    sent = schema["paths"][f"{STACK}/inputs"]["post"]["responses"]
+    assert {"202", "400", "401", "403", "404", "409", "413", "422", "429"} <= set(sent)
+    operations -= steering
+    reads = ("", "/agents", "/artifacts", "/feed", "/inputs", "/memory", "/messages", "/ticks")
+    reads += ("/traces",)
     streams = ("/feed/stream", "/traces/stream")
     stack_paths = {f"{STACK}{suffix}" for suffix in reads + streams}
     fleet_paths = {"/api/v1/stacks", "/api/v1/stacks/stream"}

@@ -90,6 +90,8 @@ class FakeAuthorizer:
         self, allowed: Iterable[str] = (), *, tokens: dict[str, User] | None = None
     ) -> None:
         self.allowed = set(allowed)
+        self.steering: set[tuple[str, str]] = set()
+        """(namespace, "verb subresource") pairs the fake allows besides ``get``."""
         self.tokens = tokens
         self.reviews: list[tuple[str, str]] = []
 
@@ -104,6 +106,13 @@ class FakeAuthorizer:
     async def may_get(self, user: User, namespace: str) -> bool:
         self.reviews.append((user.name, namespace))
         return namespace in self.allowed
+
+    async def may(self, user: User, namespace: str, verb: str, subresource: str = "") -> bool:
+        if verb == "get" and not subresource:
+            return await self.may_get(user, namespace)
+        action = f"{verb} {subresource}".strip()
+        self.reviews.append((user.name, f"{namespace}:{action}"))
+        return (namespace, action) in self.steering
 
 
 def _stream_key(entry_id: str) -> tuple[int, int]:

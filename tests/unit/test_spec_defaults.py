@@ -33,6 +33,9 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "llm.maxOutputTokens": DEFAULTS.max_output_tokens,
     "llm.requestTimeoutSeconds": DEFAULTS.request_timeout_seconds,
     "llm.onStepFailure": DEFAULTS.step_failure_policy,
+    "inputs.maxPerMinute": DEFAULTS.inputs.max_per_minute,
+    "inputs.maxBytes": DEFAULTS.inputs.max_bytes,
+    "inputs.wake": DEFAULTS.inputs.wake,
 }
 
 

@@ -80,6 +80,22 @@ class StackAccess:
             raise ApiError(404, "NotFound", f"no AgentStack {namespace}/{name}")
         return obj
 
+    async def steerable(
+        self, caller: User, namespace: str, name: str, *, verb: str, subresource: str
+    ) -> dict[str, Any]:
+        """The stack if the caller may ``verb`` its ``subresource`` (a steering action):
+        403 before 404, as for reads."""
+        if not await self.auth.may(caller, namespace, verb, subresource):
+            raise ApiError(
+                403,
+                "Forbidden",
+                f"{caller.name} may not {verb} agentstacks/{subresource} in {namespace}",
+            )
+        obj = self.cache.get(namespace, name)
+        if obj is None:
+            raise ApiError(404, "NotFound", f"no AgentStack {namespace}/{name}")
+        return obj
+
     def gate(self, caller: User) -> NamespaceGate:
         return NamespaceGate(self.auth, caller)
 

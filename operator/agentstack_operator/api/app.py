@@ -7,6 +7,7 @@ routers of :mod:`.routes`:
 
 - :mod:`.routes.stacks` — ``/api/v1/stacks`` and one stack's agents, pages and state;
 - :mod:`.routes.streams` — Server-Sent Events of a stack's trace and feed, and the fleet;
+- :mod:`.routes.steering` — inputs sent to a stack (``POST``, checked by RBAC) and their log;
 - :mod:`.routes.live` — ``/``, the live page;
 - :mod:`.routes.probes` — ``/healthz``, ``/readyz``, ``/metrics``.
 
@@ -36,7 +37,8 @@ from agentstack_operator.api.errors import (
     request_too_large,
 )
 from agentstack_operator.api.events import StreamViews
-from agentstack_operator.api.routes import live, probes, stacks, streams
+from agentstack_operator.api.routes import live, probes, stacks, steering, streams
+from agentstack_operator.api.steering import Steering
 from agentstack_operator.api.tailing import StreamHub
 from agentstack_operator.api.views import StackViews
 
@@ -88,15 +90,16 @@ def create_app(
         title="agentstack read API",
         version="v1",
         description="Stacks, agents, ticks, traces, messages, memory and artifacts of "
-        "AgentStacks, with live Server-Sent Events. Read-only.",
+        "AgentStacks, with live Server-Sent Events; and inputs sent to a stack's agents, "
+        "authorised by RBAC.",
         responses=ERROR_RESPONSES,
     )
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=cors_origins,
-            allow_methods=["GET"],
-            allow_headers=["Authorization", "Last-Event-ID"],
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )
     app.middleware("http")(observe)
     install_error_handlers(app)
@@ -105,7 +108,8 @@ def create_app(
     app.state.access = access
     app.state.views = StackViews(redis)
     app.state.streams = StreamViews(hub, access)
+    app.state.steering = Steering(redis)
 
-    for router in (probes.router, live.router, stacks.router, streams.router):
+    for router in (probes.router, live.router, stacks.router, streams.router, steering.router):
         app.include_router(router)
     return app

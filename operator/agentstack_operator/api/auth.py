@@ -3,7 +3,9 @@
 With authentication on, a request must carry ``Authorization: Bearer <token>``; the
 token is checked with a TokenReview, and every stack the caller reads is checked with a
 SubjectAccessReview for ``get agentstacks.agentstack.dev`` in the stack's namespace —
-so a user sees exactly the stacks RBAC lets them ``get``. Both answers are cached for
+so a user sees exactly the stacks RBAC lets them ``get``. A steering action is checked
+the same way for its own verb (``create agentstacks/inputs`` to send an input), so
+RBAC, not the API, decides who may steer. Both answers are cached for
 ``ttl`` seconds (tokens by digest, never in clear), so a dashboard's polling does not
 turn into API-server load. With authentication off (local development) everyone may
 read everything.
@@ -43,6 +45,10 @@ class Authorizer(Protocol):
 
     async def may_get(self, user: User, namespace: str) -> bool: ...
 
+    async def may(self, user: User, namespace: str, verb: str, subresource: str = "") -> bool:
+        """Whether RBAC lets ``user`` do ``verb`` on ``agentstacks[/subresource]``."""
+        ...
+
 
 class OpenAccess:
     """Authentication off: for local development only."""
@@ -51,6 +57,9 @@ class OpenAccess:
         return ANONYMOUS
 
     async def may_get(self, user: User, namespace: str) -> bool:
+        return True
+
+    async def may(self, user: User, namespace: str, verb: str, subresource: str = "") -> bool:
         return True
 
 
@@ -86,7 +95,9 @@ class KubernetesAccess:
         self.authn = client.AuthenticationV1Api(api)
         self.authz = client.AuthorizationV1Api(api)
         self._users: _TTLCache[str, User] = _TTLCache(ttl)
-        self._decisions: _TTLCache[tuple[str, tuple[str, ...], str], bool] = _TTLCache(ttl)
+        self._decisions: _TTLCache[tuple[str, tuple[str, ...], str, str, str], bool] = _TTLCache(
+            ttl
+        )
 
     async def authenticate(self, authorization: str | None) -> User:
         scheme, _, token = (authorization or "").partition(" ")
@@ -115,14 +126,19 @@ class KubernetesAccess:
         )
 
     async def may_get(self, user: User, namespace: str) -> bool:
-        key = (user.name, user.groups, namespace)
+        return await self.may(user, namespace, "get")
+
+    async def may(self, user: User, namespace: str, verb: str, subresource: str = "") -> bool:
+        key = (user.name, user.groups, namespace, verb, subresource)
         cached = self._decisions.get(key)
         if cached is None:
-            cached = await asyncio.to_thread(self._review_access, user, namespace)
+            cached = await asyncio.to_thread(
+                self._review_access, user, namespace, verb, subresource
+            )
             self._decisions.put(key, cached)
         return cached
 
-    def _review_access(self, user: User, namespace: str) -> bool:
+    def _review_access(self, user: User, namespace: str, verb: str, subresource: str) -> bool:
         review = self.authz.create_subject_access_review(
             client.V1SubjectAccessReview(
                 spec=client.V1SubjectAccessReviewSpec(
@@ -130,7 +146,11 @@ class KubernetesAccess:
                     groups=list(user.groups),
                     uid=user.uid or None,
                     resource_attributes=client.V1ResourceAttributes(
-                        group=GROUP, resource=PLURAL, verb="get", namespace=namespace
+                        group=GROUP,
+                        resource=PLURAL,
+                        subresource=subresource or None,
+                        verb=verb,
+                        namespace=namespace,
                     ),
                 )
             )

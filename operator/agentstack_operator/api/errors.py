@@ -25,9 +25,13 @@ logger = logging.getLogger(__name__)
 class ApiError(Exception):
     """A failure a caller should see, with its HTTP status and CamelCase code."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
+        """Sent with the answer (``Retry-After`` on a 429)."""
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -37,24 +41,30 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 
 
 def request_too_large() -> JSONResponse:
-    """413: the read API takes no request bodies, so a large one is refused unread."""
-    return error_response(413, "RequestTooLarge", "requests carry no body here")
+    """413: a body larger than any the API takes is refused unread."""
+    return error_response(413, "RequestTooLarge", "request bodies are limited to 64 KiB")
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": models.ErrorResponse, "description": text}
-    for code, text in (
-        (400, "Invalid parameters"),
-        (401, "Missing or rejected credentials"),
-        (403, "RBAC does not allow get on this stack"),
-        (404, "No such stack"),
-    )
-}
+def error_responses(*answers: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for error answers (status, description), all of the one body."""
+    return {
+        status: {"model": models.ErrorResponse, "description": text} for status, text in answers
+    }
+
+
+ERROR_RESPONSES = error_responses(
+    (400, "Invalid parameters"),
+    (401, "Missing or rejected credentials"),
+    (403, "RBAC does not allow get on this stack"),
+    (404, "No such stack"),
+)
 """The error answers every documented operation may give, for the OpenAPI schema."""
 
 
 async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-    return error_response(exc.status, exc.code, exc.message)
+    response = error_response(exc.status, exc.code, exc.message)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -188,3 +188,47 @@ class ArtifactList(_Model):
 
 class Health(_Model):
     status: str
+
+
+# -- steering ------------------------------------------------------------------------
+
+
+class InputRequest(_Model):
+    """``POST …/inputs``: a message for one of the stack's agents."""
+
+    agent: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$",
+        description="The agent whose inbox receives it (default: the stack's first agent).",
+    )
+    content: str = Field(
+        min_length=1,
+        max_length=32768,
+        description="The message: at most spec.inputs.maxBytes UTF-8 bytes.",
+    )
+
+
+class InputAccepted(_Model):
+    number: int = Field(description="The input's number within the stack (1, 2, …).")
+    agent: str
+    sender: str = Field(description="Who sent it: the caller's Kubernetes user name.")
+    messageId: str = Field(description="Its id in the agent's inbox stream.")
+    wakes: bool = Field(description="Whether the stack gets a tick at once for it.")
+
+
+class InputEntry(_Model):
+    id: str = Field(description="Stream id of the entry (the pagination cursor).")
+    number: int
+    agent: str
+    sender: str
+    content: str
+    at: float | None
+    state: str = Field(description="Queued (not read yet) or Read.")
+    readBy: str | None = Field(description="The agent that read it.")
+    tickId: str | None = Field(description="The tick it was read in (see its trace).")
+    readAt: float | None
+
+
+class InputPage(_Model):
+    items: list[InputEntry]
+    nextCursor: str | None

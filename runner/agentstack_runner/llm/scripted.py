@@ -11,7 +11,9 @@ the built-in roles the way a diligent model would, so a demo stack visibly moves
   loop is exercised), accepts everything else;
 - communicator: posts a progress line to the feed.
 
-Custom roles answer their inbox and keep a note in memory. The same input always
+Every role acknowledges the inputs people sent it with a feed post naming the input's
+number (so a demo shows an input's effect). Custom roles answer their teammates'
+messages and keep a note in memory. The same input always
 produces the same output, which is what tests and demos need.
 """
 
@@ -179,11 +181,22 @@ def _custom(document: dict[str, Any]) -> dict[str, Any]:
             "value": str(int((document.get("memory") or {}).get("ticks_seen", "0")) + 1),
         }
     ]
-    for message in inbox[:3]:
+    for message in [m for m in inbox if not m.get("input")][:3]:
         actions.append(
             {"type": "send_message", "to": message["from"], "content": "Noted, thank you."}
         )
     return {"thought": "Keeping notes.", "actions": actions}
+
+
+def _inputs_acknowledged(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "post_update",
+            "content": f"Input #{m['input']} from {m.get('from')}: {str(m.get('content'))[:200]}",
+        }
+        for m in document.get("inbox", [])
+        if m.get("input")
+    ]
 
 
 _ROLES = {
@@ -211,6 +224,7 @@ class ScriptedProvider:
         else:
             role = str((document.get("agent") or {}).get("role", ""))
             reply = _ROLES.get(role, _custom)(document)
+            reply["actions"] = [*_inputs_acknowledged(document), *reply["actions"]]
         content = json.dumps(reply)
         prompt_text = "".join(message.get("content", "") for message in request.messages)
         return Completion(content, _tokens(prompt_text), _tokens(content))

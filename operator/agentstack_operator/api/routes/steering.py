@@ -1,0 +1,76 @@
+"""Steering a stack: inputs sent to its agents, and what became of them.
+
+Routes::
+
+    POST /api/v1/namespaces/{namespace}/stacks/{name}/inputs   send an input (202)
+    GET  /api/v1/namespaces/{namespace}/stacks/{name}/inputs   the inputs, newest first
+
+Sending is authorised by a SubjectAccessReview of ``create agentstacks/inputs`` in the
+stack's namespace (the chart's edit role grants it); reading the log by ``get``, like
+every read. The service is :class:`~..steering.Steering`.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from agentstack_operator.api import models
+from agentstack_operator.api.errors import error_responses
+from agentstack_operator.api.params import (
+    STACK_PATH,
+    Access,
+    Caller,
+    Cursor,
+    Limit,
+    Name,
+    Namespace,
+)
+from agentstack_operator.api.steering import Steering
+
+router = APIRouter()
+
+INPUT_ERRORS = error_responses(
+    (403, "RBAC does not allow create on agentstacks/inputs in the namespace"),
+    (409, "The stack is stopped, invalid, or not yet taken on by the operator"),
+    (413, "The content is larger than spec.inputs.maxBytes"),
+    (422, "No such agent in the stack"),
+    (429, "Over spec.inputs.maxPerMinute (see Retry-After)"),
+)
+
+
+def _steering(request: Request) -> Steering:
+    steering: Steering = request.app.state.steering
+    return steering
+
+
+@router.post(
+    f"{STACK_PATH}/inputs",
+    status_code=202,
+    response_model=models.InputAccepted,
+    responses=INPUT_ERRORS,
+    summary="Send an input to one of the stack's agents",
+)
+async def send_input(
+    namespace: Namespace,
+    name: Name,
+    body: models.InputRequest,
+    caller: Caller,
+    access: Access,
+    request: Request,
+) -> models.InputAccepted:
+    stack = await access.steerable(caller, namespace, name, verb="create", subresource="inputs")
+    return await _steering(request).send(stack, caller, body)
+
+
+@router.get(f"{STACK_PATH}/inputs", response_model=models.InputPage, summary="Inputs sent")
+async def list_inputs(
+    namespace: Namespace,
+    name: Name,
+    caller: Caller,
+    access: Access,
+    request: Request,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> models.InputPage:
+    stack = await access.readable(caller, namespace, name)
+    return await _steering(request).inputs(stack, cursor=cursor, limit=limit)

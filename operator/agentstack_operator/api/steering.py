@@ -1,0 +1,145 @@
+"""What people do to a stack through the API, beyond reading it: send it an input.
+
+An input (``POST …/stacks/{name}/inputs``) is a message from outside the team — a
+person, a CI job, a webhook relay — to one agent. The route has already checked the
+caller's right to ``create agentstacks/inputs`` (:meth:`~.access.StackAccess.steerable`);
+here the stack's own input policy (``spec.inputs``) is applied, then one Redis script
+(:func:`~agentstack_core.store.send_input`) numbers the input, counts it against the
+per-minute rate, and writes it to the agent's inbox and the stack's inputs log
+together. A wake-up then asks the leading operator for a tick at once
+(:mod:`agentstack_operator.waking`); if that hint were lost, the input would still be
+read by the stack's next scheduled tick.
+
+Refusals say why, and leave nothing behind: a stack that is stopped (409), not yet
+taken on by the operator (409), an unknown agent (422), content over the stack's size
+limit (413), or over its rate (429 with ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agentstack_core import protocol
+from agentstack_core.keys import StackRef
+from agentstack_core.protocol import RedisClient, Wakeup
+from agentstack_core.records import InputRecord
+from agentstack_core.spec import ExecutionState, SpecError, StackSpec, parse_spec
+from agentstack_core.store import InputRateError, StackGoneError, send_input
+from agentstack_operator.api import models
+from agentstack_operator.api.auth import User
+from agentstack_operator.api.errors import ApiError
+from agentstack_operator.api.views import stack_reader
+
+logger = logging.getLogger(__name__)
+
+
+def _ref(stack: dict[str, Any]) -> StackRef:
+    meta = stack["metadata"]
+    return StackRef(str(meta["namespace"]), str(meta["name"]))
+
+
+def _spec(stack: dict[str, Any]) -> StackSpec:
+    try:
+        return parse_spec(stack.get("spec") or {})
+    except SpecError as exc:
+        raise ApiError(
+            409, "InvalidSpec", f"{_ref(stack)} has an invalid spec, so it runs nothing: {exc}"
+        ) from exc
+
+
+def input_entry(
+    entry_id: str, fields: dict[str, str], outcome: dict[str, Any] | None
+) -> models.InputEntry:
+    r = InputRecord.from_fields(fields)
+    outcome = outcome or {}
+    return models.InputEntry(
+        id=entry_id,
+        number=r.number,
+        agent=r.agent,
+        sender=r.sender,
+        content=r.content,
+        at=r.at,
+        state=str(outcome.get("state", "Queued")),
+        readBy=outcome.get("agent"),
+        tickId=outcome.get("tickId"),
+        readAt=outcome.get("at"),
+    )
+
+
+class Steering:
+    """Inputs sent to stacks, and the log of what became of them."""
+
+    def __init__(self, redis: RedisClient) -> None:
+        self.redis = redis
+
+    async def send(
+        self, stack: dict[str, Any], caller: User, request: models.InputRequest
+    ) -> models.InputAccepted:
+        spec = _spec(stack)
+        ref = _ref(stack)
+        if spec.execution_state is ExecutionState.STOPPED:
+            raise ApiError(409, "StackStopped", f"{ref} is Stopped: it reads no more inputs")
+        names = [agent.name for agent in spec.agents]
+        agent = request.agent or names[0]
+        if agent not in names:
+            raise ApiError(
+                422, "UnknownAgent", f"no agent {agent!r} in {ref} (agents: {', '.join(names)})"
+            )
+        size = len(request.content.encode())
+        if size > spec.inputs.max_bytes:
+            raise ApiError(
+                413,
+                "InputTooLarge",
+                f"the input is {size} bytes; {ref} takes at most {spec.inputs.max_bytes} "
+                "(spec.inputs.maxBytes)",
+            )
+        uid = str(stack["metadata"].get("uid") or "")
+        try:
+            number, message_id = await send_input(
+                self.redis,
+                ref,
+                agent=agent,
+                sender=caller.name,
+                content=request.content,
+                per_minute=spec.inputs.max_per_minute,
+                uid=uid,
+            )
+        except StackGoneError as exc:
+            raise ApiError(
+                409, "StackNotReady", f"the operator has not taken {ref} on yet; try again"
+            ) from exc
+        except InputRateError as exc:
+            raise ApiError(
+                429,
+                "TooManyInputs",
+                f"{ref} takes {spec.inputs.max_per_minute} inputs a minute "
+                f"(spec.inputs.maxPerMinute); try again in {exc.retry_after:.0f}s",
+                headers={"Retry-After": str(max(1, round(exc.retry_after)))},
+            ) from exc
+        wakes = spec.inputs.wake and spec.execution_state is ExecutionState.RUNNING
+        if wakes:
+            try:
+                await protocol.wake(self.redis, Wakeup(stack=ref, uid=uid, input=number))
+            except Exception as exc:  # the input is in; only its promptness is lost
+                logger.warning("input #%d to %s: no wake-up sent: %s", number, ref, exc)
+                wakes = False
+        return models.InputAccepted(
+            number=number, agent=agent, sender=caller.name, messageId=message_id, wakes=wakes
+        )
+
+    async def inputs(
+        self, stack: dict[str, Any], *, cursor: str | None, limit: int
+    ) -> models.InputPage:
+        """A page of the stack's inputs, newest first, each with what became of it."""
+        reader = stack_reader(self.redis, stack)
+        page = await reader.page(reader.keys.inputs, cursor=cursor, limit=limit)
+        numbers = [InputRecord.from_fields(fields).number for _id, fields in page.entries]
+        outcomes = await reader.input_outcomes(numbers)
+        return models.InputPage(
+            items=[
+                input_entry(entry_id, fields, outcomes.get(number))
+                for (entry_id, fields), number in zip(page.entries, numbers, strict=True)
+            ],
+            nextCursor=page.next_cursor,
+        )

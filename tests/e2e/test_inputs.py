@@ -1,0 +1,177 @@
+"""Inputs that wake a stack, end to end: API (with Kubernetes authentication), operator,
+runner, Redis and the control plane, all real.
+
+RBAC decides who may send (``create agentstacks/inputs``, checked by a
+SubjectAccessReview), the stack's ``spec.inputs`` bounds how much, and an input gets
+an extra tick at once: the stacks here tick once an hour, so any tick after the first
+that reads an input is one the input brought.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from kubernetes import client
+
+from agentstack_devkit.controlplane import ControlPlane
+from agentstack_devkit.fleet import Fleet
+from tests.e2e.stacks import Stacks
+from tests.helpers import eventually
+
+HOUR = 3600
+
+
+@pytest.fixture(scope="module")
+def setting(
+    fleet: Fleet, k8s_api: client.ApiClient, redis_reader: redis.Redis
+) -> Iterator[tuple[httpx.Client, Stacks]]:
+    """Operator, runner and an API with authentication on; a namespace of stacks."""
+    namespace = f"inputs-{secrets.token_hex(3)}"
+    core = client.CoreV1Api(k8s_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    fleet.operator()
+    fleet.runner()
+    _process, port = fleet.api(
+        AGENTSTACK_API_AUTH="kubernetes", AGENTSTACK_API_AUTH_CACHE_SECONDS="1"
+    )
+    stacks = Stacks(k8s_api, namespace, redis_reader)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        eventually(
+            lambda: True if http.get("/readyz").status_code == 200 else None,
+            "the API's cache to load",
+        )
+        yield http, stacks
+    core.delete_namespace(namespace)
+
+
+def _account(k8s_api: client.ApiClient, namespace: str, name: str, *resources: str) -> str:
+    """A ServiceAccount allowed ``get`` on stacks and ``create`` on ``resources``;
+    returns its token."""
+    core = client.CoreV1Api(k8s_api)
+    rbac = client.RbacAuthorizationV1Api(k8s_api)
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name))
+    )
+    rules = [
+        client.V1PolicyRule(api_groups=["agentstack.dev"], resources=["agentstacks"], verbs=["get"])
+    ]
+    if resources:
+        rules.append(
+            client.V1PolicyRule(
+                api_groups=["agentstack.dev"], resources=list(resources), verbs=["create"]
+            )
+        )
+    rbac.create_namespaced_role(
+        namespace, client.V1Role(metadata=client.V1ObjectMeta(name=name), rules=rules)
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name=name),
+            role_ref=client.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="Role", name=name
+            ),
+            subjects=[client.RbacV1Subject(kind="ServiceAccount", name=name, namespace=namespace)],
+        ),
+    )
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
+    return str(core.create_namespaced_service_account_token(name, namespace, request).status.token)
+
+
+def _started(stacks: Stacks, name: str) -> None:
+    """The stack's first (start) tick is recorded: its spec is in Redis."""
+    stacks.wait_ticks(name, 1)
+
+
+def _inputs(http: httpx.Client, path: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+    response = http.get(f"{path}/inputs", headers=headers)
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+def _read(http: httpx.Client, path: str, headers: dict[str, str], number: int) -> dict[str, Any]:
+    def read() -> dict[str, Any] | None:
+        found = [i for i in _inputs(http, path, headers) if i["number"] == number]
+        return found[0] if found and found[0]["state"] == "Read" else None
+
+    return eventually(read, f"input #{number} to be read", timeout=30)
+
+
+def test_rbac_decides_who_may_send_and_the_input_wakes_the_stack(
+    setting: tuple[httpx.Client, Stacks], k8s_api: client.ApiClient
+) -> None:
+    http, stacks = setting
+    stacks.create("hourly", tickIntervalSeconds=HOUR)
+    _started(stacks, "hourly")
+    path = f"/api/v1/namespaces/{stacks.namespace}/stacks/hourly"
+    body = {"agent": "planner", "content": "Add a section on rollbacks."}
+
+    reader = {"Authorization": f"Bearer {_account(k8s_api, stacks.namespace, 'reader')}"}
+    refused = http.post(f"{path}/inputs", json=body, headers=reader)
+    assert refused.status_code == 403, refused.text
+    assert "create agentstacks/inputs" in refused.json()["error"]["message"]
+    assert _inputs(http, path, reader) == []  # nothing was written
+
+    token = _account(k8s_api, stacks.namespace, "sender", "agentstacks/inputs")
+    sender = {"Authorization": f"Bearer {token}"}
+    sent = http.post(f"{path}/inputs", json=body, headers=sender)
+    assert sent.status_code == 202, sent.text
+    accepted = sent.json()
+    assert accepted["number"] == 1
+    assert accepted["sender"] == f"system:serviceaccount:{stacks.namespace}:sender"
+    assert accepted["agent"] == "planner"
+    assert accepted["wakes"] is True
+
+    read = _read(http, path, sender, 1)
+    assert read["readBy"] == "planner"
+    ticks = [entry["tick_id"] for entry in stacks.history("hourly")]
+    # The hourly stack had its start tick; the input brought one more, at once.
+    assert read["tickId"] in ticks[1:], ticks
+    assert read["content"] == body["content"]
+    assert read["sender"] == accepted["sender"]
+    # The trace of that tick shows the planner reading it, and the feed the answer.
+    traces = http.get(f"{path}/traces", headers=sender).json()["items"]
+    step = next(t for t in traces if t["tickId"] == read["tickId"] and t["agent"] == "planner")
+    assert "read input #1" in step["actions"]
+    feed = http.get(f"{path}/feed", headers=sender).json()["items"]
+    assert any(f["content"].startswith("Input #1 from system:serviceaccount:") for f in feed)
+
+
+def test_bad_inputs_are_refused_with_a_reason_and_leave_nothing(
+    setting: tuple[httpx.Client, Stacks], control_plane: ControlPlane
+) -> None:
+    http, stacks = setting
+    stacks.create("bounded", tickIntervalSeconds=HOUR, inputs={"maxPerMinute": 2, "maxBytes": 16})
+    stacks.create("stopped", tickIntervalSeconds=HOUR, executionState="Stopped")
+    _started(stacks, "bounded")
+    admin = {"Authorization": f"Bearer {control_plane.admin_token}"}
+    path = f"/api/v1/namespaces/{stacks.namespace}/stacks"
+
+    def post(name: str, body: dict[str, Any]) -> httpx.Response:
+        return http.post(f"{path}/{name}/inputs", json=body, headers=admin)
+
+    def refused(response: httpx.Response, status: int, code: str) -> str:
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["code"] == code
+        return str(response.json()["error"]["message"])
+
+    assert "maxBytes" in refused(post("bounded", {"content": "x" * 17}), 413, "InputTooLarge")
+    assert "builder" in refused(
+        post("bounded", {"agent": "nobody", "content": "hi"}), 422, "UnknownAgent"
+    )
+    refused(post("bounded", {"content": ""}), 400, "InvalidParameter")
+    refused(post("bounded", {"text": "no content field"}), 400, "InvalidParameter")
+    refused(post("stopped", {"content": "hi"}), 409, "StackStopped")
+    refused(post("missing", {"content": "hi"}), 404, "NotFound")
+    assert [post("bounded", {"content": f"m{i}"}).status_code for i in range(2)] == [202, 202]
+    flood = post("bounded", {"content": "one too many"})
+    assert "maxPerMinute" in refused(flood, 429, "TooManyInputs")
+    assert 1 <= int(flood.headers["retry-after"]) <= 60
+    logged = _inputs(http, f"{path}/bounded", admin)
+    assert [i["number"] for i in logged] == [2, 1]  # newest first; nothing refused is kept
