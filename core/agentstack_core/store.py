@@ -685,6 +685,8 @@ class StackReader:
         """Entries strictly older than ``cursor`` (a stream id), newest first."""
         if cursor is not None and not STREAM_ID.match(cursor):
             raise ValueError(f"invalid cursor {cursor!r}: expected a stream id like 1700-0")
+        if cursor is not None and not any(int(part) for part in cursor.split("-")):
+            return Page([], None)  # nothing is older than 0-0 (Redis refuses "(0-0")
         newest = f"({cursor}" if cursor else "+"
         entries = await self.client.xrevrange(key, max=newest, min="-", count=limit + 1)
         more = len(entries) > limit

@@ -163,7 +163,7 @@ def test_bad_inputs_are_refused_with_a_reason_and_leave_nothing(
 
     assert "maxBytes" in refused(post("bounded", {"content": "x" * 17}), 413, "InputTooLarge")
     assert "builder" in refused(
-        post("bounded", {"agent": "nobody", "content": "hi"}), 422, "UnknownAgent"
+        post("bounded", {"agent": "nobody", "content": "hi"}), 404, "NotFound"
     )
     refused(post("bounded", {"content": ""}), 400, "InvalidParameter")
     refused(post("bounded", {"text": "no content field"}), 400, "InvalidParameter")

@@ -16,6 +16,7 @@ from agentstack_core.keys import StackKeys
 from agentstack_core.protocol import RedisClient, Wakeup
 from agentstack_core.store import (
     InputRateError,
+    Page,
     StackGoneError,
     StackReader,
     delete_stack,
@@ -132,3 +133,20 @@ async def test_wakeups_are_read_after_a_stream_id(aredis: RedisClient) -> None:
     assert [(w.stack, w.uid, w.input) for w in wakeups] == [(STACK, "u1", 3)]
     again, none = await protocol.read_wakeups(aredis, after, count=10, block_ms=50)
     assert (again, none) == (after, [])
+
+
+async def test_the_inputs_log_pages_newest_first_down_to_the_first_id(
+    aredis: RedisClient,
+) -> None:
+    await publish(aredis, {"goal": "g"})
+    for i in range(3):
+        await _send(aredis, f"m{i}", now=MINUTE + i)
+    reader = StackReader(aredis, STACK)
+    first = await reader.page(KEYS.inputs, cursor=None, limit=2)
+    assert [f["content"] for _id, f in first.entries] == ["m2", "m1"]
+    rest = await reader.page(KEYS.inputs, cursor=first.next_cursor, limit=2)
+    assert [f["content"] for _id, f in rest.entries] == ["m0"]
+    assert rest.next_cursor is None
+    # Nothing is older than the first possible id (Redis itself refuses "(0-0").
+    for cursor in ("0-0", "000-0", "0-0000"):
+        assert await reader.page(KEYS.inputs, cursor=cursor, limit=5) == Page([], None)

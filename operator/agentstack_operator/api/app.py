@@ -110,6 +110,8 @@ def create_app(
     app.state.streams = StreamViews(hub, access)
     app.state.steering = Steering(redis)
 
-    for router in (probes.router, live.router, stacks.router, streams.router, steering.router):
+    routers = (probes.router, live.router, stacks.router, streams.router, steering.router)
+    for router in routers:
         app.include_router(router)
+    app.state.routes = [route for router in routers for route in router.routes]
     return app

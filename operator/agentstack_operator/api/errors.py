@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from agentstack_operator.api import models
 
@@ -74,13 +75,30 @@ async def _invalid(_request: Request, exc: RequestValidationError) -> JSONRespon
     return error_response(400, "InvalidParameter", problems or "invalid request")
 
 
-async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     codes = {404: "NotFound", 405: "MethodNotAllowed"}
     response = error_response(
         exc.status_code, codes.get(exc.status_code, "HTTPError"), str(exc.detail)
     )
-    response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        if allowed:
+            response.headers["Allow"] = ", ".join(allowed)
     return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path (``app.state.routes``, the
+    routes :func:`~.app.create_app` included). Starlette names only the first route
+    that matched the path, and a path two routes serve (``GET`` and ``POST …/inputs``)
+    would then claim to allow one method."""
+    methods: set[str] = set()
+    for route in getattr(request.app.state, "routes", ()):
+        match, _child = route.matches({**request.scope, "method": ""})
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -193,6 +193,11 @@ class Health(_Model):
 # -- steering ------------------------------------------------------------------------
 
 
+MAX_INPUT_CHARS = 8192
+"""The most characters an input may have whatever the stack allows: 4 UTF-8 bytes
+each at most, so the CRD's largest ``maxBytes`` (32768) takes any input this admits."""
+
+
 class InputRequest(_Model):
     """``POST …/inputs``: a message for one of the stack's agents."""
 
@@ -203,8 +208,9 @@ class InputRequest(_Model):
     )
     content: str = Field(
         min_length=1,
-        max_length=32768,
-        description="The message: at most spec.inputs.maxBytes UTF-8 bytes.",
+        max_length=MAX_INPUT_CHARS,
+        description=f"The message: at most {MAX_INPUT_CHARS} characters, and at most the "
+        "stack's spec.inputs.maxBytes UTF-8 bytes.",
     )
 
 

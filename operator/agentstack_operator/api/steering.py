@@ -11,8 +11,8 @@ together. A wake-up then asks the leading operator for a tick at once
 read by the stack's next scheduled tick.
 
 Refusals say why, and leave nothing behind: a stack that is stopped (409), not yet
-taken on by the operator (409), an unknown agent (422), content over the stack's size
-limit (413), or over its rate (429 with ``Retry-After``).
+taken on by the operator (409), an unknown agent (404, as for its inbox), content over
+the stack's size limit (413), or over its rate (429 with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class Steering:
         agent = request.agent or names[0]
         if agent not in names:
             raise ApiError(
-                422, "UnknownAgent", f"no agent {agent!r} in {ref} (agents: {', '.join(names)})"
+                404, "NotFound", f"no agent {agent!r} in {ref} (agents: {', '.join(names)})"
             )
         size = len(request.content.encode())
         if size > spec.inputs.max_bytes:

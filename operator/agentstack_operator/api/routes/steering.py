@@ -31,9 +31,9 @@ router = APIRouter()
 
 INPUT_ERRORS = error_responses(
     (403, "RBAC does not allow create on agentstacks/inputs in the namespace"),
+    (404, "No such stack, or no such agent in it"),
     (409, "The stack is stopped, invalid, or not yet taken on by the operator"),
     (413, "The content is larger than spec.inputs.maxBytes"),
-    (422, "No such agent in the stack"),
     (429, "Over spec.inputs.maxPerMinute (see Retry-After)"),
 )
 
