@@ -7,6 +7,11 @@ tick received and every result folded), so that what is checked is final. Then
 
 - **no tick id executed twice**: a tick id appears at most once in the stack's history,
   and no (tick, agent) step is committed twice (the trace has it at most once);
+- **one tick of a stack at a time**: every executed tick started after the one before
+  it finished (as the lease holders recorded them);
+- **no input lost or doubled**: every input in the stack's inputs log is numbered
+  without a gap and in its agent's inbox exactly once; one that was read was read after
+  it was sent, by a tick the history recorded;
 - **every due slot executed or dropped with a recorded reason**: every tick the
   operator dispatched for the stack's current incarnation (its uid) is in the history,
   run or dropped with a reason (ticks of an incarnation since deleted write nothing, by
@@ -25,6 +30,7 @@ The figures it returns (stacks, ticks and steps checked) go into docs/reliabilit
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -38,6 +44,7 @@ from kubernetes import client
 from agentstack_core import protocol
 from agentstack_core.keys import FleetKeys, StackKeys, StackRef
 from agentstack_core.protocol import LANES
+from agentstack_core.state import HISTORY_MAXLEN
 from tests.helpers import eventually
 
 GROUP, VERSION, PLURAL = "agentstack.dev", "v1alpha1", "agentstacks"
@@ -52,12 +59,15 @@ class Report:
     dropped: int = 0
     steps: int = 0
     dispatched: int = 0
+    inputs: int = 0
+    inputs_read: int = 0
     problems: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        inputs = f", {self.inputs} inputs ({self.inputs_read} read)" if self.inputs else ""
         return (
             f"{self.stacks} stacks, {self.dispatched} ticks dispatched, {self.ticks} recorded "
-            f"({self.executed} run, {self.dropped} dropped), {self.steps} steps"
+            f"({self.executed} run, {self.dropped} dropped), {self.steps} steps{inputs}"
         )
 
 
@@ -191,6 +201,8 @@ def _check_stack(
                 report.problems.append(f"{ref}: tick {entry['tick_id']} dropped without reason")
         else:
             report.executed += 1
+    _check_one_at_a_time(ref, history, report)
+    _check_inputs(reader, ref, keys, history, report)
     steps = collections.Counter((entry["tick_id"], entry["agent"]) for entry in trace)
     doubled = [step for step, count in steps.items() if count > 1]
     if doubled:
@@ -223,6 +235,64 @@ def _check_stack(
                 )
                 break
             used += tokens
+
+
+def _check_one_at_a_time(ref: StackRef, history: list[dict[str, str]], report: Report) -> None:
+    """No two ticks of the stack ran at once: each executed tick (as the runner that
+    held the lease recorded it) started after the one before it finished. A failed
+    Job's tick is left out: the operator records its end when it notices."""
+    runs = sorted(
+        (float(e["started_at"]), float(e["finished_at"]), e["tick_id"])
+        for e in history
+        if e["outcome"] != "Dropped" and e.get("runner") != "job" and e.get("started_at")
+    )
+    for (_start, finished, first), (started, _end, second) in itertools.pairwise(runs):
+        if started < finished:
+            report.problems.append(f"{ref}: ticks {first} and {second} ran at once")
+            return
+
+
+def _check_inputs(
+    reader: redis.Redis,
+    ref: StackRef,
+    keys: StackKeys,
+    history: list[dict[str, str]],
+    report: Report,
+) -> None:
+    """Every input is in its agent's inbox exactly once, numbered without a gap, and one
+    that was read was read after it was sent, by a tick the history recorded."""
+    logged = _stream(reader, keys.inputs)
+    if not logged:
+        return
+    report.inputs += len(logged)
+    numbers = [int(entry["number"]) for entry in logged]
+    if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+        report.problems.append(f"{ref}: inputs numbered with gaps or twice: {numbers[:10]}")
+    outcomes = reader.hgetall(keys.input_outcomes)
+    ticks = {entry["tick_id"] for entry in history}
+    for entry in logged:
+        delivered = [
+            m
+            for m in _stream(reader, keys.inbox(entry["agent"]))
+            if m.get("input") == entry["number"]
+        ]
+        if len(delivered) != 1:
+            report.problems.append(
+                f"{ref}: input #{entry['number']} is in {entry['agent']}'s inbox "
+                f"{len(delivered)} times"
+            )
+        raw = outcomes.get(entry["number"])  # type: ignore[union-attr]
+        if raw is None:
+            continue
+        outcome = json.loads(raw)
+        report.inputs_read += 1
+        if float(outcome["at"]) < float(entry["at"]):
+            report.problems.append(f"{ref}: input #{entry['number']} read before it was sent")
+        if outcome["tickId"] not in ticks and len(history) < HISTORY_MAXLEN:
+            report.problems.append(
+                f"{ref}: input #{entry['number']} read by {outcome['tickId']}, "
+                "a tick never recorded"
+            )
 
 
 def _dispatched_at(requests: list[dict[str, str]], tick: str) -> float:
