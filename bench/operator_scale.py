@@ -932,7 +932,7 @@ def _drop_tuning_env() -> None:
             del os.environ[name]
 
 
-def _kube_client(kubeconfig: Path) -> client.ApiClient:
+def kube_client(kubeconfig: Path) -> client.ApiClient:
     configuration = client.Configuration()
     config.load_kube_config(  # type: ignore[no-untyped-call]
         config_file=str(kubeconfig), client_configuration=configuration
@@ -1038,6 +1038,61 @@ def _consumer(fleet: Fleet, name: str) -> tuple[ManagedProcess, int]:
     )
 
 
+@dataclass(frozen=True)
+class ApiFleet:
+    """A fleet with one read API: what the latency benches drive."""
+
+    procs: Processes
+    kube: client.ApiClient
+    reader: redis.Redis
+    api_url: str
+
+
+@contextlib.contextmanager
+def api_fleet(prefix: str, runners: int, namespace: str) -> Iterator[ApiFleet]:
+    """:func:`environment` (runners at concurrency 64) plus one ``agentstack api``, a
+    client of the API server and of Redis, and ``namespace`` created."""
+    log_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    with environment(log_dir, runners, 64, {}) as (procs, plane, server, fleet):
+        _api, port = fleet.api()
+        kube = kube_client(plane.kubeconfig_path)
+        reader = redis.Redis.from_url(server.url, decode_responses=True)
+        try:
+            client.CoreV1Api(kube).create_namespace(
+                client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
+            )
+            yield ApiFleet(procs, kube, reader, f"http://127.0.0.1:{port}")
+        finally:
+            reader.close()
+            kube.close()  # type: ignore[no-untyped-call]
+
+
+def ms(value: float) -> str:
+    return f"{value * 1000:.0f} ms"
+
+
+def spread(values: Sequence[float]) -> str:
+    """``p50 | p90 | p99 | max`` of latencies, as table cells."""
+    return " | ".join(
+        ms(v) for v in (*(percentile(values, f) for f in (0.5, 0.9, 0.99)), max(values))
+    )
+
+
+def bench_main(run: Callable[[], str]) -> int:
+    """Run a bench that prints its table last: its failure said in one line (1), an
+    interruption after every process was stopped (130)."""
+    try:
+        report = run()
+    except (BenchError, DevEnvError) as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; every process started was stopped", file=sys.stderr)
+        return 130
+    print(report)
+    return 0
+
+
 @contextlib.contextmanager
 def environment(
     log_dir: Path,
@@ -1117,7 +1172,7 @@ def run(args: argparse.Namespace, log_dir: Path) -> tuple[list[Measurement | Fai
         log_dir, args.runners, args.concurrency, operator_env, naive, args.consumer
     ) as started:
         procs, control_plane, server, fleet = started
-        api = _kube_client(control_plane.kubeconfig_path)
+        api = kube_client(control_plane.kubeconfig_path)
         reader = redis.Redis.from_url(server.url, decode_responses=True)
         try:
             core = client.CoreV1Api(api)

@@ -29,12 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import redis
@@ -42,14 +40,15 @@ from kubernetes import client
 
 from agentstack_core.keys import StackRef
 from agentstack_core.messages import slot_of
-from agentstack_devkit.processes import DevEnvError
 from bench.operator_scale import (
     BenchError,
     Processes,
-    _kube_client,
+    api_fleet,
+    bench_main,
     create_stacks,
-    environment,
+    ms,
     percentile,
+    spread,
     stack_refs,
     ticked_in_redis,
     wait_for,
@@ -185,10 +184,6 @@ def measure(
     return Outcome(len(refs), interval, samples)
 
 
-def _ms(value: float) -> str:
-    return f"{value * 1000:.0f} ms"
-
-
 def table(outcomes: Sequence[Outcome]) -> str:
     header = (
         "| stacks | ticks seen | due → first line p50 | p90 | p99 | max "
@@ -202,12 +197,35 @@ def table(outcomes: Sequence[Outcome]) -> str:
         p99 = percentile(orchestration, 0.99)
         base = base or p99
         rows.append(
-            f"| {outcome.stacks} | {len(outcome.samples)} | {_ms(percentile(waits, 0.5))} "
-            f"| {_ms(percentile(waits, 0.9))} | {_ms(percentile(waits, 0.99))} "
-            f"| {_ms(max(waits))} | {_ms(percentile(orchestration, 0.5))} | {_ms(p99)} "
-            f"| {p99 / base:.2f}x |"
+            f"| {outcome.stacks} | {len(outcome.samples)} | {spread(waits)} "
+            f"| {ms(percentile(orchestration, 0.5))} | {ms(p99)} | {p99 / base:.2f}x |"
         )
     return "\n".join([header, *rows])
+
+
+def run(args: argparse.Namespace) -> str:
+    outcomes: list[Outcome] = []
+    with api_fleet("agentstack-trace-bench-", args.runners, NAMESPACE) as bench:
+        existing = 0
+        for size in (args.baseline, args.stacks):
+            refs = stack_refs([NAMESPACE], 0, size)
+            outcomes.append(
+                measure(
+                    bench.procs,
+                    bench.reader,
+                    bench.api_url,
+                    bench.kube,
+                    refs,
+                    refs[existing:],
+                    args.interval,
+                    args.window,
+                )
+            )
+            existing = size
+    return (
+        f"\n{args.runners} runner(s), tickIntervalSeconds {args.interval}, {SAMPLE} stacks "
+        f"listened to for {args.window:g} s after warm-up.\n\n{table(outcomes)}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -223,47 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.stacks, args.window = 100, 25.0
-    log_dir = Path(tempfile.mkdtemp(prefix="agentstack-trace-bench-"))
-    outcomes: list[Outcome] = []
-    try:
-        with environment(log_dir, args.runners, 64, {}) as (procs, plane, server, fleet):
-            _api, port = fleet.api()
-            kube = _kube_client(plane.kubeconfig_path)
-            reader = redis.Redis.from_url(server.url, decode_responses=True)
-            try:
-                client.CoreV1Api(kube).create_namespace(
-                    client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE))
-                )
-                existing = 0
-                for size in (args.baseline, args.stacks):
-                    refs = stack_refs([NAMESPACE], 0, size)
-                    outcomes.append(
-                        measure(
-                            procs,
-                            reader,
-                            f"http://127.0.0.1:{port}",
-                            kube,
-                            refs,
-                            refs[existing:],
-                            args.interval,
-                            args.window,
-                        )
-                    )
-                    existing = size
-            finally:
-                reader.close()
-                kube.close()  # type: ignore[no-untyped-call]
-    except (BenchError, DevEnvError) as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; every process started was stopped", file=sys.stderr)
-        return 130
-    print(
-        f"\n{args.runners} runner(s), tickIntervalSeconds {args.interval}, {SAMPLE} stacks "
-        f"listened to for {args.window:g} s after warm-up.\n\n{table(outcomes)}"
-    )
-    return 0
+    return bench_main(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -29,5 +29,6 @@ fi
 # The operator with real runners (the default 100 -> 1,000 stacks at 5 s).
 run "$py" -m bench.operator_scale "${quick[@]}"
 run "$py" -m bench.trace_latency "${quick[@]}"
+run "$py" -m bench.input_latency "${quick[@]}"
 run "$py" -m bench.runner_throughput "${quick[@]}"
 run "$py" -m bench.api_latency "${quick[@]}"

@@ -175,3 +175,43 @@ def test_bad_inputs_are_refused_with_a_reason_and_leave_nothing(
     assert 1 <= int(flood.headers["retry-after"]) <= 60
     logged = _inputs(http, f"{path}/bounded", admin)
     assert [i["number"] for i in logged] == [2, 1]  # newest first; nothing refused is kept
+
+
+def test_pause_and_resume_through_the_api_are_patches_made_with_the_callers_token(
+    setting: tuple[httpx.Client, Stacks], k8s_api: client.ApiClient
+) -> None:
+    """The API runs as the admin here: a caller refused by RBAC proves that the patch
+    was made with the caller's token, not the API's."""
+    http, stacks = setting
+    stacks.create("steered", tickIntervalSeconds=HOUR)
+    path = f"/api/v1/namespaces/{stacks.namespace}/stacks/steered/state"
+    onlooker = {"Authorization": f"Bearer {_account(k8s_api, stacks.namespace, 'onlooker')}"}
+    refused = http.post(path, json={"executionState": "Paused"}, headers=onlooker)
+    assert refused.status_code == 403, refused.text
+    assert stacks.get("steered")["spec"]["executionState"] == "Running"
+
+    rbac = client.RbacAuthorizationV1Api(k8s_api)
+    rbac.patch_namespaced_role(
+        "onlooker",
+        stacks.namespace,
+        {
+            "rules": [
+                {"apiGroups": ["agentstack.dev"], "resources": ["agentstacks"], "verbs": ["get"]},
+                {"apiGroups": ["agentstack.dev"], "resources": ["agentstacks"], "verbs": ["patch"]},
+            ]
+        },
+    )
+
+    def paused() -> bool | None:
+        answer = http.post(path, json={"executionState": "Paused"}, headers=onlooker)
+        return True if answer.status_code == 200 else None
+
+    eventually(paused, "the patch grant to take effect")
+    assert stacks.get("steered")["spec"]["executionState"] == "Paused"
+    eventually(
+        lambda: True if stacks.condition("steered", "Paused").get("status") == "True" else None,
+        "the operator to report the stack Paused",
+    )
+    resumed = http.post(path, json={"executionState": "Running"}, headers=onlooker)
+    assert resumed.status_code == 200, resumed.text
+    assert stacks.get("steered")["spec"]["executionState"] == "Running"

@@ -53,6 +53,10 @@ return {
   })),
   trace: texts("#trace"),
   feed: texts("#feed"),
+  inputs: texts("#inputs"),
+  plan: texts("#plan"),
+  notice: document.getElementById("notice").textContent,
+  agents: [...document.querySelectorAll("#agent > option")].map(o => o.value),
   marker: window.__agentstackMarker === undefined ? null : window.__agentstackMarker,
 };
 """
@@ -76,6 +80,10 @@ class PageView:
     trace: list[str]
     feed: list[str]
     marker: str | None
+    inputs: list[str] = field(default_factory=list)
+    plan: list[str] = field(default_factory=list)
+    notice: str = ""
+    agents: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,18 @@ def read(driver: WebDriver) -> PageView:
         )
         for row in raw["rows"]
     }
-    return PageView(raw["title"], raw["status"], rows, raw["trace"], raw["feed"], raw["marker"])
+    return PageView(
+        raw["title"],
+        raw["status"],
+        rows,
+        raw["trace"],
+        raw["feed"],
+        raw["marker"],
+        raw["inputs"],
+        raw["plan"],
+        raw["notice"],
+        raw["agents"],
+    )
 
 
 def until(
@@ -276,6 +295,51 @@ def test_fleet_changes_show_without_reload(browser: WebDriver, live: Live) -> No
     assert ticked.rows[beta].state == "Paused"
 
 
+def test_a_person_pauses_resumes_and_sends_an_input_from_the_page(
+    browser: WebDriver, live: Live
+) -> None:
+    live.stacks.create("gamma", tickIntervalSeconds=3600)
+    live.stacks.wait_ticks("gamma", 1)
+    gamma = live.key("gamma")
+    browser.get(f"{live.url}/?stack={gamma}")
+    ready = until(
+        browser,
+        lambda view: view if view.title == gamma and view.agents and view.plan else None,
+        f"{gamma}'s controls, agents and plan",
+    )
+    assert ready.agents == ["planner", "builder", "reviewer", "communicator"]
+
+    def click(selector: str) -> None:
+        browser.execute_script("document.querySelector(arguments[0]).click();", selector)
+
+    click("#pause")
+    until(browser, lambda v: v if v.rows[gamma].state == "Paused" else None, "gamma Paused")
+    assert live.stacks.get("gamma")["spec"]["executionState"] == "Paused"
+    click("#resume")
+    until(browser, lambda v: v if v.rows[gamma].state == "Running" else None, "gamma Running")
+    assert live.stacks.get("gamma")["spec"]["executionState"] == "Running"
+
+    browser.execute_script(
+        "document.getElementById('agent').value = 'reviewer';"
+        "document.getElementById('message').value = arguments[0];",
+        "Check the outline against the goal.",
+    )
+    click("#send")
+    sent = until(browser, lambda v: v if v.notice.startswith("input #") else None, "a notice")
+    assert sent.notice.startswith("input #1 sent to reviewer")
+
+    def answered(view: PageView) -> PageView | None:
+        read = any("read input #1" in line for line in view.trace)
+        logged = any(
+            line.startswith("#1 anonymous → reviewer") and "— Read in " in line
+            for line in view.inputs
+        )
+        replied = any(line.startswith("reviewer: Input #1 from anonymous") for line in view.feed)
+        return view if read and logged and replied else None
+
+    until(browser, answered, "the trace, the inputs and the feed to show the input read")
+
+
 def test_the_console_has_no_javascript_errors(
     browser: WebDriver, live: Live, console: Console
 ) -> None:
@@ -310,6 +374,7 @@ def test_an_unknown_stack_raises_no_uncaught_error(
 ) -> None:
     since = len(console.read())
     base = f"/api/v1/namespaces/{live.stacks.namespace}/stacks/nope"
+    # feed, traces and agents: three reads, each answered 404
     browser.get(f"{live.url}/?stack={live.stacks.namespace}/nope")
 
     def answered(_view: PageView) -> bool | None:
@@ -318,7 +383,7 @@ def test_an_unknown_stack_raises_no_uncaught_error(
             ".filter(e => e.name.includes(arguments[0])).map(e => e.responseEnd);",
             base,
         )
-        return True if len(ends) == 2 and all(end > 0 for end in ends) else None
+        return True if len(ends) == 3 and all(end > 0 for end in ends) else None
 
     until(browser, answered, "the page's requests for the unknown stack to be answered")
     read(browser)  # one more round trip: what the answers made the page do is logged

@@ -27,7 +27,11 @@ def _app(cache: fakes.FakeCache | None = None) -> FastAPI:
     fake = fakes.FakeRedis()
     redis: Any = fake
     return create_app(
-        cache=cache, redis=redis, hub=fakes.hub(fake), auth=fakes.FakeAuthorizer({"team"})
+        cache=cache,
+        redis=redis,
+        hub=fakes.hub(fake),
+        auth=fakes.FakeAuthorizer({"team"}),
+        state_writer=fakes.FakeStateWriter(),
     )
 
 
@@ -108,7 +112,7 @@ async def test_requests_are_timed_by_route_template(http: httpx.AsyncClient) -> 
 def test_the_openapi_schema_documents_every_read_and_no_probe() -> None:
     schema = _app().openapi()
     operations = {(method, path) for path, item in schema["paths"].items() for method in item}
-    steering = {("post", f"{STACK}/inputs")}
+    steering = {("post", f"{STACK}/inputs"), ("post", f"{STACK}/state")}
     sent = schema["paths"][f"{STACK}/inputs"]["post"]["responses"]
     assert {"202", "400", "401", "403", "404", "409", "413", "429"} <= set(sent)
     operations -= steering

@@ -30,6 +30,7 @@ from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from agentstack_core.spec import ExecutionState
 from agentstack_operator.api.access import StackAccess
 from agentstack_operator.api.auth import AuthError, OpenAccess, User
 from agentstack_operator.api.cache import StackCache, StackChange, Subscription, summary
@@ -90,6 +91,7 @@ class FakeAuthorizer:
         self, allowed: Iterable[str] = (), *, tokens: dict[str, User] | None = None
     ) -> None:
         self.allowed = set(allowed)
+        self.forwards_token = tokens is not None
         self.steering: set[tuple[str, str]] = set()
         """(namespace, "verb subresource") pairs the fake allows besides ``get``."""
         self.tokens = tokens
@@ -113,6 +115,22 @@ class FakeAuthorizer:
         action = f"{verb} {subresource}".strip()
         self.reviews.append((user.name, f"{namespace}:{action}"))
         return (namespace, action) in self.steering
+
+
+class FakeStateWriter:
+    """StateWriter: records each patch and the token it was made with; ``refusal`` is
+    raised instead while set (the API server's verdict)."""
+
+    def __init__(self) -> None:
+        self.patches: list[tuple[str, str, str, str | None]] = []
+        self.refusal: Exception | None = None
+
+    async def set_state(
+        self, namespace: str, name: str, state: ExecutionState, token: str | None
+    ) -> None:
+        if self.refusal is not None:
+            raise self.refusal
+        self.patches.append((namespace, name, state.value, token))
 
 
 def _stream_key(entry_id: str) -> tuple[int, int]:
@@ -227,11 +245,18 @@ def services(
     return access, StackViews(client), StreamViews(hub(fake), access, heartbeat_seconds=0.05)
 
 
-def app_with(*routers: APIRouter, access: Any, views: Any = None, streams: Any = None) -> FastAPI:
+def app_with(
+    *routers: APIRouter,
+    access: Any,
+    views: Any = None,
+    streams: Any = None,
+    state_writer: Any = None,
+) -> FastAPI:
     """A small app: only ``routers``, the one error body, and the given services."""
     app = FastAPI()
     install_error_handlers(app)
     app.state.access, app.state.views, app.state.streams = access, views, streams
+    app.state.state_writer = state_writer
     for router in routers:
         app.include_router(router)
     return app

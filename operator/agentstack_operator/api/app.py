@@ -7,7 +7,8 @@ routers of :mod:`.routes`:
 
 - :mod:`.routes.stacks` — ``/api/v1/stacks`` and one stack's agents, pages and state;
 - :mod:`.routes.streams` — Server-Sent Events of a stack's trace and feed, and the fleet;
-- :mod:`.routes.steering` — inputs sent to a stack (``POST``, checked by RBAC) and their log;
+- :mod:`.routes.steering` — inputs sent to a stack (``POST``, checked by RBAC) and their
+  log; pause, resume and stop, patched with the caller's own token;
 - :mod:`.routes.live` — ``/``, the live page;
 - :mod:`.routes.probes` — ``/healthz``, ``/readyz``, ``/metrics``.
 
@@ -38,6 +39,7 @@ from agentstack_operator.api.errors import (
 )
 from agentstack_operator.api.events import StreamViews
 from agentstack_operator.api.routes import live, probes, stacks, steering, streams
+from agentstack_operator.api.statechange import StateWriter
 from agentstack_operator.api.steering import Steering
 from agentstack_operator.api.tailing import StreamHub
 from agentstack_operator.api.views import StackViews
@@ -83,6 +85,7 @@ def create_app(
     redis: RedisClient,
     hub: StreamHub,
     auth: Authorizer,
+    state_writer: StateWriter,
     cors_origins: list[str] | None = None,
 ) -> FastAPI:
     """The app: pages from ``redis`` (the requests' pool), live streams from ``hub``."""
@@ -109,6 +112,7 @@ def create_app(
     app.state.views = StackViews(redis)
     app.state.streams = StreamViews(hub, access)
     app.state.steering = Steering(redis)
+    app.state.state_writer = state_writer
 
     routers = (probes.router, live.router, stacks.router, streams.router, steering.router)
     for router in routers:

@@ -41,6 +41,10 @@ class AuthError(Exception):
 
 
 class Authorizer(Protocol):
+    forwards_token: bool
+    """Whether changes are made with the caller's own token (authentication on), so the
+    API server applies RBAC to, and audits, the caller."""
+
     async def authenticate(self, authorization: str | None) -> User: ...
 
     async def may_get(self, user: User, namespace: str) -> bool: ...
@@ -50,8 +54,16 @@ class Authorizer(Protocol):
         ...
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header (``None`` for any other)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 class OpenAccess:
     """Authentication off: for local development only."""
+
+    forwards_token = False
 
     async def authenticate(self, authorization: str | None) -> User:
         return ANONYMOUS
@@ -91,6 +103,8 @@ class _TTLCache(Generic[K, V]):
 class KubernetesAccess:
     """TokenReview for identity, SubjectAccessReview for ``get agentstacks``."""
 
+    forwards_token = True
+
     def __init__(self, api: client.ApiClient, *, ttl: float = 30.0) -> None:
         self.authn = client.AuthenticationV1Api(api)
         self.authz = client.AuthorizationV1Api(api)
@@ -100,13 +114,13 @@ class KubernetesAccess:
         )
 
     async def authenticate(self, authorization: str | None) -> User:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(authorization)
+        if token is None:
             raise AuthError("a bearer token is required")
-        digest = hashlib.sha256(token.strip().encode()).hexdigest()
+        digest = hashlib.sha256(token.encode()).hexdigest()
         user = self._users.get(digest)
         if user is None:
-            user = await asyncio.to_thread(self._review_token, token.strip()) or _REJECTED
+            user = await asyncio.to_thread(self._review_token, token) or _REJECTED
             self._users.put(digest, user)
         if user is _REJECTED:
             raise AuthError("the token was not accepted")

@@ -7,7 +7,7 @@ Field names are camelCase, like the Kubernetes objects they summarise.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -238,3 +238,15 @@ class InputEntry(_Model):
 class InputPage(_Model):
     items: list[InputEntry]
     nextCursor: str | None
+
+
+class StateRequest(_Model):
+    """``POST …/state``: the execution state the stack should be in."""
+
+    executionState: Literal["Running", "Paused", "Stopped"]
+
+
+class StackState(_Model):
+    namespace: str
+    name: str
+    executionState: str = Field(description="What spec.executionState now says.")

@@ -26,6 +26,7 @@ from agentstack_core.environment import env_float, env_int, env_list
 from agentstack_operator.api.app import create_app
 from agentstack_operator.api.auth import Authorizer, KubernetesAccess, OpenAccess
 from agentstack_operator.api.cache import StackCache
+from agentstack_operator.api.statechange import KubeStateWriter
 from agentstack_operator.api.tailing import StreamHub
 from agentstack_operator.kube import api_client
 
@@ -73,7 +74,12 @@ async def serve(config: ApiConfig) -> None:
         else OpenAccess()
     )
     app = create_app(
-        cache=cache, redis=redis, hub=hub, auth=authorizer, cors_origins=config.cors_origins
+        cache=cache,
+        redis=redis,
+        hub=hub,
+        auth=authorizer,
+        state_writer=KubeStateWriter(kube),
+        cors_origins=config.cors_origins,
     )
     server = uvicorn.Server(
         uvicorn.Config(

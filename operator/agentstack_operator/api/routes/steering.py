@@ -4,17 +4,24 @@ Routes::
 
     POST /api/v1/namespaces/{namespace}/stacks/{name}/inputs   send an input (202)
     GET  /api/v1/namespaces/{namespace}/stacks/{name}/inputs   the inputs, newest first
+    POST /api/v1/namespaces/{namespace}/stacks/{name}/state    pause, resume or stop
 
 Sending is authorised by a SubjectAccessReview of ``create agentstacks/inputs`` in the
 stack's namespace (the chart's edit role grants it); reading the log by ``get``, like
-every read. The service is :class:`~..steering.Steering`.
+every read. The services are :class:`~..steering.Steering` and, for the state, a
+:class:`~..statechange.StateWriter` that patches the stack with the caller's own token
+(RBAC's ``patch agentstacks``, decided and audited by the API server).
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
 
+from fastapi import APIRouter, Header, Request
+
+from agentstack_core.spec import ExecutionState
 from agentstack_operator.api import models
+from agentstack_operator.api.auth import bearer_token
 from agentstack_operator.api.errors import error_responses
 from agentstack_operator.api.params import (
     STACK_PATH,
@@ -25,6 +32,7 @@ from agentstack_operator.api.params import (
     Name,
     Namespace,
 )
+from agentstack_operator.api.statechange import StateWriter
 from agentstack_operator.api.steering import Steering
 
 router = APIRouter()
@@ -35,6 +43,12 @@ INPUT_ERRORS = error_responses(
     (409, "The stack is stopped, invalid, or not yet taken on by the operator"),
     (413, "The content is larger than spec.inputs.maxBytes"),
     (429, "Over spec.inputs.maxPerMinute (see Retry-After)"),
+)
+
+
+STATE_ERRORS = error_responses(
+    (403, "RBAC does not allow the caller to patch agentstacks in the namespace"),
+    (503, "The API server could not be reached"),
 )
 
 
@@ -74,3 +88,24 @@ async def list_inputs(
 ) -> models.InputPage:
     stack = await access.readable(caller, namespace, name)
     return await _steering(request).inputs(stack, cursor=cursor, limit=limit)
+
+
+@router.post(
+    f"{STACK_PATH}/state",
+    response_model=models.StackState,
+    responses=STATE_ERRORS,
+    summary="Pause, resume or stop the stack (a patch made with the caller's token)",
+)
+async def set_state(
+    namespace: Namespace,
+    name: Name,
+    body: models.StateRequest,
+    caller: Caller,
+    access: Access,
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+) -> models.StackState:
+    token = bearer_token(authorization) if access.auth.forwards_token else None
+    writer: StateWriter = request.app.state.state_writer
+    await writer.set_state(namespace, name, ExecutionState(body.executionState), token)
+    return models.StackState(namespace=namespace, name=name, executionState=body.executionState)

@@ -1,0 +1,303 @@
+"""``kubectl agentstack``: steer stacks from the command line (console script
+``kubectl-agentstack``, which kubectl finds on the ``PATH`` as a plugin).
+
+Every command acts with the caller's own credentials, so RBAC decides what each may
+do, exactly as for ``kubectl patch``:
+
+- ``pause``, ``resume``, ``stop`` patch ``spec.executionState`` through the API server
+  (a merge patch: the same change as the README's ``kubectl patch``, audited the same);
+- ``status`` reads the stack and its conditions from the API server;
+- ``send`` (an input for an agent), ``inputs`` and ``trace`` (``-f`` follows it live)
+  go to the read API, which holds what Redis knows; they need its URL (``--api`` or
+  ``AGENTSTACK_API_URL``, e.g. after ``kubectl port-forward svc/…-api 8080:8080``) and
+  send the kubeconfig's bearer token (or ``--token``), which the API checks with a
+  TokenReview and a SubjectAccessReview.
+
+The namespace is ``-n``, else the kubeconfig context's, else ``default``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from agentstack_core.resource import GROUP, PLURAL, VERSION
+from agentstack_core.spec import ExecutionState
+
+API_URL_ENV = "AGENTSTACK_API_URL"
+TOKEN_ENV = "AGENTSTACK_TOKEN"  # noqa: S105 - the name of a variable, not a token
+HTTP_TIMEOUT = 15.0
+
+
+class PluginError(Exception):
+    """What went wrong, in words for the person at the terminal (exit code 1)."""
+
+
+class Session:
+    """The caller's kubeconfig: an API-server client, a namespace and a bearer token."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        try:
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=args.kubeconfig, context=args.context
+            )
+            contexts, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+                config_file=args.kubeconfig
+            )
+        except (config.ConfigException, OSError) as exc:
+            raise PluginError(f"no usable kubeconfig: {exc}") from exc
+        if args.context:
+            active = next(c for c in contexts if c["name"] == args.context)
+        self.namespace: str = (
+            args.namespace or (active or {}).get("context", {}).get("namespace") or "default"
+        )
+        self.api_client = client.ApiClient()
+        self.objects = client.CustomObjectsApi(self.api_client)
+        self.args = args
+
+    def stack(self, name: str) -> dict[str, Any]:
+        try:
+            found: Any = self.objects.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, name
+            )
+        except ApiException as exc:
+            raise _kube_error(exc, f"get agentstack {self.namespace}/{name}") from exc
+        stack: dict[str, Any] = found
+        return stack
+
+    def set_state(self, name: str, state: ExecutionState) -> None:
+        try:
+            self.objects.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                name,
+                {"spec": {"executionState": state.value}},
+            )
+        except ApiException as exc:
+            raise _kube_error(exc, f"patch agentstack {self.namespace}/{name}") from exc
+
+    def token(self) -> str | None:
+        """``--token``, ``AGENTSTACK_TOKEN``, or the kubeconfig's bearer token."""
+        explicit = self.args.token or os.environ.get(TOKEN_ENV)
+        if explicit:
+            return str(explicit)
+        header = self.api_client.configuration.get_api_key_with_prefix(
+            "BearerToken", alias="authorization"
+        )
+        scheme, _, token = str(header).partition(" ")
+        return token if scheme.lower() == "bearer" and token else None
+
+    def api(self) -> httpx.Client:
+        """A client of the read API, with the caller's token."""
+        url = self.args.api or os.environ.get(API_URL_ENV)
+        if not url:
+            raise PluginError(
+                f"this command talks to the read API: pass --api URL or set {API_URL_ENV} "
+                "(e.g. kubectl port-forward -n NAMESPACE svc/RELEASE-agentstack-operator-api "
+                "8080:8080, then --api http://127.0.0.1:8080)"
+            )
+        token = self.token()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=HTTP_TIMEOUT)
+
+    def stack_path(self, name: str) -> str:
+        return f"/api/v1/namespaces/{self.namespace}/stacks/{name}"
+
+
+def _kube_error(exc: ApiException, doing: str) -> PluginError:
+    reason = {403: "forbidden by RBAC", 404: "not found"}.get(exc.status or 0, exc.reason)
+    return PluginError(f"{doing}: {reason}")
+
+
+def _api_answer(response: httpx.Response) -> Any:
+    """The body of a 2xx answer, or :class:`PluginError` with the API's own message."""
+    if response.is_success:
+        return response.json()
+    try:
+        error = response.json()["error"]
+        message = f"{error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:200]
+    retry = response.headers.get("retry-after")
+    hint = f" (retry after {retry}s)" if retry else ""
+    raise PluginError(f"the API answered {response.status_code}: {message}{hint}")
+
+
+def _when(epoch: float | None) -> str:
+    if not epoch:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S")
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _state_command(state: ExecutionState) -> Callable[[Session, argparse.Namespace], None]:
+    def command(session: Session, args: argparse.Namespace) -> None:
+        session.set_state(args.name, state)
+        print(f"agentstack {session.namespace}/{args.name}: executionState={state.value}")
+
+    return command
+
+
+def status(session: Session, args: argparse.Namespace) -> None:
+    stack = session.stack(args.name)
+    if args.output == "json":
+        print(json.dumps({"spec": stack.get("spec"), "status": stack.get("status")}, indent=2))
+        return
+    spec, state = stack.get("spec") or {}, stack.get("status") or {}
+    print(f"Stack:      {session.namespace}/{args.name}")
+    print(f"State:      {spec.get('executionState', ExecutionState.RUNNING.value)}")
+    print(f"Ticks:      {state.get('ticks', 0)}   Tokens: {state.get('tokensUsed', 0)}")
+    last = state.get("lastTickResult")
+    if last:
+        print(
+            f"Last tick:  {last} ({state.get('lastTickReason', '')}) at "
+            f"{state.get('lastTickTime', '-')}"
+        )
+    print(f"Next tick:  {state.get('nextTickTime', '-')}")
+    print("Conditions:")
+    for condition in state.get("conditions") or []:
+        print(
+            f"  {condition.get('type', ''):<15} {condition.get('status', ''):<6} "
+            f"{condition.get('reason', ''):<20} {condition.get('message', '')}"
+        )
+
+
+def send(session: Session, args: argparse.Namespace) -> None:
+    body: dict[str, Any] = {"content": args.message}
+    if args.agent:
+        body["agent"] = args.agent
+    with session.api() as http:
+        accepted = _api_answer(http.post(f"{session.stack_path(args.name)}/inputs", json=body))
+    wakes = "; the stack ticks for it now" if accepted["wakes"] else ""
+    print(f"input #{accepted['number']} sent to {accepted['agent']} as {accepted['sender']}{wakes}")
+
+
+def inputs(session: Session, args: argparse.Namespace) -> None:
+    with session.api() as http:
+        page = _api_answer(
+            http.get(f"{session.stack_path(args.name)}/inputs", params={"limit": args.limit})
+        )
+    for item in reversed(page["items"]):
+        read = f" by {item['readBy']} in {item['tickId']}" if item["state"] == "Read" else ""
+        print(
+            f"#{item['number']:<4} {_when(item['at'])} {item['sender']} -> {item['agent']}: "
+            f"{item['state']}{read}"
+        )
+
+
+def _trace_line(entry: dict[str, Any]) -> str:
+    actions = ", ".join(entry.get("actions") or []) or "-"
+    line = (
+        f"{_when(entry.get('at'))} {entry.get('tickId', '')} {entry.get('agent', ''):<12} "
+        f"{entry.get('outcome', '')} {entry.get('model', '')} {entry.get('latencyMs', 0)}ms: "
+        f"{actions}"
+    )
+    if entry.get("error"):
+        line += f" [{entry['reason']}: {entry['error']}]"
+    return line
+
+
+def _events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
+    """(event, data) of a Server-Sent Events stream."""
+    kind, data = "message", ""
+    for line in lines:
+        if not line:
+            if data:
+                yield kind, data
+            kind, data = "message", ""
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data += line[5:].strip()
+
+
+def trace(session: Session, args: argparse.Namespace) -> None:
+    path = f"{session.stack_path(args.name)}/traces"
+    with session.api() as http:
+        page = _api_answer(http.get(path, params={"limit": args.limit}))
+        for entry in reversed(page["items"]):
+            print(_trace_line(entry), flush=True)
+        if not args.follow:
+            return
+        last = page["items"][0]["id"] if page["items"] else None
+        headers = {"Last-Event-ID": last} if last else {}
+        with http.stream("GET", f"{path}/stream", headers=headers, timeout=None) as stream:
+            if not stream.is_success:
+                stream.read()
+                _api_answer(stream)
+            for kind, data in _events(stream.iter_lines()):
+                if kind == "trace":
+                    print(_trace_line(json.loads(data)), flush=True)
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="kubectl agentstack",
+        description="Steer AgentStacks: pause, resume, stop, status, send an input, trace.",
+    )
+    top.add_argument("-n", "--namespace", help="the stack's namespace (default: the context's)")
+    top.add_argument("--kubeconfig", help="the kubeconfig to use (default: $KUBECONFIG)")
+    top.add_argument("--context", help="the kubeconfig context to use")
+    top.add_argument("--api", help=f"URL of the read API (default: ${API_URL_ENV})")
+    top.add_argument("--token", help=f"bearer token for the read API (default: ${TOKEN_ENV})")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, run: Callable[[Session, argparse.Namespace], None], summary: str
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=summary)
+        sub.add_argument("name", help="the AgentStack's name")
+        sub.set_defaults(run=run)
+        return sub
+
+    command("pause", _state_command(ExecutionState.PAUSED), "stop dispatching; keep memory")
+    command("resume", _state_command(ExecutionState.RUNNING), "tick again")
+    command("stop", _state_command(ExecutionState.STOPPED), "end the run (memory kept)")
+    command("status", status, "state, counters and conditions").add_argument(
+        "-o", "--output", choices=["text", "json"], default="text"
+    )
+    sender = command("send", send, "send an input to one of the stack's agents")
+    sender.add_argument("message", help="what to tell the agent")
+    sender.add_argument("--agent", help="the agent (default: the stack's first)")
+    command("inputs", inputs, "the inputs sent and what became of them").add_argument(
+        "--limit", type=int, default=20
+    )
+    tracer = command("trace", trace, "the agents' steps, oldest first")
+    tracer.add_argument("-f", "--follow", action="store_true", help="keep printing new steps")
+    tracer.add_argument("--limit", type=int, default=20, help="steps shown before following")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.run(Session(args), args)
+    except PluginError as exc:
+        print(f"kubectl agentstack {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except httpx.HTTPError as exc:
+        print(f"kubectl agentstack {args.command}: the API is unreachable: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

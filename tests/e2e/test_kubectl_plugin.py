@@ -1,0 +1,189 @@
+"""``kubectl agentstack``, run by the real kubectl as a plugin (found on the ``PATH``),
+against the real API server, operator, runner and read API (authentication on).
+
+Each command acts with the caller's credentials: the admin's kubeconfig steers; a
+ServiceAccount's kubeconfig without the verbs is refused by RBAC, for the patch (API
+server) and for the input (read API) alike.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import secrets
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+from kubernetes import client
+
+from agentstack_devkit.controlplane import ControlPlane, build_kubeconfig
+from agentstack_devkit.fleet import Fleet
+from tests.e2e.stacks import Stacks
+from tests.helpers import eventually
+
+BIN = Path(sys.executable).parent
+
+
+class Plugin:
+    """Runs ``kubectl agentstack …`` as a user would (kubectl finds the plugin)."""
+
+    def __init__(self, control_plane: ControlPlane, namespace: str, api_url: str) -> None:
+        self.kubectl = str(control_plane.binaries.kubectl)
+        self.env = {
+            **os.environ,
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "KUBECONFIG": str(control_plane.kubeconfig_path),
+            "AGENTSTACK_API_URL": api_url,
+        }
+        self.namespace = namespace
+
+    def command(self, *args: str, kubeconfig: Path | None = None) -> list[str]:
+        where = ["--kubeconfig", str(kubeconfig)] if kubeconfig else []
+        return [self.kubectl, "agentstack", "-n", self.namespace, *where, *args]
+
+    def run(self, *args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.command(*args, kubeconfig=kubeconfig),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def ok(self, *args: str) -> str:
+        done = self.run(*args)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+
+@pytest.fixture(scope="module")
+def setting(
+    fleet: Fleet, control_plane: ControlPlane, k8s_api: client.ApiClient, redis_reader: redis.Redis
+) -> Iterator[tuple[Plugin, Stacks]]:
+    namespace = f"plugin-{secrets.token_hex(3)}"
+    core = client.CoreV1Api(k8s_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    fleet.operator()
+    fleet.runner()
+    _process, port = fleet.api(
+        AGENTSTACK_API_AUTH="kubernetes", AGENTSTACK_API_AUTH_CACHE_SECONDS="1"
+    )
+    stacks = Stacks(k8s_api, namespace, redis_reader)
+    stacks.create("steered", tickIntervalSeconds=3600)
+    stacks.wait_ticks("steered", 1)
+    yield Plugin(control_plane, namespace, f"http://127.0.0.1:{port}"), stacks
+    core.delete_namespace(namespace)
+
+
+def test_kubectl_finds_the_plugin(setting: tuple[Plugin, Stacks]) -> None:
+    plugin, _stacks = setting
+    listed = subprocess.run(
+        [plugin.kubectl, "plugin", "list"],
+        env=plugin.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert "kubectl-agentstack" in listed.stdout, listed.stdout + listed.stderr
+    assert "pause" in plugin.ok("--help")
+
+
+def test_pause_resume_and_stop_patch_the_stack_and_status_shows_it(
+    setting: tuple[Plugin, Stacks],
+) -> None:
+    plugin, stacks = setting
+    stacks.create("toggled", tickIntervalSeconds=3600)
+    assert "executionState=Paused" in plugin.ok("pause", "toggled")
+    assert stacks.get("toggled")["spec"]["executionState"] == "Paused"
+    eventually(
+        lambda: True if stacks.condition("toggled", "Paused").get("status") == "True" else None,
+        "the Paused condition",
+    )
+    shown = plugin.ok("status", "toggled")
+    assert "State:      Paused" in shown
+    assert "Paused" in shown.split("Conditions:")[1]
+    plugin.ok("resume", "toggled")
+    assert stacks.get("toggled")["spec"]["executionState"] == "Running"
+    plugin.ok("stop", "toggled")
+    assert stacks.get("toggled")["spec"]["executionState"] == "Stopped"
+    missing = plugin.run("pause", "no-such-stack")
+    assert missing.returncode == 1
+    assert "not found" in missing.stderr
+
+
+def test_send_reaches_the_agent_and_trace_follows_the_tick_it_brought(
+    setting: tuple[Plugin, Stacks],
+) -> None:
+    plugin, _stacks = setting
+    follower = subprocess.Popen(
+        plugin.command("trace", "steered", "-f", "--limit", "5"),
+        env=plugin.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert follower.stdout is not None
+    stdout = follower.stdout
+    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+    try:
+        sent = plugin.ok("send", "steered", "Summarise the open risks.", "--agent", "reviewer")
+        assert sent.startswith("input #1 sent to reviewer as admin")
+
+        def reading() -> bool | None:
+            try:
+                return True if "read input #1" in lines.get(timeout=0.5) else None
+            except queue.Empty:
+                return None
+
+        eventually(reading, "trace -f to show the reviewer reading the input", timeout=30)
+    finally:
+        follower.terminate()
+        follower.wait(10)
+    listed = plugin.ok("inputs", "steered")
+    assert "#1" in listed
+    assert "admin -> reviewer: Read by reviewer in" in listed
+
+
+def test_rbac_refuses_a_user_without_the_verbs(
+    setting: tuple[Plugin, Stacks],
+    control_plane: ControlPlane,
+    k8s_api: client.ApiClient,
+    tmp_path: Path,
+) -> None:
+    plugin, stacks = setting
+    core = client.CoreV1Api(k8s_api)
+    core.create_namespaced_service_account(
+        stacks.namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="onlooker"))
+    )
+    token = core.create_namespaced_service_account_token(
+        "onlooker",
+        stacks.namespace,
+        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[])),
+    ).status.token
+    kubeconfig = tmp_path / "onlooker.kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            build_kubeconfig(
+                server=control_plane.url, ca_path=control_plane.ca_path, token=token, user="sa"
+            )
+        )
+    )
+    paused = plugin.run("pause", "steered", kubeconfig=kubeconfig)
+    assert paused.returncode == 1
+    assert "forbidden by RBAC" in paused.stderr
+    assert stacks.get("steered")["spec"].get("executionState", "Running") == "Running"
+    sent = plugin.run("send", "steered", "let me in", kubeconfig=kubeconfig)
+    assert sent.returncode == 1
+    assert "403" in sent.stderr
+    assert "create agentstacks/inputs" in sent.stderr
