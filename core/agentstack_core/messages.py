@@ -72,6 +72,9 @@ class TickResult(Record):
     progressed: bool = False
     """Whether the tick changed anything (an artifact, the plan, a message, the feed)."""
     runner: str = ""
+    tool_problems: str = ""
+    """Tool servers the tick's agents could not use (down, slow, a header's Secret
+    unreadable), and why; empty when every tool server answered."""
 
     @property
     def duration(self) -> float:

@@ -170,6 +170,21 @@ class Attempt:
 
 
 @dataclasses.dataclass(frozen=True)
+class ToolUse:
+    """One tool call within a step (the trace lists them in order)."""
+
+    tool: str = ""
+    """``server/tool``."""
+    outcome: str = ""
+    """``ok``, ``error`` (the tool said so), ``timeout``, ``unreachable``, ``invalid``
+    (arguments refused by its schema, never sent) or ``refused`` (not offered)."""
+    seconds: float = 0.0
+    chars: int = 0
+    """Characters of the result the agent was shown (after the cut)."""
+    error: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class TraceRecord(Record):
     """One agent step in the stack's trace stream."""
 
@@ -192,6 +207,7 @@ class TraceRecord(Record):
     refused: tuple[str, ...] = ()
     error: str = ""
     at: float | None = None
+    tools: tuple[ToolUse, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

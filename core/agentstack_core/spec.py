@@ -112,6 +112,33 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class ToolHeader:
+    """An HTTP header sent to a tool server, its value a key of a Secret in the stack's
+    namespace (the stack author's own: it goes only to the server the author named)."""
+
+    name: str
+    secret_ref: SecretKeyRef
+
+
+@dataclass(frozen=True)
+class ToolServer:
+    """An MCP server (Streamable HTTP) whose allow-listed tools agents may call."""
+
+    name: str
+    url: str
+    allowed_tools: tuple[str, ...]
+    """The only tools offered to agents; any other tool of the server is never called."""
+    agents: tuple[str, ...] = ()
+    """The agents that may call them (empty: every agent)."""
+    headers: tuple[ToolHeader, ...] = ()
+    timeout_seconds: float = 10.0
+    """The most one call (connection included) may take; then it fails, the step goes on."""
+
+    def serves(self, agent: str) -> bool:
+        return not self.agents or agent in self.agents
+
+
+@dataclass(frozen=True)
 class InputPolicy:
     """What people and systems may send a stack (``spec.inputs``): inputs are bounded
     per stack, so a flood fills neither Redis nor the runners' queue."""
@@ -152,6 +179,7 @@ class StackSpec:
     step_failure_policy: StepFailurePolicy = StepFailurePolicy.CONTINUE
     budget: Budget = field(default_factory=Budget)
     inputs: InputPolicy = field(default_factory=InputPolicy)
+    tool_servers: tuple[ToolServer, ...] = ()
 
     @property
     def providers_used(self) -> tuple[str, ...]:
@@ -273,6 +301,46 @@ def _inputs(raw: Any) -> InputPolicy:
     )
 
 
+_TOOL_SERVER = ToolServer(name="", url="", allowed_tools=())
+
+
+def _tool_servers(
+    raw: Any, agents: tuple[AgentSpec, ...], problems: list[str]
+) -> tuple[ToolServer, ...]:
+    servers: list[ToolServer] = []
+    team = {agent.name for agent in agents}
+    for index, item in enumerate((raw or {}).get("servers") or []):
+        where = f"spec.tools.servers[{index}]"
+        name, url = item.get("name"), item.get("url")
+        if not name or not url:
+            problems.append(f"{where}: needs a name and a url")
+            continue
+        if any(server.name == name for server in servers):
+            problems.append(f"{where}.name: duplicate tool server {name!r}")
+            continue
+        unknown = [a for a in item.get("agents") or [] if a not in team]
+        if unknown:
+            problems.append(f"{where}.agents: not in the team: {', '.join(unknown)}")
+        headers = []
+        for h, header in enumerate(item.get("headers") or []):
+            ref = (header or {}).get("secretKeyRef") or {}
+            if not header.get("name") or not ref.get("name") or not ref.get("key"):
+                problems.append(f"{where}.headers[{h}]: needs a name and a secretKeyRef")
+                continue
+            headers.append(ToolHeader(header["name"], SecretKeyRef(ref["name"], ref["key"])))
+        servers.append(
+            ToolServer(
+                name=str(name),
+                url=str(url),
+                allowed_tools=tuple(item.get("allowedTools") or ()),
+                agents=tuple(item.get("agents") or ()),
+                headers=tuple(headers),
+                timeout_seconds=float(item.get("timeoutSeconds", _TOOL_SERVER.timeout_seconds)),
+            )
+        )
+    return tuple(servers)
+
+
 def execution_state_of(raw: dict[str, Any]) -> ExecutionState:
     """The state a manifest asks for, even when the rest of it does not parse."""
     try:
@@ -315,6 +383,7 @@ def parse_spec(raw: dict[str, Any]) -> StackSpec:
                 max_ticks=budget.get("maxTicks"),
             ),
             inputs=_inputs(raw.get("inputs")),
+            tool_servers=_tool_servers(raw.get("tools"), agents, problems),
         )
     except (TypeError, ValueError, KeyError) as exc:
         problems.append(f"spec: {exc}")

@@ -56,6 +56,7 @@ from agentstack_operator.stackstate import (
     apply_usage,
     budget_message,
     fold_result,
+    tools_event,
 )
 from agentstack_operator.waking import answered
 
@@ -226,7 +227,11 @@ class ResultFolder:
             record = self.records.get(str(result.stack))
             if record is None:
                 continue
+            tools_before = record.tool_problems
             fold_result(record, result)
+            if bool(record.tool_problems) != bool(tools_before):
+                self.status.mark(record, urgent=True)
+                await self.events.post(record, [tools_event(record.tool_problems)])
             if answered(record, result):
                 self.scheduler.wake(record)
             touched[record.key] = record

@@ -20,7 +20,7 @@ from typing import Any
 from agentstack_core.budget import Usage, exhausted
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
-from agentstack_core.messages import TickResult
+from agentstack_core.messages import Outcome, TickResult
 from agentstack_core.spec import (
     DEFAULTS,
     ExecutionState,
@@ -41,7 +41,7 @@ NO_GATEWAYS = EndpointPolicy()
 """The policy with no allow-listed endpoint: the platform's keys go to the providers'
 public endpoints only."""
 
-CONDITION_TYPES = ("Ready", "Ticking", "Paused", "Degraded", "BudgetExceeded")
+CONDITION_TYPES = ("Ready", "Ticking", "Paused", "Degraded", "BudgetExceeded", "ToolsDegraded")
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,8 @@ class StackRecord:
     """The grid slot that tick belongs to (its id); before ``next_due`` for a tick that
     starts a run or catches up a missed period."""
     active_job: str | None = None
+    tool_problems: str = ""
+    """What the last tick said of the tool servers it could not use (empty: none)."""
     wake_pending: bool = False
     """An input asked for a tick at once that no tick sent since can have read."""
     wake_tick: str | None = None
@@ -220,6 +222,8 @@ def fold_result(record: StackRecord, result: TickResult) -> None:
         record.active_job = None
     if record.last_tick is not None and result.finished_at <= record.last_tick.finished_at:
         return  # older than the last tick, or that very tick again
+    if result.outcome is not Outcome.DROPPED:  # a dropped tick called no tool
+        record.tool_problems = result.tool_problems
     record.last_tick = LastTick(
         tick_id=result.tick_id,
         outcome=result.outcome.value,
@@ -229,6 +233,13 @@ def fold_result(record: StackRecord, result: TickResult) -> None:
         duration=result.duration,
     )
     record.mark_dirty()
+
+
+def tools_event(problems: str) -> Event:
+    """The Event of a change of the stack's ``ToolsDegraded`` condition."""
+    if problems:
+        return Event("ToolServerUnavailable", problems, warning=True)
+    return Event("ToolServersRecovered", "every tool server answered the last tick")
 
 
 def apply_usage(record: StackRecord, usage: Usage) -> list[Event]:
@@ -308,12 +319,20 @@ def _desired(record: StackRecord) -> dict[str, tuple[str, str, str]]:
         budget = ("True", "BudgetSpent", record.budget_message)
     else:
         budget = ("False", "WithinBudget", "")
+
+    if record.tool_problems:
+        tools = ("True", "ToolServerUnavailable", record.tool_problems)
+    elif record.spec is not None and record.spec.tool_servers:
+        tools = ("False", "ToolServersAnswering", "")
+    else:
+        tools = ("False", "NoToolServers", "")
     return {
         "Ready": ready,
         "Ticking": ticking,
         "Paused": paused,
         "Degraded": degraded,
         "BudgetExceeded": budget,
+        "ToolsDegraded": tools,
     }
 
 

@@ -82,8 +82,23 @@ class PostUpdate(_Action):
     content: Text
 
 
+class CallTool(_Action):
+    """Call one of the tools listed under ``tools`` (by ``server/tool``); its result
+    comes back within the same step, and the agent answers again."""
+
+    type: Literal["call_tool"]
+    tool: Annotated[str, Field(min_length=3, max_length=200, pattern=r"^[a-z0-9-]+/.+$")]
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
 Action = Annotated[
-    SendMessage | UpdateMemory | WriteArtifact | UpdatePlan | ReviewArtifact | PostUpdate,
+    SendMessage
+    | UpdateMemory
+    | WriteArtifact
+    | UpdatePlan
+    | ReviewArtifact
+    | PostUpdate
+    | CallTool,
     Field(discriminator="type"),
 ]
 
@@ -140,5 +155,7 @@ Actions (at most 16):
   (status: todo, doing, review or done)
 {"type": "review_artifact", "name": "<artifact>", "verdict": "accept|revise", "feedback": "<text>"}
 {"type": "post_update", "content": "<progress note for people>"}
+{"type": "call_tool", "tool": "<server/tool>", "arguments": {<as its input_schema says>}}
+  (only tools listed under "tools"; their results come back before you answer again)
 Inbox messages with an "input" number come from people or systems outside the team:
 act on them, and answer them with post_update (send_message reaches teammates only)."""

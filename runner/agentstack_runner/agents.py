@@ -15,20 +15,28 @@ import time
 from dataclasses import asdict, dataclass
 
 from agentstack_core.records import Attempt as TracedAttempt
-from agentstack_core.records import TraceRecord
+from agentstack_core.records import ToolUse, TraceRecord
 from agentstack_core.spec import AgentSpec, StackSpec
 from agentstack_core.state import TRACE_MAXLEN, AgentContext, xadd_op
 from agentstack_core.store import StackStore
 from agentstack_runner import metrics
-from agentstack_runner.actions import Reply, ReplyError, parse_reply
+from agentstack_runner.actions import Action, CallTool, Reply, ReplyError, parse_reply
 from agentstack_runner.effects import Effects, plan_effects
 from agentstack_runner.llm.base import ChatMessage, ChatRequest, LLMError
 from agentstack_runner.llm.router import Attempt, ExhaustedError, ProviderSource, Router
 from agentstack_runner.prompts import (
     context_document,
     render_context,
+    render_tool_results,
     summary,
     system_prompt,
+)
+from agentstack_runner.tools import (
+    MAX_CALLS_PER_ROUND,
+    MAX_TOOL_ROUNDS,
+    UNAVAILABLE,
+    Offer,
+    Toolbox,
 )
 
 REPAIR_ECHO_CHARS = 2_000
@@ -48,6 +56,8 @@ class StepRecord:
     model: str = ""
     tokens: int = 0
     progressed: bool = False
+    tool_problems: tuple[str, ...] = ()
+    """Tool servers the agent could not use (unreachable, unreadable Secret), and why."""
 
     @property
     def failed(self) -> bool:
@@ -70,6 +80,25 @@ class StepInput:
     """The agent's context if the previous step's commit read it (else read here)."""
     then: str | None = None
     """The agent whose step comes next: its context is read by this step's commit."""
+    toolbox: Toolbox | None = None
+    """The tools the agent may call (``None``: the stack declares none for it)."""
+
+
+def _follow_up(request: ChatRequest, said: str, answer: str) -> ChatRequest:
+    """``request`` continued: the model's last reply, then ``answer`` (a repair request
+    or tool results), for the next call."""
+    return ChatRequest(
+        model="",
+        messages=[
+            *request.messages,
+            {"role": "assistant", "content": said},
+            {"role": "user", "content": answer},
+        ],
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        timeout=request.timeout,
+        headers=request.headers,
+    )
 
 
 async def run_step(
@@ -79,7 +108,16 @@ async def run_step(
     started = time.monotonic()
     agent, spec, store = step.agent, step.spec, step.store
     context = step.context if step.context is not None else await store.context(agent.name)
-    document = context_document(spec, agent, context, stack=str(store.stack), tick_id=step.tick_id)
+    toolbox = step.toolbox
+    offer = await toolbox.offer() if toolbox is not None else Offer()
+    document = context_document(
+        spec,
+        agent,
+        context,
+        stack=str(store.stack),
+        tick_id=step.tick_id,
+        tools=[tool.for_prompt() for tool in offer.tools],
+    )
     messages: list[ChatMessage] = [
         {"role": "system", "content": system_prompt(agent)},
         {"role": "user", "content": render_context(document)},
@@ -93,49 +131,65 @@ async def run_step(
         headers={"X-Agentstack-Agent": agent.name, "X-Agentstack-Tick": step.tick_id},
     )
     attempts: list[Attempt] = []
-    tokens = prompt_tokens = completion_tokens = 0
+    prompt_tokens = completion_tokens = 0
     reply: Reply | None = None
     model = ""
     reason, error = "Succeeded", ""
+    uses: list[ToolUse] = []
+    actions: list[Action] = []
+    refused: list[str] = []
+    rounds = 0
     try:
-        for attempt in range(2):  # the answer, and one repair
-            routed = await router.complete(providers, agent.models, request, deadline=step.deadline)
-            attempts.extend(routed.attempts)
-            model = str(routed.model)
-            prompt_tokens += routed.completion.prompt_tokens
-            completion_tokens += routed.completion.completion_tokens
-            try:
-                reply = parse_reply(routed.completion.content)
-                break
-            except ReplyError as exc:
-                error = str(exc)
-                if attempt == 1:
-                    reason = "InvalidOutput"
-                    break
-                request = ChatRequest(
-                    model="",
-                    messages=[
-                        *messages,
-                        {
-                            "role": "assistant",
-                            "content": routed.completion.content[:REPAIR_ECHO_CHARS],
-                        },
-                        {
-                            "role": "user",
-                            "content": f"That reply was rejected: {error}. Answer again with "
-                            "only the JSON object described in the instructions.",
-                        },
-                    ],
-                    max_tokens=request.max_tokens,
-                    temperature=request.temperature,
-                    timeout=request.timeout,
-                    headers=request.headers,
+        while True:
+            answer: Reply | None = None
+            for attempt in range(2):  # the answer, and one repair
+                routed = await router.complete(
+                    providers, agent.models, request, deadline=step.deadline
                 )
+                attempts.extend(routed.attempts)
+                model = str(routed.model)
+                prompt_tokens += routed.completion.prompt_tokens
+                completion_tokens += routed.completion.completion_tokens
+                try:
+                    answer = parse_reply(routed.completion.content)
+                    break
+                except ReplyError as exc:
+                    error = str(exc)
+                    if attempt == 1:
+                        reason = "InvalidOutput"
+                        break
+                    request = _follow_up(
+                        request,
+                        routed.completion.content[:REPAIR_ECHO_CHARS],
+                        f"That reply was rejected: {error}. Answer again with only the JSON "
+                        "object described in the instructions.",
+                    )
+            if answer is None:
+                break
+            reply = answer
+            calls = [a for a in answer.actions if isinstance(a, CallTool)]
+            actions.extend(a for a in answer.actions if not isinstance(a, CallTool))
+            if not calls:
+                break
+            if toolbox is None or rounds == MAX_TOOL_ROUNDS:
+                why = "no tool rounds left" if toolbox else "no tools are offered to this agent"
+                refused.extend(f"call_tool {c.tool}: {why}" for c in calls)
+                break
+            rounds += 1
+            extra = calls[MAX_CALLS_PER_ROUND:]
+            refused.extend(f"call_tool {c.tool}: too many calls in one round" for c in extra)
+            results = [await toolbox.call(c.tool, c.arguments) for c in calls[:MAX_CALLS_PER_ROUND]]
+            uses.extend(result.use for result in results)
+            request = _follow_up(
+                request, routed.completion.content[:REPAIR_ECHO_CHARS], render_tool_results(results)
+            )
     except ExhaustedError as exc:
         attempts.extend(exc.attempts)
         reason, error = exc.reason, str(exc)
     except LLMError as exc:
         reason, error = exc.reason, str(exc)
+    if reply is not None:
+        reply = Reply(thought=reply.thought, actions=actions)
     tokens = prompt_tokens + completion_tokens
 
     effects = (
@@ -159,6 +213,10 @@ async def run_step(
         model=model,
         tokens=tokens,
         progressed=effects.progressed,
+        tool_problems=(
+            *offer.problems,
+            *(f"{u.tool}: {u.outcome}: {u.error}" for u in uses if u.outcome in UNAVAILABLE),
+        ),
     )
     trace = TraceRecord(
         tick_id=step.tick_id,
@@ -178,7 +236,8 @@ async def run_step(
         latency_ms=round((time.monotonic() - started) * 1000),
         thought=(reply.thought if reply else "")[:TRACE_TEXT_CHARS],
         actions=tuple(effects.applied),
-        refused=tuple(effects.refused),
+        refused=tuple([*refused, *effects.refused]),
+        tools=tuple(uses),
         error=record.message,
         at=time.time(),
     )

@@ -38,11 +38,12 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agentstack_core.budget import Usage, exhausted
 from agentstack_core.protocol import Outcome, RedisClient, TickRequest, TickResult
 from agentstack_core.spec import (
+    AgentSpec,
     ExecutionState,
     SpecError,
     StackSpec,
@@ -61,10 +62,12 @@ from agentstack_runner import metrics
 from agentstack_runner.agents import StepInput, StepRecord, run_step
 from agentstack_runner.llm.router import Router
 from agentstack_runner.providers import ProviderRegistry
+from agentstack_runner.tools import ListingCache, Toolbox
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_LEASE_TTL = 30.0
+TOOL_PROBLEMS_CHARS = 500
 
 KeepAlive = Callable[[], Awaitable[None]]
 """Called after every lease renewal (the runner refreshes its delivery)."""
@@ -136,6 +139,8 @@ class Engine:
     router: Router
     runner_id: str
     lease_ttl: float = DEFAULT_LEASE_TTL
+    listings: ListingCache = field(default_factory=ListingCache)
+    """Tool servers' listings, shared by the steps this engine runs."""
 
     async def execute(self, request: TickRequest, keep_alive: KeepAlive | None = None) -> Execution:
         """Run ``request`` (see the module docstring for the order of checks)."""
@@ -249,6 +254,7 @@ class Engine:
             message = ", ".join(f"{r.agent} failed ({r.reason})" for r in failed)
         outcome = Outcome.SUCCEEDED if reason == "Completed" else Outcome.FAILED
         tokens = sum(record.tokens for record in records)
+        tool_problems = "; ".join(p for record in records for p in record.tool_problems)
         result = TickResult(
             stack=request.stack,
             tick_id=request.tick_id,
@@ -262,6 +268,7 @@ class Engine:
             steps=len(records),
             progressed=any(record.progressed for record in records),
             runner=self.runner_id,
+            tool_problems=tool_problems[:TOOL_PROBLEMS_CHARS],
         )
         finished = await store.finish_tick(result=result, token=token)
         if finished is Finished.RECORDED:
@@ -313,6 +320,7 @@ class Engine:
                         max_output_tokens=min(spec.max_output_tokens, allowance),
                         context=context,
                         then=_next_to_run(spec, position, committed),
+                        toolbox=self._toolbox(request, spec, agent),
                     )
                     record, context = await run_step(step, self.router, providers)
                     records.append(record)
@@ -325,6 +333,14 @@ class Engine:
         except TimeoutError:
             return records, "TickTimeout", f"not finished within {spec.tick_timeout_seconds:g}s"
         return records, "Completed", ""
+
+    def _toolbox(self, request: TickRequest, spec: StackSpec, agent: AgentSpec) -> Toolbox | None:
+        """The agent's tools, if any server of the stack serves it."""
+        if not any(server.serves(agent.name) for server in spec.tool_servers):
+            return None
+        return Toolbox(
+            request.stack.namespace, spec, agent, self.registry.credentials, self.listings
+        )
 
     async def _renew(
         self,

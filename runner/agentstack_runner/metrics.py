@@ -119,3 +119,14 @@ LLM_BREAKER_OPEN = Gauge(
     "1 while this runner's circuit breaker for a provider is open.",
     ["provider"],
 )
+
+TOOL_CALLS = Counter(
+    "agentstack_runner_tool_calls_total",
+    "Tool calls of agents, by outcome (ok, error, timeout, unreachable, invalid, refused).",
+    ["outcome"],
+)
+TOOL_DURATION = Histogram(
+    "agentstack_runner_tool_call_duration_seconds",
+    "Duration of tool calls sent to MCP servers (connecting included).",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)

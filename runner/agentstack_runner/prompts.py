@@ -12,6 +12,7 @@ of the runner's larger costs per agent step.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -19,6 +20,7 @@ import orjson
 from agentstack_core.spec import AgentSpec, StackSpec
 from agentstack_core.state import AgentContext, InboxMessage
 from agentstack_runner.actions import SCHEMA_HINT
+from agentstack_runner.tools import ToolResult
 
 ROLE_PROMPTS = {
     "planner": (
@@ -49,6 +51,8 @@ recently updated. Without a bound, every prompt of a long-lived stack grows with
 work it ever produced (and so do tokens and runner CPU)."""
 _BLOCK_START = "```json\n"
 _BLOCK_END = "\n```"
+_RESULTS_START = "```tool-results\n"
+_RESULTS_END = "\n```"
 
 
 def system_prompt(agent: AgentSpec) -> str:
@@ -57,10 +61,17 @@ def system_prompt(agent: AgentSpec) -> str:
 
 
 def context_document(
-    spec: StackSpec, agent: AgentSpec, context: AgentContext, *, stack: str, tick_id: str
+    spec: StackSpec,
+    agent: AgentSpec,
+    context: AgentContext,
+    *,
+    stack: str,
+    tick_id: str,
+    tools: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The agent's view as plain data (also what the scripted provider reads)."""
-    return {
+    """The agent's view as plain data (also what the scripted provider reads); ``tools``:
+    the tools it may call (name, description, input schema), listed only when there are."""
+    document: dict[str, Any] = {
         "stack": stack,
         "tick": tick_id,
         "goal": spec.goal,
@@ -83,6 +94,9 @@ def context_document(
         "memory": context.memory,
         "inbox": [_inbox_entry(m) for m in context.inbox],
     }
+    if tools:
+        document["tools"] = tools
+    return document
 
 
 def _inbox_entry(message: InboxMessage) -> dict[str, Any]:
@@ -112,15 +126,35 @@ def render_context(document: dict[str, Any]) -> str:
     )
 
 
-def extract_context(text: str) -> dict[str, Any] | None:
-    start = text.find(_BLOCK_START)
-    end = text.find(_BLOCK_END, start + len(_BLOCK_START)) if start >= 0 else -1
+def render_tool_results(results: Sequence[ToolResult]) -> str:
+    """The results of a round of tool calls, for the model's next answer."""
+    return (
+        f"Results of your tool calls, as JSON:\n{_RESULTS_START}"
+        + orjson.dumps([result.for_prompt() for result in results]).decode()
+        + f"{_RESULTS_END}\nAnswer again with the JSON object: your actions now that you "
+        "have these results (call tools again only if you must)."
+    )
+
+
+def extract_tool_results(text: str) -> list[dict[str, Any]] | None:
+    """The results :func:`render_tool_results` wrote into ``text`` (``None``: none)."""
+    found = _between(text, _RESULTS_START, _RESULTS_END)
+    return found if isinstance(found, list) else None
+
+
+def _between(text: str, start_mark: str, end_mark: str) -> Any:
+    start = text.find(start_mark)
+    end = text.find(end_mark, start + len(start_mark)) if start >= 0 else -1
     if end < 0:
         return None
     try:
-        document = orjson.loads(text[start + len(_BLOCK_START) : end])
+        return orjson.loads(text[start + len(start_mark) : end])
     except orjson.JSONDecodeError:
         return None
+
+
+def extract_context(text: str) -> dict[str, Any] | None:
+    document = _between(text, _BLOCK_START, _BLOCK_END)
     return document if isinstance(document, dict) else None
 
 

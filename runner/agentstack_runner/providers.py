@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.environment import env_float
-from agentstack_core.spec import ProviderConfig, StackSpec
+from agentstack_core.spec import ProviderConfig, SecretKeyRef, StackSpec
 from agentstack_runner.llm.base import Provider, UnavailableError
 from agentstack_runner.llm.scripted import ScriptedProvider
 from agentstack_runner.llm.sdk import SdkProvider, client_key
@@ -69,6 +69,10 @@ class Credentials(Protocol):
         """The API key for ``provider`` as configured for a stack in ``namespace``."""
         ...
 
+    async def secret_value(self, namespace: str, ref: SecretKeyRef) -> str:
+        """A key of a Secret in ``namespace`` (a tool server's header)."""
+        ...
+
 
 class EnvCredentials:
     """The platform's keys, from the runner's environment."""
@@ -79,6 +83,11 @@ class EnvCredentials:
         env = ENV_KEYS.get(provider)
         value = os.environ.get(env) if env else None
         return ApiKey(value, owned=self.owned) if value else None
+
+    async def secret_value(self, namespace: str, ref: SecretKeyRef) -> str:
+        raise UnavailableError(
+            f"Secret {ref.name!r} can only be read by runners with credentials kubernetes"
+        )
 
 
 class JobCredentials(EnvCredentials):
@@ -120,6 +129,12 @@ class KubernetesCredentials:
                 f"{provider}: key {ref.key!r} of Secret {ref.name!r} is not readable"
             )
         return ApiKey(value, owned=True)
+
+    async def secret_value(self, namespace: str, ref: SecretKeyRef) -> str:
+        value = (await self._secret(namespace, ref.name)).get(ref.key)
+        if not value:
+            raise UnavailableError(f"key {ref.key!r} of Secret {ref.name!r} is not readable")
+        return value
 
     async def _secret(self, namespace: str, name: str) -> dict[str, str]:
         now = time.monotonic()

@@ -12,6 +12,7 @@ from kubernetes import client
 from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.redisserver import RedisServer
+from tests.e2e.stacks import Stacks
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +66,23 @@ def redis_reader(redis_server: RedisServer) -> Iterator[redis.Redis]:
         yield connection
     finally:
         connection.close()
+
+
+@pytest.fixture(scope="module")
+def steering(
+    fleet: Fleet, k8s_api: client.ApiClient, redis_reader: redis.Redis
+) -> Iterator[tuple[str, Stacks]]:
+    """Operator, runner and an API with Kubernetes authentication (decisions cached for
+    a second) serving a namespace of this module's own: the API's URL and the stacks."""
+    namespace = f"steer-{secrets.token_hex(3)}"
+    core = client.CoreV1Api(k8s_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    fleet.operator()
+    fleet.runner()
+    _process, port = fleet.api(
+        AGENTSTACK_API_AUTH="kubernetes", AGENTSTACK_API_AUTH_CACHE_SECONDS="1"
+    )
+    try:
+        yield f"http://127.0.0.1:{port}", Stacks(k8s_api, namespace, redis_reader)
+    finally:
+        core.delete_namespace(namespace)

@@ -9,17 +9,14 @@ that reads an input is one the input brought.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import redis
 from kubernetes import client
 
 from agentstack_devkit.controlplane import ControlPlane
-from agentstack_devkit.fleet import Fleet
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually
 
@@ -27,26 +24,15 @@ HOUR = 3600
 
 
 @pytest.fixture(scope="module")
-def setting(
-    fleet: Fleet, k8s_api: client.ApiClient, redis_reader: redis.Redis
-) -> Iterator[tuple[httpx.Client, Stacks]]:
-    """Operator, runner and an API with authentication on; a namespace of stacks."""
-    namespace = f"inputs-{secrets.token_hex(3)}"
-    core = client.CoreV1Api(k8s_api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    fleet.operator()
-    fleet.runner()
-    _process, port = fleet.api(
-        AGENTSTACK_API_AUTH="kubernetes", AGENTSTACK_API_AUTH_CACHE_SECONDS="1"
-    )
-    stacks = Stacks(k8s_api, namespace, redis_reader)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+def setting(steering: tuple[str, Stacks]) -> Iterator[tuple[httpx.Client, Stacks]]:
+    """A client of the API (authentication on) and a namespace of stacks."""
+    url, stacks = steering
+    with httpx.Client(base_url=url, timeout=10) as http:
         eventually(
             lambda: True if http.get("/readyz").status_code == 200 else None,
             "the API's cache to load",
         )
         yield http, stacks
-    core.delete_namespace(namespace)
 
 
 def _account(k8s_api: client.ApiClient, namespace: str, name: str, *resources: str) -> str:

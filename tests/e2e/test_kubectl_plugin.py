@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import os
 import queue
-import secrets
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 import yaml
 from kubernetes import client
 
 from agentstack_devkit.controlplane import ControlPlane, build_kubeconfig
-from agentstack_devkit.fleet import Fleet
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually
 
@@ -65,22 +61,11 @@ class Plugin:
 
 
 @pytest.fixture(scope="module")
-def setting(
-    fleet: Fleet, control_plane: ControlPlane, k8s_api: client.ApiClient, redis_reader: redis.Redis
-) -> Iterator[tuple[Plugin, Stacks]]:
-    namespace = f"plugin-{secrets.token_hex(3)}"
-    core = client.CoreV1Api(k8s_api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    fleet.operator()
-    fleet.runner()
-    _process, port = fleet.api(
-        AGENTSTACK_API_AUTH="kubernetes", AGENTSTACK_API_AUTH_CACHE_SECONDS="1"
-    )
-    stacks = Stacks(k8s_api, namespace, redis_reader)
+def setting(steering: tuple[str, Stacks], control_plane: ControlPlane) -> tuple[Plugin, Stacks]:
+    url, stacks = steering
     stacks.create("steered", tickIntervalSeconds=3600)
     stacks.wait_ticks("steered", 1)
-    yield Plugin(control_plane, namespace, f"http://127.0.0.1:{port}"), stacks
-    core.delete_namespace(namespace)
+    return Plugin(control_plane, stacks.namespace, url), stacks
 
 
 def test_kubectl_finds_the_plugin(setting: tuple[Plugin, Stacks]) -> None:

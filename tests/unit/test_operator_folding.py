@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,7 @@ from agentstack_core.protocol import Outcome, TickResult
 from agentstack_operator.folding import ResultFolder
 from agentstack_operator.index import StackIndex, epoch
 from agentstack_operator.jobs import STACK_LABEL, TICK_ANNOTATION
-from agentstack_operator.stackstate import LastTick
+from agentstack_operator.stackstate import LastTick, conditions_for
 
 from .operator_fakes import FakeEvents, FakeResults, FakeScheduler, FakeStatus, indexed, manifest
 
@@ -149,3 +150,34 @@ async def test_a_failed_job_is_recorded_as_a_failed_tick() -> None:
     )
     assert result.started_at == epoch("2026-11-24T00:02:00Z")
     assert result.finished_at == AT + 100
+
+
+@pytest.mark.asyncio
+async def test_a_tool_server_down_degrades_the_stack_until_a_tick_uses_it_again() -> None:
+    tools = {"servers": [{"name": "kb", "url": "http://kb/mcp", "allowedTools": ["lookup"]}]}
+    index = indexed("demo", tools=tools)
+    folder, _results, _scheduler, _status, events = _folder(index)
+    record = index["team/demo"]
+    down = dataclasses.replace(_result(Outcome.SUCCEEDED, 1), tool_problems="kb: timed out")
+    await folder.fold([down])
+    assert record.tool_problems == "kb: timed out"
+    assert record.urgent
+    degraded = _condition(record, "ToolsDegraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ToolServerUnavailable")
+    assert degraded["message"] == "kb: timed out"
+    # A dropped tick called no tool: it says nothing of the servers.
+    busy = dataclasses.replace(_result(Outcome.DROPPED, 2), reason="StackBusy")
+    await folder.fold([busy])
+    assert record.tool_problems == "kb: timed out"
+    await folder.fold([_result(Outcome.SUCCEEDED, 3)])
+    assert _condition(record, "ToolsDegraded")["reason"] == "ToolServersAnswering"
+    assert events.posted == [
+        ("team/demo", "ToolServerUnavailable"),
+        ("team/demo", "ToolServersRecovered"),
+    ]
+    plain = indexed("plain")["team/plain"]
+    assert _condition(plain, "ToolsDegraded")["reason"] == "NoToolServers"
+
+
+def _condition(record: Any, kind: str) -> dict[str, Any]:
+    return next(c for c in conditions_for(record, AT) if c["type"] == kind)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agentstack_core.spec import DEFAULTS, IdleBackoff, parse_spec
+from agentstack_core.spec import DEFAULTS, IdleBackoff, ToolServer, parse_spec
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "agentstack.dev_agentstacks.yaml"
 
@@ -36,6 +36,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "inputs.maxPerMinute": DEFAULTS.inputs.max_per_minute,
     "inputs.maxBytes": DEFAULTS.inputs.max_bytes,
     "inputs.wake": DEFAULTS.inputs.wake,
+    "tools.servers.timeoutSeconds": ToolServer("", "", ()).timeout_seconds,
 }
 
 

@@ -11,7 +11,9 @@ the built-in roles the way a diligent model would, so a demo stack visibly moves
   loop is exercised), accepts everything else;
 - communicator: posts a progress line to the feed.
 
-Every role acknowledges the inputs people sent it with a feed post naming the input's
+A builder offered tools calls the first one before it writes (arguments made from the
+tool's input schema) and quotes the results in its artifact, so the offline demo shows
+a tool call. Every role acknowledges the inputs people sent it with a feed post naming the input's
 number (so a demo shows an input's effect). Custom roles answer their teammates'
 messages and keep a note in memory. The same input always
 produces the same output, which is what tests and demos need.
@@ -24,7 +26,7 @@ import json
 from typing import Any
 
 from agentstack_runner.llm.base import ChatRequest, Completion, PermanentError
-from agentstack_runner.prompts import extract_context
+from agentstack_runner.prompts import extract_context, extract_tool_results
 
 MODELS = ("scripted-v1",)
 
@@ -102,6 +104,10 @@ def _builder(document: dict[str, Any]) -> dict[str, Any]:
     content = (
         f"# {task['title']}\n\nVersion {version} for the goal: {document.get('goal', '')}\n"
         + (f"\nAddresses review feedback: {task['note']}\n" if task.get("note") else "")
+        + "".join(
+            f"\nFrom {r.get('tool')} ({r.get('outcome')}): {str(r.get('result'))[:300]}\n"
+            for r in document.get("tool_results") or []
+        )
     )
     actions: list[dict[str, Any]] = [
         {"type": "write_artifact", "name": name, "content": content, "task_id": task["id"]},
@@ -188,6 +194,33 @@ def _custom(document: dict[str, Any]) -> dict[str, Any]:
     return {"thought": "Keeping notes.", "actions": actions}
 
 
+def _wants_tool(document: dict[str, Any]) -> bool:
+    """The builder consults the first tool it is offered before it writes (once a step)."""
+    role = (document.get("agent") or {}).get("role")
+    open_tasks = [t for t in _plan(document) if t.get("status") in ("todo", "doing")]
+    return role == "builder" and bool(document.get("tools")) and bool(open_tasks)
+
+
+def _arguments(schema: dict[str, Any], text: str) -> dict[str, Any]:
+    """Arguments that satisfy a simple input schema: its required properties filled."""
+    samples = {"string": text, "integer": 2, "number": 2.0, "boolean": True}
+    properties = schema.get("properties") or {}
+    return {
+        name: samples.get(str((properties.get(name) or {}).get("type")), text)
+        for name in schema.get("required") or []
+    }
+
+
+def _call_first_tool(document: dict[str, Any]) -> dict[str, Any]:
+    tool = document["tools"][0]
+    task = next(t for t in _plan(document) if t.get("status") in ("todo", "doing"))
+    arguments = _arguments(tool.get("input_schema") or {}, str(task.get("title", "")))
+    return {
+        "thought": f"Consulting {tool['name']} before working on {task['id']}.",
+        "actions": [{"type": "call_tool", "tool": tool["name"], "arguments": arguments}],
+    }
+
+
 def _inputs_acknowledged(document: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {
@@ -217,11 +250,16 @@ class ScriptedProvider:
             raise PermanentError(
                 f"scripted: unknown model {request.model!r} (available: {', '.join(MODELS)})"
             )
-        prompt = request.messages[-1]["content"] if request.messages else ""
-        document = extract_context(prompt)
+        contents = [message.get("content", "") for message in request.messages]
+        document = next((d for d in map(extract_context, contents) if d is not None), None)
+        results = extract_tool_results(contents[-1]) if len(contents) > 2 else None
         if document is None:
             reply: dict[str, Any] = {"thought": "No context block found.", "actions": []}
+        elif results is None and _wants_tool(document):
+            reply = _call_first_tool(document)
         else:
+            if results:
+                document = {**document, "tool_results": results}
             role = str((document.get("agent") or {}).get("role", ""))
             reply = _ROLES.get(role, _custom)(document)
             reply["actions"] = [*_inputs_acknowledged(document), *reply["actions"]]

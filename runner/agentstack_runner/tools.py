@@ -1,0 +1,256 @@
+"""Tools through MCP: what one agent is offered, and the calls it makes within a step.
+
+A stack declares MCP servers (``spec.tools.servers``: Streamable HTTP URL, headers
+from the author's Secrets, an allow-list of tool names, the agents that may call
+them, a per-call timeout). For one agent's step a :class:`Toolbox`:
+
+- **offers** the allow-listed tools of the servers that serve the agent, with each
+  tool's description and input schema as the server lists them (listings are cached
+  per server for :data:`LISTING_TTL_SECONDS`); a server that cannot be listed offers
+  nothing and is named in :attr:`Offer.problems` (the tick reports it, the stack's
+  ``ToolsDegraded`` condition says so);
+- **calls** a tool only if it was offered and its arguments validate against its
+  input schema (else nothing is sent); each call, connecting included, is bounded by
+  the server's ``timeoutSeconds``; its text result is cut to
+  :data:`MAX_RESULT_CHARS`. A call never raises: failures are results the agent reads.
+
+Every call opens its own MCP session with the official ``mcp`` SDK (``Client`` over
+``streamable_http_client``): no connection outlives the step, so a server that hangs
+or dies holds nothing of the runner. Calls are made at least once in effect — a step
+interrupted after a call (its runner killed) calls it again when resumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx2
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from mcp.client.client import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from agentstack_core.records import ToolUse
+from agentstack_core.spec import AgentSpec, SecretKeyRef, StackSpec, ToolServer
+from agentstack_runner import metrics
+
+MAX_RESULT_CHARS = 4_000
+"""The most of one result an agent is shown (a tool can answer megabytes)."""
+MAX_TOOL_ROUNDS = 3
+"""Rounds of tool calls within one step (each round: calls, then the model again)."""
+MAX_CALLS_PER_ROUND = 4
+LISTING_TTL_SECONDS = 60.0
+UNAVAILABLE = ("timeout", "unreachable")
+"""Outcomes that say the server, not the tool, failed (the stack is ToolsDegraded)."""
+ERROR_CHARS = 300
+
+
+class SecretSource(Protocol):
+    async def secret_value(self, namespace: str, ref: SecretKeyRef) -> str:
+        """The value of a key of a Secret in ``namespace`` (raises if unreadable)."""
+        ...
+
+
+@dataclass(frozen=True)
+class OfferedTool:
+    ref: str
+    """``server/tool``: how the agent names it."""
+    server: ToolServer
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+    def for_prompt(self) -> dict[str, Any]:
+        return {
+            "name": self.ref,
+            "description": self.description,
+            "input_schema": self.input_schema,
+        }
+
+
+@dataclass(frozen=True)
+class Offer:
+    tools: list[OfferedTool] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    """Servers that could not be listed, and why (no secret values)."""
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    use: ToolUse
+    text: str
+    """What the agent reads: the result (cut), or why there is none."""
+
+    def for_prompt(self) -> dict[str, Any]:
+        return {"tool": self.use.tool, "outcome": self.use.outcome, "result": self.text}
+
+
+class ListingCache:
+    """Tool listings per server (URL and headers), shared by a runner's steps."""
+
+    def __init__(self, ttl: float = LISTING_TTL_SECONDS) -> None:
+        self.ttl = ttl
+        self._listings: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+
+    def get(self, key: str) -> list[dict[str, Any]] | None:
+        found = self._listings.get(key)
+        return found[1] if found and found[0] > time.monotonic() else None
+
+    def put(self, key: str, tools: list[dict[str, Any]]) -> None:
+        if len(self._listings) > 1000:
+            self._listings.clear()
+        self._listings[key] = (time.monotonic() + self.ttl, tools)
+
+
+class Toolbox:
+    """The tools of one stack as one agent may use them."""
+
+    def __init__(
+        self,
+        namespace: str,
+        spec: StackSpec,
+        agent: AgentSpec,
+        secrets: SecretSource,
+        listings: ListingCache,
+    ) -> None:
+        self.namespace = namespace
+        self.servers = [s for s in spec.tool_servers if s.serves(agent.name)]
+        self.secrets = secrets
+        self.listings = listings
+        self.offered: dict[str, OfferedTool] = {}
+
+    async def offer(self) -> Offer:
+        """The tools this agent may call now (each server listed at most once a minute)."""
+        offer = Offer()
+        for server in self.servers:
+            try:
+                async with asyncio.timeout(server.timeout_seconds):
+                    listed = await self._listing(server)
+            except Exception as exc:
+                offer.problems.append(f"{server.name}: {_reason(exc)}")
+                continue
+            for tool in listed:
+                if tool["name"] in server.allowed_tools:
+                    offered = OfferedTool(
+                        ref=f"{server.name}/{tool['name']}",
+                        server=server,
+                        name=tool["name"],
+                        description=str(tool.get("description") or "")[:1000],
+                        input_schema=tool.get("input_schema") or {"type": "object"},
+                    )
+                    offer.tools.append(offered)
+                    self.offered[offered.ref] = offered
+        return offer
+
+    async def call(self, ref: str, arguments: dict[str, Any]) -> ToolResult:
+        """Call ``ref`` with ``arguments``; every failure is a result, never raised."""
+        started = time.monotonic()
+        tool = self.offered.get(ref)
+        if tool is None:
+            return _result(ref, "refused", started, f"{ref} is not one of the tools offered")
+        problem = _invalid(tool.input_schema, arguments)
+        if problem is not None:
+            return _result(ref, "invalid", started, f"arguments refused, not sent: {problem}")
+        try:
+            async with asyncio.timeout(tool.server.timeout_seconds):
+                async with self._session(tool.server) as client:
+                    answer = await client.call_tool(tool.name, arguments)
+        except TimeoutError:
+            return _result(
+                ref, "timeout", started, f"no answer within {tool.server.timeout_seconds:g}s"
+            )
+        except Exception as exc:
+            return _result(ref, "unreachable", started, _reason(exc))
+        text = _text(answer.content)
+        return _result(ref, "error" if answer.is_error else "ok", started, text)
+
+    async def _listing(self, server: ToolServer) -> list[dict[str, Any]]:
+        headers = await self._headers(server)
+        key = _listing_key(server, headers)
+        cached = self.listings.get(key)
+        if cached is not None:
+            return cached
+        async with self._session(server, headers) as client:
+            listed = await client.list_tools()
+        tools = [
+            {"name": t.name, "description": t.description, "input_schema": t.input_schema}
+            for t in listed.tools
+        ]
+        self.listings.put(key, tools)
+        return tools
+
+    async def _headers(self, server: ToolServer) -> dict[str, str]:
+        return {
+            header.name: await self.secrets.secret_value(self.namespace, header.secret_ref)
+            for header in server.headers
+        }
+
+    @contextlib.asynccontextmanager
+    async def _session(
+        self, server: ToolServer, headers: dict[str, str] | None = None
+    ) -> AsyncIterator[Client]:
+        """An MCP session with ``server`` (and its HTTP client), closed on the way out."""
+        if headers is None:
+            headers = await self._headers(server)
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=server.timeout_seconds) as http,
+            Client(streamable_http_client(server.url, http_client=http)) as client,
+        ):
+            yield client
+
+
+def _listing_key(server: ToolServer, headers: dict[str, str]) -> str:
+    digest = hashlib.sha256(repr(sorted(headers.items())).encode()).hexdigest()[:16]
+    return f"{server.url}|{digest}"
+
+
+def _invalid(schema: dict[str, Any], arguments: dict[str, Any]) -> str | None:
+    try:
+        error = next(Draft202012Validator(schema).iter_errors(arguments), None)
+    except SchemaError as exc:
+        return f"the tool's input schema is invalid: {exc.message}"
+    if error is None:
+        return None
+    where = "/".join(str(part) for part in error.absolute_path) or "arguments"
+    return f"{where}: {error.message}"[:ERROR_CHARS]
+
+
+def _text(content: Sequence[Any]) -> str:
+    parts = []
+    for block in content:
+        text = getattr(block, "text", None)
+        parts.append(text if isinstance(text, str) else f"[{getattr(block, 'type', 'content')}]")
+    return "\n".join(parts)
+
+
+def _reason(exc: BaseException) -> str:
+    """What failed, for people (an exception group: its first leaf)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
+
+
+def _result(ref: str, outcome: str, started: float, text: str) -> ToolResult:
+    seconds = time.monotonic() - started
+    shown = text
+    if len(text) > MAX_RESULT_CHARS:
+        shown = text[:MAX_RESULT_CHARS] + f"\n… (cut: {len(text)} characters in all)"
+    metrics.TOOL_CALLS.labels(outcome).inc()
+    if outcome not in ("refused", "invalid"):
+        metrics.TOOL_DURATION.observe(seconds)
+    use = ToolUse(
+        tool=ref,
+        outcome=outcome,
+        seconds=round(seconds, 3),
+        chars=len(shown),
+        error="" if outcome == "ok" else text[:ERROR_CHARS],
+    )
+    return ToolResult(use, shown)

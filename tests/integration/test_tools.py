@@ -1,0 +1,171 @@
+"""Tools through MCP against a real MCP server (the ``mcp`` SDK's, in its own process).
+
+The server's log says what reached it, so each test proves what was sent — and what
+was refused before sending: tools off the allow-list, arguments that break the tool's
+schema. A hanging tool, a failing one, a megabyte answer and a server that is down
+each come back to the agent as a result, never as a wedged step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentstack_core.keys import StackKeys
+from agentstack_core.protocol import RedisClient
+from agentstack_core.spec import SecretKeyRef, parse_spec
+from agentstack_devkit.mcpserver import HUGE_CHARS, ToolServer
+from agentstack_devkit.processes import free_port
+from agentstack_runner.tools import MAX_RESULT_CHARS, ListingCache, Toolbox
+from tests.integration.support import STACK, make_engine, publish, request
+
+KEYS = StackKeys(STACK)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToolServer]:
+    with ToolServer(tmp_path_factory.mktemp("mcp")) as running:
+        yield running
+
+
+class Secrets:
+    """The runner's Secret reader, for one Secret of the stack's namespace."""
+
+    def __init__(self, values: dict[tuple[str, str], str]) -> None:
+        self.values = values
+        self.reads: list[tuple[str, str, str]] = []
+
+    async def secret_value(self, namespace: str, ref: SecretKeyRef) -> str:
+        self.reads.append((namespace, ref.name, ref.key))
+        return self.values[(ref.name, ref.key)]
+
+
+def _spec(url: str, **server: Any) -> dict[str, Any]:
+    return {
+        "goal": "Write a short guide to Redis streams",
+        "tools": {"servers": [{"name": "kb", "url": url, "allowedTools": ["lookup"], **server}]},
+    }
+
+
+def _toolbox(raw: dict[str, Any], agent: str = "builder", secrets: Any = None) -> Toolbox:
+    spec = parse_spec(raw)
+    (member,) = [a for a in spec.agents if a.name == agent]
+    return Toolbox("team", spec, member, secrets or Secrets({}), ListingCache())
+
+
+@pytest.mark.asyncio
+async def test_only_allow_listed_tools_are_offered_or_called(server: ToolServer) -> None:
+    toolbox = _toolbox(_spec(server.url, allowedTools=["lookup", "add"]))
+    offer = await toolbox.offer()
+    assert [tool.ref for tool in offer.tools] == ["kb/lookup", "kb/add"]
+    assert offer.problems == []
+    (lookup,) = [tool for tool in offer.tools if tool.name == "lookup"]
+    assert lookup.input_schema["required"] == ["query"]  # as the server lists it
+    before = len(server.calls())
+    refused = await toolbox.call("kb/secret", {})
+    assert refused.use.outcome == "refused"
+    assert server.calls("secret") == []
+    assert len(server.calls()) == before
+
+
+@pytest.mark.asyncio
+async def test_arguments_are_checked_against_the_schema_before_the_call(server: ToolServer) -> None:
+    toolbox = _toolbox(_spec(server.url, allowedTools=["add"]))
+    await toolbox.offer()
+    invalid = await toolbox.call("kb/add", {"a": "two", "b": 3})
+    assert invalid.use.outcome == "invalid"
+    assert "a: 'two' is not of type 'integer'" in invalid.text
+    missing = await toolbox.call("kb/add", {"a": 2})
+    assert missing.use.outcome == "invalid"
+    assert server.calls("add") == []  # neither was sent
+    added = await toolbox.call("kb/add", {"a": 2, "b": 3})
+    assert (added.use.outcome, added.text) == ("ok", "5")
+    assert [call["arguments"] for call in server.calls("add")] == [{"a": 2, "b": 3}]
+
+
+@pytest.mark.asyncio
+async def test_failing_hanging_and_huge_tools_come_back_as_results(server: ToolServer) -> None:
+    toolbox = _toolbox(_spec(server.url, allowedTools=["fail", "hang", "huge"], timeoutSeconds=1))
+    await toolbox.offer()
+    failed = await toolbox.call("kb/fail", {})
+    assert failed.use.outcome == "error"
+    assert "fail" in failed.text
+    hung = await toolbox.call("kb/hang", {})
+    assert hung.use.outcome == "timeout"
+    assert "within 1s" in hung.text
+    huge = await toolbox.call("kb/huge", {})
+    assert huge.use.outcome == "ok"
+    assert huge.text.startswith("x" * 100)
+    assert f"cut: {HUGE_CHARS} characters in all" in huge.text
+    assert len(huge.text) < MAX_RESULT_CHARS + 100
+    assert huge.use.chars == len(huge.text)
+    # The server is still there for the next caller: a hang held nothing of ours.
+    assert (await toolbox.call("kb/fail", {})).use.outcome == "error"
+
+
+@pytest.mark.asyncio
+async def test_headers_come_from_the_stacks_secret_and_reach_the_server(
+    server: ToolServer,
+) -> None:
+    secrets = Secrets({("kb-token", "token"): "Bearer kb-s3cret"})
+    headers = [{"name": "Authorization", "secretKeyRef": {"name": "kb-token", "key": "token"}}]
+    toolbox = _toolbox(_spec(server.url, headers=headers), secrets=secrets)
+    await toolbox.offer()
+    await toolbox.call("kb/lookup", {"query": "streams"})
+    assert ("team", "kb-token", "token") in secrets.reads
+    assert any(h.get("authorization") == "Bearer kb-s3cret" for h in server.request_headers())
+
+
+@pytest.mark.asyncio
+async def test_the_builder_calls_a_tool_and_quotes_its_result(
+    aredis: RedisClient, server: ToolServer
+) -> None:
+    await publish(aredis, _spec(server.url))
+    before = len(server.calls("lookup"))
+    result = (await make_engine(aredis).execute(request(1))).result
+    assert result is not None
+    assert result.outcome.value == "Succeeded"
+    assert result.tool_problems == ""
+    calls = server.calls("lookup")[before:]
+    assert [call["arguments"] for call in calls] == [
+        {"query": "Outline the approach to: Write a short guide to Redis streams"}
+    ]
+    artifact = json.loads(await aredis.hget(KEYS.artifacts, "t1.md"))
+    assert "From kb/lookup (ok): Facts about Outline the approach" in artifact["content"]
+    traces = {f["agent"]: f for _id, f in await aredis.xrange(KEYS.trace)}
+    (use,) = json.loads(traces["builder"]["tools"])
+    assert (use["tool"], use["outcome"]) == ("kb/lookup", "ok")
+    assert json.loads(traces["planner"]["tools"]) == []  # the planner had tools, used none
+
+
+@pytest.mark.asyncio
+async def test_a_server_that_is_down_degrades_the_tick_but_never_wedges_it(
+    aredis: RedisClient, tmp_path: Path
+) -> None:
+    down = f"http://127.0.0.1:{free_port()}/mcp"
+    await publish(aredis, _spec(down, timeoutSeconds=2))
+    result = (await make_engine(aredis).execute(request(1))).result
+    assert result is not None
+    assert result.outcome.value == "Succeeded"  # the team worked on without the tool
+    assert result.tool_problems.startswith("kb: ")
+    assert "password" not in result.tool_problems
+    artifact = json.loads(await aredis.hget(KEYS.artifacts, "t1.md"))
+    assert "From kb/" not in artifact["content"]
+
+
+@pytest.mark.asyncio
+async def test_a_server_serves_only_the_agents_it_names(
+    aredis: RedisClient, server: ToolServer
+) -> None:
+    await publish(aredis, _spec(server.url, agents=["reviewer"]))
+    before = len(server.calls())
+    result = (await make_engine(aredis).execute(request(1))).result
+    assert result is not None
+    assert result.outcome.value == "Succeeded"
+    assert server.calls()[before:] == []  # the builder was offered nothing to call
+    artifact = json.loads(await aredis.hget(KEYS.artifacts, "t1.md"))
+    assert "From kb/" not in artifact["content"]
