@@ -84,3 +84,20 @@ def test_idle_backoff_takes_its_defaults_from_the_model() -> None:
     assert spec.idle_backoff == IdleBackoff(
         max_interval_seconds=300, after_idle_ticks=_IDLE.after_idle_ticks, factor=_IDLE.factor
     )
+
+
+def test_the_crd_has_no_key_twice() -> None:
+    """YAML keeps the last of two equal keys silently; a second copy of a field would
+    hide an edit made to the first."""
+
+    class Strict(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+        keys = [loader.construct_object(key) for key, _value in node.value]
+        twice = sorted({str(key) for key in keys if keys.count(key) > 1})
+        assert not twice, f"line {node.start_mark.line + 1}: {twice} twice"
+        return loader.construct_mapping(node)
+
+    Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    assert yaml.load(CRD.read_text(), Loader=Strict)  # noqa: S506 - a safe loader
