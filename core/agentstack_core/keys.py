@@ -143,6 +143,12 @@ class StackKeys:
         return f"{self.tag}:inputs:outcomes"
 
     @property
+    def approvals(self) -> str:
+        """Hash: approval id → JSON record of a tool call waiting for (or past) a
+        person's decision (:mod:`agentstack_core.approvals`)."""
+        return f"{self.tag}:approvals"
+
+    @property
     def cursors(self) -> str:
         """Hash: agent name → id of the last inbox message it has consumed."""
         return f"{self.tag}:cursors"

@@ -75,6 +75,8 @@ class TickResult(Record):
     tool_problems: str = ""
     """Tool servers the tick's agents could not use (down, slow, a header's Secret
     unreadable), and why; empty when every tool server answered."""
+    approvals: int = 0
+    """Approval records the tick asked for or moved on: the operator mirrors them."""
 
     @property
     def duration(self) -> float:

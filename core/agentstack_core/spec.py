@@ -133,6 +133,8 @@ class ToolServer:
     headers: tuple[ToolHeader, ...] = ()
     timeout_seconds: float = 10.0
     """The most one call (connection included) may take; then it fails, the step goes on."""
+    require_approval: bool = False
+    """Every call to this server's tools waits for a person's approval first."""
 
     def serves(self, agent: str) -> bool:
         return not self.agents or agent in self.agents
@@ -180,6 +182,8 @@ class StackSpec:
     budget: Budget = field(default_factory=Budget)
     inputs: InputPolicy = field(default_factory=InputPolicy)
     tool_servers: tuple[ToolServer, ...] = ()
+    approval_timeout_seconds: float = 3600.0
+    """A call waiting for approval longer than this expires (it never runs)."""
 
     @property
     def providers_used(self) -> tuple[str, ...]:
@@ -336,6 +340,7 @@ def _tool_servers(
                 agents=tuple(item.get("agents") or ()),
                 headers=tuple(headers),
                 timeout_seconds=float(item.get("timeoutSeconds", _TOOL_SERVER.timeout_seconds)),
+                require_approval=bool(item.get("requireApproval", _TOOL_SERVER.require_approval)),
             )
         )
     return tuple(servers)
@@ -384,6 +389,9 @@ def parse_spec(raw: dict[str, Any]) -> StackSpec:
             ),
             inputs=_inputs(raw.get("inputs")),
             tool_servers=_tool_servers(raw.get("tools"), agents, problems),
+            approval_timeout_seconds=float(
+                (raw.get("tools") or {}).get("approvalTimeoutSeconds", d.approval_timeout_seconds)
+            ),
         )
     except (TypeError, ValueError, KeyError) as exc:
         problems.append(f"spec: {exc}")

@@ -156,6 +156,8 @@ Actions (at most 16):
 {"type": "review_artifact", "name": "<artifact>", "verdict": "accept|revise", "feedback": "<text>"}
 {"type": "post_update", "content": "<progress note for people>"}
 {"type": "call_tool", "tool": "<server/tool>", "arguments": {<as its input_schema says>}}
-  (only tools listed under "tools"; their results come back before you answer again)
+  (only tools listed under "tools"; their results come back before you answer again;
+  some tools need a person's approval first: "approvals" shows what waits, what was
+  decided, and the results of approved calls, made for you)
 Inbox messages with an "input" number come from people or systems outside the team:
 act on them, and answer them with post_update (send_message reaches teammates only)."""

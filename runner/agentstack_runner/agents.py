@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
+from agentstack_core.approvals import Approval
 from agentstack_core.records import Attempt as TracedAttempt
 from agentstack_core.records import ToolUse, TraceRecord
 from agentstack_core.spec import AgentSpec, StackSpec
@@ -58,6 +60,8 @@ class StepRecord:
     progressed: bool = False
     tool_problems: tuple[str, ...] = ()
     """Tool servers the agent could not use (unreachable, unreadable Secret), and why."""
+    approvals: int = 0
+    """Approval records the step asked for or moved on (the operator mirrors them)."""
 
     @property
     def failed(self) -> bool:
@@ -110,6 +114,13 @@ async def run_step(
     context = step.context if step.context is not None else await store.context(agent.name)
     toolbox = step.toolbox
     offer = await toolbox.offer() if toolbox is not None else Offer()
+    told: list[dict[str, Any]] = []
+    settled: list[Approval] = []
+    uses: list[ToolUse] = []
+    if toolbox is not None and toolbox.needs_approvals:
+        told, settled, uses = await toolbox.settle(
+            store.client, store.stack, token=step.token, tick=step.tick_id, now=time.time()
+        )
     document = context_document(
         spec,
         agent,
@@ -117,6 +128,7 @@ async def run_step(
         stack=str(store.stack),
         tick_id=step.tick_id,
         tools=[tool.for_prompt() for tool in offer.tools],
+        approvals=told,
     )
     messages: list[ChatMessage] = [
         {"role": "system", "content": system_prompt(agent)},
@@ -135,7 +147,6 @@ async def run_step(
     reply: Reply | None = None
     model = ""
     reason, error = "Succeeded", ""
-    uses: list[ToolUse] = []
     actions: list[Action] = []
     refused: list[str] = []
     rounds = 0
@@ -213,6 +224,7 @@ async def run_step(
         model=model,
         tokens=tokens,
         progressed=effects.progressed,
+        approvals=len(settled) + len(toolbox.requested if toolbox is not None else []),
         tool_problems=(
             *offer.problems,
             *(f"{u.tool}: {u.outcome}: {u.error}" for u in uses if u.outcome in UNAVAILABLE),
@@ -241,7 +253,13 @@ async def run_step(
         error=record.message,
         at=time.time(),
     )
-    ops = [*effects.ops, xadd_op(store.keys.trace, trace, TRACE_MAXLEN)]
+    requested = toolbox.requested if toolbox is not None else []
+    ops = [
+        *effects.ops,
+        *(("HSET", store.keys.approvals, [a.id, a.encode()]) for a in settled),
+        *(("HSETNX", store.keys.approvals, [a.id, a.encode()]) for a in requested),
+        xadd_op(store.keys.trace, trace, TRACE_MAXLEN),
+    ]
     following = await store.commit_step(
         token=step.token,
         tick_id=step.tick_id,

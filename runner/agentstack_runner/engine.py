@@ -269,6 +269,7 @@ class Engine:
             progressed=any(record.progressed for record in records),
             runner=self.runner_id,
             tool_problems=tool_problems[:TOOL_PROBLEMS_CHARS],
+            approvals=sum(record.approvals for record in records),
         )
         finished = await store.finish_tick(result=result, token=token)
         if finished is Finished.RECORDED:

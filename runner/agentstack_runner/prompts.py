@@ -68,9 +68,12 @@ def context_document(
     stack: str,
     tick_id: str,
     tools: list[dict[str, Any]] | None = None,
+    approvals: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The agent's view as plain data (also what the scripted provider reads); ``tools``:
-    the tools it may call (name, description, input schema), listed only when there are."""
+    the tools it may call (name, description, input schema), listed only when there are;
+    ``approvals``: its tool calls that wait for a person, or were decided since it last
+    looked (and the results of approved ones, run just now)."""
     document: dict[str, Any] = {
         "stack": stack,
         "tick": tick_id,
@@ -96,6 +99,8 @@ def context_document(
     }
     if tools:
         document["tools"] = tools
+    if approvals:
+        document["approvals"] = approvals
     return document
 
 

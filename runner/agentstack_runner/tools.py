@@ -31,11 +31,27 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx2
+import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from agentstack_core.approvals import (
+    APPROVED,
+    EXECUTED,
+    EXPIRED,
+    INTERRUPTED,
+    PENDING,
+    RESULT_CHARS,
+    RUNNING,
+    Approval,
+    approval_id,
+    approvals,
+    claim,
+)
+from agentstack_core.keys import StackRef
+from agentstack_core.protocol import RedisClient
 from agentstack_core.records import ToolUse
 from agentstack_core.spec import AgentSpec, SecretKeyRef, StackSpec, ToolServer
 from agentstack_runner import metrics
@@ -124,6 +140,59 @@ class Toolbox:
         self.secrets = secrets
         self.listings = listings
         self.offered: dict[str, OfferedTool] = {}
+        self.agent = agent.name
+        self.approval_timeout = spec.approval_timeout_seconds
+        self.requested: list[Approval] = []
+        """Approvals asked for in this step (committed with it)."""
+        self._waiting: dict[tuple[str, str], str] = {}
+        """(tool, arguments JSON) → id of this agent's approval still waiting or approved."""
+
+    @property
+    def needs_approvals(self) -> bool:
+        return any(server.require_approval for server in self.servers)
+
+    async def settle(
+        self, client: RedisClient, stack: StackRef, *, token: str, tick: str, now: float
+    ) -> tuple[list[dict[str, Any]], list[Approval], list[ToolUse]]:
+        """This agent's approvals that moved since it last looked: what to tell it, the
+        records to commit with the step, and the calls made.
+
+        An approved call is claimed under the stack's lease and made now (once); one
+        found claimed by an earlier attempt of a step is ``Interrupted``, never made
+        again; decisions and expiries are told once.
+        """
+        told: list[dict[str, Any]] = []
+        changed: list[Approval] = []
+        uses: list[ToolUse] = []
+        for record in await approvals(client, stack):
+            if record.agent != self.agent or record.reported:
+                continue
+            if record.state == PENDING and not record.expired(now):
+                self._waiting[(record.tool, record.arguments)] = record.id
+                told.append(_told(record))
+                continue
+            if record.state == PENDING:
+                record = record.told(EXPIRED)
+            elif record.state == APPROVED:
+                claimed = await claim(client, stack, record.id, token=token, tick=tick)
+                if claimed == "Claimed":
+                    result = await self.call(
+                        record.tool, orjson.loads(record.arguments), approved=True
+                    )
+                    uses.append(result.use)
+                    state = EXECUTED if result.use.outcome in ("ok", "error") else INTERRUPTED
+                    record = record.told(state, run_tick=tick, result=result.text[:RESULT_CHARS])
+                elif claimed == RUNNING:
+                    record = record.told(INTERRUPTED)
+                else:
+                    continue  # moved meanwhile (another step): the next look tells it
+            elif record.state == RUNNING:
+                record = record.told(INTERRUPTED)
+            else:
+                record = record.told()
+            changed.append(record)
+            told.append(_told(record))
+        return told, changed, uses
 
     async def offer(self) -> Offer:
         """The tools this agent may call now (each server listed at most once a minute)."""
@@ -148,8 +217,12 @@ class Toolbox:
                     self.offered[offered.ref] = offered
         return offer
 
-    async def call(self, ref: str, arguments: dict[str, Any]) -> ToolResult:
-        """Call ``ref`` with ``arguments``; every failure is a result, never raised."""
+    async def call(
+        self, ref: str, arguments: dict[str, Any], *, approved: bool = False, tick: str = ""
+    ) -> ToolResult:
+        """Call ``ref`` with ``arguments``; every failure is a result, never raised. A
+        tool that needs approval is not called: its request is kept (to be committed
+        with the step) and the result says so — unless ``approved``."""
         started = time.monotonic()
         tool = self.offered.get(ref)
         if tool is None:
@@ -157,6 +230,8 @@ class Toolbox:
         problem = _invalid(tool.input_schema, arguments)
         if problem is not None:
             return _result(ref, "invalid", started, f"arguments refused, not sent: {problem}")
+        if tool.server.require_approval and not approved:
+            return self._ask(ref, arguments, tick, started)
         try:
             async with asyncio.timeout(tool.server.timeout_seconds):
                 async with self._session(tool.server) as client:
@@ -191,6 +266,30 @@ class Toolbox:
             for header in server.headers
         }
 
+    def _ask(self, ref: str, arguments: dict[str, Any], tick: str, started: float) -> ToolResult:
+        text = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS).decode()
+        waiting = self._waiting.get((ref, text))
+        if waiting is None:
+            now = time.time()
+            request = Approval(
+                id=approval_id(tick, self.agent, ref, text),
+                agent=self.agent,
+                tool=ref,
+                arguments=text,
+                tick_id=tick,
+                requested_at=now,
+                expires_at=now + self.approval_timeout,
+            )
+            self.requested.append(request)
+            self._waiting[(ref, text)] = waiting = request.id
+        return _result(
+            ref,
+            "awaiting-approval",
+            started,
+            f"not called: this tool needs a person's approval; request {waiting} is waiting. "
+            "You will see the decision (and, if approved, the result) on a later step.",
+        )
+
     @contextlib.asynccontextmanager
     async def _session(
         self, server: ToolServer, headers: dict[str, str] | None = None
@@ -203,6 +302,17 @@ class Toolbox:
             Client(streamable_http_client(server.url, http_client=http)) as client,
         ):
             yield client
+
+
+def _told(record: Approval) -> dict[str, Any]:
+    """An approval as the asking agent sees it."""
+    told = {"id": record.id, "tool": record.tool, "arguments": record.arguments}
+    told["state"] = record.state
+    if record.reason:
+        told["reason"] = record.reason
+    if record.state in (EXECUTED, INTERRUPTED):
+        told["result"] = record.result or "(the call was interrupted; it may not have run)"
+    return told
 
 
 def _listing_key(server: ToolServer, headers: dict[str, str]) -> str:
@@ -244,7 +354,7 @@ def _result(ref: str, outcome: str, started: float, text: str) -> ToolResult:
     if len(text) > MAX_RESULT_CHARS:
         shown = text[:MAX_RESULT_CHARS] + f"\n… (cut: {len(text)} characters in all)"
     metrics.TOOL_CALLS.labels(outcome).inc()
-    if outcome not in ("refused", "invalid"):
+    if outcome not in ("refused", "invalid", "awaiting-approval"):
         metrics.TOOL_DURATION.observe(seconds)
     use = ToolUse(
         tool=ref,

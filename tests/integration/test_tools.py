@@ -15,6 +15,18 @@ from typing import Any
 
 import pytest
 
+from agentstack_core.approvals import (
+    APPROVED,
+    DENIED,
+    EXECUTED,
+    EXPIRED,
+    INTERRUPTED,
+    PENDING,
+    Approval,
+    approvals,
+    claim,
+    decide,
+)
 from agentstack_core.keys import StackKeys
 from agentstack_core.protocol import RedisClient
 from agentstack_core.spec import SecretKeyRef, parse_spec
@@ -89,14 +101,20 @@ async def test_arguments_are_checked_against_the_schema_before_the_call(server: 
 
 @pytest.mark.asyncio
 async def test_failing_hanging_and_huge_tools_come_back_as_results(server: ToolServer) -> None:
-    toolbox = _toolbox(_spec(server.url, allowedTools=["fail", "hang", "huge"], timeoutSeconds=1))
+    raw = _spec(server.url, allowedTools=["fail", "huge"])
+    # The same server under a second name with a short timeout, for the tool that hangs
+    # (the others keep the default, so a loaded machine does not time them out).
+    raw["tools"]["servers"].append(
+        {"name": "slow", "url": server.url, "allowedTools": ["hang"], "timeoutSeconds": 2}
+    )
+    toolbox = _toolbox(raw)
     await toolbox.offer()
     failed = await toolbox.call("kb/fail", {})
     assert failed.use.outcome == "error"
     assert "fail" in failed.text
-    hung = await toolbox.call("kb/hang", {})
+    hung = await toolbox.call("slow/hang", {})
     assert hung.use.outcome == "timeout"
-    assert "within 1s" in hung.text
+    assert "within 2s" in hung.text
     huge = await toolbox.call("kb/huge", {})
     assert huge.use.outcome == "ok"
     assert huge.text.startswith("x" * 100)
@@ -169,3 +187,97 @@ async def test_a_server_serves_only_the_agents_it_names(
     assert server.calls()[before:] == []  # the builder was offered nothing to call
     artifact = json.loads(await aredis.hget(KEYS.artifacts, "t1.md"))
     assert "From kb/" not in artifact["content"]
+
+
+# -- calls that wait for a person ------------------------------------------------------------
+
+
+async def _approvals(aredis: RedisClient) -> list[Approval]:
+    return await approvals(aredis, STACK)
+
+
+@pytest.mark.asyncio
+async def test_a_call_needing_approval_waits_then_runs_once_when_approved(
+    aredis: RedisClient, server: ToolServer
+) -> None:
+    await publish(aredis, _spec(server.url, requireApproval=True))
+    before = len(server.calls("lookup"))
+    first = (await make_engine(aredis).execute(request(1))).result
+    assert first is not None
+    assert first.approvals == 1
+    (waiting,) = await _approvals(aredis)
+    assert (waiting.agent, waiting.tool, waiting.state) == ("builder", "kb/lookup", PENDING)
+    assert json.loads(waiting.arguments)["query"].startswith("Outline the approach")
+    assert len(server.calls("lookup")) == before  # asked, not called
+    artifact = json.loads(await aredis.hget(KEYS.artifacts, "t1.md"))
+    assert "(awaiting-approval)" in artifact["content"]
+
+    assert await decide(aredis, STACK, waiting.id, approved=True, by="alice") == APPROVED
+    assert await decide(aredis, STACK, waiting.id, approved=False, by="bob") == APPROVED
+
+    await make_engine(aredis).execute(request(2))
+    done = next(a for a in await _approvals(aredis) if a.id == waiting.id)
+    assert (done.state, done.reported, done.run_tick) == (EXECUTED, True, "team/demo/2")
+    assert done.result.startswith("Facts about Outline the approach")
+    calls = [
+        c
+        for c in server.calls("lookup")[before:]
+        if c["arguments"] == json.loads(waiting.arguments)
+    ]
+    assert len(calls) == 1
+    artifact = json.loads(await aredis.hget(KEYS.artifacts, "t1.md"))
+    assert f"Approval {waiting.id} for kb/lookup: Executed: Facts about" in artifact["content"]
+    for slot in (3, 4):  # later steps neither call it again nor tell it again
+        await make_engine(aredis).execute(request(slot))
+    calls = [
+        c
+        for c in server.calls("lookup")[before:]
+        if c["arguments"] == json.loads(waiting.arguments)
+    ]
+    assert len(calls) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_denied_or_expired_call_never_runs(aredis: RedisClient, server: ToolServer) -> None:
+    await publish(aredis, _spec(server.url, requireApproval=True))
+    before = len(server.calls())
+    await make_engine(aredis).execute(request(1))
+    (waiting,) = await _approvals(aredis)
+    assert await decide(aredis, STACK, waiting.id, approved=False, by="bob", reason="no") == DENIED
+    await make_engine(aredis).execute(request(2))
+    denied = next(a for a in await _approvals(aredis) if a.id == waiting.id)
+    assert (denied.state, denied.reported, denied.decided_by) == (DENIED, True, "bob")
+    # A request nobody decides expires, and a late decision cannot revive it.
+    later = [a for a in await _approvals(aredis) if a.state == PENDING]
+    for record in later:
+        late = await decide(
+            aredis, STACK, record.id, approved=True, by="x", now=record.expires_at + 1
+        )
+        assert late == EXPIRED
+    await make_engine(aredis).execute(request(3))
+    assert [c for c in server.calls()[before:] if c["tool"] == "lookup"] == []
+
+
+@pytest.mark.asyncio
+async def test_an_approved_call_interrupted_mid_step_is_never_made_again(
+    aredis: RedisClient, server: ToolServer
+) -> None:
+    await publish(aredis, _spec(server.url, requireApproval=True))
+    await make_engine(aredis).execute(request(1))
+    (waiting,) = await _approvals(aredis)
+    await decide(aredis, STACK, waiting.id, approved=True, by="alice")
+    # A runner took tick 2's lease and claimed the call, then died (its lease expired).
+    token = "team/demo/2|dead-runner|0"
+    await aredis.set(KEYS.lease, token)
+    assert await claim(aredis, STACK, waiting.id, token=token, tick="team/demo/2") == "Claimed"
+    await aredis.delete(KEYS.lease)
+    before = len(server.calls("lookup"))
+    await make_engine(aredis).execute(request(2))  # the tick, resumed by another runner
+    record = next(a for a in await _approvals(aredis) if a.id == waiting.id)
+    assert (record.state, record.reported) == (INTERRUPTED, True)
+    calls = [
+        c
+        for c in server.calls("lookup")[before:]
+        if c["arguments"] == json.loads(waiting.arguments)
+    ]
+    assert calls == []

@@ -37,6 +37,8 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "inputs.maxBytes": DEFAULTS.inputs.max_bytes,
     "inputs.wake": DEFAULTS.inputs.wake,
     "tools.servers.timeoutSeconds": ToolServer("", "", ()).timeout_seconds,
+    "tools.servers.requireApproval": ToolServer("", "", ()).require_approval,
+    "tools.approvalTimeoutSeconds": DEFAULTS.approval_timeout_seconds,
 }
 
 

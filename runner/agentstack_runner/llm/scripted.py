@@ -108,6 +108,12 @@ def _builder(document: dict[str, Any]) -> dict[str, Any]:
             f"\nFrom {r.get('tool')} ({r.get('outcome')}): {str(r.get('result'))[:300]}\n"
             for r in document.get("tool_results") or []
         )
+        + "".join(
+            f"\nApproval {a.get('id')} for {a.get('tool')}: {a.get('state')}"
+            + (f": {str(a['result'])[:300]}" if a.get("result") else "")
+            + "\n"
+            for a in document.get("approvals") or []
+        )
     )
     actions: list[dict[str, Any]] = [
         {"type": "write_artifact", "name": name, "content": content, "task_id": task["id"]},
