@@ -93,3 +93,6 @@ class Wakeup(Record):
     uid: str = ""
     input: int = 0
     at: float = field(default_factory=time.time)
+    reason: str = ""
+    """An Event to post on the stack with it (e.g. ``ToolCallApproved``); empty: none."""
+    message: str = ""

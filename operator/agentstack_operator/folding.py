@@ -42,6 +42,8 @@ from typing import Any, Protocol
 from redis.exceptions import ResponseError
 
 from agentstack_core import protocol
+from agentstack_core.approvals import Approval
+from agentstack_core.approvals import approvals as read_approvals
 from agentstack_core.budget import Usage
 from agentstack_core.keys import FleetKeys, StackKeys, StackRef
 from agentstack_core.protocol import Outcome, RedisClient, TickResult
@@ -53,6 +55,7 @@ from agentstack_operator.scheduling import Cause
 from agentstack_operator.stackstate import (
     Event,
     StackRecord,
+    apply_approvals,
     apply_usage,
     budget_message,
     fold_result,
@@ -86,6 +89,12 @@ class UsageCounters(Protocol):
     """Each stack's usage hash (``ticks``, ``tokens``), as the runners count it."""
 
     async def read(self, refs: Sequence[StackRef]) -> list[Mapping[str, str]]: ...
+
+
+class ApprovalReader(Protocol):
+    """A stack's approval records (:mod:`agentstack_core.approvals`)."""
+
+    async def approvals(self, ref: StackRef) -> list[Approval]: ...
 
 
 class TickLedger(Protocol):
@@ -177,6 +186,9 @@ class RedisResults:
         usages: list[Mapping[str, str]] = await pipe.execute()
         return usages
 
+    async def approvals(self, ref: StackRef) -> list[Approval]:
+        return await read_approvals(self.redis, ref)
+
     async def record_failure(self, result: TickResult) -> bool:
         finished = await StackStore(self.redis, result.stack).finish_tick(result=result, token=None)
         if finished is not Finished.RECORDED:
@@ -195,6 +207,7 @@ class ResultFolder:
         stream: ResultStream,
         usage: UsageCounters,
         ledger: TickLedger,
+        approvals: ApprovalReader,
         scheduler: Scheduler,
         status: StatusMarks,
         events: EventPoster,
@@ -204,6 +217,7 @@ class ResultFolder:
         self.stream = stream
         self.usage = usage
         self.ledger = ledger
+        self.approvals = approvals
         self.scheduler = scheduler
         self.status = status
         self.events = events
@@ -234,10 +248,19 @@ class ResultFolder:
                 await self.events.post(record, [tools_event(record.tool_problems)])
             if answered(record, result):
                 self.scheduler.wake(record)
+            if result.approvals:
+                await self._approvals_moved(record)
             touched[record.key] = record
         await self.refresh_usage(list(touched.values()))
         for record in touched.values():
             self.status.mark(record, urgent=False)
+
+    async def _approvals_moved(self, record: StackRecord) -> None:
+        """A tick asked for approvals or moved some on: the ``AwaitingApproval``
+        condition counts what waits, and each new request is announced once."""
+        events = apply_approvals(record, await self.approvals.approvals(record.ref))
+        self.status.mark(record, urgent=True)
+        await self.events.post(record, events)
 
     async def refresh_usage(self, records: Sequence[StackRecord]) -> None:
         """Counters come from Redis (the runners' single source of truth), then budgets."""

@@ -7,8 +7,9 @@ do, exactly as for ``kubectl patch``:
 - ``pause``, ``resume``, ``stop`` patch ``spec.executionState`` through the API server
   (a merge patch: the same change as the README's ``kubectl patch``, audited the same);
 - ``status`` reads the stack and its conditions from the API server;
-- ``send`` (an input for an agent), ``inputs`` and ``trace`` (``-f`` follows it live)
-  go to the read API, which holds what Redis knows; they need its URL (``--api`` or
+- ``send`` (an input for an agent), ``inputs``, ``approvals``, ``approve`` and ``deny``
+  (a tool call waiting for a person) and ``trace`` (``-f`` follows it live) go to the
+  read API, which holds what Redis knows; they need its URL (``--api`` or
   ``AGENTSTACK_API_URL``, e.g. after ``kubectl port-forward svc/…-api 8080:8080``) and
   send the kubeconfig's bearer token (or ``--token``), which the API checks with a
   TokenReview and a SubjectAccessReview.
@@ -198,6 +199,28 @@ def inputs(session: Session, args: argparse.Namespace) -> None:
         )
 
 
+def approvals(session: Session, args: argparse.Namespace) -> None:
+    with session.api() as http:
+        page = _api_answer(http.get(f"{session.stack_path(args.name)}/approvals"))
+    for item in page["items"]:
+        decided = f" by {item['decidedBy']}" if item["decidedBy"] else ""
+        print(
+            f"{item['id']}  {item['state']:<11} {item['agent']} -> {item['tool']} "
+            f"{item['arguments']}{decided}"
+        )
+
+
+def _decision(approved: bool) -> Callable[[Session, argparse.Namespace], None]:
+    def command(session: Session, args: argparse.Namespace) -> None:
+        body = {"decision": "Approved" if approved else "Denied", "reason": args.reason}
+        with session.api() as http:
+            path = f"{session.stack_path(args.name)}/approvals/{args.approval}"
+            decided = _api_answer(http.post(path, json=body))
+        print(f"tool call {decided['id']}: {decided['state']} by {decided['decidedBy']}")
+
+    return command
+
+
 def _trace_line(entry: dict[str, Any]) -> str:
     actions = ", ".join(entry.get("actions") or []) or "-"
     line = (
@@ -249,7 +272,8 @@ def trace(session: Session, args: argparse.Namespace) -> None:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="kubectl agentstack",
-        description="Steer AgentStacks: pause, resume, stop, status, send an input, trace.",
+        description="Steer AgentStacks: pause, resume, stop, status, send an input, approve "
+        "or deny a tool call, trace.",
     )
     top.add_argument("-n", "--namespace", help="the stack's namespace (default: the context's)")
     top.add_argument("--kubeconfig", help="the kubeconfig to use (default: $KUBECONFIG)")
@@ -278,6 +302,11 @@ def parser() -> argparse.ArgumentParser:
     command("inputs", inputs, "the inputs sent and what became of them").add_argument(
         "--limit", type=int, default=20
     )
+    command("approvals", approvals, "tool calls waiting for (or past) a decision")
+    for verb, approved in (("approve", True), ("deny", False)):
+        decider = command(verb, _decision(approved), f"{verb} a tool call that waits")
+        decider.add_argument("approval", help="the approval's id (kubectl agentstack approvals)")
+        decider.add_argument("--reason", default="", help="why (kept with the decision)")
     tracer = command("trace", trace, "the agents' steps, oldest first")
     tracer.add_argument("-f", "--follow", action="store_true", help="keep printing new steps")
     tracer.add_argument("--limit", type=int, default=20, help="steps shown before following")

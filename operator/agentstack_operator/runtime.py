@@ -97,7 +97,7 @@ class Operator:
             gone=self.remove,
         )
         self.finalizer = Finalizer(kube, self.forget, on_gave_up=self._cleanup_gave_up)
-        self.wakeups = WakeupReader(redis, self.index, self.dispatcher.wake)
+        self.wakeups = WakeupReader(redis, self.index, self.dispatcher.wake, self.events)
         results = RedisResults(redis, consumer=config.operator_id)
         self.progress: dict[str, float] = {}
         """Loop name → when it last turned (monotonic), for the liveness probe."""
@@ -106,6 +106,7 @@ class Operator:
             stream=results,
             usage=results,
             ledger=results,
+            approvals=results,
             scheduler=self.dispatcher,
             status=self.status_writer,
             events=self.events,

@@ -14,9 +14,11 @@ and a ``lastTransitionTime`` that moves only when the status flips.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentstack_core.approvals import FINAL, PENDING, Approval
 from agentstack_core.budget import Usage, exhausted
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
@@ -41,7 +43,15 @@ NO_GATEWAYS = EndpointPolicy()
 """The policy with no allow-listed endpoint: the platform's keys go to the providers'
 public endpoints only."""
 
-CONDITION_TYPES = ("Ready", "Ticking", "Paused", "Degraded", "BudgetExceeded", "ToolsDegraded")
+CONDITION_TYPES = (
+    "Ready",
+    "Ticking",
+    "Paused",
+    "Degraded",
+    "BudgetExceeded",
+    "ToolsDegraded",
+    "AwaitingApproval",
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,10 @@ class StackRecord:
     active_job: str | None = None
     tool_problems: str = ""
     """What the last tick said of the tool servers it could not use (empty: none)."""
+    awaiting: list[str] = field(default_factory=list)
+    """Tool calls waiting for a person's approval: ``id (agent: tool)``, oldest first."""
+    announced: set[str] = field(default_factory=set)
+    """Approval ids whose request was announced with an Event."""
     wake_pending: bool = False
     """An input asked for a tick at once that no tick sent since can have read."""
     wake_tick: str | None = None
@@ -235,6 +249,25 @@ def fold_result(record: StackRecord, result: TickResult) -> None:
     record.mark_dirty()
 
 
+def apply_approvals(record: StackRecord, records: Sequence[Approval]) -> list[Event]:
+    """Take the stack's approval records into ``record`` (what waits); returns an
+    ``ApprovalRequested`` Event for each request not announced before."""
+    pending = [a for a in records if a.state == PENDING]
+    record.awaiting = [f"{a.id} ({a.agent}: {a.tool})" for a in pending]
+    events = [
+        Event(
+            "ApprovalRequested",
+            f"{a.agent} asks to call {a.tool} with {a.arguments[:300]}; decide with "
+            f"kubectl agentstack approve|deny {record.ref.name} {a.id}",
+        )
+        for a in pending
+        if a.id not in record.announced
+    ]
+    record.announced = {a.id for a in records if a.state not in FINAL}
+    record.mark_dirty(urgent=True)
+    return events
+
+
 def tools_event(problems: str) -> Event:
     """The Event of a change of the stack's ``ToolsDegraded`` condition."""
     if problems:
@@ -326,6 +359,15 @@ def _desired(record: StackRecord) -> dict[str, tuple[str, str, str]]:
         tools = ("False", "ToolServersAnswering", "")
     else:
         tools = ("False", "NoToolServers", "")
+    if record.awaiting:
+        awaiting = (
+            "True",
+            "ToolCallsWaiting",
+            f"{len(record.awaiting)} tool call(s) wait for approval: "
+            + ", ".join(record.awaiting[:10]),
+        )
+    else:
+        awaiting = ("False", "NothingWaiting", "")
     return {
         "Ready": ready,
         "Ticking": ticking,
@@ -333,6 +375,7 @@ def _desired(record: StackRecord) -> dict[str, tuple[str, str, str]]:
         "Degraded": degraded,
         "BudgetExceeded": budget,
         "ToolsDegraded": tools,
+        "AwaitingApproval": awaiting,
     }
 
 

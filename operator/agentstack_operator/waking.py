@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 from agentstack_core import protocol
 from agentstack_core.messages import Outcome, TickResult, Wakeup
 from agentstack_core.protocol import RedisClient
 from agentstack_operator import metrics
-from agentstack_operator.stackstate import StackRecord
+from agentstack_operator.stackstate import Event, StackRecord
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +81,20 @@ def answered(record: StackRecord, result: TickResult) -> bool:
     return record.wake_pending and record.wake_tick is None and not busy
 
 
+class EventPoster(Protocol):
+    async def post(self, record: StackRecord, events: Sequence[Event]) -> None: ...
+
+
 class WakeupReader:
-    """The leader's loop over the wake-up stream; each wake-up goes to ``wake``."""
+    """The leader's loop over the wake-up stream; each wake-up goes to ``wake``, and the
+    Event one carries (a decision on a tool call: who decided) to ``events``."""
 
     def __init__(
         self,
         redis: RedisClient,
         records: Mapping[str, StackRecord],
         wake: Callable[[StackRecord], None],
+        events: EventPoster,
         *,
         clock: Callable[[], float] = time.time,
         block_ms: int = WAKEUP_BLOCK_MS,
@@ -95,6 +102,7 @@ class WakeupReader:
         self.redis = redis
         self.records = records
         self.wake = wake
+        self.events = events
         self.clock = clock
         self.block_ms = block_ms
         self.after: str | None = None
@@ -116,5 +124,7 @@ class WakeupReader:
             if record is None:
                 continue
             metrics.WAKEUPS.inc()
+            if wakeup.reason:
+                await self.events.post(record, [Event(wakeup.reason, wakeup.message)])
             if requested(record, wakeup):
                 self.wake(record)

@@ -11,6 +11,7 @@ import jsonpatch
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
+from agentstack_core.approvals import Approval
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import TickRequest, TickResult
 from agentstack_operator.index import StackIndex
@@ -212,9 +213,11 @@ class FakeEvents:
 
 
 class FakeResults:
-    """ResultStream, UsageCounters and TickLedger, as Redis would answer them."""
+    """ResultStream, UsageCounters, TickLedger and ApprovalReader, as Redis would
+    answer them."""
 
     def __init__(self) -> None:
+        self.approval_records: dict[str, list[Approval]] = {}
         self.pending: list[tuple[str, TickResult]] = []
         self.acked: list[str] = []
         self.usage: dict[str, dict[str, str]] = {}
@@ -229,6 +232,9 @@ class FakeResults:
 
     async def read(self, refs: Sequence[StackRef]) -> list[Mapping[str, str]]:
         return [self.usage.get(str(ref), {}) for ref in refs]
+
+    async def approvals(self, ref: StackRef) -> list[Approval]:
+        return list(self.approval_records.get(str(ref), []))
 
     async def record_failure(self, result: TickResult) -> bool:
         if result.tick_id in self.recorded:

@@ -112,11 +112,16 @@ async def test_requests_are_timed_by_route_template(http: httpx.AsyncClient) -> 
 def test_the_openapi_schema_documents_every_read_and_no_probe() -> None:
     schema = _app().openapi()
     operations = {(method, path) for path, item in schema["paths"].items() for method in item}
-    steering = {("post", f"{STACK}/inputs"), ("post", f"{STACK}/state")}
+    steering = {
+        ("post", f"{STACK}/inputs"),
+        ("post", f"{STACK}/state"),
+        ("post", f"{STACK}/approvals/{{approval}}"),
+    }
     sent = schema["paths"][f"{STACK}/inputs"]["post"]["responses"]
     assert {"202", "400", "401", "403", "404", "409", "413", "429"} <= set(sent)
     operations -= steering
-    reads = ("", "/agents", "/artifacts", "/feed", "/inputs", "/memory", "/messages", "/ticks")
+    reads = ("", "/agents", "/approvals", "/artifacts", "/feed", "/inputs", "/memory")
+    reads += ("/messages", "/ticks")
     reads += ("/traces",)
     streams = ("/feed/stream", "/traces/stream")
     stack_paths = {f"{STACK}{suffix}" for suffix in reads + streams}

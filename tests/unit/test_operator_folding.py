@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from agentstack_core.approvals import Approval
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import Outcome, TickResult
 from agentstack_operator.folding import ResultFolder
@@ -31,6 +32,7 @@ def _folder(
         stream=results,
         usage=results,
         ledger=results,
+        approvals=results,
         scheduler=scheduler,
         status=status,
         events=events,
@@ -181,3 +183,26 @@ async def test_a_tool_server_down_degrades_the_stack_until_a_tick_uses_it_again(
 
 def _condition(record: Any, kind: str) -> dict[str, Any]:
     return next(c for c in conditions_for(record, AT) if c["type"] == kind)
+
+
+@pytest.mark.asyncio
+async def test_waiting_tool_calls_set_awaiting_approval_and_are_announced_once() -> None:
+    index = indexed("demo")
+    folder, results, _scheduler, status, events = _folder(index)
+    record = index["team/demo"]
+    asked = Approval("a1", "builder", "kb/lookup", '{"query":"x"}', "team/demo/1", AT, AT + 60)
+    results.approval_records["team/demo"] = [asked]
+    moved = dataclasses.replace(_result(Outcome.SUCCEEDED, 1), approvals=1)
+    await folder.fold([moved])
+    waiting = _condition(record, "AwaitingApproval")
+    assert (waiting["status"], waiting["reason"]) == ("True", "ToolCallsWaiting")
+    assert "a1 (builder: kb/lookup)" in waiting["message"]
+    assert events.posted == [("team/demo", "ApprovalRequested")]
+    assert ("team/demo", True) in status.marks
+    # Folded again (a redelivery), nothing is announced twice; decided, nothing waits.
+    await folder.fold([dataclasses.replace(moved, tick_id="team/demo/2", finished_at=AT + 2)])
+    assert events.posted == [("team/demo", "ApprovalRequested")]
+    results.approval_records["team/demo"] = [dataclasses.replace(asked, state="Denied")]
+    await folder.fold([dataclasses.replace(moved, tick_id="team/demo/3", finished_at=AT + 3)])
+    assert _condition(record, "AwaitingApproval")["status"] == "False"
+    assert record.announced == set()

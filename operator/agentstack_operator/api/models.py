@@ -250,3 +250,36 @@ class StackState(_Model):
     namespace: str
     name: str
     executionState: str = Field(description="What spec.executionState now says.")
+
+
+class ApprovalEntry(_Model):
+    id: str
+    agent: str = Field(description="The agent that asked.")
+    tool: str = Field(description="server/tool.")
+    arguments: str = Field(description="The call's arguments, as JSON text.")
+    tickId: str = Field(description="The tick whose step asked.")
+    requestedAt: float
+    expiresAt: float
+    state: str = Field(
+        description="Pending, Approved, Denied, Expired, Running, Executed or Interrupted."
+    )
+    decidedBy: str
+    reason: str
+    result: str = Field(description="What the approved call answered (cut).")
+
+
+class ApprovalList(_Model):
+    items: list[ApprovalEntry]
+
+
+class DecisionRequest(_Model):
+    """``POST …/approvals/{id}``: a person's decision on a waiting tool call."""
+
+    decision: Literal["Approved", "Denied"]
+    reason: str = Field(default="", max_length=1000)
+
+
+class DecisionResult(_Model):
+    id: str
+    state: str = Field(description="The approval's state after the decision.")
+    decidedBy: str

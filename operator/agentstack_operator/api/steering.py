@@ -21,6 +21,8 @@ import logging
 from typing import Any
 
 from agentstack_core import protocol
+from agentstack_core.approvals import APPROVED, Approval, decide
+from agentstack_core.approvals import approvals as read_approvals
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import RedisClient, Wakeup
 from agentstack_core.records import InputRecord
@@ -67,8 +69,25 @@ def input_entry(
     )
 
 
+def approval_entry(record: Approval) -> models.ApprovalEntry:
+    return models.ApprovalEntry(
+        id=record.id,
+        agent=record.agent,
+        tool=record.tool,
+        arguments=record.arguments,
+        tickId=record.tick_id,
+        requestedAt=record.requested_at,
+        expiresAt=record.expires_at,
+        state=record.state,
+        decidedBy=record.decided_by,
+        reason=record.reason,
+        result=record.result,
+    )
+
+
 class Steering:
-    """Inputs sent to stacks, and the log of what became of them."""
+    """Inputs sent to stacks and what became of them; decisions on tool calls that
+    wait for a person."""
 
     def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
@@ -143,3 +162,40 @@ class Steering:
             ],
             nextCursor=page.next_cursor,
         )
+
+    async def approvals(self, stack: dict[str, Any]) -> models.ApprovalList:
+        """The stack's tool calls that wait, or waited, for a person; oldest first."""
+        records = await read_approvals(self.redis, _ref(stack))
+        return models.ApprovalList(items=[approval_entry(record) for record in records])
+
+    async def decide(
+        self, stack: dict[str, Any], caller: User, approval: str, request: models.DecisionRequest
+    ) -> models.DecisionResult:
+        """Record the caller's decision (once: a decided or expired call is a 409), then
+        wake the stack so the asking agent reads it at once."""
+        ref = _ref(stack)
+        approved = request.decision == APPROVED
+        state = await decide(
+            self.redis, ref, approval, approved=approved, by=caller.name, reason=request.reason
+        )
+        if state == "Missing":
+            raise ApiError(404, "NotFound", f"no approval {approval!r} in {ref}")
+        if state != request.decision:
+            records = {r.id: r for r in await read_approvals(self.redis, ref)}
+            record = records.get(approval)
+            by = f" by {record.decided_by}" if record and record.decided_by else ""
+            raise ApiError(409, "AlreadyDecided", f"approval {approval} is {state}{by}")
+        uid = str(stack["metadata"].get("uid") or "")
+        word = "approved" if approved else "denied"
+        note = Wakeup(
+            stack=ref,
+            uid=uid,
+            reason="ToolCallApproved" if approved else "ToolCallDenied",
+            message=f"{caller.name} {word} tool call {approval}"
+            + (f": {request.reason}" if request.reason else ""),
+        )
+        try:
+            await protocol.wake(self.redis, note)
+        except Exception as exc:  # decided: the next scheduled tick reads it
+            logger.warning("approval %s of %s: no wake-up sent: %s", approval, ref, exc)
+        return models.DecisionResult(id=approval, state=state, decidedBy=caller.name)

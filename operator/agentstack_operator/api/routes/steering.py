@@ -5,10 +5,15 @@ Routes::
     POST /api/v1/namespaces/{namespace}/stacks/{name}/inputs   send an input (202)
     GET  /api/v1/namespaces/{namespace}/stacks/{name}/inputs   the inputs, newest first
     POST /api/v1/namespaces/{namespace}/stacks/{name}/state    pause, resume or stop
+    GET  /api/v1/namespaces/{namespace}/stacks/{name}/approvals          tool calls waiting
+    POST /api/v1/namespaces/{namespace}/stacks/{name}/approvals/{id}     approve or deny
 
 Sending is authorised by a SubjectAccessReview of ``create agentstacks/inputs`` in the
 stack's namespace (the chart's edit role grants it); reading the log by ``get``, like
-every read. The services are :class:`~..steering.Steering` and, for the state, a
+every read. A decision on a tool call is authorised by ``update agentstacks/approvals``
+(the edit role grants it; grant it alone to make approvers), recorded with the
+caller's name and announced by an Event on the stack. The services are
+:class:`~..steering.Steering` and, for the state, a
 :class:`~..statechange.StateWriter` that patches the stack with the caller's own token
 (RBAC's ``patch agentstacks``, decided and audited by the API server).
 """
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Path, Request
 
 from agentstack_core.spec import ExecutionState
 from agentstack_operator.api import models
@@ -109,3 +114,40 @@ async def set_state(
     writer: StateWriter = request.app.state.state_writer
     await writer.set_state(namespace, name, ExecutionState(body.executionState), token)
     return models.StackState(namespace=namespace, name=name, executionState=body.executionState)
+
+
+APPROVAL_ERRORS = error_responses(
+    (403, "RBAC does not allow update on agentstacks/approvals in the namespace"),
+    (404, "No such stack, or no such approval in it"),
+    (409, "The call was decided already, or its approval expired"),
+)
+ApprovalId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", description="The approval's id.")]
+
+
+@router.get(
+    f"{STACK_PATH}/approvals", response_model=models.ApprovalList, summary="Tool calls waiting"
+)
+async def list_approvals(
+    namespace: Namespace, name: Name, caller: Caller, access: Access, request: Request
+) -> models.ApprovalList:
+    stack = await access.readable(caller, namespace, name)
+    return await _steering(request).approvals(stack)
+
+
+@router.post(
+    f"{STACK_PATH}/approvals/{{approval}}",
+    response_model=models.DecisionResult,
+    responses=APPROVAL_ERRORS,
+    summary="Approve or deny a tool call that waits for a person",
+)
+async def decide_approval(
+    namespace: Namespace,
+    name: Name,
+    approval: ApprovalId,
+    body: models.DecisionRequest,
+    caller: Caller,
+    access: Access,
+    request: Request,
+) -> models.DecisionResult:
+    stack = await access.steerable(caller, namespace, name, verb="update", subresource="approvals")
+    return await _steering(request).decide(stack, caller, approval, body)
