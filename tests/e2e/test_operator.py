@@ -42,6 +42,8 @@ def test_applied_stack_ticks_and_status_shows_it(stacks: Stacks) -> None:
         "Paused",
         "Degraded",
         "BudgetExceeded",
+        "ToolsDegraded",
+        "AwaitingApproval",
     }
     assert all(c["observedGeneration"] == 1 for c in conditions)
     assert "Started" in stacks.events("demo")
