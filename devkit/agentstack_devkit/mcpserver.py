@@ -2,7 +2,8 @@
 
 Its tools cover what a tool server does to a caller: ``lookup`` answers, ``add`` takes
 typed arguments (so a schema violation can be refused before a call), ``fail`` raises,
-``hang`` never answers, ``huge`` answers a megabyte, and ``secret`` is never meant to
+``hang`` never answers, ``slow`` answers after a while (a window to kill the caller
+in), ``huge`` answers a megabyte, and ``secret`` is never meant to
 be offered (an allow-list test). It runs in a process of its own (``python -m
 agentstack_devkit.mcpserver``), so a test can hang it, kill it (a server down) or
 restart it; every tool call and the headers of every request are appended to a JSON
@@ -23,7 +24,7 @@ from typing import Any
 from agentstack_devkit.processes import LOOPBACK, ManagedProcess, free_port, wait_until
 
 HUGE_CHARS = 1_000_000
-TOOLS = ("lookup", "add", "fail", "hang", "huge", "secret")
+TOOLS = ("lookup", "add", "fail", "hang", "slow", "huge", "secret")
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -62,6 +63,12 @@ def serve(port: int, log: Path) -> None:
         _record(log, tool="hang", arguments={})
         await asyncio.sleep(3600)
         return "too late"
+
+    @server.tool(description="Answers after the given number of seconds.")
+    async def slow(seconds: int) -> str:
+        _record(log, tool="slow", arguments={"seconds": seconds})
+        await asyncio.sleep(seconds)
+        return f"done after {seconds}s"
 
     @server.tool(description="Answers a megabyte of text.")
     def huge() -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import pytest
@@ -32,6 +33,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from agentstack_devkit.browser import HeadlessChromium
 from agentstack_devkit.fleet import Fleet
+from agentstack_devkit.mcpserver import ToolServer
 from tests.e2e.stacks import Stacks
 
 T = TypeVar("T")
@@ -54,6 +56,7 @@ return {
   trace: texts("#trace"),
   feed: texts("#feed"),
   inputs: texts("#inputs"),
+  approvals: texts("#approvals"),
   plan: texts("#plan"),
   notice: document.getElementById("notice").textContent,
   agents: [...document.querySelectorAll("#agent > option")].map(o => o.value),
@@ -81,6 +84,7 @@ class PageView:
     feed: list[str]
     marker: str | None
     inputs: list[str] = field(default_factory=list)
+    approvals: list[str] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)
     notice: str = ""
     agents: list[str] = field(default_factory=list)
@@ -133,10 +137,11 @@ def read(driver: WebDriver) -> PageView:
         raw["trace"],
         raw["feed"],
         raw["marker"],
-        raw["inputs"],
-        raw["plan"],
-        raw["notice"],
-        raw["agents"],
+        inputs=raw["inputs"],
+        approvals=raw["approvals"],
+        plan=raw["plan"],
+        notice=raw["notice"],
+        agents=raw["agents"],
     )
 
 
@@ -338,6 +343,42 @@ def test_a_person_pauses_resumes_and_sends_an_input_from_the_page(
         return view if read and logged and replied else None
 
     until(browser, answered, "the trace, the inputs and the feed to show the input read")
+
+
+def test_a_person_approves_a_waiting_tool_call_from_the_page(
+    browser: WebDriver, live: Live, tmp_path: Path
+) -> None:
+    with ToolServer(tmp_path) as server:
+        tools = {
+            "servers": [
+                {
+                    "name": "kb",
+                    "url": server.url,
+                    "allowedTools": ["lookup"],
+                    "requireApproval": True,
+                }
+            ]
+        }
+        live.stacks.create("delta", tickIntervalSeconds=3600, tools=tools)
+        delta = live.key("delta")
+        browser.get(f"{live.url}/?stack={delta}")
+
+        def waiting(view: PageView) -> PageView | None:
+            pending = [line for line in view.approvals if line.endswith("Approve Deny")]
+            return view if view.title == delta and pending else None
+
+        until(browser, waiting, "a tool call waiting, with its buttons")
+        assert server.calls("lookup") == []
+        browser.execute_script("document.querySelector('#approvals button.approve').click();")
+
+        def executed(view: PageView) -> PageView | None:
+            done = [line for line in view.approvals if "— Executed by anonymous" in line]
+            return view if done else None
+
+        view = until(browser, executed, "the approved call to have run", timeout=LIVE_TIMEOUT)
+        assert view.notice.startswith("tool call ")
+        assert "Approved by anonymous" in view.notice
+        assert len(server.calls("lookup")) == 1
 
 
 def test_the_console_has_no_javascript_errors(
