@@ -86,11 +86,26 @@ class StepInput:
     """The agent whose step comes next: its context is read by this step's commit."""
     toolbox: Toolbox | None = None
     """The tools the agent may call (``None``: the stack declares none for it)."""
+    tokens_left: int | None = None
+    """What is left of the stack's token budget when the step starts (``None``: no
+    budget): a repair or a tool round after the first call may answer with at most
+    what is left then, and none starts once it is spent."""
 
 
-def _follow_up(request: ChatRequest, said: str, answer: str) -> ChatRequest:
+class _BudgetSpentError(Exception):
+    """The step's calls so far spent what was left of the token budget."""
+
+
+def _left(step: StepInput, spent: int) -> int | None:
+    return None if step.tokens_left is None else step.tokens_left - spent
+
+
+def _follow_up(request: ChatRequest, said: str, answer: str, *, left: int | None) -> ChatRequest:
     """``request`` continued: the model's last reply, then ``answer`` (a repair request
-    or tool results), for the next call."""
+    or tool results), for the next call — answering with at most ``left`` tokens (what
+    the budget has left; ``None``: no budget). :class:`_BudgetSpentError` if nothing is."""
+    if left is not None and left <= 0:
+        raise _BudgetSpentError
     return ChatRequest(
         model="",
         messages=[
@@ -98,7 +113,7 @@ def _follow_up(request: ChatRequest, said: str, answer: str) -> ChatRequest:
             {"role": "assistant", "content": said},
             {"role": "user", "content": answer},
         ],
-        max_tokens=request.max_tokens,
+        max_tokens=request.max_tokens if left is None else min(request.max_tokens, left),
         temperature=request.temperature,
         timeout=request.timeout,
         headers=request.headers,
@@ -174,6 +189,7 @@ async def run_step(
                         routed.completion.content[:REPAIR_ECHO_CHARS],
                         f"That reply was rejected: {error}. Answer again with only the JSON "
                         "object described in the instructions.",
+                        left=_left(step, prompt_tokens + completion_tokens),
                     )
             if answer is None:
                 break
@@ -192,8 +208,17 @@ async def run_step(
             results = [await toolbox.call(c.tool, c.arguments) for c in calls[:MAX_CALLS_PER_ROUND]]
             uses.extend(result.use for result in results)
             request = _follow_up(
-                request, routed.completion.content[:REPAIR_ECHO_CHARS], render_tool_results(results)
+                request,
+                routed.completion.content[:REPAIR_ECHO_CHARS],
+                render_tool_results(results),
+                left=_left(step, prompt_tokens + completion_tokens),
             )
+    except _BudgetSpentError:
+        if reply is None:  # a repair was due: the step has no valid answer
+            reason = "BudgetExceeded"
+            error = "the token budget was spent before the answer could be repaired"
+        else:  # tool results came back, but no call may read them
+            refused.append("tool results not read: the token budget is spent")
     except ExhaustedError as exc:
         attempts.extend(exc.attempts)
         reason, error = exc.reason, str(exc)

@@ -322,6 +322,7 @@ class Engine:
                         context=context,
                         then=_next_to_run(spec, position, committed),
                         toolbox=self._toolbox(request, spec, agent),
+                        tokens_left=None if limit is None else limit - used,
                     )
                     record, context = await run_step(step, self.router, providers)
                     records.append(record)

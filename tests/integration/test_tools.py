@@ -30,6 +30,7 @@ from agentstack_core.approvals import (
 from agentstack_core.keys import StackKeys
 from agentstack_core.protocol import RedisClient
 from agentstack_core.spec import SecretKeyRef, parse_spec
+from agentstack_core.store import delete_stack
 from agentstack_devkit.mcpserver import HUGE_CHARS, ToolServer
 from agentstack_devkit.processes import free_port
 from agentstack_runner.tools import MAX_RESULT_CHARS, ListingCache, Toolbox
@@ -281,3 +282,23 @@ async def test_an_approved_call_interrupted_mid_step_is_never_made_again(
         if c["arguments"] == json.loads(waiting.arguments)
     ]
     assert calls == []
+
+
+@pytest.mark.asyncio
+async def test_no_tool_round_starts_once_the_token_budget_is_spent(
+    aredis: RedisClient, server: ToolServer
+) -> None:
+    # The planner's step costs the same every time (the scripted team is deterministic):
+    # measure it, then give the stack a budget that leaves the builder one token.
+    await publish(aredis, _spec(server.url))
+    await make_engine(aredis).execute(request(1))
+    traces = {f["agent"]: f for _id, f in await aredis.xrange(KEYS.trace)}
+    planner = int(traces["planner"]["prompt_tokens"]) + int(traces["planner"]["completion_tokens"])
+    await delete_stack(aredis, STACK)
+    await publish(aredis, {**_spec(server.url), "budget": {"maxTokens": planner + 1}})
+    before = len(server.calls("lookup"))
+    await make_engine(aredis).execute(request(1))
+    builder = next(f for _id, f in await aredis.xrange(KEYS.trace) if f["agent"] == "builder")
+    assert "tool results not read: the token budget is spent" in json.loads(builder["refused"])
+    assert len(json.loads(builder["attempts"])) == 1  # the call that asked; no second one
+    assert len(server.calls("lookup")) == before + 1
