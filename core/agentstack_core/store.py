@@ -53,6 +53,7 @@ from typing import Any
 
 import orjson
 
+from agentstack_core.approvals import APPROVED, DENIED, Approval
 from agentstack_core.budget import Usage
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import RedisClient, TickResult
@@ -724,3 +725,92 @@ class StackReader:
     async def usage(self) -> dict[str, int]:
         raw = await self.client.hgetall(self.keys.usage)
         return {key: int(value) for key, value in raw.items()}
+
+
+# -- tool calls waiting for a person (agentstack_core.approvals) ---------------------------
+
+# KEYS: approvals. ARGV: id, decision, by, reason, now. Replies {state after, 1 if this
+# call moved it}.
+_DECIDE = Script(
+    """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then
+  return {'Missing', 0}
+end
+local r = cjson.decode(raw)
+if r.state ~= 'Pending' then
+  return {r.state, 0}
+end
+if tonumber(ARGV[5]) >= tonumber(r.expires_at) then
+  r.state = 'Expired'
+else
+  r.state = ARGV[2]
+  r.decided_by = ARGV[3]
+  r.reason = ARGV[4]
+  r.decided_at = tonumber(ARGV[5])
+end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(r))
+return {r.state, 1}
+"""
+)
+
+# KEYS: lease, approvals. ARGV: token, id, tick id. Replies {'Claimed'} or {state, run tick}.
+_CLAIM = Script(
+    """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return {'LeaseLost'}
+end
+local raw = redis.call('HGET', KEYS[2], ARGV[2])
+if not raw then
+  return {'Missing'}
+end
+local r = cjson.decode(raw)
+if r.state ~= 'Approved' then
+  return {r.state, r.run_tick or ''}
+end
+r.state = 'Running'
+r.run_tick = ARGV[3]
+redis.call('HSET', KEYS[2], ARGV[2], cjson.encode(r))
+return {'Claimed'}
+"""
+)
+
+
+async def decide_approval(
+    client: RedisClient,
+    stack: StackRef,
+    approval: str,
+    *,
+    approved: bool,
+    by: str,
+    reason: str = "",
+    now: float | None = None,
+) -> tuple[str, bool]:
+    """Record a person's decision on a pending approval; returns the state after it
+    (``Approved``/``Denied``; ``Expired`` if it came too late; the state it had if it
+    was decided already; ``Missing`` if there is no such approval), and whether this
+    call decided it (a decision is made once)."""
+    moment = time.time() if now is None else now
+    reply = await _DECIDE(
+        client,
+        [StackKeys(stack).approvals],
+        [approval, APPROVED if approved else DENIED, by, reason, repr(moment)],
+    )
+    return str(reply[0]), bool(int(reply[1]))
+
+
+async def claim_approval(
+    client: RedisClient, stack: StackRef, approval: str, *, token: str, tick: str
+) -> str:
+    """Take an approved call to run it now (``Claimed``), under the stack's lease;
+    else the record's state (``Running`` with another claim: an interrupted attempt)."""
+    keys = StackKeys(stack)
+    reply = await _CLAIM(client, [keys.lease, keys.approvals], [token, approval, tick])
+    return str(reply[0])
+
+
+async def read_approvals(client: RedisClient, stack: StackRef) -> list[Approval]:
+    """Every approval record of the stack, oldest request first."""
+    redis: Any = client  # see RedisClient: redis-py's annotations don't fit
+    raw = await redis.hvals(StackKeys(stack).approvals)
+    return sorted((Approval.decode(r) for r in raw), key=lambda a: (a.requested_at, a.id))

@@ -43,11 +43,10 @@ from redis.exceptions import ResponseError
 
 from agentstack_core import protocol
 from agentstack_core.approvals import Approval
-from agentstack_core.approvals import approvals as read_approvals
 from agentstack_core.budget import Usage
 from agentstack_core.keys import FleetKeys, StackKeys, StackRef
 from agentstack_core.protocol import Outcome, RedisClient, TickResult
-from agentstack_core.store import Finished, StackStore
+from agentstack_core.store import Finished, StackStore, read_approvals
 from agentstack_operator import metrics
 from agentstack_operator.index import epoch
 from agentstack_operator.jobs import job_failure

@@ -210,7 +210,7 @@ async def run_step(
             request = _follow_up(
                 request,
                 routed.completion.content[:REPAIR_ECHO_CHARS],
-                render_tool_results(results),
+                render_tool_results([result.for_prompt() for result in results]),
                 left=_left(step, prompt_tokens + completion_tokens),
             )
     except _BudgetSpentError:

@@ -20,7 +20,6 @@ import orjson
 from agentstack_core.spec import AgentSpec, StackSpec
 from agentstack_core.state import AgentContext, InboxMessage
 from agentstack_runner.actions import SCHEMA_HINT
-from agentstack_runner.tools import ToolResult
 
 ROLE_PROMPTS = {
     "planner": (
@@ -131,11 +130,12 @@ def render_context(document: dict[str, Any]) -> str:
     )
 
 
-def render_tool_results(results: Sequence[ToolResult]) -> str:
-    """The results of a round of tool calls, for the model's next answer."""
+def render_tool_results(results: Sequence[dict[str, Any]]) -> str:
+    """The results of a round of tool calls (each ``tool``, ``outcome``, ``result``),
+    for the model's next answer."""
     return (
         f"Results of your tool calls, as JSON:\n{_RESULTS_START}"
-        + orjson.dumps([result.for_prompt() for result in results]).decode()
+        + orjson.dumps(list(results)).decode()
         + f"{_RESULTS_END}\nAnswer again with the JSON object: your actions now that you "
         "have these results (call tools again only if you must)."
     )

@@ -47,13 +47,12 @@ from agentstack_core.approvals import (
     RUNNING,
     Approval,
     approval_id,
-    approvals,
-    claim,
 )
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import RedisClient
 from agentstack_core.records import ToolUse
 from agentstack_core.spec import AgentSpec, SecretKeyRef, StackSpec, ToolServer
+from agentstack_core.store import claim_approval, read_approvals
 from agentstack_runner import metrics
 
 MAX_RESULT_CHARS = 4_000
@@ -164,7 +163,7 @@ class Toolbox:
         told: list[dict[str, Any]] = []
         changed: list[Approval] = []
         uses: list[ToolUse] = []
-        for record in await approvals(client, stack):
+        for record in await read_approvals(client, stack):
             if record.agent != self.agent or record.reported:
                 continue
             if record.state == PENDING and not record.expired(now):
@@ -174,7 +173,7 @@ class Toolbox:
             if record.state == PENDING:
                 record = record.told(EXPIRED)
             elif record.state == APPROVED:
-                claimed = await claim(client, stack, record.id, token=token, tick=tick)
+                claimed = await claim_approval(client, stack, record.id, token=token, tick=tick)
                 if claimed == "Claimed":
                     result = await self.call(
                         record.tool, orjson.loads(record.arguments), approved=True

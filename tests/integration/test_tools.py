@@ -23,14 +23,14 @@ from agentstack_core.approvals import (
     INTERRUPTED,
     PENDING,
     Approval,
-    approvals,
-    claim,
-    decide,
 )
 from agentstack_core.keys import StackKeys
 from agentstack_core.protocol import RedisClient
 from agentstack_core.spec import SecretKeyRef, parse_spec
+from agentstack_core.store import claim_approval as claim
+from agentstack_core.store import decide_approval as decide
 from agentstack_core.store import delete_stack
+from agentstack_core.store import read_approvals as approvals
 from agentstack_devkit.mcpserver import HUGE_CHARS, ToolServer
 from agentstack_devkit.processes import free_port
 from agentstack_runner.tools import MAX_RESULT_CHARS, ListingCache, Toolbox
@@ -213,8 +213,9 @@ async def test_a_call_needing_approval_waits_then_runs_once_when_approved(
     artifact = json.loads(await aredis.hget(KEYS.artifacts, "t1.md"))
     assert "(awaiting-approval)" in artifact["content"]
 
-    assert await decide(aredis, STACK, waiting.id, approved=True, by="alice") == APPROVED
-    assert await decide(aredis, STACK, waiting.id, approved=False, by="bob") == APPROVED
+    assert await decide(aredis, STACK, waiting.id, approved=True, by="alice") == (APPROVED, True)
+    assert await decide(aredis, STACK, waiting.id, approved=False, by="bob") == (APPROVED, False)
+    assert await decide(aredis, STACK, waiting.id, approved=True, by="al") == (APPROVED, False)
 
     await make_engine(aredis).execute(request(2))
     done = next(a for a in await _approvals(aredis) if a.id == waiting.id)
@@ -244,7 +245,8 @@ async def test_a_denied_or_expired_call_never_runs(aredis: RedisClient, server: 
     before = len(server.calls())
     await make_engine(aredis).execute(request(1))
     (waiting,) = await _approvals(aredis)
-    assert await decide(aredis, STACK, waiting.id, approved=False, by="bob", reason="no") == DENIED
+    denial = await decide(aredis, STACK, waiting.id, approved=False, by="bob", reason="no")
+    assert denial == (DENIED, True)
     await make_engine(aredis).execute(request(2))
     denied = next(a for a in await _approvals(aredis) if a.id == waiting.id)
     assert (denied.state, denied.reported, denied.decided_by) == (DENIED, True, "bob")
@@ -254,7 +256,7 @@ async def test_a_denied_or_expired_call_never_runs(aredis: RedisClient, server: 
         late = await decide(
             aredis, STACK, record.id, approved=True, by="x", now=record.expires_at + 1
         )
-        assert late == EXPIRED
+        assert late == (EXPIRED, True)
     await make_engine(aredis).execute(request(3))
     assert [c for c in server.calls()[before:] if c["tool"] == "lookup"] == []
 

@@ -21,13 +21,18 @@ import logging
 from typing import Any
 
 from agentstack_core import protocol
-from agentstack_core.approvals import APPROVED, Approval, decide
-from agentstack_core.approvals import approvals as read_approvals
+from agentstack_core.approvals import APPROVED, Approval
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import RedisClient, Wakeup
 from agentstack_core.records import InputRecord
 from agentstack_core.spec import ExecutionState, SpecError, StackSpec, parse_spec
-from agentstack_core.store import InputRateError, StackGoneError, send_input
+from agentstack_core.store import (
+    InputRateError,
+    StackGoneError,
+    decide_approval,
+    read_approvals,
+    send_input,
+)
 from agentstack_operator.api import models
 from agentstack_operator.api.auth import User
 from agentstack_operator.api.errors import ApiError
@@ -175,12 +180,12 @@ class Steering:
         wake the stack so the asking agent reads it at once."""
         ref = _ref(stack)
         approved = request.decision == APPROVED
-        state = await decide(
+        state, decided = await decide_approval(
             self.redis, ref, approval, approved=approved, by=caller.name, reason=request.reason
         )
         if state == "Missing":
             raise ApiError(404, "NotFound", f"no approval {approval!r} in {ref}")
-        if state != request.decision:
+        if not decided or state != request.decision:  # decided before, or expired
             records = {r.id: r for r in await read_approvals(self.redis, ref)}
             record = records.get(approval)
             by = f" by {record.decided_by}" if record and record.decided_by else ""
