@@ -172,6 +172,9 @@ class Toolbox:
                 continue
             if record.state == PENDING:
                 record = record.told(EXPIRED)
+            elif record.state == APPROVED and record.tool not in self.offered:
+                told.append({**_told(record), "note": "approved; its server is not reachable"})
+                continue  # not claimed: a later step makes it once the server answers
             elif record.state == APPROVED:
                 claimed = await claim_approval(client, stack, record.id, token=token, tick=tick)
                 if claimed == "Claimed":

@@ -304,3 +304,22 @@ async def test_no_tool_round_starts_once_the_token_budget_is_spent(
     assert "tool results not read: the token budget is spent" in json.loads(builder["refused"])
     assert len(json.loads(builder["attempts"])) == 1  # the call that asked; no second one
     assert len(server.calls("lookup")) == before + 1
+
+
+@pytest.mark.asyncio
+async def test_an_approved_call_waits_while_its_server_is_unreachable(
+    aredis: RedisClient, server: ToolServer
+) -> None:
+    await publish(aredis, _spec(server.url, requireApproval=True))
+    await make_engine(aredis).execute(request(1))
+    (waiting,) = await _approvals(aredis)
+    await decide(aredis, STACK, waiting.id, approved=True, by="alice")
+    down = f"http://127.0.0.1:{free_port()}/mcp"
+    await publish(aredis, _spec(down, requireApproval=True, timeoutSeconds=2), generation=2)
+    await make_engine(aredis).execute(request(2, generation=2))
+    still = next(a for a in await _approvals(aredis) if a.id == waiting.id)
+    assert (still.state, still.reported) == (APPROVED, False)  # not claimed, not lost
+    await publish(aredis, _spec(server.url, requireApproval=True), generation=3)
+    await make_engine(aredis).execute(request(3, generation=3))
+    done = next(a for a in await _approvals(aredis) if a.id == waiting.id)
+    assert done.state == EXECUTED
