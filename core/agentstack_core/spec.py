@@ -65,6 +65,13 @@ class StepFailurePolicy(StrEnum):
     FAIL_TICK = "FailTick"
 
 
+class WhilePending(StrEnum):
+    """What an agent does while a tool call it asked for waits for a person."""
+
+    CONTINUE = "Continue"
+    PAUSE_AGENT = "PauseAgent"
+
+
 class SpecError(ValueError):
     """The spec is well-formed YAML but makes no sense; ``problems`` says why."""
 
@@ -184,6 +191,7 @@ class StackSpec:
     tool_servers: tuple[ToolServer, ...] = ()
     approval_timeout_seconds: float = 3600.0
     """A call waiting for approval longer than this expires (it never runs)."""
+    while_pending: WhilePending = WhilePending.CONTINUE
 
     @property
     def providers_used(self) -> tuple[str, ...]:
@@ -389,6 +397,9 @@ def parse_spec(raw: dict[str, Any]) -> StackSpec:
             ),
             inputs=_inputs(raw.get("inputs")),
             tool_servers=_tool_servers(raw.get("tools"), agents, problems),
+            while_pending=WhilePending(
+                (raw.get("tools") or {}).get("whilePending", d.while_pending)
+            ),
             approval_timeout_seconds=float(
                 (raw.get("tools") or {}).get("approvalTimeoutSeconds", d.approval_timeout_seconds)
             ),

@@ -15,10 +15,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from agentstack_core.approvals import Approval
+from agentstack_core.approvals import PENDING, Approval
 from agentstack_core.records import Attempt as TracedAttempt
 from agentstack_core.records import ToolUse, TraceRecord
-from agentstack_core.spec import AgentSpec, StackSpec
+from agentstack_core.spec import AgentSpec, StackSpec, WhilePending
 from agentstack_core.state import TRACE_MAXLEN, AgentContext, xadd_op
 from agentstack_core.store import StackStore
 from agentstack_runner import metrics
@@ -41,6 +41,8 @@ from agentstack_runner.tools import (
     Toolbox,
 )
 
+PAUSED_FOR_APPROVAL = "AwaitingApproval"
+"""The reason of a step not taken: its agent waits for a decision (``PauseAgent``)."""
 REPAIR_ECHO_CHARS = 2_000
 TRACE_TEXT_CHARS = 500
 
@@ -165,8 +167,10 @@ async def run_step(
     actions: list[Action] = []
     refused: list[str] = []
     rounds = 0
+    if spec.while_pending is WhilePending.PAUSE_AGENT and any(t["state"] == PENDING for t in told):
+        reason = PAUSED_FOR_APPROVAL  # the agent sits this step out; its inbox waits
     try:
-        while True:
+        while reason == "Succeeded":
             answer: Reply | None = None
             for attempt in range(2):  # the answer, and one repair
                 routed = await router.complete(
@@ -243,9 +247,11 @@ async def run_step(
     record = StepRecord(
         agent=agent.name,
         role=agent.role,
-        outcome="Succeeded" if reason == "Succeeded" else "Failed",
+        outcome="Succeeded" if reason in ("Succeeded", PAUSED_FOR_APPROVAL) else "Failed",
         reason=reason,
-        message=error[:TRACE_TEXT_CHARS] if reason != "Succeeded" else "",
+        message=error[:TRACE_TEXT_CHARS]
+        if reason not in ("Succeeded", PAUSED_FOR_APPROVAL)
+        else "",
         model=model,
         tokens=tokens,
         progressed=effects.progressed,

@@ -323,3 +323,28 @@ async def test_an_approved_call_waits_while_its_server_is_unreachable(
     await make_engine(aredis).execute(request(3, generation=3))
     done = next(a for a in await _approvals(aredis) if a.id == waiting.id)
     assert done.state == EXECUTED
+
+
+@pytest.mark.asyncio
+async def test_pause_agent_makes_the_asking_agent_sit_out_until_the_decision(
+    aredis: RedisClient, server: ToolServer
+) -> None:
+    raw = _spec(server.url, requireApproval=True)
+    raw["tools"]["whilePending"] = "PauseAgent"
+    await publish(aredis, raw)
+    await make_engine(aredis).execute(request(1))
+    (waiting,) = await _approvals(aredis)
+
+    await make_engine(aredis).execute(request(2))
+    steps = [f for _id, f in await aredis.xrange(KEYS.trace) if f["tick_id"] == "team/demo/2"]
+    builder = next(f for f in steps if f["agent"] == "builder")
+    assert (builder["outcome"], builder["reason"]) == ("Succeeded", "AwaitingApproval")
+    assert json.loads(builder["attempts"]) == []  # no model was asked
+    assert next(f for f in steps if f["agent"] == "reviewer")["reason"] == "Succeeded"
+
+    await decide(aredis, STACK, waiting.id, approved=True, by="alice")
+    await make_engine(aredis).execute(request(3))
+    steps = [f for _id, f in await aredis.xrange(KEYS.trace) if f["tick_id"] == "team/demo/3"]
+    builder = next(f for f in steps if f["agent"] == "builder")
+    assert builder["reason"] == "Succeeded"
+    assert next(a for a in await _approvals(aredis) if a.id == waiting.id).state == EXECUTED

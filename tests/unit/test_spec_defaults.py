@@ -39,6 +39,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "tools.servers.timeoutSeconds": ToolServer("", "", ()).timeout_seconds,
     "tools.servers.requireApproval": ToolServer("", "", ()).require_approval,
     "tools.approvalTimeoutSeconds": DEFAULTS.approval_timeout_seconds,
+    "tools.whilePending": DEFAULTS.while_pending,
 }
 
 
