@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+import yaml
+
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.fleet import Fleet
@@ -30,6 +32,7 @@ from agentstack_devkit.helm import (
     redis_password,
 )
 from agentstack_devkit.image import project_image, redis_image
+from agentstack_devkit.mcpserver import ToolServer
 from agentstack_devkit.node import NodeCluster, node_binaries
 from agentstack_devkit.processes import (
     LOOPBACK,
@@ -198,6 +201,21 @@ def cluster(*, data_dir: Path | None, port: int | None) -> int:
 
 EXAMPLE = "examples/01-scripted-team.yaml"
 EXAMPLE_STACK = "release-notes"
+TOOL_STACK = "tool-demo"
+
+
+def _tool_stack(url: str) -> dict[str, object]:
+    """The offline team with an MCP server: its builder calls ``kb/lookup``."""
+    return {
+        "apiVersion": "agentstack.dev/v1alpha1",
+        "kind": "AgentStack",
+        "metadata": {"name": TOOL_STACK, "namespace": "default"},
+        "spec": {
+            "goal": "Write a short guide to Redis streams, checked against the knowledge base.",
+            "tickIntervalSeconds": 10,
+            "tools": {"servers": [{"name": "kb", "url": url, "allowedTools": ["lookup"]}]},
+        },
+    }
 
 
 def _groq_stack(openai: bool) -> dict[str, object]:
@@ -358,7 +376,16 @@ def _up_processes(*, data_dir: Path | None, port: int | None) -> int:
         applied = plane.kubectl("apply", "-n", "default", "-f", str(repo / EXAMPLE))
         if applied.returncode != 0:
             raise DevEnvError(f"applying {EXAMPLE} failed: {applied.stderr.strip()}")
-        stacks = [EXAMPLE_STACK, *_apply_live_examples(plane)]
+        tools = ToolServer(plane.data_dir / "mcp")
+        parts.callback(tools.stop)
+        tools.start()
+        manifest = plane.data_dir / "tool-demo.yaml"
+        manifest.write_text(yaml.safe_dump(_tool_stack(tools.url)))
+        applied = plane.kubectl("apply", "-f", str(manifest))
+        if applied.returncode != 0:
+            raise DevEnvError(f"applying {TOOL_STACK} failed: {applied.stderr.strip()}")
+        live = _apply_live_examples(plane)
+        stacks = [EXAMPLE_STACK, TOOL_STACK, *live]
         endpoints = state_dir() / "endpoints.env"
         parts.callback(endpoints.unlink, missing_ok=True)
         endpoints.write_text(
@@ -375,7 +402,8 @@ def _up_processes(*, data_dir: Path | None, port: int | None) -> int:
             f"agentstack is up in {time.monotonic() - started:.1f}s: Kubernetes "
             f"{plane.binaries.kubernetes_version} at {plane.url}, Redis at {redis.url}, "
             f"operator, runner and read API running; stacks: {', '.join(stacks)}"
-            f"{'' if len(stacks) > 1 else ' (offline: set GROQ_API_KEY for a live one)'}\n"
+            f"{'' if live else ' (offline: set GROQ_API_KEY for a live one)'}; "
+            f"{TOOL_STACK}'s builder calls kb/lookup on a local MCP server ({tools.url})\n"
             f"endpoints: {endpoints}  (source it: set -a; . {endpoints}; set +a)\n"
             f"logs:      {plane.logs_dir}\n"
             f"live page: {api_url}/?stack=default/{EXAMPLE_STACK}   (API: {api_url}/docs)\n\n"
@@ -387,6 +415,6 @@ def _up_processes(*, data_dir: Path | None, port: int | None) -> int:
             f"  curl -N {api_url}/api/v1/namespaces/default/stacks/{EXAMPLE_STACK}/traces/stream\n"
             f"  redis-cli -p {redis.port} XREVRANGE '{trace}' + - COUNT 4   # the raw trace"
         )
-        return banner, [*plane.processes, redis.process, *fleet.processes]
+        return banner, [*plane.processes, redis.process, *fleet.processes, tools.process]
 
     return _foreground("up", setup)

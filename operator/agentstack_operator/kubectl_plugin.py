@@ -228,6 +228,8 @@ def _trace_line(entry: dict[str, Any]) -> str:
         f"{entry.get('outcome', '')} {entry.get('model', '')} {entry.get('latencyMs', 0)}ms: "
         f"{actions}"
     )
+    for use in entry.get("tools") or []:
+        line += f" | {use['tool']} {use['outcome']} {use['seconds']}s"
     if entry.get("error"):
         line += f" [{entry['reason']}: {entry['error']}]"
     return line

@@ -129,7 +129,8 @@ def test_dev_up_runs_the_whole_stack_and_stops_it(tmp_path: Path) -> None:
     process, output = _foreground(["up", "--processes", "--data-dir", str(tmp_path / "data")], env)
     try:
         text = output.text()
-        assert "stacks: release-notes (offline" in text
+        assert "stacks: release-notes, tool-demo (offline" in text
+        assert "tool-demo's builder calls kb/lookup on a local MCP server" in text
         assert "patch ags release-notes --type merge" in text
         endpoints = dict(
             line.split("=", 1) for line in (state_dir / "endpoints.env").read_text().split()
@@ -172,6 +173,15 @@ def test_dev_up_runs_the_whole_stack_and_stops_it(tmp_path: Path) -> None:
         stack_url = f"{endpoints['AGENTSTACK_API_URL']}/api/v1/namespaces/default/stacks"
         with urllib.request.urlopen(f"{stack_url}/release-notes/ticks", timeout=10) as got:
             assert json.loads(got.read())["items"]
+
+        def tool_called() -> bool | None:
+            with urllib.request.urlopen(f"{stack_url}/tool-demo/traces", timeout=10) as got:
+                steps = json.loads(got.read())["items"]
+            # The offline demo shows a tool call: the builder's lookup, answered.
+            calls = [u for s in steps for u in s.get("tools", []) if u["tool"] == "kb/lookup"]
+            return True if any(u["outcome"] == "ok" for u in calls) else None
+
+        eventually(tool_called, "the tool-demo builder's tool call in its trace", timeout=60)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=90) == 0
     finally:

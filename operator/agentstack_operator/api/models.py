@@ -110,6 +110,17 @@ class Attempt(_Model):
     seconds: float
 
 
+class ToolUse(_Model):
+    tool: str = Field(description="server/tool.")
+    outcome: str = Field(
+        description="ok, error, timeout, unreachable, invalid (never sent), refused (not "
+        "offered) or awaiting-approval (not made: it waits for a person)."
+    )
+    seconds: float
+    chars: int = Field(description="Characters of the result the agent was shown.")
+    error: str
+
+
 class TraceEntry(_Model):
     id: str
     tickId: str
@@ -129,6 +140,7 @@ class TraceEntry(_Model):
     refused: list[str]
     error: str
     at: float | None
+    tools: list[ToolUse] = Field(description="The step's tool calls, in order.")
 
 
 class TracePage(_Model):

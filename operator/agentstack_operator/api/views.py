@@ -89,6 +89,12 @@ def trace_entry(entry_id: str, fields: dict[str, str]) -> models.TraceEntry:
         refused=list(r.refused),
         error=r.error,
         at=r.at,
+        tools=[
+            models.ToolUse(
+                tool=u.tool, outcome=u.outcome, seconds=u.seconds, chars=u.chars, error=u.error
+            )
+            for u in r.tools
+        ],
     )
 
 
