@@ -142,6 +142,16 @@ class ToolServer:
     """The most one call (connection included) may take; then it fails, the step goes on."""
     require_approval: bool = False
     """Every call to this server's tools waits for a person's approval first."""
+    approval_tools: tuple[str, ...] = ()
+    """Tools whose calls wait for approval even when the server's others do not."""
+
+    def needs_approval(self, tool: str) -> bool:
+        return self.require_approval or tool in self.approval_tools
+
+    @property
+    def asks_approval(self) -> bool:
+        """Whether any call to this server may wait for a person."""
+        return self.require_approval or bool(self.approval_tools)
 
     def serves(self, agent: str) -> bool:
         return not self.agents or agent in self.agents
@@ -349,6 +359,7 @@ def _tool_servers(
                 headers=tuple(headers),
                 timeout_seconds=float(item.get("timeoutSeconds", _TOOL_SERVER.timeout_seconds)),
                 require_approval=bool(item.get("requireApproval", _TOOL_SERVER.require_approval)),
+                approval_tools=tuple(item.get("requireApprovalFor") or ()),
             )
         )
     return tuple(servers)

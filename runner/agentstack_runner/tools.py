@@ -148,7 +148,7 @@ class Toolbox:
 
     @property
     def needs_approvals(self) -> bool:
-        return any(server.require_approval for server in self.servers)
+        return any(server.asks_approval for server in self.servers)
 
     async def settle(
         self, client: RedisClient, stack: StackRef, *, token: str, tick: str, now: float
@@ -232,7 +232,7 @@ class Toolbox:
         problem = _invalid(tool.input_schema, arguments)
         if problem is not None:
             return _result(ref, "invalid", started, f"arguments refused, not sent: {problem}")
-        if tool.server.require_approval and not approved:
+        if tool.server.needs_approval(tool.name) and not approved:
             return self._ask(ref, arguments, tick, started)
         try:
             async with asyncio.timeout(tool.server.timeout_seconds):

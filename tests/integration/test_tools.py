@@ -348,3 +348,21 @@ async def test_pause_agent_makes_the_asking_agent_sit_out_until_the_decision(
     builder = next(f for f in steps if f["agent"] == "builder")
     assert builder["reason"] == "Succeeded"
     assert next(a for a in await _approvals(aredis) if a.id == waiting.id).state == EXECUTED
+
+
+@pytest.mark.asyncio
+async def test_one_tool_of_a_server_can_need_approval_and_the_others_not(
+    server: ToolServer,
+) -> None:
+    toolbox = _toolbox(
+        _spec(server.url, allowedTools=["lookup", "add"], requireApprovalFor=["add"])
+    )
+    await toolbox.offer()
+    assert toolbox.needs_approvals
+    looked = await toolbox.call("kb/lookup", {"query": "streams"}, tick="team/demo/1")
+    assert looked.use.outcome == "ok"
+    before = len(server.calls("add"))
+    asked = await toolbox.call("kb/add", {"a": 1, "b": 2}, tick="team/demo/1")
+    assert asked.use.outcome == "awaiting-approval"
+    assert [a.tool for a in toolbox.requested] == ["kb/add"]
+    assert len(server.calls("add")) == before
