@@ -77,6 +77,13 @@ class TickResult(Record):
     unreadable), and why; empty when every tool server answered."""
     approvals: int = 0
     """Approval records the tick asked for or moved on: the operator mirrors them."""
+    cost: int = 0
+    """Nano-dollars of the tick's priced LLM calls (:mod:`agentstack_core.pricing`)."""
+    unpriced: int = 0
+    """LLM calls of models without a price: the tick's cost is unknown if any."""
+    cost_needed: int = 0
+    """Nano-dollars a call refused by the dollar budget needed at the least (0: none
+    was refused); the stack's budget counts as spent while less is left."""
 
     @property
     def duration(self) -> float:

@@ -158,6 +158,10 @@ class TickRecord(Record):
     steps: int = 0
     progressed: bool = False
     runner: str = ""
+    cost: int = 0
+    """Nano-dollars of the tick's priced LLM calls."""
+    unpriced: int = 0
+    """LLM calls of models without a price (then the tick's cost is unknown)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +212,10 @@ class TraceRecord(Record):
     error: str = ""
     at: float | None = None
     tools: tuple[ToolUse, ...] = ()
+    cost: int = 0
+    """Nano-dollars of the step's priced LLM calls."""
+    unpriced: int = 0
+    """The step's LLM calls of models without a price (its cost is then unknown)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -116,6 +116,8 @@ class AgentSpec:
 class Budget:
     max_tokens: int | None = None
     max_ticks: int | None = None
+    max_cost_usd: float | None = None
+    """Dollars the stack's LLM calls may cost in total (priced by the runners' table)."""
 
 
 @dataclass(frozen=True)
@@ -302,6 +304,10 @@ DEFAULTS = StackSpec(goal="", agents=())
 _IDLE = IdleBackoff(max_interval_seconds=0.0)
 
 
+def _optional_float(raw: Any) -> float | None:
+    return None if raw is None else float(raw)
+
+
 def _idle_backoff(raw: Any) -> IdleBackoff | None:
     if not raw:
         return None
@@ -405,6 +411,7 @@ def parse_spec(raw: dict[str, Any]) -> StackSpec:
             budget=Budget(
                 max_tokens=budget.get("maxTokens"),
                 max_ticks=budget.get("maxTicks"),
+                max_cost_usd=_optional_float(budget.get("maxCostUSD")),
             ),
             inputs=_inputs(raw.get("inputs")),
             tool_servers=_tool_servers(raw.get("tools"), agents, problems),

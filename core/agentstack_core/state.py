@@ -73,6 +73,8 @@ def history_entry(result: TickResult) -> TickRecord:
         steps=result.steps,
         progressed=result.progressed,
         runner=result.runner,
+        cost=result.cost,
+        unpriced=result.unpriced,
     )
 
 

@@ -192,7 +192,8 @@ return {status, context(5, ARGV[7], ARGV[8], ARGV[9])}
 # id, now, history fields (JSON object), tokens, done window, history maxlen, ran (1:
 # counts as a tick run), result fields (JSON object), verdict (S succeeded, F failed, D
 # dropped), progressed (1/0), uid, outcomes window (results kept for the newest this
-# many ticks).
+# many ticks), cost (nano-dollars), unpriced calls, cost needed (0: no call was refused
+# by the dollar budget; else what the refused call needed at the least).
 _FINISH_TICK = Script(
     _ALIVE
     + """
@@ -230,6 +231,11 @@ end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*', unpack(fields))
 redis.call('HINCRBY', KEYS[6], 'tokens', ARGV[6])
 redis.call('HINCRBY', KEYS[6], 'ticks', ARGV[9])
+redis.call('HINCRBY', KEYS[6], 'cost', ARGV[15])
+redis.call('HINCRBY', KEYS[6], 'unpriced', ARGV[16])
+if ARGV[17] ~= '0' then
+  redis.call('HSET', KEYS[6], 'needed', ARGV[17])
+end
 if ARGV[11] == 'F' then
   redis.call('HINCRBY', KEYS[6], 'failures', 1)
 elseif ARGV[11] == 'S' then
@@ -482,6 +488,9 @@ class StackStore:
                 "1" if result.progressed else "0",
                 self.uid,
                 str(OUTCOMES_WINDOW),
+                str(result.cost),
+                str(result.unpriced),
+                str(result.cost_needed),
             ],
         )
         if answer == _GONE:

@@ -108,6 +108,10 @@ class Reply:
     content: str | Responder
     prompt_tokens: int = 10
     completion_tokens: int = 5
+    worst_case: bool = False
+    """Report the most the request could have used instead: a prompt token per byte of
+    its messages and ``max_tokens`` completion tokens — a provider at its dearest, for
+    tests of the budgets."""
 
 
 @dataclass(frozen=True)
@@ -530,6 +534,11 @@ class FakeLLMServer(Service):
             _log.exception("FakeLLMServer: the scripted responder raised")
             return _error_response(500, f"FakeLLMServer: the scripted responder raised {exc!r}")
         completion_id = f"chatcmpl-fake-{next(self._ids)}"
+        prompt_tokens, completion_tokens = reply.prompt_tokens, reply.completion_tokens
+        if reply.worst_case:
+            messages = recorded.body.get("messages") or []
+            prompt_tokens = sum(len(str(m.get("content", "")).encode()) for m in messages)
+            completion_tokens = int(recorded.body.get("max_tokens") or 0)
         return web.json_response(
             {
                 "id": completion_id,
@@ -545,9 +554,9 @@ class FakeLLMServer(Service):
                     }
                 ],
                 "usage": {
-                    "prompt_tokens": reply.prompt_tokens,
-                    "completion_tokens": reply.completion_tokens,
-                    "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
                 },
             },
             headers={"x-request-id": completion_id},

@@ -74,6 +74,12 @@ class OperatorConfig:
     endpoints: EndpointPolicy = field(default_factory=EndpointPolicy)
     gc_thaw_seconds: float = DEFAULT_THAW_SECONDS
     gc_gen0_threshold: int = DEFAULT_GEN0_THRESHOLD
+    per_stack_metrics: bool = False
+    """Series labelled by stack (``agentstack_stack_*``): off, their number grows with
+    the fleet."""
+    prices: str = ""
+    """``AGENTSTACK_PRICES`` as the operator got it: passed on to tick Jobs, whose runner
+    prices calls like the pool's."""
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -106,6 +112,8 @@ class OperatorConfig:
             job_ttl_seconds=env_int("AGENTSTACK_JOB_TTL_SECONDS", defaults.job_ttl_seconds),
             job_grace_seconds=env_int("AGENTSTACK_JOB_GRACE_SECONDS", defaults.job_grace_seconds),
             endpoints=EndpointPolicy.from_env(),
+            per_stack_metrics=env_bool("AGENTSTACK_METRICS_PER_STACK"),
+            prices=os.environ.get("AGENTSTACK_PRICES", "").strip(),
             gc_thaw_seconds=_not_negative(
                 "AGENTSTACK_GC_THAW_SECONDS",
                 env_float("AGENTSTACK_GC_THAW_SECONDS", defaults.gc_thaw_seconds),

@@ -45,6 +45,7 @@ from agentstack_core import protocol
 from agentstack_core.approvals import Approval
 from agentstack_core.budget import Usage
 from agentstack_core.keys import FleetKeys, StackKeys, StackRef
+from agentstack_core.pricing import usd
 from agentstack_core.protocol import Outcome, RedisClient, TickResult
 from agentstack_core.store import Finished, StackStore, read_approvals
 from agentstack_operator import metrics
@@ -240,6 +241,14 @@ class ResultFolder:
             record = self.records.get(str(result.stack))
             if record is None:
                 continue
+            metrics.PER_STACK.observe(
+                result.stack.namespace,
+                result.stack.name,
+                result.outcome.value,
+                result.tokens,
+                usd(result.cost),
+                result.duration,
+            )
             tools_before = record.tool_problems
             fold_result(record, result)
             if bool(record.tool_problems) != bool(tools_before):
@@ -271,7 +280,7 @@ class ResultFolder:
             await self.events.post(record, apply_usage(record, Usage.from_hash(dict(usage))))
             if record.interval != interval:  # failure or idle back-off moved
                 self.scheduler.reschedule(record, "interval")
-            message = budget_message(record.spec, record.tokens, record.ticks)
+            message = budget_message(record.spec, record.usage)
             if message and not record.budget_message:
                 record.budget_message = message
                 self.scheduler.unschedule(record)

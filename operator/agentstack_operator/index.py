@@ -23,6 +23,7 @@ stack (deleted and recreated): it starts a fresh record.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import Any
 
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
+from agentstack_core.pricing import nanos
 from agentstack_core.spec import ExecutionState
 from agentstack_operator.scheduling import Cause
 from agentstack_operator.stackstate import (
@@ -68,6 +70,9 @@ def adopt_status(record: StackRecord, status: dict[str, Any]) -> None:
     record.conditions = {c["type"]: c for c in status.get("conditions") or []}
     record.ticks = int(status.get("ticks") or 0)
     record.tokens = int(status.get("tokensUsed") or 0)
+    with contextlib.suppress(ValueError):
+        record.cost = nanos(float(status.get("costUSD") or 0))
+    record.unpriced = int(status.get("unpricedCalls") or 0)
     record.failures = int(status.get("consecutiveFailures") or 0)
     if status.get("lastTickId"):
         record.last_tick = LastTick(

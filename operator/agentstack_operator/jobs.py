@@ -48,6 +48,8 @@ def build_job(
         {"name": "AGENTSTACK_RUNNER_METRICS_PORT", "value": "0"},
         {"name": "AGENTSTACK_RUNNER_CREDENTIALS", "value": "job"},
     ]
+    if config.prices:
+        env.append({"name": "AGENTSTACK_PRICES", "value": config.prices})
     for provider, settings in spec.providers.items():
         if settings.secret_ref is not None and provider in _ENV_KEYS:
             env.append(

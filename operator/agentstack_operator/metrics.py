@@ -51,3 +51,66 @@ STATUS_AGE = Gauge(
     "stale a stack's status gets before it is rewritten.",
 )
 LEADER = Gauge("agentstack_operator_leader", "1 while this replica holds the leader lease.")
+APPROVALS_WAITING = Gauge(
+    "agentstack_operator_approvals_waiting",
+    "Tool calls waiting for a person's approval, across the stacks this leader runs.",
+)
+
+_PER_STACK_LABELS = ["namespace", "stack"]
+STACK_TICKS = Counter(
+    "agentstack_stack_ticks_total",
+    "Tick results folded, by stack and outcome (opt-in: AGENTSTACK_METRICS_PER_STACK).",
+    [*_PER_STACK_LABELS, "outcome"],
+)
+STACK_TOKENS = Counter(
+    "agentstack_stack_tokens_total",
+    "LLM tokens of folded ticks, by stack (opt-in: AGENTSTACK_METRICS_PER_STACK).",
+    _PER_STACK_LABELS,
+)
+STACK_COST = Counter(
+    "agentstack_stack_cost_usd_total",
+    "US dollars of the priced LLM calls of folded ticks, by stack (opt-in).",
+    _PER_STACK_LABELS,
+)
+STACK_LAST_DURATION = Gauge(
+    "agentstack_stack_last_tick_duration_seconds",
+    "Wall time of the stack's last folded tick (opt-in: AGENTSTACK_METRICS_PER_STACK).",
+    _PER_STACK_LABELS,
+)
+
+
+class PerStackSeries:
+    """The opt-in series labelled by stack: off by default, since their number grows
+    with the fleet (ten thousand stacks are forty thousand series); a platform that
+    wants the per-stack dashboard turns them on with ``AGENTSTACK_METRICS_PER_STACK``.
+
+    Only the leader folds results, so only the leader's series move; a stack's series
+    are removed when it is forgotten, so deleted stacks leave none behind.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self._outcomes: dict[tuple[str, str], set[str]] = {}
+
+    def observe(
+        self, namespace: str, stack: str, outcome: str, tokens: int, dollars: float, seconds: float
+    ) -> None:
+        if not self.enabled:
+            return
+        self._outcomes.setdefault((namespace, stack), set()).add(outcome)
+        STACK_TICKS.labels(namespace, stack, outcome).inc()
+        STACK_TOKENS.labels(namespace, stack).inc(tokens)
+        STACK_COST.labels(namespace, stack).inc(dollars)
+        STACK_LAST_DURATION.labels(namespace, stack).set(seconds)
+
+    def forget(self, namespace: str, stack: str) -> None:
+        outcomes = self._outcomes.pop((namespace, stack), None)
+        if outcomes is None:
+            return
+        for outcome in outcomes:
+            STACK_TICKS.remove(namespace, stack, outcome)
+        for series in (STACK_TOKENS, STACK_COST, STACK_LAST_DURATION):
+            series.remove(namespace, stack)
+
+
+PER_STACK = PerStackSeries()

@@ -18,6 +18,7 @@ import kopf
 from agentstack_core import protocol
 from agentstack_core.connection import connect
 from agentstack_core.observability import serve_http
+from agentstack_operator import metrics
 from agentstack_operator.collecting import tune_collector
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.handlers import build_registry, settings
@@ -33,6 +34,7 @@ async def run_operator(config: OperatorConfig) -> int:
     # second on a large fleet. Its warnings and errors still show.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     untune_collector = tune_collector(config.gc_gen0_threshold, config.gc_thaw_seconds)
+    metrics.PER_STACK.enabled = config.per_stack_metrics
     redis = connect(config.redis_url, cluster=config.redis_cluster)
     kube = Kube(api_client())
     operator = Operator(config, kube, redis)

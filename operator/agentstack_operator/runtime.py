@@ -39,6 +39,7 @@ from agentstack_core import protocol
 from agentstack_core.keys import FleetKeys, StackRef
 from agentstack_core.protocol import RedisClient, TickResult, slot_of
 from agentstack_core.store import delete_stack, publish_spec
+from agentstack_operator import metrics
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.dispatching import Dispatcher, RedisLanes
 from agentstack_operator.finalizing import Finalizer
@@ -164,6 +165,8 @@ class Operator:
     def _drop(self, key: str) -> None:
         self.dispatcher.forget(key)
         self.status_writer.discard(key)
+        ref = StackRef.parse(key)
+        metrics.PER_STACK.forget(ref.namespace, ref.name)
 
     # -- leader side -------------------------------------------------------------------
 

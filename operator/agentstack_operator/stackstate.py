@@ -23,6 +23,7 @@ from agentstack_core.budget import Usage, exhausted
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
 from agentstack_core.messages import Outcome, TickResult
+from agentstack_core.pricing import format_usd
 from agentstack_core.spec import (
     DEFAULTS,
     ExecutionState,
@@ -94,6 +95,11 @@ class StackRecord:
     tokens: int = 0
     failures: int = 0
     idle_streak: int = 0
+    cost: int = 0
+    """Nano-dollars of the stack's priced LLM calls (Redis's count)."""
+    unpriced: int = 0
+    """LLM calls of models without a price: ``costUSD`` leaves them out."""
+    cost_needed: int = 0
     last_tick: LastTick | None = None
     budget_message: str = ""
     next_due: float | None = None
@@ -160,6 +166,19 @@ class StackRecord:
         if self.budget_message:
             return "BudgetExceeded"
         return None
+
+    @property
+    def usage(self) -> Usage:
+        """The counters as the budget rule reads them."""
+        return Usage(
+            tokens=self.tokens,
+            ticks=self.ticks,
+            failures=self.failures,
+            idle=self.idle_streak,
+            cost=self.cost,
+            unpriced=self.unpriced,
+            needed=self.cost_needed,
+        )
 
     @property
     def should_tick(self) -> bool:
@@ -280,10 +299,15 @@ def apply_usage(record: StackRecord, usage: Usage) -> list[Event]:
     Events when the run of failed ticks crosses :data:`DEGRADED_AFTER`."""
     events: list[Event] = []
     was_degraded = record.failures >= DEGRADED_AFTER
-    counters = (usage.ticks, usage.tokens, usage.failures, usage.idle)
-    if counters == (record.ticks, record.tokens, record.failures, record.idle_streak):
+    if usage == record.usage:
         return events
-    record.ticks, record.tokens, record.failures, record.idle_streak = counters
+    record.ticks, record.tokens, record.failures, record.idle_streak = (
+        usage.ticks,
+        usage.tokens,
+        usage.failures,
+        usage.idle,
+    )
+    record.cost, record.unpriced, record.cost_needed = usage.cost, usage.unpriced, usage.needed
     degraded = record.failures >= DEGRADED_AFTER
     if degraded and not was_degraded:
         last = record.last_tick
@@ -425,6 +449,8 @@ def status_for(record: StackRecord, now: float) -> dict[str, Any]:
         "conditions": conditions,
         "ticks": record.ticks,
         "tokensUsed": record.tokens,
+        "costUSD": format_usd(record.cost),
+        "unpricedCalls": record.unpriced or None,
         "consecutiveFailures": record.failures,
         "effectiveIntervalSeconds": round(record.interval, 3),
         "nextTickTime": _timestamp(record.next_due) if record.next_due else None,
@@ -437,8 +463,8 @@ def status_for(record: StackRecord, now: float) -> dict[str, Any]:
     }
 
 
-def budget_message(spec: StackSpec | None, tokens: int, ticks: int) -> str:
+def budget_message(spec: StackSpec | None, usage: Usage) -> str:
     """Why the stack's budget is spent, or ``""`` while it is not."""
     if spec is None:
         return ""
-    return exhausted(spec.budget, Usage(tokens=tokens, ticks=ticks)) or ""
+    return exhausted(spec.budget, usage) or ""

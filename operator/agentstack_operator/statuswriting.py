@@ -227,12 +227,14 @@ class StatusWriter:
         for phase in PHASES:
             metrics.STACKS.labels(phase).set(phases.get(phase, 0))
         metrics.SCHEDULED.set(len(self.scheduled))
+        metrics.APPROVALS_WAITING.set(sum(len(r.awaiting) for r in self.records.values()))
 
 
 def clear_fleet_gauges() -> None:
     """A standby's fleet gauges would be stale: only the leader reports them."""
     metrics.STACKS.clear()
     metrics.SCHEDULED.set(0)
+    metrics.APPROVALS_WAITING.set(0)
     metrics.STATUS_AGE.set(0)
 
 

@@ -12,13 +12,20 @@ A step never raises for a model's misbehaviour: it returns a failed
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from agentstack_core.approvals import PENDING, Approval
+from agentstack_core.pricing import (
+    NANOS_PER_USD,
+    PriceTable,
+    UnpricedError,
+    affordable_output,
+    prompt_bound,
+)
 from agentstack_core.records import Attempt as TracedAttempt
 from agentstack_core.records import ToolUse, TraceRecord
-from agentstack_core.spec import AgentSpec, StackSpec, WhilePending
+from agentstack_core.spec import AgentSpec, ModelRef, StackSpec, WhilePending
 from agentstack_core.state import TRACE_MAXLEN, AgentContext, xadd_op
 from agentstack_core.store import StackStore
 from agentstack_runner import metrics
@@ -45,6 +52,9 @@ PAUSED_FOR_APPROVAL = "AwaitingApproval"
 """The reason of a step not taken: its agent waits for a decision (``PauseAgent``)."""
 REPAIR_ECHO_CHARS = 2_000
 TRACE_TEXT_CHARS = 500
+MIN_OUTPUT_TOKENS = 32
+"""A call the dollar budget lets answer with fewer tokens is not made: its reply could
+not hold a valid answer, so it would spend money on a certain failure."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,12 @@ class StepRecord:
     """Tool servers the agent could not use (unreachable, unreadable Secret), and why."""
     approvals: int = 0
     """Approval records the step asked for or moved on (the operator mirrors them)."""
+    cost: int = 0
+    """Nano-dollars of the step's priced LLM calls."""
+    unpriced: int = 0
+    """The step's LLM calls of models without a price."""
+    cost_needed: int = 0
+    """Nano-dollars the call the dollar budget refused needed at the least (0: none)."""
 
     @property
     def failed(self) -> bool:
@@ -92,10 +108,59 @@ class StepInput:
     """What is left of the stack's token budget when the step starts (``None``: no
     budget): a repair or a tool round after the first call may answer with at most
     what is left then, and none starts once it is spent."""
+    cost_left: int | None = None
+    """Nano-dollars left of the stack's dollar budget when the step starts (``None``:
+    no dollar budget): every call's worst case must fit in what is left then."""
+    prices: PriceTable = field(default_factory=lambda: PriceTable.with_overrides(None))
 
 
 class _BudgetSpentError(Exception):
-    """The step's calls so far spent what was left of the token budget."""
+    """The step's calls so far spent what was left of a budget."""
+
+    def __init__(self, budget: str = "token", needed: int = 0) -> None:
+        super().__init__(f"the {budget} budget is spent")
+        self.budget = budget
+        self.needed = needed
+        """Nano-dollars the refused call needed at the least (the dollar budget)."""
+
+
+@dataclass
+class _Bill:
+    """What a step's calls cost so far."""
+
+    cost: int = 0
+    unpriced: int = 0
+
+    def charge(self, step: StepInput, model: ModelRef, prompt: int, completion: int) -> None:
+        """Add one answered call (and count it in the runner's cost metrics)."""
+        price = step.prices.price(model)
+        label = (model.provider, metrics.model_label(model.name))
+        if price is None:
+            self.unpriced += 1
+            metrics.LLM_UNPRICED.labels(*label).inc()
+            return
+        cost = price.cost(prompt, completion)
+        self.cost += cost
+        metrics.LLM_COST.labels(*label).inc(cost / NANOS_PER_USD)
+
+
+def _affordable(step: StepInput, request: ChatRequest, bill: _Bill) -> ChatRequest:
+    """``request`` answering with at most what the dollar budget leaves room for.
+
+    Every model of the agent's chain may be the one that answers, so the most expensive
+    bounds the call. :class:`_BudgetSpentError` if fewer than :data:`MIN_OUTPUT_TOKENS`
+    fit; :class:`~agentstack_core.pricing.UnpricedError` if a model has no price.
+    """
+    if step.cost_left is None:
+        return request
+    prices = [(model, step.prices.price(model)) for model in step.agent.models]
+    prompt = prompt_bound(request.messages)
+    left = step.cost_left - bill.cost
+    fits = affordable_output(prices, prompt, left, request.max_tokens)
+    if fits < MIN_OUTPUT_TOKENS:
+        needed = max(p.cost(prompt, MIN_OUTPUT_TOKENS) for _m, p in prices if p is not None)
+        raise _BudgetSpentError("dollar", needed)
+    return replace(request, max_tokens=fits)
 
 
 def _left(step: StepInput, spent: int) -> int | None:
@@ -160,6 +225,8 @@ async def run_step(
         headers={"X-Agentstack-Agent": agent.name, "X-Agentstack-Tick": step.tick_id},
     )
     attempts: list[Attempt] = []
+    bill = _Bill()
+    needed = 0
     prompt_tokens = completion_tokens = 0
     reply: Reply | None = None
     model = ""
@@ -173,13 +240,16 @@ async def run_step(
         while reason == "Succeeded":
             answer: Reply | None = None
             for attempt in range(2):  # the answer, and one repair
+                request = _affordable(step, request, bill)
                 routed = await router.complete(
                     providers, agent.models, request, deadline=step.deadline
                 )
                 attempts.extend(routed.attempts)
                 model = str(routed.model)
-                prompt_tokens += routed.completion.prompt_tokens
-                completion_tokens += routed.completion.completion_tokens
+                used = routed.completion
+                prompt_tokens += used.prompt_tokens
+                completion_tokens += used.completion_tokens
+                bill.charge(step, routed.model, used.prompt_tokens, used.completion_tokens)
                 try:
                     answer = parse_reply(routed.completion.content)
                     break
@@ -217,12 +287,15 @@ async def run_step(
                 render_tool_results([result.for_prompt() for result in results]),
                 left=_left(step, prompt_tokens + completion_tokens),
             )
-    except _BudgetSpentError:
-        if reply is None:  # a repair was due: the step has no valid answer
+    except _BudgetSpentError as exc:
+        needed = exc.needed
+        if reply is None:  # the first call, or a repair, was due: no valid answer
             reason = "BudgetExceeded"
-            error = "the token budget was spent before the answer could be repaired"
+            error = f"the {exc.budget} budget has too little left for a call of {agent.name}"
         else:  # tool results came back, but no call may read them
-            refused.append("tool results not read: the token budget is spent")
+            refused.append(f"tool results not read: the {exc.budget} budget is spent")
+    except UnpricedError as exc:
+        reason, error = "UnpricedModel", f"{exc}: a dollar budget cannot be kept"
     except ExhaustedError as exc:
         attempts.extend(exc.attempts)
         reason, error = exc.reason, str(exc)
@@ -260,6 +333,9 @@ async def run_step(
             *offer.problems,
             *(f"{u.tool}: {u.outcome}: {u.error}" for u in uses if u.outcome in UNAVAILABLE),
         ),
+        cost=bill.cost,
+        unpriced=bill.unpriced,
+        cost_needed=needed,
     )
     trace = TraceRecord(
         tick_id=step.tick_id,
@@ -283,6 +359,8 @@ async def run_step(
         tools=tuple(uses),
         error=record.message,
         at=time.time(),
+        cost=bill.cost,
+        unpriced=bill.unpriced,
     )
     requested = toolbox.requested if toolbox is not None else []
     ops = [

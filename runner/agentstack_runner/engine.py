@@ -40,7 +40,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
-from agentstack_core.budget import Usage, exhausted
+from agentstack_core.budget import Usage, cost_left, exhausted
+from agentstack_core.pricing import PriceTable
 from agentstack_core.protocol import Outcome, RedisClient, TickRequest, TickResult
 from agentstack_core.spec import (
     AgentSpec,
@@ -141,6 +142,8 @@ class Engine:
     lease_ttl: float = DEFAULT_LEASE_TTL
     listings: ListingCache = field(default_factory=ListingCache)
     """Tool servers' listings, shared by the steps this engine runs."""
+    prices: PriceTable = field(default_factory=lambda: PriceTable.with_overrides(None))
+    """What LLM calls cost (the defaults plus ``AGENTSTACK_PRICES``)."""
 
     async def execute(self, request: TickRequest, keep_alive: KeepAlive | None = None) -> Execution:
         """Run ``request`` (see the module docstring for the order of checks)."""
@@ -254,6 +257,7 @@ class Engine:
             message = ", ".join(f"{r.agent} failed ({r.reason})" for r in failed)
         outcome = Outcome.SUCCEEDED if reason == "Completed" else Outcome.FAILED
         tokens = sum(record.tokens for record in records)
+        needed = max((record.cost_needed for record in records), default=0)
         tool_problems = "; ".join(p for record in records for p in record.tool_problems)
         result = TickResult(
             stack=request.stack,
@@ -270,6 +274,9 @@ class Engine:
             runner=self.runner_id,
             tool_problems=tool_problems[:TOOL_PROBLEMS_CHARS],
             approvals=sum(record.approvals for record in records),
+            cost=sum(record.cost for record in records),
+            unpriced=sum(record.unpriced for record in records),
+            cost_needed=needed,
         )
         finished = await store.finish_tick(result=result, token=token)
         if finished is Finished.RECORDED:
@@ -287,11 +294,12 @@ class Engine:
     ) -> tuple[list[StepRecord], str, str]:
         """Run the agents in order; returns their records, a reason and a message.
 
-        The token budget is checked before every step, not only before the tick: no
-        LLM call starts once the stack's tokens (as counted when the tick started, plus
-        this tick's so far) reach ``maxTokens``, and each call may answer with at most
-        what is left. Only one tick of a stack runs at a time (the lease), so no other
-        tick spends meanwhile.
+        The budget is checked before every step, not only before the tick: no LLM call
+        starts once the stack's tokens (as counted when the tick started, plus this
+        tick's so far) reach ``maxTokens``, and each call may answer with at most what
+        is left; the dollar budget likewise, each call's worst case fitting in what is
+        left (:mod:`agentstack_core.pricing`). Only one tick of a stack runs at a time
+        (the lease), so no other tick spends meanwhile.
         """
         deadline = start + spec.tick_timeout_seconds
         providers = self.registry.for_stack(request.stack.namespace, spec)
@@ -307,7 +315,13 @@ class Engine:
                         context = None
                         continue
                     used = usage.tokens + sum(record.tokens for record in records)
-                    spent = exhausted(spec.budget, Usage(tokens=used, ticks=usage.ticks))
+                    now = Usage(
+                        tokens=used,
+                        ticks=usage.ticks,
+                        cost=usage.cost + sum(record.cost for record in records),
+                        needed=max([usage.needed, *(r.cost_needed for r in records)]),
+                    )
+                    spent = exhausted(spec.budget, now)
                     if spent is not None:
                         return records, "BudgetExceeded", f"stopped before {agent.name}: {spent}"
                     allowance = spec.max_output_tokens if limit is None else limit - used
@@ -323,6 +337,8 @@ class Engine:
                         then=_next_to_run(spec, position, committed),
                         toolbox=self._toolbox(request, spec, agent),
                         tokens_left=None if limit is None else limit - used,
+                        cost_left=cost_left(spec.budget, now),
+                        prices=self.prices,
                     )
                     record, context = await run_step(step, self.router, providers)
                     records.append(record)

@@ -104,6 +104,16 @@ LLM_TOKENS = Counter(
     "Tokens reported by LLM responses, by provider, model and kind (prompt, completion).",
     ["provider", "model", "kind"],
 )
+LLM_COST = Counter(
+    "agentstack_llm_cost_usd_total",
+    "US dollars of LLM calls priced by the runner's price table, by provider and model.",
+    ["provider", "model"],
+)
+LLM_UNPRICED = Counter(
+    "agentstack_llm_unpriced_requests_total",
+    "Answered LLM calls whose model has no price (their cost is unknown), by provider and model.",
+    ["provider", "model"],
+)
 LLM_RETRIES = Counter(
     "agentstack_llm_retries_total",
     "LLM calls retried on the same model, by provider and reason.",

@@ -37,6 +37,7 @@ from agentstack_core import protocol
 from agentstack_core.connection import connect
 from agentstack_core.environment import env_float, env_int
 from agentstack_core.observability import serve_http
+from agentstack_core.pricing import PriceTable
 from agentstack_core.protocol import Delivery, RedisClient
 from agentstack_core.store import LeaseLostError
 from agentstack_runner import metrics
@@ -70,6 +71,7 @@ class RunnerConfig:
     """0 disables the HTTP endpoint."""
     llm_concurrency: dict[str, int] = field(default_factory=lambda: {"groq": 64, "openai": 64})
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    prices: PriceTable = field(default_factory=lambda: PriceTable.with_overrides(None))
 
     @classmethod
     def from_env(cls) -> RunnerConfig:
@@ -83,7 +85,9 @@ class RunnerConfig:
         (30 s); ``AGENTSTACK_RUNNER_METRICS_PORT`` (9102, 0 = off);
         ``AGENTSTACK_LLM_CONCURRENCY_GROQ`` / ``_OPENAI`` (64 calls fleet-wide);
         ``AGENTSTACK_LLM_MAX_ATTEMPTS`` (3 per model); ``AGENTSTACK_LLM_BASE_DELAY``
-        (0.5 s back-off base).
+        (0.5 s back-off base); ``AGENTSTACK_PRICES`` (YAML or JSON prices added to or
+        replacing the defaults, see :mod:`agentstack_core.pricing`; a mistake in it
+        stops the runner at start, rather than pricing calls wrong).
         """
         defaults = cls()
         return cls(
@@ -105,6 +109,7 @@ class RunnerConfig:
                 max_attempts=env_int("AGENTSTACK_LLM_MAX_ATTEMPTS", defaults.retry.max_attempts),
                 base_delay=env_float("AGENTSTACK_LLM_BASE_DELAY", defaults.retry.base_delay),
             ),
+            prices=PriceTable.with_overrides(os.environ.get("AGENTSTACK_PRICES")),
         )
 
 
@@ -122,6 +127,7 @@ def build_engine(config: RunnerConfig, client: RedisClient) -> Engine:
         router=router,
         runner_id=config.runner_id,
         lease_ttl=config.lease_ttl,
+        prices=config.prices,
     )
 
 

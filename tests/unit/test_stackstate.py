@@ -130,7 +130,7 @@ def test_transition_time_moves_only_when_the_status_flips() -> None:
 def test_status_body_and_budget() -> None:
     record = _record(budget={"maxTicks": 2})
     record.ticks = 2
-    record.budget_message = budget_message(record.spec, tokens=0, ticks=2)
+    record.budget_message = budget_message(record.spec, Usage(ticks=2))
     status = status_for(record, now=0.0)
     assert status["observedGeneration"] == 1
     assert status["phase"] == "BudgetExceeded"
@@ -138,4 +138,4 @@ def test_status_body_and_budget() -> None:
     kinds = {c["type"]: c for c in status["conditions"]}
     assert kinds["BudgetExceeded"]["status"] == "True"
     assert kinds["Ticking"]["reason"] == "BudgetExceeded"
-    assert budget_message(record.spec, tokens=0, ticks=1) == ""
+    assert budget_message(record.spec, Usage(ticks=1)) == ""

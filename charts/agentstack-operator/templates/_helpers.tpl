@@ -243,3 +243,23 @@ empty.
   value: {{ join "," . | quote }}
 {{- end }}
 {{- end }}
+
+{{/*
+`AGENTSTACK_PRICES` of the operator (passed on to tick Jobs) and the runners: an existing
+ConfigMap's `prices.yaml` key, or the `llm.prices` value; nothing when neither is set (the
+built-in prices apply).
+*/}}
+{{- define "agentstack-operator.pricesEnv" -}}
+{{- if .Values.llm.pricesConfigMap }}
+# Prices of LLM models (USD per million tokens) added to or replacing the built-in ones.
+- name: AGENTSTACK_PRICES
+  valueFrom:
+    configMapKeyRef:
+      name: {{ .Values.llm.pricesConfigMap | quote }}
+      key: prices.yaml
+{{- else if .Values.llm.prices }}
+# Prices of LLM models (USD per million tokens) added to or replacing the built-in ones.
+- name: AGENTSTACK_PRICES
+  value: {{ toJson .Values.llm.prices | quote }}
+{{- end }}
+{{- end }}

@@ -30,6 +30,17 @@ CHANGE_HISTORY = 1000
 """Fleet changes kept for ``Last-Event-ID`` resumption."""
 
 
+def _cost(status: dict[str, Any]) -> float | None:
+    """The stack's dollars as status says them; ``None`` while unknown (a call of an
+    unpriced model) or not written yet."""
+    if status.get("unpricedCalls"):
+        return None
+    try:
+        return float(status["costUSD"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def summary(obj: dict[str, Any]) -> dict[str, Any]:
     """The fields of a stack that dashboards list (and that changes are reported on)."""
     meta = obj.get("metadata") or {}
@@ -46,6 +57,8 @@ def summary(obj: dict[str, Any]) -> dict[str, Any]:
         "phase": status.get("phase"),
         "ready": ready,
         "ticks": int(status.get("ticks") or 0),
+        "tokensUsed": int(status.get("tokensUsed") or 0),
+        "costUSD": _cost(status),
         "lastTickTime": status.get("lastTickTime"),
         "lastTickResult": status.get("lastTickResult"),
     }

@@ -33,6 +33,11 @@ class StackSummary(_Model):
     phase: str | None = Field(description="One-word summary written by the operator.")
     ready: str = Field(description="Status of the Ready condition: True, False or Unknown.")
     ticks: int = Field(description="Ticks executed so far.")
+    tokensUsed: int = Field(description="LLM tokens the stack's ticks used so far.")
+    costUSD: float | None = Field(
+        description="US dollars the stack's LLM calls cost so far; null while unknown (a "
+        "call of a model without a price) or not yet counted."
+    )
     lastTickTime: str | None
     lastTickResult: str | None
 
@@ -63,7 +68,7 @@ class SpecSummary(_Model):
     priority: str
     executor: str
     missedTickPolicy: str
-    budget: dict[str, int]
+    budget: dict[str, float] = Field(description="maxTokens, maxTicks, maxCostUSD as set.")
     agents: list[AgentSpecSummary]
     providers: list[ProviderSummary]
 
@@ -94,6 +99,9 @@ class TickEntry(_Model):
     finishedAt: float | None
     durationMs: int | None
     tokens: int
+    costUSD: float | None = Field(
+        description="US dollars of the tick's LLM calls; null when a model had no price."
+    )
     steps: int
     progressed: bool
     runner: str
@@ -141,6 +149,9 @@ class TraceEntry(_Model):
     error: str
     at: float | None
     tools: list[ToolUse] = Field(description="The step's tool calls, in order.")
+    costUSD: float | None = Field(
+        description="US dollars of the step's LLM calls; null when a model had no price."
+    )
 
 
 class TracePage(_Model):
@@ -178,7 +189,13 @@ class MessagePage(_Model):
 class Memory(_Model):
     plan: list[dict[str, Any]] = Field(description="The shared plan's tasks.")
     agents: dict[str, dict[str, str]] = Field(description="Each agent's working memory.")
-    usage: dict[str, int] = Field(description="Counters: tokens and ticks used.")
+    usage: dict[str, int] = Field(
+        description="Counters: tokens, ticks, cost (nano-dollars), unpriced (calls of models "
+        "without a price)."
+    )
+    costUSD: float | None = Field(
+        description="US dollars spent; null while some call's cost is unknown (no price)."
+    )
 
 
 class Artifact(_Model):

@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from agentstack_core.keys import StackKeys, StackRef
+from agentstack_core.pricing import known_usd
 from agentstack_core.protocol import RedisClient
 from agentstack_core.records import FeedRecord, MessageRecord, TickRecord, TraceRecord
 from agentstack_core.spec import (
@@ -60,6 +61,7 @@ def tick_entry(entry_id: str, fields: dict[str, str]) -> models.TickEntry:
         finishedAt=r.finished_at,
         durationMs=r.duration_ms,
         tokens=r.tokens,
+        costUSD=known_usd(r.cost, r.unpriced),
         steps=r.steps,
         progressed=r.progressed,
         runner=r.runner,
@@ -95,6 +97,7 @@ def trace_entry(entry_id: str, fields: dict[str, str]) -> models.TraceEntry:
             )
             for u in r.tools
         ],
+        costUSD=known_usd(r.cost, r.unpriced),
     )
 
 
@@ -156,6 +159,13 @@ FEED = StreamKind("feed", lambda keys: keys.feed, feed_entry, models.FeedPage)
 # -- the spec --------------------------------------------------------------------------
 
 
+def _budget(budget: dict[str, Any]) -> dict[str, float]:
+    """The budget's limits as set (numbers only: a manifest's garbage is left out)."""
+    return {
+        k: v for k, v in budget.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
 def spec_summary(spec: dict[str, Any]) -> models.SpecSummary:
     """What a dashboard shows of a spec: parsed with the shared model (its defaults),
     or — for a spec that does not parse — what the manifest says, defaults filled in."""
@@ -174,7 +184,7 @@ def spec_summary(spec: dict[str, Any]) -> models.SpecSummary:
             priority=str(spec.get("priority", d.priority.value)),
             executor=str(spec.get("executor", d.executor.value)),
             missedTickPolicy=str(spec.get("missedTickPolicy", d.missed_tick_policy.value)),
-            budget={k: int(v) for k, v in budget.items() if isinstance(v, int)},
+            budget=_budget(budget),
             agents=[],
             providers=[],
         )
@@ -186,7 +196,7 @@ def spec_summary(spec: dict[str, Any]) -> models.SpecSummary:
         priority=parsed.priority.value,
         executor=parsed.executor.value,
         missedTickPolicy=parsed.missed_tick_policy.value,
-        budget={k: int(v) for k, v in budget.items() if isinstance(v, int)},
+        budget=_budget(budget),
         agents=[
             models.AgentSpecSummary(
                 name=a.name,
@@ -290,10 +300,12 @@ class StackViews:
     async def memory(self, stack: dict[str, Any]) -> models.Memory:
         """The shared plan, each agent's working memory, and the usage counters."""
         reader = stack_reader(self.redis, stack)
+        usage = await reader.usage()
         return models.Memory(
             plan=await reader.plan(),
             agents=await reader.memories(agent_names(stack)),
-            usage=await reader.usage(),
+            usage=usage,
+            costUSD=known_usd(usage.get("cost", 0), usage.get("unpriced", 0)),
         )
 
     async def artifacts(self, stack: dict[str, Any]) -> models.ArtifactList:
