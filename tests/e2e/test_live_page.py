@@ -11,6 +11,11 @@ The page is read with ``execute_script``, in one call per poll: it rebuilds a fl
 row's cells on every change, so element handles would go stale between two reads.
 "Without a reload" is checked with a marker set on ``window``, which a reload drops.
 
+The charts are inline SVG: their marks are read from the DOM (each bar names its tick),
+compared with what the API pages, and their screenshots are decoded
+(:mod:`agentstack_devkit.pngread`) to count the pixels drawn in a series' colour, so
+that "the chart shows data" is seen in the picture, not only in the markup.
+
 The back/forward cache is off: the page does not close its streams when it is left,
 so Chrome keeps a left page alive in that cache with its three streams open, and two
 pages exhaust Chrome's six HTTP/1.1 connections per host: the next navigation to the
@@ -25,15 +30,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+import httpx
 import pytest
 import redis
 from kubernetes import client
 from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 from agentstack_devkit.browser import HeadlessChromium
 from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.mcpserver import ToolServer
+from agentstack_devkit.pngread import Image, decode, hex_colour
 from tests.e2e.stacks import Stacks
 
 T = TypeVar("T")
@@ -42,6 +50,24 @@ LIVE_TIMEOUT = 20.0
 """How long a live change may take to show: stacks tick every second."""
 PAGE_TIMEOUT = 30.0
 TEAM = {"planner", "builder", "reviewer", "communicator"}
+CHART_TICKS = 60
+"""Ticks the page charts: the newest page of the ticks endpoint at this size."""
+STACK_CHARTS = ("chart-ticks", "chart-tokens", "chart-cost")
+STATES = ("Running", "Paused", "Stopped", "Invalid")
+COLOURS = {
+    "Succeeded": "#1a7f37",
+    "Failed": "#cf222e",
+    "Dropped": "#9a6700",
+    "Running": "#1a7f37",
+    "Paused": "#9a6700",
+    "Stopped": "#6e7781",
+    "Invalid": "#cf222e",
+    "tokens": "#0969da",
+    "cost": "#8250df",
+    "unknown": "#d8dee4",
+    "axis": "#8c959f",
+}
+"""The page's chart colours (its CSS and script say the same)."""
 
 _READ_PAGE = """
 const texts = list => [...document.querySelectorAll(list + " > li")].map(li => li.textContent);
@@ -63,6 +89,85 @@ return {
   marker: window.__agentstackMarker === undefined ? null : window.__agentstackMarker,
 };
 """
+
+
+_READ_CHARTS = """
+const charts = {};
+for (const id of arguments[0]) {
+  const svg = document.getElementById(id);
+  if (!svg) continue;
+  const title = svg.querySelector(":scope > title");
+  charts[id] = {
+    points: Number(svg.dataset.points),
+    unknown: Number(svg.dataset.unknown || 0),
+    stack: svg.dataset.stack || null,
+    role: svg.getAttribute("role"),
+    label: svg.getAttribute("aria-label"),
+    title: title ? title.textContent : null,
+    counts: svg.dataset.counts ? JSON.parse(svg.dataset.counts) : null,
+    bars: [...svg.querySelectorAll("rect.bar")].map(
+      r => [r.dataset.tick, Number(r.dataset.value), r.getAttribute("fill")]),
+    gaps: [...svg.querySelectorAll("rect.unknown")].map(r => r.dataset.tick),
+    shown: !svg.closest("[hidden]") && svg.getBoundingClientRect().height > 0,
+  };
+}
+return charts;
+"""
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One chart as drawn: ``bars`` are ``(tick id, value, fill)``, oldest first."""
+
+    points: int
+    unknown: int
+    stack: str | None
+    role: str
+    label: str
+    title: str | None
+    counts: dict[str, int] | None
+    bars: list[tuple[str, float, str]]
+    gaps: list[str]
+    shown: bool
+
+
+def read_charts(driver: WebDriver, *ids: str) -> dict[str, Chart]:
+    raw: dict[str, dict[str, Any]] = driver.execute_script(_READ_CHARTS, list(ids))
+    return {
+        chart_id: Chart(**{**chart, "bars": [tuple(bar) for bar in chart["bars"]]})
+        for chart_id, chart in raw.items()
+    }
+
+
+def screenshot(driver: WebDriver, chart_id: str) -> Image:
+    """The chart as Chromium painted it, decoded."""
+    return decode(driver.find_element(By.ID, chart_id).screenshot_as_png)
+
+
+def pixels(image: Image, colour: str) -> int:
+    # a little tolerance: the numbers are the page's, the rendering is Chromium's
+    return image.count(hex_colour(colour), tolerance=3)
+
+
+def api_ticks(live: Live, name: str) -> list[dict[str, Any]]:
+    """The page of ticks the page charts, oldest first (as drawn), from the API."""
+    response = httpx.get(
+        f"{live.url}/api/v1/namespaces/{live.stacks.namespace}/stacks/{name}/ticks",
+        params={"limit": CHART_TICKS},
+    )
+    response.raise_for_status()
+    return list(reversed(response.json()["items"]))
+
+
+def api_counts(live: Live) -> dict[str, int]:
+    """Stacks by state as the API lists them (Invalid: the phase, else the requested state)."""
+    response = httpx.get(f"{live.url}/api/v1/stacks", params={"limit": 500})
+    response.raise_for_status()
+    counts = dict.fromkeys(STATES, 0)
+    for stack in response.json()["items"]:
+        state = "Invalid" if stack["phase"] == "Invalid" else stack["executionState"]
+        counts[state] += 1
+    return counts
 
 
 @dataclass(frozen=True)
@@ -145,22 +250,29 @@ def read(driver: WebDriver) -> PageView:
     )
 
 
-def until(
-    driver: WebDriver,
-    check: Callable[[PageView], T | None],
-    what: str,
-    timeout: float = PAGE_TIMEOUT,
+def wait_for(
+    driver: WebDriver, check: Callable[[], T | None], what: str, timeout: float = PAGE_TIMEOUT
 ) -> T:
-    """Poll the page until ``check`` returns something other than ``None``; return it."""
+    """Poll ``check`` until it returns something other than ``None``; return it."""
 
     def probe(_driver: WebDriver) -> T | bool:
-        found = check(read(driver))
+        found = check()
         return False if found is None else found
 
     result = WebDriverWait(driver, timeout, poll_frequency=0.1).until(
         probe, message=f"timed out after {timeout:g}s waiting for {what}"
     )
     return cast(T, result)
+
+
+def until(
+    driver: WebDriver,
+    check: Callable[[PageView], T | None],
+    what: str,
+    timeout: float = PAGE_TIMEOUT,
+) -> T:
+    """Poll what the page shows until ``check`` returns something other than ``None``."""
+    return wait_for(driver, lambda: check(read(driver)), what, timeout)
 
 
 def mark(driver: WebDriver) -> str:
@@ -197,6 +309,13 @@ def live(
     stacks.wait_ticks("alpha", 1)
     stacks.wait_ticks("beta", 1)
     return Live(f"http://127.0.0.1:{port}", stacks)
+
+
+@pytest.fixture(scope="module")
+def idle(live: Live) -> str:
+    """A stack created Paused: it never ticks (the tests check the API says so)."""
+    live.stacks.create("zeta", tickIntervalSeconds=1, executionState="Paused")
+    return "zeta"
 
 
 @pytest.fixture(scope="module")
@@ -379,6 +498,152 @@ def test_a_person_approves_a_waiting_tool_call_from_the_page(
         assert view.notice.startswith("tool call ")
         assert "Approved by anonymous" in view.notice
         assert len(server.calls("lookup")) == 1
+
+
+def test_the_selected_stacks_charts_draw_the_ticks_the_api_pages_and_follow_new_ones(
+    browser: WebDriver, live: Live
+) -> None:
+    alpha = live.key("alpha")
+    browser.get(f"{live.url}/?stack={alpha}")
+
+    def agreeing() -> tuple[dict[str, Chart], list[dict[str, Any]]] | None:
+        charts = read_charts(browser, *STACK_CHARTS)
+        ticks = api_ticks(live, "alpha")
+        drawn = [bar[0] for bar in charts["chart-ticks"].bars]
+        same = drawn == [tick["tickId"] for tick in ticks]
+        return (charts, ticks) if charts["chart-ticks"].stack == alpha and same else None
+
+    charts, ticks = wait_for(browser, agreeing, f"{alpha}'s chart to draw the API's ticks")
+    assert len(ticks) >= 1
+    durations, tokens, cost = (charts[chart_id] for chart_id in STACK_CHARTS)
+    assert all(chart.shown and chart.role == "img" for chart in charts.values())
+    assert all(chart.title == chart.label for chart in charts.values())
+
+    assert durations.points == len(ticks)
+    assert durations.bars == [
+        (tick["tickId"], tick["durationMs"] or 0, COLOURS[tick["outcome"]]) for tick in ticks
+    ]
+    succeeded = sum(tick["outcome"] == "Succeeded" for tick in ticks)
+    assert f"the last {len(ticks)}, " in durations.label
+    assert f"{succeeded} Succeeded" in durations.label
+
+    assert tokens.points == len(ticks)
+    assert [(bar[0], bar[1]) for bar in tokens.bars] == [
+        (tick["tickId"], tick["tokens"]) for tick in ticks
+    ]
+    total = sum(tick["tokens"] for tick in ticks)
+    assert f"{total} in the last {len(ticks)} ticks" in tokens.label
+
+    # costUSD: a number, null (unknown: a gap, never a zero bar), or not reported at all
+    if any("costUSD" in tick for tick in ticks):
+        priced = [tick for tick in ticks if tick.get("costUSD") is not None]
+        unknown = [tick["tickId"] for tick in ticks if tick.get("costUSD") is None]
+        assert cost.points == len(priced)
+        assert [bar[0] for bar in cost.bars] == [tick["tickId"] for tick in priced]
+        assert [bar[1] for bar in cost.bars] == pytest.approx([tick["costUSD"] for tick in priced])
+        assert cost.gaps == unknown
+        assert cost.unknown == len(unknown)
+        assert f"over {len(priced)} priced ticks" in cost.label
+        # a zero cost paints no bar; an unknown one a pale band, never a zero
+        picture = screenshot(browser, "chart-cost")
+        spent = any(tick["costUSD"] > 0 for tick in priced)
+        assert (pixels(picture, COLOURS["cost"]) > 0) == spent
+        assert (pixels(picture, COLOURS["unknown"]) > 0) == bool(unknown)
+    else:
+        assert (cost.points, cost.bars, cost.gaps) == (0, [], [])
+        assert "not reported" in cost.label
+
+    # The picture: each tick's bar is at least 3 pixels high and 7 wide (60 ticks at most
+    # on 500 pixels), so every succeeded tick paints at least 21 pixels of its colour.
+    # The chart may have moved on a tick since, dropping one tick at most.
+    picture = screenshot(browser, "chart-ticks")
+    assert succeeded >= 1  # the scripted provider's ticks succeed
+    assert pixels(picture, COLOURS["Succeeded"]) >= 20 * max(succeeded - 1, 1)
+    if any(tick["outcome"] == "Failed" for tick in ticks):
+        assert pixels(picture, COLOURS["Failed"]) > 0
+    assert pixels(picture, COLOURS["tokens"]) == 0
+    if total:
+        assert pixels(screenshot(browser, "chart-tokens"), COLOURS["tokens"]) >= 50
+
+    # New ticks are drawn as they come, without a reload.
+    marker = mark(browser)
+    seen = {tick["tickId"] for tick in ticks}
+
+    def newer() -> Chart | None:
+        chart = read_charts(browser, "chart-ticks")["chart-ticks"]
+        return chart if chart.bars and chart.bars[-1][0] not in seen else None
+
+    grown = wait_for(browser, newer, f"a newer tick of {alpha} in its chart")
+    assert grown.stack == alpha
+    assert read(browser).marker == marker, "the page was reloaded"
+
+
+def test_a_stack_that_never_ticked_has_empty_charts_with_nothing_painted(
+    browser: WebDriver, live: Live, idle: str
+) -> None:
+    key = live.key(idle)
+    browser.get(f"{live.url}/?stack={key}")
+
+    def drawn() -> dict[str, Chart] | None:
+        charts = read_charts(browser, *STACK_CHARTS)
+        return charts if all(chart.stack == key for chart in charts.values()) else None
+
+    charts = wait_for(browser, drawn, f"{key}'s charts to be drawn from its ticks")
+    assert api_ticks(live, idle) == []
+    for chart_id, chart in charts.items():
+        assert (chart.points, chart.bars, chart.gaps) == (0, [], []), chart_id
+        assert chart.shown, chart_id
+        assert chart.label.endswith("no ticks yet."), chart_id
+        picture = screenshot(browser, chart_id)
+        # the frame is painted (so the zero below is not a blank capture), no series is
+        assert pixels(picture, COLOURS["axis"]) > 100, chart_id
+        for series in ("Succeeded", "Failed", "Dropped", "tokens", "cost", "unknown"):
+            assert pixels(picture, COLOURS[series]) == 0, (chart_id, series)
+    assert api_ticks(live, idle) == []
+
+
+def test_the_fleet_chart_counts_the_stacks_the_api_lists_by_state(
+    browser: WebDriver, live: Live, idle: str
+) -> None:
+    browser.get(f"{live.url}/")
+
+    def agreeing() -> tuple[Chart, dict[str, int]] | None:
+        chart = read_charts(browser, "chart-fleet").get("chart-fleet")
+        counts = api_counts(live)
+        return (chart, counts) if chart is not None and chart.counts == counts else None
+
+    chart, counts = wait_for(browser, agreeing, "the fleet chart to count what the API lists")
+    assert counts["Running"] >= 1  # alpha
+    assert counts["Paused"] >= 1  # the idle stack
+    marker = mark(browser)
+
+    # A stack stopped from the start: a third state, shown live.
+    live.stacks.create("eta", tickIntervalSeconds=3600, executionState="Stopped")
+
+    def stopped() -> tuple[Chart, dict[str, int]] | None:
+        found = agreeing()
+        return found if found and found[1]["Stopped"] > counts["Stopped"] else None
+
+    chart, counts = wait_for(browser, stopped, "the fleet chart to count the stopped stack")
+    assert read(browser).marker == marker, "the page was reloaded"
+    assert chart.shown
+    assert chart.role == "img"
+    assert chart.title == chart.label
+    assert chart.label == "Stacks by state: " + ", ".join(
+        f"{state} {counts[state]}" for state in STATES
+    )
+    assert chart.points == sum(1 for state in STATES if counts[state])
+
+    # The picture: a bar of its colour for each state that has stacks, none for the others
+    # (Running and Invalid share a colour: Invalid must be absent for Running to be read).
+    picture = screenshot(browser, "chart-fleet")
+    for state in ("Paused", "Stopped"):
+        assert pixels(picture, COLOURS[state]) >= 30, state
+    if counts["Invalid"] == 0:
+        assert pixels(picture, COLOURS["Running"]) >= 30
+    for state in STATES:
+        if counts[state] == 0:
+            assert pixels(picture, COLOURS[state]) == 0, state
 
 
 def test_the_console_has_no_javascript_errors(
