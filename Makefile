@@ -2,7 +2,7 @@
 # Both install what they need first (hack/setup.sh) and build the Kubernetes binaries
 # on first use (cached under ~/.cache/agentstack).
 
-.PHONY: setup build dev test lint bench
+.PHONY: setup build dev test lint bench dashboards
 
 setup:
 	hack/setup.sh
@@ -15,6 +15,10 @@ dev: build
 
 lint: setup
 	hack/lint.sh
+
+# Regenerate the chart's Grafana dashboards from code (devkit/agentstack_devkit/dashboards).
+dashboards: setup
+	.venv/bin/python -m agentstack_devkit.dashboards
 
 test: build
 	hack/test.sh
