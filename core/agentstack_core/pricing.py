@@ -196,8 +196,13 @@ def affordable_output(
         per_token = price.output * 1000
         if per_token * best > room:  # (a division could overflow for tiny prices)
             best = math.floor(room / per_token)
-    while best > 0 and any(
-        p is not None and p.cost(prompt, best) > left for _m, p in prices
-    ):  # ceil of the sum may round one nano above the floor of the quotient
+    # The quotient and the rounded-up cost of the sum may disagree by a token or two
+    # either way: settle on the exact answer of the rule itself.
+    def fits(tokens: int) -> bool:
+        return all(p is None or p.cost(prompt, tokens) <= left for _m, p in prices)
+
+    while best < wanted and fits(best + 1):
+        best += 1
+    while best > 0 and not fits(best):
         best -= 1
     return max(best, 0)
