@@ -1,9 +1,10 @@
 """Build the real Kubernetes binaries from the Go module proxy, once, into a cache.
 
 The versions live in one place: the Go wrapper modules under ``hack/`` —
-``hack/controlplane/go.mod`` (Kubernetes, whose go.mod in turn fixes etcd) and
-``hack/helm/go.mod``. This module reads the pins back from those files, so a version
-bump is a change to one ``go.mod`` (plus ``go mod tidy``) and nothing else.
+``hack/controlplane/go.mod`` (Kubernetes, whose go.mod in turn fixes etcd),
+``hack/helm/go.mod`` and ``hack/jaeger/go.mod``. This module reads the pins back from
+those files, so a version bump is a change to one ``go.mod`` (plus ``go mod tidy``) and
+nothing else.
 
 Binaries are built with ``go build`` (``go install pkg@version`` refuses modules with
 replace directives, which k8s.io/kubernetes and etcd both have) into
@@ -206,6 +207,20 @@ def helm_spec(repo_root: Path) -> BuildSpec:
     )
 
 
+def jaeger_spec(repo_root: Path) -> BuildSpec:
+    """Jaeger v2 (OTLP receiver, in-memory store, query API) of the pinned release."""
+    module_dir = repo_root / "hack" / "jaeger"
+    jaeger = _module_pin(module_dir / "go.mod", "github.com/jaegertracing/jaeger")
+    return BuildSpec(
+        name="jaeger",
+        module_dir=module_dir,
+        packages=("github.com/jaegertracing/jaeger/cmd/jaeger",),
+        binaries=("jaeger",),
+        versions={"jaeger": jaeger},
+        ldflags=(f"-X github.com/jaegertracing/jaeger/internal/version.latestVersion={jaeger}",),
+    )
+
+
 @contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -350,3 +365,8 @@ def controlplane_binaries(repo_root: Path | None = None) -> Binaries:
 def helm_binary(repo_root: Path | None = None) -> Path:
     """Build (once) and return the helm CLI."""
     return ensure_built(helm_spec(repo_root or find_repo_root())) / "helm"
+
+
+def jaeger_binary(repo_root: Path | None = None) -> Path:
+    """Build (once) and return the Jaeger v2 all-in-one binary."""
+    return ensure_built(jaeger_spec(repo_root or find_repo_root())) / "jaeger"
