@@ -47,6 +47,9 @@ class TickRequest(Record):
     uid: str = ""
     """The stack's uid when it was dispatched: a tick of a stack since deleted (or
     deleted and re-created under the same name) writes nothing."""
+    traceparent: str = ""
+    """W3C trace context of the operator's dispatch span (empty when tracing is off):
+    the runner's spans of this tick join that trace (:mod:`agentstack_core.tracing`)."""
 
 
 class Outcome(StrEnum):

@@ -196,6 +196,7 @@ def affordable_output(
         per_token = price.output * 1000
         if per_token * best > room:  # (a division could overflow for tiny prices)
             best = math.floor(room / per_token)
+
     # The quotient and the rounded-up cost of the sum may disagree by a token or two
     # either way: settle on the exact answer of the rule itself.
     def fits(tokens: int) -> bool:

@@ -46,6 +46,7 @@ from agentstack_devkit.toolchain import (
     controlplane_binaries,
     find_repo_root,
     helm_binary,
+    jaeger_binary,
 )
 
 _WATCH_INTERVAL = 1.0
@@ -80,6 +81,7 @@ def build() -> int:
         binaries = controlplane_binaries()
         helm = helm_binary()
         node = node_binaries(find_repo_root())
+        jaeger = jaeger_binary()
     except DevEnvError as exc:
         print(f"agentstack dev build: {exc}", file=sys.stderr)
         return 1
@@ -94,6 +96,7 @@ def build() -> int:
         node.kube_scheduler,
         node.pause,
         node.coredns,
+        jaeger,
     )
     for path in paths:
         _say(str(path))

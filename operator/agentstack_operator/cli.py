@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from agentstack_core import eventloop
+from agentstack_core import eventloop, tracing
 from agentstack_core.observability import configure_logging
 from agentstack_operator import __version__
 from agentstack_runner import cli as runner_cli
@@ -46,7 +46,10 @@ def _operator() -> int:
     from agentstack_operator.running import run_operator
 
     config = _settings("operator", OperatorConfig.from_env)
-    return 2 if config is None else eventloop.run(run_operator(config))
+    if config is None:
+        return 2
+    tracing.configure("agentstack-operator")
+    return eventloop.run(run_operator(config))
 
 
 def _api() -> int:

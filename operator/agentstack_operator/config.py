@@ -78,6 +78,11 @@ class OperatorConfig:
     """Series labelled by stack (``agentstack_stack_*``): off, their number grows with
     the fleet."""
     prices: str = ""
+    tracing_env: dict[str, str] = field(default_factory=dict)
+    """The ``OTEL_*`` and ``AGENTSTACK_TRACE_CONTENT`` variables the operator runs with:
+    tick Jobs get them too, so their spans reach the same receiver — except the
+    exporter's headers, which may hold a credential and would be written in plain text
+    into every Job's spec."""
     """``AGENTSTACK_PRICES`` as the operator got it: passed on to tick Jobs, whose runner
     prices calls like the pool's."""
 
@@ -114,6 +119,12 @@ class OperatorConfig:
             endpoints=EndpointPolicy.from_env(),
             per_stack_metrics=env_bool("AGENTSTACK_METRICS_PER_STACK"),
             prices=os.environ.get("AGENTSTACK_PRICES", "").strip(),
+            tracing_env={
+                name: value
+                for name, value in sorted(os.environ.items())
+                if (name.startswith("OTEL_") and not name.endswith("_HEADERS"))
+                or name == "AGENTSTACK_TRACE_CONTENT"
+            },
             gc_thaw_seconds=_not_negative(
                 "AGENTSTACK_GC_THAW_SECONDS",
                 env_float("AGENTSTACK_GC_THAW_SECONDS", defaults.gc_thaw_seconds),

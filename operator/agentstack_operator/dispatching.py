@@ -36,9 +36,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
-from agentstack_core import protocol
+from opentelemetry.trace import SpanKind
+
+from agentstack_core import protocol, tracing
 from agentstack_core.protocol import RedisClient, TickRequest
 from agentstack_core.spec import Executor, MissedTickPolicy, Priority
 from agentstack_operator import metrics
@@ -131,6 +134,22 @@ def build_request(
         dispatched_by=dispatched_by,
         uid=record.uid,
     )
+
+
+def traced(request: TickRequest, executor: Executor, *, lag: float) -> TickRequest:
+    """``request`` carrying the context of its dispatch span, the root of the tick's
+    trace (unchanged, and no span made, when tracing is off)."""
+    if not tracing.enabled():
+        return request
+    attributes = {
+        "agentstack.stack": str(request.stack),
+        "agentstack.tick_id": request.tick_id,
+        "agentstack.executor": executor.value,
+        "agentstack.dispatch_lag_seconds": round(lag, 6),
+        "messaging.operation.type": "send",
+    }
+    with tracing.span("dispatch tick", kind=SpanKind.PRODUCER, attributes=attributes):
+        return replace(request, traceparent=tracing.carrier())
 
 
 class Dispatcher:
@@ -252,6 +271,7 @@ class Dispatcher:
                 dispatched_by=self.config.operator_id,
             )
             metrics.DISPATCH_LAG.observe(max(0.0, now - when))
+            request = traced(request, record.executor, lag=max(0.0, now - when))
             if record.executor is not Executor.JOB:
                 pool.append(request)
                 carried(record, request.tick_id)

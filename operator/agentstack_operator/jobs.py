@@ -50,6 +50,7 @@ def build_job(
     ]
     if config.prices:
         env.append({"name": "AGENTSTACK_PRICES", "value": config.prices})
+    env.extend({"name": name, "value": value} for name, value in config.tracing_env.items())
     for provider, settings in spec.providers.items():
         if settings.secret_ref is not None and provider in _ENV_KEYS:
             env.append(
@@ -93,6 +94,7 @@ def build_job(
                     repr(request.deadline),
                     "--uid",
                     uid,
+                    *(("--traceparent", request.traceparent) if request.traceparent else ()),
                 ],
                 "env": env,
                 "resources": config.job_resources,

@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-from agentstack_core import eventloop
+from agentstack_core import eventloop, tracing
 from agentstack_core.keys import StackRef
 from agentstack_core.observability import configure_logging
 from agentstack_core.protocol import TickRequest, tick_id
@@ -42,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     once.add_argument(
         "--uid", default="", help="the stack's uid (a tick of a deleted stack writes nothing)"
+    )
+    once.add_argument(
+        "--traceparent",
+        default="",
+        help="W3C trace context of the operator's dispatch span (joins its trace)",
     )
 
 
@@ -75,6 +80,7 @@ def main(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"agentstack runner: credentials: {exc}", file=sys.stderr)
         return 2
+    tracing.configure("agentstack-runner")
     if not args.once:
         eventloop.run(run_forever(config))
         return 0
@@ -90,5 +96,6 @@ def main(args: argparse.Namespace) -> int:
         deadline=args.deadline if args.deadline is not None else time.time() + 3600,
         priority=Priority.NORMAL,
         uid=args.uid,
+        traceparent=args.traceparent,
     )
     return eventloop.run(run_once(config, request))

@@ -40,6 +40,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
+from opentelemetry.trace import SpanKind
+
+from agentstack_core import tracing
 from agentstack_core.budget import Usage, cost_left, exhausted
 from agentstack_core.pricing import PriceTable
 from agentstack_core.protocol import Outcome, RedisClient, TickRequest, TickResult
@@ -59,7 +62,7 @@ from agentstack_core.store import (
     StackStore,
     TickStart,
 )
-from agentstack_runner import metrics
+from agentstack_runner import metrics, spans
 from agentstack_runner.agents import StepInput, StepRecord, run_step
 from agentstack_runner.llm.router import Router
 from agentstack_runner.providers import ProviderRegistry
@@ -148,12 +151,20 @@ class Engine:
     async def execute(self, request: TickRequest, keep_alive: KeepAlive | None = None) -> Execution:
         """Run ``request`` (see the module docstring for the order of checks)."""
         store = StackStore(self.client, request.stack, request.uid)
-        try:
-            return await self._execute(store, request, keep_alive)
-        except StackGoneError:
-            logger.info("%s: the stack no longer exists; nothing recorded", request.tick_id)
-            metrics.TICKS.labels("Dropped", "StackGone").inc()
-            return Execution(None)
+        with tracing.span(
+            "tick",
+            kind=SpanKind.CONSUMER,
+            attributes=spans.tick_attributes(request, self.runner_id),
+            traceparent=request.traceparent,
+        ) as current:
+            try:
+                execution = await self._execute(store, request, keep_alive)
+            except StackGoneError:
+                logger.info("%s: the stack no longer exists; nothing recorded", request.tick_id)
+                metrics.TICKS.labels("Dropped", "StackGone").inc()
+                execution = Execution(None)
+            spans.tick_done(current, execution.result, duplicate=execution.duplicate)
+            return execution
 
     async def _execute(
         self, store: StackStore, request: TickRequest, keep_alive: KeepAlive | None
@@ -340,7 +351,18 @@ class Engine:
                         cost_left=cost_left(spec.budget, now),
                         prices=self.prices,
                     )
-                    record, context = await run_step(step, self.router, providers)
+                    with tracing.span(
+                        f"invoke_agent {agent.name}", attributes=spans.step_attributes(agent)
+                    ) as current:
+                        record, context = await run_step(step, self.router, providers)
+                        spans.step_done(
+                            current,
+                            outcome=record.outcome,
+                            reason=record.reason,
+                            tokens=record.tokens,
+                            cost=record.cost,
+                            unpriced=record.unpriced,
+                        )
                     records.append(record)
                     if record.failed and spec.step_failure_policy is StepFailurePolicy.FAIL_TICK:
                         return (

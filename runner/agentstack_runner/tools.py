@@ -37,6 +37,7 @@ from jsonschema.exceptions import SchemaError
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from agentstack_core import tracing
 from agentstack_core.approvals import (
     APPROVED,
     EXECUTED,
@@ -53,7 +54,7 @@ from agentstack_core.protocol import RedisClient
 from agentstack_core.records import ToolUse
 from agentstack_core.spec import AgentSpec, SecretKeyRef, StackSpec, ToolServer
 from agentstack_core.store import claim_approval, read_approvals
-from agentstack_runner import metrics
+from agentstack_runner import metrics, spans
 
 MAX_RESULT_CHARS = 4_000
 """The most of one result an agent is shown (a tool can answer megabytes)."""
@@ -234,6 +235,16 @@ class Toolbox:
             return _result(ref, "invalid", started, f"arguments refused, not sent: {problem}")
         if tool.server.needs_approval(tool.name) and not approved:
             return self._ask(ref, arguments, tick, started)
+        with tracing.span(
+            f"execute_tool {ref}", attributes=spans.tool_attributes(ref, arguments)
+        ) as current:
+            result = await self._send(tool, arguments, ref, started)
+            spans.tool_done(current, result.use.outcome, result.text)
+            return result
+
+    async def _send(
+        self, tool: OfferedTool, arguments: dict[str, Any], ref: str, started: float
+    ) -> ToolResult:
         try:
             async with asyncio.timeout(tool.server.timeout_seconds):
                 async with self._session(tool.server) as client:

@@ -263,3 +263,25 @@ built-in prices apply).
   value: {{ toJson .Values.llm.prices | quote }}
 {{- end }}
 {{- end }}
+
+{{/*
+OpenTelemetry settings of the operator and the runners (tick Jobs get them from the
+operator): nothing unless `tracing.otlpEndpoint` is set, and tracing is then off.
+*/}}
+{{- define "agentstack-operator.tracingEnv" -}}
+{{- with .Values.tracing.otlpEndpoint }}
+# Traces of ticks, by OTLP/HTTP (docs/tracing.md).
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+- name: AGENTSTACK_TRACE_CONTENT
+  value: {{ $.Values.tracing.recordContent | toString | quote }}
+{{- with $.Values.tracing.sampler }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ . | quote }}
+{{- end }}
+{{- with $.Values.tracing.samplerArg }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}

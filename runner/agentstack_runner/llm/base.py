@@ -30,6 +30,10 @@ class Completion:
     content: str
     prompt_tokens: int
     completion_tokens: int
+    finish_reason: str = ""
+    """Why the model stopped (``stop``, ``length``…), as the provider says."""
+    response_model: str = ""
+    """The model that answered, as the provider names it (may carry a version)."""
 
 
 class LLMError(Exception):

@@ -16,8 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from opentelemetry.trace import SpanKind
+
+from agentstack_core import tracing
 from agentstack_core.spec import ModelRef
-from agentstack_runner import metrics
+from agentstack_runner import metrics, spans
 from agentstack_runner.llm.base import (
     ChatRequest,
     Completion,
@@ -147,11 +150,21 @@ class Router:
                 provider = await source.provider(model.provider)
                 call = replace(request, model=model.name, timeout=min(request.timeout, remaining))
                 limiter = self.limiters.get(model.provider)
-                if limiter is None:
-                    completion = await provider.complete(call)
-                else:
-                    async with limiter.slot(wait_seconds=remaining):
-                        completion = await provider.complete(call)
+                with tracing.span(
+                    f"chat {model.name}",
+                    kind=SpanKind.CLIENT,
+                    attributes=spans.chat_attributes(model, call),
+                ) as current:
+                    try:
+                        if limiter is None:
+                            completion = await provider.complete(call)
+                        else:
+                            async with limiter.slot(wait_seconds=remaining):
+                                completion = await provider.complete(call)
+                    except LLMError as exc:
+                        tracing.failed(current, exc.reason, str(exc))
+                        raise
+                    spans.chat_done(current, completion)
             except LLMError as exc:
                 elapsed = time.monotonic() - started
                 self._observe(model, exc.reason, elapsed)

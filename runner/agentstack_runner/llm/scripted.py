@@ -271,4 +271,4 @@ class ScriptedProvider:
             reply["actions"] = [*_inputs_acknowledged(document), *reply["actions"]]
         content = json.dumps(reply)
         prompt_text = "".join(message.get("content", "") for message in request.messages)
-        return Completion(content, _tokens(prompt_text), _tokens(content))
+        return Completion(content, _tokens(prompt_text), _tokens(content), "stop", request.model)

@@ -106,6 +106,8 @@ class SdkProvider:
                 content=str(content),
                 prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
                 completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                finish_reason=str((choices[0].finish_reason if choices else "") or ""),
+                response_model=str(getattr(response, "model", "") or ""),
             )
         except (AttributeError, IndexError, TypeError, ValueError) as exc:
             raise TransientError(f"{self.name}: malformed response ({exc})") from exc

@@ -1,0 +1,133 @@
+"""OpenTelemetry traces of ticks, after the GenAI semantic conventions; off and free by default.
+
+Why a tick was slow is a question about one tick across two processes: the operator that
+dispatched it and the runner that ran its agents, their LLM calls and tool calls. So
+every tick is one trace:
+
+```
+dispatch tick            (operator, PRODUCER)   agentstack.stack, agentstack.tick_id
+└── tick                 (runner, CONSUMER)     outcome, reason, tokens, cost
+    └── invoke_agent A   (runner)               gen_ai.agent.name, role
+        ├── chat MODEL   (runner, CLIENT)       gen_ai.* request/response/usage
+        └── execute_tool T                      gen_ai.tool.name, outcome
+```
+
+The operator's span context crosses the process boundary in the tick message
+(:attr:`~agentstack_core.messages.TickRequest.traceparent`, W3C Trace Context), so the
+runner's spans join the operator's trace even when another runner claims the tick.
+
+Tracing is on when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the traces-only
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set: spans go to that OTLP/HTTP receiver in
+batches, off the event loop (the SDK's batch processor thread); the SDK's own
+``OTEL_*`` variables (sampler, headers, resource attributes) apply. Otherwise nothing is
+installed and :func:`span` hands out the API's non-recording span without touching the
+SDK: no ids are drawn, no context is attached, nothing crosses the tick message.
+
+Prompts and completions are recorded (``gen_ai.input.messages``/``gen_ai.output.messages``)
+only with ``AGENTSTACK_TRACE_CONTENT=true``: they are the stack's data, and may be large.
+Secrets never enter a span — API keys and tool headers travel in HTTP headers, which no
+span records.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from agentstack_core.environment import env_bool
+
+ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+CONTENT_VARIABLE = "AGENTSTACK_TRACE_CONTENT"
+INSTRUMENTATION = "agentstack"
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+_state: dict[str, Any] = {"provider": None, "content": False}
+
+
+def configure(service: str) -> bool:
+    """Install the OTLP exporter for this process if an endpoint is set; ``True`` if on.
+
+    Called once at the start of the operator and the runner (``service`` names them in
+    the traces). The SDK is imported only here, so a process without an endpoint never
+    loads it.
+    """
+    if _state["provider"] is not None:
+        return True
+    if not any(os.environ.get(name, "").strip() for name in ENDPOINT_VARIABLES):
+        return False
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _state["provider"] = provider
+    _state["content"] = env_bool(CONTENT_VARIABLE)
+    atexit.register(shutdown)
+    return True
+
+
+def enabled() -> bool:
+    return _state["provider"] is not None
+
+
+def record_content() -> bool:
+    """Whether prompts and completions go into spans (``AGENTSTACK_TRACE_CONTENT``)."""
+    return bool(_state["content"]) and enabled()
+
+
+def shutdown() -> None:
+    """Export what is still buffered (a Job's runner exits right after its tick)."""
+    provider = _state["provider"]
+    if provider is not None:
+        provider.shutdown()
+
+
+@contextlib.contextmanager
+def span(
+    name: str,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, Any] | None = None,
+    traceparent: str = "",
+) -> Iterator[Span]:
+    """A span around the block, current inside it; the non-recording span when off.
+
+    ``traceparent`` makes it the child of a span of another process (the tick message's
+    context); empty, it is the child of the current span, or a root. An exception that
+    leaves the block marks the span as an error and is re-raised.
+    """
+    if not enabled():
+        yield trace.INVALID_SPAN
+        return
+    parent = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else None
+    tracer = trace.get_tracer(INSTRUMENTATION)
+    with tracer.start_as_current_span(
+        name, context=parent, kind=kind, attributes=dict(attributes or {})
+    ) as current:
+        yield current
+
+
+def carrier() -> str:
+    """The current span's W3C ``traceparent`` (empty when off or outside any span)."""
+    if not enabled():
+        return ""
+    headers: dict[str, str] = {}
+    _PROPAGATOR.inject(headers, context=otel_context.get_current())
+    return headers.get("traceparent", "")
+
+
+def failed(current: Span, error_type: str, message: str = "") -> None:
+    """Mark ``current`` as failed with a low-cardinality ``error.type`` (the reason)."""
+    current.set_attribute("error.type", error_type)
+    current.set_status(Status(StatusCode.ERROR, message[:200]))
