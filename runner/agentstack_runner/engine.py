@@ -37,7 +37,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry.trace import SpanKind
@@ -187,7 +187,12 @@ class Engine:
             try:
                 spec = _admit(start, request, started)
             except _DropError as drop:
-                execution = await self._drop(store, request, drop, started, token=token)
+                # Steps an earlier attempt committed spent tokens and money that count
+                # even though the tick goes no further.
+                committed = [StepRecord(**record) for record in start.committed.values()]
+                execution = await self._drop(
+                    store, request, drop, started, token=token, committed=committed
+                )
                 return execution
             metrics.QUEUE_LAG.observe(max(0.0, started - request.dispatched_at))
             metrics.TICKS_IN_FLIGHT.inc()
@@ -209,6 +214,7 @@ class Engine:
         started: float,
         *,
         token: str | None,
+        committed: Sequence[StepRecord] = (),
     ) -> Execution:
         result = TickResult(
             stack=request.stack,
@@ -220,6 +226,9 @@ class Engine:
             started_at=started,
             finished_at=time.time(),
             runner=self.runner_id,
+            tokens=sum(record.tokens for record in committed),
+            cost=sum(record.cost for record in committed),
+            unpriced=sum(record.unpriced for record in committed),
         )
         finished = await store.finish_tick(result=result, token=token, ran=False)
         return self._reported(finished, result)

@@ -8,6 +8,9 @@ overspend.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import time
 from typing import Any
 
 import pytest
@@ -16,10 +19,18 @@ from agentstack_core.keys import StackKeys
 from agentstack_core.pricing import Price, PriceTable, nanos
 from agentstack_core.protocol import Outcome, RedisClient
 from agentstack_core.spec import ModelRef
-from agentstack_devkit.fakellm import FakeLLMServer, Reply
+from agentstack_core.store import LeaseLostError
+from agentstack_devkit.fakellm import FakeLLMServer, Hang, Reply
 from agentstack_operator.api.views import tick_entry, trace_entry
 from agentstack_runner import metrics
-from tests.integration.support import STACK, make_engine, openai_spec, publish, request
+from tests.integration.support import (
+    STACK,
+    make_engine,
+    openai_spec,
+    publish,
+    request,
+    wait_for_call,
+)
 
 KEYS = StackKeys(STACK)
 pytestmark = pytest.mark.asyncio
@@ -138,3 +149,31 @@ async def test_a_dollar_budget_refuses_a_model_without_a_price_without_calling_i
     assert first["reason"] == "UnpricedModel"
     assert "openai:house-model has no price" in first["error"]
     assert fake_llm.requests == []
+
+
+async def test_a_resumed_tick_dropped_late_still_counts_what_its_committed_steps_spent(
+    aredis: RedisClient, fake_llm: FakeLLMServer
+) -> None:
+    """A runner dies after the planner's step committed; the tick is taken again only
+    after its deadline and dropped — the planner's call was made and paid for, so its
+    tokens and dollars count against the budgets all the same."""
+    fake_llm.add_rule(Reply(QUIET, prompt_tokens=1200, completion_tokens=300))
+    fake_llm.add_rule(Hang(), headers={"X-Agentstack-Agent": "builder"})
+    await publish(aredis, openai_spec(fake_llm))
+    tick = request(1, deadline_in=3)
+    running = asyncio.create_task(make_engine(aredis, "runner-a", lease_ttl=0.6).execute(tick))
+    await wait_for_call(fake_llm, "builder")
+    await aredis.set(KEYS.lease, "someone-else")  # its lease expired and was taken over
+    with pytest.raises(LeaseLostError):
+        await asyncio.wait_for(running, timeout=30)
+    await aredis.delete(KEYS.lease)
+
+    late = dataclasses.replace(tick, deadline=time.time() - 1)
+    result = (await make_engine(aredis, "runner-b").execute(late)).result
+
+    assert result is not None
+    assert (result.outcome, result.reason) == (Outcome.DROPPED, "DeadlineExceeded")
+    planner = Price(0.15, 0.60).cost(1200, 300)
+    assert (result.tokens, result.cost) == (1500, planner)
+    usage = await aredis.hgetall(KEYS.usage)
+    assert (usage["tokens"], usage["cost"], usage["ticks"]) == ("1500", str(planner), "0")

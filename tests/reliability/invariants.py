@@ -16,10 +16,11 @@ tick received and every result folded), so that what is checked is final. Then
   operator dispatched for the stack's current incarnation (its uid) is in the history,
   run or dropped with a reason (ticks of an incarnation since deleted write nothing, by
   design, and are not expected);
-- **status equals what Redis counted**: ``ticks``, ``tokensUsed`` and
+- **status equals what Redis counted**: ``ticks``, ``tokensUsed``, ``costUSD`` and
   ``consecutiveFailures`` in the stack's status equal its usage counters;
 - **budgets never overspent**: ticks run never exceed ``maxTicks``; no step with an LLM
-  call started once the tokens used before it reached ``maxTokens``;
+  call started once the tokens used before it reached ``maxTokens``; neither the dollars
+  the stack counted nor the sum of its steps' costs in the trace exceed ``maxCostUSD``;
 - **nothing of a deleted stack left**: no Redis key with its hash tag, no Job of it;
 - **no secret anywhere**: no secret value in a process log, a status, an Event, a Redis
   key or value, or a recorded API response.
@@ -43,8 +44,9 @@ from kubernetes import client
 
 from agentstack_core import protocol
 from agentstack_core.keys import FleetKeys, StackKeys, StackRef
+from agentstack_core.pricing import format_usd, nanos
 from agentstack_core.protocol import LANES
-from agentstack_core.state import HISTORY_MAXLEN
+from agentstack_core.state import HISTORY_MAXLEN, TRACE_MAXLEN
 from tests.helpers import eventually
 
 GROUP, VERSION, PLURAL = "agentstack.dev", "v1alpha1", "agentstacks"
@@ -235,6 +237,20 @@ def _check_stack(
                 )
                 break
             used += tokens
+    if "maxCostUSD" in budget:
+        spent = int(usage.get("cost", 0))  # type: ignore[union-attr]
+        if spent > nanos(float(budget["maxCostUSD"])):  # type: ignore[arg-type]
+            report.problems.append(
+                f"{ref}: ${spent / 1e9:.9f} spent of a budget of ${budget['maxCostUSD']}"
+            )
+        # What the calls really cost, step by step — committed steps of a tick still
+        # running or never finished included — is kept under the budget too.
+        stepped = sum(int(entry.get("cost") or 0) for entry in trace)
+        if stepped > nanos(float(budget["maxCostUSD"])) and len(trace) < TRACE_MAXLEN:  # type: ignore[arg-type]
+            report.problems.append(
+                f"{ref}: the trace's steps cost ${stepped / 1e9:.9f}, over the budget of "
+                f"${budget['maxCostUSD']}"
+            )
 
 
 def _check_one_at_a_time(ref: StackRef, history: list[dict[str, str]], report: Report) -> None:
@@ -326,6 +342,12 @@ def _check_status(
                         f"{meta['namespace']}/{meta['name']}: status {in_status}="
                         f"{status.get(in_status)} but Redis counted {usage.get(in_redis, 0)}"
                     )
+            counted = format_usd(int(usage.get("cost", 0)))
+            if (status.get("costUSD") or format_usd(0)) != counted:
+                found.append(
+                    f"{meta['namespace']}/{meta['name']}: status costUSD="
+                    f"{status.get('costUSD')} but Redis counted {counted}"
+                )
         return found
 
     deadline = time.monotonic() + timeout

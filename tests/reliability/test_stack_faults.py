@@ -15,6 +15,9 @@ from tests.e2e.stacks import Stacks
 from tests.helpers import eventually, gone
 from tests.reliability.support import POOL_KEY, QUIET, on_gateway, verify
 
+DEAR = "openai/gpt-oss-20b"
+"""The dollar-budget stack's Groq model ($0.10/$0.50 per million tokens by default)."""
+
 
 def test_a_stack_deleted_and_re_created_while_its_ticks_run_keeps_nothing_old(
     fleet: Fleet,
@@ -97,6 +100,9 @@ def test_llm_faults_with_budgets_nearly_spent_never_overspend(
 ) -> None:
     """Groq (primary) and OpenAI (fallback) both on the gateway; each agent's calls meet
     a different fault, over and over."""
+    # The dollar-budget stack's own model answers at its dearest (a prompt token per
+    # byte, the whole max_tokens): only the runner's bound keeps the budget.
+    gateway.add_rule(Reply(QUIET, worst_case=True), provider="groq", model=DEAR, repeat_last=True)
     faults = {
         "planner": Fail(429, retry_after=0.2),
         "builder": Fail(503),
@@ -123,9 +129,21 @@ def test_llm_faults_with_budgets_nearly_spent_never_overspend(
         "tokens-b": {"maxTokens": 250},
         "ticks": {"maxTicks": 3},
         "both": {"maxTokens": 400, "maxTicks": 5},
+        "dollars": {"maxCostUSD": 0.01},
     }
     for name, budget in budgets.items():
-        stacks.create(name, tickIntervalSeconds=2, tickTimeoutSeconds=30, llm=llm, budget=budget)
+        model = (
+            {"model": {"provider": "groq", "name": DEAR}, "fallbackModels": []}
+            if name == "dollars"
+            else {}
+        )
+        stacks.create(
+            name,
+            tickIntervalSeconds=2,
+            tickTimeoutSeconds=30,
+            llm={**llm, **model},
+            budget=budget,
+        )
     fleet.operator(GROQ_API_KEY=POOL_KEY)
     fleet.runner("runner-a", GROQ_API_KEY=POOL_KEY)
     fleet.runner("runner-b", GROQ_API_KEY=POOL_KEY)
