@@ -132,6 +132,9 @@ def test_one_stack_shows_spec_summary_and_status_but_no_secret(
     assert detail["spec"]["providers"] == [{"name": "openai", "usesSecret": True, "baseURL": None}]
     assert detail["status"]["observedGeneration"] == 1
     assert detail["generation"] == 1
+    assert detail["costUSD"] == 0.0
+    assert detail["status"]["costUSD"] == "0.000000"
+    assert detail["tokensUsed"] == detail["status"]["tokensUsed"] > 0
     assert "sk-never-in-a-response" not in response.text
     assert "llm-keys" not in response.text
 
@@ -157,6 +160,7 @@ def test_agents_memory_artifacts_and_messages(api: tuple[httpx.Client, Stacks]) 
     assert [task["id"] for task in memory["plan"]][:3] == ["t1", "t2", "t3"]
     assert "last_report" in memory["agents"]["communicator"]
     assert memory["usage"]["ticks"] >= 1
+    assert (memory["usage"]["cost"], memory["costUSD"]) == (0, 0.0)
 
     artifacts = _ok(http.get(f"{base}/artifacts"))["items"]
     assert artifacts
@@ -193,6 +197,9 @@ def test_ticks_traces_and_feed_page_newest_first_without_overlap(
     trace = _ok(http.get(f"{base}/traces", params={"limit": 4}))["items"]
     assert {entry["agent"] for entry in trace} <= {"planner", "builder", "reviewer", "communicator"}
     assert all(entry["model"] == "scripted:scripted-v1" for entry in trace)
+    # The offline model is priced, at zero: its cost is known (0), not unknown (null).
+    assert tick["costUSD"] == 0.0
+    assert all(entry["costUSD"] == 0.0 for entry in trace)
     _error(http.get(f"{base}/traces", params={"cursor": "yesterday"}), 400, "InvalidParameter")
 
 

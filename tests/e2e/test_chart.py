@@ -884,6 +884,9 @@ def test_service_monitors_select_the_metrics_services(helm: Helm) -> None:
         assert endpoint["port"] in ports
         assert endpoint["path"] == "/metrics"
         assert endpoint["interval"] == "15s"
+        # Only the operator exports series with a `namespace` label of their own.
+        operator = monitor["metadata"]["name"].endswith("-operator")
+        assert endpoint.get("honorLabels", False) is operator
     ports = {name: s["spec"]["ports"][0]["port"] for name, s in services.items()}
     assert ports == {
         "ags-agentstack-operator-operator": 9101,
