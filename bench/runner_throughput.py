@@ -68,7 +68,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,9 +277,16 @@ def _http_get(port: int, path: str) -> str | None:
 
 @contextlib.contextmanager
 def runner_process(
-    plan: RunPlan, redis_url: str, log_dir: Path, gateway: str = ""
+    plan: RunPlan,
+    redis_url: str,
+    log_dir: Path,
+    gateway: str = "",
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[ManagedProcess, int]]:
-    """Start one runner as the integration tests do; stop it whatever happens."""
+    """Start one runner as the integration tests do; stop it whatever happens.
+
+    ``env`` is added to the runner's environment last (another benchmark's settings,
+    such as the tracing endpoint)."""
     port = free_port()
     if plan.pool:
         redis_url = f"{redis_url}?max_connections={plan.pool}"
@@ -299,6 +306,7 @@ def runner_process(
             # The fake LLM stands for the platform's allow-listed gateway.
             "AGENTSTACK_ALLOWED_BASE_URLS": gateway,
             **({"AGENTSTACK_EVENT_LOOP": plan.loop} if plan.loop else {}),
+            **(env or {}),
         },
     )
     try:
@@ -307,6 +315,21 @@ def runner_process(
         yield process, port
     finally:
         process.stop(timeout=15)
+
+
+def tick_requests(stacks: Sequence[StackRef], slot: int, now: float) -> list[TickRequest]:
+    """One tick request per stack for ``slot``, dispatched ``now``."""
+    return [
+        TickRequest(
+            stack=stack,
+            generation=GENERATION,
+            tick_id=tick_id(stack, slot),
+            slot=slot,
+            deadline=now + DEADLINE_AHEAD,
+            dispatched_at=now,
+        )
+        for stack in stacks
+    ]
 
 
 class Driver:
@@ -321,17 +344,7 @@ class Driver:
     async def round(self, slot: int, limit: float) -> tuple[list[TickResult], float]:
         """Dispatch one tick per stack in ``slot``; return the results and dispatch time."""
         dispatched_at = time.time()
-        requests = [
-            TickRequest(
-                stack=stack,
-                generation=GENERATION,
-                tick_id=tick_id(stack, slot),
-                slot=slot,
-                deadline=dispatched_at + DEADLINE_AHEAD,
-                dispatched_at=dispatched_at,
-            )
-            for stack in self.stacks
-        ]
+        requests = tick_requests(self.stacks, slot, dispatched_at)
         await protocol.dispatch(self.client, requests)
         expected = {request.tick_id for request in requests}
         return await self._collect(expected, slot, limit), dispatched_at
@@ -403,9 +416,14 @@ def log_issues(path: Path, limit: int = 5) -> list[str]:
 
 
 async def measure(
-    plan: RunPlan, redis: RedisServer, llm: FakeLLMServer | None, log_dir: Path
+    plan: RunPlan,
+    redis: RedisServer,
+    llm: FakeLLMServer | None,
+    log_dir: Path,
+    env: Mapping[str, str] | None = None,
 ) -> Measurement:
-    """One run: fresh Redis contents, one runner process, a warm-up round, timed rounds."""
+    """One run: fresh Redis contents, one runner process, a warm-up round, timed rounds
+    (``env``: added to the runner's environment)."""
     client: Any = connect(redis.url, cluster=False)
     try:
         await client.flushall()
@@ -417,7 +435,7 @@ async def measure(
         for stack in stacks:
             await publish_spec(client, stack, GENERATION, spec)
         gateway = llm.openai_base_url if llm is not None else ""
-        with runner_process(plan, redis.url, log_dir, gateway) as (process, _port):
+        with runner_process(plan, redis.url, log_dir, gateway, env) as (process, _port):
             driver = Driver(client, process, stacks)
             assert process.pid is not None
             warmup, _ = await driver.round(0, plan.round_timeout)
@@ -504,17 +522,25 @@ def table(outcomes: Sequence[Measurement | Failure], latency: tuple[float, float
     return "\n".join(rows)
 
 
+def run_notes(label: str, problems: Counter[str], issues: Sequence[str]) -> list[str]:
+    """Note lines of one run: ticks that did not succeed, warnings in its runner log."""
+    lines: list[str] = []
+    if problems:
+        counts = ", ".join(f"{reason}: {count}" for reason, count in problems.items())
+        lines.append(f"- {label}: ticks not succeeded: {counts}")
+    if issues:
+        lines.append(f"- {label}: runner log warnings/errors:")
+        lines.extend(f"    {issue}" for issue in issues)
+    return lines
+
+
 def notes(outcomes: Sequence[Measurement | Failure]) -> str:
     """Ticks that did not succeed and warnings in the runner logs, per run."""
     lines: list[str] = []
     for m in outcomes:
         label = f"{m.plan.scenario} concurrency {m.plan.label}"
-        if isinstance(m, Measurement) and m.problems:
-            counts = ", ".join(f"{reason}: {count}" for reason, count in m.problems.items())
-            lines.append(f"- {label}: ticks not succeeded: {counts}")
-        if m.log_issues:
-            lines.append(f"- {label}: runner log warnings/errors:")
-            lines.extend(f"    {issue}" for issue in m.log_issues)
+        problems = m.problems if isinstance(m, Measurement) else Counter[str]()
+        lines += run_notes(label, problems, m.log_issues)
     return "\n".join(lines) or "No dropped or failed ticks; no warnings in the runner logs."
 
 
