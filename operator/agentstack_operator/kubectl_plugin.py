@@ -152,6 +152,13 @@ def _state_command(state: ExecutionState) -> Callable[[Session, argparse.Namespa
     return command
 
 
+def _cost(state: dict[str, Any]) -> str:
+    """The stack's dollars as status says them, and what they leave out."""
+    dollars = f"${state.get('costUSD') or '0.000000'}"
+    unpriced = int(state.get("unpricedCalls") or 0)
+    return f"{dollars} (+ {unpriced} call(s) of models without a price)" if unpriced else dollars
+
+
 def status(session: Session, args: argparse.Namespace) -> None:
     stack = session.stack(args.name)
     if args.output == "json":
@@ -161,6 +168,7 @@ def status(session: Session, args: argparse.Namespace) -> None:
     print(f"Stack:      {session.namespace}/{args.name}")
     print(f"State:      {spec.get('executionState', ExecutionState.RUNNING.value)}")
     print(f"Ticks:      {state.get('ticks', 0)}   Tokens: {state.get('tokensUsed', 0)}")
+    print(f"Cost:       {_cost(state)}")
     last = state.get("lastTickResult")
     if last:
         print(

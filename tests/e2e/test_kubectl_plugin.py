@@ -95,6 +95,7 @@ def test_pause_resume_and_stop_patch_the_stack_and_status_shows_it(
     )
     shown = plugin.ok("status", "toggled")
     assert "State:      Paused" in shown
+    assert "Cost:       $0.000000" in shown  # no tick ran: nothing spent
     assert "Paused" in shown.split("Conditions:")[1]
     plugin.ok("resume", "toggled")
     assert stacks.get("toggled")["spec"]["executionState"] == "Running"

@@ -360,6 +360,8 @@ def test_a_stack_shows_its_trace_and_feed_and_new_lines_arrive_without_reload(
 
     first = until(browser, filled, f"{alpha} selected, with its trace and feed")
     assert any(word in TEAM for line in first.trace for word in line.split())
+    # Each step says what it cost: the offline model is priced at zero, a known $0.
+    assert all(" $0.000000 " in line for line in first.trace), first.trace
     assert len(first.trace) < 200  # the page keeps 200 lines: growth stays visible
     marker = mark(browser)
 
