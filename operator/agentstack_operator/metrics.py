@@ -103,6 +103,13 @@ class PerStackSeries:
         STACK_COST.labels(namespace, stack).inc(dollars)
         STACK_LAST_DURATION.labels(namespace, stack).set(seconds)
 
+    def clear(self) -> None:
+        """A replica that stops leading folds no more results: its series would be
+        frozen figures beside the new leader's live ones."""
+        self._outcomes.clear()
+        for series in (STACK_TICKS, STACK_TOKENS, STACK_COST, STACK_LAST_DURATION):
+            series.clear()
+
     def forget(self, namespace: str, stack: str) -> None:
         outcomes = self._outcomes.pop((namespace, stack), None)
         if outcomes is None:

@@ -235,6 +235,7 @@ def clear_fleet_gauges() -> None:
     metrics.STACKS.clear()
     metrics.SCHEDULED.set(0)
     metrics.APPROVALS_WAITING.set(0)
+    metrics.PER_STACK.clear()
     metrics.STATUS_AGE.set(0)
 
 
