@@ -116,9 +116,14 @@ def test_rbac_decides_who_may_send_and_the_input_wakes_the_stack(
 
     read = _read(http, path, sender, 1)
     assert read["readBy"] == "planner"
-    ticks = [entry["tick_id"] for entry in stacks.history("hourly")]
+    # The planner's step records the input as read; the tick's history entry follows
+    # when its last step is done.
+    ticks = eventually(
+        lambda: [h["tick_id"] for h in stacks.history("hourly")][1:] or None,
+        "the woken tick in the history",
+    )
     # The hourly stack had its start tick; the input brought one more, at once.
-    assert read["tickId"] in ticks[1:], ticks
+    assert read["tickId"] in ticks, ticks
     assert read["content"] == body["content"]
     assert read["sender"] == accepted["sender"]
     # The trace of that tick shows the planner reading it, and the feed the answer.
