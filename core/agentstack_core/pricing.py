@@ -118,6 +118,11 @@ class PriceTable:
         return self.prices.get(model.provider, {}).get(model.name)
 
     @classmethod
+    def builtin(cls) -> PriceTable:
+        """The defaults alone (what a runner without ``AGENTSTACK_PRICES`` prices with)."""
+        return cls.with_overrides(None)
+
+    @classmethod
     def with_overrides(cls, text: str | None) -> PriceTable:
         """The defaults, with the models of ``text`` (YAML or JSON) added or replaced."""
         merged = {provider: dict(models) for provider, models in DEFAULT_PRICES.items()}

@@ -111,7 +111,7 @@ class StepInput:
     cost_left: int | None = None
     """Nano-dollars left of the stack's dollar budget when the step starts (``None``:
     no dollar budget): every call's worst case must fit in what is left then."""
-    prices: PriceTable = field(default_factory=lambda: PriceTable.with_overrides(None))
+    prices: PriceTable = field(default_factory=PriceTable.builtin)
 
 
 class _BudgetSpentError(Exception):

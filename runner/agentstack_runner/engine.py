@@ -145,7 +145,7 @@ class Engine:
     lease_ttl: float = DEFAULT_LEASE_TTL
     listings: ListingCache = field(default_factory=ListingCache)
     """Tool servers' listings, shared by the steps this engine runs."""
-    prices: PriceTable = field(default_factory=lambda: PriceTable.with_overrides(None))
+    prices: PriceTable = field(default_factory=PriceTable.builtin)
     """What LLM calls cost (the defaults plus ``AGENTSTACK_PRICES``)."""
 
     async def execute(self, request: TickRequest, keep_alive: KeepAlive | None = None) -> Execution:

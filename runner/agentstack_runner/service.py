@@ -71,7 +71,7 @@ class RunnerConfig:
     """0 disables the HTTP endpoint."""
     llm_concurrency: dict[str, int] = field(default_factory=lambda: {"groq": 64, "openai": 64})
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    prices: PriceTable = field(default_factory=lambda: PriceTable.with_overrides(None))
+    prices: PriceTable = field(default_factory=PriceTable.builtin)
 
     @classmethod
     def from_env(cls) -> RunnerConfig:

@@ -26,7 +26,7 @@ GROQ_70B = ModelRef("groq", "llama-3.3-70b-versatile")
 
 
 def test_a_call_costs_its_tokens_at_the_models_prices() -> None:
-    price = PriceTable.with_overrides(None).price(GROQ_70B)
+    price = PriceTable.builtin().price(GROQ_70B)
     assert price == Price(0.59, 0.79)
     # 1,000 prompt tokens at $0.59/M and 500 completion tokens at $0.79/M.
     assert usd(price.cost(1000, 500)) == pytest.approx(0.00059 + 0.000395)
@@ -36,7 +36,7 @@ def test_a_call_costs_its_tokens_at_the_models_prices() -> None:
 def test_every_default_model_has_both_prices_and_the_default_models_are_priced() -> None:
     for models in DEFAULT_PRICES.values():
         assert all(p.input >= 0 and p.output >= 0 for p in models.values())
-    table = PriceTable.with_overrides(None)
+    table = PriceTable.builtin()
     for agent in DEFAULTS.agents:
         assert all(table.price(model) is not None for model in agent.models), agent
 
