@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from agentstack_core.keys import StackRef
+from agentstack_core.reasons import Outcome
 from agentstack_core.records import Record
 from agentstack_core.spec import Priority
 
@@ -50,13 +50,6 @@ class TickRequest(Record):
     traceparent: str = ""
     """W3C trace context of the operator's dispatch span (empty when tracing is off):
     the runner's spans of this tick join that trace (:mod:`agentstack_core.tracing`)."""
-
-
-class Outcome(StrEnum):
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    DROPPED = "Dropped"
-    """Not run on purpose: past its deadline, outdated generation, over budget, busy."""
 
 
 @dataclass(frozen=True)

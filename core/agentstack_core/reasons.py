@@ -1,0 +1,145 @@
+"""Every word one process writes and another reads or compares: outcomes, reasons,
+phases, condition types and Event reasons, as enums.
+
+A runner records why a tick was dropped, the operator decides from that reason whether
+a wake-up must wait (``StackBusy``), the read API and people read it in the history;
+the operator writes a phase the ``agentstack_stacks`` gauge counts by value. Spelled as
+string literals in each process, a rename in one would silently break another. Here
+each word is written once; being ``StrEnum`` members, they are the very strings that
+travel in Redis records, status and Events, so stored data reads unchanged.
+
+Pure: no process imports anything else to use them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    """How a tick (or one agent step: ``Succeeded`` or ``Failed``) ended."""
+
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    DROPPED = "Dropped"
+    """Not run on purpose: past its deadline, outdated generation, over budget, busy."""
+
+
+class TickReason(StrEnum):
+    """Why a tick that ran ended as it did (``TickResult.reason``)."""
+
+    COMPLETED = "Completed"
+    """Every agent took its step (some may have failed under ``onStepFailure: Continue``)."""
+    ALL_STEPS_FAILED = "AllStepsFailed"
+    STEP_FAILED = "StepFailed"
+    """A step failed under ``onStepFailure: FailTick``."""
+    TICK_TIMEOUT = "TickTimeout"
+    BUDGET_EXCEEDED = "BudgetExceeded"
+    """The budget ran out before an agent's step."""
+    JOB_FAILED = "JobFailed"
+    """The tick's Kubernetes Job failed before its runner recorded the tick (the
+    operator records it)."""
+
+
+class DropReason(StrEnum):
+    """Why a tick was not run (``TickResult.reason`` of a ``Dropped`` tick)."""
+
+    STACK_BUSY = "StackBusy"
+    """Another tick of the stack held its lease."""
+    OUTDATED_GENERATION = "OutdatedGeneration"
+    SPEC_NOT_PUBLISHED = "SpecNotPublished"
+    INVALID_SPEC = "InvalidSpec"
+    NOT_RUNNING = "NotRunning"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    BUDGET_EXCEEDED = "BudgetExceeded"
+    STACK_GONE = "StackGone"
+    """The stack was deleted: nothing is recorded (a metric label only)."""
+
+
+class StepReason(StrEnum):
+    """Why one agent step ended as it did (trace entries, step records).
+
+    The LLM failures are the router's error kinds (the last model's error when every
+    model of the agent's chain failed).
+    """
+
+    SUCCEEDED = "Succeeded"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    """Not taken: its agent waits for a decision on a tool call (``PauseAgent``)."""
+    INVALID_OUTPUT = "InvalidOutput"
+    """The model's reply was not a valid action object, even after the repair."""
+    BUDGET_EXCEEDED = "BudgetExceeded"
+    UNPRICED_MODEL = "UnpricedModel"
+    """A dollar budget cannot be kept with a model that has no price."""
+    LLM_ERROR = "Error"
+    RATE_LIMITED = "RateLimited"
+    SERVER_ERROR = "ServerError"
+    TIMEOUT = "Timeout"
+    REJECTED = "Rejected"
+    UNAVAILABLE = "Unavailable"
+    LLM_UNAVAILABLE = "LLMUnavailable"
+    """Every model of the agent's chain failed or was unavailable."""
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    """The tick's deadline left no time for the call."""
+
+    @property
+    def taken(self) -> bool:
+        """Whether the step counts as succeeded (one not taken on purpose does too)."""
+        return self in (StepReason.SUCCEEDED, StepReason.AWAITING_APPROVAL)
+
+
+class Phase(StrEnum):
+    """The one-word summary in ``status.phase`` (for the printer column and the
+    ``agentstack_stacks`` gauge; logic reads conditions)."""
+
+    RUNNING = "Running"
+    PAUSED = "Paused"
+    STOPPED = "Stopped"
+    INVALID = "Invalid"
+    WAITING = "Waiting"
+    DEGRADED = "Degraded"
+    BUDGET_EXCEEDED = "BudgetExceeded"
+
+
+class ConditionType(StrEnum):
+    """The conditions every stack's status carries, in the order they are written."""
+
+    READY = "Ready"
+    TICKING = "Ticking"
+    PAUSED = "Paused"
+    DEGRADED = "Degraded"
+    BUDGET_EXCEEDED = "BudgetExceeded"
+    TOOLS_DEGRADED = "ToolsDegraded"
+    AWAITING_APPROVAL = "AwaitingApproval"
+
+
+class Blocked(StrEnum):
+    """Why a ``Running`` stack may not tick (the ``Ready``/``Ticking`` reason), in the
+    order they are weighed: the first that applies is the one reported."""
+
+    INVALID_SPEC = "InvalidSpec"
+    ENDPOINT_NOT_ALLOWED = "EndpointNotAllowed"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    BUDGET_EXCEEDED = "BudgetExceeded"
+
+
+class EventReason(StrEnum):
+    """Reasons of the Kubernetes Events posted on a stack."""
+
+    STARTED = "Started"
+    PAUSED = "Paused"
+    RESUMED = "Resumed"
+    STOPPED = "Stopped"
+    INVALID_SPEC = "InvalidSpec"
+    ENDPOINT_NOT_ALLOWED = "EndpointNotAllowed"
+    SPEC_ACCEPTED = "SpecAccepted"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    SECRET_FOUND = "SecretFound"
+    DEGRADED = "Degraded"
+    RECOVERED = "Recovered"
+    BUDGET_EXCEEDED = "BudgetExceeded"
+    TOOL_SERVER_UNAVAILABLE = "ToolServerUnavailable"
+    TOOL_SERVERS_RECOVERED = "ToolServersRecovered"
+    APPROVAL_REQUESTED = "ApprovalRequested"
+    TOOL_CALL_APPROVED = "ToolCallApproved"
+    TOOL_CALL_DENIED = "ToolCallDenied"
