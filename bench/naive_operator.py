@@ -33,7 +33,7 @@ from agentstack_core.connection import connect
 from agentstack_core.keys import StackRef
 from agentstack_core.messages import TickRequest, tick_id
 from agentstack_core.protocol import RedisClient
-from agentstack_core.store import publish_spec
+from agentstack_core.redis.publishing import publish_spec
 from agentstack_operator import metrics
 
 INTERVAL = float(os.environ.get("NAIVE_TICK_INTERVAL", "10"))

@@ -77,7 +77,7 @@ from agentstack_core import protocol
 from agentstack_core.connection import connect
 from agentstack_core.keys import FleetKeys, StackRef
 from agentstack_core.protocol import Outcome, TickRequest, TickResult, tick_id
-from agentstack_core.store import publish_spec
+from agentstack_core.redis.publishing import publish_spec
 from agentstack_devkit.fakellm import FakeLLMServer
 from agentstack_devkit.processes import DevEnvError, ManagedProcess, free_port
 from agentstack_devkit.redisserver import RedisServer

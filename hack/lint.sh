@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Static checks: ruff (lint and format), mypy (strict), import-linter (layer contracts).
+# Static checks: ruff (lint and format), mypy (strict), import-linter (layer contracts),
+# luacheck over the Redis layer's Lua scripts as Redis runs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/lint-imports
+.venv/bin/python -m agentstack_devkit.lualint

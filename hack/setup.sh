@@ -4,8 +4,9 @@
 #     never part of the product) and the dev tools, at the versions of constraints.txt
 #     (re-run only when a pyproject.toml or constraints.txt changes);
 #   - Debian's redis-server, prometheus, chromium and chromium-driver, podman, buildah,
-#     runc and debootstrap if missing; containerd, the CNI plugins, iptables, conntrack
-#     and iproute2 for the dev node.
+#     runc, debootstrap and lua-check (luacheck, for the Redis layer's scripts) if
+#     missing; containerd, the CNI plugins, iptables, conntrack and iproute2 for the
+#     dev node.
 # The Kubernetes binaries and helm are built on first use by `agentstack dev build`
 # (Go module proxy, cached under ~/.cache/agentstack); this script checks Go is there.
 set -euo pipefail
@@ -36,13 +37,14 @@ fi
 # (and promtool), headless Chromium with its WebDriver for the live page; podman,
 # buildah, runc and debootstrap to build and run the project's image (no registry, no
 # Docker engine: `agentstack dev image`); containerd, the CNI plugins (/usr/lib/cni),
-# iptables, conntrack and iproute2 for the dev node that runs the chart's pods.
+# iptables, conntrack and iproute2 for the dev node that runs the chart's pods;
+# luacheck (lua-check) for `make lint`.
 missing=()
 for pair in redis-server:redis-server prometheus:prometheus promtool:prometheus \
             chromium:chromium chromedriver:chromium-driver podman:podman buildah:buildah \
             runc:runc debootstrap:debootstrap newuidmap:uidmap fuse-overlayfs:fuse-overlayfs \
             containerd:containerd ctr:containerd /usr/lib/cni/bridge:containernetworking-plugins \
-            iptables:iptables conntrack:conntrack ip:iproute2; do
+            iptables:iptables conntrack:conntrack ip:iproute2 luacheck:lua-check; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -22,17 +22,17 @@ reached the tool is unknown then, and the agent is told so. A denied or expired 
 never runs. Each final state is told to the agent once (``reported``).
 
 Records are JSON; a field is changed only by the scripts of
-:mod:`agentstack_core.store` (``decide``, ``claim``) or by a step's commit, so every
+:mod:`agentstack_core.redis.approvals` (``decide``, ``claim``) or by a step's commit, so every
 state moves forward only. This module is pure: the records and their rules.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-import orjson
+from agentstack_core.records import JsonRecord
 
 PENDING, APPROVED, DENIED = "Pending", "Approved", "Denied"
 RUNNING, EXECUTED, EXPIRED, INTERRUPTED = "Running", "Executed", "Expired", "Interrupted"
@@ -41,7 +41,7 @@ RESULT_CHARS = 2_000
 
 
 @dataclass(frozen=True)
-class Approval:
+class Approval(JsonRecord):
     id: str
     agent: str
     tool: str
@@ -60,14 +60,6 @@ class Approval:
     result: str = ""
     reported: bool = False
     """Whether the asking agent has been told of its final state."""
-
-    def encode(self) -> str:
-        return orjson.dumps(asdict(self)).decode()
-
-    @classmethod
-    def decode(cls, raw: str) -> Approval:
-        fields = orjson.loads(raw)
-        return cls(**{k: v for k, v in fields.items() if k in cls.__dataclass_fields__})
 
     def expired(self, now: float) -> bool:
         return self.state == PENDING and now >= self.expires_at

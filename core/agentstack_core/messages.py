@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from agentstack_core.keys import StackRef
 from agentstack_core.reasons import Outcome
-from agentstack_core.records import Record
+from agentstack_core.records import Record, TickRecord
 from agentstack_core.spec import Priority
 
 
@@ -84,6 +84,25 @@ class TickResult(Record):
     @property
     def duration(self) -> float:
         return max(0.0, self.finished_at - self.started_at)
+
+    def history_entry(self) -> TickRecord:
+        """The stack's history entry of this result (one shape for every writer)."""
+        return TickRecord(
+            tick_id=self.tick_id,
+            generation=self.generation,
+            outcome=self.outcome.value,
+            reason=self.reason,
+            message=self.message,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            duration_ms=round(self.duration * 1000),
+            tokens=self.tokens,
+            steps=self.steps,
+            progressed=self.progressed,
+            runner=self.runner,
+            cost=self.cost,
+            unpriced=self.unpriced,
+        )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ is deterministic per stack and slot (:func:`tick_id`), and a deadline. Delivery 
 least once: a runner that dies leaves its entries pending, and another runner claims
 them after :data:`DEFAULT_VISIBILITY_TIMEOUT` (a live runner keeps its running ticks'
 entries fresh with :func:`keep_alive`). Exactly-once *effects* come from the stack
-side (``agentstack_core.store``): a per-stack lease, and a record of finished tick ids
+side (``agentstack_core.redis.tick``): a per-stack lease, and a record of finished tick ids
 with their outcomes, so a duplicate runs nothing and republishes the recorded result.
 
 Everything here is plain data plus thin async functions over a ``redis.asyncio``
@@ -34,12 +34,12 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from agentstack_core.keys import FleetKeys
-from agentstack_core.messages import Outcome as Outcome
 from agentstack_core.messages import TickRequest as TickRequest
 from agentstack_core.messages import TickResult as TickResult
 from agentstack_core.messages import Wakeup as Wakeup
 from agentstack_core.messages import slot_of as slot_of
 from agentstack_core.messages import tick_id as tick_id
+from agentstack_core.reasons import Outcome as Outcome
 from agentstack_core.spec import Priority
 
 RedisClient = Redis | RedisCluster

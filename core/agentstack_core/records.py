@@ -18,6 +18,10 @@ missing or malformed field with a default takes its default (an entry written be
 the field existed still reads; the stream records below default every field), while
 a missing or malformed required field (the tick protocol's) raises
 :class:`RecordError` — the caller decides whether to skip or report the entry.
+
+Records kept as one JSON value (an artifact in the artifacts hash, the plan's tasks, a
+step's record, what became of an input) are :class:`JsonRecord` s: the same dataclass
+rule, the same leniency for old data, one JSON object each.
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, ClassVar, Self, Union
+
+import orjson
 
 from agentstack_core.keys import StackRef
 
@@ -39,7 +46,8 @@ class RecordError(ValueError):
 _TRUE = ("true", "1", "True")
 
 
-def _encode(value: Any) -> str | None:
+def encode_value(value: Any) -> str | None:
+    """One value as record text (``None`` stays ``None``: the field is left out)."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -96,6 +104,10 @@ def _decode(kind: Any, text: str) -> Any:
     raise TypeError(f"no record decoding for {kind!r}")
 
 
+def _required(field: dataclasses.Field[Any]) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+
+
 @dataclasses.dataclass(frozen=True)
 class Record:
     """Base of the records: subclasses are frozen dataclasses of encodable fields.
@@ -116,7 +128,7 @@ class Record:
     def to_fields(self) -> dict[str, str]:
         encoded: dict[str, str] = {}
         for field, key, _kind in self._fields():
-            text = _encode(getattr(self, field.name))
+            text = encode_value(getattr(self, field.name))
             if text is not None:
                 encoded[key] = text
         return encoded
@@ -125,10 +137,7 @@ class Record:
     def from_fields(cls, fields: dict[str, str]) -> Self:
         values: dict[str, Any] = {}
         for field, key, kind in cls._fields():
-            required = (
-                field.default is dataclasses.MISSING
-                and field.default_factory is dataclasses.MISSING
-            )
+            required = _required(field)
             text = fields.get(key)
             if text is None:
                 if required:
@@ -251,3 +260,184 @@ class InputRecord(Record):
     at: float | None = None
     message: str = ""
     """The id of the message it became in the agent's inbox."""
+
+
+class JsonRecord:
+    """Base of the records kept as one JSON object (subclasses are frozen dataclasses).
+
+    Written by :meth:`to_json` only (``None`` fields left out, as in stream records; a
+    field's JSON key is its name unless ``field(metadata={"key": ...})`` says
+    otherwise), read by :meth:`from_json` only: unknown keys are ignored and missing
+    or malformed ones take their defaults (a record written before a field existed, or
+    by a version that spelled it otherwise, still reads), and a number written as text
+    reads as a number; a missing or malformed required field raises
+    :class:`RecordError`.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {}
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            if value is not None:
+                data[field.metadata.get("key", field.name)] = _plain(value)
+        return data
+
+    def to_json(self) -> str:
+        return orjson.dumps(self.to_dict()).decode()
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Self:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise RecordError(f"{cls.__name__}: not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise RecordError(f"{cls.__name__}: expected a JSON object")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+            key = field.metadata.get("key", field.name)
+            if key not in data or data[key] is None:
+                continue
+            try:
+                values[field.name] = _coerce(hints[field.name], data[key])
+            except (ValueError, TypeError, KeyError, RecordError) as exc:
+                if _required(field):
+                    raise RecordError(f"{cls.__name__}.{key}: {exc}") from exc
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a required field is missing
+            raise RecordError(f"{cls.__name__}: {exc}") from exc
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, JsonRecord):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _coerce(kind: Any, value: Any) -> Any:
+    """A JSON value as a value of type ``kind``."""
+    if isinstance(value, str):
+        return value if kind is str else _decode(kind, value)
+    origin = typing.get_origin(kind)
+    if origin in (Union, types.UnionType):
+        (inner,) = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        return _coerce(inner, value)
+    if origin is tuple:
+        element = typing.get_args(kind)[0]
+        if not isinstance(value, list):
+            raise ValueError("expected a JSON list")
+        if isinstance(element, type) and issubclass(element, JsonRecord):
+            return tuple(element.from_dict(item) for item in value if isinstance(item, dict))
+        return tuple(_coerce(element, item) for item in value)
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    if kind is bool and isinstance(value, bool):
+        return value
+    raise TypeError(f"{value!r} is not a {kind}")
+
+
+class TaskStatus(StrEnum):
+    TODO = "todo"
+    DOING = "doing"
+    REVIEW = "review"
+    DONE = "done"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskRecord(JsonRecord):
+    """One task of the stack's shared plan (the plan key holds a JSON list of them)."""
+
+    id: str
+    title: str
+    status: TaskStatus = TaskStatus.TODO
+    note: str | None = None
+    """Why it was sent back (the reviewer's feedback), while it is being redone."""
+
+
+class ArtifactStatus(StrEnum):
+    REVIEW = "review"
+    """Written or revised: waiting for a review."""
+    ACCEPTED = "accepted"
+    REVISE = "revise"
+    """Sent back with feedback."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArtifactRecord(JsonRecord):
+    """One artifact's current version (the artifacts hash: name → this, as JSON)."""
+
+    content: str = ""
+    status: ArtifactStatus = ArtifactStatus.REVIEW
+    author: str = ""
+    task_id: str | None = None
+    version: int = 0
+    tick_id: str = ""
+    updated_at: float = 0.0
+    feedback: str = ""
+    reviewer: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StepRecord(JsonRecord):
+    """What a committed agent step leaves behind (the tick's steps hash: agent → this):
+    a tick resumed by another runner skips the step and counts what it spent."""
+
+    agent: str
+    role: str
+    outcome: str
+    """``Succeeded`` or ``Failed`` (:class:`~agentstack_core.reasons.Outcome`)."""
+    reason: str
+    """:class:`~agentstack_core.reasons.StepReason`."""
+    message: str = ""
+    model: str = ""
+    tokens: int = 0
+    progressed: bool = False
+    tool_problems: tuple[str, ...] = ()
+    """Tool servers the agent could not use (unreachable, unreadable Secret), and why."""
+    approvals: int = 0
+    """Approval records the step asked for or moved on (the operator mirrors them)."""
+    cost: int = 0
+    """Nano-dollars of the step's priced LLM calls."""
+    unpriced: int = 0
+    """The step's LLM calls of models without a price."""
+    cost_needed: int = 0
+    """Nano-dollars the call the dollar budget refused needed at the least (0: none)."""
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome != "Succeeded"
+
+
+@dataclasses.dataclass(frozen=True)
+class InputOutcome(JsonRecord):
+    """What became of an input (the input outcomes hash: number → this): the agent that
+    read it and the tick it read it in — so a person sees which tick's trace and
+    history entry answer it."""
+
+    agent: str
+    tick_id: str = dataclasses.field(metadata={"key": "tickId"})
+    at: float
+    state: str = "Read"
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishedSpec(Record):
+    """The spec the operator published for runners (the stack's spec hash). Its
+    presence is the stack's life in Redis: every write script checks it."""
+
+    generation: int
+    spec: str
+    """The spec as JSON (keys sorted)."""
+    state: str
+    """``executionState`` as published."""
+    uid: str = ""

@@ -47,7 +47,8 @@ from agentstack_core.budget import Usage
 from agentstack_core.keys import FleetKeys, StackKeys, StackRef
 from agentstack_core.pricing import usd
 from agentstack_core.protocol import Outcome, RedisClient, TickResult
-from agentstack_core.store import Finished, StackStore, read_approvals
+from agentstack_core.redis.approvals import read_approvals
+from agentstack_core.redis.tick import Finished, TickStore
 from agentstack_operator import metrics
 from agentstack_operator.index import epoch
 from agentstack_operator.jobs import job_failure
@@ -190,7 +191,7 @@ class RedisResults:
         return await read_approvals(self.redis, ref)
 
     async def record_failure(self, result: TickResult) -> bool:
-        finished = await StackStore(self.redis, result.stack).finish_tick(result=result, token=None)
+        finished = await TickStore(self.redis, result.stack).finish_tick(result=result, token=None)
         if finished is not Finished.RECORDED:
             return False
         await protocol.publish_results(self.redis, [result])

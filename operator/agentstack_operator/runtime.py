@@ -38,7 +38,7 @@ from typing import Any
 from agentstack_core import protocol
 from agentstack_core.keys import FleetKeys, StackRef
 from agentstack_core.protocol import RedisClient, TickResult, slot_of
-from agentstack_core.store import delete_stack, publish_spec
+from agentstack_core.redis.publishing import delete_stack, publish_spec
 from agentstack_operator import metrics
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.dispatching import Dispatcher, RedisLanes

@@ -1,31 +1,49 @@
-"""From validated actions to Redis writes: pure, so every rule is testable without Redis.
+"""From validated actions to domain operations: pure, so every rule is testable alone.
 
 :func:`plan_effects` takes an agent's actions and the state it saw, applies the
 project's rules (a message needs a teammate as recipient, memory has a size cap, a
-review needs an existing artifact…), and returns the list of write operations for the
-step's atomic commit, plus what was applied and what was refused and why. A refused
-action does not fail the step: it is recorded in the trace, as a model's mistakes
-should be.
+review needs an existing artifact…), and returns the domain operations
+(:mod:`agentstack_core.operations`) for the step's atomic commit, plus what was applied
+and what was refused and why. A refused action does not fail the step: it is recorded
+in the trace, as a model's mistakes should be. Which keys and commands an operation
+becomes is the store's business (:mod:`agentstack_core.redis.tick`), not this module's.
+
+Each action type has one handler (:class:`_Planner`'s method named after its ``type``);
+handlers work on the step's own view of the plan and artifacts, so a later action of
+the same reply sees what an earlier one changed.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agentstack_core.keys import StackKeys
-from agentstack_core.records import FeedRecord, MessageRecord
-from agentstack_core.state import (
-    FEED_MAXLEN,
-    INBOX_MAXLEN,
-    AgentContext,
-    Op,
-    input_outcome,
-    xadd_op,
+from agentstack_core.context import AgentContext
+from agentstack_core.operations import (
+    AdvanceCursor,
+    Deliver,
+    Forget,
+    MarkInputRead,
+    Operation,
+    Post,
+    Remember,
+    SaveArtifact,
+    SavePlan,
+)
+from agentstack_core.records import (
+    ArtifactRecord,
+    ArtifactStatus,
+    FeedRecord,
+    InputOutcome,
+    MessageRecord,
+    TaskRecord,
+    TaskStatus,
 )
 from agentstack_runner.actions import (
+    Action,
+    CallTool,
     PostUpdate,
     Reply,
     ReviewArtifact,
@@ -42,7 +60,7 @@ MAX_ARTIFACTS = 500
 
 @dataclass
 class Effects:
-    ops: list[Op] = field(default_factory=list)
+    operations: list[Operation] = field(default_factory=list)
     applied: list[str] = field(default_factory=list)
     """One short line per applied action, for the trace."""
     refused: list[str] = field(default_factory=list)
@@ -55,9 +73,149 @@ class Effects:
     """
 
 
+class _Planner:
+    """The rules of one step's actions, over the step's view of the shared state."""
+
+    def __init__(
+        self, agent: str, team: tuple[str, ...], tick_id: str, context: AgentContext, now: float
+    ) -> None:
+        self.agent, self.team, self.tick_id, self.now = agent, team, tick_id, now
+        self.effects = Effects()
+        self.plan = list(context.plan)
+        self.plan_changed = False
+        self.memory_keys = set(context.memory)
+        self.artifacts = dict(context.artifacts)
+
+    def apply(self, action: Action) -> None:
+        handler: Callable[[Any], None] = getattr(self, action.type)
+        handler(action)
+
+    def _task_index(self, task_id: str | None) -> int | None:
+        if not task_id:
+            return None
+        return next((i for i, task in enumerate(self.plan) if task.id == task_id), None)
+
+    def send_message(self, action: SendMessage) -> None:
+        if action.to not in self.team or action.to == self.agent:
+            self.effects.refused.append(f"send_message to {action.to!r}: not a teammate")
+            return
+        message = MessageRecord(
+            sender=self.agent, content=action.content, tick_id=self.tick_id, at=self.now
+        )
+        self.effects.operations.append(Deliver(to=action.to, message=message))
+        self.effects.applied.append(f"message to {action.to}")
+        self.effects.progressed = True
+
+    def update_memory(self, action: UpdateMemory) -> None:
+        if action.value is None:
+            self.effects.operations.append(Forget(agent=self.agent, key=action.key))
+            self.memory_keys.discard(action.key)
+            self.effects.applied.append(f"forgot {action.key}")
+            return
+        if action.key not in self.memory_keys and len(self.memory_keys) >= MAX_MEMORY_KEYS:
+            self.effects.refused.append(f"update_memory {action.key!r}: memory is full")
+            return
+        self.memory_keys.add(action.key)
+        self.effects.operations.append(
+            Remember(agent=self.agent, key=action.key, value=action.value)
+        )
+        self.effects.applied.append(f"remembered {action.key}")
+
+    def write_artifact(self, action: WriteArtifact) -> None:
+        previous = self.artifacts.get(action.name)
+        if previous is None and len(self.artifacts) >= MAX_ARTIFACTS:
+            self.effects.refused.append(f"write_artifact {action.name!r}: too many artifacts")
+            return
+        artifact = ArtifactRecord(
+            content=action.content,
+            status=ArtifactStatus.REVIEW,
+            author=self.agent,
+            task_id=action.task_id or (previous.task_id if previous else None),
+            version=(previous.version if previous else 0) + 1,
+            tick_id=self.tick_id,
+            updated_at=self.now,
+        )
+        self._save(action.name, artifact)
+        self.effects.applied.append(f"wrote {action.name} v{artifact.version}")
+        self.effects.progressed = True
+
+    def update_plan(self, action: UpdatePlan) -> None:
+        for new in action.tasks:
+            task = TaskRecord.from_dict(new.model_dump(exclude_none=True))
+            position = self._task_index(new.id)
+            if position is not None:
+                self.plan[position] = task
+            elif len(self.plan) >= MAX_PLAN_TASKS:
+                self.effects.refused.append(f"update_plan {new.id!r}: plan is full")
+                continue
+            else:
+                self.plan.append(task)
+            self.plan_changed = True
+        self.effects.applied.append(f"plan: {len(action.tasks)} task(s)")
+        self.effects.progressed = True
+
+    def review_artifact(self, action: ReviewArtifact) -> None:
+        reviewed = self.artifacts.get(action.name)
+        if reviewed is None:
+            self.effects.refused.append(f"review_artifact {action.name!r}: no such artifact")
+            return
+        accepted = action.verdict == "accept"
+        self._save(
+            action.name,
+            replace(
+                reviewed,
+                status=ArtifactStatus.ACCEPTED if accepted else ArtifactStatus.REVISE,
+                feedback=action.feedback,
+                reviewer=self.agent,
+                updated_at=self.now,
+            ),
+        )
+        position = self._task_index(reviewed.task_id)
+        if position is not None:
+            linked = self.plan[position]
+            self.plan[position] = (
+                replace(linked, status=TaskStatus.DONE, note=None)
+                if accepted
+                else replace(linked, status=TaskStatus.TODO, note=action.feedback or "revise")
+            )
+            self.plan_changed = True
+        self.effects.applied.append(f"{action.verdict} {action.name}")
+        self.effects.progressed = True
+
+    def call_tool(self, action: CallTool) -> None:
+        """Tool calls are made within the step (``agentstack_runner.step``): they write
+        nothing here."""
+
+    def post_update(self, action: PostUpdate) -> None:
+        entry = FeedRecord(
+            agent=self.agent, content=action.content, tick_id=self.tick_id, at=self.now
+        )
+        self.effects.operations.append(Post(entry=entry))
+        self.effects.applied.append("posted an update")
+
+    def _save(self, name: str, artifact: ArtifactRecord) -> None:
+        self.artifacts[name] = artifact
+        self.effects.operations.append(SaveArtifact(name=name, artifact=artifact))
+
+    def finish(self, context: AgentContext) -> Effects:
+        """The step's closing operations: the plan as changed, and the inbox read."""
+        effects = self.effects
+        if self.plan_changed:
+            effects.operations.append(SavePlan(tasks=tuple(self.plan)))
+        if context.inbox:
+            effects.operations.append(
+                AdvanceCursor(agent=self.agent, message_id=context.inbox[-1].id)
+            )
+        for message in context.inbox:
+            if message.input:
+                outcome = InputOutcome(agent=self.agent, tick_id=self.tick_id, at=self.now)
+                effects.operations.append(MarkInputRead(number=message.input, outcome=outcome))
+                effects.applied.append(f"read input #{message.input}")
+        return effects
+
+
 def plan_effects(
     *,
-    keys: StackKeys,
     agent: str,
     team: tuple[str, ...],
     tick_id: str,
@@ -65,116 +223,8 @@ def plan_effects(
     context: AgentContext,
     now: float | None = None,
 ) -> Effects:
-    """Translate ``reply``'s actions into write ops against the state in ``context``."""
-    effects = Effects()
-    moment = time.time() if now is None else now
-    stamp = repr(moment)
-    plan = [dict(task) for task in context.plan]
-    plan_changed = False
-    memory_keys = set(context.memory)
-    artifacts = {name: dict(record) for name, record in context.artifacts.items()}
-
-    def task(task_id: object) -> dict[str, Any] | None:
-        return next((t for t in plan if t.get("id") == task_id), None) if task_id else None
-
+    """Translate ``reply``'s actions into domain operations against ``context``."""
+    planner = _Planner(agent, team, tick_id, context, time.time() if now is None else now)
     for action in reply.actions:
-        if isinstance(action, SendMessage):
-            if action.to not in team or action.to == agent:
-                effects.refused.append(f"send_message to {action.to!r}: not a teammate")
-                continue
-            effects.ops.append(
-                xadd_op(
-                    keys.inbox(action.to),
-                    MessageRecord(sender=agent, content=action.content, tick_id=tick_id, at=moment),
-                    INBOX_MAXLEN,
-                )
-            )
-            effects.applied.append(f"message to {action.to}")
-            effects.progressed = True
-        elif isinstance(action, UpdateMemory):
-            if action.value is None:
-                effects.ops.append(("HDEL", keys.memory(agent), [action.key]))
-                memory_keys.discard(action.key)
-                effects.applied.append(f"forgot {action.key}")
-                continue
-            if action.key not in memory_keys and len(memory_keys) >= MAX_MEMORY_KEYS:
-                effects.refused.append(f"update_memory {action.key!r}: memory is full")
-                continue
-            memory_keys.add(action.key)
-            effects.ops.append(("HSET", keys.memory(agent), [action.key, action.value]))
-            effects.applied.append(f"remembered {action.key}")
-        elif isinstance(action, WriteArtifact):
-            previous = artifacts.get(action.name)
-            if previous is None and len(artifacts) >= MAX_ARTIFACTS:
-                effects.refused.append(f"write_artifact {action.name!r}: too many artifacts")
-                continue
-            record: dict[str, Any] = {
-                "content": action.content,
-                "status": "review",
-                "author": agent,
-                "task_id": action.task_id or (previous or {}).get("task_id"),
-                "version": int((previous or {}).get("version", 0)) + 1,
-                "tick_id": tick_id,
-                "updated_at": stamp,
-                "feedback": "",
-            }
-            artifacts[action.name] = record
-            effects.ops.append(("HSET", keys.artifacts, [action.name, json.dumps(record)]))
-            effects.applied.append(f"wrote {action.name} v{record['version']}")
-            effects.progressed = True
-        elif isinstance(action, UpdatePlan):
-            for new in action.tasks:
-                existing = task(new.id)
-                if existing is None:
-                    if len(plan) >= MAX_PLAN_TASKS:
-                        effects.refused.append(f"update_plan {new.id!r}: plan is full")
-                        continue
-                    plan.append(new.model_dump(exclude_none=True))
-                else:
-                    existing.clear()
-                    existing.update(new.model_dump(exclude_none=True))
-                plan_changed = True
-            effects.applied.append(f"plan: {len(action.tasks)} task(s)")
-            effects.progressed = True
-        elif isinstance(action, ReviewArtifact):
-            reviewed = artifacts.get(action.name)
-            if reviewed is None:
-                effects.refused.append(f"review_artifact {action.name!r}: no such artifact")
-                continue
-            reviewed.update(
-                status="accepted" if action.verdict == "accept" else "revise",
-                feedback=action.feedback,
-                reviewer=agent,
-                updated_at=stamp,
-            )
-            effects.ops.append(("HSET", keys.artifacts, [action.name, json.dumps(reviewed)]))
-            linked = task(reviewed.get("task_id"))
-            if linked is not None:
-                if action.verdict == "accept":
-                    linked["status"] = "done"
-                    linked.pop("note", None)
-                else:
-                    linked["status"] = "todo"
-                    linked["note"] = action.feedback or "revise"
-                plan_changed = True
-            effects.applied.append(f"{action.verdict} {action.name}")
-            effects.progressed = True
-        elif isinstance(action, PostUpdate):
-            effects.ops.append(
-                xadd_op(
-                    keys.feed,
-                    FeedRecord(agent=agent, content=action.content, tick_id=tick_id, at=moment),
-                    FEED_MAXLEN,
-                )
-            )
-            effects.applied.append("posted an update")
-    if plan_changed:
-        effects.ops.append(("SET", keys.plan, [json.dumps(plan)]))
-    if context.inbox:
-        effects.ops.append(("HSET", keys.cursors, [agent, context.inbox[-1].id]))
-    for message in context.inbox:
-        if message.input:
-            outcome = input_outcome(agent=agent, tick_id=tick_id, at=moment)
-            effects.ops.append(("HSET", keys.input_outcomes, [str(message.input), outcome]))
-            effects.applied.append(f"read input #{message.input}")
-    return effects
+        planner.apply(action)
+    return planner.finish(context)

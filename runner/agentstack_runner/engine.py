@@ -21,12 +21,12 @@ Order of checks for a delivered :class:`~agentstack_core.protocol.TickRequest`:
 
 A tick starts when it holds the lease: ``started_at`` is taken then. Checks 1 and 2,
 and everything 3 weighs and 4 resumes from (spec, counters, committed steps), come in
-one round trip (:meth:`~agentstack_core.store.StackStore.begin`).
+one round trip (:meth:`~agentstack_core.redis.tick.TickStore.begin`).
 
-Losing the lease mid-tick raises :class:`~agentstack_core.store.LeaseLostError`: the
+Losing the lease mid-tick raises :class:`~agentstack_core.redis.errors.LeaseLostError`: the
 caller must not acknowledge, so the request is claimed again and resumed. A stack that
 no longer exists (deleted, or re-created under its name) ends the tick with nothing
-written (:class:`~agentstack_core.store.StackGoneError` is turned into an empty
+written (:class:`~agentstack_core.redis.errors.StackGoneError` is turned into an empty
 :class:`Execution`): the caller acknowledges it.
 """
 
@@ -40,12 +40,18 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+import orjson
 from opentelemetry.trace import SpanKind
 
 from agentstack_core import tracing
 from agentstack_core.budget import Usage, cost_left, exhausted
+from agentstack_core.context import AgentContext
 from agentstack_core.pricing import PriceTable
-from agentstack_core.protocol import Outcome, RedisClient, TickRequest, TickResult
+from agentstack_core.protocol import RedisClient, TickRequest, TickResult
+from agentstack_core.reasons import DropReason, Outcome, TickReason
+from agentstack_core.records import StepRecord
+from agentstack_core.redis.errors import LeaseLostError, StackGoneError
+from agentstack_core.redis.tick import Finished, TickStart, TickStore, lease_prefix, lease_token
 from agentstack_core.spec import (
     AgentSpec,
     ExecutionState,
@@ -54,18 +60,10 @@ from agentstack_core.spec import (
     StepFailurePolicy,
     parse_spec,
 )
-from agentstack_core.state import AgentContext
-from agentstack_core.store import (
-    Finished,
-    LeaseLostError,
-    StackGoneError,
-    StackStore,
-    TickStart,
-)
 from agentstack_runner import metrics, spans
-from agentstack_runner.agents import StepInput, StepRecord, run_step
 from agentstack_runner.llm.router import Router
 from agentstack_runner.providers import ProviderRegistry
+from agentstack_runner.step import AgentStep, StepInput
 from agentstack_runner.tools import ListingCache, Toolbox
 
 logger = logging.getLogger(__name__)
@@ -97,7 +95,7 @@ class Execution:
 class _DropError(Exception):
     """Admission refused the tick: ``reason`` and ``message`` say why."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: DropReason, message: str) -> None:
         super().__init__(message)
         self.reason, self.message = reason, message
 
@@ -107,25 +105,29 @@ def _admit(start: TickStart, request: TickRequest, now: float) -> StackSpec:
     everything it weighs came with the lease)."""
     if start.published is None:
         raise StackGoneError(f"{request.stack} has no published spec")
-    generation, raw, _uid = start.published
+    generation = start.published.generation
     if request.generation < generation:
         raise _DropError(
-            "OutdatedGeneration",
+            DropReason.OUTDATED_GENERATION,
             f"scheduled under generation {request.generation}, spec is at {generation}",
         )
     if request.generation > generation:
-        raise _DropError("SpecNotPublished", f"generation {request.generation} is not published")
+        raise _DropError(
+            DropReason.SPEC_NOT_PUBLISHED, f"generation {request.generation} is not published"
+        )
     try:
-        spec = parse_spec(raw)
-    except SpecError as exc:
-        raise _DropError("InvalidSpec", str(exc)) from exc
+        spec = parse_spec(orjson.loads(start.published.spec))
+    except (SpecError, orjson.JSONDecodeError) as exc:
+        raise _DropError(DropReason.INVALID_SPEC, str(exc)) from exc
     if spec.execution_state is not ExecutionState.RUNNING:
-        raise _DropError("NotRunning", f"the stack is {spec.execution_state.value}")
+        raise _DropError(DropReason.NOT_RUNNING, f"the stack is {spec.execution_state.value}")
     if now > request.deadline:
-        raise _DropError("DeadlineExceeded", f"started {now - request.deadline:.1f}s late")
+        raise _DropError(
+            DropReason.DEADLINE_EXCEEDED, f"started {now - request.deadline:.1f}s late"
+        )
     spent = exhausted(spec.budget, start.usage)
     if spent is not None:
-        raise _DropError("BudgetExceeded", spent)
+        raise _DropError(DropReason.BUDGET_EXCEEDED, spent)
     return spec
 
 
@@ -150,7 +152,7 @@ class Engine:
 
     async def execute(self, request: TickRequest, keep_alive: KeepAlive | None = None) -> Execution:
         """Run ``request`` (see the module docstring for the order of checks)."""
-        store = StackStore(self.client, request.stack, request.uid)
+        store = TickStore(self.client, request.stack, request.uid)
         with tracing.span(
             "tick",
             kind=SpanKind.CONSUMER,
@@ -161,25 +163,25 @@ class Engine:
                 execution = await self._execute(store, request, keep_alive)
             except StackGoneError:
                 logger.info("%s: the stack no longer exists; nothing recorded", request.tick_id)
-                metrics.TICKS.labels("Dropped", "StackGone").inc()
+                metrics.TICKS.labels(Outcome.DROPPED, DropReason.STACK_GONE).inc()
                 execution = Execution(None)
             spans.tick_done(current, execution.result, duplicate=execution.duplicate)
             return execution
 
     async def _execute(
-        self, store: StackStore, request: TickRequest, keep_alive: KeepAlive | None
+        self, store: TickStore, request: TickRequest, keep_alive: KeepAlive | None
     ) -> Execution:
-        token = f"{request.tick_id}|{self.runner_id}|{uuid.uuid4().hex[:8]}"
+        token = lease_token(request.tick_id, self.runner_id, uuid.uuid4().hex[:8])
         start = await store.begin(request.tick_id, token, self.lease_ttl)
         if start.done:
             metrics.DUPLICATES.inc()
             return Execution(start.recorded, duplicate=True)
         holder = start.holder
         if holder is not None:
-            if holder.startswith(f"{request.tick_id}|"):
+            if holder.startswith(lease_prefix(request.tick_id)):
                 metrics.DUPLICATES.inc()
                 return Execution(None, duplicate=True, settled=False)
-            busy = _DropError("StackBusy", "another tick of this stack is running")
+            busy = _DropError(DropReason.STACK_BUSY, "another tick of this stack is running")
             return await self._drop(store, request, busy, time.time(), token=None)
         started = time.time()  # the tick starts when it holds the lease
         execution: Execution | None = None
@@ -189,7 +191,7 @@ class Engine:
             except _DropError as drop:
                 # Steps an earlier attempt committed spent tokens and money that count
                 # even though the tick goes no further.
-                committed = [StepRecord(**record) for record in start.committed.values()]
+                committed = list(start.committed.values())
                 execution = await self._drop(
                     store, request, drop, started, token=token, committed=committed
                 )
@@ -208,7 +210,7 @@ class Engine:
 
     async def _drop(
         self,
-        store: StackStore,
+        store: TickStore,
         request: TickRequest,
         drop: _DropError,
         started: float,
@@ -242,7 +244,7 @@ class Engine:
 
     async def _run(
         self,
-        store: StackStore,
+        store: TickStore,
         request: TickRequest,
         spec: StackSpec,
         start: TickStart,
@@ -270,12 +272,12 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
         failed = [record for record in records if record.failed]
-        if reason == "Completed" and records and len(failed) == len(records):
-            reason = "AllStepsFailed"
+        if reason is TickReason.COMPLETED and records and len(failed) == len(records):
+            reason = TickReason.ALL_STEPS_FAILED
             message = f"{failed[0].agent}: {failed[0].reason}: {failed[0].message}"
-        elif reason == "Completed" and failed:
+        elif reason is TickReason.COMPLETED and failed:
             message = ", ".join(f"{r.agent} failed ({r.reason})" for r in failed)
-        outcome = Outcome.SUCCEEDED if reason == "Completed" else Outcome.FAILED
+        outcome = Outcome.SUCCEEDED if reason is TickReason.COMPLETED else Outcome.FAILED
         tokens = sum(record.tokens for record in records)
         needed = max((record.cost_needed for record in records), default=0)
         tool_problems = "; ".join(p for record in records for p in record.tool_problems)
@@ -305,13 +307,13 @@ class Engine:
 
     async def _steps(
         self,
-        store: StackStore,
+        store: TickStore,
         request: TickRequest,
         spec: StackSpec,
         begun: TickStart,
         token: str,
         start: float,
-    ) -> tuple[list[StepRecord], str, str]:
+    ) -> tuple[list[StepRecord], TickReason, str]:
         """Run the agents in order; returns their records, a reason and a message.
 
         The budget is checked before every step, not only before the tick: no LLM call
@@ -331,7 +333,7 @@ class Engine:
             async with asyncio.timeout(deadline - time.monotonic()):
                 for position, agent in enumerate(spec.agents):
                     if agent.name in committed:
-                        records.append(StepRecord(**committed[agent.name]))
+                        records.append(committed[agent.name])
                         context = None
                         continue
                     used = usage.tokens + sum(record.tokens for record in records)
@@ -343,7 +345,8 @@ class Engine:
                     )
                     spent = exhausted(spec.budget, now)
                     if spent is not None:
-                        return records, "BudgetExceeded", f"stopped before {agent.name}: {spent}"
+                        stopped = f"stopped before {agent.name}: {spent}"
+                        return records, TickReason.BUDGET_EXCEEDED, stopped
                     allowance = spec.max_output_tokens if limit is None else limit - used
                     step = StepInput(
                         store,
@@ -363,7 +366,7 @@ class Engine:
                     with tracing.span(
                         f"invoke_agent {agent.name}", attributes=spans.step_attributes(agent)
                     ) as current:
-                        record, context = await run_step(step, self.router, providers)
+                        record, context = await AgentStep(step, self.router, providers).run()
                         spans.step_done(
                             current,
                             outcome=record.outcome,
@@ -374,14 +377,12 @@ class Engine:
                         )
                     records.append(record)
                     if record.failed and spec.step_failure_policy is StepFailurePolicy.FAIL_TICK:
-                        return (
-                            records,
-                            "StepFailed",
-                            f"{record.agent}: {record.reason}: {record.message}",
-                        )
+                        failure = f"{record.agent}: {record.reason}: {record.message}"
+                        return records, TickReason.STEP_FAILED, failure
         except TimeoutError:
-            return records, "TickTimeout", f"not finished within {spec.tick_timeout_seconds:g}s"
-        return records, "Completed", ""
+            late = f"not finished within {spec.tick_timeout_seconds:g}s"
+            return records, TickReason.TICK_TIMEOUT, late
+        return records, TickReason.COMPLETED, ""
 
     def _toolbox(self, request: TickRequest, spec: StackSpec, agent: AgentSpec) -> Toolbox | None:
         """The agent's tools, if any server of the stack serves it."""
@@ -393,7 +394,7 @@ class Engine:
 
     async def _renew(
         self,
-        store: StackStore,
+        store: TickStore,
         token: str,
         lost: asyncio.Event,
         work: asyncio.Task[object],

@@ -17,8 +17,9 @@ from typing import Any
 
 import orjson
 
+from agentstack_core.context import AgentContext, InboxMessage
+from agentstack_core.records import ArtifactRecord, ArtifactStatus
 from agentstack_core.spec import AgentSpec, StackSpec
-from agentstack_core.state import AgentContext, InboxMessage
 from agentstack_runner.actions import SCHEMA_HINT
 
 ROLE_PROMPTS = {
@@ -79,16 +80,16 @@ def context_document(
         "goal": spec.goal,
         "agent": {"name": agent.name, "role": agent.role},
         "team": [{"name": member.name, "role": member.role} for member in spec.agents],
-        "plan": context.plan,
+        "plan": [task.to_dict() for task in context.plan],
         "artifacts": [
             {
                 "name": name,
-                "status": record.get("status"),
-                "version": record.get("version"),
-                "author": record.get("author"),
-                "task_id": record.get("task_id"),
-                "feedback": record.get("feedback", ""),
-                "content": str(record.get("content", ""))[:ARTIFACT_PREVIEW_CHARS],
+                "status": record.status,
+                "version": record.version,
+                "author": record.author,
+                "task_id": record.task_id,
+                "feedback": record.feedback,
+                "content": record.content[:ARTIFACT_PREVIEW_CHARS],
             }
             for name, record in _relevant(context.artifacts)
         ],
@@ -112,11 +113,11 @@ def _inbox_entry(message: InboxMessage) -> dict[str, Any]:
     return entry
 
 
-def _relevant(artifacts: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    def rank(item: tuple[str, dict[str, Any]]) -> tuple[bool, float]:
+def _relevant(artifacts: dict[str, ArtifactRecord]) -> list[tuple[str, ArtifactRecord]]:
+    def rank(item: tuple[str, ArtifactRecord]) -> tuple[bool, float]:
         _name, record = item
-        pending = record.get("status") in ("review", "revise")
-        return (not pending, -float(record.get("updated_at") or 0))
+        pending = record.status in (ArtifactStatus.REVIEW, ArtifactStatus.REVISE)
+        return (not pending, -record.updated_at)
 
     chosen = sorted(artifacts.items(), key=rank)[:ARTIFACTS_IN_CONTEXT]
     return sorted(chosen)

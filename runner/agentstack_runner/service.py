@@ -39,7 +39,7 @@ from agentstack_core.environment import env_float, env_int
 from agentstack_core.observability import serve_http
 from agentstack_core.pricing import PriceTable
 from agentstack_core.protocol import Delivery, RedisClient
-from agentstack_core.store import LeaseLostError
+from agentstack_core.redis.errors import LeaseLostError
 from agentstack_runner import metrics
 from agentstack_runner.engine import DEFAULT_LEASE_TTL, Engine
 from agentstack_runner.llm.resilience import ConcurrencyLimiter, RetryPolicy

@@ -52,8 +52,8 @@ from agentstack_core.approvals import (
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import RedisClient
 from agentstack_core.records import ToolUse
+from agentstack_core.redis.approvals import claim_approval, read_approvals
 from agentstack_core.spec import AgentSpec, SecretKeyRef, StackSpec, ToolServer
-from agentstack_core.store import claim_approval, read_approvals
 from agentstack_runner import metrics, spans
 
 MAX_RESULT_CHARS = 4_000

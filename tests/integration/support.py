@@ -8,7 +8,7 @@ from typing import Any
 
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import RedisClient, TickRequest, tick_id
-from agentstack_core.store import publish_spec
+from agentstack_core.redis.publishing import publish_spec
 from agentstack_devkit.fakellm import FakeLLMServer
 from agentstack_runner.engine import Engine
 from agentstack_runner.llm.resilience import RetryPolicy

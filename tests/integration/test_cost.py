@@ -18,8 +18,8 @@ import pytest
 from agentstack_core.keys import StackKeys
 from agentstack_core.pricing import Price, PriceTable, nanos
 from agentstack_core.protocol import Outcome, RedisClient
+from agentstack_core.redis.errors import LeaseLostError
 from agentstack_core.spec import ModelRef
-from agentstack_core.store import LeaseLostError
 from agentstack_devkit.fakellm import FakeLLMServer, Hang, Reply
 from agentstack_operator.api.views import tick_entry, trace_entry
 from agentstack_runner import metrics

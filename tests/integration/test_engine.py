@@ -11,8 +11,8 @@ import pytest
 
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import Outcome, RedisClient
+from agentstack_core.redis.errors import LeaseLostError
 from agentstack_core.spec import DEFAULT_TEAM
-from agentstack_core.store import LeaseLostError
 from agentstack_devkit.fakellm import Delay, Fail, FakeLLMServer, Hang, Reply
 from agentstack_runner.actions import MAX_REPLY_CHARS
 from tests.integration.support import (

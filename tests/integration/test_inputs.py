@@ -1,6 +1,6 @@
 """Inputs against a real Redis (standalone and cluster): numbered, bounded, read once.
 
-:func:`~agentstack_core.store.send_input` is one script: the number, the rate window,
+:func:`~agentstack_core.redis.inputs.send_input` is one script: the number, the rate window,
 the inbox entry and the inputs log move together or not at all. The engine's step that
 reads an input records its outcome in the same commit as the step's other writes.
 """
@@ -14,15 +14,10 @@ import pytest
 from agentstack_core import protocol
 from agentstack_core.keys import StackKeys
 from agentstack_core.protocol import RedisClient, Wakeup
-from agentstack_core.store import (
-    InputRateError,
-    Page,
-    StackGoneError,
-    StackReader,
-    delete_stack,
-    publish_spec,
-    send_input,
-)
+from agentstack_core.redis.errors import StackGoneError
+from agentstack_core.redis.inputs import InputRateError, send_input
+from agentstack_core.redis.publishing import delete_stack, publish_spec
+from agentstack_core.redis.reader import Page, StackReader
 from tests.integration.support import STACK, make_engine, publish, request
 
 KEYS = StackKeys(STACK)
@@ -112,9 +107,9 @@ async def test_the_tick_that_reads_an_input_records_its_outcome(aredis: RedisCli
     assert result.outcome.value == "Succeeded"
 
     outcome = (await reader.input_outcomes([1]))[1]
-    assert outcome["state"] == "Read"
-    assert outcome["agent"] == "reviewer"
-    assert outcome["tickId"] == result.tick_id
+    assert outcome.state == "Read"
+    assert outcome.agent == "reviewer"
+    assert outcome.tick_id == result.tick_id
     traces = {f["agent"]: f for _id, f in await aredis.xrange(KEYS.trace)}
     assert "read input #1" in json.loads(traces["reviewer"]["actions"])
     # The scripted reviewer answered it where people look: the feed.
@@ -122,7 +117,7 @@ async def test_the_tick_that_reads_an_input_records_its_outcome(aredis: RedisCli
     assert any(line.startswith("Input #1 from alice: Be strict.") for line in feed)
     # A second tick does not read (nor record) it again.
     await make_engine(aredis).execute(request(2))
-    assert (await reader.input_outcomes([1]))[1]["tickId"] == result.tick_id
+    assert (await reader.input_outcomes([1]))[1].tick_id == result.tick_id
 
 
 async def test_wakeups_are_read_after_a_stream_id(aredis: RedisClient) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import RedisClient
-from agentstack_core.store import StackStore
+from agentstack_core.redis.tick import TickStore
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.runtime import Operator
 
@@ -33,7 +33,7 @@ async def test_the_echo_of_a_status_write_does_not_schedule_another(aredis: Redi
     operator = Operator(OperatorConfig(), kube=None, redis=aredis)  # type: ignore[arg-type]
     await operator.observe(_body(1))
     assert "team/demo" in operator.status_writer.dirty  # a new stack: its status must be written
-    assert (await StackStore(aredis, StackRef("team", "demo")).spec()) is not None
+    assert (await TickStore(aredis, StackRef("team", "demo")).spec()) is not None
     record = operator.index["team/demo"]
     record.urgent = False
     operator.status_writer.discard("team/demo")  # as after a successful status write

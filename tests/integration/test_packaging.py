@@ -69,6 +69,9 @@ def test_the_wheel_holds_the_three_product_packages_and_their_data(
     for package in PRODUCT:
         assert f"{package}/py.typed" in names
     assert "agentstack_operator/api/static/index.html" in names
+    # The Redis layer's scripts are files beside the modules that load them.
+    scripts = {Path(name).stem for name in names if name.startswith("agentstack_core/redis/")}
+    assert {"begin", "commit_step", "finish_tick", "alive", "send_input"} <= scripts
 
 
 def test_the_wheel_holds_no_dev_code(wheel: zipfile.ZipFile) -> None:

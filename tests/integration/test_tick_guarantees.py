@@ -18,9 +18,10 @@ import pytest
 from agentstack_core import protocol
 from agentstack_core.keys import FleetKeys, StackKeys
 from agentstack_core.protocol import Outcome, RedisClient, TickResult
+from agentstack_core.redis.errors import LeaseLostError
+from agentstack_core.redis.publishing import delete_stack, publish_spec
+from agentstack_core.retention import OUTCOMES_WINDOW
 from agentstack_core.spec import ProviderConfig
-from agentstack_core.state import OUTCOMES_WINDOW
-from agentstack_core.store import LeaseLostError, delete_stack, publish_spec
 from agentstack_devkit.fakellm import (
     Delay,
     FakeLLMServer,

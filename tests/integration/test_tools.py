@@ -26,11 +26,11 @@ from agentstack_core.approvals import (
 )
 from agentstack_core.keys import StackKeys
 from agentstack_core.protocol import RedisClient
+from agentstack_core.redis.approvals import claim_approval as claim
+from agentstack_core.redis.approvals import decide_approval as decide
+from agentstack_core.redis.approvals import read_approvals as approvals
+from agentstack_core.redis.publishing import delete_stack
 from agentstack_core.spec import SecretKeyRef, parse_spec
-from agentstack_core.store import claim_approval as claim
-from agentstack_core.store import decide_approval as decide
-from agentstack_core.store import delete_stack
-from agentstack_core.store import read_approvals as approvals
 from agentstack_devkit.mcpserver import HUGE_CHARS, ToolServer
 from agentstack_devkit.processes import free_port
 from agentstack_runner.tools import MAX_RESULT_CHARS, ListingCache, Toolbox

@@ -46,7 +46,7 @@ from agentstack_core import protocol
 from agentstack_core.keys import FleetKeys, StackKeys, StackRef
 from agentstack_core.pricing import format_usd, nanos
 from agentstack_core.protocol import LANES
-from agentstack_core.state import HISTORY_MAXLEN, TRACE_MAXLEN
+from agentstack_core.retention import HISTORY_MAXLEN, TRACE_MAXLEN
 from tests.helpers import eventually
 
 GROUP, VERSION, PLURAL = "agentstack.dev", "v1alpha1", "agentstacks"

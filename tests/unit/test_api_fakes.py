@@ -4,7 +4,7 @@
   fleet changes pushed by hand (through the real :class:`Subscription`);
 - :class:`FakeAuthorizer`: allows a set of namespaces; with ``tokens`` set it accepts
   only those bearer tokens (like TokenReview), and it counts SubjectAccessReviews;
-- :class:`FakeRedis`: the few Redis commands :class:`~agentstack_core.store.StackReader`
+- :class:`FakeRedis`: the few Redis commands :class:`~agentstack_core.redis.reader.StackReader`
   and the live streams' hub send, over in-memory streams, hashes and strings; ``xread``
   blocks as Redis does (until an entry is added or ``block`` ms passed), and fails the
   next ``failures`` times it is called, as a restarting Redis would.

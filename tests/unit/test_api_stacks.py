@@ -230,7 +230,8 @@ async def test_agents_memory_and_artifacts(http: httpx.AsyncClient) -> None:
     assert by_name["planner"]["models"] == ["scripted:scripted-v1"]
 
     memory = _ok(await http.get(f"{BASE}/memory", headers=TOKEN))
-    assert memory["plan"] == [{"id": "t1", "title": "write"}]
+    # The task was stored without a status: it reads as the typed task, status todo.
+    assert memory["plan"] == [{"id": "t1", "title": "write", "status": "todo"}]
     assert memory["agents"]["planner"] == {"notes": "n", "plan_version": "2"}
     assert memory["agents"]["builder"] == {}
     assert memory["usage"] == {"tokens": 1200, "ticks": 5}

@@ -1,21 +1,21 @@
-"""From actions to writes: the rules applied to what a model asks for."""
+"""From actions to domain operations: the rules applied to what a model asks for."""
 
 from __future__ import annotations
 
 import json
 
-from agentstack_core.keys import StackKeys, StackRef
-from agentstack_core.state import AgentContext, InboxMessage
+from agentstack_core.context import AgentContext, InboxMessage
+from agentstack_core.operations import AdvanceCursor, Deliver, SaveArtifact, SavePlan
+from agentstack_core.records import ArtifactRecord, ArtifactStatus, TaskRecord, TaskStatus
 from agentstack_runner.actions import parse_reply
 from agentstack_runner.effects import MAX_MEMORY_KEYS, Effects, plan_effects
 
-KEYS = StackKeys(StackRef("team", "demo"))
 TEAM = ("planner", "builder", "reviewer")
 
 
 def _context(**overrides: object) -> AgentContext:
     values: dict[str, object] = {
-        "plan": [],
+        "plan": (),
         "artifacts": {},
         "feed": [],
         "memory": {},
@@ -29,7 +29,6 @@ def _effects(
     agent: str, actions: list[dict[str, object]], context: AgentContext | None = None
 ) -> Effects:
     return plan_effects(
-        keys=KEYS,
         agent=agent,
         team=TEAM,
         tick_id="team/demo/1",
@@ -50,33 +49,37 @@ def test_messages_go_to_teammates_only() -> None:
     )
     assert effects.applied == ["message to builder"]
     assert len(effects.refused) == 2
-    assert effects.ops[0][:2] == ("XADD", KEYS.inbox("builder"))
+    (delivered,) = effects.operations
+    assert isinstance(delivered, Deliver)
+    assert (delivered.to, delivered.message.sender) == ("builder", "planner")
     assert effects.progressed
 
 
 def test_review_updates_artifact_and_linked_task() -> None:
     context = _context(
-        plan=[{"id": "t1", "title": "draft", "status": "review"}],
-        artifacts={"t1.md": {"content": "x", "status": "review", "version": 1, "task_id": "t1"}},
+        plan=(TaskRecord(id="t1", title="draft", status=TaskStatus.REVIEW),),
+        artifacts={"t1.md": ArtifactRecord(content="x", version=1, task_id="t1")},
     )
     effects = _effects(
         "reviewer",
         [{"type": "review_artifact", "name": "t1.md", "verdict": "revise", "feedback": "more"}],
         context,
     )
-    writes = {op[1]: op[2] for op in effects.ops}
-    artifact = json.loads(writes[KEYS.artifacts][1])
-    assert artifact["status"] == "revise"
-    assert artifact["feedback"] == "more"
-    plan = json.loads(writes[KEYS.plan][0])
-    assert plan == [{"id": "t1", "title": "draft", "status": "todo", "note": "more"}]
+    saved, plan = effects.operations
+    assert isinstance(saved, SaveArtifact)
+    assert (saved.name, saved.artifact.status) == ("t1.md", ArtifactStatus.REVISE)
+    assert saved.artifact.feedback == "more"
+    assert isinstance(plan, SavePlan)
+    assert [task.to_dict() for task in plan.tasks] == [
+        {"id": "t1", "title": "draft", "status": "todo", "note": "more"}
+    ]
 
 
 def test_reviewing_a_missing_artifact_is_refused_not_fatal() -> None:
     effects = _effects(
         "reviewer", [{"type": "review_artifact", "name": "nope.md", "verdict": "accept"}]
     )
-    assert effects.ops == []
+    assert effects.operations == []
     assert effects.refused == ["review_artifact 'nope.md': no such artifact"]
     assert not effects.progressed
 
@@ -102,4 +105,4 @@ def test_consumed_inbox_advances_the_cursor() -> None:
         inbox=[InboxMessage("5-0", "planner", "go", "t"), InboxMessage("9-1", "planner", "go", "t")]
     )
     effects = _effects("builder", [], context)
-    assert effects.ops == [("HSET", KEYS.cursors, ["builder", "9-1"])]
+    assert effects.operations == [AdvanceCursor(agent="builder", message_id="9-1")]

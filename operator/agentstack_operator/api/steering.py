@@ -4,7 +4,7 @@ An input (``POST …/stacks/{name}/inputs``) is a message from outside the team 
 person, a CI job, a webhook relay — to one agent. The route has already checked the
 caller's right to ``create agentstacks/inputs`` (:meth:`~.access.StackAccess.steerable`);
 here the stack's own input policy (``spec.inputs``) is applied, then one Redis script
-(:func:`~agentstack_core.store.send_input`) numbers the input, counts it against the
+(:func:`~agentstack_core.redis.inputs.send_input`) numbers the input, counts it against the
 per-minute rate, and writes it to the agent's inbox and the stack's inputs log
 together. A wake-up then asks the leading operator for a tick at once
 (:mod:`agentstack_operator.waking`); if that hint were lost, the input would still be
@@ -24,15 +24,11 @@ from agentstack_core import protocol
 from agentstack_core.approvals import APPROVED, Approval
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import RedisClient, Wakeup
-from agentstack_core.records import InputRecord
+from agentstack_core.records import InputOutcome, InputRecord
+from agentstack_core.redis.approvals import decide_approval, read_approvals
+from agentstack_core.redis.errors import StackGoneError
+from agentstack_core.redis.inputs import InputRateError, send_input
 from agentstack_core.spec import ExecutionState, SpecError, StackSpec, parse_spec
-from agentstack_core.store import (
-    InputRateError,
-    StackGoneError,
-    decide_approval,
-    read_approvals,
-    send_input,
-)
 from agentstack_operator.api import models
 from agentstack_operator.api.auth import User
 from agentstack_operator.api.errors import ApiError
@@ -56,10 +52,9 @@ def _spec(stack: dict[str, Any]) -> StackSpec:
 
 
 def input_entry(
-    entry_id: str, fields: dict[str, str], outcome: dict[str, Any] | None
+    entry_id: str, fields: dict[str, str], outcome: InputOutcome | None
 ) -> models.InputEntry:
     r = InputRecord.from_fields(fields)
-    outcome = outcome or {}
     return models.InputEntry(
         id=entry_id,
         number=r.number,
@@ -67,10 +62,10 @@ def input_entry(
         sender=r.sender,
         content=r.content,
         at=r.at,
-        state=str(outcome.get("state", "Queued")),
-        readBy=outcome.get("agent"),
-        tickId=outcome.get("tickId"),
-        readAt=outcome.get("at"),
+        state=outcome.state if outcome else "Queued",
+        readBy=outcome.agent if outcome else None,
+        tickId=outcome.tick_id if outcome else None,
+        readAt=outcome.at if outcome else None,
     )
 
 

@@ -6,7 +6,7 @@ camelCase models of :mod:`.models`; pages and live streams render entries with t
 functions, so a trace looks the same in ``…/traces`` and ``…/traces/stream``.
 
 :class:`StackViews` reads one stack's Redis state through
-:class:`~agentstack_core.store.StackReader` (pages, agents, memory, artifacts). It is
+:class:`~agentstack_core.redis.reader.StackReader` (pages, agents, memory, artifacts). It is
 handed the stack object :class:`~.access.StackAccess` resolved, never a bare name, so
 nothing is read from Redis for a stack the caller may not get.
 """
@@ -22,7 +22,14 @@ from pydantic import BaseModel
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.pricing import known_usd
 from agentstack_core.protocol import RedisClient
-from agentstack_core.records import FeedRecord, MessageRecord, TickRecord, TraceRecord
+from agentstack_core.records import (
+    ArtifactRecord,
+    FeedRecord,
+    MessageRecord,
+    TickRecord,
+    TraceRecord,
+)
+from agentstack_core.redis.reader import StackReader
 from agentstack_core.spec import (
     DEFAULT_TEAM,
     DEFAULTS,
@@ -31,7 +38,6 @@ from agentstack_core.spec import (
     execution_state_of,
     parse_spec,
 )
-from agentstack_core.store import StackReader
 from agentstack_operator.api import models
 from agentstack_operator.api.cache import summary
 from agentstack_operator.api.errors import ApiError
@@ -122,19 +128,18 @@ def message_entry(entry_id: str, fields: dict[str, str], agent: str) -> models.M
     )
 
 
-def artifact_entry(name: str, record: dict[str, Any]) -> models.Artifact:
-    """An artifact's JSON record (the runner's hash field), leniently: old records read."""
+def artifact_entry(name: str, record: ArtifactRecord) -> models.Artifact:
     return models.Artifact(
         name=name,
-        status=str(record.get("status", "")),
-        version=int(record.get("version") or 0),
-        author=str(record.get("author", "")),
-        reviewer=record.get("reviewer"),
-        taskId=record.get("task_id"),
-        feedback=str(record.get("feedback", "")),
-        tickId=str(record.get("tick_id", "")),
-        updatedAt=_float(record.get("updated_at")),
-        content=str(record.get("content", "")),
+        status=record.status,
+        version=record.version,
+        author=record.author,
+        reviewer=record.reviewer,
+        taskId=record.task_id,
+        feedback=record.feedback,
+        tickId=record.tick_id,
+        updatedAt=record.updated_at or None,
+        content=record.content,
     )
 
 
@@ -302,7 +307,7 @@ class StackViews:
         reader = stack_reader(self.redis, stack)
         usage = await reader.usage()
         return models.Memory(
-            plan=await reader.plan(),
+            plan=[task.to_dict() for task in await reader.plan()],
             agents=await reader.memories(agent_names(stack)),
             usage=usage,
             costUSD=known_usd(usage.get("cost", 0), usage.get("unpriced", 0)),

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from agentstack_core.reasons import StepReason
+
 ChatMessage = dict[str, str]
 
 
@@ -40,12 +42,12 @@ class LLMError(Exception):
     """A provider call failed; subclasses say whether and when retrying makes sense."""
 
     retryable = False
-    reason = "Error"
+    reason = StepReason.LLM_ERROR
 
 
 class RateLimitedError(LLMError):
     retryable = True
-    reason = "RateLimited"
+    reason = StepReason.RATE_LIMITED
 
     def __init__(self, message: str, retry_after: float | None) -> None:
         super().__init__(message)
@@ -56,23 +58,23 @@ class TransientError(LLMError):
     """5xx, connection reset: the same call may succeed in a moment."""
 
     retryable = True
-    reason = "ServerError"
+    reason = StepReason.SERVER_ERROR
 
 
 class CallTimeoutError(TransientError):
-    reason = "Timeout"
+    reason = StepReason.TIMEOUT
 
 
 class PermanentError(LLMError):
     """4xx other than 429 (bad request, unknown model, rejected key): never retried."""
 
-    reason = "Rejected"
+    reason = StepReason.REJECTED
 
 
 class UnavailableError(LLMError):
     """Not attempted: the provider's circuit is open, or it has no credentials."""
 
-    reason = "Unavailable"
+    reason = StepReason.UNAVAILABLE
 
 
 class Provider(Protocol):

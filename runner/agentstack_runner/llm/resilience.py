@@ -23,9 +23,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from agentstack_core.keys import FleetKeys
 from agentstack_core.protocol import RedisClient
-from agentstack_core.scripting import Script
+from agentstack_core.redis.limits import acquire_slot, confirm_slot, release_slot
 from agentstack_runner.llm.base import UnavailableError
 
 
@@ -112,18 +111,6 @@ class CircuitBreaker:
             self._open_until = self.clock() + self.cooldown
 
 
-_ACQUIRE_SLOT = Script(
-    """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
-  return 1
-end
-return 0
-"""
-)
-
-
 class ConcurrencyLimiter:
     """At most ``limit`` concurrent calls to one provider across every runner.
 
@@ -143,7 +130,6 @@ class ConcurrencyLimiter:
         poll: float = 0.05,
     ) -> None:
         self.client = client
-        self.key = FleetKeys.llm_slots(provider)
         self.provider = provider
         self.limit = limit
         self.slot_ttl = slot_ttl
@@ -155,13 +141,9 @@ class ConcurrencyLimiter:
         token = uuid.uuid4().hex
         deadline = time.monotonic() + wait_seconds
         while True:
-            now = time.time()
-            acquired = await _ACQUIRE_SLOT(
-                self.client,
-                [self.key],
-                [repr(now - self.slot_ttl), str(self.limit), repr(now), token],
-            )
-            if acquired == 1:
+            if await acquire_slot(
+                self.client, self.provider, token, limit=self.limit, ttl=self.slot_ttl
+            ):
                 break
             if time.monotonic() >= deadline:
                 raise UnavailableError(
@@ -173,11 +155,11 @@ class ConcurrencyLimiter:
             yield
         finally:
             keeper.cancel()
-            await self.client.zrem(self.key, token)
+            await release_slot(self.client, self.provider, token)
 
     async def _keep(self, token: str) -> None:
         """Confirm the slot while the call runs (``XX``: never re-add a removed one)."""
         while True:
             await asyncio.sleep(self.slot_ttl / 3)
             with contextlib.suppress(Exception):  # a Redis hiccup: the TTL has slack
-                await self.client.zadd(self.key, {token: time.time()}, xx=True)
+                await confirm_slot(self.client, self.provider, token)

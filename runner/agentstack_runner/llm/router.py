@@ -19,6 +19,7 @@ from typing import Protocol
 from opentelemetry.trace import SpanKind
 
 from agentstack_core import tracing
+from agentstack_core.reasons import StepReason
 from agentstack_core.spec import ModelRef
 from agentstack_runner import metrics, spans
 from agentstack_runner.llm.base import (
@@ -60,7 +61,7 @@ class Routed:
 class ExhaustedError(LLMError):
     """No model of the chain produced an answer."""
 
-    reason = "LLMUnavailable"
+    reason = StepReason.LLM_UNAVAILABLE
 
     def __init__(self, message: str, attempts: Sequence[Attempt]) -> None:
         super().__init__(message)
@@ -143,7 +144,7 @@ class Router:
             attempt += 1
             remaining = deadline - time.monotonic()
             if remaining < MIN_CALL_SECONDS:
-                attempts.append(Attempt(model, "DeadlineExceeded", 0.0))
+                attempts.append(Attempt(model, StepReason.DEADLINE_EXCEEDED, 0.0))
                 raise LLMError("tick deadline reached")
             started = time.monotonic()
             try:
@@ -189,14 +190,14 @@ class Router:
             elapsed = time.monotonic() - started
             breaker.record_success()
             metrics.LLM_BREAKER_OPEN.labels(model.provider).set(0)
-            self._observe(model, "Succeeded", elapsed)
+            self._observe(model, StepReason.SUCCEEDED, elapsed)
             metrics.LLM_TOKENS.labels(
                 model.provider, metrics.model_label(model.name), "prompt"
             ).inc(completion.prompt_tokens)
             metrics.LLM_TOKENS.labels(
                 model.provider, metrics.model_label(model.name), "completion"
             ).inc(completion.completion_tokens)
-            attempts.append(Attempt(model, "Succeeded", elapsed))
+            attempts.append(Attempt(model, StepReason.SUCCEEDED, elapsed))
             return completion
 
     @staticmethod

@@ -1,0 +1,95 @@
+"""Tool calls that wait for a person, in Redis: decide, claim, read.
+
+The records and their rules are pure (:mod:`agentstack_core.approvals`); a record moves
+forward only, through these scripts or a step's commit
+(:class:`~agentstack_core.operations.SaveApproval`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from agentstack_core.approvals import APPROVED, DENIED, Approval
+from agentstack_core.keys import StackKeys, StackRef
+from agentstack_core.protocol import RedisClient
+from agentstack_core.redis.script import LuaScript
+
+
+@dataclass(frozen=True)
+class _Decide:
+    id: str
+    decision: str
+    by: str
+    reason: str
+    now: float
+
+
+@dataclass(frozen=True)
+class _Claim:
+    token: str
+    id: str
+    tick_id: str
+
+
+_DECIDE = LuaScript(
+    __file__,
+    "decide_approval",
+    keys=("approvals",),
+    args=_Decide,
+    records={"approval": Approval},
+)
+_CLAIM = LuaScript(
+    __file__,
+    "claim_approval",
+    keys=("lease", "approvals"),
+    args=_Claim,
+    records={"approval": Approval},
+)
+
+
+async def decide_approval(
+    client: RedisClient,
+    stack: StackRef,
+    approval: str,
+    *,
+    approved: bool,
+    by: str,
+    reason: str = "",
+    now: float | None = None,
+) -> tuple[str, bool]:
+    """Record a person's decision on a pending approval; returns the state after it
+    (``Approved``/``Denied``; ``Expired`` if it came too late; the state it had if it
+    was decided already; ``Missing`` if there is no such approval), and whether this
+    call decided it (a decision is made once)."""
+    reply = await _DECIDE(
+        client,
+        _Decide(
+            id=approval,
+            decision=APPROVED if approved else DENIED,
+            by=by,
+            reason=reason,
+            now=time.time() if now is None else now,
+        ),
+        keys=StackKeys(stack),
+    )
+    return str(reply[0]), bool(int(reply[1]))
+
+
+async def claim_approval(
+    client: RedisClient, stack: StackRef, approval: str, *, token: str, tick: str
+) -> str:
+    """Take an approved call to run it now (``Claimed``), under the stack's lease;
+    else the record's state (``Running`` with another claim: an interrupted attempt)."""
+    reply = await _CLAIM(
+        client, _Claim(token=token, id=approval, tick_id=tick), keys=StackKeys(stack)
+    )
+    return str(reply[0])
+
+
+async def read_approvals(client: RedisClient, stack: StackRef) -> list[Approval]:
+    """Every approval record of the stack, oldest request first."""
+    redis: Any = client  # see RedisClient: redis-py's annotations don't fit
+    raw = await redis.hvals(StackKeys(stack).approvals)
+    return sorted((Approval.from_json(r) for r in raw), key=lambda a: (a.requested_at, a.id))

@@ -1,0 +1,19 @@
+-- Start a tick in one round trip. Replies {'done', recorded result or ''} when the tick
+-- id is finished already, {'gone'} when the stack no longer lives, {'held', token} when
+-- another token holds the lease, else takes the lease and replies {'leased', spec hash,
+-- usage hash, steps hash}: everything admission and resumption need.
+local outcome = redis.call('HGET', K.outcomes, A.tick_id)
+if outcome or redis.call('ZSCORE', K.done, A.tick_id) then
+  return {'done', outcome or ''}
+end
+if not alive(K.spec, A.uid) then
+  return {'gone'}
+end
+local current = redis.call('GET', K.lease)
+if current and current ~= A.token then
+  return {'held', current}
+end
+redis.call('SET', K.lease, A.token, 'PX', A.ttl_ms)
+redis.call('SADD', K.index, K.lease)
+return {'leased', redis.call('HGETALL', K.spec), redis.call('HGETALL', K.usage),
+  redis.call('HGETALL', K.steps)}

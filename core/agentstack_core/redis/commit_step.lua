@@ -1,0 +1,40 @@
+-- Apply one agent step's writes together with the record that the step is done, fenced
+-- by the stack's life and the lease; a step committed before (a resumed tick) applies
+-- nothing again. Replies {-1} (the stack is gone), {0} (the lease is lost), or {1}
+-- (applied) / {2} (committed before), followed — when A.next_agent names the agent
+-- whose step comes next — by that agent's context as after this commit (K.memory and
+-- K.inbox are that agent's).
+--
+-- A.writes is a JSON list of {command, key position in KEYS, {arguments}} that the
+-- store made from the step's domain operations. Only the commands below may appear:
+-- the script refuses the whole list, before writing anything, if another does.
+local WRITES = {HSET = true, HSETNX = true, HDEL = true, SET = true, XADD = true}
+
+if not alive(K.spec, A.uid) then
+  return {-1}
+end
+if redis.call('GET', K.lease) ~= A.token then
+  return {0}
+end
+local status = 2
+if redis.call('HEXISTS', K.steps, A.agent) == 0 then
+  local writes = cjson.decode(A.writes)
+  for _, write in ipairs(writes) do
+    if not WRITES[write[1]] then
+      return redis.error_reply('commit_step: command not allowed: ' .. tostring(write[1]))
+    end
+  end
+  for _, write in ipairs(writes) do
+    local key = KEYS[write[2]]
+    redis.call(write[1], key, unpack(write[3]))
+    redis.call('SADD', K.index, key)
+  end
+  redis.call('HSET', K.steps, A.agent, A.record)
+  redis.call('PEXPIRE', K.steps, A.steps_ttl_ms)
+  redis.call('SADD', K.index, K.steps)
+  status = 1
+end
+if not A.next_agent then
+  return {status}
+end
+return {status, read_context(K, A.next_agent, A.feed_count, A.inbox_count)}

@@ -1,0 +1,37 @@
+-- Accept an input: count it against the per-minute rate, number it, and append it to
+-- the agent's inbox and to the stack's inputs log, all or nothing. Replies {-1} (no
+-- such stack), {0, ms until the rate window ends} (over the rate), or {number, inbox
+-- message id}.
+if not alive(K.spec, A.uid) then
+  return {-1}
+end
+local now = tonumber(A.now_ms)
+local window = math.floor(now / 60000)
+local counted = redis.call('HMGET', K.input_counters, 'window', 'count')
+local count = 0
+if tonumber(counted[1]) == window then
+  count = tonumber(counted[2]) or 0
+end
+if count >= tonumber(A.per_minute) then
+  return {0, (window + 1) * 60000 - now}
+end
+local number = redis.call('HINCRBY', K.input_counters, 'seq', 1)
+redis.call('HSET', K.input_counters, 'window', window, 'count', count + 1)
+local function flat(fields)
+  local flattened = {}
+  for field, value in pairs(fields) do
+    table.insert(flattened, field)
+    table.insert(flattened, value)
+  end
+  return flattened
+end
+A.message.input = tostring(number)
+local id = redis.call('XADD', K.inbox, 'MAXLEN', '~', A.inbox_maxlen, '*', unpack(flat(A.message)))
+A.input.number = tostring(number)
+A.input.message = id
+redis.call('XADD', K.inputs, 'MAXLEN', '~', A.inputs_maxlen, '*', unpack(flat(A.input)))
+if number > tonumber(A.inputs_maxlen) then
+  redis.call('HDEL', K.input_outcomes, tostring(number - tonumber(A.inputs_maxlen)))
+end
+redis.call('SADD', K.index, K.input_counters, K.inbox, K.inputs)
+return {number, id}

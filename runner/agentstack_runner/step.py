@@ -1,0 +1,442 @@
+"""One agent's step within a tick: settle approvals, ask, repair, tool rounds, commit.
+
+An :class:`AgentStep` reads the agent's context (plan, artifacts, feed, memory, unread
+inbox) — or gets it from the previous step's commit, which reads it in the same round
+trip — and then, each a method of its own:
+
+- :meth:`~AgentStep.settle_approvals`: the agent's tool calls a person decided since it
+  last looked (an approved one is made now, once);
+- :meth:`~AgentStep.ask`: one call down the agent's model chain, within the budgets;
+- :meth:`~AgentStep.answer`: the reply validated against the action schema, repaired
+  once by showing the model its error;
+- :meth:`~AgentStep.tool_round`: the tools the reply calls, and their results shown to
+  the model for its next answer (a few rounds at most);
+- :meth:`~AgentStep.commit`: the actions turned into domain operations (``effects``),
+  committed with the trace entry and the step's "done" record in one fenced call.
+
+A step never raises for a model's misbehaviour, an LLM outage or a spent budget: it
+commits a failed :class:`~agentstack_core.records.StepRecord` that the tick's failure
+policy then weighs. Its mutable state (what the calls cost, what the model said, why
+it stopped) lives on the object, each field set by one method.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from agentstack_core.approvals import PENDING, Approval
+from agentstack_core.context import AgentContext
+from agentstack_core.operations import AppendTrace, Operation, SaveApproval
+from agentstack_core.pricing import (
+    NANOS_PER_USD,
+    PriceTable,
+    UnpricedError,
+    affordable_output,
+    prompt_bound,
+)
+from agentstack_core.reasons import Outcome, StepReason
+from agentstack_core.records import Attempt as TracedAttempt
+from agentstack_core.records import StepRecord, ToolUse, TraceRecord
+from agentstack_core.redis.tick import TickStore
+from agentstack_core.spec import AgentSpec, ModelRef, StackSpec, WhilePending
+from agentstack_runner import metrics
+from agentstack_runner.actions import Action, CallTool, Reply, ReplyError, parse_reply
+from agentstack_runner.effects import Effects, plan_effects
+from agentstack_runner.llm.base import ChatRequest, LLMError
+from agentstack_runner.llm.router import Attempt, ExhaustedError, ProviderSource, Router
+from agentstack_runner.prompts import (
+    context_document,
+    render_context,
+    render_tool_results,
+    summary,
+    system_prompt,
+)
+from agentstack_runner.tools import (
+    MAX_CALLS_PER_ROUND,
+    MAX_TOOL_ROUNDS,
+    UNAVAILABLE,
+    Offer,
+    Toolbox,
+)
+
+REPAIR_ECHO_CHARS = 2_000
+TRACE_TEXT_CHARS = 500
+MIN_OUTPUT_TOKENS = 32
+"""A call the dollar budget lets answer with fewer tokens is not made: its reply could
+not hold a valid answer, so it would spend money on a certain failure."""
+
+
+@dataclass(frozen=True)
+class StepInput:
+    store: TickStore
+    spec: StackSpec
+    agent: AgentSpec
+    tick_id: str
+    token: str
+    deadline: float
+    """``time.monotonic()`` instant by which the whole tick must be done."""
+    max_output_tokens: int
+    """The most this step's calls may answer with (the spec's cap, or what is left of
+    the stack's token budget if that is less)."""
+    context: AgentContext | None = None
+    """The agent's context if the previous step's commit read it (else read here)."""
+    then: str | None = None
+    """The agent whose step comes next: its context is read by this step's commit."""
+    toolbox: Toolbox | None = None
+    """The tools the agent may call (``None``: the stack declares none for it)."""
+    tokens_left: int | None = None
+    """What is left of the stack's token budget when the step starts (``None``: no
+    budget): a repair or a tool round after the first call may answer with at most
+    what is left then, and none starts once it is spent."""
+    cost_left: int | None = None
+    """Nano-dollars left of the stack's dollar budget when the step starts (``None``:
+    no dollar budget): every call's worst case must fit in what is left then."""
+    prices: PriceTable = field(default_factory=PriceTable.builtin)
+
+
+class BudgetSpentError(Exception):
+    """The step's calls so far spent what was left of a budget."""
+
+    def __init__(self, budget: str = "token", needed: int = 0) -> None:
+        super().__init__(f"the {budget} budget is spent")
+        self.budget = budget
+        self.needed = needed
+        """Nano-dollars the refused call needed at the least (the dollar budget)."""
+
+
+@dataclass
+class Bill:
+    """What a step's calls used and cost so far."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: int = 0
+    unpriced: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def charge(self, prices: PriceTable, model: ModelRef, prompt: int, completion: int) -> None:
+        """Add one answered call (and count it in the runner's cost metrics)."""
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        price = prices.price(model)
+        label = (model.provider, metrics.model_label(model.name))
+        if price is None:
+            self.unpriced += 1
+            metrics.LLM_UNPRICED.labels(*label).inc()
+            return
+        cost = price.cost(prompt, completion)
+        self.cost += cost
+        metrics.LLM_COST.labels(*label).inc(cost / NANOS_PER_USD)
+
+
+def follow_up(request: ChatRequest, said: str, answer: str, *, left: int | None) -> ChatRequest:
+    """``request`` continued: the model's last reply, then ``answer`` (a repair request
+    or tool results), for the next call — answering with at most ``left`` tokens (what
+    the budget has left; ``None``: no budget). :class:`BudgetSpentError` if nothing is."""
+    if left is not None and left <= 0:
+        raise BudgetSpentError
+    return ChatRequest(
+        model="",
+        messages=[
+            *request.messages,
+            {"role": "assistant", "content": said[:REPAIR_ECHO_CHARS]},
+            {"role": "user", "content": answer},
+        ],
+        max_tokens=request.max_tokens if left is None else min(request.max_tokens, left),
+        temperature=request.temperature,
+        timeout=request.timeout,
+        headers=request.headers,
+    )
+
+
+class AgentStep:
+    """One step of one agent; :meth:`run` it once."""
+
+    def __init__(self, step: StepInput, router: Router, providers: ProviderSource) -> None:
+        self.step, self.router, self.providers = step, router, providers
+        self.request = ChatRequest(model="", messages=[])
+        """The next call to make: the first prompt, then continued by repairs and tool
+        results."""
+        self.said = ""
+        """What the model answered last."""
+        self.model = ""
+        """The model that answered last (``""``: none did)."""
+        self.attempts: list[Attempt] = []
+        self.bill = Bill()
+        self.reply: Reply | None = None
+        """The last valid reply (its tool calls answered, if any)."""
+        self.actions: list[Action] = []
+        """The actions of every valid reply, tool calls left out."""
+        self.refused: list[str] = []
+        self.uses: list[ToolUse] = []
+        self.rounds = 0
+        self.reason = StepReason.SUCCEEDED
+        self.error = ""
+        self.needed = 0
+        """Nano-dollars the call the dollar budget refused needed at the least."""
+
+    async def run(self) -> tuple[StepRecord, AgentContext | None]:
+        """Run the step; returns its record and the context of ``step.then``."""
+        started = time.monotonic()
+        step = self.step
+        context = (
+            step.context if step.context is not None else await step.store.context(step.agent.name)
+        )
+        offer = await step.toolbox.offer() if step.toolbox is not None else Offer()
+        told, settled = await self.settle_approvals()
+        document = context_document(
+            step.spec,
+            step.agent,
+            context,
+            stack=str(step.store.stack),
+            tick_id=step.tick_id,
+            tools=[tool.for_prompt() for tool in offer.tools],
+            approvals=told,
+        )
+        self.request = ChatRequest(
+            model="",
+            messages=[
+                {"role": "system", "content": system_prompt(step.agent)},
+                {"role": "user", "content": render_context(document)},
+            ],
+            max_tokens=step.max_output_tokens,
+            temperature=step.spec.temperature,
+            timeout=step.spec.request_timeout_seconds,
+            headers={"X-Agentstack-Agent": step.agent.name, "X-Agentstack-Tick": step.tick_id},
+        )
+        pausing = step.spec.while_pending is WhilePending.PAUSE_AGENT
+        if pausing and any(t["state"] == PENDING for t in told):
+            self.reason = StepReason.AWAITING_APPROVAL  # it sits this step out; its inbox waits
+        else:
+            await self.converse()
+        record, following = await self.commit(context, summary(document), settled, offer, started)
+        metrics.STEP_DURATION.labels(metrics.role_label(step.agent.role), record.outcome).observe(
+            time.monotonic() - started
+        )
+        return record, following
+
+    async def settle_approvals(self) -> tuple[list[dict[str, Any]], list[Approval]]:
+        """The agent's approvals that moved since it last looked: what to tell it, and
+        the records to commit with the step (calls made now go to :attr:`uses`)."""
+        toolbox, step = self.step.toolbox, self.step
+        if toolbox is None or not toolbox.needs_approvals:
+            return [], []
+        told, settled, uses = await toolbox.settle(
+            step.store.client,
+            step.store.stack,
+            token=step.token,
+            tick=step.tick_id,
+            now=time.time(),
+        )
+        self.uses.extend(uses)
+        return told, settled
+
+    async def converse(self) -> None:
+        """Answers and tool rounds until the model answers without calling a tool (or
+        no round is left); a failure sets :attr:`reason` and :attr:`error`."""
+        try:
+            while (answer := await self.answer()) is not None:
+                self.reply = answer
+                calls = [a for a in answer.actions if isinstance(a, CallTool)]
+                self.actions.extend(a for a in answer.actions if not isinstance(a, CallTool))
+                if not calls or not await self.tool_round(calls):
+                    return
+        except BudgetSpentError as exc:
+            self.needed = exc.needed
+            if self.reply is None:  # the first call, or a repair, was due: no valid answer
+                self.reason = StepReason.BUDGET_EXCEEDED
+                self.error = (
+                    f"the {exc.budget} budget has too little left for a call of "
+                    f"{self.step.agent.name}"
+                )
+            else:  # tool results came back, but no call may read them
+                self.refused.append(f"tool results not read: the {exc.budget} budget is spent")
+        except UnpricedError as exc:
+            self.reason = StepReason.UNPRICED_MODEL
+            self.error = f"{exc}: a dollar budget cannot be kept"
+        except ExhaustedError as exc:
+            self.attempts.extend(exc.attempts)
+            self.reason, self.error = exc.reason, str(exc)
+        except LLMError as exc:
+            self.reason, self.error = exc.reason, str(exc)
+
+    async def answer(self) -> Reply | None:
+        """A valid reply: the model's answer, or its one repair. ``None`` (reason
+        ``InvalidOutput``) when the repair is invalid too."""
+        for attempt in range(2):
+            content = await self.ask()
+            try:
+                return parse_reply(content)
+            except ReplyError as exc:
+                self.error = str(exc)
+                if attempt == 1:
+                    self.reason = StepReason.INVALID_OUTPUT
+                    return None
+                self.request = follow_up(
+                    self.request,
+                    content,
+                    f"That reply was rejected: {self.error}. Answer again with only the JSON "
+                    "object described in the instructions.",
+                    left=self._tokens_left(),
+                )
+        return None  # not reached: the loop returns on its second pass
+
+    async def ask(self) -> str:
+        """One call of :attr:`request` down the agent's model chain, answering with at
+        most what the budgets leave room for; returns what the model said."""
+        step = self.step
+        self.request = self._affordable(self.request)
+        routed = await self.router.complete(
+            self.providers, step.agent.models, self.request, deadline=step.deadline
+        )
+        self.attempts.extend(routed.attempts)
+        self.model = str(routed.model)
+        used = routed.completion
+        self.bill.charge(step.prices, routed.model, used.prompt_tokens, used.completion_tokens)
+        self.said = used.content
+        return used.content
+
+    async def tool_round(self, calls: list[CallTool]) -> bool:
+        """Make a reply's tool calls and show the model their results; ``False`` when
+        no round may be made (the calls are refused instead)."""
+        toolbox = self.step.toolbox
+        if toolbox is None or self.rounds == MAX_TOOL_ROUNDS:
+            why = "no tool rounds left" if toolbox else "no tools are offered to this agent"
+            self.refused.extend(f"call_tool {c.tool}: {why}" for c in calls)
+            return False
+        self.rounds += 1
+        extra = calls[MAX_CALLS_PER_ROUND:]
+        self.refused.extend(f"call_tool {c.tool}: too many calls in one round" for c in extra)
+        results = [await toolbox.call(c.tool, c.arguments) for c in calls[:MAX_CALLS_PER_ROUND]]
+        self.uses.extend(result.use for result in results)
+        self.request = follow_up(
+            self.request,
+            self.said,
+            render_tool_results([result.for_prompt() for result in results]),
+            left=self._tokens_left(),
+        )
+        return True
+
+    def _tokens_left(self) -> int | None:
+        left = self.step.tokens_left
+        return None if left is None else left - self.bill.tokens
+
+    def _affordable(self, request: ChatRequest) -> ChatRequest:
+        """``request`` answering with at most what the dollar budget leaves room for.
+
+        Every model of the agent's chain may be the one that answers, so the most
+        expensive bounds the call. :class:`BudgetSpentError` if fewer than
+        :data:`MIN_OUTPUT_TOKENS` fit; :class:`~agentstack_core.pricing.UnpricedError`
+        if a model has no price.
+        """
+        step = self.step
+        if step.cost_left is None:
+            return request
+        prices = [(model, step.prices.price(model)) for model in step.agent.models]
+        prompt = prompt_bound(request.messages)
+        fits = affordable_output(
+            prices, prompt, step.cost_left - self.bill.cost, request.max_tokens
+        )
+        if fits < MIN_OUTPUT_TOKENS:
+            needed = max(p.cost(prompt, MIN_OUTPUT_TOKENS) for _m, p in prices if p is not None)
+            raise BudgetSpentError("dollar", needed)
+        return replace(request, max_tokens=fits)
+
+    def effects(self, context: AgentContext) -> Effects:
+        """The domain operations of the actions the step's replies took."""
+        if self.reply is None or self.reason is not StepReason.SUCCEEDED:
+            return Effects()
+        step = self.step
+        return plan_effects(
+            agent=step.agent.name,
+            team=tuple(member.name for member in step.spec.agents),
+            tick_id=step.tick_id,
+            reply=Reply(thought=self.reply.thought, actions=self.actions),
+            context=context,
+        )
+
+    async def commit(
+        self,
+        context: AgentContext,
+        prompt: str,
+        settled: list[Approval],
+        offer: Offer,
+        started: float,
+    ) -> tuple[StepRecord, AgentContext | None]:
+        """Commit the step's operations, its trace entry and its record, at once."""
+        step = self.step
+        agent = step.agent
+        effects = self.effects(context)
+        requested = step.toolbox.requested if step.toolbox is not None else []
+        taken = self.reason.taken
+        record = StepRecord(
+            agent=agent.name,
+            role=agent.role,
+            outcome=Outcome.SUCCEEDED if taken else Outcome.FAILED,
+            reason=self.reason,
+            message="" if taken else self.error[:TRACE_TEXT_CHARS],
+            model=self.model,
+            tokens=self.bill.tokens,
+            progressed=effects.progressed,
+            approvals=len(settled) + len(requested),
+            tool_problems=(
+                *offer.problems,
+                *(
+                    f"{u.tool}: {u.outcome}: {u.error}"
+                    for u in self.uses
+                    if u.outcome in UNAVAILABLE
+                ),
+            ),
+            cost=self.bill.cost,
+            unpriced=self.bill.unpriced,
+            cost_needed=self.needed,
+        )
+        operations: list[Operation] = [
+            *effects.operations,
+            *(SaveApproval(approval) for approval in settled),
+            *(SaveApproval(approval, new=True) for approval in requested),
+            AppendTrace(self._trace(record, prompt, effects, started)),
+        ]
+        following = await step.store.commit_step(
+            token=step.token,
+            tick_id=step.tick_id,
+            record=record,
+            operations=operations,
+            then=step.then,
+        )
+        return record, following
+
+    def _trace(
+        self, record: StepRecord, prompt: str, effects: Effects, started: float
+    ) -> TraceRecord:
+        attempts = self.attempts
+        return TraceRecord(
+            tick_id=self.step.tick_id,
+            agent=record.agent,
+            role=record.role,
+            outcome=record.outcome,
+            reason=record.reason,
+            model=record.model,
+            fallback=bool(attempts) and str(attempts[0].model) != record.model,
+            attempts=tuple(
+                TracedAttempt(model=str(a.model), outcome=a.outcome, seconds=round(a.seconds, 3))
+                for a in attempts
+            ),
+            prompt=prompt,
+            prompt_tokens=self.bill.prompt_tokens,
+            completion_tokens=self.bill.completion_tokens,
+            latency_ms=round((time.monotonic() - started) * 1000),
+            thought=(self.reply.thought if self.reply else "")[:TRACE_TEXT_CHARS],
+            actions=tuple(effects.applied),
+            refused=tuple([*self.refused, *effects.refused]),
+            tools=tuple(self.uses),
+            error=record.message,
+            at=time.time(),
+            cost=self.bill.cost,
+            unpriced=self.bill.unpriced,
+        )
