@@ -34,12 +34,12 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from agentstack_core.keys import FleetKeys
-from agentstack_core.messages import Outcome as Outcome
 from agentstack_core.messages import TickRequest as TickRequest
 from agentstack_core.messages import TickResult as TickResult
 from agentstack_core.messages import Wakeup as Wakeup
 from agentstack_core.messages import slot_of as slot_of
 from agentstack_core.messages import tick_id as tick_id
+from agentstack_core.reasons import Outcome as Outcome
 from agentstack_core.spec import Priority
 
 RedisClient = Redis | RedisCluster

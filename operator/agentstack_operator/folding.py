@@ -46,7 +46,8 @@ from agentstack_core.approvals import Approval
 from agentstack_core.budget import Usage
 from agentstack_core.keys import FleetKeys, StackKeys, StackRef
 from agentstack_core.pricing import usd
-from agentstack_core.protocol import Outcome, RedisClient, TickResult
+from agentstack_core.protocol import RedisClient, TickResult
+from agentstack_core.reasons import Outcome
 from agentstack_core.store import Finished, StackStore, read_approvals
 from agentstack_operator import metrics
 from agentstack_operator.index import epoch

@@ -22,8 +22,9 @@ from agentstack_core.approvals import FINAL, PENDING, Approval
 from agentstack_core.budget import Usage, exhausted
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
-from agentstack_core.messages import Outcome, TickResult
+from agentstack_core.messages import TickResult
 from agentstack_core.pricing import format_usd
+from agentstack_core.reasons import Outcome
 from agentstack_core.spec import (
     DEFAULTS,
     ExecutionState,

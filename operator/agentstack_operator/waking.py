@@ -30,8 +30,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from agentstack_core import protocol
-from agentstack_core.messages import Outcome, TickResult, Wakeup
+from agentstack_core.messages import TickResult, Wakeup
 from agentstack_core.protocol import RedisClient
+from agentstack_core.reasons import Outcome
 from agentstack_operator import metrics
 from agentstack_operator.stackstate import Event, StackRecord
 
