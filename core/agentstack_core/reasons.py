@@ -123,6 +123,36 @@ class Blocked(StrEnum):
     BUDGET_EXCEEDED = "BudgetExceeded"
 
 
+class ConditionReason(StrEnum):
+    """The other reasons of a stack's conditions (a held ``Running`` stack's ``Ready``
+    and ``Ticking`` give its :class:`Blocked` reason)."""
+
+    ACCEPTED = "Accepted"
+    """``Ready``: the spec is valid and its references resolve."""
+    STOPPED = "Stopped"
+    """``Ready`` and ``Ticking``: the run has ended."""
+    PAUSED = "Paused"
+    """``Ticking`` and ``Paused``: paused by the spec."""
+    SCHEDULED = "Scheduled"
+    """``Ticking``: ticks go out at the interval in force."""
+    RESUMED = "Resumed"
+    """``Paused``: running again after a pause (a new operator reads it back, so a
+    resumed stack still skips what it missed)."""
+    NOT_PAUSED = "NotPaused"
+    TICKS_FAILING = "TicksFailing"
+    """``Degraded``: too many failed ticks in a row."""
+    TICKS_HEALTHY = "TicksHealthy"
+    BUDGET_SPENT = "BudgetSpent"
+    WITHIN_BUDGET = "WithinBudget"
+    TOOL_SERVER_UNAVAILABLE = "ToolServerUnavailable"
+    """``ToolsDegraded``: the last tick could not use a tool server."""
+    TOOL_SERVERS_ANSWERING = "ToolServersAnswering"
+    NO_TOOL_SERVERS = "NoToolServers"
+    TOOL_CALLS_WAITING = "ToolCallsWaiting"
+    """``AwaitingApproval``: tool calls wait for a person."""
+    NOTHING_WAITING = "NothingWaiting"
+
+
 class EventReason(StrEnum):
     """Reasons of the Kubernetes Events posted on a stack."""
 
@@ -143,3 +173,5 @@ class EventReason(StrEnum):
     APPROVAL_REQUESTED = "ApprovalRequested"
     TOOL_CALL_APPROVED = "ToolCallApproved"
     TOOL_CALL_DENIED = "ToolCallDenied"
+    CLEANUP_FAILED = "CleanupFailed"
+    """The finalizer gave up removing a deleted stack's Redis keys and Jobs."""

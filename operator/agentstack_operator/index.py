@@ -32,6 +32,7 @@ from typing import Any
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
 from agentstack_core.pricing import nanos
+from agentstack_core.reasons import ConditionReason, ConditionType
 from agentstack_core.spec import ExecutionState
 from agentstack_operator.scheduling import Cause
 from agentstack_operator.stackstate import (
@@ -83,8 +84,8 @@ def adopt_status(record: StackRecord, status: dict[str, Any]) -> None:
             finished_at=epoch(status.get("lastTickTime")),
             duration=float(status.get("lastTickDurationSeconds") or 0.0),
         )
-    paused = record.conditions.get("Paused")
-    record.resumed = bool(paused and paused.get("reason") == "Resumed")
+    paused = record.conditions.get(ConditionType.PAUSED)
+    record.resumed = bool(paused and paused.get("reason") == ConditionReason.RESUMED)
 
 
 def _cause(record: StackRecord, previous_interval: float | None, was_paused: bool) -> Cause:

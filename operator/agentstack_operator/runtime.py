@@ -38,6 +38,7 @@ from typing import Any
 from agentstack_core import protocol
 from agentstack_core.keys import FleetKeys, StackRef
 from agentstack_core.protocol import RedisClient, TickResult, slot_of
+from agentstack_core.reasons import EventReason
 from agentstack_core.store import delete_stack, publish_spec
 from agentstack_operator import metrics
 from agentstack_operator.config import OperatorConfig
@@ -151,7 +152,7 @@ class Operator:
             await self.kube.post_event(
                 ref,
                 uid,
-                "CleanupFailed",
+                EventReason.CLEANUP_FAILED,
                 f"released without removing its Redis keys or Jobs: {error}",
                 warning=True,
             )

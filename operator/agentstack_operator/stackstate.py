@@ -24,7 +24,14 @@ from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
 from agentstack_core.messages import TickResult
 from agentstack_core.pricing import format_usd
-from agentstack_core.reasons import Outcome
+from agentstack_core.reasons import (
+    Blocked,
+    ConditionReason,
+    ConditionType,
+    EventReason,
+    Outcome,
+    Phase,
+)
 from agentstack_core.spec import (
     DEFAULTS,
     ExecutionState,
@@ -45,22 +52,14 @@ NO_GATEWAYS = EndpointPolicy()
 """The policy with no allow-listed endpoint: the platform's keys go to the providers'
 public endpoints only."""
 
-CONDITION_TYPES = (
-    "Ready",
-    "Ticking",
-    "Paused",
-    "Degraded",
-    "BudgetExceeded",
-    "ToolsDegraded",
-    "AwaitingApproval",
-)
-
 
 @dataclass(frozen=True)
 class Event:
     """A Kubernetes Event to post about the stack."""
 
     reason: str
+    """An :class:`~agentstack_core.reasons.EventReason` (or, for a decision on a tool
+    call, the reason its wake-up carries)."""
     message: str
     warning: bool = False
 
@@ -156,16 +155,16 @@ class StackRecord:
         )
 
     @property
-    def blocked_reason(self) -> str | None:
+    def blocked_reason(self) -> Blocked | None:
         """Why the stack may not tick even if Running; ``None`` when it may."""
         if self.problems:
-            return "InvalidSpec"
+            return Blocked.INVALID_SPEC
         if self.refused:
-            return "EndpointNotAllowed"
+            return Blocked.ENDPOINT_NOT_ALLOWED
         if self.missing_secrets:
-            return "SecretNotFound"
+            return Blocked.SECRET_NOT_FOUND
         if self.budget_message:
-            return "BudgetExceeded"
+            return Blocked.BUDGET_EXCEEDED
         return None
 
     @property
@@ -217,27 +216,31 @@ def apply_manifest(
         record.problems = exc.problems
         record.refused = []
     if record.problems and not had_problems:
-        events.append(Event("InvalidSpec", "; ".join(record.problems), warning=True))
+        events.append(Event(EventReason.INVALID_SPEC, "; ".join(record.problems), warning=True))
     elif record.refused and not had_problems:
-        events.append(Event("EndpointNotAllowed", "; ".join(record.refused), warning=True))
+        events.append(
+            Event(EventReason.ENDPOINT_NOT_ALLOWED, "; ".join(record.refused), warning=True)
+        )
     elif had_problems and not (record.problems or record.refused):
-        events.append(Event("SpecAccepted", "the spec is valid again"))
+        events.append(Event(EventReason.SPEC_ACCEPTED, "the spec is valid again"))
     after = record.state
     if before is None:
         if after is ExecutionState.RUNNING and not (record.problems or record.refused):
-            events.append(Event("Started", "the stack starts ticking"))
+            events.append(Event(EventReason.STARTED, "the stack starts ticking"))
     elif before is not after:
         record.resumed = before is ExecutionState.PAUSED and after is ExecutionState.RUNNING
         if after is ExecutionState.PAUSED:
-            events.append(Event("Paused", "ticks stop; memory and messages are kept"))
+            events.append(Event(EventReason.PAUSED, "ticks stop; memory and messages are kept"))
         elif after is ExecutionState.STOPPED:
-            events.append(Event("Stopped", "the run has ended; memory is kept"))
+            events.append(Event(EventReason.STOPPED, "the run has ended; memory is kept"))
         elif record.problems or record.refused:
             pass  # an invalid spec does not start; InvalidSpec says why
         elif record.resumed:
-            events.append(Event("Resumed", "ticks continue; missed ticks are not replayed"))
+            events.append(
+                Event(EventReason.RESUMED, "ticks continue; missed ticks are not replayed")
+            )
         else:
-            events.append(Event("Started", "the stack starts a new run"))
+            events.append(Event(EventReason.STARTED, "the stack starts a new run"))
     record.mark_dirty(urgent=True)
     return events
 
@@ -276,7 +279,7 @@ def apply_approvals(record: StackRecord, records: Sequence[Approval]) -> list[Ev
     record.awaiting = [f"{a.id} ({a.agent}: {a.tool})" for a in pending]
     events = [
         Event(
-            "ApprovalRequested",
+            EventReason.APPROVAL_REQUESTED,
             f"{a.agent} asks to call {a.tool} with {a.arguments[:300]}; decide with "
             f"kubectl agentstack approve|deny {record.ref.name} {a.id}",
         )
@@ -291,8 +294,8 @@ def apply_approvals(record: StackRecord, records: Sequence[Approval]) -> list[Ev
 def tools_event(problems: str) -> Event:
     """The Event of a change of the stack's ``ToolsDegraded`` condition."""
     if problems:
-        return Event("ToolServerUnavailable", problems, warning=True)
-    return Event("ToolServersRecovered", "every tool server answered the last tick")
+        return Event(EventReason.TOOL_SERVER_UNAVAILABLE, problems, warning=True)
+    return Event(EventReason.TOOL_SERVERS_RECOVERED, "every tool server answered the last tick")
 
 
 def apply_usage(record: StackRecord, usage: Usage) -> list[Event]:
@@ -315,13 +318,13 @@ def apply_usage(record: StackRecord, usage: Usage) -> list[Event]:
         detail = f" Last: {last.reason}: {last.message}" if last else ""
         events.append(
             Event(
-                "Degraded",
+                EventReason.DEGRADED,
                 f"{record.failures} ticks failed in a row; backing off.{detail}",
                 warning=True,
             )
         )
     elif was_degraded and not degraded:
-        events.append(Event("Recovered", "a tick succeeded again"))
+        events.append(Event(EventReason.RECOVERED, "a tick succeeded again"))
     record.mark_dirty(urgent=bool(events))
     return events
 
@@ -331,76 +334,88 @@ def _timestamp(epoch: float) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def _desired(record: StackRecord) -> dict[str, tuple[str, str, str]]:
+Wanted = tuple[str, str, str]
+"""A condition as it should stand: status, reason, message."""
+
+
+def _desired(record: StackRecord) -> dict[ConditionType, Wanted]:
     """Condition type → (status, reason, message) as the record stands."""
     state = record.state
     blocked = record.blocked_reason
     if record.problems:
-        ready = ("False", "InvalidSpec", "; ".join(record.problems))
+        ready: Wanted = ("False", Blocked.INVALID_SPEC, "; ".join(record.problems))
     elif record.refused:
-        ready = ("False", "EndpointNotAllowed", "; ".join(record.refused))
+        ready = ("False", Blocked.ENDPOINT_NOT_ALLOWED, "; ".join(record.refused))
     elif record.missing_secrets:
         ready = (
             "False",
-            "SecretNotFound",
+            Blocked.SECRET_NOT_FOUND,
             "waiting for " + ", ".join(record.missing_secrets),
         )
     elif state is ExecutionState.STOPPED:
-        ready = ("False", "Stopped", "the run has ended (executionState: Stopped)")
+        ready = ("False", ConditionReason.STOPPED, "the run has ended (executionState: Stopped)")
     else:
-        ready = ("True", "Accepted", "the spec is valid and its references resolve")
+        ready = ("True", ConditionReason.ACCEPTED, "the spec is valid and its references resolve")
 
     if state is ExecutionState.PAUSED:
-        ticking = ("False", "Paused", "executionState is Paused")
+        ticking: Wanted = ("False", ConditionReason.PAUSED, "executionState is Paused")
     elif state is ExecutionState.STOPPED:
-        ticking = ("False", "Stopped", "executionState is Stopped")
+        ticking = ("False", ConditionReason.STOPPED, "executionState is Stopped")
     elif blocked is not None:
         ticking = ("False", blocked, "ticks are held until this is resolved")
     else:
-        ticking = ("True", "Scheduled", f"a tick every {record.interval:g}s")
+        ticking = ("True", ConditionReason.SCHEDULED, f"a tick every {record.interval:g}s")
 
     if state is ExecutionState.PAUSED:
-        paused = ("True", "Paused", "paused by spec.executionState; memory is kept")
+        paused: Wanted = (
+            "True",
+            ConditionReason.PAUSED,
+            "paused by spec.executionState; memory is kept",
+        )
     elif record.resumed:
-        paused = ("False", "Resumed", "resumed; missed ticks were not replayed")
+        paused = ("False", ConditionReason.RESUMED, "resumed; missed ticks were not replayed")
     else:
-        paused = ("False", "NotPaused", "")
+        paused = ("False", ConditionReason.NOT_PAUSED, "")
 
     if record.failures >= DEGRADED_AFTER:
         last = record.last_tick
         detail = f"{last.reason}: {last.message}" if last else ""
-        degraded = ("True", "TicksFailing", f"{record.failures} failed ticks in a row. {detail}")
+        degraded: Wanted = (
+            "True",
+            ConditionReason.TICKS_FAILING,
+            f"{record.failures} failed ticks in a row. {detail}",
+        )
     else:
-        degraded = ("False", "TicksHealthy", "")
+        degraded = ("False", ConditionReason.TICKS_HEALTHY, "")
 
     if record.budget_message:
-        budget = ("True", "BudgetSpent", record.budget_message)
+        budget: Wanted = ("True", ConditionReason.BUDGET_SPENT, record.budget_message)
     else:
-        budget = ("False", "WithinBudget", "")
+        budget = ("False", ConditionReason.WITHIN_BUDGET, "")
 
     if record.tool_problems:
-        tools = ("True", "ToolServerUnavailable", record.tool_problems)
+        tools: Wanted = ("True", ConditionReason.TOOL_SERVER_UNAVAILABLE, record.tool_problems)
     elif record.spec is not None and record.spec.tool_servers:
-        tools = ("False", "ToolServersAnswering", "")
+        tools = ("False", ConditionReason.TOOL_SERVERS_ANSWERING, "")
     else:
-        tools = ("False", "NoToolServers", "")
+        tools = ("False", ConditionReason.NO_TOOL_SERVERS, "")
     if record.awaiting:
-        awaiting = (
+        awaiting: Wanted = (
             "True",
-            "ToolCallsWaiting",
+            ConditionReason.TOOL_CALLS_WAITING,
             f"{len(record.awaiting)} tool call(s) wait for approval: "
             + ", ".join(record.awaiting[:10]),
         )
     else:
-        awaiting = ("False", "NothingWaiting", "")
+        awaiting = ("False", ConditionReason.NOTHING_WAITING, "")
     return {
-        "Ready": ready,
-        "Ticking": ticking,
-        "Paused": paused,
-        "Degraded": degraded,
-        "BudgetExceeded": budget,
-        "ToolsDegraded": tools,
-        "AwaitingApproval": awaiting,
+        ConditionType.READY: ready,
+        ConditionType.TICKING: ticking,
+        ConditionType.PAUSED: paused,
+        ConditionType.DEGRADED: degraded,
+        ConditionType.BUDGET_EXCEEDED: budget,
+        ConditionType.TOOLS_DEGRADED: tools,
+        ConditionType.AWAITING_APPROVAL: awaiting,
     }
 
 
@@ -427,17 +442,17 @@ def conditions_for(record: StackRecord, now: float) -> list[dict[str, Any]]:
     return conditions
 
 
-def phase_for(record: StackRecord) -> str:
+def phase_for(record: StackRecord) -> Phase:
     blocked = record.blocked_reason
-    if blocked in ("InvalidSpec", "EndpointNotAllowed"):
-        return "Invalid"
-    if blocked == "SecretNotFound":
-        return "Waiting"
+    if blocked in (Blocked.INVALID_SPEC, Blocked.ENDPOINT_NOT_ALLOWED):
+        return Phase.INVALID
+    if blocked is Blocked.SECRET_NOT_FOUND:
+        return Phase.WAITING
     if record.state is not ExecutionState.RUNNING:
-        return record.state.value
-    if blocked == "BudgetExceeded":
-        return "BudgetExceeded"
-    return "Degraded" if record.failures >= DEGRADED_AFTER else "Running"
+        return Phase(record.state.value)
+    if blocked is Blocked.BUDGET_EXCEEDED:
+        return Phase.BUDGET_EXCEEDED
+    return Phase.DEGRADED if record.failures >= DEGRADED_AFTER else Phase.RUNNING
 
 
 def status_for(record: StackRecord, now: float) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from collections.abc import Callable, KeysView, Mapping, Sequence, Sized
 from typing import Any, Protocol
 
 from agentstack_core.keys import StackRef
+from agentstack_core.reasons import Phase
 from agentstack_operator import metrics
 from agentstack_operator.stackstate import Event, StackRecord, phase_for, status_for
 
@@ -57,8 +58,6 @@ STATUS_POLL_SECONDS = 0.2
 """How long routine changes wait to be batched; an urgent mark wakes the writer."""
 GAUGE_SECONDS = 5.0
 """How often the fleet gauges are recounted (a walk over every record: not per batch)."""
-PHASES = ("Running", "Paused", "Stopped", "Invalid", "Waiting", "Degraded", "BudgetExceeded")
-"""Every phase the ``agentstack_stacks`` gauge reports, zeros included."""
 
 
 class StatusSink(Protocol):
@@ -224,7 +223,7 @@ class StatusWriter:
     def update_gauges(self) -> None:
         self._gauges_at = self.monotonic()
         phases = Counter(phase_for(record) for record in self.records.values())
-        for phase in PHASES:
+        for phase in Phase:  # every phase, zeros included
             metrics.STACKS.labels(phase).set(phases.get(phase, 0))
         metrics.SCHEDULED.set(len(self.scheduled))
         metrics.APPROVALS_WAITING.set(sum(len(r.awaiting) for r in self.records.values()))

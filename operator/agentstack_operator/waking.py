@@ -32,7 +32,7 @@ from typing import Protocol
 from agentstack_core import protocol
 from agentstack_core.messages import TickResult, Wakeup
 from agentstack_core.protocol import RedisClient
-from agentstack_core.reasons import Outcome
+from agentstack_core.reasons import DropReason, Outcome
 from agentstack_operator import metrics
 from agentstack_operator.stackstate import Event, StackRecord
 
@@ -73,7 +73,7 @@ def answered(record: StackRecord, result: TickResult) -> bool:
     the wake-up is pending again, and the busy tick's own result (any other result of
     the stack) sends the next tick at once.
     """
-    busy = result.outcome is Outcome.DROPPED and result.reason == "StackBusy"
+    busy = result.outcome is Outcome.DROPPED and result.reason == DropReason.STACK_BUSY
     if result.tick_id == record.wake_tick:
         record.wake_tick = None
         if busy:

@@ -24,6 +24,7 @@ from agentstack_core import protocol
 from agentstack_core.approvals import APPROVED, Approval
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import RedisClient, Wakeup
+from agentstack_core.reasons import EventReason
 from agentstack_core.records import InputRecord
 from agentstack_core.spec import ExecutionState, SpecError, StackSpec, parse_spec
 from agentstack_core.store import (
@@ -195,7 +196,7 @@ class Steering:
         note = Wakeup(
             stack=ref,
             uid=uid,
-            reason="ToolCallApproved" if approved else "ToolCallDenied",
+            reason=EventReason.TOOL_CALL_APPROVED if approved else EventReason.TOOL_CALL_DENIED,
             message=f"{caller.name} {word} tool call {approval}"
             + (f": {request.reason}" if request.reason else ""),
         )
