@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agentstack_core.budget import Usage
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
 from agentstack_core.pricing import nanos
@@ -69,12 +70,16 @@ class Observation:
 def adopt_status(record: StackRecord, status: dict[str, Any]) -> None:
     """Continue from the status a previous operator wrote (restart, failover)."""
     record.conditions = {c["type"]: c for c in status.get("conditions") or []}
-    record.ticks = int(status.get("ticks") or 0)
-    record.tokens = int(status.get("tokensUsed") or 0)
+    cost = 0
     with contextlib.suppress(ValueError):
-        record.cost = nanos(float(status.get("costUSD") or 0))
-    record.unpriced = int(status.get("unpricedCalls") or 0)
-    record.failures = int(status.get("consecutiveFailures") or 0)
+        cost = nanos(float(status.get("costUSD") or 0))
+    record.usage = Usage(
+        tokens=int(status.get("tokensUsed") or 0),
+        ticks=int(status.get("ticks") or 0),
+        failures=int(status.get("consecutiveFailures") or 0),
+        cost=cost,
+        unpriced=int(status.get("unpricedCalls") or 0),
+    )
     if status.get("lastTickId"):
         record.last_tick = LastTick(
             tick_id=str(status["lastTickId"]),

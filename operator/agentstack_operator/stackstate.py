@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from agentstack_core.approvals import FINAL, PENDING, Approval
 from agentstack_core.budget import Usage, exhausted
@@ -52,6 +52,19 @@ NO_GATEWAYS = EndpointPolicy()
 """The policy with no allow-listed endpoint: the platform's keys go to the providers'
 public endpoints only."""
 
+HOLD_PHASES: dict[Blocked, Phase] = {
+    Blocked.INVALID_SPEC: Phase.INVALID,
+    Blocked.ENDPOINT_NOT_ALLOWED: Phase.INVALID,
+    Blocked.SECRET_NOT_FOUND: Phase.WAITING,
+    Blocked.BUDGET_EXCEEDED: Phase.BUDGET_EXCEEDED,
+}
+"""The phase a held stack shows."""
+NOT_READY = frozenset(
+    {Blocked.INVALID_SPEC, Blocked.ENDPOINT_NOT_ALLOWED, Blocked.SECRET_NOT_FOUND}
+)
+"""Holds that come from the spec or its references: the stack is not ``Ready``, and its
+phase says why whatever its state. A spent budget only holds a running stack's ticks."""
+
 
 @dataclass(frozen=True)
 class Event:
@@ -62,6 +75,13 @@ class Event:
     call, the reason its wake-up carries)."""
     message: str
     warning: bool = False
+
+
+class Hold(NamedTuple):
+    """Why a stack may not tick even if Running, and the detail people read."""
+
+    reason: Blocked
+    message: str
 
 
 @dataclass(frozen=True)
@@ -91,15 +111,8 @@ class StackRecord:
     """Set when the stack went from Paused back to Running (Paused=False, Resumed)."""
 
     # run side
-    ticks: int = 0
-    tokens: int = 0
-    failures: int = 0
-    idle_streak: int = 0
-    cost: int = 0
-    """Nano-dollars of the stack's priced LLM calls (Redis's count)."""
-    unpriced: int = 0
-    """LLM calls of models without a price: ``costUSD`` leaves them out."""
-    cost_needed: int = 0
+    usage: Usage = field(default_factory=Usage)
+    """The counters as Redis counted them (:func:`apply_usage` copies them)."""
     last_tick: LastTick | None = None
     budget_message: str = ""
     next_due: float | None = None
@@ -151,38 +164,39 @@ class StackRecord:
         """The interval in force, after idle and failure back-off."""
         base = (self.spec or DEFAULTS).tick_interval_seconds
         return effective_interval(
-            base, idle_streak=self.idle_streak, failures=self.failures, idle=self.idle_backoff
+            base,
+            idle_streak=self.usage.idle,
+            failures=self.usage.failures,
+            idle=self.idle_backoff,
         )
 
     @property
-    def blocked_reason(self) -> Blocked | None:
-        """Why the stack may not tick even if Running; ``None`` when it may."""
+    def hold(self) -> Hold | None:
+        """Why the stack may not tick even if Running; ``None`` when it may.
+
+        The one place the holds are weighed: the first that applies, in
+        :class:`~agentstack_core.reasons.Blocked`'s order (an invalid spec, a refused
+        endpoint, a missing Secret, a spent budget), is the one every condition and the
+        phase report.
+        """
         if self.problems:
-            return Blocked.INVALID_SPEC
+            return Hold(Blocked.INVALID_SPEC, "; ".join(self.problems))
         if self.refused:
-            return Blocked.ENDPOINT_NOT_ALLOWED
+            return Hold(Blocked.ENDPOINT_NOT_ALLOWED, "; ".join(self.refused))
         if self.missing_secrets:
-            return Blocked.SECRET_NOT_FOUND
+            return Hold(Blocked.SECRET_NOT_FOUND, "waiting for " + ", ".join(self.missing_secrets))
         if self.budget_message:
-            return Blocked.BUDGET_EXCEEDED
+            return Hold(Blocked.BUDGET_EXCEEDED, self.budget_message)
         return None
 
     @property
-    def usage(self) -> Usage:
-        """The counters as the budget rule reads them."""
-        return Usage(
-            tokens=self.tokens,
-            ticks=self.ticks,
-            failures=self.failures,
-            idle=self.idle_streak,
-            cost=self.cost,
-            unpriced=self.unpriced,
-            needed=self.cost_needed,
-        )
+    def degraded(self) -> bool:
+        """Too many failed ticks in a row (:data:`DEGRADED_AFTER`)."""
+        return self.usage.failures >= DEGRADED_AFTER
 
     @property
     def should_tick(self) -> bool:
-        return self.state is ExecutionState.RUNNING and self.blocked_reason is None
+        return self.state is ExecutionState.RUNNING and self.hold is None
 
     def mark_dirty(self, *, urgent: bool = False) -> None:
         self.urgent = self.urgent or urgent
@@ -302,24 +316,18 @@ def apply_usage(record: StackRecord, usage: Usage) -> list[Event]:
     """Copy the stack's counters as Redis counted them; returns Degraded/Recovered
     Events when the run of failed ticks crosses :data:`DEGRADED_AFTER`."""
     events: list[Event] = []
-    was_degraded = record.failures >= DEGRADED_AFTER
+    was_degraded = record.degraded
     if usage == record.usage:
         return events
-    record.ticks, record.tokens, record.failures, record.idle_streak = (
-        usage.ticks,
-        usage.tokens,
-        usage.failures,
-        usage.idle,
-    )
-    record.cost, record.unpriced, record.cost_needed = usage.cost, usage.unpriced, usage.needed
-    degraded = record.failures >= DEGRADED_AFTER
+    record.usage = usage
+    degraded = record.degraded
     if degraded and not was_degraded:
         last = record.last_tick
         detail = f" Last: {last.reason}: {last.message}" if last else ""
         events.append(
             Event(
                 EventReason.DEGRADED,
-                f"{record.failures} ticks failed in a row; backing off.{detail}",
+                f"{usage.failures} ticks failed in a row; backing off.{detail}",
                 warning=True,
             )
         )
@@ -341,17 +349,9 @@ Wanted = tuple[str, str, str]
 def _desired(record: StackRecord) -> dict[ConditionType, Wanted]:
     """Condition type → (status, reason, message) as the record stands."""
     state = record.state
-    blocked = record.blocked_reason
-    if record.problems:
-        ready: Wanted = ("False", Blocked.INVALID_SPEC, "; ".join(record.problems))
-    elif record.refused:
-        ready = ("False", Blocked.ENDPOINT_NOT_ALLOWED, "; ".join(record.refused))
-    elif record.missing_secrets:
-        ready = (
-            "False",
-            Blocked.SECRET_NOT_FOUND,
-            "waiting for " + ", ".join(record.missing_secrets),
-        )
+    hold = record.hold
+    if hold is not None and hold.reason in NOT_READY:
+        ready: Wanted = ("False", hold.reason, hold.message)
     elif state is ExecutionState.STOPPED:
         ready = ("False", ConditionReason.STOPPED, "the run has ended (executionState: Stopped)")
     else:
@@ -361,8 +361,8 @@ def _desired(record: StackRecord) -> dict[ConditionType, Wanted]:
         ticking: Wanted = ("False", ConditionReason.PAUSED, "executionState is Paused")
     elif state is ExecutionState.STOPPED:
         ticking = ("False", ConditionReason.STOPPED, "executionState is Stopped")
-    elif blocked is not None:
-        ticking = ("False", blocked, "ticks are held until this is resolved")
+    elif hold is not None:
+        ticking = ("False", hold.reason, "ticks are held until this is resolved")
     else:
         ticking = ("True", ConditionReason.SCHEDULED, f"a tick every {record.interval:g}s")
 
@@ -377,13 +377,13 @@ def _desired(record: StackRecord) -> dict[ConditionType, Wanted]:
     else:
         paused = ("False", ConditionReason.NOT_PAUSED, "")
 
-    if record.failures >= DEGRADED_AFTER:
+    if record.degraded:
         last = record.last_tick
         detail = f"{last.reason}: {last.message}" if last else ""
         degraded: Wanted = (
             "True",
             ConditionReason.TICKS_FAILING,
-            f"{record.failures} failed ticks in a row. {detail}",
+            f"{record.usage.failures} failed ticks in a row. {detail}",
         )
     else:
         degraded = ("False", ConditionReason.TICKS_HEALTHY, "")
@@ -443,31 +443,31 @@ def conditions_for(record: StackRecord, now: float) -> list[dict[str, Any]]:
 
 
 def phase_for(record: StackRecord) -> Phase:
-    blocked = record.blocked_reason
-    if blocked in (Blocked.INVALID_SPEC, Blocked.ENDPOINT_NOT_ALLOWED):
-        return Phase.INVALID
-    if blocked is Blocked.SECRET_NOT_FOUND:
-        return Phase.WAITING
-    if record.state is not ExecutionState.RUNNING:
+    """The one-word summary: a hold of the spec (whatever the state), else a paused or
+    stopped stack's state, else a running stack's hold or health."""
+    hold = record.hold
+    running = record.state is ExecutionState.RUNNING
+    if hold is not None and (running or hold.reason in NOT_READY):
+        return HOLD_PHASES[hold.reason]
+    if not running:
         return Phase(record.state.value)
-    if blocked is Blocked.BUDGET_EXCEEDED:
-        return Phase.BUDGET_EXCEEDED
-    return Phase.DEGRADED if record.failures >= DEGRADED_AFTER else Phase.RUNNING
+    return Phase.DEGRADED if record.degraded else Phase.RUNNING
 
 
 def status_for(record: StackRecord, now: float) -> dict[str, Any]:
     """The ``/status`` body for a merge patch (``None`` clears a field)."""
     conditions = conditions_for(record, now)
     last = record.last_tick
+    usage = record.usage
     return {
         "observedGeneration": record.generation,
         "phase": phase_for(record),
         "conditions": conditions,
-        "ticks": record.ticks,
-        "tokensUsed": record.tokens,
-        "costUSD": format_usd(record.cost),
-        "unpricedCalls": record.unpriced or None,
-        "consecutiveFailures": record.failures,
+        "ticks": usage.ticks,
+        "tokensUsed": usage.tokens,
+        "costUSD": format_usd(usage.cost),
+        "unpricedCalls": usage.unpriced or None,
+        "consecutiveFailures": usage.failures,
         "effectiveIntervalSeconds": round(record.interval, 3),
         "nextTickTime": _timestamp(record.next_due) if record.next_due else None,
         "lastTickId": last.tick_id if last else None,
