@@ -21,7 +21,7 @@ import logging
 from typing import Any
 
 from agentstack_core import protocol
-from agentstack_core.approvals import APPROVED, Approval
+from agentstack_core.approvals import APPROVED
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import RedisClient, Wakeup
 from agentstack_core.reasons import EventReason
@@ -59,35 +59,16 @@ def _spec(stack: dict[str, Any]) -> StackSpec:
 def input_entry(
     entry_id: str, fields: dict[str, str], outcome: dict[str, Any] | None
 ) -> models.InputEntry:
-    r = InputRecord.from_fields(fields)
+    """An entry of the inputs log, with what became of it (``outcome``: read, by whom)."""
     outcome = outcome or {}
-    return models.InputEntry(
+    return models.from_record(
+        models.InputEntry,
+        InputRecord.from_fields(fields),
         id=entry_id,
-        number=r.number,
-        agent=r.agent,
-        sender=r.sender,
-        content=r.content,
-        at=r.at,
         state=str(outcome.get("state", "Queued")),
         readBy=outcome.get("agent"),
         tickId=outcome.get("tickId"),
         readAt=outcome.get("at"),
-    )
-
-
-def approval_entry(record: Approval) -> models.ApprovalEntry:
-    return models.ApprovalEntry(
-        id=record.id,
-        agent=record.agent,
-        tool=record.tool,
-        arguments=record.arguments,
-        tickId=record.tick_id,
-        requestedAt=record.requested_at,
-        expiresAt=record.expires_at,
-        state=record.state,
-        decidedBy=record.decided_by,
-        reason=record.reason,
-        result=record.result,
     )
 
 
@@ -172,7 +153,9 @@ class Steering:
     async def approvals(self, stack: dict[str, Any]) -> models.ApprovalList:
         """The stack's tool calls that wait, or waited, for a person; oldest first."""
         records = await read_approvals(self.redis, _ref(stack))
-        return models.ApprovalList(items=[approval_entry(record) for record in records])
+        return models.ApprovalList(
+            items=[models.from_record(models.ApprovalEntry, record) for record in records]
+        )
 
     async def decide(
         self, stack: dict[str, Any], caller: User, approval: str, request: models.DecisionRequest
