@@ -43,7 +43,7 @@ def _settings(command: str, load: Callable[[], S]) -> S | None:
 
 def _operator() -> int:
     from agentstack_operator.config import OperatorConfig
-    from agentstack_operator.running import run_operator
+    from agentstack_operator.service import run_operator
 
     config = _settings("operator", OperatorConfig.from_env)
     if config is None:

@@ -6,7 +6,7 @@ Data flow::
                                         │ record created (adopting the status it
                                         │ carries) or updated by apply_manifest()
                                         ▼
-    coordinator (runtime) ── cause ──► publish the spec, check Secrets, reschedule
+    coordinator (coordinator.py) ── cause ──► publish the spec, check Secrets, reschedule
                           ── events ─► mark for a status write, post Events
 
 The index keeps the records and says what a manifest changed; it never schedules,

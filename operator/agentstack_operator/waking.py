@@ -5,7 +5,7 @@ Data flow::
     read API ── send_input (inbox) ──► XADD {agentstack}:wakeups
                                             │ leader: WakeupReader (XREAD, blocking)
                                             ▼
-    requested() ── may tick, wake on ──► Dispatcher.wake(): due now, own slot (tick id)
+    apply_wakeup() ── may tick, wake on ─► Dispatcher.wake(): due now, own slot (tick id)
     carried()   ◄── the dispatcher sends any tick of a stack with a wake pending
     answered()  ◄── its result is folded: done, or (StackBusy) wait for the busy
                     tick's result, then wake again
@@ -42,7 +42,7 @@ WAKEUP_BLOCK_MS = 1_000
 WAKEUP_BATCH = 500
 
 
-def requested(record: StackRecord, wakeup: Wakeup) -> bool:
+def apply_wakeup(record: StackRecord, wakeup: Wakeup) -> bool:
     """Take ``wakeup`` into ``record``; whether a tick should be sent at once.
 
     Not for another incarnation of the stack, one that may not tick now (paused,
@@ -127,5 +127,5 @@ class WakeupReader:
             metrics.WAKEUPS.inc()
             if wakeup.reason:
                 await self.events.post(record, [Event(wakeup.reason, wakeup.message)])
-            if requested(record, wakeup):
+            if apply_wakeup(record, wakeup):
                 self.wake(record)
