@@ -31,16 +31,17 @@ from prometheus_client import Histogram
 
 from agentstack_core.protocol import RedisClient
 from agentstack_operator.api.access import StackAccess, StackSource
+from agentstack_operator.api.approvals import Approvals
 from agentstack_operator.api.auth import Authorizer
 from agentstack_operator.api.errors import (
     ERROR_RESPONSES,
     install_error_handlers,
     request_too_large,
 )
-from agentstack_operator.api.events import StreamViews
+from agentstack_operator.api.executionstate import StateWriter
+from agentstack_operator.api.inputs import Inputs
 from agentstack_operator.api.routes import live, probes, stacks, steering, streams
-from agentstack_operator.api.statechange import StateWriter
-from agentstack_operator.api.steering import Steering
+from agentstack_operator.api.sse import StreamViews
 from agentstack_operator.api.tailing import StreamHub
 from agentstack_operator.api.views import StackViews
 
@@ -111,7 +112,8 @@ def create_app(
     app.state.access = access
     app.state.views = StackViews(redis)
     app.state.streams = StreamViews(hub, access)
-    app.state.steering = Steering(redis)
+    app.state.inputs = Inputs(redis)
+    app.state.approvals = Approvals(redis)
     app.state.state_writer = state_writer
 
     routers = (probes.router, live.router, stacks.router, streams.router, steering.router)

@@ -26,7 +26,7 @@ from agentstack_core.environment import env_float, env_int, env_list
 from agentstack_operator.api.app import create_app
 from agentstack_operator.api.auth import Authorizer, KubernetesAccess, OpenAccess
 from agentstack_operator.api.cache import StackCache
-from agentstack_operator.api.statechange import KubeStateWriter
+from agentstack_operator.api.executionstate import KubeStateWriter
 from agentstack_operator.api.tailing import StreamHub
 from agentstack_operator.kube import api_client
 

@@ -174,10 +174,15 @@ def agent_names(stack: dict[str, Any]) -> list[str]:
     return names or list(DEFAULT_TEAM)
 
 
+def stack_ref(stack: dict[str, Any]) -> StackRef:
+    """The reference of a stack object (its Redis keys' hash tag)."""
+    meta = stack["metadata"]
+    return StackRef(str(meta["namespace"]), str(meta["name"]))
+
+
 def stack_reader(redis: RedisClient, stack: dict[str, Any]) -> StackReader:
     """The Redis reader of a stack object (one the caller was allowed to get)."""
-    meta = stack["metadata"]
-    return StackReader(redis, StackRef(str(meta["namespace"]), str(meta["name"])))
+    return StackReader(redis, stack_ref(stack))
 
 
 # -- the service -----------------------------------------------------------------------
