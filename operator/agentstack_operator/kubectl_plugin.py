@@ -9,7 +9,7 @@ do, exactly as for ``kubectl patch``:
 - ``status`` reads the stack and its conditions from the API server;
 - ``send`` (an input for an agent), ``inputs``, ``approvals``, ``approve`` and ``deny``
   (a tool call waiting for a person) and ``trace`` (``-f`` follows it live) go to the
-  read API, which holds what Redis knows; they need its URL (``--api`` or
+  agentstack API, which holds what Redis knows; they need its URL (``--api`` or
   ``AGENTSTACK_API_URL``, e.g. after ``kubectl port-forward svc/…-api 8080:8080``) and
   send the kubeconfig's bearer token (or ``--token``), which the API checks with a
   TokenReview and a SubjectAccessReview.
@@ -100,11 +100,11 @@ class Session:
         return token if scheme.lower() == "bearer" and token else None
 
     def api(self) -> httpx.Client:
-        """A client of the read API, with the caller's token."""
+        """A client of the agentstack API, with the caller's token."""
         url = self.args.api or os.environ.get(API_URL_ENV)
         if not url:
             raise PluginError(
-                f"this command talks to the read API: pass --api URL or set {API_URL_ENV} "
+                f"this command talks to the agentstack API: pass --api URL or set {API_URL_ENV} "
                 "(e.g. kubectl port-forward -n NAMESPACE svc/RELEASE-agentstack-operator-api "
                 "8080:8080, then --api http://127.0.0.1:8080)"
             )
@@ -288,8 +288,8 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("-n", "--namespace", help="the stack's namespace (default: the context's)")
     top.add_argument("--kubeconfig", help="the kubeconfig to use (default: $KUBECONFIG)")
     top.add_argument("--context", help="the kubeconfig context to use")
-    top.add_argument("--api", help=f"URL of the read API (default: ${API_URL_ENV})")
-    top.add_argument("--token", help=f"bearer token for the read API (default: ${TOKEN_ENV})")
+    top.add_argument("--api", help=f"URL of the agentstack API (default: ${API_URL_ENV})")
+    top.add_argument("--token", help=f"bearer token for the agentstack API (default: ${TOKEN_ENV})")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(

@@ -22,7 +22,7 @@ the fleet and a stack's status is rewritten every *waiting stacks ÷ budget* sec
 (1,000 ticking stacks at 20 writes/s: every 50 s). Keeping them in that order (the
 dirty records are an insertion-ordered dict) makes picking the next few a look at the
 front, not a walk over every dirty record of a big fleet. So freshness, not the write
-rate, gives way as a fleet grows — the live values are in Redis and the read API
+rate, gives way as a fleet grows — the live values are in Redis and the agentstack API
 anyway — and the ``agentstack_operator_status_age_seconds`` gauge shows by how much.
 Condition changes are urgent: they skip the interval (and go first), never the fleet-wide budget.
 

@@ -2,7 +2,7 @@
 
 Data flow::
 
-    read API ── send_input (inbox) ──► XADD {agentstack}:wakeups
+    the API ── send_input (inbox) ──► XADD {agentstack}:wakeups
                                             │ leader: WakeupReader (XREAD, blocking)
                                             ▼
     apply_wakeup() ── may tick, wake on ─► Dispatcher.wake(): due now, own slot (tick id)

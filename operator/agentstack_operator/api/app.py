@@ -1,4 +1,4 @@
-"""The read API assembled: stacks from the watch cache, everything else from Redis.
+"""The API assembled: stacks from the watch cache, everything else from Redis.
 
 :func:`create_app` builds the services over the cache, Redis, the live streams' hub
 (:mod:`.tailing`) and the Authorizer, puts them on ``app.state`` (where :mod:`.params`
@@ -49,7 +49,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 
 REQUEST_DURATION = Histogram(
     "agentstack_api_request_duration_seconds",
-    "Time to the first byte of read-API responses, by method, route and status class.",
+    "Time to the first byte of API responses, by method, route and status class.",
     ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
@@ -91,7 +91,7 @@ def create_app(
 ) -> FastAPI:
     """The app: pages from ``redis`` (the requests' pool), live streams from ``hub``."""
     app = FastAPI(
-        title="agentstack read API",
+        title="agentstack read API",  # the published schema's title: kept as it was
         version="v1",
         description="Stacks, agents, ticks, traces, messages, memory and artifacts of "
         "AgentStacks, with live Server-Sent Events; and inputs sent to a stack's agents, "

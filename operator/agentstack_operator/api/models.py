@@ -1,4 +1,4 @@
-"""Response models of the read API: they *are* the published OpenAPI schema.
+"""Response models of the API: they *are* the published OpenAPI schema.
 
 Every endpoint declares its model, so ``/openapi.json`` describes exactly what is
 served, and schema-driven fuzzing (schemathesis) can check responses against it.

@@ -1,4 +1,4 @@
-"""What the read API shows of a stack: Redis records and the spec, as response models.
+"""What the API shows of a stack: Redis records and the spec, as response models.
 
 Records are decoded here and only here, with the typed codecs of
 :mod:`agentstack_core.records` (the runner writes them with the same codecs), and shown
