@@ -8,7 +8,10 @@ of state, written on change by the status writer, never accumulated by hand.
 
 Conditions follow the Kubernetes API conventions: every type is present from the first
 visit, with status, a CamelCase reason, a message, the generation it was computed for,
-and a ``lastTransitionTime`` that moves only when the status flips.
+and a ``lastTransitionTime`` that moves only when the status flips. Their types and
+reasons, the phase and the Events' reasons are the core's enums
+(:mod:`agentstack_core.reasons`). What holds a stack back is weighed once
+(:attr:`StackRecord.hold`); ``Ready``, ``Ticking`` and the phase all report that one.
 """
 
 from __future__ import annotations
