@@ -56,6 +56,16 @@ class DropReason(StrEnum):
     """The stack was deleted: nothing is recorded (a metric label only)."""
 
 
+class SkipReason(StrEnum):
+    """Why the operator did not dispatch a due tick (the
+    ``agentstack_scheduler_ticks_skipped_total`` label dashboards and alerts read)."""
+
+    JOB_STILL_RUNNING = "JobStillRunning"
+    """The stack's previous Job has not finished (``executor: job``)."""
+    DISPATCH_FAILED = "DispatchFailed"
+    """The tick could not be sent to Redis, or its Job created, before its deadline."""
+
+
 class StepReason(StrEnum):
     """Why one agent step ended as it did (trace entries, step records).
 
