@@ -23,7 +23,6 @@ that fits, or says no call fits.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -155,14 +154,6 @@ def _parse_overrides(text: str | None) -> dict[str, dict[str, Price]]:
                 raise PriceTableError(f"{where}: prices are USD per million tokens, ≥ 0")
             parsed.setdefault(str(provider), {})[str(model)] = Price(*map(float, values))
     return parsed
-
-
-def describe(table: PriceTable) -> str:
-    """The table as JSON, for a log line at start-up (prices are not secrets)."""
-    return json.dumps(
-        {p: {m: [v.input, v.output] for m, v in ms.items()} for p, ms in table.prices.items()},
-        sort_keys=True,
-    )
 
 
 def prompt_bound(messages: Iterable[Mapping[str, Any]]) -> int:

@@ -56,6 +56,16 @@ class DropReason(StrEnum):
     """The stack was deleted: nothing is recorded (a metric label only)."""
 
 
+class SkipReason(StrEnum):
+    """Why the operator did not dispatch a due tick (the
+    ``agentstack_scheduler_ticks_skipped_total`` label dashboards and alerts read)."""
+
+    JOB_STILL_RUNNING = "JobStillRunning"
+    """The stack's previous Job has not finished (``executor: job``)."""
+    DISPATCH_FAILED = "DispatchFailed"
+    """The tick could not be sent to Redis, or its Job created, before its deadline."""
+
+
 class StepReason(StrEnum):
     """Why one agent step ended as it did (trace entries, step records).
 
@@ -123,6 +133,36 @@ class Blocked(StrEnum):
     BUDGET_EXCEEDED = "BudgetExceeded"
 
 
+class ConditionReason(StrEnum):
+    """The other reasons of a stack's conditions (a held ``Running`` stack's ``Ready``
+    and ``Ticking`` give its :class:`Blocked` reason)."""
+
+    ACCEPTED = "Accepted"
+    """``Ready``: the spec is valid and its references resolve."""
+    STOPPED = "Stopped"
+    """``Ready`` and ``Ticking``: the run has ended."""
+    PAUSED = "Paused"
+    """``Ticking`` and ``Paused``: paused by the spec."""
+    SCHEDULED = "Scheduled"
+    """``Ticking``: ticks go out at the interval in force."""
+    RESUMED = "Resumed"
+    """``Paused``: running again after a pause (a new operator reads it back, so a
+    resumed stack still skips what it missed)."""
+    NOT_PAUSED = "NotPaused"
+    TICKS_FAILING = "TicksFailing"
+    """``Degraded``: too many failed ticks in a row."""
+    TICKS_HEALTHY = "TicksHealthy"
+    BUDGET_SPENT = "BudgetSpent"
+    WITHIN_BUDGET = "WithinBudget"
+    TOOL_SERVER_UNAVAILABLE = "ToolServerUnavailable"
+    """``ToolsDegraded``: the last tick could not use a tool server."""
+    TOOL_SERVERS_ANSWERING = "ToolServersAnswering"
+    NO_TOOL_SERVERS = "NoToolServers"
+    TOOL_CALLS_WAITING = "ToolCallsWaiting"
+    """``AwaitingApproval``: tool calls wait for a person."""
+    NOTHING_WAITING = "NothingWaiting"
+
+
 class EventReason(StrEnum):
     """Reasons of the Kubernetes Events posted on a stack."""
 
@@ -143,3 +183,5 @@ class EventReason(StrEnum):
     APPROVAL_REQUESTED = "ApprovalRequested"
     TOOL_CALL_APPROVED = "ToolCallApproved"
     TOOL_CALL_DENIED = "ToolCallDenied"
+    CLEANUP_FAILED = "CleanupFailed"
+    """The finalizer gave up removing a deleted stack's Redis keys and Jobs."""

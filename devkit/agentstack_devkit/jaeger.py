@@ -212,11 +212,6 @@ class JaegerServer(Service):
         return f"http://{LOOPBACK}:{self.otlp_http_port}"
 
     @property
-    def otlp_grpc_endpoint(self) -> str:
-        """Address of the OTLP/gRPC receiver, for a gRPC exporter (plaintext)."""
-        return f"http://{LOOPBACK}:{self.otlp_grpc_port}"
-
-    @property
     def query_url(self) -> str:
         """Base URL of the query API (and of the UI, for a person looking at a trace)."""
         return f"http://{LOOPBACK}:{self.query_port}"

@@ -24,7 +24,6 @@ from typing import Any
 from agentstack_devkit.processes import LOOPBACK, ManagedProcess, free_port, wait_until
 
 HUGE_CHARS = 1_000_000
-TOOLS = ("lookup", "add", "fail", "hang", "slow", "huge", "secret")
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

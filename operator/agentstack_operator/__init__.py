@@ -4,7 +4,8 @@ The operator side of the project: the Kopf handlers that keep an index of ``Agen
 resources (:mod:`.index`), the one scheduler that dispatches their ticks
 (:mod:`.dispatching`), the result folding (:mod:`.folding`), the status writer
 (:mod:`.statuswriting`), leader election (:mod:`.leadership`), wired by the coordinator
-(:mod:`.runtime`); the read API (:mod:`.api`); and the ``agentstack`` command line.
+(:mod:`.coordinator`) and run as one process (:mod:`.service`); the HTTP API
+(:mod:`.api`); and the ``agentstack`` command line.
 
 It shares only ``agentstack_core`` with the runner; import-linter contracts in
 ``pyproject.toml`` keep it from importing the runner process (but for the command

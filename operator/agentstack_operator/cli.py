@@ -43,7 +43,7 @@ def _settings(command: str, load: Callable[[], S]) -> S | None:
 
 def _operator() -> int:
     from agentstack_operator.config import OperatorConfig
-    from agentstack_operator.running import run_operator
+    from agentstack_operator.service import run_operator
 
     config = _settings("operator", OperatorConfig.from_env)
     if config is None:
@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     runner_cli.add_arguments(runner)
     commands.add_parser(
         "api",
-        help="run the read API (REST and Server-Sent Events); configured by environment "
-        "variables, see agentstack_operator.api.server",
+        help="run the agentstack API (REST, Server-Sent Events and the steering POSTs); "
+        "configured by environment variables, see agentstack_operator.api.server",
     )
 
     dev = commands.add_parser("dev", help="local development environment")

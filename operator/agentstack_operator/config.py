@@ -28,7 +28,7 @@ this long beyond the stack's tickTimeoutSeconds before Kubernetes stops it).
 that the platform's LLM keys may be sent to (see ``agentstack_core.endpoints``).
 ``AGENTSTACK_GC_THAW_SECONDS`` (3600; 0 = off) — what survives a full garbage collection
 is frozen, and given back to the collector this often; ``AGENTSTACK_GC_GEN0_THRESHOLD``
-(20000; 0 = CPython's 700) — allocations between young collections (see ``collecting``).
+(20000; 0 = CPython's 700) — allocations between young collections (see ``gctuning``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Any
 
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.environment import env_bool, env_float, env_int, env_list
-from agentstack_operator.collecting import DEFAULT_GEN0_THRESHOLD, DEFAULT_THAW_SECONDS
+from agentstack_operator.gctuning import DEFAULT_GEN0_THRESHOLD, DEFAULT_THAW_SECONDS
 
 
 @dataclass

@@ -43,6 +43,7 @@ from opentelemetry.trace import SpanKind
 
 from agentstack_core import protocol, tracing
 from agentstack_core.protocol import RedisClient, TickRequest
+from agentstack_core.reasons import SkipReason
 from agentstack_core.spec import Executor, MissedTickPolicy, Priority
 from agentstack_operator import metrics
 from agentstack_operator.config import OperatorConfig
@@ -276,7 +277,7 @@ class Dispatcher:
                 pool.append(request)
                 carried(record, request.tick_id)
             elif record.active_job is not None:
-                metrics.SKIPPED.labels("JobStillRunning").inc()
+                metrics.SKIPPED.labels(SkipReason.JOB_STILL_RUNNING).inc()
             else:
                 record.active_job = request.tick_id
                 jobs.append((record, request))
@@ -303,7 +304,7 @@ class Dispatcher:
             if record is None or not record.should_tick:
                 continue
             if request.deadline <= now + SEND_RETRY_SECONDS:
-                metrics.SKIPPED.labels("DispatchFailed").inc()
+                metrics.SKIPPED.labels(SkipReason.DISPATCH_FAILED).inc()
                 continue
             due = now + SEND_RETRY_SECONDS
             self.heap.schedule(record.key, due)
@@ -327,7 +328,7 @@ class Dispatcher:
                 except Exception as exc:
                     # The slot is lost; the next one may create a Job again.
                     record.active_job = None
-                    metrics.SKIPPED.labels("DispatchFailed").inc()
+                    metrics.SKIPPED.labels(SkipReason.DISPATCH_FAILED).inc()
                     logger.warning("could not create the Job for %s: %s", request.tick_id, exc)
                     return
             if not created:

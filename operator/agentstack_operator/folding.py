@@ -46,7 +46,8 @@ from agentstack_core.approvals import Approval
 from agentstack_core.budget import Usage
 from agentstack_core.keys import FleetKeys, StackKeys, StackRef
 from agentstack_core.pricing import usd
-from agentstack_core.protocol import Outcome, RedisClient, TickResult
+from agentstack_core.protocol import RedisClient, TickResult
+from agentstack_core.reasons import EventReason, Outcome, TickReason
 from agentstack_core.redis.approvals import read_approvals
 from agentstack_core.redis.tick import Finished, TickStore
 from agentstack_operator import metrics
@@ -286,7 +287,9 @@ class ResultFolder:
                 record.budget_message = message
                 self.scheduler.unschedule(record)
                 self.status.mark(record, urgent=True)
-                await self.events.post(record, [Event("BudgetExceeded", message, warning=True)])
+                await self.events.post(
+                    record, [Event(EventReason.BUDGET_EXCEEDED, message, warning=True)]
+                )
             elif record.budget_message and not message:
                 record.budget_message = ""
                 self.scheduler.reschedule(record, "resume")
@@ -301,7 +304,7 @@ class ResultFolder:
             tick_id=tick,
             generation=record.generation,
             outcome=Outcome.FAILED,
-            reason="JobFailed",
+            reason=TickReason.JOB_FAILED,
             message=job_failure(job) or "the Job failed",
             started_at=epoch((job.get("status") or {}).get("startTime")) or now,
             finished_at=now,

@@ -1,4 +1,4 @@
-"""Kopf handlers: they only register and delegate to :class:`~.runtime.Operator`.
+"""Kopf handlers: they only register and delegate to :class:`~.coordinator.Operator`.
 
 - every watch event of an AgentStack goes to :meth:`Operator.observe` (the index, and
   the ``agentstack.dev/cleanup`` finalizer, which the operator keeps itself:
@@ -19,8 +19,8 @@ import kopf
 
 from agentstack_core.keys import StackRef
 from agentstack_core.resource import GROUP, PLURAL, VERSION
+from agentstack_operator.coordinator import Operator
 from agentstack_operator.jobs import STACK_LABEL
-from agentstack_operator.runtime import Operator
 
 
 def settings() -> kopf.OperatorSettings:

@@ -6,7 +6,7 @@ Data flow::
                                         │ record created (adopting the status it
                                         │ carries) or updated by apply_manifest()
                                         ▼
-    coordinator (runtime) ── cause ──► publish the spec, check Secrets, reschedule
+    coordinator (coordinator.py) ── cause ──► publish the spec, check Secrets, reschedule
                           ── events ─► mark for a status write, post Events
 
 The index keeps the records and says what a manifest changed; it never schedules,
@@ -29,9 +29,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agentstack_core.budget import Usage
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
 from agentstack_core.pricing import nanos
+from agentstack_core.reasons import ConditionReason, ConditionType
 from agentstack_core.spec import ExecutionState
 from agentstack_operator.scheduling import Cause
 from agentstack_operator.stackstate import (
@@ -68,12 +70,16 @@ class Observation:
 def adopt_status(record: StackRecord, status: dict[str, Any]) -> None:
     """Continue from the status a previous operator wrote (restart, failover)."""
     record.conditions = {c["type"]: c for c in status.get("conditions") or []}
-    record.ticks = int(status.get("ticks") or 0)
-    record.tokens = int(status.get("tokensUsed") or 0)
+    cost = 0
     with contextlib.suppress(ValueError):
-        record.cost = nanos(float(status.get("costUSD") or 0))
-    record.unpriced = int(status.get("unpricedCalls") or 0)
-    record.failures = int(status.get("consecutiveFailures") or 0)
+        cost = nanos(float(status.get("costUSD") or 0))
+    record.usage = Usage(
+        tokens=int(status.get("tokensUsed") or 0),
+        ticks=int(status.get("ticks") or 0),
+        failures=int(status.get("consecutiveFailures") or 0),
+        cost=cost,
+        unpriced=int(status.get("unpricedCalls") or 0),
+    )
     if status.get("lastTickId"):
         record.last_tick = LastTick(
             tick_id=str(status["lastTickId"]),
@@ -83,8 +89,8 @@ def adopt_status(record: StackRecord, status: dict[str, Any]) -> None:
             finished_at=epoch(status.get("lastTickTime")),
             duration=float(status.get("lastTickDurationSeconds") or 0.0),
         )
-    paused = record.conditions.get("Paused")
-    record.resumed = bool(paused and paused.get("reason") == "Resumed")
+    paused = record.conditions.get(ConditionType.PAUSED)
+    record.resumed = bool(paused and paused.get("reason") == ConditionReason.RESUMED)
 
 
 def _cause(record: StackRecord, previous_interval: float | None, was_paused: bool) -> Cause:

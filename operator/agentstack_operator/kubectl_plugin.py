@@ -9,7 +9,7 @@ do, exactly as for ``kubectl patch``:
 - ``status`` reads the stack and its conditions from the API server;
 - ``send`` (an input for an agent), ``inputs``, ``approvals``, ``approve`` and ``deny``
   (a tool call waiting for a person) and ``trace`` (``-f`` follows it live) go to the
-  read API, which holds what Redis knows; they need its URL (``--api`` or
+  agentstack API, which holds what Redis knows; they need its URL (``--api`` or
   ``AGENTSTACK_API_URL``, e.g. after ``kubectl port-forward svc/…-api 8080:8080``) and
   send the kubeconfig's bearer token (or ``--token``), which the API checks with a
   TokenReview and a SubjectAccessReview.
@@ -31,6 +31,7 @@ import httpx
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from agentstack_core.approvals import APPROVED, DENIED
 from agentstack_core.resource import GROUP, PLURAL, VERSION
 from agentstack_core.spec import ExecutionState
 
@@ -100,11 +101,11 @@ class Session:
         return token if scheme.lower() == "bearer" and token else None
 
     def api(self) -> httpx.Client:
-        """A client of the read API, with the caller's token."""
+        """A client of the agentstack API, with the caller's token."""
         url = self.args.api or os.environ.get(API_URL_ENV)
         if not url:
             raise PluginError(
-                f"this command talks to the read API: pass --api URL or set {API_URL_ENV} "
+                f"this command talks to the agentstack API: pass --api URL or set {API_URL_ENV} "
                 "(e.g. kubectl port-forward -n NAMESPACE svc/RELEASE-agentstack-operator-api "
                 "8080:8080, then --api http://127.0.0.1:8080)"
             )
@@ -220,7 +221,7 @@ def approvals(session: Session, args: argparse.Namespace) -> None:
 
 def _decision(approved: bool) -> Callable[[Session, argparse.Namespace], None]:
     def command(session: Session, args: argparse.Namespace) -> None:
-        body = {"decision": "Approved" if approved else "Denied", "reason": args.reason}
+        body = {"decision": APPROVED if approved else DENIED, "reason": args.reason}
         with session.api() as http:
             path = f"{session.stack_path(args.name)}/approvals/{args.approval}"
             decided = _api_answer(http.post(path, json=body))
@@ -288,8 +289,8 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("-n", "--namespace", help="the stack's namespace (default: the context's)")
     top.add_argument("--kubeconfig", help="the kubeconfig to use (default: $KUBECONFIG)")
     top.add_argument("--context", help="the kubeconfig context to use")
-    top.add_argument("--api", help=f"URL of the read API (default: ${API_URL_ENV})")
-    top.add_argument("--token", help=f"bearer token for the read API (default: ${TOKEN_ENV})")
+    top.add_argument("--api", help=f"URL of the agentstack API (default: ${API_URL_ENV})")
+    top.add_argument("--token", help=f"bearer token for the agentstack API (default: ${TOKEN_ENV})")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(

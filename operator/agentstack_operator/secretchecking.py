@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from agentstack_core.reasons import EventReason
 from agentstack_operator.stackstate import Event, StackRecord
 
 SECRET_RECHECK_SECONDS = 10.0
@@ -43,7 +44,9 @@ async def check_secrets(reader: SecretReader, record: StackRecord) -> list[Event
                 missing.append(f"Secret {ref.name!r} with key {ref.key!r} (for {provider})")
     record.missing_secrets = missing
     if missing and missing != before:
-        return [Event("SecretNotFound", "waiting for " + ", ".join(missing), warning=True)]
+        return [
+            Event(EventReason.SECRET_NOT_FOUND, "waiting for " + ", ".join(missing), warning=True)
+        ]
     if before and not missing:
-        return [Event("SecretFound", "the referenced Secrets are available")]
+        return [Event(EventReason.SECRET_FOUND, "the referenced Secrets are available")]
     return []

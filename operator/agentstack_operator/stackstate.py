@@ -8,7 +8,10 @@ of state, written on change by the status writer, never accumulated by hand.
 
 Conditions follow the Kubernetes API conventions: every type is present from the first
 visit, with status, a CamelCase reason, a message, the generation it was computed for,
-and a ``lastTransitionTime`` that moves only when the status flips.
+and a ``lastTransitionTime`` that moves only when the status flips. Their types and
+reasons, the phase and the Events' reasons are the core's enums
+(:mod:`agentstack_core.reasons`). What holds a stack back is weighed once
+(:attr:`StackRecord.hold`); ``Ready``, ``Ticking`` and the phase all report that one.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from agentstack_core.approvals import FINAL, PENDING, Approval
 from agentstack_core.budget import Usage, exhausted
@@ -24,7 +27,14 @@ from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
 from agentstack_core.messages import TickResult
 from agentstack_core.pricing import format_usd
-from agentstack_core.reasons import Outcome
+from agentstack_core.reasons import (
+    Blocked,
+    ConditionReason,
+    ConditionType,
+    EventReason,
+    Outcome,
+    Phase,
+)
 from agentstack_core.spec import (
     DEFAULTS,
     ExecutionState,
@@ -45,15 +55,18 @@ NO_GATEWAYS = EndpointPolicy()
 """The policy with no allow-listed endpoint: the platform's keys go to the providers'
 public endpoints only."""
 
-CONDITION_TYPES = (
-    "Ready",
-    "Ticking",
-    "Paused",
-    "Degraded",
-    "BudgetExceeded",
-    "ToolsDegraded",
-    "AwaitingApproval",
+HOLD_PHASES: dict[Blocked, Phase] = {
+    Blocked.INVALID_SPEC: Phase.INVALID,
+    Blocked.ENDPOINT_NOT_ALLOWED: Phase.INVALID,
+    Blocked.SECRET_NOT_FOUND: Phase.WAITING,
+    Blocked.BUDGET_EXCEEDED: Phase.BUDGET_EXCEEDED,
+}
+"""The phase a held stack shows."""
+NOT_READY = frozenset(
+    {Blocked.INVALID_SPEC, Blocked.ENDPOINT_NOT_ALLOWED, Blocked.SECRET_NOT_FOUND}
 )
+"""Holds that come from the spec or its references: the stack is not ``Ready``, and its
+phase says why whatever its state. A spent budget only holds a running stack's ticks."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +74,17 @@ class Event:
     """A Kubernetes Event to post about the stack."""
 
     reason: str
+    """An :class:`~agentstack_core.reasons.EventReason` (or, for a decision on a tool
+    call, the reason its wake-up carries)."""
     message: str
     warning: bool = False
+
+
+class Hold(NamedTuple):
+    """Why a stack may not tick even if Running, and the detail people read."""
+
+    reason: Blocked
+    message: str
 
 
 @dataclass(frozen=True)
@@ -92,15 +114,8 @@ class StackRecord:
     """Set when the stack went from Paused back to Running (Paused=False, Resumed)."""
 
     # run side
-    ticks: int = 0
-    tokens: int = 0
-    failures: int = 0
-    idle_streak: int = 0
-    cost: int = 0
-    """Nano-dollars of the stack's priced LLM calls (Redis's count)."""
-    unpriced: int = 0
-    """LLM calls of models without a price: ``costUSD`` leaves them out."""
-    cost_needed: int = 0
+    usage: Usage = field(default_factory=Usage)
+    """The counters as Redis counted them (:func:`apply_usage` copies them)."""
     last_tick: LastTick | None = None
     budget_message: str = ""
     next_due: float | None = None
@@ -152,38 +167,39 @@ class StackRecord:
         """The interval in force, after idle and failure back-off."""
         base = (self.spec or DEFAULTS).tick_interval_seconds
         return effective_interval(
-            base, idle_streak=self.idle_streak, failures=self.failures, idle=self.idle_backoff
+            base,
+            idle_streak=self.usage.idle,
+            failures=self.usage.failures,
+            idle=self.idle_backoff,
         )
 
     @property
-    def blocked_reason(self) -> str | None:
-        """Why the stack may not tick even if Running; ``None`` when it may."""
+    def hold(self) -> Hold | None:
+        """Why the stack may not tick even if Running; ``None`` when it may.
+
+        The one place the holds are weighed: the first that applies, in
+        :class:`~agentstack_core.reasons.Blocked`'s order (an invalid spec, a refused
+        endpoint, a missing Secret, a spent budget), is the one every condition and the
+        phase report.
+        """
         if self.problems:
-            return "InvalidSpec"
+            return Hold(Blocked.INVALID_SPEC, "; ".join(self.problems))
         if self.refused:
-            return "EndpointNotAllowed"
+            return Hold(Blocked.ENDPOINT_NOT_ALLOWED, "; ".join(self.refused))
         if self.missing_secrets:
-            return "SecretNotFound"
+            return Hold(Blocked.SECRET_NOT_FOUND, "waiting for " + ", ".join(self.missing_secrets))
         if self.budget_message:
-            return "BudgetExceeded"
+            return Hold(Blocked.BUDGET_EXCEEDED, self.budget_message)
         return None
 
     @property
-    def usage(self) -> Usage:
-        """The counters as the budget rule reads them."""
-        return Usage(
-            tokens=self.tokens,
-            ticks=self.ticks,
-            failures=self.failures,
-            idle=self.idle_streak,
-            cost=self.cost,
-            unpriced=self.unpriced,
-            needed=self.cost_needed,
-        )
+    def degraded(self) -> bool:
+        """Too many failed ticks in a row (:data:`DEGRADED_AFTER`)."""
+        return self.usage.failures >= DEGRADED_AFTER
 
     @property
     def should_tick(self) -> bool:
-        return self.state is ExecutionState.RUNNING and self.blocked_reason is None
+        return self.state is ExecutionState.RUNNING and self.hold is None
 
     def mark_dirty(self, *, urgent: bool = False) -> None:
         self.urgent = self.urgent or urgent
@@ -217,27 +233,31 @@ def apply_manifest(
         record.problems = exc.problems
         record.refused = []
     if record.problems and not had_problems:
-        events.append(Event("InvalidSpec", "; ".join(record.problems), warning=True))
+        events.append(Event(EventReason.INVALID_SPEC, "; ".join(record.problems), warning=True))
     elif record.refused and not had_problems:
-        events.append(Event("EndpointNotAllowed", "; ".join(record.refused), warning=True))
+        events.append(
+            Event(EventReason.ENDPOINT_NOT_ALLOWED, "; ".join(record.refused), warning=True)
+        )
     elif had_problems and not (record.problems or record.refused):
-        events.append(Event("SpecAccepted", "the spec is valid again"))
+        events.append(Event(EventReason.SPEC_ACCEPTED, "the spec is valid again"))
     after = record.state
     if before is None:
         if after is ExecutionState.RUNNING and not (record.problems or record.refused):
-            events.append(Event("Started", "the stack starts ticking"))
+            events.append(Event(EventReason.STARTED, "the stack starts ticking"))
     elif before is not after:
         record.resumed = before is ExecutionState.PAUSED and after is ExecutionState.RUNNING
         if after is ExecutionState.PAUSED:
-            events.append(Event("Paused", "ticks stop; memory and messages are kept"))
+            events.append(Event(EventReason.PAUSED, "ticks stop; memory and messages are kept"))
         elif after is ExecutionState.STOPPED:
-            events.append(Event("Stopped", "the run has ended; memory is kept"))
+            events.append(Event(EventReason.STOPPED, "the run has ended; memory is kept"))
         elif record.problems or record.refused:
             pass  # an invalid spec does not start; InvalidSpec says why
         elif record.resumed:
-            events.append(Event("Resumed", "ticks continue; missed ticks are not replayed"))
+            events.append(
+                Event(EventReason.RESUMED, "ticks continue; missed ticks are not replayed")
+            )
         else:
-            events.append(Event("Started", "the stack starts a new run"))
+            events.append(Event(EventReason.STARTED, "the stack starts a new run"))
     record.mark_dirty(urgent=True)
     return events
 
@@ -276,7 +296,7 @@ def apply_approvals(record: StackRecord, records: Sequence[Approval]) -> list[Ev
     record.awaiting = [f"{a.id} ({a.agent}: {a.tool})" for a in pending]
     events = [
         Event(
-            "ApprovalRequested",
+            EventReason.APPROVAL_REQUESTED,
             f"{a.agent} asks to call {a.tool} with {a.arguments[:300]}; decide with "
             f"kubectl agentstack approve|deny {record.ref.name} {a.id}",
         )
@@ -291,37 +311,31 @@ def apply_approvals(record: StackRecord, records: Sequence[Approval]) -> list[Ev
 def tools_event(problems: str) -> Event:
     """The Event of a change of the stack's ``ToolsDegraded`` condition."""
     if problems:
-        return Event("ToolServerUnavailable", problems, warning=True)
-    return Event("ToolServersRecovered", "every tool server answered the last tick")
+        return Event(EventReason.TOOL_SERVER_UNAVAILABLE, problems, warning=True)
+    return Event(EventReason.TOOL_SERVERS_RECOVERED, "every tool server answered the last tick")
 
 
 def apply_usage(record: StackRecord, usage: Usage) -> list[Event]:
     """Copy the stack's counters as Redis counted them; returns Degraded/Recovered
     Events when the run of failed ticks crosses :data:`DEGRADED_AFTER`."""
     events: list[Event] = []
-    was_degraded = record.failures >= DEGRADED_AFTER
+    was_degraded = record.degraded
     if usage == record.usage:
         return events
-    record.ticks, record.tokens, record.failures, record.idle_streak = (
-        usage.ticks,
-        usage.tokens,
-        usage.failures,
-        usage.idle,
-    )
-    record.cost, record.unpriced, record.cost_needed = usage.cost, usage.unpriced, usage.needed
-    degraded = record.failures >= DEGRADED_AFTER
+    record.usage = usage
+    degraded = record.degraded
     if degraded and not was_degraded:
         last = record.last_tick
         detail = f" Last: {last.reason}: {last.message}" if last else ""
         events.append(
             Event(
-                "Degraded",
-                f"{record.failures} ticks failed in a row; backing off.{detail}",
+                EventReason.DEGRADED,
+                f"{usage.failures} ticks failed in a row; backing off.{detail}",
                 warning=True,
             )
         )
     elif was_degraded and not degraded:
-        events.append(Event("Recovered", "a tick succeeded again"))
+        events.append(Event(EventReason.RECOVERED, "a tick succeeded again"))
     record.mark_dirty(urgent=bool(events))
     return events
 
@@ -331,76 +345,80 @@ def _timestamp(epoch: float) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def _desired(record: StackRecord) -> dict[str, tuple[str, str, str]]:
+Wanted = tuple[str, str, str]
+"""A condition as it should stand: status, reason, message."""
+
+
+def _desired(record: StackRecord) -> dict[ConditionType, Wanted]:
     """Condition type → (status, reason, message) as the record stands."""
     state = record.state
-    blocked = record.blocked_reason
-    if record.problems:
-        ready = ("False", "InvalidSpec", "; ".join(record.problems))
-    elif record.refused:
-        ready = ("False", "EndpointNotAllowed", "; ".join(record.refused))
-    elif record.missing_secrets:
-        ready = (
-            "False",
-            "SecretNotFound",
-            "waiting for " + ", ".join(record.missing_secrets),
+    hold = record.hold
+    if hold is not None and hold.reason in NOT_READY:
+        ready: Wanted = ("False", hold.reason, hold.message)
+    elif state is ExecutionState.STOPPED:
+        ready = ("False", ConditionReason.STOPPED, "the run has ended (executionState: Stopped)")
+    else:
+        ready = ("True", ConditionReason.ACCEPTED, "the spec is valid and its references resolve")
+
+    if state is ExecutionState.PAUSED:
+        ticking: Wanted = ("False", ConditionReason.PAUSED, "executionState is Paused")
+    elif state is ExecutionState.STOPPED:
+        ticking = ("False", ConditionReason.STOPPED, "executionState is Stopped")
+    elif hold is not None:
+        ticking = ("False", hold.reason, "ticks are held until this is resolved")
+    else:
+        ticking = ("True", ConditionReason.SCHEDULED, f"a tick every {record.interval:g}s")
+
+    if state is ExecutionState.PAUSED:
+        paused: Wanted = (
+            "True",
+            ConditionReason.PAUSED,
+            "paused by spec.executionState; memory is kept",
         )
-    elif state is ExecutionState.STOPPED:
-        ready = ("False", "Stopped", "the run has ended (executionState: Stopped)")
-    else:
-        ready = ("True", "Accepted", "the spec is valid and its references resolve")
-
-    if state is ExecutionState.PAUSED:
-        ticking = ("False", "Paused", "executionState is Paused")
-    elif state is ExecutionState.STOPPED:
-        ticking = ("False", "Stopped", "executionState is Stopped")
-    elif blocked is not None:
-        ticking = ("False", blocked, "ticks are held until this is resolved")
-    else:
-        ticking = ("True", "Scheduled", f"a tick every {record.interval:g}s")
-
-    if state is ExecutionState.PAUSED:
-        paused = ("True", "Paused", "paused by spec.executionState; memory is kept")
     elif record.resumed:
-        paused = ("False", "Resumed", "resumed; missed ticks were not replayed")
+        paused = ("False", ConditionReason.RESUMED, "resumed; missed ticks were not replayed")
     else:
-        paused = ("False", "NotPaused", "")
+        paused = ("False", ConditionReason.NOT_PAUSED, "")
 
-    if record.failures >= DEGRADED_AFTER:
+    if record.degraded:
         last = record.last_tick
         detail = f"{last.reason}: {last.message}" if last else ""
-        degraded = ("True", "TicksFailing", f"{record.failures} failed ticks in a row. {detail}")
+        degraded: Wanted = (
+            "True",
+            ConditionReason.TICKS_FAILING,
+            f"{record.usage.failures} failed ticks in a row. {detail}",
+        )
     else:
-        degraded = ("False", "TicksHealthy", "")
+        degraded = ("False", ConditionReason.TICKS_HEALTHY, "")
 
     if record.budget_message:
-        budget = ("True", "BudgetSpent", record.budget_message)
+        budget: Wanted = ("True", ConditionReason.BUDGET_SPENT, record.budget_message)
     else:
-        budget = ("False", "WithinBudget", "")
+        budget = ("False", ConditionReason.WITHIN_BUDGET, "")
 
     if record.tool_problems:
-        tools = ("True", "ToolServerUnavailable", record.tool_problems)
+        tools: Wanted = ("True", ConditionReason.TOOL_SERVER_UNAVAILABLE, record.tool_problems)
     elif record.spec is not None and record.spec.tool_servers:
-        tools = ("False", "ToolServersAnswering", "")
+        tools = ("False", ConditionReason.TOOL_SERVERS_ANSWERING, "")
     else:
-        tools = ("False", "NoToolServers", "")
+        tools = ("False", ConditionReason.NO_TOOL_SERVERS, "")
     if record.awaiting:
-        awaiting = (
+        awaiting: Wanted = (
             "True",
-            "ToolCallsWaiting",
+            ConditionReason.TOOL_CALLS_WAITING,
             f"{len(record.awaiting)} tool call(s) wait for approval: "
             + ", ".join(record.awaiting[:10]),
         )
     else:
-        awaiting = ("False", "NothingWaiting", "")
+        awaiting = ("False", ConditionReason.NOTHING_WAITING, "")
     return {
-        "Ready": ready,
-        "Ticking": ticking,
-        "Paused": paused,
-        "Degraded": degraded,
-        "BudgetExceeded": budget,
-        "ToolsDegraded": tools,
-        "AwaitingApproval": awaiting,
+        ConditionType.READY: ready,
+        ConditionType.TICKING: ticking,
+        ConditionType.PAUSED: paused,
+        ConditionType.DEGRADED: degraded,
+        ConditionType.BUDGET_EXCEEDED: budget,
+        ConditionType.TOOLS_DEGRADED: tools,
+        ConditionType.AWAITING_APPROVAL: awaiting,
     }
 
 
@@ -427,32 +445,32 @@ def conditions_for(record: StackRecord, now: float) -> list[dict[str, Any]]:
     return conditions
 
 
-def phase_for(record: StackRecord) -> str:
-    blocked = record.blocked_reason
-    if blocked in ("InvalidSpec", "EndpointNotAllowed"):
-        return "Invalid"
-    if blocked == "SecretNotFound":
-        return "Waiting"
-    if record.state is not ExecutionState.RUNNING:
-        return record.state.value
-    if blocked == "BudgetExceeded":
-        return "BudgetExceeded"
-    return "Degraded" if record.failures >= DEGRADED_AFTER else "Running"
+def phase_for(record: StackRecord) -> Phase:
+    """The one-word summary: a hold of the spec (whatever the state), else a paused or
+    stopped stack's state, else a running stack's hold or health."""
+    hold = record.hold
+    running = record.state is ExecutionState.RUNNING
+    if hold is not None and (running or hold.reason in NOT_READY):
+        return HOLD_PHASES[hold.reason]
+    if not running:
+        return Phase(record.state.value)
+    return Phase.DEGRADED if record.degraded else Phase.RUNNING
 
 
 def status_for(record: StackRecord, now: float) -> dict[str, Any]:
     """The ``/status`` body for a merge patch (``None`` clears a field)."""
     conditions = conditions_for(record, now)
     last = record.last_tick
+    usage = record.usage
     return {
         "observedGeneration": record.generation,
         "phase": phase_for(record),
         "conditions": conditions,
-        "ticks": record.ticks,
-        "tokensUsed": record.tokens,
-        "costUSD": format_usd(record.cost),
-        "unpricedCalls": record.unpriced or None,
-        "consecutiveFailures": record.failures,
+        "ticks": usage.ticks,
+        "tokensUsed": usage.tokens,
+        "costUSD": format_usd(usage.cost),
+        "unpricedCalls": usage.unpriced or None,
+        "consecutiveFailures": usage.failures,
         "effectiveIntervalSeconds": round(record.interval, 3),
         "nextTickTime": _timestamp(record.next_due) if record.next_due else None,
         "lastTickId": last.tick_id if last else None,

@@ -22,7 +22,7 @@ the fleet and a stack's status is rewritten every *waiting stacks ÷ budget* sec
 (1,000 ticking stacks at 20 writes/s: every 50 s). Keeping them in that order (the
 dirty records are an insertion-ordered dict) makes picking the next few a look at the
 front, not a walk over every dirty record of a big fleet. So freshness, not the write
-rate, gives way as a fleet grows — the live values are in Redis and the read API
+rate, gives way as a fleet grows — the live values are in Redis and the agentstack API
 anyway — and the ``agentstack_operator_status_age_seconds`` gauge shows by how much.
 Condition changes are urgent: they skip the interval (and go first), never the fleet-wide budget.
 
@@ -46,6 +46,7 @@ from collections.abc import Callable, KeysView, Mapping, Sequence, Sized
 from typing import Any, Protocol
 
 from agentstack_core.keys import StackRef
+from agentstack_core.reasons import Phase
 from agentstack_operator import metrics
 from agentstack_operator.stackstate import Event, StackRecord, phase_for, status_for
 
@@ -57,8 +58,6 @@ STATUS_POLL_SECONDS = 0.2
 """How long routine changes wait to be batched; an urgent mark wakes the writer."""
 GAUGE_SECONDS = 5.0
 """How often the fleet gauges are recounted (a walk over every record: not per batch)."""
-PHASES = ("Running", "Paused", "Stopped", "Invalid", "Waiting", "Degraded", "BudgetExceeded")
-"""Every phase the ``agentstack_stacks`` gauge reports, zeros included."""
 
 
 class StatusSink(Protocol):
@@ -224,7 +223,7 @@ class StatusWriter:
     def update_gauges(self) -> None:
         self._gauges_at = self.monotonic()
         phases = Counter(phase_for(record) for record in self.records.values())
-        for phase in PHASES:
+        for phase in Phase:  # every phase, zeros included
             metrics.STACKS.labels(phase).set(phases.get(phase, 0))
         metrics.SCHEDULED.set(len(self.scheduled))
         metrics.APPROVALS_WAITING.set(sum(len(r.awaiting) for r in self.records.values()))

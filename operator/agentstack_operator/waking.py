@@ -2,10 +2,10 @@
 
 Data flow::
 
-    read API ── send_input (inbox) ──► XADD {agentstack}:wakeups
+    the API ── send_input (inbox) ──► XADD {agentstack}:wakeups
                                             │ leader: WakeupReader (XREAD, blocking)
                                             ▼
-    requested() ── may tick, wake on ──► Dispatcher.wake(): due now, own slot (tick id)
+    apply_wakeup() ── may tick, wake on ─► Dispatcher.wake(): due now, own slot (tick id)
     carried()   ◄── the dispatcher sends any tick of a stack with a wake pending
     answered()  ◄── its result is folded: done, or (StackBusy) wait for the busy
                     tick's result, then wake again
@@ -32,7 +32,7 @@ from typing import Protocol
 from agentstack_core import protocol
 from agentstack_core.messages import TickResult, Wakeup
 from agentstack_core.protocol import RedisClient
-from agentstack_core.reasons import Outcome
+from agentstack_core.reasons import DropReason, Outcome
 from agentstack_operator import metrics
 from agentstack_operator.stackstate import Event, StackRecord
 
@@ -42,7 +42,7 @@ WAKEUP_BLOCK_MS = 1_000
 WAKEUP_BATCH = 500
 
 
-def requested(record: StackRecord, wakeup: Wakeup) -> bool:
+def apply_wakeup(record: StackRecord, wakeup: Wakeup) -> bool:
     """Take ``wakeup`` into ``record``; whether a tick should be sent at once.
 
     Not for another incarnation of the stack, one that may not tick now (paused,
@@ -73,7 +73,7 @@ def answered(record: StackRecord, result: TickResult) -> bool:
     the wake-up is pending again, and the busy tick's own result (any other result of
     the stack) sends the next tick at once.
     """
-    busy = result.outcome is Outcome.DROPPED and result.reason == "StackBusy"
+    busy = result.outcome is Outcome.DROPPED and result.reason == DropReason.STACK_BUSY
     if result.tick_id == record.wake_tick:
         record.wake_tick = None
         if busy:
@@ -127,5 +127,5 @@ class WakeupReader:
             metrics.WAKEUPS.inc()
             if wakeup.reason:
                 await self.events.post(record, [Event(wakeup.reason, wakeup.message)])
-            if requested(record, wakeup):
+            if apply_wakeup(record, wakeup):
                 self.wake(record)

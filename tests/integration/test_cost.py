@@ -21,7 +21,7 @@ from agentstack_core.protocol import Outcome, RedisClient
 from agentstack_core.redis.errors import LeaseLostError
 from agentstack_core.spec import ModelRef
 from agentstack_devkit.fakellm import FakeLLMServer, Hang, Reply
-from agentstack_operator.api.views import tick_entry, trace_entry
+from agentstack_operator.api.views import TICKS, TRACES
 from agentstack_runner import metrics
 from tests.integration.support import (
     STACK,
@@ -60,9 +60,9 @@ async def test_steps_ticks_and_the_stack_carry_the_cost_of_their_calls(
     step_cost = Price(0.15, 0.60).cost(1200, 300)  # gpt-4o-mini's default price
     assert step_cost == 360_000  # $0.00036
     assert (result.cost, result.unpriced) == (4 * step_cost, 0)
-    traced = [trace_entry(i, f) for i, f in await _entries(aredis, KEYS.trace)]
+    traced = [TRACES.render(i, f) for i, f in await _entries(aredis, KEYS.trace)]
     assert [t.costUSD for t in traced] == [pytest.approx(0.00036)] * 4
-    (tick,) = [tick_entry(i, f) for i, f in await _entries(aredis, KEYS.history)]
+    (tick,) = [TICKS.render(i, f) for i, f in await _entries(aredis, KEYS.history)]
     assert tick.costUSD == pytest.approx(0.00144)
     assert (await aredis.hgetall(KEYS.usage))["cost"] == str(4 * step_cost)
     assert _cost_metric("gpt-4o-mini") - before == pytest.approx(0.00144)
@@ -79,9 +79,9 @@ async def test_calls_of_a_model_without_a_price_cost_unknown_not_zero(
     assert result is not None
     assert result.outcome is Outcome.SUCCEEDED
     assert (result.cost, result.unpriced) == (0, 4)
-    traced = [trace_entry(i, f) for i, f in await _entries(aredis, KEYS.trace)]
+    traced = [TRACES.render(i, f) for i, f in await _entries(aredis, KEYS.trace)]
     assert [t.costUSD for t in traced] == [None] * 4
-    (tick,) = [tick_entry(i, f) for i, f in await _entries(aredis, KEYS.history)]
+    (tick,) = [TICKS.render(i, f) for i, f in await _entries(aredis, KEYS.history)]
     assert tick.costUSD is None
     assert (await aredis.hgetall(KEYS.usage))["unpriced"] == "4"
 

@@ -10,7 +10,7 @@ from agentstack_core.keys import StackRef
 from agentstack_core.protocol import RedisClient
 from agentstack_core.redis.tick import TickStore
 from agentstack_operator.config import OperatorConfig
-from agentstack_operator.runtime import Operator
+from agentstack_operator.coordinator import Operator
 
 pytestmark = pytest.mark.asyncio
 

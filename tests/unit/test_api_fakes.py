@@ -35,7 +35,7 @@ from agentstack_operator.api.access import StackAccess
 from agentstack_operator.api.auth import AuthError, OpenAccess, User
 from agentstack_operator.api.cache import StackCache, StackChange, Subscription, summary
 from agentstack_operator.api.errors import install_error_handlers
-from agentstack_operator.api.events import StreamViews
+from agentstack_operator.api.sse import StreamViews
 from agentstack_operator.api.tailing import StreamHub, Tail
 from agentstack_operator.api.views import StackViews
 from tests.helpers import eventually_async

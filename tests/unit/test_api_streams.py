@@ -21,8 +21,8 @@ from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.records import FeedRecord, TraceRecord
 from agentstack_operator.api.access import StackAccess
 from agentstack_operator.api.auth import User
-from agentstack_operator.api.events import KEEP_ALIVE, RETRY, StreamViews
 from agentstack_operator.api.routes import streams
+from agentstack_operator.api.sse import KEEP_ALIVE, RETRY, StreamViews
 from agentstack_operator.api.views import FEED, TRACES, StreamKind
 from tests.unit import test_api_fakes as fakes
 

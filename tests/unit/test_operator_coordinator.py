@@ -12,10 +12,10 @@ import pytest
 
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import Outcome, TickResult
-from agentstack_operator import runtime
+from agentstack_operator import coordinator
 from agentstack_operator.config import OperatorConfig
+from agentstack_operator.coordinator import Operator
 from agentstack_operator.jobs import STACK_LABEL, TICK_ANNOTATION
-from agentstack_operator.runtime import Operator
 from agentstack_operator.stackstate import fold_result
 
 from .operator_fakes import GROQ_FROM_SECRET, FakeKube, FakeResults, manifest, sample
@@ -146,7 +146,7 @@ async def test_a_stack_found_gone_leaves_the_index_the_heap_and_the_dirty_set() 
 
 @pytest.mark.asyncio
 async def test_a_secret_that_appears_starts_the_stack(monkeypatch: Any) -> None:
-    monkeypatch.setattr(runtime, "SECRET_RECHECK_SECONDS", 0.0)
+    monkeypatch.setattr(coordinator, "SECRET_RECHECK_SECONDS", 0.0)
     operator, kube = _operator()
     record = operator.index.observe(manifest(**GROQ_FROM_SECRET)).record
     record.missing_secrets = ["Secret 'keys' with key 'groq' (for groq)"]

@@ -63,7 +63,7 @@ async def test_a_folded_result_updates_the_record_and_marks_it_dirty() -> None:
     record = index["team/demo"]
     assert record.last_tick is not None
     assert record.last_tick.tick_id == "team/demo/1"
-    assert (record.ticks, record.tokens) == (5, 1200)  # as Redis counted them
+    assert (record.usage.ticks, record.usage.tokens) == (5, 1200)  # as Redis counted them
     assert status.marks == [("team/demo", False)]  # routine: the writer may wait
     assert scheduler.calls == []
     assert events.posted == []

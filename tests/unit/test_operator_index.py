@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agentstack_core.budget import Usage
 from agentstack_core.keys import StackRef
 from agentstack_operator.index import StackIndex, epoch
 
@@ -19,7 +20,7 @@ def test_a_new_stack_starts_and_a_repeated_generation_changes_nothing() -> None:
     assert echo.cause is None
     assert echo.events == ()
     assert echo.record is first.record
-    assert echo.record.ticks == 0  # status is adopted only by a new record
+    assert echo.record.usage.ticks == 0  # status is adopted only by a new record
 
 
 def test_each_kind_of_edit_names_its_cause() -> None:
@@ -50,7 +51,7 @@ def test_a_new_record_continues_from_the_status_it_carries() -> None:
         ],
     }
     record = StackIndex().observe(manifest(status=status)).record
-    assert (record.ticks, record.tokens, record.failures) == (7, 900, 2)
+    assert (record.usage.ticks, record.usage.tokens, record.usage.failures) == (7, 900, 2)
     assert record.last_tick is not None
     assert record.last_tick.tick_id == "team/demo/5000"
     assert record.last_tick.finished_at == epoch("2026-11-24T00:01:00Z")
@@ -73,10 +74,10 @@ def test_a_stack_being_deleted_is_reported_and_not_applied() -> None:
 def test_a_new_uid_under_the_same_name_is_a_new_stack() -> None:
     index = StackIndex()
     old = index.observe(manifest(uid="u1")).record
-    old.ticks = 40
+    old.usage = Usage(ticks=40)
     new = index.observe(manifest(uid="u2", status={"ticks": 0}))
     assert new.record is not old
-    assert new.record.ticks == 0
+    assert new.record.usage.ticks == 0
     assert new.cause == "start"
     assert index["team/demo"] is new.record
 

@@ -19,12 +19,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentstack_core.keys import StackRef
-from agentstack_core.messages import Outcome, TickResult, Wakeup
+from agentstack_core.messages import TickResult, Wakeup
+from agentstack_core.reasons import Outcome
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.dispatching import Dispatcher
 from agentstack_operator.scheduling import slot_id
 from agentstack_operator.stackstate import StackRecord
-from agentstack_operator.waking import answered, carried, requested
+from agentstack_operator.waking import answered, apply_wakeup, carried
 
 from .operator_fakes import Clock, FakeKube, FakeLanes, indexed
 
@@ -52,22 +53,22 @@ BUSY = (Outcome.DROPPED, "StackBusy")
 
 def test_a_wakeup_asks_for_a_tick_only_of_a_stack_that_may_tick_and_wakes() -> None:
     running = _record()
-    assert requested(running, _wakeup(running))
+    assert apply_wakeup(running, _wakeup(running))
     assert running.wake_pending
     paused = _record(executionState="Paused")
-    assert not requested(paused, _wakeup(paused))
+    assert not apply_wakeup(paused, _wakeup(paused))
     assert not paused.wake_pending  # the input waits for the resumed stack's next tick
     quiet = _record(inputs={"wake": False})
-    assert not requested(quiet, _wakeup(quiet))
+    assert not apply_wakeup(quiet, _wakeup(quiet))
     other = _record()
-    assert not requested(other, _wakeup(other, uid="an-older-incarnation"))
+    assert not apply_wakeup(other, _wakeup(other, uid="an-older-incarnation"))
 
 
 def test_wakeups_while_a_wake_tick_is_on_its_way_send_no_second_tick() -> None:
     record = _record()
-    assert requested(record, _wakeup(record))
+    assert apply_wakeup(record, _wakeup(record))
     carried(record, "team/demo/1")
-    assert not requested(record, _wakeup(record))  # it may still read this input too
+    assert not apply_wakeup(record, _wakeup(record))  # it may still read this input too
     # Its result brings the pending wake-up back: one more tick, at once.
     assert answered(record, _result("team/demo/1"))
     carried(record, "team/demo/2")
@@ -77,7 +78,7 @@ def test_wakeups_while_a_wake_tick_is_on_its_way_send_no_second_tick() -> None:
 
 def test_a_wake_tick_dropped_as_busy_waits_for_the_busy_ticks_result() -> None:
     record = _record()
-    requested(record, _wakeup(record))
+    apply_wakeup(record, _wakeup(record))
     carried(record, "team/demo/wake")
     assert not answered(record, _result("team/demo/wake", *BUSY))
     assert record.wake_pending  # not read: the stack was busy
@@ -88,7 +89,7 @@ def test_a_wake_tick_dropped_as_busy_waits_for_the_busy_ticks_result() -> None:
 
 def test_any_tick_sent_after_the_input_carries_it() -> None:
     record = _record()
-    requested(record, _wakeup(record))
+    apply_wakeup(record, _wakeup(record))
     carried(record, "team/demo/grid")  # the scheduled tick went out first
     assert record.wake_tick == "team/demo/grid"
     assert not record.wake_pending
@@ -114,7 +115,7 @@ async def test_the_extra_tick_has_a_slot_of_its_own_and_the_grid_goes_on() -> No
     assert grid_slot is not None
     assert grid_slot > clock.now
     clock.now += 1.5
-    requested(record, _wakeup(record))
+    apply_wakeup(record, _wakeup(record))
     dispatcher.wake(record)
     await dispatcher.step()
     (sent,) = lanes.sent
@@ -152,7 +153,7 @@ class _Model:
     def arrive(self) -> None:
         self.clock += 1  # after any tick that began before it
         self.unread.append(self.clock)
-        if requested(self.record, _wakeup(self.record)):
+        if apply_wakeup(self.record, _wakeup(self.record)):
             self.due_now = True
 
     def send(self, *, scheduled: bool) -> None:

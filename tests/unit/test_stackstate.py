@@ -103,8 +103,8 @@ def test_folding_a_result_twice_or_reading_the_same_counters_changes_nothing() -
     for _ in range(3):
         fold_result(record, failed)
         apply_usage(record, Usage(ticks=1, failures=1))
-    assert record.failures == 1
-    assert record.ticks == 1
+    assert record.usage.failures == 1
+    assert record.usage.ticks == 1
     revision = record.revision
     fold_result(record, failed)
     assert apply_usage(record, Usage(ticks=1, failures=1)) == []
@@ -115,12 +115,12 @@ def test_transition_time_moves_only_when_the_status_flips() -> None:
     record = _record()
     first = _conditions(record, now=100.0)
     record.conditions = first
-    record.failures = 1
+    record.usage = Usage(failures=1)
     assert (
         _conditions(record, now=200.0)["Degraded"]["lastTransitionTime"]
         == (first["Degraded"]["lastTransitionTime"])
     )
-    record.failures = 3
+    record.usage = Usage(failures=3)
     assert (
         _conditions(record, now=200.0)["Degraded"]["lastTransitionTime"]
         != (first["Degraded"]["lastTransitionTime"])
@@ -129,7 +129,7 @@ def test_transition_time_moves_only_when_the_status_flips() -> None:
 
 def test_status_body_and_budget() -> None:
     record = _record(budget={"maxTicks": 2})
-    record.ticks = 2
+    record.usage = Usage(ticks=2)
     record.budget_message = budget_message(record.spec, Usage(ticks=2))
     status = status_for(record, now=0.0)
     assert status["observedGeneration"] == 1

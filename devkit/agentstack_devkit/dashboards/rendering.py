@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as models
@@ -27,12 +26,6 @@ DASHBOARDS: dict[str, Callable[[], models.Dashboard]] = {
 DASHBOARDS_DIR = Path(__file__).resolve().parents[3] / "charts" / "agentstack-operator"
 DASHBOARDS_DIR /= "dashboards"
 """The chart's dashboards, when the dev kit runs from the checkout (it always does)."""
-
-
-def as_dict(name: str) -> dict[str, Any]:
-    """The dashboard of file ``name`` as plain JSON data."""
-    data: dict[str, Any] = json.loads(render(name))
-    return data
 
 
 def render(name: str) -> str:

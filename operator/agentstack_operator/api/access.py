@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
+from agentstack_core.spec import DEFAULTS
 from agentstack_operator.api import models
 from agentstack_operator.api.auth import AuthError, Authorizer, User
 from agentstack_operator.api.cache import Subscription, summary
@@ -122,7 +123,11 @@ class StackAccess:
             key = (meta["namespace"], meta["name"])
             if (after is not None and key <= after) or (namespace and key[0] != namespace):
                 continue
-            if state and (obj.get("spec") or {}).get("executionState", "Running") != state:
+            if (
+                state
+                and (obj.get("spec") or {}).get("executionState", DEFAULTS.execution_state.value)
+                != state
+            ):
                 continue
             if not await gate.allows(key[0]):
                 continue

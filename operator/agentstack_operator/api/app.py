@@ -1,4 +1,4 @@
-"""The read API assembled: stacks from the watch cache, everything else from Redis.
+"""The API assembled: stacks from the watch cache, everything else from Redis.
 
 :func:`create_app` builds the services over the cache, Redis, the live streams' hub
 (:mod:`.tailing`) and the Authorizer, puts them on ``app.state`` (where :mod:`.params`
@@ -31,16 +31,17 @@ from prometheus_client import Histogram
 
 from agentstack_core.protocol import RedisClient
 from agentstack_operator.api.access import StackAccess, StackSource
+from agentstack_operator.api.approvals import Approvals
 from agentstack_operator.api.auth import Authorizer
 from agentstack_operator.api.errors import (
     ERROR_RESPONSES,
     install_error_handlers,
     request_too_large,
 )
-from agentstack_operator.api.events import StreamViews
+from agentstack_operator.api.executionstate import StateWriter
+from agentstack_operator.api.inputs import Inputs
 from agentstack_operator.api.routes import live, probes, stacks, steering, streams
-from agentstack_operator.api.statechange import StateWriter
-from agentstack_operator.api.steering import Steering
+from agentstack_operator.api.sse import StreamViews
 from agentstack_operator.api.tailing import StreamHub
 from agentstack_operator.api.views import StackViews
 
@@ -48,7 +49,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 
 REQUEST_DURATION = Histogram(
     "agentstack_api_request_duration_seconds",
-    "Time to the first byte of read-API responses, by method, route and status class.",
+    "Time to the first byte of API responses, by method, route and status class.",
     ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
@@ -90,7 +91,7 @@ def create_app(
 ) -> FastAPI:
     """The app: pages from ``redis`` (the requests' pool), live streams from ``hub``."""
     app = FastAPI(
-        title="agentstack read API",
+        title="agentstack read API",  # the published schema's title: kept as it was
         version="v1",
         description="Stacks, agents, ticks, traces, messages, memory and artifacts of "
         "AgentStacks, with live Server-Sent Events; and inputs sent to a stack's agents, "
@@ -111,7 +112,8 @@ def create_app(
     app.state.access = access
     app.state.views = StackViews(redis)
     app.state.streams = StreamViews(hub, access)
-    app.state.steering = Steering(redis)
+    app.state.inputs = Inputs(redis)
+    app.state.approvals = Approvals(redis)
     app.state.state_writer = state_writer
 
     routers = (probes.router, live.router, stacks.router, streams.router, steering.router)

@@ -21,7 +21,9 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from agentstack_core.reasons import ConditionType
 from agentstack_core.resource import GROUP, PLURAL, VERSION
+from agentstack_core.spec import DEFAULTS
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +49,17 @@ def summary(obj: dict[str, Any]) -> dict[str, Any]:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     ready = next(
-        (c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Ready"),
+        (
+            c.get("status")
+            for c in status.get("conditions") or []
+            if c.get("type") == ConditionType.READY
+        ),
         "Unknown",
     )
     return {
         "namespace": meta.get("namespace"),
         "name": meta.get("name"),
-        "executionState": spec.get("executionState", "Running"),
+        "executionState": spec.get("executionState", DEFAULTS.execution_state.value),
         "phase": status.get("phase"),
         "ready": ready,
         "ticks": int(status.get("ticks") or 0),

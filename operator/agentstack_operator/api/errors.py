@@ -1,4 +1,4 @@
-"""The one error body of the read API, and the handlers that turn every failure into it.
+"""The one error body of the API, and the handlers that turn every failure into it.
 
 Every non-2xx answer is ``{"error": {"status", "code", "message"}}`` (see
 :class:`~.models.ErrorResponse`), whoever raised it: a route or a service raises

@@ -1,15 +1,25 @@
-"""Response models of the read API: they *are* the published OpenAPI schema.
+"""Response models of the API: they *are* the published OpenAPI schema.
 
 Every endpoint declares its model, so ``/openapi.json`` describes exactly what is
 served, and schema-driven fuzzing (schemathesis) can check responses against it.
 Field names are camelCase, like the Kubernetes objects they summarise.
+
+A stored record (:mod:`agentstack_core.records`, :mod:`agentstack_core.approvals`)
+becomes its model by one rule, :func:`from_record`, never by a hand mapping per kind:
+the model lists what is shown, the record's field names say where it comes from.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import dataclasses
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from agentstack_core.pricing import known_usd
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 class _Model(BaseModel):
@@ -312,3 +322,42 @@ class DecisionResult(_Model):
     id: str
     state: str = Field(description="The approval's state after the decision.")
     decidedBy: str
+
+
+# -- the mapping rule -----------------------------------------------------------------
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def camel(name: str) -> str:
+    """A record's field name as a response's: ``tick_id`` → ``tickId``."""
+    head, *words = name.split("_")
+    return head + "".join(word.capitalize() for word in words)
+
+
+def _shown(value: Any) -> Any:
+    """``value`` as JSON-like data under camelCase names: a nested record as a dict, a
+    tuple as a list."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {camel(f.name): _shown(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_shown(item) for item in value]
+    return value
+
+
+def from_record(model: type[ModelT], record: DataclassInstance, **values: Any) -> ModelT:
+    """``record`` as the response ``model``.
+
+    Each of the record's fields is the model's field of the same name in camelCase
+    (``started_at`` → ``startedAt``), nested records and tuples alike; a record's
+    ``cost`` (nano-dollars) with its ``unpriced`` calls is ``costUSD`` (dollars, or null
+    while a call had no price). ``values`` give what the record does not hold (a stream
+    entry's id). Fields the model does not show are left out, and a model field that
+    neither the record nor ``values`` fill fails validation: a record field renamed
+    cannot go missing from the API silently.
+    """
+    shown: dict[str, Any] = _shown(record)
+    if "cost" in shown and "unpriced" in shown:
+        shown["costUSD"] = known_usd(shown["cost"], shown["unpriced"])
+    return model.model_validate({**shown, **values})

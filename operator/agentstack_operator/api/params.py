@@ -2,20 +2,25 @@
 
 Parameter types carry their validation (patterns, ranges, lengths), so a bad value is a
 400 with the one error body before a route runs, and the OpenAPI schema says what is
-accepted. Services come from ``app.state`` (``access``, ``views``, ``streams``, set by
-:func:`~.app.create_app`) through the dependencies below, so a test builds an app
-with fakes, or overrides a dependency, without touching a route.
+accepted. Services come from ``app.state`` (``access``, ``views``, ``streams``,
+``inputs``, ``approvals``, ``state_writer``, set by :func:`~.app.create_app`) through
+the dependencies below, so a test builds an app with fakes, or overrides a dependency,
+without touching a route.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Query, Request
 
 from agentstack_operator.api.access import StackAccess
+from agentstack_operator.api.approvals import Approvals
 from agentstack_operator.api.auth import User
-from agentstack_operator.api.events import StreamViews
+from agentstack_operator.api.executionstate import StateWriter
+from agentstack_operator.api.inputs import Inputs
+from agentstack_operator.api.sse import StreamViews
 from agentstack_operator.api.views import StackViews
 
 STACK_PATH = "/api/v1/namespaces/{namespace}/stacks/{name}"
@@ -61,24 +66,21 @@ LastChange = Annotated[str | None, Header(alias="Last-Event-ID", pattern=r"^\d{1
 # -- services ----------------------------------------------------------------------------
 
 
-def stack_access(request: Request) -> StackAccess:
-    access: StackAccess = request.app.state.access
-    return access
+def _service(name: str) -> Callable[[Request], Any]:
+    """The dependency that hands a route ``app.state.<name>``."""
+
+    def service(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return service
 
 
-def stack_views(request: Request) -> StackViews:
-    views: StackViews = request.app.state.views
-    return views
-
-
-def stream_views(request: Request) -> StreamViews:
-    streams: StreamViews = request.app.state.streams
-    return streams
-
-
-Access = Annotated[StackAccess, Depends(stack_access)]
-Views = Annotated[StackViews, Depends(stack_views)]
-Streams = Annotated[StreamViews, Depends(stream_views)]
+Access = Annotated[StackAccess, Depends(_service("access"))]
+Views = Annotated[StackViews, Depends(_service("views"))]
+Streams = Annotated[StreamViews, Depends(_service("streams"))]
+InputsService = Annotated[Inputs, Depends(_service("inputs"))]
+ApprovalsService = Annotated[Approvals, Depends(_service("approvals"))]
+StateWriterService = Annotated[StateWriter, Depends(_service("state_writer"))]
 
 
 async def current_user(

@@ -1,4 +1,4 @@
-"""``agentstack api``: the read API process (uvicorn serving :func:`~.app.create_app`).
+"""``agentstack api``: the API process (uvicorn serving :func:`~.app.create_app`).
 
 Settings come from the environment (defaults in parentheses): ``REDIS_URL`` (required)
 and ``AGENTSTACK_REDIS_CLUSTER``; ``AGENTSTACK_API_HOST`` (``0.0.0.0``) and
@@ -26,7 +26,7 @@ from agentstack_core.environment import env_float, env_int, env_list
 from agentstack_operator.api.app import create_app
 from agentstack_operator.api.auth import Authorizer, KubernetesAccess, OpenAccess
 from agentstack_operator.api.cache import StackCache
-from agentstack_operator.api.statechange import KubeStateWriter
+from agentstack_operator.api.executionstate import KubeStateWriter
 from agentstack_operator.api.tailing import StreamHub
 from agentstack_operator.kube import api_client
 
@@ -92,7 +92,7 @@ async def serve(config: ApiConfig) -> None:
         )
     )
     cache.start()
-    logger.info("read API on %s:%d, authentication %s", config.host, config.port, config.auth)
+    logger.info("API on %s:%d, authentication %s", config.host, config.port, config.auth)
     try:
         await server.serve()
     finally:

@@ -1,9 +1,10 @@
-"""What the read API shows of a stack: Redis records and the spec, as response models.
+"""What the API shows of a stack: Redis records and the spec, as response models.
 
 Records are decoded here and only here, with the typed codecs of
-:mod:`agentstack_core.records` (the runner writes them with the same codecs), into the
-camelCase models of :mod:`.models`; pages and live streams render entries with the same
-functions, so a trace looks the same in ``…/traces`` and ``…/traces/stream``.
+:mod:`agentstack_core.records` (the runner writes them with the same codecs), and shown
+as the camelCase models of :mod:`.models` by their one rule
+(:func:`~.models.from_record`); pages and live streams render entries with the same
+:class:`StreamKind`, so a trace looks the same in ``…/traces`` and ``…/traces/stream``.
 
 :class:`StackViews` reads one stack's Redis state through
 :class:`~agentstack_core.redis.reader.StackReader` (pages, agents, memory, artifacts). It is
@@ -26,6 +27,7 @@ from agentstack_core.records import (
     ArtifactRecord,
     FeedRecord,
     MessageRecord,
+    Record,
     TickRecord,
     TraceRecord,
 )
@@ -55,110 +57,42 @@ def _float(value: Any) -> float | None:
 # -- records ---------------------------------------------------------------------------
 
 
-def tick_entry(entry_id: str, fields: dict[str, str]) -> models.TickEntry:
-    r = TickRecord.from_fields(fields)
-    return models.TickEntry(
-        id=entry_id,
-        tickId=r.tick_id,
-        outcome=r.outcome,
-        reason=r.reason,
-        message=r.message,
-        startedAt=r.started_at,
-        finishedAt=r.finished_at,
-        durationMs=r.duration_ms,
-        tokens=r.tokens,
-        costUSD=known_usd(r.cost, r.unpriced),
-        steps=r.steps,
-        progressed=r.progressed,
-        runner=r.runner,
-    )
-
-
-def trace_entry(entry_id: str, fields: dict[str, str]) -> models.TraceEntry:
-    r = TraceRecord.from_fields(fields)
-    return models.TraceEntry(
-        id=entry_id,
-        tickId=r.tick_id,
-        agent=r.agent,
-        role=r.role,
-        outcome=r.outcome,
-        reason=r.reason,
-        model=r.model,
-        fallback=r.fallback,
-        attempts=[
-            models.Attempt(model=a.model, outcome=a.outcome, seconds=a.seconds) for a in r.attempts
-        ],
-        prompt=r.prompt,
-        promptTokens=r.prompt_tokens,
-        completionTokens=r.completion_tokens,
-        latencyMs=r.latency_ms,
-        thought=r.thought,
-        actions=list(r.actions),
-        refused=list(r.refused),
-        error=r.error,
-        at=r.at,
-        tools=[
-            models.ToolUse(
-                tool=u.tool, outcome=u.outcome, seconds=u.seconds, chars=u.chars, error=u.error
-            )
-            for u in r.tools
-        ],
-        costUSD=known_usd(r.cost, r.unpriced),
-    )
-
-
-def feed_entry(entry_id: str, fields: dict[str, str]) -> models.FeedEntry:
-    r = FeedRecord.from_fields(fields)
-    return models.FeedEntry(
-        id=entry_id, agent=r.agent, content=r.content, tickId=r.tick_id, at=r.at
-    )
-
-
 def message_entry(entry_id: str, fields: dict[str, str], agent: str) -> models.Message:
-    r = MessageRecord.from_fields(fields)
-    return models.Message.model_validate(
-        {
-            "id": entry_id,
-            "from": r.sender,
-            "to": agent,
-            "content": r.content,
-            "tickId": r.tick_id,
-            "at": r.at,
-        }
-    )
+    """An entry of ``agent``'s inbox."""
+    record = MessageRecord.from_fields(fields)
+    return models.from_record(models.Message, record, id=entry_id, to=agent)
 
 
 def artifact_entry(name: str, record: ArtifactRecord) -> models.Artifact:
-    return models.Artifact(
-        name=name,
-        status=record.status,
-        version=record.version,
-        author=record.author,
-        reviewer=record.reviewer,
-        taskId=record.task_id,
-        feedback=record.feedback,
-        tickId=record.tick_id,
-        updatedAt=record.updated_at or None,
-        content=record.content,
+    """An artifact by its name (an old record without a time shows none)."""
+    return models.from_record(
+        models.Artifact, record, name=name, updatedAt=record.updated_at or None
     )
 
 
 @dataclass(frozen=True)
 class StreamKind(Generic[EntryT]):
-    """One of a stack's record streams: its key, how an entry reads, its page model.
+    """One of a stack's record streams: its key, its record, its entry and page models.
 
     ``event`` names the Server-Sent Event its live entries are sent as.
     """
 
     event: str
     key_of: Callable[[StackKeys], str]
-    render: Callable[[str, dict[str, str]], EntryT]
+    record: type[Record]
+    entry: type[EntryT]
     page_model: type[BaseModel]
 
+    def render(self, entry_id: str, fields: dict[str, str]) -> EntryT:
+        """One stream entry as its response model."""
+        return models.from_record(self.entry, self.record.from_fields(fields), id=entry_id)
 
-TICKS = StreamKind("tick", lambda keys: keys.history, tick_entry, models.TickPage)
-TRACES = StreamKind("trace", lambda keys: keys.trace, trace_entry, models.TracePage)
-FEED = StreamKind("feed", lambda keys: keys.feed, feed_entry, models.FeedPage)
+
+TICKS = StreamKind("tick", lambda keys: keys.history, TickRecord, models.TickEntry, models.TickPage)
+TRACES = StreamKind(
+    "trace", lambda keys: keys.trace, TraceRecord, models.TraceEntry, models.TracePage
+)
+FEED = StreamKind("feed", lambda keys: keys.feed, FeedRecord, models.FeedEntry, models.FeedPage)
 
 
 # -- the spec --------------------------------------------------------------------------
@@ -238,10 +172,15 @@ def agent_names(stack: dict[str, Any]) -> list[str]:
     return names or list(DEFAULT_TEAM)
 
 
+def stack_ref(stack: dict[str, Any]) -> StackRef:
+    """The reference of a stack object (its Redis keys' hash tag)."""
+    meta = stack["metadata"]
+    return StackRef(str(meta["namespace"]), str(meta["name"]))
+
+
 def stack_reader(redis: RedisClient, stack: dict[str, Any]) -> StackReader:
     """The Redis reader of a stack object (one the caller was allowed to get)."""
-    meta = stack["metadata"]
-    return StackReader(redis, StackRef(str(meta["namespace"]), str(meta["name"])))
+    return StackReader(redis, stack_ref(stack))
 
 
 # -- the service -----------------------------------------------------------------------

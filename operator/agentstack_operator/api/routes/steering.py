@@ -13,16 +13,16 @@ stack's namespace (the chart's edit role grants it); reading the log by ``get``,
 every read. A decision on a tool call is authorised by ``update agentstacks/approvals``
 (the edit role grants it; grant it alone to make approvers), recorded with the
 caller's name and announced by an Event on the stack. The services are
-:class:`~..steering.Steering` and, for the state, a
-:class:`~..statechange.StateWriter` that patches the stack with the caller's own token
-(RBAC's ``patch agentstacks``, decided and audited by the API server).
+:class:`~..inputs.Inputs`, :class:`~..approvals.Approvals` and, for the state, a
+:class:`~..executionstate.StateWriter` that patches the stack with the caller's own
+token (RBAC's ``patch agentstacks``, decided and audited by the API server).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Header, Path
 
 from agentstack_core.spec import ExecutionState
 from agentstack_operator.api import models
@@ -31,14 +31,15 @@ from agentstack_operator.api.errors import error_responses
 from agentstack_operator.api.params import (
     STACK_PATH,
     Access,
+    ApprovalsService,
     Caller,
     Cursor,
+    InputsService,
     Limit,
     Name,
     Namespace,
+    StateWriterService,
 )
-from agentstack_operator.api.statechange import StateWriter
-from agentstack_operator.api.steering import Steering
 
 router = APIRouter()
 
@@ -57,11 +58,6 @@ STATE_ERRORS = error_responses(
 )
 
 
-def _steering(request: Request) -> Steering:
-    steering: Steering = request.app.state.steering
-    return steering
-
-
 @router.post(
     f"{STACK_PATH}/inputs",
     status_code=202,
@@ -75,10 +71,10 @@ async def send_input(
     body: models.InputRequest,
     caller: Caller,
     access: Access,
-    request: Request,
+    inputs: InputsService,
 ) -> models.InputAccepted:
     stack = await access.steerable(caller, namespace, name, verb="create", subresource="inputs")
-    return await _steering(request).send(stack, caller, body)
+    return await inputs.send(stack, caller, body)
 
 
 @router.get(f"{STACK_PATH}/inputs", response_model=models.InputPage, summary="Inputs sent")
@@ -87,12 +83,12 @@ async def list_inputs(
     name: Name,
     caller: Caller,
     access: Access,
-    request: Request,
+    inputs: InputsService,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> models.InputPage:
     stack = await access.readable(caller, namespace, name)
-    return await _steering(request).inputs(stack, cursor=cursor, limit=limit)
+    return await inputs.page(stack, cursor=cursor, limit=limit)
 
 
 @router.post(
@@ -107,11 +103,10 @@ async def set_state(
     body: models.StateRequest,
     caller: Caller,
     access: Access,
-    request: Request,
+    writer: StateWriterService,
     authorization: Annotated[str | None, Header()] = None,
 ) -> models.StackState:
     token = bearer_token(authorization) if access.auth.forwards_token else None
-    writer: StateWriter = request.app.state.state_writer
     await writer.set_state(namespace, name, ExecutionState(body.executionState), token)
     return models.StackState(namespace=namespace, name=name, executionState=body.executionState)
 
@@ -128,10 +123,10 @@ ApprovalId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", description="The app
     f"{STACK_PATH}/approvals", response_model=models.ApprovalList, summary="Tool calls waiting"
 )
 async def list_approvals(
-    namespace: Namespace, name: Name, caller: Caller, access: Access, request: Request
+    namespace: Namespace, name: Name, caller: Caller, access: Access, approvals: ApprovalsService
 ) -> models.ApprovalList:
     stack = await access.readable(caller, namespace, name)
-    return await _steering(request).approvals(stack)
+    return await approvals.listing(stack)
 
 
 @router.post(
@@ -147,7 +142,7 @@ async def decide_approval(
     body: models.DecisionRequest,
     caller: Caller,
     access: Access,
-    request: Request,
+    approvals: ApprovalsService,
 ) -> models.DecisionResult:
     stack = await access.steerable(caller, namespace, name, verb="update", subresource="approvals")
-    return await _steering(request).decide(stack, caller, approval, body)
+    return await approvals.decide(stack, caller, approval, body)

@@ -7,7 +7,7 @@ Routes (``GET``, ``text/event-stream``)::
     /api/v1/stacks/stream                                        event: upsert | delete
 
 A stack's stream is authorized once, when it opens (403, 404); the fleet stream shows
-changes of the namespaces the caller may get. :class:`~..events.StreamViews` writes the
+changes of the namespaces the caller may get. :class:`~..sse.StreamViews` writes the
 events; these routes wrap them in a response that proxies do not buffer.
 """
 

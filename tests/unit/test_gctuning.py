@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentstack_operator.collecting import FullCollectionFreezer, tune_collector
 from agentstack_operator.config import OperatorConfig
+from agentstack_operator.gctuning import FullCollectionFreezer, tune_collector
 
 from .operator_fakes import Clock
 

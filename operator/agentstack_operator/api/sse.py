@@ -28,11 +28,11 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from agentstack_core.keys import StackKeys, StackRef
+from agentstack_core.keys import StackKeys
 from agentstack_operator.api.access import StackAccess
 from agentstack_operator.api.auth import User
 from agentstack_operator.api.tailing import DroppedError, StreamHub
-from agentstack_operator.api.views import StreamKind
+from agentstack_operator.api.views import StreamKind, stack_ref
 
 SSE_HEARTBEAT_SECONDS = 15.0
 RETRY = "retry: 2000\n\n"
@@ -74,8 +74,7 @@ class StreamViews:
         disconnected: Disconnected,
     ) -> AsyncIterator[str]:
         """``kind`` entries newer than ``start`` (a stream id; ``$``: only new ones)."""
-        meta = stack["metadata"]
-        key = kind.key_of(StackKeys(StackRef(str(meta["namespace"]), str(meta["name"]))))
+        key = kind.key_of(StackKeys(stack_ref(stack)))
         tail = await self.hub.follow(key, start)
         with SUBSCRIBERS.track_inprogress(), contextlib.closing(tail):
             yield RETRY

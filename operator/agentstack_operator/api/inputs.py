@@ -1,4 +1,4 @@
-"""What people do to a stack through the API, beyond reading it: send it an input.
+"""Inputs sent to a stack's agents through the API, and what became of them.
 
 An input (``POST …/stacks/{name}/inputs``) is a message from outside the team — a
 person, a CI job, a webhook relay — to one agent. The route has already checked the
@@ -21,25 +21,17 @@ import logging
 from typing import Any
 
 from agentstack_core import protocol
-from agentstack_core.approvals import APPROVED, Approval
-from agentstack_core.keys import StackRef
 from agentstack_core.protocol import RedisClient, Wakeup
 from agentstack_core.records import InputOutcome, InputRecord
-from agentstack_core.redis.approvals import decide_approval, read_approvals
 from agentstack_core.redis.errors import StackGoneError
 from agentstack_core.redis.inputs import InputRateError, send_input
 from agentstack_core.spec import ExecutionState, SpecError, StackSpec, parse_spec
 from agentstack_operator.api import models
 from agentstack_operator.api.auth import User
 from agentstack_operator.api.errors import ApiError
-from agentstack_operator.api.views import stack_reader
+from agentstack_operator.api.views import stack_reader, stack_ref
 
 logger = logging.getLogger(__name__)
-
-
-def _ref(stack: dict[str, Any]) -> StackRef:
-    meta = stack["metadata"]
-    return StackRef(str(meta["namespace"]), str(meta["name"]))
 
 
 def _spec(stack: dict[str, Any]) -> StackSpec:
@@ -47,21 +39,18 @@ def _spec(stack: dict[str, Any]) -> StackSpec:
         return parse_spec(stack.get("spec") or {})
     except SpecError as exc:
         raise ApiError(
-            409, "InvalidSpec", f"{_ref(stack)} has an invalid spec, so it runs nothing: {exc}"
+            409, "InvalidSpec", f"{stack_ref(stack)} has an invalid spec, so it runs nothing: {exc}"
         ) from exc
 
 
 def input_entry(
     entry_id: str, fields: dict[str, str], outcome: InputOutcome | None
 ) -> models.InputEntry:
-    r = InputRecord.from_fields(fields)
-    return models.InputEntry(
+    """An entry of the inputs log, with what became of it (``outcome``: read, by whom)."""
+    return models.from_record(
+        models.InputEntry,
+        InputRecord.from_fields(fields),
         id=entry_id,
-        number=r.number,
-        agent=r.agent,
-        sender=r.sender,
-        content=r.content,
-        at=r.at,
         state=outcome.state if outcome else "Queued",
         readBy=outcome.agent if outcome else None,
         tickId=outcome.tick_id if outcome else None,
@@ -69,25 +58,8 @@ def input_entry(
     )
 
 
-def approval_entry(record: Approval) -> models.ApprovalEntry:
-    return models.ApprovalEntry(
-        id=record.id,
-        agent=record.agent,
-        tool=record.tool,
-        arguments=record.arguments,
-        tickId=record.tick_id,
-        requestedAt=record.requested_at,
-        expiresAt=record.expires_at,
-        state=record.state,
-        decidedBy=record.decided_by,
-        reason=record.reason,
-        result=record.result,
-    )
-
-
-class Steering:
-    """Inputs sent to stacks and what became of them; decisions on tool calls that
-    wait for a person."""
+class Inputs:
+    """Inputs sent to stacks (``POST …/inputs``), and their log (``GET …/inputs``)."""
 
     def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
@@ -96,7 +68,7 @@ class Steering:
         self, stack: dict[str, Any], caller: User, request: models.InputRequest
     ) -> models.InputAccepted:
         spec = _spec(stack)
-        ref = _ref(stack)
+        ref = stack_ref(stack)
         if spec.execution_state is ExecutionState.STOPPED:
             raise ApiError(409, "StackStopped", f"{ref} is Stopped: it reads no more inputs")
         names = [agent.name for agent in spec.agents]
@@ -147,7 +119,7 @@ class Steering:
             number=number, agent=agent, sender=caller.name, messageId=message_id, wakes=wakes
         )
 
-    async def inputs(
+    async def page(
         self, stack: dict[str, Any], *, cursor: str | None, limit: int
     ) -> models.InputPage:
         """A page of the stack's inputs, newest first, each with what became of it."""
@@ -162,40 +134,3 @@ class Steering:
             ],
             nextCursor=page.next_cursor,
         )
-
-    async def approvals(self, stack: dict[str, Any]) -> models.ApprovalList:
-        """The stack's tool calls that wait, or waited, for a person; oldest first."""
-        records = await read_approvals(self.redis, _ref(stack))
-        return models.ApprovalList(items=[approval_entry(record) for record in records])
-
-    async def decide(
-        self, stack: dict[str, Any], caller: User, approval: str, request: models.DecisionRequest
-    ) -> models.DecisionResult:
-        """Record the caller's decision (once: a decided or expired call is a 409), then
-        wake the stack so the asking agent reads it at once."""
-        ref = _ref(stack)
-        approved = request.decision == APPROVED
-        state, decided = await decide_approval(
-            self.redis, ref, approval, approved=approved, by=caller.name, reason=request.reason
-        )
-        if state == "Missing":
-            raise ApiError(404, "NotFound", f"no approval {approval!r} in {ref}")
-        if not decided or state != request.decision:  # decided before, or expired
-            records = {r.id: r for r in await read_approvals(self.redis, ref)}
-            record = records.get(approval)
-            by = f" by {record.decided_by}" if record and record.decided_by else ""
-            raise ApiError(409, "AlreadyDecided", f"approval {approval} is {state}{by}")
-        uid = str(stack["metadata"].get("uid") or "")
-        word = "approved" if approved else "denied"
-        note = Wakeup(
-            stack=ref,
-            uid=uid,
-            reason="ToolCallApproved" if approved else "ToolCallDenied",
-            message=f"{caller.name} {word} tool call {approval}"
-            + (f": {request.reason}" if request.reason else ""),
-        )
-        try:
-            await protocol.wake(self.redis, note)
-        except Exception as exc:  # decided: the next scheduled tick reads it
-            logger.warning("approval %s of %s: no wake-up sent: %s", approval, ref, exc)
-        return models.DecisionResult(id=approval, state=state, decidedBy=caller.name)

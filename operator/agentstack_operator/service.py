@@ -1,4 +1,5 @@
-"""``agentstack operator``: Kopf's watch machinery plus the operator's own loops.
+"""The operator process (``agentstack operator``): Kopf's watch machinery plus the
+operator's own loops, started together and stopped together.
 
 Kopf is embedded (``kopf.operator(...)``) next to the scheduler, result folding,
 status writing, leader election and the metrics endpoint, all in one event loop. Kopf
@@ -19,11 +20,11 @@ from agentstack_core import protocol
 from agentstack_core.connection import connect
 from agentstack_core.observability import serve_http
 from agentstack_operator import metrics
-from agentstack_operator.collecting import tune_collector
 from agentstack_operator.config import OperatorConfig
+from agentstack_operator.coordinator import Operator
+from agentstack_operator.gctuning import tune_collector
 from agentstack_operator.handlers import build_registry, settings
 from agentstack_operator.kube import Kube, api_client
-from agentstack_operator.runtime import Operator
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Pause, resume and stop through the read API — as the caller, not as the API.
+"""Pause, resume and stop through the API — as the caller, not as the API.
 
 ``POST …/stacks/{name}/state`` makes the same change as ``kubectl patch`` of
 ``spec.executionState``, and it is made the same way: the API sends the merge patch to

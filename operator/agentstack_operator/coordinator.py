@@ -37,7 +37,8 @@ from typing import Any
 
 from agentstack_core import protocol
 from agentstack_core.keys import FleetKeys, StackRef
-from agentstack_core.protocol import RedisClient, TickResult, slot_of
+from agentstack_core.protocol import RedisClient, slot_of
+from agentstack_core.reasons import EventReason
 from agentstack_core.redis.publishing import delete_stack, publish_spec
 from agentstack_operator import metrics
 from agentstack_operator.config import OperatorConfig
@@ -151,7 +152,7 @@ class Operator:
             await self.kube.post_event(
                 ref,
                 uid,
-                "CleanupFailed",
+                EventReason.CLEANUP_FAILED,
                 f"released without removing its Redis keys or Jobs: {error}",
                 warning=True,
             )
@@ -194,10 +195,6 @@ class Operator:
             record.active_job = None
         if state == "Failed" and self.leadership.is_leader:
             await self.folder.job_failed(record, tick, job)
-
-    async def fold(self, results: list[TickResult]) -> None:
-        """Fold a batch of results into the index (and reschedule on back-off changes)."""
-        await self.folder.fold(results)
 
     async def _leadership_step(self) -> None:
         """On becoming leader: a fresh schedule for every stack (the current period's
