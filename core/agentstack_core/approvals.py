@@ -30,13 +30,35 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 from agentstack_core.records import JsonRecord
 
-PENDING, APPROVED, DENIED = "Pending", "Approved", "Denied"
-RUNNING, EXECUTED, EXPIRED, INTERRUPTED = "Running", "Executed", "Expired", "Interrupted"
-FINAL = (DENIED, EXECUTED, EXPIRED, INTERRUPTED)
+
+class ApprovalState(StrEnum):
+    """Where an approval record stands (the diagram above)."""
+
+    PENDING = "Pending"
+    APPROVED = "Approved"
+    DENIED = "Denied"
+    RUNNING = "Running"
+    EXECUTED = "Executed"
+    EXPIRED = "Expired"
+    INTERRUPTED = "Interrupted"
+
+    @property
+    def final(self) -> bool:
+        """No state follows it."""
+        return self in FINAL
+
+
+FINAL = frozenset(
+    {ApprovalState.DENIED, ApprovalState.EXECUTED, ApprovalState.EXPIRED, ApprovalState.INTERRUPTED}
+)
+CLAIMED, MISSING = "Claimed", "Missing"
+"""Replies of the claim and decide scripts besides a state: the claim took the call; no
+approval has that id."""
 RESULT_CHARS = 2_000
 
 
@@ -51,7 +73,7 @@ class Approval(JsonRecord):
     tick_id: str
     requested_at: float
     expires_at: float
-    state: str = PENDING
+    state: ApprovalState = ApprovalState.PENDING
     decided_by: str = ""
     decided_at: float = 0.0
     reason: str = ""
@@ -62,9 +84,9 @@ class Approval(JsonRecord):
     """Whether the asking agent has been told of its final state."""
 
     def expired(self, now: float) -> bool:
-        return self.state == PENDING and now >= self.expires_at
+        return self.state is ApprovalState.PENDING and now >= self.expires_at
 
-    def told(self, state: str | None = None, **changes: Any) -> Approval:
+    def told(self, state: ApprovalState | None = None, **changes: Any) -> Approval:
         """This record in ``state`` (default: its own), reported to the agent."""
         return replace(self, state=state or self.state, reported=True, **changes)
 

@@ -31,7 +31,7 @@ import httpx
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from agentstack_core.approvals import APPROVED, DENIED
+from agentstack_core.approvals import ApprovalState
 from agentstack_core.resource import GROUP, PLURAL, VERSION
 from agentstack_core.spec import ExecutionState
 
@@ -221,7 +221,10 @@ def approvals(session: Session, args: argparse.Namespace) -> None:
 
 def _decision(approved: bool) -> Callable[[Session, argparse.Namespace], None]:
     def command(session: Session, args: argparse.Namespace) -> None:
-        body = {"decision": APPROVED if approved else DENIED, "reason": args.reason}
+        body = {
+            "decision": ApprovalState.APPROVED if approved else ApprovalState.DENIED,
+            "reason": args.reason,
+        }
         with session.api() as http:
             path = f"{session.stack_path(args.name)}/approvals/{args.approval}"
             decided = _api_answer(http.post(path, json=body))

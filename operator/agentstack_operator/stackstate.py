@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from agentstack_core.approvals import FINAL, PENDING, Approval
+from agentstack_core.approvals import FINAL, Approval, ApprovalState
 from agentstack_core.budget import Usage, exhausted
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
@@ -292,7 +292,7 @@ def fold_result(record: StackRecord, result: TickResult) -> None:
 def apply_approvals(record: StackRecord, records: Sequence[Approval]) -> list[Event]:
     """Take the stack's approval records into ``record`` (what waits); returns an
     ``ApprovalRequested`` Event for each request not announced before."""
-    pending = [a for a in records if a.state == PENDING]
+    pending = [a for a in records if a.state == ApprovalState.PENDING]
     record.awaiting = [f"{a.id} ({a.agent}: {a.tool})" for a in pending]
     events = [
         Event(

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agentstack_core.approvals import PENDING, Approval
+from agentstack_core.approvals import Approval, ApprovalState
 from agentstack_core.context import AgentContext
 from agentstack_core.operations import AppendTrace, Operation, SaveApproval
 from agentstack_core.pricing import (
@@ -210,7 +210,7 @@ class AgentStep:
             headers={"X-Agentstack-Agent": step.agent.name, "X-Agentstack-Tick": step.tick_id},
         )
         pausing = step.spec.while_pending is WhilePending.PAUSE_AGENT
-        if pausing and any(t["state"] == PENDING for t in told):
+        if pausing and any(t["state"] == ApprovalState.PENDING for t in told):
             self.reason = StepReason.AWAITING_APPROVAL  # it sits this step out; its inbox waits
         else:
             await self.converse()

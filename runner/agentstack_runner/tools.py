@@ -38,17 +38,7 @@ from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from agentstack_core import tracing
-from agentstack_core.approvals import (
-    APPROVED,
-    EXECUTED,
-    EXPIRED,
-    INTERRUPTED,
-    PENDING,
-    RESULT_CHARS,
-    RUNNING,
-    Approval,
-    approval_id,
-)
+from agentstack_core.approvals import CLAIMED, RESULT_CHARS, Approval, ApprovalState, approval_id
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import RedisClient
 from agentstack_core.records import ToolUse
@@ -167,30 +157,34 @@ class Toolbox:
         for record in await read_approvals(client, stack):
             if record.agent != self.agent or record.reported:
                 continue
-            if record.state == PENDING and not record.expired(now):
+            if record.state == ApprovalState.PENDING and not record.expired(now):
                 self._waiting[(record.tool, record.arguments)] = record.id
                 told.append(_told(record))
                 continue
-            if record.state == PENDING:
-                record = record.told(EXPIRED)
-            elif record.state == APPROVED and record.tool not in self.offered:
+            if record.state == ApprovalState.PENDING:
+                record = record.told(ApprovalState.EXPIRED)
+            elif record.state == ApprovalState.APPROVED and record.tool not in self.offered:
                 told.append({**_told(record), "note": "approved; its server is not reachable"})
                 continue  # not claimed: a later step makes it once the server answers
-            elif record.state == APPROVED:
+            elif record.state == ApprovalState.APPROVED:
                 claimed = await claim_approval(client, stack, record.id, token=token, tick=tick)
-                if claimed == "Claimed":
+                if claimed == CLAIMED:
                     result = await self.call(
                         record.tool, orjson.loads(record.arguments), approved=True
                     )
                     uses.append(result.use)
-                    state = EXECUTED if result.use.outcome in ("ok", "error") else INTERRUPTED
+                    state = (
+                        ApprovalState.EXECUTED
+                        if result.use.outcome in ("ok", "error")
+                        else ApprovalState.INTERRUPTED
+                    )
                     record = record.told(state, run_tick=tick, result=result.text[:RESULT_CHARS])
-                elif claimed == RUNNING:
-                    record = record.told(INTERRUPTED)
+                elif claimed == ApprovalState.RUNNING:
+                    record = record.told(ApprovalState.INTERRUPTED)
                 else:
                     continue  # moved meanwhile (another step): the next look tells it
-            elif record.state == RUNNING:
-                record = record.told(INTERRUPTED)
+            elif record.state == ApprovalState.RUNNING:
+                record = record.told(ApprovalState.INTERRUPTED)
             else:
                 record = record.told()
             changed.append(record)
@@ -323,7 +317,7 @@ def _told(record: Approval) -> dict[str, Any]:
     told["state"] = record.state
     if record.reason:
         told["reason"] = record.reason
-    if record.state in (EXECUTED, INTERRUPTED):
+    if record.state in (ApprovalState.EXECUTED, ApprovalState.INTERRUPTED):
         told["result"] = record.result or "(the call was interrupted; it may not have run)"
     return told
 

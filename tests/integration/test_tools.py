@@ -15,15 +15,8 @@ from typing import Any
 
 import pytest
 
-from agentstack_core.approvals import (
-    APPROVED,
-    DENIED,
-    EXECUTED,
-    EXPIRED,
-    INTERRUPTED,
-    PENDING,
-    Approval,
-)
+from agentstack_core.approvals import Approval
+from agentstack_core.approvals import ApprovalState as State
 from agentstack_core.keys import StackKeys
 from agentstack_core.protocol import RedisClient
 from agentstack_core.redis.approvals import claim_approval as claim
@@ -207,19 +200,36 @@ async def test_a_call_needing_approval_waits_then_runs_once_when_approved(
     assert first is not None
     assert first.approvals == 1
     (waiting,) = await _approvals(aredis)
-    assert (waiting.agent, waiting.tool, waiting.state) == ("builder", "kb/lookup", PENDING)
+    assert (waiting.agent, waiting.tool, waiting.state) == (
+        "builder",
+        "kb/lookup",
+        State.PENDING,
+    )
     assert json.loads(waiting.arguments)["query"].startswith("Outline the approach")
     assert len(server.calls("lookup")) == before  # asked, not called
     artifact = json.loads(await aredis.hget(KEYS.artifacts, "t1.md"))
     assert "(awaiting-approval)" in artifact["content"]
 
-    assert await decide(aredis, STACK, waiting.id, approved=True, by="alice") == (APPROVED, True)
-    assert await decide(aredis, STACK, waiting.id, approved=False, by="bob") == (APPROVED, False)
-    assert await decide(aredis, STACK, waiting.id, approved=True, by="al") == (APPROVED, False)
+    assert await decide(aredis, STACK, waiting.id, approved=True, by="alice") == (
+        State.APPROVED,
+        True,
+    )
+    assert await decide(aredis, STACK, waiting.id, approved=False, by="bob") == (
+        State.APPROVED,
+        False,
+    )
+    assert await decide(aredis, STACK, waiting.id, approved=True, by="al") == (
+        State.APPROVED,
+        False,
+    )
 
     await make_engine(aredis).execute(request(2))
     done = next(a for a in await _approvals(aredis) if a.id == waiting.id)
-    assert (done.state, done.reported, done.run_tick) == (EXECUTED, True, "team/demo/2")
+    assert (done.state, done.reported, done.run_tick) == (
+        State.EXECUTED,
+        True,
+        "team/demo/2",
+    )
     assert done.result.startswith("Facts about Outline the approach")
     calls = [
         c
@@ -246,17 +256,17 @@ async def test_a_denied_or_expired_call_never_runs(aredis: RedisClient, server: 
     await make_engine(aredis).execute(request(1))
     (waiting,) = await _approvals(aredis)
     denial = await decide(aredis, STACK, waiting.id, approved=False, by="bob", reason="no")
-    assert denial == (DENIED, True)
+    assert denial == (State.DENIED, True)
     await make_engine(aredis).execute(request(2))
     denied = next(a for a in await _approvals(aredis) if a.id == waiting.id)
-    assert (denied.state, denied.reported, denied.decided_by) == (DENIED, True, "bob")
+    assert (denied.state, denied.reported, denied.decided_by) == (State.DENIED, True, "bob")
     # A request nobody decides expires, and a late decision cannot revive it.
-    later = [a for a in await _approvals(aredis) if a.state == PENDING]
+    later = [a for a in await _approvals(aredis) if a.state == State.PENDING]
     for record in later:
         late = await decide(
             aredis, STACK, record.id, approved=True, by="x", now=record.expires_at + 1
         )
-        assert late == (EXPIRED, True)
+        assert late == (State.EXPIRED, True)
     await make_engine(aredis).execute(request(3))
     assert [c for c in server.calls()[before:] if c["tool"] == "lookup"] == []
 
@@ -277,7 +287,7 @@ async def test_an_approved_call_interrupted_mid_step_is_never_made_again(
     before = len(server.calls("lookup"))
     await make_engine(aredis).execute(request(2))  # the tick, resumed by another runner
     record = next(a for a in await _approvals(aredis) if a.id == waiting.id)
-    assert (record.state, record.reported) == (INTERRUPTED, True)
+    assert (record.state, record.reported) == (State.INTERRUPTED, True)
     calls = [
         c
         for c in server.calls("lookup")[before:]
@@ -318,11 +328,11 @@ async def test_an_approved_call_waits_while_its_server_is_unreachable(
     await publish(aredis, _spec(down, requireApproval=True, timeoutSeconds=2), generation=2)
     await make_engine(aredis).execute(request(2, generation=2))
     still = next(a for a in await _approvals(aredis) if a.id == waiting.id)
-    assert (still.state, still.reported) == (APPROVED, False)  # not claimed, not lost
+    assert (still.state, still.reported) == (State.APPROVED, False)  # not claimed, not lost
     await publish(aredis, _spec(server.url, requireApproval=True), generation=3)
     await make_engine(aredis).execute(request(3, generation=3))
     done = next(a for a in await _approvals(aredis) if a.id == waiting.id)
-    assert done.state == EXECUTED
+    assert done.state == State.EXECUTED
 
 
 @pytest.mark.asyncio
@@ -347,7 +357,7 @@ async def test_pause_agent_makes_the_asking_agent_sit_out_until_the_decision(
     steps = [f for _id, f in await aredis.xrange(KEYS.trace) if f["tick_id"] == "team/demo/3"]
     builder = next(f for f in steps if f["agent"] == "builder")
     assert builder["reason"] == "Succeeded"
-    assert next(a for a in await _approvals(aredis) if a.id == waiting.id).state == EXECUTED
+    assert next(a for a in await _approvals(aredis) if a.id == waiting.id).state == State.EXECUTED
 
 
 @pytest.mark.asyncio

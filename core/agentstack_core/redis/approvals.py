@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from agentstack_core.approvals import APPROVED, DENIED, Approval
+from agentstack_core.approvals import Approval, ApprovalState
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import RedisClient
 from agentstack_core.redis.script import LuaScript
@@ -67,7 +67,7 @@ async def decide_approval(
         client,
         _Decide(
             id=approval,
-            decision=APPROVED if approved else DENIED,
+            decision=ApprovalState.APPROVED if approved else ApprovalState.DENIED,
             by=by,
             reason=reason,
             now=time.time() if now is None else now,

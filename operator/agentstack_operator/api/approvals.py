@@ -20,7 +20,7 @@ import logging
 from typing import Any
 
 from agentstack_core import protocol
-from agentstack_core.approvals import APPROVED
+from agentstack_core.approvals import MISSING, ApprovalState
 from agentstack_core.protocol import RedisClient, Wakeup
 from agentstack_core.reasons import EventReason
 from agentstack_core.redis.approvals import decide_approval, read_approvals
@@ -52,11 +52,11 @@ class Approvals:
         """Record the caller's decision (once: a decided or expired call is a 409), then
         wake the stack so the asking agent reads it at once."""
         ref = stack_ref(stack)
-        approved = request.decision == APPROVED
+        approved = ApprovalState(request.decision) is ApprovalState.APPROVED
         state, decided = await decide_approval(
             self.redis, ref, approval, approved=approved, by=caller.name, reason=request.reason
         )
-        if state == "Missing":
+        if state == MISSING:
             raise ApiError(404, "NotFound", f"no approval {approval!r} in {ref}")
         if not decided or state != request.decision:  # decided before, or expired
             records = {r.id: r for r in await read_approvals(self.redis, ref)}
