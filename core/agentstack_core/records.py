@@ -72,17 +72,21 @@ def encode_value(value: Any) -> str | None:
     raise TypeError(f"no record encoding for {type(value).__name__}")
 
 
-def _decode(kind: Any, text: str) -> Any:
-    """``text`` as a value of type ``kind`` (raises ValueError, TypeError or KeyError)."""
+def _decode(kind: Any, value: Any) -> Any:
+    """``value`` as a value of type ``kind``: record text (a stream field), or a JSON
+    value (a field of a JSON record; a number written as text reads as a number).
+    Raises ValueError, TypeError or KeyError."""
     origin = typing.get_origin(kind)
     if origin in (Union, types.UnionType):
         (inner,) = [arg for arg in typing.get_args(kind) if arg is not type(None)]
-        return _decode(inner, text)
+        return _decode(inner, value)
     if origin is tuple:
         element = typing.get_args(kind)[0]
-        items = json.loads(text)
+        items = json.loads(value) if isinstance(value, str) else value
         if not isinstance(items, list):
             raise ValueError("expected a JSON list")
+        if isinstance(element, type) and issubclass(element, JsonRecord):
+            return tuple(element.from_dict(item) for item in items if isinstance(item, dict))
         if isinstance(element, type) and dataclasses.is_dataclass(element):
             names = {f.name for f in dataclasses.fields(element)}
             return tuple(
@@ -90,18 +94,32 @@ def _decode(kind: Any, text: str) -> Any:
                 for item in items
                 if isinstance(item, dict)
             )
-        return tuple(element(item) for item in items)
+        return tuple(_decode(element, item) for item in items)
+    if not isinstance(value, str):
+        return _json_value(kind, value)
     if kind is bool:
-        return text in _TRUE
+        return value in _TRUE
     if kind is int:
-        return int(float(text)) if "." in text or "e" in text else int(text)
+        return int(float(value)) if "." in value or "e" in value else int(value)
     if kind is float:
-        return float(text)
+        return float(value)
     if kind is StackRef:
-        return StackRef.parse(text)
+        return StackRef.parse(value)
     if isinstance(kind, type) and issubclass(kind, StrEnum | str):
-        return kind(text)
+        return kind(value)
     raise TypeError(f"no record decoding for {kind!r}")
+
+
+def _json_value(kind: Any, value: Any) -> Any:
+    """A JSON number or boolean as a value of type ``kind``."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is float and number:
+        return float(value)
+    if kind is int and number:
+        return int(value)
+    if kind is bool and isinstance(value, bool):
+        return value
+    raise TypeError(f"{value!r} is not a {kind}")
 
 
 def _required(field: dataclasses.Field[Any]) -> bool:
@@ -304,7 +322,7 @@ class JsonRecord:
             if key not in data or data[key] is None:
                 continue
             try:
-                values[field.name] = _coerce(hints[field.name], data[key])
+                values[field.name] = _decode(hints[field.name], data[key])
             except (ValueError, TypeError, KeyError, RecordError) as exc:
                 if _required(field):
                     raise RecordError(f"{cls.__name__}.{key}: {exc}") from exc
@@ -320,30 +338,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_plain(item) for item in value]
     return value
-
-
-def _coerce(kind: Any, value: Any) -> Any:
-    """A JSON value as a value of type ``kind``."""
-    if isinstance(value, str):
-        return value if kind is str else _decode(kind, value)
-    origin = typing.get_origin(kind)
-    if origin in (Union, types.UnionType):
-        (inner,) = [arg for arg in typing.get_args(kind) if arg is not type(None)]
-        return _coerce(inner, value)
-    if origin is tuple:
-        element = typing.get_args(kind)[0]
-        if not isinstance(value, list):
-            raise ValueError("expected a JSON list")
-        if isinstance(element, type) and issubclass(element, JsonRecord):
-            return tuple(element.from_dict(item) for item in value if isinstance(item, dict))
-        return tuple(_coerce(element, item) for item in value)
-    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if kind is int and isinstance(value, int | float) and not isinstance(value, bool):
-        return int(value)
-    if kind is bool and isinstance(value, bool):
-        return value
-    raise TypeError(f"{value!r} is not a {kind}")
 
 
 class TaskStatus(StrEnum):

@@ -9,10 +9,14 @@ from hypothesis import strategies as st
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import Outcome, TickRequest, TickResult
 from agentstack_core.records import (
+    ArtifactRecord,
+    ArtifactStatus,
     Attempt,
     FeedRecord,
+    InputOutcome,
     MessageRecord,
     RecordError,
+    StepRecord,
     TickRecord,
     TraceRecord,
 )
@@ -129,3 +133,42 @@ def test_a_result_keeps_the_wire_format_runners_and_operators_already_speak() ->
     assert fields["progressed"] == "true"
     assert fields["finished_at"] == "12.5"
     assert TickResult.from_fields(fields) == result
+
+
+@given(
+    content=text,
+    version=counts,
+    updated=floats,
+    task=st.none() | text,
+    status=st.sampled_from(list(ArtifactStatus)),
+)
+def test_a_json_record_round_trips(
+    content: str, version: int, updated: float, task: str | None, status: ArtifactStatus
+) -> None:
+    artifact = ArtifactRecord(
+        content=content, version=version, updated_at=updated, task_id=task, status=status
+    )
+    assert ArtifactRecord.from_json(artifact.to_json()) == artifact
+    step = StepRecord(agent="a", role="r", outcome="Failed", reason="X", tool_problems=(content,))
+    assert StepRecord.from_json(step.to_json()) == step
+
+
+def test_a_json_record_of_an_older_shape_reads_with_defaults() -> None:
+    """Numbers written as text read as numbers; what does not parse takes its default;
+    a key of another version is ignored; absent is None, never written as null."""
+    old = ArtifactRecord.from_json(
+        '{"status": "approved", "version": "3", "updated_at": "soon", "task_id": null,'
+        ' "content": "# x", "shiny": true}'
+    )
+    assert old == ArtifactRecord(content="# x", version=3)
+    assert "task_id" not in ArtifactRecord(content="c").to_json()
+
+
+def test_a_json_record_missing_what_it_needs_is_an_error() -> None:
+    with pytest.raises(RecordError, match="InputOutcome"):
+        InputOutcome.from_json('{"agent": "a"}')
+    with pytest.raises(RecordError, match="expected a JSON object"):
+        InputOutcome.from_json("[]")
+    with pytest.raises(RecordError, match="not JSON"):
+        InputOutcome.from_json("{")
+    assert InputOutcome.from_json('{"agent": "a", "tickId": "t", "at": 2}').at == 2.0
