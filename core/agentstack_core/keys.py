@@ -125,6 +125,14 @@ class StackKeys:
         return f"{self.tag}:inbox:{agent}"
 
     @property
+    def archive(self) -> str:
+        """Stream: what left the working set or passed through a capped stream — closed
+        tasks, artifact versions, inputs, messages, feed posts, consolidation notes —
+        kept for recall and search (:class:`~agentstack_core.records.ArchiveRecord`),
+        capped at :data:`~agentstack_core.retention.ARCHIVE_MAXLEN`."""
+        return f"{self.tag}:archive"
+
+    @property
     def inputs(self) -> str:
         """Stream: every input people or systems sent the stack (its number, agent,
         sender and content), capped: the inputs' log, newest last."""

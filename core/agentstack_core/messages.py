@@ -80,6 +80,10 @@ class TickResult(Record):
     cost_needed: int = 0
     """Nano-dollars a call refused by the dollar budget needed at the least (0: none
     was refused); the stack's budget counts as spent while less is left."""
+    idle: str = ""
+    """Why a tick that succeeded made no progress: a
+    :class:`~agentstack_core.reasons.StallReason` (empty: it progressed, or it did not
+    succeed)."""
 
     @property
     def duration(self) -> float:
@@ -102,6 +106,7 @@ class TickResult(Record):
             runner=self.runner,
             cost=self.cost,
             unpriced=self.unpriced,
+            idle=self.idle,
         )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from agentstack_core.approvals import Approval
 from agentstack_core.records import (
+    ArchiveRecord,
     ArtifactRecord,
     FeedRecord,
     InputOutcome,
@@ -51,6 +52,20 @@ class SaveArtifact:
 
     name: str
     artifact: ArtifactRecord
+
+
+@dataclass(frozen=True)
+class RemoveArtifact:
+    """An artifact leaves the current artifacts (its versions stay in the archive)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Archive:
+    """An item kept in the stack's archive, for recall and search."""
+
+    entry: ArchiveRecord
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,8 @@ Operation = (
     | Remember
     | Forget
     | SaveArtifact
+    | RemoveArtifact
+    | Archive
     | SavePlan
     | Post
     | AdvanceCursor

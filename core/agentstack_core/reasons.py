@@ -98,6 +98,18 @@ class StepReason(StrEnum):
         return self in (StepReason.SUCCEEDED, StepReason.AWAITING_APPROVAL)
 
 
+class StallReason(StrEnum):
+    """Why a tick (or a step) made no progress: the ``Stalled`` condition's reason once
+    too many idle ticks come in a row."""
+
+    NOTHING_TO_DO = "NothingToDo"
+    """No agent asked for a change of shared work."""
+    ACTIONS_REFUSED = "ActionsRefused"
+    """What agents asked for was refused (the trace says why)."""
+    PLAN_FULL = "PlanFull"
+    """New tasks were refused: the plan holds as many open tasks as it may."""
+
+
 class Phase(StrEnum):
     """The one-word summary in ``status.phase`` (for the printer column and the
     ``agentstack_stacks`` gauge; logic reads conditions)."""

@@ -189,6 +189,9 @@ class TickRecord(Record):
     """Nano-dollars of the tick's priced LLM calls."""
     unpriced: int = 0
     """LLM calls of models without a price (then the tick's cost is unknown)."""
+    idle: str = ""
+    """Why a tick that succeeded made no progress (a
+    :class:`~agentstack_core.reasons.StallReason`; empty: it progressed)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,6 +246,9 @@ class TraceRecord(Record):
     """Nano-dollars of the step's priced LLM calls."""
     unpriced: int = 0
     """The step's LLM calls of models without a price (its cost is then unknown)."""
+    idle: str = ""
+    """Why a step that succeeded changed no shared work (a
+    :class:`~agentstack_core.reasons.StallReason`; empty: it did)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,9 +319,13 @@ class JsonRecord:
             raise RecordError(f"{cls.__name__}: expected a JSON object")
         return cls.from_dict(data)
 
+    _hints: ClassVar[dict[type, dict[str, Any]]] = {}
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        hints = typing.get_type_hints(cls)
+        hints = JsonRecord._hints.get(cls)
+        if hints is None:  # resolving annotations costs more than decoding a record
+            hints = JsonRecord._hints[cls] = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):  # type: ignore[arg-type]
             key = field.metadata.get("key", field.name)
@@ -345,6 +355,12 @@ class TaskStatus(StrEnum):
     DOING = "doing"
     REVIEW = "review"
     DONE = "done"
+    DROPPED = "dropped"
+
+    @property
+    def open(self) -> bool:
+        """Open work stays in the plan; a done or dropped task leaves it for the archive."""
+        return self not in (TaskStatus.DONE, TaskStatus.DROPPED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,6 +422,8 @@ class StepRecord(JsonRecord):
     """The step's LLM calls of models without a price."""
     cost_needed: int = 0
     """Nano-dollars the call the dollar budget refused needed at the least (0: none)."""
+    idle: str = ""
+    """Why the step, having succeeded, changed no shared work (empty: it did)."""
 
     @property
     def failed(self) -> bool:
@@ -435,3 +453,32 @@ class PublishedSpec(Record):
     state: str
     """``executionState`` as published."""
     uid: str = ""
+
+
+class ArchiveKind(StrEnum):
+    TASK = "task"
+    """A task that left the plan (done or dropped)."""
+    ARTIFACT = "artifact"
+    """One version of an artifact, as written."""
+    INPUT = "input"
+    MESSAGE = "message"
+    POST = "post"
+    NOTE = "note"
+    """A consolidation note of the long-term memory."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchiveRecord(Record):
+    """One item of the stack's archive: what left the working set (or never was in
+    it), kept to be recalled and searched after the capped streams have moved on."""
+
+    kind: ArchiveKind = ArchiveKind.NOTE
+    ref: str = ""
+    """What it is within its kind: a task id, ``name@vN``, ``#N`` of an input, the
+    recipient of a message."""
+    agent: str = ""
+    """Who wrote or sent it."""
+    tick_id: str = ""
+    at: float | None = None
+    text: str = ""
+    """What was said or written: what search and recall read."""

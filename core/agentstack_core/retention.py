@@ -13,6 +13,9 @@ FEED_MAXLEN = 1_000
 INBOX_MAXLEN = 1_000
 INPUTS_MAXLEN = 1_000
 """Inputs kept in a stack's inputs log (and outcomes kept: the same newest numbers)."""
+ARCHIVE_MAXLEN = 10_000
+"""Archive items kept per stack (closed tasks, artifact versions, inputs, messages,
+feed posts, notes)."""
 HISTORY_MAXLEN = 1_000
 DONE_WINDOW = 256
 """Finished tick ids remembered per stack: enough for any re-dispatch of recent slots."""

@@ -183,6 +183,23 @@ class IdleBackoff:
 
 
 @dataclass(frozen=True)
+class MemoryPolicy:
+    """How much of the stack's state one agent's prompt carries (``spec.memory``).
+
+    The state an agent is shown is its *working set*: open work first (the plan's open
+    tasks, artifacts waiting for a review or a revision, its unread inbox), then the
+    newest of the rest (its memory, the recent feed, finished artifacts), until the
+    budget is spent; what does not fit is counted, never silently dropped, and stays
+    in the stack's archive. So a prompt — and a tick's cost — stays flat however long
+    the stack lives.
+    """
+
+    context_tokens: int = 4000
+    """The most the state in one agent's prompt may take, in tokens (estimated at four
+    characters a token)."""
+
+
+@dataclass(frozen=True)
 class StackSpec:
     goal: str
     agents: tuple[AgentSpec, ...]
@@ -204,6 +221,10 @@ class StackSpec:
     approval_timeout_seconds: float = 3600.0
     """A call waiting for approval longer than this expires (it never runs)."""
     while_pending: WhilePending = WhilePending.CONTINUE
+    memory: MemoryPolicy = field(default_factory=MemoryPolicy)
+    stalled_after_idle_ticks: int = 10
+    """Idle ticks in a row (no agent changed anything) after which the stack is
+    ``Stalled``."""
 
     @property
     def providers_used(self) -> tuple[str, ...]:
@@ -371,6 +392,14 @@ def _tool_servers(
     return tuple(servers)
 
 
+def _memory(raw: Any) -> MemoryPolicy:
+    if not raw:
+        return MemoryPolicy()
+    return MemoryPolicy(
+        context_tokens=int(raw.get("contextTokens", MemoryPolicy().context_tokens)),
+    )
+
+
 def execution_state_of(raw: dict[str, Any]) -> ExecutionState:
     """The state a manifest asks for, even when the rest of it does not parse."""
     try:
@@ -420,6 +449,10 @@ def parse_spec(raw: dict[str, Any]) -> StackSpec:
             ),
             approval_timeout_seconds=float(
                 (raw.get("tools") or {}).get("approvalTimeoutSeconds", d.approval_timeout_seconds)
+            ),
+            memory=_memory(raw.get("memory")),
+            stalled_after_idle_ticks=int(
+                raw.get("stalledAfterIdleTicks", d.stalled_after_idle_ticks)
             ),
         )
     except (TypeError, ValueError, KeyError) as exc:

@@ -6,7 +6,8 @@ each action is one of:
 ``send_message``     ``{to, content}`` — into another agent's inbox (kept across restarts)
 ``update_memory``    ``{key, value}`` — the agent's own working memory (``value: null`` forgets)
 ``write_artifact``   ``{name, content, task_id?}`` — create or revise a named artifact
-``update_plan``      ``{tasks: [{id, title, status, note?}]}`` — replace or upsert plan tasks
+``update_plan``      ``{tasks: [{id, title, status, note?}]}`` — add or change tasks; a task
+                     set ``done`` or ``dropped`` leaves the plan for the archive
 ``review_artifact``  ``{name, verdict: accept|revise, feedback}`` — accept or send back
 ``post_update``      ``{content}`` — a progress note on the stack's feed, for people
 
@@ -31,7 +32,7 @@ MAX_TASKS = 50
 
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][\w .\-/]*$")]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_CONTENT_CHARS)]
-TaskStatus = Literal["todo", "doing", "review", "done"]
+TaskStatus = Literal["todo", "doing", "review", "done", "dropped"]
 
 
 class _Action(BaseModel):
@@ -152,7 +153,8 @@ Actions (at most 16):
 {"type": "update_memory", "key": "<name>", "value": "<text or null to forget>"}
 {"type": "write_artifact", "name": "<file name>", "content": "<text>", "task_id": "<task id>"}
 {"type": "update_plan", "tasks": [{"id": "t1", "title": "<text>", "status": "<status>"}]}
-  (status: todo, doing, review or done)
+  (status: todo, doing, review, done or dropped; the plan holds open work: a task set
+  done or dropped leaves it, and stays in the stack's archive)
 {"type": "review_artifact", "name": "<artifact>", "verdict": "accept|revise", "feedback": "<text>"}
 {"type": "post_update", "content": "<progress note for people>"}
 {"type": "call_tool", "tool": "<server/tool>", "arguments": {<as its input_schema says>}}

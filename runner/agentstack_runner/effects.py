@@ -16,23 +16,28 @@ the same reply sees what an earlier one changed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agentstack_core.context import AgentContext
+from agentstack_core.context import AgentContext, InboxMessage
 from agentstack_core.operations import (
     AdvanceCursor,
+    Archive,
     Deliver,
     Forget,
     MarkInputRead,
     Operation,
     Post,
     Remember,
+    RemoveArtifact,
     SaveArtifact,
     SavePlan,
 )
+from agentstack_core.reasons import StallReason
 from agentstack_core.records import (
+    ArchiveKind,
+    ArchiveRecord,
     ArtifactRecord,
     ArtifactStatus,
     FeedRecord,
@@ -56,6 +61,10 @@ from agentstack_runner.actions import (
 MAX_MEMORY_KEYS = 100
 MAX_PLAN_TASKS = 200
 MAX_ARTIFACTS = 500
+"""Current artifacts at the most (open ones and the newest finished ones)."""
+ACCEPTED_KEPT = 25
+"""Accepted artifacts kept current (and so in the working set's reach); older ones are
+retired to the archive."""
 
 
 @dataclass
@@ -66,11 +75,23 @@ class Effects:
     refused: list[str] = field(default_factory=list)
     """One line per refused action: what and why."""
     progressed: bool = False
-    """Whether shared work moved: a message, an artifact, the plan or a review.
+    """Whether shared work moved: a message, an artifact, a task of the plan, a review.
 
-    Memory notes and feed posts alone do not count: a team that only reports "nothing
-    to do" is idle, and the operator backs its interval off.
+    Memory notes and feed posts alone do not count, nor an action that was refused: a
+    team that only reports "nothing to do", or whose every action bounces, is idle —
+    the operator backs its interval off, and after a while reports it Stalled.
     """
+    plan_full: bool = False
+    """A new task was refused because the plan holds :data:`MAX_PLAN_TASKS` open ones."""
+
+    @property
+    def idle(self) -> StallReason | None:
+        """Why the step made no progress (``None``: it did)."""
+        if self.progressed:
+            return None
+        if self.plan_full:
+            return StallReason.PLAN_FULL
+        return StallReason.ACTIONS_REFUSED if self.refused else StallReason.NOTHING_TO_DO
 
 
 class _Planner:
@@ -95,6 +116,12 @@ class _Planner:
             return None
         return next((i for i, task in enumerate(self.plan) if task.id == task_id), None)
 
+    def _archive(self, kind: ArchiveKind, ref: str, text: str) -> None:
+        entry = ArchiveRecord(
+            kind=kind, ref=ref, agent=self.agent, tick_id=self.tick_id, at=self.now, text=text
+        )
+        self.effects.operations.append(Archive(entry))
+
     def send_message(self, action: SendMessage) -> None:
         if action.to not in self.team or action.to == self.agent:
             self.effects.refused.append(f"send_message to {action.to!r}: not a teammate")
@@ -103,6 +130,7 @@ class _Planner:
             sender=self.agent, content=action.content, tick_id=self.tick_id, at=self.now
         )
         self.effects.operations.append(Deliver(to=action.to, message=message))
+        self._archive(ArchiveKind.MESSAGE, action.to, action.content)
         self.effects.applied.append(f"message to {action.to}")
         self.effects.progressed = True
 
@@ -136,23 +164,47 @@ class _Planner:
             updated_at=self.now,
         )
         self._save(action.name, artifact)
+        self._archive(ArchiveKind.ARTIFACT, f"{action.name}@v{artifact.version}", action.content)
         self.effects.applied.append(f"wrote {action.name} v{artifact.version}")
         self.effects.progressed = True
 
+    def _retire(self) -> None:
+        """Finished artifacts beyond the newest :data:`ACCEPTED_KEPT` leave the current
+        artifacts (their versions are in the archive): what every step reads stays
+        small however much the team has delivered."""
+        accepted = sorted(
+            (record.updated_at, name)
+            for name, record in self.artifacts.items()
+            if record.status is ArtifactStatus.ACCEPTED
+        )
+        for _at, name in accepted[: max(0, len(accepted) - ACCEPTED_KEPT)]:
+            del self.artifacts[name]
+            self.effects.operations.append(RemoveArtifact(name))
+            self.effects.applied.append(f"retired {name}")
+
     def update_plan(self, action: UpdatePlan) -> None:
+        changed = 0
         for new in action.tasks:
             task = TaskRecord.from_dict(new.model_dump(exclude_none=True))
             position = self._task_index(new.id)
             if position is not None:
+                if self.plan[position] == task:
+                    continue  # as it was: nothing moved
                 self.plan[position] = task
-            elif len(self.plan) >= MAX_PLAN_TASKS:
+            elif not task.status.open:
+                self.effects.refused.append(f"update_plan {new.id!r}: no such open task")
+                continue
+            elif sum(1 for t in self.plan if t.status.open) >= MAX_PLAN_TASKS:
                 self.effects.refused.append(f"update_plan {new.id!r}: plan is full")
+                self.effects.plan_full = True
                 continue
             else:
                 self.plan.append(task)
+            changed += 1
+        if changed:
             self.plan_changed = True
-        self.effects.applied.append(f"plan: {len(action.tasks)} task(s)")
-        self.effects.progressed = True
+            self.effects.applied.append(f"plan: {changed} task(s)")
+            self.effects.progressed = True
 
     def review_artifact(self, action: ReviewArtifact) -> None:
         reviewed = self.artifacts.get(action.name)
@@ -191,22 +243,29 @@ class _Planner:
             agent=self.agent, content=action.content, tick_id=self.tick_id, at=self.now
         )
         self.effects.operations.append(Post(entry=entry))
+        self._archive(ArchiveKind.POST, "feed", action.content)
         self.effects.applied.append("posted an update")
 
     def _save(self, name: str, artifact: ArtifactRecord) -> None:
         self.artifacts[name] = artifact
         self.effects.operations.append(SaveArtifact(name=name, artifact=artifact))
 
-    def finish(self, context: AgentContext) -> Effects:
-        """The step's closing operations: the plan as changed, and the inbox read."""
+    def finish(self, read: Sequence[InboxMessage]) -> Effects:
+        """The step's closing operations: the plan as changed (its closed tasks leave it
+        for the archive), and the inbox read."""
         effects = self.effects
+        self._retire()
         if self.plan_changed:
-            effects.operations.append(SavePlan(tasks=tuple(self.plan)))
-        if context.inbox:
-            effects.operations.append(
-                AdvanceCursor(agent=self.agent, message_id=context.inbox[-1].id)
-            )
-        for message in context.inbox:
+            for task in self.plan:
+                if not task.status.open:
+                    note = f": {task.note}" if task.note else ""
+                    self._archive(ArchiveKind.TASK, task.id, f"{task.title} ({task.status}){note}")
+                    effects.applied.append(f"closed {task.id} ({task.status})")
+            open_tasks = tuple(task for task in self.plan if task.status.open)
+            effects.operations.append(SavePlan(tasks=open_tasks))
+        if read:
+            effects.operations.append(AdvanceCursor(agent=self.agent, message_id=read[-1].id))
+        for message in read:
             if message.input:
                 outcome = InputOutcome(agent=self.agent, tick_id=self.tick_id, at=self.now)
                 effects.operations.append(MarkInputRead(number=message.input, outcome=outcome))
@@ -221,10 +280,12 @@ def plan_effects(
     tick_id: str,
     reply: Reply,
     context: AgentContext,
+    read: Sequence[InboxMessage],
     now: float | None = None,
 ) -> Effects:
-    """Translate ``reply``'s actions into domain operations against ``context``."""
+    """Translate ``reply``'s actions into domain operations against ``context``; the
+    agent has read the inbox messages ``read`` (those its prompt showed)."""
     planner = _Planner(agent, team, tick_id, context, time.time() if now is None else now)
     for action in reply.actions:
         planner.apply(action)
-    return planner.finish(context)
+    return planner.finish(read)

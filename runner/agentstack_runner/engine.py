@@ -48,7 +48,7 @@ from agentstack_core.budget import Usage, cost_left, exhausted
 from agentstack_core.context import AgentContext
 from agentstack_core.pricing import PriceTable
 from agentstack_core.protocol import RedisClient, TickRequest, TickResult
-from agentstack_core.reasons import DropReason, Outcome, TickReason
+from agentstack_core.reasons import DropReason, Outcome, StallReason, TickReason
 from agentstack_core.records import StepRecord
 from agentstack_core.redis.errors import LeaseLostError, StackGoneError
 from agentstack_core.redis.tick import Finished, TickStart, TickStore, lease_prefix, lease_token
@@ -129,6 +129,18 @@ def _admit(start: TickStart, request: TickRequest, now: float) -> StackSpec:
     if spent is not None:
         raise _DropError(DropReason.BUDGET_EXCEEDED, spent)
     return spec
+
+
+def _idle(records: Sequence[StepRecord]) -> str:
+    """Why a tick made no progress, from its steps (empty: one of them progressed): a
+    full plan is the most telling, then refused actions, then nothing to do."""
+    if any(record.progressed for record in records):
+        return ""
+    reasons = {record.idle for record in records}
+    for reason in (StallReason.PLAN_FULL, StallReason.ACTIONS_REFUSED):
+        if reason in reasons:
+            return reason
+    return StallReason.NOTHING_TO_DO
 
 
 def _next_to_run(spec: StackSpec, position: int, committed: Collection[str]) -> str | None:
@@ -299,6 +311,7 @@ class Engine:
             cost=sum(record.cost for record in records),
             unpriced=sum(record.unpriced for record in records),
             cost_needed=needed,
+            idle=_idle(records) if outcome is Outcome.SUCCEEDED else "",
         )
         finished = await store.finish_tick(result=result, token=token)
         if finished is Finished.RECORDED:

@@ -17,10 +17,9 @@ from typing import Any
 
 import orjson
 
-from agentstack_core.context import AgentContext, InboxMessage
-from agentstack_core.records import ArtifactRecord, ArtifactStatus
 from agentstack_core.spec import AgentSpec, StackSpec
 from agentstack_runner.actions import SCHEMA_HINT
+from agentstack_runner.workingset import WorkingSet
 
 ROLE_PROMPTS = {
     "planner": (
@@ -44,11 +43,6 @@ ROLE_PROMPTS = {
     ),
 }
 
-ARTIFACT_PREVIEW_CHARS = 1_500
-ARTIFACTS_IN_CONTEXT = 12
-"""Artifacts shown per prompt: those awaiting review or revision first, then the most
-recently updated. Without a bound, every prompt of a long-lived stack grows with all the
-work it ever produced (and so do tokens and runner CPU)."""
 _BLOCK_START = "```json\n"
 _BLOCK_END = "\n```"
 _RESULTS_START = "```tool-results\n"
@@ -63,64 +57,34 @@ def system_prompt(agent: AgentSpec) -> str:
 def context_document(
     spec: StackSpec,
     agent: AgentSpec,
-    context: AgentContext,
+    shown: WorkingSet,
     *,
     stack: str,
     tick_id: str,
     tools: list[dict[str, Any]] | None = None,
     approvals: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The agent's view as plain data (also what the scripted provider reads); ``tools``:
-    the tools it may call (name, description, input schema), listed only when there are;
-    ``approvals``: its tool calls that wait for a person, or were decided since it last
-    looked (and the results of approved ones, run just now)."""
+    """The agent's view as plain data (also what the scripted provider reads): the
+    stack, its goal and team, and its working set (``shown``, with ``omitted`` counts
+    when something did not fit); ``tools``: the tools it may call (name, description,
+    input schema), listed only when there are; ``approvals``: its tool calls that wait
+    for a person, or were decided since it last looked (and the results of approved
+    ones, run just now)."""
     document: dict[str, Any] = {
         "stack": stack,
         "tick": tick_id,
         "goal": spec.goal,
         "agent": {"name": agent.name, "role": agent.role},
         "team": [{"name": member.name, "role": member.role} for member in spec.agents],
-        "plan": [task.to_dict() for task in context.plan],
-        "artifacts": [
-            {
-                "name": name,
-                "status": record.status,
-                "version": record.version,
-                "author": record.author,
-                "task_id": record.task_id,
-                "feedback": record.feedback,
-                "content": record.content[:ARTIFACT_PREVIEW_CHARS],
-            }
-            for name, record in _relevant(context.artifacts)
-        ],
-        "recent_updates": context.feed,
-        "memory": context.memory,
-        "inbox": [_inbox_entry(m) for m in context.inbox],
+        **shown.sections(),
     }
+    if shown.omitted:
+        document["omitted"] = dict(sorted(shown.omitted.items()))
     if tools:
         document["tools"] = tools
     if approvals:
         document["approvals"] = approvals
     return document
-
-
-def _inbox_entry(message: InboxMessage) -> dict[str, Any]:
-    """A message as the agent sees it; an input (from a person or a system, not a
-    teammate) carries its number."""
-    entry: dict[str, Any] = {"from": message.sender, "content": message.content}
-    if message.input:
-        entry["input"] = message.input
-    return entry
-
-
-def _relevant(artifacts: dict[str, ArtifactRecord]) -> list[tuple[str, ArtifactRecord]]:
-    def rank(item: tuple[str, ArtifactRecord]) -> tuple[bool, float]:
-        _name, record = item
-        pending = record.status in (ArtifactStatus.REVIEW, ArtifactStatus.REVISE)
-        return (not pending, -record.updated_at)
-
-    chosen = sorted(artifacts.items(), key=rank)[:ARTIFACTS_IN_CONTEXT]
-    return sorted(chosen)
 
 
 def render_context(document: dict[str, Any]) -> str:

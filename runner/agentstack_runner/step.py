@@ -23,11 +23,12 @@ it stopped) lives on the object, each field set by one method.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agentstack_core.approvals import Approval, ApprovalState
-from agentstack_core.context import AgentContext
+from agentstack_core.context import AgentContext, InboxMessage
 from agentstack_core.operations import AppendTrace, Operation, SaveApproval
 from agentstack_core.pricing import (
     NANOS_PER_USD,
@@ -60,6 +61,7 @@ from agentstack_runner.tools import (
     Offer,
     Toolbox,
 )
+from agentstack_runner.workingset import working_set
 
 REPAIR_ECHO_CHARS = 2_000
 TRACE_TEXT_CHARS = 500
@@ -189,10 +191,11 @@ class AgentStep:
         )
         offer = await step.toolbox.offer() if step.toolbox is not None else Offer()
         told, settled = await self.settle_approvals()
+        shown = working_set(context, step.spec.memory.context_tokens)
         document = context_document(
             step.spec,
             step.agent,
-            context,
+            shown,
             stack=str(step.store.stack),
             tick_id=step.tick_id,
             tools=[tool.for_prompt() for tool in offer.tools],
@@ -214,7 +217,9 @@ class AgentStep:
             self.reason = StepReason.AWAITING_APPROVAL  # it sits this step out; its inbox waits
         else:
             await self.converse()
-        record, following = await self.commit(context, summary(document), settled, offer, started)
+        record, following = await self.commit(
+            context, shown.inbox, summary(document), settled, offer, started
+        )
         metrics.STEP_DURATION.labels(metrics.role_label(step.agent.role), record.outcome).observe(
             time.monotonic() - started
         )
@@ -347,8 +352,9 @@ class AgentStep:
             raise BudgetSpentError("dollar", needed)
         return replace(request, max_tokens=fits)
 
-    def effects(self, context: AgentContext) -> Effects:
-        """The domain operations of the actions the step's replies took."""
+    def effects(self, context: AgentContext, read: Sequence[InboxMessage]) -> Effects:
+        """The domain operations of the actions the step's replies took (having read
+        the inbox messages ``read``)."""
         if self.reply is None or self.reason is not StepReason.SUCCEEDED:
             return Effects()
         step = self.step
@@ -358,11 +364,13 @@ class AgentStep:
             tick_id=step.tick_id,
             reply=Reply(thought=self.reply.thought, actions=self.actions),
             context=context,
+            read=read,
         )
 
     async def commit(
         self,
         context: AgentContext,
+        read: Sequence[InboxMessage],
         prompt: str,
         settled: list[Approval],
         offer: Offer,
@@ -371,7 +379,7 @@ class AgentStep:
         """Commit the step's operations, its trace entry and its record, at once."""
         step = self.step
         agent = step.agent
-        effects = self.effects(context)
+        effects = self.effects(context, read)
         requested = step.toolbox.requested if step.toolbox is not None else []
         taken = self.reason.taken
         record = StepRecord(
@@ -395,6 +403,7 @@ class AgentStep:
             cost=self.bill.cost,
             unpriced=self.bill.unpriced,
             cost_needed=self.needed,
+            idle=(effects.idle or "") if self.reason is StepReason.SUCCEEDED else "",
         )
         operations: list[Operation] = [
             *effects.operations,
@@ -439,4 +448,5 @@ class AgentStep:
             at=time.time(),
             cost=self.bill.cost,
             unpriced=self.bill.unpriced,
+            idle=record.idle,
         )

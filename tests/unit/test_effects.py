@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 import json
+from typing import TypeVar
 
 from agentstack_core.context import AgentContext, InboxMessage
-from agentstack_core.operations import AdvanceCursor, Deliver, SaveArtifact, SavePlan
-from agentstack_core.records import ArtifactRecord, ArtifactStatus, TaskRecord, TaskStatus
+from agentstack_core.operations import (
+    AdvanceCursor,
+    Archive,
+    Deliver,
+    MarkInputRead,
+    RemoveArtifact,
+    SaveArtifact,
+    SavePlan,
+)
+from agentstack_core.reasons import StallReason
+from agentstack_core.records import (
+    ArchiveKind,
+    ArtifactRecord,
+    ArtifactStatus,
+    TaskRecord,
+    TaskStatus,
+)
 from agentstack_runner.actions import parse_reply
-from agentstack_runner.effects import MAX_MEMORY_KEYS, Effects, plan_effects
+from agentstack_runner.effects import (
+    ACCEPTED_KEPT,
+    MAX_ARTIFACTS,
+    MAX_MEMORY_KEYS,
+    MAX_PLAN_TASKS,
+    Effects,
+    plan_effects,
+)
 
+T = TypeVar("T")
 TEAM = ("planner", "builder", "reviewer")
 
 
@@ -28,14 +52,20 @@ def _context(**overrides: object) -> AgentContext:
 def _effects(
     agent: str, actions: list[dict[str, object]], context: AgentContext | None = None
 ) -> Effects:
+    context = context or _context()
     return plan_effects(
         agent=agent,
         team=TEAM,
         tick_id="team/demo/1",
         reply=parse_reply(json.dumps({"actions": actions})),
-        context=context or _context(),
+        context=context,
+        read=context.inbox,
         now=1.0,
     )
+
+
+def _of(effects: Effects, kind: type[T]) -> list[T]:
+    return [op for op in effects.operations if isinstance(op, kind)]
 
 
 def test_messages_go_to_teammates_only() -> None:
@@ -49,8 +79,7 @@ def test_messages_go_to_teammates_only() -> None:
     )
     assert effects.applied == ["message to builder"]
     assert len(effects.refused) == 2
-    (delivered,) = effects.operations
-    assert isinstance(delivered, Deliver)
+    (delivered,) = _of(effects, Deliver)
     assert (delivered.to, delivered.message.sender) == ("builder", "planner")
     assert effects.progressed
 
@@ -106,3 +135,120 @@ def test_consumed_inbox_advances_the_cursor() -> None:
     )
     effects = _effects("builder", [], context)
     assert effects.operations == [AdvanceCursor(agent="builder", message_id="9-1")]
+
+
+def test_a_closed_task_leaves_the_plan_for_the_archive() -> None:
+    context = _context(
+        plan=(
+            TaskRecord(id="t1", title="draft", status=TaskStatus.REVIEW),
+            TaskRecord(id="t2", title="polish"),
+            TaskRecord(id="t3", title="ship"),
+        ),
+        artifacts={"t1.md": ArtifactRecord(content="x", version=1, task_id="t1")},
+    )
+    effects = _effects(
+        "reviewer",
+        [
+            {"type": "review_artifact", "name": "t1.md", "verdict": "accept"},
+            {
+                "type": "update_plan",
+                "tasks": [{"id": "t2", "title": "polish", "status": "dropped"}],
+            },
+        ],
+        context,
+    )
+    (plan,) = _of(effects, SavePlan)
+    assert [task.id for task in plan.tasks] == ["t3"]  # open work only
+    archived = {(a.entry.kind, a.entry.ref): a.entry.text for a in _of(effects, Archive)}
+    assert archived == {
+        (ArchiveKind.TASK, "t1"): "draft (done)",
+        (ArchiveKind.TASK, "t2"): "polish (dropped)",
+    }
+    assert "closed t1 (done)" in effects.applied
+    assert effects.progressed
+
+
+def test_a_full_plan_refuses_new_tasks_and_the_step_is_idle_for_it() -> None:
+    full = _context(plan=tuple(TaskRecord(id=f"t{n}", title="x") for n in range(MAX_PLAN_TASKS)))
+    effects = _effects(
+        "planner",
+        [{"type": "update_plan", "tasks": [{"id": "new", "title": "more", "status": "todo"}]}],
+        full,
+    )
+    assert effects.refused == ["update_plan 'new': plan is full"]
+    assert _of(effects, SavePlan) == []
+    assert not effects.progressed
+    assert effects.idle is StallReason.PLAN_FULL
+
+
+def test_an_update_that_changes_nothing_is_no_progress() -> None:
+    context = _context(plan=(TaskRecord(id="t1", title="draft"),))
+    same = [{"type": "update_plan", "tasks": [{"id": "t1", "title": "draft", "status": "todo"}]}]
+    effects = _effects("planner", same, context)
+    assert (effects.applied, effects.progressed) == ([], False)
+    assert effects.idle is StallReason.NOTHING_TO_DO
+    refused = _effects("planner", [{"type": "send_message", "to": "ghost", "content": "?"}])
+    assert refused.idle is StallReason.ACTIONS_REFUSED
+
+
+def test_work_is_archived_as_it_is_done() -> None:
+    effects = _effects(
+        "builder",
+        [
+            {"type": "write_artifact", "name": "a.md", "content": "# A"},
+            {"type": "send_message", "to": "reviewer", "content": "a.md is ready"},
+            {"type": "post_update", "content": "a.md written"},
+        ],
+    )
+    archived = [(a.entry.kind, a.entry.ref, a.entry.text) for a in _of(effects, Archive)]
+    assert archived == [
+        (ArchiveKind.ARTIFACT, "a.md@v1", "# A"),
+        (ArchiveKind.MESSAGE, "reviewer", "a.md is ready"),
+        (ArchiveKind.POST, "feed", "a.md written"),
+    ]
+    assert {a.entry.tick_id for a in _of(effects, Archive)} == {"team/demo/1"}
+
+
+def test_finished_artifacts_beyond_the_newest_few_are_retired_to_the_archive() -> None:
+    accepted = {
+        f"a{n}.md": ArtifactRecord(status=ArtifactStatus.ACCEPTED, updated_at=n / 100)
+        for n in range(ACCEPTED_KEPT)
+    }  # all older than the review below (at 1.0)
+    waiting = {"w.md": ArtifactRecord(status=ArtifactStatus.REVIEW, updated_at=0.5)}
+    context = _context(artifacts={**accepted, **waiting})
+    assert _of(_effects("reviewer", [], context), RemoveArtifact) == []  # as many as kept
+    effects = _effects(
+        "reviewer", [{"type": "review_artifact", "name": "w.md", "verdict": "accept"}], context
+    )
+    assert _of(effects, RemoveArtifact) == [RemoveArtifact("a0.md")]  # the oldest accepted
+    assert "retired a0.md" in effects.applied
+
+
+def test_too_many_open_artifacts_refuse_a_new_one() -> None:
+    waiting = _context(
+        artifacts={f"w{n}.md": ArtifactRecord(updated_at=1.0) for n in range(MAX_ARTIFACTS)}
+    )
+    refused = _effects(
+        "builder", [{"type": "write_artifact", "name": "new.md", "content": "n"}], waiting
+    )
+    assert refused.refused == ["write_artifact 'new.md': too many artifacts"]
+    assert refused.idle is StallReason.ACTIONS_REFUSED
+
+
+def test_only_the_messages_shown_are_read() -> None:
+    inbox = [
+        InboxMessage("5-0", "planner", "go", "t", input=3),
+        InboxMessage("9-1", "planner", "go", "t", input=4),
+    ]
+    context = _context(inbox=inbox)
+    effects = plan_effects(
+        agent="builder",
+        team=TEAM,
+        tick_id="team/demo/1",
+        reply=parse_reply('{"actions": []}'),
+        context=context,
+        read=inbox[:1],
+        now=1.0,
+    )
+    assert _of(effects, AdvanceCursor) == [AdvanceCursor(agent="builder", message_id="5-0")]
+    assert [op.number for op in _of(effects, MarkInputRead)] == [3]

@@ -40,6 +40,8 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "tools.servers.requireApproval": ToolServer("", "", ()).require_approval,
     "tools.approvalTimeoutSeconds": DEFAULTS.approval_timeout_seconds,
     "tools.whilePending": DEFAULTS.while_pending,
+    "memory.contextTokens": DEFAULTS.memory.context_tokens,
+    "stalledAfterIdleTicks": DEFAULTS.stalled_after_idle_ticks,
 }
 
 

@@ -1,7 +1,8 @@
 """Inputs people and systems send a stack: numbered, rate-limited, written at once.
 
 One script (``send_input.lua``) counts the input against the stack's per-minute rate,
-numbers it, and appends it to the agent's inbox and to the stack's inputs log: a
+numbers it, and appends it to the agent's inbox, the stack's inputs log and its
+archive (where search finds it after the capped streams moved on): a
 refused input leaves nothing, and an accepted one is never half written. What became
 of an input (which agent read it in which tick) is written by that agent's step
 (:class:`~agentstack_core.operations.MarkInputRead`).
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import RedisClient
-from agentstack_core.records import InputRecord, MessageRecord
+from agentstack_core.records import ArchiveKind, ArchiveRecord, InputRecord, MessageRecord
 from agentstack_core.redis.errors import GONE, StackGoneError
 from agentstack_core.redis.script import LuaScript
-from agentstack_core.retention import INBOX_MAXLEN, INPUTS_MAXLEN
+from agentstack_core.retention import ARCHIVE_MAXLEN, INBOX_MAXLEN, INPUTS_MAXLEN
 
 
 @dataclass(frozen=True)
@@ -29,14 +30,17 @@ class _Send:
     """The inbox entry; the script sets its ``input`` number."""
     input: InputRecord
     """The inputs log entry; the script sets its ``number`` and ``message`` id."""
+    archived: ArchiveRecord
+    """The archive's entry; the script sets its ``ref`` (``#number``)."""
     inbox_maxlen: int = INBOX_MAXLEN
     inputs_maxlen: int = INPUTS_MAXLEN
+    archive_maxlen: int = ARCHIVE_MAXLEN
 
 
 _SEND_INPUT = LuaScript(
     __file__,
     "send_input",
-    keys=("spec", "index", "input_counters", "inbox", "inputs", "input_outcomes"),
+    keys=("spec", "index", "input_counters", "inbox", "inputs", "input_outcomes", "archive"),
     args=_Send,
     libs=("alive",),
 )
@@ -78,6 +82,7 @@ async def send_input(
             now_ms=int(moment * 1000),
             message=MessageRecord(sender=sender, content=content, at=moment),
             input=InputRecord(agent=agent, sender=sender, content=content, at=moment),
+            archived=ArchiveRecord(kind=ArchiveKind.INPUT, agent=sender, text=content, at=moment),
         ),
         keys=keys,
         inbox=keys.inbox(agent),

@@ -1,5 +1,5 @@
 -- Accept an input: count it against the per-minute rate, number it, and append it to
--- the agent's inbox and to the stack's inputs log, all or nothing. Replies {-1} (no
+-- the agent's inbox, the stack's inputs log and its archive, all or nothing. Replies {-1} (no
 -- such stack), {0, ms until the rate window ends} (over the rate), or {number, inbox
 -- message id}.
 if not alive(K.spec, A.uid) then
@@ -30,8 +30,10 @@ local id = redis.call('XADD', K.inbox, 'MAXLEN', '~', A.inbox_maxlen, '*', unpac
 A.input.number = tostring(number)
 A.input.message = id
 redis.call('XADD', K.inputs, 'MAXLEN', '~', A.inputs_maxlen, '*', unpack(flat(A.input)))
+A.archived.ref = '#' .. number
+redis.call('XADD', K.archive, 'MAXLEN', '~', A.archive_maxlen, '*', unpack(flat(A.archived)))
 if number > tonumber(A.inputs_maxlen) then
   redis.call('HDEL', K.input_outcomes, tostring(number - tonumber(A.inputs_maxlen)))
 end
-redis.call('SADD', K.index, K.input_counters, K.inbox, K.inputs)
+redis.call('SADD', K.index, K.input_counters, K.inbox, K.inputs, K.archive)
 return {number, id}

@@ -60,12 +60,14 @@ from agentstack_core.messages import TickResult
 from agentstack_core.operations import (
     AdvanceCursor,
     AppendTrace,
+    Archive,
     Deliver,
     Forget,
     MarkInputRead,
     Operation,
     Post,
     Remember,
+    RemoveArtifact,
     SaveApproval,
     SaveArtifact,
     SavePlan,
@@ -83,6 +85,7 @@ from agentstack_core.records import (
 from agentstack_core.redis.errors import GONE, LeaseLostError, StackGoneError
 from agentstack_core.redis.script import LuaScript
 from agentstack_core.retention import (
+    ARCHIVE_MAXLEN,
     DONE_WINDOW,
     FEED_MAXLEN,
     HISTORY_MAXLEN,
@@ -205,6 +208,10 @@ def commands_of(keys: StackKeys, operation: Operation) -> list[Command]:
             return [("HDEL", keys.memory(agent), [key])]
         case SaveArtifact(name=name, artifact=artifact):
             return [("HSET", keys.artifacts, [name, artifact.to_json()])]
+        case RemoveArtifact(name=name):
+            return [("HDEL", keys.artifacts, [name])]
+        case Archive(entry=entry):
+            return [_append(keys.archive, entry, ARCHIVE_MAXLEN)]
         case SavePlan(tasks=tasks):
             return [("SET", keys.plan, [orjson.dumps([t.to_dict() for t in tasks]).decode()])]
         case Post(entry=entry):

@@ -114,6 +114,10 @@ class TickEntry(_Model):
     )
     steps: int
     progressed: bool
+    idle: str = Field(
+        description="Why a tick that succeeded made no progress: NothingToDo, ActionsRefused "
+        "or PlanFull (empty when it progressed)."
+    )
     runner: str
 
 
@@ -161,6 +165,10 @@ class TraceEntry(_Model):
     tools: list[ToolUse] = Field(description="The step's tool calls, in order.")
     costUSD: float | None = Field(
         description="US dollars of the step's LLM calls; null when a model had no price."
+    )
+    idle: str = Field(
+        description="Why a step that succeeded changed no shared work: NothingToDo, "
+        "ActionsRefused or PlanFull (empty when it did)."
     )
 
 

@@ -3,8 +3,9 @@
 It reads the JSON context block every agent prompt carries (``prompts``) and plays
 the built-in roles the way a diligent model would, so a demo stack visibly moves:
 
-- planner: drafts a three-task plan from the goal; when every task is done, opens the
-  next iteration with fresh tasks;
+- planner: drafts a three-task plan from the goal; when no task is open (done tasks
+  leave the plan), opens the next iteration with fresh tasks, counting iterations in
+  its memory;
 - builder: takes the first task that is todo (revisions first), writes its artifact,
   marks it for review and tells the reviewer;
 - reviewer: sends a first version back once when its name hashes odd (so the revise
@@ -52,9 +53,10 @@ def _planner(document: dict[str, Any]) -> dict[str, Any]:
     goal = str(document.get("goal", "")).strip().rstrip(".")
     builder = _teammate(document, "builder")
     actions: list[dict[str, Any]] = []
-    if not plan or all(task.get("status") == "done" for task in plan):
-        iteration = len(plan) // 3 + 1
-        base = len(plan)
+    if not plan:
+        memory = document.get("memory") or {}
+        iteration = int(memory.get("iteration", "0")) + 1
+        base = (iteration - 1) * 3
         titles = (
             f"Outline the approach to: {goal}",
             f"Produce a first complete draft for: {goal}",
@@ -65,6 +67,7 @@ def _planner(document: dict[str, Any]) -> dict[str, Any]:
             for number, title in enumerate(titles, start=1)
         ]
         actions.append({"type": "update_plan", "tasks": tasks})
+        actions.append({"type": "update_memory", "key": "iteration", "value": str(iteration)})
         if builder:
             actions.append(
                 {
@@ -75,8 +78,7 @@ def _planner(document: dict[str, Any]) -> dict[str, Any]:
             )
         thought = f"Planning iteration {iteration} of the work."
     else:
-        open_tasks = [task for task in plan if task.get("status") != "done"]
-        thought = f"{len(open_tasks)} task(s) still open; the plan stands."
+        thought = f"{len(plan)} task(s) still open; the plan stands."
         feedback = [m for m in document.get("inbox", []) if m.get("content")]
         if feedback:
             actions.append(
@@ -167,14 +169,12 @@ def _reviewer(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _communicator(document: dict[str, Any]) -> dict[str, Any]:
-    plan = _plan(document)
-    done = [task for task in plan if task.get("status") == "done"]
+    plan = _plan(document)  # open work only: done tasks have left it
     review = [task for task in plan if task.get("status") == "review"]
-    current = next((task for task in plan if task.get("status") != "done"), None)
-    line = f"{len(done)}/{len(plan)} tasks done"
+    line = f"{len(plan)} task(s) open"
     if review:
         line += f", {len(review)} in review"
-    line += f"; next: {current['title']}" if current else "; all planned work is done"
+    line += f"; next: {plan[0]['title']}" if plan else "; all planned work is done"
     return {
         "thought": "Reporting progress.",
         "actions": [
