@@ -47,6 +47,16 @@ async def eventually_async(
         await asyncio.sleep(interval)
 
 
+async def until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Return once ``condition()`` holds (it is checked between turns of the event loop,
+    so the tasks it watches move on); fail after ``timeout`` seconds."""
+
+    async def check() -> bool | None:
+        return True if condition() else None
+
+    await eventually_async(check, what, timeout)
+
+
 def public_methods(cls: type) -> list[str]:
     """The names of the public methods ``cls`` has (its own and inherited; no properties)."""
     return sorted(
