@@ -154,15 +154,16 @@ async def test_a_trial_that_ends_without_a_verdict_frees_the_breaker(trial_ends:
     if trial_ends == "rejected":
         provider.next = PermanentError("unknown model")
     if trial_ends == "cancelled":
-        gate = asyncio.Event()
+        calling = asyncio.Event()
 
         async def hang(request: ChatRequest) -> Completion:
-            await gate.wait()
+            calling.set()
+            await asyncio.Event().wait()
             raise AssertionError("never answered")
 
         provider.complete = hang  # type: ignore[method-assign]
         call = asyncio.create_task(router.complete(source, [MODEL], REQUEST, deadline=deadline))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(calling.wait(), 10)  # the trial is out, holding its slot
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call

@@ -174,8 +174,9 @@ async def test_a_reschedule_wakes_the_sleeping_dispatcher(monkeypatch: Any) -> N
     dispatcher, *_ = _dispatcher(index)
     sleeping = asyncio.create_task(dispatcher.step())  # nothing scheduled: it sleeps
     await asyncio.sleep(0)
+    assert not sleeping.done()  # asleep (for a minute), not returned at once
     dispatcher.reschedule(index["team/demo"], "start")
-    await asyncio.wait_for(sleeping, 5)
+    await asyncio.wait_for(sleeping, 5)  # woken: it returns long before the minute
 
 
 @pytest.mark.asyncio

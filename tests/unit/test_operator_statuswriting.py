@@ -161,8 +161,9 @@ async def test_an_urgent_mark_wakes_the_waiting_writer(monkeypatch: Any) -> None
     writing = Writing(indexed("demo"))
     waiting = asyncio.create_task(writing.writer.wait_for_change())
     await asyncio.sleep(0)
+    assert not waiting.done()  # waiting (for a minute), not returned at once
     writing.writer.mark(writing.index["team/demo"], urgent=True)
-    await asyncio.wait_for(waiting, 5)
+    await asyncio.wait_for(waiting, 5)  # woken: it returns long before the minute
 
 
 @pytest.mark.asyncio
