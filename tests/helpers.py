@@ -57,6 +57,17 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 20.0)
     await eventually_async(check, what, timeout)
 
 
+class Clock:
+    """A clock that moves only when told to (``clock.now += seconds``): handed to code
+    that takes its clock as a callable, so that time is the test's to decide."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def public_methods(cls: type) -> list[str]:
     """The names of the public methods ``cls`` has (its own and inherited; no properties)."""
     return sorted(

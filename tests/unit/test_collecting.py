@@ -11,8 +11,7 @@ import pytest
 
 from agentstack_operator.collecting import FullCollectionFreezer, tune_collector
 from agentstack_operator.config import OperatorConfig
-
-from .operator_fakes import Clock
+from tests.helpers import Clock
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ from agentstack_operator.config import OperatorConfig
 from agentstack_operator.dispatching import Dispatcher, build_request
 from agentstack_operator.index import StackIndex
 from agentstack_operator.scheduling import slot_id
+from tests.helpers import Clock
 
-from .operator_fakes import Clock, FakeKube, FakeLanes, indexed, manifest, sample
+from .operator_fakes import FakeKube, FakeLanes, indexed, manifest, sample
 
 SKIPPED = "agentstack_scheduler_ticks_skipped_total"
 

@@ -16,8 +16,9 @@ from agentstack_operator import statuswriting
 from agentstack_operator.index import StackIndex
 from agentstack_operator.stackstate import Event
 from agentstack_operator.statuswriting import LeaderEvents, StatusWriter, clear_fleet_gauges
+from tests.helpers import Clock
 
-from .operator_fakes import Clock, FakeKube, indexed, manifest, sample
+from .operator_fakes import FakeKube, indexed, manifest, sample
 
 WRITES = "agentstack_operator_status_writes_total"
 
