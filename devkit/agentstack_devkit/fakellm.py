@@ -11,7 +11,8 @@ skip. :class:`FakeLLMServer` stands in for both providers on ``127.0.0.1``:
   and the ``/openai/`` prefix tells which provider a request came from;
 - tests script the answers with rules (:meth:`FakeLLMServer.add_rule`): a match on
   provider, model and request headers, and a sequence of behaviours (:class:`Reply`,
-  :class:`Fail`, :class:`Delay`, :class:`Hang`) consumed one per matching request;
+  :class:`Fail`, :class:`Delay`, :class:`Held`, :class:`Hang`) consumed one per
+  matching request;
   whatever no rule claims goes to a default responder;
 - every request is recorded (:class:`RecordedRequest`, with the secret headers redacted)
   and :meth:`FakeLLMServer.wait_for_requests` lets a test wait for traffic instead of
@@ -21,8 +22,9 @@ skip. :class:`FakeLLMServer` stands in for both providers on ``127.0.0.1``:
 
 The server runs ``aiohttp.web`` on its own event loop in a daemon thread, so sync tests
 and async tests (whose loop the server must never share or block) use it alike. Stopping
-it cancels answers still waiting (a :class:`Delay`, a :class:`Hang`, simulated latency):
-their clients see the connection close, as they would if the real provider went away.
+it cancels answers still waiting (a :class:`Delay`, :class:`Held` or :class:`Hang`,
+simulated latency): their clients see the connection close, as they would if the real
+provider went away.
 """
 
 from __future__ import annotations
@@ -53,7 +55,10 @@ DEFAULT_CONTENT = '{"actions": []}'
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 HANG_CAP = 3600.0
-"""How long a :class:`Hang` waits at most before answering 504, should nobody stop it."""
+"""How long a :class:`Hang` (or a :class:`Held` never released) waits at most before
+answering 504, should nobody stop it."""
+HELD_POLL_SECONDS = 0.01
+"""How often a :class:`Held` answer looks whether it was released."""
 
 REDACTED = "<redacted>"
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key"})
@@ -140,6 +145,18 @@ class Delay:
 
 
 @dataclass(frozen=True)
+class Held:
+    """Behave as ``then`` once ``release`` is set (by the test, from any thread).
+
+    A call that lasts exactly until the test has seen what it waits for — a renewal, a
+    heartbeat — however slow the machine, where a :class:`Delay` would have to guess.
+    """
+
+    release: threading.Event
+    then: Reply | Fail
+
+
+@dataclass(frozen=True)
 class Hang:
     """Never answer: the connection stays open until the server stops (or :data:`HANG_CAP`).
 
@@ -157,7 +174,7 @@ class Garbage:
     truncate: int | None = None
 
 
-Behaviour = Reply | Fail | Delay | Hang | Garbage
+Behaviour = Reply | Fail | Delay | Held | Hang | Garbage
 
 
 @dataclass
@@ -489,6 +506,13 @@ class FakeLLMServer(Service):
             await self._wait(self._random.uniform(*self._latency))
         if isinstance(behaviour, Delay):
             await self._wait(behaviour.seconds)
+            behaviour = behaviour.then
+        if isinstance(behaviour, Held):
+            deadline = time.monotonic() + HANG_CAP
+            while not behaviour.release.is_set():
+                if time.monotonic() >= deadline:
+                    return _error_response(504, "FakeLLMServer: Held() was never released")
+                await self._wait(HELD_POLL_SECONDS)
             behaviour = behaviour.then
         if isinstance(behaviour, Hang):
             await self._wait(HANG_CAP)

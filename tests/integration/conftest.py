@@ -13,6 +13,8 @@ from agentstack_core.connection import connect
 from agentstack_core.endpoints import ALLOWED_BASE_URLS_ENV
 from agentstack_core.protocol import RedisClient
 from agentstack_devkit.fakellm import FakeLLMServer
+from agentstack_devkit.redisserver import RedisServer
+from tests.integration.streaming import WatchedRedis
 from tests.integration.support import close_engines
 
 
@@ -55,6 +57,18 @@ async def aredis(redis_backend: RedisBackend) -> AsyncIterator[RedisClient]:
             await client.flushall(target_nodes=RedisCluster.PRIMARIES)
         else:
             await client.flushall()
+        await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def watched_redis(redis_server: RedisServer) -> AsyncIterator[WatchedRedis]:
+    """A client of the session's redis-server that keeps what it was asked to read
+    (:class:`~tests.integration.streaming.WatchedRedis`); flushed after the test."""
+    client = WatchedRedis.watching(redis_server.url)
+    try:
+        yield client
+    finally:
+        await client.flushall()
         await client.aclose()
 
 

@@ -8,6 +8,7 @@ no SDK would send), so what the runner will see — parsed completions, error cl
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from types import ModuleType
@@ -24,6 +25,7 @@ from agentstack_devkit.fakellm import (
     Fail,
     FakeLLMServer,
     Hang,
+    Held,
     Reply,
 )
 from agentstack_devkit.processes import DevEnvError
@@ -158,6 +160,18 @@ async def test_delay_longer_than_the_client_timeout_times_out(
 async def test_delay_shorter_than_the_client_timeout_answers(server: FakeLLMServer) -> None:
     server.add_rule(Delay(0.05, Reply("after a pause")))
     assert await _ask("openai", server) == "after a pause"
+
+
+@pytest.mark.asyncio
+async def test_a_held_call_answers_once_released(server: FakeLLMServer) -> None:
+    release = threading.Event()
+    server.add_rule(Held(release, Reply("let go")))
+    call = asyncio.create_task(_ask("openai", server, client_timeout=60))
+    [recorded] = await asyncio.to_thread(server.wait_for_requests, 1)
+    assert recorded.status is None  # arrived, and not answered while held
+    release.set()
+    assert await asyncio.wait_for(call, timeout=30) == "let go"
+    assert [r.status for r in server.requests] == [200]
 
 
 @pytest.mark.asyncio

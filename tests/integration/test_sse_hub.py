@@ -3,14 +3,13 @@
 Each test runs on both backends (``aredis``). The hub reads with a client of its own,
 named :data:`HUB_NAME`, so ``CLIENT LIST`` on every node tells exactly which connections
 it holds; subscribers' short reads go through ``aredis``, like requests. Every wait is
-bounded (:data:`WAIT`) and ends on a condition, never on the clock.
+bounded and ends on a condition, never on the clock.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -19,12 +18,12 @@ from redis.asyncio.cluster import RedisCluster
 
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import RedisClient
-from agentstack_operator.api.tailing import READ_COUNT, StreamHub, Tail, slot_group
+from agentstack_operator.api.tailing import READ_COUNT, StreamHub, slot_group
+from tests.helpers import until
 from tests.integration.conftest import RedisBackend
-from tests.unit import test_api_fakes as fakes
+from tests.integration.streaming import add_entries, collect
 
 HUB_NAME = "agentstack-test-hub"
-WAIT = 20.0
 STACKS = [StackKeys(StackRef("hub", name)) for name in ("alpha", "beta", "gamma")]
 STREAMS = [STACKS[0].trace, STACKS[0].feed, STACKS[1].trace, STACKS[1].feed, STACKS[2].trace]
 """Five streams of three stacks: on a cluster, three slot groups."""
@@ -57,21 +56,6 @@ async def _hub_connections(aredis: RedisClient) -> list[dict[str, str]]:
     return [c for c in await _clients(aredis) if c["name"] == HUB_NAME]
 
 
-async def _add(aredis: Any, key: str, count: int) -> list[str]:
-    pipe = aredis.pipeline(transaction=False)
-    for i in range(count):
-        pipe.xadd(key, {"n": str(i)})
-    return [str(entry_id) for entry_id in await pipe.execute()]
-
-
-async def _collect(tail: Tail, count: int) -> list[str]:
-    return await fakes.collect(tail, count, WAIT)
-
-
-async def _until(condition: Callable[[], bool], what: str) -> None:
-    await fakes.until(condition, what, WAIT)
-
-
 @pytest.mark.asyncio
 async def test_fifty_subscribers_of_five_streams_get_every_entry_once_over_few_connections(
     aredis: RedisClient, readers: RedisClient, redis_backend: RedisBackend
@@ -79,11 +63,11 @@ async def test_fifty_subscribers_of_five_streams_get_every_entry_once_over_few_c
     hub = StreamHub(aredis, readers)
     try:
         tails = [await hub.follow(key, "$") for key in STREAMS for _ in range(10)]
-        readings = [asyncio.create_task(_collect(tail, 40)) for tail in tails]
+        readings = [asyncio.create_task(collect(tail, 40)) for tail in tails]
         added: dict[str, list[str]] = {key: [] for key in STREAMS}
         for _ in range(4):  # interleaved bursts on every stream
             for key in STREAMS:
-                added[key].extend(await _add(aredis, key, 10))
+                added[key].extend(await add_entries(aredis, key, 10))
         received = await asyncio.gather(*readings)
         for tail, ids in zip(tails, received, strict=True):
             assert ids == added[tail.key]  # all, in order, each once
@@ -103,7 +87,7 @@ async def test_fifty_subscribers_of_five_streams_get_every_entry_once_over_few_c
         )
         for tail in tails:
             tail.close()
-        await _until(lambda: hub.reader_count == 0, "the readers to stop with the last one")
+        await until(lambda: hub.reader_count == 0, "the readers to stop with the last one")
     finally:
         await hub.stop()
 
@@ -115,13 +99,13 @@ async def test_a_resumed_subscriber_gets_the_missing_entries_without_duplicates(
     hub = StreamHub(aredis, readers)
     key = STACKS[0].trace
     try:
-        before = await _add(aredis, key, 2 * READ_COUNT + 30)  # more than one catch-up read
+        before = await add_entries(aredis, key, 2 * READ_COUNT + 30)  # more than one catch-up read
         watching = await hub.follow(key, "$")
         resumed = await hub.follow(key, before[9])
-        after = await _add(aredis, key, 20)
-        await _until(lambda: hub.position(key) == after[-1], "the hub to read the new entries")
-        assert await _collect(watching, 20) == after
-        assert await _collect(resumed, len(before) - 10 + 20) == before[10:] + after
+        after = await add_entries(aredis, key, 20)
+        await until(lambda: hub.position(key) == after[-1], "the hub to read the new entries")
+        assert await collect(watching, 20) == after
+        assert await collect(resumed, len(before) - 10 + 20) == before[10:] + after
         assert await resumed.next(0) == []  # the queued copies were dropped
     finally:
         await hub.stop()
@@ -138,8 +122,8 @@ async def test_a_subscriber_that_stops_reading_is_dropped_without_delaying_the_o
         others = [await hub.follow(key, "$") for _ in range(9)]
         for tail in [stalled, *others]:
             assert await tail.next(0) == []  # caught up: the rest comes from the hub
-        readings = [asyncio.create_task(_collect(tail, 400)) for tail in others]
-        added = await _add(aredis, key, 400)  # read 100 at a time; the stalled one fills up
+        readings = [asyncio.create_task(collect(tail, 400)) for tail in others]
+        added = await add_entries(aredis, key, 400)  # read 100 at a time; the stalled one fills up
         for ids in await asyncio.gather(*readings):
             assert ids == added
         assert stalled.dropped
@@ -148,7 +132,7 @@ async def test_a_subscriber_that_stops_reading_is_dropped_without_delaying_the_o
 
         # It reconnects with the last id it sent and gets the rest, exactly.
         resumed = await hub.follow(key, added[41])
-        assert await _collect(resumed, 400 - 42) == added[42:]
+        assert await collect(resumed, 400 - 42) == added[42:]
     finally:
         await hub.stop()
 
@@ -161,10 +145,10 @@ async def test_the_hub_survives_its_connections_being_killed(
     keys = [STACKS[0].trace, STACKS[2].trace]
     try:
         tails = [await hub.follow(key, "$") for key in keys]
-        first = {key: await _add(aredis, key, 5) for key in keys}
+        first = {key: await add_entries(aredis, key, 5) for key in keys}
         for tail in tails:
-            assert await _collect(tail, 5) == first[tail.key]
-        await _until(
+            assert await collect(tail, 5) == first[tail.key]
+        await until(
             lambda: all(hub.position(key) == first[key][-1] for key in keys), "the hub to read"
         )
         killed = 0
@@ -183,9 +167,9 @@ async def test_the_hub_survives_its_connections_being_killed(
             == hub.reader_count
             == len({slot_group(k, isinstance(aredis, RedisCluster)) for k in keys})
         )
-        later = {key: await _add(aredis, key, 5) for key in keys}
+        later = {key: await add_entries(aredis, key, 5) for key in keys}
         for tail in tails:
-            assert await _collect(tail, 5) == later[tail.key]  # no gap, no duplicate
+            assert await collect(tail, 5) == later[tail.key]  # no gap, no duplicate
             assert await tail.next(0) == []
         after = await _hub_connections(aredis)
         assert {c["id"] for c in after if c["cmd"] == "xread"}.isdisjoint(c["id"] for c in before)

@@ -9,7 +9,7 @@ stack — and checks the promise from Redis afterwards.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import threading
 import time
 from collections.abc import Iterator
 
@@ -27,6 +27,7 @@ from agentstack_devkit.fakellm import (
     FakeLLMServer,
     Garbage,
     Hang,
+    Held,
     Reply,
     credential_digest,
 )
@@ -288,25 +289,43 @@ async def test_a_tick_that_ended_never_keeps_its_lease_even_if_a_cancel_is_lost(
     aredis: RedisClient, fake_llm: FakeLLMServer
 ) -> None:
     """A cancellation lost inside a Redis call (seen with redis-py under load) must not
-    leave the renewer running: it would hold the stack's lease and delivery for ever."""
-    fake_llm.add_rule(Delay(0.5, Reply('{"actions": []}')), repeat_last=True)
-    await publish(aredis, openai_spec(fake_llm))
+    leave the renewer running: it would hold the stack's lease and delivery for ever.
+
+    The planner's LLM call is held until the renewer has renewed and entered the
+    keep-alive, which waits there until the tick's end cancels it, and loses that
+    cancellation: the renewer must end all the same."""
+    release = threading.Event()
+    fake_llm.add_rule(Held(release, Reply('{"actions": []}')))
+    await publish(
+        aredis, openai_spec(fake_llm) | {"agents": [{"name": "planner", "role": "planner"}]}
+    )
     renewals = 0
+    lost = 0
+    renewed = asyncio.Event()
 
     async def keep_alive_that_swallows_cancels() -> None:
-        nonlocal renewals
+        nonlocal renewals, lost
         renewals += 1
-        with contextlib.suppress(asyncio.CancelledError):  # the lost cancellation
-            await asyncio.sleep(0.05)
+        renewed.set()
+        try:
+            await asyncio.Event().wait()  # until the tick's end cancels it
+        except asyncio.CancelledError:
+            lost += 1  # the lost cancellation: it returns as if nothing had happened
 
-    engine = make_engine(aredis, lease_ttl=0.15)
-    ran = await asyncio.wait_for(engine.execute(request(1), keep_alive_that_swallows_cancels), 30)
+    # A lease that outlasts the tick without a second renewal (it renews after 1 s).
+    engine = make_engine(aredis, lease_ttl=3.0)
+    before = asyncio.all_tasks()
+    running = asyncio.create_task(engine.execute(request(1), keep_alive_that_swallows_cancels))
+    await asyncio.wait_for(renewed.wait(), 30)
+    release.set()
+    ran = await asyncio.wait_for(running, 30)
     assert ran.result is not None
     assert ran.result.outcome is Outcome.SUCCEEDED
     assert renewals > 0  # it did renew while the tick ran
-    after = renewals
-    await asyncio.sleep(0.5)  # ten renewal periods
-    assert renewals == after  # and not once since
+    assert lost == 1  # the tick's end cancelled it in the keep-alive, and that was lost
+    # And not once since: nothing the tick started is still running (no renewer).
+    assert asyncio.all_tasks() - before == set()
+    assert renewals == 1
     assert await aredis.get(KEYS.lease) is None
 
 

@@ -1,5 +1,8 @@
 """Fakes of the neighbours the operator's parts talk to (their Protocols), and stacks
-to feed them: each part is tested alone, in memory, in milliseconds."""
+to feed them: each part is tested alone, in memory, in milliseconds.
+
+Every fake method is its real class's, with the same signature, and every Protocol
+method the real class satisfies is on its fake: ``test_operator_fakes`` checks both."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jsonpatch
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
@@ -62,16 +66,6 @@ def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-class Clock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class FakeLanes:
     """TickSink: keeps what was sent."""
 
@@ -95,8 +89,9 @@ class FakeLanes:
 
 
 class FakeKube:
-    """JobCreator, StatusSink, EventSink and SecretReader, like the real ``Kube``, and
-    a Lease no other replica contends for."""
+    """JobCreator, StatusSink, EventSink, SecretReader and FinalizerKube, like the real
+    ``Kube`` (every method with its signature: ``test_operator_fakes``), and a Lease no
+    other replica contends for."""
 
     def __init__(self) -> None:
         self.jobs: list[tuple[str, dict[str, Any]]] = []
@@ -113,7 +108,7 @@ class FakeKube:
         self.stack_patches: list[tuple[StackRef, list[dict[str, Any]]]] = []
         self.stack_patch_error: Exception | None = None
 
-    async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
+    async def create_job(self, namespace: str, body: Any) -> bool:
         if self.job_error is not None:
             raise self.job_error
         if await self.read_job(namespace, body["metadata"]["name"]) is not None:
@@ -163,11 +158,11 @@ class FakeKube:
     async def read_lease(self, namespace: str, name: str) -> Any:
         return self.lease
 
-    async def create_lease(self, namespace: str, body: Any) -> bool:
+    async def create_lease(self, namespace: str, body: client.V1Lease) -> bool:
         self.lease = body
         return True
 
-    async def replace_lease(self, namespace: str, name: str, body: Any) -> bool:
+    async def replace_lease(self, namespace: str, name: str, body: client.V1Lease) -> bool:
         self.lease = body
         return True
 

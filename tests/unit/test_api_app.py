@@ -1,13 +1,13 @@
 """The assembled read API: probes, the live page, the error body, metrics and OpenAPI.
 
 ``create_app`` is built as the server builds it, over a fake cache, a fake Authorizer
-and a fake Redis; the probes and the error handlers are also tried on apps of their own.
+and a Redis client of no server (nothing here reads Redis: a route that did would
+answer 500); the probes and the error handlers are also tried on apps of their own.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
@@ -24,12 +24,11 @@ STACK = "/api/v1/namespaces/{namespace}/stacks/{name}"
 
 def _app(cache: fakes.FakeCache | None = None) -> FastAPI:
     cache = cache if cache is not None else fakes.FakeCache([fakes.stack("team", "alpha")])
-    fake = fakes.FakeRedis()
-    redis: Any = fake
+    redis = fakes.unreachable_redis()
     return create_app(
         cache=cache,
         redis=redis,
-        hub=fakes.hub(fake),
+        hub=fakes.hub(redis),
         auth=fakes.FakeAuthorizer({"team"}),
         state_writer=fakes.FakeStateWriter(),
     )

@@ -27,14 +27,7 @@ from agentstack_runner.llm.base import (
 )
 from agentstack_runner.llm.resilience import CircuitBreaker, Permit, RetryPolicy
 from agentstack_runner.llm.router import Router
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import Clock
 
 
 class BreakerMachine(RuleBasedStateMachine):
@@ -42,7 +35,7 @@ class BreakerMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.clock = Clock()
+        self.clock = Clock(0.0)
         self.breaker = CircuitBreaker(threshold=2, cooldown=5.0, clock=self.clock)
         self.outstanding: list[Permit] = []
 
@@ -146,7 +139,7 @@ def _half_open_router(clock: Clock) -> Router:
     ["rejected", "unavailable", "cancelled"],
 )
 async def test_a_trial_that_ends_without_a_verdict_frees_the_breaker(trial_ends: str) -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     router = _half_open_router(clock)
     provider = Scripted()
     source = Source(provider, refuse=trial_ends == "unavailable")
@@ -154,15 +147,16 @@ async def test_a_trial_that_ends_without_a_verdict_frees_the_breaker(trial_ends:
     if trial_ends == "rejected":
         provider.next = PermanentError("unknown model")
     if trial_ends == "cancelled":
-        gate = asyncio.Event()
+        calling = asyncio.Event()
 
         async def hang(request: ChatRequest) -> Completion:
-            await gate.wait()
+            calling.set()
+            await asyncio.Event().wait()
             raise AssertionError("never answered")
 
         provider.complete = hang  # type: ignore[method-assign]
         call = asyncio.create_task(router.complete(source, [MODEL], REQUEST, deadline=deadline))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(calling.wait(), 10)  # the trial is out, holding its slot
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call

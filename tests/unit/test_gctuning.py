@@ -11,8 +11,7 @@ import pytest
 
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.gctuning import FullCollectionFreezer, tune_collector
-
-from .operator_fakes import Clock
+from tests.helpers import Clock
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from agentstack_operator.config import OperatorConfig
 from agentstack_operator.coordinator import Operator
 from agentstack_operator.jobs import STACK_LABEL, TICK_ANNOTATION
 from agentstack_operator.stackstate import fold_result
+from tests.helpers import until
 
 from .operator_fakes import GROQ_FROM_SECRET, FakeKube, FakeResults, manifest, sample
 
@@ -41,16 +42,20 @@ async def _elected(operator: Operator) -> AsyncIterator[None]:
 
 
 @pytest.mark.asyncio
-async def test_a_standby_waits_and_the_leader_acts() -> None:
+async def test_a_standby_waits_and_the_leader_acts(monkeypatch: pytest.MonkeyPatch) -> None:
     operator, _kube = _operator()
     steps: list[str] = []
 
     async def step() -> None:
         steps.append("acted")
 
-    waiting = asyncio.create_task(operator._as_leader(step)())
-    await asyncio.sleep(0.01)
+    # A standby's turn waits for the lease, a while, and ends without acting.
+    monkeypatch.setattr(coordinator, "STANDBY_WAIT_SECONDS", 0.01)
+    await asyncio.wait_for(operator._as_leader(step)(), 5)
     assert steps == []
+    # A turn that waits while the lease is won acts.
+    monkeypatch.setattr(coordinator, "STANDBY_WAIT_SECONDS", 60.0)
+    waiting = asyncio.create_task(operator._as_leader(step)())
     async with _elected(operator):
         await asyncio.wait_for(waiting, 5)
     assert steps == ["acted"]
@@ -112,10 +117,12 @@ async def test_leadership_gained_restarts_every_schedule_and_status() -> None:
     for record in operator.index.values():
         record.urgent = False  # as after their last status write
     leading = asyncio.create_task(operator._leadership_step())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # it runs, up to its wait for the lease
     assert len(operator.heap) == 0  # a standby schedules nothing
+    assert operator.status_writer.dirty == set()
     async with _elected(operator):
-        await asyncio.sleep(0.01)
+        # It marks every stack last, once it has rescheduled them all.
+        await until(lambda: len(operator.status_writer.dirty) == 3, "every stack marked")
         scheduled = [key for key in ("team/a", "team/b", "team/paused") if key in operator.heap]
         assert scheduled == ["team/a", "team/b"]
         record = operator.index["team/a"]

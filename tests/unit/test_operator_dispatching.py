@@ -14,8 +14,9 @@ from agentstack_operator.config import OperatorConfig
 from agentstack_operator.dispatching import Dispatcher, build_request
 from agentstack_operator.index import StackIndex
 from agentstack_operator.scheduling import slot_id
+from tests.helpers import Clock
 
-from .operator_fakes import Clock, FakeKube, FakeLanes, indexed, manifest, sample
+from .operator_fakes import FakeKube, FakeLanes, indexed, manifest, sample
 
 SKIPPED = "agentstack_scheduler_ticks_skipped_total"
 
@@ -174,8 +175,9 @@ async def test_a_reschedule_wakes_the_sleeping_dispatcher(monkeypatch: Any) -> N
     dispatcher, *_ = _dispatcher(index)
     sleeping = asyncio.create_task(dispatcher.step())  # nothing scheduled: it sleeps
     await asyncio.sleep(0)
+    assert not sleeping.done()  # asleep (for a minute), not returned at once
     dispatcher.reschedule(index["team/demo"], "start")
-    await asyncio.wait_for(sleeping, 5)
+    await asyncio.wait_for(sleeping, 5)  # woken: it returns long before the minute
 
 
 @pytest.mark.asyncio

@@ -15,8 +15,9 @@ from kubernetes.client.exceptions import ApiException
 from agentstack_core.keys import StackRef
 from agentstack_operator import finalizing
 from agentstack_operator.finalizing import FINALIZER, Finalizer, adding, must_clean_up, removing
+from tests.helpers import Clock
 
-from .operator_fakes import Clock, FakeKube, manifest
+from .operator_fakes import FakeKube, manifest
 
 REF = StackRef("team", "demo")
 OTHER = "example.com/keep"

@@ -16,8 +16,9 @@ from agentstack_operator import statuswriting
 from agentstack_operator.index import StackIndex
 from agentstack_operator.stackstate import Event
 from agentstack_operator.statuswriting import LeaderEvents, StatusWriter, clear_fleet_gauges
+from tests.helpers import Clock
 
-from .operator_fakes import Clock, FakeKube, indexed, manifest, sample
+from .operator_fakes import FakeKube, indexed, manifest, sample
 
 WRITES = "agentstack_operator_status_writes_total"
 
@@ -161,8 +162,9 @@ async def test_an_urgent_mark_wakes_the_waiting_writer(monkeypatch: Any) -> None
     writing = Writing(indexed("demo"))
     waiting = asyncio.create_task(writing.writer.wait_for_change())
     await asyncio.sleep(0)
+    assert not waiting.done()  # waiting (for a minute), not returned at once
     writing.writer.mark(writing.index["team/demo"], urgent=True)
-    await asyncio.wait_for(waiting, 5)
+    await asyncio.wait_for(waiting, 5)  # woken: it returns long before the minute
 
 
 @pytest.mark.asyncio

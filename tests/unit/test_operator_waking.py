@@ -26,8 +26,9 @@ from agentstack_operator.dispatching import Dispatcher
 from agentstack_operator.scheduling import slot_id
 from agentstack_operator.stackstate import StackRecord
 from agentstack_operator.waking import answered, apply_wakeup, carried
+from tests.helpers import Clock
 
-from .operator_fakes import Clock, FakeKube, FakeLanes, indexed
+from .operator_fakes import FakeKube, FakeLanes, indexed
 
 REF = StackRef("team", "demo")
 

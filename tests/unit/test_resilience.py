@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from agentstack_runner.llm.resilience import CircuitBreaker, RetryPolicy
+from tests.helpers import Clock
 
 
 def test_retry_after_is_honoured_and_capped() -> None:
@@ -24,16 +25,8 @@ def test_backoff_grows_with_jitter_within_bounds() -> None:
         assert max(d for d in delays if d is not None) > ceiling / 2  # really jittered up
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_breaker_opens_after_threshold_and_half_opens_after_cooldown() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     breaker = CircuitBreaker(threshold=3, cooldown=10, clock=clock)
     for _ in range(2):
         breaker.record_failure()
@@ -55,7 +48,7 @@ def test_breaker_opens_after_threshold_and_half_opens_after_cooldown() -> None:
 
 
 def test_rate_limit_opens_for_retry_after_only() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     breaker = CircuitBreaker(threshold=5, cooldown=30, clock=clock)
     breaker.record_failure(open_for=2)
     assert not breaker.allow()

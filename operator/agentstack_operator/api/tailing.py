@@ -31,7 +31,8 @@ connections scale with the streams watched instead of with the clients::
 - **Failures.** A failed read (Redis restarted, a cluster node gone) is retried with
   back-off from the kept positions; the reader never dies while its keys are watched.
 - **Lifetime.** A reader starts with its group's first key and ends after the read in
-  which it finds its group empty; :meth:`StreamHub.stop` cancels every reader.
+  which it finds its group empty; :meth:`StreamHub.stop` empties every group and
+  cancels every reader (so a reader whose cancellation was lost still ends).
 
 Short reads (the newest id, catch-up) use the client requests are served with; only the
 blocking reads use the readers' client, which the server builds apart (its own pool),
@@ -244,9 +245,17 @@ class StreamHub:
             del group.keys[tail.key]
 
     async def stop(self) -> None:
-        """Cancel every reader (on shutdown); subscribers left get no more entries."""
-        tasks = [g.task for g in self._groups.values() if g.task is not None]
+        """End every reader (on shutdown); subscribers left get no more entries.
+
+        Each reader is cancelled and its group emptied: a cancellation that lands in a
+        Redis call can be lost in the client library (redis-py 8.1 hands the reader its
+        ``XREAD`` reply instead), and the reader then ends after that read, not never.
+        """
+        groups = list(self._groups.values())
         self._groups.clear()
+        tasks = [g.task for g in groups if g.task is not None]
+        for group in groups:
+            group.keys.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

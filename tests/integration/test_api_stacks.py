@@ -1,4 +1,6 @@
-"""The stacks router alone: an app of that one router, the real services over fakes."""
+"""The stacks router alone: an app of that one router, the real services over a fake
+watch cache and Authorizer, and Redis (standalone and a cluster) holding one stack's
+records as the runner writes them."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from agentstack_core.keys import StackKeys, StackRef
+from agentstack_core.protocol import RedisClient
 from agentstack_core.records import Attempt, FeedRecord, MessageRecord, TickRecord, TraceRecord
 from agentstack_operator.api.auth import User
 from agentstack_operator.api.routes import stacks
@@ -26,10 +29,11 @@ SECRET_SPEC: dict[str, Any] = {
 }
 
 
-def _redis() -> fakes.FakeRedis:
-    redis = fakes.FakeRedis()
+async def _records(redis: RedisClient) -> None:
+    """Alpha's records; each stream's entries get ids ``1700-0``, ``1700-1``, …"""
+    pipe: Any = redis.pipeline(transaction=False)
     for i in range(5):
-        redis.add(
+        pipe.xadd(
             KEYS.trace,
             TraceRecord(
                 tick_id=f"team/alpha/{i}",
@@ -46,27 +50,34 @@ def _redis() -> fakes.FakeRedis:
                 actions=("post_update",),
                 at=1700.5 + i,
             ).to_fields(),
+            id=f"1700-{i}",
         )
-        redis.add(
-            KEYS.history, TickRecord(tick_id=f"team/alpha/{i}", outcome="Succeeded").to_fields()
+        pipe.xadd(
+            KEYS.history,
+            TickRecord(tick_id=f"team/alpha/{i}", outcome="Succeeded").to_fields(),
+            id=f"1700-{i}",
         )
-        redis.add(KEYS.feed, FeedRecord(agent="communicator", content=f"update {i}").to_fields())
-    redis.add(
-        KEYS.inbox("builder"), MessageRecord(sender="planner", content="build t1").to_fields()
-    )
-    redis.add(KEYS.inbox("builder"), MessageRecord(sender="reviewer", content="fix t1").to_fields())
-    redis.hashes[KEYS.memory("planner")] = {"notes": "n", "plan_version": "2"}
-    redis.hashes[KEYS.usage] = {"tokens": "1200", "ticks": "5"}
-    redis.strings[KEYS.plan] = '[{"id": "t1", "title": "write"}]'
-    redis.hashes[KEYS.artifacts] = {
+        pipe.xadd(
+            KEYS.feed,
+            FeedRecord(agent="communicator", content=f"update {i}").to_fields(),
+            id=f"1700-{i}",
+        )
+    for i, (sender, content) in enumerate((("planner", "build t1"), ("reviewer", "fix t1"))):
+        message = MessageRecord(sender=sender, content=content).to_fields()
+        pipe.xadd(KEYS.inbox("builder"), message, id=f"1700-{i}")
+    pipe.hset(KEYS.memory("planner"), mapping={"notes": "n", "plan_version": "2"})
+    pipe.hset(KEYS.usage, mapping={"tokens": "1200", "ticks": "5"})
+    pipe.set(KEYS.plan, '[{"id": "t1", "title": "write"}]')
+    artifacts = {
         "t2.md": '{"status": "draft", "version": 1, "author": "builder", "content": "# two"}',
         "t1.md": '{"status": "approved", "version": "3", "updated_at": "soon", "task_id": "t1"}',
     }
-    return redis
+    pipe.hset(KEYS.artifacts, mapping=artifacts)
+    await pipe.execute()
 
 
 @pytest_asyncio.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
+async def http(aredis: RedisClient) -> AsyncIterator[httpx.AsyncClient]:
     """Alice may read ``team`` and ``other``, not ``hidden``."""
     cache = fakes.FakeCache(
         [
@@ -78,7 +89,8 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         ]
     )
     auth = fakes.FakeAuthorizer({"team", "other"}, tokens={"alice-token": User("alice")})
-    access, views, _ = fakes.services(cache, auth, _redis())
+    await _records(aredis)
+    access, views, _ = fakes.services(cache, auth, aredis)
     async with fakes.client(fakes.app_with(stacks.router, access=access, views=views)) as http:
         yield http
 
