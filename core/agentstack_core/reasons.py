@@ -133,6 +133,7 @@ class ConditionType(StrEnum):
     BUDGET_EXCEEDED = "BudgetExceeded"
     TOOLS_DEGRADED = "ToolsDegraded"
     AWAITING_APPROVAL = "AwaitingApproval"
+    STALLED = "Stalled"
 
 
 class Blocked(StrEnum):
@@ -173,6 +174,9 @@ class ConditionReason(StrEnum):
     TOOL_CALLS_WAITING = "ToolCallsWaiting"
     """``AwaitingApproval``: tool calls wait for a person."""
     NOTHING_WAITING = "NothingWaiting"
+    PROGRESSING = "Progressing"
+    """``Stalled`` False: ticks make progress (a stalled stack's reason is its
+    :class:`StallReason`)."""
 
 
 class EventReason(StrEnum):
@@ -195,5 +199,8 @@ class EventReason(StrEnum):
     APPROVAL_REQUESTED = "ApprovalRequested"
     TOOL_CALL_APPROVED = "ToolCallApproved"
     TOOL_CALL_DENIED = "ToolCallDenied"
+    STALLED = "Stalled"
+    PROGRESSING = "Progressing"
+    """A stalled stack made progress again."""
     CLEANUP_FAILED = "CleanupFailed"
     """The finalizer gave up removing a deleted stack's Redis keys and Jobs."""

@@ -51,6 +51,11 @@ STATUS_AGE = Gauge(
     "stale a stack's status gets before it is rewritten.",
 )
 LEADER = Gauge("agentstack_operator_leader", "1 while this replica holds the leader lease.")
+STALLED = Gauge(
+    "agentstack_stacks_stalled",
+    "Stacks whose last stalledAfterIdleTicks ticks in a row changed nothing (the Stalled "
+    "condition).",
+)
 APPROVALS_WAITING = Gauge(
     "agentstack_operator_approvals_waiting",
     "Tool calls waiting for a person's approval, across the stacks this leader runs.",

@@ -34,6 +34,7 @@ from agentstack_core.reasons import (
     EventReason,
     Outcome,
     Phase,
+    StallReason,
 )
 from agentstack_core.spec import (
     DEFAULTS,
@@ -67,6 +68,9 @@ NOT_READY = frozenset(
 )
 """Holds that come from the spec or its references: the stack is not ``Ready``, and its
 phase says why whatever its state. A spent budget only holds a running stack's ticks."""
+
+
+_STALL_REASONS = frozenset(reason.value for reason in StallReason)
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,9 @@ class StackRecord:
     """An input asked for a tick at once that no tick sent since can have read."""
     wake_tick: str | None = None
     """The tick sent to answer a wake-up, until its result is folded."""
+    idle_reason: str = ""
+    """Why the last idle tick made no progress (a :class:`StallReason`; empty: none
+    seen since the operator started)."""
 
     # status bookkeeping
     conditions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -161,6 +168,21 @@ class StackRecord:
     @property
     def idle_backoff(self) -> IdleBackoff | None:
         return (self.spec or DEFAULTS).idle_backoff
+
+    @property
+    def stalled(self) -> bool:
+        """Too many idle ticks in a row (``spec.stalledAfterIdleTicks``)."""
+        return self.spec is not None and self.usage.idle >= self.spec.stalled_after_idle_ticks
+
+    @property
+    def stall_reason(self) -> StallReason:
+        """Why the stack stalls: the last idle tick's reason, else the one its status
+        said before (an operator that restarted has seen no tick yet)."""
+        before = str(self.conditions.get(ConditionType.STALLED, {}).get("reason") or "")
+        for reason in (self.idle_reason, before):
+            if reason in _STALL_REASONS:
+                return StallReason(reason)
+        return StallReason.NOTHING_TO_DO
 
     @property
     def interval(self) -> float:
@@ -278,6 +300,8 @@ def fold_result(record: StackRecord, result: TickResult) -> None:
         return  # older than the last tick, or that very tick again
     if result.outcome is not Outcome.DROPPED:  # a dropped tick called no tool
         record.tool_problems = result.tool_problems
+    if result.idle:
+        record.idle_reason = result.idle
     record.last_tick = LastTick(
         tick_id=result.tick_id,
         outcome=result.outcome.value,
@@ -317,12 +341,17 @@ def tools_event(problems: str) -> Event:
 
 def apply_usage(record: StackRecord, usage: Usage) -> list[Event]:
     """Copy the stack's counters as Redis counted them; returns Degraded/Recovered
-    Events when the run of failed ticks crosses :data:`DEGRADED_AFTER`."""
+    Events when the run of failed ticks crosses :data:`DEGRADED_AFTER`, and
+    Stalled/Progressing when the run of idle ticks crosses ``stalledAfterIdleTicks``."""
     events: list[Event] = []
-    was_degraded = record.degraded
+    was_degraded, was_stalled = record.degraded, record.stalled
     if usage == record.usage:
         return events
     record.usage = usage
+    if record.stalled and not was_stalled:
+        events.append(Event(EventReason.STALLED, stall_message(record), warning=True))
+    elif was_stalled and not record.stalled:
+        events.append(Event(EventReason.PROGRESSING, "a tick made progress again"))
     degraded = record.degraded
     if degraded and not was_degraded:
         last = record.last_tick
@@ -349,77 +378,102 @@ Wanted = tuple[str, str, str]
 """A condition as it should stand: status, reason, message."""
 
 
-def _desired(record: StackRecord) -> dict[ConditionType, Wanted]:
-    """Condition type → (status, reason, message) as the record stands."""
-    state = record.state
+def _ready(record: StackRecord) -> Wanted:
     hold = record.hold
     if hold is not None and hold.reason in NOT_READY:
-        ready: Wanted = ("False", hold.reason, hold.message)
-    elif state is ExecutionState.STOPPED:
-        ready = ("False", ConditionReason.STOPPED, "the run has ended (executionState: Stopped)")
-    else:
-        ready = ("True", ConditionReason.ACCEPTED, "the spec is valid and its references resolve")
+        return ("False", hold.reason, hold.message)
+    if record.state is ExecutionState.STOPPED:
+        return ("False", ConditionReason.STOPPED, "the run has ended (executionState: Stopped)")
+    return ("True", ConditionReason.ACCEPTED, "the spec is valid and its references resolve")
 
-    if state is ExecutionState.PAUSED:
-        ticking: Wanted = ("False", ConditionReason.PAUSED, "executionState is Paused")
-    elif state is ExecutionState.STOPPED:
-        ticking = ("False", ConditionReason.STOPPED, "executionState is Stopped")
-    elif hold is not None:
-        ticking = ("False", hold.reason, "ticks are held until this is resolved")
-    else:
-        ticking = ("True", ConditionReason.SCHEDULED, f"a tick every {record.interval:g}s")
 
-    if state is ExecutionState.PAUSED:
-        paused: Wanted = (
-            "True",
-            ConditionReason.PAUSED,
-            "paused by spec.executionState; memory is kept",
-        )
-    elif record.resumed:
-        paused = ("False", ConditionReason.RESUMED, "resumed; missed ticks were not replayed")
-    else:
-        paused = ("False", ConditionReason.NOT_PAUSED, "")
+def _ticking(record: StackRecord) -> Wanted:
+    if record.state is ExecutionState.PAUSED:
+        return ("False", ConditionReason.PAUSED, "executionState is Paused")
+    if record.state is ExecutionState.STOPPED:
+        return ("False", ConditionReason.STOPPED, "executionState is Stopped")
+    if record.hold is not None:
+        return ("False", record.hold.reason, "ticks are held until this is resolved")
+    return ("True", ConditionReason.SCHEDULED, f"a tick every {record.interval:g}s")
 
-    if record.degraded:
-        last = record.last_tick
-        detail = f"{last.reason}: {last.message}" if last else ""
-        degraded: Wanted = (
-            "True",
-            ConditionReason.TICKS_FAILING,
-            f"{record.usage.failures} failed ticks in a row. {detail}",
-        )
-    else:
-        degraded = ("False", ConditionReason.TICKS_HEALTHY, "")
 
+def _paused(record: StackRecord) -> Wanted:
+    if record.state is ExecutionState.PAUSED:
+        return ("True", ConditionReason.PAUSED, "paused by spec.executionState; memory is kept")
+    if record.resumed:
+        return ("False", ConditionReason.RESUMED, "resumed; missed ticks were not replayed")
+    return ("False", ConditionReason.NOT_PAUSED, "")
+
+
+def _degraded(record: StackRecord) -> Wanted:
+    if not record.degraded:
+        return ("False", ConditionReason.TICKS_HEALTHY, "")
+    last = record.last_tick
+    detail = f"{last.reason}: {last.message}" if last else ""
+    failures = record.usage.failures
+    return ("True", ConditionReason.TICKS_FAILING, f"{failures} failed ticks in a row. {detail}")
+
+
+def _budget(record: StackRecord) -> Wanted:
     if record.budget_message:
-        budget: Wanted = ("True", ConditionReason.BUDGET_SPENT, record.budget_message)
-    else:
-        budget = ("False", ConditionReason.WITHIN_BUDGET, "")
+        return ("True", ConditionReason.BUDGET_SPENT, record.budget_message)
+    return ("False", ConditionReason.WITHIN_BUDGET, "")
 
+
+def _tools(record: StackRecord) -> Wanted:
     if record.tool_problems:
-        tools: Wanted = ("True", ConditionReason.TOOL_SERVER_UNAVAILABLE, record.tool_problems)
-    elif record.spec is not None and record.spec.tool_servers:
-        tools = ("False", ConditionReason.TOOL_SERVERS_ANSWERING, "")
-    else:
-        tools = ("False", ConditionReason.NO_TOOL_SERVERS, "")
-    if record.awaiting:
-        awaiting: Wanted = (
-            "True",
-            ConditionReason.TOOL_CALLS_WAITING,
-            f"{len(record.awaiting)} tool call(s) wait for approval: "
-            + ", ".join(record.awaiting[:10]),
-        )
-    else:
-        awaiting = ("False", ConditionReason.NOTHING_WAITING, "")
-    return {
-        ConditionType.READY: ready,
-        ConditionType.TICKING: ticking,
-        ConditionType.PAUSED: paused,
-        ConditionType.DEGRADED: degraded,
-        ConditionType.BUDGET_EXCEEDED: budget,
-        ConditionType.TOOLS_DEGRADED: tools,
-        ConditionType.AWAITING_APPROVAL: awaiting,
-    }
+        return ("True", ConditionReason.TOOL_SERVER_UNAVAILABLE, record.tool_problems)
+    if record.spec is not None and record.spec.tool_servers:
+        return ("False", ConditionReason.TOOL_SERVERS_ANSWERING, "")
+    return ("False", ConditionReason.NO_TOOL_SERVERS, "")
+
+
+def _awaiting(record: StackRecord) -> Wanted:
+    if not record.awaiting:
+        return ("False", ConditionReason.NOTHING_WAITING, "")
+    waiting = ", ".join(record.awaiting[:10])
+    message = f"{len(record.awaiting)} tool call(s) wait for approval: {waiting}"
+    return ("True", ConditionReason.TOOL_CALLS_WAITING, message)
+
+
+_STALL_DETAIL = {
+    StallReason.NOTHING_TO_DO: "no agent found shared work to change; give the team an "
+    "input or a new goal, or pause it",
+    StallReason.ACTIONS_REFUSED: "every change the agents asked for was refused (the "
+    "trace's refused lines say why)",
+    StallReason.PLAN_FULL: "the plan holds as many open tasks as it may and refuses new "
+    "ones; agents must close or drop tasks (update_plan, status done or dropped)",
+}
+
+
+def stall_message(record: StackRecord) -> str:
+    """What the ``Stalled`` condition and Event say (the stack must be stalled)."""
+    idle = record.usage.idle
+    return f"{idle} ticks in a row changed nothing: {_STALL_DETAIL[record.stall_reason]}"
+
+
+def _stalled(record: StackRecord) -> Wanted:
+    if not record.stalled:
+        return ("False", ConditionReason.PROGRESSING, "")
+    return ("True", record.stall_reason, stall_message(record))
+
+
+_CONDITIONS = {
+    ConditionType.READY: _ready,
+    ConditionType.TICKING: _ticking,
+    ConditionType.PAUSED: _paused,
+    ConditionType.DEGRADED: _degraded,
+    ConditionType.BUDGET_EXCEEDED: _budget,
+    ConditionType.TOOLS_DEGRADED: _tools,
+    ConditionType.AWAITING_APPROVAL: _awaiting,
+    ConditionType.STALLED: _stalled,
+}
+"""How each condition is derived from the record, in the order they are written."""
+
+
+def _desired(record: StackRecord) -> dict[ConditionType, Wanted]:
+    """Condition type → (status, reason, message) as the record stands."""
+    return {kind: condition(record) for kind, condition in _CONDITIONS.items()}
 
 
 def conditions_for(record: StackRecord, now: float) -> list[dict[str, Any]]:

@@ -227,6 +227,7 @@ class StatusWriter:
             metrics.STACKS.labels(phase).set(phases.get(phase, 0))
         metrics.SCHEDULED.set(len(self.scheduled))
         metrics.APPROVALS_WAITING.set(sum(len(r.awaiting) for r in self.records.values()))
+        metrics.STALLED.set(sum(1 for record in self.records.values() if record.stalled))
 
 
 def clear_fleet_gauges() -> None:
@@ -234,6 +235,7 @@ def clear_fleet_gauges() -> None:
     metrics.STACKS.clear()
     metrics.SCHEDULED.set(0)
     metrics.APPROVALS_WAITING.set(0)
+    metrics.STALLED.set(0)
     metrics.PER_STACK.clear()
     metrics.STATUS_AGE.set(0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from agentstack_core.budget import Usage
@@ -84,6 +85,31 @@ def test_idle_ticks_stretch_the_interval_until_progress() -> None:
     assert record.interval == 40.0
     apply_usage(record, Usage(ticks=4, idle=0))
     assert record.interval == 10.0
+
+
+def test_idle_ticks_in_a_row_stall_the_stack_with_their_reason_until_progress() -> None:
+    record = _record(stalledAfterIdleTicks=3)
+    assert _conditions(record)["Stalled"]["status"] == "False"
+    idle = replace(_result(Outcome.SUCCEEDED, 3.0, progressed=False), idle="PlanFull")
+    fold_result(record, idle)
+    events = [apply_usage(record, Usage(ticks=n, idle=n)) for n in (1, 2, 3, 4)]
+    assert [(e.reason, e.warning) for batch in events for e in batch] == [("Stalled", True)]
+    stalled = _conditions(record)["Stalled"]
+    assert (stalled["status"], stalled["reason"]) == ("True", "PlanFull")
+    assert stalled["message"].startswith("4 ticks in a row changed nothing: the plan holds")
+    progressed = apply_usage(record, Usage(ticks=5, idle=0))
+    assert [e.reason for e in progressed] == ["Progressing"]
+    assert _conditions(record)["Stalled"]["reason"] == "Progressing"
+
+
+def test_a_restarted_operator_keeps_the_stall_reason_its_status_said() -> None:
+    record = _record(stalledAfterIdleTicks=2)
+    said = {"type": "Stalled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    record.conditions = {"Stalled": {**said, "reason": "ActionsRefused"}}
+    apply_usage(record, Usage(ticks=9, idle=9))
+    assert _conditions(record)["Stalled"]["reason"] == "ActionsRefused"
+    record.conditions = {"Stalled": {**said, "reason": "Nonsense"}}
+    assert _conditions(record)["Stalled"]["reason"] == "NothingToDo"
 
 
 def test_late_or_foreign_results_are_ignored() -> None:
