@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agentstack_core.records import ArtifactRecord, TaskRecord
+from agentstack_core.records import ArtifactRecord, GoalRecord, TaskRecord
 
 INBOX_BATCH = 20
 """Unread inbox messages an agent reads per step (the rest wait for its next step)."""
@@ -37,3 +37,5 @@ class AgentContext:
     feed: list[str]
     memory: dict[str, str]
     inbox: list[InboxMessage]
+    goal: GoalRecord | None = None
+    """Where a finite goal stands (``None``: never declared met)."""

@@ -125,6 +125,12 @@ class StackKeys:
         return f"{self.tag}:inbox:{agent}"
 
     @property
+    def goal(self) -> str:
+        """String: where a finite goal stands, a JSON
+        :class:`~agentstack_core.records.GoalRecord` (absent: never declared met)."""
+        return f"{self.tag}:goal"
+
+    @property
     def archive(self) -> str:
         """Stream: what left the working set or passed through a capped stream — closed
         tasks, artifact versions, inputs, messages, feed posts, consolidation notes —
@@ -160,18 +166,6 @@ class StackKeys:
     def cursors(self) -> str:
         """Hash: agent name → id of the last inbox message it has consumed."""
         return f"{self.tag}:cursors"
-
-    def context(self, agent: str) -> list[str]:
-        """The keys of what ``agent`` sees, in the order the store's context read
-        takes them: plan, artifacts, feed, memory, cursors, inbox."""
-        return [
-            self.plan,
-            self.artifacts,
-            self.feed,
-            self.memory(agent),
-            self.cursors,
-            self.inbox(agent),
-        ]
 
 
 @dataclass(frozen=True)

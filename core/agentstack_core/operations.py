@@ -16,6 +16,7 @@ from agentstack_core.records import (
     ArchiveRecord,
     ArtifactRecord,
     FeedRecord,
+    GoalRecord,
     InputOutcome,
     MessageRecord,
     TaskRecord,
@@ -106,6 +107,13 @@ class SaveApproval:
 
 
 @dataclass(frozen=True)
+class SaveGoal:
+    """Where the finite goal stands: declared met, confirmed, or rejected."""
+
+    goal: GoalRecord
+
+
+@dataclass(frozen=True)
 class AppendTrace:
     """The step's entry in the stack's trace."""
 
@@ -124,5 +132,6 @@ Operation = (
     | AdvanceCursor
     | MarkInputRead
     | SaveApproval
+    | SaveGoal
     | AppendTrace
 )

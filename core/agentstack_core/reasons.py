@@ -54,6 +54,8 @@ class DropReason(StrEnum):
     BUDGET_EXCEEDED = "BudgetExceeded"
     STACK_GONE = "StackGone"
     """The stack was deleted: nothing is recorded (a metric label only)."""
+    GOAL_MET = "GoalMet"
+    """The stack's finite goal is met: it ticks no more."""
 
 
 class SkipReason(StrEnum):
@@ -121,6 +123,7 @@ class Phase(StrEnum):
     WAITING = "Waiting"
     DEGRADED = "Degraded"
     BUDGET_EXCEEDED = "BudgetExceeded"
+    COMPLETED = "Completed"
 
 
 class ConditionType(StrEnum):
@@ -134,6 +137,7 @@ class ConditionType(StrEnum):
     TOOLS_DEGRADED = "ToolsDegraded"
     AWAITING_APPROVAL = "AwaitingApproval"
     STALLED = "Stalled"
+    COMPLETED = "Completed"
 
 
 class Blocked(StrEnum):
@@ -143,6 +147,8 @@ class Blocked(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     ENDPOINT_NOT_ALLOWED = "EndpointNotAllowed"
     SECRET_NOT_FOUND = "SecretNotFound"
+    COMPLETED = "Completed"
+    """The finite goal is met (a new goal or criterion starts the stack again)."""
     BUDGET_EXCEEDED = "BudgetExceeded"
 
 
@@ -177,6 +183,14 @@ class ConditionReason(StrEnum):
     PROGRESSING = "Progressing"
     """``Stalled`` False: ticks make progress (a stalled stack's reason is its
     :class:`StallReason`)."""
+    GOAL_MET = "GoalMet"
+    """``Completed``: the team declared the goal met and it was confirmed."""
+    MAX_TICKS_REACHED = "MaxTicksReached"
+    """``Completed``: ``spec.completion.maxTicks`` ticks have run."""
+    ONGOING = "Ongoing"
+    """``Completed`` False: the goal has no end (no ``spec.completion``)."""
+    NOT_MET = "NotMet"
+    """``Completed`` False: a finite goal not met yet."""
 
 
 class EventReason(StrEnum):
@@ -202,5 +216,10 @@ class EventReason(StrEnum):
     STALLED = "Stalled"
     PROGRESSING = "Progressing"
     """A stalled stack made progress again."""
+    GOAL_DECLARED = "GoalDeclared"
+    """The team declared the goal met; it waits for confirmation."""
+    GOAL_REJECTED = "GoalRejected"
+    COMPLETED = "Completed"
+    """The finite goal is met: the stack ticks no more."""
     CLEANUP_FAILED = "CleanupFailed"
     """The finalizer gave up removing a deleted stack's Redis keys and Jobs."""

@@ -482,3 +482,32 @@ class ArchiveRecord(Record):
     at: float | None = None
     text: str = ""
     """What was said or written: what search and recall read."""
+
+
+class GoalState(StrEnum):
+    DECLARED = "Declared"
+    """The team says the goal is met; confirmation pending."""
+    MET = "Met"
+    """Confirmed: the stack completes."""
+    REJECTED = "Rejected"
+    """Not confirmed: the team works on (and may declare again)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GoalRecord(JsonRecord):
+    """Where a finite goal stands (the stack's goal key), for the goal of ``goal_id``
+    (:attr:`~agentstack_core.spec.StackSpec.goal_id`): a record of another goal id is
+    about an earlier goal and counts as nothing."""
+
+    goal_id: str
+    state: GoalState
+    summary: str = ""
+    """What the declaring agent says was achieved."""
+    declared_by: str = ""
+    tick_id: str = ""
+    """The tick of the last change."""
+    at: float = 0.0
+    decided_by: str = ""
+    """The reviewer or judge that confirmed or rejected it."""
+    verdict: str = ""
+    """Why it was confirmed or rejected."""

@@ -16,6 +16,7 @@ Field names follow the CRD (camelCase in the manifest, snake_case here).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -199,6 +200,27 @@ class MemoryPolicy:
     characters a token)."""
 
 
+class ConfirmBy(StrEnum):
+    """Who confirms that a finite goal is met once the team declares it."""
+
+    REVIEWER = "Reviewer"
+    """The stack's reviewer, in its next step."""
+    JUDGE = "Judge"
+    """One call of the reviewer's model with the stated criterion."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finite goal (``spec.completion``): when it is met the stack completes — no
+    further ticks, memory kept. Without it the goal is ongoing and never completes."""
+
+    confirm_by: ConfirmBy = ConfirmBy.REVIEWER
+    criterion: str = ""
+    """What "met" means, for whoever confirms it (the judge needs one)."""
+    max_ticks: int | None = None
+    """The goal counts as met after this many ticks, declared or not."""
+
+
 @dataclass(frozen=True)
 class StackSpec:
     goal: str
@@ -225,6 +247,17 @@ class StackSpec:
     stalled_after_idle_ticks: int = 10
     """Idle ticks in a row (no agent changed anything) after which the stack is
     ``Stalled``."""
+    completion: Completion | None = None
+    """``None``: an ongoing goal (it never completes)."""
+
+    @property
+    def goal_id(self) -> str:
+        """What the team works towards, as a short digest of the goal and, for a finite
+        goal, its criterion: a goal met is met for this digest only, so a new goal (or
+        a changed criterion) starts the stack again."""
+        criterion = self.completion.criterion if self.completion else ""
+        text = f"{self.goal}\0{criterion}".encode()
+        return hashlib.sha256(text).hexdigest()[:16]
 
     @property
     def providers_used(self) -> tuple[str, ...]:
@@ -400,6 +433,20 @@ def _memory(raw: Any) -> MemoryPolicy:
     )
 
 
+def _completion(raw: Any, problems: list[str]) -> Completion | None:
+    if raw is None:
+        return None
+    d = Completion()
+    completion = Completion(
+        confirm_by=ConfirmBy(raw.get("confirmBy", d.confirm_by)),
+        criterion=str(raw.get("criterion", d.criterion)),
+        max_ticks=raw.get("maxTicks"),
+    )
+    if completion.confirm_by is ConfirmBy.JUDGE and not completion.criterion.strip():
+        problems.append("spec.completion.criterion: a Judge needs a criterion to judge by")
+    return completion
+
+
 def execution_state_of(raw: dict[str, Any]) -> ExecutionState:
     """The state a manifest asks for, even when the rest of it does not parse."""
     try:
@@ -454,6 +501,7 @@ def parse_spec(raw: dict[str, Any]) -> StackSpec:
             stalled_after_idle_ticks=int(
                 raw.get("stalledAfterIdleTicks", d.stalled_after_idle_ticks)
             ),
+            completion=_completion(raw.get("completion"), problems),
         )
     except (TypeError, ValueError, KeyError) as exc:
         problems.append(f"spec: {exc}")

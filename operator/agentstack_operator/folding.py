@@ -37,7 +37,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from redis.exceptions import ResponseError
 
@@ -48,6 +48,7 @@ from agentstack_core.keys import FleetKeys, StackKeys, StackRef
 from agentstack_core.pricing import usd
 from agentstack_core.protocol import RedisClient, TickResult
 from agentstack_core.reasons import EventReason, Outcome, TickReason
+from agentstack_core.records import GoalRecord
 from agentstack_core.redis.approvals import read_approvals
 from agentstack_core.redis.tick import Finished, TickStore
 from agentstack_operator import metrics
@@ -58,6 +59,7 @@ from agentstack_operator.stackstate import (
     Event,
     StackRecord,
     apply_approvals,
+    apply_goal,
     apply_usage,
     budget_message,
     fold_result,
@@ -87,10 +89,17 @@ class ResultStream(Protocol):
     async def acknowledge(self, entry_ids: Sequence[str]) -> None: ...
 
 
-class UsageCounters(Protocol):
-    """Each stack's usage hash (``ticks``, ``tokens``), as the runners count it."""
+class Progress(NamedTuple):
+    """What the runners keep of a stack's run: its counters and its finite goal."""
 
-    async def read(self, refs: Sequence[StackRef]) -> list[Mapping[str, str]]: ...
+    usage: Usage
+    goal: GoalRecord | None
+
+
+class UsageCounters(Protocol):
+    """Each stack's usage hash (``ticks``, ``tokens``…) and goal, as the runners keep them."""
+
+    async def read(self, refs: Sequence[StackRef]) -> list[Progress]: ...
 
 
 class ApprovalReader(Protocol):
@@ -181,12 +190,17 @@ class RedisResults:
     async def acknowledge(self, entry_ids: Sequence[str]) -> None:
         await self.redis.xack(FleetKeys.results, protocol.OPERATOR_GROUP, *entry_ids)
 
-    async def read(self, refs: Sequence[StackRef]) -> list[Mapping[str, str]]:
+    async def read(self, refs: Sequence[StackRef]) -> list[Progress]:
         pipe = self.redis.pipeline(transaction=False)
         for ref in refs:
-            pipe.hgetall(StackKeys(ref).usage)
-        usages: list[Mapping[str, str]] = await pipe.execute()
-        return usages
+            keys = StackKeys(ref)
+            pipe.hgetall(keys.usage)
+            pipe.get(keys.goal)
+        replies = await pipe.execute()
+        return [
+            Progress(Usage.from_hash(dict(usage)), GoalRecord.from_json(goal) if goal else None)
+            for usage, goal in zip(replies[::2], replies[1::2], strict=True)
+        ]
 
     async def approvals(self, ref: StackRef) -> list[Approval]:
         return await read_approvals(self.redis, ref)
@@ -273,15 +287,23 @@ class ResultFolder:
         await self.events.post(record, events)
 
     async def refresh_usage(self, records: Sequence[StackRecord]) -> None:
-        """Counters come from Redis (the runners' single source of truth), then budgets."""
+        """Counters and the goal come from Redis (the runners' single source of truth),
+        then a goal met and budgets hold or release the stack."""
         if not records:
             return
-        usages = await self.usage.read([record.ref for record in records])
-        for record, usage in zip(records, usages, strict=True):
-            interval = record.interval
-            await self.events.post(record, apply_usage(record, Usage.from_hash(dict(usage))))
+        progress = await self.usage.read([record.ref for record in records])
+        for record, (usage, goal) in zip(records, progress, strict=True):
+            interval, met = record.interval, record.met
+            await self.events.post(record, [*apply_usage(record, usage), *apply_goal(record, goal)])
             if record.interval != interval:  # failure or idle back-off moved
                 self.scheduler.reschedule(record, "interval")
+            if record.met is not None and met is None:
+                self.scheduler.unschedule(record)
+                self.status.mark(record, urgent=True)
+                await self.events.post(record, [Event(EventReason.COMPLETED, record.met[1])])
+            elif met is not None and record.met is None:
+                self.scheduler.reschedule(record, "resume")
+                self.status.mark(record, urgent=True)
             message = budget_message(record.spec, record.usage)
             if message and not record.budget_message:
                 record.budget_message = message

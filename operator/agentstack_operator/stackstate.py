@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from agentstack_core.approvals import FINAL, Approval, ApprovalState
 from agentstack_core.budget import Usage, exhausted
+from agentstack_core.completion import goal_met, pending
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
 from agentstack_core.messages import TickResult
@@ -36,6 +37,7 @@ from agentstack_core.reasons import (
     Phase,
     StallReason,
 )
+from agentstack_core.records import GoalRecord, GoalState
 from agentstack_core.spec import (
     DEFAULTS,
     ExecutionState,
@@ -60,6 +62,7 @@ HOLD_PHASES: dict[Blocked, Phase] = {
     Blocked.INVALID_SPEC: Phase.INVALID,
     Blocked.ENDPOINT_NOT_ALLOWED: Phase.INVALID,
     Blocked.SECRET_NOT_FOUND: Phase.WAITING,
+    Blocked.COMPLETED: Phase.COMPLETED,
     Blocked.BUDGET_EXCEEDED: Phase.BUDGET_EXCEEDED,
 }
 """The phase a held stack shows."""
@@ -138,6 +141,8 @@ class StackRecord:
     """An input asked for a tick at once that no tick sent since can have read."""
     wake_tick: str | None = None
     """The tick sent to answer a wake-up, until its result is folded."""
+    goal: GoalRecord | None = None
+    """Where a finite goal stands, as Redis keeps it (:func:`apply_goal` copies it)."""
     idle_reason: str = ""
     """Why the last idle tick made no progress (a :class:`StallReason`; empty: none
     seen since the operator started)."""
@@ -201,8 +206,8 @@ class StackRecord:
 
         The one place the holds are weighed: the first that applies, in
         :class:`~agentstack_core.reasons.Blocked`'s order (an invalid spec, a refused
-        endpoint, a missing Secret, a spent budget), is the one every condition and the
-        phase report.
+        endpoint, a missing Secret, a finite goal met, a spent budget), is the one every
+        condition and the phase report.
         """
         if self.problems:
             return Hold(Blocked.INVALID_SPEC, "; ".join(self.problems))
@@ -210,9 +215,17 @@ class StackRecord:
             return Hold(Blocked.ENDPOINT_NOT_ALLOWED, "; ".join(self.refused))
         if self.missing_secrets:
             return Hold(Blocked.SECRET_NOT_FOUND, "waiting for " + ", ".join(self.missing_secrets))
+        met = self.met
+        if met is not None:
+            return Hold(Blocked.COMPLETED, met[1])
         if self.budget_message:
             return Hold(Blocked.BUDGET_EXCEEDED, self.budget_message)
         return None
+
+    @property
+    def met(self) -> tuple[ConditionReason, str] | None:
+        """Why the stack's finite goal is met (``None``: it is not, or is ongoing)."""
+        return goal_met(self.spec, self.usage, self.goal) if self.spec is not None else None
 
     @property
     def degraded(self) -> bool:
@@ -332,6 +345,24 @@ def apply_approvals(record: StackRecord, records: Sequence[Approval]) -> list[Ev
     return events
 
 
+def apply_goal(record: StackRecord, goal: GoalRecord | None) -> list[Event]:
+    """Copy where the finite goal stands, as Redis keeps it; returns the Events of a
+    declaration and of a rejection (a goal met is the ``Completed`` hold's Event)."""
+    if goal == record.goal:
+        return []
+    record.goal = goal
+    record.mark_dirty(urgent=True)
+    if goal is None or record.spec is None or goal.goal_id != record.spec.goal_id:
+        return []
+    if goal.state is GoalState.DECLARED:
+        message = f"{goal.declared_by} declared the goal met: {goal.summary}"
+        return [Event(EventReason.GOAL_DECLARED, message)]
+    if goal.state is GoalState.REJECTED:
+        message = f"{goal.decided_by} rejected the goal as met: {goal.verdict}"
+        return [Event(EventReason.GOAL_REJECTED, message)]
+    return []
+
+
 def tools_event(problems: str) -> Event:
     """The Event of a change of the stack's ``ToolsDegraded`` condition."""
     if problems:
@@ -392,6 +423,8 @@ def _ticking(record: StackRecord) -> Wanted:
         return ("False", ConditionReason.PAUSED, "executionState is Paused")
     if record.state is ExecutionState.STOPPED:
         return ("False", ConditionReason.STOPPED, "executionState is Stopped")
+    if record.hold is not None and record.hold.reason is Blocked.COMPLETED:
+        return ("False", Blocked.COMPLETED, "the goal is met: no more ticks (memory is kept)")
     if record.hold is not None:
         return ("False", record.hold.reason, "ticks are held until this is resolved")
     return ("True", ConditionReason.SCHEDULED, f"a tick every {record.interval:g}s")
@@ -458,6 +491,23 @@ def _stalled(record: StackRecord) -> Wanted:
     return ("True", record.stall_reason, stall_message(record))
 
 
+def _completed(record: StackRecord) -> Wanted:
+    spec = record.spec
+    if spec is None or spec.completion is None:
+        return ("False", ConditionReason.ONGOING, "the goal is ongoing (no spec.completion)")
+    met = record.met
+    if met is not None:
+        return ("True", *met)
+    declared = pending(spec, record.goal)
+    if declared is not None:
+        waiting = (
+            f"{declared.declared_by} declared the goal met ({declared.summary}); waiting for "
+            f"the {spec.completion.confirm_by.value.lower()} to confirm it"
+        )
+        return ("False", ConditionReason.NOT_MET, waiting)
+    return ("False", ConditionReason.NOT_MET, f"criterion: {spec.completion.criterion}")
+
+
 _CONDITIONS = {
     ConditionType.READY: _ready,
     ConditionType.TICKING: _ticking,
@@ -467,6 +517,7 @@ _CONDITIONS = {
     ConditionType.TOOLS_DEGRADED: _tools,
     ConditionType.AWAITING_APPROVAL: _awaiting,
     ConditionType.STALLED: _stalled,
+    ConditionType.COMPLETED: _completed,
 }
 """How each condition is derived from the record, in the order they are written."""
 

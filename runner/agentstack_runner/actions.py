@@ -10,6 +10,8 @@ each action is one of:
                      set ``done`` or ``dropped`` leaves the plan for the archive
 ``review_artifact``  ``{name, verdict: accept|revise, feedback}`` — accept or send back
 ``post_update``      ``{content}`` — a progress note on the stack's feed, for people
+``declare_goal_met`` ``{summary}`` — a finite goal is met (confirmed before it counts)
+``confirm_goal_met`` ``{verdict: accept|reject, reason}`` — the reviewer's (or judge's) say
 
 Model output is untrusted: sizes are bounded, unknown fields are rejected, and
 :func:`parse_reply` turns any failure into a :class:`ReplyError` whose message is
@@ -83,6 +85,22 @@ class PostUpdate(_Action):
     content: Text
 
 
+class DeclareGoalMet(_Action):
+    """Say the stack's finite goal is met (``spec.completion``); the reviewer or a judge
+    confirms it before the stack completes."""
+
+    type: Literal["declare_goal_met"]
+    summary: Text
+
+
+class ConfirmGoalMet(_Action):
+    """The reviewer's (or the judge's) decision on a declaration that the goal is met."""
+
+    type: Literal["confirm_goal_met"]
+    verdict: Literal["accept", "reject"]
+    reason: Annotated[str, Field(max_length=MAX_CONTENT_CHARS)] = ""
+
+
 class CallTool(_Action):
     """Call one of the tools listed under ``tools`` (by ``server/tool``); its result
     comes back within the same step, and the agent answers again."""
@@ -99,6 +117,8 @@ Action = Annotated[
     | UpdatePlan
     | ReviewArtifact
     | PostUpdate
+    | DeclareGoalMet
+    | ConfirmGoalMet
     | CallTool,
     Field(discriminator="type"),
 ]
@@ -157,6 +177,9 @@ Actions (at most 16):
   done or dropped leaves it, and stays in the stack's archive)
 {"type": "review_artifact", "name": "<artifact>", "verdict": "accept|revise", "feedback": "<text>"}
 {"type": "post_update", "content": "<progress note for people>"}
+{"type": "declare_goal_met", "summary": "<what was achieved>"}
+  (only when "completion" is shown: the goal is finite; the reviewer or a judge
+  confirms it with {"type": "confirm_goal_met", "verdict": "accept|reject", "reason": "..."})
 {"type": "call_tool", "tool": "<server/tool>", "arguments": {<as its input_schema says>}}
   (only tools listed under "tools"; their results come back before you answer again;
   some tools need a person's approval first: "approvals" shows what waits, what was

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agentstack_core.completion import pending
 from agentstack_core.context import AgentContext, InboxMessage
 from agentstack_core.operations import (
     AdvanceCursor,
@@ -32,6 +33,7 @@ from agentstack_core.operations import (
     Remember,
     RemoveArtifact,
     SaveArtifact,
+    SaveGoal,
     SavePlan,
 )
 from agentstack_core.reasons import StallReason
@@ -41,14 +43,19 @@ from agentstack_core.records import (
     ArtifactRecord,
     ArtifactStatus,
     FeedRecord,
+    GoalRecord,
+    GoalState,
     InputOutcome,
     MessageRecord,
     TaskRecord,
     TaskStatus,
 )
+from agentstack_core.spec import AgentSpec, ConfirmBy, StackSpec
 from agentstack_runner.actions import (
     Action,
     CallTool,
+    ConfirmGoalMet,
+    DeclareGoalMet,
     PostUpdate,
     Reply,
     ReviewArtifact,
@@ -58,6 +65,9 @@ from agentstack_runner.actions import (
     WriteArtifact,
 )
 
+JUDGE_ROLE = "judge"
+"""The role of the judge's step (a ``Judge``-confirmed finite goal): it may only confirm
+or reject a declaration."""
 MAX_MEMORY_KEYS = 100
 MAX_PLAN_TASKS = 200
 MAX_ARTIFACTS = 500
@@ -98,9 +108,12 @@ class _Planner:
     """The rules of one step's actions, over the step's view of the shared state."""
 
     def __init__(
-        self, agent: str, team: tuple[str, ...], tick_id: str, context: AgentContext, now: float
+        self, spec: StackSpec, agent: AgentSpec, tick_id: str, context: AgentContext, now: float
     ) -> None:
-        self.agent, self.team, self.tick_id, self.now = agent, team, tick_id, now
+        self.spec, self.role = spec, agent.role
+        self.agent, self.tick_id, self.now = agent.name, tick_id, now
+        self.team = tuple(member.name for member in spec.agents)
+        self.goal = context.goal
         self.effects = Effects()
         self.plan = list(context.plan)
         self.plan_changed = False
@@ -108,6 +121,9 @@ class _Planner:
         self.artifacts = dict(context.artifacts)
 
     def apply(self, action: Action) -> None:
+        if self.role == JUDGE_ROLE and not isinstance(action, ConfirmGoalMet):
+            self.effects.refused.append(f"{action.type}: the judge only confirms or rejects")
+            return
         handler: Callable[[Any], None] = getattr(self, action.type)
         handler(action)
 
@@ -234,6 +250,52 @@ class _Planner:
         self.effects.applied.append(f"{action.verdict} {action.name}")
         self.effects.progressed = True
 
+    def declare_goal_met(self, action: DeclareGoalMet) -> None:
+        if self.spec.completion is None:
+            self.effects.refused.append(
+                "declare_goal_met: the goal is ongoing (the stack has no spec.completion)"
+            )
+            return
+        if pending(self.spec, self.goal) is not None:
+            self.effects.refused.append(
+                "declare_goal_met: declared already; awaiting its confirmation"
+            )
+            return
+        self._decide(
+            GoalRecord(
+                goal_id=self.spec.goal_id,
+                state=GoalState.DECLARED,
+                summary=action.summary,
+                declared_by=self.agent,
+            )
+        )
+        self.effects.applied.append("declared the goal met")
+
+    def confirm_goal_met(self, action: ConfirmGoalMet) -> None:
+        completion = self.spec.completion
+        confirmer = (
+            JUDGE_ROLE if completion and completion.confirm_by is ConfirmBy.JUDGE else "reviewer"
+        )
+        declared = pending(self.spec, self.goal)
+        if self.role != confirmer:
+            self.effects.refused.append(f"confirm_goal_met: only the {confirmer} confirms")
+            return
+        if declared is None:
+            self.effects.refused.append("confirm_goal_met: nobody declared the goal met")
+            return
+        if declared.declared_by == self.agent:
+            self.effects.refused.append("confirm_goal_met: not a declaration of one's own")
+            return
+        accepted = action.verdict == "accept"
+        state = GoalState.MET if accepted else GoalState.REJECTED
+        self._decide(replace(declared, state=state, decided_by=self.agent, verdict=action.reason))
+        self.effects.applied.append("confirmed the goal met" if accepted else "rejected the goal")
+
+    def _decide(self, goal: GoalRecord) -> None:
+        self.goal = replace(goal, tick_id=self.tick_id, at=self.now)
+        self.effects.operations.append(SaveGoal(self.goal))
+        self.effects.progressed = True
+
     def call_tool(self, action: CallTool) -> None:
         """Tool calls are made within the step (``agentstack_runner.step``): they write
         nothing here."""
@@ -275,8 +337,8 @@ class _Planner:
 
 def plan_effects(
     *,
-    agent: str,
-    team: tuple[str, ...],
+    spec: StackSpec,
+    agent: AgentSpec,
     tick_id: str,
     reply: Reply,
     context: AgentContext,
@@ -285,7 +347,7 @@ def plan_effects(
 ) -> Effects:
     """Translate ``reply``'s actions into domain operations against ``context``; the
     agent has read the inbox messages ``read`` (those its prompt showed)."""
-    planner = _Planner(agent, team, tick_id, context, time.time() if now is None else now)
+    planner = _Planner(spec, agent, tick_id, context, time.time() if now is None else now)
     for action in reply.actions:
         planner.apply(action)
     return planner.finish(read)

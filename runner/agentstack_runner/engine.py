@@ -12,7 +12,8 @@ Order of checks for a delivered :class:`~agentstack_core.protocol.TickRequest`:
    running elsewhere meanwhile;
 3. under the lease: no published spec (the stack was deleted), a newer generation, a
    spec that does not parse, a stack not ``Running``, a missed deadline, a spent
-   budget → *dropped* with a reason, recorded as done so a redelivery is a duplicate;
+   budget, a finite goal met → *dropped* with a reason, recorded as done so a
+   redelivery is a duplicate;
 4. run the agents in order under the lease (renewed in the background, and with it the
    delivery kept alive), within the tick timeout; committed steps of an interrupted
    earlier attempt are not re-run;
@@ -45,6 +46,7 @@ from opentelemetry.trace import SpanKind
 
 from agentstack_core import tracing
 from agentstack_core.budget import Usage, cost_left, exhausted
+from agentstack_core.completion import goal_met, pending
 from agentstack_core.context import AgentContext
 from agentstack_core.pricing import PriceTable
 from agentstack_core.protocol import RedisClient, TickRequest, TickResult
@@ -63,7 +65,7 @@ from agentstack_core.spec import (
 from agentstack_runner import metrics, spans
 from agentstack_runner.llm.router import Router
 from agentstack_runner.providers import ProviderRegistry
-from agentstack_runner.step import AgentStep, StepInput
+from agentstack_runner.step import AgentStep, StepInput, judge_of
 from agentstack_runner.tools import ListingCache, Toolbox
 
 logger = logging.getLogger(__name__)
@@ -125,6 +127,9 @@ def _admit(start: TickStart, request: TickRequest, now: float) -> StackSpec:
         raise _DropError(
             DropReason.DEADLINE_EXCEEDED, f"started {now - request.deadline:.1f}s late"
         )
+    met = goal_met(spec, start.usage, start.goal)
+    if met is not None:
+        raise _DropError(DropReason.GOAL_MET, met[1])
     spent = exhausted(spec.budget, start.usage)
     if spent is not None:
         raise _DropError(DropReason.BUDGET_EXCEEDED, spent)
@@ -148,6 +153,94 @@ def _next_to_run(spec: StackSpec, position: int, committed: Collection[str]) -> 
     by this step's commit, saving a round trip)."""
     following = spec.agents[position + 1 : position + 2]
     return following[0].name if following and following[0].name not in committed else None
+
+
+class _TickRun:
+    """The steps of one tick, run one after the other under its lease.
+
+    The budget is checked before every step, not only before the tick: no LLM call
+    starts once the stack's tokens (as counted when the tick started, plus this tick's
+    so far) reach ``maxTokens``, and each call may answer with at most what is left;
+    the dollar budget likewise, each call's worst case fitting in what is left
+    (:mod:`agentstack_core.pricing`). Only one tick of a stack runs at a time (the
+    lease), so no other tick spends meanwhile.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: TickStore,
+        request: TickRequest,
+        spec: StackSpec,
+        begun: TickStart,
+        token: str,
+        deadline: float,
+    ) -> None:
+        self.engine, self.store, self.request, self.spec = engine, store, request, spec
+        self.begun, self.token, self.deadline = begun, token, deadline
+        self.providers = engine.registry.for_stack(request.stack.namespace, spec)
+        self.records: list[StepRecord] = []
+        self.context: AgentContext | None = None
+        """The next agent's context, read by the last commit."""
+
+    def _spent(self) -> Usage:
+        """The stack's counters as they stand with this tick's steps so far."""
+        usage, records = self.begun.usage, self.records
+        return Usage(
+            tokens=usage.tokens + sum(record.tokens for record in records),
+            ticks=usage.ticks,
+            cost=usage.cost + sum(record.cost for record in records),
+            needed=max([usage.needed, *(record.cost_needed for record in records)]),
+        )
+
+    async def step(self, agent: AgentSpec, then: str | None) -> tuple[TickReason, str] | None:
+        """Run ``agent``'s step (or count the one an earlier attempt committed); a
+        reason and message when the tick must stop here."""
+        committed = self.begun.committed.get(agent.name)
+        if committed is not None:
+            self.records.append(committed)
+            self.context = None
+            return None
+        spec, now = self.spec, self._spent()
+        spent = exhausted(spec.budget, now)
+        if spent is not None:
+            return TickReason.BUDGET_EXCEEDED, f"stopped before {agent.name}: {spent}"
+        limit = spec.budget.max_tokens
+        left = None if limit is None else limit - now.tokens
+        step = StepInput(
+            self.store,
+            spec,
+            agent,
+            self.request.tick_id,
+            self.token,
+            self.deadline,
+            max_output_tokens=min(
+                spec.max_output_tokens,
+                spec.max_output_tokens if limit is None else limit - now.tokens,
+            ),
+            context=self.context,
+            then=then,
+            toolbox=self.engine._toolbox(self.request, spec, agent),
+            tokens_left=left,
+            cost_left=cost_left(spec.budget, now),
+            prices=self.engine.prices,
+        )
+        with tracing.span(
+            f"invoke_agent {agent.name}", attributes=spans.step_attributes(agent)
+        ) as current:
+            record, self.context = await AgentStep(step, self.engine.router, self.providers).run()
+            spans.step_done(
+                current,
+                outcome=record.outcome,
+                reason=record.reason,
+                tokens=record.tokens,
+                cost=record.cost,
+                unpriced=record.unpriced,
+            )
+        self.records.append(record)
+        if record.failed and spec.step_failure_policy is StepFailurePolicy.FAIL_TICK:
+            return TickReason.STEP_FAILED, f"{record.agent}: {record.reason}: {record.message}"
+        return None
 
 
 @dataclass
@@ -327,75 +420,26 @@ class Engine:
         token: str,
         start: float,
     ) -> tuple[list[StepRecord], TickReason, str]:
-        """Run the agents in order; returns their records, a reason and a message.
-
-        The budget is checked before every step, not only before the tick: no LLM call
-        starts once the stack's tokens (as counted when the tick started, plus this
-        tick's so far) reach ``maxTokens``, and each call may answer with at most what
-        is left; the dollar budget likewise, each call's worst case fitting in what is
-        left (:mod:`agentstack_core.pricing`). Only one tick of a stack runs at a time
-        (the lease), so no other tick spends meanwhile.
-        """
-        deadline = start + spec.tick_timeout_seconds
-        providers = self.registry.for_stack(request.stack.namespace, spec)
-        usage, committed = begun.usage, begun.committed
-        records: list[StepRecord] = []
-        limit = spec.budget.max_tokens
-        context: AgentContext | None = None  # the next agent's, read by the last commit
+        """Run the agents in order — then, for a finite goal judged by a judge, the judge
+        if a declaration waits — and return their records, a reason and a message."""
+        run = _TickRun(self, store, request, spec, begun, token, start + spec.tick_timeout_seconds)
         try:
-            async with asyncio.timeout(deadline - time.monotonic()):
+            async with asyncio.timeout(run.deadline - time.monotonic()):
                 for position, agent in enumerate(spec.agents):
-                    if agent.name in committed:
-                        records.append(committed[agent.name])
-                        context = None
-                        continue
-                    used = usage.tokens + sum(record.tokens for record in records)
-                    now = Usage(
-                        tokens=used,
-                        ticks=usage.ticks,
-                        cost=usage.cost + sum(record.cost for record in records),
-                        needed=max([usage.needed, *(r.cost_needed for r in records)]),
-                    )
-                    spent = exhausted(spec.budget, now)
-                    if spent is not None:
-                        stopped = f"stopped before {agent.name}: {spent}"
-                        return records, TickReason.BUDGET_EXCEEDED, stopped
-                    allowance = spec.max_output_tokens if limit is None else limit - used
-                    step = StepInput(
-                        store,
-                        spec,
-                        agent,
-                        request.tick_id,
-                        token,
-                        deadline,
-                        max_output_tokens=min(spec.max_output_tokens, allowance),
-                        context=context,
-                        then=_next_to_run(spec, position, committed),
-                        toolbox=self._toolbox(request, spec, agent),
-                        tokens_left=None if limit is None else limit - used,
-                        cost_left=cost_left(spec.budget, now),
-                        prices=self.prices,
-                    )
-                    with tracing.span(
-                        f"invoke_agent {agent.name}", attributes=spans.step_attributes(agent)
-                    ) as current:
-                        record, context = await AgentStep(step, self.router, providers).run()
-                        spans.step_done(
-                            current,
-                            outcome=record.outcome,
-                            reason=record.reason,
-                            tokens=record.tokens,
-                            cost=record.cost,
-                            unpriced=record.unpriced,
-                        )
-                    records.append(record)
-                    if record.failed and spec.step_failure_policy is StepFailurePolicy.FAIL_TICK:
-                        failure = f"{record.agent}: {record.reason}: {record.message}"
-                        return records, TickReason.STEP_FAILED, failure
+                    stopped = await run.step(agent, _next_to_run(spec, position, begun.committed))
+                    if stopped is not None:
+                        return run.records, *stopped
+                judge = judge_of(spec)
+                if judge is not None and (
+                    judge.name in begun.committed or pending(spec, await store.goal())
+                ):
+                    stopped = await run.step(judge, None)
+                    if stopped is not None:
+                        return run.records, *stopped
         except TimeoutError:
             late = f"not finished within {spec.tick_timeout_seconds:g}s"
-            return records, TickReason.TICK_TIMEOUT, late
-        return records, TickReason.COMPLETED, ""
+            return run.records, TickReason.TICK_TIMEOUT, late
+        return run.records, TickReason.COMPLETED, ""
 
     def _toolbox(self, request: TickRequest, spec: StackSpec, agent: AgentSpec) -> Toolbox | None:
         """The agent's tools, if any server of the stack serves it."""

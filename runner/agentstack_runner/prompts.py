@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 
-from agentstack_core.spec import AgentSpec, StackSpec
+from agentstack_core.records import GoalRecord
+from agentstack_core.spec import AgentSpec, Completion, StackSpec
 from agentstack_runner.actions import SCHEMA_HINT
 from agentstack_runner.workingset import WorkingSet
 
@@ -41,6 +42,11 @@ ROLE_PROMPTS = {
         "You are the communicator. Write one short progress update for the people "
         "watching this team (post_update): what was done, what is next, any blocker."
     ),
+    "judge": (
+        "You are the judge of this team's finite goal. A teammate declared the goal met "
+        "(see completion). Decide by the criterion alone whether it is, from the state "
+        "shown: answer with one confirm_goal_met action, accept or reject, and a reason."
+    ),
 }
 
 _BLOCK_START = "```json\n"
@@ -63,13 +69,14 @@ def context_document(
     tick_id: str,
     tools: list[dict[str, Any]] | None = None,
     approvals: list[dict[str, Any]] | None = None,
+    goal: GoalRecord | None = None,
 ) -> dict[str, Any]:
     """The agent's view as plain data (also what the scripted provider reads): the
     stack, its goal and team, and its working set (``shown``, with ``omitted`` counts
     when something did not fit); ``tools``: the tools it may call (name, description,
     input schema), listed only when there are; ``approvals``: its tool calls that wait
     for a person, or were decided since it last looked (and the results of approved
-    ones, run just now)."""
+    ones, run just now); ``goal``: where a finite goal stands (its ``completion``)."""
     document: dict[str, Any] = {
         "stack": stack,
         "tick": tick_id,
@@ -80,11 +87,31 @@ def context_document(
     }
     if shown.omitted:
         document["omitted"] = dict(sorted(shown.omitted.items()))
+    if spec.completion is not None:
+        document["completion"] = _completion(spec.completion, spec.goal_id, goal)
     if tools:
         document["tools"] = tools
     if approvals:
         document["approvals"] = approvals
     return document
+
+
+def _completion(completion: Completion, goal_id: str, goal: GoalRecord | None) -> dict[str, Any]:
+    """A finite goal as agents see it: what "met" means, who confirms, where it stands
+    (``Open``: not declared met for this goal)."""
+    view: dict[str, Any] = {
+        "criterion": completion.criterion,
+        "confirm_by": completion.confirm_by,
+        "state": "Open",
+    }
+    if goal is not None and goal.goal_id == goal_id:
+        view.update(
+            state=goal.state,
+            summary=goal.summary,
+            declared_by=goal.declared_by,
+            verdict=goal.verdict,
+        )
+    return view
 
 
 def render_context(document: dict[str, Any]) -> str:

@@ -41,10 +41,10 @@ from agentstack_core.reasons import Outcome, StepReason
 from agentstack_core.records import Attempt as TracedAttempt
 from agentstack_core.records import StepRecord, ToolUse, TraceRecord
 from agentstack_core.redis.tick import TickStore
-from agentstack_core.spec import AgentSpec, ModelRef, StackSpec, WhilePending
+from agentstack_core.spec import AgentSpec, ConfirmBy, ModelRef, StackSpec, WhilePending
 from agentstack_runner import metrics
 from agentstack_runner.actions import Action, CallTool, Reply, ReplyError, parse_reply
-from agentstack_runner.effects import Effects, plan_effects
+from agentstack_runner.effects import JUDGE_ROLE, Effects, plan_effects
 from agentstack_runner.llm.base import ChatRequest, LLMError
 from agentstack_runner.llm.router import Attempt, ExhaustedError, ProviderSource, Router
 from agentstack_runner.prompts import (
@@ -96,6 +96,20 @@ class StepInput:
     """Nano-dollars left of the stack's dollar budget when the step starts (``None``:
     no dollar budget): every call's worst case must fit in what is left then."""
     prices: PriceTable = field(default_factory=PriceTable.builtin)
+
+
+JUDGE = "(judge)"
+"""The judge's name in traces and step records: no agent can bear it (agent names are
+DNS labels), so its step never collides with a team member's."""
+
+
+def judge_of(spec: StackSpec) -> AgentSpec | None:
+    """The judge of a finite goal confirmed by a judge (``None`` otherwise): one call of
+    the reviewer's models (the first agent's if there is no reviewer)."""
+    if spec.completion is None or spec.completion.confirm_by is not ConfirmBy.JUDGE:
+        return None
+    models = next((a.models for a in spec.agents if a.role == "reviewer"), spec.agents[0].models)
+    return AgentSpec(name=JUDGE, role=JUDGE_ROLE, models=models)
 
 
 class BudgetSpentError(Exception):
@@ -200,6 +214,7 @@ class AgentStep:
             tick_id=step.tick_id,
             tools=[tool.for_prompt() for tool in offer.tools],
             approvals=told,
+            goal=context.goal,
         )
         self.request = ChatRequest(
             model="",
@@ -359,8 +374,8 @@ class AgentStep:
             return Effects()
         step = self.step
         return plan_effects(
-            agent=step.agent.name,
-            team=tuple(member.name for member in step.spec.agents),
+            spec=step.spec,
+            agent=step.agent,
             tick_id=step.tick_id,
             reply=Reply(thought=self.reply.thought, actions=self.actions),
             context=context,

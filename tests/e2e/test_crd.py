@@ -143,7 +143,7 @@ def test_printer_columns_and_explain_teach_the_api(
     narrow = control_plane.kubectl("get", "ags", "-n", namespace).stdout.splitlines()[0]
     assert narrow.split() == ["NAME", "STATE", "READY", "TICKS", "LAST", "TICK", "AGE"]
     wide = control_plane.kubectl("get", "agentstacks", "-n", namespace, "-o", "wide").stdout
-    for column in ("INTERVAL", "EXECUTOR", "RESULT", "FAILURES", "TOKENS", "NEXT TICK"):
+    for column in ("PHASE", "INTERVAL", "EXECUTOR", "RESULT", "FAILURES", "TOKENS", "NEXT TICK"):
         assert column in wide.splitlines()[0]
     explained = control_plane.kubectl("explain", "ags.spec.executionState")
     assert explained.returncode == 0, explained.stderr

@@ -11,7 +11,7 @@ import pytest
 
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import Outcome, RedisClient
-from agentstack_core.records import ArchiveKind, ArchiveRecord
+from agentstack_core.records import ArchiveKind, ArchiveRecord, GoalRecord, GoalState
 from agentstack_core.redis.errors import LeaseLostError
 from agentstack_core.spec import DEFAULT_TEAM
 from agentstack_devkit.fakellm import Delay, Fail, FakeLLMServer, Hang, Reply
@@ -361,3 +361,34 @@ async def test_a_tick_runs_after_redis_forgot_its_scripts(aredis: RedisClient) -
     assert result is not None
     assert result.outcome is Outcome.SUCCEEDED
     assert result.steps == 4
+
+
+@pytest.mark.parametrize("confirm_by", ["Reviewer", "Judge"])
+async def test_a_finite_goal_is_declared_confirmed_and_then_ticks_no_more(
+    aredis: RedisClient, confirm_by: str
+) -> None:
+    spec = {"goal": "Plan a team offsite", "completion": {"criterion": "all planned work done"}}
+    spec["completion"]["confirmBy"] = confirm_by  # type: ignore[index]
+    await publish(aredis, spec)
+    engine = make_engine(aredis)
+    outcomes = []
+    for slot in range(1, 40):
+        result = (await engine.execute(request(slot))).result
+        assert result is not None
+        outcomes.append((result.outcome, result.reason))
+        if result.outcome is Outcome.DROPPED:
+            break
+    assert outcomes[-1] == (Outcome.DROPPED, "GoalMet")
+    assert all(outcome is Outcome.SUCCEEDED for outcome, _reason in outcomes[:-1])
+    goal = GoalRecord.from_json(await aredis.get(KEYS.goal))
+    assert (goal.state, goal.declared_by) == (GoalState.MET, "planner")
+    assert goal.decided_by == ("reviewer" if confirm_by == "Reviewer" else "(judge)")
+    assert goal.summary.startswith("2 iterations planned, built and reviewed")
+    traces = [f for _id, f in await aredis.xrange(KEYS.trace)]
+    judged = [f for f in traces if f["agent"] == "(judge)"]
+    assert len(judged) == (1 if confirm_by == "Judge" else 0)  # once, when it was declared
+    # Memory is kept, and the next ticks are dropped as well.
+    assert await aredis.exists(KEYS.plan, KEYS.archive) == 2
+    again = (await engine.execute(request(99))).result
+    assert again is not None
+    assert (again.outcome, again.reason) == (Outcome.DROPPED, "GoalMet")

@@ -7,7 +7,7 @@ method the real class satisfies is on its fake: ``test_operator_fakes`` checks b
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jsonpatch
@@ -16,8 +16,11 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
 from agentstack_core.approvals import Approval
+from agentstack_core.budget import Usage
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import TickRequest, TickResult
+from agentstack_core.records import GoalRecord
+from agentstack_operator.folding import Progress
 from agentstack_operator.index import StackIndex
 from agentstack_operator.scheduling import Cause
 from agentstack_operator.stackstate import Event, StackRecord
@@ -216,6 +219,7 @@ class FakeResults:
         self.pending: list[tuple[str, TickResult]] = []
         self.acked: list[str] = []
         self.usage: dict[str, dict[str, str]] = {}
+        self.goals: dict[str, GoalRecord] = {}
         self.recorded: dict[str, TickResult] = {}
 
     async def receive(self) -> list[tuple[str, TickResult]]:
@@ -225,8 +229,11 @@ class FakeResults:
     async def acknowledge(self, entry_ids: Sequence[str]) -> None:
         self.acked.extend(entry_ids)
 
-    async def read(self, refs: Sequence[StackRef]) -> list[Mapping[str, str]]:
-        return [self.usage.get(str(ref), {}) for ref in refs]
+    async def read(self, refs: Sequence[StackRef]) -> list[Progress]:
+        return [
+            Progress(Usage.from_hash(self.usage.get(str(ref), {})), self.goals.get(str(ref)))
+            for ref in refs
+        ]
 
     async def approvals(self, ref: StackRef) -> list[Approval]:
         return list(self.approval_records.get(str(ref), []))

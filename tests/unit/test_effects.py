@@ -13,6 +13,7 @@ from agentstack_core.operations import (
     MarkInputRead,
     RemoveArtifact,
     SaveArtifact,
+    SaveGoal,
     SavePlan,
 )
 from agentstack_core.reasons import StallReason
@@ -20,12 +21,16 @@ from agentstack_core.records import (
     ArchiveKind,
     ArtifactRecord,
     ArtifactStatus,
+    GoalRecord,
+    GoalState,
     TaskRecord,
     TaskStatus,
 )
+from agentstack_core.spec import AgentSpec, StackSpec, parse_spec
 from agentstack_runner.actions import parse_reply
 from agentstack_runner.effects import (
     ACCEPTED_KEPT,
+    JUDGE_ROLE,
     MAX_ARTIFACTS,
     MAX_MEMORY_KEYS,
     MAX_PLAN_TASKS,
@@ -34,7 +39,17 @@ from agentstack_runner.effects import (
 )
 
 T = TypeVar("T")
-TEAM = ("planner", "builder", "reviewer")
+SPEC = parse_spec(
+    {"goal": "g", "agents": [{"name": n} for n in ("planner", "builder", "reviewer")]}
+)
+FINITE = parse_spec({"goal": "g", "completion": {"criterion": "shipped"}})
+JUDGED = parse_spec({"goal": "g", "completion": {"criterion": "shipped", "confirmBy": "Judge"}})
+
+
+def _agent(name: str, spec: StackSpec = SPEC) -> AgentSpec:
+    if name == JUDGE_ROLE:
+        return AgentSpec(name=name, role=name, models=())
+    return next(agent for agent in spec.agents if agent.name == name)
 
 
 def _context(**overrides: object) -> AgentContext:
@@ -50,12 +65,15 @@ def _context(**overrides: object) -> AgentContext:
 
 
 def _effects(
-    agent: str, actions: list[dict[str, object]], context: AgentContext | None = None
+    agent: str,
+    actions: list[dict[str, object]],
+    context: AgentContext | None = None,
+    spec: StackSpec = SPEC,
 ) -> Effects:
     context = context or _context()
     return plan_effects(
-        agent=agent,
-        team=TEAM,
+        spec=spec,
+        agent=_agent(agent, spec),
         tick_id="team/demo/1",
         reply=parse_reply(json.dumps({"actions": actions})),
         context=context,
@@ -242,8 +260,8 @@ def test_only_the_messages_shown_are_read() -> None:
     ]
     context = _context(inbox=inbox)
     effects = plan_effects(
-        agent="builder",
-        team=TEAM,
+        spec=SPEC,
+        agent=_agent("builder"),
         tick_id="team/demo/1",
         reply=parse_reply('{"actions": []}'),
         context=context,
@@ -252,3 +270,64 @@ def test_only_the_messages_shown_are_read() -> None:
     )
     assert _of(effects, AdvanceCursor) == [AdvanceCursor(agent="builder", message_id="5-0")]
     assert [op.number for op in _of(effects, MarkInputRead)] == [3]
+
+
+def _declared(spec: StackSpec, by: str = "planner") -> AgentContext:
+    goal = GoalRecord(goal_id=spec.goal_id, state=GoalState.DECLARED, summary="v2", declared_by=by)
+    return _context(goal=goal)
+
+
+def test_a_finite_goal_is_declared_then_confirmed_by_the_reviewer() -> None:
+    declare = [{"type": "declare_goal_met", "summary": "v2 shipped"}]
+    ongoing = _effects("planner", declare)
+    assert ongoing.refused == [
+        "declare_goal_met: the goal is ongoing (the stack has no spec.completion)"
+    ]
+    declared = _effects("planner", declare, spec=FINITE)
+    (saved,) = _of(declared, SaveGoal)
+    assert (saved.goal.goal_id, saved.goal.state, saved.goal.summary) == (
+        FINITE.goal_id,
+        GoalState.DECLARED,
+        "v2 shipped",
+    )
+    assert declared.progressed
+    again = _effects("planner", declare, _declared(FINITE), spec=FINITE)
+    assert again.refused == ["declare_goal_met: declared already; awaiting its confirmation"]
+
+    confirm = [{"type": "confirm_goal_met", "verdict": "accept", "reason": "it is"}]
+    by_builder = _effects("builder", confirm, _declared(FINITE), spec=FINITE)
+    assert by_builder.refused == ["confirm_goal_met: only the reviewer confirms"]
+    met = _effects("reviewer", confirm, _declared(FINITE), spec=FINITE)
+    (saved,) = _of(met, SaveGoal)
+    assert (saved.goal.state, saved.goal.decided_by, saved.goal.verdict) == (
+        GoalState.MET,
+        "reviewer",
+        "it is",
+    )
+    nothing = _effects("reviewer", confirm, spec=FINITE)
+    assert nothing.refused == ["confirm_goal_met: nobody declared the goal met"]
+    rejected = _effects(
+        "reviewer", [{"type": "confirm_goal_met", "verdict": "reject"}], _declared(FINITE), FINITE
+    )
+    assert _of(rejected, SaveGoal)[0].goal.state is GoalState.REJECTED
+
+
+def test_a_declaration_of_an_earlier_goal_counts_for_nothing() -> None:
+    earlier = parse_spec({"goal": "another goal", "completion": {}})
+    confirm = [{"type": "confirm_goal_met", "verdict": "accept"}]
+    stale = _effects("reviewer", confirm, _declared(earlier), spec=FINITE)
+    assert stale.refused == ["confirm_goal_met: nobody declared the goal met"]
+
+
+def test_the_judge_only_confirms_and_only_the_judge_confirms_a_judged_goal() -> None:
+    confirm = [{"type": "confirm_goal_met", "verdict": "accept", "reason": "criterion holds"}]
+    by_reviewer = _effects("reviewer", confirm, _declared(JUDGED), spec=JUDGED)
+    assert by_reviewer.refused == ["confirm_goal_met: only the judge confirms"]
+    judged = _effects(
+        JUDGE_ROLE,
+        [*confirm, {"type": "post_update", "content": "judged"}],
+        _declared(JUDGED),
+        spec=JUDGED,
+    )
+    assert [op.goal.state for op in _of(judged, SaveGoal)] == [GoalState.MET]
+    assert judged.refused == ["post_update: the judge only confirms or rejects"]

@@ -11,10 +11,11 @@ import pytest
 from agentstack_core.approvals import Approval
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import Outcome, TickResult
+from agentstack_core.records import GoalRecord, GoalState
 from agentstack_operator.folding import ResultFolder
 from agentstack_operator.index import StackIndex, epoch
 from agentstack_operator.jobs import STACK_LABEL, TICK_ANNOTATION
-from agentstack_operator.stackstate import LastTick, conditions_for
+from agentstack_operator.stackstate import LastTick, StackRecord, conditions_for, phase_for
 
 from .operator_fakes import FakeEvents, FakeResults, FakeScheduler, FakeStatus, indexed, manifest
 
@@ -39,6 +40,10 @@ def _folder(
         clock=lambda: AT + 100,
     )
     return folder, results, scheduler, status, events
+
+
+def _conditions(record: StackRecord) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in conditions_for(record, AT)}
 
 
 def _result(outcome: Outcome, n: int, name: str = "demo") -> TickResult:
@@ -100,6 +105,68 @@ async def test_a_spent_budget_stops_the_stack_and_a_raised_one_resumes_it() -> N
     assert record.budget_message == ""
     assert scheduler.calls[-1] == ("team/demo", "resume")
     assert status.marks[-1] == ("team/demo", True)
+
+
+@pytest.mark.asyncio
+async def test_a_finite_goal_declared_then_met_completes_the_stack_and_a_new_goal_restarts_it() -> (
+    None
+):
+    index = indexed("demo", completion={"criterion": "shipped"})
+    folder, results, scheduler, status, events = _folder(index)
+    record = index["team/demo"]
+    assert record.spec is not None
+    goal_id = record.spec.goal_id
+    declared = GoalRecord(goal_id, GoalState.DECLARED, summary="v2 out", declared_by="planner")
+    results.goals["team/demo"] = declared
+    await folder.refresh_usage([record])
+    assert events.posted == [("team/demo", "GoalDeclared")]
+    completed = _conditions(record)["Completed"]
+    assert (completed["status"], completed["reason"]) == ("False", "NotMet")
+    assert "waiting for the reviewer" in completed["message"]
+
+    met = dataclasses.replace(declared, state=GoalState.MET, decided_by="reviewer")
+    results.goals["team/demo"] = met
+    await folder.refresh_usage([record])
+    await folder.refresh_usage([record])  # still met: said once
+    assert events.posted[1:] == [("team/demo", "Completed")]
+    assert scheduler.calls == [("team/demo", None)]
+    assert status.marks[-1] == ("team/demo", True)
+    assert not record.should_tick
+    assert phase_for(record) == "Completed"
+    conditions = _conditions(record)
+    assert (conditions["Completed"]["status"], conditions["Completed"]["reason"]) == (
+        "True",
+        "GoalMet",
+    )
+    assert conditions["Ready"]["status"] == "True"  # nothing is wrong with it
+    assert (conditions["Ticking"]["status"], conditions["Ticking"]["reason"]) == (
+        "False",
+        "Completed",
+    )
+
+    index.observe(manifest(generation=2, goal="a new goal", completion={"criterion": "shipped"}))
+    await folder.refresh_usage([record])
+    assert record.met is None  # the goal met was another one
+    assert record.should_tick
+
+
+@pytest.mark.asyncio
+async def test_a_finite_goal_completes_after_its_max_ticks() -> None:
+    index = indexed("demo", completion={"maxTicks": 5})
+    folder, results, _scheduler, _status, events = _folder(index)
+    record = index["team/demo"]
+    results.usage["team/demo"] = {"ticks": "5"}
+    await folder.refresh_usage([record])
+    assert record.met is not None
+    assert record.met[0] == "MaxTicksReached"
+    assert events.posted == [("team/demo", "Completed")]
+    ongoing = indexed("other")
+    other = ongoing["team/other"]
+    folder, results, *_ = _folder(ongoing)
+    results.usage["team/other"] = {"ticks": "5000"}
+    await folder.refresh_usage([other])
+    assert other.met is None
+    assert _conditions(other)["Completed"]["reason"] == "Ongoing"
 
 
 @pytest.mark.asyncio

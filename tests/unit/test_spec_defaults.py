@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agentstack_core.spec import DEFAULTS, IdleBackoff, ToolServer, parse_spec
+from agentstack_core.spec import DEFAULTS, Completion, IdleBackoff, ToolServer, parse_spec
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "agentstack.dev_agentstacks.yaml"
 
@@ -42,6 +42,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "tools.whilePending": DEFAULTS.while_pending,
     "memory.contextTokens": DEFAULTS.memory.context_tokens,
     "stalledAfterIdleTicks": DEFAULTS.stalled_after_idle_ticks,
+    "completion.confirmBy": Completion().confirm_by,
 }
 
 

@@ -1,7 +1,7 @@
 -- Start a tick in one round trip. Replies {'done', recorded result or ''} when the tick
 -- id is finished already, {'gone'} when the stack no longer lives, {'held', token} when
 -- another token holds the lease, else takes the lease and replies {'leased', spec hash,
--- usage hash, steps hash}: everything admission and resumption need.
+-- usage hash, steps hash, goal}: everything admission and resumption need.
 local outcome = redis.call('HGET', K.outcomes, A.tick_id)
 if outcome or redis.call('ZSCORE', K.done, A.tick_id) then
   return {'done', outcome or ''}
@@ -16,4 +16,4 @@ end
 redis.call('SET', K.lease, A.token, 'PX', A.ttl_ms)
 redis.call('SADD', K.index, K.lease)
 return {'leased', redis.call('HGETALL', K.spec), redis.call('HGETALL', K.usage),
-  redis.call('HGETALL', K.steps)}
+  redis.call('HGETALL', K.steps), redis.call('GET', K.goal) or ''}

@@ -1,7 +1,7 @@
 -- read_context(keys, agent, feed_count, inbox_count): what one agent sees — the plan,
--- the artifacts, the newest feed posts, its memory and its unread inbox (the messages
--- after its cursor). ``keys`` names plan, artifacts, feed, memory, cursors and inbox
--- (the agent's own memory and inbox).
+-- the artifacts, the newest feed posts, its memory, its unread inbox (the messages
+-- after its cursor) and where a finite goal stands. ``keys`` names plan, artifacts,
+-- feed, memory, cursors, inbox (the agent's own memory and inbox) and goal.
 local function read_context(keys, agent, feed_count, inbox_count)
   local cursor = redis.call('HGET', keys.cursors, agent)
   local start = '-'
@@ -11,5 +11,6 @@ local function read_context(keys, agent, feed_count, inbox_count)
   return {redis.call('GET', keys.plan) or '', redis.call('HGETALL', keys.artifacts),
     redis.call('XREVRANGE', keys.feed, '+', '-', 'COUNT', feed_count),
     redis.call('HGETALL', keys.memory),
-    redis.call('XRANGE', keys.inbox, start, '+', 'COUNT', inbox_count)}
+    redis.call('XRANGE', keys.inbox, start, '+', 'COUNT', inbox_count),
+    redis.call('GET', keys.goal) or ''}
 end

@@ -70,11 +70,13 @@ from agentstack_core.operations import (
     RemoveArtifact,
     SaveApproval,
     SaveArtifact,
+    SaveGoal,
     SavePlan,
 )
 from agentstack_core.protocol import RedisClient
 from agentstack_core.records import (
     ArtifactRecord,
+    GoalRecord,
     MessageRecord,
     PublishedSpec,
     Record,
@@ -163,13 +165,13 @@ class _Finish:
     history_maxlen: int = HISTORY_MAXLEN
 
 
-_CONTEXT_KEYS = ("plan", "artifacts", "feed", "cursors", "memory", "inbox")
+_CONTEXT_KEYS = ("plan", "artifacts", "feed", "cursors", "memory", "inbox", "goal")
 """The keys ``read_context.lua`` reads (``memory`` and ``inbox``: the agent's own)."""
 
 _BEGIN = LuaScript(
     __file__,
     "begin",
-    keys=("spec", "lease", "index", "done", "outcomes", "usage", "steps"),
+    keys=("spec", "lease", "index", "done", "outcomes", "usage", "steps", "goal"),
     args=_Begin,
     libs=("alive",),
 )
@@ -223,6 +225,8 @@ def commands_of(keys: StackKeys, operation: Operation) -> list[Command]:
         case SaveApproval(approval=approval, new=new):
             command = "HSETNX" if new else "HSET"
             return [(command, keys.approvals, [approval.id, approval.to_json()])]
+        case SaveGoal(goal=goal):
+            return [("SET", keys.goal, [goal.to_json()])]
         case AppendTrace(entry=entry):
             return [_append(keys.trace, entry, TRACE_MAXLEN)]
     raise TypeError(f"not a domain operation: {operation!r}")
@@ -259,6 +263,8 @@ class TickStart:
     """Under the lease: the stack's counters."""
     committed: dict[str, StepRecord] = field(default_factory=dict)
     """Under the lease: the step records an earlier attempt of this tick committed."""
+    goal: GoalRecord | None = None
+    """Under the lease: where a finite goal stands (``None``: never declared)."""
 
 
 class TickStore:
@@ -310,7 +316,12 @@ class TickStore:
             published=published(spec),
             usage=Usage.from_hash(usage),
             committed={name: StepRecord.from_json(record) for name, record in steps.items()},
+            goal=_goal(answer[4]),
         )
+
+    async def goal(self) -> GoalRecord | None:
+        """Where the stack's finite goal stands now."""
+        return _goal(await self.client.get(self.keys.goal))
 
     async def renew_lease(self, token: str, ttl_seconds: float) -> bool:
         renewed = await _RENEW(
@@ -337,6 +348,7 @@ class TickStore:
             "cursors": keys.cursors,
             "memory": keys.memory(agent),
             "inbox": keys.inbox(agent),
+            "goal": keys.goal,
         }
 
     # -- fenced writes ---------------------------------------------------------------
@@ -440,7 +452,7 @@ def published(raw: dict[str, str]) -> PublishedSpec | None:
 
 def _agent_context(reply: Sequence[Any]) -> AgentContext:
     """The reply of ``read_context.lua``."""
-    plan, artifacts, feed, memory, inbox = reply
+    plan, artifacts, feed, memory, inbox, goal = reply
     return AgentContext(
         plan=tuple(TaskRecord.from_dict(task) for task in orjson.loads(plan)) if plan else (),
         artifacts={
@@ -449,7 +461,12 @@ def _agent_context(reply: Sequence[Any]) -> AgentContext:
         feed=[pairs(fields).get("content", "") for _id, fields in reversed(feed)],
         memory=pairs(memory),
         inbox=[_inbox_message(str(entry_id), pairs(fields)) for entry_id, fields in inbox],
+        goal=_goal(goal),
     )
+
+
+def _goal(raw: str | None) -> GoalRecord | None:
+    return GoalRecord.from_json(raw) if raw else None
 
 
 def _inbox_message(entry_id: str, fields: dict[str, str]) -> InboxMessage:

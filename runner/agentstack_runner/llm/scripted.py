@@ -30,6 +30,8 @@ from agentstack_runner.llm.base import ChatRequest, Completion, PermanentError
 from agentstack_runner.prompts import extract_context, extract_tool_results
 
 MODELS = ("scripted-v1",)
+ITERATIONS_TO_DECLARE = 2
+"""Iterations a finite goal's scripted planner delivers before it declares the goal met."""
 
 
 def _tokens(text: str) -> int:
@@ -53,9 +55,19 @@ def _planner(document: dict[str, Any]) -> dict[str, Any]:
     goal = str(document.get("goal", "")).strip().rstrip(".")
     builder = _teammate(document, "builder")
     actions: list[dict[str, Any]] = []
+    completion = document.get("completion") or {}
+    if completion.get("state") == "Declared":
+        return {"thought": "The goal is declared met; waiting for its confirmation.", "actions": []}
+    memory = document.get("memory") or {}
+    delivered = int(memory.get("iteration", "0"))
+    if not plan and completion and delivered >= ITERATIONS_TO_DECLARE:
+        summary = f"{delivered} iterations planned, built and reviewed for: {goal}"
+        return {
+            "thought": "Every planned task is done: the goal looks met.",
+            "actions": [{"type": "declare_goal_met", "summary": summary}],
+        }
     if not plan:
-        memory = document.get("memory") or {}
-        iteration = int(memory.get("iteration", "0")) + 1
+        iteration = delivered + 1
         base = (iteration - 1) * 3
         titles = (
             f"Outline the approach to: {goal}",
@@ -132,10 +144,29 @@ def _builder(document: dict[str, Any]) -> dict[str, Any]:
     return {"thought": f"Working on {task['id']} (version {version}).", "actions": actions}
 
 
+def _confirmation(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The reviewer's (or the judge's) say on a declaration waiting for it: accepted
+    when nothing is left open, else sent back."""
+    completion = document.get("completion") or {}
+    if completion.get("state") != "Declared":
+        return []
+    if document.get("plan"):
+        verdict, reason = "reject", f"{len(document['plan'])} task(s) are still open"
+    else:
+        verdict, reason = "accept", f"every task is done; criterion: {completion['criterion']}"
+    return [{"type": "confirm_goal_met", "verdict": verdict, "reason": reason}]
+
+
+def _judge(document: dict[str, Any]) -> dict[str, Any]:
+    return {"thought": "Judging the declaration.", "actions": _confirmation(document)}
+
+
 def _reviewer(document: dict[str, Any]) -> dict[str, Any]:
     waiting = [a for a in document.get("artifacts", []) if a.get("status") == "review"]
     builder = _teammate(document, "builder")
-    actions: list[dict[str, Any]] = []
+    completion = document.get("completion") or {}
+    confirms = completion.get("confirm_by") == "Reviewer"
+    actions: list[dict[str, Any]] = _confirmation(document) if confirms else []
     for artifact in waiting:
         if artifact.get("version") == 1 and _stable_odd(artifact["name"]):
             feedback = "Make the outcome explicit and add a concrete next step."
@@ -243,6 +274,7 @@ _ROLES = {
     "builder": _builder,
     "reviewer": _reviewer,
     "communicator": _communicator,
+    "judge": _judge,
 }
 
 
