@@ -37,6 +37,8 @@ class Usage:
     needed: int = 0
     """Nano-dollars the last call refused by the dollar budget needed at the least: the
     budget is spent while less than this is left (raising it resumes the stack)."""
+    sleeps: int = 0
+    """Consolidation ticks that ran (they are not counted in ``ticks``)."""
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Usage:
@@ -48,6 +50,7 @@ class Usage:
             cost=int(raw.get("cost", 0)),
             unpriced=int(raw.get("unpriced", 0)),
             needed=int(raw.get("needed", 0)),
+            sleeps=int(raw.get("sleeps", 0)),
         )
 
 

@@ -7,14 +7,29 @@ so they are tested without a server.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
-from agentstack_core.records import ArtifactRecord, GoalRecord, TaskRecord
+import orjson
+
+from agentstack_core.records import (
+    ArchiveRecord,
+    ArtifactRecord,
+    GoalRecord,
+    LongTermMemory,
+    LongTermRecord,
+    TaskRecord,
+)
 
 INBOX_BATCH = 20
 """Unread inbox messages an agent reads per step (the rest wait for its next step)."""
 FEED_CONTEXT = 5
 """Newest feed posts an agent sees."""
+CHARS_PER_TOKEN = 4
+"""How prompt sizes are estimated (the offline provider counts the same way; a model's
+own tokenizer may count a little more)."""
+SLEEP_BATCH = 500
+"""Archive items one consolidation reads at the most (the rest wait for the next)."""
 
 
 @dataclass(frozen=True)
@@ -39,3 +54,22 @@ class AgentContext:
     inbox: list[InboxMessage]
     goal: GoalRecord | None = None
     """Where a finite goal stands (``None``: never declared met)."""
+    longterm: LongTermRecord = field(default_factory=LongTermRecord)
+    """The stack's long-term memory (and how far consolidation has read)."""
+    archive: tuple[tuple[str, ArchiveRecord], ...] = ()
+    """For a consolidation only: the archive's items after the watermark, with their ids."""
+
+
+def tokens_of(value: Any) -> int:
+    """The estimated tokens of ``value`` as a prompt's JSON carries it."""
+    return len(orjson.dumps(value)) // CHARS_PER_TOKEN + 1
+
+
+def within(memory: LongTermMemory, bound: int) -> LongTermMemory:
+    """``memory`` within ``bound`` tokens: while it is larger, the oldest entry (each
+    section is newest first) of its largest section goes — so no section is emptied
+    while another holds more, and the newest of everything stays."""
+    while tokens_of(memory.to_dict()) > bound and not memory.empty():
+        largest = max(fields(memory), key=lambda f: len(getattr(memory, f.name)))
+        memory = replace(memory, **{largest.name: getattr(memory, largest.name)[:-1]})
+    return memory

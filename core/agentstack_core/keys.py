@@ -131,6 +131,12 @@ class StackKeys:
         return f"{self.tag}:goal"
 
     @property
+    def longterm(self) -> str:
+        """Hash: the long-term memory (:class:`~agentstack_core.records.LongTermRecord`):
+        the memory every agent sees, and the archive watermark consolidation reached."""
+        return f"{self.tag}:longterm"
+
+    @property
     def archive(self) -> str:
         """Stream: what left the working set or passed through a capped stream — closed
         tasks, artifact versions, inputs, messages, feed posts, consolidation notes —

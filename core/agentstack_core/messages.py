@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from agentstack_core.keys import StackRef
 from agentstack_core.reasons import Outcome
@@ -26,10 +27,29 @@ def tick_id(stack: StackRef, slot: int) -> str:
     return f"{stack.namespace}/{stack.name}/{slot}"
 
 
+def sleep_tick_id(stack: StackRef, slot: int) -> str:
+    """The id of a consolidation tick sent in ``slot`` (milliseconds): marked apart from
+    the stack's work ticks, whose ids are slots alone (:func:`slot_of` reads none in it)."""
+    return f"{tick_id(stack, slot)}-sleep"
+
+
+def kind_of(tick: str) -> TickKind:
+    """Whether the tick ``tick`` names is a consolidation (see :func:`sleep_tick_id`)."""
+    return TickKind.SLEEP if tick.endswith("-sleep") else TickKind.WORK
+
+
 def slot_of(tick: str) -> int | None:
     """The slot a :func:`tick_id` was made from (``None`` for a foreign id)."""
     _stack, _sep, slot = tick.rpartition("/")
     return int(slot) if slot.isdigit() else None
+
+
+class TickKind(StrEnum):
+    WORK = "Work"
+    """The team's agents take their steps."""
+    SLEEP = "Sleep"
+    """Consolidation: what was archived since the last one is folded into the stack's
+    long-term memory (low priority, a lane of its own, one model call)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,7 @@ class TickRequest(Record):
     traceparent: str = ""
     """W3C trace context of the operator's dispatch span (empty when tracing is off):
     the runner's spans of this tick join that trace (:mod:`agentstack_core.tracing`)."""
+    kind: TickKind = TickKind.WORK
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,7 @@ class TickResult(Record):
     cost_needed: int = 0
     """Nano-dollars a call refused by the dollar budget needed at the least (0: none
     was refused); the stack's budget counts as spent while less is left."""
+    kind: TickKind = TickKind.WORK
     idle: str = ""
     """Why a tick that succeeded made no progress: a
     :class:`~agentstack_core.reasons.StallReason` (empty: it progressed, or it did not
@@ -107,6 +129,7 @@ class TickResult(Record):
             cost=self.cost,
             unpriced=self.unpriced,
             idle=self.idle,
+            kind=self.kind,
         )
 
 

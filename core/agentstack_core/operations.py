@@ -18,6 +18,7 @@ from agentstack_core.records import (
     FeedRecord,
     GoalRecord,
     InputOutcome,
+    LongTermRecord,
     MessageRecord,
     TaskRecord,
     TraceRecord,
@@ -114,6 +115,14 @@ class SaveGoal:
 
 
 @dataclass(frozen=True)
+class SaveLongTerm:
+    """A consolidation's outcome: the long-term memory, and how far into the archive it
+    has read (``record.lost`` is the trim's to count, never written here)."""
+
+    record: LongTermRecord
+
+
+@dataclass(frozen=True)
 class AppendTrace:
     """The step's entry in the stack's trace."""
 
@@ -133,5 +142,6 @@ Operation = (
     | MarkInputRead
     | SaveApproval
     | SaveGoal
+    | SaveLongTerm
     | AppendTrace
 )

@@ -2,7 +2,7 @@
 
 Data flow::
 
-    operator ──XADD──► {agentstack}:ticks:<lane>  (High, Normal, Low; capped streams)
+    operator ──XADD──► {agentstack}:ticks:<lane>  (High, Normal, Low, Sleep; capped)
                               │  consumer group "runners", at-least-once
                               ▼
     runner ── XREADGROUP (lanes in priority order) / XAUTOCLAIM (abandoned) ──► execute
@@ -34,9 +34,12 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from agentstack_core.keys import FleetKeys
+from agentstack_core.messages import TickKind as TickKind
 from agentstack_core.messages import TickRequest as TickRequest
 from agentstack_core.messages import TickResult as TickResult
 from agentstack_core.messages import Wakeup as Wakeup
+from agentstack_core.messages import kind_of as kind_of
+from agentstack_core.messages import sleep_tick_id as sleep_tick_id
 from agentstack_core.messages import slot_of as slot_of
 from agentstack_core.messages import tick_id as tick_id
 from agentstack_core.reasons import Outcome as Outcome
@@ -54,7 +57,18 @@ and type what they return themselves.
 
 RUNNERS_GROUP = "runners"
 OPERATOR_GROUP = "operator"
-LANES: tuple[Priority, ...] = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
+SLEEP_LANE = "Sleep"
+"""The lane of consolidation ticks, after every priority's: a runner takes one only
+when no stack's work waits."""
+LANES: tuple[str, ...] = (Priority.HIGH, Priority.NORMAL, Priority.LOW, SLEEP_LANE)
+"""Lane names, the order runners read them in."""
+
+
+def lane_of(request: TickRequest) -> str:
+    """The lane a request goes to: its stack's priority, or the sleep lane."""
+    return SLEEP_LANE if request.kind is TickKind.SLEEP else request.priority.value
+
+
 LANE_MAXLEN = 100_000
 """Approximate cap of each lane: a fleet far behind drops the oldest requests."""
 RESULTS_MAXLEN = 100_000
@@ -79,7 +93,7 @@ class Delivery:
 
 async def ensure_groups(client: RedisClient) -> None:
     """Create the consumer groups (idempotent): runners on each lane, operator on results."""
-    pairs = [(FleetKeys.lane(lane.value), RUNNERS_GROUP) for lane in LANES]
+    pairs = [(FleetKeys.lane(lane), RUNNERS_GROUP) for lane in LANES]
     pairs.append((FleetKeys.results, OPERATOR_GROUP))
     for stream, group in pairs:
         try:
@@ -128,7 +142,7 @@ async def dispatch(client: RedisClient, requests: Iterable[TickRequest]) -> list
     count = 0
     for request in requests:
         pipe.xadd(
-            FleetKeys.lane(request.priority.value),
+            FleetKeys.lane(lane_of(request)),
             request.to_fields(),  # type: ignore[arg-type]
             maxlen=LANE_MAXLEN,
             approximate=True,
@@ -159,20 +173,16 @@ async def read(
     for lane in LANES:
         if len(deliveries) >= count:
             break
-        stream = FleetKeys.lane(lane.value)
+        stream = FleetKeys.lane(lane)
         reply = await client.xreadgroup(
             RUNNERS_GROUP, consumer, {stream: ">"}, count=count - len(deliveries)
         )
         deliveries.extend(_flatten(reply))
     if deliveries or not block_ms:
         return deliveries
-    streams: dict[Any, Any] = {FleetKeys.lane(lane.value): ">" for lane in LANES}
+    streams: dict[Any, Any] = {FleetKeys.lane(lane): ">" for lane in LANES}
     reply = await client.xreadgroup(RUNNERS_GROUP, consumer, streams, count=count, block=block_ms)
-    return sorted(_flatten(reply), key=lambda d: LANES.index(_lane_priority(d.lane)))
-
-
-def _lane_priority(stream: str) -> Priority:
-    return Priority(stream.rsplit(":", 1)[1])
+    return sorted(_flatten(reply), key=lambda d: LANES.index(d.lane.rsplit(":", 1)[1]))
 
 
 def _flatten(reply: Any) -> list[Delivery]:
@@ -193,7 +203,7 @@ async def claim_abandoned(
     """Take over requests another runner received but did not acknowledge in time."""
     claimed: list[Delivery] = []
     for lane in LANES:
-        stream = FleetKeys.lane(lane.value)
+        stream = FleetKeys.lane(lane)
         _next, entries, *_deleted = await client.xautoclaim(
             stream, RUNNERS_GROUP, consumer, int(min_idle_seconds * 1000), "0-0", count=count
         )
@@ -249,7 +259,7 @@ async def pending_count(client: RedisClient) -> int:
     """Requests waiting in the lanes that no runner has received yet (queue depth)."""
     total = 0
     for lane in LANES:
-        groups = await client.xinfo_groups(FleetKeys.lane(lane.value))
+        groups = await client.xinfo_groups(FleetKeys.lane(lane))
         for group in groups:
             if group["name"] == RUNNERS_GROUP:
                 total += int(group.get("lag") or 0)

@@ -192,6 +192,8 @@ class TickRecord(Record):
     idle: str = ""
     """Why a tick that succeeded made no progress (a
     :class:`~agentstack_core.reasons.StallReason`; empty: it progressed)."""
+    kind: str = "Work"
+    """``Work`` (the team's steps) or ``Sleep`` (a consolidation)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -511,3 +513,39 @@ class GoalRecord(JsonRecord):
     """The reviewer or judge that confirmed or rejected it."""
     verdict: str = ""
     """Why it was confirmed or rejected."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LongTermMemory(JsonRecord):
+    """What consolidation keeps of finished work, newest first in each section, within
+    ``spec.memory.longTermTokens``; every agent sees it."""
+
+    decisions: tuple[str, ...] = ()
+    facts: tuple[str, ...] = ()
+    """What people and systems said (inputs)."""
+    delivered: tuple[str, ...] = ()
+    open_threads: tuple[str, ...] = ()
+    lessons: tuple[str, ...] = ()
+    """What reviews taught."""
+
+    def empty(self) -> bool:
+        return not any(getattr(self, f.name) for f in dataclasses.fields(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class LongTermRecord(Record):
+    """The stack's long-term memory hash: the memory, and how far into the archive the
+    consolidations that made it have read."""
+
+    memory: str = ""
+    """The :class:`LongTermMemory` as JSON."""
+    watermark: str = "0-0"
+    """The archive stream id up to which consolidation has covered (raw items up to it
+    may be trimmed: what they said is in the memory)."""
+    consolidations: int = 0
+    lost: int = 0
+    """Archive items trimmed before any consolidation covered them (over the hard cap)."""
+
+    @property
+    def long_term(self) -> LongTermMemory:
+        return LongTermMemory.from_json(self.memory) if self.memory else LongTermMemory()

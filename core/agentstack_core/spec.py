@@ -198,6 +198,11 @@ class MemoryPolicy:
     context_tokens: int = 4000
     """The most the state in one agent's prompt may take, in tokens (estimated at four
     characters a token)."""
+    long_term_tokens: int = 1000
+    """The bound of the stack's long-term memory: what consolidation folds finished
+    work into, and every agent sees (re-consolidated before it would exceed it)."""
+    consolidate_every_ticks: int = 25
+    """A consolidation ("sleep") tick after every this many ticks (0: never)."""
 
 
 class ConfirmBy(StrEnum):
@@ -428,8 +433,11 @@ def _tool_servers(
 def _memory(raw: Any) -> MemoryPolicy:
     if not raw:
         return MemoryPolicy()
+    d = MemoryPolicy()
     return MemoryPolicy(
-        context_tokens=int(raw.get("contextTokens", MemoryPolicy().context_tokens)),
+        context_tokens=int(raw.get("contextTokens", d.context_tokens)),
+        long_term_tokens=int(raw.get("longTermTokens", d.long_term_tokens)),
+        consolidate_every_ticks=int(raw.get("consolidateEveryTicks", d.consolidate_every_ticks)),
     )
 
 

@@ -42,7 +42,7 @@ from typing import Any, Protocol
 from opentelemetry.trace import SpanKind
 
 from agentstack_core import protocol, tracing
-from agentstack_core.protocol import RedisClient, TickRequest
+from agentstack_core.protocol import RedisClient, TickKind, TickRequest
 from agentstack_core.reasons import SkipReason
 from agentstack_core.spec import Executor, MissedTickPolicy, Priority
 from agentstack_operator import metrics
@@ -137,6 +137,36 @@ def build_request(
     )
 
 
+SLEEP_DEADLINE_SECONDS = 300.0
+"""How long a consolidation tick may wait in its lane (behind every stack's work) before
+it is dropped; a later one is sent when it is still owed."""
+
+
+def build_sleep_request(
+    record: StackRecord, now: float, *, job_grace_seconds: int, dispatched_by: str = ""
+) -> TickRequest:
+    """A consolidation tick for ``record``, sent now, in a slot (milliseconds) of its own."""
+    spec = record.spec
+    if spec is None:
+        raise ValueError(f"{record.ref} has no valid spec: it has no ticks")
+    slot = slot_id(now)
+    wait = SLEEP_DEADLINE_SECONDS
+    if record.executor is Executor.JOB:
+        wait += spec.tick_timeout_seconds + job_grace_seconds
+    return TickRequest(
+        stack=record.ref,
+        generation=record.generation,
+        tick_id=protocol.sleep_tick_id(record.ref, slot),
+        slot=slot,
+        deadline=now + wait,
+        priority=spec.priority or Priority.NORMAL,
+        dispatched_at=now,
+        dispatched_by=dispatched_by,
+        uid=record.uid,
+        kind=TickKind.SLEEP,
+    )
+
+
 def traced(request: TickRequest, executor: Executor, *, lag: float) -> TickRequest:
     """``request`` carrying the context of its dispatch span, the root of the tick's
     trace (unchanged, and no span made, when tracing is off)."""
@@ -182,6 +212,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._batch_at = -DISPATCH_GAP_SECONDS
         """When the last batch went out (monotonic)."""
+        self._sleeps: list[tuple[StackRecord, TickRequest]] = []
+        """Consolidation ticks to send with the next batch."""
 
     # -- the schedule ----------------------------------------------------------------------
 
@@ -221,6 +253,21 @@ class Dispatcher:
         record.next_due = record.next_slot = now
         self._wake.set()
 
+    def consolidate(self, record: StackRecord) -> None:
+        """Send the stack a consolidation tick if one is owed (its own lane, sent with
+        the next batch): after ``consolidateEveryTicks`` ticks, one at a time."""
+        if not record.consolidation_due:
+            return
+        request = build_sleep_request(
+            record,
+            self.clock(),
+            job_grace_seconds=self.config.job_grace_seconds,
+            dispatched_by=self.config.operator_id,
+        )
+        record.sleep_tick = request.tick_id
+        self._sleeps.append((record, request))
+        self._wake.set()
+
     def unschedule(self, record: StackRecord) -> None:
         self.heap.cancel(record.key)
         record.next_due = record.next_slot = None
@@ -241,7 +288,7 @@ class Dispatcher:
             return
         now = self.clock()
         due = self.heap.pop_due(now, self.config.dispatch_batch)
-        if not due:
+        if not due and not self._sleeps:
             await self._sleep_until(self.heap.peek())
             return
         self._batch_at = self.monotonic()
@@ -256,9 +303,19 @@ class Dispatcher:
             await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def dispatch(self, due: list[tuple[str, float]], now: float) -> None:
-        """Send the ticks of the stacks popped from the heap and schedule their next."""
+        """Send the ticks of the stacks popped from the heap (and the consolidation
+        ticks owed), and schedule their next."""
         pool: list[TickRequest] = []
         jobs: list[tuple[StackRecord, TickRequest]] = []
+        sleeps, self._sleeps = self._sleeps, []
+        for sleeping, request in sleeps:
+            if sleeping.executor is not Executor.JOB:
+                pool.append(request)
+            elif sleeping.active_job is None:
+                sleeping.active_job = request.tick_id
+                jobs.append((sleeping, request))
+            else:
+                sleeping.sleep_tick = None  # owed still: sent after the running Job
         for key, when in due:
             record = self.records.get(key)
             if record is None or record.spec is None or not record.should_tick:
@@ -297,10 +354,14 @@ class Dispatcher:
 
     def _retry_later(self, requests: Sequence[TickRequest]) -> None:
         """Ticks that could not be sent go back on the heap under their own slot (same
-        tick id) while they can still start in time; the others are skipped, and said so."""
+        tick id) while they can still start in time; the others are skipped, and said so.
+        A consolidation is owed still: the stack's next result sends it again."""
         now = self.clock()
         for request in requests:
             record = self.records.get(str(request.stack))
+            if record is not None and request.kind is TickKind.SLEEP:
+                record.sleep_tick = None
+                continue
             if record is None or not record.should_tick:
                 continue
             if request.deadline <= now + SEND_RETRY_SECONDS:
@@ -326,8 +387,11 @@ class Dispatcher:
                         else await self.jobs.read_job(record.ref.namespace, job_name(request))
                     )
                 except Exception as exc:
-                    # The slot is lost; the next one may create a Job again.
+                    # The slot is lost; the next one may create a Job again (and a
+                    # consolidation is owed still).
                     record.active_job = None
+                    if record.sleep_tick == request.tick_id:
+                        record.sleep_tick = None
                     metrics.SKIPPED.labels(SkipReason.DISPATCH_FAILED).inc()
                     logger.warning("could not create the Job for %s: %s", request.tick_id, exc)
                     return

@@ -46,7 +46,7 @@ from agentstack_core.approvals import Approval
 from agentstack_core.budget import Usage
 from agentstack_core.keys import FleetKeys, StackKeys, StackRef
 from agentstack_core.pricing import usd
-from agentstack_core.protocol import RedisClient, TickResult
+from agentstack_core.protocol import RedisClient, TickResult, kind_of
 from agentstack_core.reasons import EventReason, Outcome, TickReason
 from agentstack_core.records import GoalRecord
 from agentstack_core.redis.approvals import read_approvals
@@ -123,6 +123,8 @@ class Scheduler(Protocol):
     def unschedule(self, record: StackRecord) -> None: ...
 
     def wake(self, record: StackRecord) -> None: ...
+
+    def consolidate(self, record: StackRecord) -> None: ...
 
 
 class StatusMarks(Protocol):
@@ -278,6 +280,7 @@ class ResultFolder:
         await self.refresh_usage(list(touched.values()))
         for record in touched.values():
             self.status.mark(record, urgent=False)
+            self.scheduler.consolidate(record)
 
     async def _approvals_moved(self, record: StackRecord) -> None:
         """A tick asked for approvals or moved some on: the ``AwaitingApproval``
@@ -331,5 +334,6 @@ class ResultFolder:
             started_at=epoch((job.get("status") or {}).get("startTime")) or now,
             finished_at=now,
             runner="job",
+            kind=kind_of(tick),
         )
         await self.ledger.record_failure(result)

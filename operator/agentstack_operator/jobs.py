@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
-from agentstack_core.messages import TickRequest
+from agentstack_core.messages import TickKind, TickRequest
 from agentstack_core.resource import GROUP, KIND, VERSION
 from agentstack_core.spec import StackSpec
 from agentstack_operator.config import OperatorConfig
@@ -95,6 +95,7 @@ def build_job(
                     "--uid",
                     uid,
                     *(("--traceparent", request.traceparent) if request.traceparent else ()),
+                    *(("--kind", request.kind.value) if request.kind is TickKind.SLEEP else ()),
                 ],
                 "env": env,
                 "resources": config.job_resources,

@@ -26,7 +26,7 @@ from agentstack_core.budget import Usage, exhausted
 from agentstack_core.completion import goal_met, pending
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
-from agentstack_core.messages import TickResult
+from agentstack_core.messages import TickKind, TickResult
 from agentstack_core.pricing import format_usd
 from agentstack_core.reasons import (
     Blocked,
@@ -143,6 +143,8 @@ class StackRecord:
     """The tick sent to answer a wake-up, until its result is folded."""
     goal: GoalRecord | None = None
     """Where a finite goal stands, as Redis keeps it (:func:`apply_goal` copies it)."""
+    sleep_tick: str | None = None
+    """The consolidation tick sent, until its result is folded."""
     idle_reason: str = ""
     """Why the last idle tick made no progress (a :class:`StallReason`; empty: none
     seen since the operator started)."""
@@ -173,6 +175,15 @@ class StackRecord:
     @property
     def idle_backoff(self) -> IdleBackoff | None:
         return (self.spec or DEFAULTS).idle_backoff
+
+    @property
+    def consolidation_due(self) -> bool:
+        """Whether a consolidation tick is owed: ``consolidateEveryTicks`` ticks ran
+        since the last one (or since the start), and none is on its way."""
+        every = self.spec.memory.consolidate_every_ticks if self.spec is not None else 0
+        if not every or self.sleep_tick is not None or not self.should_tick:
+            return False
+        return self.usage.ticks >= (self.usage.sleeps + 1) * every
 
     @property
     def stalled(self) -> bool:
@@ -309,6 +320,10 @@ def fold_result(record: StackRecord, result: TickResult) -> None:
         return  # not this incarnation of the stack
     if record.active_job == result.tick_id:
         record.active_job = None
+    if result.kind is TickKind.SLEEP:  # a consolidation: in the history, not the last tick
+        if record.sleep_tick == result.tick_id:
+            record.sleep_tick = None
+        return
     if record.last_tick is not None and result.finished_at <= record.last_tick.finished_at:
         return  # older than the last tick, or that very tick again
     if result.outcome is not Outcome.DROPPED:  # a dropped tick called no tool
@@ -576,6 +591,7 @@ def status_for(record: StackRecord, now: float) -> dict[str, Any]:
         "costUSD": format_usd(usage.cost),
         "unpricedCalls": usage.unpriced or None,
         "consecutiveFailures": usage.failures,
+        "consolidations": usage.sleeps or None,
         "effectiveIntervalSeconds": round(record.interval, 3),
         "nextTickTime": _timestamp(record.next_due) if record.next_due else None,
         "lastTickId": last.tick_id if last else None,

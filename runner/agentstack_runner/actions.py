@@ -101,6 +101,22 @@ class ConfirmGoalMet(_Action):
     reason: Annotated[str, Field(max_length=MAX_CONTENT_CHARS)] = ""
 
 
+Note = Annotated[str, Field(min_length=1, max_length=500)]
+Notes = Annotated[list[Note], Field(max_length=50)]
+
+
+class UpdateLongTermMemory(_Action):
+    """A consolidation's answer: the stack's long-term memory as it should now stand
+    (each section newest first)."""
+
+    type: Literal["update_long_term_memory"]
+    decisions: Notes = []
+    facts: Notes = []
+    delivered: Notes = []
+    open_threads: Notes = []
+    lessons: Notes = []
+
+
 class CallTool(_Action):
     """Call one of the tools listed under ``tools`` (by ``server/tool``); its result
     comes back within the same step, and the agent answers again."""
@@ -119,6 +135,7 @@ Action = Annotated[
     | PostUpdate
     | DeclareGoalMet
     | ConfirmGoalMet
+    | UpdateLongTermMemory
     | CallTool,
     Field(discriminator="type"),
 ]

@@ -15,7 +15,7 @@ import time
 from agentstack_core import eventloop, tracing
 from agentstack_core.keys import StackRef
 from agentstack_core.observability import configure_logging
-from agentstack_core.protocol import TickRequest, tick_id
+from agentstack_core.protocol import TickKind, TickRequest, tick_id
 from agentstack_core.spec import Priority
 
 
@@ -47,6 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--traceparent",
         default="",
         help="W3C trace context of the operator's dispatch span (joins its trace)",
+    )
+    once.add_argument(
+        "--kind",
+        type=TickKind,
+        choices=list(TickKind),
+        default=TickKind.WORK,
+        help="Work (the team's steps) or Sleep (a consolidation)",
     )
 
 
@@ -97,5 +104,6 @@ def main(args: argparse.Namespace) -> int:
         priority=Priority.NORMAL,
         uid=args.uid,
         traceparent=args.traceparent,
+        kind=args.kind,
     )
     return eventloop.run(run_once(config, request))

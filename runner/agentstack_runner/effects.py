@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agentstack_core.completion import pending
-from agentstack_core.context import AgentContext, InboxMessage
+from agentstack_core.context import AgentContext, InboxMessage, within
 from agentstack_core.operations import (
     AdvanceCursor,
     Archive,
@@ -34,6 +34,7 @@ from agentstack_core.operations import (
     RemoveArtifact,
     SaveArtifact,
     SaveGoal,
+    SaveLongTerm,
     SavePlan,
 )
 from agentstack_core.reasons import StallReason
@@ -46,6 +47,7 @@ from agentstack_core.records import (
     GoalRecord,
     GoalState,
     InputOutcome,
+    LongTermMemory,
     MessageRecord,
     TaskRecord,
     TaskStatus,
@@ -60,14 +62,23 @@ from agentstack_runner.actions import (
     Reply,
     ReviewArtifact,
     SendMessage,
+    UpdateLongTermMemory,
     UpdateMemory,
     UpdatePlan,
     WriteArtifact,
 )
+from agentstack_runner.workingset import WorkingSet
 
 JUDGE_ROLE = "judge"
-"""The role of the judge's step (a ``Judge``-confirmed finite goal): it may only confirm
-or reject a declaration."""
+"""The role of the judge's step (a ``Judge``-confirmed finite goal)."""
+CONSOLIDATOR_ROLE = "consolidator"
+"""The role of a consolidation's step (a sleep tick)."""
+_ONLY: dict[str, type[Action]] = {
+    JUDGE_ROLE: ConfirmGoalMet,
+    CONSOLIDATOR_ROLE: UpdateLongTermMemory,
+}
+"""The one action each of the roles the engine runs itself may take (and that only it
+may take, for the consolidator's)."""
 MAX_MEMORY_KEYS = 100
 MAX_PLAN_TASKS = 200
 MAX_ARTIFACTS = 500
@@ -114,6 +125,9 @@ class _Planner:
         self.agent, self.tick_id, self.now = agent.name, tick_id, now
         self.team = tuple(member.name for member in spec.agents)
         self.goal = context.goal
+        self.longterm = context.longterm
+        self.archive: Sequence[tuple[str, ArchiveRecord]] = ()
+        """The archive items the consolidation was shown (set by :func:`plan_effects`)."""
         self.effects = Effects()
         self.plan = list(context.plan)
         self.plan_changed = False
@@ -121,8 +135,12 @@ class _Planner:
         self.artifacts = dict(context.artifacts)
 
     def apply(self, action: Action) -> None:
-        if self.role == JUDGE_ROLE and not isinstance(action, ConfirmGoalMet):
-            self.effects.refused.append(f"{action.type}: the judge only confirms or rejects")
+        only = _ONLY.get(self.role)
+        if only is not None and not isinstance(action, only):
+            self.effects.refused.append(f"{action.type}: the {self.role} may not act so")
+            return
+        if isinstance(action, UpdateLongTermMemory) and only is None:
+            self.effects.refused.append(f"{action.type}: only a consolidation may")
             return
         handler: Callable[[Any], None] = getattr(self, action.type)
         handler(action)
@@ -291,6 +309,37 @@ class _Planner:
         self._decide(replace(declared, state=state, decided_by=self.agent, verdict=action.reason))
         self.effects.applied.append("confirmed the goal met" if accepted else "rejected the goal")
 
+    def update_long_term_memory(self, action: UpdateLongTermMemory) -> None:
+        """The long-term memory as consolidated, within its bound, read up to the last
+        archive item the consolidation was shown; the memory is archived as a note too,
+        so search finds what it says after the raw items are gone."""
+        if not self.archive:
+            self.effects.refused.append(f"{action.type}: no archive items to consolidate")
+            return
+        memory = within(
+            LongTermMemory(
+                decisions=tuple(action.decisions),
+                facts=tuple(action.facts),
+                delivered=tuple(action.delivered),
+                open_threads=tuple(action.open_threads),
+                lessons=tuple(action.lessons),
+            ),
+            self.spec.memory.long_term_tokens,
+        )
+        record = replace(
+            self.longterm,
+            memory=memory.to_json(),
+            watermark=self.archive[-1][0],
+            consolidations=self.longterm.consolidations + 1,
+        )
+        self.effects.operations.append(SaveLongTerm(record))
+        note = "\n".join(
+            f"{name}: {entry}" for name, entries in memory.to_dict().items() for entry in entries
+        )
+        self._archive(ArchiveKind.NOTE, f"consolidation {record.consolidations}", note)
+        self.effects.applied.append(f"consolidated {len(self.archive)} archive item(s)")
+        self.effects.progressed = True
+
     def _decide(self, goal: GoalRecord) -> None:
         self.goal = replace(goal, tick_id=self.tick_id, at=self.now)
         self.effects.operations.append(SaveGoal(self.goal))
@@ -342,12 +391,14 @@ def plan_effects(
     tick_id: str,
     reply: Reply,
     context: AgentContext,
-    read: Sequence[InboxMessage],
+    shown: WorkingSet,
     now: float | None = None,
 ) -> Effects:
     """Translate ``reply``'s actions into domain operations against ``context``; the
-    agent has read the inbox messages ``read`` (those its prompt showed)."""
+    agent has read what its prompt showed (``shown``: its inbox messages, and for a
+    consolidation the archive items)."""
     planner = _Planner(spec, agent, tick_id, context, time.time() if now is None else now)
+    planner.archive = shown.archive
     for action in reply.actions:
         planner.apply(action)
-    return planner.finish(read)
+    return planner.finish(shown.inbox)

@@ -49,7 +49,7 @@ from agentstack_core.budget import Usage, cost_left, exhausted
 from agentstack_core.completion import goal_met, pending
 from agentstack_core.context import AgentContext
 from agentstack_core.pricing import PriceTable
-from agentstack_core.protocol import RedisClient, TickRequest, TickResult
+from agentstack_core.protocol import RedisClient, TickKind, TickRequest, TickResult
 from agentstack_core.reasons import DropReason, Outcome, StallReason, TickReason
 from agentstack_core.records import StepRecord
 from agentstack_core.redis.errors import LeaseLostError, StackGoneError
@@ -65,7 +65,7 @@ from agentstack_core.spec import (
 from agentstack_runner import metrics, spans
 from agentstack_runner.llm.router import Router
 from agentstack_runner.providers import ProviderRegistry
-from agentstack_runner.step import AgentStep, StepInput, judge_of
+from agentstack_runner.step import AgentStep, StepInput, consolidator_of, judge_of
 from agentstack_runner.tools import ListingCache, Toolbox
 
 logger = logging.getLogger(__name__)
@@ -333,6 +333,7 @@ class Engine:
             started_at=started,
             finished_at=time.time(),
             runner=self.runner_id,
+            kind=request.kind,
             tokens=sum(record.tokens for record in committed),
             cost=sum(record.cost for record in committed),
             unpriced=sum(record.unpriced for record in committed),
@@ -383,6 +384,7 @@ class Engine:
         elif reason is TickReason.COMPLETED and failed:
             message = ", ".join(f"{r.agent} failed ({r.reason})" for r in failed)
         outcome = Outcome.SUCCEEDED if reason is TickReason.COMPLETED else Outcome.FAILED
+        working = request.kind is TickKind.WORK
         tokens = sum(record.tokens for record in records)
         needed = max((record.cost_needed for record in records), default=0)
         tool_problems = "; ".join(p for record in records for p in record.tool_problems)
@@ -404,7 +406,8 @@ class Engine:
             cost=sum(record.cost for record in records),
             unpriced=sum(record.unpriced for record in records),
             cost_needed=needed,
-            idle=_idle(records) if outcome is Outcome.SUCCEEDED else "",
+            kind=request.kind,
+            idle=_idle(records) if working and outcome is Outcome.SUCCEEDED else "",
         )
         finished = await store.finish_tick(result=result, token=token)
         if finished is Finished.RECORDED:
@@ -425,6 +428,8 @@ class Engine:
         run = _TickRun(self, store, request, spec, begun, token, start + spec.tick_timeout_seconds)
         try:
             async with asyncio.timeout(run.deadline - time.monotonic()):
+                if request.kind is TickKind.SLEEP:
+                    return await self._consolidate(run)
                 for position, agent in enumerate(spec.agents):
                     stopped = await run.step(agent, _next_to_run(spec, position, begun.committed))
                     if stopped is not None:
@@ -439,6 +444,19 @@ class Engine:
         except TimeoutError:
             late = f"not finished within {spec.tick_timeout_seconds:g}s"
             return run.records, TickReason.TICK_TIMEOUT, late
+        return run.records, TickReason.COMPLETED, ""
+
+    async def _consolidate(self, run: _TickRun) -> tuple[list[StepRecord], TickReason, str]:
+        """A sleep tick: one step of the consolidator over the archive items after the
+        watermark (none: nothing to do, no call made)."""
+        consolidator = consolidator_of(run.spec)
+        if consolidator.name not in run.begun.committed:
+            run.context = await run.store.sleep_context()
+            if not run.context.archive:
+                return [], TickReason.COMPLETED, "nothing archived since the last consolidation"
+        stopped = await run.step(consolidator, None)
+        if stopped is not None:
+            return run.records, *stopped
         return run.records, TickReason.COMPLETED, ""
 
     def _toolbox(self, request: TickRequest, spec: StackSpec, agent: AgentSpec) -> Toolbox | None:

@@ -42,6 +42,14 @@ ROLE_PROMPTS = {
         "You are the communicator. Write one short progress update for the people "
         "watching this team (post_update): what was done, what is next, any blocker."
     ),
+    "consolidator": (
+        "You keep this team's long-term memory. Fold the archive items shown (closed "
+        "tasks, artifact versions, inputs, messages, feed posts) into it: decisions, facts "
+        "people and systems gave (inputs), what was delivered, open threads, and lessons "
+        "from reviews — each section newest first, short entries, within long_term_tokens. "
+        "Keep what still matters, drop what no longer does. Answer with one "
+        "update_long_term_memory action holding the whole memory as it should now stand."
+    ),
     "judge": (
         "You are the judge of this team's finite goal. A teammate declared the goal met "
         "(see completion). Decide by the criterion alone whether it is, from the state "
@@ -89,6 +97,8 @@ def context_document(
         document["omitted"] = dict(sorted(shown.omitted.items()))
     if spec.completion is not None:
         document["completion"] = _completion(spec.completion, spec.goal_id, goal)
+    if shown.archive:
+        document["long_term_tokens"] = spec.memory.long_term_tokens
     if tools:
         document["tools"] = tools
     if approvals:

@@ -23,12 +23,11 @@ it stopped) lives on the object, each field set by one method.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agentstack_core.approvals import Approval, ApprovalState
-from agentstack_core.context import AgentContext, InboxMessage
+from agentstack_core.context import AgentContext
 from agentstack_core.operations import AppendTrace, Operation, SaveApproval
 from agentstack_core.pricing import (
     NANOS_PER_USD,
@@ -44,7 +43,7 @@ from agentstack_core.redis.tick import TickStore
 from agentstack_core.spec import AgentSpec, ConfirmBy, ModelRef, StackSpec, WhilePending
 from agentstack_runner import metrics
 from agentstack_runner.actions import Action, CallTool, Reply, ReplyError, parse_reply
-from agentstack_runner.effects import JUDGE_ROLE, Effects, plan_effects
+from agentstack_runner.effects import CONSOLIDATOR_ROLE, JUDGE_ROLE, Effects, plan_effects
 from agentstack_runner.llm.base import ChatRequest, LLMError
 from agentstack_runner.llm.router import Attempt, ExhaustedError, ProviderSource, Router
 from agentstack_runner.prompts import (
@@ -61,7 +60,7 @@ from agentstack_runner.tools import (
     Offer,
     Toolbox,
 )
-from agentstack_runner.workingset import working_set
+from agentstack_runner.workingset import WorkingSet, working_set
 
 REPAIR_ECHO_CHARS = 2_000
 TRACE_TEXT_CHARS = 500
@@ -110,6 +109,15 @@ def judge_of(spec: StackSpec) -> AgentSpec | None:
         return None
     models = next((a.models for a in spec.agents if a.role == "reviewer"), spec.agents[0].models)
     return AgentSpec(name=JUDGE, role=JUDGE_ROLE, models=models)
+
+
+CONSOLIDATOR = "(sleep)"
+"""The consolidator's name in traces and step records (no agent can bear it)."""
+
+
+def consolidator_of(spec: StackSpec) -> AgentSpec:
+    """The consolidator of a sleep tick: one call of the first agent's models."""
+    return AgentSpec(name=CONSOLIDATOR, role=CONSOLIDATOR_ROLE, models=spec.agents[0].models)
 
 
 class BudgetSpentError(Exception):
@@ -233,7 +241,7 @@ class AgentStep:
         else:
             await self.converse()
         record, following = await self.commit(
-            context, shown.inbox, summary(document), settled, offer, started
+            context, shown, summary(document), settled, offer, started
         )
         metrics.STEP_DURATION.labels(metrics.role_label(step.agent.role), record.outcome).observe(
             time.monotonic() - started
@@ -367,9 +375,9 @@ class AgentStep:
             raise BudgetSpentError("dollar", needed)
         return replace(request, max_tokens=fits)
 
-    def effects(self, context: AgentContext, read: Sequence[InboxMessage]) -> Effects:
-        """The domain operations of the actions the step's replies took (having read
-        the inbox messages ``read``)."""
+    def effects(self, context: AgentContext, shown: WorkingSet) -> Effects:
+        """The domain operations of the actions the step's replies took (having been
+        shown ``shown``)."""
         if self.reply is None or self.reason is not StepReason.SUCCEEDED:
             return Effects()
         step = self.step
@@ -379,13 +387,13 @@ class AgentStep:
             tick_id=step.tick_id,
             reply=Reply(thought=self.reply.thought, actions=self.actions),
             context=context,
-            read=read,
+            shown=shown,
         )
 
     async def commit(
         self,
         context: AgentContext,
-        read: Sequence[InboxMessage],
+        shown: WorkingSet,
         prompt: str,
         settled: list[Approval],
         offer: Offer,
@@ -394,7 +402,7 @@ class AgentStep:
         """Commit the step's operations, its trace entry and its record, at once."""
         step = self.step
         agent = step.agent
-        effects = self.effects(context, read)
+        effects = self.effects(context, shown)
         requested = step.toolbox.requested if step.toolbox is not None else []
         taken = self.reason.taken
         record = StepRecord(

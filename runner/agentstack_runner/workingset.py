@@ -6,13 +6,17 @@ working set, filled in this order until ``spec.memory.contextTokens`` is spent:
 
 1. open work — the plan's open tasks (in plan order), the artifacts waiting for a
    review or a revision (newest first), and the agent's unread inbox (oldest first);
-2. then the newest of the rest — the agent's memory, the recent feed (newest first),
+2. the stack's long-term memory (bounded on its own by ``longTermTokens``) — and, for a
+   consolidation, the archive items it is to fold in (oldest first);
+3. then the newest of the rest — the agent's memory, the recent feed (newest first),
    finished artifacts (newest first).
 
 An item that does not fit is left out and counted (``omitted`` in the prompt, so the
-agent knows there is more); a later, smaller item may still fit — except in the inbox,
-which is shown as a prefix: a message the agent was not shown stays unread (its cursor
-stops before it) and comes first in its next step. Nothing is deleted here: what is
+agent knows there is more); a later, smaller item may still fit — except in the inbox
+and the archive, which are shown as a prefix: a message the agent was not shown stays
+unread (its cursor stops before it) and comes first in its next step, and archive
+items a consolidation was not shown wait for the next one (its watermark stops
+before them). Nothing is deleted here: what is
 not shown stays where it is, and finished work stays in the stack's archive.
 
 Sizes are estimated at four characters a token (:func:`tokens_of`), the estimate the
@@ -26,19 +30,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from agentstack_core.context import AgentContext, InboxMessage
-from agentstack_core.records import ArtifactRecord, ArtifactStatus, TaskRecord
+from agentstack_core.context import AgentContext, InboxMessage, tokens_of
+from agentstack_core.records import (
+    ArchiveRecord,
+    ArtifactRecord,
+    ArtifactStatus,
+    LongTermMemory,
+    TaskRecord,
+)
 
 ARTIFACT_PREVIEW_CHARS = 1_500
 """The most of one artifact's content a prompt shows (its start)."""
-CHARS_PER_TOKEN = 4
-
-
-def tokens_of(value: Any) -> int:
-    """The estimated tokens of ``value`` as the prompt's JSON carries it."""
-    return len(orjson.dumps(value)) // CHARS_PER_TOKEN + 1
 
 
 def artifact_view(name: str, record: ArtifactRecord) -> dict[str, Any]:
@@ -63,6 +65,17 @@ def inbox_view(message: InboxMessage) -> dict[str, Any]:
     return entry
 
 
+def archive_view(entry_id: str, record: ArchiveRecord) -> dict[str, Any]:
+    """An archive item as a consolidation sees it."""
+    return {
+        "id": entry_id,
+        "kind": record.kind,
+        "ref": record.ref,
+        "agent": record.agent,
+        "text": record.text[:ARTIFACT_PREVIEW_CHARS],
+    }
+
+
 @dataclass
 class WorkingSet:
     """The sections of an agent's view that fit, and how many items each left out."""
@@ -74,19 +87,29 @@ class WorkingSet:
     these, and only these, once its step commits)."""
     memory: dict[str, str] = field(default_factory=dict)
     feed: list[str] = field(default_factory=list)
+    long_term: LongTermMemory = field(default_factory=LongTermMemory)
+    archive: list[tuple[str, ArchiveRecord]] = field(default_factory=list)
+    """For a consolidation: the archive items shown, a prefix of those after its
+    watermark (these, and only these, are consolidated once its step commits)."""
     omitted: Counter[str] = field(default_factory=Counter)
     tokens: int = 0
     """The estimated tokens of what is shown."""
 
     def sections(self) -> dict[str, Any]:
-        """The sections as the prompt's document carries them."""
-        return {
+        """The sections as the prompt's document carries them (the long-term memory and
+        the archive only when there are)."""
+        sections: dict[str, Any] = {
             "plan": [task.to_dict() for task in self.plan],
             "artifacts": [artifact_view(n, r) for n, r in sorted(self.artifacts.items())],
             "recent_updates": self.feed,
             "memory": self.memory,
             "inbox": [inbox_view(m) for m in self.inbox],
         }
+        if not self.long_term.empty():
+            sections["long_term_memory"] = self.long_term.to_dict()
+        if self.archive:
+            sections["archive"] = [archive_view(i, r) for i, r in self.archive]
+        return sections
 
 
 class _Filler:
@@ -121,6 +144,14 @@ def working_set(context: AgentContext, budget_tokens: int) -> WorkingSet:
             shown.omitted["inbox"] += len(context.inbox) - position - 1
             break
         shown.inbox.append(message)
+    long_term = context.longterm.long_term
+    if not long_term.empty() and filler.fits("long_term_memory", long_term.to_dict()):
+        shown.long_term = long_term
+    for position, (entry_id, item) in enumerate(context.archive):
+        if not filler.fits("archive", archive_view(entry_id, item)):
+            shown.omitted["archive"] += len(context.archive) - position - 1
+            break
+        shown.archive.append((entry_id, item))
     for key, value in sorted(context.memory.items()):
         if filler.fits("memory", {key: value}):
             shown.memory[key] = value

@@ -104,7 +104,7 @@ def quiesce(
     def at_rest() -> bool | None:
         busy.clear()
         for stream, group in [
-            *((FleetKeys.lane(lane.value), protocol.RUNNERS_GROUP) for lane in LANES),
+            *((FleetKeys.lane(lane), protocol.RUNNERS_GROUP) for lane in LANES),
             (FleetKeys.results, protocol.OPERATOR_GROUP),
         ]:
             for info in reader.xinfo_groups(stream):  # type: ignore[union-attr]
@@ -148,7 +148,7 @@ def _stream(reader: redis.Redis, key: str) -> list[dict[str, str]]:
 def _dispatched(reader: redis.Redis) -> dict[str, list[dict[str, str]]]:
     by_stack: dict[str, list[dict[str, str]]] = collections.defaultdict(list)
     for lane in LANES:
-        for fields in _stream(reader, FleetKeys.lane(lane.value)):
+        for fields in _stream(reader, FleetKeys.lane(lane)):
             by_stack[fields.get("stack", "")].append(fields)
     return by_stack
 

@@ -44,7 +44,7 @@ def _requests(reader: redis.Redis) -> list[dict[str, str]]:
     return [
         fields
         for lane in LANES
-        for _id, fields in reader.xrange(FleetKeys.lane(lane.value))  # type: ignore[union-attr]
+        for _id, fields in reader.xrange(FleetKeys.lane(lane))  # type: ignore[union-attr]
     ]
 
 

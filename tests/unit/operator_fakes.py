@@ -178,6 +178,8 @@ class FakeScheduler:
         """``(key, cause)``; ``None`` for an unschedule."""
         self.woken: list[str] = []
         """Keys of the stacks woken (a tick at once), in order."""
+        self.consolidations: list[str] = []
+        """Keys of the stacks a consolidation tick was owed to, in order."""
 
     def reschedule(self, record: StackRecord, cause: Cause, after: float | None = None) -> None:
         self.calls.append((record.key, cause))
@@ -187,6 +189,10 @@ class FakeScheduler:
 
     def wake(self, record: StackRecord) -> None:
         self.woken.append(record.key)
+
+    def consolidate(self, record: StackRecord) -> None:
+        if record.consolidation_due:
+            self.consolidations.append(record.key)
 
 
 class FakeStatus:

@@ -37,6 +37,7 @@ from agentstack_runner.effects import (
     Effects,
     plan_effects,
 )
+from agentstack_runner.workingset import WorkingSet
 
 T = TypeVar("T")
 SPEC = parse_spec(
@@ -77,7 +78,7 @@ def _effects(
         tick_id="team/demo/1",
         reply=parse_reply(json.dumps({"actions": actions})),
         context=context,
-        read=context.inbox,
+        shown=WorkingSet(inbox=list(context.inbox)),
         now=1.0,
     )
 
@@ -265,7 +266,7 @@ def test_only_the_messages_shown_are_read() -> None:
         tick_id="team/demo/1",
         reply=parse_reply('{"actions": []}'),
         context=context,
-        read=inbox[:1],
+        shown=WorkingSet(inbox=inbox[:1]),
         now=1.0,
     )
     assert _of(effects, AdvanceCursor) == [AdvanceCursor(agent="builder", message_id="5-0")]
@@ -330,4 +331,4 @@ def test_the_judge_only_confirms_and_only_the_judge_confirms_a_judged_goal() -> 
         spec=JUDGED,
     )
     assert [op.goal.state for op in _of(judged, SaveGoal)] == [GoalState.MET]
-    assert judged.refused == ["post_update: the judge only confirms or rejects"]
+    assert judged.refused == ["post_update: the judge may not act so"]

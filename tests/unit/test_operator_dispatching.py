@@ -8,12 +8,16 @@ from typing import Any
 
 import pytest
 
+from agentstack_core import protocol
+from agentstack_core.budget import Usage
+from agentstack_core.protocol import Outcome, TickKind, TickResult, kind_of
 from agentstack_core.spec import Priority
 from agentstack_operator import dispatching
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.dispatching import Dispatcher, build_request
 from agentstack_operator.index import StackIndex
 from agentstack_operator.scheduling import slot_id
+from agentstack_operator.stackstate import fold_result
 from tests.helpers import Clock
 
 from .operator_fakes import FakeKube, FakeLanes, indexed, manifest, sample
@@ -263,3 +267,44 @@ async def test_ticks_falling_due_within_the_gap_after_a_batch_go_out_together() 
         ["team/a"],
         ["team/b", "team/c"],
     ]
+
+
+@pytest.mark.asyncio
+async def test_a_consolidation_is_sent_when_owed_one_at_a_time_in_the_sleep_lane() -> None:
+    index = indexed("demo", memory={"consolidateEveryTicks": 5})
+    dispatcher, lanes, _kube, clock = _dispatcher(index)
+    record = index["team/demo"]
+    record.usage = Usage(ticks=4)
+    dispatcher.consolidate(record)
+    assert record.sleep_tick is None  # not owed yet
+    record.usage = Usage(ticks=5)
+    dispatcher.consolidate(record)
+    dispatcher.consolidate(record)  # on its way already: not sent twice
+    await dispatcher.step()
+    ((sleep,),) = lanes.batches
+    assert (sleep.kind, protocol.lane_of(sleep)) == (TickKind.SLEEP, protocol.SLEEP_LANE)
+    assert sleep.tick_id == record.sleep_tick == f"team/demo/{slot_id(clock.now)}-sleep"
+    assert kind_of(sleep.tick_id) is TickKind.SLEEP
+    assert sleep.deadline == clock.now + dispatching.SLEEP_DEADLINE_SECONDS
+    assert "team/demo" not in dispatcher.heap  # the grid of work ticks is untouched
+
+    result = TickResult(
+        stack=record.ref,
+        tick_id=sleep.tick_id,
+        generation=1,
+        outcome=Outcome.SUCCEEDED,
+        reason="Completed",
+        started_at=record.created_at + 10,
+        finished_at=record.created_at + 11,
+        kind=TickKind.SLEEP,
+    )
+    fold_result(record, result)
+    assert record.sleep_tick is None
+    assert record.last_tick is None  # a consolidation is not the stack's last tick
+    record.usage = Usage(ticks=7, sleeps=1)
+    assert not record.consolidation_due  # the next one after ten ticks
+    record.usage = Usage(ticks=10, sleeps=1)
+    assert record.consolidation_due
+    off = indexed("off", memory={"consolidateEveryTicks": 0})["team/off"]
+    off.usage = Usage(ticks=1000)
+    assert not off.consolidation_due

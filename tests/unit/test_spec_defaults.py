@@ -41,6 +41,8 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "tools.approvalTimeoutSeconds": DEFAULTS.approval_timeout_seconds,
     "tools.whilePending": DEFAULTS.while_pending,
     "memory.contextTokens": DEFAULTS.memory.context_tokens,
+    "memory.longTermTokens": DEFAULTS.memory.long_term_tokens,
+    "memory.consolidateEveryTicks": DEFAULTS.memory.consolidate_every_ticks,
     "stalledAfterIdleTicks": DEFAULTS.stalled_after_idle_ticks,
     "completion.confirmBy": Completion().confirm_by,
 }

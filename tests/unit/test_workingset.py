@@ -6,9 +6,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentstack_core.context import AgentContext, InboxMessage
+from agentstack_core.context import AgentContext, InboxMessage, tokens_of
 from agentstack_core.records import ArtifactRecord, ArtifactStatus, TaskRecord, TaskStatus
-from agentstack_runner.workingset import artifact_view, tokens_of, working_set
+from agentstack_runner.workingset import artifact_view, working_set
 
 
 def _context(**values: object) -> AgentContext:

@@ -41,24 +41,31 @@ for field, value in pairs(A.history) do
 end
 redis.call('XADD', K.history, 'MAXLEN', '~', A.history_maxlen, '*', unpack(entry))
 redis.call('HINCRBY', K.usage, 'tokens', r.tokens)
-local ran = 0
-if A.ran == 'true' then
-  ran = 1
-end
-redis.call('HINCRBY', K.usage, 'ticks', ran)
 redis.call('HINCRBY', K.usage, 'cost', r.cost)
 redis.call('HINCRBY', K.usage, 'unpriced', r.unpriced)
 if r.cost_needed ~= '0' then
   redis.call('HSET', K.usage, 'needed', r.cost_needed)
 end
-if r.outcome == 'Failed' then
-  redis.call('HINCRBY', K.usage, 'failures', 1)
-elseif r.outcome == 'Succeeded' then
-  redis.call('HSET', K.usage, 'failures', 0)
-  if r.progressed == 'true' then
-    redis.call('HSET', K.usage, 'idle', 0)
-  else
-    redis.call('HINCRBY', K.usage, 'idle', 1)
+if r.kind == 'Sleep' then
+  -- A consolidation is counted apart, and says nothing of the team's failures or idling.
+  if r.outcome == 'Succeeded' then
+    redis.call('HINCRBY', K.usage, 'sleeps', 1)
+  end
+else
+  local ran = 0
+  if A.ran == 'true' then
+    ran = 1
+  end
+  redis.call('HINCRBY', K.usage, 'ticks', ran)
+  if r.outcome == 'Failed' then
+    redis.call('HINCRBY', K.usage, 'failures', 1)
+  elseif r.outcome == 'Succeeded' then
+    redis.call('HSET', K.usage, 'failures', 0)
+    if r.progressed == 'true' then
+      redis.call('HSET', K.usage, 'idle', 0)
+    else
+      redis.call('HINCRBY', K.usage, 'idle', 1)
+    end
   end
 end
 redis.call('DEL', K.steps)

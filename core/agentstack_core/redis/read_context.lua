@@ -1,7 +1,8 @@
 -- read_context(keys, agent, feed_count, inbox_count): what one agent sees — the plan,
 -- the artifacts, the newest feed posts, its memory, its unread inbox (the messages
--- after its cursor) and where a finite goal stands. ``keys`` names plan, artifacts,
--- feed, memory, cursors, inbox (the agent's own memory and inbox) and goal.
+-- after its cursor), where a finite goal stands and the long-term memory. ``keys``
+-- names plan, artifacts, feed, memory, cursors, inbox (the agent's own memory and
+-- inbox), goal and longterm.
 local function read_context(keys, agent, feed_count, inbox_count)
   local cursor = redis.call('HGET', keys.cursors, agent)
   local start = '-'
@@ -12,5 +13,5 @@ local function read_context(keys, agent, feed_count, inbox_count)
     redis.call('XREVRANGE', keys.feed, '+', '-', 'COUNT', feed_count),
     redis.call('HGETALL', keys.memory),
     redis.call('XRANGE', keys.inbox, start, '+', 'COUNT', inbox_count),
-    redis.call('GET', keys.goal) or ''}
+    redis.call('GET', keys.goal) or '', redis.call('HGETALL', keys.longterm)}
 end

@@ -54,7 +54,13 @@ from typing import Any
 import orjson
 
 from agentstack_core.budget import Usage
-from agentstack_core.context import FEED_CONTEXT, INBOX_BATCH, AgentContext, InboxMessage
+from agentstack_core.context import (
+    FEED_CONTEXT,
+    INBOX_BATCH,
+    SLEEP_BATCH,
+    AgentContext,
+    InboxMessage,
+)
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.messages import TickResult
 from agentstack_core.operations import (
@@ -71,12 +77,16 @@ from agentstack_core.operations import (
     SaveApproval,
     SaveArtifact,
     SaveGoal,
+    SaveLongTerm,
     SavePlan,
 )
 from agentstack_core.protocol import RedisClient
 from agentstack_core.records import (
+    ArchiveKind,
+    ArchiveRecord,
     ArtifactRecord,
     GoalRecord,
+    LongTermRecord,
     MessageRecord,
     PublishedSpec,
     Record,
@@ -135,6 +145,11 @@ class _Context:
 
 
 @dataclass(frozen=True)
+class _Sleep:
+    count: int = SLEEP_BATCH
+
+
+@dataclass(frozen=True)
 class _Commit:
     token: str
     uid: str
@@ -165,7 +180,7 @@ class _Finish:
     history_maxlen: int = HISTORY_MAXLEN
 
 
-_CONTEXT_KEYS = ("plan", "artifacts", "feed", "cursors", "memory", "inbox", "goal")
+_CONTEXT_KEYS = ("plan", "artifacts", "feed", "cursors", "memory", "inbox", "goal", "longterm")
 """The keys ``read_context.lua`` reads (``memory`` and ``inbox``: the agent's own)."""
 
 _BEGIN = LuaScript(
@@ -178,6 +193,7 @@ _BEGIN = LuaScript(
 _RENEW = LuaScript(__file__, "renew", keys=("lease",), args=_Renew)
 _RELEASE = LuaScript(__file__, "release", keys=("lease",), args=_Release)
 _CONTEXT = LuaScript(__file__, "context", keys=_CONTEXT_KEYS, args=_Context, libs=("read_context",))
+_SLEEP_CONTEXT = LuaScript(__file__, "sleep_context", keys=("longterm", "archive"), args=_Sleep)
 _COMMIT_STEP = LuaScript(
     __file__,
     "commit_step",
@@ -194,6 +210,9 @@ _FINISH_TICK = LuaScript(
     records={"r": TickResult},
     hashes={"usage": Usage},
 )
+
+_CONSOLIDATED = ("memory", "watermark", "consolidations")
+"""The long-term memory's fields a consolidation writes (``lost`` is the trim's)."""
 
 Command = tuple[str, str, list[str]]
 """A write as the commit script executes it: (command, key, arguments)."""
@@ -227,6 +246,10 @@ def commands_of(keys: StackKeys, operation: Operation) -> list[Command]:
             return [(command, keys.approvals, [approval.id, approval.to_json()])]
         case SaveGoal(goal=goal):
             return [("SET", keys.goal, [goal.to_json()])]
+        case SaveLongTerm(record=record):
+            fields = record.to_fields()
+            kept = [part for name in _CONSOLIDATED for part in (name, fields[name])]
+            return [("HSET", keys.longterm, kept)]
         case AppendTrace(entry=entry):
             return [_append(keys.trace, entry, TRACE_MAXLEN)]
     raise TypeError(f"not a domain operation: {operation!r}")
@@ -339,6 +362,26 @@ class TickStore:
             await _CONTEXT(self.client, _Context(agent=agent), **self._context_keys(agent))
         )
 
+    async def sleep_context(self) -> AgentContext:
+        """What a consolidation reads: the long-term memory and the archive items after
+        its watermark (at most :data:`~agentstack_core.context.SLEEP_BATCH`), its own
+        notes left out."""
+        longterm, items = await _SLEEP_CONTEXT(self.client, _Sleep(), keys=self.keys)
+        return AgentContext(
+            plan=(),
+            artifacts={},
+            feed=[],
+            memory={},
+            inbox=[],
+            longterm=LongTermRecord.from_fields(pairs(longterm)),
+            archive=tuple(
+                (str(entry_id), record)
+                for entry_id, fields in items
+                if (record := ArchiveRecord.from_fields(pairs(fields))).kind
+                is not ArchiveKind.NOTE  # a consolidation's own notes: already in memory
+            ),
+        )
+
     def _context_keys(self, agent: str) -> dict[str, str]:
         keys = self.keys
         return {
@@ -349,6 +392,7 @@ class TickStore:
             "memory": keys.memory(agent),
             "inbox": keys.inbox(agent),
             "goal": keys.goal,
+            "longterm": keys.longterm,
         }
 
     # -- fenced writes ---------------------------------------------------------------
@@ -452,7 +496,7 @@ def published(raw: dict[str, str]) -> PublishedSpec | None:
 
 def _agent_context(reply: Sequence[Any]) -> AgentContext:
     """The reply of ``read_context.lua``."""
-    plan, artifacts, feed, memory, inbox, goal = reply
+    plan, artifacts, feed, memory, inbox, goal, longterm = reply
     return AgentContext(
         plan=tuple(TaskRecord.from_dict(task) for task in orjson.loads(plan)) if plan else (),
         artifacts={
@@ -462,6 +506,7 @@ def _agent_context(reply: Sequence[Any]) -> AgentContext:
         memory=pairs(memory),
         inbox=[_inbox_message(str(entry_id), pairs(fields)) for entry_id, fields in inbox],
         goal=_goal(goal),
+        longterm=LongTermRecord.from_fields(pairs(longterm)),
     )
 
 

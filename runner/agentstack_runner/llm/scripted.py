@@ -157,6 +157,42 @@ def _confirmation(document: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"type": "confirm_goal_met", "verdict": verdict, "reason": reason}]
 
 
+LONG_TERM_ENTRIES = 20
+"""Entries the scripted consolidator keeps per section (the bound trims further)."""
+
+
+def _consolidator(document: dict[str, Any]) -> dict[str, Any]:
+    """Folds the archive items shown into the long-term memory, deterministically:
+    inputs become facts, done tasks deliveries, dropped tasks decisions, review feedback
+    lessons, and the newest feed post the open thread; each section newest first."""
+    memory = document.get("long_term_memory") or {}
+    added: dict[str, list[str]] = {name: [] for name in _SECTIONS}
+    for item in document.get("archive") or []:
+        text, ref = str(item.get("text", "")), str(item.get("ref", ""))
+        kind = item.get("kind")
+        if kind == "input":
+            added["facts"].append(f"{ref} from {item.get('agent')}: {text[:200]}")
+        elif kind == "task" and text.endswith("(dropped)"):
+            added["decisions"].append(f"dropped {ref}: {text[:200]}")
+        elif kind == "task":
+            added["delivered"].append(f"{ref}: {text[:200]}")
+        elif kind == "message" and "needs a revision:" in text:
+            added["lessons"].append(text.split("needs a revision:", 1)[1].strip()[:200])
+        elif kind == "post":
+            added["open_threads"] = [text[:200]]
+    merged: dict[str, Any] = {"type": "update_long_term_memory"}
+    for name in _SECTIONS:
+        newest = [*reversed(added[name]), *(memory.get(name) or [])]
+        if name == "open_threads" and added[name]:
+            newest = added[name]
+        merged[name] = list(dict.fromkeys(newest))[:LONG_TERM_ENTRIES]
+    count = len(document.get("archive") or [])
+    return {"thought": f"Consolidated {count} archive item(s).", "actions": [merged]}
+
+
+_SECTIONS = ("decisions", "facts", "delivered", "open_threads", "lessons")
+
+
 def _judge(document: dict[str, Any]) -> dict[str, Any]:
     return {"thought": "Judging the declaration.", "actions": _confirmation(document)}
 
@@ -275,6 +311,7 @@ _ROLES = {
     "reviewer": _reviewer,
     "communicator": _communicator,
     "judge": _judge,
+    "consolidator": _consolidator,
 }
 
 
