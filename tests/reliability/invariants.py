@@ -16,6 +16,9 @@ tick received and every result folded), so that what is checked is final. Then
   operator dispatched for the stack's current incarnation (its uid) is in the history,
   run or dropped with a reason (ticks of an incarnation since deleted write nothing, by
   design, and are not expected);
+- **every consolidation done once in effect**: the long-term memory was written as many
+  times as sleep ticks consolidated (the history says so), each consolidation's note is
+  in the archive at most once, and ``sleeps`` counts the sleep ticks that succeeded;
 - **status equals what Redis counted**: ``ticks``, ``tokensUsed``, ``costUSD`` and
   ``consecutiveFailures`` in the stack's status equal its usage counters;
 - **budgets never overspent**: ticks run never exceed ``maxTicks``; no step with an LLM
@@ -63,13 +66,15 @@ class Report:
     dispatched: int = 0
     inputs: int = 0
     inputs_read: int = 0
+    consolidations: int = 0
     problems: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         inputs = f", {self.inputs} inputs ({self.inputs_read} read)" if self.inputs else ""
+        sleeps = f", {self.consolidations} consolidations" if self.consolidations else ""
         return (
             f"{self.stacks} stacks, {self.dispatched} ticks dispatched, {self.ticks} recorded "
-            f"({self.executed} run, {self.dropped} dropped), {self.steps} steps{inputs}"
+            f"({self.executed} run, {self.dropped} dropped), {self.steps} steps{inputs}{sleeps}"
         )
 
 
@@ -205,6 +210,7 @@ def _check_stack(
             report.executed += 1
     _check_one_at_a_time(ref, history, report)
     _check_inputs(reader, ref, keys, history, report)
+    _check_consolidations(reader, ref, keys, history, report)
     steps = collections.Counter((entry["tick_id"], entry["agent"]) for entry in trace)
     doubled = [step for step, count in steps.items() if count > 1]
     if doubled:
@@ -309,6 +315,39 @@ def _check_inputs(
                 f"{ref}: input #{entry['number']} read by {outcome['tickId']}, "
                 "a tick never recorded"
             )
+
+
+def _check_consolidations(
+    reader: redis.Redis,
+    ref: StackRef,
+    keys: StackKeys,
+    history: list[dict[str, str]],
+    report: Report,
+) -> None:
+    """The long-term memory was written once per sleep tick that consolidated (its step
+    progressed), each consolidation's note is archived once, and ``sleeps`` counts the
+    sleep ticks that succeeded: a consolidation interrupted and resumed is neither
+    doubled nor lost."""
+    sleeps = [e for e in history if e.get("kind") == "Sleep" and e["outcome"] == "Succeeded"]
+    consolidated = [e for e in sleeps if e.get("progressed") == "true"]
+    longterm = reader.hgetall(keys.longterm)
+    written = int(longterm.get("consolidations", 0))  # type: ignore[union-attr]
+    report.consolidations += written
+    complete = len(history) < HISTORY_MAXLEN
+    if complete and written != len(consolidated):
+        report.problems.append(
+            f"{ref}: long-term memory written {written} times by "
+            f"{len(consolidated)} consolidating sleep tick(s)"
+        )
+    counted = int(reader.hget(keys.usage, "sleeps") or 0)  # type: ignore[arg-type]
+    if complete and counted != len(sleeps):
+        report.problems.append(f"{ref}: sleeps={counted} but {len(sleeps)} sleep ticks succeeded")
+    notes = collections.Counter(
+        fields["ref"] for fields in _stream(reader, keys.archive) if fields.get("kind") == "note"
+    )
+    doubled = [note for note, count in notes.items() if count > 1]
+    if doubled:
+        report.problems.append(f"{ref}: consolidation note(s) archived twice: {doubled[:5]}")
 
 
 def _dispatched_at(requests: list[dict[str, str]], tick: str) -> float:

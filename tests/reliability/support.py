@@ -4,6 +4,7 @@ fleet wired to a given Redis, and the one way every case ends (quiesce, then che
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import redis
 from kubernetes import client
 
 from agentstack_devkit.controlplane import ControlPlane
-from agentstack_devkit.fakellm import FakeLLMServer
+from agentstack_devkit.fakellm import FakeLLMServer, RecordedRequest
 from agentstack_devkit.fleet import Fleet
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually
@@ -23,6 +24,13 @@ POOL_KEY = "sk-reliability-pool-key-never-seen"
 """The runners' own key: the checker proves it appears nowhere."""
 
 QUIET = '{"thought": "nothing to add", "actions": []}'
+CONSOLIDATED = json.dumps(
+    {
+        "thought": "folded",
+        "actions": [{"type": "update_long_term_memory", "delivered": ["what the team did"]}],
+    }
+)
+"""A consolidation's answer (its step moves the long-term memory and the watermark)."""
 
 FAST = {
     "AGENTSTACK_LEASE_SECONDS": "3",
@@ -86,6 +94,11 @@ def on_gateway(gateway: FakeLLMServer, **spec: Any) -> dict[str, Any]:
         },
         **spec,
     }
+
+
+def sleep_calls(gateway: FakeLLMServer) -> list[RecordedRequest]:
+    """The consolidation calls the gateway received so far."""
+    return [r for r in gateway.requests if r.headers.get("x-agentstack-agent") == "(sleep)"]
 
 
 def ticks(stacks: Stacks, names: list[str]) -> int:

@@ -1,7 +1,8 @@
-"""Redis faults: killed and restarted with its append-only file (nothing it acknowledged
-may be lost), restarted with no persistence at all (everything must recover:
-consumer groups recreated, specs published again, stacks ticking), and down while a
-stack is deleted (the stack is held until its keys are gone)."""
+"""Redis faults: killed and restarted with its append-only file while consolidations
+run (nothing it acknowledged may be lost, no consolidation doubled), restarted with no
+persistence at all (everything must recover: consumer groups recreated, specs published
+again, stacks ticking), and down while a stack is deleted (the stack is held until its
+keys are gone)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,20 @@ from kubernetes import client
 
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_devkit.controlplane import ControlPlane
-from agentstack_devkit.fakellm import FakeLLMServer
+from agentstack_devkit.fakellm import Delay, FakeLLMServer, Reply
 from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.redisserver import RedisServer
 from agentstack_operator.finalizing import FINALIZER
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually, gone
-from tests.reliability.support import fleet_on, more_ticks, team_of_stacks, verify
+from tests.reliability.support import (
+    CONSOLIDATED,
+    fleet_on,
+    more_ticks,
+    sleep_calls,
+    team_of_stacks,
+    verify,
+)
 
 STACKS = 20
 
@@ -38,12 +46,24 @@ def test_redis_killed_and_restarted_from_its_append_only_file_loses_nothing(
     namespace: str,
     reader: redis.Redis,
 ) -> None:
+    # Consolidations every other tick, their calls slow: the kill lands while some run.
+    gateway.add_rule(
+        Delay(0.5, Reply(CONSOLIDATED)), headers={"X-Agentstack-Agent": "(sleep)"}, repeat_last=True
+    )
     stacks = Stacks(k8s_api, namespace, reader)
-    names = team_of_stacks(stacks, STACKS, gateway, tickIntervalSeconds=2)
+    names = team_of_stacks(
+        stacks, STACKS, gateway, tickIntervalSeconds=2, memory={"consolidateEveryTicks": 2}
+    )
     fleet.operator()
     fleet.runner("runner-a")
     fleet.runner("runner-b")
     more_ticks(stacks, names, 2 * STACKS)
+    calls = len(sleep_calls(gateway))
+    eventually(
+        lambda: True if len(sleep_calls(gateway)) > calls else None,
+        "a consolidation call in flight",
+        timeout=60,
+    )
     fault_redis.restart(kill=True)  # SIGKILL mid-flight; AOF (fsync always) on disk
     restarted = time.time()
     eventually(
@@ -51,7 +71,8 @@ def test_redis_killed_and_restarted_from_its_append_only_file_loses_nothing(
         "ticks after the restart",
         timeout=120,
     )
-    verify("Redis SIGKILL + AOF restart", fleet, k8s_api, reader, [namespace])
+    report = verify("Redis SIGKILL + AOF restart", fleet, k8s_api, reader, [namespace])
+    assert report.consolidations >= 1
 
 
 def test_a_stack_deleted_while_redis_is_down_is_held_until_its_keys_are_gone(

@@ -11,7 +11,16 @@ from kubernetes import client
 from agentstack_devkit.fakellm import Delay, FakeLLMServer, Reply
 from agentstack_devkit.fleet import Fleet
 from tests.e2e.stacks import Stacks
-from tests.reliability.support import QUIET, more_ticks, on_gateway, team_of_stacks, verify
+from tests.helpers import eventually
+from tests.reliability.support import (
+    CONSOLIDATED,
+    QUIET,
+    more_ticks,
+    on_gateway,
+    sleep_calls,
+    team_of_stacks,
+    verify,
+)
 
 
 def test_runners_killed_mid_step_again_and_again_lose_and_repeat_nothing(
@@ -59,3 +68,39 @@ def test_a_tick_longer_than_the_visibility_timeout_runs_once(
     executed = stacks.executed("slow")
     assert len(executed) >= 3
     assert all(entry["outcome"] == "Succeeded" for entry in executed)
+
+
+def test_runners_killed_during_consolidations_consolidate_once(
+    fleet: Fleet,
+    gateway: FakeLLMServer,
+    k8s_api: client.ApiClient,
+    namespace: str,
+    reader: redis.Redis,
+) -> None:
+    """Every second tick is followed by a consolidation whose call takes a second; a
+    runner is killed while one is in flight, four times. The checker proves no
+    consolidation was written twice or lost (memory versions, notes, sleep counts)."""
+    gateway.add_rule(
+        Delay(1, Reply(CONSOLIDATED)), headers={"X-Agentstack-Agent": "(sleep)"}, repeat_last=True
+    )
+    stacks = Stacks(k8s_api, namespace, reader)
+    names = team_of_stacks(
+        stacks, 6, gateway, tickIntervalSeconds=1, memory={"consolidateEveryTicks": 2}
+    )
+    fleet.operator()
+    victim = fleet.runner("runner-0")[0]
+    fleet.runner("steady")
+    for kill in range(1, 5):
+        calls = len(sleep_calls(gateway))
+        eventually(
+            lambda calls=calls: True if len(sleep_calls(gateway)) > calls else None,
+            "a consolidation call in flight",
+            timeout=90,
+        )
+        victim.send_signal(signal.SIGKILL)  # one of them likely in this runner's hands
+        victim.wait_exit()
+        victim = fleet.runner(f"runner-{kill}")[0]
+    more_ticks(stacks, names, 12)
+
+    report = verify("runner SIGKILL during consolidations x4", fleet, k8s_api, reader, [namespace])
+    assert report.consolidations >= 4
