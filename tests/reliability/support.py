@@ -14,7 +14,7 @@ import redis
 from kubernetes import client
 
 from agentstack_devkit.controlplane import ControlPlane
-from agentstack_devkit.fakellm import FakeLLMServer, RecordedRequest
+from agentstack_devkit.fakellm import Delay, FakeLLMServer, RecordedRequest, Reply
 from agentstack_devkit.fleet import Fleet
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually
@@ -31,6 +31,25 @@ CONSOLIDATED = json.dumps(
     }
 )
 """A consolidation's answer (its step moves the long-term memory and the watermark)."""
+POSTED = json.dumps(
+    {"thought": "report", "actions": [{"type": "post_update", "content": "all quiet"}]}
+)
+"""A communicator's answer: a feed post, which the archive keeps (so consolidations have
+something to fold)."""
+
+
+def consolidating(gateway: FakeLLMServer, seconds: float) -> None:
+    """Make the gateway's communicators post every tick and its consolidations take
+    ``seconds``: a stack of it always has something to consolidate, slowly."""
+    gateway.add_rule(
+        Delay(seconds, Reply(CONSOLIDATED)),
+        headers={"X-Agentstack-Agent": "(sleep)"},
+        repeat_last=True,
+    )
+    gateway.add_rule(
+        Reply(POSTED), headers={"X-Agentstack-Agent": "communicator"}, repeat_last=True
+    )
+
 
 FAST = {
     "AGENTSTACK_LEASE_SECONDS": "3",

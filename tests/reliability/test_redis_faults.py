@@ -16,14 +16,14 @@ from kubernetes import client
 
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_devkit.controlplane import ControlPlane
-from agentstack_devkit.fakellm import Delay, FakeLLMServer, Reply
+from agentstack_devkit.fakellm import FakeLLMServer
 from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.redisserver import RedisServer
 from agentstack_operator.finalizing import FINALIZER
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually, gone
 from tests.reliability.support import (
-    CONSOLIDATED,
+    consolidating,
     fleet_on,
     more_ticks,
     sleep_calls,
@@ -47,9 +47,7 @@ def test_redis_killed_and_restarted_from_its_append_only_file_loses_nothing(
     reader: redis.Redis,
 ) -> None:
     # Consolidations every other tick, their calls slow: the kill lands while some run.
-    gateway.add_rule(
-        Delay(0.5, Reply(CONSOLIDATED)), headers={"X-Agentstack-Agent": "(sleep)"}, repeat_last=True
-    )
+    consolidating(gateway, 0.5)
     stacks = Stacks(k8s_api, namespace, reader)
     names = team_of_stacks(
         stacks, STACKS, gateway, tickIntervalSeconds=2, memory={"consolidateEveryTicks": 2}

@@ -13,8 +13,8 @@ from agentstack_devkit.fleet import Fleet
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually
 from tests.reliability.support import (
-    CONSOLIDATED,
     QUIET,
+    consolidating,
     more_ticks,
     on_gateway,
     sleep_calls,
@@ -80,9 +80,7 @@ def test_runners_killed_during_consolidations_consolidate_once(
     """Every second tick is followed by a consolidation whose call takes a second; a
     runner is killed while one is in flight, four times. The checker proves no
     consolidation was written twice or lost (memory versions, notes, sleep counts)."""
-    gateway.add_rule(
-        Delay(1, Reply(CONSOLIDATED)), headers={"X-Agentstack-Agent": "(sleep)"}, repeat_last=True
-    )
+    consolidating(gateway, 1)
     stacks = Stacks(k8s_api, namespace, reader)
     names = team_of_stacks(
         stacks, 6, gateway, tickIntervalSeconds=1, memory={"consolidateEveryTicks": 2}
