@@ -84,6 +84,7 @@ return {
   inputs: texts("#inputs"),
   approvals: texts("#approvals"),
   plan: texts("#plan"),
+  longterm: texts("#longterm"),
   notice: document.getElementById("notice").textContent,
   agents: [...document.querySelectorAll("#agent > option")].map(o => o.value),
   marker: window.__agentstackMarker === undefined ? null : window.__agentstackMarker,
@@ -191,6 +192,7 @@ class PageView:
     inputs: list[str] = field(default_factory=list)
     approvals: list[str] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)
+    longterm: list[str] = field(default_factory=list)
     notice: str = ""
     agents: list[str] = field(default_factory=list)
 
@@ -245,6 +247,7 @@ def read(driver: WebDriver) -> PageView:
         inputs=raw["inputs"],
         approvals=raw["approvals"],
         plan=raw["plan"],
+        longterm=raw["longterm"],
         notice=raw["notice"],
         agents=raw["agents"],
     )
@@ -646,6 +649,35 @@ def test_the_fleet_chart_counts_the_stacks_the_api_lists_by_state(
     for state in STATES:
         if counts[state] == 0:
             assert pixels(picture, COLOURS[state]) == 0, state
+
+
+def test_a_completed_stack_shows_so_with_its_long_term_memory_and_a_stalled_one_is_marked(
+    browser: WebDriver, live: Live
+) -> None:
+    live.stacks.create(
+        "finite",
+        tickIntervalSeconds=1,
+        completion={"criterion": "every planned task is done"},
+        memory={"consolidateEveryTicks": 2},
+    )
+    watcher = {"name": "watcher", "role": "watcher", "systemPrompt": "Watch; change nothing."}
+    live.stacks.create("idle", tickIntervalSeconds=1, stalledAfterIdleTicks=2, agents=[watcher])
+    finite, idle = live.key("finite"), live.key("idle")
+    browser.get(f"{live.url}/?stack={finite}")
+
+    def completed(view: PageView) -> PageView | None:
+        done = finite in view.rows and view.rows[finite].state == "Completed"
+        return view if done and view.longterm else None
+
+    view = until(browser, completed, f"{finite} completed, its long-term memory shown", 120)
+    assert any(line.startswith("delivered: t1:") for line in view.longterm), view.longterm
+    marked = until(
+        browser,
+        lambda v: v if idle in v.rows and v.rows[idle].state.endswith("stalled") else None,
+        f"{idle} marked stalled",
+        timeout=60,
+    )
+    assert marked.rows[idle].state == "Running · stalled"
 
 
 def test_the_console_has_no_javascript_errors(

@@ -16,7 +16,7 @@ import orjson
 
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import RedisClient
-from agentstack_core.records import ArtifactRecord, InputOutcome, TaskRecord
+from agentstack_core.records import ArtifactRecord, InputOutcome, LongTermRecord, TaskRecord
 
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
@@ -74,6 +74,9 @@ class StackReader:
             return {}
         raw = await self.client.hmget(self.keys.input_outcomes, [str(n) for n in numbers])
         return {n: InputOutcome.from_json(r) for n, r in zip(numbers, raw, strict=True) if r}
+
+    async def longterm(self) -> LongTermRecord:
+        return LongTermRecord.from_fields(await self.client.hgetall(self.keys.longterm))
 
     async def usage(self) -> dict[str, int]:
         raw = await self.client.hgetall(self.keys.usage)

@@ -48,20 +48,14 @@ def summary(obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
-    ready = next(
-        (
-            c.get("status")
-            for c in status.get("conditions") or []
-            if c.get("type") == ConditionType.READY
-        ),
-        "Unknown",
-    )
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
     return {
         "namespace": meta.get("namespace"),
         "name": meta.get("name"),
         "executionState": spec.get("executionState", DEFAULTS.execution_state.value),
         "phase": status.get("phase"),
-        "ready": ready,
+        "ready": conditions.get(ConditionType.READY, "Unknown"),
+        "stalled": conditions.get(ConditionType.STALLED) == "True",
         "ticks": int(status.get("ticks") or 0),
         "tokensUsed": int(status.get("tokensUsed") or 0),
         "costUSD": _cost(status),

@@ -42,6 +42,9 @@ class StackSummary(_Model):
     executionState: str = Field(description="Running, Paused or Stopped (requested).")
     phase: str | None = Field(description="One-word summary written by the operator.")
     ready: str = Field(description="Status of the Ready condition: True, False or Unknown.")
+    stalled: bool = Field(
+        description="Whether the Stalled condition is True: its last ticks changed nothing."
+    )
     ticks: int = Field(description="Ticks executed so far.")
     tokensUsed: int = Field(description="LLM tokens the stack's ticks used so far.")
     costUSD: float | None = Field(
@@ -214,6 +217,11 @@ class Memory(_Model):
     costUSD: float | None = Field(
         description="US dollars spent; null while some call's cost is unknown (no price)."
     )
+    longTerm: dict[str, list[str]] = Field(
+        description="The long-term memory consolidation keeps (decisions, facts, delivered, "
+        "open_threads, lessons; newest first)."
+    )
+    consolidations: int = Field(description="Consolidations that wrote it so far.")
 
 
 class Artifact(_Model):

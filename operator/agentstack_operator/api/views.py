@@ -242,14 +242,17 @@ class StackViews:
         )
 
     async def memory(self, stack: dict[str, Any]) -> models.Memory:
-        """The shared plan, each agent's working memory, and the usage counters."""
+        """The shared plan, each agent's working memory, the long-term memory, and the
+        usage counters."""
         reader = stack_reader(self.redis, stack)
-        usage = await reader.usage()
+        usage, longterm = await reader.usage(), await reader.longterm()
         return models.Memory(
             plan=[task.to_dict() for task in await reader.plan()],
             agents=await reader.memories(agent_names(stack)),
             usage=usage,
             costUSD=known_usd(usage.get("cost", 0), usage.get("unpriced", 0)),
+            longTerm=longterm.long_term.to_dict(),
+            consolidations=longterm.consolidations,
         )
 
     async def artifacts(self, stack: dict[str, Any]) -> models.ArtifactList:
