@@ -117,6 +117,10 @@ class Reply:
     """Report the most the request could have used instead: a prompt token per byte of
     its messages and ``max_tokens`` completion tokens — a provider at its dearest, for
     tests of the budgets."""
+    estimated: bool = False
+    """Report what the request and the answer would cost at four characters a token
+    (the estimate the offline provider counts with), instead of the fixed counts: for
+    benchmarks whose token figures must follow the prompts' sizes."""
 
 
 @dataclass(frozen=True)
@@ -559,10 +563,13 @@ class FakeLLMServer(Service):
             return _error_response(500, f"FakeLLMServer: the scripted responder raised {exc!r}")
         completion_id = f"chatcmpl-fake-{next(self._ids)}"
         prompt_tokens, completion_tokens = reply.prompt_tokens, reply.completion_tokens
+        messages = recorded.body.get("messages") or []
         if reply.worst_case:
-            messages = recorded.body.get("messages") or []
             prompt_tokens = sum(len(str(m.get("content", "")).encode()) for m in messages)
             completion_tokens = int(recorded.body.get("max_tokens") or 0)
+        elif reply.estimated:
+            prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4 + 1
+            completion_tokens = len(content) // 4 + 1
         return web.json_response(
             {
                 "id": completion_id,
