@@ -39,9 +39,9 @@ def job_name(request: TickRequest) -> str:
     return f"{request.stack.name[:40].rstrip('-.')}-tick-{digest}"
 
 
-def build_job(
-    request: TickRequest, *, uid: str, spec: StackSpec, config: OperatorConfig
-) -> dict[str, Any]:
+def _env(spec: StackSpec, config: OperatorConfig) -> list[dict[str, Any]]:
+    """The tick pod's environment: Redis, the runner's settings, and the stack's own
+    provider keys from its Secrets (never the platform's)."""
     env: list[dict[str, Any]] = [
         *_redis_env(config),
         {"name": "AGENTSTACK_REDIS_CLUSTER", "value": str(config.redis_cluster).lower()},
@@ -53,17 +53,29 @@ def build_job(
     env.extend({"name": name, "value": value} for name, value in config.tracing_env.items())
     for provider, settings in spec.providers.items():
         if settings.secret_ref is not None and provider in _ENV_KEYS:
-            env.append(
-                {
-                    "name": _ENV_KEYS[provider],
-                    "valueFrom": {
-                        "secretKeyRef": {
-                            "name": settings.secret_ref.name,
-                            "key": settings.secret_ref.key,
-                        }
-                    },
-                }
-            )
+            ref = settings.secret_ref
+            key_ref = {"secretKeyRef": {"name": ref.name, "key": ref.key}}
+            env.append({"name": _ENV_KEYS[provider], "valueFrom": key_ref})
+    return env
+
+
+def _command(request: TickRequest, uid: str) -> list[str]:
+    """``agentstack runner --once`` for exactly this tick."""
+    return [
+        "agentstack",
+        "runner",
+        "--once",
+        *("--stack", str(request.stack), "--generation", str(request.generation)),
+        *("--slot", str(request.slot), "--tick-id", request.tick_id),
+        *("--deadline", repr(request.deadline), "--uid", uid),
+        *(("--traceparent", request.traceparent) if request.traceparent else ()),
+        *(("--kind", request.kind.value) if request.kind is TickKind.SLEEP else ()),
+    ]
+
+
+def build_job(
+    request: TickRequest, *, uid: str, spec: StackSpec, config: OperatorConfig
+) -> dict[str, Any]:
     labels = {
         STACK_LABEL: request.stack.name,
         "app.kubernetes.io/name": "agentstack-runner",
@@ -78,26 +90,8 @@ def build_job(
             {
                 "name": "runner",
                 "image": config.runner_image,
-                "command": [
-                    "agentstack",
-                    "runner",
-                    "--once",
-                    "--stack",
-                    str(request.stack),
-                    "--generation",
-                    str(request.generation),
-                    "--slot",
-                    str(request.slot),
-                    "--tick-id",
-                    request.tick_id,
-                    "--deadline",
-                    repr(request.deadline),
-                    "--uid",
-                    uid,
-                    *(("--traceparent", request.traceparent) if request.traceparent else ()),
-                    *(("--kind", request.kind.value) if request.kind is TickKind.SLEEP else ()),
-                ],
-                "env": env,
+                "command": _command(request, uid),
+                "env": _env(spec, config),
                 "resources": config.job_resources,
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
