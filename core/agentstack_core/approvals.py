@@ -60,6 +60,9 @@ CLAIMED, MISSING = "Claimed", "Missing"
 """Replies of the claim and decide scripts besides a state: the claim took the call; no
 approval has that id."""
 RESULT_CHARS = 2_000
+KEPT = 200
+"""Decided approvals kept per stack once their agent was told (the newest; older ones
+are forgotten, so the stack's approvals stay bounded however many calls it makes)."""
 
 
 @dataclass(frozen=True)
@@ -95,3 +98,13 @@ def approval_id(tick_id: str, agent: str, tool: str, arguments: str) -> str:
     """Deterministic per step and call: a resumed step asks again under the same id."""
     digest = hashlib.sha256(f"{tick_id}|{agent}|{tool}|{arguments}".encode()).hexdigest()
     return digest[:12]
+
+
+def forgotten(records: list[Approval], keep: int = KEPT) -> list[str]:
+    """Ids of the final, reported records beyond the newest ``keep`` (oldest first):
+    what the next commit may forget. Waiting or running records are never among them."""
+    done = sorted(
+        (r for r in records if r.state in FINAL and r.reported),
+        key=lambda r: (r.requested_at, r.id),
+    )
+    return [record.id for record in done[: max(0, len(done) - keep)]]

@@ -108,6 +108,13 @@ class SaveApproval:
 
 
 @dataclass(frozen=True)
+class ForgetApproval:
+    """A decided approval, reported long ago, leaves the stack's approvals."""
+
+    id: str
+
+
+@dataclass(frozen=True)
 class SaveGoal:
     """Where the finite goal stands: declared met, confirmed, or rejected."""
 
@@ -141,6 +148,7 @@ Operation = (
     | AdvanceCursor
     | MarkInputRead
     | SaveApproval
+    | ForgetApproval
     | SaveGoal
     | SaveLongTerm
     | AppendTrace

@@ -28,7 +28,7 @@ from typing import Any
 
 from agentstack_core.approvals import Approval, ApprovalState
 from agentstack_core.context import AgentContext
-from agentstack_core.operations import AppendTrace, Operation, SaveApproval
+from agentstack_core.operations import AppendTrace, ForgetApproval, Operation, SaveApproval
 from agentstack_core.pricing import (
     NANOS_PER_USD,
     PriceTable,
@@ -404,6 +404,7 @@ class AgentStep:
         agent = step.agent
         effects = self.effects(context, shown)
         requested = step.toolbox.requested if step.toolbox is not None else []
+        forgotten = step.toolbox.forgotten if step.toolbox is not None else []
         taken = self.reason.taken
         record = StepRecord(
             agent=agent.name,
@@ -432,6 +433,7 @@ class AgentStep:
             *effects.operations,
             *(SaveApproval(approval) for approval in settled),
             *(SaveApproval(approval, new=True) for approval in requested),
+            *(ForgetApproval(approval) for approval in forgotten),
             AppendTrace(self._trace(record, prompt, effects, started)),
         ]
         following = await step.store.commit_step(

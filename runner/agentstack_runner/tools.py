@@ -38,7 +38,14 @@ from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from agentstack_core import tracing
-from agentstack_core.approvals import CLAIMED, RESULT_CHARS, Approval, ApprovalState, approval_id
+from agentstack_core.approvals import (
+    CLAIMED,
+    RESULT_CHARS,
+    Approval,
+    ApprovalState,
+    approval_id,
+    forgotten,
+)
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import RedisClient
 from agentstack_core.records import ToolUse
@@ -134,6 +141,8 @@ class Toolbox:
         self.approval_timeout = spec.approval_timeout_seconds
         self.requested: list[Approval] = []
         """Approvals asked for in this step (committed with it)."""
+        self.forgotten: list[str] = []
+        """Decided approvals, told long ago, that the step's commit forgets."""
         self._waiting: dict[tuple[str, str], str] = {}
         """(tool, arguments JSON) → id of this agent's approval still waiting or approved."""
 
@@ -154,7 +163,9 @@ class Toolbox:
         told: list[dict[str, Any]] = []
         changed: list[Approval] = []
         uses: list[ToolUse] = []
-        for record in await read_approvals(client, stack):
+        records = await read_approvals(client, stack)
+        self.forgotten = forgotten(records)
+        for record in records:
             if record.agent != self.agent or record.reported:
                 continue
             if record.state == ApprovalState.PENDING and not record.expired(now):

@@ -8,13 +8,14 @@ import orjson
 import pytest
 from redis.exceptions import ResponseError
 
-from agentstack_core.approvals import Approval
+from agentstack_core.approvals import Approval, ApprovalState
 from agentstack_core.keys import StackKeys
 from agentstack_core.operations import (
     AdvanceCursor,
     AppendTrace,
     Deliver,
     Forget,
+    ForgetApproval,
     MarkInputRead,
     Post,
     Remember,
@@ -132,6 +133,16 @@ async def test_a_new_approval_never_overwrites_one_that_exists(aredis: RedisClie
         token=token, tick_id=TICK, record=_step("builder"), operations=[SaveApproval(asked, True)]
     )
     assert await read_approvals(aredis, STACK) == [decided]
+
+
+async def test_a_decided_approval_is_forgotten_by_a_commit(aredis: RedisClient) -> None:
+    store, token = await _leased(aredis)
+    told = Approval("a1", "builder", "kb/lookup", "{}", TICK, 1.0, 9.0, state=ApprovalState.DENIED)
+    await aredis.hset(KEYS.approvals, "a1", told.to_json())  # type: ignore[misc]
+    await store.commit_step(
+        token=token, tick_id=TICK, record=_step("builder"), operations=[ForgetApproval("a1")]
+    )
+    assert await read_approvals(aredis, STACK) == []
 
 
 async def test_the_commit_runs_only_the_commands_of_its_list(aredis: RedisClient) -> None:

@@ -69,6 +69,7 @@ from agentstack_core.operations import (
     Archive,
     Deliver,
     Forget,
+    ForgetApproval,
     MarkInputRead,
     Operation,
     Post,
@@ -244,6 +245,8 @@ def commands_of(keys: StackKeys, operation: Operation) -> list[Command]:
         case SaveApproval(approval=approval, new=new):
             command = "HSETNX" if new else "HSET"
             return [(command, keys.approvals, [approval.id, approval.to_json()])]
+        case ForgetApproval(id=approval):
+            return [("HDEL", keys.approvals, [approval])]
         case SaveGoal(goal=goal):
             return [("SET", keys.goal, [goal.to_json()])]
         case SaveLongTerm(record=record):
