@@ -129,8 +129,33 @@ class StackKeys:
         """Stream: what left the working set or passed through a capped stream — closed
         tasks, artifact versions, inputs, messages, feed posts, consolidation notes —
         kept for recall and search (:class:`~agentstack_core.records.ArchiveRecord`),
-        capped at :data:`~agentstack_core.retention.ARCHIVE_MAXLEN`."""
+        each item indexed as it is appended. Trimmed by the finish of every tick to
+        :data:`~agentstack_core.retention.ARCHIVE_MAXLEN` items as far as consolidation
+        covered them, and to :data:`~agentstack_core.retention.ARCHIVE_HARD_MAXLEN`
+        whatever they are (:mod:`agentstack_core.redis.search`)."""
         return f"{self.tag}:archive"
+
+    @property
+    def archive_index(self) -> str:
+        """Sorted set: the archive's lexical index, every score 0, one member per term of
+        an item — ``term\\0<archive id>\\0<count in the item>\\0<item length>\\0<kind>`` —
+        so one term's postings are one ``ZRANGEBYLEX`` range; an item's postings leave
+        with it when it is trimmed."""
+        return f"{self.tag}:archive:index"
+
+    @property
+    def archive_stats(self) -> str:
+        """Hash: ``length``, the summed length (in counted words) of the archive's items:
+        with their number (``XLEN`` of the archive) BM25's average length."""
+        return f"{self.tag}:archive:stats"
+
+    @property
+    def longterm(self) -> str:
+        """Hash: the stack's long-term memory's bookkeeping. ``watermark``: the archive
+        id up to which consolidation has covered the archive (absent: nothing); the
+        archive's trim drops uncovered items only past its hard cap, and counts them in
+        ``lost``."""
+        return f"{self.tag}:longterm"
 
     @property
     def inputs(self) -> str:
