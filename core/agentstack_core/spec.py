@@ -182,6 +182,23 @@ class IdleBackoff:
     factor: float = 2.0
 
 
+EMBEDDING_PROVIDERS = ("openai", "groq")
+"""Providers whose SDK has an embeddings endpoint (the offline ``scripted`` has none)."""
+
+
+@dataclass(frozen=True)
+class EmbeddingsPolicy:
+    """Where the vectors of semantic recall come from (``spec.memory.embeddings``): a
+    provider's embeddings endpoint, reached with the stack's credentials and base URL
+    for that provider, as chat is."""
+
+    provider: str
+    model: str
+    dimensions: int | None = None
+    """Ask the model for vectors this long (models that take it, e.g. OpenAI's
+    ``text-embedding-3-*``); ``None``: the model's own length."""
+
+
 @dataclass(frozen=True)
 class MemoryPolicy:
     """How much of the stack's state one agent's prompt carries (``spec.memory``).
@@ -197,6 +214,8 @@ class MemoryPolicy:
     context_tokens: int = 4000
     """The most the state in one agent's prompt may take, in tokens (estimated at four
     characters a token)."""
+    embeddings: EmbeddingsPolicy | None = None
+    """Embeddings for semantic recall (``None``: recall ranks lexically only)."""
 
 
 @dataclass(frozen=True)
@@ -392,11 +411,31 @@ def _tool_servers(
     return tuple(servers)
 
 
-def _memory(raw: Any) -> MemoryPolicy:
+def _memory(raw: Any, problems: list[str]) -> MemoryPolicy:
     if not raw:
         return MemoryPolicy()
     return MemoryPolicy(
         context_tokens=int(raw.get("contextTokens", MemoryPolicy().context_tokens)),
+        embeddings=_embeddings(raw.get("embeddings"), problems),
+    )
+
+
+def _embeddings(raw: Any, problems: list[str]) -> EmbeddingsPolicy | None:
+    if not raw:
+        return None
+    where = "spec.memory.embeddings"
+    provider, model = raw.get("provider"), raw.get("model")
+    if provider not in EMBEDDING_PROVIDERS:
+        problems.append(f"{where}.provider: one of {', '.join(EMBEDDING_PROVIDERS)}")
+        return None
+    if not isinstance(model, str) or not model:
+        problems.append(f"{where}.model: required")
+        return None
+    dimensions = raw.get("dimensions")
+    return EmbeddingsPolicy(
+        provider=provider,
+        model=model,
+        dimensions=None if dimensions is None else int(dimensions),
     )
 
 
@@ -450,7 +489,7 @@ def parse_spec(raw: dict[str, Any]) -> StackSpec:
             approval_timeout_seconds=float(
                 (raw.get("tools") or {}).get("approvalTimeoutSeconds", d.approval_timeout_seconds)
             ),
-            memory=_memory(raw.get("memory")),
+            memory=_memory(raw.get("memory"), problems),
             stalled_after_idle_ticks=int(
                 raw.get("stalledAfterIdleTicks", d.stalled_after_idle_ticks)
             ),

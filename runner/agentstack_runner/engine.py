@@ -61,6 +61,7 @@ from agentstack_core.spec import (
     parse_spec,
 )
 from agentstack_runner import metrics, spans
+from agentstack_runner.embeddings import embedder_for
 from agentstack_runner.llm.router import Router
 from agentstack_runner.providers import ProviderRegistry
 from agentstack_runner.step import AgentStep, StepInput
@@ -338,6 +339,7 @@ class Engine:
         """
         deadline = start + spec.tick_timeout_seconds
         providers = self.registry.for_stack(request.stack.namespace, spec)
+        embedder = embedder_for(providers, spec)
         usage, committed = begun.usage, begun.committed
         records: list[StepRecord] = []
         limit = spec.budget.max_tokens
@@ -375,6 +377,7 @@ class Engine:
                         tokens_left=None if limit is None else limit - used,
                         cost_left=cost_left(spec.budget, now),
                         prices=self.prices,
+                        embedder=embedder,
                     )
                     with tracing.span(
                         f"invoke_agent {agent.name}", attributes=spans.step_attributes(agent)
