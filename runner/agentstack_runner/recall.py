@@ -18,10 +18,11 @@ of the archive; each is ranked by the cosine of its vector (kept with it since i
 archived) to the query's, and the two rankings are fused by reciprocal rank (each
 ranking adds ``1 / (RRF_K + rank)``). An item with no word in common with the query
 is found only among the newest, and only if its cosine reaches
-:data:`SEMANTIC_FLOOR`; an item without a vector (an input — the API that accepts
-it holds no provider key — or anything archived while the endpoint failed) keeps its
-lexical rank alone. When the query cannot be embedded, the recall ranks lexically and
-says so.
+:data:`SEMANTIC_FLOOR`. An item without a vector — an input (the API that accepts it
+holds no provider key), anything archived while the endpoint failed or before the stack
+configured embeddings — counts its lexical rank for both rankings: it is neither
+favoured nor pushed down for what it lacks. When the query cannot be embedded, the
+recall ranks lexically and says so.
 """
 
 from __future__ import annotations
@@ -101,16 +102,18 @@ def fuse(query: Vector, found: SearchResult, limit: int) -> list[ArchiveHit]:
     docstring); each hit's score becomes its fused score."""
     lexical = {hit.id: rank for rank, hit in enumerate(found.hits, 1)}
     candidates = {hit.id: hit for hit in [*found.newest, *found.hits]}
-    similar = []
+    similar, unembedded = [], []
     for hit_id, hit in candidates.items():
         vector = decode_vector(hit.record.vector or "")
         if not vector:
+            unembedded.append(hit_id)
             continue
         similarity = cosine(query, vector)
         if hit_id in lexical or similarity >= SEMANTIC_FLOOR:
             similar.append((similarity, _order(hit_id), hit_id))
     similar.sort(reverse=True)
     semantic = {hit_id: rank for rank, (_s, _o, hit_id) in enumerate(similar, 1)}
+    semantic.update({hit_id: lexical[hit_id] for hit_id in unembedded if hit_id in lexical})
     scored = [
         (
             sum(1 / (RRF_K + ranks[hit_id]) for ranks in (lexical, semantic) if hit_id in ranks),

@@ -56,7 +56,15 @@ def test_without_vectors_the_lexical_order_stands() -> None:
     hits = [_hit(1, None), _hit(2, None), _hit(3, None)]
     fused = fuse(QUERY, _found(hits), limit=2)
     assert [hit.id for hit in fused] == ["1001-0", "1002-0"]
-    assert fused[0].score == 1 / (RRF_K + 1)
+    assert fused[0].score == 2 / (RRF_K + 1)  # its lexical rank counts for both
+
+
+def test_an_item_without_a_vector_keeps_its_lexical_standing() -> None:
+    """An input (archived by the API, which embeds nothing) that matches best lexically
+    is not pushed below embedded items that match worse."""
+    hits = [_hit(1, None), _hit(2, [1.0, 0.0, 0.0]), _hit(3, [0.9, 0.1, 0.0])]
+    fused = fuse(QUERY, _found(hits), limit=3)
+    assert [hit.id for hit in fused] == ["1001-0", "1002-0", "1003-0"]
 
 
 def test_an_item_near_in_meaning_rises_and_a_newest_one_joins_past_the_floor() -> None:
