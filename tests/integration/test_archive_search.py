@@ -310,6 +310,18 @@ async def test_the_finish_trims_only_what_consolidation_covered(aredis: RedisCli
     assert sorted(hit.id for hit in found.hits) == sorted(ids[-5:])
 
 
+async def test_a_watermark_that_is_no_stream_id_covers_nothing(aredis: RedisClient) -> None:
+    await _commit(aredis, [f"kept {n}" for n in range(4)])
+    ids = await _ids(aredis)
+    await aredis.hset(KEYS.longterm, "watermark", "yesterday")  # type: ignore[misc]
+    await _finish(aredis, cap=1)  # neither trims nor fails the finish
+    assert await _ids(aredis) == ids
+    last_ms = ids[-1].split("-")[0]  # a bare time is an id too: every sequence of it
+    await aredis.hset(KEYS.longterm, "watermark", last_ms)  # type: ignore[misc]
+    await _finish(aredis, cap=1, tick="team/demo/2")
+    assert await _ids(aredis) == ids[-1:]
+
+
 async def test_past_the_hard_cap_the_oldest_go_and_are_counted_lost(aredis: RedisClient) -> None:
     await _commit(aredis, [f"first batch {n}" for n in range(4)])
     first = await _ids(aredis)

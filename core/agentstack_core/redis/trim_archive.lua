@@ -1,9 +1,9 @@
 -- trim_archive(keys, cap, hard, batch): bound the archive (keys.archive), its index
 -- (keys.archive_index, keys.archive_stats) with it. Beyond ``cap`` items the oldest go,
 -- but only those the consolidation watermark covers (field ``watermark`` of
--- keys.longterm, a stream id; absent: "0-0", nothing covered); beyond ``hard`` items
--- the oldest go whether covered or not, and are counted in field ``lost`` of
--- keys.longterm, so a loss is never silent. At most ``batch`` items go per call (the
+-- keys.longterm, a stream id; absent or not an id: "0-0", nothing covered); beyond
+-- ``hard`` items the oldest go whether covered or not, and are counted in field
+-- ``lost`` of keys.longterm, so a loss is never silent. At most ``batch`` items go per call (the
 -- work of one call stays small; a backlog drains over the next calls). Each item
 -- leaves with its postings: its terms were kept with it (its ``terms`` field, "length
 -- term count term count …") when it was indexed. Returns the number of items trimmed.
@@ -35,6 +35,9 @@ local function trim_archive(keys, cap, hard, batch)
     return 0
   end
   local watermark = redis.call('HGET', keys.longterm, 'watermark') or '0-0'
+  if not (string.match(watermark, '^%d+$') or string.match(watermark, '^%d+%-%d+$')) then
+    watermark = '0-0'  -- not a stream id: nothing counts as covered (and no finish fails)
+  end
   local covered = redis.call('XRANGE', keys.archive, '-', watermark, 'COUNT',
     math.min(count - cap, batch))
   local lost = math.min(math.max(0, count - #covered - hard), batch - #covered)
