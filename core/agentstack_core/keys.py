@@ -140,7 +140,9 @@ class StackKeys:
         """Sorted set: the archive's lexical index, every score 0, one member per term of
         an item — ``term\\0<archive id>\\0<count in the item>\\0<item length>\\0<kind>`` —
         so one term's postings are one ``ZRANGEBYLEX`` range; an item's postings leave
-        with it when it is trimmed."""
+        with it when it is trimmed: at most
+        :data:`~agentstack_core.retention.INDEX_TERMS` members per item the archive
+        keeps."""
         return f"{self.tag}:archive:index"
 
     @property
