@@ -58,7 +58,13 @@ from agentstack_runner.actions import (
 from agentstack_runner.effects import Effects, plan_effects
 from agentstack_runner.embeddings import Embedder, Vector, encode_vector, unit, worst_case_tokens
 from agentstack_runner.llm.base import ChatRequest, LLMError
-from agentstack_runner.llm.router import Attempt, ExhaustedError, ProviderSource, Router
+from agentstack_runner.llm.router import (
+    MIN_CALL_SECONDS,
+    Attempt,
+    ExhaustedError,
+    ProviderSource,
+    Router,
+)
 from agentstack_runner.prompts import (
     context_document,
     render_context,
@@ -382,8 +388,11 @@ class AgentStep:
         worst = worst_case_tokens(texts)
         left = self._tokens_left()
         price = step.prices.price(embedder.model)
+        seconds = min(step.spec.request_timeout_seconds, step.deadline - time.monotonic())
         why = ""
-        if left is not None and left < worst:
+        if seconds < MIN_CALL_SECONDS:
+            why = "the tick's time is up"
+        elif left is not None and left < worst:
             why = "the token budget has too little left"
         elif step.cost_left is not None and price is None:
             why = f"{embedder.model} has no price, and a dollar budget must be kept"
@@ -397,11 +406,7 @@ class AgentStep:
             self.refused.append(f"embeddings not made: {why}")
             return None
         try:
-            embedded = await embedder.embed(
-                texts,
-                seconds=min(step.spec.request_timeout_seconds, step.deadline - time.monotonic()),
-                headers=self.request.headers,
-            )
+            embedded = await embedder.embed(texts, seconds=seconds, headers=self.request.headers)
         except LLMError as exc:
             self.refused.append(f"embeddings failed: {exc}"[:TRACE_TEXT_CHARS])
             return None

@@ -87,7 +87,7 @@ class Steps:
             agent=builder,
             tick_id=TICK,
             token=self.token,
-            deadline=time.monotonic() + 60,
+            deadline=values.pop("deadline", time.monotonic() + 60),
             max_output_tokens=values.pop("max_output_tokens", 512),
             toolbox=toolbox,
             embedder=embedder_for(providers, self.spec),
@@ -409,4 +409,7 @@ async def test_no_embeddings_call_the_budget_could_not_pay(
     priced = steps.make(cost_left=0)
     assert await priced.embed(["x"]) is None
     assert priced.refused == ["embeddings not made: the dollar budget has too little left"]
+    late = steps.make(deadline=time.monotonic())
+    assert await late.embed(["x"]) is None
+    assert late.refused == ["embeddings not made: the tick's time is up"]
     assert [r for r in fake_llm.requests if r.endpoint == "embeddings"] == []
