@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmarks whose tables bench/RESULTS.md records, one after the other, as
-# `make bench` runs them (about 50 minutes on 2 cores; run nothing else meanwhile).
+# `make bench` runs them (about 65 minutes on 2 cores; run nothing else meanwhile).
 # Tables go to stdout, progress to stderr. `hack/bench.sh --quick` is a smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,3 +33,4 @@ run "$py" -m bench.input_latency "${quick[@]}"
 run "$py" -m bench.runner_throughput "${quick[@]}"
 run "$py" -m bench.tracing_overhead "${quick[@]}"
 run "$py" -m bench.api_latency "${quick[@]}"
+run "$py" -m bench.recall_latency "${quick[@]}"

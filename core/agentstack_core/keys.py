@@ -133,7 +133,9 @@ class StackKeys:
     @property
     def longterm(self) -> str:
         """Hash: the long-term memory (:class:`~agentstack_core.records.LongTermRecord`):
-        the memory every agent sees, and the archive watermark consolidation reached."""
+        the memory every agent sees; ``watermark``, the archive id up to which
+        consolidation has covered the archive (absent: nothing); and ``lost``, the items
+        the archive's trim dropped uncovered (only past its hard cap)."""
         return f"{self.tag}:longterm"
 
     @property
@@ -141,8 +143,27 @@ class StackKeys:
         """Stream: what left the working set or passed through a capped stream — closed
         tasks, artifact versions, inputs, messages, feed posts, consolidation notes —
         kept for recall and search (:class:`~agentstack_core.records.ArchiveRecord`),
-        capped at :data:`~agentstack_core.retention.ARCHIVE_MAXLEN`."""
+        each item indexed as it is appended. Trimmed by the finish of every tick to
+        :data:`~agentstack_core.retention.ARCHIVE_MAXLEN` items as far as consolidation
+        covered them, and to :data:`~agentstack_core.retention.ARCHIVE_HARD_MAXLEN`
+        whatever they are (:mod:`agentstack_core.redis.search`)."""
         return f"{self.tag}:archive"
+
+    @property
+    def archive_index(self) -> str:
+        """Sorted set: the archive's lexical index, every score 0, one member per term of
+        an item — ``term\\0<archive id>\\0<count in the item>\\0<item length>\\0<kind>`` —
+        so one term's postings are one ``ZRANGEBYLEX`` range; an item's postings leave
+        with it when it is trimmed: at most
+        :data:`~agentstack_core.retention.INDEX_TERMS` members per item the archive
+        keeps."""
+        return f"{self.tag}:archive:index"
+
+    @property
+    def archive_stats(self) -> str:
+        """Hash: ``length``, the summed length (in counted words) of the archive's items:
+        with their number (``XLEN`` of the archive) BM25's average length."""
+        return f"{self.tag}:archive:stats"
 
     @property
     def inputs(self) -> str:

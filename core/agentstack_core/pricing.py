@@ -97,6 +97,10 @@ DEFAULT_PRICES: Mapping[str, Mapping[str, Price]] = {
         "gpt-5-mini": Price(0.25, 2.00),
         "gpt-5-nano": Price(0.05, 0.40),
         "o4-mini": Price(1.10, 4.40),
+        # embeddings (semantic recall): input only
+        "text-embedding-3-small": Price(0.02, 0.0),
+        "text-embedding-3-large": Price(0.13, 0.0),
+        "text-embedding-ada-002": Price(0.10, 0.0),
     },
     # The offline provider runs in the runner itself: known, and free.
     "scripted": {"scripted-v1": Price(0.0, 0.0)},

@@ -251,6 +251,8 @@ class TraceRecord(Record):
     idle: str = ""
     """Why a step that succeeded changed no shared work (a
     :class:`~agentstack_core.reasons.StallReason`; empty: it did)."""
+    recalls: tuple[Recalled, ...] = ()
+    """The step's recalls of the stack's archive, in order."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -350,6 +352,18 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_plain(item) for item in value]
     return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Recalled(JsonRecord):
+    """One recall within a step (the trace lists them in order): what the agent looked
+    for in the stack's archive, and what it was shown."""
+
+    query: str = ""
+    hits: tuple[str, ...] = ()
+    """The archive ids of the items shown, best first."""
+    mode: str = "lexical"
+    """``lexical`` (BM25 over the index) or ``semantic`` (fused with embeddings' cosine)."""
 
 
 class TaskStatus(StrEnum):
@@ -484,6 +498,14 @@ class ArchiveRecord(Record):
     at: float | None = None
     text: str = ""
     """What was said or written: what search and recall read."""
+    vector: str | None = None
+    """Its embedding, when the stack configures one (``spec.memory.embeddings``): a unit
+    vector of little-endian float32, base64 (semantic recall's cosine is then a dot
+    product)."""
+    terms: str | None = None
+    """Set by the index as the item is appended, never by a writer: its length and its
+    terms with their counts, so its postings leave the index with it when it is
+    trimmed."""
 
 
 class GoalState(StrEnum):

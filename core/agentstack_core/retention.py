@@ -2,7 +2,9 @@
 
 Streams are trimmed approximately (``XADD … MAXLEN ~``), so a stream may hold a little
 more than its cap; sets and hashes of finished ticks are trimmed exactly by the finish
-of each tick.
+of each tick. The archive is the exception: its appends never trim it by themselves
+(an item stays while consolidation has not covered it), the finish of each tick trims
+it exactly, with its index (:data:`ARCHIVE_MAXLEN`, :data:`ARCHIVE_HARD_MAXLEN`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,22 @@ INPUTS_MAXLEN = 1_000
 """Inputs kept in a stack's inputs log (and outcomes kept: the same newest numbers)."""
 ARCHIVE_MAXLEN = 10_000
 """Archive items kept per stack (closed tasks, artifact versions, inputs, messages,
-feed posts, notes)."""
+feed posts, notes) once consolidation has covered them: the finish of every tick trims
+the oldest items beyond this many, but only those older than the consolidation
+watermark (``watermark`` of :attr:`~agentstack_core.keys.StackKeys.longterm`). An item
+consolidation has not covered stays, up to :data:`ARCHIVE_HARD_MAXLEN`."""
+ARCHIVE_HARD_MAXLEN = 4 * ARCHIVE_MAXLEN
+"""Archive items kept at the most, covered or not: an append beyond this many trims the
+oldest at once, and counts those consolidation had not covered in ``lost`` of the
+long-term hash (never silently). Bounds a stack whose consolidation lags, or a paused
+stack that keeps receiving inputs (no tick finishes to trim it)."""
+ARCHIVE_TRIM_BATCH = 1_000
+"""Archive items one call trims at the most (a tick's finish, an append): a backlog —
+the watermark jumping ahead — drains over several calls, none holding Redis long."""
+INDEX_TERMS = 200
+"""Distinct terms indexed per archive item (its first ones): its postings in the index
+(:attr:`~agentstack_core.keys.StackKeys.archive_index`), so the index holds at most
+this many members per item kept (200 x 40,000 at the very most per stack)."""
 HISTORY_MAXLEN = 1_000
 DONE_WINDOW = 256
 """Finished tick ids remembered per stack: enough for any re-dispatch of recent slots."""

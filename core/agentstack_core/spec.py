@@ -183,6 +183,23 @@ class IdleBackoff:
     factor: float = 2.0
 
 
+EMBEDDING_PROVIDERS = ("openai", "groq")
+"""Providers whose SDK has an embeddings endpoint (the offline ``scripted`` has none)."""
+
+
+@dataclass(frozen=True)
+class EmbeddingsPolicy:
+    """Where the vectors of semantic recall come from (``spec.memory.embeddings``): a
+    provider's embeddings endpoint, reached with the stack's credentials and base URL
+    for that provider, as chat is."""
+
+    provider: str
+    model: str
+    dimensions: int | None = None
+    """Ask the model for vectors this long (models that take it, e.g. OpenAI's
+    ``text-embedding-3-*``); ``None``: the model's own length."""
+
+
 @dataclass(frozen=True)
 class MemoryPolicy:
     """How much of the stack's state one agent's prompt carries (``spec.memory``).
@@ -203,6 +220,8 @@ class MemoryPolicy:
     work into, and every agent sees (re-consolidated before it would exceed it)."""
     consolidate_every_ticks: int = 25
     """A consolidation ("sleep") tick after every this many ticks (0: never)."""
+    embeddings: EmbeddingsPolicy | None = None
+    """Embeddings for semantic recall (``None``: recall ranks lexically only)."""
 
 
 class ConfirmBy(StrEnum):
@@ -430,7 +449,7 @@ def _tool_servers(
     return tuple(servers)
 
 
-def _memory(raw: Any) -> MemoryPolicy:
+def _memory(raw: Any, problems: list[str]) -> MemoryPolicy:
     if not raw:
         return MemoryPolicy()
     d = MemoryPolicy()
@@ -438,6 +457,26 @@ def _memory(raw: Any) -> MemoryPolicy:
         context_tokens=int(raw.get("contextTokens", d.context_tokens)),
         long_term_tokens=int(raw.get("longTermTokens", d.long_term_tokens)),
         consolidate_every_ticks=int(raw.get("consolidateEveryTicks", d.consolidate_every_ticks)),
+        embeddings=_embeddings(raw.get("embeddings"), problems),
+    )
+
+
+def _embeddings(raw: Any, problems: list[str]) -> EmbeddingsPolicy | None:
+    if not raw:
+        return None
+    where = "spec.memory.embeddings"
+    provider, model = raw.get("provider"), raw.get("model")
+    if provider not in EMBEDDING_PROVIDERS:
+        problems.append(f"{where}.provider: one of {', '.join(EMBEDDING_PROVIDERS)}")
+        return None
+    if not isinstance(model, str) or not model:
+        problems.append(f"{where}.model: required")
+        return None
+    dimensions = raw.get("dimensions")
+    return EmbeddingsPolicy(
+        provider=provider,
+        model=model,
+        dimensions=None if dimensions is None else int(dimensions),
     )
 
 
@@ -505,7 +544,7 @@ def parse_spec(raw: dict[str, Any]) -> StackSpec:
             approval_timeout_seconds=float(
                 (raw.get("tools") or {}).get("approvalTimeoutSeconds", d.approval_timeout_seconds)
             ),
-            memory=_memory(raw.get("memory")),
+            memory=_memory(raw.get("memory"), problems),
             stalled_after_idle_ticks=int(
                 raw.get("stalledAfterIdleTicks", d.stalled_after_idle_ticks)
             ),

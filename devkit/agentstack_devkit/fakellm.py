@@ -14,6 +14,11 @@ skip. :class:`FakeLLMServer` stands in for both providers on ``127.0.0.1``:
   :class:`Fail`, :class:`Delay`, :class:`Held`, :class:`Hang`) consumed one per
   matching request;
   whatever no rule claims goes to a default responder;
+- ``POST …/embeddings`` (``/v1/embeddings``, ``/openai/v1/embeddings``) answers with
+  deterministic embeddings (:func:`hashed_embedding`: a hashed bag of words, so texts
+  that share words are near), as floats or base64 as the request asks; rules that name
+  ``endpoint="embeddings"`` script these requests (a :class:`Reply` among their
+  behaviours answers with the embeddings, the others fail or wait as for chat);
 - every request is recorded (:class:`RecordedRequest`, with the secret headers redacted)
   and :meth:`FakeLLMServer.wait_for_requests` lets a test wait for traffic instead of
   sleeping;
@@ -30,13 +35,17 @@ provider went away.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import errno
 import hashlib
 import itertools
 import json
 import logging
+import math
 import random
+import re
+import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -48,9 +57,13 @@ from aiohttp import web
 from agentstack_devkit.processes import LOOPBACK, DevEnvError, Service, free_port
 
 Provider = Literal["groq", "openai"]
+Endpoint = Literal["chat", "embeddings"]
 
 DEFAULT_CONTENT = '{"actions": []}'
 """What the default responder answers: a valid, empty agent decision."""
+EMBEDDING_DIMENSIONS = 64
+"""The length of an embedding when the request does not ask for one (``dimensions``)."""
+_WORD = re.compile(r"[a-z0-9]+")
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
@@ -79,7 +92,7 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One chat-completions request as the server received it.
+    """One request (chat completions or embeddings) as the server received it.
 
     ``headers`` has lower-cased names, and secret headers (``authorization``,
     ``api-key``, ``x-api-key``) hold :data:`REDACTED` instead of their value: a recording
@@ -100,6 +113,10 @@ class RecordedRequest:
     credential: str | None = None
     """:func:`credential_digest` of the ``Authorization`` header: which key was sent,
     comparable in tests, without keeping the key."""
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return "embeddings" if self.path.endswith("/embeddings") else "chat"
 
 
 Responder = Callable[[RecordedRequest], str]
@@ -190,10 +207,13 @@ class _Rule:
     model: str | None
     headers: dict[str, str]
     repeat_last: bool
+    endpoint: Endpoint = "chat"
     used: int = 0
 
     def take(self, request: RecordedRequest) -> Behaviour | None:
         """The next behaviour if this rule matches ``request`` and is not used up."""
+        if request.endpoint != self.endpoint:
+            return None
         if self.provider is not None and request.provider != self.provider:
             return None
         if self.model is not None and request.model != self.model:
@@ -243,8 +263,9 @@ def _recorded_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return recorded
 
 
-def _parse_body(raw: bytes) -> tuple[dict[str, Any], str | None]:
-    """The request body as a dict (``{}`` if it is not one) and what is wrong with it."""
+def _parse_body(raw: bytes, endpoint: Endpoint) -> tuple[dict[str, Any], str | None]:
+    """The request body as a dict (``{}`` if it is not one) and what is wrong with it,
+    as a chat completions or an embeddings request."""
     try:
         body = json.loads(raw)
     except ValueError as exc:
@@ -253,11 +274,65 @@ def _parse_body(raw: bytes) -> tuple[dict[str, Any], str | None]:
         return {}, "request body must be a JSON object"
     if not isinstance(body.get("model"), str):
         return body, "'model' is required and must be a string"
+    return body, (_embeddings_problem if endpoint == "embeddings" else _chat_problem)(body)
+
+
+def _chat_problem(body: dict[str, Any]) -> str | None:
     if not isinstance(body.get("messages"), list):
-        return body, "'messages' is required and must be a list"
+        return "'messages' is required and must be a list"
     if body.get("stream"):
-        return body, "stream=true is not supported by FakeLLMServer"
-    return body, None
+        return "stream=true is not supported by FakeLLMServer"
+    return None
+
+
+def _embeddings_problem(body: dict[str, Any]) -> str | None:
+    texts = body.get("input")
+    texts = [texts] if isinstance(texts, str) else texts
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        return "'input' must be a string or a non-empty list of strings"
+    if not all(texts):
+        return "'input' must not contain an empty string"
+    dimensions = body.get("dimensions", EMBEDDING_DIMENSIONS)
+    if not isinstance(dimensions, int) or not 1 <= dimensions <= 8192:
+        return "'dimensions' must be an integer from 1 to 8192"
+    return None
+
+
+def hashed_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A deterministic unit vector of ``text``: each lower-cased word adds ±1 at a place
+    its hash picks (feature hashing), so texts that share words have a high cosine."""
+    vector = [0.0] * dimensions
+    for word in _WORD.findall(text.lower()):
+        digest = hashlib.sha256(word.encode()).digest()
+        index = int.from_bytes(digest[:4], "little") % dimensions
+        vector[index] += 1.0 if digest[4] & 1 else -1.0
+    norm = math.sqrt(sum(value * value for value in vector)) or 1.0
+    return [value / norm for value in vector]
+
+
+def _embeddings_response(recorded: RecordedRequest) -> web.Response:
+    texts = recorded.body["input"]
+    texts = [texts] if isinstance(texts, str) else texts
+    dimensions = int(recorded.body.get("dimensions", EMBEDDING_DIMENSIONS))
+    base64_wanted = recorded.body.get("encoding_format") == "base64"
+    data = []
+    for index, text in enumerate(texts):
+        vector = hashed_embedding(text, dimensions)
+        embedding: Any = (
+            base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+            if base64_wanted
+            else vector
+        )
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
+    tokens = sum(max(1, len(text) // 4) for text in texts)
+    return web.json_response(
+        {
+            "object": "list",
+            "data": data,
+            "model": recorded.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
 
 
 class FakeLLMServer(Service):
@@ -322,10 +397,12 @@ class FakeLLMServer(Service):
         model: str | None = None,
         headers: Mapping[str, str] | None = None,
         repeat_last: bool = False,
+        endpoint: Endpoint = "chat",
     ) -> None:
         """Answer matching requests with ``behaviours``, one per request, in order.
 
-        A request matches when every given criterion holds: its provider, its model, and
+        A request matches when every given criterion holds: its endpoint (chat
+        completions unless ``endpoint="embeddings"``), its provider, its model, and
         each of ``headers`` (names case-insensitive, values exact). Once the behaviours are
         used up the rule no longer matches, unless ``repeat_last``. Rules are tried in the
         order they were added; the first that matches answers.
@@ -338,6 +415,7 @@ class FakeLLMServer(Service):
             model=model,
             headers={name.lower(): value for name, value in (headers or {}).items()},
             repeat_last=repeat_last,
+            endpoint=endpoint,
         )
         with self._lock:
             self._rules.append(rule)
@@ -456,7 +534,7 @@ class FakeLLMServer(Service):
     # -- serving (the server's event loop) ---------------------------------------------
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        if request.path.endswith("/chat/completions"):
+        if request.path.endswith(("/chat/completions", "/embeddings")):
             if request.method != "POST":
                 return _error_response(405, f"use POST for {request.path}")
             return await self._chat_completions(request)
@@ -465,7 +543,10 @@ class FakeLLMServer(Service):
         return _error_response(404, f"no route for {request.method} {request.path}")
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
-        body, problem = _parse_body(await request.read())
+        """A chat completion or embeddings request: recorded, then answered as the first
+        rule that claims it (or the default) says."""
+        endpoint: Endpoint = "embeddings" if request.path.endswith("/embeddings") else "chat"
+        body, problem = _parse_body(await request.read(), endpoint)
         model, messages = body.get("model"), body.get("messages")
         recorded = RecordedRequest(
             provider="groq" if request.path.startswith(_GROQ_PREFIX) else "openai",
@@ -527,6 +608,8 @@ class FakeLLMServer(Service):
             )
         if isinstance(behaviour, Garbage):
             return await self._garbage(request, recorded, behaviour)
+        if recorded.endpoint == "embeddings":
+            return _embeddings_response(recorded)
         return self._completion(recorded, behaviour)
 
     async def _garbage(

@@ -8,8 +8,9 @@ do, exactly as for ``kubectl patch``:
   (a merge patch: the same change as the README's ``kubectl patch``, audited the same);
 - ``status`` reads the stack and its conditions from the API server;
 - ``send`` (an input for an agent), ``inputs``, ``approvals``, ``approve`` and ``deny``
-  (a tool call waiting for a person) and ``trace`` (``-f`` follows it live) go to the
-  agentstack API, which holds what Redis knows; they need its URL (``--api`` or
+  (a tool call waiting for a person), ``trace`` (``-f`` follows it live) and ``search``
+  (the stack's archive: every finished task, artifact version, input, message and post)
+  go to the agentstack API, which holds what Redis knows; they need its URL (``--api`` or
   ``AGENTSTACK_API_URL``, e.g. after ``kubectl port-forward svc/…-api 8080:8080``) and
   send the kubeconfig's bearer token (or ``--token``), which the API checks with a
   TokenReview and a SubjectAccessReview.
@@ -32,6 +33,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.approvals import ApprovalState
+from agentstack_core.records import ArchiveKind
 from agentstack_core.resource import GROUP, PLURAL, VERSION
 from agentstack_core.spec import ExecutionState
 
@@ -242,6 +244,8 @@ def _trace_line(entry: dict[str, Any]) -> str:
     )
     for use in entry.get("tools") or []:
         line += f" | {use['tool']} {use['outcome']} {use['seconds']}s"
+    for recalled in entry.get("recalls") or []:
+        line += f" | recall {recalled['query']!r}: {len(recalled['hits'])} hit(s)"
     if entry.get("error"):
         line += f" [{entry['reason']}: {entry['error']}]"
     return line
@@ -280,6 +284,32 @@ def trace(session: Session, args: argparse.Namespace) -> None:
                     print(_trace_line(json.loads(data)), flush=True)
 
 
+SEARCH_TEXT_CHARS = 100
+
+
+def search(session: Session, args: argparse.Namespace) -> None:
+    params: dict[str, Any] = {"q": args.query, "limit": args.limit}
+    if args.kind:
+        params["kind"] = args.kind
+    with session.api() as http:
+        found = _api_answer(http.get(f"{session.stack_path(args.name)}/search", params=params))
+    if not found["terms"]:
+        raise PluginError(f"nothing to search for in {args.query!r} (only stopwords?)")
+    for item in found["items"]:
+        text = " ".join(item["text"].split())
+        if len(text) > SEARCH_TEXT_CHARS:
+            text = text[: SEARCH_TEXT_CHARS - 1] + "…"
+        print(
+            f"{item['id']:<16} {_when(item['at'])} {item['kind']:<8} {item['ref'] or '-':<12} "
+            f"{item['agent'] or '-':<12} {item['score']:6.2f}  {text}"
+        )
+    print(
+        f"{len(found['items'])} hit(s) for {' '.join(found['terms'])} among "
+        f"{found['archived']} archived item(s)",
+        file=sys.stderr,
+    )
+
+
 # -- the command line ---------------------------------------------------------------------
 
 
@@ -287,7 +317,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="kubectl agentstack",
         description="Steer AgentStacks: pause, resume, stop, status, send an input, approve "
-        "or deny a tool call, trace.",
+        "or deny a tool call, trace, search the archive.",
     )
     top.add_argument("-n", "--namespace", help="the stack's namespace (default: the context's)")
     top.add_argument("--kubeconfig", help="the kubeconfig to use (default: $KUBECONFIG)")
@@ -324,6 +354,10 @@ def parser() -> argparse.ArgumentParser:
     tracer = command("trace", trace, "the agents' steps, oldest first")
     tracer.add_argument("-f", "--follow", action="store_true", help="keep printing new steps")
     tracer.add_argument("--limit", type=int, default=20, help="steps shown before following")
+    searcher = command("search", search, "search the stack's archive, best match first")
+    searcher.add_argument("query", help="the words to look for")
+    searcher.add_argument("--kind", choices=[kind.value for kind in ArchiveKind])
+    searcher.add_argument("--limit", type=int, default=10, help="hits shown (at most 100)")
     return top
 
 

@@ -10,6 +10,10 @@ each action is one of:
                      set ``done`` or ``dropped`` leaves the plan for the archive
 ``review_artifact``  ``{name, verdict: accept|revise, feedback}`` — accept or send back
 ``post_update``      ``{content}`` — a progress note on the stack's feed, for people
+``call_tool``        ``{tool, arguments}`` — a tool listed for the agent; its result comes
+                     back within the step
+``recall``           ``{query, limit?}`` — search the stack's archive; what it finds comes
+                     back within the step
 ``declare_goal_met`` ``{summary}`` — a finite goal is met (confirmed before it counts)
 ``confirm_goal_met`` ``{verdict: accept|reject, reason}`` — the reviewer's (or judge's) say
 
@@ -31,6 +35,9 @@ MAX_REPLY_CHARS = 64_000
 MAX_ACTIONS = 16
 MAX_CONTENT_CHARS = 16_000
 MAX_TASKS = 50
+MAX_QUERY_CHARS = 500
+MAX_RECALL_LIMIT = 10
+DEFAULT_RECALL_LIMIT = 5
 
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][\w .\-/]*$")]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_CONTENT_CHARS)]
@@ -126,6 +133,16 @@ class CallTool(_Action):
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
+class Recall(_Action):
+    """Search the stack's archive (every task, artifact version, input, message, feed
+    post and consolidation note it keeps); what it finds comes back within the same
+    step, and the agent answers again."""
+
+    type: Literal["recall"]
+    query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]
+    limit: Annotated[int, Field(ge=1, le=MAX_RECALL_LIMIT)] = DEFAULT_RECALL_LIMIT
+
+
 Action = Annotated[
     SendMessage
     | UpdateMemory
@@ -136,9 +153,13 @@ Action = Annotated[
     | DeclareGoalMet
     | ConfirmGoalMet
     | UpdateLongTermMemory
-    | CallTool,
+    | CallTool
+    | Recall,
     Field(discriminator="type"),
 ]
+Lookup = CallTool | Recall
+"""An action that asks rather than acts: answered within the step, before the agent
+answers again."""
 
 
 class Reply(BaseModel):
@@ -201,5 +222,9 @@ Actions (at most 16):
   (only tools listed under "tools"; their results come back before you answer again;
   some tools need a person's approval first: "approvals" shows what waits, what was
   decided, and the results of approved calls, made for you)
+{"type": "recall", "query": "<words to look for>", "limit": <1-10, default 5>}
+  (searches everything the team did and was told — finished tasks, every artifact
+  version, inputs, messages, feed posts, notes — beyond what this prompt shows; what it
+  finds comes back before you answer again)
 Inbox messages with an "input" number come from people or systems outside the team:
 act on them, and answer them with post_update (send_message reaches teammates only)."""

@@ -59,6 +59,7 @@ from agentstack_runner.actions import (
     ConfirmGoalMet,
     DeclareGoalMet,
     PostUpdate,
+    Recall,
     Reply,
     ReviewArtifact,
     SendMessage,
@@ -348,6 +349,10 @@ class _Planner:
     def call_tool(self, action: CallTool) -> None:
         """Tool calls are made within the step (``agentstack_runner.step``): they write
         nothing here."""
+
+    def recall(self, action: Recall) -> None:
+        """Recalls are answered within the step (``agentstack_runner.recall``): they
+        write nothing here."""
 
     def post_update(self, action: PostUpdate) -> None:
         entry = FeedRecord(

@@ -63,6 +63,7 @@ from agentstack_core.spec import (
     parse_spec,
 )
 from agentstack_runner import metrics, spans
+from agentstack_runner.embeddings import embedder_for
 from agentstack_runner.llm.router import Router
 from agentstack_runner.providers import ProviderRegistry
 from agentstack_runner.step import AgentStep, StepInput, consolidator_of, judge_of
@@ -179,6 +180,7 @@ class _TickRun:
         self.engine, self.store, self.request, self.spec = engine, store, request, spec
         self.begun, self.token, self.deadline = begun, token, deadline
         self.providers = engine.registry.for_stack(request.stack.namespace, spec)
+        self.embedder = embedder_for(self.providers, spec)
         self.records: list[StepRecord] = []
         self.context: AgentContext | None = None
         """The next agent's context, read by the last commit."""
@@ -224,6 +226,7 @@ class _TickRun:
             tokens_left=left,
             cost_left=cost_left(spec.budget, now),
             prices=self.engine.prices,
+            embedder=self.embedder,
         )
         with tracing.span(
             f"invoke_agent {agent.name}", attributes=spans.step_attributes(agent)

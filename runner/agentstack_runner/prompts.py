@@ -60,6 +60,7 @@ ROLE_PROMPTS = {
 _BLOCK_START = "```json\n"
 _BLOCK_END = "\n```"
 _RESULTS_START = "```tool-results\n"
+_RECALLS_START = "```recall-results\n"
 _RESULTS_END = "\n```"
 
 
@@ -132,21 +133,38 @@ def render_context(document: dict[str, Any]) -> str:
     )
 
 
-def render_tool_results(results: Sequence[dict[str, Any]]) -> str:
-    """The results of a round of tool calls (each ``tool``, ``outcome``, ``result``),
-    for the model's next answer."""
+def render_round(tools: Sequence[dict[str, Any]], recalls: Sequence[dict[str, Any]]) -> str:
+    """What a round of lookups found, for the model's next answer: the results of its
+    tool calls (each ``tool``, ``outcome``, ``result``) and of its recalls (each
+    ``recall``, ``mode``, ``found``), each list a block of its own."""
+    blocks = []
+    if tools:
+        blocks.append(
+            f"Results of your tool calls, as JSON:\n{_RESULTS_START}"
+            + orjson.dumps(list(tools)).decode()
+            + _RESULTS_END
+        )
+    if recalls:
+        blocks.append(
+            f"What your recalls found in the stack's archive, as JSON:\n{_RECALLS_START}"
+            + orjson.dumps(list(recalls)).decode()
+            + _RESULTS_END
+        )
     return (
-        f"Results of your tool calls, as JSON:\n{_RESULTS_START}"
-        + orjson.dumps(list(results)).decode()
-        + f"{_RESULTS_END}\nAnswer again with the JSON object: your actions now that you "
-        "have these results (call tools again only if you must)."
+        "\n".join(blocks) + "\nAnswer again with the JSON object: your actions now that you "
+        "have these results (call tools or recall again only if you must)."
     )
 
 
-def extract_tool_results(text: str) -> list[dict[str, Any]] | None:
-    """The results :func:`render_tool_results` wrote into ``text`` (``None``: none)."""
-    found = _between(text, _RESULTS_START, _RESULTS_END)
-    return found if isinstance(found, list) else None
+def extract_round(text: str) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
+    """The tool results and the recalls :func:`render_round` wrote into ``text``
+    (``None``: none of that kind)."""
+    tools = _between(text, _RESULTS_START, _RESULTS_END)
+    recalls = _between(text, _RECALLS_START, _RESULTS_END)
+    return (
+        tools if isinstance(tools, list) else None,
+        recalls if isinstance(recalls, list) else None,
+    )
 
 
 def _between(text: str, start_mark: str, end_mark: str) -> Any:

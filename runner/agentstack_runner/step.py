@@ -9,10 +9,13 @@ trip — and then, each a method of its own:
 - :meth:`~AgentStep.ask`: one call down the agent's model chain, within the budgets;
 - :meth:`~AgentStep.answer`: the reply validated against the action schema, repaired
   once by showing the model its error;
-- :meth:`~AgentStep.tool_round`: the tools the reply calls, and their results shown to
-  the model for its next answer (a few rounds at most);
-- :meth:`~AgentStep.commit`: the actions turned into domain operations (``effects``),
-  committed with the trace entry and the step's "done" record in one fenced call.
+- :meth:`~AgentStep.lookup_round`: the tools the reply calls and the recalls it asks
+  for (the stack's archive searched, :mod:`.recall`), and what they found shown to the
+  model for its next answer (a few rounds at most);
+- :meth:`~AgentStep.commit`: the actions turned into domain operations (``effects``) —
+  what they archive embedded first when the stack configures embeddings
+  (:meth:`~AgentStep.embed`) — committed with the trace entry and the step's "done"
+  record in one fenced call.
 
 A step never raises for a model's misbehaviour, an LLM outage or a spent budget: it
 commits a failed :class:`~agentstack_core.records.StepRecord` that the tick's failure
@@ -23,12 +26,19 @@ it stopped) lives on the object, each field set by one method.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agentstack_core.approvals import Approval, ApprovalState
 from agentstack_core.context import AgentContext
-from agentstack_core.operations import AppendTrace, ForgetApproval, Operation, SaveApproval
+from agentstack_core.operations import (
+    AppendTrace,
+    Archive,
+    ForgetApproval,
+    Operation,
+    SaveApproval,
+)
 from agentstack_core.pricing import (
     NANOS_PER_USD,
     PriceTable,
@@ -42,17 +52,33 @@ from agentstack_core.records import StepRecord, ToolUse, TraceRecord
 from agentstack_core.redis.tick import TickStore
 from agentstack_core.spec import AgentSpec, ConfirmBy, ModelRef, StackSpec, WhilePending
 from agentstack_runner import metrics
-from agentstack_runner.actions import Action, CallTool, Reply, ReplyError, parse_reply
+from agentstack_runner.actions import (
+    Action,
+    CallTool,
+    Lookup,
+    Recall,
+    Reply,
+    ReplyError,
+    parse_reply,
+)
 from agentstack_runner.effects import CONSOLIDATOR_ROLE, JUDGE_ROLE, Effects, plan_effects
+from agentstack_runner.embeddings import Embedder, Vector, encode_vector, unit, worst_case_tokens
 from agentstack_runner.llm.base import ChatRequest, LLMError
-from agentstack_runner.llm.router import Attempt, ExhaustedError, ProviderSource, Router
+from agentstack_runner.llm.router import (
+    MIN_CALL_SECONDS,
+    Attempt,
+    ExhaustedError,
+    ProviderSource,
+    Router,
+)
 from agentstack_runner.prompts import (
     context_document,
     render_context,
-    render_tool_results,
+    render_round,
     summary,
     system_prompt,
 )
+from agentstack_runner.recall import MAX_RECALLS_PER_ROUND, Recollection, recall
 from agentstack_runner.tools import (
     MAX_CALLS_PER_ROUND,
     MAX_TOOL_ROUNDS,
@@ -95,6 +121,8 @@ class StepInput:
     """Nano-dollars left of the stack's dollar budget when the step starts (``None``:
     no dollar budget): every call's worst case must fit in what is left then."""
     prices: PriceTable = field(default_factory=PriceTable.builtin)
+    embedder: Embedder | None = None
+    """The stack's embeddings endpoint (``None``: it configures none)."""
 
 
 JUDGE = "(judge)"
@@ -198,6 +226,7 @@ class AgentStep:
         """The actions of every valid reply, tool calls left out."""
         self.refused: list[str] = []
         self.uses: list[ToolUse] = []
+        self.recollections: list[Recollection] = []
         self.rounds = 0
         self.reason = StepReason.SUCCEEDED
         self.error = ""
@@ -270,9 +299,9 @@ class AgentStep:
         try:
             while (answer := await self.answer()) is not None:
                 self.reply = answer
-                calls = [a for a in answer.actions if isinstance(a, CallTool)]
-                self.actions.extend(a for a in answer.actions if not isinstance(a, CallTool))
-                if not calls or not await self.tool_round(calls):
+                lookups = [a for a in answer.actions if isinstance(a, Lookup)]
+                self.actions.extend(a for a in answer.actions if not isinstance(a, Lookup))
+                if not lookups or not await self.lookup_round(lookups):
                     return
         except BudgetSpentError as exc:
             self.needed = exc.needed
@@ -282,8 +311,8 @@ class AgentStep:
                     f"the {exc.budget} budget has too little left for a call of "
                     f"{self.step.agent.name}"
                 )
-            else:  # tool results came back, but no call may read them
-                self.refused.append(f"tool results not read: the {exc.budget} budget is spent")
+            else:  # lookups' results came back, but no call may read them
+                self.refused.append(f"lookup results not read: the {exc.budget} budget is spent")
         except UnpricedError as exc:
             self.reason = StepReason.UNPRICED_MODEL
             self.error = f"{exc}: a dollar budget cannot be kept"
@@ -329,26 +358,104 @@ class AgentStep:
         self.said = used.content
         return used.content
 
-    async def tool_round(self, calls: list[CallTool]) -> bool:
-        """Make a reply's tool calls and show the model their results; ``False`` when
-        no round may be made (the calls are refused instead)."""
+    async def lookup_round(self, lookups: list[Lookup]) -> bool:
+        """Make a reply's tool calls and recalls and show the model what they found;
+        ``False`` when no round may be made (they are refused instead)."""
         toolbox = self.step.toolbox
-        if toolbox is None or self.rounds == MAX_TOOL_ROUNDS:
-            why = "no tool rounds left" if toolbox else "no tools are offered to this agent"
+        calls = [c for c in lookups if isinstance(c, CallTool)]
+        recalls = [r for r in lookups if isinstance(r, Recall)]
+        if toolbox is None:
+            why = "no tools are offered to this agent"
             self.refused.extend(f"call_tool {c.tool}: {why}" for c in calls)
+            calls = []
+        if self.rounds == MAX_TOOL_ROUNDS:
+            self.refused.extend(f"call_tool {c.tool}: no rounds left" for c in calls)
+            self.refused.extend(f"recall {r.query!r}: no rounds left" for r in recalls)
+            return False
+        if not calls and not recalls:
             return False
         self.rounds += 1
-        extra = calls[MAX_CALLS_PER_ROUND:]
-        self.refused.extend(f"call_tool {c.tool}: too many calls in one round" for c in extra)
-        results = [await toolbox.call(c.tool, c.arguments) for c in calls[:MAX_CALLS_PER_ROUND]]
+        self.refused.extend(
+            f"call_tool {c.tool}: too many calls in one round" for c in calls[MAX_CALLS_PER_ROUND:]
+        )
+        self.refused.extend(
+            f"recall {r.query!r}: too many recalls in one round"
+            for r in recalls[MAX_RECALLS_PER_ROUND:]
+        )
+        results = []
+        if toolbox is not None:
+            results = [await toolbox.call(c.tool, c.arguments) for c in calls[:MAX_CALLS_PER_ROUND]]
         self.uses.extend(result.use for result in results)
+        found = [await self.recall(r) for r in recalls[:MAX_RECALLS_PER_ROUND]]
+        self.recollections.extend(found)
         self.request = follow_up(
             self.request,
             self.said,
-            render_tool_results([result.for_prompt() for result in results]),
+            render_round(
+                [result.for_prompt() for result in results], [r.for_prompt() for r in found]
+            ),
             left=self._tokens_left(),
         )
         return True
+
+    async def recall(self, action: Recall) -> Recollection:
+        """One recall of the stack's archive (semantic when the stack has embeddings)."""
+        store = self.step.store
+        semantic = self._query_vector if self.step.embedder is not None else None
+        return await recall(store.client, store.stack, action, semantic)
+
+    async def _query_vector(self, query: str) -> Vector | None:
+        vectors = await self.embed([query])
+        return unit(vectors[0]) if vectors else None
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]] | None:
+        """Vectors of ``texts`` from the stack's embeddings endpoint, charged to the
+        step; ``None`` — and why, in :attr:`refused` — when the stack has none, what is
+        left of a budget could not pay the call's worst case, or the call failed."""
+        step, embedder = self.step, self.step.embedder
+        if embedder is None or not texts:
+            return None
+        worst = worst_case_tokens(texts)
+        left = self._tokens_left()
+        price = step.prices.price(embedder.model)
+        seconds = min(step.spec.request_timeout_seconds, step.deadline - time.monotonic())
+        why = ""
+        if seconds < MIN_CALL_SECONDS:
+            why = "the tick's time is up"
+        elif left is not None and left < worst:
+            why = "the token budget has too little left"
+        elif step.cost_left is not None and price is None:
+            why = f"{embedder.model} has no price, and a dollar budget must be kept"
+        elif (
+            step.cost_left is not None
+            and price is not None
+            and (price.cost(worst, 0) > step.cost_left - self.bill.cost)
+        ):
+            why = "the dollar budget has too little left"
+        if why:
+            self.refused.append(f"embeddings not made: {why}")
+            return None
+        try:
+            embedded = await embedder.embed(texts, seconds=seconds, headers=self.request.headers)
+        except LLMError as exc:
+            self.refused.append(f"embeddings failed: {exc}"[:TRACE_TEXT_CHARS])
+            return None
+        self.bill.charge(step.prices, embedder.model, embedded.prompt_tokens, 0)
+        return embedded.vectors
+
+    async def with_vectors(self, operations: Sequence[Operation]) -> list[Operation]:
+        """``operations`` with a vector on each item they archive (when the stack has
+        embeddings and they could be had; else as they are)."""
+        archived = [
+            (i, op)
+            for i, op in enumerate(operations)
+            if isinstance(op, Archive) and op.entry.text.strip()
+        ]
+        vectors = await self.embed([op.entry.text for _i, op in archived])
+        done = list(operations)
+        for (i, op), vector in zip(archived, vectors or [], strict=False):
+            done[i] = Archive(replace(op.entry, vector=encode_vector(unit(vector))))
+        return done
 
     def _tokens_left(self) -> int | None:
         left = self.step.tokens_left
@@ -403,6 +510,7 @@ class AgentStep:
         step = self.step
         agent = step.agent
         effects = self.effects(context, shown)
+        archived = await self.with_vectors(effects.operations)
         requested = step.toolbox.requested if step.toolbox is not None else []
         forgotten = step.toolbox.forgotten if step.toolbox is not None else []
         taken = self.reason.taken
@@ -430,7 +538,7 @@ class AgentStep:
             idle=(effects.idle or "") if self.reason is StepReason.SUCCEEDED else "",
         )
         operations: list[Operation] = [
-            *effects.operations,
+            *archived,
             *(SaveApproval(approval) for approval in settled),
             *(SaveApproval(approval, new=True) for approval in requested),
             *(ForgetApproval(approval) for approval in forgotten),
@@ -469,6 +577,7 @@ class AgentStep:
             actions=tuple(effects.applied),
             refused=tuple([*self.refused, *effects.refused]),
             tools=tuple(self.uses),
+            recalls=tuple(r.traced() for r in self.recollections),
             error=record.message,
             at=time.time(),
             cost=self.bill.cost,

@@ -301,6 +301,26 @@ def test_fleet_stream_reports_state_changes_and_resumes(
     stacks.patch_spec("gamma", executionState="Paused")
 
 
+def test_search_finds_what_the_team_archived(api: tuple[httpx.Client, Stacks]) -> None:
+    http, stacks = api
+    base = f"/api/v1/namespaces/{stacks.namespace}/stacks/alpha"
+    found = _ok(http.get(f"{base}/search", params={"q": "Outline the approach", "limit": 5}))
+    assert found["terms"] == ["outline", "approach"]
+    assert found["archived"] > 0
+    assert found["items"]
+    for item in found["items"]:
+        assert "outline" in item["text"].lower() or "approach" in item["text"].lower()
+    scores = [item["score"] for item in found["items"]]
+    assert scores == sorted(scores, reverse=True)
+    artifacts = _ok(http.get(f"{base}/search", params={"q": "outline", "kind": "artifact"}))
+    assert {item["kind"] for item in artifacts["items"]} == {"artifact"}
+    assert artifacts["items"][0]["ref"].startswith("t1.md@v")
+    assert "q" in _error(http.get(f"{base}/search"), 400, "InvalidParameter")
+    _error(
+        http.get(f"/api/v1/namespaces/{stacks.namespace}/stacks/nope/search?q=x"), 404, "NotFound"
+    )
+
+
 def test_openapi_schema_describes_every_route(api: tuple[httpx.Client, Stacks]) -> None:
     http, _ = api
     schema = _ok(http.get("/openapi.json"))
@@ -316,8 +336,13 @@ def test_openapi_schema_describes_every_route(api: tuple[httpx.Client, Stacks]) 
         "/artifacts",
         "/traces/stream",
         "/feed/stream",
+        "/search",
     ):
         assert f"/api/v1/namespaces/{{namespace}}/stacks/{{name}}{suffix}" in paths
     assert {"/api/v1/stacks", "/api/v1/stacks/stream"} <= paths
     ticks = schema["paths"]["/api/v1/namespaces/{namespace}/stacks/{name}/ticks"]["get"]
     assert {"200", "400", "401", "403", "404"} <= set(ticks["responses"])
+    search = schema["paths"]["/api/v1/namespaces/{namespace}/stacks/{name}/search"]["get"]
+    assert {"200", "400", "401", "403", "404"} <= set(search["responses"])
+    assert {p["name"] for p in search["parameters"]} >= {"q", "limit", "kind"}
+    assert "BM25" in search["description"]

@@ -58,7 +58,14 @@ def test_no_or_bad_credentials_see_nothing(
     http, (first, _second) = setting
     detail = f"/api/v1/namespaces/{first.namespace}/stacks/visible"
     for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic x"}):
-        for path in ("/api/v1/stacks", detail, f"{detail}/traces", f"{detail}/traces/stream"):
+        paths = (
+            "/api/v1/stacks",
+            detail,
+            f"{detail}/traces",
+            f"{detail}/traces/stream",
+            f"{detail}/search?q=draft",
+        )
+        for path in paths:
             response = http.get(path, headers=headers)
             assert response.status_code == 401, (path, headers, response.text)
             assert response.json()["error"]["code"] == "Unauthorized"
@@ -77,9 +84,10 @@ def test_rbac_decides_which_stacks_a_caller_sees(
     listed = http.get("/api/v1/stacks", headers=headers)
     assert listed.status_code == 200
     assert listed.json()["items"] == []
-    forbidden = http.get(detail, headers=headers)
-    assert forbidden.status_code == 403
-    assert forbidden.json()["error"]["code"] == "Forbidden"
+    for path in (detail, f"{detail}/search?q=draft"):
+        forbidden = http.get(path, headers=headers)
+        assert forbidden.status_code == 403
+        assert forbidden.json()["error"]["code"] == "Forbidden"
 
     rbac = client.RbacAuthorizationV1Api(k8s_api)
     rbac.create_namespaced_role(
@@ -118,6 +126,11 @@ def test_rbac_decides_which_stacks_a_caller_sees(
     assert names == {(first.namespace, "visible")}  # not the other namespace's stack
     other = http.get(f"/api/v1/namespaces/{second.namespace}/stacks/visible", headers=headers)
     assert other.status_code == 403
+    searched = http.get(f"{detail}/search", params={"q": "draft"}, headers=headers)
+    assert searched.status_code == 200  # get on the stack is all a search needs
+    assert searched.json()["terms"] == ["draft"]
+    hidden = f"/api/v1/namespaces/{second.namespace}/stacks/visible/search"
+    assert http.get(hidden, params={"q": "draft"}, headers=headers).status_code == 403
     # The admin (system:masters) sees both.
     admin = {"Authorization": f"Bearer {control_plane.admin_token}"}
     everything = http.get("/api/v1/stacks", headers=admin).json()["items"]

@@ -104,6 +104,11 @@ def test_defaults_are_filled_in_by_the_api_server(
             'unknown field "spec.llm.providers.groq.apiKey"',
         ),
         ({"llm": {"model": {"provider": "anthropic"}}}, 'Unsupported value: "anthropic"'),
+        (
+            {"memory": {"embeddings": {"provider": "scripted", "model": "m"}}},
+            'spec.memory.embeddings.provider: Unsupported value: "scripted"',
+        ),
+        ({"memory": {"embeddings": {"provider": "openai"}}}, "spec.memory.embeddings.model"),
     ],
     ids=[
         "bad-enum",
@@ -118,6 +123,8 @@ def test_defaults_are_filled_in_by_the_api_server(
         "agent-name",
         "inline-key",
         "unknown-provider",
+        "embeddings-offline",
+        "embeddings-model",
     ],
 )
 def test_invalid_manifests_are_rejected_with_the_schema_message(

@@ -141,6 +141,21 @@ def test_send_reaches_the_agent_and_trace_follows_the_tick_it_brought(
     assert "admin -> reviewer: Read by reviewer in" in listed
 
 
+def test_search_finds_an_input_in_the_archive(setting: tuple[Plugin, Stacks]) -> None:
+    plugin, _stacks = setting
+    sent = plugin.ok("send", "steered", "The budget owner is Dana Whitfield.", "--agent", "planner")
+    number = sent.split()[1]  # "#N"
+    done = plugin.run("search", "steered", "who owns the budget?", "--kind", "input")
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0].split()
+    assert first[2:5] == ["input", number, "admin"]
+    assert "The budget owner is Dana Whitfield." in done.stdout
+    assert "hit(s) for owns budget among" in done.stderr
+    empty = plugin.run("search", "steered", "the of")
+    assert empty.returncode == 1
+    assert "nothing to search for" in empty.stderr
+
+
 def test_rbac_refuses_a_user_without_the_verbs(
     setting: tuple[Plugin, Stacks],
     control_plane: ControlPlane,
@@ -173,3 +188,7 @@ def test_rbac_refuses_a_user_without_the_verbs(
     assert sent.returncode == 1
     assert "403" in sent.stderr
     assert "create agentstacks/inputs" in sent.stderr
+    searched = plugin.run("search", "steered", "risks", kubeconfig=kubeconfig)
+    assert searched.returncode == 1
+    assert "403" in searched.stderr
+    assert "may not get agentstacks" in searched.stderr

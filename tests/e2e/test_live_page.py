@@ -469,6 +469,71 @@ def test_a_person_pauses_resumes_and_sends_an_input_from_the_page(
     until(browser, answered, "the trace, the inputs and the feed to show the input read")
 
 
+_READ_SEARCH = """
+return {
+  shown: !document.getElementById("search").hidden,
+  notice: document.getElementById("search-notice").textContent,
+  hits: [...document.querySelectorAll("#search-results > li")].map(
+    li => ({id: li.dataset.id, kind: li.dataset.kind, text: li.textContent})),
+};
+"""
+
+
+def test_a_person_searches_the_stacks_archive_from_the_page(browser: WebDriver, live: Live) -> None:
+    alpha = live.key("alpha")
+    browser.get(f"{live.url}/?stack={alpha}")
+    until(browser, lambda view: view if view.title == alpha and view.agents else None, "alpha")
+    mark(browser)
+
+    def search(query: str, kind: str = "") -> dict[str, Any]:
+        browser.execute_script(
+            "document.getElementById('query').value = arguments[0];"
+            "document.getElementById('search-kind').value = arguments[1];"
+            "document.getElementById('search-button').click();",
+            query,
+            kind,
+        )
+        return wait_for(
+            browser,
+            lambda: (
+                found
+                if (found := browser.execute_script(_READ_SEARCH))["notice"].endswith("item(s)")
+                or found["notice"].startswith("nothing")
+                else None
+            ),
+            f"the hits for {query!r}",
+        )
+
+    found = search("Outline the approach")
+    assert found["shown"]
+    assert found["notice"].startswith(f'{len(found["hits"])} hit(s) for "outline approach" among')
+    assert found["hits"]
+    api = httpx.get(
+        f"{live.url}/api/v1/namespaces/{live.stacks.namespace}/stacks/alpha/search",
+        params={"q": "Outline the approach", "limit": 20},
+    ).json()
+    shown = [hit["id"] for hit in found["hits"]]
+    assert shown[:5] == [item["id"] for item in api["items"]][:5]  # best first, as the API
+    assert all("outline" in hit["text"].lower() for hit in found["hits"][:5])
+
+    artifacts = search("outline", "artifact")
+    assert {hit["kind"] for hit in artifacts["hits"]} == {"artifact"}
+    nothing = search("the of")
+    assert (nothing["hits"], nothing["notice"]) == (
+        [],
+        "nothing to search for: only short or common words",
+    )
+
+    # the builder's recalls (it recalls a task before revising it) show in the trace
+    until(
+        browser,
+        lambda view: view if any('| recall "' in line for line in view.trace) else None,
+        "a trace line with a recall",
+        timeout=LIVE_TIMEOUT,
+    )
+    assert read(browser).marker is not None  # no reload
+
+
 def test_a_person_approves_a_waiting_tool_call_from_the_page(
     browser: WebDriver, live: Live, tmp_path: Path
 ) -> None:

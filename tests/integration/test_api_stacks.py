@@ -13,7 +13,16 @@ import pytest_asyncio
 
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import RedisClient
-from agentstack_core.records import Attempt, FeedRecord, MessageRecord, TickRecord, TraceRecord
+from agentstack_core.records import (
+    Attempt,
+    FeedRecord,
+    MessageRecord,
+    Recalled,
+    TickRecord,
+    TraceRecord,
+)
+from agentstack_core.redis.inputs import send_input
+from agentstack_core.redis.publishing import publish_spec
 from agentstack_operator.api.auth import User
 from agentstack_operator.api.routes import stacks
 from tests.unit import test_api_fakes as fakes
@@ -48,6 +57,7 @@ async def _records(redis: RedisClient) -> None:
                 ),
                 prompt_tokens=100 + i,
                 actions=("post_update",),
+                recalls=(Recalled(query="launch code", hits=("1-0",)),),
                 at=1700.5 + i,
             ).to_fields(),
             id=f"1700-{i}",
@@ -109,7 +119,7 @@ async def test_without_accepted_credentials_every_route_is_401(http: httpx.Async
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
-    "suffix", ["", "/agents", "/ticks", "/traces", "/feed", "/memory", "/artifacts"]
+    "suffix", ["", "/agents", "/ticks", "/traces", "/feed", "/memory", "/artifacts", "/search?q=x"]
 )
 async def test_a_denied_namespace_is_403_and_an_unknown_stack_404(
     http: httpx.AsyncClient, suffix: str
@@ -151,6 +161,12 @@ async def test_the_list_pages_filters_and_hides_denied_namespaces(
         (f"{BASE}/traces", {"cursor": "yesterday"}, "cursor"),
         (f"{BASE}/ticks", {"limit": "many"}, "limit"),
         (f"{BASE}/messages", {}, "agent"),
+        (f"{BASE}/search", {}, "q"),
+        (f"{BASE}/search", {"q": ""}, "q"),
+        (f"{BASE}/search", {"q": "x" * 501}, "q"),
+        (f"{BASE}/search", {"q": "x", "limit": 0}, "limit"),
+        (f"{BASE}/search", {"q": "x", "limit": 101}, "limit"),
+        (f"{BASE}/search", {"q": "x", "kind": "diary"}, "kind"),
         ("/api/v1/namespaces/Not_A_Namespace/stacks/alpha", {}, "namespace"),
     ],
 )
@@ -199,6 +215,7 @@ async def test_a_trace_page_is_decoded_from_records_newest_first(
         {"model": "openai:gpt", "outcome": "ok", "seconds": 1.5},
     ]
     assert newest["actions"] == ["post_update"]
+    assert newest["recalls"] == [{"query": "launch code", "hits": ["1-0"], "mode": "lexical"}]
     assert newest["at"] == 1704.5
     rest = await http.get(
         f"{BASE}/traces", params={"limit": 500, "cursor": first["nextCursor"]}, headers=TOKEN
@@ -256,3 +273,35 @@ async def test_agents_memory_and_artifacts(http: httpx.AsyncClient) -> None:
         "t1",
     )
     assert (artifacts[1]["author"], artifacts[1]["content"]) == ("builder", "# two")
+
+
+@pytest.mark.asyncio
+async def test_search_finds_what_the_archive_keeps_best_first(
+    http: httpx.AsyncClient, aredis: RedisClient
+) -> None:
+    alpha = StackRef("team", "alpha")
+    await publish_spec(aredis, alpha, 1, {"goal": "g"})
+    for content in ("The launch code is ZEBRA-42", "Launch party on Friday", "Lunch at noon"):
+        await send_input(
+            aredis, alpha, agent="planner", sender="alice", content=content, per_minute=10
+        )
+    found = _ok(await http.get(f"{BASE}/search", params={"q": "Launch code?"}, headers=TOKEN))
+    assert (found["query"], found["terms"], found["archived"]) == (
+        "Launch code?",
+        ["launch", "code"],
+        3,
+    )
+    assert [item["text"] for item in found["items"]] == [
+        "The launch code is ZEBRA-42",
+        "Launch party on Friday",
+    ]
+    first = found["items"][0]
+    assert (first["kind"], first["ref"], first["agent"]) == ("input", "#1", "alice")
+    assert first["score"] > found["items"][1]["score"] > 0
+    assert set(first) == {"id", "kind", "ref", "agent", "tickId", "at", "text", "score"}
+    one = _ok(await http.get(f"{BASE}/search", params={"q": "launch", "limit": 1}, headers=TOKEN))
+    assert len(one["items"]) == 1
+    tasks = await http.get(f"{BASE}/search", params={"q": "launch", "kind": "task"}, headers=TOKEN)
+    assert _ok(tasks)["items"] == []
+    nothing = _ok(await http.get(f"{BASE}/search", params={"q": "the of !!"}, headers=TOKEN))
+    assert (nothing["terms"], nothing["items"]) == ([], [])

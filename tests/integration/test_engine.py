@@ -11,7 +11,13 @@ import pytest
 
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import Outcome, RedisClient
-from agentstack_core.records import ArchiveKind, ArchiveRecord, GoalRecord, GoalState
+from agentstack_core.records import (
+    ArchiveKind,
+    ArchiveRecord,
+    GoalRecord,
+    GoalState,
+    TraceRecord,
+)
 from agentstack_core.redis.errors import LeaseLostError
 from agentstack_core.spec import DEFAULT_TEAM
 from agentstack_devkit.fakellm import Delay, Fail, FakeLLMServer, Hang, Reply
@@ -93,6 +99,29 @@ async def test_scripted_team_makes_visible_progress_over_ticks(aredis: RedisClie
     statuses = {json.loads(a)["status"] for a in (await aredis.hgetall(KEYS.artifacts)).values()}
     assert "accepted" in statuses
     assert len(await aredis.xrange(KEYS.feed)) == 10
+
+
+async def test_the_scripted_builder_recalls_a_task_before_revising_it(
+    aredis: RedisClient,
+) -> None:
+    await publish(aredis, {"goal": "Plan a team offsite"})
+    engine = make_engine(aredis)
+    for slot in (1, 2):  # t1.md is sent back in tick 1, revised in tick 2
+        await engine.execute(request(slot))
+    steps = [TraceRecord.from_fields(fields) for _id, fields in await aredis.xrange(KEYS.trace)]
+    recalling = [step for step in steps if step.recalls]
+    assert [(step.agent, step.tick_id) for step in recalling] == [("builder", request(2).tick_id)]
+    (recalled,) = recalling[0].recalls
+    assert recalled.query == "Outline the approach to: Plan a team offsite"
+    assert recalled.mode == "lexical"
+    found = {
+        entry_id: ArchiveRecord.from_fields(fields)
+        for entry_id, fields in await aredis.xrange(KEYS.archive)
+    }
+    assert found[recalled.hits[0]].ref == "t1.md@v1"  # the version it revises, first
+    revised = json.loads(await aredis.hget(KEYS.artifacts, "t1.md"))
+    assert revised["version"] == 2
+    assert "Recalled artifact t1.md@v1: # Outline the approach" in revised["content"]
 
 
 async def test_a_duplicate_tick_executes_once(aredis: RedisClient) -> None:

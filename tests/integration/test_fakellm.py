@@ -20,6 +20,7 @@ import pytest
 
 from agentstack_devkit.fakellm import (
     DEFAULT_CONTENT,
+    EMBEDDING_DIMENSIONS,
     REDACTED,
     Delay,
     Fail,
@@ -294,7 +295,7 @@ def test_malformed_json_is_a_400_with_an_openai_error_body(server: FakeLLMServer
 
 
 def test_unknown_paths_are_404_and_models_list_is_empty(server: FakeLLMServer) -> None:
-    assert httpx.post(f"{server.url}/v1/embeddings", json={}).status_code == 404
+    assert httpx.post(f"{server.url}/v1/completions", json={}).status_code == 404
     assert httpx.get(f"{server.openai_base_url}/chat/completions").status_code == 405
     assert httpx.get(f"{server.openai_base_url}/models").json() == {"object": "list", "data": []}
     assert server.requests == []
@@ -303,3 +304,68 @@ def test_unknown_paths_are_404_and_models_list_is_empty(server: FakeLLMServer) -
 def test_a_scripted_failure_must_be_an_http_error() -> None:
     with pytest.raises(ValueError, match="400-599"):
         Fail(200)
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("sdk", SDKS)
+async def test_embeddings_are_deterministic_and_near_for_shared_words(
+    server: FakeLLMServer, sdk: str
+) -> None:
+    texts = [
+        "the launch code is zebra",
+        "what is the launch code",
+        "weekly meeting notes",
+        "the launch code is zebra",
+    ]
+    async with _client(sdk, server) as client:
+        answer = await client.embeddings.create(model="embed-model", input=texts)
+    vectors = [list(item.embedding) for item in sorted(answer.data, key=lambda d: d.index)]
+    assert [len(v) for v in vectors] == [EMBEDDING_DIMENSIONS] * 4
+    assert vectors[0] == vectors[3]
+    assert abs(_cosine(vectors[0], vectors[0]) - 1) < 1e-5
+    assert _cosine(vectors[0], vectors[1]) > 0.5 > _cosine(vectors[0], vectors[2])
+    assert answer.usage.prompt_tokens > 0
+    [recorded] = server.requests
+    assert recorded.endpoint == "embeddings"
+    assert recorded.path == ("/v1/embeddings" if sdk == "openai" else "/openai/v1/embeddings")
+    assert recorded.body["input"] == texts
+
+
+@pytest.mark.asyncio
+async def test_embeddings_take_dimensions_and_answer_base64_when_asked(
+    server: FakeLLMServer,
+) -> None:
+    async with _client("openai", server) as client:
+        shorter = await client.embeddings.create(model="m", input="hello world", dimensions=16)
+        raw = await client.embeddings.create(
+            model="m", input="hello world", encoding_format="base64"
+        )
+    assert len(shorter.data[0].embedding) == 16
+    assert isinstance(raw.data[0].embedding, str)  # as sent: the SDK decodes only its default
+    assert server.requests[0].body["encoding_format"] == "base64"  # the SDK's default
+
+
+@pytest.mark.asyncio
+async def test_embeddings_rules_script_failures_and_chat_rules_leave_them_alone(
+    server: FakeLLMServer,
+) -> None:
+    server.add_rule(Reply("chat only"), repeat_last=True)
+    server.add_rule(Fail(503), Reply("ignored: embeddings answer"), endpoint="embeddings")
+    async with _client("openai", server) as client:
+        with pytest.raises(openai.InternalServerError):
+            await client.embeddings.create(model="m", input="x")
+        answer = await client.embeddings.create(model="m", input="x")
+        assert len(answer.data[0].embedding) == EMBEDDING_DIMENSIONS
+        assert await _ask("openai", server) == "chat only"
+
+
+def test_an_empty_text_to_embed_is_a_400(server: FakeLLMServer) -> None:
+    response = httpx.post(
+        f"{server.openai_base_url}/embeddings", json={"model": "m", "input": ["ok", ""]}
+    )
+    assert response.status_code == 400
+    assert "empty string" in response.json()["error"]["message"]

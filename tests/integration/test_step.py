@@ -2,8 +2,9 @@
 LLM server, Redis (standalone and cluster), and the dev kit's MCP server.
 
 Each test drives one method of :class:`~agentstack_runner.step.AgentStep` — ask,
-answer (and its repair), tool round, settle approvals, commit — and checks what it
-did from what reached the LLM server, the tool server and Redis.
+answer (and its repair), lookup round (tools and recalls), settle approvals, embed,
+commit — and checks what it did from what reached the LLM server, the tool server and
+Redis.
 """
 
 from __future__ import annotations
@@ -22,18 +23,21 @@ from agentstack_core.keys import StackKeys
 from agentstack_core.pricing import PriceTable
 from agentstack_core.protocol import RedisClient
 from agentstack_core.reasons import StepReason
-from agentstack_core.records import StepRecord, TraceRecord
+from agentstack_core.records import ArchiveRecord, StepRecord, TraceRecord
 from agentstack_core.redis.approvals import read_approvals
+from agentstack_core.redis.inputs import send_input
 from agentstack_core.redis.tick import TickStore, lease_token
 from agentstack_core.spec import parse_spec
-from agentstack_devkit.fakellm import FakeLLMServer, Reply
+from agentstack_devkit.fakellm import Fail, FakeLLMServer, Reply
 from agentstack_devkit.mcpserver import ToolServer
-from agentstack_runner.actions import CallTool
+from agentstack_runner.actions import CallTool, Recall
+from agentstack_runner.embeddings import cosine, decode_vector, embedder_for
 from agentstack_runner.llm.base import ChatRequest
 from agentstack_runner.llm.router import Router
 from agentstack_runner.providers import ProviderRegistry
+from agentstack_runner.recall import MAX_RECALLS_PER_ROUND
 from agentstack_runner.step import AgentStep, BudgetSpentError, StepInput
-from agentstack_runner.tools import MAX_CALLS_PER_ROUND, ListingCache, Toolbox
+from agentstack_runner.tools import MAX_CALLS_PER_ROUND, MAX_TOOL_ROUNDS, ListingCache, Toolbox
 from tests.integration.support import FAST_RETRIES, STACK, openai_spec, publish
 
 pytestmark = pytest.mark.asyncio
@@ -76,18 +80,19 @@ class Steps:
 
     def make(self, *, toolbox: Toolbox | None = None, **values: Any) -> AgentStep:
         (builder,) = [a for a in self.spec.agents if a.name == "builder"]
+        providers = self.registry.for_stack(STACK.namespace, self.spec)
         step = StepInput(
             store=self.store,
             spec=self.spec,
             agent=builder,
             tick_id=TICK,
             token=self.token,
-            deadline=time.monotonic() + 60,
+            deadline=values.pop("deadline", time.monotonic() + 60),
             max_output_tokens=values.pop("max_output_tokens", 512),
             toolbox=toolbox,
+            embedder=embedder_for(providers, self.spec),
             **values,
         )
-        providers = self.registry.for_stack(STACK.namespace, self.spec)
         return AgentStep(step, Router(policy=FAST_RETRIES), providers)
 
     def toolbox(self) -> Toolbox:
@@ -175,7 +180,7 @@ async def test_a_tool_round_calls_the_tools_and_shows_the_results(
         CallTool(type="call_tool", tool="kb/lookup", arguments={"query": f"q{n}"})
         for n in range(MAX_CALLS_PER_ROUND + 1)
     ]
-    assert await step.tool_round(calls) is True
+    assert await step.lookup_round(calls) is True
     assert len(tools.calls("lookup")) - before == MAX_CALLS_PER_ROUND  # the extra is refused
     assert step.refused == ["call_tool kb/lookup: too many calls in one round"]
     assert [use.outcome for use in step.uses] == ["ok"] * MAX_CALLS_PER_ROUND
@@ -190,7 +195,7 @@ async def test_no_tool_round_for_an_agent_without_tools(
 ) -> None:
     step = Steps(aredis, registry, openai_spec(fake_llm)).make()
     call = CallTool(type="call_tool", tool="kb/lookup", arguments={})
-    assert await step.tool_round([call]) is False
+    assert await step.lookup_round([call]) is False
     assert step.refused == ["call_tool kb/lookup: no tools are offered to this agent"]
     assert step.rounds == 0
 
@@ -268,3 +273,143 @@ async def test_a_failed_step_commits_its_trace_but_no_effects(
     ((_id, traced),) = await aredis.xrange(KEYS.trace)  # type: ignore[misc]
     trace = TraceRecord.from_fields(traced)
     assert (trace.outcome, trace.reason, trace.error) == ("Failed", "InvalidOutput", record.message)
+
+
+def _with_embeddings(raw: dict[str, Any], **embeddings: Any) -> dict[str, Any]:
+    policy = {"provider": "openai", "model": "text-embedding-3-small", **embeddings}
+    return {**raw, "memory": {"embeddings": policy}}
+
+
+async def _archive(aredis: RedisClient, steps: Steps, *texts: str) -> None:
+    """``texts`` in the stack's archive, as inputs people sent."""
+    for text in texts:
+        await send_input(
+            aredis, STACK, agent="planner", sender="alice", content=text, per_minute=100
+        )
+
+
+async def test_a_recall_round_searches_the_archive_and_shows_what_it_found(
+    aredis: RedisClient, fake_llm: FakeLLMServer, registry: ProviderRegistry
+) -> None:
+    steps = Steps(aredis, registry, openai_spec(fake_llm))
+    await steps.begin()
+    await _archive(aredis, steps, "The launch code is ZEBRA-42", "Lunch is at noon")
+    step = steps.make()  # an agent without tools recalls all the same
+    step.request = ChatRequest(model="", messages=[{"role": "user", "content": "go"}])
+    step.said = "recalling"
+    recalls = [
+        Recall(type="recall", query=f"launch code {n}") for n in range(MAX_RECALLS_PER_ROUND + 1)
+    ]
+    assert await step.lookup_round(recalls) is True
+    assert step.refused == ["recall 'launch code 3': too many recalls in one round"]
+    assert [r.mode for r in step.recollections] == ["lexical"] * MAX_RECALLS_PER_ROUND
+    first = step.recollections[0]
+    assert [hit.record.text for hit in first.hits] == ["The launch code is ZEBRA-42"]
+    said, found = step.request.messages[-2:]
+    assert said == {"role": "assistant", "content": "recalling"}
+    assert "What your recalls found in the stack's archive" in found["content"]
+    assert "ZEBRA-42" in found["content"]
+    assert step.rounds == 1
+
+
+async def test_recalls_and_tool_calls_share_the_steps_rounds(
+    aredis: RedisClient, fake_llm: FakeLLMServer, registry: ProviderRegistry
+) -> None:
+    step = Steps(aredis, registry, openai_spec(fake_llm)).make()
+    step.rounds = MAX_TOOL_ROUNDS
+    assert await step.lookup_round([Recall(type="recall", query="anything")]) is False
+    assert step.refused == ["recall 'anything': no rounds left"]
+    assert step.recollections == []
+
+
+async def test_a_step_recalls_then_acts_and_the_trace_records_the_recall(
+    aredis: RedisClient, fake_llm: FakeLLMServer, registry: ProviderRegistry
+) -> None:
+    steps = Steps(aredis, registry, openai_spec(fake_llm))
+    await steps.begin()
+    await _archive(aredis, steps, "The launch code is ZEBRA-42")
+    recall = {"type": "recall", "query": "launch code", "limit": 2}
+    fake_llm.add_rule(Reply(json.dumps({"actions": [recall]})), Reply(WRITE))
+    context = AgentContext(plan=(), artifacts={}, feed=[], memory={}, inbox=[])
+    record, _ = await steps.make(context=context).run()
+    assert (record.outcome, record.progressed) == ("Succeeded", True)
+    ((_id, traced),) = await aredis.xrange(KEYS.trace)  # type: ignore[misc]
+    trace = TraceRecord.from_fields(traced)
+    (recalled,) = trace.recalls
+    (fact_id,) = [i for i, f in await aredis.xrange(KEYS.archive) if f["kind"] == "input"]
+    assert (recalled.query, recalled.hits, recalled.mode) == ("launch code", (fact_id,), "lexical")
+    assert trace.actions == ("wrote a.md v1",)  # a recall changes nothing itself
+
+
+async def test_embeddings_give_archived_items_vectors_and_recall_ranks_by_meaning(
+    aredis: RedisClient, fake_llm: FakeLLMServer, registry: ProviderRegistry
+) -> None:
+    steps = Steps(aredis, registry, _with_embeddings(openai_spec(fake_llm), dimensions=32))
+    await steps.begin()
+    context = AgentContext(plan=(), artifacts={}, feed=[], memory={}, inbox=[])
+    write = {
+        "type": "write_artifact",
+        "name": "menu.md",
+        "content": "soup salad bread cheese for the offsite lunch",
+    }
+    fake_llm.add_rule(
+        Reply(json.dumps({"actions": [write]}), prompt_tokens=50, completion_tokens=10)
+    )
+    record, _ = await steps.make(context=context).run()
+    (embedded,) = [r for r in fake_llm.requests if r.endpoint == "embeddings"]
+    assert embedded.body["input"] == [write["content"]]
+    assert embedded.body["dimensions"] == 32
+    assert embedded.headers["x-agentstack-agent"] == "builder"
+    assert record.tokens == 60 + max(1, len(write["content"]) // 4)  # charged, like chat
+    ((_id, fields),) = await aredis.xrange(KEYS.archive)
+    vector = decode_vector(ArchiveRecord.from_fields(fields).vector or "")
+    assert len(vector) == 32
+    assert abs(cosine(vector, vector) - 1) < 1e-5
+
+    # "lunch menu" shares one word with the item; the recall's query is embedded too,
+    # and the item's cosine counts beside its lexical rank.
+    step = steps.make()
+    step.request = ChatRequest(model="", messages=[{"role": "user", "content": "go"}])
+    assert await step.lookup_round([Recall(type="recall", query="offsite lunch menu")])
+    (found,) = step.recollections
+    assert found.mode == "semantic"
+    assert [hit.record.text for hit in found.hits] == [write["content"]]
+    assert step.bill.tokens > 0  # the query's embedding
+
+
+async def test_an_embeddings_failure_archives_without_vectors_and_says_so(
+    aredis: RedisClient, fake_llm: FakeLLMServer, registry: ProviderRegistry
+) -> None:
+    steps = Steps(aredis, registry, _with_embeddings(openai_spec(fake_llm)))
+    await steps.begin()
+    fake_llm.add_rule(Fail(500), endpoint="embeddings", repeat_last=True)
+    fake_llm.add_rule(Reply(WRITE))
+    context = AgentContext(plan=(), artifacts={}, feed=[], memory={}, inbox=[])
+    record, _ = await steps.make(context=context).run()
+    assert (record.outcome, record.progressed) == ("Succeeded", True)
+    ((_id, fields),) = await aredis.xrange(KEYS.archive)
+    assert ArchiveRecord.from_fields(fields).vector is None
+    ((_id, traced),) = await aredis.xrange(KEYS.trace)  # type: ignore[misc]
+    (refused,) = TraceRecord.from_fields(traced).refused
+    assert refused.startswith("embeddings failed: openai: HTTP 500")
+    # a recall then ranks lexically, and still finds the item
+    step = steps.make()
+    step.request = ChatRequest(model="", messages=[{"role": "user", "content": "go"}])
+    assert await step.lookup_round([Recall(type="recall", query="A")]) is True
+    assert step.recollections[0].mode == "lexical"
+
+
+async def test_no_embeddings_call_the_budget_could_not_pay(
+    aredis: RedisClient, fake_llm: FakeLLMServer, registry: ProviderRegistry
+) -> None:
+    steps = Steps(aredis, registry, _with_embeddings(openai_spec(fake_llm)))
+    step = steps.make(tokens_left=3)
+    assert await step.embed(["a text longer than three bytes"]) is None
+    assert step.refused == ["embeddings not made: the token budget has too little left"]
+    priced = steps.make(cost_left=0)
+    assert await priced.embed(["x"]) is None
+    assert priced.refused == ["embeddings not made: the dollar budget has too little left"]
+    late = steps.make(deadline=time.monotonic())
+    assert await late.embed(["x"]) is None
+    assert late.refused == ["embeddings not made: the tick's time is up"]
+    assert [r for r in fake_llm.requests if r.endpoint == "embeddings"] == []

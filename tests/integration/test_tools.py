@@ -311,7 +311,7 @@ async def test_no_tool_round_starts_once_the_token_budget_is_spent(
     before = len(server.calls("lookup"))
     await make_engine(aredis).execute(request(1))
     builder = next(f for _id, f in await aredis.xrange(KEYS.trace) if f["agent"] == "builder")
-    assert "tool results not read: the token budget is spent" in json.loads(builder["refused"])
+    assert "lookup results not read: the token budget is spent" in json.loads(builder["refused"])
     assert len(json.loads(builder["attempts"])) == 1  # the call that asked; no second one
     assert len(server.calls("lookup")) == before + 1
 

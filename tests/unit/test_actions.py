@@ -7,8 +7,11 @@ import json
 import pytest
 
 from agentstack_runner.actions import (
+    DEFAULT_RECALL_LIMIT,
     MAX_ACTIONS,
     MAX_REPLY_CHARS,
+    SCHEMA_HINT,
+    Recall,
     ReplyError,
     ReviewArtifact,
     SendMessage,
@@ -52,6 +55,8 @@ def test_one_markdown_fence_is_tolerated() -> None:
             "Extra inputs are not permitted",
         ),
         ('{"actions": [{"type": "review_artifact", "name": "a", "verdict": "maybe"}]}', "verdict"),
+        ('{"actions": [{"type": "recall", "query": ""}]}', "query"),
+        ('{"actions": [{"type": "recall", "query": "x", "limit": 11}]}', "limit"),
     ],
 )
 def test_invalid_replies_say_what_is_wrong(text: str, expected: str) -> None:
@@ -68,3 +73,21 @@ def test_too_many_actions_are_refused() -> None:
     actions = [{"type": "post_update", "content": str(n)} for n in range(MAX_ACTIONS + 1)]
     with pytest.raises(ReplyError, match="actions"):
         parse_reply(json.dumps({"actions": actions}))
+
+
+def test_a_recall_asks_with_a_query_and_an_optional_limit() -> None:
+    reply = parse_reply(
+        json.dumps(
+            {
+                "actions": [
+                    {"type": "recall", "query": "launch code"},
+                    {"type": "recall", "query": "feedback on t1.md", "limit": 2},
+                ]
+            }
+        )
+    )
+    assert reply.actions == [
+        Recall(type="recall", query="launch code", limit=DEFAULT_RECALL_LIMIT),
+        Recall(type="recall", query="feedback on t1.md", limit=2),
+    ]
+    assert '{"type": "recall", "query":' in SCHEMA_HINT  # models are told of it

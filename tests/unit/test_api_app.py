@@ -120,7 +120,7 @@ def test_the_openapi_schema_documents_every_read_and_no_probe() -> None:
     assert {"202", "400", "401", "403", "404", "409", "413", "429"} <= set(sent)
     operations -= steering
     reads = ("", "/agents", "/approvals", "/artifacts", "/feed", "/inputs", "/memory")
-    reads += ("/messages", "/ticks")
+    reads += ("/messages", "/search", "/ticks")
     reads += ("/traces",)
     streams = ("/feed/stream", "/traces/stream")
     stack_paths = {f"{STACK}{suffix}" for suffix in reads + streams}

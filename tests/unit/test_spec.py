@@ -6,6 +6,7 @@ import pytest
 
 from agentstack_core.spec import (
     DEFAULT_TEAM,
+    EmbeddingsPolicy,
     ExecutionState,
     ModelRef,
     Priority,
@@ -71,8 +72,24 @@ def test_stack_model_and_fallbacks_apply_to_agents_without_their_own() -> None:
             "already in the chain",
         ),
         ({"goal": "g", "executionState": "Sleeping"}, "Sleeping"),
+        (
+            {"goal": "g", "memory": {"embeddings": {"provider": "scripted", "model": "m"}}},
+            "spec.memory.embeddings.provider: one of openai, groq",
+        ),
+        (
+            {"goal": "g", "memory": {"embeddings": {"provider": "openai"}}},
+            "spec.memory.embeddings.model: required",
+        ),
     ],
 )
 def test_nonsense_is_reported_with_the_field(spec: dict[str, object], problem: str) -> None:
     with pytest.raises(SpecError, match=problem):
         parse_spec(spec)
+
+
+def test_embeddings_are_off_unless_a_stack_configures_them() -> None:
+    assert parse_spec({"goal": "g"}).memory.embeddings is None
+    embeddings = {"provider": "openai", "model": "text-embedding-3-small", "dimensions": 256}
+    spec = parse_spec({"goal": "g", "memory": {"embeddings": embeddings}})
+    assert spec.memory.embeddings == EmbeddingsPolicy("openai", "text-embedding-3-small", 256)
+    assert spec.memory.context_tokens == 4000

@@ -8,6 +8,8 @@ called through one typed wrapper with named keys and named arguments
   operations in, Redis commands out), the once-only finish of a tick;
 - :mod:`.publishing` — the operator publishes a stack's spec and deletes the stack;
 - :mod:`.inputs` — inputs people send, numbered and rate-limited;
+- :mod:`.search` — the archive's lexical index (kept by the scripts that append to the
+  archive, trimmed with it) and BM25 search over it;
 - :mod:`.approvals` — tool calls waiting for a person: decide, claim, read;
 - :mod:`.reader` — read-only views for the API;
 - :mod:`.limits` — the fleet-wide LLM call slots;

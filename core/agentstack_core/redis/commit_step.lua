@@ -8,7 +8,10 @@
 -- A.writes is a JSON list of {command, key position in KEYS, {arguments}} that the
 -- store made from the step's domain operations. Only the commands below may appear:
 -- the script refuses the whole list, before writing anything, if another does.
-local WRITES = {HSET = true, HSETNX = true, HDEL = true, SET = true, XADD = true}
+-- ARCHIVE is not a Redis command but a named write this script expands itself: an item
+-- appended to K.archive (its arguments: the item's fields) and indexed with it
+-- (archive_append), so no posting is written but by the index's own code.
+local WRITES = {HSET = true, HSETNX = true, HDEL = true, SET = true, XADD = true, ARCHIVE = true}
 
 if not alive(K.spec, A.uid) then
   return {-1}
@@ -23,11 +26,18 @@ if redis.call('HEXISTS', K.steps, A.agent) == 0 then
     if not WRITES[write[1]] then
       return redis.error_reply('commit_step: command not allowed: ' .. tostring(write[1]))
     end
+    if write[1] == 'ARCHIVE' and KEYS[write[2]] ~= K.archive then
+      return redis.error_reply('commit_step: ARCHIVE writes to the archive only')
+    end
   end
   for _, write in ipairs(writes) do
     local key = KEYS[write[2]]
-    redis.call(write[1], key, unpack(write[3]))
-    redis.call('SADD', K.index, key)
+    if write[1] == 'ARCHIVE' then
+      archive_append(K, write[3], A.index_terms, A.archive_hard_maxlen, A.archive_trim_batch)
+    else
+      redis.call(write[1], key, unpack(write[3]))
+      redis.call('SADD', K.index, key)
+    end
   end
   redis.call('HSET', K.steps, A.agent, A.record)
   redis.call('PEXPIRE', K.steps, A.steps_ttl_ms)

@@ -1,8 +1,10 @@
 -- Record a tick as done with its outcome, once, whoever gets there first: the done
 -- window, the recorded result (for the newest ticks), the history entry and the
--- stack's counters move together. Replies -1 (the stack is gone), 0 (fenced: the
--- finisher lost the lease, or — for a tick that did not run — the tick is running
--- right now), 1 (recorded) or 2 (recorded before).
+-- stack's counters move together, and the archive is trimmed to its bounds
+-- (trim_archive: past A.archive_maxlen only what consolidation covered, past
+-- A.archive_hard_maxlen anything, counted as lost). Replies -1 (the stack is gone),
+-- 0 (fenced: the finisher lost the lease, or — for a tick that did not run — the tick
+-- is running right now), 1 (recorded) or 2 (recorded before).
 --
 -- Fence: with A.owner, the lease must be held by that token, and is released; without,
 -- the lease must not be held by any token starting with A.busy_prefix (this very tick).
@@ -68,6 +70,7 @@ else
     end
   end
 end
+trim_archive(K, A.archive_maxlen, A.archive_hard_maxlen, A.archive_trim_batch)
 redis.call('DEL', K.steps)
 redis.call('SREM', K.index, K.steps)
 redis.call('SADD', K.index, K.done, K.history, K.usage, K.outcomes)

@@ -2,7 +2,7 @@
 
 One script (``send_input.lua``) counts the input against the stack's per-minute rate,
 numbers it, and appends it to the agent's inbox, the stack's inputs log and its
-archive (where search finds it after the capped streams moved on): a
+archive, indexed (where search finds it after the capped streams moved on): a
 refused input leaves nothing, and an accepted one is never half written. What became
 of an input (which agent read it in which tick) is written by that agent's step
 (:class:`~agentstack_core.operations.MarkInputRead`).
@@ -18,7 +18,14 @@ from agentstack_core.protocol import RedisClient
 from agentstack_core.records import ArchiveKind, ArchiveRecord, InputRecord, MessageRecord
 from agentstack_core.redis.errors import GONE, StackGoneError
 from agentstack_core.redis.script import LuaScript
-from agentstack_core.retention import ARCHIVE_MAXLEN, INBOX_MAXLEN, INPUTS_MAXLEN
+from agentstack_core.redis.tick import ARCHIVE_KEYS, ARCHIVE_LIBS
+from agentstack_core.retention import (
+    ARCHIVE_HARD_MAXLEN,
+    ARCHIVE_TRIM_BATCH,
+    INBOX_MAXLEN,
+    INDEX_TERMS,
+    INPUTS_MAXLEN,
+)
 
 
 @dataclass(frozen=True)
@@ -34,15 +41,17 @@ class _Send:
     """The archive's entry; the script sets its ``ref`` (``#number``)."""
     inbox_maxlen: int = INBOX_MAXLEN
     inputs_maxlen: int = INPUTS_MAXLEN
-    archive_maxlen: int = ARCHIVE_MAXLEN
+    index_terms: int = INDEX_TERMS
+    archive_hard_maxlen: int = ARCHIVE_HARD_MAXLEN
+    archive_trim_batch: int = ARCHIVE_TRIM_BATCH
 
 
 _SEND_INPUT = LuaScript(
     __file__,
     "send_input",
-    keys=("spec", "index", "input_counters", "inbox", "inputs", "input_outcomes", "archive"),
+    keys=("spec", "index", "input_counters", "inbox", "inputs", "input_outcomes", *ARCHIVE_KEYS),
     args=_Send,
-    libs=("alive",),
+    libs=("alive", *ARCHIVE_LIBS),
 )
 
 

@@ -1,7 +1,7 @@
 -- Accept an input: count it against the per-minute rate, number it, and append it to
--- the agent's inbox, the stack's inputs log and its archive, all or nothing. Replies {-1} (no
--- such stack), {0, ms until the rate window ends} (over the rate), or {number, inbox
--- message id}.
+-- the agent's inbox, the stack's inputs log and its archive (indexed: search finds it
+-- after the capped streams moved on), all or nothing. Replies {-1} (no such stack),
+-- {0, ms until the rate window ends} (over the rate), or {number, inbox message id}.
 if not alive(K.spec, A.uid) then
   return {-1}
 end
@@ -31,9 +31,9 @@ A.input.number = tostring(number)
 A.input.message = id
 redis.call('XADD', K.inputs, 'MAXLEN', '~', A.inputs_maxlen, '*', unpack(flat(A.input)))
 A.archived.ref = '#' .. number
-redis.call('XADD', K.archive, 'MAXLEN', '~', A.archive_maxlen, '*', unpack(flat(A.archived)))
+archive_append(K, flat(A.archived), A.index_terms, A.archive_hard_maxlen, A.archive_trim_batch)
 if number > tonumber(A.inputs_maxlen) then
   redis.call('HDEL', K.input_outcomes, tostring(number - tonumber(A.inputs_maxlen)))
 end
-redis.call('SADD', K.index, K.input_counters, K.inbox, K.inputs, K.archive)
+redis.call('SADD', K.index, K.input_counters, K.inbox, K.inputs)
 return {number, id}

@@ -27,13 +27,16 @@ The scripts (each a ``.lua`` file beside this module, with named keys and argume
   it reads the context of the agent whose step comes next. The writes are the step's
   domain operations (:mod:`agentstack_core.operations`), which this module alone turns
   into Redis commands (:func:`commands_of`) — the script refuses any command outside
-  its fixed list;
+  its fixed list. An item for the archive is a named write, ``ARCHIVE``, that the
+  script expands itself: appended and indexed in the same call
+  (``archive_append.lua``, see :mod:`.search`);
 - ``finish_tick``: records the tick id as done together with its outcome (releasing
   the lease it ran under), appends the tick to the history and moves the stack's
   counters (tokens, ticks, cost, consecutive failures and idle ticks) — once, whoever
-  gets there first. The outcome is kept for the ids of the done window: a redelivered
-  tick that finds its id done republishes that outcome, so a result is never lost
-  between recording and publishing it. A tick that did not run (dropped) is recorded
+  gets there first — and trims the archive to its bounds, with its index. The outcome
+  is kept for the ids of the done window: a redelivered tick that finds its id done
+  republishes that outcome, so a result is never lost between recording and
+  publishing it. A tick that did not run (dropped) is recorded
   without the lease, but never while the lease is held for that very tick id (it is
   running elsewhere);
 - ``renew`` and ``release`` keep and give up the lease.
@@ -98,11 +101,14 @@ from agentstack_core.records import (
 from agentstack_core.redis.errors import GONE, LeaseLostError, StackGoneError
 from agentstack_core.redis.script import LuaScript
 from agentstack_core.retention import (
+    ARCHIVE_HARD_MAXLEN,
     ARCHIVE_MAXLEN,
+    ARCHIVE_TRIM_BATCH,
     DONE_WINDOW,
     FEED_MAXLEN,
     HISTORY_MAXLEN,
     INBOX_MAXLEN,
+    INDEX_TERMS,
     OUTCOMES_WINDOW,
     STEPS_TTL_MS,
     TRACE_MAXLEN,
@@ -163,6 +169,9 @@ class _Commit:
     steps_ttl_ms: int = STEPS_TTL_MS
     feed_count: int = FEED_CONTEXT
     inbox_count: int = INBOX_BATCH
+    index_terms: int = INDEX_TERMS
+    archive_hard_maxlen: int = ARCHIVE_HARD_MAXLEN
+    archive_trim_batch: int = ARCHIVE_TRIM_BATCH
 
 
 @dataclass(frozen=True)
@@ -179,10 +188,19 @@ class _Finish:
     done_window: int = DONE_WINDOW
     outcomes_window: int = OUTCOMES_WINDOW
     history_maxlen: int = HISTORY_MAXLEN
+    archive_maxlen: int = ARCHIVE_MAXLEN
+    archive_hard_maxlen: int = ARCHIVE_HARD_MAXLEN
+    archive_trim_batch: int = ARCHIVE_TRIM_BATCH
 
 
 _CONTEXT_KEYS = ("plan", "artifacts", "feed", "cursors", "memory", "inbox", "goal", "longterm")
 """The keys ``read_context.lua`` reads (``memory`` and ``inbox``: the agent's own)."""
+ARCHIVE_KEYS = ("archive", "archive_index", "archive_stats", "longterm")
+"""The keys the archive's append and trim touch (``archive_append.lua``,
+``trim_archive.lua``): the stream, its index and the consolidation watermark."""
+ARCHIVE_LIBS = ("field_value", "tokens", "trim_archive", "archive_append")
+"""What a script that appends to the archive composes: a stream entry's field, the
+tokenizer, the trim, the append that indexes."""
 
 _BEGIN = LuaScript(
     __file__,
@@ -198,16 +216,23 @@ _SLEEP_CONTEXT = LuaScript(__file__, "sleep_context", keys=("longterm", "archive
 _COMMIT_STEP = LuaScript(
     __file__,
     "commit_step",
-    keys=("spec", "lease", "index", "steps", *_CONTEXT_KEYS),
+    keys=(
+        "spec",
+        "lease",
+        "index",
+        "steps",
+        *_CONTEXT_KEYS,
+        *(key for key in ARCHIVE_KEYS if key not in _CONTEXT_KEYS),
+    ),
     args=_Commit,
-    libs=("alive", "read_context"),
+    libs=("alive", "read_context", *ARCHIVE_LIBS),
 )
 _FINISH_TICK = LuaScript(
     __file__,
     "finish_tick",
-    keys=("spec", "lease", "index", "done", "history", "usage", "steps", "outcomes"),
+    keys=("spec", "lease", "index", "done", "history", "usage", "steps", "outcomes", *ARCHIVE_KEYS),
     args=_Finish,
-    libs=("alive",),
+    libs=("alive", "field_value", "trim_archive"),
     records={"r": TickResult},
     hashes={"usage": Usage},
 )
@@ -233,7 +258,7 @@ def commands_of(keys: StackKeys, operation: Operation) -> list[Command]:
         case RemoveArtifact(name=name):
             return [("HDEL", keys.artifacts, [name])]
         case Archive(entry=entry):
-            return [_append(keys.archive, entry, ARCHIVE_MAXLEN)]
+            return [("ARCHIVE", keys.archive, _flat(entry))]
         case SavePlan(tasks=tasks):
             return [("SET", keys.plan, [orjson.dumps([t.to_dict() for t in tasks]).decode()])]
         case Post(entry=entry):
@@ -259,8 +284,11 @@ def commands_of(keys: StackKeys, operation: Operation) -> list[Command]:
 
 
 def _append(key: str, record: Record, maxlen: int) -> Command:
-    flat = [item for pair in record.to_fields().items() for item in pair]
-    return ("XADD", key, ["MAXLEN", "~", str(maxlen), "*", *flat])
+    return ("XADD", key, ["MAXLEN", "~", str(maxlen), "*", *_flat(record)])
+
+
+def _flat(record: Record) -> list[str]:
+    return [item for pair in record.to_fields().items() for item in pair]
 
 
 class Finished(Enum):

@@ -6,9 +6,9 @@ Data flows from two sources to routers through small services:
 
 - :mod:`.cache` keeps a watch-backed copy of the AgentStacks, :mod:`.auth` decides who
   may read which namespace; :mod:`.access` joins them (401, 403, 404, listings);
-- :mod:`.views` reads a stack's Redis state and decodes its records into the response
-  models of :mod:`.models`; :mod:`.sse` turns live entries and fleet changes into
-  Server-Sent Events;
+- :mod:`.views` reads a stack's Redis state (and searches its archive) and decodes its
+  records into the response models of :mod:`.models`; :mod:`.sse` turns live entries
+  and fleet changes into Server-Sent Events;
 - :mod:`.inputs` sends inputs to a stack's agents, :mod:`.approvals` records decisions
   on tool calls, :mod:`.executionstate` pauses, resumes and stops a stack as the caller;
 - :mod:`.params` holds the validated parameter types and hands routes their caller and

@@ -5,7 +5,8 @@
 hands them to routes), installs the error handlers of :mod:`.errors` and includes the
 routers of :mod:`.routes`:
 
-- :mod:`.routes.stacks` — ``/api/v1/stacks`` and one stack's agents, pages and state;
+- :mod:`.routes.stacks` — ``/api/v1/stacks`` and one stack's agents, pages, state and
+  archive search;
 - :mod:`.routes.streams` — Server-Sent Events of a stack's trace and feed, and the fleet;
 - :mod:`.routes.steering` — inputs sent to a stack (``POST``, checked by RBAC) and their
   log; pause, resume and stop, patched with the caller's own token;
@@ -94,8 +95,8 @@ def create_app(
         title="agentstack read API",  # the published schema's title: kept as it was
         version="v1",
         description="Stacks, agents, ticks, traces, messages, memory and artifacts of "
-        "AgentStacks, with live Server-Sent Events; and inputs sent to a stack's agents, "
-        "authorised by RBAC.",
+        "AgentStacks, a search of what each archived, with live Server-Sent Events; and "
+        "inputs sent to a stack's agents, authorised by RBAC.",
         responses=ERROR_RESPONSES,
     )
     if cors_origins:

@@ -146,6 +146,12 @@ class ToolUse(_Model):
     error: str
 
 
+class RecallUse(_Model):
+    query: str
+    hits: list[str] = Field(description="Archive ids of the items shown, best first.")
+    mode: str = Field(description="lexical (BM25) or semantic (fused with embeddings).")
+
+
 class TraceEntry(_Model):
     id: str
     tickId: str
@@ -166,6 +172,7 @@ class TraceEntry(_Model):
     error: str
     at: float | None
     tools: list[ToolUse] = Field(description="The step's tool calls, in order.")
+    recalls: list[RecallUse] = Field(description="The step's recalls of the archive, in order.")
     costUSD: float | None = Field(
         description="US dollars of the step's LLM calls; null when a model had no price."
     )
@@ -239,6 +246,29 @@ class Artifact(_Model):
 
 class ArtifactList(_Model):
     items: list[Artifact]
+
+
+class ArchiveHit(_Model):
+    id: str = Field(description="The item's id in the stack's archive stream.")
+    kind: str = Field(description="task, artifact, input, message, post or note.")
+    ref: str = Field(
+        description="What it is within its kind: a task id, name@vN of an artifact "
+        "version, #N of an input, a message's recipient."
+    )
+    agent: str = Field(description="Who wrote or sent it.")
+    tickId: str
+    at: float | None
+    text: str
+    score: float = Field(description="BM25 score: higher is a better match.")
+
+
+class SearchResult(_Model):
+    query: str
+    terms: list[str] = Field(
+        description="The query's words as the index reads them (empty: nothing searchable)."
+    )
+    archived: int = Field(description="Items in the stack's archive when it was searched.")
+    items: list[ArchiveHit] = Field(description="The best matches, best first.")
 
 
 class Health(_Model):

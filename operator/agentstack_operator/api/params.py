@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Query, Request
 
+from agentstack_core.records import ArchiveKind
+from agentstack_core.redis.search import MAX_LIMIT as MAX_SEARCH_LIMIT
 from agentstack_operator.api.access import StackAccess
 from agentstack_operator.api.approvals import Approvals
 from agentstack_operator.api.auth import User
@@ -55,6 +57,20 @@ StackCursor = Annotated[
     ),
 ]
 AgentName = Annotated[str, Query(pattern=NAME_PATTERN, max_length=63, description="Inbox owner")]
+MAX_QUERY_CHARS = 500
+SearchQuery = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        description="What to look for: words (case and punctuation do not matter; words of "
+        "one letter and common English stopwords are left out).",
+    ),
+]
+SearchLimit = Annotated[
+    int, Query(ge=1, le=MAX_SEARCH_LIMIT, description=f"Hits (max {MAX_SEARCH_LIMIT}).")
+]
+KindFilter = Annotated[ArchiveKind | None, Query(description="Only items of this kind.")]
 LastStreamId = Annotated[
     str | None, Header(alias="Last-Event-ID", pattern=STREAM_ID_PATTERN, max_length=41)
 ]

@@ -7,7 +7,8 @@ as the camelCase models of :mod:`.models` by their one rule
 :class:`StreamKind`, so a trace looks the same in ``…/traces`` and ``…/traces/stream``.
 
 :class:`StackViews` reads one stack's Redis state through
-:class:`~agentstack_core.redis.reader.StackReader` (pages, agents, memory, artifacts). It is
+:class:`~agentstack_core.redis.reader.StackReader` (pages, agents, memory, artifacts) and
+searches its archive (:func:`~agentstack_core.redis.search.search_archive`). It is
 handed the stack object :class:`~.access.StackAccess` resolved, never a bare name, so
 nothing is read from Redis for a stack the caller may not get.
 """
@@ -24,6 +25,7 @@ from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.pricing import known_usd
 from agentstack_core.protocol import RedisClient
 from agentstack_core.records import (
+    ArchiveKind,
     ArtifactRecord,
     FeedRecord,
     MessageRecord,
@@ -32,6 +34,7 @@ from agentstack_core.records import (
     TraceRecord,
 )
 from agentstack_core.redis.reader import StackReader
+from agentstack_core.redis.search import search_archive
 from agentstack_core.spec import (
     DEFAULT_TEAM,
     DEFAULTS,
@@ -260,4 +263,21 @@ class StackViews:
         records = await stack_reader(self.redis, stack).artifacts()
         return models.ArtifactList(
             items=[artifact_entry(name, record) for name, record in sorted(records.items())]
+        )
+
+    async def search(
+        self, stack: dict[str, Any], query: str, *, limit: int, kind: ArchiveKind | None
+    ) -> models.SearchResult:
+        """The best ``limit`` items of the stack's archive for ``query`` (BM25 over the
+        index Redis keeps with it; lexical: the API holds no provider key to embed a
+        query with)."""
+        found = await search_archive(self.redis, stack_ref(stack), query, limit=limit, kind=kind)
+        return models.SearchResult(
+            query=query,
+            terms=list(found.terms),
+            archived=found.items,
+            items=[
+                models.from_record(models.ArchiveHit, hit.record, id=hit.id, score=hit.score)
+                for hit in found.hits
+            ],
         )

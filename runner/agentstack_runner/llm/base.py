@@ -1,4 +1,5 @@
-"""Provider-neutral types: one chat request, one completion, and the error taxonomy.
+"""Provider-neutral types: one chat request, one completion, embeddings, and the error
+taxonomy.
 
 The router decides what to do by error *kind*, not by SDK exception class: a rate
 limit is retried after its ``Retry-After``, a transient error is retried with back-off,
@@ -8,7 +9,7 @@ a permanent one (bad request, unknown model, bad key) moves on to the next model
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from agentstack_core.reasons import StepReason
 
@@ -83,3 +84,28 @@ class Provider(Protocol):
     name: str
 
     async def complete(self, request: ChatRequest) -> Completion: ...
+
+
+@dataclass(frozen=True)
+class EmbeddingRequest:
+    model: str
+    texts: list[str]
+    dimensions: int | None = None
+    """Vectors this long, for models that take it (``None``: the model's own)."""
+    timeout: float = 30.0
+    headers: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: list[list[float]]
+    """One per text, in the request's order."""
+    prompt_tokens: int
+
+
+@runtime_checkable
+class EmbeddingProvider(Protocol):
+    """A backend with an embeddings endpoint. Implementations raise only
+    :class:`LLMError` subclasses."""
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings: ...

@@ -14,10 +14,12 @@ the built-in roles the way a diligent model would, so a demo stack visibly moves
 
 A builder offered tools calls the first one before it writes (arguments made from the
 tool's input schema) and quotes the results in its artifact, so the offline demo shows
-a tool call. Every role acknowledges the inputs people sent it with a feed post naming the input's
-number (so a demo shows an input's effect). Custom roles answer their teammates'
-messages and keep a note in memory. The same input always
-produces the same output, which is what tests and demos need.
+a tool call. A builder about to revise an artifact first recalls the task's title from
+the stack's archive (its earlier versions, the reviewer's feedback) and quotes what it
+found, so the offline demo shows recall. Every role acknowledges the inputs people
+sent it with a feed post naming the input's number (so a demo shows an input's
+effect). Custom roles answer their teammates' messages and keep a note in memory. The
+same input always produces the same output, which is what tests and demos need.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ import json
 from typing import Any
 
 from agentstack_runner.llm.base import ChatRequest, Completion, PermanentError
-from agentstack_runner.prompts import extract_context, extract_tool_results
+from agentstack_runner.prompts import extract_context, extract_round
 
 MODELS = ("scripted-v1",)
 ITERATIONS_TO_DECLARE = 2
 """Iterations a finite goal's scripted planner delivers before it declares the goal met."""
+RECALLED_SHOWN = 3
+"""Recalled items a builder quotes in its artifact."""
 
 
 def _tokens(text: str) -> int:
@@ -121,6 +125,11 @@ def _builder(document: dict[str, Any]) -> dict[str, Any]:
         + "".join(
             f"\nFrom {r.get('tool')} ({r.get('outcome')}): {str(r.get('result'))[:300]}\n"
             for r in document.get("tool_results") or []
+        )
+        + "".join(
+            f"\nRecalled {hit.get('kind')} {hit.get('ref')}: {str(hit.get('text'))[:200]}\n"
+            for recalled in document.get("recalls") or []
+            for hit in (recalled.get("found") or [])[:RECALLED_SHOWN]
         )
         + "".join(
             f"\nApproval {a.get('id')} for {a.get('tool')}: {a.get('state')}"
@@ -274,6 +283,29 @@ def _wants_tool(document: dict[str, Any]) -> bool:
     return role == "builder" and bool(document.get("tools")) and bool(open_tasks)
 
 
+def _revision(document: dict[str, Any]) -> dict[str, Any] | None:
+    """The task a builder is about to revise (sent back with a note), if any: it recalls
+    the task's history from the archive first (once a step)."""
+    if (document.get("agent") or {}).get("role") != "builder":
+        return None
+    todo = [task for task in _plan(document) if task.get("status") in ("todo", "doing")]
+    return next((task for task in todo if task.get("note")), None)
+
+
+def _lookups(
+    document: dict[str, Any], tools: list[Any] | None, recalls: list[Any] | None
+) -> list[dict[str, Any]]:
+    """What the agent looks up before it acts: the first tool (if offered, not yet
+    called), the task it revises (if any, not yet recalled) — both in one round."""
+    actions: list[dict[str, Any]] = []
+    if tools is None and _wants_tool(document):
+        actions += _call_first_tool(document)["actions"]
+    revision = _revision(document)
+    if recalls is None and revision is not None:
+        actions.append({"type": "recall", "query": str(revision["title"]), "limit": 3})
+    return actions
+
+
 def _arguments(schema: dict[str, Any], text: str) -> dict[str, Any]:
     """Arguments that satisfy a simple input schema: its required properties filled."""
     samples = {"string": text, "integer": 2, "number": 2.0, "boolean": True}
@@ -327,14 +359,17 @@ class ScriptedProvider:
             )
         contents = [message.get("content", "") for message in request.messages]
         document = next((d for d in map(extract_context, contents) if d is not None), None)
-        results = extract_tool_results(contents[-1]) if len(contents) > 2 else None
+        tools, recalls = extract_round(contents[-1]) if len(contents) > 2 else (None, None)
+        lookups = _lookups(document, tools, recalls) if document is not None else []
         if document is None:
             reply: dict[str, Any] = {"thought": "No context block found.", "actions": []}
-        elif results is None and _wants_tool(document):
-            reply = _call_first_tool(document)
+        elif lookups:
+            reply = {"thought": "Looking things up before acting.", "actions": lookups}
         else:
-            if results:
-                document = {**document, "tool_results": results}
+            if tools:
+                document = {**document, "tool_results": tools}
+            if recalls:
+                document = {**document, "recalls": recalls}
             role = str((document.get("agent") or {}).get("role", ""))
             reply = _ROLES.get(role, _custom)(document)
             reply["actions"] = [*_inputs_acknowledged(document), *reply["actions"]]

@@ -1,7 +1,9 @@
-"""The ``groq`` and ``openai`` SDKs behind the :class:`~.base.Provider` protocol.
+"""The ``groq`` and ``openai`` SDKs behind the :class:`~.base.Provider` protocol (and
+:class:`~.base.EmbeddingProvider`'s, for semantic recall).
 
-Both SDKs share one shape (``client.chat.completions.create`` and the same exception
-names), so one adapter serves both; it differs only in the SDK module it is given.
+Both SDKs share one shape (``client.chat.completions.create``,
+``client.embeddings.create`` and the same exception names), so one adapter serves both;
+it differs only in the SDK module it is given, and maps their failures one way.
 The SDKs' own retries are switched off (``max_retries=0``): the router owns retries,
 so that it can honour ``Retry-After``, respect the tick's deadline and fall back to
 another provider instead of retrying blindly.
@@ -17,6 +19,7 @@ client; it never appears in errors or traces.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable
 from types import ModuleType
 from typing import Any
 
@@ -27,6 +30,8 @@ from agentstack_runner.llm.base import (
     CallTimeoutError,
     ChatRequest,
     Completion,
+    EmbeddingRequest,
+    Embeddings,
     LLMError,
     PermanentError,
     RateLimitedError,
@@ -64,12 +69,12 @@ class SdkProvider:
         )
 
     async def complete(self, request: ChatRequest) -> Completion:
-        sdk = self._sdk
         extra: dict[str, Any] = {}
         if request.json_mode:
             extra["response_format"] = {"type": "json_object"}
-        try:
-            response = await self._client.chat.completions.create(
+        response = await self._call(
+            request.timeout,
+            self._client.chat.completions.create(
                 model=request.model,
                 messages=request.messages,
                 max_tokens=request.max_tokens,
@@ -77,9 +82,57 @@ class SdkProvider:
                 timeout=request.timeout,
                 extra_headers=request.headers,
                 **extra,
+            ),
+        )
+        try:
+            choices = response.choices or []
+            content = (choices[0].message.content or "") if choices else ""
+            usage = response.usage
+            return Completion(
+                content=str(content),
+                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                finish_reason=str((choices[0].finish_reason if choices else "") or ""),
+                response_model=str(getattr(response, "model", "") or ""),
             )
+        except (AttributeError, IndexError, TypeError, ValueError) as exc:
+            raise TransientError(f"{self.name}: malformed response ({exc})") from exc
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """Vectors of ``request.texts`` from the provider's embeddings endpoint (the
+        ``dimensions`` parameter sent only when set: not every model takes it)."""
+        response = await self._call(
+            request.timeout,
+            self._client.embeddings.create(
+                model=request.model,
+                input=request.texts,
+                timeout=request.timeout,
+                extra_headers=request.headers,
+                extra_body=(
+                    {"dimensions": request.dimensions} if request.dimensions is not None else None
+                ),
+            ),
+        )
+        try:
+            data = sorted(response.data, key=lambda item: int(item.index))
+            vectors = [[float(value) for value in item.embedding] for item in data]
+            tokens = int(getattr(response.usage, "prompt_tokens", 0) or 0)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise TransientError(f"{self.name}: malformed embeddings ({exc})") from exc
+        if len(vectors) != len(request.texts):
+            raise TransientError(
+                f"{self.name}: {len(vectors)} embeddings for {len(request.texts)} texts"
+            )
+        return Embeddings(vectors, tokens)
+
+    async def _call(self, seconds: float, call: Awaitable[Any]) -> Any:
+        """``call``'s response (made with a timeout of ``seconds``), its SDK's failures
+        mapped onto the error taxonomy."""
+        sdk = self._sdk
+        try:
+            return await call
         except sdk.APITimeoutError as exc:
-            raise CallTimeoutError(f"{self.name}: no answer within {request.timeout:g}s") from exc
+            raise CallTimeoutError(f"{self.name}: no answer within {seconds:g}s") from exc
         except sdk.RateLimitError as exc:
             raise RateLimitedError(
                 f"{self.name}: rate limited (429)", _retry_after(exc.response.headers)
@@ -98,19 +151,6 @@ class SdkProvider:
             raise TransientError(
                 f"{self.name}: unreadable response ({type(exc).__name__})"
             ) from exc
-        try:
-            choices = response.choices or []
-            content = (choices[0].message.content or "") if choices else ""
-            usage = response.usage
-            return Completion(
-                content=str(content),
-                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-                finish_reason=str((choices[0].finish_reason if choices else "") or ""),
-                response_model=str(getattr(response, "model", "") or ""),
-            )
-        except (AttributeError, IndexError, TypeError, ValueError) as exc:
-            raise TransientError(f"{self.name}: malformed response ({exc})") from exc
 
     async def close(self) -> None:
         await self._client.close()

@@ -8,6 +8,7 @@ Routes (``GET``)::
     …/ticks  …/traces  …/feed                             stream pages, newest first
     …/messages?agent=                                     an agent's inbox, newest first
     …/memory  …/artifacts                                 plan, agents' memory, usage; artifacts
+    …/search?q=&limit=&kind=                              the archive searched (BM25), best first
 
 Every route resolves the stack with :meth:`~..access.StackAccess.readable` (403, 404)
 after its parameters are validated (400), then asks :class:`~..views.StackViews`.
@@ -27,10 +28,13 @@ from agentstack_operator.api.params import (
     AgentName,
     Caller,
     Cursor,
+    KindFilter,
     Limit,
     Name,
     Namespace,
     NamespaceFilter,
+    SearchLimit,
+    SearchQuery,
     StackCursor,
     StateFilter,
     Views,
@@ -125,3 +129,26 @@ async def artifacts(
     namespace: Namespace, name: Name, caller: Caller, access: Access, views: Views
 ) -> models.ArtifactList:
     return await views.artifacts(await access.readable(caller, namespace, name))
+
+
+@router.get(
+    f"{STACK_PATH}/search",
+    response_model=models.SearchResult,
+    summary="Search the stack's archive",
+    description="Every task that left the plan, every artifact version, input, message, "
+    "feed post and consolidation note the stack's archive keeps — long after the capped "
+    "streams moved on — ranked by BM25 over a lexical index Redis keeps with the archive "
+    "(words lower-cased; ASCII letters and digits, other UTF-8 words matched as written).",
+)
+async def search(
+    namespace: Namespace,
+    name: Name,
+    caller: Caller,
+    access: Access,
+    views: Views,
+    q: SearchQuery,
+    limit: SearchLimit = 20,
+    kind: KindFilter = None,
+) -> models.SearchResult:
+    stack = await access.readable(caller, namespace, name)
+    return await views.search(stack, q, limit=limit, kind=kind)
