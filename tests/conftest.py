@@ -33,6 +33,8 @@ _MARKER_BY_DIRECTORY = {
     "node": "node",
 }
 CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "agentstack.dev_agentstacks.yaml"
+MARATHON_SELECTED = pytest.StashKey[bool]()
+"""Whether the marathon's check runs in this session (:mod:`tests.e2e.marathon`)."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -46,6 +48,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 "or tests/reliability"
             )
         item.add_marker(marker)
+    _marathon_last(config, items, tests_root)
+
+
+def _marathon_last(config: pytest.Config, items: list[pytest.Item], root: Path) -> None:
+    """The marathon's check goes after every other end-to-end test: the stack it checks
+    ticks beside them all (:mod:`tests.e2e.marathon`)."""
+    marathon = [item for item in items if item.path.name == "test_marathon.py"]
+    config.stash[MARATHON_SELECTED] = bool(marathon)
+    if not marathon:
+        return
+    for item in marathon:
+        items.remove(item)
+    e2e = [i for i, item in enumerate(items) if item.path.relative_to(root).parts[0] == "e2e"]
+    at = e2e[-1] + 1 if e2e else len(items)
+    items[at:at] = marathon
 
 
 @pytest.fixture(scope="session")

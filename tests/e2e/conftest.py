@@ -12,6 +12,8 @@ from kubernetes import client
 from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.redisserver import RedisServer
+from tests.conftest import MARATHON_SELECTED
+from tests.e2e.marathon import Marathon
 from tests.e2e.stacks import Stacks
 
 
@@ -86,3 +88,36 @@ def steering(
         yield f"http://127.0.0.1:{port}", Stacks(k8s_api, namespace, redis_reader)
     finally:
         core.delete_namespace(namespace)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _marathon(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Marathon | None]:
+    """The marathon stack, started with the first end-to-end test when its check is
+    selected (it ticks beside every other test; see :mod:`tests.e2e.marathon`)."""
+    if not request.config.stash.get(MARATHON_SELECTED, False):
+        yield None
+        return
+    control_plane: ControlPlane = request.getfixturevalue("control_plane")
+    request.getfixturevalue("crd")
+    server: RedisServer = request.getfixturevalue("redis_server")
+    reader: redis.Redis = request.getfixturevalue("redis_reader")
+    marathon = Marathon(
+        control_plane,
+        request.getfixturevalue("k8s_api"),
+        server.url,
+        reader,
+        tmp_path_factory.mktemp("marathon"),
+    )
+    try:
+        marathon.start()
+        yield marathon
+    finally:
+        marathon.stop()
+
+
+@pytest.fixture
+def marathon(_marathon: Marathon | None) -> Marathon:
+    assert _marathon is not None, "the marathon starts only when its check is selected"
+    return _marathon

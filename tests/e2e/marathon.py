@@ -1,0 +1,125 @@
+"""A stack that lives through the whole end-to-end session: 500+ ticks at one a second.
+
+Five hundred ticks take more than eight minutes; run alone, that would be eight
+minutes of the suite doing nothing else. So the marathon starts with the first
+end-to-end test, ticks on beside all the others (in a namespace and a fleet of its own,
+an operator, a runner and an API), and is checked by the last one
+(``tests/e2e/test_marathon.py``, which the suite's collection moves to the end of the
+end-to-end tests), which stops it before the next directory's tests, which flush the
+session's Redis.
+
+At its start it is sent a fact as an input; then 1,300 more inputs push that fact out
+of every capped stream (the inputs log and the planner's inbox keep 1,000), so that at
+the end only the archive and its index can still find it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import redis
+from kubernetes import client
+
+from agentstack_core.keys import StackKeys, StackRef
+from agentstack_devkit.controlplane import ControlPlane
+from agentstack_devkit.fleet import Fleet
+from tests.e2e.stacks import Stacks
+
+NAMESPACE = "marathon"
+STACK = "marathon"
+FACT = "The venue in Lisbon holds 42 people and must be booked by Friday"
+FLOOD = 1300
+"""Inputs sent after the fact: more than the inputs log and an inbox keep."""
+PER_MINUTE = 600
+"""The stack's input rate (the CRD's most), so the flood takes a little over two minutes."""
+
+
+class Marathon:
+    """The marathon stack, its fleet, and the inputs it is sent."""
+
+    def __init__(
+        self,
+        control_plane: ControlPlane,
+        api: client.ApiClient,
+        redis_url: str,
+        reader: redis.Redis,
+        logs: Path,
+    ) -> None:
+        self.core = client.CoreV1Api(api)
+        self.lease_namespace = f"ops-{secrets.token_hex(4)}"
+        for namespace in (NAMESPACE, self.lease_namespace):
+            self.core.create_namespace(
+                client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
+            )
+        self.fleet = Fleet(
+            kubeconfig=control_plane.kubeconfig_path,
+            redis_url=redis_url,
+            logs_dir=logs,
+            extra_env={
+                "AGENTSTACK_OPERATOR_NAMESPACE": self.lease_namespace,
+                "AGENTSTACK_LEASE_SECONDS": "3",
+                "AGENTSTACK_STATUS_MIN_INTERVAL": "0.5",
+            },
+        )
+        self.stacks = Stacks(api, NAMESPACE, reader)
+        self.keys = StackKeys(StackRef(NAMESPACE, STACK))
+        self.sent = 0
+        self.flooded_at: float | None = None
+        """When the last input of the flood was accepted."""
+        self._stop = threading.Event()
+        self._flood = threading.Thread(target=self._send_flood, name="marathon-flood", daemon=True)
+        self.url = ""
+
+    @property
+    def path(self) -> str:
+        return f"{self.url}/api/v1/namespaces/{NAMESPACE}/stacks/{STACK}"
+
+    def start(self) -> None:
+        self.fleet.operator()
+        self.fleet.runner()
+        _process, port = self.fleet.api()
+        self.url = f"http://127.0.0.1:{port}"
+        self.stacks.create(STACK, tickIntervalSeconds=1, inputs={"maxPerMinute": PER_MINUTE})
+        self.stacks.wait_ticks(STACK, 1, timeout=60)
+        self._send(FACT)
+        self._flood.start()
+
+    def _send(self, content: str) -> None:
+        response = httpx.post(
+            f"{self.path}/inputs", json={"agent": "planner", "content": content}, timeout=10
+        )
+        response.raise_for_status()
+        self.sent += 1
+
+    def _send_flood(self) -> None:
+        """The flood, paced to the stack's rate (a refused input waits and is sent again)."""
+        number = 0
+        while number < FLOOD and not self._stop.is_set():
+            try:
+                self._send(f"Routine update {number}: nothing new")
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code != 429:
+                    raise
+                self._stop.wait(float(exc.response.headers.get("Retry-After", "1")))
+                continue
+            number += 1
+            self._stop.wait(60 / PER_MINUTE)
+        if number == FLOOD:
+            self.flooded_at = time.time()
+
+    def flooded(self) -> bool:
+        return self.flooded_at is not None
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._flood.is_alive():
+            self._flood.join(timeout=30)
+        self.fleet.stop()
+        for namespace in (NAMESPACE, self.lease_namespace):
+            with contextlib.suppress(client.ApiException):
+                self.core.delete_namespace(namespace)
