@@ -19,6 +19,8 @@ tick received and every result folded), so that what is checked is final. Then
 - **every consolidation done once in effect**: the long-term memory was written as many
   times as sleep ticks consolidated (the history says so), each consolidation's note is
   in the archive at most once, and ``sleeps`` counts the sleep ticks that succeeded;
+- **nothing archived twice**: no item of the archive (a closed task, an artifact
+  version, a message, a post) appears twice for the same tick and agent;
 - **status equals what Redis counted**: ``ticks``, ``tokensUsed``, ``costUSD`` and
   ``consecutiveFailures`` in the stack's status equal its usage counters;
 - **budgets never overspent**: ticks run never exceed ``maxTicks``; no step with an LLM
@@ -211,6 +213,7 @@ def _check_stack(
     _check_one_at_a_time(ref, history, report)
     _check_inputs(reader, ref, keys, history, report)
     _check_consolidations(reader, ref, keys, history, report)
+    _check_archive(reader, ref, keys, report)
     steps = collections.Counter((entry["tick_id"], entry["agent"]) for entry in trace)
     doubled = [step for step, count in steps.items() if count > 1]
     if doubled:
@@ -348,6 +351,19 @@ def _check_consolidations(
     doubled = [note for note, count in notes.items() if count > 1]
     if doubled:
         report.problems.append(f"{ref}: consolidation note(s) archived twice: {doubled[:5]}")
+
+
+def _check_archive(reader: redis.Redis, ref: StackRef, keys: StackKeys, report: Report) -> None:
+    """Each archived item once: the same kind, ref, text from the same agent in the same
+    tick twice would be an effect committed twice."""
+    items = collections.Counter(
+        (f.get("kind"), f.get("ref"), f.get("tick_id"), f.get("agent"), f.get("text"))
+        for f in _stream(reader, keys.archive)
+        if f.get("kind") in ("task", "artifact", "message", "post")
+    )
+    doubled = [item[:4] for item, count in items.items() if count > 1]
+    if doubled:
+        report.problems.append(f"{ref}: archived twice: {doubled[:5]}")
 
 
 def _dispatched_at(requests: list[dict[str, str]], tick: str) -> float:

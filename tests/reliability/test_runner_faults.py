@@ -3,16 +3,18 @@ timeout. Afterwards the invariant checker reads Redis and the API server."""
 
 from __future__ import annotations
 
+import json
 import signal
 
 import redis
 from kubernetes import client
 
-from agentstack_devkit.fakellm import Delay, FakeLLMServer, Reply
+from agentstack_devkit.fakellm import Delay, FakeLLMServer, RecordedRequest, Reply
 from agentstack_devkit.fleet import Fleet
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually
 from tests.reliability.support import (
+    POSTED,
     QUIET,
     consolidating,
     more_ticks,
@@ -102,3 +104,61 @@ def test_runners_killed_during_consolidations_consolidate_once(
 
     report = verify("runner SIGKILL during consolidations x4", fleet, k8s_api, reader, [namespace])
     assert report.consolidations >= 4
+
+
+def _recalling_builder(request: RecordedRequest) -> str:
+    """A builder that first recalls, then writes what it found (one artifact a tick)."""
+    if "recall-results" in str(request.messages[-1]["content"]):
+        tick = str(request.headers.get("x-agentstack-tick", "")).rsplit("/", 1)[-1]
+        write = {"type": "write_artifact", "name": f"note-{tick}.md", "content": "recalled"}
+        return json.dumps({"thought": "write", "actions": [write]})
+    return json.dumps({"thought": "look back", "actions": [{"type": "recall", "query": "quiet"}]})
+
+
+def test_runners_killed_after_a_recall_commit_its_step_once(
+    fleet: Fleet,
+    gateway: FakeLLMServer,
+    k8s_api: client.ApiClient,
+    namespace: str,
+    reader: redis.Redis,
+) -> None:
+    """The builder recalls, and its next call (with what the recall found) takes a
+    second; a runner is killed while such calls are in flight, three times. The resumed
+    step recalls again and commits once: no step, artifact version or archive item
+    doubled."""
+    gateway.add_rule(
+        Delay(1, Reply(_recalling_builder)),
+        headers={"X-Agentstack-Agent": "builder"},
+        repeat_last=True,
+    )
+    gateway.add_rule(
+        Reply(POSTED), headers={"X-Agentstack-Agent": "communicator"}, repeat_last=True
+    )
+    stacks = Stacks(k8s_api, namespace, reader)
+    names = team_of_stacks(stacks, 6, gateway, tickIntervalSeconds=2)
+    fleet.operator()
+    victim = fleet.runner("runner-0")[0]
+    fleet.runner("steady")
+    for kill in range(1, 4):
+        seen = len(_after_recall(gateway))
+        eventually(
+            lambda seen=seen: True if len(_after_recall(gateway)) > seen else None,
+            "a builder call with recall results in flight",
+            timeout=90,
+        )
+        victim.send_signal(signal.SIGKILL)
+        victim.wait_exit()
+        victim = fleet.runner(f"runner-{kill}")[0]
+    more_ticks(stacks, names, 12)
+
+    report = verify("runner SIGKILL after recalls x3", fleet, k8s_api, reader, [namespace])
+    assert report.executed >= 12
+
+
+def _after_recall(gateway: FakeLLMServer) -> list[RecordedRequest]:
+    return [
+        r
+        for r in gateway.requests
+        if r.headers.get("x-agentstack-agent") == "builder"
+        and "recall-results" in str(r.messages[-1]["content"])
+    ]
