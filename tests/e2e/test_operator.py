@@ -44,6 +44,8 @@ def test_applied_stack_ticks_and_status_shows_it(stacks: Stacks) -> None:
         "BudgetExceeded",
         "ToolsDegraded",
         "AwaitingApproval",
+        "Stalled",
+        "Completed",
     }
     assert all(c["observedGeneration"] == 1 for c in conditions)
     assert "Started" in stacks.events("demo")

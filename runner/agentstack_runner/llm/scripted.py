@@ -63,7 +63,9 @@ def _planner(document: dict[str, Any]) -> dict[str, Any]:
     if completion.get("state") == "Declared":
         return {"thought": "The goal is declared met; waiting for its confirmation.", "actions": []}
     memory = document.get("memory") or {}
-    delivered = int(memory.get("iteration", "0"))
+    planned = int(memory.get("iteration", "0"))  # every iteration, for the task numbers
+    # Iterations of this goal: a new goal (or criterion) starts them over.
+    delivered = int(memory.get("goal_iterations", "0")) if memory.get("goal") == goal else 0
     if not plan and completion and delivered >= ITERATIONS_TO_DECLARE:
         summary = f"{delivered} iterations planned, built and reviewed for: {goal}"
         return {
@@ -71,7 +73,7 @@ def _planner(document: dict[str, Any]) -> dict[str, Any]:
             "actions": [{"type": "declare_goal_met", "summary": summary}],
         }
     if not plan:
-        iteration = delivered + 1
+        iteration = planned + 1
         base = (iteration - 1) * 3
         titles = (
             f"Outline the approach to: {goal}",
@@ -83,7 +85,12 @@ def _planner(document: dict[str, Any]) -> dict[str, Any]:
             for number, title in enumerate(titles, start=1)
         ]
         actions.append({"type": "update_plan", "tasks": tasks})
-        actions.append({"type": "update_memory", "key": "iteration", "value": str(iteration)})
+        for key, value in (
+            ("iteration", str(iteration)),
+            ("goal", goal),
+            ("goal_iterations", str(delivered + 1)),
+        ):
+            actions.append({"type": "update_memory", "key": key, "value": value})
         if builder:
             actions.append(
                 {
