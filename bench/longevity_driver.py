@@ -80,10 +80,14 @@ async def drive(settings: dict[str, Any]) -> None:
         tokens = result.tokens if result is not None else 0
         work += tokens
         recent = [*recent[-(WINDOW - 1) :], tokens]
-        request = sleep_request(slot) if every and slot % every == 0 else None
-        if request is not None:
+        attempt = 0
+        request = sleep_request(slot * 100) if every and slot % every == 0 else None
+        while request is not None:  # as the operator does: again while it is behind
             slept = (await engine.execute(request)).result
             sleep += slept.tokens if slept is not None else 0
+            attempt += 1
+            behind = slept is not None and getattr(slept, "behind", False)
+            request = sleep_request(slot * 100 + attempt) if behind and attempt < 100 else None
         if slot in samples:
             sample = {
                 "tick": slot,

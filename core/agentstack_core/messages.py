@@ -102,6 +102,8 @@ class TickResult(Record):
     """Nano-dollars a call refused by the dollar budget needed at the least (0: none
     was refused); the stack's budget counts as spent while less is left."""
     kind: TickKind = TickKind.WORK
+    behind: bool = False
+    """A consolidation that left archive items it did not reach (another is owed now)."""
     idle: str = ""
     """Why a tick that succeeded made no progress: a
     :class:`~agentstack_core.reasons.StallReason` (empty: it progressed, or it did not

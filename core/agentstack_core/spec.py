@@ -24,6 +24,11 @@ from typing import Any
 DEFAULT_TEAM = ("planner", "builder", "reviewer", "communicator")
 """The built-in roles, in the order they act within a tick."""
 
+JUDGE_ROLE = "judge"
+"""The role of a finite goal's judge: a step the engine runs itself, never a member."""
+CONSOLIDATOR_ROLE = "consolidator"
+"""The role of a consolidation's step (a sleep tick), run by the engine itself."""
+
 PROVIDERS = ("groq", "openai", "scripted")
 
 DEFAULT_MODELS = {

@@ -145,6 +145,8 @@ class StackRecord:
     """Where a finite goal stands, as Redis keeps it (:func:`apply_goal` copies it)."""
     sleep_tick: str | None = None
     """The consolidation tick sent, until its result is folded."""
+    sleep_behind: bool = False
+    """The last consolidation left archive items it did not reach."""
     idle_reason: str = ""
     """Why the last idle tick made no progress (a :class:`StallReason`; empty: none
     seen since the operator started)."""
@@ -179,11 +181,12 @@ class StackRecord:
     @property
     def consolidation_due(self) -> bool:
         """Whether a consolidation tick is owed: ``consolidateEveryTicks`` ticks ran
-        since the last one (or since the start), and none is on its way."""
+        since the last one (or since the start), or the last one did not reach every
+        archive item — and none is on its way."""
         every = self.spec.memory.consolidate_every_ticks if self.spec is not None else 0
         if not every or self.sleep_tick is not None or not self.should_tick:
             return False
-        return self.usage.ticks >= (self.usage.sleeps + 1) * every
+        return self.sleep_behind or self.usage.ticks >= (self.usage.sleeps + 1) * every
 
     @property
     def stalled(self) -> bool:
@@ -323,6 +326,7 @@ def fold_result(record: StackRecord, result: TickResult) -> None:
     if result.kind is TickKind.SLEEP:  # a consolidation: in the history, not the last tick
         if record.sleep_tick == result.tick_id:
             record.sleep_tick = None
+            record.sleep_behind = result.behind
         return
     if record.last_tick is not None and result.finished_at <= record.last_tick.finished_at:
         return  # older than the last tick, or that very tick again

@@ -52,7 +52,7 @@ from agentstack_core.records import (
     TaskRecord,
     TaskStatus,
 )
-from agentstack_core.spec import AgentSpec, ConfirmBy, StackSpec
+from agentstack_core.spec import CONSOLIDATOR_ROLE, JUDGE_ROLE, AgentSpec, ConfirmBy, StackSpec
 from agentstack_runner.actions import (
     Action,
     CallTool,
@@ -70,10 +70,6 @@ from agentstack_runner.actions import (
 )
 from agentstack_runner.workingset import WorkingSet
 
-JUDGE_ROLE = "judge"
-"""The role of the judge's step (a ``Judge``-confirmed finite goal)."""
-CONSOLIDATOR_ROLE = "consolidator"
-"""The role of a consolidation's step (a sleep tick)."""
 _ONLY: dict[str, type[Action]] = {
     JUDGE_ROLE: ConfirmGoalMet,
     CONSOLIDATOR_ROLE: UpdateLongTermMemory,

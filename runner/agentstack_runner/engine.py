@@ -388,6 +388,8 @@ class Engine:
             message = ", ".join(f"{r.agent} failed ({r.reason})" for r in failed)
         outcome = Outcome.SUCCEEDED if reason is TickReason.COMPLETED else Outcome.FAILED
         working = request.kind is TickKind.WORK
+        # A consolidation that could not reach every item asks for the next at once.
+        behind = not working and bool((await store.sleep_context(count=2)).archive)
         tokens = sum(record.tokens for record in records)
         needed = max((record.cost_needed for record in records), default=0)
         tool_problems = "; ".join(p for record in records for p in record.tool_problems)
@@ -410,6 +412,7 @@ class Engine:
             unpriced=sum(record.unpriced for record in records),
             cost_needed=needed,
             kind=request.kind,
+            behind=behind,
             idle=_idle(records) if working and outcome is Outcome.SUCCEEDED else "",
         )
         finished = await store.finish_tick(result=result, token=token)

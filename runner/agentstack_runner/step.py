@@ -50,7 +50,15 @@ from agentstack_core.reasons import Outcome, StepReason
 from agentstack_core.records import Attempt as TracedAttempt
 from agentstack_core.records import StepRecord, ToolUse, TraceRecord
 from agentstack_core.redis.tick import TickStore
-from agentstack_core.spec import AgentSpec, ConfirmBy, ModelRef, StackSpec, WhilePending
+from agentstack_core.spec import (
+    CONSOLIDATOR_ROLE,
+    JUDGE_ROLE,
+    AgentSpec,
+    ConfirmBy,
+    ModelRef,
+    StackSpec,
+    WhilePending,
+)
 from agentstack_runner import metrics
 from agentstack_runner.actions import (
     Action,
@@ -61,7 +69,7 @@ from agentstack_runner.actions import (
     ReplyError,
     parse_reply,
 )
-from agentstack_runner.effects import CONSOLIDATOR_ROLE, JUDGE_ROLE, Effects, plan_effects
+from agentstack_runner.effects import Effects, plan_effects
 from agentstack_runner.embeddings import Embedder, Vector, encode_vector, unit, worst_case_tokens
 from agentstack_runner.llm.base import ChatRequest, LLMError
 from agentstack_runner.llm.router import (
@@ -86,7 +94,7 @@ from agentstack_runner.tools import (
     Offer,
     Toolbox,
 )
-from agentstack_runner.workingset import WorkingSet, working_set
+from agentstack_runner.workingset import WorkingSet, budget, working_set
 
 REPAIR_ECHO_CHARS = 2_000
 TRACE_TEXT_CHARS = 500
@@ -242,7 +250,7 @@ class AgentStep:
         )
         offer = await step.toolbox.offer() if step.toolbox is not None else Offer()
         told, settled = await self.settle_approvals()
-        shown = working_set(context, step.spec.memory.context_tokens)
+        shown = working_set(context, budget(step.spec, step.agent))
         document = context_document(
             step.spec,
             step.agent,

@@ -38,9 +38,23 @@ from agentstack_core.records import (
     LongTermMemory,
     TaskRecord,
 )
+from agentstack_core.spec import CONSOLIDATOR_ROLE, AgentSpec, StackSpec
 
 ARTIFACT_PREVIEW_CHARS = 1_500
 """The most of one artifact's content a prompt shows (its start)."""
+ARCHIVE_VIEW_CHARS = 300
+"""The most of one archive item a consolidation is shown: enough to fold it into short
+notes (the whole item stays in the archive, for recall and search)."""
+CONSOLIDATION_FACTOR = 4
+"""A consolidation's prompt may take this many times ``contextTokens``: it must reach
+what the archive gains between two consolidations (each item a few dozen tokens), or
+its watermark falls behind and the archive cannot be trimmed."""
+
+
+def budget(spec: StackSpec, agent: AgentSpec) -> int:
+    """The tokens ``agent``'s working set may take (a consolidator's is larger)."""
+    factor = CONSOLIDATION_FACTOR if agent.role == CONSOLIDATOR_ROLE else 1
+    return spec.memory.context_tokens * factor
 
 
 def artifact_view(name: str, record: ArtifactRecord) -> dict[str, Any]:
@@ -72,7 +86,7 @@ def archive_view(entry_id: str, record: ArchiveRecord) -> dict[str, Any]:
         "kind": record.kind,
         "ref": record.ref,
         "agent": record.agent,
-        "text": record.text[:ARTIFACT_PREVIEW_CHARS],
+        "text": record.text[:ARCHIVE_VIEW_CHARS],
     }
 
 

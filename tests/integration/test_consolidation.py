@@ -119,3 +119,43 @@ async def test_a_spent_budget_skips_the_consolidation(aredis: RedisClient) -> No
     assert result is not None
     assert (result.outcome, result.reason) == (Outcome.DROPPED, "BudgetExceeded")
     assert await aredis.exists(KEYS.longterm) == 0
+
+
+async def test_a_consolidation_that_cannot_reach_every_item_says_it_is_behind(
+    aredis: RedisClient,
+) -> None:
+    """With a small prompt budget a consolidation reaches only the first items; its
+    result says it is behind (the operator sends the next at once), and the next ones
+    go on from its watermark until none is left."""
+    await publish(aredis, {"goal": "g", "memory": {"contextTokens": 256}})
+    for n in range(60):
+        await send_input(
+            aredis,
+            STACK,
+            agent="planner",
+            sender="alice",
+            content=f"note {n} " * 20,
+            per_minute=100,
+        )
+    engine = make_engine(aredis)
+    first = (await engine.execute(sleep(1))).result
+    assert first is not None
+    assert first.behind
+    watermarks = [(await _longterm(aredis)).watermark]
+    for slot in range(2, 40):
+        result = (await engine.execute(sleep(slot))).result
+        assert result is not None
+        watermarks.append((await _longterm(aredis)).watermark)
+        if not result.behind:
+            break
+    assert not result.behind
+    assert watermarks == sorted(watermarks, key=_id)  # it only moved on
+    assert len(set(watermarks)) == len(watermarks) > 2  # each went further
+    archived = await aredis.xrevrange(KEYS.archive)  # type: ignore[misc]
+    newest_input = next(i for i, f in archived if f["kind"] == "input")
+    assert _id(newest_input) <= _id(watermarks[-1])  # every input is covered
+
+
+def _id(entry: str) -> tuple[int, int]:
+    millis, seq = entry.split("-")
+    return int(millis), int(seq)

@@ -26,11 +26,10 @@ from agentstack_core.records import (
     TaskRecord,
     TaskStatus,
 )
-from agentstack_core.spec import AgentSpec, StackSpec, parse_spec
+from agentstack_core.spec import JUDGE_ROLE, AgentSpec, StackSpec, parse_spec
 from agentstack_runner.actions import parse_reply
 from agentstack_runner.effects import (
     ACCEPTED_KEPT,
-    JUDGE_ROLE,
     MAX_ARTIFACTS,
     MAX_MEMORY_KEYS,
     MAX_PLAN_TASKS,

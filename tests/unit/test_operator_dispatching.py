@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from typing import Any
 
@@ -303,6 +304,12 @@ async def test_a_consolidation_is_sent_when_owed_one_at_a_time_in_the_sleep_lane
     assert record.last_tick is None  # a consolidation is not the stack's last tick
     record.usage = Usage(ticks=7, sleeps=1)
     assert not record.consolidation_due  # the next one after ten ticks
+    record.sleep_tick = "team/demo/2-sleep"
+    fold_result(record, dataclasses.replace(result, tick_id="team/demo/2-sleep", behind=True))
+    assert record.consolidation_due  # it did not reach every item: the next one at once
+    record.sleep_tick = "team/demo/3-sleep"
+    fold_result(record, dataclasses.replace(result, tick_id="team/demo/3-sleep"))
+    assert not record.consolidation_due
     record.usage = Usage(ticks=10, sleeps=1)
     assert record.consolidation_due
     off = indexed("off", memory={"consolidateEveryTicks": 0})["team/off"]

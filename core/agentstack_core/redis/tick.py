@@ -393,11 +393,10 @@ class TickStore:
             await _CONTEXT(self.client, _Context(agent=agent), **self._context_keys(agent))
         )
 
-    async def sleep_context(self) -> AgentContext:
+    async def sleep_context(self, count: int = SLEEP_BATCH) -> AgentContext:
         """What a consolidation reads: the long-term memory and the archive items after
-        its watermark (at most :data:`~agentstack_core.context.SLEEP_BATCH`), its own
-        notes left out."""
-        longterm, items = await _SLEEP_CONTEXT(self.client, _Sleep(), keys=self.keys)
+        its watermark (at most ``count``), its own notes left out."""
+        longterm, items = await _SLEEP_CONTEXT(self.client, _Sleep(count), keys=self.keys)
         return AgentContext(
             plan=(),
             artifacts={},
