@@ -44,7 +44,7 @@ from opentelemetry.trace import SpanKind
 from agentstack_core import protocol, tracing
 from agentstack_core.protocol import RedisClient, TickKind, TickRequest
 from agentstack_core.reasons import SkipReason
-from agentstack_core.spec import Executor, MissedTickPolicy, Priority
+from agentstack_core.spec import Executor, MissedTickPolicy, Priority, StackSpec
 from agentstack_operator import metrics
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.jobs import build_job, job_name, job_state
@@ -124,16 +124,31 @@ def build_request(
     else:
         lifetime = record.interval
     slot = slot_id(slot_due)
+    tick = protocol.tick_id(record.ref, slot)
+    return _request(record, spec, tick, slot, slot_due + lifetime, now, dispatched_by)
+
+
+def _request(
+    record: StackRecord,
+    spec: StackSpec,
+    tick: str,
+    slot: int,
+    deadline: float,
+    now: float,
+    dispatched_by: str,
+    kind: TickKind = TickKind.WORK,
+) -> TickRequest:
     return TickRequest(
         stack=record.ref,
         generation=record.generation,
-        tick_id=protocol.tick_id(record.ref, slot),
+        tick_id=tick,
         slot=slot,
-        deadline=slot_due + lifetime,
+        deadline=deadline,
         priority=spec.priority or Priority.NORMAL,
         dispatched_at=now,
         dispatched_by=dispatched_by,
         uid=record.uid,
+        kind=kind,
     )
 
 
@@ -153,18 +168,8 @@ def build_sleep_request(
     wait = SLEEP_DEADLINE_SECONDS
     if record.executor is Executor.JOB:
         wait += spec.tick_timeout_seconds + job_grace_seconds
-    return TickRequest(
-        stack=record.ref,
-        generation=record.generation,
-        tick_id=protocol.sleep_tick_id(record.ref, slot),
-        slot=slot,
-        deadline=now + wait,
-        priority=spec.priority or Priority.NORMAL,
-        dispatched_at=now,
-        dispatched_by=dispatched_by,
-        uid=record.uid,
-        kind=TickKind.SLEEP,
-    )
+    tick = protocol.sleep_tick_id(record.ref, slot)
+    return _request(record, spec, tick, slot, now + wait, now, dispatched_by, TickKind.SLEEP)
 
 
 def traced(request: TickRequest, executor: Executor, *, lag: float) -> TickRequest:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from kubernetes import client
 from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.fakellm import Delay, FakeLLMServer, RecordedRequest, Reply
 from agentstack_devkit.fleet import Fleet
+from agentstack_devkit.processes import ManagedProcess
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually
 from tests.reliability.invariants import Report, check, quiesce
@@ -118,6 +120,20 @@ def on_gateway(gateway: FakeLLMServer, **spec: Any) -> dict[str, Any]:
 def sleep_calls(gateway: FakeLLMServer) -> list[RecordedRequest]:
     """The consolidation calls the gateway received so far."""
     return [r for r in gateway.requests if r.headers.get("x-agentstack-agent") == "(sleep)"]
+
+
+def kill_runners_during(
+    fleet: Fleet, victim: ManagedProcess, times: int, in_flight: Callable[[], int], what: str
+) -> None:
+    """SIGKILL ``victim`` — then each runner started in its place — ``times`` times,
+    each once ``in_flight()`` (calls the gateway received) has grown: a call of the
+    kind the case is about is then in flight, likely in the victim's hands."""
+    for kill in range(1, times + 1):
+        seen = in_flight()
+        eventually(lambda seen=seen: True if in_flight() > seen else None, what, timeout=90)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait_exit()
+        victim = fleet.runner(f"runner-{kill}")[0]
 
 
 def ticks(stacks: Stacks, names: list[str]) -> int:

@@ -12,11 +12,11 @@ from kubernetes import client
 from agentstack_devkit.fakellm import Delay, FakeLLMServer, RecordedRequest, Reply
 from agentstack_devkit.fleet import Fleet
 from tests.e2e.stacks import Stacks
-from tests.helpers import eventually
 from tests.reliability.support import (
     POSTED,
     QUIET,
     consolidating,
+    kill_runners_during,
     more_ticks,
     on_gateway,
     sleep_calls,
@@ -90,16 +90,9 @@ def test_runners_killed_during_consolidations_consolidate_once(
     fleet.operator()
     victim = fleet.runner("runner-0")[0]
     fleet.runner("steady")
-    for kill in range(1, 5):
-        calls = len(sleep_calls(gateway))
-        eventually(
-            lambda calls=calls: True if len(sleep_calls(gateway)) > calls else None,
-            "a consolidation call in flight",
-            timeout=90,
-        )
-        victim.send_signal(signal.SIGKILL)  # one of them likely in this runner's hands
-        victim.wait_exit()
-        victim = fleet.runner(f"runner-{kill}")[0]
+    kill_runners_during(
+        fleet, victim, 4, lambda: len(sleep_calls(gateway)), "a consolidation call in flight"
+    )
     more_ticks(stacks, names, 12)
 
     report = verify("runner SIGKILL during consolidations x4", fleet, k8s_api, reader, [namespace])
@@ -139,16 +132,13 @@ def test_runners_killed_after_a_recall_commit_its_step_once(
     fleet.operator()
     victim = fleet.runner("runner-0")[0]
     fleet.runner("steady")
-    for kill in range(1, 4):
-        seen = len(_after_recall(gateway))
-        eventually(
-            lambda seen=seen: True if len(_after_recall(gateway)) > seen else None,
-            "a builder call with recall results in flight",
-            timeout=90,
-        )
-        victim.send_signal(signal.SIGKILL)
-        victim.wait_exit()
-        victim = fleet.runner(f"runner-{kill}")[0]
+    kill_runners_during(
+        fleet,
+        victim,
+        3,
+        lambda: len(_after_recall(gateway)),
+        "a builder call with recall results in flight",
+    )
     more_ticks(stacks, names, 12)
 
     report = verify("runner SIGKILL after recalls x3", fleet, k8s_api, reader, [namespace])
