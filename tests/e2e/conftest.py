@@ -12,7 +12,7 @@ from kubernetes import client
 from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.redisserver import RedisServer
-from tests.conftest import MARATHON_SELECTED
+from tests.conftest import CRD_FILE, MARATHON_SELECTED
 from tests.e2e.marathon import Marathon
 from tests.e2e.stacks import Stacks
 
@@ -99,17 +99,7 @@ def _marathon(
     if not request.config.stash.get(MARATHON_SELECTED, False):
         yield None
         return
-    control_plane: ControlPlane = request.getfixturevalue("control_plane")
-    request.getfixturevalue("crd")
-    server: RedisServer = request.getfixturevalue("redis_server")
-    reader: redis.Redis = request.getfixturevalue("redis_reader")
-    marathon = Marathon(
-        control_plane,
-        request.getfixturevalue("k8s_api"),
-        server.url,
-        reader,
-        tmp_path_factory.mktemp("marathon"),
-    )
+    marathon = Marathon(CRD_FILE, tmp_path_factory.mktemp("marathon"))
     try:
         marathon.start()
         yield marathon

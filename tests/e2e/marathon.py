@@ -2,11 +2,14 @@
 
 Five hundred ticks take more than eight minutes; run alone, that would be eight
 minutes of the suite doing nothing else. So the marathon starts with the first
-end-to-end test, ticks on beside all the others (in a namespace and a fleet of its own,
-an operator, a runner and an API), and is checked by the last one
+end-to-end test, ticks on beside all the others, and is checked by the last one
 (``tests/e2e/test_marathon.py``, which the suite's collection moves to the end of the
-end-to-end tests), which stops it before the next directory's tests, which flush the
-session's Redis.
+end-to-end tests), which stops it so that the reliability tests have the machine.
+
+It runs on parts of its own — a control plane, a ``redis-server``, an operator, a
+runner and an API — because the other tests' fleets watch every namespace and share
+the session's Redis: on shared parts, their operators would tick the marathon and its
+runner would take their ticks.
 
 At its start it is sent a fact as an input; then 1,300 more inputs push that fact out
 of every capped stream (the inputs log and the planner's inbox keep 1,000), so that at
@@ -16,18 +19,19 @@ the end only the archive and its index can still find it.
 from __future__ import annotations
 
 import contextlib
-import secrets
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import redis
-from kubernetes import client
+from kubernetes import client, config
 
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.fleet import Fleet
+from agentstack_devkit.redisserver import RedisServer
+from agentstack_devkit.toolchain import controlplane_binaries
 from tests.e2e.stacks import Stacks
 
 NAMESPACE = "marathon"
@@ -42,31 +46,12 @@ PER_MINUTE = 600
 class Marathon:
     """The marathon stack, its fleet, and the inputs it is sent."""
 
-    def __init__(
-        self,
-        control_plane: ControlPlane,
-        api: client.ApiClient,
-        redis_url: str,
-        reader: redis.Redis,
-        logs: Path,
-    ) -> None:
-        self.core = client.CoreV1Api(api)
-        self.lease_namespace = f"ops-{secrets.token_hex(4)}"
-        for namespace in (NAMESPACE, self.lease_namespace):
-            self.core.create_namespace(
-                client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
-            )
-        self.fleet = Fleet(
-            kubeconfig=control_plane.kubeconfig_path,
-            redis_url=redis_url,
-            logs_dir=logs,
-            extra_env={
-                "AGENTSTACK_OPERATOR_NAMESPACE": self.lease_namespace,
-                "AGENTSTACK_LEASE_SECONDS": "3",
-                "AGENTSTACK_STATUS_MIN_INTERVAL": "0.5",
-            },
-        )
-        self.stacks = Stacks(api, NAMESPACE, reader)
+    def __init__(self, crd_file: Path, logs: Path) -> None:
+        self._crd_file = crd_file
+        self._logs = logs
+        self._parts = contextlib.ExitStack()
+        self.control_plane = ControlPlane(controlplane_binaries())
+        self.redis_server = RedisServer()
         self.keys = StackKeys(StackRef(NAMESPACE, STACK))
         self.sent = 0
         self.flooded_at: float | None = None
@@ -74,18 +59,44 @@ class Marathon:
         self._stop = threading.Event()
         self._flood = threading.Thread(target=self._send_flood, name="marathon-flood", daemon=True)
         self.url = ""
+        self._stacks: Stacks | None = None
+
+    @property
+    def stacks(self) -> Stacks:
+        """The marathon's stacks, on its own control plane and Redis (once started)."""
+        assert self._stacks is not None, "the marathon has not started"
+        return self._stacks
 
     @property
     def path(self) -> str:
         return f"{self.url}/api/v1/namespaces/{NAMESPACE}/stacks/{STACK}"
 
     def start(self) -> None:
-        self.fleet.operator()
-        self.fleet.runner()
-        _process, port = self.fleet.api()
+        parts = self._parts
+        plane = parts.enter_context(self.control_plane)
+        plane.apply_crd(self._crd_file, "agentstacks.agentstack.dev")
+        server = parts.enter_context(self.redis_server)
+        api = config.new_client_from_config(config_file=str(plane.kubeconfig_path))
+        parts.callback(api.close)
+        reader = redis.Redis.from_url(server.url, decode_responses=True)
+        parts.callback(reader.close)
+        client.CoreV1Api(api).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE))
+        )
+        fleet = Fleet(
+            kubeconfig=plane.kubeconfig_path,
+            redis_url=server.url,
+            logs_dir=self._logs,
+            extra_env={"AGENTSTACK_STATUS_MIN_INTERVAL": "0.5"},
+        )
+        parts.callback(fleet.stop)
+        fleet.operator()
+        fleet.runner()
+        _process, port = fleet.api()
         self.url = f"http://127.0.0.1:{port}"
-        self.stacks.create(STACK, tickIntervalSeconds=1, inputs={"maxPerMinute": PER_MINUTE})
-        self.stacks.wait_ticks(STACK, 1, timeout=60)
+        self._stacks = Stacks(api, NAMESPACE, reader)
+        self._stacks.create(STACK, tickIntervalSeconds=1, inputs={"maxPerMinute": PER_MINUTE})
+        self._stacks.wait_ticks(STACK, 1, timeout=60)
         self._send(FACT)
         self._flood.start()
 
@@ -116,10 +127,8 @@ class Marathon:
         return self.flooded_at is not None
 
     def stop(self) -> None:
+        """Stop the flood, the fleet, the Redis and the control plane (idempotent)."""
         self._stop.set()
         if self._flood.is_alive():
             self._flood.join(timeout=30)
-        self.fleet.stop()
-        for namespace in (NAMESPACE, self.lease_namespace):
-            with contextlib.suppress(client.ApiException):
-                self.core.delete_namespace(namespace)
+        self._parts.close()

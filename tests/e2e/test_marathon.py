@@ -76,4 +76,4 @@ def test_a_stack_ticking_for_500_ticks_stays_flat_and_still_finds_its_first_fact
         assert memory["consolidations"] >= 10
         assert any(memory["longTerm"].values())
     finally:
-        marathon.stop()  # before the next directory's tests flush the session's Redis
+        marathon.stop()  # the reliability tests that follow need the machine
