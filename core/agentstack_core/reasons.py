@@ -66,6 +66,9 @@ class SkipReason(StrEnum):
     """The stack's previous Job has not finished (``executor: job``)."""
     DISPATCH_FAILED = "DispatchFailed"
     """The tick could not be sent to Redis, or its Job created, before its deadline."""
+    STARTING_DEADLINE_EXCEEDED = "StartingDeadlineExceeded"
+    """A scheduled stack's fire was missed (an operator outage, a pause) by more than
+    ``spec.schedule.startingDeadlineSeconds``."""
 
 
 class StepReason(StrEnum):
@@ -221,5 +224,7 @@ class EventReason(StrEnum):
     GOAL_REJECTED = "GoalRejected"
     COMPLETED = "Completed"
     """The finite goal is met: the stack ticks no more."""
+    TICK_SKIPPED = "TickSkipped"
+    """A scheduled fire was missed by more than its starting deadline: it did not run."""
     CLEANUP_FAILED = "CleanupFailed"
     """The finalizer gave up removing a deleted stack's Redis keys and Jobs."""

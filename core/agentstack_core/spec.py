@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from agentstack_core.cron import CronError, CronExpression
+
 DEFAULT_TEAM = ("planner", "builder", "reviewer", "communicator")
 """The built-in roles, in the order they act within a tick."""
 
@@ -180,6 +182,24 @@ class InputPolicy:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """Tick when a cron expression fires (``spec.schedule``), instead of every
+    ``tickIntervalSeconds`` (:mod:`agentstack_core.cron` evaluates it)."""
+
+    cron: str
+    """Five fields (minute hour day-of-month month day-of-week), or six, seconds first."""
+    time_zone: str = "UTC"
+    """The IANA zone the expression is read in (``Europe/Berlin``)."""
+    starting_deadline_seconds: float | None = None
+    """How late a fire may still start — after an operator outage, or on resuming with
+    ``missedTickPolicy: RunOnce`` — before it is skipped with a reason; ``None``: no
+    limit (the latest fire missed runs)."""
+    jitter_seconds: float = 0.0
+    """Every fire moves later by a delay within this window, fixed per stack (its uid),
+    so stacks on one minute do not all start in one instant."""
+
+
+@dataclass(frozen=True)
 class IdleBackoff:
     """Stretch the interval while ticks make no progress (``spec.idleBackoff``)."""
 
@@ -256,6 +276,9 @@ class StackSpec:
     agents: tuple[AgentSpec, ...]
     execution_state: ExecutionState = ExecutionState.RUNNING
     tick_interval_seconds: float = 30.0
+    """Seconds between ticks (ignored when :attr:`schedule` is set)."""
+    schedule: Schedule | None = None
+    """``None``: tick every ``tick_interval_seconds``."""
     tick_timeout_seconds: float = 120.0
     priority: Priority = Priority.NORMAL
     executor: Executor = Executor.POOL
@@ -485,6 +508,27 @@ def _embeddings(raw: Any, problems: list[str]) -> EmbeddingsPolicy | None:
     )
 
 
+def _schedule(raw: dict[str, Any], problems: list[str]) -> Schedule | None:
+    found = raw.get("schedule")
+    if found is None:
+        return None
+    if "tickIntervalSeconds" in raw:
+        problems.append("spec: set either tickIntervalSeconds or schedule, not both")
+    d = Schedule(cron="")
+    deadline = found.get("startingDeadlineSeconds")
+    schedule = Schedule(
+        cron=str(found.get("cron") or ""),
+        time_zone=str(found.get("timeZone") or d.time_zone),
+        starting_deadline_seconds=None if deadline is None else float(deadline),
+        jitter_seconds=float(found.get("jitterSeconds", d.jitter_seconds)),
+    )
+    try:
+        CronExpression(schedule.cron, schedule.time_zone)
+    except CronError as exc:
+        problems.append(f"spec.schedule: {exc}")
+    return schedule
+
+
 def _completion(raw: Any, problems: list[str]) -> Completion | None:
     if raw is None:
         return None
@@ -524,6 +568,7 @@ def parse_spec(raw: dict[str, Any]) -> StackSpec:
             agents=agents,
             execution_state=ExecutionState(raw.get("executionState", d.execution_state)),
             tick_interval_seconds=float(raw.get("tickIntervalSeconds", d.tick_interval_seconds)),
+            schedule=_schedule(raw, problems),
             tick_timeout_seconds=float(raw.get("tickTimeoutSeconds", d.tick_timeout_seconds)),
             priority=Priority(raw.get("priority", d.priority)),
             executor=Executor(raw.get("executor", d.executor)),

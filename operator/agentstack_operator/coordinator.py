@@ -85,11 +85,16 @@ class Operator:
             lease_seconds=config.lease_seconds,
         )
         self.index = StackIndex(config.endpoints)
+        self.events = LeaderEvents(kube, leading=lambda: self.leadership.is_leader)
         self.dispatcher = Dispatcher(
-            self.index, RedisLanes(redis), kube, config, before_send=self._ensure_published
+            self.index,
+            RedisLanes(redis),
+            kube,
+            config,
+            before_send=self._ensure_published,
+            events=self.events,
         )
         self.heap = self.dispatcher.heap
-        self.events = LeaderEvents(kube, leading=lambda: self.leadership.is_leader)
         self.status_writer = StatusWriter(
             self.index,
             kube,

@@ -20,8 +20,8 @@ due tick would spend the operator's CPU on round trips (measured at 1,000 stacks
 most of the dispatcher's time was in socket writes). Ticks due within the gap go out
 together, at most the gap late.
 
-Tick ids come from the stack's slot on its grid (:mod:`.scheduling`), so a tick sent
-twice (a restart, a second replica during a failover) is the same tick and runs once.
+Tick ids come from the stack's slot on its grid or calendar (:mod:`.scheduling`), so a
+tick sent twice (a restart, a second replica during a failover) is the same tick and runs once.
 A Job-executor stack has at most one Job at a time: while one runs, its due ticks are
 skipped and counted (``JobStillRunning``) rather than queued up behind it.
 
@@ -42,21 +42,24 @@ from typing import Any, Protocol
 from opentelemetry.trace import SpanKind
 
 from agentstack_core import protocol, tracing
+from agentstack_core.messages import slot_of
 from agentstack_core.protocol import RedisClient, TickKind, TickRequest
-from agentstack_core.reasons import SkipReason
+from agentstack_core.reasons import EventReason, SkipReason
 from agentstack_core.spec import Executor, MissedTickPolicy, Priority, StackSpec
 from agentstack_operator import metrics
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.jobs import build_job, job_name, job_state
 from agentstack_operator.scheduling import (
+    Calendar,
     Cause,
     TimingHeap,
     current_slot,
     grid_offset,
     next_slot,
+    plan_fire,
     slot_id,
 )
-from agentstack_operator.stackstate import StackRecord
+from agentstack_operator.stackstate import Event, EventPoster, StackRecord, utc_timestamp
 from agentstack_operator.waking import carried
 
 logger = logging.getLogger(__name__)
@@ -70,6 +73,10 @@ DISPATCH_GAP_SECONDS = 0.05
 """Shortest time between two batches (the most a tick waits for the next batch)."""
 SEND_RETRY_SECONDS = 1.0
 """How soon ticks that could not be sent are tried again (same slot, same tick id)."""
+DEFAULT_FIRE_WINDOW = 3600.0
+"""How long the last fire of a schedule that fires no more may wait to start."""
+MIN_FIRE_WINDOW = 1.0
+"""A scheduled tick may always wait this long to start (a starting deadline of 0)."""
 
 
 class TickSink(Protocol):
@@ -119,13 +126,26 @@ def build_request(
     spec = record.spec
     if spec is None:
         raise ValueError(f"{record.ref} has no valid spec: it has no ticks")
+    calendar = record.calendar
     if record.executor is Executor.JOB:
         lifetime = spec.tick_timeout_seconds + job_grace_seconds
+    elif calendar is not None:
+        lifetime = _fire_window(calendar, slot_due)
     else:
         lifetime = record.interval
     slot = slot_id(slot_due)
     tick = protocol.tick_id(record.ref, slot)
     return _request(record, spec, tick, slot, slot_due + lifetime, now, dispatched_by)
+
+
+def _fire_window(calendar: Calendar, fire: float) -> float:
+    """How long a scheduled pool tick may wait to start: until the next fire, and no
+    longer than the starting deadline."""
+    following = calendar.next_after(fire)
+    window = following - fire if following is not None else DEFAULT_FIRE_WINDOW
+    if calendar.starting_deadline is not None:
+        window = min(window, max(calendar.starting_deadline, MIN_FIRE_WINDOW))
+    return window
 
 
 def _request(
@@ -202,8 +222,13 @@ class Dispatcher:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         before_send: Callable[[], Awaitable[None]] | None = None,
+        events: EventPoster | None = None,
     ) -> None:
         self.records = records
+        self.events = events
+        """Where the Events of skipped fires go (``None``: nowhere, in tests)."""
+        self._notices: list[tuple[StackRecord, Event]] = []
+        """Events the schedule decided on, posted by the loop."""
         self.before_send = before_send
         """Awaited before each batch goes out (the coordinator makes sure the specs the
         runners need are in Redis)."""
@@ -230,6 +255,10 @@ class Dispatcher:
         if cause == "keep" and record.key in self.heap:
             return
         now = self.clock()
+        calendar = record.calendar
+        if calendar is not None:
+            self._reschedule_calendar(record, calendar, cause, now, after)
+            return
         interval = record.interval
         offset = grid_offset(record.uid, interval)
         if cause == "start" or (
@@ -244,6 +273,45 @@ class Dispatcher:
         self.heap.schedule(record.key, due)
         record.next_due = due
         record.next_slot = slot
+        self._wake.set()
+
+    def _reschedule_calendar(
+        self,
+        record: StackRecord,
+        calendar: Calendar,
+        cause: Cause,
+        now: float,
+        after: float | None,
+    ) -> None:
+        last = slot_of(record.last_tick.tick_id) if record.last_tick is not None else None
+        missed = cause == "start" or (
+            cause == "resume" and record.missed_tick_policy is MissedTickPolicy.RUN_ONCE
+        )
+        if cause == "interval" and after is None and last is not None:
+            after = last / 1000  # back-off moved: counted from the last tick
+        fire = plan_fire(
+            calendar,
+            now=now,
+            missed=missed,
+            after=after,
+            created_at=record.created_at,
+            last_ran=None if last is None else last / 1000,
+            extra_wait=record.extra_wait,
+        )
+        if fire.skipped is not None:
+            metrics.SKIPPED.labels(SkipReason.STARTING_DEADLINE_EXCEEDED).inc()
+            message = (
+                f"the fire at {utc_timestamp(fire.skipped)} was {now - fire.skipped:.0f}s "
+                f"late, more than startingDeadlineSeconds ({calendar.starting_deadline:g}); "
+                "the next fire runs"
+            )
+            event = Event(EventReason.TICK_SKIPPED, message, warning=True)
+            self._notices.append((record, event))
+        if fire.slot is None:
+            self.unschedule(record)
+            return
+        self.heap.schedule(record.key, fire.due)
+        record.next_due, record.next_slot = fire.due, fire.slot
         self._wake.set()
 
     def wake(self, record: StackRecord) -> None:
@@ -285,6 +353,7 @@ class Dispatcher:
 
     async def step(self) -> None:
         """Send one batch of due ticks, or sleep until the next is due."""
+        await self._post_notices()
         gap = self._batch_at + DISPATCH_GAP_SECONDS - self.monotonic()
         if gap > 0:
             # A turn of its own: the coordinator checks the leadership again before the
@@ -298,6 +367,13 @@ class Dispatcher:
             return
         self._batch_at = self.monotonic()
         await self.dispatch(due, now)
+
+    async def _post_notices(self) -> None:
+        notices, self._notices = self._notices, []
+        if self.events is None:
+            return
+        for record, event in notices:
+            await self.events.post(record, [event])
 
     async def _sleep_until(self, due: float | None) -> None:
         self._wake.clear()

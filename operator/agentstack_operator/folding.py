@@ -57,6 +57,7 @@ from agentstack_operator.jobs import job_failure
 from agentstack_operator.scheduling import Cause
 from agentstack_operator.stackstate import (
     Event,
+    EventPoster,
     StackRecord,
     apply_approvals,
     apply_goal,
@@ -129,10 +130,6 @@ class Scheduler(Protocol):
 
 class StatusMarks(Protocol):
     def mark(self, record: StackRecord, *, urgent: bool) -> None: ...
-
-
-class EventPoster(Protocol):
-    async def post(self, record: StackRecord, events: Sequence[Event]) -> None: ...
 
 
 class RedisResults:
@@ -296,9 +293,9 @@ class ResultFolder:
             return
         progress = await self.usage.read([record.ref for record in records])
         for record, (usage, goal) in zip(records, progress, strict=True):
-            interval, met = record.interval, record.met
+            cadence, met = record.cadence, record.met
             await self.events.post(record, [*apply_usage(record, usage), *apply_goal(record, goal)])
-            if record.interval != interval:  # failure or idle back-off moved
+            if record.cadence != cadence:  # failure or idle back-off moved
                 self.scheduler.reschedule(record, "interval")
             if record.met is not None and met is None:
                 self.scheduler.unschedule(record)

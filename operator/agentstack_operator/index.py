@@ -34,7 +34,7 @@ from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
 from agentstack_core.pricing import nanos
 from agentstack_core.reasons import ConditionReason, ConditionType
-from agentstack_core.spec import ExecutionState
+from agentstack_core.spec import ExecutionState, Schedule
 from agentstack_operator.scheduling import Cause
 from agentstack_operator.stackstate import (
     NO_GATEWAYS,
@@ -93,14 +93,16 @@ def adopt_status(record: StackRecord, status: dict[str, Any]) -> None:
     record.resumed = bool(paused and paused.get("reason") == ConditionReason.RESUMED)
 
 
-def _cause(record: StackRecord, previous_interval: float | None, was_paused: bool) -> Cause:
+def _cause(
+    record: StackRecord, previous: tuple[float, Schedule | None] | None, was_paused: bool
+) -> Cause:
     """How a new generation moves the stack's next tick."""
     if was_paused and record.resumed:
         return "resume"
-    if previous_interval is None:
+    if previous is None:
         return "start"
-    if previous_interval == record.interval:
-        return "keep"  # an edit that leaves the interval alone keeps the next slot
+    if previous == record.cadence:
+        return "keep"  # an edit that leaves the interval or schedule alone keeps the next slot
     return "spec"
 
 
@@ -134,12 +136,12 @@ class StackIndex(Mapping[str, StackRecord]):
         if meta.get("deletionTimestamp"):
             return Observation(record, deleting=True)
         previous_generation = record.generation
-        previous_interval = record.interval if record.spec else None
+        previous = record.cadence if record.spec else None
         was_paused = record.state is ExecutionState.PAUSED if record.raw_spec else False
         events = tuple(apply_manifest(record, body, self.endpoints))
         if record.generation == previous_generation:
             return Observation(record, events)
-        return Observation(record, events, _cause(record, previous_interval, was_paused))
+        return Observation(record, events, _cause(record, previous, was_paused))
 
     def remove(self, key: str) -> StackRecord | None:
         """Drop the record (the stack is gone from the API server)."""

@@ -178,6 +178,9 @@ def status(session: Session, args: argparse.Namespace) -> None:
             f"Last tick:  {last} ({state.get('lastTickReason', '')}) at "
             f"{state.get('lastTickTime', '-')}"
         )
+    schedule = spec.get("schedule") or {}
+    if schedule:
+        print(f"Schedule:   {schedule.get('cron', '')} ({schedule.get('timeZone', 'UTC')})")
     print(f"Next tick:  {state.get('nextTickTime', '-')}")
     print("Conditions:")
     for condition in state.get("conditions") or []:

@@ -10,6 +10,12 @@ where the offset is derived from the stack's uid. The grid makes tick ids
 deterministic — every replica and every restart of the operator computes the same
 slot, and so the same tick id, for the same period — and the offsets spread stacks
 with equal intervals across the period instead of firing them all at once.
+
+A stack with ``spec.schedule`` ticks on its :class:`Calendar` instead: the fires of
+its cron expression, each moved by the stack's jitter (derived from its uid like the
+grid's offset, so its fire times — and tick ids — are as stable). :func:`plan_fire`
+decides which fire comes next, and whether a fire missed (an operator outage, a
+pause) still runs or is skipped for its starting deadline.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agentstack_core.spec import IdleBackoff
+from agentstack_core.cron import CronExpression
+from agentstack_core.spec import IdleBackoff, Schedule
 
 Cause = Literal["start", "resume", "spec", "keep", "next", "interval"]
 """Why a stack's next tick moves:
@@ -84,6 +91,102 @@ def effective_interval(
         factor = min(FAILURE_BACKOFF_MAX_FACTOR, 2.0 ** (failures - FAILURE_BACKOFF_AFTER + 1))
         interval = max(interval, min(base * factor, max(base, FAILURE_BACKOFF_CEILING)))
     return interval
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """A scheduled stack's fires: its cron expression's, each moved by its jitter."""
+
+    expression: CronExpression
+    jitter: float = 0.0
+    """Seconds every fire is moved by (within ``jitterSeconds``; fixed per stack)."""
+    starting_deadline: float | None = None
+    usual_gap: float = 0.0
+    """Seconds between the first two fires after the stack was created: the interval
+    idle and failure back-off stretch, as they stretch an interval stack's."""
+
+    def next_after(self, instant: float) -> float | None:
+        """The first fire strictly after ``instant`` (``None``: it never fires again)."""
+        fire = self.expression.next_after(instant - self.jitter)
+        return None if fire is None else fire + self.jitter
+
+    def last_at_or_before(self, instant: float) -> float | None:
+        fire = self.expression.last_at_or_before(instant - self.jitter)
+        return None if fire is None else fire + self.jitter
+
+    def late(self, fire: float, now: float) -> bool:
+        """Whether ``fire`` is past its starting deadline at ``now``."""
+        return self.starting_deadline is not None and now - fire > self.starting_deadline
+
+
+def calendar_of(schedule: Schedule, uid: str, created_at: float) -> Calendar:
+    """The calendar of a stack with ``schedule`` (a valid one: the spec parsed)."""
+    expression = CronExpression(schedule.cron, schedule.time_zone)
+    jitter = grid_offset(uid, schedule.jitter_seconds) if schedule.jitter_seconds else 0.0
+    first = expression.next_after(created_at)
+    second = expression.next_after(first) if first is not None else None
+    return Calendar(
+        expression=expression,
+        jitter=jitter,
+        starting_deadline=schedule.starting_deadline_seconds,
+        usual_gap=second - first if first is not None and second is not None else 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class Fire:
+    """Which fire of a calendar a stack ticks in next, and when it is sent."""
+
+    slot: float | None
+    """The fire (its tick id's slot); ``None``: the expression fires no more."""
+    due: float
+    """When the dispatcher sends it: the fire's time, or now for a fire that is late."""
+    skipped: float | None = None
+    """A fire missed by more than the starting deadline, not run (said with an Event)."""
+
+
+def plan_fire(
+    calendar: Calendar,
+    *,
+    now: float,
+    missed: bool,
+    after: float | None,
+    created_at: float,
+    last_ran: float | None,
+    extra_wait: float = 0.0,
+) -> Fire:
+    """The next fire of a scheduled stack.
+
+    ``missed`` (the operator starts or takes over, or the stack resumes with
+    ``RunOnce``): the latest fire at or before ``now`` runs at once if it came after
+    the stack was created, the stack has not ticked since, and it is within the
+    starting deadline — late, it is skipped. Otherwise the first fire after ``after``
+    (the slot just sent; ``None``: now) — while back-off stretches the wait, the first
+    after ``after + extra_wait``, so a regular schedule's ticks are the stretched
+    interval apart. Fires that went by while the operator could not send
+    them are not sent one by one: the latest runs, or is skipped when late.
+    """
+    if missed:
+        latest = calendar.last_at_or_before(now)
+        if latest is not None and latest >= created_at and (last_ran is None or latest > last_ran):
+            if not calendar.late(latest, now):
+                return Fire(latest, now)
+            return _upcoming(calendar, now, skipped=latest)
+        return _upcoming(calendar, now)
+    if after is None:
+        return _upcoming(calendar, now)
+    slot = calendar.next_after(after + extra_wait)
+    if slot is None or slot > now:
+        return Fire(slot, slot if slot is not None else now)
+    latest = calendar.last_at_or_before(now) or slot  # behind: the latest fire only
+    if calendar.late(latest, now):
+        return _upcoming(calendar, now, skipped=latest)
+    return Fire(latest, now)
+
+
+def _upcoming(calendar: Calendar, now: float, skipped: float | None = None) -> Fire:
+    slot = calendar.next_after(now)
+    return Fire(slot, slot if slot is not None else now, skipped)
 
 
 @dataclass(order=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from agentstack_core.approvals import FINAL, Approval, ApprovalState
 from agentstack_core.budget import Usage, exhausted
@@ -44,12 +44,13 @@ from agentstack_core.spec import (
     Executor,
     IdleBackoff,
     MissedTickPolicy,
+    Schedule,
     SpecError,
     StackSpec,
     execution_state_of,
     parse_spec,
 )
-from agentstack_operator.scheduling import effective_interval
+from agentstack_operator.scheduling import Calendar, calendar_of, effective_interval
 
 DEGRADED_AFTER = 3
 """Consecutive failed ticks that make a stack Degraded (and start failure back-off)."""
@@ -85,6 +86,12 @@ class Event:
     call, the reason its wake-up carries)."""
     message: str
     warning: bool = False
+
+
+class EventPoster(Protocol):
+    """Where a stack's Events go (the leader posts them; a standby drops them)."""
+
+    async def post(self, record: StackRecord, events: Sequence[Event]) -> None: ...
 
 
 class Hold(NamedTuple):
@@ -157,6 +164,7 @@ class StackRecord:
     revision: int = 0
     """Bumped on every change, so a status write that raced a change keeps it dirty."""
     last_status_write: float = 0.0
+    _calendar: tuple[StackSpec, Calendar] | None = field(default=None, repr=False)
 
     @property
     def key(self) -> str:
@@ -204,15 +212,42 @@ class StackRecord:
         return StallReason.NOTHING_TO_DO
 
     @property
+    def calendar(self) -> Calendar | None:
+        """The fires a scheduled stack ticks on (``None``: it ticks on an interval)."""
+        spec = self.spec
+        if spec is None or spec.schedule is None:
+            return None
+        if self._calendar is None or self._calendar[0] is not spec:
+            self._calendar = (spec, calendar_of(spec.schedule, self.uid, self.created_at))
+        return self._calendar[1]
+
+    @property
     def interval(self) -> float:
-        """The interval in force, after idle and failure back-off."""
-        base = (self.spec or DEFAULTS).tick_interval_seconds
+        """The interval in force, after idle and failure back-off (a scheduled stack's
+        is its schedule's usual gap, stretched the same way)."""
+        calendar = self.calendar
+        if calendar is not None:
+            base = calendar.usual_gap
+        else:
+            base = (self.spec or DEFAULTS).tick_interval_seconds
         return effective_interval(
             base,
             idle_streak=self.usage.idle,
             failures=self.usage.failures,
             idle=self.idle_backoff,
         )
+
+    @property
+    def extra_wait(self) -> float:
+        """How much longer than its schedule's usual gap a scheduled stack waits after a
+        tick while back-off stretches it (fires in between are skipped)."""
+        calendar = self.calendar
+        return 0.0 if calendar is None else max(0.0, self.interval - calendar.usual_gap)
+
+    @property
+    def cadence(self) -> tuple[float, Schedule | None]:
+        """What the schedule follows: an edit that changes it moves the next tick."""
+        return (self.interval, self.spec.schedule if self.spec is not None else None)
 
     @property
     def hold(self) -> Hold | None:
@@ -419,7 +454,8 @@ def apply_usage(record: StackRecord, usage: Usage) -> list[Event]:
     return events
 
 
-def _timestamp(epoch: float) -> str:
+def utc_timestamp(epoch: float) -> str:
+    """``epoch`` as the API's timestamps are written (RFC 3339, UTC, whole seconds)."""
     moment = dt.datetime.fromtimestamp(epoch, tz=dt.UTC).replace(microsecond=0)
     return moment.isoformat().replace("+00:00", "Z")
 
@@ -446,7 +482,17 @@ def _ticking(record: StackRecord) -> Wanted:
         return ("False", Blocked.COMPLETED, "the goal is met: no more ticks (memory is kept)")
     if record.hold is not None:
         return ("False", record.hold.reason, "ticks are held until this is resolved")
-    return ("True", ConditionReason.SCHEDULED, f"a tick every {record.interval:g}s")
+    return ("True", ConditionReason.SCHEDULED, _cadence_message(record))
+
+
+def _cadence_message(record: StackRecord) -> str:
+    schedule = record.spec.schedule if record.spec is not None else None
+    if schedule is None:
+        return f"a tick every {record.interval:g}s"
+    message = f"ticks on schedule {schedule.cron!r} ({schedule.time_zone})"
+    if record.extra_wait:
+        message += f", skipping fires while backed off ({record.interval:g}s between ticks)"
+    return message
 
 
 def _paused(record: StackRecord) -> Wanted:
@@ -554,7 +600,7 @@ def conditions_for(record: StackRecord, now: float) -> list[dict[str, Any]]:
         transition = (
             previous["lastTransitionTime"]
             if previous is not None and previous["status"] == status
-            else _timestamp(now)
+            else utc_timestamp(now)
         )
         conditions.append(
             {
@@ -597,9 +643,9 @@ def status_for(record: StackRecord, now: float) -> dict[str, Any]:
         "consecutiveFailures": usage.failures,
         "consolidations": usage.sleeps or None,
         "effectiveIntervalSeconds": round(record.interval, 3),
-        "nextTickTime": _timestamp(record.next_due) if record.next_due else None,
+        "nextTickTime": utc_timestamp(record.next_due) if record.next_due else None,
         "lastTickId": last.tick_id if last else None,
-        "lastTickTime": _timestamp(last.finished_at) if last else None,
+        "lastTickTime": utc_timestamp(last.finished_at) if last else None,
         "lastTickResult": last.outcome if last else None,
         "lastTickReason": last.reason if last else None,
         "lastTickMessage": last.message[:2000] if last else None,

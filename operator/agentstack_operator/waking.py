@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping
 
 from agentstack_core import protocol
 from agentstack_core.messages import TickResult, Wakeup
 from agentstack_core.protocol import RedisClient
 from agentstack_core.reasons import DropReason, Outcome
 from agentstack_operator import metrics
-from agentstack_operator.stackstate import Event, StackRecord
+from agentstack_operator.stackstate import Event, EventPoster, StackRecord
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +79,6 @@ def answered(record: StackRecord, result: TickResult) -> bool:
             record.wake_pending = True
             return False
     return record.wake_pending and record.wake_tick is None and not busy
-
-
-class EventPoster(Protocol):
-    async def post(self, record: StackRecord, events: Sequence[Event]) -> None: ...
 
 
 class WakeupReader:

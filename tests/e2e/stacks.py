@@ -28,7 +28,11 @@ class Stacks:
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "AgentStack",
             "metadata": {"name": name},
-            "spec": {"goal": f"goal of {name}", "tickIntervalSeconds": 1, **spec},
+            "spec": {
+                "goal": f"goal of {name}",
+                **({} if "schedule" in spec else {"tickIntervalSeconds": 1}),
+                **spec,
+            },
         }
         created: dict[str, Any] = self.custom.create_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL, body

@@ -10,6 +10,7 @@ from agentstack_core.spec import (
     ExecutionState,
     ModelRef,
     Priority,
+    Schedule,
     SpecError,
     parse_spec,
 )
@@ -80,6 +81,18 @@ def test_stack_model_and_fallbacks_apply_to_agents_without_their_own() -> None:
             {"goal": "g", "memory": {"embeddings": {"provider": "openai"}}},
             "spec.memory.embeddings.model: required",
         ),
+        (
+            {"goal": "g", "tickIntervalSeconds": 5, "schedule": {"cron": "0 9 * * *"}},
+            "set either tickIntervalSeconds or schedule, not both",
+        ),
+        (
+            {"goal": "g", "schedule": {"cron": "0 25 * * *"}},
+            "spec.schedule: '0 25 \\* \\* \\*': Bad hour",
+        ),
+        (
+            {"goal": "g", "schedule": {"cron": "0 9 * * *", "timeZone": "Europe/Atlantis"}},
+            "spec.schedule: unknown time zone 'Europe/Atlantis'",
+        ),
     ],
 )
 def test_nonsense_is_reported_with_the_field(spec: dict[str, object], problem: str) -> None:
@@ -93,3 +106,9 @@ def test_embeddings_are_off_unless_a_stack_configures_them() -> None:
     spec = parse_spec({"goal": "g", "memory": {"embeddings": embeddings}})
     assert spec.memory.embeddings == EmbeddingsPolicy("openai", "text-embedding-3-small", 256)
     assert spec.memory.context_tokens == 4000
+
+
+def test_a_schedule_replaces_the_interval() -> None:
+    spec = parse_spec({"goal": "g", "schedule": {"cron": "0 9 * * MON-FRI"}})
+    assert spec.schedule == Schedule(cron="0 9 * * MON-FRI", time_zone="UTC")
+    assert parse_spec({"goal": "g"}).schedule is None

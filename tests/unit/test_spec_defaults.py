@@ -15,14 +15,23 @@ from typing import Any
 import pytest
 import yaml
 
-from agentstack_core.spec import DEFAULTS, Completion, IdleBackoff, ToolServer, parse_spec
+from agentstack_core.spec import (
+    DEFAULTS,
+    Completion,
+    IdleBackoff,
+    Schedule,
+    ToolServer,
+    parse_spec,
+)
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "agentstack.dev_agentstacks.yaml"
 
 _IDLE = IdleBackoff(max_interval_seconds=60)
+_SCHEDULE = Schedule(cron="* * * * *")
 MODEL_DEFAULTS: dict[str, Any] = {
     "executionState": DEFAULTS.execution_state,
-    "tickIntervalSeconds": DEFAULTS.tick_interval_seconds,
+    "schedule.timeZone": _SCHEDULE.time_zone,
+    "schedule.jitterSeconds": _SCHEDULE.jitter_seconds,
     "tickTimeoutSeconds": DEFAULTS.tick_timeout_seconds,
     "priority": DEFAULTS.priority,
     "executor": DEFAULTS.executor,
@@ -109,3 +118,13 @@ def test_the_crd_has_no_key_twice() -> None:
 
     Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
     assert yaml.load(CRD.read_text(), Loader=Strict)  # noqa: S506 - a safe loader
+
+
+def test_the_interval_the_crd_assumes_when_none_is_set_is_the_models() -> None:
+    """``tickIntervalSeconds`` has no CRD default (a scheduled stack must not carry
+    one), so the rules that compare with it name the model's default themselves."""
+    rules = [r["rule"] for r in _crd_spec_schema()["x-kubernetes-validations"]]
+    assuming = [r for r in rules if "has(self.tickIntervalSeconds) ?" in r]
+    assert assuming
+    for rule in assuming:
+        assert f"self.tickIntervalSeconds : {DEFAULTS.tick_interval_seconds})" in rule

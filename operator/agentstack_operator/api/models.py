@@ -73,10 +73,22 @@ class ProviderSummary(_Model):
     baseURL: str | None
 
 
+class ScheduleSummary(_Model):
+    cron: str
+    timeZone: str
+    startingDeadlineSeconds: float | None
+    jitterSeconds: float
+
+
 class SpecSummary(_Model):
     goal: str
     executionState: str
-    tickIntervalSeconds: float
+    tickIntervalSeconds: float | None = Field(
+        description="Seconds between ticks; null for a stack on a schedule."
+    )
+    schedule: ScheduleSummary | None = Field(
+        default=None, description="The calendar a scheduled stack ticks on (null: an interval)."
+    )
     tickTimeoutSeconds: float
     priority: str
     executor: str

@@ -38,6 +38,7 @@ from agentstack_core.redis.search import search_archive
 from agentstack_core.spec import (
     DEFAULT_TEAM,
     DEFAULTS,
+    Schedule,
     SpecError,
     StackSpec,
     execution_state_of,
@@ -108,6 +109,17 @@ def _budget(budget: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def _schedule(schedule: Schedule | None) -> models.ScheduleSummary | None:
+    if schedule is None:
+        return None
+    return models.ScheduleSummary(
+        cron=schedule.cron,
+        timeZone=schedule.time_zone,
+        startingDeadlineSeconds=schedule.starting_deadline_seconds,
+        jitterSeconds=schedule.jitter_seconds,
+    )
+
+
 def spec_summary(spec: dict[str, Any]) -> models.SpecSummary:
     """What a dashboard shows of a spec: parsed with the shared model (its defaults),
     or — for a spec that does not parse — what the manifest says, defaults filled in."""
@@ -121,7 +133,11 @@ def spec_summary(spec: dict[str, Any]) -> models.SpecSummary:
         return models.SpecSummary(
             goal=str(spec.get("goal", "")),
             executionState=execution_state_of(spec).value,
-            tickIntervalSeconds=_float(spec.get("tickIntervalSeconds")) or d.tick_interval_seconds,
+            tickIntervalSeconds=(
+                None
+                if "schedule" in spec
+                else _float(spec.get("tickIntervalSeconds")) or d.tick_interval_seconds
+            ),
             tickTimeoutSeconds=_float(spec.get("tickTimeoutSeconds")) or d.tick_timeout_seconds,
             priority=str(spec.get("priority", d.priority.value)),
             executor=str(spec.get("executor", d.executor.value)),
@@ -133,7 +149,8 @@ def spec_summary(spec: dict[str, Any]) -> models.SpecSummary:
     return models.SpecSummary(
         goal=parsed.goal,
         executionState=parsed.execution_state.value,
-        tickIntervalSeconds=parsed.tick_interval_seconds,
+        tickIntervalSeconds=None if parsed.schedule else parsed.tick_interval_seconds,
+        schedule=_schedule(parsed.schedule),
         tickTimeoutSeconds=parsed.tick_timeout_seconds,
         priority=parsed.priority.value,
         executor=parsed.executor.value,
