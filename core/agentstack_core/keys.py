@@ -178,6 +178,13 @@ class StackKeys:
         return f"{self.tag}:inputs:counters"
 
     @property
+    def deliveries(self) -> str:
+        """Sorted set: ``webhook/delivery id`` of each webhook delivery accepted, scored
+        by when (ms): a delivery seen again is refused, not sent twice. Bounded by
+        :data:`~agentstack_core.retention.DELIVERIES_KEPT` and ``…_SECONDS``."""
+        return f"{self.tag}:inputs:deliveries"
+
+    @property
     def input_outcomes(self) -> str:
         """Hash: input number → JSON of what became of it (which agent read it in which
         tick), written by the step that read it."""

@@ -15,6 +15,11 @@ FEED_MAXLEN = 1_000
 INBOX_MAXLEN = 1_000
 INPUTS_MAXLEN = 1_000
 """Inputs kept in a stack's inputs log (and outcomes kept: the same newest numbers)."""
+DELIVERIES_KEPT = 10_000
+"""Webhook delivery ids remembered per stack (the newest), to refuse a replay."""
+DELIVERIES_KEPT_SECONDS = 7 * 86_400
+"""How long a webhook delivery id is remembered: GitHub signs no timestamp, so only its
+delivery id tells a replay; a week outlasts its redelivery of failed deliveries."""
 ARCHIVE_MAXLEN = 10_000
 """Archive items kept per stack (closed tasks, artifact versions, inputs, messages,
 feed posts, notes) once consolidation has covered them: the finish of every tick trims

@@ -181,6 +181,34 @@ class InputPolicy:
     next scheduled tick)."""
 
 
+class WebhookFormat(StrEnum):
+    """How a webhook's caller signs its deliveries."""
+
+    GITHUB = "GitHub"
+    """``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>``, delivery id in
+    ``X-GitHub-Delivery`` (GitHub signs no timestamp)."""
+    STANDARD = "StandardWebhooks"
+    """The Standard Webhooks scheme: ``webhook-id``, ``webhook-timestamp`` and
+    ``webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">``."""
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """An endpoint that turns signed deliveries into inputs (``spec.webhooks``), for
+    callers without a Kubernetes identity: GitHub, a CI system, a SaaS."""
+
+    name: str
+    secret_ref: SecretKeyRef
+    """The key deliveries are signed with."""
+    format: WebhookFormat = WebhookFormat.GITHUB
+    agent: str | None = None
+    """The agent the inputs go to (``None``: the first)."""
+    max_body_bytes: int = 65_536
+    """A larger delivery is refused (413) unread."""
+    tolerance_seconds: int = 300
+    """How far a signed timestamp may be from now (``StandardWebhooks``)."""
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Tick when a cron expression fires (``spec.schedule``), instead of every
@@ -301,6 +329,7 @@ class StackSpec:
     ``Stalled``."""
     completion: Completion | None = None
     """``None``: an ongoing goal (it never completes)."""
+    webhooks: tuple[Webhook, ...] = ()
 
     @property
     def goal_id(self) -> str:
@@ -508,6 +537,38 @@ def _embeddings(raw: Any, problems: list[str]) -> EmbeddingsPolicy | None:
     )
 
 
+_WEBHOOK = Webhook(name="", secret_ref=SecretKeyRef("", ""))
+
+
+def _webhooks(raw: Any, agents: tuple[AgentSpec, ...], problems: list[str]) -> tuple[Webhook, ...]:
+    hooks: list[Webhook] = []
+    team = {agent.name for agent in agents}
+    for index, item in enumerate(raw or []):
+        where = f"spec.webhooks[{index}]"
+        ref = item.get("secretRef") or {}
+        name = item.get("name")
+        if not name or not ref.get("name") or not ref.get("key"):
+            problems.append(f"{where}: needs a name and a secretRef with name and key")
+            continue
+        if any(hook.name == name for hook in hooks):
+            problems.append(f"{where}.name: duplicate webhook {name!r}")
+            continue
+        agent = item.get("agent")
+        if agent is not None and agent not in team:
+            problems.append(f"{where}.agent: {agent!r} is not in the team")
+        hooks.append(
+            Webhook(
+                name=str(name),
+                secret_ref=SecretKeyRef(ref["name"], ref["key"]),
+                format=WebhookFormat(item.get("format", _WEBHOOK.format)),
+                agent=agent,
+                max_body_bytes=int(item.get("maxBodyBytes", _WEBHOOK.max_body_bytes)),
+                tolerance_seconds=int(item.get("toleranceSeconds", _WEBHOOK.tolerance_seconds)),
+            )
+        )
+    return tuple(hooks)
+
+
 def _schedule(raw: dict[str, Any], problems: list[str]) -> Schedule | None:
     found = raw.get("schedule")
     if found is None:
@@ -599,6 +660,7 @@ def parse_spec(raw: dict[str, Any]) -> StackSpec:
                 raw.get("stalledAfterIdleTicks", d.stalled_after_idle_ticks)
             ),
             completion=_completion(raw.get("completion"), problems),
+            webhooks=_webhooks(raw.get("webhooks"), agents, problems),
         )
     except (TypeError, ValueError, KeyError) as exc:
         problems.append(f"spec: {exc}")

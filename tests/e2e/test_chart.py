@@ -667,8 +667,22 @@ def test_rendered_objects_are_labelled_and_accepted_by_the_api_server(
         (namespace, "ags-agentstack-operator-operator"),
         (namespace, "ags-agentstack-operator-api"),
         (namespace, "ags-agentstack-operator-runner"),
+        (namespace, "ags-agentstack-operator-api-webhooks"),
         (namespace, "ags-agentstack-operator-operator-leader-election"),
     }
+    # The API may get Secrets by name too (a webhook's key), only with api.webhooks.
+    webhooks_role = _by_name(everything, "ClusterRole")["ags-agentstack-operator-api-webhooks"]
+    assert webhooks_role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+    ]
+    no_webhooks = helm.template("--namespace", namespace, *_sets({"api.webhooks": "false"}))
+    assert "ags-agentstack-operator-api-webhooks" not in _by_name(no_webhooks, "ClusterRole")
+    assert (
+        _env(_container(_by_name(no_webhooks, "Deployment")["ags-agentstack-operator-api"]))[
+            "AGENTSTACK_API_WEBHOOKS"
+        ]["value"]
+        == "false"
+    )
     # The runners may get Secrets by name (a stack's secretRef), never list or watch them.
     runner_role = _by_name(everything, "ClusterRole")["ags-agentstack-operator-runner"]
     assert runner_role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
@@ -1392,7 +1406,7 @@ def test_install_creates_the_release_with_least_privilege_and_uninstall_removes_
         )
         assert len(dashboards.items) == 2
         cluster_roles = {f"{full}-operator", f"{full}-operator-cluster", f"{full}-api"}
-        cluster_roles |= {f"{full}-api-auth", f"{full}-runner"}
+        cluster_roles |= {f"{full}-api-auth", f"{full}-runner", f"{full}-api-webhooks"}
         cluster_roles |= {"agentstack-view", "agentstack-edit"}
         existing = {r.metadata.name for r in rbac.list_cluster_role().items}
         assert cluster_roles <= existing
@@ -1427,11 +1441,13 @@ def test_install_creates_the_release_with_least_privilege_and_uninstall_removes_
                 ),
                 Access("create", "tokenreviews", group="authentication.k8s.io"),
                 Access("create", "subjectaccessreviews", group="authorization.k8s.io"),
+                # api.webhooks (on by default): a webhook's key, by name.
+                Access("get", "secrets", namespace=elsewhere, name="hooks"),
             ],
             denied=[
                 Access("patch", "agentstacks", namespace=elsewhere, group="agentstack.dev"),
-                Access("get", "secrets", namespace=elsewhere),
                 Access("list", "secrets"),
+                Access("watch", "secrets"),
                 Access("create", "events", namespace=elsewhere),
             ],
         )

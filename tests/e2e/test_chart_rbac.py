@@ -190,7 +190,9 @@ def test_the_readme_table_is_the_documented_least_privilege() -> None:
         pytest.param(0, {}, id="all-namespaces"),
         pytest.param(2, {}, id="two-watched-namespaces"),
         pytest.param(
-            2, {"runner.credentials": "env", "api.auth": "none"}, id="env-credentials-no-auth"
+            2,
+            {"runner.credentials": "env", "api.auth": "none", "api.webhooks": "false"},
+            id="env-credentials-no-auth-no-webhooks",
         ),
     ],
 )
@@ -211,6 +213,7 @@ def test_each_service_account_has_exactly_the_documented_grants(
         "watchNamespaces": created,
         "runner.credentials": "kubernetes",
         "api.auth": "kubernetes",
+        "api.webhooks": "true",
         **settings,
     }
     sets = {

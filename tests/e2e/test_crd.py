@@ -148,7 +148,7 @@ def test_printer_columns_and_explain_teach_the_api(
 ) -> None:
     assert _apply(control_plane, namespace, VALID, tmp_path).returncode == 0
     narrow = control_plane.kubectl("get", "ags", "-n", namespace).stdout.splitlines()[0]
-    assert narrow.split() == ["NAME", "STATE", "READY", "TICKS", "LAST", "TICK", "AGE"]
+    assert narrow.split() == ["NAME", "STATE", "READY", "TICKS", "LAST", "TICK", "AGE", "SCHEDULE"]
     wide = control_plane.kubectl("get", "agentstacks", "-n", namespace, "-o", "wide").stdout
     for column in ("PHASE", "INTERVAL", "EXECUTOR", "RESULT", "FAILURES", "TOKENS", "NEXT TICK"):
         assert column in wide.splitlines()[0]

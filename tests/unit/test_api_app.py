@@ -31,6 +31,7 @@ def _app(cache: fakes.FakeCache | None = None) -> FastAPI:
         hub=fakes.hub(redis),
         auth=fakes.FakeAuthorizer({"team"}),
         state_writer=fakes.FakeStateWriter(),
+        secrets=fakes.FakeSecrets(),
     )
 
 
@@ -115,9 +116,12 @@ def test_the_openapi_schema_documents_every_read_and_no_probe() -> None:
         ("post", f"{STACK}/inputs"),
         ("post", f"{STACK}/state"),
         ("post", f"{STACK}/approvals/{{approval}}"),
+        ("post", f"{STACK}/webhooks/{{webhook}}"),
     }
     sent = schema["paths"][f"{STACK}/inputs"]["post"]["responses"]
     assert {"202", "400", "401", "403", "404", "409", "413", "429"} <= set(sent)
+    delivered = schema["paths"][f"{STACK}/webhooks/{{webhook}}"]["post"]["responses"]
+    assert {"202", "401", "409", "413", "429", "503"} <= set(delivered)
     operations -= steering
     reads = ("", "/agents", "/approvals", "/artifacts", "/feed", "/inputs", "/memory")
     reads += ("/messages", "/search", "/ticks")

@@ -117,6 +117,16 @@ class FakeAuthorizer:
         return (namespace, action) in self.steering
 
 
+class FakeSecrets:
+    """SecretSource: keys by (namespace, Secret, key)."""
+
+    def __init__(self, keys: dict[tuple[str, str, str], bytes] | None = None) -> None:
+        self.keys = keys or {}
+
+    async def key(self, namespace: str, name: str, key: str) -> bytes | None:
+        return self.keys.get((namespace, name, key))
+
+
 class FakeStateWriter:
     """StateWriter: records each patch and the token it was made with; ``refusal`` is
     raised instead while set (the API server's verdict)."""

@@ -20,7 +20,9 @@ from agentstack_core.spec import (
     Completion,
     IdleBackoff,
     Schedule,
+    SecretKeyRef,
     ToolServer,
+    Webhook,
     parse_spec,
 )
 
@@ -28,6 +30,7 @@ CRD = Path(__file__).resolve().parents[2] / "crds" / "agentstack.dev_agentstacks
 
 _IDLE = IdleBackoff(max_interval_seconds=60)
 _SCHEDULE = Schedule(cron="* * * * *")
+_WEBHOOK = Webhook(name="", secret_ref=SecretKeyRef("", ""))
 MODEL_DEFAULTS: dict[str, Any] = {
     "executionState": DEFAULTS.execution_state,
     "schedule.timeZone": _SCHEDULE.time_zone,
@@ -54,6 +57,9 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "memory.consolidateEveryTicks": DEFAULTS.memory.consolidate_every_ticks,
     "stalledAfterIdleTicks": DEFAULTS.stalled_after_idle_ticks,
     "completion.confirmBy": Completion().confirm_by,
+    "webhooks.format": _WEBHOOK.format,
+    "webhooks.maxBodyBytes": _WEBHOOK.max_body_bytes,
+    "webhooks.toleranceSeconds": _WEBHOOK.tolerance_seconds,
 }
 
 

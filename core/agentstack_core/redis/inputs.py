@@ -22,6 +22,8 @@ from agentstack_core.redis.tick import ARCHIVE_KEYS, ARCHIVE_LIBS
 from agentstack_core.retention import (
     ARCHIVE_HARD_MAXLEN,
     ARCHIVE_TRIM_BATCH,
+    DELIVERIES_KEPT,
+    DELIVERIES_KEPT_SECONDS,
     INBOX_MAXLEN,
     INDEX_TERMS,
     INPUTS_MAXLEN,
@@ -39,6 +41,10 @@ class _Send:
     """The inputs log entry; the script sets its ``number`` and ``message`` id."""
     archived: ArchiveRecord
     """The archive's entry; the script sets its ``ref`` (``#number``)."""
+    delivery: str = ""
+    """A webhook delivery's ``webhook/id`` (empty: not a webhook's)."""
+    deliveries_kept: int = DELIVERIES_KEPT
+    deliveries_kept_ms: int = DELIVERIES_KEPT_SECONDS * 1000
     inbox_maxlen: int = INBOX_MAXLEN
     inputs_maxlen: int = INPUTS_MAXLEN
     index_terms: int = INDEX_TERMS
@@ -49,10 +55,26 @@ class _Send:
 _SEND_INPUT = LuaScript(
     __file__,
     "send_input",
-    keys=("spec", "index", "input_counters", "inbox", "inputs", "input_outcomes", *ARCHIVE_KEYS),
+    keys=(
+        "spec",
+        "index",
+        "input_counters",
+        "inbox",
+        "inputs",
+        "input_outcomes",
+        "deliveries",
+        *ARCHIVE_KEYS,
+    ),
     args=_Send,
     libs=("alive", *ARCHIVE_LIBS),
 )
+
+
+DUPLICATE = -2
+
+
+class DuplicateDeliveryError(RuntimeError):
+    """A webhook delivery with this id was accepted before: it is not sent again."""
 
 
 class InputRateError(RuntimeError):
@@ -73,13 +95,16 @@ async def send_input(
     per_minute: int,
     uid: str = "",
     now: float | None = None,
+    delivery: str = "",
 ) -> tuple[int, str]:
     """Put an input in ``agent``'s inbox and the stack's inputs log, numbered, at once.
 
     Returns (its number, its inbox message id). Raises
     :class:`~agentstack_core.redis.errors.StackGoneError` if the stack is not (or no
     longer) published, :class:`InputRateError` past ``per_minute`` inputs in the
-    current minute. Size and agent are the caller's to check (they come from the spec).
+    current minute, :class:`DuplicateDeliveryError` for a webhook ``delivery``
+    (``webhook/id``) accepted before. Size and agent are the caller's to check (they
+    come from the spec).
     """
     keys = StackKeys(stack)
     moment = time.time() if now is None else now
@@ -92,12 +117,15 @@ async def send_input(
             message=MessageRecord(sender=sender, content=content, at=moment),
             input=InputRecord(agent=agent, sender=sender, content=content, at=moment),
             archived=ArchiveRecord(kind=ArchiveKind.INPUT, agent=sender, text=content, at=moment),
+            delivery=delivery,
         ),
         keys=keys,
         inbox=keys.inbox(agent),
     )
     if reply[0] == GONE:
         raise StackGoneError(f"{stack} is not published")
+    if reply[0] == DUPLICATE:
+        raise DuplicateDeliveryError(f"delivery {delivery} was accepted before")
     if reply[0] == 0:
         raise InputRateError(int(reply[1]) / 1000)
     return int(reply[0]), str(reply[1])

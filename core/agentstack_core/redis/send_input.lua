@@ -1,11 +1,16 @@
 -- Accept an input: count it against the per-minute rate, number it, and append it to
 -- the agent's inbox, the stack's inputs log and its archive (indexed: search finds it
--- after the capped streams moved on), all or nothing. Replies {-1} (no such stack),
--- {0, ms until the rate window ends} (over the rate), or {number, inbox message id}.
+-- after the capped streams moved on), all or nothing. A webhook's delivery carries its
+-- id: one seen before is refused before anything else. Replies {-1} (no such stack),
+-- {-2} (a delivery seen before), {0, ms until the rate window ends} (over the rate), or
+-- {number, inbox message id}.
 if not alive(K.spec, A.uid) then
   return {-1}
 end
 local now = tonumber(A.now_ms)
+if A.delivery ~= '' and redis.call('ZSCORE', K.deliveries, A.delivery) then
+  return {-2}
+end
 local window = math.floor(now / 60000)
 local counted = redis.call('HMGET', K.input_counters, 'window', 'count')
 local count = 0
@@ -34,6 +39,12 @@ A.archived.ref = '#' .. number
 archive_append(K, flat(A.archived), A.index_terms, A.archive_hard_maxlen, A.archive_trim_batch)
 if number > tonumber(A.inputs_maxlen) then
   redis.call('HDEL', K.input_outcomes, tostring(number - tonumber(A.inputs_maxlen)))
+end
+if A.delivery ~= '' then
+  redis.call('ZADD', K.deliveries, now, A.delivery)
+  redis.call('ZREMRANGEBYSCORE', K.deliveries, '-inf', now - tonumber(A.deliveries_kept_ms))
+  redis.call('ZREMRANGEBYRANK', K.deliveries, 0, -1 - tonumber(A.deliveries_kept))
+  redis.call('SADD', K.index, K.deliveries)
 end
 redis.call('SADD', K.index, K.input_counters, K.inbox, K.inputs)
 return {number, id}

@@ -10,11 +10,14 @@ routers of :mod:`.routes`:
 - :mod:`.routes.streams` — Server-Sent Events of a stack's trace and feed, and the fleet;
 - :mod:`.routes.steering` — inputs sent to a stack (``POST``, checked by RBAC) and their
   log; pause, resume and stop, patched with the caller's own token;
+- :mod:`.routes.webhooks` — signed deliveries from callers without a Kubernetes
+  identity, sent as inputs (no bearer token: the signature is the credential);
 - :mod:`.routes.live` — ``/``, the live page;
 - :mod:`.routes.probes` — ``/healthz``, ``/readyz``, ``/metrics``.
 
 The middleware here applies to every route: requests with a body over
-:data:`MAX_REQUEST_BYTES` are refused (413) unread, and each response's time to first
+:data:`MAX_REQUEST_BYTES` (a webhook's: :data:`~.webhooks.MAX_DELIVERY_BYTES`) are
+refused (413) unread, and each response's time to first
 byte is observed in ``agentstack_api_request_duration_seconds`` by method, route
 template and status class. No response carries a Secret or an API key: the spec
 summary says whether a provider uses a Secret, never which value it holds.
@@ -41,12 +44,16 @@ from agentstack_operator.api.errors import (
 )
 from agentstack_operator.api.executionstate import StateWriter
 from agentstack_operator.api.inputs import Inputs
-from agentstack_operator.api.routes import live, probes, stacks, steering, streams
+from agentstack_operator.api.routes import live, probes, stacks, steering, streams, webhooks
 from agentstack_operator.api.sse import StreamViews
 from agentstack_operator.api.tailing import StreamHub
 from agentstack_operator.api.views import StackViews
+from agentstack_operator.api.webhooks import MAX_DELIVERY_BYTES, SecretSource, Webhooks
 
 MAX_REQUEST_BYTES = 64 * 1024
+WEBHOOK_PATH = "/webhooks/"
+"""Webhook deliveries may be larger (each webhook's ``maxBodyBytes``, at most
+:data:`~.webhooks.MAX_DELIVERY_BYTES`): their route enforces its own limit."""
 
 REQUEST_DURATION = Histogram(
     "agentstack_api_request_duration_seconds",
@@ -69,7 +76,8 @@ async def observe(
     """Refuse large bodies; time every response by its route template (low cardinality)."""
     started = time.perf_counter()
     declared = request.headers.get("content-length")
-    if declared and _int(declared) > MAX_REQUEST_BYTES:
+    limit = MAX_DELIVERY_BYTES if WEBHOOK_PATH in request.url.path else MAX_REQUEST_BYTES
+    if declared and _int(declared) > limit:
         response: Response = request_too_large()
     else:
         response = await call_next(request)
@@ -88,9 +96,11 @@ def create_app(
     hub: StreamHub,
     auth: Authorizer,
     state_writer: StateWriter,
+    secrets: SecretSource | None,
     cors_origins: list[str] | None = None,
 ) -> FastAPI:
-    """The app: pages from ``redis`` (the requests' pool), live streams from ``hub``."""
+    """The app: pages from ``redis`` (the requests' pool), live streams from ``hub``;
+    webhooks when ``secrets`` can read their keys (``None``: no webhook route)."""
     app = FastAPI(
         title="agentstack read API",  # the published schema's title: kept as it was
         version="v1",
@@ -114,10 +124,19 @@ def create_app(
     app.state.views = StackViews(redis)
     app.state.streams = StreamViews(hub, access)
     app.state.inputs = Inputs(redis)
+    if secrets is not None:
+        app.state.webhooks = Webhooks(cache, secrets, app.state.inputs)
     app.state.approvals = Approvals(redis)
     app.state.state_writer = state_writer
 
-    routers = (probes.router, live.router, stacks.router, streams.router, steering.router)
+    routers = (
+        probes.router,
+        live.router,
+        stacks.router,
+        streams.router,
+        steering.router,
+        *((webhooks.router,) if secrets is not None else ()),
+    )
     for router in routers:
         app.include_router(router)
     app.state.routes = [route for router in routers for route in router.routes]

@@ -79,7 +79,10 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class _TTLCache(Generic[K, V]):
+class TTLCache(Generic[K, V]):
+    """Values kept for ``ttl`` seconds, at most ``limit`` of them (expired ones go first,
+    then all: a flood of distinct keys cannot grow it)."""
+
     def __init__(self, ttl: float, limit: int = 10_000) -> None:
         self.ttl = ttl
         self.limit = limit
@@ -108,10 +111,8 @@ class KubernetesAccess:
     def __init__(self, api: client.ApiClient, *, ttl: float = 30.0) -> None:
         self.authn = client.AuthenticationV1Api(api)
         self.authz = client.AuthorizationV1Api(api)
-        self._users: _TTLCache[str, User] = _TTLCache(ttl)
-        self._decisions: _TTLCache[tuple[str, tuple[str, ...], str, str, str], bool] = _TTLCache(
-            ttl
-        )
+        self._users: TTLCache[str, User] = TTLCache(ttl)
+        self._decisions: TTLCache[tuple[str, tuple[str, ...], str, str, str], bool] = TTLCache(ttl)
 
     async def authenticate(self, authorization: str | None) -> User:
         token = bearer_token(authorization)

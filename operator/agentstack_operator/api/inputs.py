@@ -12,7 +12,8 @@ read by the stack's next scheduled tick.
 
 Refusals say why, and leave nothing behind: a stack that is stopped (409), not yet
 taken on by the operator (409), an unknown agent (404, as for its inbox), content over
-the stack's size limit (413), or over its rate (429 with ``Retry-After``).
+the stack's size limit (413), or over its rate (429 with ``Retry-After``). Webhook
+deliveries (:mod:`.webhooks`) go in the same way (:meth:`Inputs.put`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from agentstack_core import protocol
 from agentstack_core.protocol import RedisClient, Wakeup
 from agentstack_core.records import InputOutcome, InputRecord
 from agentstack_core.redis.errors import StackGoneError
-from agentstack_core.redis.inputs import InputRateError, send_input
+from agentstack_core.redis.inputs import DuplicateDeliveryError, InputRateError, send_input
 from agentstack_core.spec import ExecutionState, SpecError, StackSpec, parse_spec
 from agentstack_operator.api import models
 from agentstack_operator.api.auth import User
@@ -34,7 +35,7 @@ from agentstack_operator.api.views import stack_reader, stack_ref
 logger = logging.getLogger(__name__)
 
 
-def _spec(stack: dict[str, Any]) -> StackSpec:
+def spec_of(stack: dict[str, Any]) -> StackSpec:
     try:
         return parse_spec(stack.get("spec") or {})
     except SpecError as exc:
@@ -67,23 +68,40 @@ class Inputs:
     async def send(
         self, stack: dict[str, Any], caller: User, request: models.InputRequest
     ) -> models.InputAccepted:
-        spec = _spec(stack)
-        ref = stack_ref(stack)
-        if spec.execution_state is ExecutionState.STOPPED:
-            raise ApiError(409, "StackStopped", f"{ref} is Stopped: it reads no more inputs")
-        names = [agent.name for agent in spec.agents]
-        agent = request.agent or names[0]
-        if agent not in names:
-            raise ApiError(
-                404, "NotFound", f"no agent {agent!r} in {ref} (agents: {', '.join(names)})"
-            )
+        spec = spec_of(stack)
         size = len(request.content.encode())
         if size > spec.inputs.max_bytes:
             raise ApiError(
                 413,
                 "InputTooLarge",
-                f"the input is {size} bytes; {ref} takes at most {spec.inputs.max_bytes} "
-                "(spec.inputs.maxBytes)",
+                f"the input is {size} bytes; {stack_ref(stack)} takes at most "
+                f"{spec.inputs.max_bytes} (spec.inputs.maxBytes)",
+            )
+        return await self.put(
+            stack, spec, agent=request.agent, sender=caller.name, content=request.content
+        )
+
+    async def put(
+        self,
+        stack: dict[str, Any],
+        spec: StackSpec,
+        *,
+        agent: str | None,
+        sender: str,
+        content: str,
+        delivery: str = "",
+    ) -> models.InputAccepted:
+        """Put an input in ``agent``'s inbox (the first agent's when ``None``) and wake
+        the stack: the one way every input goes in (a person's, a webhook delivery's —
+        whose ``delivery`` id is refused the second time)."""
+        ref = stack_ref(stack)
+        if spec.execution_state is ExecutionState.STOPPED:
+            raise ApiError(409, "StackStopped", f"{ref} is Stopped: it reads no more inputs")
+        names = [member.name for member in spec.agents]
+        agent = agent or names[0]
+        if agent not in names:
+            raise ApiError(
+                404, "NotFound", f"no agent {agent!r} in {ref} (agents: {', '.join(names)})"
             )
         uid = str(stack["metadata"].get("uid") or "")
         try:
@@ -91,14 +109,19 @@ class Inputs:
                 self.redis,
                 ref,
                 agent=agent,
-                sender=caller.name,
-                content=request.content,
+                sender=sender,
+                content=content,
                 per_minute=spec.inputs.max_per_minute,
                 uid=uid,
+                delivery=delivery,
             )
         except StackGoneError as exc:
             raise ApiError(
                 409, "StackNotReady", f"the operator has not taken {ref} on yet; try again"
+            ) from exc
+        except DuplicateDeliveryError as exc:
+            raise ApiError(
+                409, "DuplicateDelivery", f"{exc}: it is not sent to {ref} again"
             ) from exc
         except InputRateError as exc:
             raise ApiError(
@@ -116,7 +139,7 @@ class Inputs:
                 logger.warning("input #%d to %s: no wake-up sent: %s", number, ref, exc)
                 wakes = False
         return models.InputAccepted(
-            number=number, agent=agent, sender=caller.name, messageId=message_id, wakes=wakes
+            number=number, agent=agent, sender=sender, messageId=message_id, wakes=wakes
         )
 
     async def page(

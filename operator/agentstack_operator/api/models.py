@@ -314,7 +314,9 @@ class InputRequest(_Model):
 class InputAccepted(_Model):
     number: int = Field(description="The input's number within the stack (1, 2, …).")
     agent: str
-    sender: str = Field(description="Who sent it: the caller's Kubernetes user name.")
+    sender: str = Field(
+        description="Who sent it: the caller's Kubernetes user name, or the webhook's name."
+    )
     messageId: str = Field(description="Its id in the agent's inbox stream.")
     wakes: bool = Field(description="Whether the stack gets a tick at once for it.")
 

@@ -24,6 +24,7 @@ from agentstack_operator.api.executionstate import StateWriter
 from agentstack_operator.api.inputs import Inputs
 from agentstack_operator.api.sse import StreamViews
 from agentstack_operator.api.views import StackViews
+from agentstack_operator.api.webhooks import Webhooks
 
 STACK_PATH = "/api/v1/namespaces/{namespace}/stacks/{name}"
 """Where one stack's routes live."""
@@ -56,6 +57,7 @@ StackCursor = Annotated[
         max_length=507,
     ),
 ]
+WebhookName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63)]
 AgentName = Annotated[str, Query(pattern=NAME_PATTERN, max_length=63, description="Inbox owner")]
 MAX_QUERY_CHARS = 500
 SearchQuery = Annotated[
@@ -97,6 +99,7 @@ Streams = Annotated[StreamViews, Depends(_service("streams"))]
 InputsService = Annotated[Inputs, Depends(_service("inputs"))]
 ApprovalsService = Annotated[Approvals, Depends(_service("approvals"))]
 StateWriterService = Annotated[StateWriter, Depends(_service("state_writer"))]
+WebhooksService = Annotated[Webhooks, Depends(_service("webhooks"))]
 
 
 async def current_user(

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 import uvicorn
 
 from agentstack_core.connection import connect
-from agentstack_core.environment import env_float, env_int, env_list
+from agentstack_core.environment import env_bool, env_float, env_int, env_list
 from agentstack_operator.api.app import create_app
 from agentstack_operator.api.auth import Authorizer, KubernetesAccess, OpenAccess
 from agentstack_operator.api.cache import StackCache
 from agentstack_operator.api.executionstate import KubeStateWriter
 from agentstack_operator.api.tailing import StreamHub
+from agentstack_operator.api.webhooks import KubeSecrets
 from agentstack_operator.kube import api_client
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class ApiConfig:
     auth_cache_seconds: float = 30.0
     cors_origins: list[str] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
+    webhooks: bool = True
 
     @classmethod
     def from_env(cls) -> ApiConfig:
@@ -59,6 +61,7 @@ class ApiConfig:
             ),
             cors_origins=env_list("AGENTSTACK_API_CORS_ORIGINS"),
             namespaces=env_list("AGENTSTACK_WATCH_NAMESPACES"),
+            webhooks=env_bool("AGENTSTACK_API_WEBHOOKS", defaults.webhooks),
         )
 
 
@@ -79,6 +82,7 @@ async def serve(config: ApiConfig) -> None:
         hub=hub,
         auth=authorizer,
         state_writer=KubeStateWriter(kube),
+        secrets=KubeSecrets(kube) if config.webhooks else None,
         cors_origins=config.cors_origins,
     )
     server = uvicorn.Server(
