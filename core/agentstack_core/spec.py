@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from agentstack_core.cron import CronError, CronExpression
+from agentstack_core.matching import Condition, ConditionError, LabelSelector, label_selector
 
 DEFAULT_TEAM = ("planner", "builder", "reviewer", "communicator")
 """The built-in roles, in the order they act within a tick."""
@@ -209,6 +210,70 @@ class Webhook:
     """How far a signed timestamp may be from now (``StandardWebhooks``)."""
 
 
+FORBIDDEN_TRIGGER_KINDS = frozenset({("", "Secret")})
+"""(API group, kind) pairs no trigger may watch: a trigger's input carries fields of the
+object it saw, and a Secret's would be its values."""
+
+
+@dataclass(frozen=True)
+class EventMatch:
+    """Which Kubernetes Events of the stack's namespace fire a trigger (every field
+    set must match; an empty match takes every Event)."""
+
+    reasons: tuple[str, ...] = ()
+    """The Event's ``reason`` is one of these (empty: any)."""
+    involved_kind: str | None = None
+    """The kind of the Event's ``involvedObject`` (``Pod``)."""
+    type: str | None = None
+    """``Normal`` or ``Warning`` (``None``: either)."""
+
+
+@dataclass(frozen=True)
+class ObjectMatch:
+    """Which objects of the stack's namespace fire a trigger: those of a kind, within a
+    label selector, whose state satisfies a CEL condition."""
+
+    api_version: str
+    """``v1``, ``apps/v1``: the group and version, as in a manifest."""
+    kind: str
+    selector: LabelSelector = field(default_factory=lambda: LabelSelector())
+    """Which objects of the kind (empty: all), as a Deployment's selector says it."""
+    condition: str = ""
+    """A CEL expression over ``object`` that is true when the trigger fires (empty:
+    every change of a matching object fires it)."""
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Send an agent an input when something happens in the stack's namespace
+    (``spec.triggers``): one Event or object state, once per object and window."""
+
+    name: str
+    service_account_name: str
+    """The ServiceAccount of the stack's namespace whose rights the trigger uses: it
+    watches only what that account may list and watch (a stack never gains the
+    operator's rights)."""
+    event: EventMatch | None = None
+    object: ObjectMatch | None = None
+    agent: str | None = None
+    """The agent the inputs go to (``None``: the first)."""
+    window_seconds: int = 300
+    """One input per object per window: an object that keeps matching (a crash-looping
+    pod, an Event counted again) sends again only in the next window."""
+
+    @property
+    def watched(self) -> tuple[str, str, str]:
+        """(API group, version, kind) of what the trigger watches."""
+        if self.object is not None:
+            group, _, version = self.object.api_version.rpartition("/")
+            return group, version, self.object.kind
+        return "", "v1", "Event"
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Tick when a cron expression fires (``spec.schedule``), instead of every
@@ -330,6 +395,7 @@ class StackSpec:
     completion: Completion | None = None
     """``None``: an ongoing goal (it never completes)."""
     webhooks: tuple[Webhook, ...] = ()
+    triggers: tuple[Trigger, ...] = ()
 
     @property
     def goal_id(self) -> str:
@@ -569,6 +635,68 @@ def _webhooks(raw: Any, agents: tuple[AgentSpec, ...], problems: list[str]) -> t
     return tuple(hooks)
 
 
+_TRIGGER = Trigger(name="", service_account_name="")
+
+
+def _trigger(item: dict[str, Any], where: str, problems: list[str]) -> Trigger | None:
+    event, found = item.get("event"), item.get("object")
+    if (event is None) == (found is None):
+        problems.append(f"{where}: needs exactly one of event and object")
+        return None
+    match: ObjectMatch | None = None
+    if found is not None:
+        match = ObjectMatch(
+            api_version=str(found.get("apiVersion") or ""),
+            kind=str(found.get("kind") or ""),
+            selector=label_selector(found.get("selector")),
+            condition=str(found.get("condition") or ""),
+        )
+        if not match.api_version or not match.kind:
+            problems.append(f"{where}.object: needs apiVersion and kind")
+            return None
+        if (match.group, match.kind) in FORBIDDEN_TRIGGER_KINDS:
+            problems.append(f"{where}.object: {match.kind} may not be watched by a trigger")
+            return None
+        try:
+            Condition(match.condition)
+        except ConditionError as exc:
+            problems.append(f"{where}.object.condition: {exc}")
+            return None
+    return Trigger(
+        name=str(item.get("name") or ""),
+        service_account_name=str(item.get("serviceAccountName") or ""),
+        event=None
+        if event is None
+        else EventMatch(
+            reasons=tuple(str(r) for r in event.get("reasons") or ()),
+            involved_kind=event.get("involvedObjectKind"),
+            type=event.get("type"),
+        ),
+        object=match,
+        agent=item.get("agent"),
+        window_seconds=int(item.get("windowSeconds", _TRIGGER.window_seconds)),
+    )
+
+
+def _triggers(raw: Any, agents: tuple[AgentSpec, ...], problems: list[str]) -> tuple[Trigger, ...]:
+    triggers: list[Trigger] = []
+    team = {agent.name for agent in agents}
+    for index, item in enumerate(raw or []):
+        where = f"spec.triggers[{index}]"
+        trigger = _trigger(item, where, problems)
+        if trigger is None:
+            continue
+        if not trigger.name or not trigger.service_account_name:
+            problems.append(f"{where}: needs a name and a serviceAccountName")
+        elif any(other.name == trigger.name for other in triggers):
+            problems.append(f"{where}.name: duplicate trigger {trigger.name!r}")
+        elif trigger.agent is not None and trigger.agent not in team:
+            problems.append(f"{where}.agent: {trigger.agent!r} is not in the team")
+        else:
+            triggers.append(trigger)
+    return tuple(triggers)
+
+
 def _schedule(raw: dict[str, Any], problems: list[str]) -> Schedule | None:
     found = raw.get("schedule")
     if found is None:
@@ -661,6 +789,7 @@ def parse_spec(raw: dict[str, Any]) -> StackSpec:
             ),
             completion=_completion(raw.get("completion"), problems),
             webhooks=_webhooks(raw.get("webhooks"), agents, problems),
+            triggers=_triggers(raw.get("triggers"), agents, problems),
         )
     except (TypeError, ValueError, KeyError) as exc:
         problems.append(f"spec: {exc}")

@@ -10,6 +10,7 @@ Data flow::
     Dispatcher (dispatching.py) ── due ticks in batches ──► tick lanes (pool) / Jobs
     ResultFolder (folding.py) ── {agentstack}:results ──► records (dirty)
     WakeupReader (waking.py) ── {agentstack}:wakeups (inputs) ──► Dispatcher.wake
+    TriggerHub (triggering.py) ── one watch per kind ──► inputs (then wake-ups)
     StatusWriter (statuswriting.py) ── dirty records, rate-limited ──► PATCH /status
     LeaderEvents (statuswriting.py) ── transitions ──► Events
 
@@ -52,6 +53,7 @@ from agentstack_operator.leadership import Leadership
 from agentstack_operator.secretchecking import SECRET_RECHECK_SECONDS, check_secrets
 from agentstack_operator.stackstate import StackRecord
 from agentstack_operator.statuswriting import LeaderEvents, StatusWriter, clear_fleet_gauges
+from agentstack_operator.triggering import ACCESS_CACHE_SECONDS, RECHECK_SECONDS, TriggerHub
 from agentstack_operator.waking import WakeupReader
 
 logger = logging.getLogger(__name__)
@@ -105,7 +107,9 @@ class Operator:
         )
         self.finalizer = Finalizer(kube, self.forget, on_gave_up=self._cleanup_gave_up)
         self.wakeups = WakeupReader(redis, self.index, self.dispatcher.wake, self.events)
+        self.triggers = TriggerHub(kube, redis, namespaces=config.namespaces)
         results = RedisResults(redis, consumer=config.operator_id)
+        self._trigger_turns = 0
         self.progress: dict[str, float] = {}
         """Loop name → when it last turned (monotonic), for the liveness probe."""
         self.folder = ResultFolder(
@@ -136,6 +140,7 @@ class Operator:
                 self.redis, record.ref, record.generation, record.raw_spec, uid=record.uid
             )
             events += await check_secrets(self.kube, record)
+            events += await self.triggers.check(record)
             await self.folder.refresh_usage([record])
             self.dispatcher.reschedule(record, change.cause)
         # The watch also echoes our own status writes (same generation, nothing new):
@@ -170,6 +175,7 @@ class Operator:
 
     def _drop(self, key: str) -> None:
         self.dispatcher.forget(key)
+        self.triggers.unsubscribe(key)
         self.status_writer.discard(key)
         ref = StackRef.parse(key)
         metrics.PER_STACK.forget(ref.namespace, ref.name)
@@ -210,6 +216,7 @@ class Operator:
             self.dispatcher.reschedule(record, "start")
             self.status_writer.mark(record, urgent=True)
         await self.leadership.lost.wait()
+        self.triggers.stop()
         clear_fleet_gauges()
 
     async def _secrets_step(self) -> None:
@@ -222,6 +229,26 @@ class Operator:
                 self.dispatcher.reschedule(record, "start")
             self.status_writer.mark(record, urgent=bool(events))
             await self.events.post(record, events)
+
+    async def _triggers_step(self) -> None:
+        """Stacks whose triggers were not allowed are checked again every
+        :data:`~.triggering.RECHECK_SECONDS`, every stack with triggers once a minute
+        (a right granted or revoked since); every replica, as for Secrets."""
+        await asyncio.sleep(RECHECK_SECONDS)
+        self._trigger_turns += 1
+        everyone = self._trigger_turns % round(ACCESS_CACHE_SECONDS / RECHECK_SECONDS) == 0
+        for record in list(self.index.values()):
+            if record.spec is None or not record.spec.triggers:
+                continue
+            if not (record.forbidden_triggers or everyone):
+                continue
+            held = bool(record.forbidden_triggers)
+            events = await self.triggers.check(record)
+            if held and not record.forbidden_triggers:
+                self.dispatcher.reschedule(record, "start")
+            if events:
+                self.status_writer.mark(record, urgent=True)
+                await self.events.post(record, events)
 
     async def _redis_step(self) -> None:
         """Every few seconds (and before every batch of ticks is sent, through the
@@ -284,6 +311,8 @@ class Operator:
             self._forever("status", self._as_leader(self.status_writer.step)),
             self._forever("redis", self._as_leader(self._redis_step)),
             self._forever("secrets", self._secrets_step),
+            self._forever("trigger-access", self._triggers_step),
+            self._forever("trigger-watches", self._as_leader(self.triggers.step)),
             self._forever("queue-depth", self.dispatcher.report_queue_depth),
         ]
 

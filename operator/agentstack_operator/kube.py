@@ -1,6 +1,8 @@
 """The operator's writes to the Kubernetes API: status, Events, Jobs, Secrets, Leases.
 
-Kopf owns the watch streams; everything the operator *writes* goes through here. The
+Kopf owns the watch streams of stacks and Jobs; everything the operator *writes* goes
+through here, and so do the triggers' watches (:mod:`.triggering`), with the discovery
+and access reviews they need. The
 official client is synchronous, so its calls run in worker threads
 (``asyncio.to_thread``). Status patches, the one write that scales with the fleet, do
 not: they go out on the event loop through :class:`Patcher` (aiohttp, which the
@@ -28,6 +30,7 @@ import functools
 import json
 import logging
 import ssl
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -43,6 +46,9 @@ logger = logging.getLogger(__name__)
 COMPONENT = "agentstack-operator"
 REQUEST_TIMEOUT = (5.0, 10.0)
 """(connect, read) seconds of every API call."""
+WATCH_SECONDS = 300
+"""How long the API server keeps one of the triggers' watches open before it is
+started again (from the last resourceVersion seen)."""
 
 
 def api_client() -> client.ApiClient:
@@ -105,12 +111,7 @@ class Patcher:
         patch (RFC 6902) with ``json_patch``; ``False`` on 404, :class:`ApiException`
         on any other error."""
         kind = "json-patch" if json_patch else "merge-patch"
-        headers = {"Content-Type": f"application/{kind}+json"}
-        # The official client's lookup: ``BearerToken``, or ``authorization`` as kubeconfig
-        # and in-cluster loading store it.
-        token = self.configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
-        if token:
-            headers["Authorization"] = token
+        headers = self._headers(f"application/{kind}+json")
         async with self._session_now().patch(path, json=body, headers=headers) as response:
             if response.status == 404:
                 return False
@@ -118,6 +119,62 @@ class Patcher:
                 raise ApiException(status=response.status, reason=await response.text())
             await response.read()  # the connection goes back to the pool
         return True
+
+    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+        headers = {"Content-Type": content_type} if content_type else {}
+        # The official client's lookup: ``BearerToken``, or ``authorization`` as kubeconfig
+        # and in-cluster loading store it.
+        token = self.configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+        if token:
+            headers["Authorization"] = token
+        return headers
+
+    async def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any] | None:
+        """GET ``path`` as JSON; ``None`` on 404, :class:`ApiException` on other errors."""
+        async with self._session_now().get(path, params=params, headers=self._headers()) as reply:
+            if reply.status == 404:
+                await reply.read()
+                return None
+            if reply.status >= 300:
+                raise ApiException(status=reply.status, reason=await reply.text())
+            found: dict[str, Any] = await reply.json(loads=json.loads)
+        return found
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a JSON body to ``path``; the reply as JSON."""
+        headers = self._headers("application/json")
+        async with self._session_now().post(path, json=body, headers=headers) as reply:
+            if reply.status >= 300:
+                raise ApiException(status=reply.status, reason=await reply.text())
+            answer: dict[str, Any] = await reply.json(loads=json.loads)
+        return answer
+
+    async def watch(self, path: str, resource_version: str) -> AsyncIterator[dict[str, Any]]:
+        """The watch events of the collection at ``path`` after ``resource_version``,
+        until the server ends the watch (:data:`WATCH_SECONDS`). Lines are split here,
+        not by the stream reader, which refuses lines longer than its buffer (a large
+        object is one line)."""
+        params = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(WATCH_SECONDS),
+        }
+        connect, _read = REQUEST_TIMEOUT
+        timeout = aiohttp.ClientTimeout(sock_connect=connect, sock_read=WATCH_SECONDS + 30)
+        session = self._session_now()
+        async with session.get(
+            path, params=params, headers=self._headers(), timeout=timeout
+        ) as reply:
+            if reply.status >= 300:
+                raise ApiException(status=reply.status, reason=await reply.text())
+            pending = b""
+            async for chunk in reply.content.iter_any():
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -243,6 +300,50 @@ class Kube:
             label_selector=selector,
             propagation_policy="Background",
         )
+
+    async def api_resource(self, api_version: str, kind: str) -> tuple[str, bool] | None:
+        """The resource (plural) that serves ``kind`` in ``api_version``, and whether it
+        is namespaced; ``None`` if the API server has no such kind (discovery)."""
+        path = "api/v1" if api_version == "v1" else f"apis/{api_version}"
+        found = await self.patcher.get(path)
+        for resource in (found or {}).get("resources") or []:
+            if resource.get("kind") == kind and "/" not in resource.get("name", "/"):
+                return str(resource["name"]), bool(resource.get("namespaced"))
+        return None
+
+    async def may_list_and_watch(
+        self, namespace: str, group: str, resource: str, *, user: str | None
+    ) -> bool:
+        """Whether ``user`` (``None``: the operator itself) may list and watch
+        ``resource`` in ``namespace``: a SubjectAccessReview (a SelfSubjectAccessReview
+        for the operator) per verb."""
+        review = "SelfSubjectAccessReview" if user is None else "SubjectAccessReview"
+        for verb in ("list", "watch"):
+            spec: dict[str, Any] = {
+                "resourceAttributes": {
+                    "namespace": namespace,
+                    "verb": verb,
+                    "group": group,
+                    "resource": resource,
+                }
+            }
+            if user is not None:
+                spec["user"] = user
+            answer = await self.patcher.post(
+                f"apis/authorization.k8s.io/v1/{review.lower()}s",
+                {"apiVersion": "authorization.k8s.io/v1", "kind": review, "spec": spec},
+            )
+            if not (answer.get("status") or {}).get("allowed"):
+                return False
+        return True
+
+    async def list_objects(self, path: str) -> dict[str, Any]:
+        """The collection at ``path`` (an empty list if the API server has none)."""
+        return await self.patcher.get(path) or {"items": []}
+
+    def watch_objects(self, path: str, resource_version: str) -> AsyncIterator[dict[str, Any]]:
+        """The watch events of the collection at ``path`` (:meth:`Patcher.watch`)."""
+        return self.patcher.watch(path, resource_version)
 
     async def read_lease(self, namespace: str, name: str) -> Any:
         try:

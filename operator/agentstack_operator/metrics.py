@@ -61,6 +61,17 @@ APPROVALS_WAITING = Gauge(
     "Tool calls waiting for a person's approval, across the stacks this leader runs.",
 )
 
+TRIGGER_WATCHES = Gauge(
+    "agentstack_operator_trigger_watches",
+    "Watches the leader holds open for stacks' Kubernetes triggers (one per kind, or "
+    "per kind and namespace when the operator watches a list of namespaces).",
+)
+TRIGGER_INPUTS = Counter(
+    "agentstack_operator_trigger_inputs_total",
+    "What became of the inputs Kubernetes triggers fired, by outcome (Sent, Duplicate, "
+    "RateLimited, Refused, Failed).",
+    ["outcome"],
+)
 _PER_STACK_LABELS = ["namespace", "stack"]
 STACK_TICKS = Counter(
     "agentstack_stack_ticks_total",

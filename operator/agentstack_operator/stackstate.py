@@ -63,12 +63,18 @@ HOLD_PHASES: dict[Blocked, Phase] = {
     Blocked.INVALID_SPEC: Phase.INVALID,
     Blocked.ENDPOINT_NOT_ALLOWED: Phase.INVALID,
     Blocked.SECRET_NOT_FOUND: Phase.WAITING,
+    Blocked.TRIGGER_NOT_ALLOWED: Phase.WAITING,
     Blocked.COMPLETED: Phase.COMPLETED,
     Blocked.BUDGET_EXCEEDED: Phase.BUDGET_EXCEEDED,
 }
 """The phase a held stack shows."""
 NOT_READY = frozenset(
-    {Blocked.INVALID_SPEC, Blocked.ENDPOINT_NOT_ALLOWED, Blocked.SECRET_NOT_FOUND}
+    {
+        Blocked.INVALID_SPEC,
+        Blocked.ENDPOINT_NOT_ALLOWED,
+        Blocked.SECRET_NOT_FOUND,
+        Blocked.TRIGGER_NOT_ALLOWED,
+    }
 )
 """Holds that come from the spec or its references: the stack is not ``Ready``, and its
 phase says why whatever its state. A spent budget only holds a running stack's ticks."""
@@ -124,6 +130,8 @@ class StackRecord:
     """What the platform's endpoint policy refuses in a valid spec (a ``baseURL`` that
     would receive the platform's key): the stack waits until the author fixes it."""
     missing_secrets: list[str] = field(default_factory=list)
+    forbidden_triggers: list[str] = field(default_factory=list)
+    """Why triggers of the spec may not watch what they name (:mod:`.triggering`)."""
     resumed: bool = False
     """Set when the stack went from Paused back to Running (Paused=False, Resumed)."""
 
@@ -255,7 +263,8 @@ class StackRecord:
 
         The one place the holds are weighed: the first that applies, in
         :class:`~agentstack_core.reasons.Blocked`'s order (an invalid spec, a refused
-        endpoint, a missing Secret, a finite goal met, a spent budget), is the one every
+        endpoint, a missing Secret, a trigger not allowed, a finite goal met, a spent
+        budget), is the one every
         condition and the phase report.
         """
         if self.problems:
@@ -264,6 +273,8 @@ class StackRecord:
             return Hold(Blocked.ENDPOINT_NOT_ALLOWED, "; ".join(self.refused))
         if self.missing_secrets:
             return Hold(Blocked.SECRET_NOT_FOUND, "waiting for " + ", ".join(self.missing_secrets))
+        if self.forbidden_triggers:
+            return Hold(Blocked.TRIGGER_NOT_ALLOWED, "; ".join(self.forbidden_triggers))
         met = self.met
         if met is not None:
             return Hold(Blocked.COMPLETED, met[1])

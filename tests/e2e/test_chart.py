@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -34,7 +35,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from agentstack_core import protocol
-from agentstack_core.keys import FleetKeys
+from agentstack_core.keys import FleetKeys, StackKeys, StackRef
 from agentstack_core.spec import Priority
 from agentstack_devkit.controlplane import ControlPlane, build_kubeconfig
 from agentstack_devkit.dashboards.promql import panels, substitute
@@ -43,7 +44,7 @@ from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.helm import Helm
 from agentstack_devkit.redisserver import RedisServer
 from tests.e2e.stacks import Stacks
-from tests.helpers import eventually, gone
+from tests.helpers import bind_service_account, eventually, gone
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "agentstack-operator"
@@ -1821,6 +1822,37 @@ def test_the_chart_processes_work_with_exactly_the_granted_permissions(
         )
         stacks.wait_condition("keyed", "Ready", "True", timeout=90)
 
+        # Triggers: the operator asks whether the trigger's ServiceAccount may watch Events
+        # (create subjectaccessreviews), then watches them itself (list, watch events).
+        core = client.CoreV1Api(k8s_api)
+        core.create_namespaced_service_account(
+            elsewhere, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="watcher"))
+        )
+        bind_service_account(k8s_api, elsewhere, "watcher", "view", kind="ClusterRole")
+        stacks.create(
+            "triggered",
+            tickIntervalSeconds=3600,
+            llm={"model": {"provider": "scripted"}},
+            triggers=[{"name": "oom", "serviceAccountName": "watcher", "event": {}}],
+        )
+        stacks.wait_ticks("triggered", 1, timeout=90)
+        core.create_namespaced_event(
+            elsewhere,
+            client.CoreV1Event(
+                metadata=client.V1ObjectMeta(generate_name="web."),
+                involved_object=client.V1ObjectReference(
+                    kind="Pod", name="web", namespace=elsewhere, uid="u-web"
+                ),
+                reason="OOMKilling",
+                message="out of memory",
+                type="Warning",
+                last_timestamp=dt.datetime.now(dt.UTC),
+            ),
+        )
+        triggered = StackKeys(StackRef(elsewhere, "triggered")).inputs
+        eventually(lambda: redis_reader.xlen(triggered) or None, "the trigger's input")
+        stacks.patch_spec("triggered", executionState="Stopped")
+
         # The runners (runner.credentials=kubernetes, the chart's default) read a stack's
         # own Secret from the stack's namespace with their ServiceAccount's token (get
         # secrets); a stack without a secretRef gets the runners' own key.
@@ -1889,25 +1921,11 @@ def test_the_chart_processes_work_with_exactly_the_granted_permissions(
 
         # The API (authentication on): a token bound to the built-in `view` role (through
         # the aggregated ClusterRole) reads the stack; an unbound one is refused.
-        core = client.CoreV1Api(k8s_api)
         for account in ("dashboard", "stranger"):
             core.create_namespaced_service_account(
                 elsewhere, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=account))
             )
-        client.RbacAuthorizationV1Api(k8s_api).create_namespaced_role_binding(
-            elsewhere,
-            client.V1RoleBinding(
-                metadata=client.V1ObjectMeta(name="dashboard-view"),
-                role_ref=client.V1RoleRef(
-                    api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="view"
-                ),
-                subjects=[
-                    client.RbacV1Subject(
-                        kind="ServiceAccount", name="dashboard", namespace=elsewhere
-                    )
-                ],
-            ),
-        )
+        bind_service_account(k8s_api, elsewhere, "dashboard", "view", kind="ClusterRole")
         path = f"/api/v1/namespaces/{elsewhere}/stacks/team"
         with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as http:
             assert http.get(path).status_code == 401

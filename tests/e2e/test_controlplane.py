@@ -16,7 +16,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from agentstack_devkit.controlplane import ControlPlane
-from tests.helpers import eventually, gone
+from tests.helpers import bind_service_account, eventually, gone
 
 GROUP = "smoke.agentstack.dev"
 
@@ -213,18 +213,7 @@ def test_service_account_token_is_forbidden_what_rbac_does_not_grant(
                 ],
             ),
         )
-        rbac.create_namespaced_role_binding(
-            namespace,
-            client.V1RoleBinding(
-                metadata=client.V1ObjectMeta(name="reader-reads-configmaps"),
-                role_ref=client.V1RoleRef(
-                    api_group="rbac.authorization.k8s.io", kind="Role", name="read-configmaps"
-                ),
-                subjects=[
-                    client.RbacV1Subject(kind="ServiceAccount", name="reader", namespace=namespace)
-                ],
-            ),
-        )
+        bind_service_account(k8s_api, namespace, "reader", "read-configmaps")
 
         def allowed() -> bool | None:
             try:

@@ -18,7 +18,7 @@ from kubernetes import client
 
 from agentstack_devkit.controlplane import ControlPlane
 from tests.e2e.stacks import Stacks
-from tests.helpers import eventually
+from tests.helpers import bind_service_account, eventually
 
 HOUR = 3600
 
@@ -55,16 +55,7 @@ def _account(k8s_api: client.ApiClient, namespace: str, name: str, *resources: s
     rbac.create_namespaced_role(
         namespace, client.V1Role(metadata=client.V1ObjectMeta(name=name), rules=rules)
     )
-    rbac.create_namespaced_role_binding(
-        namespace,
-        client.V1RoleBinding(
-            metadata=client.V1ObjectMeta(name=name),
-            role_ref=client.V1RoleRef(
-                api_group="rbac.authorization.k8s.io", kind="Role", name=name
-            ),
-            subjects=[client.RbacV1Subject(kind="ServiceAccount", name=name, namespace=namespace)],
-        ),
-    )
+    bind_service_account(k8s_api, namespace, name, name)
     request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
     return str(core.create_namespaced_service_account_token(name, namespace, request).status.token)
 

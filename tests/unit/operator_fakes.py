@@ -6,8 +6,9 @@ method the real class satisfies is on its fake: ``test_operator_fakes`` checks b
 
 from __future__ import annotations
 
+import asyncio
 import copy
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import jsonpatch
@@ -110,6 +111,21 @@ class FakeKube:
         """The stacks as the API server holds them (for the finalizer's patches)."""
         self.stack_patches: list[tuple[StackRef, list[dict[str, Any]]]] = []
         self.stack_patch_error: Exception | None = None
+        self.resources: dict[tuple[str, str], tuple[str, bool]] = {
+            ("v1", "Event"): ("events", True),
+            ("v1", "Pod"): ("pods", True),
+            ("v1", "Node"): ("nodes", False),
+            ("apps/v1", "Deployment"): ("deployments", True),
+        }
+        """What discovery finds: (apiVersion, kind) → (resource, namespaced)."""
+        self.granted: set[tuple[str, str | None, str]] = set()
+        """(namespace, user, resource) that may be listed and watched (user ``None``:
+        the operator, which may watch everything unless :attr:`operator_denied`)."""
+        self.operator_denied: set[str] = set()
+        self.reviews = 0
+        """Access reviews answered (each for list and watch)."""
+        self.objects: dict[str, list[dict[str, Any]]] = {}
+        """Collections by path, as lists answer them (watches bring nothing)."""
 
     async def create_job(self, namespace: str, body: Any) -> bool:
         if self.job_error is not None:
@@ -157,6 +173,30 @@ class FakeKube:
 
     async def secret_has_key(self, namespace: str, name: str, key: str) -> bool:
         return (namespace, name, key) in self.secrets
+
+    async def api_resource(self, api_version: str, kind: str) -> tuple[str, bool] | None:
+        return self.resources.get((api_version, kind))
+
+    async def may_list_and_watch(
+        self, namespace: str, group: str, resource: str, *, user: str | None
+    ) -> bool:
+        self.reviews += 1
+        if user is None:
+            return resource not in self.operator_denied
+        return (namespace, user, resource) in self.granted
+
+    async def list_objects(self, path: str) -> dict[str, Any]:
+        return {
+            "kind": "List",
+            "metadata": {"resourceVersion": "1"},
+            "items": self.objects.get(path, []),
+        }
+
+    async def watch_objects(
+        self, path: str, resource_version: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        await asyncio.Event().wait()  # a watch on which nothing happens
+        yield {}
 
     async def read_lease(self, namespace: str, name: str) -> Any:
         return self.lease

@@ -27,12 +27,17 @@ from agentstack_operator.folding import (
 from agentstack_operator.kube import Kube
 from agentstack_operator.secretchecking import SecretReader
 from agentstack_operator.statuswriting import EventSink, LeaderEvents, StatusSink, StatusWriter
+from agentstack_operator.triggering import TriggerApi
 from tests.helpers import assert_same_signature, public_methods
 
 from .operator_fakes import FakeEvents, FakeKube, FakeLanes, FakeResults, FakeScheduler, FakeStatus
 
 STAND_INS: list[tuple[type, type, tuple[type, ...]]] = [
-    (FakeKube, Kube, (JobCreator, StatusSink, EventSink, SecretReader, FinalizerKube)),
+    (
+        FakeKube,
+        Kube,
+        (JobCreator, StatusSink, EventSink, SecretReader, FinalizerKube, TriggerApi),
+    ),
     (FakeLanes, RedisLanes, (TickSink,)),
     (FakeResults, RedisResults, (ResultStream, UsageCounters, ApprovalReader, TickLedger)),
     (FakeScheduler, Dispatcher, (Scheduler,)),

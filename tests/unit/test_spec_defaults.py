@@ -22,6 +22,7 @@ from agentstack_core.spec import (
     Schedule,
     SecretKeyRef,
     ToolServer,
+    Trigger,
     Webhook,
     parse_spec,
 )
@@ -31,6 +32,7 @@ CRD = Path(__file__).resolve().parents[2] / "crds" / "agentstack.dev_agentstacks
 _IDLE = IdleBackoff(max_interval_seconds=60)
 _SCHEDULE = Schedule(cron="* * * * *")
 _WEBHOOK = Webhook(name="", secret_ref=SecretKeyRef("", ""))
+_TRIGGER = Trigger(name="", service_account_name="")
 MODEL_DEFAULTS: dict[str, Any] = {
     "executionState": DEFAULTS.execution_state,
     "schedule.timeZone": _SCHEDULE.time_zone,
@@ -60,6 +62,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "webhooks.format": _WEBHOOK.format,
     "webhooks.maxBodyBytes": _WEBHOOK.max_body_bytes,
     "webhooks.toleranceSeconds": _WEBHOOK.tolerance_seconds,
+    "triggers.windowSeconds": _TRIGGER.window_seconds,
 }
 
 

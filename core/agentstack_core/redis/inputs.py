@@ -1,20 +1,24 @@
 """Inputs people and systems send a stack: numbered, rate-limited, written at once.
 
-One script (``send_input.lua``) counts the input against the stack's per-minute rate,
-numbers it, and appends it to the agent's inbox, the stack's inputs log and its
-archive, indexed (where search finds it after the capped streams moved on): a
-refused input leaves nothing, and an accepted one is never half written. What became
-of an input (which agent read it in which tick) is written by that agent's step
+:func:`put_input` is the one way an input goes in, whoever sends it (a person through
+the API, a webhook delivery, a Kubernetes trigger, an A2A message): the stack's state
+and team are checked, then one script (``send_input.lua``) counts the input against
+the stack's per-minute rate, numbers it, and appends it to the agent's inbox, the
+stack's inputs log and its archive, indexed (where search finds it after the capped
+streams moved on): a refused input leaves nothing, and an accepted one is never half
+written. What became of an input (which agent read it in which tick) is written by that agent's step
 (:class:`~agentstack_core.operations.MarkInputRead`).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
+from agentstack_core import protocol
 from agentstack_core.keys import StackKeys, StackRef
-from agentstack_core.protocol import RedisClient
+from agentstack_core.protocol import RedisClient, Wakeup
 from agentstack_core.records import ArchiveKind, ArchiveRecord, InputRecord, MessageRecord
 from agentstack_core.redis.errors import GONE, StackGoneError
 from agentstack_core.redis.script import LuaScript
@@ -28,6 +32,9 @@ from agentstack_core.retention import (
     INDEX_TERMS,
     INPUTS_MAXLEN,
 )
+from agentstack_core.spec import ExecutionState, StackSpec
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,18 @@ DUPLICATE = -2
 
 class DuplicateDeliveryError(RuntimeError):
     """A webhook delivery with this id was accepted before: it is not sent again."""
+
+
+class StackStoppedError(RuntimeError):
+    """The stack is ``Stopped``: it reads no more inputs."""
+
+
+class UnknownAgentError(LookupError):
+    """The input names an agent the team does not have."""
+
+    def __init__(self, agent: str, team: list[str]) -> None:
+        super().__init__(f"no agent {agent!r} (agents: {', '.join(team)})")
+        self.team = team
 
 
 class InputRateError(RuntimeError):
@@ -129,3 +148,68 @@ async def send_input(
     if reply[0] == 0:
         raise InputRateError(int(reply[1]) / 1000)
     return int(reply[0]), str(reply[1])
+
+
+@dataclass(frozen=True)
+class SentInput:
+    number: int
+    agent: str
+    message_id: str
+    wakes: bool
+    """Whether a wake-up was sent (the stack is running and its inputs wake it)."""
+
+
+async def put_input(
+    client: RedisClient,
+    stack: StackRef,
+    spec: StackSpec,
+    *,
+    uid: str,
+    agent: str | None,
+    sender: str,
+    content: str,
+    delivery: str = "",
+) -> SentInput:
+    """Put an input in ``agent``'s inbox (the first agent's when ``None``) and wake the
+    stack. Raises :class:`StackStoppedError`, :class:`UnknownAgentError`, and what
+    :func:`send_input` raises; the content's size is the caller's to check.
+
+    A wake-up is only a hint (the next scheduled tick reads the input anyway), so one
+    that cannot be sent is logged, never an error: the input is in.
+    """
+    if spec.execution_state is ExecutionState.STOPPED:
+        raise StackStoppedError(f"{stack} is Stopped: it reads no more inputs")
+    team = [member.name for member in spec.agents]
+    agent = agent or team[0]
+    if agent not in team:
+        raise UnknownAgentError(agent, team)
+    number, message_id = await send_input(
+        client,
+        stack,
+        agent=agent,
+        sender=sender,
+        content=content,
+        per_minute=spec.inputs.max_per_minute,
+        uid=uid,
+        delivery=delivery,
+    )
+    wakes = spec.inputs.wake and spec.execution_state is ExecutionState.RUNNING
+    if wakes:
+        try:
+            await protocol.wake(client, Wakeup(stack=stack, uid=uid, input=number))
+        except Exception as exc:
+            logger.warning("input #%d to %s: no wake-up sent: %s", number, stack, exc)
+            wakes = False
+    return SentInput(number=number, agent=agent, message_id=message_id, wakes=wakes)
+
+
+def cut_to_bytes(content: str, max_bytes: int) -> str:
+    """``content`` within ``max_bytes`` of UTF-8, cut with a marker that says so: for
+    inputs made from what others sent (a webhook's body, an object a trigger saw),
+    which are shortened rather than refused."""
+    encoded = content.encode()
+    if len(encoded) <= max_bytes:
+        return content
+    marker = f"\n… ({len(encoded)} bytes, cut)"
+    room = max(0, max_bytes - len(marker.encode()))
+    return encoded[:room].decode("utf-8", errors="ignore") + marker

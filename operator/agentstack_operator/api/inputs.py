@@ -18,21 +18,23 @@ deliveries (:mod:`.webhooks`) go in the same way (:meth:`Inputs.put`).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from agentstack_core import protocol
-from agentstack_core.protocol import RedisClient, Wakeup
+from agentstack_core.protocol import RedisClient
 from agentstack_core.records import InputOutcome, InputRecord
 from agentstack_core.redis.errors import StackGoneError
-from agentstack_core.redis.inputs import DuplicateDeliveryError, InputRateError, send_input
-from agentstack_core.spec import ExecutionState, SpecError, StackSpec, parse_spec
+from agentstack_core.redis.inputs import (
+    DuplicateDeliveryError,
+    InputRateError,
+    StackStoppedError,
+    UnknownAgentError,
+    put_input,
+)
+from agentstack_core.spec import SpecError, StackSpec, parse_spec
 from agentstack_operator.api import models
 from agentstack_operator.api.auth import User
 from agentstack_operator.api.errors import ApiError
 from agentstack_operator.api.views import stack_reader, stack_ref
-
-logger = logging.getLogger(__name__)
 
 
 def spec_of(stack: dict[str, Any]) -> StackSpec:
@@ -92,29 +94,24 @@ class Inputs:
         delivery: str = "",
     ) -> models.InputAccepted:
         """Put an input in ``agent``'s inbox (the first agent's when ``None``) and wake
-        the stack: the one way every input goes in (a person's, a webhook delivery's —
-        whose ``delivery`` id is refused the second time)."""
+        the stack (:func:`~agentstack_core.redis.inputs.put_input`, the one way every
+        input goes in), its refusals as API errors."""
         ref = stack_ref(stack)
-        if spec.execution_state is ExecutionState.STOPPED:
-            raise ApiError(409, "StackStopped", f"{ref} is Stopped: it reads no more inputs")
-        names = [member.name for member in spec.agents]
-        agent = agent or names[0]
-        if agent not in names:
-            raise ApiError(
-                404, "NotFound", f"no agent {agent!r} in {ref} (agents: {', '.join(names)})"
-            )
-        uid = str(stack["metadata"].get("uid") or "")
         try:
-            number, message_id = await send_input(
+            sent = await put_input(
                 self.redis,
                 ref,
+                spec,
+                uid=str(stack["metadata"].get("uid") or ""),
                 agent=agent,
                 sender=sender,
                 content=content,
-                per_minute=spec.inputs.max_per_minute,
-                uid=uid,
                 delivery=delivery,
             )
+        except StackStoppedError as exc:
+            raise ApiError(409, "StackStopped", str(exc)) from exc
+        except UnknownAgentError as exc:
+            raise ApiError(404, "NotFound", f"{exc} in {ref}") from exc
         except StackGoneError as exc:
             raise ApiError(
                 409, "StackNotReady", f"the operator has not taken {ref} on yet; try again"
@@ -131,15 +128,12 @@ class Inputs:
                 f"(spec.inputs.maxPerMinute); try again in {exc.retry_after:.0f}s",
                 headers={"Retry-After": str(max(1, round(exc.retry_after)))},
             ) from exc
-        wakes = spec.inputs.wake and spec.execution_state is ExecutionState.RUNNING
-        if wakes:
-            try:
-                await protocol.wake(self.redis, Wakeup(stack=ref, uid=uid, input=number))
-            except Exception as exc:  # the input is in; only its promptness is lost
-                logger.warning("input #%d to %s: no wake-up sent: %s", number, ref, exc)
-                wakes = False
         return models.InputAccepted(
-            number=number, agent=agent, sender=sender, messageId=message_id, wakes=wakes
+            number=sent.number,
+            agent=sent.agent,
+            sender=sender,
+            messageId=sent.message_id,
+            wakes=sent.wakes,
         )
 
     async def page(

@@ -49,6 +49,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter
 
+from agentstack_core.redis.inputs import cut_to_bytes
 from agentstack_core.spec import StackSpec, Webhook, WebhookFormat
 from agentstack_operator.api import models
 from agentstack_operator.api.access import StackSource
@@ -182,13 +183,7 @@ def content_of(hook: Webhook, delivery: Delivery, body: bytes, max_bytes: int) -
     with contextlib.suppress(ValueError):  # not JSON: the body as it came
         text = json.dumps(_without_api_links(json.loads(text)), separators=(",", ":"))
     head = f"webhook {hook.name}" + (f", event {delivery.event}" if delivery.event else "")
-    content = f"{head}, delivery {delivery.id}:\n{text}"
-    encoded = content.encode()
-    if len(encoded) <= max_bytes:
-        return content
-    marker = f"\n… ({len(encoded)} bytes, cut)"
-    room = max(0, max_bytes - len(marker.encode()))
-    return encoded[:room].decode("utf-8", errors="ignore") + marker
+    return cut_to_bytes(f"{head}, delivery {delivery.id}:\n{text}", max_bytes)
 
 
 async def read_body(chunks: AsyncIterator[bytes], limit: int) -> bytes:
