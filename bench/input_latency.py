@@ -1,4 +1,5 @@
-"""From an input sent to the read API to the start of the tick it brings.
+"""From an input — sent to the read API, delivered to a webhook, or fired by a Kubernetes
+Event — to the start of the tick it brings.
 
 Run from the repository root::
 
@@ -11,11 +12,21 @@ wake-up and dispatches an extra tick, a runner takes it and leases the stack. Th
 bench runs the fleet as deployed on this machine (control plane, ``redis-server``, the
 operator, one runner on the offline scripted provider, one ``agentstack api``), and
 sends inputs one at a time, each to one of a few target stacks that tick once an hour
-on their own (so the tick that reads an input is the one it brought). For each input:
+on their own (so the tick that reads an input is the one it brought), from each source
+in turn:
 
-- **input → tick start**: the tick's ``started_at`` (it holds the lease: the runner's
-  clock) minus the moment before the ``POST`` (this process's clock; same machine);
-- **input → read**: when the agent's step that read it committed, minus the same.
+- ``api``: ``POST …/inputs`` (the moment before it);
+- ``webhook``: a GitHub-signed ``POST …/webhooks/bench`` (the same path through the
+  API, plus the signature check and the key read from a Secret, cached);
+- ``trigger``: a Kubernetes Event created through the API server (the moment before
+  the ``create``), which the operator's one watch of Events delivers and the target's
+  trigger (``involvedObjectKind`` names the target) turns into an input.
+
+For each input:
+
+- **→ tick start**: the tick's ``started_at`` (it holds the lease: the runner's
+  clock) minus the moment before the send (this process's clock; same machine);
+- **→ read**: when the agent's step that read it committed, minus the same.
 
 The baseline, in the same command, sends the same inputs to a fleet of only the target
 stacks; the loaded run adds background stacks ticking every ``--interval`` seconds, so
@@ -26,16 +37,23 @@ the machine; ``bench/RESULTS.md`` records them with the command.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import hashlib
+import hmac
 import json
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import redis
+from kubernetes import client
 
 from agentstack_core.keys import StackKeys, StackRef
+from agentstack_devkit.controlplane import bind_service_account
 from bench.operator_scale import (
     BenchError,
     Processes,
@@ -54,20 +72,98 @@ NAMESPACE = "input-bench"
 TARGETS = 5
 HOUR = 3600
 READ_TIMEOUT = 30.0
+SOURCES = ("api", "webhook", "trigger")
+HOOK_KEY = b"the input bench's webhook key"
+WATCHER = "bench-watcher"
 
 
 @dataclass(frozen=True)
 class Sample:
     started: float
-    """Input → tick start (seconds)."""
+    """Send → tick start (seconds)."""
     read: float
-    """Input → the step that read it committed (seconds)."""
+    """Send → the step that read it committed (seconds)."""
 
 
 @dataclass(frozen=True)
 class Outcome:
     background: int
+    source: str
     samples: list[Sample]
+
+
+def target_spec(ref: StackRef) -> dict[str, Any]:
+    """What a target takes inputs through besides the API: a webhook, and a trigger on
+    Events about an object of the kind named after it (so each Event is one target's)."""
+    return {
+        "webhooks": [{"name": "bench", "secretRef": {"name": "bench-hooks", "key": "key"}}],
+        "triggers": [
+            {
+                "name": "bench",
+                "serviceAccountName": WATCHER,
+                "event": {"reasons": ["BenchPing"], "involvedObjectKind": ref.name},
+            }
+        ],
+    }
+
+
+def prepare(kube: client.ApiClient) -> None:
+    """The webhook's key and the trigger's ServiceAccount (bound to ``view``)."""
+    core = client.CoreV1Api(kube)
+    core.create_namespaced_secret(
+        NAMESPACE,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="bench-hooks"),
+            string_data={"key": HOOK_KEY.decode()},
+        ),
+    )
+    core.create_namespaced_service_account(
+        NAMESPACE, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=WATCHER))
+    )
+    bind_service_account(kube, NAMESPACE, WATCHER, "view", kind="ClusterRole")
+
+
+class Sender:
+    """One input to a target from a source; :meth:`send` returns the moment before."""
+
+    def __init__(self, http: httpx.Client, kube: client.ApiClient) -> None:
+        self.http = http
+        self.core = client.CoreV1Api(kube)
+
+    def send(self, source: str, ref: StackRef, text: str) -> float:
+        stack = f"/api/v1/namespaces/{ref.namespace}/stacks/{ref.name}"
+        if source == "trigger":
+            sent = time.time()
+            self.core.create_namespaced_event(
+                ref.namespace,
+                client.CoreV1Event(
+                    metadata=client.V1ObjectMeta(generate_name="ping."),
+                    involved_object=client.V1ObjectReference(
+                        kind=ref.name, name=text, namespace=ref.namespace, uid=str(uuid.uuid4())
+                    ),
+                    reason="BenchPing",
+                    message=text,
+                    type="Normal",
+                    last_timestamp=dt.datetime.now(dt.UTC),
+                ),
+            )
+            return sent
+        if source == "webhook":
+            body = json.dumps({"text": text}).encode()
+            signature = hmac.new(HOOK_KEY, body, hashlib.sha256).hexdigest()
+            headers = {
+                "X-Hub-Signature-256": f"sha256={signature}",
+                "X-GitHub-Delivery": str(uuid.uuid4()),
+                "X-GitHub-Event": "ping",
+            }
+            sent = time.time()
+            answer = self.http.post(f"{stack}/webhooks/bench", content=body, headers=headers)
+        else:
+            sent = time.time()
+            answer = self.http.post(f"{stack}/inputs", json={"agent": "planner", "content": text})
+        if answer.status_code != 202:
+            raise BenchError(f"{source} input refused: {answer.status_code} {answer.text}")
+        return sent
 
 
 def _history_start(reader: redis.Redis, ref: StackRef, tick: str) -> float | None:
@@ -77,19 +173,28 @@ def _history_start(reader: redis.Redis, ref: StackRef, tick: str) -> float | Non
     return None
 
 
+def _newest_input(reader: redis.Redis, ref: StackRef) -> int:
+    """The number of the target's newest input (0: none yet)."""
+    newest = reader.xrevrange(StackKeys(ref).inputs, count=1)
+    return int(newest[0][1]["number"]) if newest else 0
+
+
 def send_and_wait(
-    http: httpx.Client, reader: redis.Redis, ref: StackRef, text: str, procs: Processes
+    sender: Sender,
+    reader: redis.Redis,
+    source: str,
+    ref: StackRef,
+    text: str,
+    procs: Processes,
 ) -> Sample:
-    """One input; waits until the tick it brought has read it and is recorded."""
-    path = f"/api/v1/namespaces/{ref.namespace}/stacks/{ref.name}/inputs"
-    sent = time.time()
-    answer = http.post(path, json={"agent": "planner", "content": text})
-    if answer.status_code != 202:
-        raise BenchError(f"input refused: {answer.status_code} {answer.text}")
-    number = str(answer.json()["number"])
+    """One input; waits until the tick it brought has read it and is recorded (inputs go
+    one at a time, so the target's newest input is this one)."""
+    before = _newest_input(reader, ref)
+    sent = sender.send(source, ref, text)
     deadline = time.monotonic() + READ_TIMEOUT
     while time.monotonic() < deadline:
-        raw = reader.hget(StackKeys(ref).input_outcomes, number)
+        number = _newest_input(reader, ref)
+        raw = reader.hget(StackKeys(ref).input_outcomes, str(number)) if number > before else None
         if raw:
             outcome = json.loads(str(raw))
             start = _history_start(reader, ref, outcome["tickId"])
@@ -97,40 +202,46 @@ def send_and_wait(
                 return Sample(started=start - sent, read=float(outcome["at"]) - sent)
         procs.check_alive()
         time.sleep(0.01)
-    raise BenchError(f"input #{number} to {ref} not read within {READ_TIMEOUT:g} s")
+    raise BenchError(f"a {source} input to {ref} not read within {READ_TIMEOUT:g} s")
 
 
 def measure(
     procs: Processes,
     reader: redis.Redis,
-    http: httpx.Client,
+    sender: Sender,
     targets: Sequence[StackRef],
     inputs: int,
     background: int,
-) -> Outcome:
-    print(f"sending {inputs} inputs with {background} background stacks...", file=sys.stderr)
-    samples = []
-    for index in range(inputs):
-        ref = targets[index % len(targets)]
-        samples.append(send_and_wait(http, reader, ref, f"input {index}", procs))
-        time.sleep(0.2)  # the tick it brought finishes; the next input finds the stack idle
-    return Outcome(background, samples)
+) -> list[Outcome]:
+    outcomes = []
+    for source in SOURCES:
+        print(
+            f"sending {inputs} {source} inputs with {background} background stacks...",
+            file=sys.stderr,
+        )
+        samples = []
+        for index in range(inputs):
+            ref = targets[index % len(targets)]
+            samples.append(send_and_wait(sender, reader, source, ref, f"{source}-{index}", procs))
+            time.sleep(0.2)  # the tick it brought finishes; the next finds the stack idle
+        outcomes.append(Outcome(background, source, samples))
+    return outcomes
 
 
 def table(outcomes: Sequence[Outcome]) -> str:
     header = (
-        "| background stacks | inputs | input → tick start p50 | p90 | p99 | max "
-        "| input → read p50 | p99 | p99 vs baseline |\n|---|---|---|---|---|---|---|---|---|"
+        "| source | background stacks | inputs | → tick start p50 | p90 | p99 | max "
+        "| → read p50 | p99 | p99 vs quiet |\n|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = []
-    base = None
-    for outcome in outcomes:
+    quiet: dict[str, float] = {}
+    for outcome in sorted(outcomes, key=lambda o: (SOURCES.index(o.source), o.background)):
         started = [s.started for s in outcome.samples]
         read = [s.read for s in outcome.samples]
         p99 = percentile(started, 0.99)
-        base = base or p99
+        base = quiet.setdefault(outcome.source, p99)
         rows.append(
-            f"| {outcome.background} | {len(started)} | {spread(started)} "
+            f"| {outcome.source} | {outcome.background} | {len(started)} | {spread(started)} "
             f"| {ms(percentile(read, 0.5))} | {ms(percentile(read, 0.99))} "
             f"| {p99 / base:.2f}x |"
         )
@@ -140,14 +251,16 @@ def table(outcomes: Sequence[Outcome]) -> str:
 def run(args: argparse.Namespace) -> str:
     with api_fleet("agentstack-input-bench-", 1, NAMESPACE) as bench:
         procs, reader = bench.procs, bench.reader
+        prepare(bench.kube)
         targets = [StackRef(NAMESPACE, f"target-{n}") for n in range(TARGETS)]
-        create_stacks(bench.kube, targets, HOUR)
+        create_stacks(bench.kube, targets, HOUR, target_spec)
         deadline = time.monotonic() + 120
         wait_for(
             "targets ticked", lambda: ticked_in_redis(reader, targets), TARGETS, deadline, procs
         )
         with httpx.Client(base_url=bench.api_url, timeout=10) as http:
-            outcomes = [measure(procs, reader, http, targets, args.inputs, 0)]
+            sender = Sender(http, bench.kube)
+            outcomes = measure(procs, reader, sender, targets, args.inputs, 0)
             background = stack_refs([NAMESPACE], 0, args.stacks)
             print(f"creating {args.stacks} background stacks...", file=sys.stderr)
             create_stacks(bench.kube, background, args.interval)
@@ -159,7 +272,7 @@ def run(args: argparse.Namespace) -> str:
                 deadline,
                 procs,
             )
-            outcomes.append(measure(procs, reader, http, targets, args.inputs, args.stacks))
+            outcomes += measure(procs, reader, sender, targets, args.inputs, args.stacks)
     return (
         f"\n{TARGETS} target stacks (hourly, scripted), one runner; background stacks every "
         f"{args.interval} s.\n\n{table(outcomes)}"
@@ -172,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--stacks", type=int, default=1000, help="background stacks (1000)")
     parser.add_argument("--interval", type=int, default=10, help="their tickIntervalSeconds")
-    parser.add_argument("--inputs", type=int, default=100, help="inputs per run (100)")
+    parser.add_argument("--inputs", type=int, default=100, help="inputs per source and run (100)")
     parser.add_argument("--quick", action="store_true", help="100 stacks, 40 inputs")
     args = parser.parse_args(argv)
     if args.quick:

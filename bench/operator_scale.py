@@ -103,7 +103,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -402,8 +402,11 @@ def stack_refs(namespaces: Sequence[str], start: int, stop: int) -> list[StackRe
     return [StackRef(namespaces[i % len(namespaces)], f"s{i:04d}") for i in range(start, stop)]
 
 
-def stack_body(ref: StackRef, interval: int) -> dict[str, Any]:
-    """The default four-agent team on the offline scripted provider, every ``interval`` s."""
+def stack_body(
+    ref: StackRef, interval: int, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The default four-agent team on the offline scripted provider, every ``interval`` s
+    (and ``extra`` spec fields)."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "AgentStack",
@@ -412,12 +415,19 @@ def stack_body(ref: StackRef, interval: int) -> dict[str, Any]:
             "goal": f"Write the release notes of component {ref.name}",
             "tickIntervalSeconds": interval,
             "llm": {"model": {"provider": "scripted"}},
+            **(extra or {}),
         },
     }
 
 
-def create_stacks(api: client.ApiClient, refs: Sequence[StackRef], interval: int) -> float:
-    """Create the stacks concurrently; returns the seconds it took."""
+def create_stacks(
+    api: client.ApiClient,
+    refs: Sequence[StackRef],
+    interval: int,
+    extra: Callable[[StackRef], Mapping[str, Any]] | None = None,
+) -> float:
+    """Create the stacks concurrently (each with ``extra(ref)`` spec fields); returns the
+    seconds it took."""
     custom = client.CustomObjectsApi(api)
     started = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=CREATE_WORKERS, thread_name_prefix="create")
@@ -429,7 +439,7 @@ def create_stacks(api: client.ApiClient, refs: Sequence[StackRef], interval: int
                 VERSION,
                 ref.namespace,
                 PLURAL,
-                stack_body(ref, interval),
+                stack_body(ref, interval, extra(ref) if extra else None),
             )
             for ref in refs
         ]

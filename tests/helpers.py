@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from kubernetes.client.exceptions import ApiException
 
+from agentstack_devkit.controlplane import bind_service_account as bind_service_account
 from agentstack_devkit.processes import wait_until
 
 T = TypeVar("T")
@@ -99,23 +100,3 @@ def assert_same_signature(
 def _untyped(signature: inspect.Signature) -> inspect.Signature:
     parameters = [p.replace(annotation=p.empty) for p in signature.parameters.values()]
     return signature.replace(parameters=parameters, return_annotation=signature.empty)
-
-
-def bind_service_account(
-    api: Any, namespace: str, account: str, role: str, *, kind: str = "Role"
-) -> None:
-    """Bind the ServiceAccount ``account`` of ``namespace`` to ``role`` (a Role there, or
-    a ClusterRole with ``kind``) in that namespace, with a RoleBinding named
-    ``<account>-<role>``."""
-    from kubernetes import client
-
-    client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
-        namespace,
-        client.V1RoleBinding(
-            metadata=client.V1ObjectMeta(name=f"{account}-{role}"),
-            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind=kind, name=role),
-            subjects=[
-                client.RbacV1Subject(kind="ServiceAccount", name=account, namespace=namespace)
-            ],
-        ),
-    )

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes import client
 
 from agentstack_devkit.processes import (
     LOOPBACK,
@@ -504,3 +505,21 @@ class ControlPlane(Service):
             timeout=CONTROLLER_MANAGER_READY_TIMEOUT,
             what="creating service accounts",
         )
+
+
+def bind_service_account(
+    api: client.ApiClient, namespace: str, account: str, role: str, *, kind: str = "Role"
+) -> None:
+    """Bind the ServiceAccount ``account`` of ``namespace`` to ``role`` (a Role there, or
+    a ClusterRole with ``kind``) in that namespace, with a RoleBinding named
+    ``<account>-<role>``."""
+    client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name=f"{account}-{role}"),
+            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind=kind, name=role),
+            subjects=[
+                client.RbacV1Subject(kind="ServiceAccount", name=account, namespace=namespace)
+            ],
+        ),
+    )

@@ -2,7 +2,8 @@
 
 The tests run in order on one release (module fixture): install → every pod Ready →
 the example stack ticks in the runner pod → the PodDisruptionBudgets grant one
-eviction and refuse the next → ``kubectl patch`` pause/resume → an ``executor: job``
+eviction and refuse the next → ``kubectl patch`` pause/resume → a crash-looping pod
+wakes a stack through its trigger → an ``executor: job``
 stack's Jobs complete and fold into status → the leader operator's pod and the runner
 pod deleted while it holds a tick: the invariant checker finds no tick lost or run
 twice → ``helm upgrade`` rolls the pods and adds the runners' autoscaler → ``helm
@@ -23,6 +24,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.keys import StackKeys, StackRef
+from agentstack_core.records import InputRecord
 from agentstack_devkit.fakellm import FakeLLMServer
 from agentstack_devkit.helm import (
     API_SERVICE,
@@ -32,9 +34,10 @@ from agentstack_devkit.helm import (
 )
 from agentstack_devkit.node import GATEWAY
 from tests.e2e.stacks import Stacks
-from tests.helpers import eventually, gone
+from tests.helpers import bind_service_account, eventually, gone
 from tests.node.conftest import (
     JOB_REDIS_SECRET,
+    Images,
     Release,
     job_redis_secret,
     wait_rolled_out,
@@ -175,6 +178,70 @@ def test_kubectl_patch_pauses_and_resumes(release: Release, stacks: Stacks) -> N
     _kubectl(release, "patch", "ags", EXAMPLE, "-n", NAMESPACE, "--type", "merge", "-p", running)
     ticks = int(stacks.status(EXAMPLE)["ticks"])
     stacks.wait_ticks(EXAMPLE, ticks + 1, timeout=60)
+
+
+CRASHING = (
+    "object.status.containerStatuses.exists(c, has(c.state.waiting) && "
+    "c.state.waiting.reason == 'CrashLoopBackOff')"
+)
+
+
+def test_a_crash_looping_pod_wakes_a_stack_through_its_trigger(
+    release: Release, stacks: Stacks, images: Images
+) -> None:
+    """With the chart's default values: the kubelet's own status of a container that
+    keeps failing, watched with the trigger's ServiceAccount's rights (``view``)."""
+    core = client.CoreV1Api(release.api)
+    core.create_namespaced_service_account(
+        NAMESPACE, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="watcher"))
+    )
+    bind_service_account(release.api, NAMESPACE, "watcher", "view", kind="ClusterRole")
+    stacks.create(
+        "oncall",
+        tickIntervalSeconds=3600,
+        triggers=[
+            {
+                "name": "crashloop",
+                "serviceAccountName": "watcher",
+                "object": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "selector": {"matchLabels": {"app": "crashy"}},
+                    "condition": CRASHING,
+                },
+            }
+        ],
+    )
+    stacks.wait_ticks("oncall", 1, timeout=120)
+    core.create_namespaced_pod(
+        NAMESPACE,
+        client.V1Pod(
+            metadata=client.V1ObjectMeta(name="crashy", labels={"app": "crashy"}),
+            spec=client.V1PodSpec(
+                containers=[
+                    client.V1Container(
+                        name="app",
+                        image=images.app,
+                        image_pull_policy="Never",
+                        command=["python", "-c", "raise SystemExit(3)"],
+                    )
+                ]
+            ),
+        ),
+    )
+    try:
+        inputs = StackKeys(StackRef(NAMESPACE, "oncall")).inputs
+        [(_id, fields)] = eventually(
+            lambda: stacks.redis.xrange(inputs) or None, "the trigger's input", timeout=120
+        )
+        sent = InputRecord.from_fields(fields)
+        assert sent.sender == "trigger/crashloop"
+        assert sent.content.startswith(f"trigger crashloop: Pod crashy matches {CRASHING}")
+        assert '"reason":"CrashLoopBackOff"' in sent.content
+        stacks.wait_ticks("oncall", 2, timeout=60)  # it ticks once an hour: the input woke it
+    finally:
+        core.delete_namespaced_pod("crashy", NAMESPACE, grace_period_seconds=0)
+        stacks.patch_spec("oncall", executionState="Stopped")
 
 
 def _settled(stacks: Stacks) -> Callable[[], int | None]:
