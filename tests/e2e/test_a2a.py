@@ -275,6 +275,10 @@ async def test_bad_messages_are_json_rpc_errors_that_write_nothing(
     assert "lead, maker, checker" in refused["message"]
     legacy = {"role": "user", "messageId": "bad-2", "kind": "message", "parts": []}
     assert (await call("message/send", legacy, "0.3"))["error"]["code"] == -32602  # no text
+    async with _http(tokens["sender"]) as http:
+        garbage = await http.post(endpoint, content=b"{not json")
+    assert garbage.status_code == 400, garbage.text  # not a JSON-RPC call at all
+    assert garbage.json()["error"]["code"] == "InvalidParameter"
     assert _inputs(url, stacks, "helper", tokens["sender"]) == before
 
     # The README's curl: a good message, answered at once.

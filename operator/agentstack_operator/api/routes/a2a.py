@@ -9,12 +9,14 @@ An A2A client given ``…/stacks/{name}/a2a`` as the agent's URL finds the card 
 SDK's resolver looks. The card needs ``get`` on the stack, like every read; the
 endpoint needs ``create agentstacks/inputs``, like ``POST …/inputs``, for every method
 (a message is an input; a task is one). Both answer with the API's one error body
-before the protocol starts (401, 403 before 404); past that, refusals are JSON-RPC
-errors in a 200, as the protocol says.
+before the protocol starts (401, 403 before 404; 400 for a body that is not a JSON
+object, so not a JSON-RPC call at all); past that, refusals are JSON-RPC errors in a
+200, as the protocol says.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from a2a.server.request_handlers.response_helpers import agent_card_to_dict
@@ -23,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 
 from agentstack_operator.api.a2a import CARD_PATH
 from agentstack_operator.api.a2aserver import StackCall
-from agentstack_operator.api.errors import error_responses
+from agentstack_operator.api.errors import ApiError, error_responses
 from agentstack_operator.api.params import (
     STACK_PATH,
     A2AService,
@@ -99,5 +101,11 @@ async def a2a_endpoint(
     agents: A2AService,
 ) -> Response:
     stack = await access.steerable(caller, namespace, name, verb="create", subresource="inputs")
+    try:
+        call = json.loads(await request.body())  # kept by Starlette for the dispatcher
+    except ValueError:
+        call = None
+    if not isinstance(call, dict):
+        raise ApiError(400, "InvalidParameter", "the body must be a JSON-RPC request object")
     request.state.a2a_call = StackCall(stack=stack, caller=caller)
     return await agents.dispatcher.handle_requests(request)
