@@ -19,7 +19,7 @@ What each call does, in the stack's terms (:mod:`.a2a`):
   ``working`` is then followed with ``GetTask`` or ``SubscribeToTask``.
 - **stream** sends the same way, then follows the task: the task as sent, a status
   update each time its state moves, the tick's artifacts and the final status when the
-  tick ends (or after :data:`STREAM_SECONDS`; subscribe again to go on).
+  tick ends (or after :data:`STREAM_SECONDS`; subscribe again to go on, until it ended).
 - **get** reads where the input stands from Redis: its outcome, the tick's history
   entry and the tick's artifacts (nothing is stored for A2A but the delivery id).
 
@@ -64,6 +64,7 @@ from a2a.types.a2a_pb2 import (
     Task,
     TaskArtifactUpdateEvent,
     TaskPushNotificationConfig,
+    TaskState,
     TaskStatusUpdateEvent,
 )
 from a2a.utils.errors import (
@@ -300,6 +301,11 @@ class StackAgents(RequestHandler):
     ) -> AsyncGenerator[Event]:
         stack = _call(context).stack
         number = await self._existing(stack, params.id)
+        state = (await self._progress(stack, number)).state
+        if state in a2a.TERMINAL:  # as the SDK's own handler: nothing more will come
+            raise UnsupportedOperationError(
+                f"task {params.id} has ended ({TaskState.Name(state)}); GetTask reads it"
+            )
         async for event in self._events(stack, number):
             yield event
 
