@@ -31,7 +31,7 @@ from a2a.types.a2a_pb2 import (
     StreamResponse,
     TaskState,
 )
-from a2a.utils.constants import PROTOCOL_VERSION_1_0, VERSION_HEADER
+from a2a.utils.constants import PROTOCOL_VERSION_0_3, PROTOCOL_VERSION_1_0, VERSION_HEADER
 from a2a.utils.errors import TaskNotFoundError
 from kubernetes import client
 
@@ -119,9 +119,10 @@ async def test_the_card_is_derived_from_the_spec(
         (agent["name"], [agent["role"]]) for agent in TEAM
     ]
     assert card.capabilities.streaming
-    (interface,) = card.supported_interfaces
-    assert (interface.url, interface.protocol_binding) == (endpoint, "JSONRPC")
-    assert interface.protocol_version == PROTOCOL_VERSION_1_0
+    assert [(i.url, i.protocol_binding, i.protocol_version) for i in card.supported_interfaces] == [
+        (endpoint, "JSONRPC", PROTOCOL_VERSION_1_0),
+        (endpoint, "JSONRPC", PROTOCOL_VERSION_0_3),
+    ]
     assert list(card.default_input_modes) == ["text/plain"]
 
 

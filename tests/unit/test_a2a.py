@@ -15,7 +15,9 @@ from agentstack_core.records import ArtifactRecord, InputOutcome, TickRecord
 from agentstack_core.spec import parse_spec
 from agentstack_operator.api import a2a
 from agentstack_operator.api.a2aserver import protocol_error
+from agentstack_operator.api.app import create_app
 from agentstack_operator.api.errors import ApiError
+from tests.unit import test_api_fakes as fakes
 
 TICK = "team/alpha/1700000000000"
 URL = "https://api.example/api/v1/namespaces/team/stacks/alpha/a2a"
@@ -43,12 +45,10 @@ def test_the_card_is_the_spec_seen_as_an_agent() -> None:
     ]
     assert "default reader" in card.skills[0].description
     assert "default reader" not in card.skills[1].description
-    (interface,) = card.supported_interfaces
-    assert (interface.url, interface.protocol_binding, interface.protocol_version) == (
-        URL,
-        "JSONRPC",
-        "1.0",
-    )
+    assert [(i.url, i.protocol_binding, i.protocol_version) for i in card.supported_interfaces] == [
+        (URL, "JSONRPC", "1.0"),
+        (URL, "JSONRPC", "0.3"),
+    ]
     assert card.capabilities.streaming
     assert not card.capabilities.push_notifications
 
@@ -157,3 +157,38 @@ def test_refused_inputs_are_json_rpc_errors_with_the_inputs_routes_answer() -> N
     assert busy.data == {"status": "429", "code": "TooManyInputs", "retry-after": "12"}
     stopped = protocol_error(ApiError(409, "StackStopped", "team/alpha is Stopped"))
     assert isinstance(stopped, UnsupportedOperationError)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("public_url", "endpoint"),
+    [
+        ("", "http://api.test/api/v1/namespaces/team/stacks/alpha/a2a"),
+        (
+            "https://agents.example/",
+            "https://agents.example/api/v1/namespaces/team/stacks/alpha/a2a",
+        ),
+    ],
+)
+async def test_the_card_names_the_endpoint_where_callers_reach_it(
+    public_url: str, endpoint: str
+) -> None:
+    redis = fakes.unreachable_redis()
+    app = create_app(
+        cache=fakes.FakeCache([fakes.stack("team", "alpha")]),
+        redis=redis,
+        hub=fakes.hub(redis),
+        auth=fakes.FakeAuthorizer({"team"}),
+        state_writer=fakes.FakeStateWriter(),
+        secrets=None,
+        public_url=public_url,
+    )
+    async with fakes.client(app) as http:
+        card = await http.get(f"/api/v1/namespaces/team/stacks/alpha/a2a{a2a.CARD_PATH}")
+        refused = await http.get(f"/api/v1/namespaces/other/stacks/beta/a2a{a2a.CARD_PATH}")
+    assert card.status_code == 200, card.text
+    body = card.json()
+    assert (body["name"], body["description"]) == ("alpha", "goal of alpha")
+    assert body["supportedInterfaces"][0]["url"] == endpoint
+    assert (body["url"], body["protocolVersion"]) == (endpoint, "0.3")  # for 0.3 clients
+    fakes.error_of(refused, 403, "Forbidden")

@@ -6,7 +6,7 @@ A2A object is something the stack already keeps:
 
 - **The agent card** is derived from the spec: the stack's name, its goal as the
   description, one skill per agent of the team (its id the agent's name, so a caller
-  can pick the agent), the JSON-RPC endpoint's URL, streaming on.
+  can pick the agent), the JSON-RPC endpoint's URL (protocol 1.0, and 0.3), streaming.
 - **A message** is an input (:meth:`~.inputs.Inputs.put`): its text parts joined are the
   content; the first agent (the planner) reads it unless the message's metadata names
   another agent of the team (``agent``, or ``skillId``/``skill``: a skill's id is the
@@ -44,7 +44,11 @@ from a2a.types.a2a_pb2 import (
     TaskState,
     TaskStatus,
 )
-from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH, PROTOCOL_VERSION_1_0
+from a2a.utils.constants import (
+    AGENT_CARD_WELL_KNOWN_PATH,
+    PROTOCOL_VERSION_0_3,
+    PROTOCOL_VERSION_1_0,
+)
 from a2a.utils.errors import ContentTypeNotSupportedError, InvalidParamsError
 
 from agentstack_core.reasons import Outcome
@@ -58,6 +62,9 @@ TASK_ID = re.compile(rf"{TASK_PREFIX}([1-9][0-9]{{0,17}})", re.ASCII)
 DELIVERY_PREFIX = "a2a/"
 AGENT_KEYS = ("agent", "skillId", "skill")
 """Keys of a message's metadata that name the agent to read it, in order."""
+PROTOCOL_VERSIONS = (PROTOCOL_VERSION_1_0, PROTOCOL_VERSION_0_3)
+"""What the endpoint speaks (0.3 through the SDK's adapter): a card with a 0.3 interface
+also carries 0.3's fields (``url``, ``protocolVersion``), which 0.3 clients read."""
 TEXT_MODES = ["text/plain"]
 TERMINAL = frozenset({TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED})
 
@@ -69,9 +76,8 @@ def agent_card(name: str, spec: StackSpec, url: str) -> AgentCard:
         description=spec.goal,
         version="v1alpha1",
         supported_interfaces=[
-            AgentInterface(
-                url=url, protocol_binding="JSONRPC", protocol_version=PROTOCOL_VERSION_1_0
-            )
+            AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version=version)
+            for version in PROTOCOL_VERSIONS
         ],
         capabilities=AgentCapabilities(streaming=True, push_notifications=False),
         default_input_modes=TEXT_MODES,

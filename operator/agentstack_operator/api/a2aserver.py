@@ -146,6 +146,7 @@ class StackAgents(RequestHandler):
         redis: RedisClient,
         hub: StreamHub,
         *,
+        public_url: str = "",
         send_wait_seconds: float = SEND_WAIT_SECONDS,
         stream_seconds: float = STREAM_SECONDS,
         poll_seconds: float = POLL_SECONDS,
@@ -153,6 +154,8 @@ class StackAgents(RequestHandler):
         self.inputs = inputs
         self.redis = redis
         self.hub = hub
+        self.public_url = public_url.rstrip("/")
+        """The API's URL as callers reach it, for the cards (empty: each request's)."""
         self.send_wait_seconds = send_wait_seconds
         self.stream_seconds = stream_seconds
         self.poll_seconds = poll_seconds

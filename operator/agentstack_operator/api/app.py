@@ -101,9 +101,11 @@ def create_app(
     state_writer: StateWriter,
     secrets: SecretSource | None,
     cors_origins: list[str] | None = None,
+    public_url: str = "",
 ) -> FastAPI:
     """The app: pages from ``redis`` (the requests' pool), live streams from ``hub``;
-    webhooks when ``secrets`` can read their keys (``None``: no webhook route)."""
+    webhooks when ``secrets`` can read their keys (``None``: no webhook route); A2A
+    cards name their endpoint under ``public_url`` (empty: as each request came in)."""
     app = FastAPI(
         title="agentstack read API",  # the published schema's title: kept as it was
         version="v1",
@@ -129,7 +131,7 @@ def create_app(
     app.state.inputs = Inputs(redis)
     if secrets is not None:
         app.state.webhooks = Webhooks(cache, secrets, app.state.inputs)
-    app.state.a2a = StackAgents(app.state.inputs, redis, hub)
+    app.state.a2a = StackAgents(app.state.inputs, redis, hub, public_url=public_url)
     app.state.approvals = Approvals(redis)
     app.state.state_writer = state_writer
 

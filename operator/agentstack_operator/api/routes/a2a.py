@@ -6,9 +6,11 @@ Routes::
     POST /api/v1/namespaces/{namespace}/stacks/{name}/a2a        JSON-RPC (A2A 1.0, 0.3)
 
 An A2A client given ``…/stacks/{name}/a2a`` as the agent's URL finds the card where the
-SDK's resolver looks. The card needs ``get`` on the stack, like every read; the
-endpoint needs ``create agentstacks/inputs``, like ``POST …/inputs``, for every method
-(a message is an input; a task is one). Both answer with the API's one error body
+SDK's resolver looks; the card names the endpoint by the URL the request came in on,
+or under ``AGENTSTACK_API_PUBLIC_URL`` when set (a proxy in front that terminates TLS).
+The card needs ``get`` on the stack, like every read; the endpoint needs ``create
+agentstacks/inputs``, like ``POST …/inputs``, for every method (a message is an input;
+a task is one). Both answer with the API's one error body
 before the protocol starts (401, 403 before 404; 400 for a body that is not a JSON
 object, so not a JSON-RPC call at all); past that, refusals are JSON-RPC errors in a
 200, as the protocol says.
@@ -75,7 +77,11 @@ async def agent_card(
     agents: A2AService,
 ) -> JSONResponse:
     stack = await access.readable(caller, namespace, name)
-    url = str(request.url_for("a2a_endpoint", namespace=namespace, name=name))
+    if agents.public_url:  # behind a proxy that rewrites the scheme or host
+        path = request.app.url_path_for("a2a_endpoint", namespace=namespace, name=name)
+        url = f"{agents.public_url}{path}"
+    else:
+        url = str(request.url_for("a2a_endpoint", namespace=namespace, name=name))
     return JSONResponse(agent_card_to_dict(agents.card(stack, url)))
 
 
