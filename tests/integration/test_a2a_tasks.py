@@ -33,6 +33,7 @@ from a2a.utils.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis, RedisCluster
 
 from agentstack_core.keys import StackKeys
@@ -68,6 +69,12 @@ async def agents(aredis: RedisClient, redis_backend: RedisBackend) -> AsyncItera
     finally:
         await hub.stop()
         await readers.aclose()
+
+
+def _counted(outcome: str) -> float:
+    """``agentstack_api_a2a_messages_total`` of ``outcome`` in this process."""
+    labels = {"outcome": outcome}
+    return REGISTRY.get_sample_value("agentstack_api_a2a_messages_total", labels) or 0.0
 
 
 def _send(ident: str, text: str, *, at_once: bool = False) -> SendMessageRequest:
@@ -114,6 +121,7 @@ async def test_a_streamed_message_follows_the_tick_that_reads_it(
 async def test_send_waits_a_while_and_a_retry_is_the_same_task(
     agents: StackAgents, aredis: RedisClient
 ) -> None:
+    before = {outcome: _counted(outcome) for outcome in ("Accepted", "Duplicate", "Refused")}
     # No tick runs: the send waits its half second, then answers with the task queued.
     waited = await agents.on_message_send(_send("m-2", "Shorter, please."), CONTEXT)
     assert isinstance(waited, Task)
@@ -134,3 +142,5 @@ async def test_send_waits_a_while_and_a_retry_is_the_same_task(
     with pytest.raises(InvalidParamsError, match="no agent 'nobody'"):
         await agents.on_message_send(message, CONTEXT)
     assert await aredis.xlen(KEYS.inputs) == 2
+    counted = {outcome: _counted(outcome) - before[outcome] for outcome in before}
+    assert counted == {"Accepted": 2, "Duplicate": 1, "Refused": 1}

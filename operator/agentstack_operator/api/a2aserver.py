@@ -76,6 +76,7 @@ from a2a.utils.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
+from prometheus_client import Counter
 from starlette.requests import Request
 
 from agentstack_core.protocol import RedisClient
@@ -94,6 +95,11 @@ STREAM_SECONDS = 600.0
 """How long one ``SendStreamingMessage`` or ``SubscribeToTask`` follows a task."""
 POLL_SECONDS = 1.0
 """How often a followed task is read again when no tick finishes."""
+MESSAGES = Counter(
+    "agentstack_api_a2a_messages_total",
+    "A2A messages sent to stacks, by outcome (Accepted, Duplicate, Invalid, Refused).",
+    ["outcome"],
+)
 CALL = "agentstack"
 """The key of the call's :class:`StackCall` in the SDK's call context."""
 
@@ -171,15 +177,20 @@ class StackAgents(RequestHandler):
 
     async def _send(self, call: StackCall, message: Message) -> int:
         """The number of the input ``message`` is: sent now, or before under its id."""
-        delivery = a2a.delivery(message)
-        text = a2a.content(message)
+        try:
+            delivery = a2a.delivery(message)
+            text = a2a.content(message)
+            agent = a2a.target_agent(message)
+        except A2AError:
+            MESSAGES.labels("Invalid").inc()
+            raise
         try:
             spec = spec_of(call.stack)
             check_size(call.stack, spec, text)
             accepted = await self.inputs.put(
                 call.stack,
                 spec,
-                agent=a2a.target_agent(message),
+                agent=agent,
                 sender=call.caller.name,
                 content=text,
                 delivery=delivery,
@@ -188,8 +199,11 @@ class StackAgents(RequestHandler):
             if exc.code == "DuplicateDelivery":
                 first = await stack_reader(self.redis, call.stack).input_of_delivery(delivery)
                 if first is not None:
+                    MESSAGES.labels("Duplicate").inc()
                     return first.number
+            MESSAGES.labels("Refused").inc()
             raise protocol_error(exc) from exc
+        MESSAGES.labels("Accepted").inc()
         return accepted.number
 
     async def _progress(self, stack: dict[str, Any], number: int) -> a2a.Progress:
