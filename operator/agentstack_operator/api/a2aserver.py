@@ -117,7 +117,7 @@ class CallContext(DefaultServerCallContextBuilder):
 
     def build(self, request: Request) -> ServerCallContext:
         context = super().build(request)
-        context.state[CALL] = request.state.a2a_call
+        context.state[CALL] = getattr(request.state, "a2a_call", None)
         return context
 
 
