@@ -179,8 +179,9 @@ class StackKeys:
 
     @property
     def deliveries(self) -> str:
-        """Sorted set: ``webhook/delivery id`` of each webhook delivery accepted, scored
-        by when (ms): a delivery seen again is refused, not sent twice. Bounded by
+        """Sorted set: ``webhook/delivery id`` of each webhook delivery accepted (and
+        ``a2a/messageId`` of each A2A message), scored by when (ms): a delivery seen
+        again is refused, not sent twice. Bounded by
         :data:`~agentstack_core.retention.DELIVERIES_KEPT` and ``…_SECONDS``."""
         return f"{self.tag}:inputs:deliveries"
 

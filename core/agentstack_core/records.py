@@ -288,6 +288,9 @@ class InputRecord(Record):
     at: float | None = None
     message: str = ""
     """The id of the message it became in the agent's inbox."""
+    delivery: str | None = None
+    """The id it was delivered under, for a sender that retries (a webhook's
+    ``webhook/id``, an A2A message's ``a2a/messageId``): a retry finds this input."""
 
 
 class JsonRecord:

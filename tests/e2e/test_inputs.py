@@ -17,8 +17,9 @@ import pytest
 from kubernetes import client
 
 from agentstack_devkit.controlplane import ControlPlane
+from tests.e2e.accounts import account
 from tests.e2e.stacks import Stacks
-from tests.helpers import bind_service_account, eventually
+from tests.helpers import eventually
 
 HOUR = 3600
 
@@ -33,31 +34,6 @@ def setting(steering: tuple[str, Stacks]) -> Iterator[tuple[httpx.Client, Stacks
             "the API's cache to load",
         )
         yield http, stacks
-
-
-def _account(k8s_api: client.ApiClient, namespace: str, name: str, *resources: str) -> str:
-    """A ServiceAccount allowed ``get`` on stacks and ``create`` on ``resources``;
-    returns its token."""
-    core = client.CoreV1Api(k8s_api)
-    rbac = client.RbacAuthorizationV1Api(k8s_api)
-    core.create_namespaced_service_account(
-        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name))
-    )
-    rules = [
-        client.V1PolicyRule(api_groups=["agentstack.dev"], resources=["agentstacks"], verbs=["get"])
-    ]
-    if resources:
-        rules.append(
-            client.V1PolicyRule(
-                api_groups=["agentstack.dev"], resources=list(resources), verbs=["create"]
-            )
-        )
-    rbac.create_namespaced_role(
-        namespace, client.V1Role(metadata=client.V1ObjectMeta(name=name), rules=rules)
-    )
-    bind_service_account(k8s_api, namespace, name, name)
-    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
-    return str(core.create_namespaced_service_account_token(name, namespace, request).status.token)
 
 
 def _started(stacks: Stacks, name: str) -> None:
@@ -89,13 +65,13 @@ def test_rbac_decides_who_may_send_and_the_input_wakes_the_stack(
     path = f"/api/v1/namespaces/{stacks.namespace}/stacks/hourly"
     body = {"agent": "planner", "content": "Add a section on rollbacks."}
 
-    reader = {"Authorization": f"Bearer {_account(k8s_api, stacks.namespace, 'reader')}"}
+    reader = {"Authorization": f"Bearer {account(k8s_api, stacks.namespace, 'reader')}"}
     refused = http.post(f"{path}/inputs", json=body, headers=reader)
     assert refused.status_code == 403, refused.text
     assert "create agentstacks/inputs" in refused.json()["error"]["message"]
     assert _inputs(http, path, reader) == []  # nothing was written
 
-    token = _account(k8s_api, stacks.namespace, "sender", "agentstacks/inputs")
+    token = account(k8s_api, stacks.namespace, "sender", "agentstacks/inputs")
     sender = {"Authorization": f"Bearer {token}"}
     sent = http.post(f"{path}/inputs", json=body, headers=sender)
     assert sent.status_code == 202, sent.text
@@ -167,7 +143,7 @@ def test_pause_and_resume_through_the_api_are_patches_made_with_the_callers_toke
     http, stacks = setting
     stacks.create("steered", tickIntervalSeconds=HOUR)
     path = f"/api/v1/namespaces/{stacks.namespace}/stacks/steered/state"
-    onlooker = {"Authorization": f"Bearer {_account(k8s_api, stacks.namespace, 'onlooker')}"}
+    onlooker = {"Authorization": f"Bearer {account(k8s_api, stacks.namespace, 'onlooker')}"}
     refused = http.post(path, json={"executionState": "Paused"}, headers=onlooker)
     assert refused.status_code == 403, refused.text
     assert stacks.get("steered")["spec"]["executionState"] == "Running"

@@ -120,6 +120,42 @@ async def test_the_tick_that_reads_an_input_records_its_outcome(aredis: RedisCli
     assert (await reader.input_outcomes([1]))[1].tick_id == result.tick_id
 
 
+async def test_an_input_is_found_by_its_delivery_and_its_tick_by_its_id(
+    aredis: RedisClient,
+) -> None:
+    """What an A2A task reads: the input a retried message was (its delivery id), and
+    how the tick that read it ended — from the newest results, then from the history."""
+    await publish(aredis, {"goal": "Write a haiku"})
+    reader = StackReader(aredis, STACK)
+    assert await reader.inputs_sent() == 0
+    for ident in ("m-1", "m-2"):
+        await send_input(
+            aredis,
+            STACK,
+            agent="planner",
+            sender="bob",
+            content=f"message {ident}",
+            per_minute=5,
+            delivery=f"a2a/{ident}",
+        )
+    assert await reader.inputs_sent() == 2
+    found = await reader.input_of_delivery("a2a/m-1")
+    assert found is not None
+    assert (found.number, found.content, found.delivery) == (1, "message m-1", "a2a/m-1")
+    assert await reader.input_of_delivery("a2a/m-3") is None
+
+    assert await reader.input_outcomes([1]) == {}  # queued: no tick has read it
+    result = (await make_engine(aredis).execute(request(1))).result
+    assert result is not None
+    outcome = (await reader.input_outcomes([1]))[1]
+    recent = await reader.finished_tick(outcome.tick_id, since=outcome.at)
+    assert recent is not None
+    assert (recent.tick_id, recent.outcome) == (result.tick_id, "Succeeded")
+    await aredis.hdel(KEYS.outcomes, result.tick_id)  # aged out of the newest results
+    assert await reader.finished_tick(outcome.tick_id, since=outcome.at) == recent
+    assert await reader.finished_tick("team/other/1", since=outcome.at) is None
+
+
 async def test_wakeups_are_read_after_a_stream_id(aredis: RedisClient) -> None:
     start = "0-0"
     await protocol.wake(aredis, Wakeup(stack=STACK, uid="u1", input=3))

@@ -117,15 +117,18 @@ def test_the_openapi_schema_documents_every_read_and_no_probe() -> None:
         ("post", f"{STACK}/state"),
         ("post", f"{STACK}/approvals/{{approval}}"),
         ("post", f"{STACK}/webhooks/{{webhook}}"),
+        ("post", f"{STACK}/a2a"),
     }
     sent = schema["paths"][f"{STACK}/inputs"]["post"]["responses"]
     assert {"202", "400", "401", "403", "404", "409", "413", "429"} <= set(sent)
     delivered = schema["paths"][f"{STACK}/webhooks/{{webhook}}"]["post"]["responses"]
     assert {"202", "401", "409", "413", "429", "503"} <= set(delivered)
+    called = schema["paths"][f"{STACK}/a2a"]["post"]["responses"]
+    assert {"200", "400", "401", "403", "404"} <= set(called)
     operations -= steering
     reads = ("", "/agents", "/approvals", "/artifacts", "/feed", "/inputs", "/memory")
     reads += ("/messages", "/search", "/ticks")
-    reads += ("/traces",)
+    reads += ("/traces", "/a2a/.well-known/agent-card.json")
     streams = ("/feed/stream", "/traces/stream")
     stack_paths = {f"{STACK}{suffix}" for suffix in reads + streams}
     fleet_paths = {"/api/v1/stacks", "/api/v1/stacks/stream"}

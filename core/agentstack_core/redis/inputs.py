@@ -49,7 +49,8 @@ class _Send:
     archived: ArchiveRecord
     """The archive's entry; the script sets its ``ref`` (``#number``)."""
     delivery: str = ""
-    """A webhook delivery's ``webhook/id`` (empty: not a webhook's)."""
+    """A retrying sender's id of it: a webhook delivery's ``webhook/id``, an A2A
+    message's ``a2a/messageId`` (empty: a sender that does not retry)."""
     deliveries_kept: int = DELIVERIES_KEPT
     deliveries_kept_ms: int = DELIVERIES_KEPT_SECONDS * 1000
     inbox_maxlen: int = INBOX_MAXLEN
@@ -81,7 +82,8 @@ DUPLICATE = -2
 
 
 class DuplicateDeliveryError(RuntimeError):
-    """A webhook delivery with this id was accepted before: it is not sent again."""
+    """A delivery (webhook or A2A message) with this id was accepted before: it is not
+    sent again."""
 
 
 class StackStoppedError(RuntimeError):
@@ -121,9 +123,9 @@ async def send_input(
     Returns (its number, its inbox message id). Raises
     :class:`~agentstack_core.redis.errors.StackGoneError` if the stack is not (or no
     longer) published, :class:`InputRateError` past ``per_minute`` inputs in the
-    current minute, :class:`DuplicateDeliveryError` for a webhook ``delivery``
-    (``webhook/id``) accepted before. Size and agent are the caller's to check (they
-    come from the spec).
+    current minute, :class:`DuplicateDeliveryError` for a ``delivery``
+    (``webhook/id``, ``a2a/messageId``) accepted before. Size and agent are the
+    caller's to check (they come from the spec).
     """
     keys = StackKeys(stack)
     moment = time.time() if now is None else now
@@ -134,7 +136,9 @@ async def send_input(
             per_minute=per_minute,
             now_ms=int(moment * 1000),
             message=MessageRecord(sender=sender, content=content, at=moment),
-            input=InputRecord(agent=agent, sender=sender, content=content, at=moment),
+            input=InputRecord(
+                agent=agent, sender=sender, content=content, at=moment, delivery=delivery or None
+            ),
             archived=ArchiveRecord(kind=ArchiveKind.INPUT, agent=sender, text=content, at=moment),
             delivery=delivery,
         ),

@@ -15,10 +15,22 @@ from typing import Any
 import orjson
 
 from agentstack_core.keys import StackKeys, StackRef
+from agentstack_core.messages import TickResult
 from agentstack_core.protocol import RedisClient
-from agentstack_core.records import ArtifactRecord, InputOutcome, LongTermRecord, TaskRecord
+from agentstack_core.records import (
+    ArtifactRecord,
+    InputOutcome,
+    InputRecord,
+    LongTermRecord,
+    TaskRecord,
+    TickRecord,
+)
+from agentstack_core.retention import HISTORY_MAXLEN, INPUTS_MAXLEN
 
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+CLOCK_SKEW_SECONDS = 60.0
+"""How far a runner's clock (an input outcome's ``at``) may be ahead of Redis's (the
+history stream's ids) when a finished tick is looked up from the time it read an input."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,36 @@ class StackReader:
             return {}
         raw = await self.client.hmget(self.keys.input_outcomes, [str(n) for n in numbers])
         return {n: InputOutcome.from_json(r) for n, r in zip(numbers, raw, strict=True) if r}
+
+    async def inputs_sent(self) -> int:
+        """The number of the newest input (0: none yet); inputs are numbered 1, 2, …"""
+        return int(await self.client.hget(self.keys.input_counters, "seq") or 0)
+
+    async def input_of_delivery(self, delivery: str) -> InputRecord | None:
+        """The input sent under ``delivery`` (a retrying sender's id of it), if the inputs
+        log still holds it: newest first, since a retry comes soon after."""
+        entries = await self.client.xrevrange(self.keys.inputs, count=INPUTS_MAXLEN)
+        for _id, fields in entries:
+            record = InputRecord.from_fields(dict(fields))
+            if record.delivery == delivery:
+                return record
+        return None
+
+    async def finished_tick(self, tick_id: str, *, since: float) -> TickRecord | None:
+        """The history entry of ``tick_id`` if it finished (``None``: not yet, or no longer
+        kept), looked up among the ticks finished after ``since`` (Unix time; when it was
+        known to run): the newest results first, then the capped history stream."""
+        recorded = await self.client.hget(self.keys.outcomes, tick_id)
+        if recorded:
+            return TickResult.from_fields(orjson.loads(recorded)).history_entry()
+        oldest = max(0, int((since - CLOCK_SKEW_SECONDS) * 1000))
+        entries = await self.client.xrevrange(
+            self.keys.history, max="+", min=str(oldest), count=HISTORY_MAXLEN
+        )
+        for _id, fields in entries:
+            if fields.get("tick_id") == tick_id:
+                return TickRecord.from_fields(dict(fields))
+        return None
 
     async def longterm(self) -> LongTermRecord:
         return LongTermRecord.from_fields(await self.client.hgetall(self.keys.longterm))

@@ -12,6 +12,8 @@ routers of :mod:`.routes`:
   log; pause, resume and stop, patched with the caller's own token;
 - :mod:`.routes.webhooks` — signed deliveries from callers without a Kubernetes
   identity, sent as inputs (no bearer token: the signature is the credential);
+- :mod:`.routes.a2a` — each stack as an A2A agent: its card, and its JSON-RPC
+  endpoint whose messages are inputs (checked by RBAC as inputs are);
 - :mod:`.routes.live` — ``/``, the live page;
 - :mod:`.routes.probes` — ``/healthz``, ``/readyz``, ``/metrics``.
 
@@ -34,6 +36,7 @@ from fastapi.responses import Response
 from prometheus_client import Histogram
 
 from agentstack_core.protocol import RedisClient
+from agentstack_operator.api.a2aserver import StackAgents
 from agentstack_operator.api.access import StackAccess, StackSource
 from agentstack_operator.api.approvals import Approvals
 from agentstack_operator.api.auth import Authorizer
@@ -44,7 +47,7 @@ from agentstack_operator.api.errors import (
 )
 from agentstack_operator.api.executionstate import StateWriter
 from agentstack_operator.api.inputs import Inputs
-from agentstack_operator.api.routes import live, probes, stacks, steering, streams, webhooks
+from agentstack_operator.api.routes import a2a, live, probes, stacks, steering, streams, webhooks
 from agentstack_operator.api.sse import StreamViews
 from agentstack_operator.api.tailing import StreamHub
 from agentstack_operator.api.views import StackViews
@@ -98,9 +101,11 @@ def create_app(
     state_writer: StateWriter,
     secrets: SecretSource | None,
     cors_origins: list[str] | None = None,
+    public_url: str = "",
 ) -> FastAPI:
     """The app: pages from ``redis`` (the requests' pool), live streams from ``hub``;
-    webhooks when ``secrets`` can read their keys (``None``: no webhook route)."""
+    webhooks when ``secrets`` can read their keys (``None``: no webhook route); A2A
+    cards name their endpoint under ``public_url`` (empty: as each request came in)."""
     app = FastAPI(
         title="agentstack read API",  # the published schema's title: kept as it was
         version="v1",
@@ -126,6 +131,7 @@ def create_app(
     app.state.inputs = Inputs(redis)
     if secrets is not None:
         app.state.webhooks = Webhooks(cache, secrets, app.state.inputs)
+    app.state.a2a = StackAgents(app.state.inputs, redis, hub, public_url=public_url)
     app.state.approvals = Approvals(redis)
     app.state.state_writer = state_writer
 
@@ -135,6 +141,7 @@ def create_app(
         stacks.router,
         streams.router,
         steering.router,
+        a2a.router,
         *((webhooks.router,) if secrets is not None else ()),
     )
     for router in routers:

@@ -13,7 +13,8 @@ read by the stack's next scheduled tick.
 Refusals say why, and leave nothing behind: a stack that is stopped (409), not yet
 taken on by the operator (409), an unknown agent (404, as for its inbox), content over
 the stack's size limit (413), or over its rate (429 with ``Retry-After``). Webhook
-deliveries (:mod:`.webhooks`) go in the same way (:meth:`Inputs.put`).
+deliveries (:mod:`.webhooks`) and A2A messages (:mod:`.a2aserver`) go in the same way
+(:meth:`Inputs.put`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,20 @@ def spec_of(stack: dict[str, Any]) -> StackSpec:
         ) from exc
 
 
+def check_size(stack: dict[str, Any], spec: StackSpec, content: str) -> None:
+    """Refuse (413) content over the stack's ``spec.inputs.maxBytes``: what a caller
+    writes is refused whole (a webhook's delivery is cut to size instead, since its
+    sender cannot shorten it)."""
+    size = len(content.encode())
+    if size > spec.inputs.max_bytes:
+        raise ApiError(
+            413,
+            "InputTooLarge",
+            f"the input is {size} bytes; {stack_ref(stack)} takes at most "
+            f"{spec.inputs.max_bytes} (spec.inputs.maxBytes)",
+        )
+
+
 def input_entry(
     entry_id: str, fields: dict[str, str], outcome: InputOutcome | None
 ) -> models.InputEntry:
@@ -71,14 +86,7 @@ class Inputs:
         self, stack: dict[str, Any], caller: User, request: models.InputRequest
     ) -> models.InputAccepted:
         spec = spec_of(stack)
-        size = len(request.content.encode())
-        if size > spec.inputs.max_bytes:
-            raise ApiError(
-                413,
-                "InputTooLarge",
-                f"the input is {size} bytes; {stack_ref(stack)} takes at most "
-                f"{spec.inputs.max_bytes} (spec.inputs.maxBytes)",
-            )
+        check_size(stack, spec, request.content)
         return await self.put(
             stack, spec, agent=request.agent, sender=caller.name, content=request.content
         )
@@ -95,7 +103,8 @@ class Inputs:
     ) -> models.InputAccepted:
         """Put an input in ``agent``'s inbox (the first agent's when ``None``) and wake
         the stack (:func:`~agentstack_core.redis.inputs.put_input`, the one way every
-        input goes in), its refusals as API errors."""
+        input goes in: a person's, a webhook delivery's, an A2A message's — whose
+        ``delivery`` id is refused the second time), its refusals as API errors."""
         ref = stack_ref(stack)
         try:
             sent = await put_input(

@@ -3,9 +3,9 @@
 Parameter types carry their validation (patterns, ranges, lengths), so a bad value is a
 400 with the one error body before a route runs, and the OpenAPI schema says what is
 accepted. Services come from ``app.state`` (``access``, ``views``, ``streams``,
-``inputs``, ``approvals``, ``state_writer``, set by :func:`~.app.create_app`) through
-the dependencies below, so a test builds an app with fakes, or overrides a dependency,
-without touching a route.
+``inputs``, ``approvals``, ``state_writer``, ``webhooks``, ``a2a``, set by
+:func:`~.app.create_app`) through the dependencies below, so a test builds an app with
+fakes, or overrides a dependency, without touching a route.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from fastapi import Depends, Header, Path, Query, Request
 
 from agentstack_core.records import ArchiveKind
 from agentstack_core.redis.search import MAX_LIMIT as MAX_SEARCH_LIMIT
+from agentstack_operator.api.a2aserver import StackAgents
 from agentstack_operator.api.access import StackAccess
 from agentstack_operator.api.approvals import Approvals
 from agentstack_operator.api.auth import User
@@ -100,6 +101,7 @@ InputsService = Annotated[Inputs, Depends(_service("inputs"))]
 ApprovalsService = Annotated[Approvals, Depends(_service("approvals"))]
 StateWriterService = Annotated[StateWriter, Depends(_service("state_writer"))]
 WebhooksService = Annotated[Webhooks, Depends(_service("webhooks"))]
+A2AService = Annotated[StackAgents, Depends(_service("a2a"))]
 
 
 async def current_user(

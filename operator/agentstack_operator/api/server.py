@@ -5,7 +5,9 @@ and ``AGENTSTACK_REDIS_CLUSTER``; ``AGENTSTACK_API_HOST`` (``0.0.0.0``) and
 ``AGENTSTACK_API_PORT`` (8080); ``AGENTSTACK_API_AUTH`` (``none``; ``kubernetes`` checks
 bearer tokens with TokenReview and access with SubjectAccessReview);
 ``AGENTSTACK_API_AUTH_CACHE_SECONDS`` (30); ``AGENTSTACK_API_CORS_ORIGINS``
-(comma-separated; empty: no CORS); ``AGENTSTACK_WATCH_NAMESPACES`` (empty: all).
+(comma-separated; empty: no CORS); ``AGENTSTACK_API_PUBLIC_URL`` (the API's URL as
+callers outside reach it, for the endpoint URL of A2A agent cards; empty: the URL each
+request came in on); ``AGENTSTACK_WATCH_NAMESPACES`` (empty: all).
 
 The process holds two Redis clients: one serves requests; the other, with a pool of its
 own, serves only the blocking reads of the live streams' :class:`~.tailing.StreamHub`
@@ -44,6 +46,7 @@ class ApiConfig:
     cors_origins: list[str] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
     webhooks: bool = True
+    public_url: str = ""
 
     @classmethod
     def from_env(cls) -> ApiConfig:
@@ -62,6 +65,7 @@ class ApiConfig:
             cors_origins=env_list("AGENTSTACK_API_CORS_ORIGINS"),
             namespaces=env_list("AGENTSTACK_WATCH_NAMESPACES"),
             webhooks=env_bool("AGENTSTACK_API_WEBHOOKS", defaults.webhooks),
+            public_url=os.environ.get("AGENTSTACK_API_PUBLIC_URL", "").strip(),
         )
 
 
@@ -84,6 +88,7 @@ async def serve(config: ApiConfig) -> None:
         state_writer=KubeStateWriter(kube),
         secrets=KubeSecrets(kube) if config.webhooks else None,
         cors_origins=config.cors_origins,
+        public_url=config.public_url,
     )
     server = uvicorn.Server(
         uvicorn.Config(
