@@ -18,9 +18,16 @@ in turn:
 - ``api``: ``POST …/inputs`` (the moment before it);
 - ``webhook``: a GitHub-signed ``POST …/webhooks/bench`` (the same path through the
   API, plus the signature check and the key read from a Secret, cached);
+- ``a2a``: an A2A ``SendMessage`` (JSON-RPC, protocol 1.0, answered at once with the
+  task) to ``POST …/a2a``;
 - ``trigger``: a Kubernetes Event created through the API server (the moment before
   the ``create``), which the operator's one watch of Events delivers and the target's
   trigger (``involvedObjectKind`` names the target) turns into an input.
+
+The background stacks each declare two triggers (an Event reason and a Pod state that
+never occur), so every Event the bench creates is matched against a thousand stacks'
+triggers, and the second table counts the watches the API server holds open for the
+operator (goal: they grow with kinds, not with stacks) and the operator's CPU.
 
 For each input:
 
@@ -50,6 +57,7 @@ from typing import Any
 
 import httpx
 import redis
+from a2a.utils.constants import PROTOCOL_VERSION_1_0, VERSION_HEADER
 from kubernetes import client
 
 from agentstack_core.keys import StackKeys, StackRef
@@ -60,8 +68,10 @@ from bench.operator_scale import (
     api_fleet,
     bench_main,
     create_stacks,
+    http_get,
     ms,
     percentile,
+    process_cpu_seconds,
     spread,
     stack_refs,
     ticked_in_redis,
@@ -72,7 +82,7 @@ NAMESPACE = "input-bench"
 TARGETS = 5
 HOUR = 3600
 READ_TIMEOUT = 30.0
-SOURCES = ("api", "webhook", "trigger")
+SOURCES = ("api", "webhook", "a2a", "trigger")
 HOOK_KEY = b"the input bench's webhook key"
 WATCHER = "bench-watcher"
 
@@ -90,6 +100,54 @@ class Outcome:
     background: int
     source: str
     samples: list[Sample]
+
+
+@dataclass(frozen=True)
+class Census:
+    """The watches held for triggers, and the operator's CPU, during one phase."""
+
+    background: int
+    trigger_watches: float
+    """The operator's ``agentstack_operator_trigger_watches``."""
+    apiserver_watches: dict[str, float]
+    """Watch requests the API server holds open, by resource (every client's)."""
+    operator_cores: float
+    """The operator's CPU seconds per second over the phase."""
+
+
+def background_spec(_ref: StackRef) -> dict[str, Any]:
+    """Two triggers that never fire: Events of a reason nobody posts, Pods of no app."""
+    pods = {"matchLabels": {"app": "no-such-app"}}
+    return {
+        "triggers": [
+            {"name": "never", "serviceAccountName": WATCHER, "event": {"reasons": ["Never"]}},
+            {
+                "name": "no-pod",
+                "serviceAccountName": WATCHER,
+                "object": {"apiVersion": "v1", "kind": "Pod", "selector": pods},
+            },
+        ]
+    }
+
+
+def census(procs: Processes, background: int, cpu_before: float, since: float) -> Census:
+    plane = procs.control_plane
+    text = http_get(f"{plane.url}/metrics", token=plane.admin_token, ca=plane.ca_path)
+    watches: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("apiserver_longrunning_requests{") and 'verb="WATCH"' in line:
+            resource = line.split('resource="', 1)[1].split('"', 1)[0]
+            if resource in ("events", "pods"):
+                watches[resource] = watches.get(resource, 0.0) + float(line.rsplit(" ", 1)[1])
+    ours = http_get(f"http://127.0.0.1:{procs.operator_port}/metrics")
+    held = next(
+        float(line.split()[1])
+        for line in ours.splitlines()
+        if line.startswith("agentstack_operator_trigger_watches ")
+    )
+    assert procs.operator.pid is not None
+    spent = process_cpu_seconds(procs.operator.pid) - cpu_before
+    return Census(background, held, watches, spent / (time.monotonic() - since))
 
 
 def target_spec(ref: StackRef) -> dict[str, Any]:
@@ -147,6 +205,25 @@ class Sender:
                     last_timestamp=dt.datetime.now(dt.UTC),
                 ),
             )
+            return sent
+        if source == "a2a":
+            message = {
+                "role": "ROLE_USER",
+                "messageId": str(uuid.uuid4()),
+                "parts": [{"text": text}],
+            }
+            call = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "SendMessage",
+                "params": {"message": message, "configuration": {"returnImmediately": True}},
+            }
+            sent = time.time()
+            answer = self.http.post(
+                f"{stack}/a2a", json=call, headers={VERSION_HEADER: PROTOCOL_VERSION_1_0}
+            )
+            if answer.status_code != 200 or "error" in answer.json():
+                raise BenchError(f"a2a message refused: {answer.status_code} {answer.text}")
             return sent
         if source == "webhook":
             body = json.dumps({"text": text}).encode()
@@ -248,6 +325,20 @@ def table(outcomes: Sequence[Outcome]) -> str:
     return "\n".join([header, *rows])
 
 
+def census_table(censuses: Sequence[Census]) -> str:
+    header = (
+        "| stacks with triggers | operator's trigger watches | API-server watches of events "
+        "| of pods | operator CPU (cores) |\n|---|---|---|---|---|"
+    )
+    rows = [
+        f"| {c.background + TARGETS} | {c.trigger_watches:.0f} "
+        f"| {c.apiserver_watches.get('events', 0):.0f} | {c.apiserver_watches.get('pods', 0):.0f} "
+        f"| {c.operator_cores:.2f} |"
+        for c in censuses
+    ]
+    return "\n".join([header, *rows])
+
+
 def run(args: argparse.Namespace) -> str:
     with api_fleet("agentstack-input-bench-", 1, NAMESPACE) as bench:
         procs, reader = bench.procs, bench.reader
@@ -258,12 +349,15 @@ def run(args: argparse.Namespace) -> str:
         wait_for(
             "targets ticked", lambda: ticked_in_redis(reader, targets), TARGETS, deadline, procs
         )
+        assert procs.operator.pid is not None
         with httpx.Client(base_url=bench.api_url, timeout=10) as http:
             sender = Sender(http, bench.kube)
+            cpu, since = process_cpu_seconds(procs.operator.pid), time.monotonic()
             outcomes = measure(procs, reader, sender, targets, args.inputs, 0)
+            censuses = [census(procs, 0, cpu, since)]
             background = stack_refs([NAMESPACE], 0, args.stacks)
             print(f"creating {args.stacks} background stacks...", file=sys.stderr)
-            create_stacks(bench.kube, background, args.interval)
+            create_stacks(bench.kube, background, args.interval, background_spec)
             deadline = time.monotonic() + max(120.0, args.stacks / 10)
             wait_for(
                 "stacks ticked",
@@ -272,10 +366,13 @@ def run(args: argparse.Namespace) -> str:
                 deadline,
                 procs,
             )
+            cpu, since = process_cpu_seconds(procs.operator.pid), time.monotonic()
             outcomes += measure(procs, reader, sender, targets, args.inputs, args.stacks)
+            censuses.append(census(procs, args.stacks, cpu, since))
     return (
         f"\n{TARGETS} target stacks (hourly, scripted), one runner; background stacks every "
-        f"{args.interval} s.\n\n{table(outcomes)}"
+        f"{args.interval} s, each with two triggers that never fire.\n\n{table(outcomes)}"
+        f"\n\n{census_table(censuses)}"
     )
 
 
