@@ -1,5 +1,5 @@
 """Inputs under faults: sent while ticks run and while runners are SIGKILLed; fired by
-triggers and webhooks while the leading operator is SIGKILLed.
+triggers, webhooks and A2A messages while the leading operator is SIGKILLed.
 
 The stacks tick every ten minutes on their own, so what reads an input is the tick it
 brought (or the one after a busy tick). Half of the inputs are sent while a tick of
@@ -20,6 +20,7 @@ import time
 
 import httpx
 import redis
+from a2a.utils.constants import PROTOCOL_VERSION_1_0, VERSION_HEADER
 from kubernetes import client
 
 from agentstack_core.keys import StackKeys, StackRef
@@ -142,17 +143,18 @@ def _backoff(core: client.CoreV1Api, namespace: str, pod: str) -> None:
     )
 
 
-def test_trigger_and_webhook_inputs_are_each_sent_and_read_once_across_a_leader_kill(
+def test_trigger_webhook_and_a2a_inputs_are_each_sent_and_read_once_across_a_leader_kill(
     fleet: Fleet,
     gateway: FakeLLMServer,
     k8s_api: client.ApiClient,
     namespace: str,
     reader: redis.Redis,
 ) -> None:
-    """Two stacks hear the same Events (a trigger) and take signed deliveries (a
-    webhook, each also replayed) while the leading operator is SIGKILLed: the standby
-    lists the Events afresh when it takes over. Every Event reaches each stack once,
-    every delivery once, and each is read once by a recorded tick."""
+    """Two stacks hear the same Events (a trigger), take signed deliveries (a webhook,
+    each also replayed) and A2A messages (each sent twice, as a client retries) while
+    the leading operator is SIGKILLed: the standby lists the Events afresh when it takes
+    over. Every Event reaches each stack once, every delivery and message once, and
+    each is read once by a recorded tick."""
     core = client.CoreV1Api(k8s_api)
     core.create_namespaced_service_account(
         namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="watcher"))
@@ -198,10 +200,31 @@ def test_trigger_and_webhook_inputs_are_each_sent_and_read_once_across_a_leader_
             path = f"/api/v1/namespaces/{namespace}/stacks/{name}/webhooks/ci"
             return http.post(path, content=body, headers=headers).status_code
 
+        def message(name: str, message_id: str) -> str:
+            call = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "SendMessage",
+                "params": {
+                    "message": {
+                        "role": "ROLE_USER",
+                        "messageId": message_id,
+                        "parts": [{"text": f"message {message_id}"}],
+                    },
+                    "configuration": {"returnImmediately": True},
+                },
+            }
+            path = f"/api/v1/namespaces/{namespace}/stacks/{name}/a2a"
+            answer = http.post(path, json=call, headers={VERSION_HEADER: PROTOCOL_VERSION_1_0})
+            assert answer.status_code == 200, answer.text
+            return str(answer.json()["result"]["task"]["id"])
+
         for round_ in range(ROUNDS):
             _backoff(core, namespace, f"pod-{round_}")
             for name in names:
                 assert deliver(name, f"d-{round_}") == 202
+                task = message(name, f"m-{round_}")
+                assert message(name, f"m-{round_}") == task  # a retry: the same task
                 if round_:
                     assert deliver(name, f"d-{round_ - 1}") == 409  # replayed: refused
                     replays += 1
@@ -217,7 +240,7 @@ def test_trigger_and_webhook_inputs_are_each_sent_and_read_once_across_a_leader_
                 items = http.get(
                     f"/api/v1/namespaces/{namespace}/stacks/{name}/inputs", params={"limit": 100}
                 ).json()["items"]
-                if len(items) < 2 * ROUNDS or any(i["state"] != "Read" for i in items):
+                if len(items) < 3 * ROUNDS or any(i["state"] != "Read" for i in items):
                     return None
             return True
 
@@ -236,10 +259,16 @@ def test_trigger_and_webhook_inputs_are_each_sent_and_read_once_across_a_leader_
         delivered = sorted(
             json.loads(i.content.split("\n", 1)[1])["build"] for i in logged if i.sender == "ci"
         )
+        messages = sorted(
+            i.content.removeprefix("message ")
+            for i in logged
+            if (i.delivery or "").startswith("a2a/")
+        )
         assert heard == sorted(f"pod-{n}" for n in range(ROUNDS)), name
+        assert messages == sorted(f"m-{n}" for n in range(ROUNDS)), name
         assert delivered == sorted(f"d-{n}" for n in range(ROUNDS)), name
     assert replays == len(names) * (ROUNDS - 1)
     report = verify(
-        "trigger and webhook inputs, leader SIGKILL", fleet, k8s_api, reader, [namespace]
+        "trigger, webhook and A2A inputs, leader SIGKILL", fleet, k8s_api, reader, [namespace]
     )
-    assert report.inputs == report.inputs_read == len(names) * 2 * ROUNDS
+    assert report.inputs == report.inputs_read == len(names) * 3 * ROUNDS
