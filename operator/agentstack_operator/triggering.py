@@ -233,14 +233,25 @@ class TriggerHub:
 
     async def check(self, record: StackRecord) -> list[Event]:
         """Decide which of the stack's triggers may watch what they name, subscribe the
-        stack if all may, and return the Events a change calls for."""
+        stack if all may, and return the Events a change calls for. Never raises: an
+        API server that does not answer holds the stack like a refusal, and the next
+        check (:data:`RECHECK_SECONDS`) asks again — the rest of the stack's
+        reconciliation must not wait on it."""
         before = list(record.forbidden_triggers)
+        had = {
+            key: tuple(trigger for trigger, _ in subscribers[record.key].triggers)
+            for key, subscribers in self._subscribed.items()
+            if record.key in subscribers
+        }
         self.unsubscribe(record.key)
         triggers = record.spec.triggers if record.spec is not None else ()
         forbidden: list[str] = []
         allowed: dict[WatchKey, list[tuple[Trigger, Condition]]] = defaultdict(list)
         for trigger in triggers:
-            key, refusal = await self._watch_key(record.ref, trigger)
+            try:
+                key, refusal = await self._watch_key(record.ref, trigger)
+            except Exception as exc:  # the API server did not answer: asked again soon
+                key, refusal = None, f"its access could not be checked yet ({exc})"
             if key is None:
                 forbidden.append(f"trigger {trigger.name}: {refusal}")
             else:
@@ -249,7 +260,8 @@ class TriggerHub:
         if not forbidden:
             for key, pairs in allowed.items():
                 self._subscribed[key][record.key] = _Subscription(record, tuple(pairs))
-                self._replay_for(key, record.key)
+                if had.get(key) != tuple(trigger for trigger, _ in pairs):  # new to it
+                    self._replay_for(key, record.key)
         if forbidden and forbidden != before:
             return [Event(EventReason.TRIGGER_NOT_ALLOWED, "; ".join(forbidden), warning=True)]
         if before and not forbidden:

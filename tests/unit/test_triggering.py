@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -181,3 +182,48 @@ async def test_an_operator_of_a_namespace_list_watches_per_namespace() -> None:
     [key] = hub._subscribed
     assert key.path == "api/v1/namespaces/team/pods"
     assert WatchKey("apps", "v1", "deployments", None).path == "apis/apps/v1/deployments"
+
+
+@pytest.mark.asyncio
+async def test_an_api_server_that_does_not_answer_holds_the_stack_until_the_next_check() -> None:
+    kube = FakeKube()
+    kube.granted.add(("team", USER, "pods"))
+    hub = TriggerHub(kube, redis=None)  # type: ignore[arg-type]
+    record = indexed("demo", **POD_TRIGGER)["team/demo"]
+
+    async def down(*_args: object, **_kwargs: object) -> bool:
+        raise ConnectionError("connection refused")
+
+    kube.may_list_and_watch = down  # type: ignore[method-assign]
+    assert [e.reason for e in await hub.check(record)] == ["TriggerNotAllowed"]
+    assert record.forbidden_triggers == [
+        "trigger t: its access could not be checked yet (connection refused)"
+    ]
+    del kube.may_list_and_watch  # the API server is back
+    assert [e.reason for e in await hub.check(record)] == ["TriggersAllowed"]
+    assert record.should_tick
+
+
+@pytest.mark.asyncio
+async def test_a_stack_new_to_a_running_watch_lists_its_namespace_once() -> None:
+    """The running watch brings changes only: a stack that subscribes to it sees what
+    exists from a list of its namespace — once, not at every recheck."""
+    kube = FakeKube()
+    kube.granted.add(("team", USER, "pods"))
+    hub = TriggerHub(kube, redis=None)  # type: ignore[arg-type]
+    running = asyncio.get_running_loop().create_future()
+    hub._watches[WatchKey("", "v1", "pods", None)] = running  # type: ignore[assignment]
+    listed: list[str] = []
+    original = kube.list_objects
+
+    async def counting(path: str) -> dict[str, Any]:
+        listed.append(path)
+        return await original(path)
+
+    kube.list_objects = counting  # type: ignore[method-assign]
+    record = indexed("demo", **POD_TRIGGER)["team/demo"]
+    for _ in range(3):
+        await hub.check(record)
+        await asyncio.sleep(0)  # the replay's task runs
+    assert listed == ["api/v1/namespaces/team/pods"]
+    running.cancel()
