@@ -68,6 +68,8 @@ RECHECK_SECONDS = 10.0
 """How often stacks whose triggers were not allowed are checked again, and how long a
 refusal is used (a right granted is honoured within twice this)."""
 WATCH_RETRY_MAX = 30.0
+REPLAY_GATHER_SECONDS = 0.5
+"""How long a namespace's list waits for more stacks subscribing to join it."""
 MESSAGE_CHARS = 500
 """An Event's message is cut to this many characters in an input."""
 
@@ -228,6 +230,8 @@ class TriggerHub:
         self._subscribed: dict[WatchKey, dict[str, _Subscription]] = defaultdict(dict)
         self._watches: dict[WatchKey, asyncio.Task[None]] = {}
         self._conditions: dict[str, Condition] = {}
+        self._replays: dict[tuple[WatchKey, str], set[str]] = {}
+        """Stacks waiting for a list of their namespace, by watch and namespace."""
 
     # -- access (every replica) ---------------------------------------------------------
 
@@ -374,12 +378,26 @@ class TriggerHub:
 
     def _replay_for(self, key: WatchKey, stack: str) -> None:
         """A stack subscribed to a watch already running: its triggers see what exists
-        now, from a list of its namespace (the running watch only brings changes)."""
-        if key in self._watches:
-            asyncio.get_running_loop().create_task(self._replay(key, stack))
+        now, from a list of its namespace (the running watch only brings changes).
 
-    async def _replay(self, key: WatchKey, stack: str) -> None:
-        namespace = StackRef.parse(stack).namespace
+        Stacks of one namespace that subscribe together share one list: a thousand new
+        stacks are one list, not a thousand (which starved the API server, and with it
+        the leader's Lease, in the input bench)."""
+        if key not in self._watches:
+            return
+        where = (key, StackRef.parse(stack).namespace)
+        waiting = self._replays.get(where)
+        if waiting is not None:
+            waiting.add(stack)
+            return
+        self._replays[where] = {stack}
+        asyncio.get_running_loop().create_task(self._replay(*where))
+
+    async def _replay(self, key: WatchKey, namespace: str) -> None:
+        """One list of ``namespace`` for the stacks waiting on it (those that join
+        while it is listed wait for the next)."""
+        await asyncio.sleep(REPLAY_GATHER_SECONDS)
+        stacks = self._replays.pop((key, namespace), set())
         path = WatchKey(key.group, key.version, key.resource, namespace).path
         try:
             listed = await self.api.list_objects(path)
@@ -389,15 +407,17 @@ class TriggerHub:
         kind = str(listed.get("kind", "List")).removesuffix("List")
         for item in listed.get("items") or []:
             item.setdefault("kind", kind)
-            await self._seen(key, item, only=stack)
+            await self._seen(key, item, only=stacks)
 
-    async def _seen(self, key: WatchKey, obj: dict[str, Any], *, only: str | None = None) -> None:
+    async def _seen(
+        self, key: WatchKey, obj: dict[str, Any], *, only: set[str] | None = None
+    ) -> None:
         """An object of a watched kind: send what it fires to the stacks of its namespace."""
         namespace = (obj.get("metadata") or {}).get("namespace")
         now = self.clock()
         for stack, subscription in list(self._subscribed.get(key, {}).items()):
             record = subscription.record
-            if record.ref.namespace != namespace or (only is not None and stack != only):
+            if record.ref.namespace != namespace or (only is not None and stack not in only):
                 continue
             for trigger, condition in subscription.triggers:
                 found = fired(trigger, obj, condition, now)

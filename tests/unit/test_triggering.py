@@ -11,6 +11,7 @@ import pytest
 from agentstack_core.matching import Condition, label_selector
 from agentstack_core.spec import EventMatch, ObjectMatch, Trigger
 from agentstack_operator.triggering import TriggerHub, WatchKey, fired
+from tests.helpers import eventually_async
 
 from .operator_fakes import FakeKube, indexed
 
@@ -205,9 +206,10 @@ async def test_an_api_server_that_does_not_answer_holds_the_stack_until_the_next
 
 
 @pytest.mark.asyncio
-async def test_a_stack_new_to_a_running_watch_lists_its_namespace_once() -> None:
-    """The running watch brings changes only: a stack that subscribes to it sees what
-    exists from a list of its namespace — once, not at every recheck."""
+async def test_stacks_new_to_a_running_watch_share_one_list_of_their_namespace() -> None:
+    """The running watch brings changes only: stacks that subscribe to it see what
+    exists from a list of their namespace — one list for all that join together, and
+    none at a recheck of a subscription they had."""
     kube = FakeKube()
     kube.granted.add(("team", USER, "pods"))
     hub = TriggerHub(kube, redis=None)  # type: ignore[arg-type]
@@ -221,9 +223,16 @@ async def test_a_stack_new_to_a_running_watch_lists_its_namespace_once() -> None
         return await original(path)
 
     kube.list_objects = counting  # type: ignore[method-assign]
-    record = indexed("demo", **POD_TRIGGER)["team/demo"]
-    for _ in range(3):
+    index = indexed(*(f"s{i}" for i in range(50)), **POD_TRIGGER)
+    for record in index.values():
         await hub.check(record)
-        await asyncio.sleep(0)  # the replay's task runs
+
+    async def replayed() -> bool | None:
+        return True if listed and not hub._replays else None
+
+    await eventually_async(replayed, "the namespace's list", timeout=10)
+    for record in index.values():  # a recheck: nothing new to list
+        await hub.check(record)
+    assert hub._replays == {}
     assert listed == ["api/v1/namespaces/team/pods"]
     running.cancel()
