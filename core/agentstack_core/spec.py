@@ -138,14 +138,28 @@ class ToolHeader:
     secret_ref: SecretKeyRef
 
 
+class ToolProtocol(StrEnum):
+    """How agents reach a tool server (``spec.tools.servers[].protocol``)."""
+
+    MCP = "MCP"
+    """An MCP server (Streamable HTTP): its tools are the tools."""
+    A2A = "A2A"
+    """An A2A agent (another stack, or any agent that speaks A2A): each skill of its
+    agent card is a tool that sends it a message and answers with what it replied."""
+
+
 @dataclass(frozen=True)
 class ToolServer:
-    """An MCP server (Streamable HTTP) whose allow-listed tools agents may call."""
+    """A server whose allow-listed tools agents may call: an MCP server, or an A2A
+    agent whose skills are the tools (:class:`ToolProtocol`)."""
 
     name: str
     url: str
+    """MCP: the Streamable HTTP endpoint. A2A: the agent's URL, below which its card is
+    (``<url>/.well-known/agent-card.json``)."""
     allowed_tools: tuple[str, ...]
-    """The only tools offered to agents; any other tool of the server is never called."""
+    """The only tools offered to agents (A2A: skill ids); any other is never called."""
+    protocol: ToolProtocol = ToolProtocol.MCP
     agents: tuple[str, ...] = ()
     """The agents that may call them (empty: every agent)."""
     headers: tuple[ToolHeader, ...] = ()
@@ -562,6 +576,7 @@ def _tool_servers(
                 name=str(name),
                 url=str(url),
                 allowed_tools=tuple(item.get("allowedTools") or ()),
+                protocol=ToolProtocol(item.get("protocol", _TOOL_SERVER.protocol)),
                 agents=tuple(item.get("agents") or ()),
                 headers=tuple(headers),
                 timeout_seconds=float(item.get("timeoutSeconds", _TOOL_SERVER.timeout_seconds)),

@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import json
 import os
 import signal
 import socket
@@ -26,10 +27,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self, TypeVar
+from typing import IO, Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -321,3 +322,90 @@ def unverified_tls() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
+
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def append_entry(log: Path, **entry: Any) -> None:
+    """One JSON line of what reached a test server, with the time."""
+    with log.open("a", encoding="utf-8") as out:
+        out.write(json.dumps({"at": time.time(), **entry}) + "\n")
+
+
+def serve_logged(app: App, port: int, log: Path) -> None:
+    """Serve an ASGI ``app`` on loopback until killed, logging every HTTP request's path
+    and headers to ``log`` first (what reached the server, credentials included)."""
+    import uvicorn
+
+    async def logged(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode(): v.decode() for k, v in scope.get("headers", [])}
+            append_entry(log, request=scope["path"], headers=headers)
+        await app(scope, receive, send)
+
+    uvicorn.run(logged, host=LOOPBACK, port=port, log_level="warning")
+
+
+def server_main(prog: str, serve: Callable[[int, Path], None], argv: list[str] | None) -> int:
+    """The ``main`` of a test server's module: ``--port P --log FILE``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--log", type=Path, required=True)
+    args = parser.parse_args(argv)
+    serve(args.port, args.log)
+    return 0
+
+
+class LoggingServer:
+    """A test server run as ``python -m <module> --port P --log FILE`` on loopback, which
+    appends what reached it to ``FILE`` as JSON lines (a real MCP server, a real A2A
+    agent): ``with Server(dir) as server: …``; :meth:`entries` reads the log."""
+
+    module = ""
+    """The server's module (``agentstack_devkit.mcpserver``)."""
+    name = ""
+    """Its process's name, and its log files' stem."""
+
+    def __init__(self, work: Path) -> None:
+        self.port = free_port()
+        self.log = work / f"{self.name}.jsonl"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.log.touch()
+        self.process = ManagedProcess(
+            self.name,
+            [sys.executable, "-m", self.module, "--port", str(self.port), "--log", str(self.log)],
+            log_path=work / f"{self.name}.log",
+        )
+
+    def start(self) -> None:
+        self.process.start()
+        self.process.wait_ready(self._listening, timeout=30, what="listening")
+
+    def _listening(self) -> bool | None:
+        with socket.socket() as probe:
+            probe.settimeout(0.5)
+            return True if probe.connect_ex((LOOPBACK, self.port)) == 0 else None
+
+    def stop(self) -> None:
+        self.process.stop(timeout=5)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def entries(self) -> list[dict[str, Any]]:
+        lines = self.log.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def request_headers(self) -> list[dict[str, str]]:
+        """The headers of every request that reached the server."""
+        return [e["headers"] for e in self.entries() if "request" in e]

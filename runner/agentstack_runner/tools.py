@@ -1,8 +1,9 @@
-"""Tools through MCP: what one agent is offered, and the calls it makes within a step.
+"""Tools: what one agent is offered, and the calls it makes within a step.
 
-A stack declares MCP servers (``spec.tools.servers``: Streamable HTTP URL, headers
-from the author's Secrets, an allow-list of tool names, the agents that may call
-them, a per-call timeout). For one agent's step a :class:`Toolbox`:
+A stack declares tool servers (``spec.tools.servers``: MCP servers, or A2A agents whose
+skills are the tools — :mod:`.peers` says how each is listed and called; a URL,
+headers from the author's Secrets, an allow-list of tool names, the agents that may
+call them, a per-call timeout). For one agent's step a :class:`Toolbox`:
 
 - **offers** the allow-listed tools of the servers that serve the agent, with each
   tool's description and input schema as the server lists them (listings are cached
@@ -14,28 +15,23 @@ them, a per-call timeout). For one agent's step a :class:`Toolbox`:
   the server's ``timeoutSeconds``; its text result is cut to
   :data:`MAX_RESULT_CHARS`. A call never raises: failures are results the agent reads.
 
-Every call opens its own MCP session with the official ``mcp`` SDK (``Client`` over
-``streamable_http_client``): no connection outlives the step, so a server that hangs
-or dies holds nothing of the runner. Calls are made at least once in effect — a step
+Every listing and call opens its own session (the ``mcp`` SDK's, or the ``a2a-sdk``'s
+client): no connection outlives the step, so a server that hangs or dies holds nothing
+of the runner. Calls are made at least once in effect — a step
 interrupted after a call (its runner killed) calls it again when resumed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx2
 import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from mcp.client.client import Client
-from mcp.client.streamable_http import streamable_http_client
 
 from agentstack_core import tracing
 from agentstack_core.approvals import (
@@ -52,6 +48,7 @@ from agentstack_core.records import ToolUse
 from agentstack_core.redis.approvals import claim_approval, read_approvals
 from agentstack_core.spec import AgentSpec, SecretKeyRef, StackSpec, ToolServer
 from agentstack_runner import metrics, spans
+from agentstack_runner.peers import PEERS
 
 MAX_RESULT_CHARS = 4_000
 """The most of one result an agent is shown (a tool can answer megabytes)."""
@@ -250,18 +247,16 @@ class Toolbox:
     async def _send(
         self, tool: OfferedTool, arguments: dict[str, Any], ref: str, started: float
     ) -> ToolResult:
+        server = tool.server
         try:
-            async with asyncio.timeout(tool.server.timeout_seconds):
-                async with self._session(tool.server) as client:
-                    answer = await client.call_tool(tool.name, arguments)
+            async with asyncio.timeout(server.timeout_seconds):
+                headers = await self._headers(server)
+                answer = await PEERS[server.protocol].call(server, headers, tool.name, arguments)
         except TimeoutError:
-            return _result(
-                ref, "timeout", started, f"no answer within {tool.server.timeout_seconds:g}s"
-            )
+            return _result(ref, "timeout", started, f"no answer within {server.timeout_seconds:g}s")
         except Exception as exc:
             return _result(ref, "unreachable", started, _reason(exc))
-        text = _text(answer.content)
-        return _result(ref, "error" if answer.is_error else "ok", started, text)
+        return _result(ref, "error" if answer.is_error else "ok", started, answer.text)
 
     async def _listing(self, server: ToolServer) -> list[dict[str, Any]]:
         headers = await self._headers(server)
@@ -269,12 +264,7 @@ class Toolbox:
         cached = self.listings.get(key)
         if cached is not None:
             return cached
-        async with self._session(server, headers) as client:
-            listed = await client.list_tools()
-        tools = [
-            {"name": t.name, "description": t.description, "input_schema": t.input_schema}
-            for t in listed.tools
-        ]
+        tools = await PEERS[server.protocol].list_tools(server, headers)
         self.listings.put(key, tools)
         return tools
 
@@ -308,19 +298,6 @@ class Toolbox:
             "You will see the decision (and, if approved, the result) on a later step.",
         )
 
-    @contextlib.asynccontextmanager
-    async def _session(
-        self, server: ToolServer, headers: dict[str, str] | None = None
-    ) -> AsyncIterator[Client]:
-        """An MCP session with ``server`` (and its HTTP client), closed on the way out."""
-        if headers is None:
-            headers = await self._headers(server)
-        async with (
-            httpx2.AsyncClient(headers=headers, timeout=server.timeout_seconds) as http,
-            Client(streamable_http_client(server.url, http_client=http)) as client,
-        ):
-            yield client
-
 
 def _told(record: Approval) -> dict[str, Any]:
     """An approval as the asking agent sees it."""
@@ -335,7 +312,7 @@ def _told(record: Approval) -> dict[str, Any]:
 
 def _listing_key(server: ToolServer, headers: dict[str, str]) -> str:
     digest = hashlib.sha256(repr(sorted(headers.items())).encode()).hexdigest()[:16]
-    return f"{server.url}|{digest}"
+    return f"{server.protocol}|{server.url}|{digest}"
 
 
 def _invalid(schema: dict[str, Any], arguments: dict[str, Any]) -> str | None:
@@ -347,14 +324,6 @@ def _invalid(schema: dict[str, Any], arguments: dict[str, Any]) -> str | None:
         return None
     where = "/".join(str(part) for part in error.absolute_path) or "arguments"
     return f"{where}: {error.message}"[:ERROR_CHARS]
-
-
-def _text(content: Sequence[Any]) -> str:
-    parts = []
-    for block in content:
-        text = getattr(block, "text", None)
-        parts.append(text if isinstance(text, str) else f"[{getattr(block, 'type', 'content')}]")
-    return "\n".join(parts)
 
 
 def _reason(exc: BaseException) -> str:

@@ -75,12 +75,14 @@ def steering(
     fleet: Fleet, k8s_api: client.ApiClient, redis_reader: redis.Redis
 ) -> Iterator[tuple[str, Stacks]]:
     """Operator, runner and an API with Kubernetes authentication (decisions cached for
-    a second) serving a namespace of this module's own: the API's URL and the stacks."""
+    a second) serving a namespace of this module's own: the API's URL and the stacks.
+    The runner reads stacks' Secrets as the chart's does (``runner.credentials:
+    kubernetes``): tool servers' headers come from them."""
     namespace = f"steer-{secrets.token_hex(3)}"
     core = client.CoreV1Api(k8s_api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     fleet.operator()
-    fleet.runner()
+    fleet.runner(AGENTSTACK_RUNNER_CREDENTIALS="kubernetes")
     _process, port = fleet.api(
         AGENTSTACK_API_AUTH="kubernetes", AGENTSTACK_API_AUTH_CACHE_SECONDS="1"
     )

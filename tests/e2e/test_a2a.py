@@ -9,6 +9,7 @@ message woke.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -35,6 +36,7 @@ from a2a.utils.constants import PROTOCOL_VERSION_0_3, PROTOCOL_VERSION_1_0, VERS
 from a2a.utils.errors import TaskNotFoundError
 from kubernetes import client
 
+from agentstack_core.keys import StackKeys, StackRef
 from agentstack_devkit.controlplane import ControlPlane
 from tests.e2e.accounts import account
 from tests.e2e.stacks import Stacks
@@ -290,3 +292,63 @@ async def test_bad_messages_are_json_rpc_errors_that_write_nothing(
     legacy["parts"] = [{"kind": "text", "text": "And one on canaries."}]
     task = (await call("message/send", legacy, "0.3"))["result"]
     assert (task["kind"], task["status"]["state"]) == ("task", "completed")
+
+
+def test_a_stack_asks_another_stack_through_its_a2a_peer_tool(
+    setting: tuple[str, Stacks, dict[str, str]], k8s_api: client.ApiClient
+) -> None:
+    """Our client against our server: the asker's builder (scripted: it consults the
+    first tool it is offered) sends ``helper`` a message with a token from a Secret; the
+    message wakes helper, and the builder reads the task its tick completed."""
+    url, stacks, _tokens = setting
+    token = account(k8s_api, stacks.namespace, "peer-caller", "agentstacks/inputs")
+    client.CoreV1Api(k8s_api).create_namespaced_secret(
+        stacks.namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="peer-token"),
+            string_data={"header": f"Bearer {token}"},
+        ),
+    )
+    header = {"name": "Authorization", "secretKeyRef": {"name": "peer-token", "key": "header"}}
+    peer = {
+        "name": "helper",
+        "protocol": "A2A",
+        "url": _endpoint(url, stacks, "helper"),
+        "allowedTools": ["lead"],
+        "agents": ["builder"],
+        "timeoutSeconds": 60,
+        "headers": [header],
+    }
+    before = {i["number"] for i in _inputs(url, stacks, "helper", token)}
+    stacks.create("asker", tickIntervalSeconds=HOUR, tools={"servers": [peer]})
+
+    def asked() -> list[dict[str, Any]] | None:
+        new = [i for i in _inputs(url, stacks, "helper", token) if i["number"] not in before]
+        return new or None
+
+    [message] = eventually(asked, "the asker's message to helper", timeout=90)
+    assert message["sender"] == f"system:serviceaccount:{stacks.namespace}:peer-caller"
+    assert message["agent"] == "lead"  # the skill it asked for
+    keys = StackKeys(StackRef(stacks.namespace, "asker"))
+
+    def builder_use() -> dict[str, Any] | None:
+        for _id, fields in stacks.redis.xrange(keys.trace):
+            uses = json.loads(fields.get("tools") or "[]")
+            if fields.get("agent") == "builder" and uses:
+                return dict(uses[0])
+        return None
+
+    use = eventually(builder_use, "the builder's call in the asker's trace", timeout=90)
+    assert (use["tool"], use["outcome"]) == ("helper/lead", "ok")
+    quoted = eventually(
+        lambda: next(
+            (
+                a
+                for a in stacks.redis.hvals(keys.artifacts)
+                if "From helper/lead (ok): task input-" in a
+            ),
+            None,
+        ),
+        "the builder's artifact quoting the answer",
+    )
+    assert ": completed" in quoted

@@ -20,8 +20,8 @@ import pytest
 from kubernetes import client
 
 from agentstack_devkit.mcpserver import ToolServer
+from tests.e2e.accounts import account
 from tests.e2e.stacks import Stacks
-from tests.e2e.test_inputs import _account
 from tests.helpers import eventually
 
 HOUR = 3600
@@ -76,7 +76,7 @@ def test_a_call_waits_for_a_person_rbac_decides_who_and_it_runs_once(
     }
     stacks.create("careful", tickIntervalSeconds=HOUR, tools=tools)
     path = f"/api/v1/namespaces/{stacks.namespace}/stacks/careful"
-    onlooker = {"Authorization": f"Bearer {_account(k8s_api, stacks.namespace, 'onlooker')}"}
+    onlooker = {"Authorization": f"Bearer {account(k8s_api, stacks.namespace, 'onlooker')}"}
     (asked,) = _waiting(http, path, onlooker)
     assert (asked["agent"], asked["tool"]) == ("builder", "kb/lookup")
     assert server.calls("lookup") == []  # asked, not called
@@ -90,9 +90,9 @@ def test_a_call_waits_for_a_person_rbac_decides_who_and_it_runs_once(
     assert refused.status_code == 403, refused.text
     assert "update agentstacks/approvals" in refused.json()["error"]["message"]
 
-    token = _account(k8s_api, stacks.namespace, "approver", "agentstacks/approvals")
+    token = account(k8s_api, stacks.namespace, "approver", "agentstacks/approvals")
     approver = {"Authorization": f"Bearer {token}"}
-    # _account grants `create`; a decision needs `update`: refused until that is granted.
+    # account grants `create`; a decision needs `update`: refused until that is granted.
     assert (
         http.post(f"{path}/approvals/{asked['id']}", json=decision, headers=approver).status_code
         == 403

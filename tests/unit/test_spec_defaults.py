@@ -52,6 +52,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "inputs.wake": DEFAULTS.inputs.wake,
     "tools.servers.timeoutSeconds": ToolServer("", "", ()).timeout_seconds,
     "tools.servers.requireApproval": ToolServer("", "", ()).require_approval,
+    "tools.servers.protocol": ToolServer("", "", ()).protocol,
     "tools.approvalTimeoutSeconds": DEFAULTS.approval_timeout_seconds,
     "tools.whilePending": DEFAULTS.while_pending,
     "memory.contextTokens": DEFAULTS.memory.context_tokens,
