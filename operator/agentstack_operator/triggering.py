@@ -247,7 +247,6 @@ class TriggerHub:
             for key, subscribers in self._subscribed.items()
             if record.key in subscribers
         }
-        self.unsubscribe(record.key)
         triggers = record.spec.triggers if record.spec is not None else ()
         forbidden: list[str] = []
         allowed: dict[WatchKey, list[tuple[Trigger, Condition]]] = defaultdict(list)
@@ -261,6 +260,7 @@ class TriggerHub:
             else:
                 allowed[key].append((trigger, self._condition(trigger)))
         record.forbidden_triggers = forbidden
+        self.unsubscribe(record.key)  # after the reviews: no change is missed meanwhile
         if not forbidden:
             for key, pairs in allowed.items():
                 self._subscribed[key][record.key] = _Subscription(record, tuple(pairs))
