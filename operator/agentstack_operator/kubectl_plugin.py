@@ -162,6 +162,20 @@ def _cost(state: dict[str, Any]) -> str:
     return f"{dollars} (+ {unpriced} call(s) of models without a price)" if unpriced else dollars
 
 
+def _wakes_on(spec: dict[str, Any]) -> list[str]:
+    """What wakes the stack besides its schedule and people's inputs: its webhooks and
+    its Kubernetes triggers (what each watches)."""
+    found = [f"webhook {hook.get('name')}" for hook in spec.get("webhooks") or []]
+    for trigger in spec.get("triggers") or []:
+        if "event" in trigger:
+            reasons = (trigger.get("event") or {}).get("reasons") or []
+            watched = "Events" + (f" {'/'.join(reasons)}" if reasons else "")
+        else:
+            watched = str((trigger.get("object") or {}).get("kind"))
+        found.append(f"trigger {trigger.get('name')} ({watched})")
+    return found
+
+
 def status(session: Session, args: argparse.Namespace) -> None:
     stack = session.stack(args.name)
     if args.output == "json":
@@ -182,6 +196,9 @@ def status(session: Session, args: argparse.Namespace) -> None:
     if schedule:
         print(f"Schedule:   {schedule.get('cron', '')} ({schedule.get('timeZone', 'UTC')})")
     print(f"Next tick:  {state.get('nextTickTime', '-')}")
+    wakes = _wakes_on(spec)
+    if wakes:
+        print(f"Wakes on:   {', '.join(wakes)}")
     print("Conditions:")
     for condition in state.get("conditions") or []:
         print(

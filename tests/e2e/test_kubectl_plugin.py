@@ -106,6 +106,34 @@ def test_pause_resume_and_stop_patch_the_stack_and_status_shows_it(
     assert "not found" in missing.stderr
 
 
+def test_status_shows_what_wakes_the_stack_and_why_it_waits(
+    setting: tuple[Plugin, Stacks],
+) -> None:
+    plugin, stacks = setting
+    stacks.create(
+        "wired",
+        tickIntervalSeconds=3600,
+        webhooks=[{"name": "github", "secretRef": {"name": "hooks", "key": "github"}}],
+        triggers=[
+            {"name": "backoff", "serviceAccountName": "nobody", "event": {"reasons": ["BackOff"]}},
+            {
+                "name": "crashloop",
+                "serviceAccountName": "nobody",
+                "object": {"apiVersion": "v1", "kind": "Pod"},
+            },
+        ],
+    )
+    stacks.wait_condition("wired", "Ready", "False", reason="TriggerNotAllowed")
+    shown = plugin.ok("status", "wired")
+    assert (
+        "Wakes on:   webhook github, trigger backoff (Events BackOff), trigger crashloop (Pod)"
+        in shown
+    )
+    ready = next(line for line in shown.splitlines() if line.strip().startswith("Ready"))
+    assert "TriggerNotAllowed" in ready
+    assert "ServiceAccount 'nobody' may not list and watch events" in ready
+
+
 def test_send_reaches_the_agent_and_trace_follows_the_tick_it_brought(
     setting: tuple[Plugin, Stacks],
 ) -> None:
