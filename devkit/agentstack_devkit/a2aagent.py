@@ -48,7 +48,8 @@ def serve(port: int, log: Path) -> None:
         async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
             text = context.get_user_input()
             skill = context.message.metadata["skillId"] if context.message else None
-            append_entry(log, message=text, skill=skill)
+            message_id = context.message.message_id if context.message else None
+            append_entry(log, message=text, skill=skill, message_id=message_id)
             task_id, context_id = context.task_id or "", context.context_id or ""
             await event_queue.enqueue_event(
                 new_task(task_id, context_id, TaskState.TASK_STATE_SUBMITTED)

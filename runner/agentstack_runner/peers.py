@@ -8,7 +8,8 @@ depends on the server's ``protocol`` (:class:`~agentstack_core.spec.ToolProtocol
 - **A2A** — another agent (another stack through the agentstack API, or any agent that
   speaks A2A), through the official ``a2a-sdk``'s client: its agent card's skills are
   the tools (each takes one argument, ``text``); a call sends the text as a message
-  (naming the skill in its metadata, as agentstack stacks read it) and answers with
+  (naming the skill in its metadata, as agentstack stacks read it; its message id the
+  call's, the same when a resumed step calls again) and answers with
   what the peer replied: its task's artifacts and status message, or its message.
   A task the peer has not finished within the call's time is reported with its state
   and id (the call does not wait on: the step must end).
@@ -20,7 +21,6 @@ toolbox's, the same for both.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -67,8 +67,16 @@ class Peer(Protocol):
         ...
 
     async def call(
-        self, server: ToolServer, headers: dict[str, str], tool: str, arguments: dict[str, Any]
-    ) -> Answer: ...
+        self,
+        server: ToolServer,
+        headers: dict[str, str],
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        call_id: str,
+    ) -> Answer:
+        """Call ``tool``; ``call_id`` is the same when a resumed step calls again."""
+        ...
 
 
 class McpPeer:
@@ -86,7 +94,13 @@ class McpPeer:
         ]
 
     async def call(
-        self, server: ToolServer, headers: dict[str, str], tool: str, arguments: dict[str, Any]
+        self,
+        server: ToolServer,
+        headers: dict[str, str],
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        call_id: str,
     ) -> Answer:
         async with (
             httpx2.AsyncClient(headers=headers, timeout=server.timeout_seconds) as http,
@@ -113,10 +127,16 @@ class A2aPeer:
         ]
 
     async def call(
-        self, server: ToolServer, headers: dict[str, str], tool: str, arguments: dict[str, Any]
+        self,
+        server: ToolServer,
+        headers: dict[str, str],
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        call_id: str,
     ) -> Answer:
         message = Message(
-            message_id=str(uuid.uuid4()),
+            message_id=f"agentstack-{call_id}",
             role=Role.ROLE_USER,
             parts=[Part(text=str(arguments["text"]))],
         )

@@ -392,7 +392,11 @@ class AgentStep:
         )
         results = []
         if toolbox is not None:
-            results = [await toolbox.call(c.tool, c.arguments) for c in calls[:MAX_CALLS_PER_ROUND]]
+            tick = self.step.tick_id
+            results = [
+                await toolbox.call(c.tool, c.arguments, tick=tick)
+                for c in calls[:MAX_CALLS_PER_ROUND]
+            ]
         self.uses.extend(result.use for result in results)
         found = [await self.recall(r) for r in recalls[:MAX_RECALLS_PER_ROUND]]
         self.recollections.extend(found)

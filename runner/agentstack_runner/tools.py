@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -178,7 +179,7 @@ class Toolbox:
                 claimed = await claim_approval(client, stack, record.id, token=token, tick=tick)
                 if claimed == CLAIMED:
                     result = await self.call(
-                        record.tool, orjson.loads(record.arguments), approved=True
+                        record.tool, orjson.loads(record.arguments), approved=True, tick=tick
                     )
                     uses.append(result.use)
                     state = (
@@ -240,18 +241,25 @@ class Toolbox:
         with tracing.span(
             f"execute_tool {ref}", attributes=spans.tool_attributes(ref, arguments)
         ) as current:
-            result = await self._send(tool, arguments, ref, started)
+            result = await self._send(tool, arguments, ref, started, tick)
             spans.tool_done(current, result.use.outcome, result.text)
             return result
 
     async def _send(
-        self, tool: OfferedTool, arguments: dict[str, Any], ref: str, started: float
+        self, tool: OfferedTool, arguments: dict[str, Any], ref: str, started: float, tick: str
     ) -> ToolResult:
+        """Make the call. Its id is deterministic per tick, agent and call (as an
+        approval's): a resumed step makes it under the same id, which a peer that
+        deduplicates (an agentstack stack does, by A2A message id) answers once."""
         server = tool.server
+        text = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS).decode()
+        call_id = approval_id(tick, self.agent, ref, text) if tick else uuid.uuid4().hex
         try:
             async with asyncio.timeout(server.timeout_seconds):
                 headers = await self._headers(server)
-                answer = await PEERS[server.protocol].call(server, headers, tool.name, arguments)
+                answer = await PEERS[server.protocol].call(
+                    server, headers, tool.name, arguments, call_id=call_id
+                )
         except TimeoutError:
             return _result(ref, "timeout", started, f"no answer within {server.timeout_seconds:g}s")
         except Exception as exc:

@@ -72,15 +72,29 @@ async def test_allow_listed_skills_are_the_tools_and_a_call_is_a_message(peer: A
     assert head.startswith("task ")
     assert head.endswith(": completed")
     assert body == "echo: hello\n\ndone"
-    assert peer.messages()[before:] == [
-        {"at": peer.messages()[before]["at"], "message": "hello", "skill": "echo"}
-    ]
+    [sent] = peer.messages()[before:]
+    assert (sent["message"], sent["skill"]) == ("hello", "echo")
     assert all(h.get("authorization") == "Bearer peer-s3cret" for h in peer.request_headers())
 
     refused = await toolbox.call("peer/secret", {"text": "x"})
     invalid = await toolbox.call("peer/echo", {"query": "x"})
     assert (refused.use.outcome, invalid.use.outcome) == ("refused", "invalid")
     assert len(peer.messages()) == before + 1  # neither reached the peer
+
+
+@pytest.mark.asyncio
+async def test_a_call_made_again_in_the_same_tick_is_the_same_message(peer: A2aAgent) -> None:
+    """A resumed step calls again under the same message id (a peer that deduplicates,
+    as agentstack stacks do, answers once); another tick's call is another message."""
+    toolbox = _toolbox(_spec(peer.url))
+    await toolbox.offer()
+    before = len(peer.messages())
+    for tick in ("t-1", "t-1", "t-2"):
+        result = await toolbox.call("peer/echo", {"text": "again"}, tick=tick)
+        assert result.use.outcome == "ok"
+    ids = [m["message_id"] for m in peer.messages()[before:]]
+    assert len(ids) == 3
+    assert ids[0] == ids[1] != ids[2]
 
 
 @pytest.mark.asyncio
