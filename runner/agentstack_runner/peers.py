@@ -21,7 +21,8 @@ toolbox's, the same for both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -79,14 +80,21 @@ class Peer(Protocol):
         ...
 
 
+@contextlib.asynccontextmanager
+async def _mcp_session(server: ToolServer, headers: dict[str, str]) -> AsyncIterator[Client]:
+    """An MCP session with ``server`` (and its HTTP client), closed on the way out."""
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=server.timeout_seconds) as http,
+        Client(streamable_http_client(server.url, http_client=http)) as client,
+    ):
+        yield client
+
+
 class McpPeer:
     """An MCP server: its own tools, through the ``mcp`` SDK."""
 
     async def list_tools(self, server: ToolServer, headers: dict[str, str]) -> list[dict[str, Any]]:
-        async with (
-            httpx2.AsyncClient(headers=headers, timeout=server.timeout_seconds) as http,
-            Client(streamable_http_client(server.url, http_client=http)) as client,
-        ):
+        async with _mcp_session(server, headers) as client:
             listed = await client.list_tools()
         return [
             {"name": t.name, "description": t.description, "input_schema": t.input_schema}
@@ -102,10 +110,7 @@ class McpPeer:
         *,
         call_id: str,
     ) -> Answer:
-        async with (
-            httpx2.AsyncClient(headers=headers, timeout=server.timeout_seconds) as http,
-            Client(streamable_http_client(server.url, http_client=http)) as client,
-        ):
+        async with _mcp_session(server, headers) as client:
             answer = await client.call_tool(tool, arguments)
         return Answer(_mcp_text(answer.content), is_error=bool(answer.is_error))
 
