@@ -181,3 +181,9 @@ async def test_the_inputs_log_pages_newest_first_down_to_the_first_id(
     # Nothing is older than the first possible id (Redis itself refuses "(0-0").
     for cursor in ("0-0", "000-0", "0-0000"):
         assert await reader.page(KEYS.inputs, cursor=cursor, limit=5) == Page([], None)
+    # A cursor past Redis's largest id (twenty digits pass the API's pattern; the fuzz
+    # found a 500 there): everything is older than it.
+    for cursor in ("92032387373936529360-660690", "5-99999999999999999999"):
+        beyond = await reader.page(KEYS.inputs, cursor=cursor, limit=5)
+        expected = ["m2", "m1", "m0"] if cursor.startswith("9") else []
+        assert [f["content"] for _id, f in beyond.entries] == expected

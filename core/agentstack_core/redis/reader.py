@@ -28,6 +28,17 @@ from agentstack_core.records import (
 from agentstack_core.retention import HISTORY_MAXLEN, INPUTS_MAXLEN
 
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+LARGEST_ID_PART = 2**64 - 1
+"""Redis stream ids are two unsigned 64-bit numbers; a larger part is an error there."""
+
+
+def clamp_stream_id(stream_id: str) -> str:
+    """``stream_id`` (matching :data:`STREAM_ID`) with each part at most Redis's largest:
+    a cursor or ``Last-Event-ID`` beyond every id means the same as the largest id (all
+    entries are older), where Redis would refuse it (twenty digits pass the pattern)."""
+    return "-".join(str(min(int(part), LARGEST_ID_PART)) for part in stream_id.split("-"))
+
+
 CLOCK_SKEW_SECONDS = 60.0
 """How far a runner's clock (an input outcome's ``at``) may be ahead of Redis's (the
 history stream's ids) when a finished tick is looked up from the time it read an input."""
@@ -54,6 +65,7 @@ class StackReader:
             raise ValueError(f"invalid cursor {cursor!r}: expected a stream id like 1700-0")
         if cursor is not None and not any(int(part) for part in cursor.split("-")):
             return Page([], None)  # nothing is older than 0-0 (Redis refuses "(0-0")
+        cursor = clamp_stream_id(cursor) if cursor is not None else None
         newest = f"({cursor}" if cursor else "+"
         entries = await self.client.xrevrange(key, max=newest, min="-", count=limit + 1)
         more = len(entries) > limit

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from agentstack_core.redis.reader import clamp_stream_id
 from agentstack_operator.api.params import (
     STACK_PATH,
     Access,
@@ -55,7 +56,8 @@ def _stack_stream(kind: StreamKind[Any]) -> Any:
         last_event_id: LastStreamId = None,
     ) -> StreamingResponse:
         stack = await access.readable(caller, namespace, name)
-        return sse(streams.tail(stack, kind, last_event_id or "$", request.is_disconnected))
+        start = clamp_stream_id(last_event_id) if last_event_id else "$"
+        return sse(streams.tail(stack, kind, start, request.is_disconnected))
 
     return endpoint
 
