@@ -250,7 +250,7 @@ class ObjectMatch:
     api_version: str
     """``v1``, ``apps/v1``: the group and version, as in a manifest."""
     kind: str
-    selector: LabelSelector = field(default_factory=lambda: LabelSelector())
+    selector: LabelSelector = field(default_factory=LabelSelector)
     """Which objects of the kind (empty: all), as a Deployment's selector says it."""
     condition: str = ""
     """A CEL expression over ``object`` that is true when the trigger fires (empty:

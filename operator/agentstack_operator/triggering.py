@@ -350,10 +350,7 @@ class TriggerHub:
         while True:
             try:
                 listed = await self.api.list_objects(key.path)
-                kind = str(listed.get("kind", "List")).removesuffix("List")
-                for item in listed.get("items") or []:
-                    item.setdefault("kind", kind)
-                    await self._seen(key, item)
+                await self._seen_listed(key, listed)
                 version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
                 while True:
                     async for change in self.api.watch_objects(key.path, version):
@@ -404,10 +401,16 @@ class TriggerHub:
         except Exception as exc:
             logger.warning("trigger list of %s failed: %s", path, exc)
             return
+        await self._seen_listed(key, listed, only=stacks)
+
+    async def _seen_listed(
+        self, key: WatchKey, listed: dict[str, Any], *, only: set[str] | None = None
+    ) -> None:
+        """Every object of a list (whose items carry no ``kind``: the list's names it)."""
         kind = str(listed.get("kind", "List")).removesuffix("List")
         for item in listed.get("items") or []:
             item.setdefault("kind", kind)
-            await self._seen(key, item, only=stacks)
+            await self._seen(key, item, only=only)
 
     async def _seen(
         self, key: WatchKey, obj: dict[str, Any], *, only: set[str] | None = None
