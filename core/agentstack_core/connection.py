@@ -1,9 +1,10 @@
 """Connecting to Redis, standalone or cluster, the same way in every process.
 
 ``REDIS_URL`` names the server (``redis://host:port/0``, ``rediss://`` for TLS, a
-password in the URL or in ``REDIS_PASSWORD``); ``AGENTSTACK_REDIS_CLUSTER=true`` makes
-it the seed node of a Redis Cluster. Clients decode responses to ``str``: every value
-this project stores is text.
+password in the URL or in ``REDIS_PASSWORD``, an ACL user in the URL or in
+``REDIS_USERNAME`` — a tick pod's, see ``agentstack_operator.tickcredentials``);
+``AGENTSTACK_REDIS_CLUSTER=true`` makes it the seed node of a Redis Cluster. Clients
+decode responses to ``str``: every value this project stores is text.
 """
 
 from __future__ import annotations
@@ -39,14 +40,21 @@ def connect(
         raise ValueError("no Redis URL: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
     if cluster is None:
         cluster = env_bool("AGENTSTACK_REDIS_CLUSTER")
-    password = os.environ.get("REDIS_PASSWORD") or None  # a password in the URL wins
+    # Credentials in the URL win over these.
+    password = os.environ.get("REDIS_PASSWORD") or None
+    username = os.environ.get("REDIS_USERNAME") or None
     if cluster:
         return RedisCluster.from_url(
-            target, decode_responses=True, password=password, max_connections=max_connections
+            target,
+            decode_responses=True,
+            username=username,
+            password=password,
+            max_connections=max_connections,
         )
     pool = BlockingConnectionPool.from_url(
         target,
         decode_responses=True,
+        username=username,
         password=password,
         health_check_interval=30,
         max_connections=max_connections,

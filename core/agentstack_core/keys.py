@@ -35,6 +35,13 @@ class StackRef:
         return f"{self.namespace}/{self.name}"
 
 
+def namespace_pattern(namespace: str) -> str:
+    """The glob every key of every stack of ``namespace`` matches, and no other key:
+    the namespace ends at the ``/`` of the tag, so ``{team-a/*`` never matches
+    ``{team-ab/…}`` (what a Redis ACL user confined to one namespace is granted)."""
+    return f"{{{namespace}/*"
+
+
 @dataclass(frozen=True)
 class StackKeys:
     """All Redis keys of one stack."""

@@ -150,6 +150,9 @@ class Blocked(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     ENDPOINT_NOT_ALLOWED = "EndpointNotAllowed"
     SECRET_NOT_FOUND = "SecretNotFound"
+    JOB_CREDENTIALS_UNAVAILABLE = "JobCredentialsUnavailable"
+    """``executor: job``: the operator could not give the namespace's tick pods their
+    Redis credentials (an ACL user it may not create, a Secret it may not write)."""
     TRIGGER_NOT_ALLOWED = "TriggerNotAllowed"
     """A trigger watches what its ServiceAccount (or the operator) may not list and
     watch, or a kind the API server does not serve."""
@@ -211,6 +214,9 @@ class EventReason(StrEnum):
     SPEC_ACCEPTED = "SpecAccepted"
     SECRET_NOT_FOUND = "SecretNotFound"
     SECRET_FOUND = "SecretFound"
+    JOB_CREDENTIALS_UNAVAILABLE = "JobCredentialsUnavailable"
+    JOB_CREDENTIALS_READY = "JobCredentialsReady"
+    """The namespace's tick pods have their Redis credentials (after they could not)."""
     TRIGGER_NOT_ALLOWED = "TriggerNotAllowed"
     TRIGGERS_ALLOWED = "TriggersAllowed"
     """Every trigger of the stack may watch what it names (after one could not)."""

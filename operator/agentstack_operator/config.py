@@ -14,11 +14,12 @@ big fleet's routine status is rewritten every ticking stacks ÷ cap seconds.
 ``AGENTSTACK_METRICS_PORT`` (9101; 0 = off). For the Job executor:
 ``AGENTSTACK_RUNNER_IMAGE`` (``agentstack-operator:latest``),
 ``AGENTSTACK_RUNNER_SERVICE_ACCOUNT`` (empty: the namespace default),
-``AGENTSTACK_JOB_REDIS_SECRET`` (empty) — a Secret that must exist in every namespace
-whose stacks use the Job executor, with the key ``REDIS_URL`` (and, optionally,
-``REDIS_PASSWORD``): tick pods take their Redis credentials from it by ``secretKeyRef``;
-when empty, ``AGENTSTACK_JOB_REDIS_URL`` (default ``REDIS_URL``) is written into each
-Job's spec as plain text, which suits development only;
+``AGENTSTACK_JOB_REDIS_URL`` (``REDIS_URL`` without its credentials) — how tick pods
+reach Redis; their credentials are a Redis ACL user of their namespace that the
+operator makes and keeps in a Secret there (:mod:`.tickcredentials`);
+``AGENTSTACK_JOB_CREDENTIAL_ROTATION_SECONDS`` (86400; 0 = never) — how often that
+password is replaced (longer than any tick Job may run: the previous one is accepted
+until the next rotation);
 ``AGENTSTACK_JOB_IMAGE_PULL_SECRETS`` (empty; comma-separated names, which must exist in
 the stacks' namespaces); ``AGENTSTACK_JOB_RESOURCES`` (JSON of a container's
 ``resources``; default requests 50m CPU and 128Mi, limit 512Mi);
@@ -36,6 +37,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +63,7 @@ class OperatorConfig:
     runner_image: str = "agentstack-operator:latest"
     runner_service_account: str = ""
     job_redis_url: str = ""
-    job_redis_secret: str = ""
+    job_credential_rotation_seconds: float = 86400.0
     job_image_pull_secrets: list[str] = field(default_factory=list)
     job_resources: dict[str, Any] = field(
         default_factory=lambda: {
@@ -88,6 +90,12 @@ class OperatorConfig:
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
+        if os.environ.get("AGENTSTACK_JOB_REDIS_SECRET"):
+            raise ValueError(
+                "AGENTSTACK_JOB_REDIS_SECRET (operator.jobExecutor.redisSecretName) was "
+                "removed: it handed the platform's Redis password to every tenant; tick "
+                "pods now get a Redis user of their own namespace from the operator"
+            )
         defaults = cls()
         redis_url = os.environ.get("REDIS_URL", "")
         return cls(
@@ -110,8 +118,16 @@ class OperatorConfig:
             metrics_port=env_int("AGENTSTACK_METRICS_PORT", defaults.metrics_port),
             runner_image=os.environ.get("AGENTSTACK_RUNNER_IMAGE", defaults.runner_image),
             runner_service_account=os.environ.get("AGENTSTACK_RUNNER_SERVICE_ACCOUNT", ""),
-            job_redis_url=os.environ.get("AGENTSTACK_JOB_REDIS_URL") or redis_url,
-            job_redis_secret=os.environ.get("AGENTSTACK_JOB_REDIS_SECRET", "").strip(),
+            job_redis_url=without_credentials(
+                os.environ.get("AGENTSTACK_JOB_REDIS_URL") or redis_url
+            ),
+            job_credential_rotation_seconds=_not_negative(
+                "AGENTSTACK_JOB_CREDENTIAL_ROTATION_SECONDS",
+                env_float(
+                    "AGENTSTACK_JOB_CREDENTIAL_ROTATION_SECONDS",
+                    defaults.job_credential_rotation_seconds,
+                ),
+            ),
             job_image_pull_secrets=env_list("AGENTSTACK_JOB_IMAGE_PULL_SECRETS"),
             job_resources=_json_object("AGENTSTACK_JOB_RESOURCES", defaults.job_resources),
             job_ttl_seconds=env_int("AGENTSTACK_JOB_TTL_SECONDS", defaults.job_ttl_seconds),
@@ -155,3 +171,12 @@ def _json_object(name: str, default: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"{name} must be a JSON object")
     return value
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without a user or password: what may be written into a Job's spec."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))

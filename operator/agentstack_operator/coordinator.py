@@ -41,18 +41,24 @@ from agentstack_core.keys import FleetKeys, StackRef
 from agentstack_core.protocol import RedisClient, slot_of
 from agentstack_core.reasons import EventReason
 from agentstack_core.redis.publishing import delete_stack, publish_spec
+from agentstack_core.spec import Executor
 from agentstack_operator import metrics
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.dispatching import Dispatcher, RedisLanes
 from agentstack_operator.finalizing import Finalizer
 from agentstack_operator.folding import RedisResults, ResultFolder
 from agentstack_operator.index import StackIndex
-from agentstack_operator.jobs import STACK_LABEL, job_state, job_tick
+from agentstack_operator.jobs import STACK_LABEL, job_state, job_tick, pod_failure
 from agentstack_operator.kube import Kube
 from agentstack_operator.leadership import Leadership
 from agentstack_operator.secretchecking import SECRET_RECHECK_SECONDS, check_secrets
 from agentstack_operator.stackstate import StackRecord
 from agentstack_operator.statuswriting import LeaderEvents, StatusWriter, clear_fleet_gauges
+from agentstack_operator.tickcredentials import (
+    CREDENTIALS_REFRESH_SECONDS,
+    TickCredentials,
+    check_tick_credentials,
+)
 from agentstack_operator.triggering import ACCESS_CACHE_SECONDS, RECHECK_SECONDS, TriggerHub
 from agentstack_operator.waking import WakeupReader
 
@@ -108,6 +114,12 @@ class Operator:
         self.finalizer = Finalizer(kube, self.forget, on_gave_up=self._cleanup_gave_up)
         self.wakeups = WakeupReader(redis, self.index, self.dispatcher.wake, self.events)
         self.triggers = TriggerHub(kube, redis, namespaces=config.namespaces)
+        self.credentials = TickCredentials(
+            kube,
+            redis,
+            cluster=config.redis_cluster,
+            rotate_every=config.job_credential_rotation_seconds,
+        )
         results = RedisResults(redis, consumer=config.operator_id)
         self._trigger_turns = 0
         self.progress: dict[str, float] = {}
@@ -140,6 +152,7 @@ class Operator:
                 self.redis, record.ref, record.generation, record.raw_spec, uid=record.uid
             )
             events += await check_secrets(self.kube, record)
+            events += await check_tick_credentials(self.credentials, record)
             events += await self.triggers.check(record)
             await self.folder.refresh_usage([record])
             self.dispatcher.reschedule(record, change.cause)
@@ -204,8 +217,14 @@ class Operator:
             return
         if record.active_job == tick:
             record.active_job = None
-        if state == "Failed" and self.leadership.is_leader:
-            await self.folder.job_failed(record, tick, job)
+        if not self.leadership.is_leader:
+            return
+        if state == "Failed":
+            name = str((job.get("metadata") or {}).get("name", ""))
+            pods = await self.kube.job_pods(record.ref.namespace, name)
+            await self.folder.job_failed(record, tick, job, why=pod_failure(pods))
+        elif not _folded(record, tick):
+            await self.folder.job_completed(record, tick)
 
     async def _leadership_step(self) -> None:
         """On becoming leader: a fresh schedule for every stack (the current period's
@@ -220,15 +239,30 @@ class Operator:
         clear_fleet_gauges()
 
     async def _secrets_step(self) -> None:
-        """Stacks waiting for a Secret are re-checked until it appears (every replica:
-        the index must be right when a standby takes over)."""
+        """Stacks waiting for a Secret, or for their tick pods' credentials, are
+        re-checked until they have them (every replica: the index must be right when a
+        standby takes over)."""
         await asyncio.sleep(SECRET_RECHECK_SECONDS)
-        for record in [r for r in self.index.values() if r.missing_secrets]:
+        waiting = [r for r in self.index.values() if r.missing_secrets or r.credentials_problem]
+        for record in waiting:
             events = await check_secrets(self.kube, record)
-            if not record.missing_secrets:
+            events += await check_tick_credentials(self.credentials, record)
+            if record.hold is None:
                 self.dispatcher.reschedule(record, "start")
             self.status_writer.mark(record, urgent=bool(events))
             await self.events.post(record, events)
+
+    async def _credentials_step(self) -> None:
+        """The leader installs the tick pods' ACL users again, and rotates their
+        passwords when due (:mod:`.tickcredentials`)."""
+        await asyncio.sleep(CREDENTIALS_REFRESH_SECONDS)
+        await self.credentials.refresh(
+            {
+                record.ref.namespace
+                for record in self.index.values()
+                if record.spec is not None and record.spec.executor is Executor.JOB
+            }
+        )
 
     async def _triggers_step(self) -> None:
         """Stacks whose triggers were not allowed are checked again every
@@ -311,6 +345,7 @@ class Operator:
             self._forever("status", self._as_leader(self.status_writer.step)),
             self._forever("redis", self._as_leader(self._redis_step)),
             self._forever("secrets", self._secrets_step),
+            self._forever("tick-credentials", self._as_leader(self._credentials_step)),
             self._forever("trigger-access", self._triggers_step),
             self._forever("trigger-watches", self._as_leader(self.triggers.step)),
             self._forever("queue-depth", self.dispatcher.report_queue_depth),

@@ -117,6 +117,10 @@ class TickLedger(Protocol):
         is still running it (and will)."""
         ...
 
+    async def outcome(self, ref: StackRef, tick_id: str) -> TickResult | None:
+        """The result a tick was recorded with (a Job's runner records it there only)."""
+        ...
+
 
 class Scheduler(Protocol):
     def reschedule(self, record: StackRecord, cause: Cause, after: float | None = None) -> None: ...
@@ -203,6 +207,9 @@ class RedisResults:
 
     async def approvals(self, ref: StackRef) -> list[Approval]:
         return await read_approvals(self.redis, ref)
+
+    async def outcome(self, ref: StackRef, tick_id: str) -> TickResult | None:
+        return await TickStore(self.redis, ref).outcome(tick_id)
 
     async def record_failure(self, result: TickResult) -> bool:
         finished = await TickStore(self.redis, result.stack).finish_tick(result=result, token=None)
@@ -317,9 +324,22 @@ class ResultFolder:
                 self.scheduler.reschedule(record, "resume")
                 self.status.mark(record, urgent=True)
 
-    async def job_failed(self, record: StackRecord, tick: str, job: dict[str, Any]) -> None:
+    async def job_completed(self, record: StackRecord, tick: str) -> None:
+        """A tick's Job ended and its runner recorded the tick: fold what it recorded.
+        A tick pod may not write the fleet's results stream (its Redis user sees only its
+        namespace, :mod:`.tickcredentials`), so its result is read from its stack's keys."""
+        result = await self.ledger.outcome(record.ref, tick)
+        if result is not None:
+            await self.fold([result])
+
+    async def job_failed(
+        self, record: StackRecord, tick: str, job: dict[str, Any], why: str = ""
+    ) -> None:
         """A tick's Job failed (deadline, crash): record the tick as failed unless its
-        runner recorded it (or still runs it, and will)."""
+        runner recorded it (or still runs it, and will) — with what its pod said
+        (``why``: :func:`~agentstack_operator.jobs.pod_failure`) — and fold what it
+        recorded either way."""
+        condition = job_failure(job) or "the Job failed"
         now = self.clock()
         result = TickResult(
             stack=record.ref,
@@ -327,10 +347,11 @@ class ResultFolder:
             generation=record.generation,
             outcome=Outcome.FAILED,
             reason=TickReason.JOB_FAILED,
-            message=job_failure(job) or "the Job failed",
+            message=f"{condition}; the runner: {why}" if why else condition,
             started_at=epoch((job.get("status") or {}).get("startTime")) or now,
             finished_at=now,
             runner="job",
             kind=kind_of(tick),
         )
-        await self.ledger.record_failure(result)
+        if not await self.ledger.record_failure(result):
+            await self.job_completed(record, tick)  # its runner recorded something else

@@ -10,12 +10,14 @@ failed tick is the operator's to count, not a retry storm), bounded in time
 from the stack's Secrets, never through the Job spec itself, and the runner treats
 them as the stack's own (``AGENTSTACK_RUNNER_CREDENTIALS=job``): no platform key is
 ever in a tick pod. Redis credentials come the same way, from the Secret
-``job_redis_secret`` names in the stack's namespace. The pod needs no Kubernetes API:
-its service-account token is not mounted.
+the operator's Secret of the
+stack's namespace (:mod:`.tickcredentials`): a Redis ACL user confined to that
+namespace's keys, never the platform's password. The pod needs no Kubernetes API: its
+service-account token is not mounted.
 
-Blast radius: a tick pod runs in the stack's namespace with the Redis credentials, so
-whoever may read Secrets or exec into pods there can reach Redis. Use the Job executor
-for namespaces trusted like the platform itself.
+A failed Job says why: the runner's last log lines become the container's termination
+message (``FallbackToLogsOnError``), and :func:`pod_failure` reads it — or the reason a
+container never started (an image pull, a missing Secret) — from the Job's pod.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ from agentstack_operator.config import OperatorConfig
 STACK_LABEL = "agentstack.dev/stack"
 TICK_ANNOTATION = "agentstack.dev/tick-id"
 _ENV_KEYS = {"groq": "GROQ_API_KEY", "openai": "OPENAI_API_KEY"}
+SECRET_NAME = "agentstack-tick-redis"  # noqa: S105 - a name, not a password
+"""The Secret with the tick pods' Redis credentials the operator keeps in each namespace
+with ``executor: job`` stacks (:mod:`.tickcredentials`)."""
+USERNAME_KEY = "REDIS_USERNAME"
+PASSWORD_KEY = "REDIS_PASSWORD"  # noqa: S105 - a key's name, not a password
+"""Its keys, named as the runner's environment reads them (:mod:`agentstack_core.connection`)."""
 
 
 def job_name(request: TickRequest) -> str:
@@ -93,6 +101,7 @@ def build_job(
                 "command": _command(request, uid),
                 "env": _env(spec, config),
                 "resources": config.job_resources,
+                "terminationMessagePolicy": "FallbackToLogsOnError",
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
                     "readOnlyRootFilesystem": True,
@@ -134,18 +143,14 @@ def build_job(
 
 
 def _redis_env(config: OperatorConfig) -> list[dict[str, Any]]:
-    """How a tick pod finds Redis: from the namespace's Redis Secret, else (development)
-    the URL as plain text."""
-    if not config.job_redis_secret:
-        return [{"name": "REDIS_URL", "value": config.job_redis_url}]
+    """How a tick pod reaches Redis: the URL (never with credentials in it), and its
+    namespace's ACL user and password from the operator's Secret there."""
     return [
-        {
-            "name": name,
-            "valueFrom": {
-                "secretKeyRef": {"name": config.job_redis_secret, "key": name, "optional": optional}
-            },
-        }
-        for name, optional in (("REDIS_URL", False), ("REDIS_PASSWORD", True))
+        {"name": "REDIS_URL", "value": config.job_redis_url},
+        *(
+            {"name": name, "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": name}}}
+            for name in (USERNAME_KEY, PASSWORD_KEY)
+        ),
     ]
 
 
@@ -176,3 +181,31 @@ def job_failure(job: dict[str, Any]) -> str | None:
         if condition.get("type") == "Failed" and condition.get("status") == "True":
             return f"{condition.get('reason', 'Failed')}: {condition.get('message', '')}".strip()
     return None
+
+
+FAILURE_MESSAGE_CHARS = 300
+"""How much of a pod's termination message a failed tick keeps (its last line)."""
+
+
+def pod_failure(pods: list[dict[str, Any]]) -> str:
+    """Why a Job's runner failed, from its newest pod: a container that ended (its
+    reason, exit code and termination message — with ``FallbackToLogsOnError``, the
+    runner's last log lines) or one that never started (its waiting reason: an image
+    that cannot be pulled, a Secret or key that is missing). Empty if the pods say
+    nothing (they were deleted already)."""
+    for pod in reversed(pods):
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            state = status.get("state") or {}
+            ended = state.get("terminated") or (status.get("lastState") or {}).get("terminated")
+            if ended:
+                lines = [line for line in str(ended.get("message") or "").splitlines() if line]
+                said = lines[-1][-FAILURE_MESSAGE_CHARS:] if lines else ""
+                reason = (
+                    f"{ended.get('reason') or 'Terminated'} (exit code {ended.get('exitCode')})"
+                )
+                return f"{reason}: {said}" if said else reason
+            waiting = state.get("waiting")
+            if waiting and waiting.get("reason") not in (None, "ContainerCreating"):
+                message = str(waiting.get("message") or "")[:FAILURE_MESSAGE_CHARS]
+                return f"{waiting['reason']}: {message}" if message else str(waiting["reason"])
+    return ""

@@ -181,6 +181,11 @@ class Patcher:
             await self._session.close()
 
 
+def _forbidden(exc: ApiException) -> Exception:
+    """A 403 as :class:`PermissionError` (what a person must grant), else ``exc``."""
+    return PermissionError(exc.reason) if exc.status == 403 else exc
+
+
 class Kube:
     """Async facade over the synchronous client (one instance per process)."""
 
@@ -271,6 +276,49 @@ class Kube:
                 return False
             raise
         return key in (secret.data or {}) or key in (secret.string_data or {})
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret the operator keeps (:mod:`.tickcredentials`) as a manifest; ``None``
+        if absent; :class:`PermissionError` if RBAC refuses."""
+        try:
+            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _forbidden(exc) from exc
+        body: dict[str, Any] = self.api.sanitize_for_serialization(secret)  # type: ignore[no-untyped-call]
+        return body
+
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> bool:
+        """``False`` if it exists already; :class:`PermissionError` if RBAC refuses."""
+        try:
+            await self._call(self.core.create_namespaced_secret, namespace, body)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise _forbidden(exc) from exc
+        return True
+
+    async def replace_secret(self, namespace: str, body: dict[str, Any]) -> bool:
+        """Replace (with the body's resourceVersion); ``False`` on a lost race."""
+        name = body["metadata"]["name"]
+        try:
+            await self._call(self.core.replace_namespaced_secret, name, namespace, body)
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise _forbidden(exc) from exc
+        return True
+
+    async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        """The pods of a Job (to tell why it failed), newest last."""
+        pods = await self._call(
+            self.core.list_namespaced_pod, namespace, label_selector=f"job-name={job}"
+        )
+        items: list[dict[str, Any]] = self.api.sanitize_for_serialization(pods.items)  # type: ignore[no-untyped-call]
+        return sorted(
+            items, key=lambda pod: (pod.get("metadata") or {}).get("creationTimestamp", "")
+        )
 
     async def create_job(self, namespace: str, body: Any) -> bool:
         """Create a Job (a manifest dict); ``False`` if it exists already (a duplicate)."""

@@ -130,6 +130,9 @@ class StackRecord:
     """What the platform's endpoint policy refuses in a valid spec (a ``baseURL`` that
     would receive the platform's key): the stack waits until the author fixes it."""
     missing_secrets: list[str] = field(default_factory=list)
+    credentials_problem: str = ""
+    """Why the namespace's tick pods have no Redis credentials (``executor: job``,
+    :mod:`.tickcredentials`): what a person must grant."""
     forbidden_triggers: list[str] = field(default_factory=list)
     """Why triggers of the spec may not watch what they name (:mod:`.triggering`)."""
     resumed: bool = False
@@ -263,9 +266,9 @@ class StackRecord:
 
         The one place the holds are weighed: the first that applies, in
         :class:`~agentstack_core.reasons.Blocked`'s order (an invalid spec, a refused
-        endpoint, a missing Secret, a trigger not allowed, a finite goal met, a spent
-        budget), is the one every
-        condition and the phase report.
+        endpoint, a missing Secret, tick Jobs without credentials, a trigger not
+        allowed, a finite goal met, a spent budget), is the one every condition and the
+        phase report.
         """
         if self.problems:
             return Hold(Blocked.INVALID_SPEC, "; ".join(self.problems))
@@ -273,6 +276,8 @@ class StackRecord:
             return Hold(Blocked.ENDPOINT_NOT_ALLOWED, "; ".join(self.refused))
         if self.missing_secrets:
             return Hold(Blocked.SECRET_NOT_FOUND, "waiting for " + ", ".join(self.missing_secrets))
+        if self.credentials_problem:
+            return Hold(Blocked.JOB_CREDENTIALS_UNAVAILABLE, self.credentials_problem)
         if self.forbidden_triggers:
             return Hold(Blocked.TRIGGER_NOT_ALLOWED, "; ".join(self.forbidden_triggers))
         met = self.met

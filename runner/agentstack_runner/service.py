@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -311,14 +312,19 @@ EXIT_CODES = {
 
 
 async def run_once(config: RunnerConfig, request: protocol.TickRequest) -> int:
-    """Execute exactly one tick (the Job executor's entry point) and publish its result."""
+    """Execute exactly one tick (the Job executor's entry point).
+
+    A tick pod reaches Redis as its namespace's ACL user, which sees nothing shared:
+    its result stays in its stack's keys, where the tick's atomic finish records it and
+    the operator reads it when the Job ends (no results stream), and it calls models
+    without the fleet-wide call slots (it calls with its stack's own key, not with the
+    platform's accounts the slots share out).
+    """
     client = connect(config.redis_url, cluster=config.redis_cluster)
-    engine = build_engine(config, client)
+    engine = build_engine(dataclasses.replace(config, llm_concurrency={}), client)
     try:
         execution = await engine.execute(request)
         result = execution.result
-        if result is not None:
-            await protocol.publish_results(client, [result])
         if execution.duplicate or result is None:
             logger.info("tick %s had already run (or its stack is gone)", request.tick_id)
             return 0

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from kubernetes import client
 
+from agentstack_core.keys import StackKeys, StackRef
 from agentstack_devkit.mcpserver import ToolServer
 from tests.e2e.accounts import account
 from tests.e2e.stacks import Stacks
@@ -112,6 +113,15 @@ def test_a_call_waits_for_a_person_rbac_decides_who_and_it_runs_once(
         },
     )
 
+    # Paused while the two decisions are made: the decision wakes the stack, and a tick
+    # that claimed the call at once would make the second answer "Running by", not
+    # "Approved by". A tick sees the pause once the spec in Redis says so.
+    stacks.patch_spec("careful", executionState="Paused")
+    spec_key = StackKeys(StackRef(stacks.namespace, "careful")).spec
+    eventually(
+        lambda: stacks.redis.hget(spec_key, "state") == "Paused" or None, "the pause published"
+    )
+
     def approve() -> dict[str, Any] | None:
         answer = http.post(f"{path}/approvals/{asked['id']}", json=decision, headers=approver)
         return answer.json() if answer.status_code == 200 else None
@@ -124,6 +134,17 @@ def test_a_call_waits_for_a_person_rbac_decides_who_and_it_runs_once(
     )
     assert again.status_code == 409, again.text
     assert "Approved by " + user in again.json()["error"]["message"]
+
+    # Resumed, the hourly stack ticks again when an input wakes it; that tick runs the call.
+    stacks.patch_spec("careful", executionState="Running")
+    eventually(
+        lambda: stacks.redis.hget(spec_key, "state") == "Running" or None, "the resume published"
+    )
+    token = account(k8s_api, stacks.namespace, "nudger", "agentstacks/inputs")
+    nudger = {"Authorization": f"Bearer {token}"}
+    nudge = {"agent": "builder", "content": "Go on."}
+    sent = http.post(f"{path}/inputs", json=nudge, headers=nudger)
+    assert sent.status_code == 202, sent.text
 
     executed = _state(http, path, approver, asked["id"], "Executed")
     assert executed["result"].startswith("Facts about")

@@ -441,7 +441,15 @@ def test_helm_lint_strict_passes(helm: Helm) -> None:
         (["--set", "metrics.prometheusRule.failedTickRatio=2"], "failedTickRatio': maximum"),
         (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
         (["--set", "llm.allowedBaseURLs[0]=ftp://x"], "at '/llm/allowedBaseURLs/0'"),
-        (["--set", "operator.jobExecutor.redisSecretName=Redis"], "redisSecretName"),
+        # Removed: it handed the platform's Redis password to every tenant.
+        (
+            ["--set", "operator.jobExecutor.redisSecretName=tick-redis"],
+            "additional properties 'redisSecretName' not allowed",
+        ),
+        (
+            ["--set", "operator.jobExecutor.credentialRotationSeconds=-1"],
+            "credentialRotationSeconds': minimum",
+        ),
         (
             ["--set", "runner.credentials=files"],
             "at '/runner/credentials': value must be one of 'kubernetes', 'env'",
@@ -549,7 +557,7 @@ def test_rendered_objects_are_labelled_and_accepted_by_the_api_server(
             "imagePullSecrets[0].name": "regcred",
             "llm.allowedBaseURLs[0]": "https://llm-gateway.example/v1",
             "llm.allowedBaseURLs[1]": "https://other.example",
-            "operator.jobExecutor.redisSecretName": "tick-redis",
+            "operator.jobExecutor.credentialRotationSeconds": "3600",
             "operator.jobExecutor.resources.limits.memory": "1Gi",
             "rbac.userRoles.namePrefix": f"dry-{namespace}",
         },
@@ -614,7 +622,8 @@ def test_rendered_objects_are_labelled_and_accepted_by_the_api_server(
     assert operator["AGENTSTACK_RUNNER_IMAGE"]["value"] == image
     allowed = "https://llm-gateway.example/v1,https://other.example"
     assert operator["AGENTSTACK_ALLOWED_BASE_URLS"]["value"] == allowed
-    assert operator["AGENTSTACK_JOB_REDIS_SECRET"]["value"] == "tick-redis"
+    assert "AGENTSTACK_JOB_REDIS_SECRET" not in operator
+    assert operator["AGENTSTACK_JOB_CREDENTIAL_ROTATION_SECONDS"]["value"] == "3600"
     # The tick pods' pull secrets default to the names of the chart's own.
     assert operator["AGENTSTACK_JOB_IMAGE_PULL_SECRETS"]["value"] == "regcred"
     assert json.loads(operator["AGENTSTACK_JOB_RESOURCES"]["value"]) == {
@@ -1238,6 +1247,10 @@ def _operator_needs(namespace: str, elsewhere: str, lease: str) -> list[Access]:
         Access("patch", namespace=elsewhere, subresource="status", **stacks),
         Access("create", "events", namespace=elsewhere),
         Access("get", "secrets", namespace=elsewhere, name="groq-keys"),
+        # The tick pods' Redis credentials (tickcredentials), and why a tick Job failed.
+        Access("create", "secrets", namespace=elsewhere),
+        Access("update", "secrets", namespace=elsewhere, name="agentstack-tick-redis"),
+        Access("list", "pods", namespace=elsewhere),
         *(
             Access(verb, "jobs", namespace=elsewhere, group="batch")
             for verb in ("create", "deletecollection")
@@ -1267,8 +1280,10 @@ def _operator_must_not(namespace: str, elsewhere: str, lease: str) -> list[Acces
         *(Access(verb, "namespaces") for verb in ("list", "watch")),
         *(
             Access(verb, "secrets", namespace=elsewhere)
-            for verb in ("list", "watch", "create", "update", "patch", "delete")
+            for verb in ("list", "watch", "update", "patch", "delete")
         ),
+        Access("update", "secrets", namespace=elsewhere, name="groq-keys"),
+        Access("delete", "secrets", namespace=elsewhere, name="agentstack-tick-redis"),
         Access("list", "secrets"),  # Secrets are read by name, never listed
         Access("watch", "secrets"),
         Access("create", "agentstacks", namespace=elsewhere, group="agentstack.dev"),

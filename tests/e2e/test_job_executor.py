@@ -1,12 +1,15 @@
 """`executor: job`: one well-formed Job per tick, folded into status like a pool tick.
 
-There is no kubelet, so the test plays the Job's pod: it runs the Job's own command
-with the Job's own environment (``agentstack runner --once …``). A Job that cannot
-finish is failed by the real Job controller at its ``activeDeadlineSeconds``.
+There is no kubelet, so the test plays it: it runs the Job's own command with the Job's
+own environment (``agentstack runner --once …``, ``secretKeyRef``s read from the
+namespace's Secrets — the Redis user the operator made there among them), then reports
+the pod's end in its status as a kubelet would, and the real Job controller completes or
+fails the Job. A Job that cannot finish is failed at its ``activeDeadlineSeconds``.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -18,10 +21,12 @@ import redis
 from kubernetes import client
 
 from agentstack_devkit.fleet import Fleet
+from agentstack_operator.tickcredentials import acl_user
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually, gone
 
 IMAGE = "registry.example/agentstack-operator:test"
+RUNNER_ACCOUNT = "agentstack-runner"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +35,7 @@ def job_fleet(fleet: Fleet) -> tuple[Fleet, int]:
         AGENTSTACK_RUNNER_IMAGE=IMAGE,
         AGENTSTACK_JOB_GRACE_SECONDS="1",
         AGENTSTACK_JOB_TTL_SECONDS="600",
-        AGENTSTACK_RUNNER_SERVICE_ACCOUNT="agentstack-runner",
+        AGENTSTACK_RUNNER_SERVICE_ACCOUNT=RUNNER_ACCOUNT,
     )
     return fleet, port
 
@@ -42,6 +47,10 @@ def stacks(
     namespace: str,
     redis_reader: redis.Redis,
 ) -> Stacks:
+    # The ServiceAccount the operator names in its Jobs (without it no pod is created).
+    client.CoreV1Api(k8s_api).create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=RUNNER_ACCOUNT))
+    )
     return Stacks(k8s_api, namespace, redis_reader)
 
 
@@ -52,13 +61,23 @@ def _jobs(stacks: Stacks, k8s_api: client.ApiClient, name: str) -> list[dict[str
     return [k8s_api.sanitize_for_serialization(job) for job in listed.items]
 
 
-def _run_pod(job: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    """Do what the Job's pod would: its command, with its plain environment."""
+def _run_pod(k8s_api: client.ApiClient, job: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """Do what the Job's pod would: its command, with its environment (its Secrets'
+    keys resolved as the kubelet resolves them), then report how it ended."""
     container = job["spec"]["template"]["spec"]["containers"][0]
     command = container["command"]
     assert command[:3] == ["agentstack", "runner", "--once"]
-    env = {item["name"]: item["value"] for item in container["env"] if "value" in item}
-    return subprocess.run(
+    namespace = job["metadata"]["namespace"]
+    core = client.CoreV1Api(k8s_api)
+    env: dict[str, str] = {}
+    for item in container["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+            continue
+        ref = item["valueFrom"]["secretKeyRef"]
+        secret = core.read_namespaced_secret(ref["name"], namespace)
+        env[item["name"]] = base64.b64decode(secret.data[ref["key"]]).decode()
+    ran = subprocess.run(
         [sys.executable, "-m", "agentstack_operator", *command[1:]],
         env={**os.environ, **env},
         capture_output=True,
@@ -67,6 +86,41 @@ def _run_pod(job: dict[str, Any]) -> subprocess.CompletedProcess[str]:
         check=False,
         stdin=subprocess.DEVNULL,
     )
+    _report_pod(k8s_api, job, ran.returncode, ran.stderr)
+    return ran
+
+
+def _report_pod(k8s_api: client.ApiClient, job: dict[str, Any], code: int, log: str) -> None:
+    """The kubelet's part: the Job's pod ended with ``code``; with
+    ``FallbackToLogsOnError`` its log's tail is the termination message."""
+    core = client.CoreV1Api(k8s_api)
+    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    (pod,) = eventually(
+        lambda: (
+            core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items or None
+        ),
+        "the Job's pod",
+    )
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    ended = {
+        "exitCode": code,
+        "reason": "Completed" if code == 0 else "Error",
+        "message": log[-2048:] if code else "",
+    }
+    status = {
+        "phase": "Succeeded" if code == 0 else "Failed",
+        "containerStatuses": [
+            {
+                "name": container["name"],
+                "image": container["image"],
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"terminated": ended},
+            }
+        ],
+    }
+    core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": status})
 
 
 def test_job_per_tick_is_well_formed_and_its_result_is_folded(
@@ -103,7 +157,7 @@ def test_job_per_tick_is_well_formed_and_its_result_is_folded(
     assert spec["ttlSecondsAfterFinished"] == 600
     pod = spec["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
-    assert pod["serviceAccountName"] == "agentstack-runner"
+    assert pod["serviceAccountName"] == RUNNER_ACCOUNT
     container = pod["containers"][0]
     assert container["image"] == IMAGE
     tick_id = job["metadata"]["annotations"]["agentstack.dev/tick-id"]
@@ -124,7 +178,7 @@ def test_job_per_tick_is_well_formed_and_its_result_is_folded(
     )
     assert len(_jobs(stacks, k8s_api, "jobbed")) == 1
 
-    ran = _run_pod(job)
+    ran = _run_pod(k8s_api, job)
     assert ran.returncode == 0, ran.stderr
     status = stacks.wait_ticks("jobbed", 1)
     assert status["lastTickId"] == tick_id
@@ -160,6 +214,31 @@ def test_a_job_that_fails_is_folded_as_a_failed_tick(
     assert status["consecutiveFailures"] == 1
     recorded = stacks.history("stuck")
     assert [(h["outcome"], h["reason"]) for h in recorded] == [("Failed", "JobFailed")]
+
+
+def test_a_failed_job_says_why_in_history_and_status(
+    stacks: Stacks, k8s_api: client.ApiClient, redis_reader: redis.Redis
+) -> None:
+    """Redis lost the namespace's ACL user (a restart without an aclfile, before the
+    operator's next refresh): the tick pod cannot log in, and the stack says so."""
+    stacks.create("locked", executor="job", tickIntervalSeconds=3600, tickTimeoutSeconds=60)
+    (job,) = eventually(lambda: _jobs(stacks, k8s_api, "locked") or None, "the tick's Job")
+    redis_reader.execute_command("ACL", "DELUSER", acl_user(stacks.namespace))
+
+    ran = _run_pod(k8s_api, job)
+    assert ran.returncode != 0
+
+    def folded() -> dict[str, Any] | None:
+        status = stacks.status("locked")
+        return status if status.get("lastTickReason") == "JobFailed" else None
+
+    status = eventually(folded, "the failed Job to be folded into status")
+    message = status["lastTickMessage"]
+    assert "Error (exit code 1)" in message, message
+    assert "invalid username-password pair" in message, message
+    (recorded,) = stacks.history("locked")
+    assert recorded["message"] == message
+    assert stacks.dispatched("locked") == []  # nothing of a Job tick went through the lanes
 
 
 def _metrics(port: int) -> str:

@@ -20,7 +20,6 @@ from kubernetes import client, config
 from agentstack_devkit.controlplane import PortForward
 from agentstack_devkit.helm import (
     API_SERVICE,
-    IN_CLUSTER_REDIS_URL,
     REDIS_SERVICE,
     RELEASE,
     RELEASE_NAMESPACE,
@@ -32,9 +31,6 @@ from agentstack_devkit.helm import (
 from agentstack_devkit.image import project_image, redis_image
 from agentstack_devkit.node import NodeCluster
 from tests.helpers import eventually
-
-JOB_REDIS_SECRET = "agentstack-job-redis"
-"""The Secret (``REDIS_URL``, ``REDIS_PASSWORD``) tick Jobs read in stack namespaces."""
 
 
 @dataclass(frozen=True)
@@ -101,21 +97,6 @@ class Release:
         return sorted(pod.metadata.name for pod in pods)
 
 
-def job_redis_secret(release: Release, namespace: str) -> None:
-    """What a user of ``operator.jobExecutor.redisSecretName`` creates in a stack
-    namespace: the in-chart Redis's URL and password."""
-    client.CoreV1Api(release.api).create_namespaced_secret(
-        namespace,
-        client.V1Secret(
-            metadata=client.V1ObjectMeta(name=JOB_REDIS_SECRET),
-            string_data={
-                "REDIS_URL": IN_CLUSTER_REDIS_URL,
-                "REDIS_PASSWORD": redis_password(release.cluster.plane),
-            },
-        ),
-    )
-
-
 @pytest.fixture(scope="module")
 def release(
     node_cluster: NodeCluster,
@@ -123,14 +104,11 @@ def release(
     images: Images,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Release]:
-    """The chart installed with ``helm install --wait`` as ``agentstack dev up`` does,
-    plus the Job executor's Redis Secret name; uninstalled afterwards if still there."""
+    """The chart installed with ``helm install --wait`` as ``agentstack dev up`` does (its
+    values and nothing more); uninstalled afterwards if still there."""
     plane = node_cluster.plane
     helm = Helm(tmp_path_factory.mktemp("helm"), plane.kubeconfig_path)
-    values = {
-        **dev_values(images.app, images.redis),
-        "operator.jobExecutor.redisSecretName": JOB_REDIS_SECRET,
-    }
+    values = dev_values(images.app, images.redis)
     install_dev_release(helm, values)
     api_forward, api_port = plane.port_forward(
         RELEASE_NAMESPACE, f"svc/{API_SERVICE}", 8080, name="test-forward-api"

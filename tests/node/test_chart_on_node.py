@@ -4,7 +4,8 @@ The tests run in order on one release (module fixture): install → every pod Re
 the example stack ticks in the runner pod → the PodDisruptionBudgets grant one
 eviction and refuse the next → ``kubectl patch`` pause/resume → a crash-looping pod
 wakes a stack through its trigger → an ``executor: job``
-stack's Jobs complete and fold into status → the leader operator's pod and the runner
+stack's Jobs complete and fold into status, logged in to Redis as a user confined to
+their namespace, through a rotation of its password → the leader operator's pod and the runner
 pod deleted while it holds a tick: the invariant checker finds no tick lost or run
 twice → ``helm upgrade`` rolls the pods and adds the runners' autoscaler → ``helm
 uninstall`` leaves no orphan.
@@ -12,6 +13,7 @@ uninstall`` leaves no orphan.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.request
@@ -20,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from agentstack_core.keys import StackKeys, StackRef
+from agentstack_core.keys import FleetKeys, StackKeys, StackRef
 from agentstack_core.records import InputRecord
 from agentstack_devkit.fakellm import FakeLLMServer
 from agentstack_devkit.helm import (
@@ -33,15 +36,11 @@ from agentstack_devkit.helm import (
     install_dev_release,
 )
 from agentstack_devkit.node import GATEWAY
+from agentstack_operator.jobs import SECRET_NAME
+from agentstack_operator.tickcredentials import ROTATED_ANNOTATION
 from tests.e2e.stacks import Stacks
 from tests.helpers import bind_service_account, eventually, gone
-from tests.node.conftest import (
-    JOB_REDIS_SECRET,
-    Images,
-    Release,
-    job_redis_secret,
-    wait_rolled_out,
-)
+from tests.node.conftest import Images, Release, wait_rolled_out
 from tests.reliability import invariants
 
 NAMESPACE = "team-node"
@@ -54,7 +53,6 @@ COMPONENTS = ("operator", "runner", "api", "redis")
 def stacks(release: Release) -> Iterator[Stacks]:
     core = client.CoreV1Api(release.api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
-    job_redis_secret(release, NAMESPACE)
     reader = release.reader()
     try:
         yield Stacks(release.api, NAMESPACE, reader)
@@ -265,9 +263,18 @@ def _jobs(release: Release, stack: str) -> list[Any]:
     ]
 
 
+def _tick_login(release: Release) -> dict[str, str]:
+    """The Redis user and password the operator keeps for the namespace's tick pods."""
+    secret = client.CoreV1Api(release.api).read_namespaced_secret(SECRET_NAME, NAMESPACE)
+    return {key: base64.b64decode(value).decode() for key, value in secret.data.items()}
+
+
 def test_job_executor_stack_runs_its_ticks_as_jobs_that_complete(
     release: Release, stacks: Stacks
 ) -> None:
+    """With the chart's dev values and nothing else: the operator gives the namespace's
+    tick pods a Redis user of their own, which reaches nothing outside the namespace;
+    the Jobs complete and are folded; a rotated password keeps them ticking."""
     stacks.create(
         "jobbed",
         executor="job",
@@ -283,13 +290,54 @@ def test_job_executor_stack_runs_its_ticks_as_jobs_that_complete(
     pod = job.spec.template.spec
     assert pod.automount_service_account_token is False
     env = {e.name: e for e in pod.containers[0].env}
-    assert env["REDIS_URL"].value_from.secret_key_ref.name == JOB_REDIS_SECRET
+    for name in ("REDIS_USERNAME", "REDIS_PASSWORD"):
+        assert env[name].value_from.secret_key_ref.name == SECRET_NAME
+    assert "@" not in env["REDIS_URL"].value  # no credential in the Job's spec
     # Every executed tick ran in a Job of its own (finished Jobs stay for
     # ttlSecondsAfterFinished, 300 s: none has expired yet).
     job_ticks = {j.metadata.annotations["agentstack.dev/tick-id"] for j in _jobs(release, "jobbed")}
     executed = {entry["tick_id"] for entry in stacks.executed("jobbed")}
     assert executed
     assert executed <= job_ticks
+
+    # What a tenant who reads the namespace's Secrets holds: its own keys, nothing else.
+    login = _tick_login(release)
+    other = StackRef("team-other", "beta")
+    with release.reader() as admin:
+        admin.hset(StackKeys(other).approvals, "a1", '{"state": "Pending"}')
+        address = admin.connection_pool.connection_kwargs
+        tenant = redis.Redis(
+            host=address["host"],
+            port=address["port"],
+            username=login["REDIS_USERNAME"],
+            password=login["REDIS_PASSWORD"],
+            decode_responses=True,
+        )
+        with tenant:
+            assert tenant.get(StackKeys(StackRef(NAMESPACE, "jobbed")).plan)
+            for attempt in (
+                lambda: tenant.hgetall(StackKeys(other).approvals),
+                lambda: tenant.hset(StackKeys(other).approvals, "a1", '{"state": "Approved"}'),
+                lambda: tenant.xadd(FleetKeys.results, {"stack": str(other)}),
+                lambda: tenant.keys("*"),
+            ):
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    attempt()
+        assert admin.hget(StackKeys(other).approvals, "a1") == '{"state": "Pending"}'
+        admin.delete(StackKeys(other).approvals)
+
+    # A rotation (made due by hand): the Secret gets a new password, Jobs go on.
+    client.CoreV1Api(release.api).patch_namespaced_secret(
+        SECRET_NAME, NAMESPACE, {"metadata": {"annotations": {ROTATED_ANNOTATION: "0"}}}
+    )
+    eventually(
+        lambda: True if _tick_login(release)["REDIS_PASSWORD"] != login["REDIS_PASSWORD"] else None,
+        "the operator's next refresh to rotate the password",
+        timeout=150,
+    )
+    ticks = int(stacks.status("jobbed")["ticks"])
+    status = stacks.wait_ticks("jobbed", ticks + 2, timeout=180)
+    assert status["lastTickResult"] == "Succeeded"
     stacks.patch_spec("jobbed", executionState="Paused")
 
 

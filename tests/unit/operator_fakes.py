@@ -93,7 +93,7 @@ class FakeLanes:
 
 
 class FakeKube:
-    """JobCreator, StatusSink, EventSink, SecretReader and FinalizerKube, like the real
+    """JobCreator, StatusSink, EventSink, SecretReader, SecretStore and FinalizerKube, like the real
     ``Kube`` (every method with its signature: ``test_operator_fakes``), and a Lease no
     other replica contends for."""
 
@@ -126,6 +126,10 @@ class FakeKube:
         """Access reviews answered (each for list and watch)."""
         self.objects: dict[str, list[dict[str, Any]]] = {}
         """Collections by path, as lists answer them (watches bring nothing)."""
+        self.kept_secrets: dict[tuple[str, str], dict[str, Any]] = {}
+        """The Secrets the operator keeps (tick credentials), by (namespace, name)."""
+        self.pods: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        """The pods of each Job, by (namespace, Job name)."""
 
     async def create_job(self, namespace: str, body: Any) -> bool:
         if self.job_error is not None:
@@ -197,6 +201,33 @@ class FakeKube:
     ) -> AsyncIterator[dict[str, Any]]:
         await asyncio.Event().wait()  # a watch on which nothing happens
         yield {}
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.kept_secrets.get((namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> bool:
+        key = (namespace, body["metadata"]["name"])
+        if key in self.kept_secrets:
+            return False
+        self.kept_secrets[key] = {**body, "metadata": {**body["metadata"], "resourceVersion": "1"}}
+        return True
+
+    async def replace_secret(self, namespace: str, body: dict[str, Any]) -> bool:
+        key = (namespace, body["metadata"]["name"])
+        current = self.kept_secrets.get(key)
+        version = body["metadata"].get("resourceVersion")
+        if current is None or current["metadata"]["resourceVersion"] != version:
+            return False
+        newer = str(int(version) + 1)
+        self.kept_secrets[key] = {
+            **body,
+            "metadata": {**body["metadata"], "resourceVersion": newer},
+        }
+        return True
+
+    async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        return list(self.pods.get((namespace, job), []))
 
     async def read_lease(self, namespace: str, name: str) -> Any:
         return self.lease
@@ -283,6 +314,9 @@ class FakeResults:
 
     async def approvals(self, ref: StackRef) -> list[Approval]:
         return list(self.approval_records.get(str(ref), []))
+
+    async def outcome(self, ref: StackRef, tick_id: str) -> TickResult | None:
+        return self.recorded.get(tick_id)
 
     async def record_failure(self, result: TickResult) -> bool:
         if result.tick_id in self.recorded:

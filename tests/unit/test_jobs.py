@@ -8,8 +8,8 @@ from typing import Any
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import TickRequest
 from agentstack_core.spec import parse_spec
-from agentstack_operator.config import OperatorConfig
-from agentstack_operator.jobs import build_job
+from agentstack_operator.config import OperatorConfig, without_credentials
+from agentstack_operator.jobs import FAILURE_MESSAGE_CHARS, SECRET_NAME, build_job, pod_failure
 
 REDIS_URL = "redis://:s3cret-password@redis.platform.svc:6379/0"
 SPEC = parse_spec(
@@ -41,23 +41,51 @@ def _env(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {item["name"]: item for item in _container(job)["env"]}
 
 
-def test_redis_credentials_come_from_the_namespace_secret_never_the_spec() -> None:
-    config = OperatorConfig(job_redis_url=REDIS_URL, job_redis_secret="agentstack-redis")
+def test_redis_credentials_are_the_namespace_users_never_the_platforms() -> None:
+    config = OperatorConfig(job_redis_url=without_credentials(REDIS_URL))
     job = build_job(REQUEST, uid="uid-1", spec=SPEC, config=config)
     env = _env(job)
-    assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
-        "name": "agentstack-redis",
-        "key": "REDIS_URL",
-        "optional": False,
-    }
-    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert env["REDIS_URL"]["value"] == "redis://redis.platform.svc:6379/0"
+    for name in ("REDIS_USERNAME", "REDIS_PASSWORD"):
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": SECRET_NAME, "key": name}
     assert "s3cret-password" not in json.dumps(job)
-    assert "redis.platform.svc" not in json.dumps(job)
 
 
-def test_without_a_redis_secret_the_url_is_passed_as_is_for_development() -> None:
-    job = build_job(REQUEST, uid="uid-1", spec=SPEC, config=OperatorConfig(job_redis_url="r://x"))
-    assert _env(job)["REDIS_URL"] == {"name": "REDIS_URL", "value": "r://x"}
+def test_a_url_loses_its_credentials_before_it_reaches_a_job() -> None:
+    assert without_credentials("redis://user:pw@r:6379/0") == "redis://r:6379/0"
+    assert without_credentials("rediss://:pw@r.example:6380") == "rediss://r.example:6380"
+    assert without_credentials("redis://r:6379/0") == "redis://r:6379/0"
+
+
+def test_the_runner_says_why_it_failed_in_the_termination_message() -> None:
+    job = build_job(REQUEST, uid="uid-1", spec=SPEC, config=OperatorConfig())
+    assert _container(job)["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def _pod(created: str, **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"creationTimestamp": created},
+        "status": {"containerStatuses": [{"name": "runner", **status}]},
+    }
+
+
+def test_a_failed_pod_is_explained_by_its_newest_container_state() -> None:
+    log = "starting tick\nredis.exceptions.AuthenticationError: invalid username-password pair\n"
+    ended = {"terminated": {"reason": "Error", "exitCode": 1, "message": log}}
+    assert pod_failure([_pod("2026-01-01T00:00:00Z", state=ended)]) == (
+        "Error (exit code 1): redis.exceptions.AuthenticationError: invalid username-password pair"
+    )
+    oom = {"terminated": {"reason": "OOMKilled", "exitCode": 137}}
+    assert pod_failure([_pod("a", state={"running": {}}, lastState=oom)]) == (
+        "OOMKilled (exit code 137)"
+    )
+    pulling = {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling "x:1"'}}
+    creating = {"waiting": {"reason": "ContainerCreating"}}
+    assert pod_failure([_pod("a", state=pulling)]) == 'ImagePullBackOff: Back-off pulling "x:1"'
+    assert pod_failure([_pod("a", state=creating)]) == ""
+    assert pod_failure([]) == ""
+    long = {"terminated": {"reason": "Error", "exitCode": 1, "message": "x" * 5000}}
+    assert len(pod_failure([_pod("a", state=long)])) <= FAILURE_MESSAGE_CHARS + 40
 
 
 def test_the_pod_holds_only_the_stacks_own_keys_and_no_api_token() -> None:

@@ -109,6 +109,54 @@ async def test_any_finished_job_frees_its_stack_on_every_replica(finished: str) 
 
 
 @pytest.mark.asyncio
+async def test_the_leader_folds_what_a_finished_jobs_runner_recorded() -> None:
+    """A tick pod writes no results stream (its Redis user sees only its namespace): the
+    leader reads the tick's recorded result once the Job is done."""
+    operator, _kube = _operator()
+    operator.index.observe(manifest(executor="job"))
+    operator.folder.ledger = results = FakeResults()
+    operator.folder.usage = results
+    operator.folder.approvals = results
+    record = operator.index["team/demo"]
+    results.recorded["team/demo/7"] = TickResult(
+        stack=StackRef("team", "demo"),
+        tick_id="team/demo/7",
+        generation=1,
+        outcome=Outcome.SUCCEEDED,
+        reason="Completed",
+        message="",
+        started_at=record.created_at + 1,
+        finished_at=record.created_at + 2,
+    )
+    await operator.job_seen(_tick_job("team/demo/7", "Complete"))
+    assert record.last_tick is None  # a standby folds nothing
+    async with _elected(operator):
+        await operator.job_seen(_tick_job("team/demo/7", "Complete"))
+    assert record.last_tick is not None
+    assert record.last_tick.tick_id == "team/demo/7"
+
+
+@pytest.mark.asyncio
+async def test_a_failed_job_is_recorded_with_what_its_pod_said() -> None:
+    operator, kube = _operator()
+    operator.index.observe(manifest(executor="job"))
+    operator.folder.ledger = results = FakeResults()
+    operator.folder.usage = results
+    operator.folder.approvals = results
+    job = _tick_job("team/demo/8", "Failed")
+    job["metadata"]["name"] = "demo-tick-abc"
+    ended = {"terminated": {"reason": "OOMKilled", "exitCode": 137}}
+    kube.pods[("team", "demo-tick-abc")] = [
+        {"metadata": {}, "status": {"containerStatuses": [{"name": "runner", "state": ended}]}}
+    ]
+    async with _elected(operator):
+        await operator.job_seen(job)
+    recorded = results.recorded["team/demo/8"]
+    assert recorded.outcome is Outcome.FAILED
+    assert "OOMKilled (exit code 137)" in recorded.message
+
+
+@pytest.mark.asyncio
 async def test_leadership_gained_restarts_every_schedule_and_status() -> None:
     operator, _kube = _operator()
     for name in ("a", "b"):

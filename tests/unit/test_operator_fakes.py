@@ -27,6 +27,7 @@ from agentstack_operator.folding import (
 from agentstack_operator.kube import Kube
 from agentstack_operator.secretchecking import SecretReader
 from agentstack_operator.statuswriting import EventSink, LeaderEvents, StatusSink, StatusWriter
+from agentstack_operator.tickcredentials import SecretStore
 from agentstack_operator.triggering import TriggerApi
 from tests.helpers import assert_same_signature, public_methods
 
@@ -36,7 +37,7 @@ STAND_INS: list[tuple[type, type, tuple[type, ...]]] = [
     (
         FakeKube,
         Kube,
-        (JobCreator, StatusSink, EventSink, SecretReader, FinalizerKube, TriggerApi),
+        (JobCreator, StatusSink, EventSink, SecretReader, SecretStore, FinalizerKube, TriggerApi),
     ),
     (FakeLanes, RedisLanes, (TickSink,)),
     (FakeResults, RedisResults, (ResultStream, UsageCounters, ApprovalReader, TickLedger)),

@@ -373,6 +373,11 @@ class TickStore:
             goal=_goal(answer[4]),
         )
 
+    async def outcome(self, tick_id: str) -> TickResult | None:
+        """The result the tick was recorded with, while the newest outcomes keep it."""
+        raw = await self.client.hget(self.keys.outcomes, tick_id)
+        return TickResult.from_fields(orjson.loads(raw)) if raw else None
+
     async def goal(self) -> GoalRecord | None:
         """Where the stack's finite goal stands now."""
         return _goal(await self.client.get(self.keys.goal))

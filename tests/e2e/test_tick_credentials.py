@@ -1,0 +1,263 @@
+"""Tick pods' Redis credentials, on a real kube-apiserver and real Redis (standalone and
+a three-node cluster): made by the operator's :class:`TickCredentials`, kept in a
+Secret of the namespace, a Redis ACL user that reaches only that namespace's keys.
+
+A tick of namespace A runs as A's user — the Job's own entry point, ``run_once``, with
+the Secret's username and password in its environment — while the same user is refused
+(``NOPERM``) B's keys, B's approvals, the fleet's shared streams and every key-less
+command that reaches across namespaces. A rotation keeps both the old and the new
+password working until the next one; the operator without ACL rights is told what to
+grant.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from kubernetes import client
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisClusterException
+
+from agentstack_core.approvals import Approval
+from agentstack_core.connection import connect
+from agentstack_core.keys import FleetKeys, StackKeys, StackRef
+from agentstack_core.messages import sleep_tick_id
+from agentstack_core.protocol import RedisClient, TickKind, TickRequest, tick_id
+from agentstack_core.reasons import Outcome
+from agentstack_core.redis.approvals import decide_approval, read_approvals
+from agentstack_core.redis.publishing import publish_spec
+from agentstack_core.redis.tick import TickStore
+from agentstack_devkit.rediscluster import RedisClusterServers
+from agentstack_devkit.redisserver import RedisServer
+from agentstack_operator.jobs import PASSWORD_KEY, SECRET_NAME, USERNAME_KEY
+from agentstack_operator.kube import Kube
+from agentstack_operator.tickcredentials import (
+    PREVIOUS_ANNOTATION,
+    CredentialsUnavailableError,
+    TickCredentials,
+    acl_user,
+)
+from agentstack_runner.service import RunnerConfig, run_once
+from tests.helpers import Clock
+
+pytestmark = pytest.mark.asyncio
+
+DAY = 86400.0
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def backend(request: pytest.FixtureRequest) -> tuple[str, bool]:
+    """``(url, cluster)``: each test runs on one redis-server and on a cluster."""
+    if request.param == "cluster":
+        servers: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        return servers.url, True
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server.url, False
+
+
+@pytest_asyncio.fixture
+async def admin(backend: tuple[str, bool]) -> AsyncIterator[RedisClient]:
+    """The platform's client (the default user: every right), flushed afterwards."""
+    url, cluster = backend
+    redis = connect(url, cluster=cluster)
+    if isinstance(redis, RedisCluster):
+        await redis.initialize()
+    try:
+        yield redis
+    finally:
+        if isinstance(redis, RedisCluster):
+            await redis.flushall(target_nodes=RedisCluster.PRIMARIES)
+        else:
+            await redis.flushall()
+        await redis.aclose()
+
+
+@pytest.fixture
+def other_namespace(k8s_api: client.ApiClient, namespace: str) -> Iterator[str]:
+    name = f"{namespace}-b"
+    core = client.CoreV1Api(k8s_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
+
+
+def _secret(k8s_api: client.ApiClient, namespace: str) -> dict[str, str]:
+    secret = client.CoreV1Api(k8s_api).read_namespaced_secret(SECRET_NAME, namespace)
+    data = {key: base64.b64decode(value).decode() for key, value in secret.data.items()}
+    return {**data, **(secret.metadata.annotations or {})}
+
+
+async def _as(url: str, cluster: bool, username: str, password: str) -> RedisClient:
+    """A client logged in as ``username`` (a cluster's: on every node it talks to)."""
+    login = url.replace("redis://", f"redis://{username}:{password}@", 1)
+    redis = connect(login, cluster=cluster)
+    if isinstance(redis, RedisCluster):
+        await redis.initialize()
+    return redis
+
+
+async def _refused(call: Awaitable[Any]) -> bool:
+    """Whether Redis refused the call for want of a right (``NOPERM``)."""
+    try:
+        await call
+    except NoPermissionError:
+        return True
+    return False
+
+
+async def test_a_tick_runs_as_its_namespace_user_which_reaches_nothing_else(
+    k8s_api: client.ApiClient,
+    namespace: str,
+    other_namespace: str,
+    backend: tuple[str, bool],
+    admin: RedisClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, cluster = backend
+    kube = Kube(k8s_api)
+    credentials = TickCredentials(kube, admin, cluster=cluster, rotate_every=DAY)
+    await credentials.ensure(namespace)
+    await credentials.ensure(other_namespace)
+    mine, theirs = StackRef(namespace, "alpha"), StackRef(other_namespace, "beta")
+    for ref in (mine, theirs):
+        await publish_spec(admin, ref, 1, {"goal": f"goal of {ref}"}, uid=f"uid-{ref.name}")
+    # B has a tool call waiting for a person.
+    pending = Approval(
+        id="a1",
+        agent="builder",
+        tool="kb/lookup",
+        arguments="{}",
+        tick_id="t",
+        requested_at=time.time(),
+        expires_at=time.time() + 3600,
+    )
+    await admin.hset(StackKeys(theirs).approvals, "a1", pending.to_json())
+
+    secret = _secret(k8s_api, namespace)
+    assert secret[USERNAME_KEY] == acl_user(namespace)
+    # What the tick Job's pod runs, with what its environment holds.
+    monkeypatch.setenv("REDIS_USERNAME", secret[USERNAME_KEY])
+    monkeypatch.setenv("REDIS_PASSWORD", secret[PASSWORD_KEY])
+    monkeypatch.setenv("AGENTSTACK_RUNNER_CREDENTIALS", "job")
+    config = RunnerConfig(redis_url=url, redis_cluster=cluster)
+    for slot, kind in [(1, TickKind.WORK), (2, TickKind.WORK), (3, TickKind.SLEEP)]:
+        request = TickRequest(
+            stack=mine,
+            generation=1,
+            tick_id=(sleep_tick_id if kind is TickKind.SLEEP else tick_id)(mine, slot),
+            slot=slot,
+            deadline=time.time() + 60,
+            uid="uid-alpha",
+            kind=kind,
+        )
+        assert await run_once(config, request) == 0, kind
+        recorded = await TickStore(admin, mine).outcome(request.tick_id)
+        assert recorded is not None
+        assert recorded.outcome is Outcome.SUCCEEDED, recorded
+    assert await admin.xlen(FleetKeys.results) == 0  # the operator reads it from A's keys
+
+    tenant = await _as(url, cluster, secret[USERNAME_KEY], secret[PASSWORD_KEY])
+    try:
+        assert await tenant.get(StackKeys(mine).plan)  # its own keys: yes
+        refused: list[tuple[str, Any]] = [
+            ("read B's spec", tenant.hgetall(StackKeys(theirs).spec)),
+            ("read B's plan", tenant.get(StackKeys(theirs).plan)),
+            ("write B's memory", tenant.hset(StackKeys(theirs).memory("builder"), "k", "v")),
+            (
+                "decide B's approval",
+                decide_approval(tenant, theirs, "a1", approved=True, by="tenant-a"),
+            ),
+            ("append a result", tenant.xadd(FleetKeys.results, {"stack": str(theirs)})),
+            ("send a tick", tenant.xadd(FleetKeys.lane("normal"), {"stack": str(theirs)})),
+            ("take an LLM slot", tenant.zadd(FleetKeys.llm_slots("groq"), {"x": 1.0})),
+        ]
+        allowed = [what for what, call in refused if not await _refused(call)]
+        for command in (("KEYS", "*"), ("SCAN", "0"), ("FLUSHALL",), ("ACL", "LIST")):
+            options = {"target_nodes": [tenant.get_random_node()]} if cluster else {}
+            if not await _refused(tenant.execute_command(*command, **options)):
+                allowed.append(" ".join(command))
+        assert allowed == []
+    finally:
+        await tenant.aclose()
+    (untouched,) = await read_approvals(admin, theirs)
+    assert untouched == pending
+    assert await admin.hgetall(StackKeys(theirs).memory("builder")) == {}
+
+
+async def test_a_rotation_keeps_the_old_password_until_the_next_one(
+    k8s_api: client.ApiClient, namespace: str, backend: tuple[str, bool], admin: RedisClient
+) -> None:
+    url, cluster = backend
+    clock = Clock(time.time())
+    credentials = TickCredentials(
+        Kube(k8s_api), admin, cluster=cluster, rotate_every=DAY, clock=clock
+    )
+    await credentials.ensure(namespace)
+    first = _secret(k8s_api, namespace)[PASSWORD_KEY]
+    user = acl_user(namespace)
+
+    async def works(password: str) -> bool:
+        try:
+            tenant = await _as(url, cluster, user, password)
+        except (AuthenticationError, RedisClusterException):  # a cluster's start says so
+            return False
+        try:
+            await tenant.ping()
+            return True
+        except AuthenticationError:
+            return False
+        finally:
+            await tenant.aclose()
+
+    await credentials.refresh({namespace})  # not due: nothing changes
+    assert _secret(k8s_api, namespace)[PASSWORD_KEY] == first
+    clock.now += DAY
+    await credentials.refresh({namespace})
+    second = _secret(k8s_api, namespace)
+    assert second[PASSWORD_KEY] != first
+    assert second[PREVIOUS_ANNOTATION]  # the old one's hash, not the old one
+    assert first not in second.values()
+    assert await works(first)
+    assert await works(second[PASSWORD_KEY])
+    clock.now += DAY
+    await credentials.refresh({namespace})
+    third = _secret(k8s_api, namespace)[PASSWORD_KEY]
+    assert not await works(first)
+    assert await works(second[PASSWORD_KEY])
+    assert await works(third)
+
+    # Redis lost its ACL users (a restart without an aclfile): the next refresh restores it.
+    if isinstance(admin, RedisCluster):
+        await admin.execute_command("ACL", "DELUSER", user, target_nodes=admin.get_nodes())
+    else:
+        await admin.execute_command("ACL", "DELUSER", user)
+    assert not await works(third)
+    await credentials.refresh({namespace})
+    assert await works(third)
+
+
+async def test_an_operator_without_acl_rights_is_told_what_to_grant(
+    k8s_api: client.ApiClient, namespace: str, redis_server: RedisServer
+) -> None:
+    admin = connect(redis_server.url)
+    await admin.execute_command("ACL", "SETUSER", "narrow", "on", ">pw", "~*", "+@all", "-acl")
+    narrow = connect(f"redis://narrow:pw@{redis_server.url.removeprefix('redis://')}")
+    try:
+        credentials = TickCredentials(Kube(k8s_api), narrow, cluster=False, rotate_every=DAY)
+        with pytest.raises(CredentialsUnavailableError, match=r"\+acl\|setuser"):
+            await credentials.ensure(namespace)
+        # Nothing was left half-made: no Secret without its user.
+        with pytest.raises(client.ApiException) as missing:
+            client.CoreV1Api(k8s_api).read_namespaced_secret(SECRET_NAME, namespace)
+        assert missing.value.status == 404
+    finally:
+        await admin.execute_command("ACL", "DELUSER", "narrow")
+        await narrow.aclose()
+        await admin.aclose()
