@@ -364,6 +364,8 @@ class FakeLLMServer(Service):
         self._lock = threading.Lock()
         self._received = threading.Condition(self._lock)
         self._rules: list[_Rule] = []
+        self._accepted: set[str] | None = None
+        """Digests of the only keys accepted (:meth:`accept_keys`); ``None``: any."""
         self._exchanges: list[_Exchange] = []
         self._ids = itertools.count(1)
         self._thread: threading.Thread | None = None
@@ -419,6 +421,13 @@ class FakeLLMServer(Service):
         )
         with self._lock:
             self._rules.append(rule)
+
+    def accept_keys(self, *keys: str) -> None:
+        """Answer 401 to every request whose bearer key is none of ``keys`` (a provider
+        that rotated its keys); no keys: accept any again."""
+        accepted = {credential_digest(f"Bearer {key}") for key in keys}
+        with self._lock:
+            self._accepted = accepted or None
 
     def clear_rules(self) -> None:
         with self._lock:
@@ -577,7 +586,10 @@ class FakeLLMServer(Service):
         return response
 
     def _pick(self, recorded: RecordedRequest) -> Behaviour:
-        """The first matching rule's next behaviour, else the default; holds the lock."""
+        """The first matching rule's next behaviour, else the default; holds the lock.
+        A key :meth:`accept_keys` does not accept is refused before any rule."""
+        if self._accepted is not None and recorded.credential not in self._accepted:
+            return Fail(401, "Incorrect API key provided")
         for rule in self._rules:
             behaviour = rule.take(recorded)
             if behaviour is not None:

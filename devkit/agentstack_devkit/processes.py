@@ -338,16 +338,29 @@ def append_entry(log: Path, **entry: Any) -> None:
 
 def serve_logged(app: App, port: int, log: Path) -> None:
     """Serve an ASGI ``app`` on loopback until killed, logging every HTTP request's path
-    and headers to ``log`` first (what reached the server, credentials included)."""
+    and headers to ``log`` first (what reached the server, credentials included). While
+    the file :func:`authorization_file` names exists, a request whose ``Authorization``
+    is not its content is answered 401 (a server that rotated its token)."""
     import uvicorn
+
+    required = authorization_file(log)
 
     async def logged(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = {k.decode(): v.decode() for k, v in scope.get("headers", [])}
             append_entry(log, request=scope["path"], headers=headers)
+            if required.exists() and headers.get("authorization") != required.read_text():
+                await send({"type": "http.response.start", "status": 401, "headers": []})
+                await send({"type": "http.response.body", "body": b"token refused"})
+                return
         await app(scope, receive, send)
 
     uvicorn.run(logged, host=LOOPBACK, port=port, log_level="warning")
+
+
+def authorization_file(log: Path) -> Path:
+    """Where a test server finds the only ``Authorization`` value it accepts."""
+    return log.with_suffix(".authorization")
 
 
 def server_main(prog: str, serve: Callable[[int, Path], None], argv: list[str] | None) -> int:
@@ -382,6 +395,14 @@ class LoggingServer:
             [sys.executable, "-m", self.module, "--port", str(self.port), "--log", str(self.log)],
             log_path=work / f"{self.name}.log",
         )
+
+    def require_authorization(self, value: str | None) -> None:
+        """Accept only requests with this ``Authorization`` header (``None``: any)."""
+        path = authorization_file(self.log)
+        if value is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(value)
 
     def start(self) -> None:
         self.process.start()

@@ -9,9 +9,8 @@ failed tick is the operator's to count, not a retry storm), bounded in time
 (``ttlSecondsAfterFinished``). API keys reach the pod as environment variables taken
 from the stack's Secrets, never through the Job spec itself, and the runner treats
 them as the stack's own (``AGENTSTACK_RUNNER_CREDENTIALS=job``): no platform key is
-ever in a tick pod. Redis credentials come the same way, from the Secret
-the operator's Secret of the
-stack's namespace (:mod:`.tickcredentials`): a Redis ACL user confined to that
+ever in a tick pod. Redis credentials come the same way, from the operator's Secret in
+the stack's namespace (:mod:`.tickcredentials`): a Redis ACL user confined to that
 namespace's keys, never the platform's password. The pod needs no Kubernetes API: its
 service-account token is not mounted.
 

@@ -80,14 +80,39 @@ class Peer(Protocol):
         ...
 
 
+class RefusedError(Exception):
+    """The server answered 401 or 403: the credential in the headers was refused (the
+    toolbox reads their Secrets again; :func:`~agentstack_runner.tools._key_refused`)."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(f"the server refused the credential (HTTP {status_code})")
+        self.status_code = status_code
+
+
 @contextlib.asynccontextmanager
 async def _mcp_session(server: ToolServer, headers: dict[str, str]) -> AsyncIterator[Client]:
-    """An MCP session with ``server`` (and its HTTP client), closed on the way out."""
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=server.timeout_seconds) as http,
-        Client(streamable_http_client(server.url, http_client=http)) as client,
-    ):
-        yield client
+    """An MCP session with ``server`` (and its HTTP client), closed on the way out. The
+    SDK reports any HTTP error as the same JSON-RPC error, so the client's responses
+    are watched for a refused credential, which is raised as :class:`RefusedError`."""
+    refused: list[int] = []
+
+    async def watch(response: httpx2.Response) -> None:
+        if response.status_code in (401, 403):
+            refused.append(response.status_code)
+
+    hooks = {"response": [watch]}
+    try:
+        async with (
+            httpx2.AsyncClient(
+                headers=headers, timeout=server.timeout_seconds, event_hooks=hooks
+            ) as http,
+            Client(streamable_http_client(server.url, http_client=http)) as client,
+        ):
+            yield client
+    except Exception as exc:
+        if refused:
+            raise RefusedError(refused[0]) from exc
+        raise
 
 
 class McpPeer:

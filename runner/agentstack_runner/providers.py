@@ -9,9 +9,11 @@ itself, for the stack at hand, through a :class:`Credentials` source chosen by
   serves no tenant keys).
 - ``kubernetes`` — :class:`KubernetesCredentials`, for the shared runner pool: a stack with
   a ``secretRef`` gets the key from that Secret in its namespace (read through the API,
-  cached briefly); a stack without one gets the runner's own environment keys. A
-  ``secretRef`` that cannot be read is an error for that stack — never a silent fall
-  back to the pool's keys, which would bill and authorise the wrong account.
+  cached briefly — and read again at once when the provider refuses it, 401 or 403, so
+  a rotated key costs one refused call, not a cache period of them); a stack without one
+  gets the runner's own environment keys. A ``secretRef`` that cannot be read is an
+  error for that stack — never a silent fall back to the pool's keys, which would bill
+  and authorise the wrong account.
 - ``job`` — :class:`JobCredentials`, set by the Job executor on its pods: the
   environment holds the stack's own keys (the operator fills it from the stack's
   Secrets and from nothing else).
@@ -73,6 +75,11 @@ class Credentials(Protocol):
         """A key of a Secret in ``namespace`` (a tool server's header)."""
         ...
 
+    def forget(self, namespace: str, name: str) -> None:
+        """Read the Secret ``name`` again next time: what was read was refused (a
+        rotated key)."""
+        ...
+
 
 class EnvCredentials:
     """The platform's keys, from the runner's environment."""
@@ -88,6 +95,9 @@ class EnvCredentials:
         raise UnavailableError(
             f"Secret {ref.name!r} can only be read by runners with credentials kubernetes"
         )
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Nothing to read again: the environment is the process's for its life."""
 
 
 class JobCredentials(EnvCredentials):
@@ -135,6 +145,9 @@ class KubernetesCredentials:
         if not value:
             raise UnavailableError(f"key {ref.key!r} of Secret {ref.name!r} is not readable")
         return value
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._cache.pop((namespace, name), None)
 
     async def _secret(self, namespace: str, name: str) -> dict[str, str]:
         now = time.monotonic()
@@ -226,6 +239,16 @@ class ProviderRegistry:
         self._clients.move_to_end(cache_key)
         return client
 
+    async def refresh(self, namespace: str, name: str, config: ProviderConfig) -> bool:
+        """Read the provider's key again, past the Secret cache; whether it changed (a
+        key read anew from an unchanged Secret is the same key: nothing to retry)."""
+        if name == "scripted" or config.secret_ref is None:
+            return False
+        before = await self.credentials.api_key(namespace, name, config)
+        self.credentials.forget(namespace, config.secret_ref.name)
+        after = await self.credentials.api_key(namespace, name, config)
+        return after is not None and (before is None or after.value != before.value)
+
     def _close_later(self, client: SdkProvider) -> None:
         """Close an evicted client once calls it may still serve are over."""
 
@@ -258,3 +281,7 @@ class StackProviders:
     async def provider(self, name: str) -> Provider:
         config = self.spec.providers.get(name, ProviderConfig())
         return await self.registry.resolve(self.namespace, name, config)
+
+    async def refresh(self, name: str) -> bool:
+        config = self.spec.providers.get(name, ProviderConfig())
+        return await self.registry.refresh(self.namespace, name, config)

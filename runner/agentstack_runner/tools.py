@@ -67,6 +67,10 @@ class SecretSource(Protocol):
         """The value of a key of a Secret in ``namespace`` (raises if unreadable)."""
         ...
 
+    def forget(self, namespace: str, name: str) -> None:
+        """Read the Secret again next time (what was read was refused)."""
+        ...
+
 
 @dataclass(frozen=True)
 class OfferedTool:
@@ -254,17 +258,26 @@ class Toolbox:
         server = tool.server
         text = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS).decode()
         call_id = approval_id(tick, self.agent, ref, text) if tick else uuid.uuid4().hex
-        try:
-            async with asyncio.timeout(server.timeout_seconds):
-                headers = await self._headers(server)
-                answer = await PEERS[server.protocol].call(
-                    server, headers, tool.name, arguments, call_id=call_id
-                )
-        except TimeoutError:
-            return _result(ref, "timeout", started, f"no answer within {server.timeout_seconds:g}s")
-        except Exception as exc:
-            return _result(ref, "unreachable", started, _reason(exc))
-        return _result(ref, "error" if answer.is_error else "ok", started, answer.text)
+        reread = False
+        while True:
+            try:
+                async with asyncio.timeout(server.timeout_seconds):
+                    headers = await self._headers(server)
+                    answer = await PEERS[server.protocol].call(
+                        server, headers, tool.name, arguments, call_id=call_id
+                    )
+            except TimeoutError:
+                waited = f"no answer within {server.timeout_seconds:g}s"
+                return _result(ref, "timeout", started, waited)
+            except Exception as exc:
+                # A refused header (a rotated token): read its Secrets again, and make
+                # the call again once if they changed — the server did not run it.
+                if not reread and _key_refused(exc):
+                    reread = True
+                    if await self._headers_changed(server, headers):
+                        continue
+                return _result(ref, "unreachable", started, _reason(exc))
+            return _result(ref, "error" if answer.is_error else "ok", started, answer.text)
 
     async def _listing(self, server: ToolServer) -> list[dict[str, Any]]:
         headers = await self._headers(server)
@@ -281,6 +294,15 @@ class Toolbox:
             header.name: await self.secrets.secret_value(self.namespace, header.secret_ref)
             for header in server.headers
         }
+
+    async def _headers_changed(self, server: ToolServer, sent: dict[str, str]) -> bool:
+        """Read the server's header Secrets again, past the cache; whether they changed."""
+        for header in server.headers:
+            self.secrets.forget(self.namespace, header.secret_ref.name)
+        try:
+            return await self._headers(server) != sent
+        except Exception:  # unreadable now: the call's own failure is what to report
+            return False
 
     def _ask(self, ref: str, arguments: dict[str, Any], tick: str, started: float) -> ToolResult:
         text = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS).decode()
@@ -332,6 +354,16 @@ def _invalid(schema: dict[str, Any], arguments: dict[str, Any]) -> str | None:
         return None
     where = "/".join(str(part) for part in error.absolute_path) or "arguments"
     return f"{where}: {error.message}"[:ERROR_CHARS]
+
+
+def _key_refused(exc: BaseException) -> bool:
+    """Whether a tool server answered 401 or 403 (an exception group: its first leaf;
+    httpx's errors carry the response, the A2A client's its status code)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None) or getattr(exc, "status_code", None)
+    return status in (401, 403)
 
 
 def _reason(exc: BaseException) -> str:

@@ -102,3 +102,58 @@ def test_a_stack_secret_beats_the_pool_key_and_never_falls_back(
         timeout=30,
     )
     assert credential_digest("Bearer sk-pool-default") not in used_by("own-key")
+
+
+def test_a_rotated_key_is_used_after_at_most_one_refused_call(
+    fleet: Fleet,
+    fake_llm: FakeLLMServer,
+    k8s_api: client.ApiClient,
+    namespace: str,
+    redis_reader: redis.Redis,
+) -> None:
+    """A stack's Secret gets a new key and its provider stops taking the old one: the
+    runner, whose Secret cache (here 10 minutes) still holds the old key, reads the
+    Secret again at the first refusal, so exactly one call is refused."""
+    gateway = {"AGENTSTACK_ALLOWED_BASE_URLS": fake_llm.openai_base_url}
+    fleet.operator(**gateway)
+    fleet.runner(
+        "rotating-runner",
+        AGENTSTACK_RUNNER_CREDENTIALS="kubernetes",
+        AGENTSTACK_RUNNER_SECRET_CACHE_SECONDS="600",
+        **gateway,
+    )
+    stacks = Stacks(k8s_api, namespace, redis_reader)
+
+    def keys(value: str) -> client.V1Secret:
+        return client.V1Secret(
+            metadata=client.V1ObjectMeta(name="rotating-keys"), string_data={"key": value}
+        )
+
+    stacks.core.create_namespaced_secret(namespace, keys("sk-before"))
+    stacks.create(
+        "rotating",
+        tickIntervalSeconds=2,
+        llm={
+            "model": {"provider": "openai", "name": "gpt-4o-mini"},
+            "providers": {
+                "openai": {
+                    "baseURL": fake_llm.openai_base_url,
+                    "secretRef": {"name": "rotating-keys", "key": "key"},
+                }
+            },
+        },
+    )
+    ticks = int(stacks.wait_ticks("rotating", 1)["ticks"])
+
+    stacks.core.replace_namespaced_secret("rotating-keys", namespace, keys("sk-after"))
+    fake_llm.accept_keys("sk-after")
+    since = len(fake_llm.requests)
+    status = stacks.wait_ticks("rotating", ticks + 3)
+    assert status["lastTickResult"] == "Succeeded"
+    after = fake_llm.requests[since:]
+    refused = [r for r in after if r.status == 401]
+    assert len(refused) == 1, [(r.credential, r.status) for r in after]
+    assert refused[0].credential == credential_digest("Bearer sk-before")
+    answered = [r for r in after if r.status == 200]
+    assert answered
+    assert {r.credential for r in answered} == {credential_digest("Bearer sk-after")}

@@ -42,6 +42,9 @@ class Secrets:
     async def secret_value(self, namespace: str, ref: SecretKeyRef) -> str:
         return self.values[(ref.name, ref.key)]
 
+    def forget(self, namespace: str, name: str) -> None:
+        pass  # nothing cached
+
 
 def _spec(url: str, **server: Any) -> dict[str, Any]:
     peer = {"name": "peer", "url": url, "protocol": "A2A", "allowedTools": ["echo"], **server}

@@ -104,6 +104,9 @@ class _NoSecrets:
     async def secret_value(self, namespace: str, ref: Any) -> str:
         raise AssertionError("no header Secret is declared")
 
+    def forget(self, namespace: str, name: str) -> None:
+        pass  # nothing cached
+
 
 def _with_tools(raw: dict[str, Any], url: str, **server: Any) -> dict[str, Any]:
     servers = [{"name": "kb", "url": url, "allowedTools": ["lookup"], **server}]

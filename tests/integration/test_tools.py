@@ -44,10 +44,14 @@ class Secrets:
     def __init__(self, values: dict[tuple[str, str], str]) -> None:
         self.values = values
         self.reads: list[tuple[str, str, str]] = []
+        self.forgotten: list[tuple[str, str]] = []
 
     async def secret_value(self, namespace: str, ref: SecretKeyRef) -> str:
         self.reads.append((namespace, ref.name, ref.key))
         return self.values[(ref.name, ref.key)]
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.forgotten.append((namespace, name))
 
 
 def _spec(url: str, **server: Any) -> dict[str, Any]:
@@ -130,6 +134,54 @@ async def test_headers_come_from_the_stacks_secret_and_reach_the_server(
     await toolbox.call("kb/lookup", {"query": "streams"})
     assert ("team", "kb-token", "token") in secrets.reads
     assert any(h.get("authorization") == "Bearer kb-s3cret" for h in server.request_headers())
+
+
+class CachedSecrets(Secrets):
+    """Secrets as the runner reads them: cached until forgotten (a refused header)."""
+
+    def __init__(self, values: dict[tuple[str, str], str]) -> None:
+        super().__init__(values)
+        self.cache: dict[tuple[str, str], str] = {}
+
+    async def secret_value(self, namespace: str, ref: SecretKeyRef) -> str:
+        key = (ref.name, ref.key)
+        if key not in self.cache:
+            self.cache[key] = await super().secret_value(namespace, ref)
+        return self.cache[key]
+
+    def forget(self, namespace: str, name: str) -> None:
+        super().forget(namespace, name)
+        self.cache = {key: value for key, value in self.cache.items() if key[0] != name}
+
+
+@pytest.mark.asyncio
+async def test_a_rotated_header_token_costs_one_refused_attempt_not_the_call(
+    server: ToolServer,
+) -> None:
+    """The server takes only a new token and the Secret holds it, while the runner's
+    cache still has the old one: the refused attempt (401) makes it read the Secret
+    again and call once more, and the call is made once."""
+    secrets = CachedSecrets({("kb-token", "token"): "Bearer before"})
+    headers = [{"name": "Authorization", "secretKeyRef": {"name": "kb-token", "key": "token"}}]
+    toolbox = _toolbox(_spec(server.url, headers=headers), secrets=secrets)
+    await toolbox.offer()
+    secrets.values[("kb-token", "token")] = "Bearer after"
+    server.require_authorization("Bearer after")
+    try:
+        before, seen = len(server.calls("lookup")), len(server.entries())
+        result = await toolbox.call("kb/lookup", {"query": "rotation"})
+    finally:
+        server.require_authorization(None)
+    assert result.use.outcome == "ok", result.text
+    assert secrets.forgotten == [("team", "kb-token")]
+    assert [c["arguments"] for c in server.calls("lookup")[before:]] == [{"query": "rotation"}]
+    sent = [e["headers"]["authorization"] for e in server.entries()[seen:] if "request" in e]
+    # One session with the old token (refused: its requests never reached the tool),
+    # then only the new one.
+    switched = sent.index("Bearer after")
+    assert switched > 0
+    assert set(sent[:switched]) == {"Bearer before"}
+    assert set(sent[switched:]) == {"Bearer after"}
 
 
 @pytest.mark.asyncio

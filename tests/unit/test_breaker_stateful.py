@@ -20,6 +20,7 @@ from agentstack_core.spec import ModelRef
 from agentstack_runner.llm.base import (
     ChatRequest,
     Completion,
+    KeyRefusedError,
     LLMError,
     PermanentError,
     Provider,
@@ -106,15 +107,22 @@ class Scripted(Provider):
 
 
 class Source:
-    def __init__(self, provider: Provider, refuse: bool = False) -> None:
+    def __init__(self, provider: Provider, refuse: bool = False, rotated: bool = False) -> None:
         self._provider = provider
         self.refuse = refuse
+        self.rotated = rotated
+        """What :meth:`refresh` finds: a key other than the one refused."""
+        self.refreshes = 0
 
     async def provider(self, name: str) -> Provider:
         if self.refuse:
             self.refuse = False
             raise UnavailableError("groq: no API key")
         return self._provider
+
+    async def refresh(self, name: str) -> bool:
+        self.refreshes += 1
+        return self.rotated
 
 
 MODEL = ModelRef("groq", "m")
@@ -166,3 +174,25 @@ async def test_a_trial_that_ends_without_a_verdict_frees_the_breaker(trial_ends:
             await router.complete(source, [MODEL], REQUEST, deadline=deadline)
     routed = await router.complete(source, [MODEL], REQUEST, deadline=deadline)
     assert routed.model == MODEL  # the provider was tried, not skipped as CircuitOpen
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("rotated", [True, False])
+async def test_a_refused_key_is_read_again_and_the_call_made_once_more_if_it_changed(
+    rotated: bool,
+) -> None:
+    router = Router(policy=RetryPolicy(max_attempts=1))
+    provider = Scripted()
+    source = Source(provider, rotated=rotated)
+    provider.next = KeyRefusedError("groq: HTTP 401: invalid api key")
+    deadline = asyncio.get_running_loop().time() + 60
+    if rotated:
+        routed = await router.complete(source, [MODEL], REQUEST, deadline=deadline)
+        assert routed.model == MODEL
+        assert provider.calls == 2  # the refused call, then the one with the new key
+    else:
+        with pytest.raises(LLMError, match="HTTP 401"):
+            await router.complete(source, [MODEL], REQUEST, deadline=deadline)
+        assert provider.calls == 1  # the same key would be refused again: no retry
+    assert source.refreshes == 1
+    assert router.breaker("groq").state == "closed"  # one stack's key, not the provider

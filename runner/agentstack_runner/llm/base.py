@@ -72,6 +72,11 @@ class PermanentError(LLMError):
     reason = StepReason.REJECTED
 
 
+class KeyRefusedError(PermanentError):
+    """401 or 403: the provider refused the key (revoked, or rotated since it was read).
+    The router reads the key again once and, if it changed, makes the call again."""
+
+
 class UnavailableError(LLMError):
     """Not attempted: the provider's circuit is open, or it has no credentials."""
 

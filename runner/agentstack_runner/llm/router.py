@@ -25,6 +25,7 @@ from agentstack_runner import metrics, spans
 from agentstack_runner.llm.base import (
     ChatRequest,
     Completion,
+    KeyRefusedError,
     LLMError,
     Provider,
     RateLimitedError,
@@ -40,6 +41,11 @@ class ProviderSource(Protocol):
     """Resolves a provider name to a ready provider for the stack being run."""
 
     async def provider(self, name: str) -> Provider: ...
+
+    async def refresh(self, name: str) -> bool:
+        """The provider refused the key: read it again (not from a cache); ``True`` if
+        it changed, so that the refused call is worth making again with it."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,7 @@ class Router:
         attempts: list[Attempt],
     ) -> Completion:
         attempt = 0
+        refreshed = False
         while True:
             attempt += 1
             remaining = deadline - time.monotonic()
@@ -172,6 +179,11 @@ class Router:
                 attempts.append(Attempt(model, exc.reason, elapsed, str(exc)))
                 if isinstance(exc, UnavailableError):
                     raise
+                if isinstance(exc, KeyRefusedError) and not refreshed:
+                    # A rotated key: at most this one call is refused with the old one.
+                    refreshed = True
+                    if await source.refresh(model.provider):
+                        continue
                 retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
                 if exc.retryable:
                     # Only the provider's health counts against its circuit: a rejected

@@ -32,6 +32,7 @@ from agentstack_runner.llm.base import (
     Completion,
     EmbeddingRequest,
     Embeddings,
+    KeyRefusedError,
     LLMError,
     PermanentError,
     RateLimitedError,
@@ -142,6 +143,8 @@ class SdkProvider:
             message = f"{self.name}: HTTP {status}: {_short(exc.message)}"
             if status >= 500 or status in (408, 409):
                 raise TransientError(message) from exc
+            if status in (401, 403):
+                raise KeyRefusedError(message) from exc
             raise PermanentError(message) from exc
         except sdk.APIConnectionError as exc:
             raise TransientError(f"{self.name}: connection failed") from exc
