@@ -1,18 +1,14 @@
 """`executor: job`: one well-formed Job per tick, folded into status like a pool tick.
 
-There is no kubelet, so the test plays it: it runs the Job's own command with the Job's
-own environment (``agentstack runner --once …``, ``secretKeyRef``s read from the
-namespace's Secrets — the Redis user the operator made there among them), then reports
-the pod's end in its status as a kubelet would, and the real Job controller completes or
-fails the Job. A Job that cannot finish is failed at its ``activeDeadlineSeconds``.
+There is no kubelet, so the test plays it (:mod:`tests.jobpods`): the Job's own command
+with the Job's own environment (its ``secretKeyRef``s — the Redis user the operator
+made in the namespace among them — resolved), then the pod's end reported as a kubelet
+would, and the real Job controller completes or fails the Job. A Job that cannot
+finish is failed at its ``activeDeadlineSeconds``.
 """
 
 from __future__ import annotations
 
-import base64
-import os
-import subprocess
-import sys
 import urllib.request
 from typing import Any
 
@@ -24,6 +20,7 @@ from agentstack_devkit.fleet import Fleet
 from agentstack_operator.tickcredentials import acl_user
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually, gone
+from tests.jobpods import run_pod
 
 IMAGE = "registry.example/agentstack-operator:test"
 RUNNER_ACCOUNT = "agentstack-runner"
@@ -59,68 +56,6 @@ def _jobs(stacks: Stacks, k8s_api: client.ApiClient, name: str) -> list[dict[str
         stacks.namespace, label_selector=f"agentstack.dev/stack={name}"
     )
     return [k8s_api.sanitize_for_serialization(job) for job in listed.items]
-
-
-def _run_pod(k8s_api: client.ApiClient, job: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    """Do what the Job's pod would: its command, with its environment (its Secrets'
-    keys resolved as the kubelet resolves them), then report how it ended."""
-    container = job["spec"]["template"]["spec"]["containers"][0]
-    command = container["command"]
-    assert command[:3] == ["agentstack", "runner", "--once"]
-    namespace = job["metadata"]["namespace"]
-    core = client.CoreV1Api(k8s_api)
-    env: dict[str, str] = {}
-    for item in container["env"]:
-        if "value" in item:
-            env[item["name"]] = item["value"]
-            continue
-        ref = item["valueFrom"]["secretKeyRef"]
-        secret = core.read_namespaced_secret(ref["name"], namespace)
-        env[item["name"]] = base64.b64decode(secret.data[ref["key"]]).decode()
-    ran = subprocess.run(
-        [sys.executable, "-m", "agentstack_operator", *command[1:]],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    _report_pod(k8s_api, job, ran.returncode, ran.stderr)
-    return ran
-
-
-def _report_pod(k8s_api: client.ApiClient, job: dict[str, Any], code: int, log: str) -> None:
-    """The kubelet's part: the Job's pod ended with ``code``; with
-    ``FallbackToLogsOnError`` its log's tail is the termination message."""
-    core = client.CoreV1Api(k8s_api)
-    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    (pod,) = eventually(
-        lambda: (
-            core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items or None
-        ),
-        "the Job's pod",
-    )
-    container = job["spec"]["template"]["spec"]["containers"][0]
-    ended = {
-        "exitCode": code,
-        "reason": "Completed" if code == 0 else "Error",
-        "message": log[-2048:] if code else "",
-    }
-    status = {
-        "phase": "Succeeded" if code == 0 else "Failed",
-        "containerStatuses": [
-            {
-                "name": container["name"],
-                "image": container["image"],
-                "imageID": "",
-                "ready": False,
-                "restartCount": 0,
-                "state": {"terminated": ended},
-            }
-        ],
-    }
-    core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": status})
 
 
 def test_job_per_tick_is_well_formed_and_its_result_is_folded(
@@ -178,7 +113,7 @@ def test_job_per_tick_is_well_formed_and_its_result_is_folded(
     )
     assert len(_jobs(stacks, k8s_api, "jobbed")) == 1
 
-    ran = _run_pod(k8s_api, job)
+    ran = run_pod(k8s_api, job)
     assert ran.returncode == 0, ran.stderr
     status = stacks.wait_ticks("jobbed", 1)
     assert status["lastTickId"] == tick_id
@@ -225,7 +160,7 @@ def test_a_failed_job_says_why_in_history_and_status(
     (job,) = eventually(lambda: _jobs(stacks, k8s_api, "locked") or None, "the tick's Job")
     redis_reader.execute_command("ACL", "DELUSER", acl_user(stacks.namespace))
 
-    ran = _run_pod(k8s_api, job)
+    ran = run_pod(k8s_api, job)
     assert ran.returncode != 0
 
     def folded() -> dict[str, Any] | None:

@@ -9,10 +9,6 @@ sees only its own streams.
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +24,7 @@ from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.fakellm import FakeLLMServer
 from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.redisserver import RedisServer
+from tests.jobpods import run_pod
 from tests.reliability.support import fleet_on
 
 
@@ -122,9 +119,8 @@ class LeaderLog:
 
 class JobPlayer:
     """Plays the node for tick Jobs (the session's control plane has none): each new
-    Job's command runs once as a local process with the Job's plain environment — what
-    its pod would do — and the pod the Job controller made is then reported finished
-    the way a kubelet would, so the real Job controller completes (or fails) the Job."""
+    Job's pod is played once (:func:`tests.jobpods.run_pod`: its command, as its
+    namespace's Redis user, then its end reported as a kubelet would)."""
 
     def __init__(self, api: client.ApiClient, namespaces: list[str], fleet: Fleet) -> None:
         self.batch = client.BatchV1Api(api)
@@ -168,59 +164,6 @@ class JobPlayer:
                     self._threads.append(thread)
 
     def _play(self, job: dict[str, Any]) -> None:
-        container = job["spec"]["template"]["spec"]["containers"][0]
-        env = {item["name"]: item["value"] for item in container["env"] if "value" in item}
-        started = time.time()
-        done = subprocess.run(
-            [sys.executable, "-m", "agentstack_operator", *container["command"][1:]],
-            env={**os.environ, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            timeout=120,
-            check=False,
-        )
-        self._finish_pod(job, done.returncode, started)
+        run_pod(self.api, job)
         with self._lock:
             self.ran += 1
-
-    def _finish_pod(self, job: dict[str, Any], code: int, started: float) -> None:
-        """Report the Job's pod terminated with ``code``, as its kubelet would."""
-        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        stamp = dt.datetime.fromtimestamp(started, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not self._stop.is_set():
-            pods = self.core.list_namespaced_pod(
-                namespace, label_selector=f"job-name={name}", _request_timeout=5
-            ).items
-            if pods:
-                break
-            time.sleep(0.2)
-        else:
-            return
-        for pod in pods:
-            status = {
-                "phase": "Succeeded" if code == 0 else "Failed",
-                "startTime": stamp,
-                "containerStatuses": [
-                    {
-                        "name": "runner",
-                        "image": "agentstack",
-                        "imageID": "",
-                        "ready": False,
-                        "restartCount": 0,
-                        "state": {
-                            "terminated": {
-                                "exitCode": code,
-                                "reason": "Completed" if code == 0 else "Error",
-                                "startedAt": stamp,
-                                "finishedAt": now,
-                            }
-                        },
-                    }
-                ],
-            }
-            self.core.patch_namespaced_pod_status(
-                pod.metadata.name, namespace, {"status": status}, _request_timeout=5
-            )
