@@ -36,25 +36,43 @@ def pod_environment(api: client.ApiClient, job: dict[str, Any]) -> dict[str, str
     return env
 
 
-def run_pod(
-    api: client.ApiClient, job: dict[str, Any], timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """Do what the Job's pod would (``agentstack runner --once …``), then report how it
-    ended; the log's tail is the termination message of a failure."""
+def start_pod(api: client.ApiClient, job: dict[str, Any]) -> subprocess.Popen[str]:
+    """Start what the Job's pod runs (``agentstack runner --once …``)."""
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[:3] == ["agentstack", "runner", "--once"], command
-    started = time.time()
-    done = subprocess.run(
+    return subprocess.Popen(
         [sys.executable, "-m", "agentstack_operator", *command[1:]],
         env={**os.environ, **pod_environment(api, job)},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
+        text=True,
     )
-    report_pod(api, job, done.returncode, started=started, log=done.stderr)
-    return done
+
+
+def run_pod(api: client.ApiClient, job: dict[str, Any], timeout: float = 120) -> tuple[int, str]:
+    """Do what the Job's pod would, then report how it ended (the log's tail is the
+    termination message of a failure); its exit code and log."""
+    started = time.time()
+    process = start_pod(api, job)
+    try:
+        _out, log = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    report_pod(api, job, process.returncode, started=started, log=log)
+    return process.returncode, log
+
+
+def delete_pod(api: client.ApiClient, job: dict[str, Any]) -> None:
+    """Delete the Job's pods at once, as a drain or a person would (the Job controller
+    counts such a pod failed)."""
+    core = client.CoreV1Api(api)
+    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+    for pod in pods:
+        core.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
 
 
 def report_pod(

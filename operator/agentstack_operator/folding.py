@@ -28,7 +28,8 @@ them (ticks, tokens, consecutive failures and idle ticks) in the stack's usage h
 the one source of truth budgets are enforced against, and the folder copies them. A
 failed Job whose runner never recorded its tick (killed, deadline) is recorded here
 (:meth:`ResultFolder.job_failed`), through the same atomic finish the runners use, so
-it is counted once and folded like any other.
+it is counted once and folded like any other — once the lease a killed runner held has
+expired (until then the atomic finish refuses: the tick might still be running).
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ RESULTS_CLAIM_EVERY = 5.0
 """Seconds between looks for such results (at once on the first read)."""
 RESULTS_GATHER_SECONDS = 0.25
 """How long the folder lets results gather after a batch smaller than RESULTS_BATCH."""
+UNRECORDED_RETRY_SECONDS = 5.0
+"""How often a failed Job's tick that a dead runner still held is tried again."""
+UNRECORDED_GIVE_UP_SECONDS = 600.0
+"""After this long (far past any runner's lease), such a tick is no longer tried."""
 
 
 class ResultStream(Protocol):
@@ -244,9 +249,17 @@ class ResultFolder:
         self.status = status
         self.events = events
         self.clock = clock
+        self.unrecorded: dict[tuple[str, str], TickResult] = {}
+        """Failed Jobs whose tick a dead runner still held (stack key, tick id) → the
+        failure to record once its lease has expired (:meth:`record_failed_jobs`)."""
+        self._unrecorded_at = 0.0
 
     async def step(self) -> None:
-        """Fold one batch from the stream, then acknowledge it."""
+        """Fold one batch from the stream, then acknowledge it (and, now and then,
+        record the failed Jobs whose dead runner's lease has expired since)."""
+        if self.unrecorded and self.clock() >= self._unrecorded_at:
+            self._unrecorded_at = self.clock() + UNRECORDED_RETRY_SECONDS
+            await self.record_failed_jobs()
         entries = await self.stream.receive()
         if not entries:
             return
@@ -353,5 +366,27 @@ class ResultFolder:
             runner="job",
             kind=kind_of(tick),
         )
-        if not await self.ledger.record_failure(result):
-            await self.job_completed(record, tick)  # its runner recorded something else
+        if await self.ledger.record_failure(result):
+            return
+        if await self.ledger.outcome(record.ref, tick) is None:
+            # Its runner was killed mid-tick (the pod deleted, the node lost) and its
+            # lease has not expired yet: recorded once it has.
+            self.unrecorded[(record.key, tick)] = result
+            return
+        await self.job_completed(record, tick)  # its runner recorded it, as it ended
+
+    async def record_failed_jobs(self) -> None:
+        """Record the failed Jobs' ticks whose runner was killed holding them, now that
+        their lease may have expired; a tick still held waits for the next round, one
+        of a stack since deleted (or too old to matter) is dropped."""
+        now = self.clock()
+        for (key, tick), result in list(self.unrecorded.items()):
+            record = self.records.get(key)
+            if record is None or now - result.finished_at > UNRECORDED_GIVE_UP_SECONDS:
+                del self.unrecorded[(key, tick)]
+                continue
+            if await self.ledger.record_failure(result):
+                del self.unrecorded[(key, tick)]
+            elif await self.ledger.outcome(record.ref, tick) is not None:
+                del self.unrecorded[(key, tick)]
+                await self.job_completed(record, tick)

@@ -113,8 +113,8 @@ def test_job_per_tick_is_well_formed_and_its_result_is_folded(
     )
     assert len(_jobs(stacks, k8s_api, "jobbed")) == 1
 
-    ran = run_pod(k8s_api, job)
-    assert ran.returncode == 0, ran.stderr
+    code, log = run_pod(k8s_api, job)
+    assert code == 0, log
     status = stacks.wait_ticks("jobbed", 1)
     assert status["lastTickId"] == tick_id
     assert status["lastTickResult"] == "Succeeded"
@@ -160,8 +160,8 @@ def test_a_failed_job_says_why_in_history_and_status(
     (job,) = eventually(lambda: _jobs(stacks, k8s_api, "locked") or None, "the tick's Job")
     redis_reader.execute_command("ACL", "DELUSER", acl_user(stacks.namespace))
 
-    ran = run_pod(k8s_api, job)
-    assert ran.returncode != 0
+    code, _log = run_pod(k8s_api, job)
+    assert code != 0
 
     def folded() -> dict[str, Any] | None:
         status = stacks.status("locked")

@@ -20,11 +20,15 @@ import pytest
 import redis
 from kubernetes import client
 
+from agentstack_core.keys import StackKeys, StackRef
+from agentstack_core.redis.tick import lease_prefix
 from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.fakellm import FakeLLMServer
 from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.redisserver import RedisServer
-from tests.jobpods import run_pod
+from agentstack_operator.jobs import STACK_LABEL
+from tests.helpers import eventually
+from tests.jobpods import delete_pod, report_pod, run_pod, start_pod
 from tests.reliability.support import fleet_on
 
 
@@ -122,7 +126,17 @@ class JobPlayer:
     Job's pod is played once (:func:`tests.jobpods.run_pod`: its command, as its
     namespace's Redis user, then its end reported as a kubelet would)."""
 
-    def __init__(self, api: client.ApiClient, namespaces: list[str], fleet: Fleet) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespaces: list[str],
+        fleet: Fleet,
+        *,
+        kill_mid_tick: int = 0,
+        reader: redis.Redis | None = None,
+    ) -> None:
+        """``kill_mid_tick``: so many of the first pods are SIGKILLed once their runner
+        holds the stack's lease for the tick (``reader`` watches it), and deleted."""
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
         self.api = api
@@ -130,6 +144,10 @@ class JobPlayer:
         self.fleet = fleet
         self.seen: set[str] = set()
         self.ran = 0
+        self.kills_left = kill_mid_tick
+        self.killed: list[str] = []
+        """Tick ids whose pod was killed while its runner held the tick."""
+        self.reader = reader
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -164,6 +182,36 @@ class JobPlayer:
                     self._threads.append(thread)
 
     def _play(self, job: dict[str, Any]) -> None:
-        run_pod(self.api, job)
+        with self._lock:
+            kill = self.kills_left > 0
+            self.kills_left -= int(kill)
+        if kill:
+            self._kill_mid_tick(job)
+        else:
+            run_pod(self.api, job)
         with self._lock:
             self.ran += 1
+
+    def _kill_mid_tick(self, job: dict[str, Any]) -> None:
+        """Start the pod, SIGKILL it once its runner holds the tick, delete the pod."""
+        assert self.reader is not None
+        tick = job["metadata"]["annotations"]["agentstack.dev/tick-id"]
+        stack = StackRef(job["metadata"]["namespace"], job["metadata"]["labels"][STACK_LABEL])
+        lease = StackKeys(stack).lease
+        process = start_pod(self.api, job)
+        reader = self.reader
+
+        def holding() -> bool | None:
+            if process.poll() is not None:
+                return True  # ended before it could be cut: played as it ended
+            return True if str(reader.get(lease) or "").startswith(lease_prefix(tick)) else None
+
+        eventually(holding, f"the runner of {tick} to hold the lease", timeout=60)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+            delete_pod(self.api, job)
+            with self._lock:
+                self.killed.append(tick)
+        else:
+            report_pod(self.api, job, process.returncode, started=time.time())

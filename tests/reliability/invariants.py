@@ -13,9 +13,9 @@ tick received and every result folded), so that what is checked is final. Then
   without a gap and in its agent's inbox exactly once; one that was read was read after
   it was sent, by a tick the history recorded;
 - **every due slot executed or dropped with a recorded reason**: every tick the
-  operator dispatched for the stack's current incarnation (its uid) is in the history,
-  run or dropped with a reason (ticks of an incarnation since deleted write nothing, by
-  design, and are not expected);
+  operator dispatched for the stack's current incarnation (its uid) — on a lane, or as
+  a tick Job — is in the history, run or dropped with a reason (ticks of an
+  incarnation since deleted write nothing, by design, and are not expected);
 - **every consolidation done once in effect**: the long-term memory was written as many
   times as sleep ticks consolidated (the history says so), each consolidation's note is
   in the archive at most once, and ``sleeps`` counts the sleep ticks that succeeded;
@@ -119,6 +119,7 @@ def quiesce(
                     held = reader.xpending_range(stream, group, "-", "+", 10)
                     busy.append(f"{stream}: {info}; pending: {held}")
                     busy.extend(_diagnose(reader, stream, held))
+        busy.extend(_jobs_unrecorded(api, reader, namespaces))
         return None if busy else True
 
     # The operator needs a moment to see the pause; a tick dispatched just before it
@@ -127,6 +128,33 @@ def quiesce(
         eventually(at_rest, "the fleet to come to rest", timeout=timeout)
     except Exception as exc:
         raise AssertionError(f"{exc}; still busy: {busy}") from exc
+
+
+def _tick_jobs(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
+    listed = client.BatchV1Api(api).list_namespaced_job(
+        namespace, label_selector="agentstack.dev/stack"
+    )
+    return [api.sanitize_for_serialization(job) for job in listed.items]
+
+
+def _jobs_unrecorded(
+    api: client.ApiClient, reader: redis.Redis, namespaces: Sequence[str]
+) -> list[str]:
+    """Tick Jobs still running, or finished without their tick in the history (a Job
+    whose pod was killed mid-tick is recorded once its runner's lease has expired)."""
+    busy = []
+    for namespace in namespaces:
+        for job in _tick_jobs(api, namespace):
+            meta = job["metadata"]
+            tick = meta["annotations"]["agentstack.dev/tick-id"]
+            finished = any(
+                c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                for c in (job.get("status") or {}).get("conditions") or []
+            )
+            history = StackKeys(StackRef(namespace, meta["labels"]["agentstack.dev/stack"])).history
+            if not finished or tick not in {e["tick_id"] for e in _stream(reader, history)}:
+                busy.append(f"Job {meta['name']} of {tick}: finished={finished}, not recorded")
+    return busy
 
 
 def _diagnose(reader: redis.Redis, stream: str, held: list[dict[str, Any]]) -> list[str]:
@@ -221,6 +249,12 @@ def _check_stack(
 
     uid = stack["metadata"]["uid"]
     mine = {r["tick_id"] for r in requests if r.get("uid", uid) == uid}
+    mine |= {  # the stack's tick Jobs: each tick recorded too
+        job["metadata"]["annotations"]["agentstack.dev/tick-id"]
+        for job in _tick_jobs(api, ref.namespace)
+        if job["metadata"]["labels"]["agentstack.dev/stack"] == ref.name
+        and any(o["uid"] == uid for o in job["metadata"].get("ownerReferences") or [])
+    }
     report.dispatched += len(mine)
     window = {entry["tick_id"] for entry in history}
     lost = sorted(mine - window)

@@ -12,6 +12,8 @@ from kubernetes import client
 from agentstack_devkit.fakellm import Delay, FakeLLMServer, RecordedRequest, Reply
 from agentstack_devkit.fleet import Fleet
 from tests.e2e.stacks import Stacks
+from tests.helpers import eventually
+from tests.reliability.conftest import JobPlayer
 from tests.reliability.support import (
     POSTED,
     QUIET,
@@ -152,3 +154,55 @@ def _after_recall(gateway: FakeLLMServer) -> list[RecordedRequest]:
         if r.headers.get("x-agentstack-agent") == "builder"
         and "recall-results" in str(r.messages[-1]["content"])
     ]
+
+
+def test_tick_jobs_whose_pods_are_deleted_mid_tick_lose_and_repeat_nothing(
+    fleet: Fleet,
+    gateway: FakeLLMServer,
+    k8s_api: client.ApiClient,
+    namespace: str,
+    reader: redis.Redis,
+) -> None:
+    """``executor: job``: three tick pods SIGKILLed while their runner holds the tick,
+    then deleted (a drain, a node lost). Each of those ticks is recorded, failed, once
+    its dead runner's lease has expired; none runs twice; the stacks go on."""
+    gateway.add_rule(
+        Delay(2, Reply(QUIET)), headers={"X-Agentstack-Agent": "builder"}, repeat_last=True
+    )
+    stacks = Stacks(k8s_api, namespace, reader)
+    # Job pods hold only their stack's own key (from its Secret), never the pool's.
+    stacks.core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="own-key"), string_data={"key": "sk-job-own"}
+        ),
+    )
+    llm = {
+        "model": {"provider": "openai", "name": "gpt-4o-mini"},
+        "providers": {
+            "openai": {
+                "baseURL": gateway.openai_base_url,
+                "secretRef": {"name": "own-key", "key": "key"},
+            }
+        },
+    }
+    names = team_of_stacks(
+        stacks, 3, executor="job", tickIntervalSeconds=5, tickTimeoutSeconds=30, llm=llm
+    )
+    fleet.operator(AGENTSTACK_JOB_GRACE_SECONDS="5", AGENTSTACK_JOB_TTL_SECONDS="600")
+    player = JobPlayer(k8s_api, [namespace], fleet, kill_mid_tick=3, reader=reader)
+    player.start()
+    try:
+        eventually(
+            lambda: True if len(player.killed) == 3 else None,
+            "three tick pods killed while their runner held the tick",
+            timeout=120,
+        )
+        more_ticks(stacks, names, 3)
+        report = verify("tick Jobs' pods deleted mid-tick", fleet, k8s_api, reader, [namespace])
+    finally:
+        player.stop()
+    assert report.executed >= 3
+    recorded = {e["tick_id"]: e for name in names for e in stacks.history(name)}
+    for tick in player.killed:
+        assert (recorded[tick]["outcome"], recorded[tick]["reason"]) == ("Failed", "JobFailed")

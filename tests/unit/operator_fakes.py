@@ -298,6 +298,8 @@ class FakeResults:
         self.usage: dict[str, dict[str, str]] = {}
         self.goals: dict[str, GoalRecord] = {}
         self.recorded: dict[str, TickResult] = {}
+        self.held: set[str] = set()
+        """Ticks whose (dead) runner's lease has not expired: not recorded yet."""
 
     async def receive(self) -> list[tuple[str, TickResult]]:
         batch, self.pending = self.pending, []
@@ -319,7 +321,7 @@ class FakeResults:
         return self.recorded.get(tick_id)
 
     async def record_failure(self, result: TickResult) -> bool:
-        if result.tick_id in self.recorded:
+        if result.tick_id in self.recorded or result.tick_id in self.held:
             return False
         self.recorded[result.tick_id] = result
         return True

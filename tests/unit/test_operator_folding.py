@@ -222,6 +222,26 @@ async def test_a_failed_job_is_recorded_as_a_failed_tick() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_failed_jobs_tick_held_by_its_killed_runner_is_recorded_once_released() -> None:
+    """The pod was deleted mid-tick: its runner's lease outlives it, so the failure
+    cannot be recorded at once; it is, once the lease has expired, and only once."""
+    index = indexed("demo", executor="job")
+    folder, results, *_ = _folder(index)
+    results.held.add("team/demo/7")
+    await folder.job_failed(index["team/demo"], "team/demo/7", _job("team/demo/7"))
+    assert results.recorded == {}
+    assert list(folder.unrecorded) == [("team/demo", "team/demo/7")]
+    await folder.record_failed_jobs()  # still held
+    assert results.recorded == {}
+    results.held.clear()  # the lease expired
+    await folder.record_failed_jobs()
+    assert results.recorded["team/demo/7"].reason == "JobFailed"
+    assert folder.unrecorded == {}
+    await folder.record_failed_jobs()
+    assert len(results.recorded) == 1
+
+
+@pytest.mark.asyncio
 async def test_a_tool_server_down_degrades_the_stack_until_a_tick_uses_it_again() -> None:
     tools = {"servers": [{"name": "kb", "url": "http://kb/mcp", "allowedTools": ["lookup"]}]}
     index = indexed("demo", tools=tools)
