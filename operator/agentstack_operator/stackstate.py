@@ -63,6 +63,7 @@ HOLD_PHASES: dict[Blocked, Phase] = {
     Blocked.INVALID_SPEC: Phase.INVALID,
     Blocked.ENDPOINT_NOT_ALLOWED: Phase.INVALID,
     Blocked.SECRET_NOT_FOUND: Phase.WAITING,
+    Blocked.JOB_CREDENTIALS_UNAVAILABLE: Phase.WAITING,
     Blocked.TRIGGER_NOT_ALLOWED: Phase.WAITING,
     Blocked.COMPLETED: Phase.COMPLETED,
     Blocked.BUDGET_EXCEEDED: Phase.BUDGET_EXCEEDED,
@@ -73,6 +74,7 @@ NOT_READY = frozenset(
         Blocked.INVALID_SPEC,
         Blocked.ENDPOINT_NOT_ALLOWED,
         Blocked.SECRET_NOT_FOUND,
+        Blocked.JOB_CREDENTIALS_UNAVAILABLE,
         Blocked.TRIGGER_NOT_ALLOWED,
     }
 )

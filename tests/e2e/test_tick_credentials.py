@@ -6,8 +6,8 @@ A tick of namespace A runs as A's user — the Job's own entry point, ``run_once
 the Secret's username and password in its environment — while the same user is refused
 (``NOPERM``) B's keys, B's approvals, the fleet's shared streams and every key-less
 command that reaches across namespaces. A rotation keeps both the old and the new
-password working until the next one; the operator without ACL rights is told what to
-grant.
+password working until the next one; a stack whose operator has no ACL rights waits,
+Ready=False, saying what to grant, and ticks once it is granted.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import redis
 from kubernetes import client
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import AuthenticationError, NoPermissionError, RedisClusterException
@@ -32,20 +33,19 @@ from agentstack_core.reasons import Outcome
 from agentstack_core.redis.approvals import decide_approval, read_approvals
 from agentstack_core.redis.publishing import publish_spec
 from agentstack_core.redis.tick import TickStore
+from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.rediscluster import RedisClusterServers
 from agentstack_devkit.redisserver import RedisServer
 from agentstack_operator.jobs import PASSWORD_KEY, SECRET_NAME, USERNAME_KEY
 from agentstack_operator.kube import Kube
 from agentstack_operator.tickcredentials import (
     PREVIOUS_ANNOTATION,
-    CredentialsUnavailableError,
     TickCredentials,
     acl_user,
 )
 from agentstack_runner.service import RunnerConfig, run_once
-from tests.helpers import Clock
-
-pytestmark = pytest.mark.asyncio
+from tests.e2e.stacks import Stacks
+from tests.helpers import Clock, eventually
 
 DAY = 86400.0
 
@@ -112,6 +112,7 @@ async def _refused(call: Awaitable[Any]) -> bool:
     return False
 
 
+@pytest.mark.asyncio
 async def test_a_tick_runs_as_its_namespace_user_which_reaches_nothing_else(
     k8s_api: client.ApiClient,
     namespace: str,
@@ -191,6 +192,7 @@ async def test_a_tick_runs_as_its_namespace_user_which_reaches_nothing_else(
     assert await admin.hgetall(StackKeys(theirs).memory("builder")) == {}
 
 
+@pytest.mark.asyncio
 async def test_a_rotation_keeps_the_old_password_until_the_next_one(
     k8s_api: client.ApiClient, namespace: str, backend: tuple[str, bool], admin: RedisClient
 ) -> None:
@@ -243,21 +245,37 @@ async def test_a_rotation_keeps_the_old_password_until_the_next_one(
     assert await works(third)
 
 
-async def test_an_operator_without_acl_rights_is_told_what_to_grant(
-    k8s_api: client.ApiClient, namespace: str, redis_server: RedisServer
+def test_a_stack_whose_namespace_cannot_get_credentials_waits_saying_what_to_grant(
+    fleet: Fleet,
+    k8s_api: client.ApiClient,
+    namespace: str,
+    redis_server: RedisServer,
+    redis_reader: redis.Redis,
 ) -> None:
-    admin = connect(redis_server.url)
-    await admin.execute_command("ACL", "SETUSER", "narrow", "on", ">pw", "~*", "+@all", "-acl")
-    narrow = connect(f"redis://narrow:pw@{redis_server.url.removeprefix('redis://')}")
+    """The operator's Redis user may not manage ACL users: an ``executor: job`` stack is
+    Ready=False with what to grant, and an Event, before any Job; once granted, it
+    ticks."""
+    redis_reader.execute_command("ACL", "SETUSER", "narrow", "reset", "on", ">pw", "~*", "&*")
+    redis_reader.execute_command("ACL", "SETUSER", "narrow", "+@all", "-acl")
     try:
-        credentials = TickCredentials(Kube(k8s_api), narrow, cluster=False, rotate_every=DAY)
-        with pytest.raises(CredentialsUnavailableError, match=r"\+acl\|setuser"):
-            await credentials.ensure(namespace)
-        # Nothing was left half-made: no Secret without its user.
-        with pytest.raises(client.ApiException) as missing:
-            client.CoreV1Api(k8s_api).read_namespaced_secret(SECRET_NAME, namespace)
-        assert missing.value.status == 404
+        narrow = redis_server.url.replace("redis://", "redis://narrow:pw@", 1)
+        fleet.operator(REDIS_URL=narrow)
+        stacks = Stacks(k8s_api, namespace, redis_reader)
+        stacks.create("waiting", executor="job", tickIntervalSeconds=5)
+        ready = stacks.wait_condition("waiting", "Ready", "False", "JobCredentialsUnavailable")
+        assert "+acl|setuser" in ready["message"]
+        stacks.wait_event("waiting", "JobCredentialsUnavailable")
+        jobs = client.BatchV1Api(k8s_api).list_namespaced_job(namespace).items
+        assert jobs == []
+        assert redis_reader.execute_command("ACL", "GETUSER", acl_user(namespace)) is None
+
+        redis_reader.execute_command("ACL", "SETUSER", "narrow", "+acl|setuser")
+        stacks.wait_event("waiting", "JobCredentialsReady")
+        stacks.wait_condition("waiting", "Ready", "True")
+        eventually(
+            lambda: client.BatchV1Api(k8s_api).list_namespaced_job(namespace).items or None,
+            "the stack's first tick Job",
+        )
+        assert _secret(k8s_api, namespace)[USERNAME_KEY] == acl_user(namespace)
     finally:
-        await admin.execute_command("ACL", "DELUSER", "narrow")
-        await narrow.aclose()
-        await admin.aclose()
+        redis_reader.execute_command("ACL", "DELUSER", "narrow")

@@ -16,7 +16,7 @@ from agentstack_core.keys import StackKeys, StackRef, namespace_pattern
 from agentstack_core.reasons import Blocked, EventReason
 from agentstack_core.spec import parse_spec
 from agentstack_operator.jobs import SECRET_NAME
-from agentstack_operator.stackstate import StackRecord
+from agentstack_operator.stackstate import HOLD_PHASES, StackRecord
 from agentstack_operator.tickcredentials import (
     Credential,
     TickCredentials,
@@ -207,3 +207,8 @@ async def test_a_pool_stack_needs_no_credentials() -> None:
     record.spec = parse_spec({"goal": "g"})
     assert await check_tick_credentials(credentials, record) == []
     assert record.hold is None
+
+
+def test_every_hold_has_a_phase() -> None:
+    """A hold without one broke the status loop for every stack (a KeyError)."""
+    assert set(HOLD_PHASES) == set(Blocked)
