@@ -21,7 +21,8 @@ Data flow::
                  stays in an annotation, still accepted until the next rotation
              ACL SETUSER agentstack-tick-<namespace> reset on #<current> #<previous>
                ~{namespace/* -@all +<TICK_COMMANDS> (every node of a cluster)
-        ─► None, or what is missing (the stack is Ready=False, JobCredentialsUnavailableError)
+        ─► done, or CredentialsUnavailableError saying what a person must grant
+           (the stack is Ready=False, reason JobCredentialsUnavailable, and an Event)
 
 The Secret is the truth so that replicas agree without talking: each sets the ACL user
 from what the Secret says (a ``reset`` first, so the rules are exactly these), creation
@@ -33,9 +34,8 @@ A Job's pod reads the password once, at start (``secretKeyRef``), so the previou
 password must outlive every Job started before a rotation: the rotation period must be
 longer than the longest a tick Job may run (``tickTimeoutSeconds`` plus the Job grace).
 
-The operator's own Redis user needs ``+acl|setuser`` (and ``+acl|deluser``, to remove a
-namespace's user once it has no Job stacks — not done yet: a user left behind confines
-nothing it was not confined to already).
+The operator's own Redis user needs ``+acl|setuser``. A namespace's user outlives its
+last Job stack (nothing deletes it yet): it opens nothing but that namespace's keys.
 """
 
 from __future__ import annotations
