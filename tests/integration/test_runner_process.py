@@ -18,6 +18,7 @@ import redis
 from agentstack_core import protocol
 from agentstack_core.keys import FleetKeys, StackKeys, StackRef
 from agentstack_core.protocol import Outcome, RedisClient, TickResult
+from agentstack_core.redis.tick import TickStore
 from agentstack_core.spec import DEFAULT_TEAM
 from agentstack_devkit.fakellm import FakeLLMServer, Hang
 from agentstack_devkit.processes import ManagedProcess, free_port
@@ -225,11 +226,17 @@ async def test_once_executes_one_tick_with_meaningful_exit_codes(
     assert ran.returncode == 0, ran.stderr
     again = _once(redis_backend, "--generation", "2", "--slot", "7")
     assert again.returncode == 0
-    assert "had already run" in again.stderr  # and its recorded result is published again
+    assert "had already run" in again.stderr
     stale = _once(redis_backend, "--generation", "1", "--slot", "8")
     assert stale.returncode == 3
     assert "OutdatedGeneration" in stale.stderr
-    (first, second) = await results(aredis)
+    # A tick pod writes no shared stream: each result stays in the stack's keys, where
+    # the operator reads it when the Job ends.
+    assert [r for r in await results(aredis) if r.stack == STACK] == []
+    store = TickStore(aredis, STACK)
+    first, second = await store.outcome(f"{STACK}/7"), await store.outcome(f"{STACK}/8")
+    assert first is not None
+    assert second is not None
     assert (first.tick_id, first.outcome) == (f"{STACK}/7", Outcome.SUCCEEDED)
     assert (second.tick_id, second.reason) == (f"{STACK}/8", "OutdatedGeneration")
 
