@@ -221,8 +221,12 @@ class Operator:
             return
         if state == "Failed":
             name = str((job.get("metadata") or {}).get("name", ""))
-            pods = await self.kube.job_pods(record.ref.namespace, name)
-            await self.folder.job_failed(record, tick, job, why=pod_failure(pods))
+            try:
+                why = pod_failure(await self.kube.job_pods(record.ref.namespace, name))
+            except Exception as exc:  # no right to list pods, an outage: record it all the same
+                logger.warning("could not read the pods of Job %s: %s", name, exc)
+                why = ""
+            await self.folder.job_failed(record, tick, job, why=why)
         elif not _folded(record, tick):
             await self.folder.job_completed(record, tick)
 

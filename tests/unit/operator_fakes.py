@@ -130,6 +130,7 @@ class FakeKube:
         """The Secrets the operator keeps (tick credentials), by (namespace, name)."""
         self.pods: dict[tuple[str, str], list[dict[str, Any]]] = {}
         """The pods of each Job, by (namespace, Job name)."""
+        self.pods_error: Exception | None = None
 
     async def create_job(self, namespace: str, body: Any) -> bool:
         if self.job_error is not None:
@@ -227,6 +228,8 @@ class FakeKube:
         return True
 
     async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        if self.pods_error is not None:
+            raise self.pods_error
         return list(self.pods.get((namespace, job), []))
 
     async def read_lease(self, namespace: str, name: str) -> Any:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import Outcome, TickResult
@@ -154,6 +155,13 @@ async def test_a_failed_job_is_recorded_with_what_its_pod_said() -> None:
     recorded = results.recorded["team/demo/8"]
     assert recorded.outcome is Outcome.FAILED
     assert "OOMKilled (exit code 137)" in recorded.message
+
+    # Pods that cannot be read (no right, an outage) leave the failure to record.
+    kube.pods_error = ApiException(status=403, reason="Forbidden")
+    job = _tick_job("team/demo/9", "Failed")
+    async with _elected(operator):
+        await operator.job_seen(job)
+    assert results.recorded["team/demo/9"].outcome is Outcome.FAILED
 
 
 @pytest.mark.asyncio
