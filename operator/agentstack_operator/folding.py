@@ -366,14 +366,21 @@ class ResultFolder:
             runner="job",
             kind=kind_of(tick),
         )
-        if await self.ledger.record_failure(result):
-            return
-        if await self.ledger.outcome(record.ref, tick) is None:
+        if not await self._recorded(record, result):
             # Its runner was killed mid-tick (the pod deleted, the node lost) and its
             # lease has not expired yet: recorded once it has.
             self.unrecorded[(record.key, tick)] = result
-            return
-        await self.job_completed(record, tick)  # its runner recorded it, as it ended
+
+    async def _recorded(self, record: StackRecord, failure: TickResult) -> bool:
+        """Record ``failure``, or fold what the tick's runner recorded instead; ``False``
+        while neither can be (the runner's lease still holds the tick)."""
+        if await self.ledger.record_failure(failure):
+            return True
+        recorded = await self.ledger.outcome(record.ref, failure.tick_id)
+        if recorded is None:
+            return False
+        await self.fold([recorded])
+        return True
 
     async def record_failed_jobs(self) -> None:
         """Record the failed Jobs' ticks whose runner was killed holding them, now that
@@ -385,8 +392,5 @@ class ResultFolder:
             if record is None or now - result.finished_at > UNRECORDED_GIVE_UP_SECONDS:
                 del self.unrecorded[(key, tick)]
                 continue
-            if await self.ledger.record_failure(result):
+            if await self._recorded(record, result):
                 del self.unrecorded[(key, tick)]
-            elif await self.ledger.outcome(record.ref, tick) is not None:
-                del self.unrecorded[(key, tick)]
-                await self.job_completed(record, tick)

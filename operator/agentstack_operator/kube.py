@@ -270,12 +270,12 @@ class Kube:
     async def secret_has_key(self, namespace: str, name: str, key: str) -> bool:
         """Whether the Secret exists and holds ``key`` (its value is never kept)."""
         try:
-            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
-        except ApiException as exc:
-            if exc.status in (403, 404):
-                return False
-            raise
-        return key in (secret.data or {}) or key in (secret.string_data or {})
+            secret = await self.read_secret(namespace, name)
+        except PermissionError:
+            return False
+        if secret is None:
+            return False
+        return key in (secret.get("data") or {}) or key in (secret.get("stringData") or {})
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A Secret the operator keeps (:mod:`.tickcredentials`) as a manifest; ``None``

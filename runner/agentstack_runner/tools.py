@@ -356,11 +356,17 @@ def _invalid(schema: dict[str, Any], arguments: dict[str, Any]) -> str | None:
     return f"{where}: {error.message}"[:ERROR_CHARS]
 
 
-def _key_refused(exc: BaseException) -> bool:
-    """Whether a tool server answered 401 or 403 (an exception group: its first leaf;
-    httpx's errors carry the response, the A2A client's its status code)."""
+def _leaf(exc: BaseException) -> BaseException:
+    """What failed, out of the exception groups around it (their first leaf)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
+    return exc
+
+
+def _key_refused(exc: BaseException) -> bool:
+    """Whether a tool server answered 401 or 403 (httpx's errors carry the response,
+    the A2A client's and :class:`~agentstack_runner.peers.RefusedError` the status)."""
+    exc = _leaf(exc)
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None) or getattr(exc, "status_code", None)
     return status in (401, 403)
@@ -368,8 +374,7 @@ def _key_refused(exc: BaseException) -> bool:
 
 def _reason(exc: BaseException) -> str:
     """What failed, for people (an exception group: its first leaf)."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
+    exc = _leaf(exc)
     if isinstance(exc, TimeoutError):
         return "timed out"
     return f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]

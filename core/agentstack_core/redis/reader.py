@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 
 from agentstack_core.keys import StackKeys, StackRef
-from agentstack_core.messages import TickResult
 from agentstack_core.protocol import RedisClient
 from agentstack_core.records import (
     ArtifactRecord,
@@ -25,6 +24,7 @@ from agentstack_core.records import (
     TaskRecord,
     TickRecord,
 )
+from agentstack_core.redis.tick import TickStore
 from agentstack_core.retention import HISTORY_MAXLEN, INPUTS_MAXLEN
 
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
@@ -117,9 +117,9 @@ class StackReader:
         """The history entry of ``tick_id`` if it finished (``None``: not yet, or no longer
         kept), looked up among the ticks finished after ``since`` (Unix time; when it was
         known to run): the newest results first, then the capped history stream."""
-        recorded = await self.client.hget(self.keys.outcomes, tick_id)
-        if recorded:
-            return TickResult.from_fields(orjson.loads(recorded)).history_entry()
+        recorded = await TickStore(self.client, self.keys.stack).outcome(tick_id)
+        if recorded is not None:
+            return recorded.history_entry()
         oldest = max(0, int((since - CLOCK_SKEW_SECONDS) * 1000))
         entries = await self.client.xrevrange(
             self.keys.history, max="+", min=str(oldest), count=HISTORY_MAXLEN
