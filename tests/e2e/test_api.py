@@ -314,7 +314,12 @@ def test_search_finds_what_the_team_archived(api: tuple[httpx.Client, Stacks]) -
     assert scores == sorted(scores, reverse=True)
     artifacts = _ok(http.get(f"{base}/search", params={"q": "outline", "kind": "artifact"}))
     assert {item["kind"] for item in artifacts["items"]} == {"artifact"}
-    assert artifacts["items"][0]["ref"].startswith("t1.md@v")
+    # Which artifact ranks first depends on how many iterations ran by now and on their
+    # lengths (BM25): each found is named by its version and holds the term.
+    assert artifacts["items"]
+    for item in artifacts["items"]:
+        assert re.fullmatch(r"t\d+\.md@v\d+", item["ref"]), item["ref"]
+        assert "outline" in item["text"].lower()
     assert "q" in _error(http.get(f"{base}/search"), 400, "InvalidParameter")
     _error(
         http.get(f"/api/v1/namespaces/{stacks.namespace}/stacks/nope/search?q=x"), 404, "NotFound"
