@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from kubernetes.client.exceptions import ApiException
 
+from agentstack_core.approvals import Approval, ApprovalState
 from agentstack_devkit.controlplane import bind_service_account as bind_service_account
 from agentstack_devkit.processes import wait_until
 
@@ -100,3 +101,21 @@ def assert_same_signature(
 def _untyped(signature: inspect.Signature) -> inspect.Signature:
     parameters = [p.replace(annotation=p.empty) for p in signature.parameters.values()]
     return signature.replace(parameters=parameters, return_annotation=signature.empty)
+
+
+def waiting_approval(
+    approval_id: str, *, state: ApprovalState = ApprovalState.PENDING, arguments: str = "{}"
+) -> Approval:
+    """A builder's ``kb/lookup`` call waiting (or, by ``state``, past waiting) for a
+    person's decision for the next hour: a record to plant in a stack's approvals."""
+    now = time.time()
+    return Approval(
+        id=approval_id,
+        agent="builder",
+        tool="kb/lookup",
+        arguments=arguments,
+        tick_id="t",
+        requested_at=now,
+        expires_at=now + 3600,
+        state=state,
+    )

@@ -5,17 +5,47 @@ password in the URL or in ``REDIS_PASSWORD``, an ACL user in the URL or in
 ``REDIS_USERNAME`` — a tick pod's, see ``agentstack_operator.tickcredentials``);
 ``AGENTSTACK_REDIS_CLUSTER=true`` makes it the seed node of a Redis Cluster. Clients
 decode responses to ``str``: every value this project stores is text.
+
+``REDIS_PASSWORD_FILE`` names a file holding the password instead (a mounted Secret):
+it is read again for every new connection, so a password rotated in the Secret is used
+by the next connection the process opens, without a restart (:class:`FileCredentials`).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.credentials import CredentialProvider
 
 from agentstack_core.environment import env_bool
 from agentstack_core.protocol import RedisClient
+
+
+class FileCredentials(CredentialProvider):
+    """A Redis user whose password lives in a file, read at each new connection.
+
+    The kubelet rewrites a mounted Secret's files when the Secret changes (within its
+    sync period, about a minute), so a password rotated there reaches every connection
+    opened afterwards; connections already open stay logged in (Redis keeps a client's
+    login when its user's passwords change). Rotating without a refused connection thus
+    means adding the new password to the user, updating the Secret, waiting for the
+    kubelet, then removing the old password (README "Redis rights")."""
+
+    def __init__(self, path: Path, username: str | None = None) -> None:
+        self.path = path
+        self.username = username
+
+    def get_credentials(self) -> tuple[str] | tuple[str, str]:
+        password = self.path.read_text().strip()
+        return (self.username, password) if self.username else (password,)
+
+    async def get_credentials_async(self) -> tuple[str] | tuple[str, str]:
+        return self.get_credentials()
+
 
 DEFAULT_MAX_CONNECTIONS = 256
 POOL_TIMEOUT_SECONDS = 30.0
@@ -40,24 +70,29 @@ def connect(
         raise ValueError("no Redis URL: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
     if cluster is None:
         cluster = env_bool("AGENTSTACK_REDIS_CLUSTER")
-    # Credentials in the URL win over these.
-    password = os.environ.get("REDIS_PASSWORD") or None
-    username = os.environ.get("REDIS_USERNAME") or None
+    named = urlsplit(target)
+    login = {} if named.username or named.password is not None else _login()
     if cluster:
         return RedisCluster.from_url(
-            target,
-            decode_responses=True,
-            username=username,
-            password=password,
-            max_connections=max_connections,
+            target, decode_responses=True, max_connections=max_connections, **login
         )
     pool = BlockingConnectionPool.from_url(
         target,
         decode_responses=True,
-        username=username,
-        password=password,
         health_check_interval=30,
         max_connections=max_connections,
         timeout=POOL_TIMEOUT_SECONDS,
+        **login,
     )
     return Redis.from_pool(pool)  # the client owns its pool: aclose() closes both
+
+
+def _login() -> dict[str, object]:
+    """The user the environment names (when the URL names none: credentials in the URL
+    win): ``REDIS_USERNAME`` with ``REDIS_PASSWORD_FILE`` (read at each connection) or
+    else ``REDIS_PASSWORD``."""
+    username = os.environ.get("REDIS_USERNAME") or None
+    password_file = os.environ.get("REDIS_PASSWORD_FILE") or None
+    if password_file is not None:
+        return {"credential_provider": FileCredentials(Path(password_file), username)}
+    return {"username": username, "password": os.environ.get("REDIS_PASSWORD") or None}

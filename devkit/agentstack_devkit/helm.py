@@ -83,8 +83,9 @@ IN_CLUSTER_REDIS_URL = f"redis://{REDIS_SERVICE}.{RELEASE_NAMESPACE}.svc:6379/0"
 """How pods in any namespace reach the in-chart Redis (as the chart's REDIS_URL says)."""
 
 
-def redis_password(plane: ControlPlane) -> str:
-    """The dev release's in-chart Redis password, from its Secret."""
+def redis_password(plane: ControlPlane, user: str = "redis") -> str:
+    """The dev release's in-chart Redis password of ``user`` (``redis``: the platform's
+    default user; ``runner``, ``api``: theirs), from its Secret."""
     shown = plane.kubectl(
         "get",
         "secret",
@@ -92,7 +93,7 @@ def redis_password(plane: ControlPlane) -> str:
         RELEASE_NAMESPACE,
         REDIS_SERVICE,
         "-o",
-        "jsonpath={.data.redis-password}",
+        f"jsonpath={{.data.{user}-password}}",
     )
     if shown.returncode != 0 or not shown.stdout:
         raise DevEnvError(f"reading the Secret {REDIS_SERVICE}: {shown.stderr.strip()}")

@@ -35,6 +35,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from agentstack_core import protocol
+from agentstack_core.approvals import Approval, ApprovalState
 from agentstack_core.keys import FleetKeys, StackKeys, StackRef
 from agentstack_core.spec import Priority
 from agentstack_devkit.controlplane import ControlPlane, build_kubeconfig
@@ -44,7 +45,7 @@ from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.helm import Helm
 from agentstack_devkit.redisserver import RedisServer
 from tests.e2e.stacks import Stacks
-from tests.helpers import bind_service_account, eventually, gone
+from tests.helpers import bind_service_account, eventually, gone, waiting_approval
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "agentstack-operator"
@@ -598,13 +599,27 @@ def test_rendered_objects_are_labelled_and_accepted_by_the_api_server(
     assert policies["ags-agentstack-operator-runner"]["spec"]["ingress"][0]["from"] == [
         {"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}
     ]
-    for deployment in _by_name(standalone, "Deployment").values():
-        env = _env(_container(deployment))
+    # The operator connects as the in-chart Redis's default user, the runners and the API
+    # as users of their own, which the Redis makes from its arguments.
+    own_users = {"operator": None, "runner": "agentstack-runner", "api": "agentstack-api"}
+    for component, user in own_users.items():
+        env = _env(
+            _container(_by_name(standalone, "Deployment")[f"ags-agentstack-operator-{component}"])
+        )
         assert env["REDIS_URL"]["value"] == f"redis://{redis_name}.{namespace}.svc:6379/0"
         assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
             "name": redis_name,
-            "key": "redis-password",
+            "key": f"{component}-password" if user else "redis-password",
         }
+        assert env.get("REDIS_USERNAME", {}).get("value") == user
+        assert env["REDIS_PASSWORD_FILE"]["value"] == "/var/run/secrets/agentstack/redis/password"
+    redis_secret = _by_name(standalone, "Secret")[redis_name]
+    assert set(redis_secret["data"]) == {"redis-password", "runner-password", "api-password"}
+    assert len(set(redis_secret["data"].values())) == 3
+    made = _container(_by_name(standalone, "StatefulSet")[redis_name])["args"]
+    assert made.count("--user") == 2
+    assert ">$(RUNNER_PASSWORD)" in made
+    assert ">$(API_PASSWORD)" in made
 
     everything = helm.template("--namespace", namespace, *_sets(variants["everything"]))
     deployments = _by_name(everything, "Deployment")
@@ -645,8 +660,14 @@ def test_rendered_objects_are_labelled_and_accepted_by_the_api_server(
     assert "AGENTSTACK_SECRETS_DIR" not in runner_env
     runner_pod = runner_deployment["spec"]["template"]["spec"]
     assert runner_pod["automountServiceAccountToken"] is True
-    assert [m["name"] for m in runner["volumeMounts"]] == ["tmp"]
-    assert [v["name"] for v in runner_pod["volumes"]] == ["tmp"]
+    # No stack's Secret: only its Redis password (redis.existingPasswordSecret), as a file.
+    assert [m["name"] for m in runner["volumeMounts"]] == ["tmp", "redis-password"]
+    volumes = {v["name"]: v for v in runner_pod["volumes"]}
+    assert set(volumes) == {"tmp", "redis-password"}
+    assert volumes["redis-password"]["secret"] == {
+        "secretName": "redis",
+        "items": [{"key": "redis-password", "path": "password"}],
+    }
     assert runner["image"] == image
     api = _env(_container(deployments["ags-agentstack-operator-api"]))
     assert api["AGENTSTACK_API_CORS_ORIGINS"]["value"] == "https://dash.example"
@@ -1661,10 +1682,32 @@ def test_env_credentials_give_the_runners_no_secret_access_and_no_token(
 # == the real processes, with the chart's environment and ServiceAccounts =======================
 
 
+def _secret_mounts(
+    deployment: dict[str, Any], core: client.CoreV1Api, namespace: str, root: Path
+) -> dict[str, Path]:
+    """The container's Secret volumes written under ``root`` as the kubelet would mount
+    them: each mount path → the local directory standing for it."""
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"].get("volumes", [])}
+    mounts = {}
+    for mount in _container(deployment).get("volumeMounts") or []:
+        source = volumes[mount["name"]].get("secret")
+        if source is None:
+            continue
+        data = core.read_namespaced_secret(source["secretName"], namespace).data or {}
+        local = root / mount["name"]
+        local.mkdir(parents=True, exist_ok=True)
+        for item in source.get("items") or [{"key": key, "path": key} for key in data]:
+            (local / item["path"]).write_bytes(base64.b64decode(data[item["key"]]))
+        mounts[mount["mountPath"]] = local
+    return mounts
+
+
 def _process_env(
-    deployment: dict[str, Any], core: client.CoreV1Api, namespace: str, pod: str
+    deployment: dict[str, Any], core: client.CoreV1Api, namespace: str, pod: str, root: Path
 ) -> dict[str, str]:
-    """The container's environment as the kubelet would resolve it for pod ``pod``."""
+    """The container's environment as the kubelet would resolve it for pod ``pod``, its
+    Secret volumes mounted under ``root`` (a path into one points there instead)."""
+    mounts = _secret_mounts(deployment, core, namespace, root)
     resolved = {}
     for item in _container(deployment).get("env") or []:
         if "valueFrom" not in item:
@@ -1686,6 +1729,10 @@ def _process_env(
             if ref["key"] not in data and ref.get("optional"):
                 continue  # the kubelet leaves the variable out
             resolved[item["name"]] = base64.b64decode(data[ref["key"]]).decode()
+    for name, value in resolved.items():
+        for mount_path, local in mounts.items():
+            if value.startswith(f"{mount_path}/"):
+                resolved[name] = str(local / value.removeprefix(f"{mount_path}/"))
     return resolved
 
 
@@ -1707,6 +1754,30 @@ def fake_llm() -> Iterator[FakeLLMServer]:
         yield server
 
 
+def _pool_user_rules(helm: Helm) -> dict[str, list[str]]:
+    """The runners' and the API's Redis users as the chart makes them in its own Redis:
+    each user's name → its rules after the password (the in-chart Redis's arguments)."""
+    objects = helm.template("--set", "redis.standalone.enabled=true")
+    (statefulset,) = _kind(objects, "StatefulSet")
+    args = _container(statefulset)["args"]
+    users: dict[str, list[str]] = {}
+    for start in (i for i, arg in enumerate(args) if arg == "--user"):
+        end = next((i for i in range(start + 1, len(args)) if args[i].startswith("--")), None)
+        name, enabled, password, *rules = args[start + 1 : end]
+        assert (enabled, password[0]) == ("on", ">"), args[start:end]
+        users[name] = rules
+    return users
+
+
+@dataclass(frozen=True)
+class ChartFleet:
+    api_port: int
+    redis_users: dict[str, tuple[str, str]]
+    """Component (runner, api) → the Redis username and password it was given."""
+    password_files: dict[str, Path]
+    """Component → the file standing for its mounted Redis password."""
+
+
 @pytest.fixture
 def chart_fleet(
     helm: Helm,
@@ -1715,13 +1786,16 @@ def chart_fleet(
     crd: str,
     namespace: str,
     redis_server: RedisServer,
+    redis_reader: redis.Redis,
     fake_llm: FakeLLMServer,
     tmp_path: Path,
-) -> Iterator[int]:
+) -> Iterator[ChartFleet]:
     """The chart installed, and its three processes running locally as the chart would run
     them: the Deployments' environment (the runners' with the default keys of
     llm.existingSecret, OPENAI_API_KEY=POOL_KEY, which llm.allowedBaseURLs lets go to the
-    fake LLM's endpoint) and the ServiceAccounts' own tokens. Yields the API's port."""
+    fake LLM's endpoint; the runners and the API as the Redis users a platform team made
+    with the chart's rules, given through redis.users) and the ServiceAccounts' own
+    tokens."""
     release = f"ags-{secrets.token_hex(3)}"
     full = f"{release}-agentstack-operator"
     core = client.CoreV1Api(k8s_api)
@@ -1732,12 +1806,27 @@ def chart_fleet(
             string_data={"OPENAI_API_KEY": POOL_KEY},
         ),
     )
+    redis_users: dict[str, tuple[str, str]] = {}
+    for component in ("runner", "api"):
+        user, password = f"agentstack-{component}-{release}", secrets.token_hex(16)
+        rules = _pool_user_rules(helm)[f"agentstack-{component}"]
+        redis_reader.execute_command("ACL", "SETUSER", user, "reset", "on", f">{password}", *rules)
+        redis_users[component] = (user, password)
+        core.create_namespaced_secret(
+            namespace,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name=f"{release}-{component}-redis"),
+                string_data={"redis-username": user, "redis-password": password},
+            ),
+        )
     helm.install(
         release,
         namespace,
         *_sets(
             {
                 "redis.url": redis_server.url,
+                "redis.users.runner.existingSecret": f"{release}-runner-redis",
+                "redis.users.api.existingSecret": f"{release}-api-redis",
                 "llm.existingSecret": f"{release}-llm-keys",
                 "llm.allowedBaseURLs[0]": fake_llm.openai_base_url,
                 "rbac.userRoles.namePrefix": f"agentstack-{release}",
@@ -1765,23 +1854,33 @@ def chart_fleet(
                 kubeconfig=kubeconfig,
                 redis_url=redis_server.url,
                 logs_dir=tmp_path,
-                extra_env=_process_env(deployment, core, namespace, f"{name}-0"),
+                extra_env=_process_env(
+                    deployment, core, namespace, f"{name}-0", tmp_path / f"{component}-volumes"
+                ),
             )
             fleets.append(fleet)
             _process, ports[component] = getattr(fleet, component)(name=component)
-        yield ports["api"]
+        password_files = {
+            component: tmp_path / f"{component}-volumes" / "redis-password" / "password"
+            for component in redis_users
+        }
+        yield ChartFleet(ports["api"], redis_users, password_files)
         for component in ("operator", "runner", "api"):
             log = (tmp_path / f"{component}.log").read_text()
             denied = [
                 line
                 for line in log.splitlines()
-                if re.search(r"[Ff]orbidden|Not enough permissions|\b403\b", line)
+                if re.search(
+                    r"[Ff]orbidden|Not enough permissions|\b403\b|NOPERM|no permissions", line
+                )
             ]
             assert not denied, f"the {component} was refused something: {denied[:5]}"
     finally:
         for fleet in reversed(fleets):
             fleet.stop()
         helm.uninstall(release, namespace)
+        for user, _password in redis_users.values():
+            redis_reader.execute_command("ACL", "DELUSER", user)
 
 
 def _read_lease(api: client.CoordinationV1Api, namespace: str) -> Any:
@@ -1793,13 +1892,14 @@ def _read_lease(api: client.CoordinationV1Api, namespace: str) -> Any:
 
 
 def test_the_chart_processes_work_with_exactly_the_granted_permissions(
-    chart_fleet: int,
+    chart_fleet: ChartFleet,
     fake_llm: FakeLLMServer,
     k8s_api: client.ApiClient,
     redis_reader: redis.Redis,
+    redis_server: RedisServer,
     namespace: str,
 ) -> None:
-    api_port = chart_fleet
+    api_port = chart_fleet.api_port
     coordination = client.CoordinationV1Api(k8s_api)
     elsewhere = _create_namespace(k8s_api, "team")
     try:
@@ -1954,5 +2054,97 @@ def test_the_chart_processes_work_with_exactly_the_granted_permissions(
                 "the dashboard's view grant to reach the API",
             )
             assert response.json()["name"] == "team"
+
+            # Steering through the API as its own Redis user: an input (the stack's keys
+            # and the wake-up stream) and a decision on a waiting tool call.
+            core.create_namespaced_service_account(
+                elsewhere, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="editor"))
+            )
+            bind_service_account(k8s_api, elsewhere, "editor", "edit", kind="ClusterRole")
+            editor = {"Authorization": f"Bearer {_token(k8s_api, elsewhere, 'editor')}"}
+            team = StackKeys(StackRef(elsewhere, "team"))
+            pending = waiting_approval("0123456789ab")
+            redis_reader.hset(team.approvals, "0123456789ab", pending.to_json())
+            sent = eventually(
+                lambda: (lambda r: r if r.status_code == 202 else None)(
+                    http.post(f"{path}/inputs", headers=editor, json={"content": "hello"})
+                ),
+                "the editor's grant to reach the API",
+            )
+            assert sent.json()["number"] >= 1
+            assert redis_reader.xlen(team.inputs) == 1
+            decided = http.post(
+                f"{path}/approvals/0123456789ab", headers=editor, json={"decision": "Approved"}
+            )
+            assert decided.status_code == 200, decided.text
+            approval = Approval.from_json(redis_reader.hget(team.approvals, "0123456789ab"))
+            assert approval.state == ApprovalState.APPROVED
+
+        # The runners' password rotated (README "Redis rights"): the new one added, the
+        # mounted file rewritten (what the kubelet does), the old one removed, the
+        # runners' connections dropped: they log in again from the file, no restart.
+        user, old_password = chart_fleet.redis_users["runner"]
+        new_password = secrets.token_hex(16)
+        redis_reader.execute_command("ACL", "SETUSER", user, f">{new_password}")
+        chart_fleet.password_files["runner"].write_text(new_password)
+        redis_reader.execute_command("ACL", "SETUSER", user, f"<{old_password}")
+        chart_fleet.redis_users["runner"] = (user, new_password)
+        assert redis_reader.execute_command("CLIENT", "KILL", "USER", user) >= 1
+        stacks.create("rotated", tickIntervalSeconds=1, llm={"model": {"provider": "scripted"}})
+        stacks.wait_ticks("rotated", 2, timeout=90)
+        assert stacks.status("rotated")["lastTickResult"] == "Succeeded"
     finally:
         _delete_namespace(k8s_api, elsewhere)
+    _check_pool_redis_users(chart_fleet, redis_server, redis_reader)
+
+
+def _check_pool_redis_users(
+    fleet: ChartFleet, redis_server: RedisServer, redis_reader: redis.Redis
+) -> None:
+    """The runners and the API connected as their own users, which open the product's
+    keys only and refuse what neither needs (README "Redis rights")."""
+    connected = {
+        entry["user"] for entry in redis_reader.client_list() if entry.get("user") != "default"
+    }
+    assert {user for user, _ in fleet.redis_users.values()} <= connected, connected
+    refused_to_both: list[tuple[Any, ...]] = [
+        ("FLUSHALL",),
+        ("KEYS", "*"),
+        ("CONFIG", "GET", "requirepass"),
+        ("ACL", "LIST"),
+        ("INFO",),
+        ("SCRIPT", "FLUSH"),
+        ("SET", "elsewhere:key", "x"),  # not the product's
+        ("PUBLISH", "news", "x"),
+    ]
+    refused_to_api: list[tuple[Any, ...]] = [
+        ("XADD", FleetKeys.lane(Priority.NORMAL.value), "*", "forged", "tick"),
+        ("XADD", FleetKeys.results, "*", "forged", "result"),
+        ("DEL", FleetKeys.marker),
+        ("ZADD", FleetKeys.llm_slots("openai"), "1", "slot"),
+    ]
+    for component, (user, password) in fleet.redis_users.items():
+        with redis.Redis.from_url(
+            redis_server.url, username=user, password=password, decode_responses=True
+        ) as connection:
+            refused = refused_to_both + (refused_to_api if component == "api" else [])
+            for command in refused:
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    connection.execute_command(*command)
+            # What each does need: the stacks' keys (and, for the runners, the fleet's).
+            connection.xlen("{team/x}:inputs")
+            if component == "runner":
+                connection.xlen(FleetKeys.results)
+
+
+def test_readme_gives_the_chart_redis_user_rules(helm: Helm) -> None:
+    """README "Redis rights" shows a platform team the rules to create the runners' and
+    the API's users in an external Redis: the very rules the in-chart Redis uses."""
+    readme = (REPO / "README.md").read_text()
+    documented = {
+        match.group(1): match.group(2).split()
+        for match in re.finditer(
+            r"^ACL SETUSER (agentstack-\w+) reset on >[A-Z-]+PASSWORD (.+)$", readme, re.M
+        )
+    }
+    assert documented == _pool_user_rules(helm)

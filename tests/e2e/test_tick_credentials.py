@@ -24,7 +24,6 @@ from kubernetes import client
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import AuthenticationError, NoPermissionError, RedisClusterException
 
-from agentstack_core.approvals import Approval
 from agentstack_core.connection import connect
 from agentstack_core.keys import FleetKeys, StackKeys, StackRef
 from agentstack_core.messages import sleep_tick_id
@@ -45,7 +44,7 @@ from agentstack_operator.tickcredentials import (
 )
 from agentstack_runner.service import RunnerConfig, run_once
 from tests.e2e.stacks import Stacks
-from tests.helpers import Clock, eventually
+from tests.helpers import Clock, eventually, waiting_approval
 
 DAY = 86400.0
 
@@ -130,15 +129,7 @@ async def test_a_tick_runs_as_its_namespace_user_which_reaches_nothing_else(
     for ref in (mine, theirs):
         await publish_spec(admin, ref, 1, {"goal": f"goal of {ref}"}, uid=f"uid-{ref.name}")
     # B has a tool call waiting for a person.
-    pending = Approval(
-        id="a1",
-        agent="builder",
-        tool="kb/lookup",
-        arguments="{}",
-        tick_id="t",
-        requested_at=time.time(),
-        expires_at=time.time() + 3600,
-    )
+    pending = waiting_approval("a1")
     await admin.hset(StackKeys(theirs).approvals, "a1", pending.to_json())
 
     secret = _secret(k8s_api, namespace)

@@ -34,6 +34,7 @@ from agentstack_devkit.helm import (
     RELEASE,
     RELEASE_NAMESPACE,
     install_dev_release,
+    redis_password,
 )
 from agentstack_devkit.node import GATEWAY
 from agentstack_operator.jobs import SECRET_NAME
@@ -97,6 +98,22 @@ def test_install_runs_every_pod_and_the_example_ticks_in_the_runner_pod(
     url = f"{release.api_url}/api/v1/namespaces/{NAMESPACE}/stacks/{EXAMPLE}/ticks"
     with urllib.request.urlopen(url, timeout=10) as got:
         assert json.loads(got.read())["items"]
+
+    # The runner and API pods reached Redis as their own users (README "Redis rights"),
+    # which the in-chart Redis made from its arguments.
+    with release.reader() as admin:
+        users = {entry["user"] for entry in admin.client_list()}
+        assert {"agentstack-runner", "agentstack-api"} <= users, users
+        refused = redis.Redis(
+            **{
+                key: admin.connection_pool.connection_kwargs[key]
+                for key in ("host", "port", "decode_responses")
+            },
+            username="agentstack-api",
+            password=redis_password(release.cluster.plane, "api"),
+        )
+        with refused, pytest.raises(redis.exceptions.NoPermissionError):
+            refused.xadd(FleetKeys.results, {"stack": "forged"})
 
 
 def _exactly(count: int, names: list[str] | None) -> list[str] | None:

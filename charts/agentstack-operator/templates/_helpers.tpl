@@ -91,39 +91,135 @@ ServiceAccount name of a component. Call with (dict "context" $ "component" "ope
 {{- end }}
 
 {{/*
-The Redis settings every process reads: REDIS_URL (inline or from a Secret),
-REDIS_PASSWORD (optional, from a Secret) and AGENTSTACK_REDIS_CLUSTER.
+The Redis ACL rules of the runners' and the API's own users, after their name and
+password: the one place they are written. The in-chart Redis creates its users from
+here; for an external Redis, README "Redis rights" shows the same rules to create.
+- runner: every key of the product (all start with a hash tag, "{"), every command but
+  the dangerous ones (FLUSHALL, KEYS, CONFIG, ACL, INFO, CLIENT KILL…) and the script
+  cache's flush and kill, no pub/sub.
+- api: reads every key of the product; writes only stacks' keys ("{namespace/name}:…")
+  and the wake-up stream, so it can neither queue nor answer a tick, nor touch the
+  marker or the LLM call slots; reads, writes and scripts only.
+Call with "runner" or "api".
+*/}}
+{{- define "agentstack-operator.redisUserRules" -}}
+{{- if eq . "runner" -}}
+~{* resetchannels -@all +@all -@dangerous -script|flush -script|kill -function
+{{- else if eq . "api" -}}
+%R~{* ~{*/* ~{agentstack}:wakeups resetchannels -@all +@read +@write +@scripting +@connection +@transaction -@dangerous -script|flush -script|kill -function
+{{- else -}}
+{{- fail (printf "no Redis user rules for %q" .) -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+The name of the in-chart Redis's user of a component (runner or api).
+*/}}
+{{- define "agentstack-operator.redisUserName" -}}
+{{- printf "agentstack-%s" . -}}
+{{- end }}
+
+{{/*
+Where a process's Redis password is: "<Secret> <key>", or nothing (no password). The
+operator's is the platform's; the runners' and the API's are their own users' where the
+deployment gives them (always with the in-chart Redis; redis.users.<component>.
+existingSecret with an external one). Call with (dict "context" $ "component" "runner").
+*/}}
+{{- define "agentstack-operator.redisPasswordRef" -}}
+{{- $ := .context }}
+{{- $own := dict }}
+{{- if ne .component "operator" }}
+{{- $own = index $.Values.redis.users .component }}
+{{- end }}
+{{- if $.Values.redis.standalone.enabled }}
+{{- include "agentstack-operator.componentName" (dict "context" $ "component" "redis") }} {{ if eq .component "operator" }}redis{{ else }}{{ .component }}{{ end }}-password
+{{- else if $own.existingSecret }}
+{{- $own.existingSecret }} redis-password
+{{- else if $.Values.redis.existingPasswordSecret }}
+{{- $.Values.redis.existingPasswordSecret }} {{ $.Values.redis.existingPasswordSecretKey }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Redis settings a process reads: REDIS_URL (inline or from a Secret), its user
+(REDIS_USERNAME; the password as a file, REDIS_PASSWORD_FILE, read again at each new
+connection so that a rotated password needs no restart, and as REDIS_PASSWORD, which
+KEDA reads) and AGENTSTACK_REDIS_CLUSTER. Call with (dict "context" $ "component" "api").
 */}}
 {{- define "agentstack-operator.redisEnv" -}}
-{{- if .Values.redis.standalone.enabled }}
+{{- $ := .context }}
+{{- $password := include "agentstack-operator.redisPasswordRef" . | splitList " " }}
+{{- if $.Values.redis.standalone.enabled }}
 # The in-chart Redis, by its fully qualified name: tick Jobs in other namespaces use it too.
 {{- $redis := include "agentstack-operator.componentName" (dict "context" $ "component" "redis") }}
 - name: REDIS_URL
-  value: {{ printf "redis://%s.%s.svc:6379/0" $redis .Release.Namespace | quote }}
-- name: REDIS_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ $redis }}
-      key: redis-password
-{{- else if .Values.redis.existingSecret }}
+  value: {{ printf "redis://%s.%s.svc:6379/0" $redis $.Release.Namespace | quote }}
+{{- if ne .component "operator" }}
+- name: REDIS_USERNAME
+  value: {{ include "agentstack-operator.redisUserName" .component | quote }}
+{{- end }}
+{{- else }}
+{{- if $.Values.redis.existingSecret }}
 - name: REDIS_URL
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.redis.existingSecret }}
-      key: {{ .Values.redis.existingSecretKey }}
+      name: {{ $.Values.redis.existingSecret }}
+      key: {{ $.Values.redis.existingSecretKey }}
 {{- else }}
 - name: REDIS_URL
-  value: {{ required "redis.url or redis.existingSecret is required" .Values.redis.url | quote }}
+  value: {{ required "redis.url or redis.existingSecret is required" $.Values.redis.url | quote }}
 {{- end }}
-{{- if and .Values.redis.existingPasswordSecret (not .Values.redis.standalone.enabled) }}
+{{- with (ne .component "operator") | ternary (index $.Values.redis.users .component) dict }}
+{{- if .existingSecret }}
+- name: REDIS_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: redis-username
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if eq (len $password) 2 }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.redis.existingPasswordSecret }}
-      key: {{ .Values.redis.existingPasswordSecretKey }}
+      name: {{ index $password 0 }}
+      key: {{ index $password 1 }}
+- name: REDIS_PASSWORD_FILE
+  value: {{ include "agentstack-operator.redisPasswordPath" . }}
 {{- end }}
 - name: AGENTSTACK_REDIS_CLUSTER
-  value: {{ .Values.redis.cluster | toString | quote }}
+  value: {{ $.Values.redis.cluster | toString | quote }}
+{{- end }}
+
+{{/*
+The file a process reads its Redis password from (the volume below, mounted).
+*/}}
+{{- define "agentstack-operator.redisPasswordPath" -}}
+/var/run/secrets/agentstack/redis/password
+{{- end }}
+
+{{/*
+A process's Redis password as a volume and its mount: the kubelet rewrites the file
+when the Secret changes. Call with (dict "context" $ "component" "runner" "part"
+"volume") or "part" "mount"; nothing when the process has no password.
+*/}}
+{{- define "agentstack-operator.redisPasswordVolume" -}}
+{{- $password := include "agentstack-operator.redisPasswordRef" . | splitList " " }}
+{{- if eq (len $password) 2 }}
+{{- if eq .part "volume" }}
+- name: redis-password
+  secret:
+    secretName: {{ index $password 0 }}
+    items:
+      - key: {{ index $password 1 }}
+        path: password
+{{- else }}
+- name: redis-password
+  mountPath: {{ include "agentstack-operator.redisPasswordPath" . | dir }}
+  readOnly: true
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
