@@ -331,14 +331,17 @@ class Kube:
         return True
 
     async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The Job as a plain manifest, or ``None`` if it does not exist."""
-        try:
-            job = await self._call(self.batch.read_namespaced_job, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        body: dict[str, Any] = self.api.sanitize_for_serialization(job)  # type: ignore[no-untyped-call]
+        """The Job as a plain manifest, or ``None`` if it does not exist.
+
+        Listed by name rather than read: the operator may ``list`` Jobs (Kopf watches
+        them) but not ``get`` them (README "RBAC"), and a list narrowed by a field
+        selector costs the API server no more than a read."""
+        listed = await self._call(
+            self.batch.list_namespaced_job, namespace, field_selector=f"metadata.name={name}"
+        )
+        if not listed.items:
+            return None
+        body: dict[str, Any] = self.api.sanitize_for_serialization(listed.items[0])  # type: ignore[no-untyped-call]
         return body
 
     async def delete_jobs(self, namespace: str, selector: str) -> None:

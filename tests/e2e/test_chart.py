@@ -12,6 +12,7 @@ Deployments' pods stay Pending, so nothing waits for them to run.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import datetime as dt
@@ -31,7 +32,7 @@ import httpx
 import pytest
 import redis
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from agentstack_core import protocol
@@ -44,6 +45,7 @@ from agentstack_devkit.fakellm import FakeLLMServer, credential_digest
 from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.helm import Helm
 from agentstack_devkit.redisserver import RedisServer
+from agentstack_operator.kube import Kube
 from tests.e2e.stacks import Stacks
 from tests.helpers import bind_service_account, eventually, gone, waiting_approval
 
@@ -1776,6 +1778,8 @@ class ChartFleet:
     """Component (runner, api) → the Redis username and password it was given."""
     password_files: dict[str, Path]
     """Component → the file standing for its mounted Redis password."""
+    kubeconfigs: dict[str, Path]
+    """Component → a kubeconfig with its ServiceAccount's token."""
 
 
 @pytest.fixture
@@ -1864,7 +1868,8 @@ def chart_fleet(
             component: tmp_path / f"{component}-volumes" / "redis-password" / "password"
             for component in redis_users
         }
-        yield ChartFleet(ports["api"], redis_users, password_files)
+        kubeconfigs = {c: tmp_path / f"{c}.kubeconfig" for c in ("operator", "runner", "api")}
+        yield ChartFleet(ports["api"], redis_users, password_files, kubeconfigs)
         for component in ("operator", "runner", "api"):
             log = (tmp_path / f"{component}.log").read_text()
             denied = [
@@ -2021,6 +2026,22 @@ def test_the_chart_processes_work_with_exactly_the_granted_permissions(
             "a tick Job for the job-executor stack",
         )
         assert jobs[0].spec.template.spec.containers[0].image == "agentstack-operator:0.1.0"
+
+        # A slot sent again finds its Job (409) and reads it, by list: the operator may
+        # list Jobs, not get them.
+        async def read_as_the_operator(*names: str) -> list[dict[str, Any] | None]:
+            kube = Kube(
+                config.new_client_from_config(config_file=str(chart_fleet.kubeconfigs["operator"]))
+            )
+            try:
+                return [await kube.read_job(elsewhere, name) for name in names]
+            finally:
+                await kube.close()
+
+        found, missing = asyncio.run(read_as_the_operator(jobs[0].metadata.name, "no-such-job"))
+        assert found is not None
+        assert found["metadata"]["uid"] == jobs[0].metadata.uid
+        assert missing is None
         stacks.delete("jobbed")
         eventually(lambda: gone(lambda: stacks.get("jobbed")), "the stack's finalizer to run")
         eventually(
