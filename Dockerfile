@@ -26,6 +26,8 @@ COPY README.md ./
 COPY core/ core/
 COPY operator/ operator/
 COPY runner/ runner/
+COPY api/ api/
+COPY cli/ cli/
 RUN /opt/agentstack/bin/pip install --no-deps --constraint constraints.txt . \
  && /opt/agentstack/bin/agentstack --version
 

@@ -3,7 +3,7 @@
 Why this shape:
 
 - The runner is measured as it is deployed: a real ``redis-server``, and the real
-  ``python -m agentstack_operator runner`` process started through
+  ``python -m agentstack_cli runner`` process started through
   :class:`~agentstack_devkit.processes.ManagedProcess`, exactly as the
   integration tests start it. Ticks enter through :func:`agentstack_core.protocol.dispatch`
   and leave through the results stream, so the number includes the stream protocol,
@@ -82,7 +82,7 @@ from agentstack_devkit.fakellm import FakeLLMServer
 from agentstack_devkit.processes import DevEnvError, ManagedProcess, free_port
 from agentstack_devkit.redisserver import RedisServer
 
-RUNNER_CLI = [sys.executable, "-m", "agentstack_operator", "runner"]
+RUNNER_CLI = [sys.executable, "-m", "agentstack_cli", "runner"]
 READY_TIMEOUT = 30.0
 GENERATION = 1
 DEADLINE_AHEAD = 3600.0

@@ -9,7 +9,7 @@ Why this shape:
   moves with whatever else the shared machine is doing.
 - The runner is measured as deployed, with the helpers of
   :mod:`bench.runner_throughput`: a real ``redis-server``, a fresh
-  ``python -m agentstack_operator runner`` process per run, ticks of N stacks dispatched
+  ``python -m agentstack_cli runner`` process per run, ticks of N stacks dispatched
   in rounds through the stream protocol, the default four-agent team on the offline
   scripted provider — no LLM wait, so the CPU is the runner's own work, and the share
   tracing takes of it is the largest it can be (with a real provider a tick costs several

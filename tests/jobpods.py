@@ -41,7 +41,7 @@ def start_pod(api: client.ApiClient, job: dict[str, Any]) -> subprocess.Popen[st
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[:3] == ["agentstack", "runner", "--once"], command
     return subprocess.Popen(
-        [sys.executable, "-m", "agentstack_operator", *command[1:]],
+        [sys.executable, "-m", "agentstack_cli", *command[1:]],
         env={**os.environ, **pod_environment(api, job)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

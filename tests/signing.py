@@ -1,5 +1,5 @@
 """Webhook deliveries signed the way their senders document it — written here apart from
-the API's verification (:mod:`agentstack_operator.api.webhooks`), so a test of one does
+the API's verification (:mod:`agentstack_api.webhooks`), so a test of one does
 not lean on the other."""
 
 from __future__ import annotations

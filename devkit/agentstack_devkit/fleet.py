@@ -56,7 +56,7 @@ class Fleet:
         port = free_port()
         process = ManagedProcess(
             name,
-            [sys.executable, "-m", "agentstack_operator", command],
+            [sys.executable, "-m", "agentstack_cli", command],
             log_path=self.logs_dir / f"{name}.log",
             env=self._env({port_variable: str(port), **env}),
         )

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.keys import StackRef
@@ -49,17 +49,6 @@ REQUEST_TIMEOUT = (5.0, 10.0)
 WATCH_SECONDS = 300
 """How long the API server keeps one of the triggers' watches open before it is
 started again (from the last resourceVersion seen)."""
-
-
-def api_client() -> client.ApiClient:
-    """A client for the in-cluster API server, else the one ``$KUBECONFIG`` names."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-    configuration = client.Configuration.get_default_copy()
-    configuration.connection_pool_maxsize = 32
-    return client.ApiClient(configuration)
 
 
 def _stack_path(ref: StackRef) -> str:

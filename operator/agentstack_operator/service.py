@@ -18,13 +18,14 @@ import kopf
 
 from agentstack_core import protocol
 from agentstack_core.connection import connect
+from agentstack_core.kubeapi import api_client
 from agentstack_core.observability import serve_http
 from agentstack_operator import metrics
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.coordinator import Operator
 from agentstack_operator.gctuning import tune_collector
 from agentstack_operator.handlers import build_registry, settings
-from agentstack_operator.kube import Kube, api_client
+from agentstack_operator.kube import Kube
 
 logger = logging.getLogger(__name__)
 

@@ -112,15 +112,11 @@ class KubernetesCredentials:
     def __init__(
         self, api: Any = None, ttl: float = SECRET_CACHE_SECONDS, limit: int = SECRET_CACHE_ENTRIES
     ) -> None:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        if api is None:
-            try:
-                config.load_incluster_config()  # type: ignore[no-untyped-call]
-            except config.ConfigException:
-                config.load_kube_config()  # type: ignore[no-untyped-call]
-            api = client.ApiClient()
-        self.core = client.CoreV1Api(api)
+        from agentstack_core.kubeapi import api_client
+
+        self.core = client.CoreV1Api(api if api is not None else api_client())
         self.ttl = ttl
         self.limit = limit
         self._cache: collections.OrderedDict[tuple[str, str], tuple[float, dict[str, str]]] = (

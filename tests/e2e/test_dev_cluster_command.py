@@ -16,7 +16,7 @@ from kubernetes import client, config
 
 from tests.helpers import eventually
 
-CLI = [sys.executable, "-m", "agentstack_operator"]
+CLI = [sys.executable, "-m", "agentstack_cli"]
 
 
 def _processes_mentioning(text: str, where: str = "cmdline") -> list[int]:

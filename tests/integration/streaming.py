@@ -18,7 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from agentstack_operator.api.tailing import Tail
+from agentstack_api.tailing import Tail
 
 WAIT = 20.0
 """Seconds any wait of these tests may take before it fails (it ends on a condition)."""

@@ -1,6 +1,6 @@
 """A stack's A2A handler against a real Redis (standalone and cluster) and a real tick.
 
-:class:`~agentstack_operator.api.a2aserver.StackAgents` is called as the SDK's
+:class:`~agentstack_api.a2aserver.StackAgents` is called as the SDK's
 dispatcher calls it, with the call context the route builds; the tick that reads the
 message is executed by the runner's engine with the offline ``scripted`` provider. What
 the handler answers is read from what the input and the tick left in Redis.
@@ -36,12 +36,12 @@ from a2a.utils.errors import (
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis, RedisCluster
 
+from agentstack_api.a2aserver import CALL, StackAgents, StackCall
+from agentstack_api.auth import User
+from agentstack_api.inputs import Inputs
+from agentstack_api.tailing import StreamHub
 from agentstack_core.keys import StackKeys
 from agentstack_core.protocol import RedisClient
-from agentstack_operator.api.a2aserver import CALL, StackAgents, StackCall
-from agentstack_operator.api.auth import User
-from agentstack_operator.api.inputs import Inputs
-from agentstack_operator.api.tailing import StreamHub
 from tests.integration.conftest import RedisBackend
 from tests.integration.support import STACK, make_engine, publish, request
 

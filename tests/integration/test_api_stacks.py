@@ -11,6 +11,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from agentstack_api.auth import User
+from agentstack_api.routes import stacks
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import RedisClient
 from agentstack_core.records import (
@@ -23,8 +25,6 @@ from agentstack_core.records import (
 )
 from agentstack_core.redis.inputs import send_input
 from agentstack_core.redis.publishing import publish_spec
-from agentstack_operator.api.auth import User
-from agentstack_operator.api.routes import stacks
 from tests.unit import test_api_fakes as fakes
 
 TOKEN = {"Authorization": "Bearer alice-token"}

@@ -14,11 +14,11 @@ import json
 import pytest
 from prometheus_client import REGISTRY
 
+from agentstack_api.auth import User
+from agentstack_api.sse import KEEP_ALIVE, RETRY, StreamViews
+from agentstack_api.views import FEED, TRACES
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.records import FeedRecord, TraceRecord
-from agentstack_operator.api.auth import User
-from agentstack_operator.api.sse import KEEP_ALIVE, RETRY, StreamViews
-from agentstack_operator.api.views import FEED, TRACES
 from tests.helpers import until
 from tests.integration.streaming import WatchedRedis
 from tests.unit import test_api_fakes as fakes

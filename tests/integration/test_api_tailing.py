@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from agentstack_api.tailing import DroppedError, StreamHub, Tail, stream_order
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_devkit.redisserver import RedisServer
-from agentstack_operator.api.tailing import DroppedError, StreamHub, Tail, stream_order
 from tests.helpers import until
 from tests.integration.streaming import WAIT, WatchedRedis, add_entries, collect
 from tests.unit.test_api_fakes import hub as short_reads_hub

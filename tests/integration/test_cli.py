@@ -14,7 +14,7 @@ import pytest
 )
 def test_processes_refuse_a_bad_setting_with_exit_code_2(command: str, variable: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "agentstack_operator", command],
+        [sys.executable, "-m", "agentstack_cli", command],
         env={"REDIS_URL": "redis://127.0.0.1:1/0", variable: "lots", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

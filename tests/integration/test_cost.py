@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
+from agentstack_api.views import TICKS, TRACES
 from agentstack_core.keys import StackKeys
 from agentstack_core.pricing import Price, PriceTable, nanos
 from agentstack_core.protocol import Outcome, RedisClient
 from agentstack_core.redis.errors import LeaseLostError
 from agentstack_core.spec import ModelRef
 from agentstack_devkit.fakellm import FakeLLMServer, Hang, Reply
-from agentstack_operator.api.views import TICKS, TRACES
 from agentstack_runner import metrics
 from tests.integration.support import (
     STACK,

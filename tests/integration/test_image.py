@@ -39,11 +39,21 @@ def test_the_image_runs_the_one_command_as_a_numeric_non_root_user(image: Image)
 
 
 def test_the_image_holds_the_product_and_no_dev_kit(image: Image) -> None:
-    product = _run(image, "python3", "-c", "import agentstack_core, agentstack_runner")
+    product = _run(
+        image,
+        "python3",
+        "-c",
+        "import agentstack_core, agentstack_operator, agentstack_runner, agentstack_api, "
+        "agentstack_cli",
+    )
     assert product.returncode == 0, product.stderr
     devkit = _run(image, "python3", "-c", "import agentstack_devkit")
     assert devkit.returncode != 0
     assert "No module named 'agentstack_devkit'" in devkit.stderr
+    # `agentstack dev` is the dev kit's command: without it, a clear word, not a crash.
+    dev = _run(image, "agentstack", "dev", "up")
+    assert dev.returncode == 2
+    assert "the dev kit is not installed" in dev.stderr
     # The host's pip configuration was a read-only mount during the build: at most its
     # empty mount point is left, never its content.
     pip_conf = _run(image, "sh", "-c", "cat /etc/pip.conf 2>/dev/null; echo end")
@@ -57,7 +67,7 @@ def test_an_unchanged_checkout_is_not_built_again(image: Image) -> None:
 
 def test_dev_image_prints_the_image() -> None:
     printed = subprocess.run(
-        [sys.executable, "-m", "agentstack_operator", "dev", "image"],
+        [sys.executable, "-m", "agentstack_cli", "dev", "image"],
         capture_output=True,
         text=True,
         timeout=600,

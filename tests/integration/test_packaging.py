@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCT = ("agentstack_core", "agentstack_operator", "agentstack_runner")
+PRODUCT = (
+    "agentstack_core",
+    "agentstack_operator",
+    "agentstack_runner",
+    "agentstack_api",
+    "agentstack_cli",
+)
 
 
 def _build_context(target: Path) -> None:
@@ -60,7 +66,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     return zipfile.ZipFile(built)
 
 
-def test_the_wheel_holds_the_three_product_packages_and_their_data(
+def test_the_wheel_holds_the_product_packages_and_their_data(
     wheel: zipfile.ZipFile,
 ) -> None:
     names = wheel.namelist()
@@ -68,7 +74,7 @@ def test_the_wheel_holds_the_three_product_packages_and_their_data(
     assert set(PRODUCT) <= packages
     for package in PRODUCT:
         assert f"{package}/py.typed" in names
-    assert "agentstack_operator/api/static/index.html" in names
+    assert "agentstack_api/static/index.html" in names
     # The Redis layer's scripts are files beside the modules that load them.
     scripts = {Path(name).stem for name in names if name.startswith("agentstack_core/redis/")}
     assert {"begin", "commit_step", "finish_tick", "alive", "send_input"} <= scripts
@@ -81,10 +87,12 @@ def test_the_wheel_holds_no_dev_code(wheel: zipfile.ZipFile) -> None:
     assert top_level <= {*PRODUCT, *[n for n in top_level if n.endswith(".dist-info")]}
     sources = {name: wheel.read(name).decode() for name in names if name.endswith(".py")}
     assert not [name for name, source in sources.items() if "selenium" in source]
-    # Only the CLI names the dev kit: `agentstack dev` imports it lazily, and says how
-    # to install it when it is missing.
+    # No module names the dev kit: `agentstack dev` is the dev kit's own command, found
+    # through its entry point where it is installed.
     naming = [name for name, source in sources.items() if "agentstack_devkit" in source]
-    assert naming == ["agentstack_operator/cli.py"]
+    assert naming == []
+    (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+    assert "agentstack.commands" not in wheel.read(entry_points).decode()
 
 
 def test_the_image_build_context_leaves_the_dev_kit_out() -> None:

@@ -28,7 +28,7 @@ from tests.integration.conftest import RedisBackend
 from tests.integration.support import STACK, openai_spec, publish, request, wait_for_call
 
 pytestmark = pytest.mark.asyncio
-CLI = [sys.executable, "-m", "agentstack_operator", "runner"]
+CLI = [sys.executable, "-m", "agentstack_cli", "runner"]
 
 
 class RunnerProcesses:

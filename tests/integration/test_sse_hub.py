@@ -16,9 +16,9 @@ import pytest_asyncio
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from agentstack_api.tailing import READ_COUNT, StreamHub, slot_group
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import RedisClient
-from agentstack_operator.api.tailing import READ_COUNT, StreamHub, slot_group
 from tests.helpers import until
 from tests.integration.conftest import RedisBackend
 from tests.integration.streaming import add_entries, collect

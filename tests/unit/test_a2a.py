@@ -1,5 +1,5 @@
 """A stack as an A2A agent: the card from the spec, a message as an input, an input's
-fate as a task (:mod:`agentstack_operator.api.a2a`), and refusals as JSON-RPC errors."""
+fate as a task (:mod:`agentstack_api.a2a`), and refusals as JSON-RPC errors."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from a2a.utils.errors import (
     UnsupportedOperationError,
 )
 
+from agentstack_api import a2a
+from agentstack_api.a2aserver import protocol_error
+from agentstack_api.app import create_app
+from agentstack_api.errors import ApiError
 from agentstack_core.records import ArtifactRecord, InputOutcome, TickRecord
 from agentstack_core.spec import parse_spec
-from agentstack_operator.api import a2a
-from agentstack_operator.api.a2aserver import protocol_error
-from agentstack_operator.api.app import create_app
-from agentstack_operator.api.errors import ApiError
 from tests.unit import test_api_fakes as fakes
 
 TICK = "team/alpha/1700000000000"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agentstack_operator.api.access import StackAccess
-from agentstack_operator.api.auth import User
-from agentstack_operator.api.errors import ApiError
+from agentstack_api.access import StackAccess
+from agentstack_api.auth import User
+from agentstack_api.errors import ApiError
 from tests.unit import test_api_fakes as fakes
 
 ALICE = User("alice")

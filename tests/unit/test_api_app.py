@@ -14,9 +14,9 @@ import pytest
 import pytest_asyncio
 from fastapi import APIRouter, FastAPI
 
-from agentstack_operator.api.access import StackAccess
-from agentstack_operator.api.app import MAX_REQUEST_BYTES, create_app
-from agentstack_operator.api.routes import live, probes
+from agentstack_api.access import StackAccess
+from agentstack_api.app import MAX_REQUEST_BYTES, create_app
+from agentstack_api.routes import live, probes
 from tests.unit import test_api_fakes as fakes
 
 STACK = "/api/v1/namespaces/{namespace}/stacks/{name}"

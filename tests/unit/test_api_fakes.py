@@ -28,16 +28,16 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
 
+from agentstack_api.access import StackAccess
+from agentstack_api.auth import AuthError, OpenAccess, User
+from agentstack_api.cache import StackCache, StackChange, Subscription, summary
+from agentstack_api.errors import install_error_handlers
+from agentstack_api.executionstate import KubeStateWriter
+from agentstack_api.sse import KEEP_ALIVE, StreamViews
+from agentstack_api.tailing import StreamHub
+from agentstack_api.views import StackViews
 from agentstack_core.protocol import RedisClient
 from agentstack_core.spec import ExecutionState
-from agentstack_operator.api.access import StackAccess
-from agentstack_operator.api.auth import AuthError, OpenAccess, User
-from agentstack_operator.api.cache import StackCache, StackChange, Subscription, summary
-from agentstack_operator.api.errors import install_error_handlers
-from agentstack_operator.api.executionstate import KubeStateWriter
-from agentstack_operator.api.sse import KEEP_ALIVE, StreamViews
-from agentstack_operator.api.tailing import StreamHub
-from agentstack_operator.api.views import StackViews
 from tests.helpers import assert_same_signature
 
 

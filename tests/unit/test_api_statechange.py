@@ -10,10 +10,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from agentstack_operator.api.access import StackAccess
-from agentstack_operator.api.auth import User
-from agentstack_operator.api.errors import ApiError
-from agentstack_operator.api.routes import steering
+from agentstack_api.access import StackAccess
+from agentstack_api.auth import User
+from agentstack_api.errors import ApiError
+from agentstack_api.routes import steering
 from tests.unit import test_api_fakes as fakes
 
 PATH = "/api/v1/namespaces/team/stacks/alpha/state"

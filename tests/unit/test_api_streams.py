@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
+from agentstack_api.access import StackAccess
+from agentstack_api.auth import User
+from agentstack_api.routes import streams
+from agentstack_api.sse import KEEP_ALIVE, RETRY, Disconnected, StreamViews
+from agentstack_api.views import FEED, TRACES, StreamKind
 from agentstack_core.keys import StackKeys, StackRef
-from agentstack_operator.api.access import StackAccess
-from agentstack_operator.api.auth import User
-from agentstack_operator.api.routes import streams
-from agentstack_operator.api.sse import KEEP_ALIVE, RETRY, Disconnected, StreamViews
-from agentstack_operator.api.views import FEED, TRACES, StreamKind
 from tests.helpers import assert_same_signature
 from tests.unit import test_api_fakes as fakes
 

@@ -6,8 +6,8 @@ The hub itself reads Redis: its tests run on a real redis-server
 
 from __future__ import annotations
 
+from agentstack_api.tailing import slot_group, stream_order
 from agentstack_core.keys import StackKeys, StackRef
-from agentstack_operator.api.tailing import slot_group, stream_order
 
 ALPHA = StackKeys(StackRef("team", "alpha"))
 BETA = StackKeys(StackRef("team", "beta"))

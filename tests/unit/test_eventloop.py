@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from agentstack_cli.cli import main
 from agentstack_core import eventloop
-from agentstack_operator.cli import main
 
 
 async def _loop_module() -> str:

@@ -12,14 +12,14 @@ import json
 
 import pytest
 
-from agentstack_core.spec import SecretKeyRef, Webhook
-from agentstack_operator.api.webhooks import (
+from agentstack_api.webhooks import (
     Delivery,
     content_of,
     standard_key,
     verify_github,
     verify_standard,
 )
+from agentstack_core.spec import SecretKeyRef, Webhook
 from tests.signing import github_headers, standard_headers
 
 KEY = b"It's a Secret to Everybody"

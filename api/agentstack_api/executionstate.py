@@ -17,9 +17,9 @@ from typing import Protocol
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from agentstack_api.errors import ApiError
 from agentstack_core.resource import GROUP, PLURAL, VERSION
 from agentstack_core.spec import ExecutionState
-from agentstack_operator.api.errors import ApiError
 
 PATCH_TIMEOUT_SECONDS = 10.0
 

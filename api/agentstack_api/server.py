@@ -23,15 +23,15 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
+from agentstack_api.app import create_app
+from agentstack_api.auth import Authorizer, KubernetesAccess, OpenAccess
+from agentstack_api.cache import StackCache
+from agentstack_api.executionstate import KubeStateWriter
+from agentstack_api.tailing import StreamHub
+from agentstack_api.webhooks import KubeSecrets
 from agentstack_core.connection import connect
 from agentstack_core.environment import env_bool, env_float, env_int, env_list
-from agentstack_operator.api.app import create_app
-from agentstack_operator.api.auth import Authorizer, KubernetesAccess, OpenAccess
-from agentstack_operator.api.cache import StackCache
-from agentstack_operator.api.executionstate import KubeStateWriter
-from agentstack_operator.api.tailing import StreamHub
-from agentstack_operator.api.webhooks import KubeSecrets
-from agentstack_operator.kube import api_client
+from agentstack_core.kubeapi import api_client
 
 logger = logging.getLogger(__name__)
 

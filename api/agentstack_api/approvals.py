@@ -19,15 +19,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from agentstack_api import models
+from agentstack_api.auth import User
+from agentstack_api.errors import ApiError
+from agentstack_api.views import stack_ref
 from agentstack_core import protocol
 from agentstack_core.approvals import MISSING, ApprovalState
 from agentstack_core.protocol import RedisClient, Wakeup
 from agentstack_core.reasons import EventReason
 from agentstack_core.redis.approvals import decide_approval, read_approvals
-from agentstack_operator.api import models
-from agentstack_operator.api.auth import User
-from agentstack_operator.api.errors import ApiError
-from agentstack_operator.api.views import stack_ref
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from agentstack_operator.api import models
-from agentstack_operator.api.params import (
+from agentstack_api import models
+from agentstack_api.params import (
     STACK_PATH,
     Access,
     AgentName,
@@ -39,7 +39,7 @@ from agentstack_operator.api.params import (
     StateFilter,
     Views,
 )
-from agentstack_operator.api.views import FEED, TICKS, TRACES, StreamKind, stack_detail
+from agentstack_api.views import FEED, TICKS, TRACES, StreamKind, stack_detail
 
 router = APIRouter()
 

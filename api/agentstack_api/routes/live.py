@@ -20,5 +20,5 @@ router = APIRouter()
 
 @router.get("/", include_in_schema=False)
 async def page() -> HTMLResponse:
-    html = resources.files("agentstack_operator.api").joinpath("static/index.html")
+    html = resources.files("agentstack_api").joinpath("static/index.html")
     return HTMLResponse(html.read_text(encoding="utf-8"))

@@ -24,11 +24,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path
 
-from agentstack_core.spec import ExecutionState
-from agentstack_operator.api import models
-from agentstack_operator.api.auth import bearer_token
-from agentstack_operator.api.errors import error_responses
-from agentstack_operator.api.params import (
+from agentstack_api import models
+from agentstack_api.auth import bearer_token
+from agentstack_api.errors import error_responses
+from agentstack_api.params import (
     STACK_PATH,
     Access,
     ApprovalsService,
@@ -40,6 +39,7 @@ from agentstack_operator.api.params import (
     Namespace,
     StateWriterService,
 )
+from agentstack_core.spec import ExecutionState
 
 router = APIRouter()
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from agentstack_operator.api import models
-from agentstack_operator.api.errors import error_responses
-from agentstack_operator.api.params import (
+from agentstack_api import models
+from agentstack_api.errors import error_responses
+from agentstack_api.params import (
     STACK_PATH,
     Name,
     Namespace,
     WebhookName,
     WebhooksService,
 )
-from agentstack_operator.api.webhooks import read_body
+from agentstack_api.webhooks import read_body
 
 router = APIRouter()
 

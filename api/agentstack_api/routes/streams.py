@@ -19,8 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from agentstack_core.redis.reader import clamp_stream_id
-from agentstack_operator.api.params import (
+from agentstack_api.params import (
     STACK_PATH,
     Access,
     Caller,
@@ -30,7 +29,8 @@ from agentstack_operator.api.params import (
     Namespace,
     Streams,
 )
-from agentstack_operator.api.views import FEED, TRACES, StreamKind
+from agentstack_api.views import FEED, TRACES, StreamKind
+from agentstack_core.redis.reader import clamp_stream_id
 
 router = APIRouter()
 

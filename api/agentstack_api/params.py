@@ -15,17 +15,17 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Query, Request
 
+from agentstack_api.a2aserver import StackAgents
+from agentstack_api.access import StackAccess
+from agentstack_api.approvals import Approvals
+from agentstack_api.auth import User
+from agentstack_api.executionstate import StateWriter
+from agentstack_api.inputs import Inputs
+from agentstack_api.sse import StreamViews
+from agentstack_api.views import StackViews
+from agentstack_api.webhooks import Webhooks
 from agentstack_core.records import ArchiveKind
 from agentstack_core.redis.search import MAX_LIMIT as MAX_SEARCH_LIMIT
-from agentstack_operator.api.a2aserver import StackAgents
-from agentstack_operator.api.access import StackAccess
-from agentstack_operator.api.approvals import Approvals
-from agentstack_operator.api.auth import User
-from agentstack_operator.api.executionstate import StateWriter
-from agentstack_operator.api.inputs import Inputs
-from agentstack_operator.api.sse import StreamViews
-from agentstack_operator.api.views import StackViews
-from agentstack_operator.api.webhooks import Webhooks
 
 STACK_PATH = "/api/v1/namespaces/{namespace}/stacks/{name}"
 """Where one stack's routes live."""

@@ -35,23 +35,23 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from prometheus_client import Histogram
 
-from agentstack_core.protocol import RedisClient
-from agentstack_operator.api.a2aserver import StackAgents
-from agentstack_operator.api.access import StackAccess, StackSource
-from agentstack_operator.api.approvals import Approvals
-from agentstack_operator.api.auth import Authorizer
-from agentstack_operator.api.errors import (
+from agentstack_api.a2aserver import StackAgents
+from agentstack_api.access import StackAccess, StackSource
+from agentstack_api.approvals import Approvals
+from agentstack_api.auth import Authorizer
+from agentstack_api.errors import (
     ERROR_RESPONSES,
     install_error_handlers,
     request_too_large,
 )
-from agentstack_operator.api.executionstate import StateWriter
-from agentstack_operator.api.inputs import Inputs
-from agentstack_operator.api.routes import a2a, live, probes, stacks, steering, streams, webhooks
-from agentstack_operator.api.sse import StreamViews
-from agentstack_operator.api.tailing import StreamHub
-from agentstack_operator.api.views import StackViews
-from agentstack_operator.api.webhooks import MAX_DELIVERY_BYTES, SecretSource, Webhooks
+from agentstack_api.executionstate import StateWriter
+from agentstack_api.inputs import Inputs
+from agentstack_api.routes import a2a, live, probes, stacks, steering, streams, webhooks
+from agentstack_api.sse import StreamViews
+from agentstack_api.tailing import StreamHub
+from agentstack_api.views import StackViews
+from agentstack_api.webhooks import MAX_DELIVERY_BYTES, SecretSource, Webhooks
+from agentstack_core.protocol import RedisClient
 
 MAX_REQUEST_BYTES = 64 * 1024
 WEBHOOK_PATH = "/webhooks/"

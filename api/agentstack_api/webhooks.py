@@ -49,13 +49,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter
 
+from agentstack_api import models
+from agentstack_api.access import StackSource
+from agentstack_api.auth import TTLCache
+from agentstack_api.errors import ApiError
+from agentstack_api.inputs import Inputs, spec_of
 from agentstack_core.redis.inputs import cut_to_bytes
 from agentstack_core.spec import StackSpec, Webhook, WebhookFormat
-from agentstack_operator.api import models
-from agentstack_operator.api.access import StackSource
-from agentstack_operator.api.auth import TTLCache
-from agentstack_operator.api.errors import ApiError
-from agentstack_operator.api.inputs import Inputs, spec_of
 
 logger = logging.getLogger(__name__)
 

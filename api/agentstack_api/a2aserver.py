@@ -79,14 +79,14 @@ from a2a.utils.errors import (
 from prometheus_client import Counter
 from starlette.requests import Request
 
+from agentstack_api import a2a
+from agentstack_api.auth import User
+from agentstack_api.errors import ApiError
+from agentstack_api.inputs import Inputs, check_size, spec_of
+from agentstack_api.tailing import DroppedError, StreamHub
+from agentstack_api.views import stack_reader, stack_ref
 from agentstack_core.protocol import RedisClient
 from agentstack_core.retention import INPUTS_MAXLEN
-from agentstack_operator.api import a2a
-from agentstack_operator.api.auth import User
-from agentstack_operator.api.errors import ApiError
-from agentstack_operator.api.inputs import Inputs, check_size, spec_of
-from agentstack_operator.api.tailing import DroppedError, StreamHub
-from agentstack_operator.api.views import stack_reader, stack_ref
 
 SEND_WAIT_SECONDS = 30.0
 """How long ``SendMessage`` waits for the tick that reads the message to finish before

@@ -21,6 +21,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from agentstack_api import models
+from agentstack_api.cache import summary
+from agentstack_api.errors import ApiError
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.pricing import known_usd
 from agentstack_core.protocol import RedisClient
@@ -44,9 +47,6 @@ from agentstack_core.spec import (
     execution_state_of,
     parse_spec,
 )
-from agentstack_operator.api import models
-from agentstack_operator.api.cache import summary
-from agentstack_operator.api.errors import ApiError
 
 EntryT = TypeVar("EntryT", bound=BaseModel)
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
+from agentstack_api import models
+from agentstack_api.auth import AuthError, Authorizer, User
+from agentstack_api.cache import Subscription, summary
+from agentstack_api.errors import ApiError
 from agentstack_core.spec import DEFAULTS
-from agentstack_operator.api import models
-from agentstack_operator.api.auth import AuthError, Authorizer, User
-from agentstack_operator.api.cache import Subscription, summary
-from agentstack_operator.api.errors import ApiError
 
 
 class StackSource(Protocol):

@@ -28,11 +28,11 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from agentstack_api.access import StackAccess
+from agentstack_api.auth import User
+from agentstack_api.tailing import DroppedError, StreamHub
+from agentstack_api.views import StreamKind, stack_ref
 from agentstack_core.keys import StackKeys
-from agentstack_operator.api.access import StackAccess
-from agentstack_operator.api.auth import User
-from agentstack_operator.api.tailing import DroppedError, StreamHub
-from agentstack_operator.api.views import StreamKind, stack_ref
 
 SSE_HEARTBEAT_SECONDS = 15.0
 RETRY = "retry: 2000\n\n"

@@ -14,9 +14,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agentstack_operator.api import models
-from agentstack_operator.api.errors import error_response
-from agentstack_operator.api.params import Access
+from agentstack_api import models
+from agentstack_api.errors import error_response
+from agentstack_api.params import Access
 
 router = APIRouter()
 

@@ -21,6 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentstack_api import models
+from agentstack_api.auth import User
+from agentstack_api.errors import ApiError
+from agentstack_api.views import stack_reader, stack_ref
 from agentstack_core.protocol import RedisClient
 from agentstack_core.records import InputOutcome, InputRecord
 from agentstack_core.redis.errors import StackGoneError
@@ -32,10 +36,6 @@ from agentstack_core.redis.inputs import (
     put_input,
 )
 from agentstack_core.spec import SpecError, StackSpec, parse_spec
-from agentstack_operator.api import models
-from agentstack_operator.api.auth import User
-from agentstack_operator.api.errors import ApiError
-from agentstack_operator.api.views import stack_reader, stack_ref
 
 
 def spec_of(stack: dict[str, Any]) -> StackSpec:

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from agentstack_operator.api import models
+from agentstack_api import models
 
 logger = logging.getLogger(__name__)
 

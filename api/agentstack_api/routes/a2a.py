@@ -25,10 +25,10 @@ from a2a.server.request_handlers.response_helpers import agent_card_to_dict
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from agentstack_operator.api.a2a import CARD_PATH
-from agentstack_operator.api.a2aserver import StackCall
-from agentstack_operator.api.errors import ApiError, error_responses
-from agentstack_operator.api.params import (
+from agentstack_api.a2a import CARD_PATH
+from agentstack_api.a2aserver import StackCall
+from agentstack_api.errors import ApiError, error_responses
+from agentstack_api.params import (
     STACK_PATH,
     A2AService,
     Access,

@@ -1,0 +1,122 @@
+"""The one command line, ``agentstack``, and its subcommands.
+
+``operator``, ``runner`` and ``api`` start the three long-running processes of a
+deployment, each from its own package; other installed distributions add commands
+through the entry point group :data:`COMMANDS_GROUP` (the dev kit adds ``dev``), so this
+package imports no dev tooling. This module only parses arguments and delegates: each
+subcommand's behaviour lives in the package named for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import Protocol, TypeVar
+
+from agentstack_core import eventloop, tracing
+from agentstack_core.observability import configure_logging
+from agentstack_operator import __version__
+from agentstack_runner import cli as runner_cli
+
+COMMANDS_GROUP = "agentstack.commands"
+"""Entry points that add a subcommand: each names a function that takes the
+subparsers and returns the function that runs its subcommand with the parsed arguments."""
+
+Command = Callable[[argparse.Namespace], int]
+
+
+class _Settings(Protocol):
+    redis_url: str
+
+
+S = TypeVar("S", bound=_Settings)
+
+
+def _settings(command: str, load: Callable[[], S]) -> S | None:
+    """A process's settings from the environment, or ``None`` after saying what is wrong."""
+    configure_logging()
+    try:
+        config = load()
+        eventloop.loop_factory()
+    except ValueError as exc:
+        print(f"agentstack {command}: {exc}", file=sys.stderr)
+        return None
+    if not config.redis_url:
+        print(f"agentstack {command}: set REDIS_URL", file=sys.stderr)
+        return None
+    return config
+
+
+def _operator(_args: argparse.Namespace) -> int:
+    from agentstack_operator.config import OperatorConfig
+    from agentstack_operator.service import run_operator
+
+    config = _settings("operator", OperatorConfig.from_env)
+    if config is None:
+        return 2
+    tracing.configure("agentstack-operator")
+    return eventloop.run(run_operator(config))
+
+
+def _api(_args: argparse.Namespace) -> int:
+    from agentstack_api.server import ApiConfig, serve
+
+    config = _settings("api", ApiConfig.from_env)
+    if config is None:
+        return 2
+    eventloop.run(serve(config))
+    return 0
+
+
+def _no_dev_kit(_args: argparse.Namespace) -> int:
+    print(
+        "agentstack dev: the dev kit is not installed; it lives in the source checkout "
+        "(make setup, or pip install -e devkit)",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    """The parser, and what runs each subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="agentstack",
+        description="Run fleets of autonomous LLM agent teams on Kubernetes.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "operator",
+        help="run the operator (Kopf handlers, scheduler, status); configured by environment "
+        "variables, see agentstack_operator.config",
+    )
+    runner = commands.add_parser(
+        "runner", help="run a tick runner (or, with --once, execute one tick)"
+    )
+    runner_cli.add_arguments(runner)
+    commands.add_parser(
+        "api",
+        help="run the agentstack API (REST, Server-Sent Events and the steering POSTs); "
+        "configured by environment variables, see agentstack_api.server",
+    )
+    run: dict[str, Command] = {"operator": _operator, "runner": runner_cli.main, "api": _api}
+    for entry in entry_points(group=COMMANDS_GROUP):
+        if entry.name not in run:
+            run[entry.name] = entry.load()(commands)
+    if "dev" not in run:  # it takes anything, to say where the dev kit is
+        dev = commands.add_parser("dev", help="local development environment (the dev kit's)")
+        dev.add_argument("rest", nargs=argparse.REMAINDER)
+        run["dev"] = _no_dev_kit
+    return parser, run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, run = build_parser()
+    args = parser.parse_args(argv)
+    return run[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Reaching the Kubernetes API server, the same way in every process.
+
+In a pod, the ServiceAccount's token and CA (the in-cluster configuration, whose token
+the client reads again as the kubelet rotates it); elsewhere — ``make dev``, the tests,
+a laptop — the kubeconfig ``$KUBECONFIG`` names. The operator, the API and the runners
+that read stacks' Secrets all build their client here.
+"""
+
+from __future__ import annotations
+
+from kubernetes import client, config
+
+CONNECTION_POOL_SIZE = 32
+"""Connections a process keeps to the API server: its calls run in worker threads,
+several at once (status writes, Events, Secrets, reviews)."""
+
+
+def api_client() -> client.ApiClient:
+    """A client for the in-cluster API server, else the one ``$KUBECONFIG`` names."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
+    return client.ApiClient(configuration)
