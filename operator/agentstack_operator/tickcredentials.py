@@ -34,8 +34,12 @@ A Job's pod reads the password once, at start (``secretKeyRef``), so the previou
 password must outlive every Job started before a rotation: the rotation period must be
 longer than the longest a tick Job may run (``tickTimeoutSeconds`` plus the Job grace).
 
-The operator's own Redis user needs ``+acl|setuser``. A namespace's user outlives its
-last Job stack (nothing deletes it yet): it opens nothing but that namespace's keys.
+The operator's own Redis user needs ``+acl|setuser`` (and ``+acl|deluser``). A
+namespace's user outlives its last Job stack by :meth:`TickCredentials.retire_after`
+— a Job started just before may still run — then the leader deletes it; the Secret
+stays (the operator may not delete Secrets), opening nothing once its user is gone. A
+leader that took over forgets the namespaces its predecessor was retiring: their users
+stay, each opening only its own namespace's keys.
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ PREVIOUS_ANNOTATION = "agentstack.dev/previous-password-sha256"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "agentstack-operator"}
 CREDENTIALS_REFRESH_SECONDS = 60.0
 """How often the leader sets every namespace's ACL user again (and rotates)."""
+RETIRE_SECONDS = 3600.0
+"""How long a namespace's user outlives its last Job stack when passwords are never
+rotated (otherwise: the rotation period, which is already longer than any Job runs)."""
 
 TICK_COMMANDS = (
     # Connecting: AUTH/HELLO as the user, health checks. (redis-py's CLIENT SETINFO may
@@ -256,6 +263,16 @@ class TickCredentials:
         self.ready: dict[str, float] = {}
         """Namespace → when its credentials were last installed (a stack observed in a
         namespace already served costs nothing)."""
+        self.retiring: dict[str, float] = {}
+        """Namespace without Job stacks any more → since when (its user is deleted after
+        :attr:`retire_after`)."""
+
+    @property
+    def retire_after(self) -> float:
+        """Seconds a namespace's user outlives its last Job stack: the rotation period
+        (longer than any tick Job may run, see the module's docstring), else
+        :data:`RETIRE_SECONDS`."""
+        return self.rotate_every if self.rotate_every > 0 else RETIRE_SECONDS
 
     async def ensure(self, namespace: str, *, refresh: bool = False) -> None:
         """Make sure ``namespace``'s tick pods have working credentials: the Secret
@@ -272,10 +289,23 @@ class TickCredentials:
 
     async def refresh(self, namespaces: set[str]) -> None:
         """Install every namespace's credentials again (a Redis that lost its ACL users
-        gets them back) and rotate those due; namespaces without Job stacks any more
-        are no longer kept. A namespace that fails is logged and tried next time."""
+        gets them back) and rotate those due; the users of namespaces without Job
+        stacks any more are deleted once :attr:`retire_after` has passed. A namespace
+        that fails is logged and tried next time."""
+        now = self.clock()
         for namespace in set(self.ready) - namespaces:
             del self.ready[namespace]
+            self.retiring.setdefault(namespace, now)
+        for namespace, since in sorted(self.retiring.items()):
+            if namespace in namespaces:
+                del self.retiring[namespace]
+            elif now - since >= self.retire_after:
+                try:
+                    await self._acl("DELUSER", acl_user(namespace))
+                    del self.retiring[namespace]
+                    logger.info("deleted the tick pods' Redis user of %s", namespace)
+                except Exception as exc:  # tried again next time
+                    logger.warning("tick credentials of %s: %s", namespace, exc)
         for namespace in sorted(namespaces):
             try:
                 await self.ensure(namespace, refresh=True)
@@ -345,12 +375,8 @@ class TickCredentials:
 
     async def _install(self, namespace: str, hashes: Sequence[str]) -> None:
         """``ACL SETUSER`` with exactly these rules, on every node of a cluster."""
-        command = ("ACL", "SETUSER", acl_user(namespace), *acl_rules(namespace, hashes))
         try:
-            if self.cluster:  # ACL users are per node: every primary and replica
-                await self.redis.execute_command(*command, target_nodes=self.redis.get_nodes())
-            else:
-                await self.redis.execute_command(*command)
+            await self._acl("SETUSER", acl_user(namespace), *acl_rules(namespace, hashes))
         except NoPermissionError as exc:
             raise CredentialsUnavailableError(
                 "the operator's Redis user may not manage ACL users (grant it +acl|setuser)"
@@ -361,6 +387,14 @@ class TickCredentials:
                     "Redis has no ACL users (Redis 6 or newer is needed for executor: job)"
                 ) from exc
             raise
+
+    async def _acl(self, *arguments: str) -> None:
+        """An ``ACL`` command on every node of a cluster (ACL users are per node: every
+        primary and replica), or on the one server."""
+        if self.cluster:
+            await self.redis.execute_command("ACL", *arguments, target_nodes=self.redis.get_nodes())
+        else:
+            await self.redis.execute_command("ACL", *arguments)
 
 
 async def check_tick_credentials(credentials: TickCredentials, record: StackRecord) -> list[Event]:

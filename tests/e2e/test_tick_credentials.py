@@ -102,6 +102,21 @@ async def _as(url: str, cluster: bool, username: str, password: str) -> RedisCli
     return redis
 
 
+async def _works(url: str, cluster: bool, username: str, password: str) -> bool:
+    """Whether ``username`` logs in with ``password`` (and may ping)."""
+    try:
+        tenant = await _as(url, cluster, username, password)
+    except (AuthenticationError, RedisClusterException):  # a cluster's start says so
+        return False
+    try:
+        await tenant.ping()
+        return True
+    except AuthenticationError:
+        return False
+    finally:
+        await tenant.aclose()
+
+
 async def _refused(call: Awaitable[Any]) -> bool:
     """Whether Redis refused the call for want of a right (``NOPERM``)."""
     try:
@@ -199,17 +214,7 @@ async def test_a_rotation_keeps_the_old_password_until_the_next_one(
     user = acl_user(namespace)
 
     async def works(password: str) -> bool:
-        try:
-            tenant = await _as(url, cluster, user, password)
-        except (AuthenticationError, RedisClusterException):  # a cluster's start says so
-            return False
-        try:
-            await tenant.ping()
-            return True
-        except AuthenticationError:
-            return False
-        finally:
-            await tenant.aclose()
+        return await _works(url, cluster, user, password)
 
     await credentials.refresh({namespace})  # not due: nothing changes
     assert _secret(k8s_api, namespace)[PASSWORD_KEY] == first
@@ -272,3 +277,36 @@ def test_a_stack_whose_namespace_cannot_get_credentials_waits_saying_what_to_gra
         assert _secret(k8s_api, namespace)[USERNAME_KEY] == acl_user(namespace)
     finally:
         redis_reader.execute_command("ACL", "DELUSER", "narrow")
+
+
+@pytest.mark.asyncio
+async def test_a_namespace_without_job_stacks_loses_its_user_after_the_grace(
+    k8s_api: client.ApiClient, namespace: str, backend: tuple[str, bool], admin: RedisClient
+) -> None:
+    """The user outlives the namespace's last Job stack by the rotation period (a Job
+    started just before may still run), then is deleted on every node; a Job stack
+    coming back within the grace keeps it, one coming back later gets it made again."""
+    url, cluster = backend
+    clock = Clock(time.time())
+    credentials = TickCredentials(
+        Kube(k8s_api), admin, cluster=cluster, rotate_every=DAY, clock=clock
+    )
+    user = acl_user(namespace)
+    await credentials.ensure(namespace)
+    password = _secret(k8s_api, namespace)[PASSWORD_KEY]
+
+    await credentials.refresh(set())  # the last Job stack left
+    clock.now += DAY / 2
+    await credentials.refresh({namespace})  # one came back within the grace
+    await credentials.refresh(set())  # and left again: the grace starts over
+    clock.now += DAY / 2
+    await credentials.refresh(set())
+    assert await _works(url, cluster, user, password)
+
+    clock.now += DAY / 2
+    await credentials.refresh(set())
+    assert not await _works(url, cluster, user, password)
+    assert credentials.retiring == {}
+
+    await credentials.ensure(namespace)  # a Job stack again, after the grace
+    assert await _works(url, cluster, user, _secret(k8s_api, namespace)[PASSWORD_KEY])
