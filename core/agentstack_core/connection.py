@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
@@ -70,8 +70,7 @@ def connect(
         raise ValueError("no Redis URL: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
     if cluster is None:
         cluster = env_bool("AGENTSTACK_REDIS_CLUSTER")
-    named = urlsplit(target)
-    login = {} if named.username or named.password is not None else _login()
+    target, login = _login(target)
     if cluster:
         return RedisCluster.from_url(
             target, decode_responses=True, max_connections=max_connections, **login
@@ -87,12 +86,19 @@ def connect(
     return Redis.from_pool(pool)  # the client owns its pool: aclose() closes both
 
 
-def _login() -> dict[str, object]:
-    """The user the environment names (when the URL names none: credentials in the URL
-    win): ``REDIS_USERNAME`` with ``REDIS_PASSWORD_FILE`` (read at each connection) or
-    else ``REDIS_PASSWORD``."""
+def _login(url: str) -> tuple[str, dict[str, object]]:
+    """The URL to connect to and the login to add: a password in the URL wins (it is
+    used as it is); else the user the URL or ``REDIS_USERNAME`` names, with the password
+    of ``REDIS_PASSWORD_FILE`` (read at each connection; the user then leaves the URL,
+    redis-py takes one or the other) or else ``REDIS_PASSWORD``."""
+    named = urlsplit(url)
+    if named.password is not None:
+        return url, {}
     username = os.environ.get("REDIS_USERNAME") or None
     password_file = os.environ.get("REDIS_PASSWORD_FILE") or None
-    if password_file is not None:
-        return {"credential_provider": FileCredentials(Path(password_file), username)}
-    return {"username": username, "password": os.environ.get("REDIS_PASSWORD") or None}
+    if password_file is None:  # a user in the URL wins over REDIS_USERNAME
+        return url, {"username": username, "password": os.environ.get("REDIS_PASSWORD") or None}
+    if named.username:
+        username = unquote(named.username)
+        url = urlunsplit(named._replace(netloc=named.netloc.rpartition("@")[2]))
+    return url, {"credential_provider": FileCredentials(Path(password_file), username)}

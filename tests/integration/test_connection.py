@@ -94,3 +94,23 @@ async def test_credentials_in_the_url_win_over_a_password_file(
         assert await client.execute_command("ACL", "WHOAMI") == "default"
     finally:
         await client.aclose()
+
+
+async def test_a_user_in_the_url_logs_in_with_the_password_file(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user, password = f"named-{secrets.token_hex(3)}", secrets.token_hex(16)
+    admin = Redis.from_url(redis_server.url, decode_responses=True)
+    await admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "+@all")
+    password_file = tmp_path / "redis-password"
+    password_file.write_text(password)
+    monkeypatch.setenv("REDIS_USERNAME", "not-this-one")
+    monkeypatch.setenv("REDIS_PASSWORD_FILE", str(password_file))
+    host_port = redis_server.url.removeprefix("redis://")
+    client = connect(f"redis://{user}@{host_port}", cluster=False)
+    try:
+        assert await client.execute_command("ACL", "WHOAMI") == user
+    finally:
+        await client.aclose()
+        await admin.execute_command("ACL", "DELUSER", user)
+        await admin.aclose()
