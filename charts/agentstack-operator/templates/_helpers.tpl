@@ -120,6 +120,18 @@ The name of the in-chart Redis's user of a component (runner or api).
 {{- end }}
 
 {{/*
+The Secret of a component's own Redis user with an external Redis
+(redis.users.<component>.existingSecret), or nothing. Read with dig: values reused from
+a release older than redis.users (helm upgrade --reuse-values) have no such key.
+Call with (dict "context" $ "component" "runner").
+*/}}
+{{- define "agentstack-operator.redisUserSecret" -}}
+{{- if ne .component "operator" }}
+{{- dig "users" .component "existingSecret" "" .context.Values.redis }}
+{{- end }}
+{{- end }}
+
+{{/*
 Where a process's Redis password is: "<Secret> <key>", or nothing (no password). The
 operator's is the platform's; the runners' and the API's are their own users' where the
 deployment gives them (always with the in-chart Redis; redis.users.<component>.
@@ -127,14 +139,11 @@ existingSecret with an external one). Call with (dict "context" $ "component" "r
 */}}
 {{- define "agentstack-operator.redisPasswordRef" -}}
 {{- $ := .context }}
-{{- $own := dict }}
-{{- if ne .component "operator" }}
-{{- $own = index $.Values.redis.users .component }}
-{{- end }}
+{{- $own := include "agentstack-operator.redisUserSecret" . }}
 {{- if $.Values.redis.standalone.enabled }}
 {{- include "agentstack-operator.componentName" (dict "context" $ "component" "redis") }} {{ if eq .component "operator" }}redis{{ else }}{{ .component }}{{ end }}-password
-{{- else if $own.existingSecret }}
-{{- $own.existingSecret }} redis-password
+{{- else if $own }}
+{{- $own }} redis-password
 {{- else if $.Values.redis.existingPasswordSecret }}
 {{- $.Values.redis.existingPasswordSecret }} {{ $.Values.redis.existingPasswordSecretKey }}
 {{- end }}
@@ -169,14 +178,12 @@ KEDA reads) and AGENTSTACK_REDIS_CLUSTER. Call with (dict "context" $ "component
 - name: REDIS_URL
   value: {{ required "redis.url or redis.existingSecret is required" $.Values.redis.url | quote }}
 {{- end }}
-{{- with (ne .component "operator") | ternary (index $.Values.redis.users .component) dict }}
-{{- if .existingSecret }}
+{{- with include "agentstack-operator.redisUserSecret" . }}
 - name: REDIS_USERNAME
   valueFrom:
     secretKeyRef:
-      name: {{ .existingSecret }}
+      name: {{ . }}
       key: redis-username
-{{- end }}
 {{- end }}
 {{- end }}
 {{- if eq (len $password) 2 }}
