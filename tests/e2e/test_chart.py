@@ -1811,9 +1811,10 @@ def chart_fleet(
         ),
     )
     redis_users: dict[str, tuple[str, str]] = {}
+    chart_rules = _pool_user_rules(helm)
     for component in ("runner", "api"):
         user, password = f"agentstack-{component}-{release}", secrets.token_hex(16)
-        rules = _pool_user_rules(helm)[f"agentstack-{component}"]
+        rules = chart_rules[f"agentstack-{component}"]
         redis_reader.execute_command("ACL", "SETUSER", user, "reset", "on", f">{password}", *rules)
         redis_users[component] = (user, password)
         core.create_namespaced_secret(
@@ -1841,34 +1842,34 @@ def chart_fleet(
     apps = client.AppsV1Api(k8s_api)
     fleets: list[Fleet] = []
     try:
-        ports = {}
+        ports: dict[str, int] = {}
+        kubeconfigs: dict[str, Path] = {}
+        password_files: dict[str, Path] = {}
         for component in ("operator", "runner", "api"):
             name = f"{full}-{component}"
             deployment = k8s_api.sanitize_for_serialization(
                 apps.read_namespaced_deployment(name, namespace)
             )
             account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-            kubeconfig = _kubeconfig(
+            kubeconfigs[component] = _kubeconfig(
                 control_plane,
                 tmp_path / f"{component}.kubeconfig",
                 _token(k8s_api, namespace, account),
                 account,
             )
+            env = _process_env(
+                deployment, core, namespace, f"{name}-0", tmp_path / f"{component}-volumes"
+            )
+            if "REDIS_PASSWORD_FILE" in env:  # the operator's user here has no password
+                password_files[component] = Path(env["REDIS_PASSWORD_FILE"])
             fleet = Fleet(
-                kubeconfig=kubeconfig,
+                kubeconfig=kubeconfigs[component],
                 redis_url=redis_server.url,
                 logs_dir=tmp_path,
-                extra_env=_process_env(
-                    deployment, core, namespace, f"{name}-0", tmp_path / f"{component}-volumes"
-                ),
+                extra_env=env,
             )
             fleets.append(fleet)
             _process, ports[component] = getattr(fleet, component)(name=component)
-        password_files = {
-            component: tmp_path / f"{component}-volumes" / "redis-password" / "password"
-            for component in redis_users
-        }
-        kubeconfigs = {c: tmp_path / f"{c}.kubeconfig" for c in ("operator", "runner", "api")}
         yield ChartFleet(ports["api"], redis_users, password_files, kubeconfigs)
         for component in ("operator", "runner", "api"):
             log = (tmp_path / f"{component}.log").read_text()

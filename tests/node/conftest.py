@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -75,6 +76,17 @@ class Release:
 
     def reader(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url, decode_responses=True)
+
+    def login(self, username: str, password: str) -> redis.Redis:
+        """A client of the in-chart Redis as ``username`` (through the same forward)."""
+        address = urlsplit(self.redis_url)
+        return redis.Redis(
+            host=address.hostname or "",
+            port=address.port or 6379,
+            username=username,
+            password=password,
+            decode_responses=True,
+        )
 
     def pods(self, component: str) -> list[Any]:
         listed = client.CoreV1Api(self.api).list_namespaced_pod(

@@ -104,14 +104,7 @@ def test_install_runs_every_pod_and_the_example_ticks_in_the_runner_pod(
     with release.reader() as admin:
         users = {entry["user"] for entry in admin.client_list()}
         assert {"agentstack-runner", "agentstack-api"} <= users, users
-        refused = redis.Redis(
-            **{
-                key: admin.connection_pool.connection_kwargs[key]
-                for key in ("host", "port", "decode_responses")
-            },
-            username="agentstack-api",
-            password=redis_password(release.cluster.plane, "api"),
-        )
+        refused = release.login("agentstack-api", redis_password(release.cluster.plane, "api"))
         with refused, pytest.raises(redis.exceptions.NoPermissionError):
             refused.xadd(FleetKeys.results, {"stack": "forged"})
 
@@ -322,14 +315,7 @@ def test_job_executor_stack_runs_its_ticks_as_jobs_that_complete(
     other = StackRef("team-other", "beta")
     with release.reader() as admin:
         admin.hset(StackKeys(other).approvals, "a1", '{"state": "Pending"}')
-        address = admin.connection_pool.connection_kwargs
-        tenant = redis.Redis(
-            host=address["host"],
-            port=address["port"],
-            username=login["REDIS_USERNAME"],
-            password=login["REDIS_PASSWORD"],
-            decode_responses=True,
-        )
+        tenant = release.login(login["REDIS_USERNAME"], login["REDIS_PASSWORD"])
         with tenant:
             assert tenant.get(StackKeys(StackRef(NAMESPACE, "jobbed")).plan)
             for attempt in (
