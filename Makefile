@@ -2,7 +2,7 @@
 # Both install what they need first (hack/setup.sh) and build the Kubernetes binaries
 # on first use (cached under ~/.cache/agentstack).
 
-.PHONY: setup build dev test lint bench dashboards
+.PHONY: setup build dev test lint bench dashboards docs
 
 setup:
 	hack/setup.sh
@@ -19,6 +19,10 @@ lint: setup
 # Regenerate the chart's Grafana dashboards from code (devkit/agentstack_devkit/dashboards).
 dashboards: setup
 	.venv/bin/python -m agentstack_devkit.dashboards
+
+# Regenerate the README's table of settings from the processes' settings models.
+docs: setup
+	.venv/bin/python -m agentstack_devkit.settingsdoc
 
 test: build
 	hack/test.sh

@@ -1,13 +1,6 @@
 """``agentstack api``: the API process (uvicorn serving :func:`~.app.create_app`).
 
-Settings come from the environment (defaults in parentheses): ``REDIS_URL`` (required)
-and ``AGENTSTACK_REDIS_CLUSTER``; ``AGENTSTACK_API_HOST`` (``0.0.0.0``) and
-``AGENTSTACK_API_PORT`` (8080); ``AGENTSTACK_API_AUTH`` (``none``; ``kubernetes`` checks
-bearer tokens with TokenReview and access with SubjectAccessReview);
-``AGENTSTACK_API_AUTH_CACHE_SECONDS`` (30); ``AGENTSTACK_API_CORS_ORIGINS``
-(comma-separated; empty: no CORS); ``AGENTSTACK_API_PUBLIC_URL`` (the API's URL as
-callers outside reach it, for the endpoint URL of A2A agent cards; empty: the URL each
-request came in on); ``AGENTSTACK_WATCH_NAMESPACES`` (empty: all).
+Its settings are :class:`~.config.ApiConfig`, from the environment.
 
 The process holds two Redis clients: one serves requests; the other, with a pool of its
 own, serves only the blocking reads of the live streams' :class:`~.tailing.StreamHub`
@@ -18,55 +11,20 @@ a request waits for.
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass, field
 
 import uvicorn
 
 from agentstack_api.app import create_app
 from agentstack_api.auth import Authorizer, KubernetesAccess, OpenAccess
 from agentstack_api.cache import StackCache
+from agentstack_api.config import ApiConfig
 from agentstack_api.executionstate import KubeStateWriter
 from agentstack_api.tailing import StreamHub
 from agentstack_api.webhooks import KubeSecrets
 from agentstack_core.connection import connect
-from agentstack_core.environment import env_bool, env_float, env_int, env_list
 from agentstack_core.kubeapi import api_client
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class ApiConfig:
-    redis_url: str = ""
-    host: str = "0.0.0.0"  # noqa: S104 - serves dashboards outside the pod
-    port: int = 8080
-    auth: str = "none"
-    auth_cache_seconds: float = 30.0
-    cors_origins: list[str] = field(default_factory=list)
-    namespaces: list[str] = field(default_factory=list)
-    webhooks: bool = True
-    public_url: str = ""
-
-    @classmethod
-    def from_env(cls) -> ApiConfig:
-        defaults = cls()
-        auth = os.environ.get("AGENTSTACK_API_AUTH", defaults.auth).lower()
-        if auth not in ("none", "kubernetes"):
-            raise ValueError(f"AGENTSTACK_API_AUTH must be none or kubernetes, not {auth!r}")
-        return cls(
-            redis_url=os.environ.get("REDIS_URL", ""),
-            host=os.environ.get("AGENTSTACK_API_HOST", defaults.host),
-            port=env_int("AGENTSTACK_API_PORT", defaults.port),
-            auth=auth,
-            auth_cache_seconds=env_float(
-                "AGENTSTACK_API_AUTH_CACHE_SECONDS", defaults.auth_cache_seconds
-            ),
-            cors_origins=env_list("AGENTSTACK_API_CORS_ORIGINS"),
-            namespaces=env_list("AGENTSTACK_WATCH_NAMESPACES"),
-            webhooks=env_bool("AGENTSTACK_API_WEBHOOKS", defaults.webhooks),
-            public_url=os.environ.get("AGENTSTACK_API_PUBLIC_URL", "").strip(),
-        )
 
 
 async def serve(config: ApiConfig) -> None:

@@ -13,10 +13,11 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from agentstack_core import eventloop, tracing
 from agentstack_core.observability import configure_logging
+from agentstack_core.settings import CommonSettings
 from agentstack_operator import __version__
 from agentstack_runner import cli as runner_cli
 
@@ -27,19 +28,14 @@ subparsers and returns the function that runs its subcommand with the parsed arg
 Command = Callable[[argparse.Namespace], int]
 
 
-class _Settings(Protocol):
-    redis_url: str
+S = TypeVar("S", bound=CommonSettings)
 
 
-S = TypeVar("S", bound=_Settings)
-
-
-def _settings(command: str, load: Callable[[], S]) -> S | None:
+def _settings(command: str, model: type[S]) -> S | None:
     """A process's settings from the environment, or ``None`` after saying what is wrong."""
     configure_logging()
     try:
-        config = load()
-        eventloop.loop_factory()
+        config = model.from_env()
     except ValueError as exc:
         print(f"agentstack {command}: {exc}", file=sys.stderr)
         return None
@@ -53,20 +49,21 @@ def _operator(_args: argparse.Namespace) -> int:
     from agentstack_operator.config import OperatorConfig
     from agentstack_operator.service import run_operator
 
-    config = _settings("operator", OperatorConfig.from_env)
+    config = _settings("operator", OperatorConfig)
     if config is None:
         return 2
-    tracing.configure("agentstack-operator")
-    return eventloop.run(run_operator(config))
+    tracing.configure("agentstack-operator", config)
+    return eventloop.run(run_operator(config), config.event_loop)
 
 
 def _api(_args: argparse.Namespace) -> int:
-    from agentstack_api.server import ApiConfig, serve
+    from agentstack_api.config import ApiConfig
+    from agentstack_api.server import serve
 
-    config = _settings("api", ApiConfig.from_env)
+    config = _settings("api", ApiConfig)
     if config is None:
         return 2
-    eventloop.run(serve(config))
+    eventloop.run(serve(config), config.event_loop)
     return 0
 
 
@@ -99,7 +96,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     commands.add_parser(
         "api",
         help="run the agentstack API (REST, Server-Sent Events and the steering POSTs); "
-        "configured by environment variables, see agentstack_api.server",
+        "configured by environment variables, see agentstack_api.config",
     )
     run: dict[str, Command] = {"operator": _operator, "runner": runner_cli.main, "api": _api}
     for entry in entry_points(group=COMMANDS_GROUP):

@@ -13,7 +13,6 @@ by the next connection the process opens, without a restart (:class:`FileCredent
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -21,8 +20,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.credentials import CredentialProvider
 
-from agentstack_core.environment import env_bool
 from agentstack_core.protocol import RedisClient
+from agentstack_core.settings import CommonSettings
 
 
 class FileCredentials(CredentialProvider):
@@ -65,12 +64,13 @@ def connect(
     in flight than that (each blocks a connection while it waits on Redis). redis-py's
     cluster client has no blocking pool: there the size is all that protects it.
     """
-    target = url or os.environ.get("REDIS_URL")
+    settings = CommonSettings.from_env()
+    target = url or settings.redis_url
     if not target:
         raise ValueError("no Redis URL: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
     if cluster is None:
-        cluster = env_bool("AGENTSTACK_REDIS_CLUSTER")
-    target, login = _login(target)
+        cluster = settings.redis_cluster
+    target, login = _login(target, settings)
     if cluster:
         return RedisCluster.from_url(
             target, decode_responses=True, max_connections=max_connections, **login
@@ -86,7 +86,7 @@ def connect(
     return Redis.from_pool(pool)  # the client owns its pool: aclose() closes both
 
 
-def _login(url: str) -> tuple[str, dict[str, object]]:
+def _login(url: str, settings: CommonSettings) -> tuple[str, dict[str, object]]:
     """The URL to connect to and the login to add: a password in the URL wins (it is
     used as it is); else the user the URL or ``REDIS_USERNAME`` names, with the password
     of ``REDIS_PASSWORD_FILE`` (read at each connection; the user then leaves the URL,
@@ -94,10 +94,11 @@ def _login(url: str) -> tuple[str, dict[str, object]]:
     named = urlsplit(url)
     if named.password is not None:
         return url, {}
-    username = os.environ.get("REDIS_USERNAME") or None
-    password_file = os.environ.get("REDIS_PASSWORD_FILE") or None
+    username = settings.redis_username or None
+    password_file = settings.redis_password_file or None
     if password_file is None:  # a user in the URL wins over REDIS_USERNAME
-        return url, {"username": username, "password": os.environ.get("REDIS_PASSWORD") or None}
+        password = settings.redis_password.get_secret_value() or None
+        return url, {"username": username, "password": password}
     if named.username:
         username = unquote(named.username)
         url = urlunsplit(named._replace(netloc=named.netloc.rpartition("@")[2]))

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agentstack_core.environment import env_list
 from agentstack_core.spec import StackSpec
 
 ALLOWED_BASE_URLS_ENV = "AGENTSTACK_ALLOWED_BASE_URLS"
@@ -48,10 +47,6 @@ class EndpointPolicy:
     @classmethod
     def of(cls, urls: Iterable[str]) -> EndpointPolicy:
         return cls(frozenset(normalize(url) for url in urls if url.strip()))
-
-    @classmethod
-    def from_env(cls) -> EndpointPolicy:
-        return cls.of(env_list(ALLOWED_BASE_URLS_ENV))
 
     def pool_key_allowed(self, provider: str, base_url: str | None) -> bool:
         """Whether the platform's key of ``provider`` may be sent to ``base_url``."""

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import uvloop
 
-from agentstack_core.environment import env_choice
+from agentstack_core.settings import CommonSettings
 
 T = TypeVar("T")
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
@@ -26,13 +26,9 @@ LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
 """``AGENTSTACK_EVENT_LOOP`` values, the first the default."""
 
 
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    """The configured loop's factory (``ValueError`` naming the variable if it is wrong;
-    processes call this with their other settings, to fail before starting)."""
-    return LOOPS[env_choice("AGENTSTACK_EVENT_LOOP", tuple(LOOPS))]
-
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)`` on the configured event loop."""
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+def run(main: Coroutine[Any, Any, T], loop: str | None = None) -> T:
+    """``asyncio.run(main)`` on the ``loop`` a process's settings name (default: the
+    environment's ``AGENTSTACK_EVENT_LOOP``)."""
+    name = loop or CommonSettings.from_env().event_loop
+    with asyncio.Runner(loop_factory=LOOPS[name]) as runner:
         return runner.run(main)

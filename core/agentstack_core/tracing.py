@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -42,26 +41,28 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from agentstack_core.environment import env_bool
+from agentstack_core.settings import ModelSettings, variable_names
 
-ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-CONTENT_VARIABLE = "AGENTSTACK_TRACE_CONTENT"
+ENDPOINT_VARIABLES = variable_names(ModelSettings.model_fields["otlp_endpoint"].validation_alias)
+CONTENT_VARIABLE = variable_names(ModelSettings.model_fields["trace_content"].validation_alias)[0]
 INSTRUMENTATION = "agentstack"
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _state: dict[str, Any] = {"provider": None, "tracer": None, "content": False}
 
 
-def configure(service: str) -> bool:
-    """Install the OTLP exporter for this process if an endpoint is set; ``True`` if on.
+def configure(service: str, settings: ModelSettings | None = None) -> bool:
+    """Install the OTLP exporter for this process if its ``settings`` (default: the
+    environment's) name an endpoint; ``True`` if on.
 
     Called once at the start of the operator and the runner (``service`` names them in
     the traces). The SDK is imported only here, so a process without an endpoint never
-    loads it.
+    loads it; it reads its own ``OTEL_*`` variables.
     """
     if _state["provider"] is not None:
         return True
-    if not any(os.environ.get(name, "").strip() for name in ENDPOINT_VARIABLES):
+    settings = settings or ModelSettings.from_env()
+    if not settings.otlp_endpoint:
         return False
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
@@ -75,7 +76,7 @@ def configure(service: str) -> bool:
     # Made once: the SDK's get_tracer builds objects and filters a warning on every
     # call (~20 µs, measured by bench/tracing_overhead.py), sampled span or not.
     _state["tracer"] = provider.get_tracer(INSTRUMENTATION)
-    _state["content"] = env_bool(CONTENT_VARIABLE)
+    _state["content"] = settings.trace_content
     atexit.register(shutdown)
     return True
 

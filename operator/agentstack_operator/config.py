@@ -1,176 +1,176 @@
-"""Operator settings, from documented environment variables (defaults in parentheses).
+"""The operator's settings (:class:`OperatorConfig`), from its environment.
 
-``REDIS_URL`` (required) and ``AGENTSTACK_REDIS_CLUSTER`` (false) — the Redis the runners
-use. ``AGENTSTACK_WATCH_NAMESPACES`` (empty: all namespaces) — comma-separated
-namespaces to watch. ``AGENTSTACK_OPERATOR_NAMESPACE`` (``default``) and
-``AGENTSTACK_OPERATOR_ID`` (host-pid) — where the leader-election Lease lives and who
-holds it; ``AGENTSTACK_LEASE_NAME`` (``agentstack-operator``) — its name (one per
-installation). ``AGENTSTACK_LEASE_SECONDS`` (15) — how long a silent leader keeps the lease.
-``AGENTSTACK_STATUS_MIN_INTERVAL`` (10 s) — per-stack minimum time between routine status
-writes (condition changes go out at once). ``AGENTSTACK_STATUS_WRITES_PER_SECOND``
-(20) — fleet-wide cap on status writes; past it, stacks take turns (longest-waiting first), so a
-big fleet's routine status is rewritten every ticking stacks ÷ cap seconds.
-``AGENTSTACK_DISPATCH_BATCH`` (500) — ticks per pipelined dispatch.
-``AGENTSTACK_METRICS_PORT`` (9101; 0 = off). For the Job executor:
-``AGENTSTACK_RUNNER_IMAGE`` (``agentstack-operator:latest``),
-``AGENTSTACK_RUNNER_SERVICE_ACCOUNT`` (empty: the namespace default),
-``AGENTSTACK_JOB_REDIS_URL`` (``REDIS_URL`` without its credentials) — how tick pods
-reach Redis; their credentials are a Redis ACL user of their namespace that the
-operator makes and keeps in a Secret there (:mod:`.tickcredentials`);
-``AGENTSTACK_JOB_CREDENTIAL_ROTATION_SECONDS`` (86400; 0 = never) — how often that
-password is replaced (longer than any tick Job may run: the previous one is accepted
-until the next rotation);
-``AGENTSTACK_JOB_IMAGE_PULL_SECRETS`` (empty; comma-separated names, which must exist in
-the stacks' namespaces); ``AGENTSTACK_JOB_RESOURCES`` (JSON of a container's
-``resources``; default requests 50m CPU and 128Mi, limit 512Mi);
-``AGENTSTACK_JOB_TTL_SECONDS`` (300), ``AGENTSTACK_JOB_GRACE_SECONDS`` (60: a Job may run
-this long beyond the stack's tickTimeoutSeconds before Kubernetes stops it).
-``AGENTSTACK_ALLOWED_BASE_URLS`` (empty) — endpoints besides the providers' public ones
-that the platform's LLM keys may be sent to (see ``agentstack_core.endpoints``).
-``AGENTSTACK_GC_THAW_SECONDS`` (3600; 0 = off) — what survives a full garbage collection
-is frozen, and given back to the collector this often; ``AGENTSTACK_GC_GEN0_THRESHOLD``
-(20000; 0 = CPython's 700) — allocations between young collections (see ``gctuning``).
+Every variable is declared once, with its meaning and default, as a field below or in
+the shared parts of :mod:`agentstack_core.settings`; the README's table is generated
+from them.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import urllib.parse
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Self
 
-from agentstack_core.endpoints import EndpointPolicy
-from agentstack_core.environment import env_bool, env_float, env_int, env_list
+from pydantic import Field, field_validator, model_validator
+
+from agentstack_core.settings import (
+    CommaList,
+    CommonSettings,
+    JsonObject,
+    ModelSettings,
+    NotNegative,
+    WatchSettings,
+    variable,
+)
 from agentstack_operator.gctuning import DEFAULT_GEN0_THRESHOLD, DEFAULT_THAW_SECONDS
 
+REMOVED = {
+    "AGENTSTACK_JOB_REDIS_SECRET": (
+        "AGENTSTACK_JOB_REDIS_SECRET (operator.jobExecutor.redisSecretName) was removed: "
+        "it handed the platform's Redis password to every tenant; tick pods now get a "
+        "Redis user of their own namespace from the operator"
+    ),
+}
+"""Variables that no longer do anything, and why: set, they stop the operator at start
+rather than being silently ignored."""
 
-@dataclass
-class OperatorConfig:
-    redis_url: str = ""
-    redis_cluster: bool = False
-    namespaces: list[str] = field(default_factory=list)
-    operator_namespace: str = "default"
-    operator_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    lease_name: str = "agentstack-operator"
-    lease_seconds: float = 15.0
-    status_min_interval: float = 10.0
-    status_writes_per_second: float = 20.0
-    dispatch_batch: int = 500
+
+class OperatorConfig(CommonSettings, WatchSettings, ModelSettings):
+    """The operator's settings."""
+
+    operator_namespace: str = variable(
+        "AGENTSTACK_OPERATOR_NAMESPACE", "where the leader Lease lives", "default"
+    )
+    lease_name: str = variable(
+        "AGENTSTACK_LEASE_NAME",
+        "the Lease's name (one per installation)",
+        "agentstack-operator",
+    )
+    operator_id: str = variable(
+        "AGENTSTACK_OPERATOR_ID",
+        "this replica's identity in the Lease",
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        shown="host-pid",
+    )
+    lease_seconds: float = variable(
+        "AGENTSTACK_LEASE_SECONDS", "how long a silent leader keeps the Lease", 15.0
+    )
+    status_min_interval: float = variable(
+        "AGENTSTACK_STATUS_MIN_INTERVAL",
+        "per-stack minimum seconds between routine status writes (condition changes go "
+        "out at once)",
+        10.0,
+    )
+    status_writes_per_second: float = variable(
+        "AGENTSTACK_STATUS_WRITES_PER_SECOND",
+        "fleet-wide cap on status writes (past it, stacks take turns, longest-waiting "
+        "first: a stack's routine status is rewritten every ticking stacks ÷ cap seconds)",
+        20.0,
+    )
+    dispatch_batch: int = variable("AGENTSTACK_DISPATCH_BATCH", "ticks per pipelined dispatch", 500)
     metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod
-    metrics_port: int = 9101
-    runner_image: str = "agentstack-operator:latest"
-    runner_service_account: str = ""
-    job_redis_url: str = ""
-    job_credential_rotation_seconds: float = 86400.0
-    job_image_pull_secrets: list[str] = field(default_factory=list)
-    job_resources: dict[str, Any] = field(
+    metrics_port: int = variable("AGENTSTACK_METRICS_PORT", "metrics/health port (0 = off)", 9101)
+    per_stack_metrics: bool = variable(
+        "AGENTSTACK_METRICS_PER_STACK",
+        "also export the `agentstack_stack_*` series labelled by stack (the per-stack "
+        "dashboard needs them; four series per stack)",
+        False,
+    )
+    runner_image: str = variable(
+        "AGENTSTACK_RUNNER_IMAGE",
+        "the image of the Job executor's tick pods",
+        "agentstack-operator:latest",
+    )
+    runner_service_account: str = variable(
+        "AGENTSTACK_RUNNER_SERVICE_ACCOUNT",
+        "the tick pods' service account (must exist in each stack's namespace)",
+        "",
+        shown="the namespace's default",
+    )
+    job_redis_url: str = variable(
+        "AGENTSTACK_JOB_REDIS_URL",
+        "how tick pods reach Redis (never with credentials: each namespace's tick pods "
+        "log in as a Redis user of their own, which the operator makes)",
+        "",
+        shown="`REDIS_URL` without its credentials",
+    )
+    job_credential_rotation_seconds: NotNegative = variable(
+        "AGENTSTACK_JOB_CREDENTIAL_ROTATION_SECONDS",
+        "how often each namespace's tick-pod Redis password is replaced; the previous one "
+        "is accepted until the next rotation, so longer than any tick Job runs (0: never)",
+        86400.0,
+    )
+    job_image_pull_secrets: CommaList = variable(
+        "AGENTSTACK_JOB_IMAGE_PULL_SECRETS",
+        "comma-separated names of the tick pods' image pull Secrets (they must exist in "
+        "the stacks' namespaces)",
+        default_factory=list,
+        shown="none",
+    )
+    job_resources: JsonObject = variable(
+        "AGENTSTACK_JOB_RESOURCES",
+        "JSON of the tick pods' container `resources`",
         default_factory=lambda: {
             "requests": {"cpu": "50m", "memory": "128Mi"},
             "limits": {"memory": "512Mi"},
-        }
+        },
+        shown="requests 50m CPU, 128Mi; limit 512Mi",
     )
-    job_ttl_seconds: int = 300
-    job_grace_seconds: int = 60
-    endpoints: EndpointPolicy = field(default_factory=EndpointPolicy)
-    gc_thaw_seconds: float = DEFAULT_THAW_SECONDS
-    gc_gen0_threshold: int = DEFAULT_GEN0_THRESHOLD
-    per_stack_metrics: bool = False
-    """Series labelled by stack (``agentstack_stack_*``): off, their number grows with
-    the fleet."""
-    prices: str = ""
-    tracing_env: dict[str, str] = field(default_factory=dict)
+    job_ttl_seconds: int = variable(
+        "AGENTSTACK_JOB_TTL_SECONDS", "how long a finished tick Job is kept", 300
+    )
+    job_grace_seconds: int = variable(
+        "AGENTSTACK_JOB_GRACE_SECONDS",
+        "how long a tick Job may run beyond its stack's `tickTimeoutSeconds` before "
+        "Kubernetes stops it",
+        60,
+    )
+    gc_thaw_seconds: NotNegative = variable(
+        "AGENTSTACK_GC_THAW_SECONDS",
+        "what survives a full garbage collection is frozen (later ones walk only newer "
+        "objects: short pauses at 10,000 stacks) and given back to the collector this "
+        "often (0 = off)",
+        DEFAULT_THAW_SECONDS,
+    )
+    gc_gen0_threshold: int = variable(
+        "AGENTSTACK_GC_GEN0_THRESHOLD",
+        "allocations between young garbage collections (0 = CPython's 700); with the "
+        "freezing, dispatch lag p99 under 100 ms at 10,000 stacks (`bench/RESULTS.md`)",
+        DEFAULT_GEN0_THRESHOLD,
+    )
+    tracing_env: dict[str, str] = Field(default_factory=dict)
     """The ``OTEL_*`` and ``AGENTSTACK_TRACE_CONTENT`` variables the operator runs with:
     tick Jobs get them too, so their spans reach the same receiver — except the
     exporter's headers, which may hold a credential and would be written in plain text
-    into every Job's spec."""
-    """``AGENTSTACK_PRICES`` as the operator got it: passed on to tick Jobs, whose runner
-    prices calls like the pool's."""
+    into every Job's spec. Not a setting of its own: copied from the environment."""
+
+    @field_validator("gc_gen0_threshold")
+    @classmethod
+    def _gen0_not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be 0 (CPython's own setting) or more")
+        return value
+
+    @model_validator(mode="after")
+    def _job_redis_without_credentials(self) -> Self:
+        # What is written into every tick Job's spec: never a password.
+        self.job_redis_url = without_credentials(self.job_redis_url or self.redis_url)
+        return self
 
     @classmethod
-    def from_env(cls) -> OperatorConfig:
-        if os.environ.get("AGENTSTACK_JOB_REDIS_SECRET"):
-            raise ValueError(
-                "AGENTSTACK_JOB_REDIS_SECRET (operator.jobExecutor.redisSecretName) was "
-                "removed: it handed the platform's Redis password to every tenant; tick "
-                "pods now get a Redis user of their own namespace from the operator"
-            )
-        defaults = cls()
-        redis_url = os.environ.get("REDIS_URL", "")
-        return cls(
-            redis_url=redis_url,
-            redis_cluster=env_bool("AGENTSTACK_REDIS_CLUSTER"),
-            namespaces=env_list("AGENTSTACK_WATCH_NAMESPACES"),
-            operator_namespace=os.environ.get(
-                "AGENTSTACK_OPERATOR_NAMESPACE", defaults.operator_namespace
-            ),
-            operator_id=os.environ.get("AGENTSTACK_OPERATOR_ID") or defaults.operator_id,
-            lease_name=os.environ.get("AGENTSTACK_LEASE_NAME") or defaults.lease_name,
-            lease_seconds=env_float("AGENTSTACK_LEASE_SECONDS", defaults.lease_seconds),
-            status_min_interval=env_float(
-                "AGENTSTACK_STATUS_MIN_INTERVAL", defaults.status_min_interval
-            ),
-            status_writes_per_second=env_float(
-                "AGENTSTACK_STATUS_WRITES_PER_SECOND", defaults.status_writes_per_second
-            ),
-            dispatch_batch=env_int("AGENTSTACK_DISPATCH_BATCH", defaults.dispatch_batch),
-            metrics_port=env_int("AGENTSTACK_METRICS_PORT", defaults.metrics_port),
-            runner_image=os.environ.get("AGENTSTACK_RUNNER_IMAGE", defaults.runner_image),
-            runner_service_account=os.environ.get("AGENTSTACK_RUNNER_SERVICE_ACCOUNT", ""),
-            job_redis_url=without_credentials(
-                os.environ.get("AGENTSTACK_JOB_REDIS_URL") or redis_url
-            ),
-            job_credential_rotation_seconds=_not_negative(
-                "AGENTSTACK_JOB_CREDENTIAL_ROTATION_SECONDS",
-                env_float(
-                    "AGENTSTACK_JOB_CREDENTIAL_ROTATION_SECONDS",
-                    defaults.job_credential_rotation_seconds,
-                ),
-            ),
-            job_image_pull_secrets=env_list("AGENTSTACK_JOB_IMAGE_PULL_SECRETS"),
-            job_resources=_json_object("AGENTSTACK_JOB_RESOURCES", defaults.job_resources),
-            job_ttl_seconds=env_int("AGENTSTACK_JOB_TTL_SECONDS", defaults.job_ttl_seconds),
-            job_grace_seconds=env_int("AGENTSTACK_JOB_GRACE_SECONDS", defaults.job_grace_seconds),
-            endpoints=EndpointPolicy.from_env(),
-            per_stack_metrics=env_bool("AGENTSTACK_METRICS_PER_STACK"),
-            prices=os.environ.get("AGENTSTACK_PRICES", "").strip(),
-            tracing_env={
-                name: value
-                for name, value in sorted(os.environ.items())
-                if (name.startswith("OTEL_") and not name.endswith("_HEADERS"))
-                or name == "AGENTSTACK_TRACE_CONTENT"
-            },
-            gc_thaw_seconds=_not_negative(
-                "AGENTSTACK_GC_THAW_SECONDS",
-                env_float("AGENTSTACK_GC_THAW_SECONDS", defaults.gc_thaw_seconds),
-            ),
-            gc_gen0_threshold=int(
-                _not_negative(
-                    "AGENTSTACK_GC_GEN0_THRESHOLD",
-                    env_int("AGENTSTACK_GC_GEN0_THRESHOLD", defaults.gc_gen0_threshold),
-                )
-            ),
-        )
-
-
-def _not_negative(name: str, value: float) -> float:
-    if value < 0:
-        raise ValueError(f"{name}={value:g}: must be 0 (CPython's own setting) or more")
-    return value
-
-
-def _json_object(name: str, default: dict[str, Any]) -> dict[str, Any]:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{name} is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ValueError(f"{name} must be a JSON object")
-    return value
+    def from_env(cls) -> Self:
+        for name, why in REMOVED.items():
+            if os.environ.get(name):
+                raise ValueError(why)
+        config = super().from_env()
+        config.tracing_env = {
+            name: value
+            for name, value in sorted(os.environ.items())
+            if (name.startswith("OTEL_") and not name.endswith("_HEADERS"))
+            or name == "AGENTSTACK_TRACE_CONTENT"
+        }
+        return config
 
 
 def without_credentials(url: str) -> str:

@@ -61,13 +61,13 @@ def main(args: argparse.Namespace) -> int:
     # Imported here, not at the top: the ``agentstack`` CLI builds this parser in every
     # process, and importing the service registers the runner's metrics, which the
     # operator and API processes must not expose.
-    from agentstack_runner.providers import credentials_from_env
-    from agentstack_runner.service import RunnerConfig, run_forever, run_once
+    from agentstack_runner.config import RunnerConfig
+    from agentstack_runner.providers import credentials_for
+    from agentstack_runner.service import run_forever, run_once
 
     configure_logging()
     try:
         config = RunnerConfig.from_env()
-        eventloop.loop_factory()
     except ValueError as exc:
         print(f"agentstack runner: {exc}", file=sys.stderr)
         return 2
@@ -83,13 +83,13 @@ def main(args: argparse.Namespace) -> int:
         print("agentstack runner: set REDIS_URL or pass --redis-url", file=sys.stderr)
         return 2
     try:
-        credentials_from_env()  # a wrong setting fails here, with a message
+        credentials_for(config.credentials)  # one that cannot work fails here, with a message
     except Exception as exc:
         print(f"agentstack runner: credentials: {exc}", file=sys.stderr)
         return 2
-    tracing.configure("agentstack-runner")
+    tracing.configure("agentstack-runner", config)
     if not args.once:
-        eventloop.run(run_forever(config))
+        eventloop.run(run_forever(config), config.event_loop)
         return 0
     if args.stack is None or args.generation is None:
         print("agentstack runner --once: --stack and --generation are required", file=sys.stderr)
@@ -106,4 +106,4 @@ def main(args: argparse.Namespace) -> int:
         traceparent=args.traceparent,
         kind=args.kind,
     )
-    return eventloop.run(run_once(config, request))
+    return eventloop.run(run_once(config, request), config.event_loop)

@@ -14,7 +14,6 @@ import threading
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from agentstack_core.environment import env_int
 from agentstack_core.spec import DEFAULT_MODELS, DEFAULT_TEAM
 
 OTHER = "other"
@@ -41,9 +40,8 @@ class BoundedLabel:
         return OTHER
 
 
-model_label = BoundedLabel(
-    env_int("AGENTSTACK_METRICS_MAX_MODELS", 20), known=tuple(DEFAULT_MODELS.values())
-)
+model_label = BoundedLabel(20, known=tuple(DEFAULT_MODELS.values()))
+"""Its limit is the runner's ``AGENTSTACK_METRICS_MAX_MODELS``, set at start."""
 
 
 def role_label(role: str) -> str:

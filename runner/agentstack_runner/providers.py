@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agentstack_core.endpoints import EndpointPolicy
-from agentstack_core.environment import env_float
+from agentstack_core.settings import ModelSettings
 from agentstack_core.spec import ProviderConfig, SecretKeyRef, StackSpec
 from agentstack_runner.llm.base import Provider, UnavailableError
 from agentstack_runner.llm.scripted import ScriptedProvider
@@ -166,24 +166,16 @@ class KubernetesCredentials:
         return data
 
 
-CREDENTIAL_SOURCES = ("env", "kubernetes", "job")
-
-
-def credentials_from_env() -> Credentials:
-    """The source ``AGENTSTACK_RUNNER_CREDENTIALS`` names (``env``, ``kubernetes`` or
-    ``job``); ``AGENTSTACK_RUNNER_SECRET_CACHE_SECONDS`` (60) bounds how long a read
-    Secret is reused."""
-    mode = os.environ.get("AGENTSTACK_RUNNER_CREDENTIALS", "env").lower()
-    if mode == "kubernetes":
-        ttl = env_float("AGENTSTACK_RUNNER_SECRET_CACHE_SECONDS", SECRET_CACHE_SECONDS)
-        return KubernetesCredentials(ttl=ttl)
-    if mode == "job":
+def credentials_for(source: str, secret_cache_seconds: float = SECRET_CACHE_SECONDS) -> Credentials:
+    """The keys' source a runner's settings name (``AGENTSTACK_RUNNER_CREDENTIALS``):
+    ``env``, ``kubernetes`` (a read Secret reused for ``secret_cache_seconds``) or
+    ``job``."""
+    if source == "kubernetes":
+        return KubernetesCredentials(ttl=secret_cache_seconds)
+    if source == "job":
         return JobCredentials()
-    if mode != "env":
-        raise ValueError(
-            f"AGENTSTACK_RUNNER_CREDENTIALS must be one of {', '.join(CREDENTIAL_SOURCES)}, "
-            f"not {mode!r}"
-        )
+    if source != "env":
+        raise ValueError(f"no credentials source {source!r}: one of env, kubernetes, job")
     return EnvCredentials()
 
 
@@ -197,7 +189,7 @@ class ProviderRegistry:
         max_clients: int = MAX_CLIENTS,
     ) -> None:
         self.credentials: Credentials = credentials or EnvCredentials()
-        self.endpoints = endpoints if endpoints is not None else EndpointPolicy.from_env()
+        self.endpoints = endpoints if endpoints is not None else ModelSettings.from_env().endpoints
         self.scripted = ScriptedProvider()
         self.max_clients = max_clients
         self._clients: collections.OrderedDict[tuple[str, str, str], SdkProvider] = (

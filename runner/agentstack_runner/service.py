@@ -21,14 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import os
 import signal
-import socket
 import time
-import uuid
-from dataclasses import dataclass, field
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -36,99 +31,42 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentstack_core import protocol
 from agentstack_core.connection import connect
-from agentstack_core.environment import env_float, env_int
 from agentstack_core.observability import serve_http
-from agentstack_core.pricing import PriceTable
 from agentstack_core.protocol import Delivery, RedisClient
 from agentstack_core.redis.errors import LeaseLostError
 from agentstack_runner import metrics
-from agentstack_runner.engine import DEFAULT_LEASE_TTL, Engine
-from agentstack_runner.llm.resilience import ConcurrencyLimiter, RetryPolicy
+from agentstack_runner.config import RunnerConfig
+from agentstack_runner.engine import Engine
+from agentstack_runner.llm.resilience import ConcurrencyLimiter
 from agentstack_runner.llm.router import Router
-from agentstack_runner.providers import ProviderRegistry, credentials_from_env
+from agentstack_runner.providers import ProviderRegistry, credentials_for
 
 logger = logging.getLogger(__name__)
 
 
-def default_runner_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-@dataclass
-class RunnerConfig:
-    """Runner settings; :meth:`from_env` documents the environment variables."""
-
-    redis_url: str | None = None
-    redis_cluster: bool | None = None
-    runner_id: str = field(default_factory=default_runner_id)
-    concurrency: int = 64
-    visibility_timeout: float = protocol.DEFAULT_VISIBILITY_TIMEOUT
-    lease_ttl: float = DEFAULT_LEASE_TTL
-    claim_interval: float = 5.0
-    block_ms: int = 1000
-    drain_timeout: float = 30.0
-    metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod
-    metrics_port: int = 9102
-    """0 disables the HTTP endpoint."""
-    llm_concurrency: dict[str, int] = field(default_factory=lambda: {"groq": 64, "openai": 64})
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    prices: PriceTable = field(default_factory=PriceTable.builtin)
-
-    @classmethod
-    def from_env(cls) -> RunnerConfig:
-        """Read ``AGENTSTACK_RUNNER_*`` variables (defaults in parentheses).
-
-        ``REDIS_URL``; ``AGENTSTACK_RUNNER_ID`` (host-pid-random);
-        ``AGENTSTACK_RUNNER_CONCURRENCY`` (64 ticks in flight);
-        ``AGENTSTACK_RUNNER_VISIBILITY_TIMEOUT`` (60 s before an unacknowledged tick is
-        claimed by another runner); ``AGENTSTACK_RUNNER_LEASE_TTL`` (30 s);
-        ``AGENTSTACK_RUNNER_CLAIM_INTERVAL`` (5 s); ``AGENTSTACK_RUNNER_DRAIN_TIMEOUT``
-        (30 s); ``AGENTSTACK_RUNNER_METRICS_PORT`` (9102, 0 = off);
-        ``AGENTSTACK_LLM_CONCURRENCY_GROQ`` / ``_OPENAI`` (64 calls fleet-wide);
-        ``AGENTSTACK_LLM_MAX_ATTEMPTS`` (3 per model); ``AGENTSTACK_LLM_BASE_DELAY``
-        (0.5 s back-off base); ``AGENTSTACK_PRICES`` (YAML or JSON prices added to or
-        replacing the defaults, see :mod:`agentstack_core.pricing`; a mistake in it
-        stops the runner at start, rather than pricing calls wrong).
-        """
-        defaults = cls()
-        return cls(
-            redis_url=os.environ.get("REDIS_URL"),
-            runner_id=os.environ.get("AGENTSTACK_RUNNER_ID") or defaults.runner_id,
-            concurrency=env_int("AGENTSTACK_RUNNER_CONCURRENCY", defaults.concurrency),
-            visibility_timeout=env_float(
-                "AGENTSTACK_RUNNER_VISIBILITY_TIMEOUT", defaults.visibility_timeout
-            ),
-            lease_ttl=env_float("AGENTSTACK_RUNNER_LEASE_TTL", defaults.lease_ttl),
-            claim_interval=env_float("AGENTSTACK_RUNNER_CLAIM_INTERVAL", defaults.claim_interval),
-            drain_timeout=env_float("AGENTSTACK_RUNNER_DRAIN_TIMEOUT", defaults.drain_timeout),
-            metrics_port=env_int("AGENTSTACK_RUNNER_METRICS_PORT", defaults.metrics_port),
-            llm_concurrency={
-                provider: env_int(f"AGENTSTACK_LLM_CONCURRENCY_{provider.upper()}", limit)
-                for provider, limit in defaults.llm_concurrency.items()
-            },
-            retry=RetryPolicy(
-                max_attempts=env_int("AGENTSTACK_LLM_MAX_ATTEMPTS", defaults.retry.max_attempts),
-                base_delay=env_float("AGENTSTACK_LLM_BASE_DELAY", defaults.retry.base_delay),
-            ),
-            prices=PriceTable.with_overrides(os.environ.get("AGENTSTACK_PRICES")),
-        )
-
-
-def build_engine(config: RunnerConfig, client: RedisClient) -> Engine:
+def build_engine(config: RunnerConfig, client: RedisClient, *, call_slots: bool = True) -> Engine:
+    """The engine a runner's settings describe; ``call_slots``: whether its calls take
+    the fleet-wide slots of the platform's accounts (a tick pod's do not)."""
+    metrics.model_label.limit = config.metrics_max_models
     router = Router(
         policy=config.retry,
         limiters={
             provider: ConcurrencyLimiter(client, provider, limit)
             for provider, limit in config.llm_concurrency.items()
-        },
+        }
+        if call_slots
+        else {},
     )
     return Engine(
         client=client,
-        registry=ProviderRegistry(credentials_from_env()),
+        registry=ProviderRegistry(
+            credentials_for(config.credentials, config.secret_cache_seconds),
+            endpoints=config.endpoints,
+        ),
         router=router,
         runner_id=config.runner_id,
         lease_ttl=config.lease_ttl,
-        prices=config.prices,
+        prices=config.price_table,
     )
 
 
@@ -321,7 +259,7 @@ async def run_once(config: RunnerConfig, request: protocol.TickRequest) -> int:
     platform's accounts the slots share out).
     """
     client = connect(config.redis_url, cluster=config.redis_cluster)
-    engine = build_engine(dataclasses.replace(config, llm_concurrency={}), client)
+    engine = build_engine(config, client, call_slots=False)
     try:
         execution = await engine.execute(request)
         result = execution.result

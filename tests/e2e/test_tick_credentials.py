@@ -42,7 +42,8 @@ from agentstack_operator.tickcredentials import (
     TickCredentials,
     acl_user,
 )
-from agentstack_runner.service import RunnerConfig, run_once
+from agentstack_runner.config import RunnerConfig
+from agentstack_runner.service import run_once
 from tests.e2e.stacks import Stacks
 from tests.helpers import Clock, eventually, waiting_approval
 
@@ -153,7 +154,9 @@ async def test_a_tick_runs_as_its_namespace_user_which_reaches_nothing_else(
     monkeypatch.setenv("REDIS_USERNAME", secret[USERNAME_KEY])
     monkeypatch.setenv("REDIS_PASSWORD", secret[PASSWORD_KEY])
     monkeypatch.setenv("AGENTSTACK_RUNNER_CREDENTIALS", "job")
-    config = RunnerConfig(redis_url=url, redis_cluster=cluster)
+    monkeypatch.setenv("REDIS_URL", url)
+    monkeypatch.setenv("AGENTSTACK_REDIS_CLUSTER", str(cluster).lower())
+    config = RunnerConfig.from_env()
     for slot, kind in [(1, TickKind.WORK), (2, TickKind.WORK), (3, TickKind.SLEEP)]:
         request = TickRequest(
             stack=mine,

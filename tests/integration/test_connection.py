@@ -12,7 +12,8 @@ from redis.exceptions import AuthenticationError
 
 from agentstack_core.connection import connect
 from agentstack_devkit.redisserver import RedisServer
-from agentstack_runner.service import Runner, RunnerConfig
+from agentstack_runner.config import RunnerConfig
+from agentstack_runner.service import Runner
 from tests.integration.conftest import RedisBackend
 
 pytestmark = pytest.mark.asyncio

@@ -31,8 +31,9 @@ from agentstack_devkit.fakellm import (
     Reply,
     credential_digest,
 )
+from agentstack_runner.config import RunnerConfig
 from agentstack_runner.providers import ApiKey, ProviderRegistry
-from agentstack_runner.service import Runner, RunnerConfig
+from agentstack_runner.service import Runner
 from tests.helpers import eventually_async
 from tests.integration.conftest import RedisBackend
 from tests.integration.support import (
