@@ -16,8 +16,10 @@ Data flow::
 
 Each part owns one concern and its own state (the index its records, the dispatcher
 its heap, the writer its dirty set and write budget) and reaches its neighbours
-through small protocols, so it is tested alone against fakes. What is left here is
-the wiring, and the rules that span parts:
+through small protocols, so it is tested alone against fakes. What the operator
+reaches outside itself — the API server, Redis — comes in as
+:class:`~.parts.OperatorParts`, so the whole coordinator is tested against fakes too.
+What is left here is the wiring, and the rules that span parts:
 
 - every replica observes (so a standby's index is warm); only the leader dispatches,
   folds, writes status and posts Events (:mod:`.leadership`);
@@ -36,30 +38,27 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from agentstack_core import protocol
-from agentstack_core.keys import FleetKeys, StackRef
-from agentstack_core.protocol import RedisClient, slot_of
+from agentstack_core.keys import StackRef
+from agentstack_core.protocol import slot_of
 from agentstack_core.reasons import EventReason
-from agentstack_core.redis.publishing import delete_stack, publish_spec
 from agentstack_core.spec import Executor
 from agentstack_operator import metrics
 from agentstack_operator.config import OperatorConfig
-from agentstack_operator.dispatching import Dispatcher, RedisLanes
+from agentstack_operator.dispatching import Dispatcher
 from agentstack_operator.finalizing import Finalizer
-from agentstack_operator.folding import RedisResults, ResultFolder
+from agentstack_operator.folding import ResultFolder
 from agentstack_operator.index import StackIndex
 from agentstack_operator.jobs import STACK_LABEL, job_state, job_tick, pod_failure
-from agentstack_operator.kube import Kube
 from agentstack_operator.leadership import Leadership
+from agentstack_operator.parts import OperatorParts
 from agentstack_operator.secretchecking import SECRET_RECHECK_SECONDS, check_secrets
 from agentstack_operator.stackstate import StackRecord
 from agentstack_operator.statuswriting import LeaderEvents, StatusWriter, clear_fleet_gauges
 from agentstack_operator.tickcredentials import (
     CREDENTIALS_REFRESH_SECONDS,
-    TickCredentials,
     check_tick_credentials,
 )
-from agentstack_operator.triggering import ACCESS_CACHE_SECONDS, RECHECK_SECONDS, TriggerHub
+from agentstack_operator.triggering import ACCESS_CACHE_SECONDS, RECHECK_SECONDS
 from agentstack_operator.waking import WakeupReader
 
 logger = logging.getLogger(__name__)
@@ -81,10 +80,10 @@ def _folded(record: StackRecord, tick: str) -> bool:
 
 
 class Operator:
-    def __init__(self, config: OperatorConfig, kube: Kube, redis: RedisClient) -> None:
+    def __init__(self, config: OperatorConfig, parts: OperatorParts) -> None:
         self.config = config
-        self.kube = kube
-        self.redis: Any = redis  # see RedisClient: redis-py's annotations don't fit
+        self.kube = kube = parts.kube
+        self.fleet = parts.fleet
         self.leadership = Leadership(
             kube,
             namespace=config.operator_namespace,
@@ -96,7 +95,7 @@ class Operator:
         self.events = LeaderEvents(kube, leading=lambda: self.leadership.is_leader)
         self.dispatcher = Dispatcher(
             self.index,
-            RedisLanes(redis),
+            parts.lanes,
             kube,
             config,
             before_send=self._ensure_published,
@@ -112,24 +111,18 @@ class Operator:
             gone=self.remove,
         )
         self.finalizer = Finalizer(kube, self.forget, on_gave_up=self._cleanup_gave_up)
-        self.wakeups = WakeupReader(redis, self.index, self.dispatcher.wake, self.events)
-        self.triggers = TriggerHub(kube, redis, namespaces=config.namespaces)
-        self.credentials = TickCredentials(
-            kube,
-            redis,
-            cluster=config.redis_cluster,
-            rotate_every=config.job_credential_rotation_seconds,
-        )
-        results = RedisResults(redis, consumer=config.operator_id)
+        self.wakeups = WakeupReader(parts.wakeups, self.index, self.dispatcher.wake, self.events)
+        self.triggers = parts.triggers
+        self.credentials = parts.credentials
         self._trigger_turns = 0
         self.progress: dict[str, float] = {}
         """Loop name → when it last turned (monotonic), for the liveness probe."""
         self.folder = ResultFolder(
             self.index,
-            stream=results,
-            usage=results,
-            ledger=results,
-            approvals=results,
+            stream=parts.results,
+            usage=parts.results,
+            ledger=parts.results,
+            approvals=parts.results,
             scheduler=self.dispatcher,
             status=self.status_writer,
             events=self.events,
@@ -148,9 +141,7 @@ class Operator:
             return
         events = list(change.events)
         if change.cause is not None:
-            await publish_spec(
-                self.redis, record.ref, record.generation, record.raw_spec, uid=record.uid
-            )
+            await self.fleet.publish(record)
             events += await check_secrets(self.kube, record)
             events += await check_tick_credentials(self.credentials, record)
             events += await self.triggers.check(record)
@@ -166,7 +157,7 @@ class Operator:
         """The stack is being deleted: stop it and remove its Redis keys and Jobs."""
         if self.index.forget(ref, uid):
             self._drop(str(ref))
-        deleted = await delete_stack(self.redis, ref)
+        deleted = await self.fleet.delete(ref)
         await self.kube.delete_jobs(ref.namespace, f"{STACK_LABEL}={ref.name}")
         logger.info("cleaned up %s: %d Redis keys", ref, deleted)
 
@@ -303,13 +294,11 @@ class Operator:
         tick reaches a runner before its stack's spec is back (a tick of a stack with
         no spec writes nothing, as for a deleted one).
         """
-        if await self.redis.set(FleetKeys.marker, self.config.operator_id, nx=True):
-            await protocol.ensure_groups(self.redis)
+        if await self.fleet.claim_marker(self.config.operator_id):
+            await self.fleet.ensure_groups()
             records = list(self.index.values())
             for record in records:
-                await publish_spec(
-                    self.redis, record.ref, record.generation, record.raw_spec, uid=record.uid
-                )
+                await self.fleet.publish(record)
             await self.folder.refresh_usage(records)
             logger.warning("Redis had no marker: published %d spec(s) again", len(records))
 

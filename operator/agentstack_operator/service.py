@@ -26,6 +26,7 @@ from agentstack_operator.coordinator import Operator
 from agentstack_operator.gctuning import tune_collector
 from agentstack_operator.handlers import build_registry, settings
 from agentstack_operator.kube import Kube
+from agentstack_operator.parts import connect_parts
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ async def run_operator(config: OperatorConfig) -> int:
     metrics.PER_STACK.enabled = config.per_stack_metrics
     redis = connect(config.redis_url, cluster=config.redis_cluster)
     kube = Kube(api_client())
-    operator = Operator(config, kube, redis)
+    operator = Operator(config, connect_parts(config, kube, redis))
     stop = asyncio.Event()
     ready = asyncio.Event()
     started = time.monotonic()

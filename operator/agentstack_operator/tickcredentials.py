@@ -397,7 +397,13 @@ class TickCredentials:
             await self.redis.execute_command("ACL", *arguments)
 
 
-async def check_tick_credentials(credentials: TickCredentials, record: StackRecord) -> list[Event]:
+class Ensures(Protocol):
+    """What a stack's check needs: its namespace's credentials made and installed."""
+
+    async def ensure(self, namespace: str, *, refresh: bool = False) -> None: ...
+
+
+async def check_tick_credentials(credentials: Ensures, record: StackRecord) -> list[Event]:
     """Update ``record.credentials_problem`` for a stack whose ticks run as Jobs;
     returns the Events the change calls for. Outages (Redis, the API server) leave the
     record as it was: they say nothing about what a person must grant."""

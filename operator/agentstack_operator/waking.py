@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from agentstack_core import protocol
 from agentstack_core.messages import TickResult, Wakeup
@@ -81,13 +82,29 @@ def answered(record: StackRecord, result: TickResult) -> bool:
     return record.wake_pending and record.wake_tick is None and not busy
 
 
+class WakeupSource(Protocol):
+    """The wake-up stream (:class:`RedisWakeups`)."""
+
+    async def read(self, after: str, *, count: int, block_ms: int) -> tuple[str, list[Wakeup]]:
+        """Wake-ups after the stream id ``after``, and the id to read after next."""
+        ...
+
+
+class RedisWakeups:
+    def __init__(self, redis: RedisClient) -> None:
+        self.redis = redis
+
+    async def read(self, after: str, *, count: int, block_ms: int) -> tuple[str, list[Wakeup]]:
+        return await protocol.read_wakeups(self.redis, after, count=count, block_ms=block_ms)
+
+
 class WakeupReader:
     """The leader's loop over the wake-up stream; each wake-up goes to ``wake``, and the
     Event one carries (a decision on a tool call: who decided) to ``events``."""
 
     def __init__(
         self,
-        redis: RedisClient,
+        source: WakeupSource,
         records: Mapping[str, StackRecord],
         wake: Callable[[StackRecord], None],
         events: EventPoster,
@@ -95,7 +112,7 @@ class WakeupReader:
         clock: Callable[[], float] = time.time,
         block_ms: int = WAKEUP_BLOCK_MS,
     ) -> None:
-        self.redis = redis
+        self.source = source
         self.records = records
         self.wake = wake
         self.events = events
@@ -112,8 +129,8 @@ class WakeupReader:
         after = self.after
         if after is None:
             after = f"{int((self.clock() - protocol.WAKEUP_REPLAY_SECONDS) * 1000)}-0"
-        self.after, wakeups = await protocol.read_wakeups(
-            self.redis, after, count=WAKEUP_BATCH, block_ms=self.block_ms
+        self.after, wakeups = await self.source.read(
+            after, count=WAKEUP_BATCH, block_ms=self.block_ms
         )
         for wakeup in wakeups:
             record = self.records.get(str(wakeup.stack))

@@ -11,6 +11,8 @@ from agentstack_core.protocol import RedisClient
 from agentstack_core.redis.tick import TickStore
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.coordinator import Operator
+from agentstack_operator.parts import connect_parts
+from tests.unit.operator_fakes import FakeKube
 
 pytestmark = pytest.mark.asyncio
 
@@ -30,7 +32,8 @@ def _body(generation: int, **status: Any) -> dict[str, Any]:
 
 
 async def test_the_echo_of_a_status_write_does_not_schedule_another(aredis: RedisClient) -> None:
-    operator = Operator(OperatorConfig(), kube=None, redis=aredis)  # type: ignore[arg-type]
+    config = OperatorConfig()
+    operator = Operator(config, connect_parts(config, FakeKube(), aredis))  # type: ignore[arg-type]
     await operator.observe(_body(1))
     assert "team/demo" in operator.status_writer.dirty  # a new stack: its status must be written
     assert (await TickStore(aredis, StackRef("team", "demo")).spec()) is not None

@@ -19,10 +19,11 @@ from prometheus_client import REGISTRY
 from agentstack_core.approvals import Approval
 from agentstack_core.budget import Usage
 from agentstack_core.keys import StackRef
-from agentstack_core.protocol import TickRequest, TickResult
+from agentstack_core.protocol import TickRequest, TickResult, Wakeup
 from agentstack_core.records import GoalRecord
 from agentstack_operator.folding import Progress
 from agentstack_operator.index import StackIndex
+from agentstack_operator.parts import OperatorParts
 from agentstack_operator.scheduling import Cause
 from agentstack_operator.stackstate import Event, StackRecord
 
@@ -328,3 +329,76 @@ class FakeResults:
             return False
         self.recorded[result.tick_id] = result
         return True
+
+
+class FakeFleet:
+    """The specs published to Redis, and its marker (present: Redis kept its data)."""
+
+    def __init__(self) -> None:
+        self.published: dict[str, int] = {}
+        self.marker: str | None = None
+        self.groups = 0
+
+    async def publish(self, record: StackRecord) -> None:
+        self.published[record.key] = record.generation
+
+    async def delete(self, ref: StackRef) -> int:
+        return 1 if self.published.pop(str(ref), None) is not None else 0
+
+    async def claim_marker(self, identity: str) -> bool:
+        if self.marker is not None:
+            return False
+        self.marker = identity
+        return True
+
+    async def ensure_groups(self) -> None:
+        self.groups += 1
+
+
+class FakeWakeups:
+    """A wake-up stream nobody writes to."""
+
+    async def read(self, after: str, *, count: int, block_ms: int) -> tuple[str, list[Wakeup]]:
+        return after, []
+
+
+class FakeTriggers:
+    """Stacks without triggers: nothing to check or watch."""
+
+    async def check(self, record: StackRecord) -> list[Event]:
+        return []
+
+    def unsubscribe(self, key: str) -> None:
+        pass
+
+    async def step(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class FakeCredentials:
+    """Tick-pod credentials that are always ready; which namespaces were refreshed."""
+
+    def __init__(self) -> None:
+        self.refreshed: list[set[str]] = []
+
+    async def ensure(self, namespace: str, *, refresh: bool = False) -> None:
+        pass
+
+    async def refresh(self, namespaces: set[str]) -> None:
+        self.refreshed.append(namespaces)
+
+
+def fake_parts(kube: FakeKube, results: FakeResults | None = None) -> OperatorParts:
+    """An operator's outside world, all fakes."""
+    return OperatorParts(
+        kube=kube,  # a fake of the parts of Kube the operator calls
+        lanes=FakeLanes(),
+        results=results or FakeResults(),
+        fleet=FakeFleet(),
+        wakeups=FakeWakeups(),
+        triggers=FakeTriggers(),
+        credentials=FakeCredentials(),
+    )

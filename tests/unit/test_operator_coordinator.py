@@ -20,13 +20,25 @@ from agentstack_operator.jobs import STACK_LABEL, TICK_ANNOTATION
 from agentstack_operator.stackstate import fold_result
 from tests.helpers import until
 
-from .operator_fakes import GROQ_FROM_SECRET, FakeKube, FakeResults, manifest, sample
+from .operator_fakes import (
+    GROQ_FROM_SECRET,
+    FakeKube,
+    FakeResults,
+    fake_parts,
+    manifest,
+    sample,
+)
+
+
+def _operator_with_results() -> tuple[Operator, FakeKube, FakeResults]:
+    """An operator whose parts are all fakes; nothing here reaches Redis."""
+    kube, results = FakeKube(), FakeResults()
+    return Operator(OperatorConfig(), fake_parts(kube, results)), kube, results
 
 
 def _operator() -> tuple[Operator, FakeKube]:
-    """An operator whose parts talk to fakes; nothing here reaches Redis."""
-    kube = FakeKube()
-    return Operator(OperatorConfig(), kube=kube, redis=None), kube  # type: ignore[arg-type]
+    operator, kube, _results = _operator_with_results()
+    return operator, kube
 
 
 @contextlib.asynccontextmanager
@@ -64,9 +76,8 @@ async def test_a_standby_waits_and_the_leader_acts(monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.asyncio
 async def test_only_the_leader_records_a_failed_job() -> None:
-    operator, _kube = _operator()
+    operator, _kube, ledger = _operator_with_results()
     operator.index.observe(manifest(executor="job"))
-    operator.folder.ledger = ledger = FakeResults()
     failed = {
         "metadata": {
             "namespace": "team",
@@ -101,7 +112,6 @@ async def test_any_finished_job_frees_its_stack_on_every_replica(finished: str) 
     or every later tick is skipped as JobStillRunning (the Job-executor wedge)."""
     operator, _kube = _operator()
     operator.index.observe(manifest(executor="job"))
-    operator.folder.ledger = FakeResults()
     record = operator.index["team/demo"]
     await operator.job_seen(_tick_job("team/demo/7", None))  # a Job another leader made
     assert record.active_job == "team/demo/7"
@@ -113,11 +123,8 @@ async def test_any_finished_job_frees_its_stack_on_every_replica(finished: str) 
 async def test_the_leader_folds_what_a_finished_jobs_runner_recorded() -> None:
     """A tick pod writes no results stream (its Redis user sees only its namespace): the
     leader reads the tick's recorded result once the Job is done."""
-    operator, _kube = _operator()
+    operator, _kube, results = _operator_with_results()
     operator.index.observe(manifest(executor="job"))
-    operator.folder.ledger = results = FakeResults()
-    operator.folder.usage = results
-    operator.folder.approvals = results
     record = operator.index["team/demo"]
     results.recorded["team/demo/7"] = TickResult(
         stack=StackRef("team", "demo"),
@@ -139,11 +146,8 @@ async def test_the_leader_folds_what_a_finished_jobs_runner_recorded() -> None:
 
 @pytest.mark.asyncio
 async def test_a_failed_job_is_recorded_with_what_its_pod_said() -> None:
-    operator, kube = _operator()
+    operator, kube, results = _operator_with_results()
     operator.index.observe(manifest(executor="job"))
-    operator.folder.ledger = results = FakeResults()
-    operator.folder.usage = results
-    operator.folder.approvals = results
     job = _tick_job("team/demo/8", "Failed")
     job["metadata"]["name"] = "demo-tick-abc"
     ended = {"terminated": {"reason": "OOMKilled", "exitCode": 137}}
@@ -232,7 +236,6 @@ async def test_a_job_still_shown_active_after_its_tick_was_folded_holds_nothing(
     reported the tick: that Job must not hold the stack again."""
     operator, _kube = _operator()
     operator.index.observe(manifest(executor="job"))
-    operator.folder.ledger = FakeResults()
     record = operator.index["team/demo"]
     fold_result(
         record,

@@ -2,10 +2,11 @@
 
 Each fake in :mod:`tests.unit.operator_fakes` replaces one real neighbour of the parts
 under test (``Kube``, the Redis lanes and results, the dispatcher, the status writer,
-the leader's Events). A fake method the real class lacks, or takes other parameters
-than the real one, would let a unit test pass against an API nobody calls: these
-tests fail instead. The fakes keep real semantics where they have any (``patch_stack``
-applies JSON patches with the ``jsonpatch`` library, not a re-implementation).
+the leader's Events, and the rest of :class:`~agentstack_operator.parts.OperatorParts`).
+A fake method the real class lacks, or takes other parameters than the real one, would
+let a unit test pass against an API nobody calls: these tests fail instead. The fakes
+keep real semantics where they have any (``patch_stack`` applies JSON patches with the
+``jsonpatch`` library, not a re-implementation).
 """
 
 from __future__ import annotations
@@ -25,13 +26,26 @@ from agentstack_operator.folding import (
     UsageCounters,
 )
 from agentstack_operator.kube import Kube
+from agentstack_operator.parts import Credentials, Fleet, RedisFleet, Triggers
 from agentstack_operator.secretchecking import SecretReader
 from agentstack_operator.statuswriting import EventSink, LeaderEvents, StatusSink, StatusWriter
-from agentstack_operator.tickcredentials import SecretStore
-from agentstack_operator.triggering import TriggerApi
+from agentstack_operator.tickcredentials import Ensures, SecretStore, TickCredentials
+from agentstack_operator.triggering import TriggerApi, TriggerHub
+from agentstack_operator.waking import RedisWakeups, WakeupSource
 from tests.helpers import assert_same_signature, public_methods
 
-from .operator_fakes import FakeEvents, FakeKube, FakeLanes, FakeResults, FakeScheduler, FakeStatus
+from .operator_fakes import (
+    FakeCredentials,
+    FakeEvents,
+    FakeFleet,
+    FakeKube,
+    FakeLanes,
+    FakeResults,
+    FakeScheduler,
+    FakeStatus,
+    FakeTriggers,
+    FakeWakeups,
+)
 
 STAND_INS: list[tuple[type, type, tuple[type, ...]]] = [
     (
@@ -44,6 +58,10 @@ STAND_INS: list[tuple[type, type, tuple[type, ...]]] = [
     (FakeScheduler, Dispatcher, (Scheduler,)),
     (FakeStatus, StatusWriter, (StatusMarks,)),
     (FakeEvents, LeaderEvents, (folding.EventPoster, waking.EventPoster)),
+    (FakeFleet, RedisFleet, (Fleet,)),
+    (FakeWakeups, RedisWakeups, (WakeupSource,)),
+    (FakeTriggers, TriggerHub, (Triggers,)),
+    (FakeCredentials, TickCredentials, (Credentials, Ensures)),
 ]
 """(fake, the real class it stands in for, the Protocols the parts under test ask for)."""
 
