@@ -53,7 +53,7 @@ from agentstack_api.errors import ApiError
 from agentstack_api.inputs import Inputs, spec_of
 from agentstack_core.kube.client import KubeClient
 from agentstack_core.kube.errors import NotFoundError
-from agentstack_core.kube.manifests import Secret
+from agentstack_core.kube.manifests import ObjectMeta, Secret
 from agentstack_core.kube.paths import secret_path
 from agentstack_core.redis.inputs import cut_to_bytes
 from agentstack_core.spec import StackSpec, Webhook, WebhookFormat
@@ -236,15 +236,15 @@ class Webhooks:
         headers: Mapping[str, str],
     ) -> models.InputAccepted:
         """Verify a delivery and send it as an input (the checks of the module doc)."""
-        namespace = str(stack["metadata"]["namespace"])
+        meta = ObjectMeta.of(stack)
         try:
-            key = await self.secrets.key(namespace, hook.secret_ref.name, hook.secret_ref.key)
+            key = await self.secrets.key(meta.namespace, hook.secret_ref.name, hook.secret_ref.key)
         except Exception as exc:
             logger.warning(
                 "webhook %s of %s/%s: Secret not read: %s",
                 hook.name,
-                namespace,
-                stack["metadata"]["name"],
+                meta.namespace,
+                meta.name,
                 exc,
             )
             key = None
