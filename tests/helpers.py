@@ -9,11 +9,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.approvals import Approval, ApprovalState
+from agentstack_core.kube.client import KubeClient
+from agentstack_core.kube.settings import from_configuration
 from agentstack_devkit.controlplane import bind_service_account as bind_service_account
 from agentstack_devkit.processes import wait_until
+from agentstack_operator.kube import Kube
 
 T = TypeVar("T")
 
@@ -21,6 +25,12 @@ T = TypeVar("T")
 def eventually(check: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
     """Poll ``check`` until it returns a value other than ``None``; fail after ``timeout``."""
     return wait_until(check, timeout=timeout, what=what, interval=0.1)
+
+
+def operator_kube(api: client.ApiClient) -> Kube:
+    """The operator's :class:`Kube` over ``api`` and an async client of its
+    configuration (what the operator process builds from one place)."""
+    return Kube(api, KubeClient(from_configuration(api.configuration)))
 
 
 def gone(read: Callable[[], object]) -> bool | None:

@@ -85,6 +85,7 @@ from agentstack_api.errors import ApiError
 from agentstack_api.inputs import Inputs, check_size, spec_of
 from agentstack_api.tailing import DroppedError, StreamHub
 from agentstack_api.views import stack_reader, stack_ref
+from agentstack_core.kube.manifests import ObjectMeta
 from agentstack_core.protocol import RedisClient
 from agentstack_core.retention import INPUTS_MAXLEN
 
@@ -140,7 +141,7 @@ def _call(context: ServerCallContext) -> StackCall:
 
 def context_id(stack: dict[str, Any]) -> str:
     """The A2A context of a stack's tasks: the stack itself (its uid)."""
-    return str(stack["metadata"].get("uid") or stack_ref(stack))
+    return ObjectMeta.of(stack).uid or str(stack_ref(stack))
 
 
 class StackAgents(RequestHandler):

@@ -15,7 +15,7 @@ from agentstack_api import models
 from agentstack_api.auth import AuthError, Authorizer, User
 from agentstack_api.cache import Subscription, summary
 from agentstack_api.errors import ApiError
-from agentstack_core.spec import DEFAULTS
+from agentstack_core.kube.stacks import StackManifest
 
 
 class StackSource(Protocol):
@@ -119,15 +119,11 @@ class StackAccess:
         items: list[models.StackSummary] = []
         next_cursor = None
         for obj in self.cache.items():
-            meta = obj["metadata"]
-            key = (meta["namespace"], meta["name"])
+            manifest = StackManifest.of(obj)
+            key = (manifest.meta.namespace, manifest.meta.name)
             if (after is not None and key <= after) or (namespace and key[0] != namespace):
                 continue
-            if (
-                state
-                and (obj.get("spec") or {}).get("executionState", DEFAULTS.execution_state.value)
-                != state
-            ):
+            if state and manifest.execution_state != state:
                 continue
             if not await gate.allows(key[0]):
                 continue

@@ -25,6 +25,7 @@ from agentstack_api.errors import ApiError
 from agentstack_api.views import stack_ref
 from agentstack_core import protocol
 from agentstack_core.approvals import MISSING, ApprovalState
+from agentstack_core.kube.manifests import ObjectMeta
 from agentstack_core.protocol import RedisClient, Wakeup
 from agentstack_core.reasons import EventReason
 from agentstack_core.redis.approvals import decide_approval, read_approvals
@@ -63,7 +64,7 @@ class Approvals:
             record = records.get(approval)
             by = f" by {record.decided_by}" if record and record.decided_by else ""
             raise ApiError(409, "AlreadyDecided", f"approval {approval} is {state}{by}")
-        uid = str(stack["metadata"].get("uid") or "")
+        uid = ObjectMeta.of(stack).uid
         word = "approved" if approved else "denied"
         note = Wakeup(
             stack=ref,

@@ -13,14 +13,21 @@ read everything.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from kubernetes import client
-
+from agentstack_core.kube.client import KubeClient
+from agentstack_core.kube.reviews import (
+    SUBJECT_ACCESS_REVIEWS,
+    TOKEN_REVIEWS,
+    ResourceAttributes,
+    ReviewedUser,
+    allowed,
+    subject_access_review,
+    token_review,
+)
 from agentstack_core.resource import GROUP, PLURAL
 
 
@@ -108,9 +115,8 @@ class KubernetesAccess:
 
     forwards_token = True
 
-    def __init__(self, api: client.ApiClient, *, ttl: float = 30.0) -> None:
-        self.authn = client.AuthenticationV1Api(api)
-        self.authz = client.AuthorizationV1Api(api)
+    def __init__(self, kube: KubeClient, *, ttl: float = 30.0) -> None:
+        self.kube = kube
         self._users: TTLCache[str, User] = TTLCache(ttl)
         self._decisions: TTLCache[tuple[str, tuple[str, ...], str, str, str], bool] = TTLCache(ttl)
 
@@ -121,24 +127,17 @@ class KubernetesAccess:
         digest = hashlib.sha256(token.encode()).hexdigest()
         user = self._users.get(digest)
         if user is None:
-            user = await asyncio.to_thread(self._review_token, token) or _REJECTED
+            user = await self._review_token(token) or _REJECTED
             self._users.put(digest, user)
         if user is _REJECTED:
             raise AuthError("the token was not accepted")
         return user
 
-    def _review_token(self, token: str) -> User | None:
-        review = self.authn.create_token_review(
-            client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token))
-        )
-        status = review.status
-        if not status or not status.authenticated or not status.user:
+    async def _review_token(self, token: str) -> User | None:
+        found = ReviewedUser.of(await self.kube.create(TOKEN_REVIEWS, token_review(token)))
+        if found is None:
             return None
-        return User(
-            name=status.user.username or "",
-            groups=tuple(status.user.groups or ()),
-            uid=status.user.uid or "",
-        )
+        return User(name=found.username, groups=found.groups, uid=found.uid)
 
     async def may_get(self, user: User, namespace: str) -> bool:
         return await self.may(user, namespace, "get")
@@ -147,27 +146,8 @@ class KubernetesAccess:
         key = (user.name, user.groups, namespace, verb, subresource)
         cached = self._decisions.get(key)
         if cached is None:
-            cached = await asyncio.to_thread(
-                self._review_access, user, namespace, verb, subresource
-            )
+            attributes = ResourceAttributes(verb, GROUP, PLURAL, namespace, subresource)
+            review = subject_access_review(attributes, user.name, user.groups, user.uid)
+            cached = allowed(await self.kube.create(SUBJECT_ACCESS_REVIEWS, review))
             self._decisions.put(key, cached)
         return cached
-
-    def _review_access(self, user: User, namespace: str, verb: str, subresource: str) -> bool:
-        review = self.authz.create_subject_access_review(
-            client.V1SubjectAccessReview(
-                spec=client.V1SubjectAccessReviewSpec(
-                    user=user.name,
-                    groups=list(user.groups),
-                    uid=user.uid or None,
-                    resource_attributes=client.V1ResourceAttributes(
-                        group=GROUP,
-                        resource=PLURAL,
-                        subresource=subresource or None,
-                        verb=verb,
-                        namespace=namespace,
-                    ),
-                )
-            )
-        )
-        return bool(review.status and review.status.allowed)

@@ -1,7 +1,8 @@
 """A watch-backed cache of AgentStacks: requests never wait on the API server.
 
-A background thread lists the stacks, then watches from the list's resourceVersion
-(re-listing when the watch expires with 410 Gone), and hands every change to the event
+A task per watched scope (a namespace, or the whole cluster) follows the stacks
+(:func:`~agentstack_core.kube.following.follow`: a list, then a watch from its
+resourceVersion, a new list when that version expires with 410 Gone), on the event
 loop. Readers get the cached objects; the fleet's live stream gets a
 :class:`StackChange` whenever a stack's summary (state, phase, readiness, ticks)
 changes, numbered so a reconnecting client resumes with ``Last-Event-ID`` (numbers are
@@ -12,55 +13,39 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client, watch
-from kubernetes.client.exceptions import ApiException
-
+from agentstack_core.kube.client import KubeClient
+from agentstack_core.kube.following import follow
+from agentstack_core.kube.manifests import Listing, ObjectMeta
+from agentstack_core.kube.stacks import StackManifest, stacks_path
 from agentstack_core.reasons import ConditionType
-from agentstack_core.resource import GROUP, PLURAL, VERSION
-from agentstack_core.spec import DEFAULTS
 
 logger = logging.getLogger(__name__)
 
-WATCH_TIMEOUT_SECONDS = 240
 CHANGE_HISTORY = 1000
 """Fleet changes kept for ``Last-Event-ID`` resumption."""
 
 
-def _cost(status: dict[str, Any]) -> float | None:
-    """The stack's dollars as status says them; ``None`` while unknown (a call of an
-    unpriced model) or not written yet."""
-    if status.get("unpricedCalls"):
-        return None
-    try:
-        return float(status["costUSD"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def summary(obj: dict[str, Any]) -> dict[str, Any]:
     """The fields of a stack that dashboards list (and that changes are reported on)."""
-    meta = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
-    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    stack = StackManifest.of(obj)
+    status = stack.summary
     return {
-        "namespace": meta.get("namespace"),
-        "name": meta.get("name"),
-        "executionState": spec.get("executionState", DEFAULTS.execution_state.value),
-        "phase": status.get("phase"),
-        "ready": conditions.get(ConditionType.READY, "Unknown"),
-        "stalled": conditions.get(ConditionType.STALLED) == "True",
-        "ticks": int(status.get("ticks") or 0),
-        "tokensUsed": int(status.get("tokensUsed") or 0),
-        "costUSD": _cost(status),
-        "lastTickTime": status.get("lastTickTime"),
-        "lastTickResult": status.get("lastTickResult"),
+        "namespace": stack.meta.namespace,
+        "name": stack.meta.name,
+        "executionState": stack.execution_state,
+        "phase": status.phase,
+        "ready": status.condition(ConditionType.READY) or "Unknown",
+        "stalled": status.condition(ConditionType.STALLED) == "True",
+        "ticks": status.ticks,
+        "tokensUsed": status.tokens_used,
+        "costUSD": status.cost_usd,
+        "lastTickTime": status.last_tick_time,
+        "lastTickResult": status.last_tick_result,
     }
 
 
@@ -92,34 +77,36 @@ class StackChange:
 
 
 class StackCache:
-    def __init__(self, api: client.ApiClient, namespaces: list[str] | None = None) -> None:
-        self.custom = client.CustomObjectsApi(api)
-        self.api = api
+    def __init__(self, kube: KubeClient, namespaces: list[str] | None = None) -> None:
+        self.kube = kube
         self.namespaces = namespaces or []
         self.stacks: dict[tuple[str, str], dict[str, Any]] = {}
         self.ready = asyncio.Event()
         self.changes: collections.deque[StackChange] = collections.deque(maxlen=CHANGE_HISTORY)
         self._seq = 0
         self._listeners: set[asyncio.Queue[StackChange]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending_lists = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        """Follow every scope, each in a task of the running loop."""
         scopes: list[str | None] = list(self.namespaces) or [None]
         self._pending_lists = len(scopes)
+        loop = asyncio.get_running_loop()
         for scope in scopes:
-            thread = threading.Thread(
-                target=self._run, args=(scope,), name=f"watch-{scope or 'all'}", daemon=True
+            self._tasks.append(
+                loop.create_task(self._follow(scope), name=f"stacks-{scope or 'all'}")
             )
-            thread.start()
-            self._threads.append(thread)
 
-    def stop(self) -> None:
-        self._stop.set()
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
 
     # -- reading -----------------------------------------------------------------------
 
@@ -144,67 +131,20 @@ class StackCache:
     def seq(self) -> int:
         return self._seq
 
-    # -- the watch thread --------------------------------------------------------------
+    # -- following the API server -----------------------------------------------------
 
-    def _list(self, scope: str | None) -> dict[str, Any]:
-        listed: Any
-        if scope is None:
-            listed = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-        else:
-            listed = self.custom.list_namespaced_custom_object(GROUP, VERSION, scope, PLURAL)
-        return dict(listed)
-
-    def _run(self, scope: str | None) -> None:
-        backoff = 0.5
-        while not self._stop.is_set():
-            try:
-                listed = self._list(scope)
-                self._submit(self._replace, scope, listed.get("items") or [])
-                version = listed["metadata"]["resourceVersion"]
-                backoff = 0.5
-                while not self._stop.is_set():
-                    version = self._watch(scope, version)
-            except ApiException as exc:
-                if exc.status != 410:
-                    logger.warning("stack watch failed (%s); retrying", exc.reason)
-                    time.sleep(backoff)
-                    backoff = min(10.0, backoff * 2)
-            except Exception:
-                logger.exception("stack watch failed; retrying")
-                time.sleep(backoff)
-                backoff = min(10.0, backoff * 2)
-
-    def _watch(self, scope: str | None, version: str) -> str:
-        watcher = watch.Watch()  # type: ignore[no-untyped-call]
-        if scope is None:
-            method: Any = self.custom.list_cluster_custom_object
-            args: tuple[Any, ...] = (GROUP, VERSION, PLURAL)
-        else:
-            method = self.custom.list_namespaced_custom_object
-            args = (GROUP, VERSION, scope, PLURAL)
-        for event in watcher.stream(  # type: ignore[no-untyped-call]
-            method,
-            *args,
-            resource_version=version,
-            timeout_seconds=WATCH_TIMEOUT_SECONDS,
-            allow_watch_bookmarks=True,
-        ):
-            obj = event["object"]
-            version = obj["metadata"]["resourceVersion"]
-            if event["type"] == "BOOKMARK":
-                continue
-            if event["type"] == "ERROR":
-                raise ApiException(status=obj.get("code", 500), reason=obj.get("message"))
-            self._submit(self._apply, event["type"], obj)
-            if self._stop.is_set():
-                break
-        return version
-
-    def _submit(self, function: Any, *args: Any) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(function, *args)
-
-    # -- applied on the event loop ----------------------------------------------------
+    async def _follow(self, scope: str | None) -> None:
+        listed = False
+        async for change in follow(self.kube, stacks_path(scope)):
+            if isinstance(change, Listing):
+                self._replace(scope, [dict(item) for item in change.items])
+                if not listed:
+                    listed = True
+                    self._pending_lists -= 1
+                    if self._pending_lists <= 0:
+                        self.ready.set()
+            else:
+                self._apply(change.type, dict(change.object))
 
     def _replace(self, scope: str | None, items: list[dict[str, Any]]) -> None:
         seen = set()
@@ -213,14 +153,11 @@ class StackCache:
             self._apply("MODIFIED", obj)
         for key in [k for k in self.stacks if (scope is None or k[0] == scope) and k not in seen]:
             self._apply("DELETED", self.stacks[key])
-        self._pending_lists -= 1
-        if self._pending_lists <= 0:
-            self.ready.set()
 
     @staticmethod
     def _key(obj: dict[str, Any]) -> tuple[str, str]:
-        meta = obj["metadata"]
-        return str(meta["namespace"]), str(meta["name"])
+        meta = ObjectMeta.of(obj)
+        return meta.namespace, meta.name
 
     def _apply(self, kind: str, obj: dict[str, Any]) -> None:
         key = self._key(obj)

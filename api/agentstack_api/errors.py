@@ -4,7 +4,10 @@ Every non-2xx answer is ``{"error": {"status", "code", "message"}}`` (see
 :class:`~.models.ErrorResponse`), whoever raised it: a route or a service raises
 :class:`ApiError`; FastAPI's own validation (400), Starlette's routing (404, 405) and
 anything unexpected (500) are translated here, so a dashboard handles one shape. The
-request-size limit (413) answers with the same body from the app's middleware.
+request-size limit (413) answers with the same body from the app's middleware. A
+Kubernetes call a request needed and the API server failed (a review it could not
+make, an API server out of reach) is a 503 (:func:`kubernetes_unavailable`), never a
+500: the caller may try again.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from agentstack_api import models
+from agentstack_core.kube.errors import KubeError, UnreachableError
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +37,16 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
         self.headers = headers or {}
         """Sent with the answer (``Retry-After`` on a 429)."""
+
+
+def kubernetes_unavailable(exc: KubeError) -> ApiError:
+    """503: the API server failed (or could not take) a call the request needed."""
+    said = (
+        "could not be reached"
+        if isinstance(exc, UnreachableError)
+        else f"answered {exc.status}: {exc.reason}"
+    )
+    return ApiError(503, "KubernetesUnavailable", f"the API server {said}; try again later")
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -66,6 +80,11 @@ async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
     response = error_response(exc.status, exc.code, exc.message)
     response.headers.update(exc.headers)
     return response
+
+
+async def _kube_error(request: Request, exc: KubeError) -> JSONResponse:
+    logger.warning("Kubernetes call failed: %s", exc)
+    return await _api_error(request, kubernetes_unavailable(exc))
 
 
 async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -109,6 +128,7 @@ async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Make every failure of ``app`` answer with the one error body."""
     app.exception_handler(ApiError)(_api_error)
+    app.exception_handler(KubeError)(_kube_error)
     app.exception_handler(RequestValidationError)(_invalid)
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(Exception)(_unexpected)

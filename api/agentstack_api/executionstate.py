@@ -11,17 +11,18 @@ API's own credentials are used.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Protocol
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
-from agentstack_api.errors import ApiError
-from agentstack_core.resource import GROUP, PLURAL, VERSION
+from agentstack_api.errors import ApiError, kubernetes_unavailable
+from agentstack_core.kube.client import KubeClient
+from agentstack_core.kube.errors import (
+    ForbiddenError,
+    KubeError,
+    NotFoundError,
+    UnauthorizedError,
+)
+from agentstack_core.kube.stacks import stack_path
 from agentstack_core.spec import ExecutionState
-
-PATCH_TIMEOUT_SECONDS = 10.0
 
 
 class StateWriter(Protocol):
@@ -33,56 +34,31 @@ class StateWriter(Protocol):
 
 
 class KubeStateWriter:
-    """:class:`StateWriter` over the official client, one short-lived client per call
-    with the caller's token (a steering action is rare; a pool per caller is not worth
-    keeping)."""
+    """:class:`StateWriter` over the async client: a merge patch sent with the caller's
+    token (:meth:`~agentstack_core.kube.client.KubeClient.merge_patch`), else with the
+    API's own credentials."""
 
-    def __init__(self, kube: client.ApiClient) -> None:
+    def __init__(self, kube: KubeClient) -> None:
         self.kube = kube
 
     async def set_state(
         self, namespace: str, name: str, state: ExecutionState, token: str | None
     ) -> None:
-        await asyncio.to_thread(self._patch, namespace, name, state, token)
-
-    def _caller(self, token: str) -> client.ApiClient:
-        base = self.kube.configuration
-        configuration = client.Configuration()
-        configuration.host = base.host
-        configuration.ssl_ca_cert = base.ssl_ca_cert
-        configuration.verify_ssl = base.verify_ssl
-        configuration.tls_server_name = getattr(base, "tls_server_name", None)
-        configuration.api_key = {"authorization": f"Bearer {token}"}
-        return client.ApiClient(configuration)
-
-    def _patch(self, namespace: str, name: str, state: ExecutionState, token: str | None) -> None:
-        api = self._caller(token) if token is not None else self.kube
         try:
-            client.CustomObjectsApi(api).patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                {"spec": {"executionState": state.value}},
-                _request_timeout=PATCH_TIMEOUT_SECONDS,
+            await self.kube.merge_patch(
+                stack_path(namespace, name), {"spec": {"executionState": state.value}}, token=token
             )
-        except ApiException as exc:
+        except KubeError as exc:
             raise _refusal(exc, namespace, name) from exc
-        finally:
-            if api is not self.kube:
-                api.close()  # type: ignore[no-untyped-call]
 
 
-def _refusal(exc: ApiException, namespace: str, name: str) -> ApiError:
-    if exc.status == 403:
+def _refusal(exc: KubeError, namespace: str, name: str) -> ApiError:
+    if isinstance(exc, ForbiddenError):
         return ApiError(
             403, "Forbidden", f"RBAC does not allow patch of agentstacks in {namespace}"
         )
-    if exc.status == 404:
+    if isinstance(exc, NotFoundError):
         return ApiError(404, "NotFound", f"no AgentStack {namespace}/{name}")
-    if exc.status == 401:
+    if isinstance(exc, UnauthorizedError):
         return ApiError(401, "Unauthorized", "the API server did not accept the token")
-    return ApiError(
-        503, "KubernetesUnavailable", f"the API server answered {exc.status}: {exc.reason}"
-    )
+    return kubernetes_unavailable(exc)

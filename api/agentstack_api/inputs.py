@@ -25,6 +25,8 @@ from agentstack_api import models
 from agentstack_api.auth import User
 from agentstack_api.errors import ApiError
 from agentstack_api.views import stack_reader, stack_ref
+from agentstack_core.kube.manifests import ObjectMeta
+from agentstack_core.kube.stacks import StackManifest
 from agentstack_core.protocol import RedisClient
 from agentstack_core.records import InputOutcome, InputRecord
 from agentstack_core.redis.errors import StackGoneError
@@ -40,7 +42,7 @@ from agentstack_core.spec import SpecError, StackSpec, parse_spec
 
 def spec_of(stack: dict[str, Any]) -> StackSpec:
     try:
-        return parse_spec(stack.get("spec") or {})
+        return parse_spec(dict(StackManifest.of(stack).spec))
     except SpecError as exc:
         raise ApiError(
             409, "InvalidSpec", f"{stack_ref(stack)} has an invalid spec, so it runs nothing: {exc}"
@@ -111,7 +113,7 @@ class Inputs:
                 self.redis,
                 ref,
                 spec,
-                uid=str(stack["metadata"].get("uid") or ""),
+                uid=ObjectMeta.of(stack).uid,
                 agent=agent,
                 sender=sender,
                 content=content,

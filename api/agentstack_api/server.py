@@ -22,13 +22,14 @@ from agentstack_api.executionstate import KubeStateWriter
 from agentstack_api.tailing import StreamHub
 from agentstack_api.webhooks import KubeSecrets
 from agentstack_core.connection import connect
-from agentstack_core.kubeapi import api_client
+from agentstack_core.kube.client import KubeClient
+from agentstack_core.kube.settings import load_settings
 
 logger = logging.getLogger(__name__)
 
 
 async def serve(config: ApiConfig) -> None:
-    kube = api_client()
+    kube = KubeClient(load_settings())
     redis = connect(config.redis_url)
     readers = connect(config.redis_url)
     hub = StreamHub(redis, readers)
@@ -63,8 +64,8 @@ async def serve(config: ApiConfig) -> None:
     try:
         await server.serve()
     finally:
-        cache.stop()
+        await cache.stop()
         await hub.stop()
         await readers.aclose()
         await redis.aclose()
-        kube.close()  # type: ignore[no-untyped-call]
+        await kube.close()

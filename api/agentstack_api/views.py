@@ -25,6 +25,8 @@ from agentstack_api import models
 from agentstack_api.cache import summary
 from agentstack_api.errors import ApiError
 from agentstack_core.keys import StackKeys, StackRef
+from agentstack_core.kube.manifests import ObjectMeta
+from agentstack_core.kube.stacks import StackManifest
 from agentstack_core.pricing import known_usd
 from agentstack_core.protocol import RedisClient
 from agentstack_core.records import (
@@ -176,26 +178,27 @@ def spec_summary(spec: dict[str, Any]) -> models.SpecSummary:
 
 def stack_detail(stack: dict[str, Any]) -> models.StackDetail:
     """One stack as ``GET …/stacks/{name}`` shows it: summary, spec summary, status."""
+    manifest = StackManifest.of(stack)
     return models.StackDetail(
         **summary(stack),
-        uid=str(stack["metadata"].get("uid", "")),
-        generation=int(stack["metadata"].get("generation") or 0),
-        spec=spec_summary(stack.get("spec") or {}),
-        status=dict(stack.get("status") or {}),
+        uid=manifest.meta.uid,
+        generation=manifest.meta.generation,
+        spec=spec_summary(dict(manifest.spec)),
+        status=dict(manifest.status),
     )
 
 
 def agent_names(stack: dict[str, Any]) -> list[str]:
     """The agents a stack declares, or the default team when it declares none."""
-    declared = (stack.get("spec") or {}).get("agents") or []
+    declared = StackManifest.of(stack).spec.get("agents") or []
     names = [str(a.get("name")) for a in declared if isinstance(a, dict) and a.get("name")]
     return names or list(DEFAULT_TEAM)
 
 
 def stack_ref(stack: dict[str, Any]) -> StackRef:
     """The reference of a stack object (its Redis keys' hash tag)."""
-    meta = stack["metadata"]
-    return StackRef(str(meta["namespace"]), str(meta["name"]))
+    meta = ObjectMeta.of(stack)
+    return StackRef(meta.namespace, meta.name)
 
 
 def stack_reader(redis: RedisClient, stack: dict[str, Any]) -> StackReader:
@@ -227,10 +230,7 @@ class StackViews:
     ) -> models.MessagePage:
         """A page of one agent's inbox, newest first (404 for an agent not in the stack)."""
         if agent not in agent_names(stack):
-            meta = stack["metadata"]
-            raise ApiError(
-                404, "NotFound", f"no agent {agent!r} in {meta['namespace']}/{meta['name']}"
-            )
+            raise ApiError(404, "NotFound", f"no agent {agent!r} in {stack_ref(stack)}")
         reader = stack_reader(self.redis, stack)
         page = await reader.page(reader.keys.inbox(agent), cursor=cursor, limit=limit)
         return models.MessagePage(
@@ -240,7 +240,7 @@ class StackViews:
 
     async def agents(self, stack: dict[str, Any]) -> models.AgentList:
         """The stack's agents: their spec summary, memory size and inbox size."""
-        spec = spec_summary(stack.get("spec") or {})
+        spec = spec_summary(dict(StackManifest.of(stack).spec))
         names = [agent.name for agent in spec.agents] or agent_names(stack)
         reader = stack_reader(self.redis, stack)
         memories = await reader.memories(names)

@@ -32,7 +32,6 @@ constant time and never logged.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -45,8 +44,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter
 
 from agentstack_api import models
@@ -54,6 +51,10 @@ from agentstack_api.access import StackSource
 from agentstack_api.auth import TTLCache
 from agentstack_api.errors import ApiError
 from agentstack_api.inputs import Inputs, spec_of
+from agentstack_core.kube.client import KubeClient
+from agentstack_core.kube.errors import NotFoundError
+from agentstack_core.kube.manifests import ObjectMeta, Secret
+from agentstack_core.kube.paths import secret_path
 from agentstack_core.redis.inputs import cut_to_bytes
 from agentstack_core.spec import StackSpec, Webhook, WebhookFormat
 
@@ -91,8 +92,8 @@ class SecretSource(Protocol):
 class KubeSecrets:
     """Secret keys read with the API's ServiceAccount (``get secrets``), cached briefly."""
 
-    def __init__(self, api: client.ApiClient, ttl: float = SECRET_CACHE_SECONDS) -> None:
-        self.core = client.CoreV1Api(api)
+    def __init__(self, kube: KubeClient, ttl: float = SECRET_CACHE_SECONDS) -> None:
+        self.kube = kube
         self._cache: TTLCache[tuple[str, str, str], bytes | None] = TTLCache(ttl, limit=1_000)
 
     async def key(self, namespace: str, name: str, key: str) -> bytes | None:
@@ -100,13 +101,10 @@ class KubeSecrets:
         if (cached := self._cache.get(where)) is not None:
             return cached
         try:
-            secret = await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        encoded = (secret.data or {}).get(key)
-        value = base64.b64decode(encoded) if encoded is not None else None
+            secret = Secret.of(await self.kube.get(secret_path(namespace, name)))
+        except NotFoundError:
+            return None
+        value = secret.data.get(key)
         if value is not None:
             self._cache.put(where, value)
         return value
@@ -238,15 +236,15 @@ class Webhooks:
         headers: Mapping[str, str],
     ) -> models.InputAccepted:
         """Verify a delivery and send it as an input (the checks of the module doc)."""
-        namespace = str(stack["metadata"]["namespace"])
+        meta = ObjectMeta.of(stack)
         try:
-            key = await self.secrets.key(namespace, hook.secret_ref.name, hook.secret_ref.key)
+            key = await self.secrets.key(meta.namespace, hook.secret_ref.name, hook.secret_ref.key)
         except Exception as exc:
             logger.warning(
                 "webhook %s of %s/%s: Secret not read: %s",
                 hook.name,
-                namespace,
-                stack["metadata"]["name"],
+                meta.namespace,
+                meta.name,
                 exc,
             )
             key = None

@@ -1,9 +1,10 @@
-"""Reaching the Kubernetes API server, the same way in every process.
+"""The synchronous ``kubernetes`` client, for the calls not yet on the async layer
+(:mod:`agentstack_core.kube`, which the API process uses alone).
 
 In a pod, the ServiceAccount's token and CA (the in-cluster configuration, whose token
 the client reads again as the kubelet rotates it); elsewhere — ``make dev``, the tests,
-a laptop — the kubeconfig ``$KUBECONFIG`` names. The operator, the API and the runners
-that read stacks' Secrets all build their client here.
+a laptop — the kubeconfig ``$KUBECONFIG`` names. The operator and the runners that
+read stacks' Secrets build their synchronous client here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from kubernetes import client, config
 
 CONNECTION_POOL_SIZE = 32
 """Connections a process keeps to the API server: its calls run in worker threads,
-several at once (status writes, Events, Secrets, reviews)."""
+several at once (Events, Secrets, Jobs, Leases)."""
 
 
 def api_client() -> client.ApiClient:

@@ -2,24 +2,21 @@
 
 Kopf owns the watch streams of stacks and Jobs; everything the operator *writes* goes
 through here, and so do the triggers' watches (:mod:`.triggering`), with the discovery
-and access reviews they need. The
-official client is synchronous, so its calls run in worker threads
-(``asyncio.to_thread``). Status patches, the one write that scales with the fleet, do
-not: they go out on the event loop through :class:`Patcher` (aiohttp, which the
-operator already runs for Kopf), as raw merge patches whose reply is read for its
-status code only; so do the finalizer's JSON patches (one per new stack). Profiled at
-1,000 stacks, the synchronous path spent most of the operator's CPU per status write
-on things the write does not need — call validation, building a response model,
-urllib3 — and its worker threads fought the event loop for
-the GIL, which is what stretched the dispatcher's lag tail.
+and access reviews they need. Two clients serve it while it moves onto the one async
+layer (:mod:`agentstack_core.kube`): status patches (the one write that scales with
+the fleet), the finalizer's JSON patches, discovery, access reviews and the triggers'
+lists and watches go out on the event loop through
+:class:`~agentstack_core.kube.client.KubeClient` (raw JSON on aiohttp; the module's
+doc says why not a generated client); Events, Secrets, Jobs, pods and Leases still
+use the official synchronous client, its calls in worker threads
+(``asyncio.to_thread``).
 
-Every call carries a request timeout (:data:`REQUEST_TIMEOUT`): an API server that
-stops answering must fail a call, never hang the loop that made it (leader election
-counts on it). Lease calls run in a worker thread of their own: thousands of new
-stacks mean thousands of ``Started`` Events queued for the shared workers, and a
-renewal waiting behind them missed its deadline and cost the leadership (measured
-at 10,000 stacks). Connection details come from the in-cluster service account, else from
-``$KUBECONFIG``.
+Every call carries a request timeout (:data:`REQUEST_TIMEOUT`, and the async
+layer's own): an API server that stops answering must fail a call, never hang the
+loop that made it (leader election counts on it). Lease calls run in a worker thread
+of their own: thousands of new stacks mean thousands of ``Started`` Events queued for
+the shared workers, and a renewal waiting behind them missed its deadline and cost the
+leadership (measured at 10,000 stacks).
 """
 
 from __future__ import annotations
@@ -27,147 +24,33 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
-import json
 import logging
-import ssl
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import aiohttp
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.keys import StackRef
+from agentstack_core.kube.client import KubeClient
+from agentstack_core.kube.errors import NotFoundError
+from agentstack_core.kube.reviews import (
+    SELF_SUBJECT_ACCESS_REVIEWS,
+    SUBJECT_ACCESS_REVIEWS,
+    ResourceAttributes,
+    allowed,
+    self_subject_access_review,
+    subject_access_review,
+)
+from agentstack_core.kube.stacks import stack_path
 from agentstack_core.resource import GROUP, KIND, PLURAL, VERSION
 
 logger = logging.getLogger(__name__)
 
 COMPONENT = "agentstack-operator"
 REQUEST_TIMEOUT = (5.0, 10.0)
-"""(connect, read) seconds of every API call."""
-WATCH_SECONDS = 300
-"""How long the API server keeps one of the triggers' watches open before it is
-started again (from the last resourceVersion seen)."""
-
-
-def _stack_path(ref: StackRef) -> str:
-    return f"apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/{PLURAL}/{ref.name}"
-
-
-class Patcher:
-    """Patches (of ``/status``, and the finalizer's) on the event loop, over one aiohttp
-    session that reuses its connections.
-
-    Credentials come from the same :class:`~kubernetes.client.Configuration` as the
-    synchronous client: its CA and client certificate, and its ``authorization`` key,
-    read again for every request so that a rotated token (the in-cluster client's
-    refresh hook, a kubeconfig exec plugin) is picked up as the official client would.
-    """
-
-    def __init__(self, configuration: client.Configuration) -> None:
-        self.configuration = configuration
-        self._session: aiohttp.ClientSession | None = None
-
-    def _ssl(self) -> ssl.SSLContext | bool:
-        conf = self.configuration
-        if not conf.host.startswith("https"):
-            return False
-        context = ssl.create_default_context(cafile=conf.ssl_ca_cert)
-        if not conf.verify_ssl:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if conf.cert_file:
-            context.load_cert_chain(conf.cert_file, conf.key_file)
-        return context
-
-    def _session_now(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connect, read = REQUEST_TIMEOUT
-            self._session = aiohttp.ClientSession(
-                base_url=self.configuration.host.rstrip("/") + "/",
-                # Connections are bounded by the status writer's patches in flight.
-                connector=aiohttp.TCPConnector(ssl=self._ssl()),
-                timeout=aiohttp.ClientTimeout(sock_connect=connect, sock_read=read),
-                json_serialize=json.dumps,
-            )
-        return self._session
-
-    async def patch(
-        self, path: str, body: dict[str, Any] | list[dict[str, Any]], *, json_patch: bool = False
-    ) -> bool:
-        """Patch ``path`` (relative to the API server's root): a merge patch, or a JSON
-        patch (RFC 6902) with ``json_patch``; ``False`` on 404, :class:`ApiException`
-        on any other error."""
-        kind = "json-patch" if json_patch else "merge-patch"
-        headers = self._headers(f"application/{kind}+json")
-        async with self._session_now().patch(path, json=body, headers=headers) as response:
-            if response.status == 404:
-                return False
-            if response.status >= 300:
-                raise ApiException(status=response.status, reason=await response.text())
-            await response.read()  # the connection goes back to the pool
-        return True
-
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        headers = {"Content-Type": content_type} if content_type else {}
-        # The official client's lookup: ``BearerToken``, or ``authorization`` as kubeconfig
-        # and in-cluster loading store it.
-        token = self.configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
-        if token:
-            headers["Authorization"] = token
-        return headers
-
-    async def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any] | None:
-        """GET ``path`` as JSON; ``None`` on 404, :class:`ApiException` on other errors."""
-        async with self._session_now().get(path, params=params, headers=self._headers()) as reply:
-            if reply.status == 404:
-                await reply.read()
-                return None
-            if reply.status >= 300:
-                raise ApiException(status=reply.status, reason=await reply.text())
-            found: dict[str, Any] = await reply.json(loads=json.loads)
-        return found
-
-    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST a JSON body to ``path``; the reply as JSON."""
-        headers = self._headers("application/json")
-        async with self._session_now().post(path, json=body, headers=headers) as reply:
-            if reply.status >= 300:
-                raise ApiException(status=reply.status, reason=await reply.text())
-            answer: dict[str, Any] = await reply.json(loads=json.loads)
-        return answer
-
-    async def watch(self, path: str, resource_version: str) -> AsyncIterator[dict[str, Any]]:
-        """The watch events of the collection at ``path`` after ``resource_version``,
-        until the server ends the watch (:data:`WATCH_SECONDS`). Lines are split here,
-        not by the stream reader, which refuses lines longer than its buffer (a large
-        object is one line)."""
-        params = {
-            "watch": "1",
-            "resourceVersion": resource_version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(WATCH_SECONDS),
-        }
-        connect, _read = REQUEST_TIMEOUT
-        timeout = aiohttp.ClientTimeout(sock_connect=connect, sock_read=WATCH_SECONDS + 30)
-        session = self._session_now()
-        async with session.get(
-            path, params=params, headers=self._headers(), timeout=timeout
-        ) as reply:
-            if reply.status >= 300:
-                raise ApiException(status=reply.status, reason=await reply.text())
-            pending = b""
-            async for chunk in reply.content.iter_any():
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield json.loads(line)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+"""(connect, read) seconds of every call of the synchronous client."""
 
 
 def _forbidden(exc: ApiException) -> Exception:
@@ -176,11 +59,12 @@ def _forbidden(exc: ApiException) -> Exception:
 
 
 class Kube:
-    """Async facade over the synchronous client (one instance per process)."""
+    """The operator's Kubernetes calls (one instance per process), over the async
+    layer's client and, for what has not moved yet, the synchronous one."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, async_client: KubeClient) -> None:
         self.api = api
-        self.patcher = Patcher(api.configuration)
+        self.async_client = async_client
         self._leases = ThreadPoolExecutor(1, thread_name_prefix="lease")
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
@@ -198,12 +82,23 @@ class Kube:
 
     async def patch_status(self, ref: StackRef, body: dict[str, Any]) -> bool:
         """Merge-patch the stack's status; ``False`` if the stack no longer exists."""
-        return await self.patcher.patch(f"{_stack_path(ref)}/status", {"status": body})
+        try:
+            await self.async_client.merge_patch(
+                stack_path(ref.namespace, ref.name, "status"), {"status": body}
+            )
+        except NotFoundError:
+            return False
+        return True
 
     async def patch_stack(self, ref: StackRef, patch: list[dict[str, Any]]) -> bool:
         """JSON-patch the stack (its metadata: the finalizer); ``False`` if it is gone,
-        :class:`ApiException` 422 if a ``test`` operation failed."""
-        return await self.patcher.patch(_stack_path(ref), patch, json_patch=True)
+        :class:`~agentstack_core.kube.errors.InvalidError` (422) if a ``test``
+        operation failed."""
+        try:
+            await self.async_client.json_patch(stack_path(ref.namespace, ref.name), patch)
+        except NotFoundError:
+            return False
+        return True
 
     async def read_stack(self, ref: StackRef) -> dict[str, Any] | None:
         """The stack as a plain manifest, or ``None`` if it does not exist."""
@@ -223,7 +118,7 @@ class Kube:
         return found
 
     async def close(self) -> None:
-        await self.patcher.close()
+        await self.async_client.close()
         self._leases.shutdown(wait=False)
         self.api.close()  # type: ignore[no-untyped-call]
 
@@ -345,8 +240,11 @@ class Kube:
         """The resource (plural) that serves ``kind`` in ``api_version``, and whether it
         is namespaced; ``None`` if the API server has no such kind (discovery)."""
         path = "api/v1" if api_version == "v1" else f"apis/{api_version}"
-        found = await self.patcher.get(path)
-        for resource in (found or {}).get("resources") or []:
+        try:
+            found = await self.async_client.get(path)
+        except NotFoundError:
+            return None
+        for resource in found.get("resources") or []:
             if resource.get("kind") == kind and "/" not in resource.get("name", "/"):
                 return str(resource["name"]), bool(resource.get("namespaced"))
         return None
@@ -357,33 +255,35 @@ class Kube:
         """Whether ``user`` (``None``: the operator itself) may list and watch
         ``resource`` in ``namespace``: a SubjectAccessReview (a SelfSubjectAccessReview
         for the operator) per verb."""
-        review = "SelfSubjectAccessReview" if user is None else "SubjectAccessReview"
         for verb in ("list", "watch"):
-            spec: dict[str, Any] = {
-                "resourceAttributes": {
-                    "namespace": namespace,
-                    "verb": verb,
-                    "group": group,
-                    "resource": resource,
-                }
-            }
-            if user is not None:
-                spec["user"] = user
-            answer = await self.patcher.post(
-                f"apis/authorization.k8s.io/v1/{review.lower()}s",
-                {"apiVersion": "authorization.k8s.io/v1", "kind": review, "spec": spec},
-            )
-            if not (answer.get("status") or {}).get("allowed"):
+            attributes = ResourceAttributes(verb, group, resource, namespace)
+            if user is None:
+                answer = await self.async_client.create(
+                    SELF_SUBJECT_ACCESS_REVIEWS, self_subject_access_review(attributes)
+                )
+            else:
+                answer = await self.async_client.create(
+                    SUBJECT_ACCESS_REVIEWS, subject_access_review(attributes, user)
+                )
+            if not allowed(answer):
                 return False
         return True
 
     async def list_objects(self, path: str) -> dict[str, Any]:
         """The collection at ``path`` (an empty list if the API server has none)."""
-        return await self.patcher.get(path) or {"items": []}
+        try:
+            return await self.async_client.get(path)
+        except NotFoundError:
+            return {"items": []}
 
-    def watch_objects(self, path: str, resource_version: str) -> AsyncIterator[dict[str, Any]]:
-        """The watch events of the collection at ``path`` (:meth:`Patcher.watch`)."""
-        return self.patcher.watch(path, resource_version)
+    async def watch_objects(
+        self, path: str, resource_version: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The watch events of the collection at ``path``
+        (:meth:`~agentstack_core.kube.client.KubeClient.watch`) as the lines they came
+        as: :mod:`.triggering` reads them so until it moves onto the typed events."""
+        async for event in self.async_client.watch(path, resource_version):
+            yield {"type": event.type, "object": event.object}
 
     async def read_lease(self, namespace: str, name: str) -> Any:
         try:

@@ -45,9 +45,8 @@ from agentstack_devkit.fakellm import FakeLLMServer, credential_digest
 from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.helm import Helm
 from agentstack_devkit.redisserver import RedisServer
-from agentstack_operator.kube import Kube
 from tests.e2e.stacks import Stacks
-from tests.helpers import bind_service_account, eventually, gone, waiting_approval
+from tests.helpers import bind_service_account, eventually, gone, operator_kube, waiting_approval
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "agentstack-operator"
@@ -2031,7 +2030,7 @@ def test_the_chart_processes_work_with_exactly_the_granted_permissions(
         # A slot sent again finds its Job (409) and reads it, by list: the operator may
         # list Jobs, not get them.
         async def read_as_the_operator(*names: str) -> list[dict[str, Any] | None]:
-            kube = Kube(
+            kube = operator_kube(
                 config.new_client_from_config(config_file=str(chart_fleet.kubeconfigs["operator"]))
             )
             try:

@@ -36,7 +36,6 @@ from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.rediscluster import RedisClusterServers
 from agentstack_devkit.redisserver import RedisServer
 from agentstack_operator.jobs import PASSWORD_KEY, SECRET_NAME, USERNAME_KEY
-from agentstack_operator.kube import Kube
 from agentstack_operator.tickcredentials import (
     PREVIOUS_ANNOTATION,
     TickCredentials,
@@ -45,7 +44,7 @@ from agentstack_operator.tickcredentials import (
 from agentstack_runner.config import RunnerConfig
 from agentstack_runner.service import run_once
 from tests.e2e.stacks import Stacks
-from tests.helpers import Clock, eventually, waiting_approval
+from tests.helpers import Clock, eventually, operator_kube, waiting_approval
 
 DAY = 86400.0
 
@@ -137,7 +136,7 @@ async def test_a_tick_runs_as_its_namespace_user_which_reaches_nothing_else(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url, cluster = backend
-    kube = Kube(k8s_api)
+    kube = operator_kube(k8s_api)
     credentials = TickCredentials(kube, admin, cluster=cluster, rotate_every=DAY)
     await credentials.ensure(namespace)
     await credentials.ensure(other_namespace)
@@ -210,7 +209,7 @@ async def test_a_rotation_keeps_the_old_password_until_the_next_one(
     url, cluster = backend
     clock = Clock(time.time())
     credentials = TickCredentials(
-        Kube(k8s_api), admin, cluster=cluster, rotate_every=DAY, clock=clock
+        operator_kube(k8s_api), admin, cluster=cluster, rotate_every=DAY, clock=clock
     )
     await credentials.ensure(namespace)
     first = _secret(k8s_api, namespace)[PASSWORD_KEY]
@@ -292,7 +291,7 @@ async def test_a_namespace_without_job_stacks_loses_its_user_after_the_grace(
     url, cluster = backend
     clock = Clock(time.time())
     credentials = TickCredentials(
-        Kube(k8s_api), admin, cluster=cluster, rotate_every=DAY, clock=clock
+        operator_kube(k8s_api), admin, cluster=cluster, rotate_every=DAY, clock=clock
     )
     user = acl_user(namespace)
     await credentials.ensure(namespace)

@@ -9,13 +9,13 @@ from typing import Any
 from kubernetes import client
 
 from agentstack_core.keys import StackRef
-from agentstack_operator.kube import Kube
+from tests.helpers import operator_kube
 
 
 def test_a_lease_read_does_not_queue_behind_a_burst_of_event_posts() -> None:
     """A few thousand new stacks post as many ``Started`` Events, each a blocking call
     in a worker thread; a renewal queued behind them missed its deadline."""
-    kube = Kube(client.ApiClient(client.Configuration()))  # no call reaches a network
+    kube = operator_kube(client.ApiClient(client.Configuration()))  # no call reaches a network
     gate = threading.Event()
     kube.coordination.read_namespaced_lease = lambda *_args, **_kwargs: "the lease"
 

@@ -1,0 +1,34 @@
+"""The URL paths of the API server's resources (relative to its root)."""
+
+from __future__ import annotations
+
+
+def group_path(group: str, version: str) -> str:
+    """The root of an API group version (``api/v1`` for the core group)."""
+    return f"api/{version}" if not group else f"apis/{group}/{version}"
+
+
+def resource_path(
+    group: str,
+    version: str,
+    plural: str,
+    *,
+    namespace: str | None = None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
+    """A collection (across namespaces when ``namespace`` is ``None``), or one object
+    of it by ``name``, or that object's ``subresource``."""
+    path = group_path(group, version)
+    if namespace is not None:
+        path += f"/namespaces/{namespace}"
+    path += f"/{plural}"
+    if name is not None:
+        path += f"/{name}"
+        if subresource:
+            path += f"/{subresource}"
+    return path
+
+
+def secret_path(namespace: str, name: str) -> str:
+    return resource_path("", "v1", "secrets", namespace=namespace, name=name)
