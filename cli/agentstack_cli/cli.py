@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import TypeVar
 
+from agentstack_cli import uninstall
 from agentstack_core import eventloop, tracing
 from agentstack_core.observability import configure_logging
 from agentstack_core.settings import CommonSettings
@@ -98,7 +99,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
         help="run the agentstack API (REST, Server-Sent Events and the steering POSTs); "
         "configured by environment variables, see agentstack_api.config",
     )
-    run: dict[str, Command] = {"operator": _operator, "runner": runner_cli.main, "api": _api}
+    uninstall_parser = commands.add_parser(
+        "uninstall",
+        help="before the operator is removed (the chart's pre-delete hook): release or "
+        "delete every stack, so none keeps a finalizer nobody will remove",
+    )
+    uninstall.add_arguments(uninstall_parser)
+    run: dict[str, Command] = {
+        "operator": _operator,
+        "runner": runner_cli.main,
+        "api": _api,
+        "uninstall": uninstall.main,
+    }
     for entry in entry_points(group=COMMANDS_GROUP):
         if entry.name not in run:
             run[entry.name] = entry.load()(commands)

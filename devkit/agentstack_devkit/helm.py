@@ -32,6 +32,9 @@ class Helm:
 
     home: Path
     kubeconfig: Path
+    pods_run: bool = True
+    """Whether the cluster runs pods (a node). Without one a hook's Job never ends, so
+    :meth:`uninstall` skips the chart's hooks (its pre-delete ``agentstack uninstall``)."""
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         env = dict(
@@ -70,7 +73,8 @@ class Helm:
         )
 
     def uninstall(self, release: str, namespace: str) -> subprocess.CompletedProcess[str]:
-        return self.run("uninstall", release, "--namespace", namespace, timeout=180)
+        hooks = [] if self.pods_run else ["--no-hooks"]
+        return self.run("uninstall", release, "--namespace", namespace, *hooks, timeout=420)
 
 
 RELEASE = "agentstack-operator"

@@ -98,8 +98,15 @@ def adding(body: dict[str, Any]) -> JsonPatch | None:
 def removing(body: dict[str, Any]) -> JsonPatch | None:
     """The patch that releases a deleted stack, or ``None`` if it is not being deleted
     or the finalizer is not there."""
+    return releasing(body) if _deleting(body) else None
+
+
+def releasing(body: dict[str, Any]) -> JsonPatch | None:
+    """The patch that takes the finalizer off a stack, deleted or not (``None`` if it is
+    not there): what uninstalling does once no operator will put it back. Only this
+    finalizer goes; other controllers' stay."""
     current = _finalizers(body) or []
-    if not _deleting(body) or FINALIZER not in current:
+    if FINALIZER not in current:
         return None
     at = f"/metadata/finalizers/{current.index(FINALIZER)}"
     return [

@@ -71,7 +71,8 @@ POOL_KEY = "sk-pool-default"  # the runners' own key (llm.existingSecret) in cha
 
 @pytest.fixture(scope="module")
 def helm(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    return Helm(tmp_path_factory.mktemp("helm"), control_plane.kubeconfig_path)
+    # No node: the chart's hook Jobs would never run (uninstall skips them).
+    return Helm(tmp_path_factory.mktemp("helm"), control_plane.kubeconfig_path, pods_run=False)
 
 
 def _sets(values: dict[str, str]) -> list[str]:
@@ -701,6 +702,10 @@ def test_rendered_objects_are_labelled_and_accepted_by_the_api_server(
         (namespace, "ags-agentstack-operator-runner"),
         (namespace, "ags-agentstack-operator-api-webhooks"),
         (namespace, "ags-agentstack-operator-operator-leader-election"),
+        # The pre-delete hook's (uninstall.stacks): the stacks where they are watched,
+        # and stopping the operator in the release namespace.
+        (namespace, "ags-agentstack-operator-uninstall"),
+        (namespace, "ags-agentstack-operator-uninstall-stop"),
     }
     # The API may get Secrets by name too (a webhook's key), only with api.webhooks.
     webhooks_role = _by_name(everything, "ClusterRole")["ags-agentstack-operator-api-webhooks"]
@@ -726,7 +731,8 @@ def test_rendered_objects_are_labelled_and_accepted_by_the_api_server(
     defaults = helm.template("--namespace", namespace)
     assert "ags-agentstack-operator-runner" in _by_name(defaults, "ClusterRoleBinding")
     assert not _by_name(defaults, "RoleBinding").keys() - {
-        "ags-agentstack-operator-operator-leader-election"
+        "ags-agentstack-operator-operator-leader-election",
+        "ags-agentstack-operator-uninstall-stop",  # the hook's, in the release namespace
     }
 
     # credentials=env: the runners use only their own keys; no Secret access, no token.

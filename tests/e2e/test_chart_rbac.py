@@ -162,7 +162,8 @@ def settled_grants(
 
 @pytest.fixture(scope="module")
 def helm(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    return Helm(tmp_path_factory.mktemp("helm"), control_plane.kubeconfig_path)
+    # No node: the chart's hook Jobs would never run (uninstall skips them).
+    return Helm(tmp_path_factory.mktemp("helm"), control_plane.kubeconfig_path, pods_run=False)
 
 
 # -- the tests ------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ stack's Jobs complete and fold into status, logged in to Redis as a user confine
 their namespace, through a rotation of its password → the leader operator's pod and the runner
 pod deleted while it holds a tick: the invariant checker finds no tick lost or run
 twice → ``helm upgrade`` rolls the pods and adds the runners' autoscaler → ``helm
-uninstall`` leaves no orphan.
+uninstall``, with stacks still in two namespaces, releases them through its pre-delete
+hook (their namespaces then delete) and leaves no orphan.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from agentstack_devkit.helm import (
     redis_password,
 )
 from agentstack_devkit.node import GATEWAY
+from agentstack_operator.finalizing import FINALIZER
 from agentstack_operator.jobs import SECRET_NAME
 from agentstack_operator.tickcredentials import ROTATED_ANNOTATION
 from tests.e2e.stacks import Stacks
@@ -466,9 +468,40 @@ def test_helm_uninstall_leaves_no_orphan(release: Release, stacks: Stacks) -> No
     finally:
         reader.close()
 
+    # Stacks still there at uninstall, in two namespaces: the pre-delete hook stops the
+    # operator and releases them (uninstall.stacks: release), so their namespaces can go.
+    core = client.CoreV1Api(release.api)
+    kept = [f"{NAMESPACE}-kept-{n}" for n in range(2)]
+    for namespace in kept:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        team = Stacks(release.api, namespace, stacks.redis)
+        team.create("left", tickIntervalSeconds=5)
+        eventually(
+            lambda team=team: (
+                True
+                if FINALIZER in (team.get("left")["metadata"].get("finalizers") or [])
+                else None
+            ),
+            f"the operator's finalizer on {namespace}/left",
+        )
+
     uninstalled = release.helm.uninstall(RELEASE, RELEASE_NAMESPACE)
     assert uninstalled.returncode == 0, uninstalled.stderr
-    core = client.CoreV1Api(release.api)
+    for namespace in kept:
+        left = Stacks(release.api, namespace, stacks.redis).get("left")
+        assert FINALIZER not in (left["metadata"].get("finalizers") or [])
+        core.delete_namespace(namespace)
+    for namespace in kept:
+        eventually(
+            lambda namespace=namespace: gone(lambda: core.read_namespace(namespace)),
+            f"namespace {namespace} deleted, not stuck in Terminating",
+            timeout=120,
+        )
+    # The hook's own objects went with its success.
+    assert not client.BatchV1Api(release.api).list_namespaced_job(RELEASE_NAMESPACE).items
+    assert not core.list_namespaced_service_account(
+        RELEASE_NAMESPACE, label_selector="app.kubernetes.io/component=uninstall"
+    ).items
     eventually(
         lambda: True if not core.list_namespaced_pod(RELEASE_NAMESPACE).items else None,
         "every pod of the release to go",

@@ -14,7 +14,14 @@ from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.keys import StackRef
 from agentstack_operator import finalizing
-from agentstack_operator.finalizing import FINALIZER, Finalizer, adding, must_clean_up, removing
+from agentstack_operator.finalizing import (
+    FINALIZER,
+    Finalizer,
+    adding,
+    must_clean_up,
+    releasing,
+    removing,
+)
 from tests.helpers import Clock
 
 from .operator_fakes import FakeKube, manifest
@@ -83,6 +90,25 @@ def test_the_patches_keep_every_other_finalizer(
     asyncio.run(kube.patch_stack(REF, release))
     before.remove(FINALIZER)
     assert finalizers_of(kube) == before
+
+
+@given(
+    finalizers=st.lists(st.sampled_from(["a.example/x", "b.example/y", FINALIZER]), unique=True),
+    deleting=st.booleans(),
+)
+def test_releasing_takes_only_this_finalizer_off_deleted_or_not(
+    finalizers: list[str], deleting: bool
+) -> None:
+    """What uninstalling does (agentstack uninstall): no operator will put it back."""
+    kube = FakeKube()
+    stored(kube, finalizers=finalizers, deleting=deleting)
+    patch = releasing(kube.stacks[REF])
+    if FINALIZER not in finalizers:
+        assert patch is None
+        return
+    assert patch is not None
+    asyncio.run(kube.patch_stack(REF, patch))
+    assert finalizers_of(kube) == [name for name in finalizers if name != FINALIZER]
 
 
 @pytest.mark.asyncio
