@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Static checks: ruff (lint and format), mypy (strict), import-linter (layer contracts),
 # luacheck over the Redis layer's Lua scripts as Redis runs them; the live page's
-# TypeScript (web/): tsc (strict), ESLint (typescript-eslint, type-aware) and Prettier.
+# TypeScript (web/): tsc (strict), ESLint (typescript-eslint, type-aware), Prettier, and
+# the committed bundle (api/agentstack_api/static/app.js) equal to a fresh build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/ruff check .

@@ -72,8 +72,8 @@ if ! command -v go >/dev/null 2>&1; then
   exit 1
 fi
 
-# The live page's TypeScript (web/) is checked and tested with npm's tools, pinned by
-# its lock.
+# The live page (web/) is checked, tested and built with npm's tools, pinned by the lock
+# (its built script is committed, so the wheel and the image need no Node).
 if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number);
               process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' 2>/dev/null \
    || ! command -v npm >/dev/null 2>&1; then
