@@ -2,7 +2,7 @@
 # Both install what they need first (hack/setup.sh) and build the Kubernetes binaries
 # on first use (cached under ~/.cache/agentstack).
 
-.PHONY: setup build dev test lint bench dashboards docs
+.PHONY: setup build dev test lint bench dashboards docs page
 
 setup:
 	hack/setup.sh
@@ -15,6 +15,10 @@ dev: build
 
 lint: setup
 	hack/lint.sh
+
+# Rebuild the live page's script (api/agentstack_api/static/app.js) from web/src.
+page: setup
+	npm --prefix web run build
 
 # Regenerate the chart's Grafana dashboards from code (devkit/agentstack_devkit/dashboards).
 dashboards: setup

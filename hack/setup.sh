@@ -3,12 +3,16 @@
 #   - a virtualenv in .venv with the project (editable), the dev kit (devkit/, editable;
 #     never part of the product) and the dev tools, at the versions of constraints.txt
 #     (re-run only when a pyproject.toml or constraints.txt changes);
+#   - the live page's Node tooling (TypeScript, esbuild, ESLint, Prettier, tsx) in
+#     web/node_modules, by `npm ci` at the versions of web/package-lock.json (re-run only
+#     when web/package.json or the lock changes);
 #   - Debian's redis-server, prometheus, chromium and chromium-driver, podman, buildah,
 #     runc, debootstrap and lua-check (luacheck, for the Redis layer's scripts) if
 #     missing; containerd, the CNI plugins, iptables, conntrack and iproute2 for the
 #     dev node.
 # The Kubernetes binaries and helm are built on first use by `agentstack dev build`
-# (Go module proxy, cached under ~/.cache/agentstack); this script checks Go is there.
+# (Go module proxy, cached under ~/.cache/agentstack); this script checks Go and Node
+# (20.19 or newer, with npm) are there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,4 +70,20 @@ fi
 if ! command -v go >/dev/null 2>&1; then
   say "Go 1.24 or newer is needed to build the control plane and helm: install Go"
   exit 1
+fi
+
+# The live page (web/) is checked, tested and built with npm's tools, pinned by the lock
+# (its built script is committed, so the wheel and the image need no Node).
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number);
+              process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' 2>/dev/null \
+   || ! command -v npm >/dev/null 2>&1; then
+  found=$(node --version 2>/dev/null || echo none)
+  say "Node 20.19 or newer, with npm, is needed for the live page's tools (found: $found)"
+  exit 1
+fi
+web_stamp="web/node_modules/.installed-$(cat web/package.json web/package-lock.json | sha256sum | cut -c1-16)"
+if [ ! -f "$web_stamp" ]; then
+  say "installing the live page's tools into web/node_modules (npm ci)"
+  npm --prefix web ci --no-audit --no-fund --loglevel=error
+  touch "$web_stamp"
 fi

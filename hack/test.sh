@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite, as `make test` and CI run it: static checks, then pytest.
+# The whole test suite, as `make test` and CI run it: static checks, the live page's unit
+# tests (web/test, Node's test runner), then pytest.
 # Extra arguments go to pytest (e.g. `hack/test.sh -m unit`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hack/lint.sh
+npm --prefix web test --silent
 
 set +e
 .venv/bin/pytest "$@"

@@ -13,6 +13,7 @@ Data flows from two sources to routers through small services:
   on tool calls, :mod:`.executionstate` pauses, resumes and stops a stack as the caller;
 - :mod:`.params` holds the validated parameter types and hands routes their caller and
   services; :mod:`.errors` the one error body; :mod:`.routes` the routers;
-- :mod:`.app` assembles them, :mod:`.server` is the process. ``static/index.html`` is a
-  small live page.
+- :mod:`.app` assembles them, :mod:`.server` is the process. ``static/`` holds the live
+  page: its HTML shell and its script, built from the TypeScript of ``web/``
+  (:mod:`.routes.live` serves them).
 """

@@ -75,6 +75,8 @@ def test_the_wheel_holds_the_product_packages_and_their_data(
     for package in PRODUCT:
         assert f"{package}/py.typed" in names
     assert "agentstack_api/static/index.html" in names
+    # The live page's script, built from web/src and committed, with its source map.
+    assert {"agentstack_api/static/app.js", "agentstack_api/static/app.js.map"} <= set(names)
     # The Redis layer's scripts are files beside the modules that load them.
     scripts = {Path(name).stem for name in names if name.startswith("agentstack_core/redis/")}
     assert {"begin", "commit_step", "finish_tick", "alive", "send_input"} <= scripts

@@ -65,6 +65,26 @@ async def test_the_live_page_is_served_alone() -> None:
 
 
 @pytest.mark.asyncio
+async def test_the_live_pages_script_is_served_and_nothing_else_of_the_package() -> None:
+    async with fakes.client(fakes.app_with(live.router, access=None)) as http:
+        page = await http.get("/")
+        script = await http.get("/static/app.js")
+        source_map = await http.get("/static/app.js.map")
+        others = [
+            await http.get(f"/static/{name}")
+            for name in ("index.html", "..%2F__init__.py", "%2E%2E%2Froutes%2Flive.py", "x.js")
+        ]
+    assert 'src="static/app.js"' in page.text
+    assert script.status_code == 200
+    assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert script.headers["cache-control"] == "no-cache"
+    assert source_map.headers["content-type"] == "application/json"
+    assert "../../../web/src/main.ts" in source_map.json()["sources"]
+    for other in others:
+        fakes.error_of(other, 404, "NotFound")
+
+
+@pytest.mark.asyncio
 async def test_routing_failures_share_the_error_body(http: httpx.AsyncClient) -> None:
     fakes.error_of(await http.get("/api/v1/no-such-route"), 404, "NotFound")
     not_allowed = await http.post("/api/v1/stacks")
