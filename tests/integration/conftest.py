@@ -44,12 +44,6 @@ def redis_backend(request: pytest.FixtureRequest) -> RedisBackend:
 async def aredis(redis_backend: RedisBackend) -> AsyncIterator[RedisClient]:
     """An async client of the backend; every node is flushed after the test."""
     client = connect(redis_backend.url, cluster=redis_backend.cluster)
-    if isinstance(client, RedisCluster):
-        # As every process does with its first (sequential) command. redis-py 8.1's
-        # cluster client, first used by several tasks at once, can hand one of them a
-        # connection its topology refresh is disconnecting ("'NoneType' object has no
-        # attribute 'writelines'"): a race of the library, not of the code under test.
-        await client.initialize()
     try:
         yield client
     finally:
