@@ -230,6 +230,12 @@ class FleetKeys:
     """String the leading operator keeps: when it is missing, Redis lost its data
     (restarted without persistence, flushed) and the operator publishes every spec again."""
 
+    publications: str = f"{FLEET_TAG}:publications"
+    """Counter raised with every spec an operator publishes: in a Redis that kept its
+    writes it never goes down. Lower than the leader last saw, Redis went back in time
+    (restored from an earlier snapshot, or a failover lost the latest writes) and the
+    leader publishes every spec again, as for a missing marker."""
+
     @staticmethod
     def llm_slots(provider: str) -> str:
         """Sorted set implementing the fleet-wide concurrency limit of one LLM provider."""

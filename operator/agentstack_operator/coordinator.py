@@ -84,6 +84,8 @@ class Operator:
         self.config = config
         self.kube = kube = parts.kube
         self.fleet = parts.fleet
+        self.publications = 0
+        """The fleet's publications counter as this operator last saw it."""
         self.leadership = Leadership(
             kube,
             namespace=config.operator_namespace,
@@ -141,7 +143,7 @@ class Operator:
             return
         events = list(change.events)
         if change.cause is not None:
-            await self.fleet.publish(record)
+            self._published(await self.fleet.publish(record))
             events += await check_secrets(self.kube, record)
             events += await check_tick_credentials(self.credentials, record)
             events += await self.triggers.check(record)
@@ -286,21 +288,40 @@ class Operator:
         await self._ensure_published()
 
     async def _ensure_published(self) -> None:
-        """Notice that Redis lost its data (restarted without persistence, flushed) and
-        put back what the fleet needs: the consumer groups and every stack's spec.
+        """Notice that Redis lost its data or went back in time, and put back what the
+        fleet needs: the consumer groups and every stack's spec.
 
-        The leader keeps a marker key in Redis; when it is missing, Redis is not the one
-        the specs were published to. Checked before every batch of ticks is sent, so no
-        tick reaches a runner before its stack's spec is back (a tick of a stack with
-        no spec writes nothing, as for a deleted one).
+        Lost: the leader keeps a marker key in Redis; when it is missing, Redis is not
+        the one the specs were published to (restarted without persistence, flushed).
+        Back in time: the publications counter (raised with every spec published) is
+        lower than this operator last saw — Redis was restored from an earlier snapshot,
+        or a failover lost its latest writes — so specs published since may be missing
+        or old (a stack would drop every tick as ``SpecNotPublished``). Checked before
+        every batch of ticks is sent, so no tick reaches a runner before its stack's spec
+        is back (a tick of a stack with no spec writes nothing, as for a deleted one).
         """
-        if await self.fleet.claim_marker(self.config.operator_id):
-            await self.fleet.ensure_groups()
+        lost, count = await self.fleet.check(self.config.operator_id)
+        went_back = count < self.publications
+        if lost or went_back:
+            if lost:
+                await self.fleet.ensure_groups()
             records = list(self.index.values())
             for record in records:
-                await self.fleet.publish(record)
+                self._published(await self.fleet.publish(record))
+            await self.fleet.raise_publications(self.publications)
             await self.folder.refresh_usage(records)
-            logger.warning("Redis had no marker: published %d spec(s) again", len(records))
+            why = (
+                "had no marker"
+                if lost
+                else f"went back ({count} < {self.publications} publications)"
+            )
+            logger.warning("Redis %s: published %d spec(s) again", why, len(records))
+        self._published(count)
+
+    def _published(self, count: int) -> None:
+        """The publications counter as last seen (it only goes up while Redis keeps its
+        writes)."""
+        self.publications = max(self.publications, count)
 
     def _as_leader(self, step: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         """``step``, run only while this replica leads (it waits for the lease first,

@@ -33,17 +33,24 @@ from agentstack_operator.waking import RedisWakeups, WakeupSource
 
 
 class Fleet(Protocol):
-    """The stacks' specs as the runners read them, and the marker that tells whether
-    Redis still holds what the operator published."""
+    """The stacks' specs as the runners read them, and what tells whether Redis still
+    holds what the operators published: the marker and the publications counter."""
 
-    async def publish(self, record: StackRecord) -> None: ...
+    async def publish(self, record: StackRecord) -> int:
+        """Publish the stack's spec; the publications counter after it."""
+        ...
 
     async def delete(self, ref: StackRef) -> int:
         """Remove a stack's keys; how many there were."""
         ...
 
-    async def claim_marker(self, identity: str) -> bool:
-        """Set the marker if it is missing; ``True`` then (Redis lost its data)."""
+    async def check(self, identity: str) -> tuple[bool, int]:
+        """Set the marker if it is missing (``True`` then: Redis lost its data), and read
+        the publications counter."""
+        ...
+
+    async def raise_publications(self, at_least: int) -> None:
+        """Bring the counter back up to ``at_least`` (after publishing everything again)."""
         ...
 
     async def ensure_groups(self) -> None: ...
@@ -75,16 +82,28 @@ class RedisFleet:
     def __init__(self, redis: RedisClient) -> None:
         self.redis: Any = redis  # see RedisClient: redis-py's annotations don't fit
 
-    async def publish(self, record: StackRecord) -> None:
+    async def publish(self, record: StackRecord) -> int:
         await publish_spec(
             self.redis, record.ref, record.generation, record.raw_spec, uid=record.uid
         )
+        return int(await self.redis.incr(FleetKeys.publications))
 
     async def delete(self, ref: StackRef) -> int:
         return await delete_stack(self.redis, ref)
 
-    async def claim_marker(self, identity: str) -> bool:
-        return bool(await self.redis.set(FleetKeys.marker, identity, nx=True))
+    async def check(self, identity: str) -> tuple[bool, int]:
+        # One round trip (both keys share the fleet's hash tag): this runs before every
+        # batch of ticks is sent.
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(FleetKeys.marker, identity, nx=True)
+        pipe.get(FleetKeys.publications)
+        claimed, count = await pipe.execute()
+        return bool(claimed), int(count or 0)
+
+    async def raise_publications(self, at_least: int) -> None:
+        count = int(await self.redis.get(FleetKeys.publications) or 0)
+        if count < at_least:  # a concurrent INCR only adds: never brings it below
+            await self.redis.incrby(FleetKeys.publications, at_least - count)
 
     async def ensure_groups(self) -> None:
         await protocol.ensure_groups(self.redis)

@@ -26,6 +26,7 @@ from tests.reliability.support import (
     consolidating,
     fleet_on,
     more_ticks,
+    on_gateway,
     sleep_calls,
     team_of_stacks,
     verify,
@@ -144,4 +145,68 @@ def test_redis_restarted_empty_and_the_fleet_recovers_by_itself(
             timeout=120,
         )
         verify("Redis restarted empty", fleet, k8s_api, reader, [namespace])
+    reader.close()
+
+
+def test_redis_restored_from_an_earlier_snapshot_and_the_fleet_reconciles(
+    scratch_redis: RedisServer,
+    control_plane: ControlPlane,
+    gateway: FakeLLMServer,
+    k8s_api: client.ApiClient,
+    crd: str,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """A restore (docs/reliability.md, "Backup and restore"): Redis comes back with a
+    snapshot taken before a stack's spec changed and before another stack was created.
+    The marker is in the snapshot, so only the publications counter tells the leader that
+    Redis went back: it publishes every spec again, and each stack ticks at its current
+    generation (without that, the changed one dropped every tick as SpecNotPublished
+    and the new one never ticked)."""
+    reader = redis.Redis.from_url(scratch_redis.url, decode_responses=True)
+    with fleet_on(
+        control_plane, k8s_api, scratch_redis.url, gateway=gateway, logs_dir=tmp_path / "logs"
+    ) as fleet:
+        stacks = Stacks(k8s_api, namespace, reader)
+        names = team_of_stacks(stacks, 4, gateway, tickIntervalSeconds=2)
+        fleet.operator()
+        fleet.runner()
+        more_ticks(stacks, names, 8)
+        assert reader.save()  # the snapshot: dump.rdb, loaded when Redis starts again
+        changed, newcomer = names[0], "team-new"
+        stacks.patch_spec(changed, goal="a goal set after the snapshot")
+        stacks.create(newcomer, **on_gateway(gateway, tickIntervalSeconds=2))
+        eventually(
+            lambda: (
+                True
+                if any(h["generation"] == "2" for h in stacks.history(changed))
+                and stacks.history(newcomer)
+                else None
+            ),
+            "the changed and the new stack to tick before the restore",
+        )
+        scratch_redis.restart(kill=True)  # back to the snapshot
+        restored = time.time()
+        assert not stacks.history(newcomer)  # it is as the snapshot had it
+
+        def current(name: str, generation: str) -> bool:
+            return any(
+                float(h["started_at"]) > restored
+                and h["generation"] == generation
+                and h["outcome"] != "Dropped"
+                for h in stacks.history(name)
+            )
+
+        eventually(
+            lambda: (
+                True
+                if all(current(name, "1") for name in names[1:])
+                and current(changed, "2")
+                and current(newcomer, "1")
+                else None
+            ),
+            "every stack to tick at its current generation after the restore",
+            timeout=120,
+        )
+        verify("Redis restored from an earlier snapshot", fleet, k8s_api, reader, [namespace])
     reader.close()

@@ -332,24 +332,30 @@ class FakeResults:
 
 
 class FakeFleet:
-    """The specs published to Redis, and its marker (present: Redis kept its data)."""
+    """The specs published to Redis, its marker (present: Redis kept its data) and its
+    publications counter (set it lower: Redis went back in time)."""
 
     def __init__(self) -> None:
         self.published: dict[str, int] = {}
         self.marker: str | None = None
+        self.publications = 0
         self.groups = 0
 
-    async def publish(self, record: StackRecord) -> None:
+    async def publish(self, record: StackRecord) -> int:
         self.published[record.key] = record.generation
+        self.publications += 1
+        return self.publications
 
     async def delete(self, ref: StackRef) -> int:
         return 1 if self.published.pop(str(ref), None) is not None else 0
 
-    async def claim_marker(self, identity: str) -> bool:
-        if self.marker is not None:
-            return False
-        self.marker = identity
-        return True
+    async def check(self, identity: str) -> tuple[bool, int]:
+        claimed = self.marker is None
+        self.marker = self.marker or identity
+        return claimed, self.publications
+
+    async def raise_publications(self, at_least: int) -> None:
+        self.publications = max(self.publications, at_least)
 
     async def ensure_groups(self) -> None:
         self.groups += 1

@@ -22,6 +22,7 @@ from tests.helpers import until
 
 from .operator_fakes import (
     GROQ_FROM_SECRET,
+    FakeFleet,
     FakeKube,
     FakeResults,
     fake_parts,
@@ -252,3 +253,26 @@ async def test_a_job_still_shown_active_after_its_tick_was_folded_holds_nothing(
     assert record.active_job is None
     await operator.job_seen(_tick_job("team/demo/8", None))  # a newer one does
     assert record.active_job == "team/demo/8"
+
+
+@pytest.mark.asyncio
+async def test_redis_gone_back_in_time_gets_every_spec_again_once() -> None:
+    """Restored from an earlier snapshot (or a failover that lost writes): the marker is
+    there, but specs published since are old or missing, and the counter is lower."""
+    kube = FakeKube()
+    parts = fake_parts(kube)
+    operator = Operator(OperatorConfig(), parts)
+    fleet = parts.fleet
+    assert isinstance(fleet, FakeFleet)
+    for name in ("a", "b"):
+        await operator.observe(manifest(name))
+    await operator._ensure_published()  # the marker is set; nothing was lost
+    assert fleet.published == {"team/a": 1, "team/b": 1}
+    fleet.published.clear()
+    fleet.publications = 1  # as the snapshot had it: one spec published back then
+    await operator._ensure_published()
+    assert fleet.published == {"team/a": 1, "team/b": 1}
+    assert fleet.publications >= 2
+    fleet.published.clear()
+    await operator._ensure_published()  # caught up: nothing more to publish
+    assert fleet.published == {}
