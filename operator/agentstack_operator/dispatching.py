@@ -65,7 +65,7 @@ from agentstack_operator.waking import carried
 logger = logging.getLogger(__name__)
 
 JOB_CONCURRENCY = 8
-"""Job creations in flight at once (each is one API-server call in a worker thread)."""
+"""Job creations in flight at once (each is one API-server call)."""
 IDLE_WAKE_SECONDS = 1.0
 """Longest sleep between looks at the heap, so a clock jump is noticed soon."""
 QUEUE_DEPTH_SECONDS = 5.0

@@ -46,7 +46,7 @@ async def _patch(kube: Kube, ref: StackRef, body: dict[str, Any]) -> bool:
     try:
         return await kube.patch_status(ref, body)
     finally:
-        await kube.async_client.close()
+        await kube.close()
 
 
 def test_a_status_patch_is_merged_into_the_status(
@@ -60,7 +60,7 @@ def test_a_status_patch_is_merged_into_the_status(
             # A merge patch: fields it does not name stay as they were.
             assert await kube.patch_status(stack, {"ticks": 4})
         finally:
-            await kube.async_client.close()
+            await kube.close()
 
     asyncio.run(two_patches())
     status = _status(k8s_api, stack)

@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import jsonpatch
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
 from agentstack_core.approvals import Approval
 from agentstack_core.budget import Usage
 from agentstack_core.keys import StackRef
+from agentstack_core.kube.leases import Lease
 from agentstack_core.protocol import TickRequest, TickResult, Wakeup
 from agentstack_core.records import GoalRecord
 from agentstack_operator.folding import Progress
@@ -107,7 +107,7 @@ class FakeKube:
         self.patch_error: Exception | None = None
         self.events: list[tuple[StackRef, str, bool]] = []
         self.secrets: set[tuple[str, str, str]] = set()
-        self.lease: Any = None
+        self.lease: Lease | None = None
         self.stacks: dict[StackRef, dict[str, Any]] = {}
         """The stacks as the API server holds them (for the finalizer's patches)."""
         self.stack_patches: list[tuple[StackRef, list[dict[str, Any]]]] = []
@@ -233,15 +233,15 @@ class FakeKube:
             raise self.pods_error
         return list(self.pods.get((namespace, job), []))
 
-    async def read_lease(self, namespace: str, name: str) -> Any:
+    async def read_lease(self, namespace: str, name: str) -> Lease | None:
         return self.lease
 
-    async def create_lease(self, namespace: str, body: client.V1Lease) -> bool:
-        self.lease = body
+    async def create_lease(self, lease: Lease) -> bool:
+        self.lease = lease
         return True
 
-    async def replace_lease(self, namespace: str, name: str, body: client.V1Lease) -> bool:
-        self.lease = body
+    async def replace_lease(self, lease: Lease) -> bool:
+        self.lease = lease
         return True
 
 

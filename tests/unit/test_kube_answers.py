@@ -5,6 +5,8 @@ whose fields may be missing or null."""
 from __future__ import annotations
 
 import base64
+import dataclasses
+import datetime as dt
 import json
 
 import pytest
@@ -22,6 +24,8 @@ from agentstack_core.kube.errors import (
     UnreachableError,
     error_for,
 )
+from agentstack_core.kube.events import InvolvedObject, event_body
+from agentstack_core.kube.leases import Lease, LeaseSpec
 from agentstack_core.kube.manifests import Listing, ObjectMeta, Secret, WatchEvent
 from agentstack_core.kube.paths import resource_path, secret_path
 from agentstack_core.kube.reviews import (
@@ -178,3 +182,45 @@ def test_a_stacks_status_summary_reads_what_dashboards_list() -> None:
     assert StackStatus.of({"costUSD": 1.5, "unpricedCalls": 2}).cost_usd is None
     assert StackStatus.of({"costUSD": "many"}).cost_usd is None
     assert StackManifest.of({"spec": None, "status": None}).summary == StackStatus()
+
+
+def test_a_lease_reads_its_times_and_writes_back_only_what_is_set() -> None:
+    renewed = dt.datetime(2026, 1, 1, 0, 0, 5, 250_000, tzinfo=dt.UTC)
+    read = Lease.of(
+        {
+            "metadata": {"name": "op", "namespace": "ns", "resourceVersion": "7"},
+            "spec": {
+                "holderIdentity": "a",
+                "leaseDurationSeconds": 15,
+                "acquireTime": "2026-01-01T00:00:00.000000Z",
+                "renewTime": "2026-01-01T00:00:05.250000Z",
+                "leaseTransitions": 2,
+            },
+        }
+    )
+    assert read.spec == LeaseSpec("a", 15, renewed - dt.timedelta(seconds=5.25), renewed, 2)
+    released = dataclasses.replace(read.spec, holder=None, renew_time=None)
+    assert dataclasses.replace(read, spec=released).manifest() == {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "op", "namespace": "ns", "resourceVersion": "7"},
+        "spec": {
+            "leaseDurationSeconds": 15,
+            "acquireTime": "2026-01-01T00:00:00.000000Z",
+            "leaseTransitions": 2,
+        },
+    }
+    assert Lease.of({"spec": {"renewTime": "yesterday", "holderIdentity": None}}).spec == (
+        LeaseSpec()
+    )
+
+
+def test_an_event_is_about_its_object_and_keeps_a_readable_message() -> None:
+    about = InvolvedObject("agentstack.dev/v1alpha1", "AgentStack", "team", "demo", "u1")
+    now = dt.datetime(2026, 1, 1, 1, 2, 3, 456, tzinfo=dt.UTC)
+    body = event_body(about, "Started", "x" * 2000, component="op", warning=True, now=now)
+    assert body["metadata"] == {"generateName": "demo.", "namespace": "team"}
+    assert body["involvedObject"]["uid"] == "u1"
+    assert len(body["message"]) == 1024
+    assert body["type"] == "Warning"
+    assert body["firstTimestamp"] == body["lastTimestamp"] == "2026-01-01T01:02:03Z"
