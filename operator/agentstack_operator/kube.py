@@ -25,10 +25,10 @@ from typing import Any
 from agentstack_core.keys import StackRef
 from agentstack_core.kube.client import KubeClient
 from agentstack_core.kube.errors import ConflictError, ForbiddenError, KubeError, NotFoundError
-from agentstack_core.kube.events import InvolvedObject, event_body, events_path
-from agentstack_core.kube.leases import Lease, lease_path
-from agentstack_core.kube.manifests import ObjectMeta
-from agentstack_core.kube.paths import resource_path, secret_path
+from agentstack_core.kube.events import InvolvedObject, event_body
+from agentstack_core.kube.jobs import Job, Pod
+from agentstack_core.kube.leases import Lease
+from agentstack_core.kube.paths import events_path, jobs_path, lease_path, pods_path, secret_path
 from agentstack_core.kube.reviews import (
     SELF_SUBJECT_ACCESS_REVIEWS,
     SUBJECT_ACCESS_REVIEWS,
@@ -48,10 +48,6 @@ COMPONENT = "agentstack-operator"
 def _forbidden(exc: KubeError) -> Exception:
     """A 403 as :class:`PermissionError` (what a person must grant), else ``exc``."""
     return PermissionError(exc.reason) if isinstance(exc, ForbiddenError) else exc
-
-
-def _jobs_path(namespace: str) -> str:
-    return resource_path("batch", "v1", "jobs", namespace=namespace)
 
 
 class Kube:
@@ -134,7 +130,7 @@ class Kube:
     async def create_secret(self, namespace: str, body: dict[str, Any]) -> bool:
         """``False`` if it exists already; :class:`PermissionError` if RBAC refuses."""
         try:
-            await self.client.create(resource_path("", "v1", "secrets", namespace=namespace), body)
+            await self.client.create(secret_path(namespace), body)
         except ConflictError:
             return False
         except KubeError as exc:
@@ -151,41 +147,37 @@ class Kube:
             raise _forbidden(exc) from exc
         return True
 
-    async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+    async def job_pods(self, namespace: str, job: str) -> list[Pod]:
         """The pods of a Job (to tell why it failed), newest last."""
-        pods = await self.client.list(
-            resource_path("", "v1", "pods", namespace=namespace),
-            {"labelSelector": f"job-name={job}"},
-        )
+        listed = await self.client.list(pods_path(namespace), {"labelSelector": f"job-name={job}"})
         return sorted(
-            (dict(pod) for pod in pods.items),
-            key=lambda pod: ObjectMeta.of(pod).creation_timestamp,
+            (Pod.of(pod) for pod in listed.items), key=lambda pod: pod.meta.creation_timestamp
         )
 
     async def create_job(self, namespace: str, body: Any) -> bool:
         """Create a Job (a manifest dict); ``False`` if it exists already (a duplicate)."""
         try:
-            await self.client.create(_jobs_path(namespace), body)
+            await self.client.create(jobs_path(namespace), body)
         except ConflictError:
             return False
         return True
 
-    async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The Job as a plain manifest, or ``None`` if it does not exist.
+    async def read_job(self, namespace: str, name: str) -> Job | None:
+        """The Job, or ``None`` if it does not exist.
 
         Listed by name rather than read: the operator may ``list`` Jobs (Kopf watches
         them) but not ``get`` them (README "RBAC"), and a list narrowed by a field
         selector costs the API server no more than a read."""
         listed = await self.client.list(
-            _jobs_path(namespace), {"fieldSelector": f"metadata.name={name}"}
+            jobs_path(namespace), {"fieldSelector": f"metadata.name={name}"}
         )
-        return dict(listed.items[0]) if listed.items else None
+        return Job.of(listed.items[0]) if listed.items else None
 
     async def delete_jobs(self, namespace: str, selector: str) -> None:
         """Delete the Jobs ``selector`` picks (one deletecollection), their pods after
         them."""
         await self.client.delete(
-            _jobs_path(namespace), {"labelSelector": selector, "propagationPolicy": "Background"}
+            jobs_path(namespace), {"labelSelector": selector, "propagationPolicy": "Background"}
         )
 
     async def api_resource(self, api_version: str, kind: str) -> tuple[str, bool] | None:

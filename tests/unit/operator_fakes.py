@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from agentstack_core.approvals import Approval
 from agentstack_core.budget import Usage
 from agentstack_core.keys import StackRef
+from agentstack_core.kube.jobs import Job, Pod
 from agentstack_core.kube.leases import Lease
 from agentstack_core.protocol import TickRequest, TickResult, Wakeup
 from agentstack_core.records import GoalRecord
@@ -141,9 +142,13 @@ class FakeKube:
         self.jobs.append((namespace, body))
         return True
 
-    async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def read_job(self, namespace: str, name: str) -> Job | None:
         return next(
-            (job for ns, job in self.jobs if ns == namespace and job["metadata"]["name"] == name),
+            (
+                Job.of(job)
+                for ns, job in self.jobs
+                if ns == namespace and job["metadata"]["name"] == name
+            ),
             None,
         )
 
@@ -228,10 +233,10 @@ class FakeKube:
         }
         return True
 
-    async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+    async def job_pods(self, namespace: str, job: str) -> list[Pod]:
         if self.pods_error is not None:
             raise self.pods_error
-        return list(self.pods.get((namespace, job), []))
+        return [Pod.of(pod) for pod in self.pods.get((namespace, job), [])]
 
     async def read_lease(self, namespace: str, name: str) -> Lease | None:
         return self.lease

@@ -25,6 +25,7 @@ from agentstack_core.kube.errors import (
     error_for,
 )
 from agentstack_core.kube.events import InvolvedObject, event_body
+from agentstack_core.kube.jobs import Condition, ContainerStatus, Job, Pod, Terminated, Waiting
 from agentstack_core.kube.leases import Lease, LeaseSpec
 from agentstack_core.kube.manifests import Listing, ObjectMeta, Secret, WatchEvent
 from agentstack_core.kube.paths import resource_path, secret_path
@@ -224,3 +225,51 @@ def test_an_event_is_about_its_object_and_keeps_a_readable_message() -> None:
     assert len(body["message"]) == 1024
     assert body["type"] == "Warning"
     assert body["firstTimestamp"] == body["lastTimestamp"] == "2026-01-01T01:02:03Z"
+
+
+def test_metadata_tells_a_missing_finalizer_list_from_an_empty_one() -> None:
+    assert ObjectMeta.of({"metadata": {}}).finalizers is None
+    meta = ObjectMeta.of(
+        {
+            "metadata": {
+                "finalizers": [],
+                "deletionTimestamp": "2026-01-01T00:00:00Z",
+                "labels": {"app": "x", "odd": 3},
+                "annotations": None,
+            }
+        }
+    )
+    assert meta.finalizers == ()
+    assert meta.deletion_timestamp == "2026-01-01T00:00:00Z"
+    assert (meta.labels, meta.annotations) == ({"app": "x"}, {})
+
+
+def test_a_job_reads_its_true_conditions_and_a_pod_how_its_containers_ended() -> None:
+    job = Job.of(
+        {
+            "status": {
+                "startTime": "2026-01-01T00:00:00Z",
+                "conditions": [
+                    {"type": "Complete", "status": "False"},
+                    {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"},
+                ],
+            }
+        }
+    )
+    assert job.holds("Complete") is None
+    assert job.holds("Failed") == Condition("Failed", "True", "DeadlineExceeded")
+    assert job.start_time == "2026-01-01T00:00:00Z"
+    pod = Pod.of(
+        {
+            "status": {
+                "containerStatuses": [
+                    {"state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {}},
+                    {"state": {"terminated": {"reason": "Error", "message": "boom"}}},
+                ]
+            }
+        }
+    )
+    assert pod.containers == (
+        ContainerStatus(waiting=Waiting("CrashLoopBackOff", "")),
+        ContainerStatus(terminated=Terminated("Error", None, "boom")),
+    )

@@ -6,15 +6,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from agentstack_core.kube.paths import resource_path
-
 MESSAGE_LIMIT = 1024
 """Characters of a message kept (the API server refuses longer ones past its own
 limit; an Event is a line to read, not a log)."""
-
-
-def events_path(namespace: str) -> str:
-    return resource_path("", "v1", "events", namespace=namespace)
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentstack_core.kube.manifests import Manifest, ObjectMeta, count, mapping, text
-from agentstack_core.kube.paths import resource_path
 
-GROUP = "coordination.k8s.io"
-VERSION = "v1"
-
-
-def lease_path(namespace: str, name: str | None = None) -> str:
-    """The Leases of ``namespace``, or the one named ``name``."""
-    return resource_path(GROUP, VERSION, "leases", namespace=namespace, name=name)
+API_VERSION = "coordination.k8s.io/v1"
 
 
 def micro_time(value: dt.datetime) -> str:
@@ -96,7 +89,7 @@ class Lease:
         if self.meta.resource_version:
             metadata["resourceVersion"] = self.meta.resource_version
         return {
-            "apiVersion": f"{GROUP}/{VERSION}",
+            "apiVersion": API_VERSION,
             "kind": "Lease",
             "metadata": metadata,
             "spec": self.spec.body(),
