@@ -34,9 +34,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from kubernetes.client.exceptions import ApiException
-
 from agentstack_core.keys import StackRef
+from agentstack_core.kube.errors import ConflictError, InvalidError
 from agentstack_core.kube.manifests import Manifest, ObjectMeta
 
 logger = logging.getLogger(__name__)
@@ -188,10 +187,8 @@ class Finalizer:
             try:
                 await self.kube.patch_stack(ref, patch)  # False: gone, nothing to do
                 return
-            except ApiException as exc:
-                # 422: a "test" failed (the list or version moved); 409: a conflict.
-                if exc.status not in (409, 422):
-                    raise
+            except (InvalidError, ConflictError):
+                pass  # 422: a "test" failed (the list or version moved); 409: a conflict
             current = await self.kube.read_stack(ref)
         logger.warning("finalizer of %s: still contended after %d attempts", ref, EDIT_ATTEMPTS)
 

@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import jsonpatch
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
 from agentstack_core.approvals import Approval
 from agentstack_core.budget import Usage
 from agentstack_core.keys import StackRef
+from agentstack_core.kube.errors import InvalidError
 from agentstack_core.kube.jobs import Job, Pod
 from agentstack_core.kube.leases import Lease
 from agentstack_core.protocol import TickRequest, TickResult, Wakeup
@@ -174,7 +174,7 @@ class FakeKube:
         try:
             self.stacks[ref] = jsonpatch.apply_patch(current, patch)
         except (jsonpatch.JsonPatchConflict, jsonpatch.JsonPatchTestFailed) as exc:
-            raise ApiException(status=422, reason=str(exc)) from exc
+            raise InvalidError(422, "Invalid", str(exc)) from exc
         return True
 
     async def post_event(

@@ -10,7 +10,6 @@ import datetime as dt
 import json
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.kube.errors import (
     MESSAGE_LIMIT,
@@ -71,10 +70,7 @@ def test_other_statuses_keep_their_code_and_a_body_that_is_no_status_is_its_mess
     assert len(error_for(500, "x" * 10_000).message) == MESSAGE_LIMIT
 
 
-def test_an_error_is_still_an_api_exception_for_code_written_against_the_sync_client() -> None:
-    error = error_for(409, {"reason": "AlreadyExists", "message": "exists"})
-    assert isinstance(error, ApiException)
-    assert (error.status, error.reason) == (409, "AlreadyExists")
+def test_an_unanswered_call_is_an_error_of_status_zero() -> None:
     unreachable = UnreachableError("connection refused")
     assert (unreachable.status, unreachable.reason) == (0, "Unreachable")
 
