@@ -3,8 +3,8 @@
 
 In a pod, the ServiceAccount's token and CA (the in-cluster configuration, whose token
 the client reads again as the kubelet rotates it); elsewhere — ``make dev``, the tests,
-a laptop — the kubeconfig ``$KUBECONFIG`` names. The runners that read stacks' Secrets
-and ``agentstack uninstall`` build their synchronous client here.
+a laptop — the kubeconfig ``$KUBECONFIG`` names. ``agentstack uninstall`` (a command
+line, synchronous from end to end) builds its client here; the processes do not.
 """
 
 from __future__ import annotations
