@@ -43,6 +43,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from agentstack_core.kube.jobs import Job
 from agentstack_core.protocol import TickRequest
 from agentstack_devkit.redisserver import RedisServer
 from agentstack_operator.config import OperatorConfig
@@ -152,7 +153,7 @@ class _NoJobs:
     async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
         raise AssertionError("pool stacks only")
 
-    async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def read_job(self, namespace: str, name: str) -> Job | None:
         return None
 
 

@@ -28,9 +28,10 @@ def eventually(check: Callable[[], T | None], what: str, timeout: float = 60.0) 
 
 
 def operator_kube(api: client.ApiClient) -> Kube:
-    """The operator's :class:`Kube` over ``api`` and an async client of its
-    configuration (what the operator process builds from one place)."""
-    return Kube(api, KubeClient(from_configuration(api.configuration)))
+    """The operator's :class:`Kube` over async clients of ``api``'s configuration
+    (its own and its Leases', as the operator process builds them)."""
+    settings = from_configuration(api.configuration)
+    return Kube(KubeClient(settings), leases=KubeClient(settings))
 
 
 def gone(read: Callable[[], object]) -> bool | None:

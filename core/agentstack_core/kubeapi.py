@@ -3,8 +3,8 @@
 
 In a pod, the ServiceAccount's token and CA (the in-cluster configuration, whose token
 the client reads again as the kubelet rotates it); elsewhere — ``make dev``, the tests,
-a laptop — the kubeconfig ``$KUBECONFIG`` names. The operator and the runners that
-read stacks' Secrets build their synchronous client here.
+a laptop — the kubeconfig ``$KUBECONFIG`` names. ``agentstack uninstall`` (a command
+line, synchronous from end to end) builds its client here; the processes do not.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from kubernetes import client, config
 
 CONNECTION_POOL_SIZE = 32
 """Connections a process keeps to the API server: its calls run in worker threads,
-several at once (Events, Secrets, Jobs, Leases)."""
+several at once."""
 
 
 def api_client() -> client.ApiClient:

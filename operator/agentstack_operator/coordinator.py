@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from agentstack_core.keys import StackRef
+from agentstack_core.kube.jobs import Job
 from agentstack_core.protocol import slot_of
 from agentstack_core.reasons import EventReason
 from agentstack_core.spec import Executor
@@ -196,12 +197,13 @@ class Operator:
         failed, or the no-op of a tick that had run already — frees it. A failed Job
         whose runner never recorded its tick is recorded as failed, by the leader.
         """
-        found = job_tick(job)
+        seen = Job.of(job)
+        found = job_tick(seen)
         record = self.index.get(found[0]) if found else None
         if found is None or record is None:
             return
         tick = found[1]
-        state = job_state(job)
+        state = job_state(seen)
         if state == "Active":
             # A Job's object stays active a while after its runner reported the tick
             # (until its pod is seen to end): a tick already folded holds nothing.
@@ -213,13 +215,13 @@ class Operator:
         if not self.leadership.is_leader:
             return
         if state == "Failed":
-            name = str((job.get("metadata") or {}).get("name", ""))
+            name = seen.meta.name
             try:
                 why = pod_failure(await self.kube.job_pods(record.ref.namespace, name))
             except Exception as exc:  # no right to list pods, an outage: record it all the same
                 logger.warning("could not read the pods of Job %s: %s", name, exc)
                 why = ""
-            await self.folder.job_failed(record, tick, job, why=why)
+            await self.folder.job_failed(record, tick, seen, why=why)
         elif not _folded(record, tick):
             await self.folder.job_completed(record, tick)
 

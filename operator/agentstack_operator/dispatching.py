@@ -42,6 +42,7 @@ from typing import Any, Protocol
 from opentelemetry.trace import SpanKind
 
 from agentstack_core import protocol, tracing
+from agentstack_core.kube.jobs import Job
 from agentstack_core.messages import slot_of
 from agentstack_core.protocol import RedisClient, TickKind, TickRequest
 from agentstack_core.reasons import EventReason, SkipReason
@@ -65,7 +66,7 @@ from agentstack_operator.waking import carried
 logger = logging.getLogger(__name__)
 
 JOB_CONCURRENCY = 8
-"""Job creations in flight at once (each is one API-server call in a worker thread)."""
+"""Job creations in flight at once (each is one API-server call)."""
 IDLE_WAKE_SECONDS = 1.0
 """Longest sleep between looks at the heap, so a clock jump is noticed soon."""
 QUEUE_DEPTH_SECONDS = 5.0
@@ -94,7 +95,7 @@ class JobCreator(Protocol):
 
     async def create_job(self, namespace: str, body: dict[str, Any]) -> bool: ...
 
-    async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    async def read_job(self, namespace: str, name: str) -> Job | None: ...
 
 
 class RedisLanes:

@@ -34,9 +34,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from kubernetes.client.exceptions import ApiException
-
 from agentstack_core.keys import StackRef
+from agentstack_core.kube.errors import ConflictError, InvalidError
+from agentstack_core.kube.manifests import Manifest, ObjectMeta
 
 logger = logging.getLogger(__name__)
 
@@ -59,65 +59,54 @@ class FinalizerKube(Protocol):
     async def patch_stack(self, ref: StackRef, patch: JsonPatch) -> bool: ...
 
 
-def ref_of(body: dict[str, Any]) -> StackRef:
-    meta = body.get("metadata") or {}
-    return StackRef(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+def ref_of(body: Manifest) -> StackRef:
+    meta = ObjectMeta.of(body)
+    return StackRef(meta.namespace, meta.name)
 
 
-def _finalizers(body: dict[str, Any]) -> list[str] | None:
-    found = (body.get("metadata") or {}).get("finalizers")
-    return None if found is None else [str(name) for name in found]
-
-
-def _uid(body: dict[str, Any]) -> str:
-    return str((body.get("metadata") or {}).get("uid") or "")
-
-
-def _deleting(body: dict[str, Any]) -> bool:
-    return bool((body.get("metadata") or {}).get("deletionTimestamp"))
-
-
-def adding(body: dict[str, Any]) -> JsonPatch | None:
+def adding(body: Manifest) -> JsonPatch | None:
     """The patch that adds the finalizer, or ``None`` if the stack needs none."""
-    current = _finalizers(body)
-    if _deleting(body) or (current is not None and FINALIZER in current):
+    meta = ObjectMeta.of(body)
+    current = meta.finalizers
+    if meta.deletion_timestamp or (current is not None and FINALIZER in current):
         return None
     if current is None:
         # No list to test against: the object's version guards the new list instead.
-        version = (body.get("metadata") or {}).get("resourceVersion")
         return [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta.resource_version},
             {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
         ]
     return [
-        {"op": "test", "path": "/metadata/finalizers", "value": current},
+        {"op": "test", "path": "/metadata/finalizers", "value": list(current)},
         {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
     ]
 
 
-def removing(body: dict[str, Any]) -> JsonPatch | None:
+def removing(body: Manifest) -> JsonPatch | None:
     """The patch that releases a deleted stack, or ``None`` if it is not being deleted
     or the finalizer is not there."""
-    return releasing(body) if _deleting(body) else None
+    return releasing(body) if ObjectMeta.of(body).deletion_timestamp else None
 
 
-def releasing(body: dict[str, Any]) -> JsonPatch | None:
+def releasing(body: Manifest) -> JsonPatch | None:
     """The patch that takes the finalizer off a stack, deleted or not (``None`` if it is
     not there): what uninstalling does once no operator will put it back. Only this
     finalizer goes; other controllers' stay."""
-    current = _finalizers(body) or []
+    meta = ObjectMeta.of(body)
+    current = meta.finalizers or ()
     if FINALIZER not in current:
         return None
     at = f"/metadata/finalizers/{current.index(FINALIZER)}"
     return [
-        {"op": "test", "path": "/metadata/uid", "value": _uid(body)},  # still that object
+        {"op": "test", "path": "/metadata/uid", "value": meta.uid},  # still that object
         {"op": "test", "path": at, "value": FINALIZER},
         {"op": "remove", "path": at},
     ]
 
 
-def must_clean_up(body: dict[str, Any]) -> bool:
-    return _deleting(body) and FINALIZER in (_finalizers(body) or [])
+def must_clean_up(body: Manifest) -> bool:
+    meta = ObjectMeta.of(body)
+    return bool(meta.deletion_timestamp) and FINALIZER in (meta.finalizers or ())
 
 
 def backoff(attempt: int) -> float:
@@ -157,7 +146,7 @@ class Finalizer:
             except Exception as exc:
                 logger.warning("could not add the finalizer to %s: %s", ref_of(body), exc)
             return
-        uid = _uid(body)
+        uid = ObjectMeta.of(body).uid
         if must_clean_up(body) and uid not in self._cleanups:
             task = asyncio.create_task(self._finalize(body, uid), name=f"cleanup {uid}")
             self._cleanups[uid] = task
@@ -181,16 +170,16 @@ class Finalizer:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _edit(
-        self, body: dict[str, Any], rule: Callable[[dict[str, Any]], JsonPatch | None]
+        self, body: dict[str, Any], rule: Callable[[Manifest], JsonPatch | None]
     ) -> None:
         """Apply ``rule``'s patch; on a lost race, read the stack again and retry — as
         long as it is the same object (a stack deleted and created again under its name
         is another one, with a finalizer of its own)."""
         ref = ref_of(body)
-        uid = _uid(body)
+        uid = ObjectMeta.of(body).uid
         current: dict[str, Any] | None = body
         for _ in range(EDIT_ATTEMPTS):
-            if current is None or _uid(current) != uid:
+            if current is None or ObjectMeta.of(current).uid != uid:
                 return
             patch = rule(current)
             if patch is None:
@@ -198,10 +187,8 @@ class Finalizer:
             try:
                 await self.kube.patch_stack(ref, patch)  # False: gone, nothing to do
                 return
-            except ApiException as exc:
-                # 422: a "test" failed (the list or version moved); 409: a conflict.
-                if exc.status not in (409, 422):
-                    raise
+            except (InvalidError, ConflictError):
+                pass  # 422: a "test" failed (the list or version moved); 409: a conflict
             current = await self.kube.read_stack(ref)
         logger.warning("finalizer of %s: still contended after %d attempts", ref, EDIT_ATTEMPTS)
 

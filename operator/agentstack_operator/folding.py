@@ -46,6 +46,7 @@ from agentstack_core import protocol
 from agentstack_core.approvals import Approval
 from agentstack_core.budget import Usage
 from agentstack_core.keys import FleetKeys, StackKeys, StackRef
+from agentstack_core.kube.jobs import Job
 from agentstack_core.pricing import usd
 from agentstack_core.protocol import RedisClient, TickResult, kind_of
 from agentstack_core.reasons import EventReason, Outcome, TickReason
@@ -345,9 +346,7 @@ class ResultFolder:
         if result is not None:
             await self.fold([result])
 
-    async def job_failed(
-        self, record: StackRecord, tick: str, job: dict[str, Any], why: str = ""
-    ) -> None:
+    async def job_failed(self, record: StackRecord, tick: str, job: Job, why: str = "") -> None:
         """A tick's Job failed (deadline, crash): record the tick as failed unless its
         runner recorded it (or still runs it, and will) — with what its pod said
         (``why``: :func:`~agentstack_operator.jobs.pod_failure`) — and fold what it
@@ -361,7 +360,7 @@ class ResultFolder:
             outcome=Outcome.FAILED,
             reason=TickReason.JOB_FAILED,
             message=f"{condition}; the runner: {why}" if why else condition,
-            started_at=epoch((job.get("status") or {}).get("startTime")) or now,
+            started_at=epoch(job.start_time) or now,
             finished_at=now,
             runner="job",
             kind=kind_of(tick),

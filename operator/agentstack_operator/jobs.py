@@ -22,8 +22,10 @@ container never started (an image pull, a missing Secret) — from the Job's pod
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any, Literal
 
+from agentstack_core.kube.jobs import Job, Pod
 from agentstack_core.messages import TickKind, TickRequest
 from agentstack_core.resource import GROUP, KIND, VERSION
 from agentstack_core.spec import StackSpec
@@ -156,55 +158,52 @@ def _redis_env(config: OperatorConfig) -> list[dict[str, Any]]:
 JobState = Literal["Active", "Complete", "Failed"]
 
 
-def job_state(job: dict[str, Any]) -> JobState:
+def job_state(job: Job) -> JobState:
     """Whether the Job still runs, or how it finished (its terminal condition)."""
-    for condition in (job.get("status") or {}).get("conditions") or []:
-        if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
-            return "Complete" if condition["type"] == "Complete" else "Failed"
+    for condition in job.conditions:
+        if condition.true and condition.type in ("Complete", "Failed"):
+            return "Complete" if condition.type == "Complete" else "Failed"
     return "Active"
 
 
-def job_tick(job: dict[str, Any]) -> tuple[str, str] | None:
+def job_tick(job: Job) -> tuple[str, str] | None:
     """``(stack key, tick id)`` of a tick Job, or ``None`` for a Job that is not one."""
-    meta = job.get("metadata") or {}
-    tick = (meta.get("annotations") or {}).get(TICK_ANNOTATION)
-    stack = (meta.get("labels") or {}).get(STACK_LABEL)
-    if not tick or not stack or not meta.get("namespace"):
+    meta = job.meta
+    tick = meta.annotations.get(TICK_ANNOTATION)
+    stack = meta.labels.get(STACK_LABEL)
+    if not tick or not stack or not meta.namespace:
         return None
-    return f"{meta['namespace']}/{stack}", str(tick)
+    return f"{meta.namespace}/{stack}", tick
 
 
-def job_failure(job: dict[str, Any]) -> str | None:
+def job_failure(job: Job) -> str | None:
     """The failure message of a finished Job, or ``None`` if it did not fail (yet)."""
-    for condition in (job.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Failed" and condition.get("status") == "True":
-            return f"{condition.get('reason', 'Failed')}: {condition.get('message', '')}".strip()
-    return None
+    failed = job.holds("Failed")
+    if failed is None:
+        return None
+    return f"{failed.reason or 'Failed'}: {failed.message}".strip()
 
 
 FAILURE_MESSAGE_CHARS = 300
 """How much of a pod's termination message a failed tick keeps (its last line)."""
 
 
-def pod_failure(pods: list[dict[str, Any]]) -> str:
+def pod_failure(pods: Sequence[Pod]) -> str:
     """Why a Job's runner failed, from its newest pod: a container that ended (its
     reason, exit code and termination message — with ``FallbackToLogsOnError``, the
     runner's last log lines) or one that never started (its waiting reason: an image
     that cannot be pulled, a Secret or key that is missing). Empty if the pods say
     nothing (they were deleted already)."""
     for pod in reversed(pods):
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            state = status.get("state") or {}
-            ended = state.get("terminated") or (status.get("lastState") or {}).get("terminated")
+        for status in pod.containers:
+            ended = status.terminated or status.last_terminated
             if ended:
-                lines = [line for line in str(ended.get("message") or "").splitlines() if line]
+                lines = [line for line in ended.message.splitlines() if line]
                 said = lines[-1][-FAILURE_MESSAGE_CHARS:] if lines else ""
-                reason = (
-                    f"{ended.get('reason') or 'Terminated'} (exit code {ended.get('exitCode')})"
-                )
+                reason = f"{ended.reason or 'Terminated'} (exit code {ended.exit_code})"
                 return f"{reason}: {said}" if said else reason
-            waiting = state.get("waiting")
-            if waiting and waiting.get("reason") not in (None, "ContainerCreating"):
-                message = str(waiting.get("message") or "")[:FAILURE_MESSAGE_CHARS]
-                return f"{waiting['reason']}: {message}" if message else str(waiting["reason"])
+            waiting = status.waiting
+            if waiting and waiting.reason not in ("", "ContainerCreating"):
+                message = waiting.message[:FAILURE_MESSAGE_CHARS]
+                return f"{waiting.reason}: {message}" if message else waiting.reason
     return ""

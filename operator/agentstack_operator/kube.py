@@ -1,40 +1,34 @@
-"""The operator's writes to the Kubernetes API: status, Events, Jobs, Secrets, Leases.
+"""The operator's calls to the Kubernetes API: status, Events, Jobs, Secrets, Leases.
 
-Kopf owns the watch streams of stacks and Jobs; everything the operator *writes* goes
-through here, and so do the triggers' watches (:mod:`.triggering`), with the discovery
-and access reviews they need. Two clients serve it while it moves onto the one async
-layer (:mod:`agentstack_core.kube`): status patches (the one write that scales with
-the fleet), the finalizer's JSON patches, discovery, access reviews and the triggers'
-lists and watches go out on the event loop through
-:class:`~agentstack_core.kube.client.KubeClient` (raw JSON on aiohttp; the module's
-doc says why not a generated client); Events, Secrets, Jobs, pods and Leases still
-use the official synchronous client, its calls in worker threads
-(``asyncio.to_thread``).
+Kopf owns the watch streams of stacks and Jobs; everything else the operator asks of
+the API server goes through here — its writes, the reads they need, and the triggers'
+watches (:mod:`.triggering`) with the discovery and access reviews those need — on the
+event loop, through the one async layer
+(:class:`~agentstack_core.kube.client.KubeClient`: raw JSON on aiohttp, a timeout on
+every call, typed errors; its module's doc says why not a generated client).
 
-Every call carries a request timeout (:data:`REQUEST_TIMEOUT`, and the async
-layer's own): an API server that stops answering must fail a call, never hang the
-loop that made it (leader election counts on it). Lease calls run in a worker thread
-of their own: thousands of new stacks mean thousands of ``Started`` Events queued for
-the shared workers, and a renewal waiting behind them missed its deadline and cost the
-leadership (measured at 10,000 stacks).
+Leases go over a client of their own, injected as ``leases``: its own session, so its
+own connection pool. Thousands of new stacks mean thousands of ``Started`` Events at
+once; when the calls ran in a shared thread pool, a renewal queued behind them missed
+its deadline and cost the leadership (measured at 10,000 stacks). On one event loop
+nothing waits for a worker any more, but a session still bounds its connections, and
+a renewal must never wait for one behind a burst of Events.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import functools
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.keys import StackRef
 from agentstack_core.kube.client import KubeClient
-from agentstack_core.kube.errors import NotFoundError
+from agentstack_core.kube.errors import ConflictError, ForbiddenError, KubeError, NotFoundError
+from agentstack_core.kube.events import InvolvedObject, event_body
+from agentstack_core.kube.jobs import Job, Pod
+from agentstack_core.kube.leases import Lease
+from agentstack_core.kube.paths import events_path, jobs_path, lease_path, pods_path, secret_path
 from agentstack_core.kube.reviews import (
     SELF_SUBJECT_ACCESS_REVIEWS,
     SUBJECT_ACCESS_REVIEWS,
@@ -44,46 +38,30 @@ from agentstack_core.kube.reviews import (
     subject_access_review,
 )
 from agentstack_core.kube.stacks import stack_path
-from agentstack_core.resource import GROUP, KIND, PLURAL, VERSION
+from agentstack_core.resource import GROUP, KIND, VERSION
 
 logger = logging.getLogger(__name__)
 
 COMPONENT = "agentstack-operator"
-REQUEST_TIMEOUT = (5.0, 10.0)
-"""(connect, read) seconds of every call of the synchronous client."""
 
 
-def _forbidden(exc: ApiException) -> Exception:
+def _forbidden(exc: KubeError) -> Exception:
     """A 403 as :class:`PermissionError` (what a person must grant), else ``exc``."""
-    return PermissionError(exc.reason) if exc.status == 403 else exc
+    return PermissionError(exc.reason) if isinstance(exc, ForbiddenError) else exc
 
 
 class Kube:
-    """The operator's Kubernetes calls (one instance per process), over the async
-    layer's client and, for what has not moved yet, the synchronous one."""
+    """The operator's Kubernetes calls (one instance per process): ``client`` for all
+    of them but the Leases, which go over ``leases`` (see the module doc)."""
 
-    def __init__(self, api: client.ApiClient, async_client: KubeClient) -> None:
-        self.api = api
-        self.async_client = async_client
-        self._leases = ThreadPoolExecutor(1, thread_name_prefix="lease")
-        self.custom = client.CustomObjectsApi(api)
-        self.core = client.CoreV1Api(api)
-        self.batch = client.BatchV1Api(api)
-        self.coordination = client.CoordinationV1Api(api)
-
-    async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a client call in a worker thread, bounded by :data:`REQUEST_TIMEOUT`."""
-        return await asyncio.to_thread(method, *args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
-
-    async def _lease_call(self, method: Any, *args: Any) -> Any:
-        """:meth:`_call`, in the lease's own worker thread (nothing queues before it)."""
-        call = functools.partial(method, *args, _request_timeout=REQUEST_TIMEOUT)
-        return await asyncio.get_running_loop().run_in_executor(self._leases, call)
+    def __init__(self, client: KubeClient, leases: KubeClient) -> None:
+        self.client = client
+        self.leases = leases
 
     async def patch_status(self, ref: StackRef, body: dict[str, Any]) -> bool:
         """Merge-patch the stack's status; ``False`` if the stack no longer exists."""
         try:
-            await self.async_client.merge_patch(
+            await self.client.merge_patch(
                 stack_path(ref.namespace, ref.name, "status"), {"status": body}
             )
         except NotFoundError:
@@ -95,7 +73,7 @@ class Kube:
         :class:`~agentstack_core.kube.errors.InvalidError` (422) if a ``test``
         operation failed."""
         try:
-            await self.async_client.json_patch(stack_path(ref.namespace, ref.name), patch)
+            await self.client.json_patch(stack_path(ref.namespace, ref.name), patch)
         except NotFoundError:
             return False
         return True
@@ -103,52 +81,30 @@ class Kube:
     async def read_stack(self, ref: StackRef) -> dict[str, Any] | None:
         """The stack as a plain manifest, or ``None`` if it does not exist."""
         try:
-            found: dict[str, Any] = await self._call(
-                self.custom.get_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                ref.namespace,
-                PLURAL,
-                ref.name,
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return found
+            return await self.client.get(stack_path(ref.namespace, ref.name))
+        except NotFoundError:
+            return None
 
     async def close(self) -> None:
-        await self.async_client.close()
-        self._leases.shutdown(wait=False)
-        self.api.close()  # type: ignore[no-untyped-call]
+        await self.client.close()
+        await self.leases.close()
 
     async def post_event(
         self, ref: StackRef, uid: str, reason: str, message: str, *, warning: bool = False
     ) -> None:
         """Record a Kubernetes Event on the stack (best effort: failures are logged)."""
-        now = dt.datetime.now(dt.UTC)
-        event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{ref.name}."),
-            involved_object=client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}",
-                kind=KIND,
-                name=ref.name,
-                namespace=ref.namespace,
-                uid=uid,
-            ),
-            reason=reason,
-            message=message[:1024],
-            type="Warning" if warning else "Normal",
-            source=client.V1EventSource(component=COMPONENT),
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            reporting_component=COMPONENT,
-            reporting_instance=COMPONENT,
+        about = InvolvedObject(f"{GROUP}/{VERSION}", KIND, ref.namespace, ref.name, uid)
+        body = event_body(
+            about,
+            reason,
+            message,
+            component=COMPONENT,
+            warning=warning,
+            now=dt.datetime.now(dt.UTC),
         )
         try:
-            await self._call(self.core.create_namespaced_event, ref.namespace, event)
-        except ApiException as exc:
+            await self.client.create(events_path(ref.namespace), body)
+        except KubeError as exc:
             logger.warning("could not post event %s on %s: %s", reason, ref, exc.reason)
 
     async def secret_has_key(self, namespace: str, name: str, key: str) -> bool:
@@ -165,75 +121,63 @@ class Kube:
         """A Secret the operator keeps (:mod:`.tickcredentials`) as a manifest; ``None``
         if absent; :class:`PermissionError` if RBAC refuses."""
         try:
-            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
+            return await self.client.get(secret_path(namespace, name))
+        except NotFoundError:
+            return None
+        except KubeError as exc:
             raise _forbidden(exc) from exc
-        body: dict[str, Any] = self.api.sanitize_for_serialization(secret)  # type: ignore[no-untyped-call]
-        return body
 
     async def create_secret(self, namespace: str, body: dict[str, Any]) -> bool:
         """``False`` if it exists already; :class:`PermissionError` if RBAC refuses."""
         try:
-            await self._call(self.core.create_namespaced_secret, namespace, body)
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
+            await self.client.create(secret_path(namespace), body)
+        except ConflictError:
+            return False
+        except KubeError as exc:
             raise _forbidden(exc) from exc
         return True
 
     async def replace_secret(self, namespace: str, body: dict[str, Any]) -> bool:
         """Replace (with the body's resourceVersion); ``False`` on a lost race."""
-        name = body["metadata"]["name"]
         try:
-            await self._call(self.core.replace_namespaced_secret, name, namespace, body)
-        except ApiException as exc:
-            if exc.status in (404, 409):
-                return False
+            await self.client.replace(secret_path(namespace, body["metadata"]["name"]), body)
+        except (NotFoundError, ConflictError):
+            return False
+        except KubeError as exc:
             raise _forbidden(exc) from exc
         return True
 
-    async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+    async def job_pods(self, namespace: str, job: str) -> list[Pod]:
         """The pods of a Job (to tell why it failed), newest last."""
-        pods = await self._call(
-            self.core.list_namespaced_pod, namespace, label_selector=f"job-name={job}"
-        )
-        items: list[dict[str, Any]] = self.api.sanitize_for_serialization(pods.items)  # type: ignore[no-untyped-call]
+        listed = await self.client.list(pods_path(namespace), {"labelSelector": f"job-name={job}"})
         return sorted(
-            items, key=lambda pod: (pod.get("metadata") or {}).get("creationTimestamp", "")
+            (Pod.of(pod) for pod in listed.items), key=lambda pod: pod.meta.creation_timestamp
         )
 
     async def create_job(self, namespace: str, body: Any) -> bool:
         """Create a Job (a manifest dict); ``False`` if it exists already (a duplicate)."""
         try:
-            await self._call(self.batch.create_namespaced_job, namespace, body)
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
+            await self.client.create(jobs_path(namespace), body)
+        except ConflictError:
+            return False
         return True
 
-    async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The Job as a plain manifest, or ``None`` if it does not exist.
+    async def read_job(self, namespace: str, name: str) -> Job | None:
+        """The Job, or ``None`` if it does not exist.
 
         Listed by name rather than read: the operator may ``list`` Jobs (Kopf watches
         them) but not ``get`` them (README "RBAC"), and a list narrowed by a field
         selector costs the API server no more than a read."""
-        listed = await self._call(
-            self.batch.list_namespaced_job, namespace, field_selector=f"metadata.name={name}"
+        listed = await self.client.list(
+            jobs_path(namespace), {"fieldSelector": f"metadata.name={name}"}
         )
-        if not listed.items:
-            return None
-        body: dict[str, Any] = self.api.sanitize_for_serialization(listed.items[0])  # type: ignore[no-untyped-call]
-        return body
+        return Job.of(listed.items[0]) if listed.items else None
 
     async def delete_jobs(self, namespace: str, selector: str) -> None:
-        await self._call(
-            self.batch.delete_collection_namespaced_job,
-            namespace,
-            label_selector=selector,
-            propagation_policy="Background",
+        """Delete the Jobs ``selector`` picks (one deletecollection), their pods after
+        them."""
+        await self.client.delete(
+            jobs_path(namespace), {"labelSelector": selector, "propagationPolicy": "Background"}
         )
 
     async def api_resource(self, api_version: str, kind: str) -> tuple[str, bool] | None:
@@ -241,7 +185,7 @@ class Kube:
         is namespaced; ``None`` if the API server has no such kind (discovery)."""
         path = "api/v1" if api_version == "v1" else f"apis/{api_version}"
         try:
-            found = await self.async_client.get(path)
+            found = await self.client.get(path)
         except NotFoundError:
             return None
         for resource in found.get("resources") or []:
@@ -258,11 +202,11 @@ class Kube:
         for verb in ("list", "watch"):
             attributes = ResourceAttributes(verb, group, resource, namespace)
             if user is None:
-                answer = await self.async_client.create(
+                answer = await self.client.create(
                     SELF_SUBJECT_ACCESS_REVIEWS, self_subject_access_review(attributes)
                 )
             else:
-                answer = await self.async_client.create(
+                answer = await self.client.create(
                     SUBJECT_ACCESS_REVIEWS, subject_access_review(attributes, user)
                 )
             if not allowed(answer):
@@ -272,7 +216,7 @@ class Kube:
     async def list_objects(self, path: str) -> dict[str, Any]:
         """The collection at ``path`` (an empty list if the API server has none)."""
         try:
-            return await self.async_client.get(path)
+            return await self.client.get(path)
         except NotFoundError:
             return {"items": []}
 
@@ -282,34 +226,29 @@ class Kube:
         """The watch events of the collection at ``path``
         (:meth:`~agentstack_core.kube.client.KubeClient.watch`) as the lines they came
         as: :mod:`.triggering` reads them so until it moves onto the typed events."""
-        async for event in self.async_client.watch(path, resource_version):
+        async for event in self.client.watch(path, resource_version):
             yield {"type": event.type, "object": event.object}
 
-    async def read_lease(self, namespace: str, name: str) -> Any:
+    async def read_lease(self, namespace: str, name: str) -> Lease | None:
         try:
-            return await self._lease_call(self.coordination.read_namespaced_lease, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+            return Lease.of(await self.leases.get(lease_path(namespace, name)))
+        except NotFoundError:
+            return None
 
-    async def create_lease(self, namespace: str, body: client.V1Lease) -> bool:
+    async def create_lease(self, lease: Lease) -> bool:
+        """``False`` if another replica created it first."""
         try:
-            await self._lease_call(self.coordination.create_namespaced_lease, namespace, body)
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
+            await self.leases.create(lease_path(lease.meta.namespace), lease.manifest())
+        except ConflictError:
+            return False
         return True
 
-    async def replace_lease(self, namespace: str, name: str, body: client.V1Lease) -> bool:
-        """Replace (with the body's resourceVersion); ``False`` on a lost race."""
+    async def replace_lease(self, lease: Lease) -> bool:
+        """Replace (with the lease's resourceVersion); ``False`` on a lost race."""
         try:
-            await self._lease_call(
-                self.coordination.replace_namespaced_lease, name, namespace, body
+            await self.leases.replace(
+                lease_path(lease.meta.namespace, lease.meta.name), lease.manifest()
             )
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
+        except ConflictError:
+            return False
         return True

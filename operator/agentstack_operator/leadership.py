@@ -27,11 +27,12 @@ import datetime as dt
 import logging
 import math
 import time
+from dataclasses import replace
+from typing import Protocol
 
-from kubernetes import client
-
+from agentstack_core.kube.leases import Lease, LeaseSpec
+from agentstack_core.kube.manifests import ObjectMeta
 from agentstack_operator import metrics
-from agentstack_operator.kube import Kube
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,34 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class LeaseApi(Protocol):
+    """The Lease calls of :class:`~agentstack_operator.kube.Kube`."""
+
+    async def read_lease(self, namespace: str, name: str) -> Lease | None: ...
+
+    async def create_lease(self, lease: Lease) -> bool:
+        """``False`` if another replica created it first."""
+        ...
+
+    async def replace_lease(self, lease: Lease) -> bool:
+        """``False`` if the Lease changed since it was read."""
+        ...
+
+
+def expired(spec: LeaseSpec, now: dt.datetime, default_seconds: float) -> bool:
+    """Whether nobody holds the Lease, or its holder's last renewal (its acquisition,
+    if it never renewed) is older than the Lease's duration."""
+    renewed = spec.renew_time or spec.acquire_time
+    if spec.holder is None or renewed is None:
+        return True
+    duration = spec.duration_seconds or default_seconds
+    return renewed + dt.timedelta(seconds=duration) < now
+
+
 class Leadership:
     def __init__(
         self,
-        kube: Kube,
+        kube: LeaseApi,
         *,
         namespace: str,
         identity: str,
@@ -123,37 +148,25 @@ class Leadership:
         lease = await self.kube.read_lease(self.namespace, self.name)
         now = _now()
         if lease is None:
-            return await self.kube.create_lease(
-                self.namespace,
-                client.V1Lease(
-                    metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
-                    spec=self._spec(now, transitions=0),
-                ),
-            )
+            meta = ObjectMeta(name=self.name, namespace=self.namespace)
+            return await self.kube.create_lease(Lease(meta, self._spec(now, transitions=0)))
         spec = lease.spec
-        holder = spec.holder_identity
-        renewed = spec.renew_time or spec.acquire_time
-        duration = spec.lease_duration_seconds or self.lease_seconds
-        expired = (
-            holder is None or renewed is None or (renewed + dt.timedelta(seconds=duration) < now)
-        )
-        if holder == self.identity:
-            spec.renew_time = now
-            spec.lease_duration_seconds = self._duration
-        elif expired:
-            lease.spec = self._spec(now, transitions=(spec.lease_transitions or 0) + 1)
+        if spec.holder == self.identity:
+            spec = replace(spec, renew_time=now, duration_seconds=self._duration)
+        elif expired(spec, now, self.lease_seconds):
+            spec = self._spec(now, transitions=spec.transitions + 1)
         else:
             self._valid_until = 0.0  # another replica holds it: whatever we thought, stop
             return False
-        return await self.kube.replace_lease(self.namespace, self.name, lease)
+        return await self.kube.replace_lease(replace(lease, spec=spec))
 
-    def _spec(self, now: dt.datetime, transitions: int) -> client.V1LeaseSpec:
-        return client.V1LeaseSpec(
-            holder_identity=self.identity,
-            lease_duration_seconds=self._duration,
+    def _spec(self, now: dt.datetime, transitions: int) -> LeaseSpec:
+        return LeaseSpec(
+            holder=self.identity,
+            duration_seconds=self._duration,
             acquire_time=now,
             renew_time=now,
-            lease_transitions=transitions,
+            transitions=transitions,
         )
 
     async def release(self) -> None:
@@ -163,10 +176,9 @@ class Leadership:
         self._valid_until = 0.0
         try:
             lease = await self.kube.read_lease(self.namespace, self.name)
-            if lease is not None and lease.spec.holder_identity == self.identity:
-                lease.spec.holder_identity = None
-                lease.spec.renew_time = None
-                await self.kube.replace_lease(self.namespace, self.name, lease)
+            if lease is not None and lease.spec.holder == self.identity:
+                released = replace(lease.spec, holder=None, renew_time=None)
+                await self.kube.replace_lease(replace(lease, spec=released))
         except Exception:
             logger.exception("could not release the lease")
         self._set(False)

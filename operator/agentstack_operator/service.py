@@ -20,7 +20,6 @@ from agentstack_core import protocol
 from agentstack_core.connection import connect
 from agentstack_core.kube.client import KubeClient
 from agentstack_core.kube.settings import load_settings
-from agentstack_core.kubeapi import api_client
 from agentstack_core.observability import serve_http
 from agentstack_operator import metrics
 from agentstack_operator.config import OperatorConfig
@@ -41,7 +40,8 @@ async def run_operator(config: OperatorConfig) -> int:
     untune_collector = tune_collector(config.gc_gen0_threshold, config.gc_thaw_seconds)
     metrics.PER_STACK.enabled = config.per_stack_metrics
     redis = connect(config.redis_url, cluster=config.redis_cluster)
-    kube = Kube(api_client(), KubeClient(load_settings()))
+    kube_settings = load_settings()
+    kube = Kube(KubeClient(kube_settings), leases=KubeClient(kube_settings))
     operator = Operator(config, connect_parts(config, kube, redis))
     stop = asyncio.Event()
     ready = asyncio.Event()

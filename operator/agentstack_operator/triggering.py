@@ -41,9 +41,8 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kubernetes.client.exceptions import ApiException
-
 from agentstack_core.keys import StackRef
+from agentstack_core.kube.errors import GoneError, KubeError
 from agentstack_core.matching import Condition
 from agentstack_core.protocol import RedisClient
 from agentstack_core.reasons import EventReason
@@ -356,18 +355,17 @@ class TriggerHub:
                     async for change in self.api.watch_objects(key.path, version):
                         obj = change.get("object") or {}
                         version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-                        if change.get("type") == "ERROR":
-                            raise ApiException(status=obj.get("code"), reason=obj.get("message"))
                         if change.get("type") in ("ADDED", "MODIFIED"):
                             await self._seen(key, obj)
                     backoff = 1.0
             except asyncio.CancelledError:
                 raise
-            except ApiException as exc:
-                if exc.status != 410:  # 410 Gone: the version expired; list again
-                    logger.warning("trigger watch of %s failed: %s", key.path, exc.reason)
-                    await asyncio.sleep(backoff)
-                    backoff = min(WATCH_RETRY_MAX, backoff * 2)
+            except GoneError:
+                pass  # the version expired: list again, at once
+            except KubeError as exc:
+                logger.warning("trigger watch of %s failed: %s", key.path, exc.reason)
+                await asyncio.sleep(backoff)
+                backoff = min(WATCH_RETRY_MAX, backoff * 2)
             except Exception:
                 logger.exception("trigger watch of %s failed", key.path)
                 await asyncio.sleep(backoff)

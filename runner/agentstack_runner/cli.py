@@ -63,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
     # operator and API processes must not expose.
     from agentstack_runner.config import RunnerConfig
     from agentstack_runner.providers import credentials_for
-    from agentstack_runner.service import run_forever, run_once
+    from agentstack_runner.service import kube_for, run_forever, run_once
 
     configure_logging()
     try:
@@ -83,7 +83,8 @@ def main(args: argparse.Namespace) -> int:
         print("agentstack runner: set REDIS_URL or pass --redis-url", file=sys.stderr)
         return 2
     try:
-        credentials_for(config.credentials)  # one that cannot work fails here, with a message
+        # One that cannot work fails here, with a message (no API server to read from).
+        credentials_for(config.credentials, kube=kube_for(config))
     except Exception as exc:
         print(f"agentstack runner: credentials: {exc}", file=sys.stderr)
         return 2

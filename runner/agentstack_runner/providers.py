@@ -32,14 +32,17 @@ stack using the same account; the cache is bounded, and so is the Secret cache.
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from agentstack_core.endpoints import EndpointPolicy
+from agentstack_core.kube.client import KubeClient
+from agentstack_core.kube.errors import KubeError
+from agentstack_core.kube.manifests import Secret
+from agentstack_core.kube.paths import secret_path
 from agentstack_core.settings import ModelSettings
 from agentstack_core.spec import ProviderConfig, SecretKeyRef, StackSpec
 from agentstack_runner.llm.base import Provider, UnavailableError
@@ -107,16 +110,13 @@ class JobCredentials(EnvCredentials):
 
 
 class KubernetesCredentials:
-    """A stack's ``secretRef`` read from its namespace through the Kubernetes API."""
+    """A stack's ``secretRef`` read from its namespace through the Kubernetes API, over
+    the async layer's client the runner service built (and closes)."""
 
     def __init__(
-        self, api: Any = None, ttl: float = SECRET_CACHE_SECONDS, limit: int = SECRET_CACHE_ENTRIES
+        self, kube: KubeClient, ttl: float = SECRET_CACHE_SECONDS, limit: int = SECRET_CACHE_ENTRIES
     ) -> None:
-        from kubernetes import client
-
-        from agentstack_core.kubeapi import api_client
-
-        self.core = client.CoreV1Api(api if api is not None else api_client())
+        self.kube = kube
         self.ttl = ttl
         self.limit = limit
         self._cache: collections.OrderedDict[tuple[str, str], tuple[float, dict[str, str]]] = (
@@ -150,15 +150,13 @@ class KubernetesCredentials:
         cached = self._cache.get((namespace, name))
         if cached is not None and cached[0] > now:
             return cached[1]
-        from kubernetes.client.exceptions import ApiException
-
         try:
-            secret = await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
-        except ApiException as exc:
+            secret = Secret.of(await self.kube.get(secret_path(namespace, name)))
+        except KubeError as exc:
             raise UnavailableError(
                 f"Secret {name!r} in {namespace} is not readable ({exc.status})"
             ) from exc
-        data = {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+        data = {key: value.decode() for key, value in secret.data.items()}
         self._cache[(namespace, name)] = (now + self.ttl, data)
         self._cache.move_to_end((namespace, name))
         while len(self._cache) > self.limit:  # the least recently read go first
@@ -166,12 +164,19 @@ class KubernetesCredentials:
         return data
 
 
-def credentials_for(source: str, secret_cache_seconds: float = SECRET_CACHE_SECONDS) -> Credentials:
+def credentials_for(
+    source: str,
+    secret_cache_seconds: float = SECRET_CACHE_SECONDS,
+    *,
+    kube: KubeClient | None = None,
+) -> Credentials:
     """The keys' source a runner's settings name (``AGENTSTACK_RUNNER_CREDENTIALS``):
-    ``env``, ``kubernetes`` (a read Secret reused for ``secret_cache_seconds``) or
-    ``job``."""
+    ``env``, ``kubernetes`` (a Secret read with ``kube``, reused for
+    ``secret_cache_seconds``) or ``job``."""
     if source == "kubernetes":
-        return KubernetesCredentials(ttl=secret_cache_seconds)
+        if kube is None:
+            raise ValueError("credentials kubernetes read Secrets: a Kubernetes client is needed")
+        return KubernetesCredentials(kube, ttl=secret_cache_seconds)
     if source == "job":
         return JobCredentials()
     if source != "env":

@@ -31,6 +31,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentstack_core import protocol
 from agentstack_core.connection import connect
+from agentstack_core.kube.client import KubeClient
+from agentstack_core.kube.settings import load_settings
 from agentstack_core.observability import serve_http
 from agentstack_core.protocol import Delivery, RedisClient
 from agentstack_core.redis.errors import LeaseLostError
@@ -44,9 +46,23 @@ from agentstack_runner.providers import ProviderRegistry, credentials_for
 logger = logging.getLogger(__name__)
 
 
-def build_engine(config: RunnerConfig, client: RedisClient, *, call_slots: bool = True) -> Engine:
+def kube_for(config: RunnerConfig) -> KubeClient | None:
+    """The API server's client of a runner that reads stacks' Secrets (credentials
+    ``kubernetes``), else ``None``: the only Kubernetes calls a runner makes. Raises
+    when there is no API server to be found (no ServiceAccount, no kubeconfig)."""
+    return KubeClient(load_settings()) if config.credentials == "kubernetes" else None
+
+
+def build_engine(
+    config: RunnerConfig,
+    client: RedisClient,
+    *,
+    call_slots: bool = True,
+    kube: KubeClient | None = None,
+) -> Engine:
     """The engine a runner's settings describe; ``call_slots``: whether its calls take
-    the fleet-wide slots of the platform's accounts (a tick pod's do not)."""
+    the fleet-wide slots of the platform's accounts (a tick pod's do not); ``kube``:
+    :func:`kube_for`'s client (its caller closes it)."""
     metrics.model_label.limit = config.metrics_max_models
     router = Router(
         policy=config.retry,
@@ -60,7 +76,7 @@ def build_engine(config: RunnerConfig, client: RedisClient, *, call_slots: bool 
     return Engine(
         client=client,
         registry=ProviderRegistry(
-            credentials_for(config.credentials, config.secret_cache_seconds),
+            credentials_for(config.credentials, config.secret_cache_seconds, kube=kube),
             endpoints=config.endpoints,
         ),
         router=router,
@@ -80,7 +96,8 @@ class Runner:
             cluster=config.redis_cluster,
             max_connections=2 * config.concurrency + 32,
         )
-        self.engine = build_engine(config, self.client)
+        self.kube = kube_for(config)
+        self.engine = build_engine(config, self.client, kube=self.kube)
         self.stopping = asyncio.Event()
         self.ready = False
         self.last_loop = time.monotonic()
@@ -117,6 +134,8 @@ class Runner:
             if http is not None:
                 await http.cleanup()
             await self.engine.registry.close()
+            if self.kube is not None:
+                await self.kube.close()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -259,7 +278,8 @@ async def run_once(config: RunnerConfig, request: protocol.TickRequest) -> int:
     platform's accounts the slots share out).
     """
     client = connect(config.redis_url, cluster=config.redis_cluster)
-    engine = build_engine(config, client, call_slots=False)
+    kube = kube_for(config)
+    engine = build_engine(config, client, call_slots=False, kube=kube)
     try:
         execution = await engine.execute(request)
         result = execution.result
@@ -276,4 +296,6 @@ async def run_once(config: RunnerConfig, request: protocol.TickRequest) -> int:
         return EXIT_CODES[result.outcome]
     finally:
         await engine.registry.close()
+        if kube is not None:
+            await kube.close()
         await client.aclose()

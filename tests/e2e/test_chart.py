@@ -38,6 +38,7 @@ from kubernetes.client.exceptions import ApiException
 from agentstack_core import protocol
 from agentstack_core.approvals import Approval, ApprovalState
 from agentstack_core.keys import FleetKeys, StackKeys, StackRef
+from agentstack_core.kube.jobs import Job
 from agentstack_core.spec import Priority
 from agentstack_devkit.controlplane import ControlPlane, build_kubeconfig
 from agentstack_devkit.dashboards.promql import panels, substitute
@@ -2035,7 +2036,7 @@ def test_the_chart_processes_work_with_exactly_the_granted_permissions(
 
         # A slot sent again finds its Job (409) and reads it, by list: the operator may
         # list Jobs, not get them.
-        async def read_as_the_operator(*names: str) -> list[dict[str, Any] | None]:
+        async def read_as_the_operator(*names: str) -> list[Job | None]:
             kube = operator_kube(
                 config.new_client_from_config(config_file=str(chart_fleet.kubeconfigs["operator"]))
             )
@@ -2046,7 +2047,7 @@ def test_the_chart_processes_work_with_exactly_the_granted_permissions(
 
         found, missing = asyncio.run(read_as_the_operator(jobs[0].metadata.name, "no-such-job"))
         assert found is not None
-        assert found["metadata"]["uid"] == jobs[0].metadata.uid
+        assert found.meta.uid == jobs[0].metadata.uid
         assert missing is None
         stacks.delete("jobbed")
         eventually(lambda: gone(lambda: stacks.get("jobbed")), "the stack's finalizer to run")

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.keys import StackRef
+from agentstack_core.kube.errors import KubeError
 from agentstack_core.resource import GROUP, PLURAL, VERSION
 from agentstack_operator.kube import Kube
 from tests.helpers import operator_kube
@@ -46,7 +46,7 @@ async def _patch(kube: Kube, ref: StackRef, body: dict[str, Any]) -> bool:
     try:
         return await kube.patch_status(ref, body)
     finally:
-        await kube.async_client.close()
+        await kube.close()
 
 
 def test_a_status_patch_is_merged_into_the_status(
@@ -60,7 +60,7 @@ def test_a_status_patch_is_merged_into_the_status(
             # A merge patch: fields it does not name stay as they were.
             assert await kube.patch_status(stack, {"ticks": 4})
         finally:
-            await kube.async_client.close()
+            await kube.close()
 
     asyncio.run(two_patches())
     status = _status(k8s_api, stack)
@@ -77,7 +77,7 @@ def test_a_missing_stack_reads_as_gone(k8s_api: client.ApiClient, crd: str, name
 def test_a_status_the_schema_refuses_raises_with_the_api_servers_reason(
     k8s_api: client.ApiClient, stack: StackRef
 ) -> None:
-    with pytest.raises(ApiException) as refused:
+    with pytest.raises(KubeError) as refused:
         asyncio.run(_patch(operator_kube(k8s_api), stack, {"ticks": "many"}))
     assert refused.value.status == 422
     assert "ticks" in str(refused.value)
@@ -92,7 +92,7 @@ def test_a_token_the_api_server_does_not_know_is_refused(
     configuration.ssl_ca_cert = k8s_api.configuration.ssl_ca_cert
     configuration.api_key = {"authorization": "not-a-token"}
     configuration.api_key_prefix = {"authorization": "Bearer"}
-    with pytest.raises(ApiException) as refused:
+    with pytest.raises(KubeError) as refused:
         asyncio.run(_patch(operator_kube(client.ApiClient(configuration)), stack, {"ticks": 9}))
     assert refused.value.status == 401
     assert "ticks" not in _status(k8s_api, stack)

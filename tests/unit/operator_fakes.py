@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import jsonpatch
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
 from agentstack_core.approvals import Approval
 from agentstack_core.budget import Usage
 from agentstack_core.keys import StackRef
+from agentstack_core.kube.errors import InvalidError
+from agentstack_core.kube.jobs import Job, Pod
+from agentstack_core.kube.leases import Lease
 from agentstack_core.protocol import TickRequest, TickResult, Wakeup
 from agentstack_core.records import GoalRecord
 from agentstack_operator.folding import Progress
@@ -107,7 +108,7 @@ class FakeKube:
         self.patch_error: Exception | None = None
         self.events: list[tuple[StackRef, str, bool]] = []
         self.secrets: set[tuple[str, str, str]] = set()
-        self.lease: Any = None
+        self.lease: Lease | None = None
         self.stacks: dict[StackRef, dict[str, Any]] = {}
         """The stacks as the API server holds them (for the finalizer's patches)."""
         self.stack_patches: list[tuple[StackRef, list[dict[str, Any]]]] = []
@@ -141,9 +142,13 @@ class FakeKube:
         self.jobs.append((namespace, body))
         return True
 
-    async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def read_job(self, namespace: str, name: str) -> Job | None:
         return next(
-            (job for ns, job in self.jobs if ns == namespace and job["metadata"]["name"] == name),
+            (
+                Job.of(job)
+                for ns, job in self.jobs
+                if ns == namespace and job["metadata"]["name"] == name
+            ),
             None,
         )
 
@@ -169,7 +174,7 @@ class FakeKube:
         try:
             self.stacks[ref] = jsonpatch.apply_patch(current, patch)
         except (jsonpatch.JsonPatchConflict, jsonpatch.JsonPatchTestFailed) as exc:
-            raise ApiException(status=422, reason=str(exc)) from exc
+            raise InvalidError(422, "Invalid", str(exc)) from exc
         return True
 
     async def post_event(
@@ -228,20 +233,20 @@ class FakeKube:
         }
         return True
 
-    async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+    async def job_pods(self, namespace: str, job: str) -> list[Pod]:
         if self.pods_error is not None:
             raise self.pods_error
-        return list(self.pods.get((namespace, job), []))
+        return [Pod.of(pod) for pod in self.pods.get((namespace, job), [])]
 
-    async def read_lease(self, namespace: str, name: str) -> Any:
+    async def read_lease(self, namespace: str, name: str) -> Lease | None:
         return self.lease
 
-    async def create_lease(self, namespace: str, body: client.V1Lease) -> bool:
-        self.lease = body
+    async def create_lease(self, lease: Lease) -> bool:
+        self.lease = lease
         return True
 
-    async def replace_lease(self, namespace: str, name: str, body: client.V1Lease) -> bool:
-        self.lease = body
+    async def replace_lease(self, lease: Lease) -> bool:
+        self.lease = lease
         return True
 
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from agentstack_core.keys import StackRef
+from agentstack_core.kube.jobs import Pod
 from agentstack_core.protocol import TickRequest
 from agentstack_core.spec import parse_spec
 from agentstack_operator.config import OperatorConfig, without_credentials
@@ -62,11 +63,13 @@ def test_the_runner_says_why_it_failed_in_the_termination_message() -> None:
     assert _container(job)["terminationMessagePolicy"] == "FallbackToLogsOnError"
 
 
-def _pod(created: str, **status: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"creationTimestamp": created},
-        "status": {"containerStatuses": [{"name": "runner", **status}]},
-    }
+def _pod(created: str, **status: Any) -> Pod:
+    return Pod.of(
+        {
+            "metadata": {"creationTimestamp": created},
+            "status": {"containerStatuses": [{"name": "runner", **status}]},
+        }
+    )
 
 
 def test_a_failed_pod_is_explained_by_its_newest_container_state() -> None:

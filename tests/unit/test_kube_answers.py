@@ -5,10 +5,11 @@ whose fields may be missing or null."""
 from __future__ import annotations
 
 import base64
+import dataclasses
+import datetime as dt
 import json
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.kube.errors import (
     MESSAGE_LIMIT,
@@ -22,6 +23,9 @@ from agentstack_core.kube.errors import (
     UnreachableError,
     error_for,
 )
+from agentstack_core.kube.events import InvolvedObject, event_body
+from agentstack_core.kube.jobs import Condition, ContainerStatus, Job, Pod, Terminated, Waiting
+from agentstack_core.kube.leases import Lease, LeaseSpec
 from agentstack_core.kube.manifests import Listing, ObjectMeta, Secret, WatchEvent
 from agentstack_core.kube.paths import resource_path, secret_path
 from agentstack_core.kube.reviews import (
@@ -66,10 +70,7 @@ def test_other_statuses_keep_their_code_and_a_body_that_is_no_status_is_its_mess
     assert len(error_for(500, "x" * 10_000).message) == MESSAGE_LIMIT
 
 
-def test_an_error_is_still_an_api_exception_for_code_written_against_the_sync_client() -> None:
-    error = error_for(409, {"reason": "AlreadyExists", "message": "exists"})
-    assert isinstance(error, ApiException)
-    assert (error.status, error.reason) == (409, "AlreadyExists")
+def test_an_unanswered_call_is_an_error_of_status_zero() -> None:
     unreachable = UnreachableError("connection refused")
     assert (unreachable.status, unreachable.reason) == (0, "Unreachable")
 
@@ -178,3 +179,93 @@ def test_a_stacks_status_summary_reads_what_dashboards_list() -> None:
     assert StackStatus.of({"costUSD": 1.5, "unpricedCalls": 2}).cost_usd is None
     assert StackStatus.of({"costUSD": "many"}).cost_usd is None
     assert StackManifest.of({"spec": None, "status": None}).summary == StackStatus()
+
+
+def test_a_lease_reads_its_times_and_writes_back_only_what_is_set() -> None:
+    renewed = dt.datetime(2026, 1, 1, 0, 0, 5, 250_000, tzinfo=dt.UTC)
+    read = Lease.of(
+        {
+            "metadata": {"name": "op", "namespace": "ns", "resourceVersion": "7"},
+            "spec": {
+                "holderIdentity": "a",
+                "leaseDurationSeconds": 15,
+                "acquireTime": "2026-01-01T00:00:00.000000Z",
+                "renewTime": "2026-01-01T00:00:05.250000Z",
+                "leaseTransitions": 2,
+            },
+        }
+    )
+    assert read.spec == LeaseSpec("a", 15, renewed - dt.timedelta(seconds=5.25), renewed, 2)
+    released = dataclasses.replace(read.spec, holder=None, renew_time=None)
+    assert dataclasses.replace(read, spec=released).manifest() == {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "op", "namespace": "ns", "resourceVersion": "7"},
+        "spec": {
+            "leaseDurationSeconds": 15,
+            "acquireTime": "2026-01-01T00:00:00.000000Z",
+            "leaseTransitions": 2,
+        },
+    }
+    assert Lease.of({"spec": {"renewTime": "yesterday", "holderIdentity": None}}).spec == (
+        LeaseSpec()
+    )
+
+
+def test_an_event_is_about_its_object_and_keeps_a_readable_message() -> None:
+    about = InvolvedObject("agentstack.dev/v1alpha1", "AgentStack", "team", "demo", "u1")
+    now = dt.datetime(2026, 1, 1, 1, 2, 3, 456, tzinfo=dt.UTC)
+    body = event_body(about, "Started", "x" * 2000, component="op", warning=True, now=now)
+    assert body["metadata"] == {"generateName": "demo.", "namespace": "team"}
+    assert body["involvedObject"]["uid"] == "u1"
+    assert len(body["message"]) == 1024
+    assert body["type"] == "Warning"
+    assert body["firstTimestamp"] == body["lastTimestamp"] == "2026-01-01T01:02:03Z"
+
+
+def test_metadata_tells_a_missing_finalizer_list_from_an_empty_one() -> None:
+    assert ObjectMeta.of({"metadata": {}}).finalizers is None
+    meta = ObjectMeta.of(
+        {
+            "metadata": {
+                "finalizers": [],
+                "deletionTimestamp": "2026-01-01T00:00:00Z",
+                "labels": {"app": "x", "odd": 3},
+                "annotations": None,
+            }
+        }
+    )
+    assert meta.finalizers == ()
+    assert meta.deletion_timestamp == "2026-01-01T00:00:00Z"
+    assert (meta.labels, meta.annotations) == ({"app": "x"}, {})
+
+
+def test_a_job_reads_its_true_conditions_and_a_pod_how_its_containers_ended() -> None:
+    job = Job.of(
+        {
+            "status": {
+                "startTime": "2026-01-01T00:00:00Z",
+                "conditions": [
+                    {"type": "Complete", "status": "False"},
+                    {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"},
+                ],
+            }
+        }
+    )
+    assert job.holds("Complete") is None
+    assert job.holds("Failed") == Condition("Failed", "True", "DeadlineExceeded")
+    assert job.start_time == "2026-01-01T00:00:00Z"
+    pod = Pod.of(
+        {
+            "status": {
+                "containerStatuses": [
+                    {"state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {}},
+                    {"state": {"terminated": {"reason": "Error", "message": "boom"}}},
+                ]
+            }
+        }
+    )
+    assert pod.containers == (
+        ContainerStatus(waiting=Waiting("CrashLoopBackOff", "")),
+        ContainerStatus(terminated=Terminated("Error", None, "boom")),
+    )

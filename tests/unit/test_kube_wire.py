@@ -17,8 +17,7 @@ from agentstack_core.kube.client import KubeClient
 from agentstack_core.kube.errors import GoneError, NotFoundError, UnreachableError
 from agentstack_core.kube.manifests import WatchEvent
 from agentstack_core.kube.settings import KubeSettings, Timeouts, TokenFile
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from tests.localserver import Handler, serve
 
 
 class Recorder:
@@ -26,17 +25,6 @@ class Recorder:
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, str | None]] = []
-
-
-async def _serve(handler: Handler) -> tuple[web.AppRunner, str]:
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    return runner, f"http://127.0.0.1:{port}"
 
 
 @pytest_asyncio.fixture
@@ -47,7 +35,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Callable[[Handler], Awaitable[
     token.write_text("ours")
 
     async def start(handler: Handler) -> KubeClient:
-        runner, url = await _serve(handler)
+        runner, url = await serve(handler)
         runners.append(runner)
         kube = KubeClient(
             KubeSettings(url, TokenFile(token, reread_seconds=0), timeouts=Timeouts(1.0, 0.3))

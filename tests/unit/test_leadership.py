@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
+import dataclasses
 import datetime as dt
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
-from kubernetes import client
 
+from agentstack_core.kube.leases import Lease
 from agentstack_operator import leadership
 from agentstack_operator.kube import Kube
 from agentstack_operator.leadership import Leadership
@@ -43,7 +42,7 @@ class LeaseStore:
     """One Lease with optimistic concurrency (resourceVersion), like the API server."""
 
     def __init__(self) -> None:
-        self.lease: client.V1Lease | None = None
+        self.lease: Lease | None = None
         self.version = 0
         self.hang: set[str] = set()
         """Identities whose writes hang (an API server that stopped answering them)."""
@@ -55,12 +54,11 @@ class LeaseStore:
     def kube_for(self, identity: str) -> LeaseKube:
         return LeaseKube(self, identity)
 
-    def write(self, identity: str, body: client.V1Lease) -> bool:
+    def write(self, identity: str, lease: Lease) -> bool:
         self.version += 1
         self.writes[identity] += 1
-        body = copy.deepcopy(body)
-        body.metadata.resource_version = str(self.version)
-        self.lease = body
+        meta = dataclasses.replace(lease.meta, resource_version=str(self.version))
+        self.lease = dataclasses.replace(lease, meta=meta)
         return True
 
 
@@ -71,21 +69,21 @@ class LeaseKube:
         self.store = store
         self.identity = identity
 
-    async def read_lease(self, namespace: str, name: str) -> Any:
+    async def read_lease(self, namespace: str, name: str) -> Lease | None:
         self.store.reads[self.identity] += 1
-        return copy.deepcopy(self.store.lease)
+        return self.store.lease  # frozen: the caller cannot change the stored one
 
-    async def create_lease(self, namespace: str, body: client.V1Lease) -> bool:
+    async def create_lease(self, lease: Lease) -> bool:
         if self.store.lease is not None:
             return False
-        return self.store.write(self.identity, body)
+        return self.store.write(self.identity, lease)
 
-    async def replace_lease(self, namespace: str, name: str, body: client.V1Lease) -> bool:
+    async def replace_lease(self, lease: Lease) -> bool:
         if self.identity in self.store.hang:
             await asyncio.Event().wait()  # until the attempt's own deadline cancels it
-        if body.metadata.resource_version != str(self.store.version):
+        if lease.meta.resource_version != str(self.store.version):
             return False
-        return self.store.write(self.identity, body)
+        return self.store.write(self.identity, lease)
 
 
 @contextlib.asynccontextmanager
@@ -137,7 +135,7 @@ def test_a_leader_that_cannot_renew_steps_down_before_a_standby_takes_over() -> 
             assert leader._valid_until <= took_over  # it had stopped acting before
             assert leader.lost.is_set()
             assert store.lease is not None
-            assert store.lease.spec.holder_identity == "b"
+            assert store.lease.spec.holder == "b"
 
     virtualtime.run(scenario())
 

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.keys import StackRef
+from agentstack_core.kube.errors import ForbiddenError
 from agentstack_core.protocol import Outcome, TickResult
 from agentstack_operator import coordinator
 from agentstack_operator.config import OperatorConfig
@@ -162,7 +162,7 @@ async def test_a_failed_job_is_recorded_with_what_its_pod_said() -> None:
     assert "OOMKilled (exit code 137)" in recorded.message
 
     # Pods that cannot be read (no right, an outage) leave the failure to record.
-    kube.pods_error = ApiException(status=403, reason="Forbidden")
+    kube.pods_error = ForbiddenError(403, "Forbidden", "")
     job = _tick_job("team/demo/9", "Failed")
     async with _elected(operator):
         await operator.job_seen(job)

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from kubernetes.client.exceptions import ApiException
 
 from agentstack_core.keys import StackRef
+from agentstack_core.kube.errors import KubeError
 from agentstack_operator import finalizing
 from agentstack_operator.finalizing import (
     FINALIZER,
@@ -135,7 +135,7 @@ async def test_a_stack_that_has_it_is_left_alone() -> None:
 async def test_a_failing_add_is_logged_and_left_to_the_next_event() -> None:
     kube = FakeKube()
     stored(kube)
-    kube.stack_patch_error = ApiException(status=503, reason="unavailable")
+    kube.stack_patch_error = KubeError(503, "ServiceUnavailable", "unavailable")
     await Finalizer(kube, Cleanups()).observe(kube.stacks[REF])  # does not raise
     kube.stack_patch_error = None
     await Finalizer(kube, Cleanups()).observe(kube.stacks[REF])
@@ -271,7 +271,7 @@ async def test_a_hung_cleanup_attempt_is_cut_off_and_tried_again(
 async def test_the_release_waits_for_the_api_server() -> None:
     kube = FakeKube()
     stored(kube, finalizers=[FINALIZER], deleting=True)
-    kube.stack_patch_error = ApiException(status=503, reason="unavailable")
+    kube.stack_patch_error = KubeError(503, "ServiceUnavailable", "unavailable")
     failed_releases = 0
     three_failed = asyncio.Event()
     resume = asyncio.Event()

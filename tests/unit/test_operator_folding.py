@@ -10,6 +10,7 @@ import pytest
 
 from agentstack_core.approvals import Approval
 from agentstack_core.keys import StackRef
+from agentstack_core.kube.jobs import Job
 from agentstack_core.protocol import Outcome, TickResult
 from agentstack_core.records import GoalRecord, GoalState
 from agentstack_operator.folding import ResultFolder
@@ -193,16 +194,21 @@ async def test_results_are_acknowledged_after_they_are_folded() -> None:
     assert results.acked == ["1-0", "2-0"]
 
 
-def _job(tick: str, *, failed: bool = True) -> dict[str, Any]:
+def _job(tick: str, *, failed: bool = True) -> Job:
     failure = {"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "late"}
-    return {
-        "metadata": {
-            "namespace": "team",
-            "labels": {STACK_LABEL: "demo"},
-            "annotations": {TICK_ANNOTATION: tick},
-        },
-        "status": {"startTime": "2026-11-24T00:02:00Z", "conditions": [failure] if failed else []},
-    }
+    return Job.of(
+        {
+            "metadata": {
+                "namespace": "team",
+                "labels": {STACK_LABEL: "demo"},
+                "annotations": {TICK_ANNOTATION: tick},
+            },
+            "status": {
+                "startTime": "2026-11-24T00:02:00Z",
+                "conditions": [failure] if failed else [],
+            },
+        }
+    )
 
 
 @pytest.mark.asyncio

@@ -1,43 +1,57 @@
-"""Leader election's API calls never wait behind the operator's other blocking calls."""
+"""Leader election's API calls never wait behind the operator's other calls."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from typing import Any
+from pathlib import Path
 
-from kubernetes import client
+from aiohttp import web
 
 from agentstack_core.keys import StackRef
-from tests.helpers import operator_kube
+from agentstack_core.kube.client import KubeClient
+from agentstack_core.kube.leases import Lease
+from agentstack_core.kube.settings import KubeSettings, TokenFile
+from agentstack_operator.kube import Kube
+from tests.localserver import serve
+
+POSTS = 150
+"""More Event posts than a session's connection pool holds (aiohttp's 100)."""
 
 
-def test_a_lease_read_does_not_queue_behind_a_burst_of_event_posts() -> None:
-    """A few thousand new stacks post as many ``Started`` Events, each a blocking call
-    in a worker thread; a renewal queued behind them missed its deadline."""
-    kube = operator_kube(client.ApiClient(client.Configuration()))  # no call reaches a network
-    gate = threading.Event()
-    kube.coordination.read_namespaced_lease = lambda *_args, **_kwargs: "the lease"
+def test_a_lease_read_does_not_queue_behind_a_burst_of_event_posts(tmp_path: Path) -> None:
+    """A few thousand new stacks post as many ``Started`` Events; a renewal queued
+    behind them missed its deadline. Here every post hangs until the Lease was read
+    (over one shared client, the read would wait for a connection: it fails so)."""
+    token = tmp_path / "token"
+    token.write_text("ours")
 
-    async def burst_then_lease() -> Any:
-        loop, posting = asyncio.get_running_loop(), asyncio.Event()
+    async def burst_then_lease() -> Lease | None:
+        read, posting = asyncio.Event(), asyncio.Event()
 
-        def slow_post(*_args: Any, **_kwargs: Any) -> None:
-            loop.call_soon_threadsafe(posting.set)
-            gate.wait(30)
+        async def answer(request: web.Request) -> web.StreamResponse:
+            if request.method == "POST":
+                posting.set()
+                await read.wait()
+                return web.json_response({"kind": "Event"}, status=201)
+            lease = {"metadata": {"name": "lease"}, "spec": {"holderIdentity": "the leader"}}
+            return web.json_response(lease)
 
-        kube.core.create_namespaced_event = slow_post
-        # More posts than the shared pool has workers (32 at most): some must queue.
+        runner, url = await serve(answer)
+        settings = KubeSettings(url, TokenFile(token))
+        kube = Kube(KubeClient(settings), leases=KubeClient(settings))
         posts = [
             asyncio.create_task(kube.post_event(StackRef("team", f"s{n}"), "uid", "Started", ""))
-            for n in range(64)
+            for n in range(POSTS)
         ]
         try:
             await asyncio.wait_for(posting.wait(), 10)
-            return await asyncio.wait_for(kube.read_lease("team", "lease"), 10)
+            return await asyncio.wait_for(kube.read_lease("team", "lease"), 5)
         finally:
-            gate.set()
+            read.set()
             await asyncio.gather(*posts)
             await kube.close()
+            await runner.cleanup()
 
-    assert asyncio.run(burst_then_lease()) == "the lease"
+    lease = asyncio.run(burst_then_lease())
+    assert lease is not None
+    assert lease.spec.holder == "the leader"

@@ -5,10 +5,6 @@ error carries both with the HTTP status, so a caller branches on the class (a 40
 :class:`NotFoundError`, a 410 :class:`GoneError`) and logs the message. An API server that
 cannot be reached, or that does not answer within the call's timeout, is
 :class:`UnreachableError` (status 0): a caller treats it like a 503.
-
-:class:`KubeError` derives from the synchronous client's ``ApiException`` (same
-``status`` and ``reason``) while code written against that client still catches it:
-the operator's handlers, which move onto this layer in a later stage.
 """
 
 from __future__ import annotations
@@ -16,17 +12,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 MESSAGE_LIMIT = 500
 """Characters of the API server's message kept: enough to read, never a whole body."""
 
 
-class KubeError(ApiException):
+class KubeError(Exception):
     """A call the API server refused (or could not be made: :class:`UnreachableError`)."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(status=status, reason=reason)
+        super().__init__(status, reason, message)
         self.status: int = status
         self.reason: str = reason
         self.message: str = message

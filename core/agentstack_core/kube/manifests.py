@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 Manifest = Mapping[str, Any]
@@ -40,6 +40,11 @@ def count(value: object) -> int:
         return 0
 
 
+def strings(value: object) -> dict[str, str]:
+    """A JSON object of strings (labels, annotations), entries of other types left out."""
+    return {k: v for k, v in mapping(value).items() if isinstance(v, str)}
+
+
 @dataclass(frozen=True)
 class ObjectMeta:
     """The ``metadata`` of an object."""
@@ -50,10 +55,18 @@ class ObjectMeta:
     generation: int = 0
     resource_version: str = ""
     creation_timestamp: str = ""
+    deletion_timestamp: str = ""
+    """Set once the object is being deleted (its finalizers hold it until then)."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    finalizers: tuple[str, ...] | None = None
+    """``None`` when the object has no list at all (not the same as an empty one to a
+    JSON patch, which must add the list before it can add to it)."""
 
     @classmethod
     def of(cls, manifest: Manifest) -> ObjectMeta:
         meta = mapping(manifest.get("metadata"))
+        finalizers = meta.get("finalizers")
         return cls(
             name=text(meta.get("name")),
             namespace=text(meta.get("namespace")),
@@ -61,6 +74,12 @@ class ObjectMeta:
             generation=count(meta.get("generation")),
             resource_version=text(meta.get("resourceVersion")),
             creation_timestamp=text(meta.get("creationTimestamp")),
+            deletion_timestamp=text(meta.get("deletionTimestamp")),
+            labels=strings(meta.get("labels")),
+            annotations=strings(meta.get("annotations")),
+            finalizers=tuple(str(name) for name in finalizers)
+            if isinstance(finalizers, list)
+            else None,
         )
 
 

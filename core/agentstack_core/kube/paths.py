@@ -30,5 +30,23 @@ def resource_path(
     return path
 
 
-def secret_path(namespace: str, name: str) -> str:
+def secret_path(namespace: str, name: str | None = None) -> str:
+    """The Secrets of ``namespace``, or the one named ``name``."""
     return resource_path("", "v1", "secrets", namespace=namespace, name=name)
+
+
+def events_path(namespace: str) -> str:
+    return resource_path("", "v1", "events", namespace=namespace)
+
+
+def pods_path(namespace: str) -> str:
+    return resource_path("", "v1", "pods", namespace=namespace)
+
+
+def jobs_path(namespace: str) -> str:
+    return resource_path("batch", "v1", "jobs", namespace=namespace)
+
+
+def lease_path(namespace: str, name: str | None = None) -> str:
+    """The Leases of ``namespace``, or the one named ``name``."""
+    return resource_path("coordination.k8s.io", "v1", "leases", namespace=namespace, name=name)
