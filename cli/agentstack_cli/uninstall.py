@@ -32,8 +32,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from agentstack_cli.kubeapi import api_client
 from agentstack_core.keys import StackRef
-from agentstack_core.kubeapi import api_client
 from agentstack_core.resource import GROUP, PLURAL, VERSION
 from agentstack_operator.finalizing import FINALIZER, releasing
 
