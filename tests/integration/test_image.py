@@ -3,12 +3,16 @@ Dockerfile, on a local Debian base, with no registry and no Docker engine."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from agentstack_devkit.image import Image, containers_env, project_image
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +62,28 @@ def test_the_image_holds_the_product_and_no_dev_kit(image: Image) -> None:
     # empty mount point is left, never its content.
     pip_conf = _run(image, "sh", "-c", "cat /etc/pip.conf 2>/dev/null; echo end")
     assert pip_conf.stdout == "end\n"
+
+
+def test_the_image_serves_the_live_page_built_from_web(image: Image) -> None:
+    """The page's script is built from web/ into the package (committed, checked against
+    a fresh build by lint): the image holds exactly the checkout's files."""
+    static = REPO / "api" / "agentstack_api" / "static"
+    listed = _run(
+        image,
+        "python3",
+        "-c",
+        "import hashlib, importlib.resources as r\n"
+        "for f in sorted(r.files('agentstack_api').joinpath('static').iterdir(), "
+        "key=lambda f: f.name):\n"
+        "    print(f.name, hashlib.sha256(f.read_bytes()).hexdigest())",
+    )
+    assert listed.returncode == 0, listed.stderr
+    expected = [
+        f"{path.name} {hashlib.sha256(path.read_bytes()).hexdigest()}"
+        for path in sorted(static.iterdir())
+    ]
+    assert listed.stdout.splitlines() == expected
+    assert any(line.startswith("app.js ") for line in expected)
 
 
 def test_an_unchanged_checkout_is_not_built_again(image: Image) -> None:

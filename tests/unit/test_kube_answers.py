@@ -210,6 +210,18 @@ def test_a_lease_reads_its_times_and_writes_back_only_what_is_set() -> None:
     assert Lease.of({"spec": {"renewTime": "yesterday", "holderIdentity": None}}).spec == (
         LeaseSpec()
     )
+    # A replace writes the whole object: what others set on it (Helm's labels and
+    # annotations on the chart's Lease) goes back as it was read.
+    owned = {
+        "name": "op",
+        "labels": {"app.kubernetes.io/managed-by": "Helm"},
+        "annotations": {"meta.helm.sh/release-name": "agentstack-operator"},
+    }
+    metadata = Lease.of({"metadata": owned, "spec": {}}).manifest()["metadata"]
+    assert (metadata["labels"], metadata["annotations"]) == (
+        owned["labels"],
+        owned["annotations"],
+    )
 
 
 def test_an_event_is_about_its_object_and_keeps_a_readable_message() -> None:

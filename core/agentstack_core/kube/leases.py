@@ -84,10 +84,16 @@ class Lease:
         return cls(meta=ObjectMeta.of(manifest), spec=LeaseSpec.of(mapping(manifest.get("spec"))))
 
     def manifest(self) -> dict[str, Any]:
-        """The Lease to create (no version) or to replace (the version read)."""
+        """The Lease to create (no version) or to replace (the version read, and the
+        labels and annotations read: a replace writes the whole object, and the chart's
+        Lease carries Helm's, by which ``helm uninstall`` removes it)."""
         metadata: dict[str, Any] = {"name": self.meta.name, "namespace": self.meta.namespace}
         if self.meta.resource_version:
             metadata["resourceVersion"] = self.meta.resource_version
+        if self.meta.labels:
+            metadata["labels"] = dict(self.meta.labels)
+        if self.meta.annotations:
+            metadata["annotations"] = dict(self.meta.annotations)
         return {
             "apiVersion": API_VERSION,
             "kind": "Lease",
