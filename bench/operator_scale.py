@@ -348,7 +348,7 @@ def queue_depth(reader: redis.Redis) -> tuple[int, int]:
     lag = pending = 0
     for lane in LANES:
         with contextlib.suppress(redis.ResponseError):  # no lane stream yet
-            for group in reader.xinfo_groups(FleetKeys.lane(lane.value)):
+            for group in reader.xinfo_groups(FleetKeys.lane(lane)):
                 if group["name"] == RUNNERS_GROUP:
                     lag += int(group.get("lag") or 0)
                     pending += int(group.get("pending") or 0)
