@@ -2,7 +2,7 @@
 # Both install what they need first (hack/setup.sh) and build the Kubernetes binaries
 # on first use (cached under ~/.cache/agentstack).
 
-.PHONY: setup build dev test lint bench dashboards docs page
+.PHONY: setup build dev test lint bench dashboards docs page release
 
 setup:
 	hack/setup.sh
@@ -12,6 +12,13 @@ build: setup
 
 dev: build
 	.venv/bin/agentstack dev up
+
+# Publish the package's version to an OCI registry: make release REGISTRY=ghcr.io/OWNER
+# (after podman login and helm registry login). RELEASE_FLAGS adds options of
+# `agentstack dev release`, e.g. --plain-http, --key cosign.key --sbom-dir dist.
+release: setup
+	@test -n "$(REGISTRY)" || { echo "make release needs REGISTRY=host[:port][/path]" >&2; exit 2; }
+	.venv/bin/agentstack dev release --registry "$(REGISTRY)" $(RELEASE_FLAGS)
 
 lint: setup
 	hack/lint.sh

@@ -11,3 +11,5 @@ cd "$(dirname "$0")/.."
 .venv/bin/lint-imports
 .venv/bin/python -m agentstack_devkit.lualint
 npm --prefix web run --silent check
+# The release workflow, by actionlint built from hack/actionlint's pin.
+"$(.venv/bin/python -c 'from agentstack_devkit.toolchain import release_tool; print(release_tool("actionlint"))')" .github/workflows/*.yml

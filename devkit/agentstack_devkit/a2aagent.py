@@ -25,8 +25,8 @@ from agentstack_devkit.processes import (
 )
 
 
-def serve(port: int, log: Path) -> None:
-    """Run the agent on loopback until killed (the child process's main)."""
+def serve(port: int, log: Path, host: str) -> None:
+    """Run the agent on ``host`` until killed (the child process's main)."""
     from a2a.helpers import new_task
     from a2a.server.agent_execution import AgentExecutor, RequestContext
     from a2a.server.events import EventQueue
@@ -92,7 +92,7 @@ def serve(port: int, log: Path) -> None:
     )
     app = Starlette(routes=[*create_agent_card_routes(card), *create_jsonrpc_routes(handler, "/")])
 
-    serve_logged(app, port, log)
+    serve_logged(app, port, log, host)
 
 
 class A2aAgent(LoggingServer):
@@ -103,7 +103,7 @@ class A2aAgent(LoggingServer):
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def messages(self) -> list[dict[str, Any]]:
         """The messages received, in order: ``{message, skill}``."""

@@ -31,6 +31,38 @@ def add_command(commands: Any) -> Callable[[argparse.Namespace], int]:
         help="build (or find in podman's store) the project's image from the Dockerfile on a "
         "local Debian base, and print its name",
     )
+    release = dev_commands.add_parser(
+        "release",
+        help="publish the package's version to an OCI registry: the image, the chart "
+        "pinning it by digest, and optionally an SBOM and cosign signatures",
+    )
+    release.add_argument(
+        "--registry",
+        required=True,
+        help="where to push: host[:port][/path], e.g. ghcr.io/OWNER or 127.0.0.1:5100",
+    )
+    release.add_argument(
+        "--plain-http", action="store_true", help="the registry speaks HTTP, not HTTPS"
+    )
+    signing = release.add_mutually_exclusive_group()
+    signing.add_argument(
+        "--key", type=Path, default=None, help="sign with this cosign key (COSIGN_PASSWORD)"
+    )
+    signing.add_argument(
+        "--keyless", action="store_true", help="sign keyless (Sigstore, e.g. in GitHub Actions)"
+    )
+    release.add_argument(
+        "--sbom-dir",
+        type=Path,
+        default=None,
+        help="write the image's SBOM (SPDX JSON, by syft) here and attach it to the image "
+        "as a signed attestation when signing",
+    )
+    release.add_argument(
+        "--expect-version",
+        default=None,
+        help="refuse unless the package's version is this one (a release tag such as v0.1.0)",
+    )
     up = dev_commands.add_parser(
         "up",
         help="the main job: the image, a cluster with a real node, the chart installed by "
@@ -76,6 +108,15 @@ def run(args: argparse.Namespace) -> int:
         return commands.image()
     if args.dev_command == "build":
         return commands.build()
+    if args.dev_command == "release":
+        return commands.release(
+            registry=args.registry,
+            plain_http=args.plain_http,
+            key=args.key,
+            keyless=args.keyless,
+            sbom_dir=args.sbom_dir,
+            expect_version=args.expect_version,
+        )
     if args.dev_command == "up":
         return commands.up(data_dir=args.data_dir, port=args.port, processes=args.processes)
     return commands.cluster(data_dir=args.data_dir, port=args.port)

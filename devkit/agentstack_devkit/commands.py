@@ -31,7 +31,7 @@ from agentstack_devkit.helm import (
     install_dev_release,
     redis_password,
 )
-from agentstack_devkit.image import project_image, redis_image
+from agentstack_devkit.image import project_image
 from agentstack_devkit.mcpserver import ToolServer
 from agentstack_devkit.node import NodeCluster, node_binaries
 from agentstack_devkit.processes import (
@@ -42,11 +42,20 @@ from agentstack_devkit.processes import (
     wait_until,
 )
 from agentstack_devkit.redisserver import RedisServer
+from agentstack_devkit.release import (
+    Signer,
+    Target,
+    describe,
+    package_version,
+    publish,
+    publish_dev,
+)
 from agentstack_devkit.toolchain import (
     controlplane_binaries,
     find_repo_root,
     helm_binary,
     jaeger_binary,
+    release_tool,
 )
 
 _WATCH_INTERVAL = 1.0
@@ -82,6 +91,7 @@ def build() -> int:
         helm = helm_binary()
         node = node_binaries(find_repo_root())
         jaeger = jaeger_binary()
+        registry = release_tool("registry")
     except DevEnvError as exc:
         print(f"agentstack dev build: {exc}", file=sys.stderr)
         return 1
@@ -97,12 +107,47 @@ def build() -> int:
         node.pause,
         node.coredns,
         jaeger,
+        registry,
     )
     for path in paths:
         _say(str(path))
     for directory in sorted({path.parent for path in paths}):
         info = json.loads((directory / "BUILDINFO.json").read_text())
         _say(f"# {directory.name}: built in {info['build_seconds']}s with {info['go']}")
+    return 0
+
+
+def release(
+    *,
+    registry: str,
+    plain_http: bool,
+    key: Path | None,
+    keyless: bool,
+    sbom_dir: Path | None,
+    expect_version: str | None,
+) -> int:
+    """Publish the package's version to ``registry``: the image and the chart pinning it
+    by digest, optionally an SBOM and cosign signatures; prints what it pushed as JSON."""
+    version = package_version()
+    if expect_version is not None and expect_version.removeprefix("v") != version:
+        print(
+            f"agentstack dev release: the tag {expect_version} does not name the package's "
+            f"version {version} (pyproject.toml): bump the version or tag v{version}",
+            file=sys.stderr,
+        )
+        return 2
+    signer = Signer("keyless") if keyless else (None if key is None else Signer("key", key))
+    try:
+        published = publish(
+            Target(registry, plain_http=plain_http),
+            version=version,
+            signer=signer,
+            sbom_dir=sbom_dir,
+        )
+    except DevEnvError as exc:
+        print(f"agentstack dev release: {exc}", file=sys.stderr)
+        return 1
+    _say(describe(published))
     return 0
 
 
@@ -289,11 +334,8 @@ def _up_node(*, data_dir: Path | None, port: int | None) -> int:
     def setup(parts: contextlib.ExitStack) -> tuple[str, list[ManagedProcess]]:
         started = time.monotonic()
         repo = find_repo_root()
-        app = project_image(repo)
-        redis = redis_image()
         kubeconfig = state_dir() / "kubeconfig"
         cluster = NodeCluster(
-            images=(app.name, redis.name),
             data_dir=data_dir,
             apiserver_port=port,
             kubeconfig_path=kubeconfig,
@@ -304,8 +346,12 @@ def _up_node(*, data_dir: Path | None, port: int | None) -> int:
         cluster.start()
         plane, node = cluster.plane, cluster.node
         _link_kubectl(plane)
+        dev = publish_dev(cluster.registry.target, repo)
+        node.prune_images(dev.images)
         helm = Helm(state_dir() / "helm", plane.kubeconfig_path)
-        install_dev_release(helm, dev_values(app.name, redis.name), verb="upgrade")
+        install_dev_release(
+            helm, dev.published.source(), dev_values(dev.redis_image), verb="upgrade"
+        )
         applied = plane.kubectl("apply", "-n", "default", "-f", str(repo / EXAMPLE))
         if applied.returncode != 0:
             raise DevEnvError(f"applying {EXAMPLE} failed: {applied.stderr.strip()}")
@@ -335,9 +381,10 @@ def _up_node(*, data_dir: Path | None, port: int | None) -> int:
         banner = (
             f"agentstack is up in {time.monotonic() - started:.1f}s: Kubernetes "
             f"{plane.binaries.kubernetes_version} at {plane.url} with the node "
-            f"{node.name}; the chart installed by helm as release {RELEASE} in "
-            f"{RELEASE_NAMESPACE} (image {app.name}, in-chart Redis); stack: "
-            f"{EXAMPLE_STACK}\n"
+            f"{node.name}; the chart {dev.published.chart} {dev.published.version} "
+            f"installed by helm as release {RELEASE} in {RELEASE_NAMESPACE} (image "
+            f"{dev.published.image}, in-chart Redis); stack: {EXAMPLE_STACK}\n"
+            f"registry:  {cluster.registry.host} (plain HTTP, on loopback)\n"
             f"endpoints: {endpoints}  (source it: set -a; . {endpoints}; set +a)\n"
             f"logs:      {plane.logs_dir} (pods: {kubectl} logs -n {RELEASE_NAMESPACE} …)\n"
             f"live page: {api_url}/?stack=default/{EXAMPLE_STACK}   (API: {api_url}/docs; "

@@ -104,20 +104,36 @@ def redis_password(plane: ControlPlane, user: str = "redis") -> str:
     return base64.b64decode(shown.stdout).decode()
 
 
-def dev_values(app_image: str, redis_image: str) -> dict[str, str]:
-    """The values of a dev install on the local node: the locally built images (never
-    pulled), the in-chart Redis, one replica of each process (two cores), and the API
-    without authentication — reachable only through a port-forward on loopback."""
-    repository, tag = app_image.rsplit(":", 1)
+@dataclass(frozen=True)
+class ChartSource:
+    """Where helm takes the chart from: the checkout's directory, or a published version
+    in an OCI registry (``oci://…`` with its version)."""
+
+    reference: str
+    version: str | None = None
+    plain_http: bool = False
+
+    def args(self) -> list[str]:
+        """The chart argument of ``helm install``/``upgrade`` and its options."""
+        version = [] if self.version is None else ["--version", self.version]
+        return [self.reference, *version, *(["--plain-http"] if self.plain_http else [])]
+
+
+def checkout_chart() -> ChartSource:
+    """The chart as it is in the checkout (its image unpinned)."""
+    return ChartSource(str(chart_dir()))
+
+
+def dev_values(redis_image: str) -> dict[str, str]:
+    """The values of a dev install on the local node: the in-chart Redis from the local
+    registry, one replica of each process (two cores), and the API without
+    authentication — reachable only through a port-forward on loopback. The project's
+    image is the one the published chart pins by digest."""
     redis_repository, redis_tag = redis_image.rsplit(":", 1)
     return {
-        "image.repository": repository,
-        "image.tag": tag,
-        "image.pullPolicy": "Never",
         "redis.standalone.enabled": "true",
         "redis.standalone.image.repository": redis_repository,
         "redis.standalone.image.tag": redis_tag,
-        "redis.standalone.image.pullPolicy": "Never",
         "operator.replicas": "1",
         "runner.replicas": "1",
         "api.auth": "none",
@@ -129,14 +145,16 @@ def as_sets(values: dict[str, str]) -> list[str]:
     return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
 
 
-def install_dev_release(helm: Helm, values: dict[str, str], *, verb: str = "install") -> str:
-    """``helm upgrade --install`` (or ``install``) of the chart as release
+def install_dev_release(
+    helm: Helm, chart: ChartSource, values: dict[str, str], *, verb: str = "install"
+) -> str:
+    """``helm upgrade --install`` (or ``install``) of ``chart`` as release
     :data:`RELEASE`, waiting until every workload is ready."""
     args = ["upgrade", "--install"] if verb == "upgrade" else ["install"]
     return helm.checked(
         *args,
         RELEASE,
-        str(chart_dir()),
+        *chart.args(),
         "--namespace",
         RELEASE_NAMESPACE,
         "--create-namespace",

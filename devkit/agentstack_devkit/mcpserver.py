@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from agentstack_devkit.processes import (
-    LOOPBACK,
     LoggingServer,
     append_entry,
     serve_logged,
@@ -29,8 +28,8 @@ from agentstack_devkit.processes import (
 HUGE_CHARS = 1_000_000
 
 
-def serve(port: int, log: Path) -> None:
-    """Run the server on loopback until killed (the child process's main)."""
+def serve(port: int, log: Path, host: str) -> None:
+    """Run the server on ``host`` until killed (the child process's main)."""
     from mcp.server.mcpserver import MCPServer
 
     server = MCPServer("agentstack-test-tools")
@@ -72,9 +71,10 @@ def serve(port: int, log: Path) -> None:
         append_entry(log, tool="secret", arguments={})
         return "the secret tool ran"
 
-    app = server.streamable_http_app(streamable_http_path="/mcp")
+    # ``host`` sets the SDK's DNS-rebinding guard: loopback names on loopback, none else.
+    app = server.streamable_http_app(streamable_http_path="/mcp", host=host)
 
-    serve_logged(app, port, log)
+    serve_logged(app, port, log, host)
 
 
 class ToolServer(LoggingServer):
@@ -85,7 +85,7 @@ class ToolServer(LoggingServer):
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}/mcp"
+        return f"http://{self.host}:{self.port}/mcp"
 
     def calls(self, tool: str | None = None) -> list[dict[str, Any]]:
         """Tool calls that reached the tools, oldest first (of ``tool`` only, if named)."""

@@ -11,8 +11,10 @@ Pods run here for real, on this machine, with no registry and no traffic leaving
 - **runtime**: Debian's containerd with runc, its socket, state and network namespaces
   under the data directory, its image store under the cache (images survive restarts);
   ``restrict_oom_score_adj`` because this machine's root lacks ``CAP_SYS_RESOURCE``;
-  a locally built pause image as the sandbox image. Images are moved in from podman's
-  store (``podman save`` → ``ctr images import``), once per image digest.
+  a locally built pause image as the sandbox image. Images are pulled, as on any node,
+  from the cluster's OCI registry on loopback (:mod:`agentstack_devkit.registry`), which
+  containerd reaches through its registry configuration (a ``hosts.toml`` saying it
+  speaks plain HTTP); nothing is imported by hand.
 - **node processes**: kubelet (cgroupfs driver on cgroup v1, pods under the
   :data:`CGROUP_ROOT` cgroup so they can all be found and killed), kube-proxy in
   iptables mode, kube-scheduler, and CoreDNS on the host at the gateway address (its
@@ -27,6 +29,7 @@ start after a crash (:func:`teardown` is idempotent).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import json
 import os
@@ -34,9 +37,8 @@ import shlex
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -44,7 +46,7 @@ from typing import IO
 import yaml
 
 from agentstack_devkit.controlplane import SERVICE_CIDR, ControlPlane
-from agentstack_devkit.image import pause_image, save_oci_archive
+from agentstack_devkit.image import pause_image
 from agentstack_devkit.processes import (
     LOOPBACK,
     DevEnvError,
@@ -55,6 +57,8 @@ from agentstack_devkit.processes import (
     unverified_tls,
     wait_until,
 )
+from agentstack_devkit.registry import DEV_PORT, Registry, dev_registry_dir
+from agentstack_devkit.release import push_image
 from agentstack_devkit.toolchain import (
     cache_root,
     controlplane_binaries,
@@ -75,7 +79,8 @@ CNI_BIN_DIR = Path("/usr/lib/cni")
 CLUSTER_DOMAIN = "cluster.local"
 NODE_READY_TIMEOUT = 120.0
 _CGROUP_FS = Path("/sys/fs/cgroup")
-_OWN_IMAGES = "localhost/agentstack-"
+_OWN_IMAGES = "agentstack-"
+"""Repositories of the dev kit's images (the pause, Redis and project images)."""
 _CHAIN_PREFIXES = ("KUBE-", CHAIN)
 """Chains the node's processes create (kube-proxy, the kubelet) and ours. CNI-* chains
 are left alone: podman's own networks use them, and the node's CNI configuration
@@ -118,6 +123,11 @@ def _run(argv: list[str], *, check: bool = True, timeout: float = 120.0) -> str:
     if check and done.returncode != 0:
         raise DevEnvError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
     return done.stdout
+
+
+def _unix_time(stamp: str) -> float:
+    """An API server timestamp (RFC 3339, UTC, ``…Z``) as a Unix time."""
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 # -- host network ---------------------------------------------------------------------
@@ -336,21 +346,17 @@ class Node(Service):
 
     ``plane`` must run with ``node_address=GATEWAY``, inside a started :class:`NodeHost`
     (the API server binds to the bridge's address, so the bridge comes first).
-    ``images`` are podman image names to load into containerd before pods start.
+    ``registry`` (started) is where containerd pulls every image from, the sandbox's too.
     """
 
-    def __init__(
-        self,
-        plane: ControlPlane,
-        binaries: NodeBinaries,
-        *,
-        images: Iterable[str] = (),
-    ) -> None:
+    def __init__(self, plane: ControlPlane, binaries: NodeBinaries, registry: Registry) -> None:
         if plane.node_address != GATEWAY:
             raise DevEnvError(f"the control plane must serve the node at {GATEWAY}")
         self.plane = plane
         self.binaries = binaries
-        self.images = tuple(images)
+        self.registry = registry
+        self.sandbox = ""
+        """The pause image's reference in the registry (pushed on start)."""
         self.data_dir = run_dir()
         self._processes: list[ManagedProcess] = []
 
@@ -383,9 +389,11 @@ class Node(Service):
         for hierarchy in _CGROUP_FS.iterdir():
             if hierarchy.is_dir() and (hierarchy / "cgroup.procs").exists():
                 (hierarchy / CGROUP_ROOT).mkdir(exist_ok=True)
-        pause = pause_image(self.binaries.pause).name
-        self._start_containerd(pause)
-        self._load_images((pause, *self.images))
+        pause = pause_image(self.binaries.pause)
+        self.sandbox = push_image(
+            pause.name, self.registry.target, "agentstack-pause", pause.name.rsplit(":", 1)[1]
+        )
+        self._start_containerd(self.sandbox)
         kubeconfig = self.data_dir / "config" / "node.kubeconfig"
         shutil.copyfile(self.plane.kubeconfig_path, kubeconfig)
         kubeconfig.chmod(0o600)
@@ -400,6 +408,18 @@ class Node(Service):
         process.start()
         self._processes.append(process)
         return process
+
+    def _registry_hosts(self) -> Path:
+        """containerd's registry configuration: the local registry speaks plain HTTP."""
+        hosts = self.data_dir / "config" / "registries"
+        address = self.registry.host
+        (hosts / address).mkdir(parents=True, exist_ok=True)
+        (hosts / address / "hosts.toml").write_text(
+            f'server = "http://{address}"\n\n'
+            f'[host."http://{address}"]\n'
+            '  capabilities = ["pull", "resolve"]\n'
+        )
+        return hosts
 
     def _start_containerd(self, pause: str) -> None:
         state = self.data_dir / "containerd"
@@ -430,6 +450,7 @@ class Node(Service):
                         "bin_dir": str(CNI_BIN_DIR),
                         "conf_dir": str(self.data_dir / "cni" / "net.d"),
                     },
+                    "registry": {"config_path": str(self._registry_hosts())},
                 },
                 "io.containerd.internal.v1.opt": {"path": str(state / "opt")},
             },
@@ -479,21 +500,23 @@ class Node(Service):
             ],
         }
 
-    def _load_images(self, names: Iterable[str]) -> None:
-        """Import ``names`` from podman's store (those containerd lacks), and remove
-        the dev kit's older images from containerd (each code change makes one)."""
-        wanted = list(names)
-        present = set(self.ctr("images", "ls", "-q").split())
-        stale = [name for name in present if name.startswith(_OWN_IMAGES) and name not in wanted]
+    def prune_images(self, keep: Iterable[str]) -> None:
+        """Remove the dev kit's images that no reference in ``keep`` (``repo@digest`` or
+        ``repo:tag``) names — each change of the code makes a new one, and containerd's
+        store lives under the cache, across runs — and any imported by hand by earlier
+        versions of the dev kit. Call it before pods use them."""
+        kept = {*keep, self.sandbox}
+        kept_digests = {ref.rsplit("@", 1)[1] for ref in kept if "@" in ref}
+        stale = []
+        for line in self.ctr("images", "ls").splitlines()[1:]:
+            ref, _kind, digest, *_rest = line.split()
+            name = ref.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+            pulled = ref.startswith(f"{self.registry.host}/")
+            wanted = ref in kept or (pulled and digest in kept_digests)
+            if name.startswith(_OWN_IMAGES) and not wanted:
+                stale.append(ref)
         if stale:
             self.ctr("images", "rm", *stale)
-        for name in wanted:
-            if name in present:
-                continue
-            with tempfile.TemporaryDirectory(prefix="agentstack-image-") as scratch:
-                archive = Path(scratch) / "image.tar"
-                save_oci_archive(name, archive)
-                self.ctr("images", "import", str(archive))
 
     def _start_kubelet(self, kubeconfig: Path) -> None:
         resolv = self.data_dir / "config" / "resolv.conf"
@@ -615,20 +638,101 @@ class Node(Service):
             lambda: http_ok(f"http://{LOOPBACK}:{ready}/ready"), timeout=60, what="ready"
         )
 
-    def _wait_node_schedulable(self) -> None:
+    def _wait_node_schedulable(self, *, since: float = 0.0) -> None:
+        """Until the node is Ready and untainted, as its kubelet reported at or after
+        ``since`` (a Unix time: after a crash the API server still shows the last report
+        from before it). A kubelet that exits meanwhile is started again: it exits when
+        containerd's CRI service is not initialized yet, which ``ctr`` cannot see."""
+        kubelet = next(p for p in self._processes if p.name == "kubelet")
+
         def schedulable() -> bool | None:
+            if not kubelet.is_running():
+                kubelet.restart()
+                return None
             shown = self.plane.kubectl("get", "node", NODE_NAME, "-o", "json")
             if shown.returncode != 0:
                 return None
             node = json.loads(shown.stdout)
             ready = any(
-                c["type"] == "Ready" and c["status"] == "True"
+                c["type"] == "Ready"
+                and c["status"] == "True"
+                and _unix_time(c["lastHeartbeatTime"]) >= int(since)
                 for c in node.get("status", {}).get("conditions", [])
             )
             tainted = bool(node.get("spec", {}).get("taints"))
             return True if ready and not tainted else None
 
         wait_until(schedulable, timeout=NODE_READY_TIMEOUT, what=f"node {NODE_NAME} Ready")
+
+    # -- faults -------------------------------------------------------------------------
+
+    def crash(self, pods: Iterable[str]) -> None:
+        """The node's agents die and take the pods with ``pods`` uids with them: the
+        kubelet and containerd SIGKILLed, then every process of those pods. Other pods
+        (the in-chart Redis, which a real cluster keeps on another node or on a volume)
+        keep running; containerd's shims, which outlive containerd, report the deaths
+        when it comes back."""
+        by_name = {process.name: process for process in self._processes}
+        for name in ("kubelet", "containerd"):
+            by_name[name].send_signal(signal.SIGKILL)
+            by_name[name].wait_exit()
+        uids = list(pods)
+
+        def killed() -> bool | None:
+            left = [pid for uid in uids for pid in self.pod_processes(uid)]
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            return None if left else True
+
+        wait_until(killed, timeout=30, what="the crashed pods' processes to die")
+
+    def recover(self) -> None:
+        """containerd, then the kubelet, started again over the state they had (as after
+        a reboot): the kubelet finds its pods dead and starts them again."""
+        started = time.time()
+        by_name = {process.name: process for process in self._processes}
+        containerd = by_name["containerd"]
+        containerd.restart()
+        containerd.wait_ready(
+            lambda: True if self.socket.exists() and self._ctr_ok() else None,
+            timeout=60,
+            what="serving",
+        )
+        by_name["kubelet"].restart()
+        self._wait_node_schedulable(since=started)
+
+    @staticmethod
+    def pod_processes(uid: str) -> list[int]:
+        """The processes of the pod with ``uid``: its containers' cgroups
+        (``…/kubepods/<class>/pod<uid>/<container>``; the pod's own holds none)."""
+        pids: list[int] = []
+        for directory in _cgroup_dirs():
+            hierarchy = directory.relative_to(_CGROUP_FS).parts[0]
+            if directory.parent.name == f"pod{uid}" and hierarchy == "pids":
+                with contextlib.suppress(OSError):
+                    pids += [int(p) for p in (directory / "cgroup.procs").read_text().split()]
+        return pids
+
+    def pod_pid(self, uid: str) -> int:
+        """A process of the pod with ``uid``: a way into the pod's network namespace."""
+        pids = self.pod_processes(uid)
+        if not pids:
+            raise DevEnvError(f"no process of pod {uid} on the node")
+        return pids[0]
+
+    @contextlib.contextmanager
+    def cut_off(self, uid: str, port: int) -> Iterator[None]:
+        """Inside, the pod with ``uid`` cannot reach TCP ``port`` anywhere: a rule in
+        the pod's own network namespace drops what it sends there (connections already
+        open included). Nothing else on the node is affected; the rule goes on exit."""
+        rule = ["OUTPUT", "-p", "tcp", "--dport", str(port), "-j", "DROP"]
+        enter = [_tool("nsenter"), "--target", str(self.pod_pid(uid)), "--net", _tool("iptables")]
+        _run([*enter, "-I", *rule])
+        try:
+            yield
+        finally:
+            _run([*enter, "-D", *rule], check=False)
 
     # -- stop ---------------------------------------------------------------------------
 
@@ -650,14 +754,18 @@ class Node(Service):
 
 
 class NodeCluster(Service):
-    """A whole cluster with its node: :class:`NodeHost`, the control plane serving the
-    node's address, and :class:`Node` with ``images`` loaded — started in that order,
-    stopped in the reverse one."""
+    """A whole cluster with its node: :class:`NodeHost`, the OCI registry its node pulls
+    from, the control plane serving the node's address, and :class:`Node` — started in
+    that order, stopped in the reverse one.
+
+    The registry runs on :data:`~agentstack_devkit.registry.DEV_PORT` over the cache's
+    storage, inside the machine's node lock (one node, so one such registry, at a time):
+    image references stay the same across runs, and a layer pushed once stays pushed.
+    """
 
     def __init__(
         self,
         *,
-        images: Iterable[str],
         data_dir: Path | None = None,
         apiserver_port: int | None = None,
         kubeconfig_path: Path | None = None,
@@ -665,6 +773,7 @@ class NodeCluster(Service):
     ) -> None:
         repo = repo_root or find_repo_root()
         self.host = NodeHost()
+        self.registry = Registry(port=DEV_PORT, storage=dev_registry_dir())
         self.plane = ControlPlane(
             controlplane_binaries(repo),
             data_dir=data_dir,
@@ -672,23 +781,27 @@ class NodeCluster(Service):
             kubeconfig_path=kubeconfig_path,
             node_address=GATEWAY,
         )
-        self.node = Node(self.plane, node_binaries(repo), images=images)
+        self.node = Node(self.plane, node_binaries(repo), self.registry)
 
     @property
     def processes(self) -> tuple[ManagedProcess, ...]:
-        return (*self.plane.processes, *self.node.processes)
+        return (*self.registry.processes, *self.plane.processes, *self.node.processes)
 
     def _start(self) -> None:
         self.host.start()
+        self.registry.start()
         self.plane.start()
         self.node.start()
 
     def stop(self) -> None:
-        """Stop all three, each even if another one's stop failed."""
+        """Stop each part, even if another one's stop failed."""
         try:
             self.node.stop()
         finally:
             try:
                 self.plane.stop()
             finally:
-                self.host.stop()
+                try:
+                    self.registry.stop()
+                finally:
+                    self.host.stop()

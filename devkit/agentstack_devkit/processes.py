@@ -336,8 +336,8 @@ def append_entry(log: Path, **entry: Any) -> None:
         out.write(json.dumps({"at": time.time(), **entry}) + "\n")
 
 
-def serve_logged(app: App, port: int, log: Path) -> None:
-    """Serve an ASGI ``app`` on loopback until killed, logging every HTTP request's path
+def serve_logged(app: App, port: int, log: Path, host: str = LOOPBACK) -> None:
+    """Serve an ASGI ``app`` on ``host`` (loopback) until killed, logging every HTTP request's path
     and headers to ``log`` first (what reached the server, credentials included). While
     the file :func:`authorization_file` names exists, a request whose ``Authorization``
     is not its content is answered 401 (a server that rotated its token)."""
@@ -355,7 +355,7 @@ def serve_logged(app: App, port: int, log: Path) -> None:
                 return
         await app(scope, receive, send)
 
-    uvicorn.run(logged, host=LOOPBACK, port=port, log_level="warning")
+    uvicorn.run(logged, host=host, port=port, log_level="warning")
 
 
 def authorization_file(log: Path) -> Path:
@@ -363,36 +363,42 @@ def authorization_file(log: Path) -> Path:
     return log.with_suffix(".authorization")
 
 
-def server_main(prog: str, serve: Callable[[int, Path], None], argv: list[str] | None) -> int:
-    """The ``main`` of a test server's module: ``--port P --log FILE``."""
+def server_main(prog: str, serve: Callable[[int, Path, str], None], argv: list[str] | None) -> int:
+    """The ``main`` of a test server's module: ``--port P --log FILE [--host H]``."""
     import argparse
 
     parser = argparse.ArgumentParser(prog=f"python -m {prog}")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("--host", default=LOOPBACK)
     args = parser.parse_args(argv)
-    serve(args.port, args.log)
+    serve(args.port, args.log, args.host)
     return 0
 
 
 class LoggingServer:
-    """A test server run as ``python -m <module> --port P --log FILE`` on loopback, which
-    appends what reached it to ``FILE`` as JSON lines (a real MCP server, a real A2A
-    agent): ``with Server(dir) as server: …``; :meth:`entries` reads the log."""
+    """A test server run as ``python -m <module> --port P --log FILE`` on loopback (or
+    ``host``: the dev node's bridge address, for pods), which appends what reached it to
+    ``FILE`` as JSON lines (a real MCP server, a real A2A agent): ``with Server(dir) as
+    server: …``; :meth:`entries` reads the log."""
 
     module = ""
     """The server's module (``agentstack_devkit.mcpserver``)."""
     name = ""
     """Its process's name, and its log files' stem."""
 
-    def __init__(self, work: Path) -> None:
-        self.port = free_port()
+    def __init__(self, work: Path, host: str = LOOPBACK) -> None:
+        self.host = host
+        self.port = free_port(host)
         self.log = work / f"{self.name}.jsonl"
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.log.touch()
         self.process = ManagedProcess(
             self.name,
-            [sys.executable, "-m", self.module, "--port", str(self.port), "--log", str(self.log)],
+            [
+                *(sys.executable, "-m", self.module, "--port", str(self.port)),
+                *("--log", str(self.log), "--host", host),
+            ],
             log_path=work / f"{self.name}.log",
         )
 
@@ -411,7 +417,7 @@ class LoggingServer:
     def _listening(self) -> bool | None:
         with socket.socket() as probe:
             probe.settimeout(0.5)
-            return True if probe.connect_ex((LOOPBACK, self.port)) == 0 else None
+            return True if probe.connect_ex((self.host, self.port)) == 0 else None
 
     def stop(self) -> None:
         self.process.stop(timeout=5)

@@ -221,6 +221,67 @@ def jaeger_spec(repo_root: Path) -> BuildSpec:
     )
 
 
+@dataclass(frozen=True)
+class ReleaseTool:
+    """A single-binary tool of the release path, pinned by its own wrapper module."""
+
+    name: str
+    """The wrapper module's directory under ``hack/`` and the binary's name."""
+    module: str
+    package: str
+    version_variable: str | None = None
+    """The package variable ``-X`` stamps with the pinned version (for ``--version``)."""
+
+
+RELEASE_TOOLS = {
+    tool.name: tool
+    for tool in (
+        ReleaseTool(
+            "registry",
+            "github.com/distribution/distribution/v3",
+            "github.com/distribution/distribution/v3/cmd/registry",
+            "github.com/distribution/distribution/v3/version.version",
+        ),
+        ReleaseTool(
+            "cosign",
+            "github.com/sigstore/cosign/v2",
+            "github.com/sigstore/cosign/v2/cmd/cosign",
+            "sigs.k8s.io/release-utils/version.gitVersion",
+        ),
+        ReleaseTool("syft", "github.com/anchore/syft", "github.com/anchore/syft/cmd/syft"),
+        ReleaseTool(
+            "actionlint",
+            "github.com/rhysd/actionlint",
+            "github.com/rhysd/actionlint/cmd/actionlint",
+            "github.com/rhysd/actionlint.version",
+        ),
+    )
+}
+"""The registry (local releases, ``make dev``), cosign and syft (signature and SBOM),
+actionlint (the release workflow's check)."""
+
+
+def release_tool_spec(repo_root: Path, name: str) -> BuildSpec:
+    """The build of one :data:`RELEASE_TOOLS` entry, at its wrapper module's pin."""
+    tool = RELEASE_TOOLS[name]
+    module_dir = repo_root / "hack" / tool.name
+    version = _module_pin(module_dir / "go.mod", tool.module)
+    stamp = (f"-X {tool.version_variable}={version}",) if tool.version_variable else ()
+    return BuildSpec(
+        name=tool.name,
+        module_dir=module_dir,
+        packages=(tool.package,),
+        binaries=(tool.name,),
+        versions={tool.name: version},
+        ldflags=stamp,
+    )
+
+
+def release_tool(name: str, repo_root: Path | None = None) -> Path:
+    """Build (once) and return one of :data:`RELEASE_TOOLS`."""
+    return ensure_built(release_tool_spec(repo_root or find_repo_root(), name)) / name
+
+
 @contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)

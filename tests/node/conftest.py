@@ -2,8 +2,8 @@
 
 One :class:`NodeCluster` per module (one node per machine: the bridge, the iptables
 chains and the cgroups are the machine's, so modules take turns; ``agentstack dev up``
-runs its own), and one release in it, installed the way ``agentstack dev up`` installs
-it. Redis and the read API are reached as a user
+runs its own), and one release in it, published to the cluster's registry and installed
+from there the way ``agentstack dev up`` does it. Redis and the read API are reached as a user
 reaches them, through ``kubectl port-forward``.
 """
 
@@ -24,33 +24,36 @@ from agentstack_devkit.helm import (
     REDIS_SERVICE,
     RELEASE,
     RELEASE_NAMESPACE,
+    ChartSource,
     Helm,
     dev_values,
     install_dev_release,
     redis_password,
 )
-from agentstack_devkit.image import project_image, redis_image
 from agentstack_devkit.node import NodeCluster
+from agentstack_devkit.release import DevRelease, publish_dev
 from tests.helpers import eventually
 
 
-@dataclass(frozen=True)
-class Images:
-    app: str
-    redis: str
-
-
-@pytest.fixture(scope="session")
-def images() -> Images:
-    return Images(app=project_image().name, redis=redis_image().name)
+@pytest.fixture(scope="module")
+def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
+    with NodeCluster(data_dir=tmp_path_factory.mktemp("node-plane")) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")
-def node_cluster(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
-    with NodeCluster(
-        images=(images.app, images.redis), data_dir=tmp_path_factory.mktemp("node-plane")
-    ) as cluster:
-        yield cluster
+def dev_release(node_cluster: NodeCluster) -> DevRelease:
+    """The checkout's images and chart, published to the cluster's registry."""
+    published = publish_dev(node_cluster.registry.target)
+    node_cluster.node.prune_images(published.images)
+    return published
+
+
+@pytest.fixture(scope="module")
+def installed(dev_release: DevRelease) -> DevRelease:
+    """What :func:`release` installs: the checkout's (a module upgrading from an earlier
+    version overrides it)."""
+    return dev_release
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +72,7 @@ class Release:
     cluster: NodeCluster
     helm: Helm
     api: client.ApiClient
+    chart: ChartSource
     values: dict[str, str]
     redis_url: str
     api_url: str
@@ -87,6 +91,12 @@ class Release:
             password=password,
             decode_responses=True,
         )
+
+    def reconnect(self) -> None:
+        """Start the port-forwards again on their ports: kubectl ends one when the pod
+        behind it restarts or the kubelet that carried its stream dies."""
+        for forward in self.forwards:
+            forward.restart()
 
     def pods(self, component: str) -> list[Any]:
         listed = client.CoreV1Api(self.api).list_namespaced_pod(
@@ -113,15 +123,15 @@ class Release:
 def release(
     node_cluster: NodeCluster,
     node_api: client.ApiClient,
-    images: Images,
+    installed: DevRelease,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Release]:
-    """The chart installed with ``helm install --wait`` as ``agentstack dev up`` does (its
-    values and nothing more); uninstalled afterwards if still there."""
+    """The published chart installed with ``helm install --wait`` as ``agentstack dev
+    up`` does (its values and nothing more); uninstalled afterwards if still there."""
     plane = node_cluster.plane
     helm = Helm(tmp_path_factory.mktemp("helm"), plane.kubeconfig_path)
-    values = dev_values(images.app, images.redis)
-    install_dev_release(helm, values)
+    values = dev_values(installed.redis_image)
+    install_dev_release(helm, installed.published.source(), values)
     api_forward, api_port = plane.port_forward(
         RELEASE_NAMESPACE, f"svc/{API_SERVICE}", 8080, name="test-forward-api"
     )
@@ -132,6 +142,7 @@ def release(
         cluster=node_cluster,
         helm=helm,
         api=node_api,
+        chart=installed.published.source(),
         values=values,
         redis_url=f"redis://:{redis_password(plane)}@127.0.0.1:{redis_port}/0",
         api_url=f"http://127.0.0.1:{api_port}",

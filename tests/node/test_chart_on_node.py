@@ -1,15 +1,19 @@
 """The chart as a user meets it: ``helm install`` on a real node, pods that really run.
 
-The tests run in order on one release (module fixture): install → every pod Ready →
+The tests run in order on one release (module fixture): install from the cluster's OCI
+registry → every pod Ready, its image pulled from there by digest →
 the example stack ticks in the runner pod → the PodDisruptionBudgets grant one
 eviction and refuse the next → ``kubectl patch`` pause/resume → a crash-looping pod
 wakes a stack through its trigger → an ``executor: job``
 stack's Jobs complete and fold into status, logged in to Redis as a user confined to
 their namespace, through a rotation of its password → the leader operator's pod and the runner
 pod deleted while it holds a tick: the invariant checker finds no tick lost or run
-twice → ``helm upgrade`` rolls the pods and adds the runners' autoscaler → ``helm
-uninstall``, with stacks still in two namespaces, releases them through its pre-delete
-hook (their namespaces then delete) and leaves no orphan.
+twice → the node's kubelet and containerd killed with the pods' processes (a tick Job's
+too) and started again → a runner pod cut off from Redis for 30 s by a rule in its
+network namespace: the other runner takes its tick over, its late writes are refused
+(both checked by the invariant checker) → ``helm upgrade`` rolls the pods and adds the
+runners' autoscaler → ``helm uninstall``, with stacks still in two namespaces, releases
+them through its pre-delete hook (their namespaces then delete) and leaves no orphan.
 """
 
 from __future__ import annotations
@@ -38,12 +42,13 @@ from agentstack_devkit.helm import (
     redis_password,
 )
 from agentstack_devkit.node import GATEWAY
+from agentstack_devkit.release import DevRelease
 from agentstack_operator.finalizing import FINALIZER
-from agentstack_operator.jobs import SECRET_NAME
+from agentstack_operator.jobs import SECRET_NAME, STACK_LABEL
 from agentstack_operator.tickcredentials import ROTATED_ANNOTATION
 from tests.e2e.stacks import Stacks
 from tests.helpers import bind_service_account, eventually, gone
-from tests.node.conftest import Images, Release, wait_rolled_out
+from tests.node.conftest import Release, wait_rolled_out
 from tests.reliability import invariants
 
 NAMESPACE = "team-node"
@@ -83,11 +88,21 @@ def _runner_pods(stacks: Stacks, name: str, pods: list[str]) -> set[str]:
 
 
 def test_install_runs_every_pod_and_the_example_ticks_in_the_runner_pod(
-    release: Release, stacks: Stacks
+    release: Release, stacks: Stacks, dev_release: DevRelease
 ) -> None:
     pods = {component: wait_rolled_out(release, component) for component in COMPONENTS}
     for component, names in pods.items():
         assert len(names) == 1, f"{component}: {names}"
+    # Every process runs the image the published chart pins, pulled by the node's
+    # containerd from the registry (the digest it reports is the one pushed).
+    published = dev_release.published
+    for pod in (*release.pods("operator"), *release.pods("runner"), *release.pods("api")):
+        (status,) = pod.status.container_statuses
+        assert pod.spec.containers[0].image == published.image
+        assert status.image_id.endswith(published.image_digest), status.image_id
+    pulled = release.cluster.node.ctr("images", "ls", "-q").split()
+    assert published.image in pulled
+    assert not [ref for ref in pulled if ref.startswith("localhost/")]  # nothing imported
     node = client.CoreV1Api(release.api).read_node(release.cluster.node.name)
     assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
 
@@ -197,7 +212,7 @@ CRASHING = (
 
 
 def test_a_crash_looping_pod_wakes_a_stack_through_its_trigger(
-    release: Release, stacks: Stacks, images: Images
+    release: Release, stacks: Stacks, dev_release: DevRelease
 ) -> None:
     """With the chart's default values: the kubelet's own status of a container that
     keeps failing, watched with the trigger's ServiceAccount's rights (``view``)."""
@@ -231,8 +246,7 @@ def test_a_crash_looping_pod_wakes_a_stack_through_its_trigger(
                 containers=[
                     client.V1Container(
                         name="app",
-                        image=images.app,
-                        image_pull_policy="Never",
+                        image=dev_release.published.image,
                         command=["python", "-c", "raise SystemExit(3)"],
                     )
                 ]
@@ -352,6 +366,8 @@ def _leader(release: Release) -> str:
 
 
 GATEWAY_KEY = "sk-node-gateway-key"
+STEADY = [f"steady-{index}" for index in range(3)]
+"""The LLM stacks the mid-tick test starts; the node's faults after it keep them ticking."""
 
 
 @pytest.fixture(scope="module")
@@ -373,7 +389,7 @@ def test_deleting_the_leader_and_a_runner_pod_mid_tick_loses_and_repeats_no_tick
             string_data={"OPENAI_API_KEY": GATEWAY_KEY},
         ),
     )
-    names = [f"steady-{index}" for index in range(3)]
+    names = STEADY
     for name in names:
         stacks.create(
             name,
@@ -431,10 +447,163 @@ def test_deleting_the_leader_and_a_runner_pod_mid_tick_loses_and_repeats_no_tick
     print(f"node: leader and runner pods deleted mid-tick: {report.summary()}")
 
 
+def _running_job_pod(release: Release, stack: str) -> list[str] | None:
+    """Names of the stack's tick pods that are running now (``None`` while none is)."""
+    listed = client.CoreV1Api(release.api).list_namespaced_pod(NAMESPACE)
+    running = [
+        pod.metadata.name
+        for pod in listed.items
+        if (pod.metadata.labels or {}).get(STACK_LABEL) == stack and pod.status.phase == "Running"
+    ]
+    return running or None
+
+
+def test_a_node_crash_kills_every_pod_and_tick_and_the_node_recovers(
+    release: Release, stacks: Stacks, slow_gateway: FakeLLMServer
+) -> None:
+    """The kubelet and containerd SIGKILLed, and with them every pod's processes but
+    Redis's (which a real cluster keeps elsewhere or on a volume), while LLM ticks run in
+    the runner pod and a tick Job's pod runs; both started again: every pod comes back,
+    every stack ticks again, nothing ran twice or was lost."""
+    node = release.cluster.node
+    (runner,) = release.ready_pods("runner") or []
+    for name in [*STEADY, "jobbed"]:  # the checker paused them
+        stacks.patch_spec(name, executionState="Running")
+    eventually(lambda: _running_job_pod(release, "jobbed"), "a tick Job's pod running", timeout=120)
+    eventually(
+        lambda: (
+            [n for n in STEADY if f"|{runner}-" in str(stacks.redis.get(_lease(n)) or "")] or None
+        ),
+        "a tick in the runner pod's hands",
+        timeout=60,
+    )
+    core = client.CoreV1Api(release.api)
+    crashing = [
+        pod
+        for pod in [
+            *core.list_namespaced_pod(RELEASE_NAMESPACE).items,
+            *core.list_namespaced_pod(NAMESPACE).items,
+        ]
+        if pod.status.phase == "Running"
+        and pod.metadata.labels.get("app.kubernetes.io/component") != "redis"
+    ]
+    assert {p.metadata.labels.get(STACK_LABEL) for p in crashing} >= {"jobbed"}
+    node.crash([pod.metadata.uid for pod in crashing])
+    assert not any(node.pod_processes(pod.metadata.uid) for pod in crashing)
+    node.recover()
+    # The same pods, their containers started again by the kubelet (not new pods): until
+    # the kubelet reports so, the API server still shows the statuses from before.
+    processes = ("operator", "runner", "api")
+
+    def restarted() -> bool | None:
+        pods = [pod for component in processes for pod in release.pods(component)]
+        again = all(
+            pod.status.container_statuses[0].restart_count >= 1
+            and pod.status.container_statuses[0].ready
+            for pod in pods
+        )
+        return True if again and len(pods) == len(processes) else None
+
+    eventually(restarted, "the kubelet to restart every process's container", timeout=240)
+    for component in COMPONENTS:
+        wait_rolled_out(release, component, timeout=240)
+    assert release.ready_pods("runner") == [runner]
+    # The port-forwards died with the pods they pointed at; the test's reader needs its own.
+    release.reconnect()
+    progress = {name: int(stacks.status(name)["ticks"]) for name in [*STEADY, "jobbed"]}
+    for name, ticks in progress.items():
+        stacks.wait_ticks(name, ticks + 2, timeout=240)
+    stacks.patch_spec("jobbed", executionState="Paused")
+
+    invariants.quiesce(release.api, stacks.redis, [NAMESPACE])
+    report = invariants.check(release.api, stacks.redis, [NAMESPACE], secrets=[GATEWAY_KEY])
+    assert not report.problems, "\n".join(report.problems)
+    print(f"node: crash and recovery of the kubelet and containerd: {report.summary()}")
+
+
+def _lease(name: str) -> str:
+    return StackKeys(StackRef(NAMESPACE, name)).lease
+
+
+PARTITION_SECONDS = 30.0
+
+
+def test_a_runner_cut_off_from_redis_has_its_tick_taken_over_and_its_late_writes_refused(
+    release: Release, stacks: Stacks, slow_gateway: FakeLLMServer
+) -> None:
+    """Two runner pods with short leases (10 s; claimed after 15 s idle). The one holding
+    a tick loses Redis for 30 s (a rule in its network namespace); the other takes the
+    tick over once the lease expires; the first one's writes fail while it is cut off and
+    are refused by the lease's fencing once the network is back (it logs that it let the
+    tick go), and no step ran twice."""
+    values = {
+        **release.values,
+        "runner.replicas": "2",
+        "runner.leaseTTLSeconds": "10",
+        "runner.visibilityTimeoutSeconds": "15",
+        "runner.claimIntervalSeconds": "2",
+    }
+    install_dev_release(release.helm, release.chart, values, verb="upgrade")
+    for name in STEADY:  # the checker paused them
+        stacks.patch_spec(name, executionState="Running")
+    runners = eventually(
+        lambda: _exactly(2, release.ready_pods("runner")), "two runner pods", timeout=240
+    )
+    release.reconnect()
+
+    def held() -> tuple[str, str, str] | None:
+        """(stack, runner pod, tick id) of a tick a runner pod holds now."""
+        for name in STEADY:
+            token = str(stacks.redis.get(_lease(name)) or "")
+            for pod in runners:
+                if f"|{pod}-" in token:
+                    return name, pod, token.split("|", 1)[0]
+        return None
+
+    stack, cut, tick = eventually(held, "a tick held by a runner pod", timeout=120)
+    (other,) = [pod for pod in runners if pod != cut]
+    uid = client.CoreV1Api(release.api).read_namespaced_pod(cut, RELEASE_NAMESPACE).metadata.uid
+    with release.cluster.node.cut_off(uid, 6379):
+        # The other runner takes the tick over while the first one is cut off.
+        eventually(
+            lambda: True if f"|{other}-" in str(stacks.redis.get(_lease(stack)) or "") else None,
+            f"{other} to take over {stack}'s tick",
+            timeout=PARTITION_SECONDS,
+        )
+        deadline = time.monotonic() + PARTITION_SECONDS
+        eventually(lambda: True if time.monotonic() >= deadline else None, "the cut", timeout=60)
+
+    def gave_up() -> str | None:
+        """The cut-off runner's line saying it let the tick go: its lease found lost
+        (a fenced write refused) or its writes failed while cut off — never made."""
+        for line in _kubectl(release, "logs", "-n", RELEASE_NAMESPACE, cut).splitlines():
+            about = tick in line or f"{NAMESPACE}/{stack}" in line
+            if about and ("lost the lease" in line or "handing it back" in line):
+                return line
+        return None
+
+    let_go = eventually(gave_up, "the cut-off runner to let the tick go", timeout=120)
+    (entry,) = [e for e in stacks.executed(stack) if e["tick_id"] == tick]
+    assert entry["runner"].startswith(f"{other}-"), entry
+    progress = {name: int(stacks.status(name)["ticks"]) for name in STEADY}
+    for name, ticks in progress.items():
+        stacks.wait_ticks(name, ticks + 2, timeout=120)
+
+    invariants.quiesce(release.api, stacks.redis, [NAMESPACE])
+    report = invariants.check(release.api, stacks.redis, [NAMESPACE], secrets=[GATEWAY_KEY])
+    assert not report.problems, "\n".join(report.problems)
+    print(
+        f"node: a runner cut off from Redis for {PARTITION_SECONDS:.0f} s: {report.summary()}; "
+        f"it logged: {let_go}"
+    )
+    install_dev_release(release.helm, release.chart, release.values, verb="upgrade")
+    eventually(lambda: _exactly(1, release.ready_pods("runner")), "one runner pod", timeout=240)
+
+
 def test_helm_upgrade_with_changed_values_rolls_the_pods(release: Release, stacks: Stacks) -> None:
     before = set(release.ready_pods("runner") or [])
     values = {**release.values, "runner.concurrency": "8", "runner.autoscaling.enabled": "true"}
-    install_dev_release(release.helm, values, verb="upgrade")
+    install_dev_release(release.helm, release.chart, values, verb="upgrade")
     release.values = values
     after = wait_rolled_out(release, "runner")
     assert before.isdisjoint(after)

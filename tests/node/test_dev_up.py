@@ -15,9 +15,9 @@ import redis
 
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_devkit.node import BRIDGE, CGROUP_ROOT, CHAIN, run_dir
+from agentstack_devkit.registry import dev_registry_dir
 from tests.e2e.test_dev_cluster_command import _foreground, _Output, _processes_mentioning
 from tests.helpers import eventually
-from tests.node.conftest import Images
 
 
 def _kube_chains() -> list[str]:
@@ -35,7 +35,10 @@ def _left_on_the_machine() -> list[str]:
     left += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_ROOT}")]
     mounts = Path("/proc/self/mountinfo").read_text()
     left += [line for line in mounts.splitlines() if str(run_dir().parent) in line]
-    for pid in _processes_mentioning(str(run_dir().parent)):
+    for pid in {
+        *_processes_mentioning(str(run_dir().parent)),
+        *_processes_mentioning(str(dev_registry_dir())),
+    }:
         left.append(f"process {pid}: {Path(f'/proc/{pid}/cmdline').read_text()!r}")
     return left
 
@@ -52,7 +55,7 @@ def _interrupt(process: subprocess.Popen[str], output: _Output) -> None:
 
 
 def test_dev_up_runs_the_chart_on_the_node_and_leaves_nothing(
-    images: Images, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     state_dir = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if k not in ("GROQ_API_KEY", "OPENAI_API_KEY")}
@@ -60,8 +63,10 @@ def test_dev_up_runs_the_chart_on_the_node_and_leaves_nothing(
     process, output = _foreground(["up"], env, timeout=480)
     try:
         text = output.text()
-        assert "the chart installed by helm as release agentstack-operator" in text
-        assert images.app in text
+        assert "installed by helm as release agentstack-operator" in text
+        # The chart and image came from the dev registry, the image pinned by digest.
+        assert "oci://127.0.0.1:5100/charts/agentstack-operator 0.1.0-dev." in text
+        assert "(image 127.0.0.1:5100/agentstack-operator@sha256:" in text
         endpoints_file = state_dir / "endpoints.env"
         assert endpoints_file.stat().st_mode & 0o077 == 0  # it holds a password
         endpoints = dict(line.split("=", 1) for line in endpoints_file.read_text().split())
@@ -125,7 +130,7 @@ def _pods_running() -> bool:
 
 
 def test_dev_up_after_a_crash_clears_what_it_left_and_starts(
-    images: Images, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("GROQ_API_KEY", "OPENAI_API_KEY")}
     env["AGENTSTACK_STATE_DIR"] = str(tmp_path / "state")
