@@ -6,8 +6,8 @@ not answered for :data:`DOWN_AFTER_MS`, and promote the replica; clients that as
 (``REDIS_SENTINELS``) find the new primary. The fault suite and the failover bench kill
 the primary (:meth:`SentinelRedis.kill_primary`), wait for the promotion
 (:meth:`SentinelRedis.wait_promoted`) and bring the dead server back as a replica of the
-new primary (:meth:`SentinelRedis.rejoin`), so the next failover has a replica to
-promote.
+new primary (:meth:`SentinelRedis.rejoin`) — all three: :meth:`SentinelRedis.failover` —
+so the next failover has a replica to promote.
 
 Every part is Debian's ``redis-server`` / ``redis-sentinel`` through
 :class:`~.processes.ManagedProcess` (log file, own process group, dies with its
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import shutil
 import signal
 import tempfile
@@ -257,18 +258,33 @@ class SentinelRedis(Service):
         closed by the primary, so the primary acknowledges writes the replica does not
         have — and, stopped, cannot fetch — as a slow or partitioned replica would. (A
         stop alone is not enough: what the primary sent waits in the stopped replica's
-        socket buffer.) It resumes (SIGCONT) on the way out and catches up if the
-        primary still lives. Yields the replica."""
-        replica = self.replica
+        socket buffer.) It resumes (SIGCONT) on the way out and, if the primary still
+        lives, is waited for until it has caught up. Yields the replica."""
+        replica, primary = self.replica, self.primary
         replica.process.send_signal(signal.SIGSTOP)
         try:
-            with contextlib.closing(self.primary.client()) as primary:
-                primary.client_kill_filter(_type="replica")
+            with contextlib.closing(primary.client()) as client:
+                client.client_kill_filter(_type="replica")
             yield replica
         finally:
             replica.process.send_signal(signal.SIGCONT)
+        if primary.running:
+            self._wait_caught_up(primary)
 
-    def failover_seconds(self) -> float:
+    def _wait_caught_up(self, primary: RedisServer) -> None:
+        """Until a replica acknowledged everything ``primary`` had written so far."""
+        with contextlib.closing(primary.client()) as client:
+            target = int(client.info("replication")["master_repl_offset"])
+
+            def caught_up() -> bool | None:
+                info: dict[str, Any] = client.info("replication")
+                replicas = [v for k, v in info.items() if re.fullmatch(r"slave\d+", k)]
+                done = any(r["state"] == "online" and int(r["offset"]) >= target for r in replicas)
+                return True if done else None
+
+            primary.process.wait_ready(caught_up, timeout=READY_TIMEOUT, what="caught up on")
+
+    def failover(self) -> float:
         """Kill the primary, wait for the promotion, bring the old one back as a
         replica; returns how long the promotion took (from the kill)."""
         killed = self.kill_primary()

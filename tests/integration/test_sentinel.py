@@ -104,17 +104,6 @@ async def _settled(client: RedisClient) -> None:
             await asyncio.sleep(0.1)
 
 
-def _failover(setup: SentinelRedis) -> int:
-    """Kill the primary, wait for the Sentinels to promote the replica, and bring the
-    killed server back as a replica; returns the new primary's port. Called in the
-    test's own thread, never ``asyncio.to_thread``: a server dies with the thread that
-    started it (``PR_SET_PDEATHSIG``), and the loop's worker threads end with the test."""
-    killed = setup.kill_primary()
-    promoted = setup.wait_promoted(killed.port)
-    setup.rejoin(killed)
-    return promoted
-
-
 async def test_the_client_finds_the_primary_through_the_sentinels_with_passwords(
     sentinel_redis: SentinelRedis, durable: RedisClient
 ) -> None:
@@ -151,8 +140,10 @@ async def test_the_client_follows_a_failover_and_keeps_what_was_confirmed(
     old = sentinel_redis.primary_port()
     state, decided = await _ask_and_decide(durable)
     assert (state, decided) == (ApprovalState.APPROVED, True)  # confirmed by the replica
-    promoted = _failover(sentinel_redis)
-    assert promoted != old
+    # In the test's own thread, never asyncio.to_thread: a server dies with the thread
+    # that started it (PR_SET_PDEATHSIG), and the loop's worker threads end with the test.
+    sentinel_redis.failover()
+    assert sentinel_redis.primary_port() != old
     await _settled(durable)
     (approval,) = await read_approvals(durable, STACK)
     assert approval.state == ApprovalState.APPROVED  # survived the failover
