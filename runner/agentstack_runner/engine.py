@@ -74,7 +74,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LEASE_TTL = 30.0
 RELEASE_RETRY_SECONDS = 0.25
-RELEASE_RETRY_MAX_SECONDS = 2.0
+RELEASE_RETRY_MAX_SECONDS = 0.5
 """A lease that could not be given back is tried again this soon, then less often."""
 TOOL_PROBLEMS_CHARS = 500
 
@@ -286,7 +286,13 @@ class Engine:
         self, store: TickStore, request: TickRequest, keep_alive: KeepAlive | None
     ) -> Execution:
         token = lease_token(request.tick_id, self.runner_id, uuid.uuid4().hex[:8])
-        start = await store.begin(request.tick_id, token, self.lease_ttl)
+        try:
+            start = await store.begin(request.tick_id, token, self.lease_ttl)
+        except (RedisError, OSError):
+            # The begin may have taken the lease before its answer was lost (the
+            # primary died): give the token back rather than leave the stack held.
+            await self._give_back(store, token)
+            raise
         if start.done:
             metrics.DUPLICATES.inc()
             return Execution(start.recorded, duplicate=True)

@@ -12,6 +12,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -332,18 +333,23 @@ async def test_a_tick_that_ended_never_keeps_its_lease_even_if_a_cancel_is_lost(
     assert await aredis.get(KEYS.lease) is None
 
 
+@pytest.mark.parametrize("lost", ["begin", "finish_tick"])
 async def test_a_lease_redis_could_not_take_back_is_given_back_once_it_answers(
-    aredis: RedisClient, monkeypatch: pytest.MonkeyPatch
+    aredis: RedisClient, monkeypatch: pytest.MonkeyPatch, lost: str
 ) -> None:
-    """A Redis failover mid-tick: the tick's finish and its lease's release both meet
-    the dead primary. The lease is given back as soon as Redis answers again, not held
-    for its whole TTL (every next tick of the stack dropped as busy meanwhile: 30 s by
-    default, the failover bench's first figures)."""
+    """A Redis failover mid-tick: the answer to the tick's begin (which took the lease)
+    or its finish is lost with the dead primary, and so is the lease's release. The
+    lease is given back as soon as Redis answers again, not held for its whole TTL
+    (every next tick of the stack dropped as busy meanwhile: 30 s by default, the
+    failover bench's first figures)."""
     await publish(aredis, {"goal": "g", "agents": [{"name": "planner", "role": "planner"}]})
     refusals = 1
+    original = getattr(TickStore, lost)
     release = TickStore.release_lease
 
-    async def finish_on_a_dead_primary(self: TickStore, **_kwargs: object) -> None:
+    async def answer_lost(self: TickStore, *args: Any, **kwargs: Any) -> None:
+        if lost == "begin":
+            await original(self, *args, **kwargs)  # done, then the connection breaks
         raise RedisConnectionError("Connection refused (the primary died)")
 
     async def release_once_refused(self: TickStore, token: str) -> None:
@@ -353,7 +359,7 @@ async def test_a_lease_redis_could_not_take_back_is_given_back_once_it_answers(
             raise RedisConnectionError("Connection refused (the primary died)")
         await release(self, token)
 
-    monkeypatch.setattr(TickStore, "finish_tick", finish_on_a_dead_primary)
+    monkeypatch.setattr(TickStore, lost, answer_lost)
     monkeypatch.setattr(TickStore, "release_lease", release_once_refused)
     engine = make_engine(aredis, lease_ttl=30.0)
     with pytest.raises(RedisConnectionError):
