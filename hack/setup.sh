@@ -6,7 +6,7 @@
 #   - the live page's Node tooling (TypeScript, esbuild, ESLint, Prettier, tsx) in
 #     web/node_modules, by `npm ci` at the versions of web/package-lock.json (re-run only
 #     when web/package.json or the lock changes);
-#   - Debian's redis-server, prometheus, chromium and chromium-driver, podman, buildah,
+#   - Debian's redis-server and redis-sentinel, prometheus, chromium and chromium-driver, podman, buildah,
 #     runc, debootstrap and lua-check (luacheck, for the Redis layer's scripts) if
 #     missing; containerd, the CNI plugins, iptables, conntrack and iproute2 for the
 #     dev node.
@@ -37,14 +37,15 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-# Debian packages the tests use as real parts: redis-server (and redis-cli), Prometheus
+# Debian packages the tests use as real parts: redis-server (and redis-cli) and
+# redis-sentinel (the failover tests' Sentinels), Prometheus
 # (and promtool), headless Chromium with its WebDriver for the live page; podman,
 # buildah, runc and debootstrap to build and run the project's image (no registry, no
 # Docker engine: `agentstack dev image`); containerd, the CNI plugins (/usr/lib/cni),
 # iptables, conntrack and iproute2 for the dev node that runs the chart's pods;
 # luacheck (lua-check) for `make lint`.
 missing=()
-for pair in redis-server:redis-server prometheus:prometheus promtool:prometheus \
+for pair in redis-server:redis-server redis-sentinel:redis-sentinel prometheus:prometheus promtool:prometheus \
             chromium:chromium chromedriver:chromium-driver podman:podman buildah:buildah \
             runc:runc debootstrap:debootstrap newuidmap:uidmap fuse-overlayfs:fuse-overlayfs \
             containerd:containerd ctr:containerd /usr/lib/cni/bridge:containernetworking-plugins \

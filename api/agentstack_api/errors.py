@@ -7,7 +7,9 @@ anything unexpected (500) are translated here, so a dashboard handles one shape.
 request-size limit (413) answers with the same body from the app's middleware. A
 Kubernetes call a request needed and the API server failed (a review it could not
 make, an API server out of reach) is a 503 (:func:`kubernetes_unavailable`), never a
-500: the caller may try again.
+500: the caller may try again. So is a decision or an input Redis's replicas did not
+confirm (``NotConfirmed``, with ``REDIS_WAIT_REPLICAS``): it may or may not stand after
+a failover, so the caller looks before sending it again.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from starlette.routing import Match
 
 from agentstack_api import models
 from agentstack_core.kube.errors import KubeError, UnreachableError
+from agentstack_core.redis.errors import NotDurableError
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +90,18 @@ async def _kube_error(request: Request, exc: KubeError) -> JSONResponse:
     return await _api_error(request, kubernetes_unavailable(exc))
 
 
+async def _not_durable(_request: Request, exc: NotDurableError) -> JSONResponse:
+    logger.warning("a write was not confirmed by Redis's replicas: %s", exc)
+    response = error_response(
+        503,
+        "NotConfirmed",
+        "Redis took the change but its replicas did not confirm it in time, so a failover "
+        "could still lose it: look at the stack before sending it again",
+    )
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
     problems = "; ".join(
         f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
@@ -129,6 +144,7 @@ def install_error_handlers(app: FastAPI) -> None:
     """Make every failure of ``app`` answer with the one error body."""
     app.exception_handler(ApiError)(_api_error)
     app.exception_handler(KubeError)(_kube_error)
+    app.exception_handler(NotDurableError)(_not_durable)
     app.exception_handler(RequestValidationError)(_invalid)
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(Exception)(_unexpected)

@@ -1,10 +1,19 @@
-"""Connecting to Redis, standalone or cluster, the same way in every process.
+"""Connecting to Redis — standalone, behind Sentinel, or a cluster — the same way in every
+process.
 
 ``REDIS_URL`` names the server (``redis://host:port/0``, ``rediss://`` for TLS, a
 password in the URL or in ``REDIS_PASSWORD``, an ACL user in the URL or in
 ``REDIS_USERNAME`` — a tick pod's, see ``agentstack_operator.tickcredentials``);
 ``AGENTSTACK_REDIS_CLUSTER=true`` makes it the seed node of a Redis Cluster. Clients
 decode responses to ``str``: every value this project stores is text.
+
+``REDIS_SENTINELS`` (``host:port,…``) puts Redis Sentinel in charge of which server is
+the primary: the client asks the Sentinels for the primary of ``REDIS_SENTINEL_MASTER``
+whenever it opens a connection, and a connection that finds the old primary gone or
+demoted (``READONLY``) is dropped and opened again to the new one (redis-py's
+``redis.asyncio.sentinel``). ``REDIS_URL`` then gives the scheme, database and
+credentials only. ``REDIS_WAIT_REPLICAS`` makes the commits that matter wait for that
+many replicas (:mod:`agentstack_core.redis.durability`).
 
 ``REDIS_PASSWORD_FILE`` names a file holding the password instead (a mounted Secret):
 it is read again for every new connection, so a password rotated in the Secret is used
@@ -20,9 +29,12 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import SSLConnection, parse_url
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.credentials import CredentialProvider
 
 from agentstack_core.protocol import RedisClient
+from agentstack_core.redis.durability import Durability, require
 from agentstack_core.settings import CommonSettings
 
 
@@ -73,8 +85,27 @@ class FirstCommandAloneCluster(RedisCluster):
         return await super().execute_command(*args, **kwargs)
 
 
+class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """redis-py's pool of connections to the primary Sentinel names, blocking like the
+    standalone one: a command waits for a free connection rather than fail."""
+
+
+class SentinelPrimary(Redis):
+    """A client of the primary Sentinel names, which closes its connections to the
+    Sentinels with its own (redis-py leaves those to the caller)."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        try:
+            await super().aclose(close_connection_pool)
+        finally:
+            pool: Any = self.connection_pool
+            await pool.sentinel_manager.aclose()
+
+
 DEFAULT_MAX_CONNECTIONS = 256
 POOL_TIMEOUT_SECONDS = 30.0
+SENTINEL_TIMEOUT_SECONDS = 2.0
+"""How long a question to one Sentinel may take before the next one is asked."""
 
 
 def connect(
@@ -102,6 +133,9 @@ def connect(
         return FirstCommandAloneCluster.from_url(
             target, decode_responses=True, max_connections=max_connections, **login
         )
+    durability = Durability(settings.redis_wait_replicas, settings.redis_wait_timeout_seconds)
+    if settings.redis_sentinels:
+        return require(_sentinel_primary(target, login, settings, max_connections), durability)
     pool = BlockingConnectionPool.from_url(
         target,
         decode_responses=True,
@@ -110,7 +144,40 @@ def connect(
         timeout=POOL_TIMEOUT_SECONDS,
         **login,
     )
-    return Redis.from_pool(pool)  # the client owns its pool: aclose() closes both
+    # The client owns its pool: aclose() closes both.
+    return require(Redis.from_pool(pool), durability)
+
+
+def _sentinel_primary(
+    url: str, login: dict[str, object], settings: CommonSettings, max_connections: int
+) -> Redis:
+    """A client of the primary the Sentinels name: the URL's database, TLS and options,
+    the login as for a server of the URL; the Sentinels asked with their own password."""
+    options: dict[str, Any] = dict(parse_url(url))
+    options.pop("host", None)
+    options.pop("port", None)
+    if options.pop("connection_class", None) is SSLConnection:
+        options["ssl"] = True
+    options.update((name, value) for name, value in login.items() if value is not None)
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        settings.sentinel_addresses,
+        sentinel_kwargs={
+            "password": settings.redis_sentinel_password.get_secret_value() or None,
+            "socket_timeout": SENTINEL_TIMEOUT_SECONDS,
+            "socket_connect_timeout": SENTINEL_TIMEOUT_SECONDS,
+        },
+    )
+    primary: Redis = sentinels.master_for(
+        settings.redis_sentinel_master,
+        redis_class=SentinelPrimary,
+        connection_pool_class=BlockingSentinelPool,
+        decode_responses=True,
+        health_check_interval=30,
+        max_connections=max_connections,
+        timeout=POOL_TIMEOUT_SECONDS,
+        **options,
+    )
+    return primary
 
 
 def _login(url: str, settings: CommonSettings) -> tuple[str, dict[str, object]]:

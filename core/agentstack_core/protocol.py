@@ -43,6 +43,7 @@ from agentstack_core.messages import sleep_tick_id as sleep_tick_id
 from agentstack_core.messages import slot_of as slot_of
 from agentstack_core.messages import tick_id as tick_id
 from agentstack_core.reasons import Outcome as Outcome
+from agentstack_core.redis.durability import confirmed
 from agentstack_core.spec import Priority
 
 RedisClient = Redis | RedisCluster
@@ -137,20 +138,26 @@ async def wait_for_groups(
 
 
 async def dispatch(client: RedisClient, requests: Iterable[TickRequest]) -> list[str]:
-    """Enqueue requests in one pipelined round trip; returns the stream entry ids."""
-    pipe = client.pipeline(transaction=False)
-    count = 0
-    for request in requests:
-        pipe.xadd(
-            FleetKeys.lane(lane_of(request)),
-            request.to_fields(),  # type: ignore[arg-type]
-            maxlen=LANE_MAXLEN,
-            approximate=True,
-        )
-        count += 1
-    if not count:
+    """Enqueue requests in one pipelined round trip; returns the stream entry ids.
+
+    Confirmed by replicas when the client asks for it (:mod:`.redis.durability`): the
+    scheduler moves on once they are sent, so a dispatch a failover lost would be a slot
+    never run nor recorded (:class:`~.redis.errors.NotDurableError`: sent again, under
+    the same tick ids)."""
+    batch = list(requests)
+    if not batch:
         return []
-    return [str(entry) for entry in await pipe.execute()]
+
+    def queue(pipe: Any) -> None:
+        for request in batch:
+            pipe.xadd(
+                FleetKeys.lane(lane_of(request)),
+                request.to_fields(),
+                maxlen=LANE_MAXLEN,
+                approximate=True,
+            )
+
+    return [str(entry) for entry in await confirmed(client, "dispatch", queue)]
 
 
 def _decode(lane: str, entry_id: str, fields: dict[str, str]) -> Delivery:

@@ -39,6 +39,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.config import JsonDict
 from pydantic_core import ErrorDetails
@@ -122,6 +123,24 @@ NotNegative = Annotated[float, AfterValidator(_not_negative)]
 """A number of 0 or more (what 0 means is the field's to say)."""
 
 
+def _positive(value: float) -> float:
+    if not value > 0:  # NaN too
+        raise ValueError("must be more than 0")
+    return value
+
+
+def _host_ports(value: list[str]) -> list[str]:
+    for item in value:
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{item!r} is not host:port")
+    return value
+
+
+SentinelList = Annotated[list[str], BeforeValidator(_comma_list), AfterValidator(_host_ports)]
+"""Comma-separated ``host:port`` items."""
+
+
 def _value(raw: object) -> str:
     """A value as an error message shows it: numbers bare, anything else quoted."""
     if isinstance(raw, str):
@@ -156,6 +175,9 @@ def _describe(exc: ValidationError, secret: frozenset[str]) -> str:
     lines = []
     for error in exc.errors(include_url=False):
         name = ".".join(str(part) for part in error["loc"])
+        if not name:  # a rule across variables: its input is the whole environment
+            lines.append(str(error.get("ctx", {}).get("error", error["msg"])))
+            continue
         shown = "(hidden)" if name in secret else _value(error.get("input"))
         lines.append(f"{name}={shown}{_reason(error)}")
     return "; ".join(lines)
@@ -254,12 +276,66 @@ class CommonSettings(Settings):
         "every new connection: a rotated password needs no restart",
         "",
     )
+    redis_sentinels: SentinelList = variable(
+        "REDIS_SENTINELS",
+        "comma-separated `host:port` of Redis Sentinels: the primary is the one they name "
+        "`REDIS_SENTINEL_MASTER`, found again after a failover (`REDIS_URL` then gives "
+        "only the scheme, database and credentials; its host is not used)",
+        default_factory=list,
+        shown="none: `REDIS_URL` is the server",
+    )
+    redis_sentinel_master: str = variable(
+        "REDIS_SENTINEL_MASTER", "the name the Sentinels monitor the primary under", "mymaster"
+    )
+    redis_sentinel_password: SecretStr = variable(
+        "REDIS_SENTINEL_PASSWORD",
+        "the Sentinels' own password (`requirepass` of sentinel.conf), if they have one",
+        SecretStr(""),
+        shown="",
+    )
+    redis_wait_replicas: int = variable(
+        "REDIS_WAIT_REPLICAS",
+        "replicas that must confirm a commit that matters (a step, a tick's finish, a "
+        "claimed approved call, a decision, an input, a dispatch) before it is acted on "
+        "(`WAIT`); fewer in time: the commit counts as not made "
+        "([docs/reliability.md](docs/reliability.md)); 0: off",
+        0,
+    )
+    redis_wait_timeout_seconds: Annotated[float, AfterValidator(_positive)] = variable(
+        "REDIS_WAIT_TIMEOUT_SECONDS",
+        "how long a commit waits for `REDIS_WAIT_REPLICAS` confirmations",
+        0.5,
+    )
     event_loop: Annotated[Literal["uvloop", "asyncio"], BeforeValidator(lowercase)] = variable(
         "AGENTSTACK_EVENT_LOOP",
         "`uvloop`, or `asyncio` for the standard library's event loop",
         "uvloop",
         shown="`uvloop`",
     )
+
+    @model_validator(mode="after")
+    def _one_topology(self) -> Self:
+        # A cluster has replicas of its own, and WAIT goes to one node per slot: neither
+        # Sentinel nor the confirmed commits are built for it (docs/reliability.md).
+        if self.redis_cluster and (self.redis_sentinels or self.redis_wait_replicas):
+            raise ValueError(
+                "AGENTSTACK_REDIS_CLUSTER=true cannot be combined with REDIS_SENTINELS or "
+                "REDIS_WAIT_REPLICAS"
+            )
+        return self
+
+    @field_validator("redis_wait_replicas")
+    @classmethod
+    def _replicas_not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be 0 or more")
+        return value
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """``REDIS_SENTINELS`` as (host, port) pairs."""
+        pairs = (item.rpartition(":") for item in self.redis_sentinels)
+        return [(host, int(port)) for host, _, port in pairs]
 
 
 class WatchSettings(Settings):

@@ -30,7 +30,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self, TypeVar
+from typing import IO, Any, Protocol, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -122,6 +122,22 @@ class Service:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+def stop_all(parts: Sequence[Stoppable], what: str) -> None:
+    """Stop every one of ``parts`` even if some fail; then raise, naming ``what``."""
+    errors: list[BaseException] = []
+    for part in parts:
+        try:
+            part.stop()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise DevEnvError(f"could not stop {what}: {errors!r}")
 
 
 def wait_until(

@@ -44,6 +44,7 @@ from agentstack_devkit.processes import (
     ProcessExitedError,
     Service,
     free_port,
+    stop_all,
     wait_until,
 )
 from agentstack_devkit.redisserver import redis_server_binary
@@ -302,14 +303,7 @@ class RedisClusterServers(Service):
         """Stop every node (all of them, even if one fails to stop), then drop the data."""
         processes, self._processes = self._processes, []
         try:
-            errors: list[BaseException] = []
-            for process in processes:
-                try:
-                    process.stop()
-                except Exception as exc:
-                    errors.append(exc)
-            if errors:
-                raise DevEnvError(f"could not stop every Redis cluster node: {errors!r}")
+            stop_all(processes, "every Redis cluster node")
         finally:
             if self._owns_data_dir:
                 shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -145,13 +145,24 @@ def build_job(
 
 def _redis_env(config: OperatorConfig) -> list[dict[str, Any]]:
     """How a tick pod reaches Redis: the URL (never with credentials in it), and its
-    namespace's ACL user and password from the operator's Secret there."""
+    namespace's ACL user and password from the operator's Secret there; the Sentinels
+    and the confirmed commits as the operator has them (never the Sentinels' password:
+    it is the platform's, and a tick pod's namespace has no copy of it)."""
+    topology = {
+        "REDIS_SENTINELS": ",".join(config.redis_sentinels),
+        "REDIS_SENTINEL_MASTER": config.redis_sentinel_master if config.redis_sentinels else "",
+        "REDIS_WAIT_REPLICAS": str(config.redis_wait_replicas or ""),
+        "REDIS_WAIT_TIMEOUT_SECONDS": (
+            repr(config.redis_wait_timeout_seconds) if config.redis_wait_replicas else ""
+        ),
+    }
     return [
         {"name": "REDIS_URL", "value": config.job_redis_url},
         *(
             {"name": name, "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": name}}}
             for name in (USERNAME_KEY, PASSWORD_KEY)
         ),
+        *({"name": name, "value": value} for name, value in topology.items() if value),
     ]
 
 

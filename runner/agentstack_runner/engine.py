@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 import orjson
 from opentelemetry.trace import SpanKind
+from redis.exceptions import RedisError
 
 from agentstack_core import tracing
 from agentstack_core.budget import Usage, cost_left, exhausted
@@ -72,6 +73,9 @@ from agentstack_runner.tools import ListingCache, Toolbox
 logger = logging.getLogger(__name__)
 
 DEFAULT_LEASE_TTL = 30.0
+RELEASE_RETRY_SECONDS = 0.25
+RELEASE_RETRY_MAX_SECONDS = 0.5
+"""A lease that could not be given back is tried again this soon, then less often."""
 TOOL_PROBLEMS_CHARS = 500
 
 KeepAlive = Callable[[], Awaitable[None]]
@@ -257,6 +261,8 @@ class Engine:
     """Tool servers' listings, shared by the steps this engine runs."""
     prices: PriceTable = field(default_factory=PriceTable.builtin)
     """What LLM calls cost (the defaults plus ``AGENTSTACK_PRICES``)."""
+    _releasing: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
+    """Leases being given back after Redis could not be reached (:meth:`_give_back`)."""
 
     async def execute(self, request: TickRequest, keep_alive: KeepAlive | None = None) -> Execution:
         """Run ``request`` (see the module docstring for the order of checks)."""
@@ -280,7 +286,13 @@ class Engine:
         self, store: TickStore, request: TickRequest, keep_alive: KeepAlive | None
     ) -> Execution:
         token = lease_token(request.tick_id, self.runner_id, uuid.uuid4().hex[:8])
-        start = await store.begin(request.tick_id, token, self.lease_ttl)
+        try:
+            start = await store.begin(request.tick_id, token, self.lease_ttl)
+        except (RedisError, OSError):
+            # The begin may have taken the lease before its answer was lost (the
+            # primary died): give the token back rather than leave the stack held.
+            await self._give_back(store, token)
+            raise
         if start.done:
             metrics.DUPLICATES.inc()
             return Execution(start.recorded, duplicate=True)
@@ -313,8 +325,39 @@ class Engine:
                 metrics.TICKS_IN_FLIGHT.dec()
         finally:
             if execution is None:  # the finish (which releases the lease) did not happen
-                with contextlib.suppress(Exception):
-                    await store.release_lease(token)
+                await self._give_back(store, token)
+
+    async def _give_back(self, store: TickStore, token: str) -> None:
+        """Release the lease of a tick that did not finish; if Redis cannot be reached
+        (its primary died), keep trying in the background until the lease would have
+        expired anyway.
+
+        With one attempt, a Redis failover held every stack that had a tick in flight
+        for the whole lease TTL: the attempt met the dead primary, and the promoted
+        replica kept the lease it had replicated (30 s by default: the
+        ``bench.redis_failover`` figures in bench/RESULTS.md). Giving a token back is
+        safe whenever it lands: the script deletes the lease only while it holds this
+        very token."""
+        try:
+            await store.release_lease(token)
+        except (RedisError, OSError):
+            deadline = time.monotonic() + self.lease_ttl
+            task = asyncio.create_task(self._release_until(store, token, deadline))
+            self._releasing.add(task)  # kept referenced until it ends
+            task.add_done_callback(self._releasing.discard)
+        except Exception:  # never let the release hide what ended the tick
+            logger.debug("could not release the lease %s", token.split("|")[0], exc_info=True)
+
+    async def _release_until(self, store: TickStore, token: str, deadline: float) -> None:
+        delay = RELEASE_RETRY_SECONDS
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            try:
+                await store.release_lease(token)
+            except (RedisError, OSError):
+                delay = min(delay * 2, RELEASE_RETRY_MAX_SECONDS)
+            else:
+                return
 
     async def _drop(
         self,

@@ -35,7 +35,7 @@ from agentstack_core.kube.client import KubeClient
 from agentstack_core.kube.settings import load_settings
 from agentstack_core.observability import serve_http
 from agentstack_core.protocol import Delivery, RedisClient
-from agentstack_core.redis.errors import LeaseLostError
+from agentstack_core.redis.errors import LeaseLostError, NotDurableError
 from agentstack_runner import metrics
 from agentstack_runner.config import RunnerConfig
 from agentstack_runner.engine import Engine
@@ -226,6 +226,13 @@ class Runner:
         except LeaseLostError:
             logger.warning("lost the lease of %s during %s", request.stack, request.tick_id)
             return  # not acknowledged: claimed again, resumed from the last committed step
+        except NotDurableError as exc:
+            # A commit the replicas did not confirm counts as not made: the tick goes
+            # back and resumes from what Redis holds then (the commit, or not).
+            logger.warning("tick %s handed back: %s", request.tick_id, exc)
+            with contextlib.suppress(Exception):
+                await protocol.release(self.client, self.config.runner_id, delivery)
+            return
         except asyncio.CancelledError:
             raise
         except Exception:

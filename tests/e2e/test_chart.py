@@ -461,6 +461,17 @@ def test_helm_lint_strict_passes(helm: Helm) -> None:
         (["--set", "runner.secretCacheSeconds=-1"], "at '/runner/secretCacheSeconds': minimum"),
         (["--set", "runner.stackSecrets[0]=groq"], "additional properties 'stackSecrets'"),
         (["--set", "redis.url="], "redis.url or redis.existingSecret is required"),
+        (["--set", "redis.sentinel.hosts[0]=sentinel"], "at '/redis/sentinel/hosts/0'"),
+        (["--set", "redis.waitReplicas=-1"], "at '/redis/waitReplicas': minimum"),
+        (["--set", "redis.waitTimeoutSeconds=0"], "at '/redis/waitTimeoutSeconds'"),
+        (
+            ["--set", "redis.cluster=true", "--set", "redis.sentinel.hosts[0]=sentinel:26379"],
+            "redis.sentinel.hosts cannot be combined with redis.cluster",
+        ),
+        (
+            ["--set", "redis.cluster=true", "--set", "redis.waitReplicas=1"],
+            "redis.waitReplicas cannot be combined with redis.cluster",
+        ),
         (
             [
                 "--set",
@@ -486,6 +497,42 @@ def test_invalid_values_are_rejected(helm: Helm, args: list[str], message: str) 
     rendered = helm.run("template", "ags", str(CHART), *args)
     assert rendered.returncode != 0, rendered.stdout[:500]
     assert message in rendered.stderr, rendered.stderr
+
+
+def test_the_processes_can_reach_a_sentinel_managed_redis(helm: Helm) -> None:
+    """redis.sentinel and redis.waitReplicas reach every process's environment; the
+    Sentinels' password only as a Secret reference."""
+    objects = helm.template(
+        *_sets(
+            {
+                "redis.url": "redis://mymaster/0",
+                "redis.existingPasswordSecret": "redis",
+                "redis.sentinel.hosts[0]": "redis-node-0.redis-headless:26379",
+                "redis.sentinel.hosts[1]": "redis-node-1.redis-headless:26379",
+                "redis.sentinel.masterName": "agents",
+                "redis.sentinel.existingPasswordSecret": "redis-sentinel",
+                "redis.waitReplicas": "1",
+                "redis.waitTimeoutSeconds": "0.25",
+            }
+        )
+    )
+    for name, deployment in _by_name(objects, "Deployment").items():
+        env = _env(_container(deployment))
+        assert env["REDIS_SENTINELS"]["value"] == (
+            "redis-node-0.redis-headless:26379,redis-node-1.redis-headless:26379"
+        ), name
+        assert env["REDIS_SENTINEL_MASTER"]["value"] == "agents"
+        assert env["REDIS_SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "redis-sentinel",
+            "key": "sentinel-password",
+        }
+        assert (
+            env["REDIS_WAIT_REPLICAS"]["value"],
+            env["REDIS_WAIT_TIMEOUT_SECONDS"]["value"],
+        ) == (
+            "1",
+            "0.25",
+        )
 
 
 # == rendering, checked by the API server =========================================================

@@ -12,14 +12,17 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agentstack_core import protocol
 from agentstack_core.keys import FleetKeys, StackKeys
 from agentstack_core.protocol import Outcome, RedisClient, TickResult
 from agentstack_core.redis.errors import LeaseLostError
 from agentstack_core.redis.publishing import delete_stack, publish_spec
+from agentstack_core.redis.tick import TickStore
 from agentstack_core.retention import OUTCOMES_WINDOW
 from agentstack_core.spec import ProviderConfig
 from agentstack_devkit.fakellm import (
@@ -328,6 +331,46 @@ async def test_a_tick_that_ended_never_keeps_its_lease_even_if_a_cancel_is_lost(
     assert asyncio.all_tasks() - before == set()
     assert renewals == 1
     assert await aredis.get(KEYS.lease) is None
+
+
+@pytest.mark.parametrize("lost", ["begin", "finish_tick"])
+async def test_a_lease_redis_could_not_take_back_is_given_back_once_it_answers(
+    aredis: RedisClient, monkeypatch: pytest.MonkeyPatch, lost: str
+) -> None:
+    """A Redis failover mid-tick: the answer to the tick's begin (which took the lease)
+    or its finish is lost with the dead primary, and so is the lease's release. The
+    lease is given back as soon as Redis answers again, not held for its whole TTL
+    (every next tick of the stack dropped as busy meanwhile: 30 s by default, the
+    failover bench's first figures)."""
+    await publish(aredis, {"goal": "g", "agents": [{"name": "planner", "role": "planner"}]})
+    refusals = 1
+    original = getattr(TickStore, lost)
+    release = TickStore.release_lease
+
+    async def answer_lost(self: TickStore, *args: Any, **kwargs: Any) -> None:
+        if lost == "begin":
+            await original(self, *args, **kwargs)  # done, then the connection breaks
+        raise RedisConnectionError("Connection refused (the primary died)")
+
+    async def release_once_refused(self: TickStore, token: str) -> None:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise RedisConnectionError("Connection refused (the primary died)")
+        await release(self, token)
+
+    monkeypatch.setattr(TickStore, lost, answer_lost)
+    monkeypatch.setattr(TickStore, "release_lease", release_once_refused)
+    engine = make_engine(aredis, lease_ttl=30.0)
+    with pytest.raises(RedisConnectionError):
+        await engine.execute(request(1))
+    assert refusals == 0  # the tick's own attempt was refused
+    assert await aredis.get(KEYS.lease)  # held still, for up to 30 s
+
+    async def given_back() -> bool | None:
+        return True if await aredis.get(KEYS.lease) is None else None
+
+    await eventually_async(given_back, "the lease to be given back", timeout=5)
 
 
 async def test_whole_results_are_kept_for_the_newest_ticks_and_ids_for_longer(

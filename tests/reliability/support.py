@@ -7,16 +7,18 @@ import contextlib
 import json
 import secrets
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import redis
 from kubernetes import client
 
 from agentstack_devkit.controlplane import ControlPlane
 from agentstack_devkit.fakellm import Delay, FakeLLMServer, RecordedRequest, Reply
 from agentstack_devkit.fleet import Fleet
+from agentstack_devkit.mcpserver import ToolServer
 from agentstack_devkit.processes import ManagedProcess
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually
@@ -72,9 +74,11 @@ def fleet_on(
     *,
     gateway: FakeLLMServer,
     logs_dir: Path,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Fleet]:
-    """Processes wired to ``redis_url``, the gateway allow-listed for the pool's key,
-    their leader Lease in a namespace of their own; all stopped on the way out."""
+    """Processes wired to ``redis_url`` (and ``env``: Sentinels, confirmed commits), the
+    gateway allow-listed for the pool's key, their leader Lease in a namespace of their
+    own; all stopped on the way out."""
     lease_namespace = f"ops-{secrets.token_hex(4)}"
     core = client.CoreV1Api(api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=lease_namespace)))
@@ -87,6 +91,7 @@ def fleet_on(
             "AGENTSTACK_OPERATOR_NAMESPACE": lease_namespace,
             "AGENTSTACK_ALLOWED_BASE_URLS": f"{gateway.openai_base_url},{gateway.groq_base_url}",
             "OPENAI_API_KEY": POOL_KEY,
+            **(env or {}),
         },
     )
     try:
@@ -174,3 +179,40 @@ def verify(
         raise AssertionError(f"{what}: invariants broken:\n" + "\n".join(report.problems))
     print(f"{what}: {report.summary()}")
     return report
+
+
+def approval_tools(server: ToolServer) -> dict[str, Any]:
+    """A stack's ``tools``: the server's slow tool, every call of it needing approval."""
+    return {
+        "servers": [
+            {
+                "name": "kb",
+                "url": server.url,
+                "allowedTools": ["slow"],
+                "requireApproval": True,
+                "timeoutSeconds": 60,
+            }
+        ]
+    }
+
+
+def pending_approval(http: httpx.Client, path: str) -> str:
+    """Wait for the stack at ``path`` (the read API's) to ask for a call; its id."""
+
+    def asked() -> str | None:
+        items = http.get(f"{path}/approvals").json().get("items") or []
+        return next((a["id"] for a in items if a["state"] == "Pending"), None)
+
+    return eventually(asked, "the builder's call to wait for approval")
+
+
+def approve(http: httpx.Client, path: str, approval: str) -> None:
+    """A person approves the call through the read API (answered 200)."""
+    decided = http.post(f"{path}/approvals/{approval}", json={"decision": "Approved"})
+    assert decided.status_code == 200, decided.text
+
+
+def approval_state(http: httpx.Client, path: str, approval: str) -> str | None:
+    """The approval's state as the read API says it."""
+    items = http.get(f"{path}/approvals").json().get("items") or []
+    return next((a["state"] for a in items if a["id"] == approval), None)

@@ -21,7 +21,13 @@ from agentstack_devkit.fleet import Fleet
 from agentstack_devkit.mcpserver import ToolServer
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually
-from tests.reliability.support import verify
+from tests.reliability.support import (
+    approval_state,
+    approval_tools,
+    approve,
+    pending_approval,
+    verify,
+)
 
 
 def test_an_approved_call_runs_once_across_a_runner_sigkill(
@@ -32,40 +38,22 @@ def test_an_approved_call_runs_once_across_a_runner_sigkill(
     tmp_path: Path,
 ) -> None:
     with ToolServer(tmp_path / "mcp") as server:
-        tools = {
-            "servers": [
-                {
-                    "name": "kb",
-                    "url": server.url,
-                    "allowedTools": ["slow"],
-                    "requireApproval": True,
-                    "timeoutSeconds": 60,
-                }
-            ]
-        }
         stacks = Stacks(k8s_api, namespace, reader)
-        stacks.create("careful", tickIntervalSeconds=3600, tools=tools)
+        stacks.create("careful", tickIntervalSeconds=3600, tools=approval_tools(server))
         fleet.operator()
         victim = fleet.runner("runner-0")[0]
         _api, port = fleet.api()
         path = f"/api/v1/namespaces/{namespace}/stacks/careful"
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-
-            def asked() -> str | None:
-                items = http.get(f"{path}/approvals").json().get("items") or []
-                return next((a["id"] for a in items if a["state"] == "Pending"), None)
-
-            approval = eventually(asked, "the builder's call to wait for approval")
-            decided = http.post(f"{path}/approvals/{approval}", json={"decision": "Approved"})
-            assert decided.status_code == 200, decided.text
+            approval = pending_approval(http, path)
+            approve(http, path, approval)
             server.wait_calls("slow", 1)  # the call is in flight: kill its caller
             victim.send_signal(signal.SIGKILL)
             victim.wait_exit()
             fleet.runner("runner-1")
 
             def settled() -> str | None:
-                items = http.get(f"{path}/approvals").json()["items"]
-                state = next(a["state"] for a in items if a["id"] == approval)
+                state = approval_state(http, path, approval)
                 return state if state not in ("Approved", "Running") else None
 
             final = eventually(settled, "the resumed tick to settle the call", timeout=90)

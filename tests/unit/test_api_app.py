@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI
 from agentstack_api.access import StackAccess
 from agentstack_api.app import MAX_REQUEST_BYTES, create_app
 from agentstack_api.routes import live, probes
+from agentstack_core.redis.errors import NotDurableError
 from tests.unit import test_api_fakes as fakes
 
 STACK = "/api/v1/namespaces/{namespace}/stacks/{name}"
@@ -111,6 +112,21 @@ async def test_an_unexpected_failure_is_a_500_that_tells_nothing() -> None:
     message = fakes.error_of(failed, 500, "InternalError")
     assert "hunter2" not in failed.text
     assert "see the API's log" in message
+
+
+@pytest.mark.asyncio
+async def test_a_write_the_replicas_did_not_confirm_is_a_503_to_look_at_again() -> None:
+    router = APIRouter()
+
+    @router.post("/decide")
+    async def decide() -> None:
+        raise NotDurableError("decide_approval: 0 of 1 replica(s) confirmed it within 0.5s")
+
+    async with fakes.client(fakes.app_with(router, access=None)) as http:
+        answered = await http.post("/decide")
+    message = fakes.error_of(answered, 503, "NotConfirmed")
+    assert "look at the stack before sending it again" in message
+    assert answered.headers["retry-after"] == "1"
 
 
 @pytest.mark.asyncio

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import SecretStr
+
 from agentstack_core.keys import StackRef
 from agentstack_core.kube.jobs import Pod
 from agentstack_core.protocol import TickRequest
@@ -50,6 +52,23 @@ def test_redis_credentials_are_the_namespace_users_never_the_platforms() -> None
     for name in ("REDIS_USERNAME", "REDIS_PASSWORD"):
         assert env[name]["valueFrom"]["secretKeyRef"] == {"name": SECRET_NAME, "key": name}
     assert "s3cret-password" not in json.dumps(job)
+
+
+def test_tick_pods_find_the_primary_through_the_same_sentinels() -> None:
+    config = OperatorConfig(
+        redis_sentinels=["sentinel-0.redis:26379", "sentinel-1.redis:26379"],
+        redis_sentinel_master="agents",
+        redis_sentinel_password=SecretStr("sentinel-s3cret"),
+        redis_wait_replicas=1,
+    )
+    job = build_job(REQUEST, uid="uid-1", spec=SPEC, config=config)
+    env = {name: item.get("value") for name, item in _env(job).items()}
+    assert env["REDIS_SENTINELS"] == "sentinel-0.redis:26379,sentinel-1.redis:26379"
+    assert env["REDIS_SENTINEL_MASTER"] == "agents"
+    assert (env["REDIS_WAIT_REPLICAS"], env["REDIS_WAIT_TIMEOUT_SECONDS"]) == ("1", "0.5")
+    assert "sentinel-s3cret" not in json.dumps(job)
+    plain = _env(build_job(REQUEST, uid="uid-1", spec=SPEC, config=OperatorConfig()))
+    assert not {"REDIS_SENTINELS", "REDIS_WAIT_REPLICAS"} & set(plain)
 
 
 def test_a_url_loses_its_credentials_before_it_reaches_a_job() -> None:

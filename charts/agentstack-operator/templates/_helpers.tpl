@@ -153,7 +153,9 @@ existingSecret with an external one). Call with (dict "context" $ "component" "r
 The Redis settings a process reads: REDIS_URL (inline or from a Secret), its user
 (REDIS_USERNAME; the password as a file, REDIS_PASSWORD_FILE, read again at each new
 connection so that a rotated password needs no restart, and as REDIS_PASSWORD, which
-KEDA reads) and AGENTSTACK_REDIS_CLUSTER. Call with (dict "context" $ "component" "api").
+KEDA reads), AGENTSTACK_REDIS_CLUSTER, the Sentinels (REDIS_SENTINELS, their master's
+name and password) and the confirmed commits (REDIS_WAIT_REPLICAS). Call with (dict
+"context" $ "component" "api").
 */}}
 {{- define "agentstack-operator.redisEnv" -}}
 {{- $ := .context }}
@@ -197,6 +199,31 @@ KEDA reads) and AGENTSTACK_REDIS_CLUSTER. Call with (dict "context" $ "component
 {{- end }}
 - name: AGENTSTACK_REDIS_CLUSTER
   value: {{ $.Values.redis.cluster | toString | quote }}
+{{- with $.Values.redis.sentinel.hosts }}
+{{- if or $.Values.redis.cluster $.Values.redis.standalone.enabled }}
+{{- fail "redis.sentinel.hosts cannot be combined with redis.cluster or redis.standalone.enabled" }}
+{{- end }}
+- name: REDIS_SENTINELS
+  value: {{ join "," . | quote }}
+- name: REDIS_SENTINEL_MASTER
+  value: {{ $.Values.redis.sentinel.masterName | quote }}
+{{- with $.Values.redis.sentinel.existingPasswordSecret }}
+- name: REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.redis.sentinel.existingPasswordSecretKey }}
+{{- end }}
+{{- end }}
+{{- if gt (int $.Values.redis.waitReplicas) 0 }}
+{{- if $.Values.redis.cluster }}
+{{- fail "redis.waitReplicas cannot be combined with redis.cluster" }}
+{{- end }}
+- name: REDIS_WAIT_REPLICAS
+  value: {{ $.Values.redis.waitReplicas | toString | quote }}
+- name: REDIS_WAIT_TIMEOUT_SECONDS
+  value: {{ $.Values.redis.waitTimeoutSeconds | toString | quote }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -1,12 +1,14 @@
-"""Tool calls that wait for a person, in Redis: decide, claim, read.
+"""Tool calls that wait for a person, in Redis: decide, claim (or give back), read.
 
 The records and their rules are pure (:mod:`agentstack_core.approvals`); a record moves
 forward only, through these scripts or a step's commit
-(:class:`~agentstack_core.operations.SaveApproval`).
+(:class:`~agentstack_core.operations.SaveApproval`) — but for a claim the replicas did not
+confirm, given back before its call was made (:func:`claim_approval`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +16,9 @@ from typing import Any
 from agentstack_core.approvals import Approval, ApprovalState
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import RedisClient
+from agentstack_core.redis.errors import NotDurableError
 from agentstack_core.redis.script import LuaScript
+from redis.exceptions import RedisError
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,19 @@ _DECIDE = LuaScript(
     keys=("approvals",),
     args=_Decide,
     records={"approval": Approval},
+    durable=True,
 )
 _CLAIM = LuaScript(
     __file__,
     "claim_approval",
+    keys=("lease", "approvals"),
+    args=_Claim,
+    records={"approval": Approval},
+    durable=True,
+)
+_UNCLAIM = LuaScript(
+    __file__,
+    "unclaim_approval",
     keys=("lease", "approvals"),
     args=_Claim,
     records={"approval": Approval},
@@ -81,10 +94,19 @@ async def claim_approval(
     client: RedisClient, stack: StackRef, approval: str, *, token: str, tick: str
 ) -> str:
     """Take an approved call to run it now (``Claimed``), under the stack's lease;
-    else the record's state (``Running`` with another claim: an interrupted attempt)."""
-    reply = await _CLAIM(
-        client, _Claim(token=token, id=approval, tick_id=tick), keys=StackKeys(stack)
-    )
+    else the record's state (``Running`` with another claim: an interrupted attempt).
+
+    A claim the replicas did not confirm (:class:`~.errors.NotDurableError`, raised on)
+    is given back first, as far as Redis lets: the call is not made, and whether the
+    claim or its return survives a failover, the record says no more than that it may
+    have been (``Running``: told ``Interrupted``) or that it is still to be made."""
+    claim = _Claim(token=token, id=approval, tick_id=tick)
+    try:
+        reply = await _CLAIM(client, claim, keys=StackKeys(stack))
+    except NotDurableError:
+        with contextlib.suppress(RedisError):
+            await _UNCLAIM(client, claim, keys=StackKeys(stack))
+        raise
     return str(reply[0])
 
 

@@ -75,6 +75,7 @@ _SEND_INPUT = LuaScript(
     ),
     args=_Send,
     libs=("alive", *ARCHIVE_LIBS),
+    durable=True,
 )
 
 

@@ -38,6 +38,11 @@ restarted or flushed Redis, another cluster node): the tick path calls several p
 agent step, and ``EVAL`` would ship and hash the whole text every time. Shared Lua
 functions (``libs``) are files too, composed into each script that uses them.
 
+A script whose effects something outside Redis acts on is declared ``durable=True``: when
+the client asks for confirmed commits (:mod:`.durability`), its call goes out with a
+``WAIT`` behind it on the same connection, and an unconfirmed one raises
+:class:`~.errors.NotDurableError`.
+
 Every script is registered in :data:`LuaScript.registry`, so the lint (``make lint``:
 luacheck over each script exactly as Redis runs it) and the contract test see them all.
 """
@@ -54,6 +59,7 @@ import orjson
 
 from agentstack_core.protocol import RedisClient
 from agentstack_core.records import Record, encode_value
+from agentstack_core.redis.durability import confirmed, durability_of
 from redis.exceptions import NoScriptError
 
 
@@ -88,13 +94,15 @@ class LuaScript:
         libs: Sequence[str] = (),
         records: Mapping[str, type[Any]] | None = None,
         hashes: Mapping[str, type[Any]] | None = None,
+        durable: bool = False,
     ) -> None:
         """``keys``: the names of the script's keys, in ``KEYS`` order; ``args``: the
         dataclass of its arguments (``None``: it takes none); ``libs``: names of
         ``.lua`` files of shared functions, beside this module, composed before the
         body; ``records``: Lua locals that hold a record → the dataclass whose fields
         they may read; ``hashes``: names of hash keys → the dataclass whose fields name
-        the hash's fields (both checked like the arguments)."""
+        the hash's fields (both checked like the arguments); ``durable``: its commit must
+        survive a failover (:mod:`.durability`)."""
         here = Path(__file__).parent
         self.name = name
         self.path = Path(module_file).with_name(f"{name}.lua")
@@ -102,6 +110,7 @@ class LuaScript:
         self.args = args
         self.records = dict(records or {})
         self.hashes = dict(hashes or {})
+        self.durable = durable
         self.libs = tuple(here / f"{lib}.lua" for lib in libs)
         self.body = self.path.read_text()
         self.prelude = _prelude(self.keys, args is not None)
@@ -141,10 +150,25 @@ class LuaScript:
         key_values = [*self.key_list(named, keys), *extra_keys]
         argv = [encode_args(args)] if args is not None else []
         redis: Any = client  # see RedisClient: redis-py's annotations don't fit
+        if self.durable and durability_of(client).required:
+            return await self._confirmed(redis, key_values, argv)
         try:
             return await redis.evalsha(self.sha, len(key_values), *key_values, *argv)
         except NoScriptError:
             return await redis.eval(self.text, len(key_values), *key_values, *argv)
+
+    async def _confirmed(self, redis: Any, key_values: list[str], argv: list[str]) -> Any:
+        """The script's reply, once the replicas confirmed its writes."""
+        count = len(key_values)
+        try:
+            replies = await confirmed(
+                redis, self.name, lambda pipe: pipe.evalsha(self.sha, count, *key_values, *argv)
+            )
+        except NoScriptError:
+            replies = await confirmed(
+                redis, self.name, lambda pipe: pipe.eval(self.text, count, *key_values, *argv)
+            )
+        return replies[0]
 
 
 def _prelude(keys: Sequence[str], has_args: bool) -> str:

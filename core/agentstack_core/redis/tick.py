@@ -226,6 +226,7 @@ _COMMIT_STEP = LuaScript(
     ),
     args=_Commit,
     libs=("alive", "read_context", *ARCHIVE_LIBS),
+    durable=True,
 )
 _FINISH_TICK = LuaScript(
     __file__,
@@ -235,6 +236,7 @@ _FINISH_TICK = LuaScript(
     libs=("alive", "field_value", "trim_archive"),
     records={"r": TickResult},
     hashes={"usage": Usage},
+    durable=True,
 )
 
 _CONSOLIDATED = ("memory", "watermark", "consolidations")
