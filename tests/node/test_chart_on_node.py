@@ -533,9 +533,9 @@ def test_a_runner_cut_off_from_redis_has_its_tick_taken_over_and_its_late_writes
 ) -> None:
     """Two runner pods with short leases (10 s; claimed after 15 s idle). The one holding
     a tick loses Redis for 30 s (a rule in its network namespace); the other takes the
-    stack's lease once it expires, and claims the tick; the first one's writes fail while it is cut off and
-    are refused by the lease's fencing once the network is back (it logs that it let the
-    tick go), and no step ran twice."""
+    stack's lease once it expires, and claims the tick; the first one's writes fail while
+    it is cut off and are refused by the lease's fencing once the network is back (it logs
+    that it let the tick go), and no step ran twice."""
     values = {
         **release.values,
         "runner.replicas": "2",
