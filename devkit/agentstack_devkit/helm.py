@@ -134,10 +134,16 @@ def dev_values(redis_image: str) -> dict[str, str]:
         "redis.standalone.enabled": "true",
         "redis.standalone.image.repository": redis_repository,
         "redis.standalone.image.tag": redis_tag,
-        "operator.replicas": "1",
-        "runner.replicas": "1",
-        "api.auth": "none",
+        **_DEV_PROCESSES,
     }
+
+
+def external_redis_values(url: str) -> dict[str, str]:
+    """:func:`dev_values` with a Redis outside the cluster (``url`` as pods reach it)."""
+    return {"redis.url": url, **_DEV_PROCESSES}
+
+
+_DEV_PROCESSES = {"operator.replicas": "1", "runner.replicas": "1", "api.auth": "none"}
 
 
 def as_sets(values: dict[str, str]) -> list[str]:

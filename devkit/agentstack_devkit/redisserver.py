@@ -60,7 +60,11 @@ class RedisServer(Service):
         appendonly: bool = False,
         replica_of: int | None = None,
         password: str | None = None,
+        host: str = LOOPBACK,
     ) -> None:
+        """``host``: the address to listen on — loopback, or the dev node's bridge
+        address (a Redis outside the cluster that pods reach)."""
+        self.host = host
         self._requested_port = port
         self.appendonly = appendonly
         self.replica_of = replica_of
@@ -75,7 +79,7 @@ class RedisServer(Service):
 
     @property
     def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     @property
     def process(self) -> ManagedProcess:
@@ -85,11 +89,11 @@ class RedisServer(Service):
 
     def _start(self) -> None:
         binary = redis_server_binary()
-        self.port = pick_port(self._requested_port, purpose="redis-server")
+        self.port = pick_port(self._requested_port, purpose="redis-server", host=self.host)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         options = {
             "port": str(self.port),
-            "bind": LOOPBACK,
+            "bind": self.host,
             "dir": str(self.data_dir),
             "save": "",
             "appendonly": "yes" if self.appendonly else "no",
@@ -115,7 +119,7 @@ class RedisServer(Service):
     def client(self) -> redis.Redis:
         """A synchronous client of this very server (whatever its role)."""
         return redis.Redis(
-            host=LOOPBACK,
+            host=self.host,
             port=self.port,
             password=self.password,
             socket_timeout=2,

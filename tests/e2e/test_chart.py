@@ -535,6 +535,22 @@ def test_the_processes_can_reach_a_sentinel_managed_redis(helm: Helm) -> None:
         )
 
 
+def test_a_new_chart_version_leaves_the_in_chart_redis_pod_as_it_was(helm: Helm) -> None:
+    """Its pod template carries no version label: an upgrade or a rollback of the chart
+    does not restart it (without persistence, a restart empties it)."""
+
+    def redis_pod(version: str) -> dict[str, Any]:
+        objects = helm.template(
+            "--set", "redis.standalone.enabled=true", "--set", f"image.tag={version}"
+        )
+        (statefulset,) = _kind(objects, "StatefulSet")
+        template: dict[str, Any] = statefulset["spec"]["template"]
+        return template
+
+    assert redis_pod("1.0.0") == redis_pod("2.0.0")
+    assert "app.kubernetes.io/version" not in redis_pod("1.0.0")["metadata"]["labels"]
+
+
 # == rendering, checked by the API server =========================================================
 
 

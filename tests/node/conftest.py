@@ -27,6 +27,7 @@ from agentstack_devkit.helm import (
     ChartSource,
     Helm,
     dev_values,
+    external_redis_values,
     install_dev_release,
     redis_password,
 )
@@ -47,6 +48,14 @@ def dev_release(node_cluster: NodeCluster) -> DevRelease:
     published = publish_dev(node_cluster.registry.target)
     node_cluster.node.prune_images(published.images)
     return published
+
+
+@pytest.fixture(scope="module")
+def external_redis() -> str | None:
+    """The URL of a Redis outside the cluster for :func:`release` (reached by pods and
+    the test alike), or ``None``: the in-chart Redis, through a port-forward. A module
+    overrides it."""
+    return None
 
 
 @pytest.fixture(scope="module")
@@ -124,29 +133,37 @@ def release(
     node_cluster: NodeCluster,
     node_api: client.ApiClient,
     installed: DevRelease,
+    external_redis: str | None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Release]:
     """The published chart installed with ``helm install --wait`` as ``agentstack dev
     up`` does (its values and nothing more); uninstalled afterwards if still there."""
     plane = node_cluster.plane
     helm = Helm(tmp_path_factory.mktemp("helm"), plane.kubeconfig_path)
-    values = dev_values(installed.redis_image)
+    if external_redis is None:
+        values = dev_values(installed.redis_image)
+    else:
+        values = external_redis_values(external_redis)
     install_dev_release(helm, installed.published.source(), values)
     api_forward, api_port = plane.port_forward(
         RELEASE_NAMESPACE, f"svc/{API_SERVICE}", 8080, name="test-forward-api"
     )
-    redis_forward, redis_port = plane.port_forward(
-        RELEASE_NAMESPACE, f"svc/{REDIS_SERVICE}", 6379, name="test-forward-redis"
-    )
+    forwards = [api_forward]
+    if external_redis is None:
+        redis_forward, redis_port = plane.port_forward(
+            RELEASE_NAMESPACE, f"svc/{REDIS_SERVICE}", 6379, name="test-forward-redis"
+        )
+        forwards.append(redis_forward)
+        redis_url = f"redis://:{redis_password(plane)}@127.0.0.1:{redis_port}/0"
     installed = Release(
         cluster=node_cluster,
         helm=helm,
         api=node_api,
         chart=installed.published.source(),
         values=values,
-        redis_url=f"redis://:{redis_password(plane)}@127.0.0.1:{redis_port}/0",
+        redis_url=redis_url if external_redis is None else external_redis,
         api_url=f"http://127.0.0.1:{api_port}",
-        forwards=[api_forward, redis_forward],
+        forwards=forwards,
     )
     try:
         yield installed

@@ -58,8 +58,17 @@ and the user's commonLabels. Call with (dict "context" $ "component" "operator")
 */}}
 {{- define "agentstack-operator.labels" -}}
 helm.sh/chart: {{ include "agentstack-operator.chart" .context }}
-{{ include "agentstack-operator.selectorLabels" . }}
 app.kubernetes.io/version: {{ .context.Values.image.tag | default .context.Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+{{ include "agentstack-operator.stableLabels" . }}
+{{- end }}
+
+{{/*
+The labels that stay the same from one chart version to the next: the in-chart Redis's
+pod carries only these, so that an upgrade or a rollback of the chart does not restart
+it (without persistence, a restart empties it).
+*/}}
+{{- define "agentstack-operator.stableLabels" -}}
+{{ include "agentstack-operator.selectorLabels" . }}
 app.kubernetes.io/managed-by: {{ .context.Release.Service }}
 app.kubernetes.io/part-of: agentstack
 {{- with .context.Values.commonLabels }}
