@@ -152,11 +152,16 @@ def as_sets(values: dict[str, str]) -> list[str]:
 
 
 def install_dev_release(
-    helm: Helm, chart: ChartSource, values: dict[str, str], *, verb: str = "install"
+    helm: Helm,
+    chart: ChartSource,
+    values: dict[str, str],
+    *,
+    verb: str = "install",
+    options: tuple[str, ...] = (),
 ) -> str:
     """``helm upgrade --install`` (or ``install``) of ``chart`` as release
-    :data:`RELEASE`, waiting until every workload is ready."""
-    args = ["upgrade", "--install"] if verb == "upgrade" else ["install"]
+    :data:`RELEASE`, waiting until every workload is ready; ``options`` are helm's."""
+    args = ["upgrade", "--install", *options] if verb == "upgrade" else ["install", *options]
     return helm.checked(
         *args,
         RELEASE,

@@ -543,7 +543,10 @@ def test_a_runner_cut_off_from_redis_has_its_tick_taken_over_and_its_late_writes
         "runner.visibilityTimeoutSeconds": "15",
         "runner.claimIntervalSeconds": "2",
     }
-    install_dev_release(release.helm, release.chart, values, verb="upgrade")
+    # --force-conflicts: the replicas field is kubectl's since the eviction test scaled
+    # the runners (server-side apply refuses to change it otherwise, as it would a user's).
+    take_over = ("--force-conflicts",)
+    install_dev_release(release.helm, release.chart, values, verb="upgrade", options=take_over)
     for name in STEADY:  # the checker paused them
         stacks.patch_spec(name, executionState="Running")
     runners = eventually(
@@ -604,7 +607,9 @@ def test_a_runner_cut_off_from_redis_has_its_tick_taken_over_and_its_late_writes
         f"node: a runner cut off from Redis for {PARTITION_SECONDS:.0f} s: {report.summary()}; "
         f"the tick: {entry['outcome']} {entry.get('reason', '')}; it logged: {let_go}"
     )
-    install_dev_release(release.helm, release.chart, release.values, verb="upgrade")
+    install_dev_release(
+        release.helm, release.chart, release.values, verb="upgrade", options=take_over
+    )
     eventually(lambda: _exactly(1, release.ready_pods("runner")), "one runner pod", timeout=240)
 
 
