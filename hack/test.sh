@@ -9,7 +9,7 @@ hack/lint.sh
 npm --prefix web test --silent
 
 set +e
-.venv/bin/pytest "$@"
+.venv/bin/pytest --durations=40 "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

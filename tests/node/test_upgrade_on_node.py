@@ -146,7 +146,6 @@ def _change(
     """One change of version under load: helm in the background while inputs are sent;
     then every pod rolled and every stack ticking again. Returns its figures."""
     old_runners = release.ready_pods("runner") or []
-    before = _ticks(stacks)
     started = time.time()
     thread, errors = _helm_in_background(release, *helm_args)
     inputs.send_round(f"during the {label}")
@@ -181,7 +180,9 @@ def _change(
         wait_rolled_out(release, component, timeout=240)
     release.reconnect()
     inputs.send_round(f"after the {label}")
-    for name, ticks in before.items():
+    # Two more ticks from here: the second starts after the round, so it reads it (and
+    # any stack still short of two ticks after the change reaches them too).
+    for name, ticks in _ticks(stacks).items():
         stacks.wait_ticks(name, ticks + 2, timeout=300)
     waits = _seconds_to_tick_again(stacks, finished)
     return {
