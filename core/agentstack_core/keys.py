@@ -6,7 +6,8 @@ scripts that commit a step or finish a tick work unchanged on a cluster. Kuberne
 names never contain ``{``, ``}`` or ``/``, so the tag cannot be forged by a name.
 
 Fleet-wide keys (the tick lanes, the results stream) share the tag ``{agentstack}``
-for the same reason: one ``XREADGROUP`` reads every priority lane at once.
+for the same reason: one ``XREADGROUP`` reads every priority lane at once, and the
+keys of one namespace's budget ledger share ``{ns:<namespace>}`` (:class:`NamespaceKeys`).
 """
 
 from __future__ import annotations
@@ -240,3 +241,48 @@ class FleetKeys:
     def llm_slots(provider: str) -> str:
         """Sorted set implementing the fleet-wide concurrency limit of one LLM provider."""
         return f"{FLEET_TAG}:llm:{provider}:slots"
+
+
+@dataclass(frozen=True)
+class NamespaceKeys:
+    """The keys of one namespace's budget ledger (:mod:`agentstack_core.redis.ledger`).
+
+    They share the hash tag ``{ns:<namespace>}``: one Redis Cluster slot, so a hold is
+    checked against every budget of the namespace in one script. A stack's tag is
+    ``{<namespace>/<name>}`` and Kubernetes names never contain ``:``, so no stack's key
+    shares it, and the glob a tenant's tick pod is granted (:func:`namespace_pattern`,
+    ``{<namespace>/*``) never matches it: a tenant's runner credentials cannot reset
+    the namespace's spending; only the platform's runners and the operator write here.
+    """
+
+    namespace: str
+
+    @property
+    def tag(self) -> str:
+        return f"{{ns:{self.namespace}}}"
+
+    @property
+    def budgets(self) -> str:
+        """Hash: budget name → its definition as JSON, published by the operator
+        (``maxCost``, nano-dollars, and ``maxTokens``, both decimal text and optional;
+        other fields are the operator's and the ledger ignores them)."""
+        return f"{self.tag}:budgets"
+
+    @property
+    def spend(self) -> str:
+        """Hash: ``<budget>|<window>|<counter>`` → an integer, for the counters
+        ``cost`` (nano-dollars) and ``tokens`` charged, ``calls`` charged,
+        ``held_cost`` and ``held_tokens`` held by calls in flight, and ``unsettled``
+        (calls charged at their worst case because their hold expired unsettled)."""
+        return f"{self.tag}:spend"
+
+    @property
+    def holds(self) -> str:
+        """Sorted set: hold id → when the hold expires (unix seconds)."""
+        return f"{self.tag}:holds"
+
+    @property
+    def held(self) -> str:
+        """Hash: hold id → the hold as JSON (``cost``, ``tokens``: its worst case as
+        decimal text; ``windows``: budget name → the window id it holds against)."""
+        return f"{self.tag}:held"

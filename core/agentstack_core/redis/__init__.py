@@ -13,6 +13,7 @@ called through one typed wrapper with named keys and named arguments
 - :mod:`.approvals` — tool calls waiting for a person: decide, claim, read;
 - :mod:`.reader` — read-only views for the API;
 - :mod:`.limits` — the fleet-wide LLM call slots;
+- :mod:`.ledger` — a namespace's budgets, held before each LLM call and settled after;
 - :mod:`.errors` — what fenced writes refuse.
 
 The tick protocol's streams (lanes, results, wake-ups) stay in
