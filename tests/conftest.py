@@ -97,8 +97,9 @@ def namespace(k8s_api: client.ApiClient) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def crd(control_plane: ControlPlane, k8s_api: client.ApiClient) -> str:
-    """Apply the project's CRD with kubectl and wait until it is established."""
-    control_plane.apply_crd(CRD_FILE, "agentstacks.agentstack.dev")
+    """Apply the project's CRDs with kubectl and wait until they are established;
+    returns the AgentStack CRD's name."""
+    control_plane.apply_project_crds(CRD_FILE.parents[1])
     return "agentstacks.agentstack.dev"
 
 

@@ -59,8 +59,6 @@ from agentstack_devkit.toolchain import (
 )
 
 _WATCH_INTERVAL = 1.0
-CRD_FILE = Path("crds") / "agentstack.dev_agentstacks.yaml"
-CRD_NAME = "agentstacks.agentstack.dev"
 
 
 def state_dir() -> Path:
@@ -411,7 +409,7 @@ def _up_processes(*, data_dir: Path | None, port: int | None) -> int:
         redis = RedisServer(data_dir=plane.data_dir / "redis")
         parts.callback(redis.stop)
         redis.start()
-        plane.apply_crd(repo / CRD_FILE, CRD_NAME)
+        plane.apply_project_crds(repo)
         fleet = Fleet(
             kubeconfig=plane.kubeconfig_path,
             redis_url=redis.url,

@@ -347,6 +347,16 @@ class ControlPlane(Service):
             what=f"the CRD {name} to be established",
         )
 
+    def apply_project_crds(self, repo: Path, timeout: float = 60.0) -> list[str]:
+        """Apply every CRD of the checkout (``crds/*.yaml``: AgentStack, AgentBudget) and
+        wait until each is served; returns their names."""
+        names = []
+        for path in sorted((repo / "crds").glob("*.yaml")):
+            name = str(yaml.safe_load(path.read_text())["metadata"]["name"])
+            self.apply_crd(path, name, timeout=timeout)
+            names.append(name)
+        return names
+
     # -- start-up -----------------------------------------------------------------------
 
     def _start(self) -> None:

@@ -175,3 +175,29 @@ def install_dev_release(
         *as_sets(values),
         timeout=600,
     )
+
+
+def apply_chart_crds(helm: Helm, plane: ControlPlane, chart: ChartSource) -> None:
+    """The first step of an upgrade, as the chart's README documents it: ``helm show
+    crds`` of the new chart piped to ``kubectl apply --server-side --force-conflicts``
+    (``helm upgrade`` never installs or changes a CRD)."""
+    shown = helm.checked("show", "crds", *chart.args())
+    applied = subprocess.run(
+        [
+            str(plane.binaries.kubectl),
+            "--kubeconfig",
+            str(plane.kubeconfig_path),
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        input=shown,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if applied.returncode != 0:
+        raise DevEnvError(f"kubectl apply of the chart's CRDs failed: {applied.stderr.strip()}")

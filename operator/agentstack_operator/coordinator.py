@@ -13,6 +13,7 @@ Data flow::
     TriggerHub (triggering.py) ── one watch per kind ──► inputs (then wake-ups)
     StatusWriter (statuswriting.py) ── dirty records, rate-limited ──► PATCH /status
     LeaderEvents (statuswriting.py) ── transitions ──► Events
+    BudgetKeeper (budgets.py) ── namespaces' ledgers ──► AgentBudget status, stack holds
 
 Each part owns one concern and its own state (the index its records, the dispatcher
 its heap, the writer its dirty set and write budget) and reaches its neighbours
@@ -44,6 +45,7 @@ from agentstack_core.protocol import slot_of
 from agentstack_core.reasons import EventReason
 from agentstack_core.spec import Executor
 from agentstack_operator import metrics
+from agentstack_operator.budgets import CHECK_SECONDS, BudgetKeeper
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.dispatching import Dispatcher
 from agentstack_operator.finalizing import Finalizer
@@ -120,6 +122,9 @@ class Operator:
         self._trigger_turns = 0
         self.progress: dict[str, float] = {}
         """Loop name → when it last turned (monotonic), for the liveness probe."""
+        self.budgets = BudgetKeeper(
+            kube, parts.ledgers, stacks=self.index.values, changed=self._budget_changed
+        )
         self.folder = ResultFolder(
             self.index,
             stream=parts.results,
@@ -224,6 +229,25 @@ class Operator:
             await self.folder.job_failed(record, tick, seen, why=why)
         elif not _folded(record, tick):
             await self.folder.job_completed(record, tick)
+
+    def budget_seen(self, body: dict[str, Any]) -> None:
+        """An ``AgentBudget`` was created or changed (every replica keeps them)."""
+        self.budgets.seen(body)
+
+    def budget_gone(self, namespace: str, name: str) -> None:
+        self.budgets.gone(namespace, name)
+
+    def _budget_changed(self, record: StackRecord, resumed: bool) -> None:
+        """The stack's namespace budget moved: its status says so at once; a held stack
+        leaves the schedule, a resumed one ticks now, a throttled one waits longer from
+        its next tick on."""
+        self.status_writer.mark(record, urgent=True)
+        self.dispatcher.reschedule(record, "start" if resumed else "keep")
+
+    async def _budgets_step(self) -> None:
+        """The leader's turn over the namespaces' budgets (:mod:`.budgets`)."""
+        await asyncio.sleep(CHECK_SECONDS)
+        await self.budgets.step()
 
     async def _leadership_step(self) -> None:
         """On becoming leader: a fresh schedule for every stack (the current period's
@@ -360,6 +384,7 @@ class Operator:
             self._forever("wakeups", self._as_leader(self.wakeups.step)),
             self._forever("status", self._as_leader(self.status_writer.step)),
             self._forever("redis", self._as_leader(self._redis_step)),
+            self._forever("budgets", self._as_leader(self._budgets_step)),
             self._forever("secrets", self._secrets_step),
             self._forever("tick-credentials", self._as_leader(self._credentials_step)),
             self._forever("trigger-access", self._triggers_step),

@@ -28,7 +28,14 @@ from agentstack_core.kube.errors import ConflictError, ForbiddenError, KubeError
 from agentstack_core.kube.events import InvolvedObject, event_body
 from agentstack_core.kube.jobs import Job, Pod
 from agentstack_core.kube.leases import Lease
-from agentstack_core.kube.paths import events_path, jobs_path, lease_path, pods_path, secret_path
+from agentstack_core.kube.paths import (
+    events_path,
+    jobs_path,
+    lease_path,
+    pods_path,
+    resource_path,
+    secret_path,
+)
 from agentstack_core.kube.reviews import (
     SELF_SUBJECT_ACCESS_REVIEWS,
     SUBJECT_ACCESS_REVIEWS,
@@ -38,7 +45,7 @@ from agentstack_core.kube.reviews import (
     subject_access_review,
 )
 from agentstack_core.kube.stacks import stack_path
-from agentstack_core.resource import GROUP, KIND, VERSION
+from agentstack_core.resource import BUDGET_KIND, BUDGET_PLURAL, GROUP, KIND, VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +101,29 @@ class Kube:
     ) -> None:
         """Record a Kubernetes Event on the stack (best effort: failures are logged)."""
         about = InvolvedObject(f"{GROUP}/{VERSION}", KIND, ref.namespace, ref.name, uid)
+        await self._post(about, reason, message, warning=warning)
+
+    async def patch_budget_status(self, namespace: str, name: str, body: dict[str, Any]) -> bool:
+        """Merge-patch an ``AgentBudget``'s status; ``False`` if it no longer exists."""
+        path = resource_path(
+            GROUP, VERSION, BUDGET_PLURAL, namespace=namespace, name=name, subresource="status"
+        )
+        try:
+            await self.client.merge_patch(path, {"status": body})
+        except NotFoundError:
+            return False
+        return True
+
+    async def post_budget_event(
+        self, namespace: str, name: str, uid: str, reason: str, message: str, *, warning: bool
+    ) -> None:
+        """Record a Kubernetes Event on an ``AgentBudget`` (best effort, as on a stack)."""
+        about = InvolvedObject(f"{GROUP}/{VERSION}", BUDGET_KIND, namespace, name, uid)
+        await self._post(about, reason, message, warning=warning)
+
+    async def _post(
+        self, about: InvolvedObject, reason: str, message: str, *, warning: bool
+    ) -> None:
         body = event_body(
             about,
             reason,
@@ -103,9 +133,10 @@ class Kube:
             now=dt.datetime.now(dt.UTC),
         )
         try:
-            await self.client.create(events_path(ref.namespace), body)
+            await self.client.create(events_path(about.namespace), body)
         except KubeError as exc:
-            logger.warning("could not post event %s on %s: %s", reason, ref, exc.reason)
+            where = f"{about.kind} {about.namespace}/{about.name}"
+            logger.warning("could not post event %s on %s: %s", reason, where, exc.reason)
 
     async def secret_has_key(self, namespace: str, name: str, key: str) -> bool:
         """Whether the Secret exists and holds ``key`` (its value is never kept)."""

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from agentstack_core.namespacebudget import Level, Standing
+from agentstack_core.pricing import usd
+from agentstack_core.redis.ledger import Spend
 
 _LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -72,6 +78,55 @@ TRIGGER_INPUTS = Counter(
     "RateLimited, Refused, Failed).",
     ["outcome"],
 )
+_BUDGET_LABELS = ["namespace", "budget"]
+"""Bounded by the platform's ``AgentBudget`` objects (a few per tenant namespace)."""
+NAMESPACE_SPENT = Gauge(
+    "agentstack_namespace_budget_spent_usd",
+    "Dollars a namespace's stacks spent in the current window of one of its AgentBudgets.",
+    _BUDGET_LABELS,
+)
+NAMESPACE_TOKENS = Gauge(
+    "agentstack_namespace_budget_tokens",
+    "Tokens a namespace's stacks used in the current window of one of its AgentBudgets.",
+    _BUDGET_LABELS,
+)
+NAMESPACE_PERCENT = Gauge(
+    "agentstack_namespace_budget_percent",
+    "How much of an AgentBudget's cap its current window has spent (the larger of dollars "
+    "and tokens, in percent).",
+    _BUDGET_LABELS,
+)
+NAMESPACE_LEVEL = Gauge(
+    "agentstack_namespace_budget_level",
+    "An AgentBudget's level: 0 Ok, 1 Warning, 2 Throttled, 3 Exceeded.",
+    _BUDGET_LABELS,
+)
+_NAMESPACE_SERIES = (NAMESPACE_SPENT, NAMESPACE_TOKENS, NAMESPACE_PERCENT, NAMESPACE_LEVEL)
+
+
+_budget_series: set[tuple[str, str]] = set()
+"""The (namespace, budget) label pairs exported, so that gone budgets' series go too."""
+
+
+def observe_namespace_budget(namespace: str, budget: str, spend: Spend, standing: Standing) -> None:
+    """Export where one budget's window stands."""
+    labels = (namespace, budget)
+    NAMESPACE_SPENT.labels(*labels).set(usd(spend.cost))
+    NAMESPACE_TOKENS.labels(*labels).set(spend.tokens)
+    NAMESPACE_PERCENT.labels(*labels).set(standing.percent)
+    NAMESPACE_LEVEL.labels(*labels).set(list(Level).index(standing.level))
+    _budget_series.add(labels)
+
+
+def keep_namespace_budgets(namespace: str, budgets: Collection[str]) -> None:
+    """Drop the series of ``namespace``'s budgets not in ``budgets`` (gone, or invalid
+    now): the labels stay bounded by the budgets that exist."""
+    for labels in [s for s in _budget_series if s[0] == namespace and s[1] not in budgets]:
+        for series in _NAMESPACE_SERIES:
+            series.remove(*labels)
+        _budget_series.discard(labels)
+
+
 _PER_STACK_LABELS = ["namespace", "stack"]
 STACK_TICKS = Counter(
     "agentstack_stack_ticks_total",

@@ -16,6 +16,7 @@ from agentstack_core import protocol
 from agentstack_core.keys import FleetKeys, StackRef
 from agentstack_core.protocol import RedisClient
 from agentstack_core.redis.publishing import delete_stack, publish_spec
+from agentstack_operator.budgets import Ledgers, RedisLedgers
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.dispatching import RedisLanes, TickSink
 from agentstack_operator.folding import (
@@ -118,6 +119,7 @@ class OperatorParts:
     wakeups: WakeupSource
     triggers: Triggers
     credentials: Credentials
+    ledgers: Ledgers
 
 
 def connect_parts(config: OperatorConfig, kube: Kube, redis: RedisClient) -> OperatorParts:
@@ -135,4 +137,5 @@ def connect_parts(config: OperatorConfig, kube: Kube, redis: RedisClient) -> Ope
             cluster=config.redis_cluster,
             rotate_every=config.job_credential_rotation_seconds,
         ),
+        ledgers=RedisLedgers(redis),
     )

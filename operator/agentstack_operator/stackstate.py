@@ -27,6 +27,7 @@ from agentstack_core.completion import goal_met, pending
 from agentstack_core.endpoints import EndpointPolicy
 from agentstack_core.keys import StackRef
 from agentstack_core.messages import TickKind, TickResult
+from agentstack_core.namespacebudget import Level, NamespaceVerdict
 from agentstack_core.pricing import format_usd
 from agentstack_core.reasons import (
     Blocked,
@@ -145,6 +146,9 @@ class StackRecord:
     """The counters as Redis counted them (:func:`apply_usage` copies them)."""
     last_tick: LastTick | None = None
     budget_message: str = ""
+    namespace_budget: NamespaceVerdict | None = None
+    """What the namespace's ``AgentBudget`` objects allow (:mod:`.budgets`; ``None``:
+    it has none)."""
     next_due: float | None = None
     """When the dispatcher sends the next tick."""
     next_slot: float | None = None
@@ -243,12 +247,14 @@ class StackRecord:
             base = calendar.usual_gap
         else:
             base = (self.spec or DEFAULTS).tick_interval_seconds
-        return effective_interval(
+        interval = effective_interval(
             base,
             idle_streak=self.usage.idle,
             failures=self.usage.failures,
             idle=self.idle_backoff,
         )
+        throttled = self.namespace_budget
+        return interval * throttled.factor if throttled is not None else interval
 
     @property
     def extra_wait(self) -> float:
@@ -287,6 +293,8 @@ class StackRecord:
             return Hold(Blocked.COMPLETED, met[1])
         if self.budget_message:
             return Hold(Blocked.BUDGET_EXCEEDED, self.budget_message)
+        if self.namespace_budget is not None and self.namespace_budget.holds:
+            return Hold(Blocked.BUDGET_EXCEEDED, self.namespace_budget.message)
         return None
 
     @property
@@ -533,7 +541,22 @@ def _degraded(record: StackRecord) -> Wanted:
 def _budget(record: StackRecord) -> Wanted:
     if record.budget_message:
         return ("True", ConditionReason.BUDGET_SPENT, record.budget_message)
-    return ("False", ConditionReason.WITHIN_BUDGET, "")
+    verdict = record.namespace_budget
+    if verdict is None or verdict.level is Level.OK:
+        return ("False", ConditionReason.WITHIN_BUDGET, "")
+    return (
+        "True" if verdict.holds else "False",
+        _NAMESPACE_REASONS[verdict.level],
+        verdict.message,
+    )
+
+
+_NAMESPACE_REASONS = {
+    Level.WARNING: ConditionReason.NAMESPACE_BUDGET_WARNING,
+    Level.THROTTLED: ConditionReason.NAMESPACE_BUDGET_THROTTLED,
+    Level.EXCEEDED: ConditionReason.NAMESPACE_BUDGET_SPENT,
+}
+"""The ``BudgetExceeded`` reason of a stack whose namespace's budget reached a level."""
 
 
 def _tools(record: StackRecord) -> Wanted:

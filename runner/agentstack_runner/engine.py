@@ -66,6 +66,7 @@ from agentstack_core.spec import (
 from agentstack_runner import metrics, spans
 from agentstack_runner.embeddings import embedder_for
 from agentstack_runner.llm.router import Router
+from agentstack_runner.namespacebudgets import NamespaceBudgets, NamespaceGate
 from agentstack_runner.providers import ProviderRegistry
 from agentstack_runner.step import AgentStep, StepInput, consolidator_of, judge_of
 from agentstack_runner.tools import ListingCache, Toolbox
@@ -231,6 +232,7 @@ class _TickRun:
             cost_left=cost_left(spec.budget, now),
             prices=self.engine.prices,
             embedder=self.embedder,
+            gate=await self.engine.namespace_gate(self.request.stack.namespace),
         )
         with tracing.span(
             f"invoke_agent {agent.name}", attributes=spans.step_attributes(agent)
@@ -261,8 +263,16 @@ class Engine:
     """Tool servers' listings, shared by the steps this engine runs."""
     prices: PriceTable = field(default_factory=PriceTable.builtin)
     """What LLM calls cost (the defaults plus ``AGENTSTACK_PRICES``)."""
+    budgets: NamespaceBudgets | None = None
+    """The namespaces' budgets this engine keeps before each call (``None``: a tick
+    pod's engine, which may not reach the ledgers: :mod:`.namespacebudgets`)."""
     _releasing: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
     """Leases being given back after Redis could not be reached (:meth:`_give_back`)."""
+
+    async def namespace_gate(self, namespace: str) -> NamespaceGate | None:
+        """What ``namespace``'s budgets let a step's calls spend (``None``: no limit
+        beyond the stack's own budget)."""
+        return await self.budgets.gate(namespace) if self.budgets is not None else None
 
     async def execute(self, request: TickRequest, keep_alive: KeepAlive | None = None) -> Execution:
         """Run ``request`` (see the module docstring for the order of checks)."""

@@ -41,6 +41,7 @@ from agentstack_runner.config import RunnerConfig
 from agentstack_runner.engine import Engine
 from agentstack_runner.llm.resilience import ConcurrencyLimiter
 from agentstack_runner.llm.router import Router
+from agentstack_runner.namespacebudgets import NamespaceBudgets
 from agentstack_runner.providers import ProviderRegistry, credentials_for
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ def build_engine(
     kube: KubeClient | None = None,
 ) -> Engine:
     """The engine a runner's settings describe; ``call_slots``: whether its calls take
-    the fleet-wide slots of the platform's accounts (a tick pod's do not); ``kube``:
+    the fleet-wide slots of the platform's accounts and keep the namespaces' budgets (a
+    tick pod's do neither: its Redis user may reach only its stack's keys); ``kube``:
     :func:`kube_for`'s client (its caller closes it)."""
     metrics.model_label.limit = config.metrics_max_models
     router = Router(
@@ -83,6 +85,7 @@ def build_engine(
         runner_id=config.runner_id,
         lease_ttl=config.lease_ttl,
         prices=config.price_table,
+        budgets=NamespaceBudgets(client) if call_slots else None,
     )
 
 

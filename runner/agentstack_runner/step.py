@@ -41,6 +41,7 @@ from agentstack_core.operations import (
 )
 from agentstack_core.pricing import (
     NANOS_PER_USD,
+    Price,
     PriceTable,
     UnpricedError,
     affordable_output,
@@ -49,6 +50,7 @@ from agentstack_core.pricing import (
 from agentstack_core.reasons import Outcome, StepReason
 from agentstack_core.records import Attempt as TracedAttempt
 from agentstack_core.records import StepRecord, ToolUse, TraceRecord
+from agentstack_core.redis.ledger import Refused
 from agentstack_core.redis.tick import TickStore
 from agentstack_core.spec import (
     CONSOLIDATOR_ROLE,
@@ -79,6 +81,7 @@ from agentstack_runner.llm.router import (
     ProviderSource,
     Router,
 )
+from agentstack_runner.namespacebudgets import Hold, NamespaceGate
 from agentstack_runner.prompts import (
     context_document,
     render_context,
@@ -131,6 +134,9 @@ class StepInput:
     prices: PriceTable = field(default_factory=PriceTable.builtin)
     embedder: Embedder | None = None
     """The stack's embeddings endpoint (``None``: it configures none)."""
+    gate: NamespaceGate | None = None
+    """The namespace's budgets, held before each call (``None``: it has none, or this
+    runner does not keep them: :mod:`.namespacebudgets`)."""
 
 
 JUDGE = "(judge)"
@@ -179,8 +185,9 @@ class Bill:
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def charge(self, prices: PriceTable, model: ModelRef, prompt: int, completion: int) -> None:
-        """Add one answered call (and count it in the runner's cost metrics)."""
+    def charge(self, prices: PriceTable, model: ModelRef, prompt: int, completion: int) -> int:
+        """Add one answered call (and count it in the runner's cost metrics); returns its
+        cost in nano-dollars (0 if its model has no price)."""
         self.prompt_tokens += prompt
         self.completion_tokens += completion
         price = prices.price(model)
@@ -188,10 +195,11 @@ class Bill:
         if price is None:
             self.unpriced += 1
             metrics.LLM_UNPRICED.labels(*label).inc()
-            return
+            return 0
         cost = price.cost(prompt, completion)
         self.cost += cost
         metrics.LLM_COST.labels(*label).inc(cost / NANOS_PER_USD)
+        return cost
 
 
 def follow_up(request: ChatRequest, said: str, answer: str, *, left: int | None) -> ChatRequest:
@@ -356,15 +364,61 @@ class AgentStep:
         most what the budgets leave room for; returns what the model said."""
         step = self.step
         self.request = self._affordable(self.request)
-        routed = await self.router.complete(
-            self.providers, step.agent.models, self.request, deadline=step.deadline
-        )
+        hold = await self._hold_namespace()
+        try:
+            routed = await self.router.complete(
+                self.providers, step.agent.models, self.request, deadline=step.deadline
+            )
+        except BaseException:
+            if hold is not None and step.gate is not None:
+                await step.gate.settle(hold, 0, 0)  # no model answered: nothing to charge
+            raise
         self.attempts.extend(routed.attempts)
         self.model = str(routed.model)
         used = routed.completion
-        self.bill.charge(step.prices, routed.model, used.prompt_tokens, used.completion_tokens)
+        cost = self.bill.charge(
+            step.prices, routed.model, used.prompt_tokens, used.completion_tokens
+        )
+        if hold is not None and step.gate is not None:
+            await step.gate.settle(hold, cost, used.prompt_tokens + used.completion_tokens)
         self.said = used.content
         return used.content
+
+    async def _hold_namespace(self) -> Hold | None:
+        """Hold the worst case of :attr:`request` in the namespace's budgets, shortening
+        its answer to what their room allows if it must (:mod:`.namespacebudgets`);
+        :class:`BudgetSpentError` if not even the shortest answer fits.
+
+        At most three tries: the answer as asked, then as long as the room reported
+        allows, then the shortest (:data:`MIN_OUTPUT_TOKENS`) — whose refusal the ledger
+        records as what the window needs."""
+        step, gate = self.step, self.step.gate
+        if gate is None:
+            return None
+        prices = [(model, step.prices.price(model)) for model in step.agent.models]
+        prompt = prompt_bound(self.request.messages)
+        seconds = max(0.0, step.deadline - time.monotonic())
+        wanted = self.request.max_tokens
+        for attempt in range(3):
+            shortest = wanted <= MIN_OUTPUT_TOKENS or attempt == 2
+            if shortest:
+                wanted = min(wanted, MIN_OUTPUT_TOKENS)
+            worst = _worst_cost(prices, prompt, wanted) if gate.caps_cost else 0
+            answer = await gate.hold(worst, prompt + wanted, seconds=seconds, needed=shortest)
+            if not isinstance(answer, Refused):
+                self.request = replace(self.request, max_tokens=wanted)
+                return answer
+            if shortest:
+                # The stack's own budget is short of nothing: what the namespace needs
+                # is in its ledger.
+                raise BudgetSpentError(f"namespace's {answer.budget}")
+            fits = wanted - 1
+            if answer.room_tokens is not None:
+                fits = min(fits, answer.room_tokens - prompt)
+            if answer.room_cost is not None:
+                fits = min(fits, affordable_output(prices, prompt, answer.room_cost, wanted))
+            wanted = max(fits, MIN_OUTPUT_TOKENS)
+        raise AssertionError("not reached: the third try is the shortest")
 
     async def lookup_round(self, lookups: list[Lookup]) -> bool:
         """Make a reply's tool calls and recalls and show the model what they found;
@@ -444,15 +498,30 @@ class AgentStep:
             and (price.cost(worst, 0) > step.cost_left - self.bill.cost)
         ):
             why = "the dollar budget has too little left"
+        hold: Hold | None = None
+        if not why and step.gate is not None:
+            if step.gate.caps_cost and price is None:
+                why = f"{embedder.model} has no price, and the namespace's budget caps dollars"
+            else:
+                cost = price.cost(worst, 0) if price is not None and step.gate.caps_cost else 0
+                held = await step.gate.hold(cost, worst, seconds=seconds, needed=False)
+                if isinstance(held, Refused):
+                    why = f"the namespace's {held.budget} has too little left"
+                else:
+                    hold = held
         if why:
             self.refused.append(f"embeddings not made: {why}")
             return None
         try:
             embedded = await embedder.embed(texts, seconds=seconds, headers=self.request.headers)
         except LLMError as exc:
+            if hold is not None and step.gate is not None:
+                await step.gate.settle(hold, 0, 0)
             self.refused.append(f"embeddings failed: {exc}"[:TRACE_TEXT_CHARS])
             return None
-        self.bill.charge(step.prices, embedder.model, embedded.prompt_tokens, 0)
+        cost = self.bill.charge(step.prices, embedder.model, embedded.prompt_tokens, 0)
+        if hold is not None and step.gate is not None:
+            await step.gate.settle(hold, cost, embedded.prompt_tokens)
         return embedded.vectors
 
     async def with_vectors(self, operations: Sequence[Operation]) -> list[Operation]:
@@ -596,3 +665,14 @@ class AgentStep:
             unpriced=self.bill.unpriced,
             idle=record.idle,
         )
+
+
+def _worst_cost(prices: Sequence[tuple[ModelRef, Price | None]], prompt: int, answer: int) -> int:
+    """The most a call of ``prompt`` tokens answering with ``answer`` may cost, whichever
+    model of the chain answers; :class:`UnpricedError` if one has no price."""
+    worst = 0
+    for model, price in prices:
+        if price is None:
+            raise UnpricedError(model)
+        worst = max(worst, price.cost(prompt, answer))
+    return worst

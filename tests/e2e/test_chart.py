@@ -44,7 +44,7 @@ from agentstack_devkit.controlplane import ControlPlane, build_kubeconfig
 from agentstack_devkit.dashboards.promql import panels, substitute
 from agentstack_devkit.fakellm import FakeLLMServer, credential_digest
 from agentstack_devkit.fleet import Fleet
-from agentstack_devkit.helm import Helm
+from agentstack_devkit.helm import ChartSource, Helm, apply_chart_crds
 from agentstack_devkit.redisserver import RedisServer
 from tests.e2e.stacks import Stacks
 from tests.helpers import bind_service_account, eventually, gone, operator_kube, waiting_approval
@@ -290,25 +290,36 @@ def _delete_namespace(api: client.ApiClient, name: str) -> None:
 # == the chart's files ===========================================================================
 
 
-def test_the_chart_crd_is_the_repository_crd(helm: Helm, tmp_path: Path) -> None:
-    """One source of truth: a relative symlink, which helm follows when rendering and packaging."""
-    link = CHART / "crds" / "agentstack.dev_agentstacks.yaml"
-    assert link.is_symlink()
-    assert os.readlink(link) == "../../../crds/agentstack.dev_agentstacks.yaml"
-    assert link.resolve() == CRD_FILE.resolve()
+def test_the_chart_crds_are_the_repository_crds(helm: Helm, tmp_path: Path) -> None:
+    """One source of truth: relative symlinks, which helm follows when rendering and
+    packaging — one per file of ``crds/`` (AgentStack, AgentBudget)."""
+    files = sorted((REPO / "crds").glob("*.yaml"))
+    assert [f.name for f in files] == [
+        "agentstack.dev_agentbudgets.yaml",
+        "agentstack.dev_agentstacks.yaml",
+    ]
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [f.name for f in files]
+    for crd_file in files:
+        link = CHART / "crds" / crd_file.name
+        assert link.is_symlink()
+        assert os.readlink(link) == f"../../../crds/{crd_file.name}"
+        assert link.resolve() == crd_file.resolve()
 
     rendered = helm.template("--include-crds")
     crds = _kind(rendered, "CustomResourceDefinition")
-    assert crds == [yaml.safe_load(CRD_FILE.read_text())]
+    assert sorted(crds, key=lambda c: c["metadata"]["name"]) == [
+        yaml.safe_load(f.read_text()) for f in files
+    ]
 
     packaged = helm.run("package", str(CHART), "--destination", str(tmp_path))
     assert packaged.returncode == 0, packaged.stderr
     with tarfile.open(tmp_path / "agentstack-operator-0.1.0.tgz") as archive:
-        member = archive.getmember("agentstack-operator/crds/agentstack.dev_agentstacks.yaml")
-        assert member.isfile()  # the link's content, not a link
-        extracted = archive.extractfile(member)
-        assert extracted is not None
-        assert extracted.read() == CRD_FILE.read_bytes()
+        for crd_file in files:
+            member = archive.getmember(f"agentstack-operator/crds/{crd_file.name}")
+            assert member.isfile()  # the link's content, not a link
+            extracted = archive.extractfile(member)
+            assert extracted is not None
+            assert extracted.read() == crd_file.read_bytes()
 
 
 def _printer_columns(control_plane: ControlPlane) -> list[str]:
@@ -347,26 +358,7 @@ def test_crd_upgrade_path_is_the_documented_one(
         assert upgraded.returncode == 0, upgraded.stderr
         assert _printer_columns(control_plane) == before  # helm upgrade skipped crds/
 
-        shown = helm.run("show", "crds", str(newer))
-        assert shown.returncode == 0, shown.stderr
-        applied = subprocess.run(
-            [
-                str(control_plane.binaries.kubectl),
-                "--kubeconfig",
-                str(control_plane.kubeconfig_path),
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                "-",
-            ],
-            input=shown.stdout,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert applied.returncode == 0, applied.stderr
+        apply_chart_crds(helm, control_plane, ChartSource(str(newer)))
         assert _printer_columns(control_plane) == [*before, "Upgraded"]
 
         uninstalled = helm.uninstall(release, namespace)
@@ -1515,7 +1507,7 @@ def test_install_creates_the_release_with_least_privilege_and_uninstall_removes_
         assert len(dashboards.items) == 2
         cluster_roles = {f"{full}-operator", f"{full}-operator-cluster", f"{full}-api"}
         cluster_roles |= {f"{full}-api-auth", f"{full}-runner", f"{full}-api-webhooks"}
-        cluster_roles |= {"agentstack-view", "agentstack-edit"}
+        cluster_roles |= {"agentstack-view", "agentstack-edit", "agentstack-budget-admin"}
         existing = {r.metadata.name for r in rbac.list_cluster_role().items}
         assert cluster_roles <= existing
         client.ApiextensionsV1Api(k8s_api).read_custom_resource_definition(crd)
@@ -1602,6 +1594,38 @@ def test_install_creates_the_release_with_least_privilege_and_uninstall_removes_
         _check_access(k8s_api, ("viewer", []), allowed=reads, denied=[*writes, status_write])
         _check_access(k8s_api, ("editor", []), allowed=reads + writes, denied=[status_write])
         _check_access(k8s_api, ("owner", []), allowed=reads + writes, denied=[status_write])
+        # A tenant reads its namespace's budgets, even as its admin, and never changes
+        # them; the platform's budget-admin role does (bound here in the namespace).
+        budgets = {"group": "agentstack.dev", "resource": "agentbudgets", "namespace": elsewhere}
+        budget_reads = [Access(verb, **budgets) for verb in ("get", "list", "watch")]
+        budget_writes = [Access(verb, **budgets) for verb in ("create", "patch", "delete")]
+        budget_status = Access("patch", subresource="status", **budgets)
+        for user in ("viewer", "editor", "owner"):
+            _check_access(
+                k8s_api, (user, []), allowed=budget_reads, denied=[*budget_writes, budget_status]
+            )
+        rbac.create_namespaced_role_binding(
+            elsewhere,
+            client.V1RoleBinding(
+                metadata=client.V1ObjectMeta(name="platform-budgets"),
+                role_ref=client.V1RoleRef(
+                    api_group="rbac.authorization.k8s.io",
+                    kind="ClusterRole",
+                    name="agentstack-budget-admin",
+                ),
+                subjects=[
+                    client.RbacV1Subject(
+                        kind="User", name="platform", api_group="rbac.authorization.k8s.io"
+                    )
+                ],
+            ),
+        )
+        _check_access(
+            k8s_api,
+            ("platform", []),
+            allowed=budget_reads + budget_writes,
+            denied=[budget_status, *writes],
+        )
 
         # -- uninstall ---------------------------------------------------------------------
         uninstalled = helm.uninstall(release, namespace)

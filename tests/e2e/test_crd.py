@@ -1,4 +1,5 @@
-"""The AgentStack CRD as the API server enforces it: examples pass, nonsense is refused."""
+"""The CRDs (AgentStack, AgentBudget) as the API server enforces them: examples pass,
+nonsense is refused."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.conftest import CRD_FILE
 REPO = CRD_FILE.parents[1]
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+CRD_FILES = sorted((REPO / "crds").glob("*.yaml"))
 VALID: dict[str, Any] = {
     "apiVersion": "agentstack.dev/v1alpha1",
     "kind": "AgentStack",
@@ -38,8 +40,9 @@ def _with(change: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def test_every_schema_property_has_a_description() -> None:
-    schema = yaml.safe_load(CRD_FILE.read_text())["spec"]["versions"][0]["schema"]
+@pytest.mark.parametrize("crd_file", CRD_FILES, ids=[path.name for path in CRD_FILES])
+def test_every_schema_property_has_a_description(crd_file: Path) -> None:
+    schema = yaml.safe_load(crd_file.read_text())["spec"]["versions"][0]["schema"]
     missing: list[str] = []
 
     def walk(node: dict[str, Any], path: str) -> None:
@@ -61,7 +64,14 @@ def test_examples_apply_as_they_are(
 ) -> None:
     result = control_plane.kubectl("apply", "-n", namespace, "-f", str(example))
     assert result.returncode == 0, result.stderr
-    assert "agentstack.agentstack.dev/" in result.stdout
+    ours = [
+        doc
+        for doc in yaml.safe_load_all(example.read_text())
+        if doc and doc["apiVersion"].startswith("agentstack.dev/")
+    ]
+    assert ours
+    for doc in ours:
+        assert f"{doc['kind'].lower()}.agentstack.dev/{doc['metadata']['name']}" in result.stdout
 
 
 def test_defaults_are_filled_in_by_the_api_server(
@@ -155,3 +165,53 @@ def test_printer_columns_and_explain_teach_the_api(
     explained = control_plane.kubectl("explain", "ags.spec.executionState")
     assert explained.returncode == 0, explained.stderr
     assert "resumes without replaying missed ticks" in " ".join(explained.stdout.split())
+
+
+BUDGET: dict[str, Any] = {
+    "apiVersion": "agentstack.dev/v1alpha1",
+    "kind": "AgentBudget",
+    "metadata": {"name": "probe"},
+    "spec": {"maxCostUSD": 5},
+}
+
+
+def test_a_budget_gets_its_defaults_from_the_api_server(
+    control_plane: ControlPlane, crd: str, namespace: str, tmp_path: Path
+) -> None:
+    manifest = copy.deepcopy(BUDGET)
+    manifest["spec"].update({"window": {"calendar": "Day"}, "thresholds": {"warnPercent": 50}})
+    assert _apply(control_plane, namespace, manifest, tmp_path).returncode == 0
+    got = control_plane.kubectl("get", "agb", "probe", "-n", namespace, "-o", "yaml")
+    spec = yaml.safe_load(got.stdout)["spec"]
+    assert spec["window"] == {"calendar": "Day", "timeZone": "UTC"}
+    assert spec["thresholds"] == {"warnPercent": 50, "throttlePercent": 90, "throttleFactor": 2}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"window": {"calendar": "Day"}}, "set maxCostUSD or maxTokens"),
+        ({"maxCostUSD": -1}, "should be greater than or equal to 0"),
+        ({"maxTokens": 5, "window": {"calendar": "Year"}}, "Unsupported value"),
+        ({"maxTokens": 5, "window": {"calendar": "Day", "seconds": 60}}, "not both"),
+        ({"maxTokens": 5, "window": {"seconds": 5}}, "greater than or equal to 30"),
+        (
+            {"maxTokens": 5, "thresholds": {"warnPercent": 95, "throttlePercent": 90}},
+            "warnPercent must not be above throttlePercent",
+        ),
+        ({"maxTokens": 5, "thresholds": {"throttleFactor": 0.5}}, "greater than or equal to 1"),
+    ],
+)
+def test_a_budget_the_operator_could_not_keep_is_refused_at_admission(
+    control_plane: ControlPlane,
+    crd: str,
+    namespace: str,
+    tmp_path: Path,
+    spec: dict[str, Any],
+    message: str,
+) -> None:
+    manifest = copy.deepcopy(BUDGET)
+    manifest["spec"] = spec
+    result = _apply(control_plane, namespace, manifest, tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
 import jsonpatch
@@ -22,6 +22,7 @@ from agentstack_core.kube.jobs import Job, Pod
 from agentstack_core.kube.leases import Lease
 from agentstack_core.protocol import TickRequest, TickResult, Wakeup
 from agentstack_core.records import GoalRecord
+from agentstack_core.redis.ledger import Spend
 from agentstack_operator.folding import Progress
 from agentstack_operator.index import StackIndex
 from agentstack_operator.parts import OperatorParts
@@ -99,9 +100,22 @@ class FakeKube:
     ``Kube`` (every method with its signature: ``test_operator_fakes``), and a Lease no
     other replica contends for."""
 
+    async def patch_budget_status(self, namespace: str, name: str, body: dict[str, Any]) -> bool:
+        self.budget_writes += 1
+        self.budget_status[(namespace, name)] = body
+        return True
+
+    async def post_budget_event(
+        self, namespace: str, name: str, uid: str, reason: str, message: str, *, warning: bool
+    ) -> None:
+        self.budget_events.append((name, reason, message, warning))
+
     def __init__(self) -> None:
         self.jobs: list[tuple[str, dict[str, Any]]] = []
         self.job_error: Exception | None = None
+        self.budget_status: dict[tuple[str, str], dict[str, Any]] = {}
+        self.budget_writes = 0
+        self.budget_events: list[tuple[str, str, str, bool]] = []
         self.patches: list[tuple[StackRef, dict[str, Any]]] = []
         self.missing: set[StackRef] = set()
         """Stacks whose status patch answers 404."""
@@ -402,6 +416,30 @@ class FakeCredentials:
         self.refreshed.append(namespaces)
 
 
+class FakeLedgers:
+    """Ledgers whose spend a test sets; what was published and pruned."""
+
+    def __init__(self) -> None:
+        self.published: dict[str, dict[str, dict[str, str]]] = {}
+        self.publications = 0
+        self.spend: dict[tuple[str, str], Spend] = {}
+        """(namespace, budget) → the spend of its current window."""
+
+    async def publish(self, namespace: str, budgets: Mapping[str, Mapping[str, str]]) -> None:
+        self.publications += 1
+        self.published[namespace] = {k: dict(v) for k, v in budgets.items()}
+
+    async def spent(
+        self, namespace: str, windows: Mapping[str, str], *, now: float
+    ) -> dict[str, Spend]:
+        return {
+            name: self.spend.get((namespace, name), Spend(0, 0, 0, 0, 0, 0)) for name in windows
+        }
+
+    async def prune(self, namespace: str, keep: Mapping[str, Collection[str]]) -> int:
+        return 0
+
+
 def fake_parts(kube: FakeKube, results: FakeResults | None = None) -> OperatorParts:
     """An operator's outside world, all fakes."""
     return OperatorParts(
@@ -412,4 +450,5 @@ def fake_parts(kube: FakeKube, results: FakeResults | None = None) -> OperatorPa
         wakeups=FakeWakeups(),
         triggers=FakeTriggers(),
         credentials=FakeCredentials(),
+        ledgers=FakeLedgers(),
     )

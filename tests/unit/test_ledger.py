@@ -115,9 +115,11 @@ def test_the_hold_script_s_replies_read_as_answers() -> None:
 
 def test_the_spent_script_s_reply_reads_as_counters_by_budget() -> None:
     assert tuple(f.name for f in dataclasses.fields(Spend)) == COUNTERS
-    reply = ["daily", "5", "6", "1", None, "0", None, "weekly", *[None] * 6]
+    reply = ["daily", "5", "6", "1", None, "0", None, "7", None, "weekly", *[None] * 8]
     assert spend_of(reply) == {
-        "daily": Spend(cost=5, tokens=6, calls=1, held_cost=0, held_tokens=0, unsettled=0),
+        "daily": Spend(
+            cost=5, tokens=6, calls=1, held_cost=0, held_tokens=0, unsettled=0, needed_cost=7
+        ),
         "weekly": Spend(0, 0, 0, 0, 0, 0),
     }
     assert spend_of([]) == {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 
 from agentstack_operator import folding, waking
+from agentstack_operator.budgets import BudgetApi, Ledgers, RedisLedgers
 from agentstack_operator.dispatching import Dispatcher, JobCreator, RedisLanes, TickSink
 from agentstack_operator.finalizing import FinalizerKube
 from agentstack_operator.folding import (
@@ -40,6 +41,7 @@ from .operator_fakes import (
     FakeFleet,
     FakeKube,
     FakeLanes,
+    FakeLedgers,
     FakeResults,
     FakeScheduler,
     FakeStatus,
@@ -51,7 +53,16 @@ STAND_INS: list[tuple[type, type, tuple[type, ...]]] = [
     (
         FakeKube,
         Kube,
-        (JobCreator, StatusSink, EventSink, SecretReader, SecretStore, FinalizerKube, TriggerApi),
+        (
+            JobCreator,
+            StatusSink,
+            EventSink,
+            SecretReader,
+            SecretStore,
+            FinalizerKube,
+            TriggerApi,
+            BudgetApi,
+        ),
     ),
     (FakeLanes, RedisLanes, (TickSink,)),
     (FakeResults, RedisResults, (ResultStream, UsageCounters, ApprovalReader, TickLedger)),
@@ -62,6 +73,7 @@ STAND_INS: list[tuple[type, type, tuple[type, ...]]] = [
     (FakeWakeups, RedisWakeups, (WakeupSource,)),
     (FakeTriggers, TriggerHub, (Triggers,)),
     (FakeCredentials, TickCredentials, (Credentials, Ensures)),
+    (FakeLedgers, RedisLedgers, (Ledgers,)),
 ]
 """(fake, the real class it stands in for, the Protocols the parts under test ask for)."""
 

@@ -47,7 +47,16 @@ from agentstack_core.redis.script import LuaScript
 SEPARATOR = "|"
 """Between a budget, a window and a counter in a spend field: in neither a budget's name
 nor a window id, so every field splits back into its parts."""
-COUNTERS = ("cost", "tokens", "calls", "held_cost", "held_tokens", "unsettled")
+COUNTERS = (
+    "cost",
+    "tokens",
+    "calls",
+    "held_cost",
+    "held_tokens",
+    "unsettled",
+    "needed_cost",
+    "needed_tokens",
+)
 """The counters of one budget's window, in the order the ``ledger_spent`` script
 replies them (:class:`Spend`)."""
 
@@ -119,6 +128,10 @@ class Spend:
     held_tokens: int
     unsettled: int
     """Calls charged at their worst case: their hold expired before a settle came."""
+    needed_cost: int = 0
+    """The largest worst case of a smallest call refused in the window (a hold asked
+    with ``needed``): while less than this is left, no call fits."""
+    needed_tokens: int = 0
 
 
 HoldAnswer = Held | Refused | Stale | Unbudgeted
@@ -138,6 +151,7 @@ class _Hold:
     tokens: int
     now: float
     expires: float
+    needed: bool
 
 
 @dataclass(frozen=True)
@@ -291,6 +305,7 @@ class NamespaceLedger:
         *,
         now: float,
         ttl: float,
+        needed: bool = False,
     ) -> HoldAnswer:
         """Hold a call's worst case (``cost`` nano-dollars, ``tokens``) in ``windows``
         (budget name → window id, one per published budget) until it is settled or
@@ -300,7 +315,10 @@ class NamespaceLedger:
         ``hold_id`` is the caller's, unique per call: asked again with the same id, a
         hold outstanding is :class:`Held` once. One asked again after it was settled or
         expired is a new hold (its call would be charged twice): retry only a hold
-        whose answer was lost, well within its ``ttl``."""
+        whose answer was lost, well within its ``ttl``.
+
+        ``needed``: the call is the smallest the caller could make, so a refusal records
+        its worst case as what the window needs (:attr:`Spend.needed_cost`)."""
         if not hold_id:
             raise ValueError("a hold id is non-empty")
         if ttl <= 0:
@@ -312,6 +330,7 @@ class NamespaceLedger:
             tokens=check_amount("tokens", tokens),
             now=now,
             expires=now + ttl,
+            needed=needed,
         )
         reply = await _HOLD(self.client, args, keys=self.keys)
         return hold_answer(hold_id, reply)

@@ -2,7 +2,7 @@
 -- the namespace, in the window A.windows names for it, if it fits in all of them.
 -- Replies {'held'}, {'refused', budget, window, room cost, room tokens} (a room is nil
 -- where the budget caps nothing of the kind), {'stale', published names…} or
--- {'unbudgeted'}.
+-- {'unbudgeted'}. A.needed: a refusal records the worst case as what the window needs.
 --
 -- Everything is checked and held in this one script, on the one slot of the namespace's
 -- keys: runners on every node and every stack of the namespace pass here one at a time,
@@ -65,6 +65,17 @@ for _, name in ipairs(names) do -- sorted: the budget refused is the same on eve
   local room_cost = room(limits.maxCost, counts[1], counts[2])
   local room_tokens = room(limits.maxTokens, counts[3], counts[4])
   if (room_cost and cost > room_cost) or (room_tokens and tokens > room_tokens) then
+    if A.needed == 'true' then
+      -- The smallest call the caller could make did not fit: the window is starved, and
+      -- stays so while less than this is left (the operator reads it to stop the
+      -- namespace's stacks rather than have every tick start only to be refused).
+      for kind, amount in pairs({needed_cost = cost, needed_tokens = tokens}) do
+        local field = spend_field(name, window, kind)
+        if amount > tonumber(redis.call('HGET', K.spend, field) or '0') then
+          redis.call('HSET', K.spend, field, amount)
+        end
+      end
+    end
     return {'refused', name, window, reported(room_cost), reported(room_tokens)}
   end
 end

@@ -1,0 +1,330 @@
+"""The namespaces' budgets (``AgentBudget``): published to their ledgers, read back,
+reported, and applied to the namespaces' stacks.
+
+Every replica keeps the budgets it watches (:meth:`BudgetKeeper.seen`,
+:meth:`BudgetKeeper.gone`), so a standby that takes over knows them. The leader, every
+:data:`CHECK_SECONDS`:
+
+1. publishes each namespace's budgets to its ledger when they changed (the runners
+   hold each call against what is published there: :mod:`agentstack_core.redis.ledger`);
+2. reads each budget's current window back and weighs it
+   (:func:`~agentstack_core.namespacebudget.standing`);
+3. writes the budget's status when it moved, and posts an Event when its level did
+   (warning, throttled, exceeded, back within budget);
+4. gives each stack of the namespace the verdict of its furthest-spent budget
+   (:attr:`~.stackstate.StackRecord.namespace_budget`): a throttled namespace's stacks
+   wait longer between ticks, an exceeded one's are held (``BudgetExceeded``, naming the
+   budget) until the window rolls over or the budget is raised; then they resume.
+
+The runners, not this loop, keep the budget: the loop only reports and stops scheduling,
+so a slow or absent leader never lets a namespace overspend.
+
+Budgets carry no finalizer: a deleted one is dropped from the ledger by the next turn,
+and nothing is left for ``helm uninstall`` or a namespace's deletion to wait on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agentstack_core.namespacebudget import (
+    BudgetSpec,
+    BudgetSpecError,
+    Level,
+    NamespaceVerdict,
+    Standing,
+    parse_budget,
+    standing,
+    worst,
+)
+from agentstack_core.pricing import format_usd
+from agentstack_core.protocol import RedisClient
+from agentstack_core.reasons import EventReason
+from agentstack_core.redis.ledger import NamespaceLedger, Spend
+from agentstack_operator import metrics
+from agentstack_operator.stackstate import StackRecord, utc_timestamp
+
+logger = logging.getLogger(__name__)
+
+CHECK_SECONDS = 3.0
+"""How often the leader reads every namespace's ledger (a level reached shows within
+this; the runners keep the budget meanwhile)."""
+
+LEVEL_EVENTS: dict[Level, tuple[EventReason, bool]] = {
+    Level.OK: (EventReason.NAMESPACE_BUDGET_OK, False),
+    Level.WARNING: (EventReason.NAMESPACE_BUDGET_WARNING, True),
+    Level.THROTTLED: (EventReason.NAMESPACE_BUDGET_THROTTLED, True),
+    Level.EXCEEDED: (EventReason.NAMESPACE_BUDGET_EXCEEDED, True),
+}
+"""The Event a budget reaching each level posts (its reason, and whether a warning)."""
+
+
+class Ledgers(Protocol):
+    """The namespaces' ledgers in Redis (:class:`RedisLedgers`)."""
+
+    async def publish(self, namespace: str, budgets: Mapping[str, Mapping[str, str]]) -> None: ...
+
+    async def spent(
+        self, namespace: str, windows: Mapping[str, str], *, now: float
+    ) -> dict[str, Spend]: ...
+
+    async def prune(self, namespace: str, keep: Mapping[str, Collection[str]]) -> int: ...
+
+
+class RedisLedgers:
+    def __init__(self, redis: RedisClient) -> None:
+        self.redis = redis
+
+    async def publish(self, namespace: str, budgets: Mapping[str, Mapping[str, str]]) -> None:
+        await NamespaceLedger(self.redis, namespace).publish(budgets)
+
+    async def spent(
+        self, namespace: str, windows: Mapping[str, str], *, now: float
+    ) -> dict[str, Spend]:
+        return await NamespaceLedger(self.redis, namespace).spent(windows, now=now)
+
+    async def prune(self, namespace: str, keep: Mapping[str, Collection[str]]) -> int:
+        return await NamespaceLedger(self.redis, namespace).prune(keep)
+
+
+class BudgetApi(Protocol):
+    """The API server, as the keeper uses it (:class:`~.kube.Kube`)."""
+
+    async def patch_budget_status(self, namespace: str, name: str, body: dict[str, Any]) -> bool:
+        """Merge-patch a budget's status; ``False`` if it is gone."""
+        ...
+
+    async def post_budget_event(
+        self, namespace: str, name: str, uid: str, reason: str, message: str, *, warning: bool
+    ) -> None: ...
+
+
+@dataclass
+class Kept:
+    """One ``AgentBudget`` as the keeper knows it."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: BudgetSpec | None
+    problem: str = ""
+    """Why the spec cannot be kept (empty: it can)."""
+    level: Level | None = None
+    """The level last reported (``None``: none yet)."""
+    written: dict[str, Any] = field(default_factory=dict)
+    """The status last written (rewritten only when it differs)."""
+
+
+def budget_status(
+    kept: Kept, standing_now: Standing | None, spend: Spend | None, window: tuple[str, float, float]
+) -> dict[str, Any]:
+    """The ``/status`` body of a budget, from what its ledger holds."""
+    if kept.spec is None or standing_now is None or spend is None:
+        return {
+            "observedGeneration": kept.generation,
+            "conditions": [_condition("Ready", "False", "InvalidSpec", kept.problem)],
+        }
+    name, start, end = window
+    level = standing_now.level
+    return {
+        "observedGeneration": kept.generation,
+        "level": level.value,
+        "window": name,
+        "windowStart": utc_timestamp(start),
+        "windowEnd": utc_timestamp(end),
+        "spentUSD": format_usd(spend.cost),
+        "tokens": spend.tokens,
+        "calls": spend.calls,
+        "unsettled": spend.unsettled,
+        "percent": standing_now.percent,
+        "conditions": [
+            _condition("Ready", "True", "Kept", "published to the runners' ledger"),
+            *(
+                _condition(
+                    kind.value,
+                    "True" if _reached(level, kind) else "False",
+                    kind.value if _reached(level, kind) else "Below",
+                    standing_now.message if _reached(level, kind) else "",
+                )
+                for kind in (Level.WARNING, Level.THROTTLED, Level.EXCEEDED)
+            ),
+        ],
+    }
+
+
+def _reached(level: Level, threshold: Level) -> bool:
+    order = list(Level)
+    return order.index(level) >= order.index(threshold)
+
+
+def _condition(kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
+    # The transition time is filled in by :meth:`BudgetKeeper._write` from what was
+    # written before (it moves only when the status flips).
+    return {"type": kind, "status": status, "reason": reason, "message": message[:2000]}
+
+
+class BudgetKeeper:
+    """Every namespace's ``AgentBudget`` objects, and the leader's turn over them."""
+
+    def __init__(
+        self,
+        kube: BudgetApi,
+        ledgers: Ledgers,
+        stacks: Callable[[], Iterable[StackRecord]],
+        changed: Callable[[StackRecord, bool], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``stacks``: every stack the operator knows; ``changed(record, resumed)``:
+        called when a stack's verdict changed (``resumed``: it may tick again)."""
+        self.kube, self.ledgers, self.stacks, self.changed = kube, ledgers, stacks, changed
+        self.clock = clock
+        self.budgets: dict[str, dict[str, Kept]] = {}
+        """Namespace → budget name → what is known of it."""
+        self.published: dict[str, dict[str, dict[str, str]]] = {}
+        """Namespace → what its ledger was last given."""
+
+    # -- watch side (every replica) -------------------------------------------------------
+
+    def seen(self, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        try:
+            spec: BudgetSpec | None = parse_budget(name, body.get("spec") or {})
+            problem = ""
+        except (BudgetSpecError, ValueError, TypeError) as exc:
+            spec, problem = None, str(exc)
+        known = self.budgets.setdefault(namespace, {}).get(name)
+        kept = Kept(
+            namespace,
+            name,
+            str(meta.get("uid") or ""),
+            int(meta.get("generation") or 0),
+            spec,
+            problem,
+        )
+        if known is not None and known.uid == kept.uid:
+            kept.level, kept.written = known.level, known.written
+        self.budgets[namespace][name] = kept
+
+    def gone(self, namespace: str, name: str) -> None:
+        self.budgets.get(namespace, {}).pop(name, None)
+
+    # -- the leader's turn ----------------------------------------------------------------
+
+    async def step(self) -> None:
+        """One turn over every namespace with budgets (or whose budgets just went)."""
+        now = self.clock()
+        verdicts: dict[str, NamespaceVerdict] = {}
+        for namespace in sorted({*self.budgets, *self.published}):
+            verdict = await self._keep(namespace, now)
+            if verdict is not None:
+                verdicts[namespace] = verdict
+        self._apply(verdicts)
+
+    async def _keep(self, namespace: str, now: float) -> NamespaceVerdict | None:
+        kept = {n: k for n, k in self.budgets.get(namespace, {}).items() if k.spec is not None}
+        limits = {n: k.spec.ledger_limits() for n, k in kept.items() if k.spec is not None}
+        if self.published.get(namespace) != limits:
+            await self.ledgers.publish(namespace, limits)
+            self.published[namespace] = limits
+        for invalid in self.budgets.get(namespace, {}).values():
+            if invalid.spec is None:
+                await self._write(invalid, budget_status(invalid, None, None, ("", 0, 0)))
+        if not limits:  # its budgets are gone, or none can be kept
+            self.published.pop(namespace, None)
+            if not self.budgets.get(namespace):
+                self.budgets.pop(namespace, None)
+            metrics.keep_namespace_budgets(namespace, ())
+            return None
+        windows = {n: k.spec.window(now) for n, k in kept.items() if k.spec is not None}
+        spent = await self.ledgers.spent(namespace, {n: w.id for n, w in windows.items()}, now=now)
+        standings: dict[str, Standing] = {}
+        for name, budget in kept.items():
+            assert budget.spec is not None
+            window = windows[name]
+            spend = spent.get(name) or Spend(0, 0, 0, 0, 0, 0)
+            standings[name] = now_standing = standing(
+                budget.spec,
+                window,
+                spend.cost,
+                spend.tokens,
+                spend.needed_cost,
+                spend.needed_tokens,
+            )
+            metrics.observe_namespace_budget(namespace, name, spend, now_standing)
+            await self._report(budget, now_standing, spend, (window.id, window.start, window.end))
+        metrics.keep_namespace_budgets(namespace, kept)
+        await self.ledgers.prune(namespace, _windows_to_keep(kept, now))
+        furthest = worst(standings)
+        if furthest is None or furthest[1].level is Level.OK:
+            return None  # nothing for the stacks to do or show
+        name, chosen = furthest
+        spec = kept[name].spec
+        assert spec is not None
+        factor = spec.throttle_factor if chosen.level is Level.THROTTLED else 1.0
+        return NamespaceVerdict(name, chosen.level, chosen.message, factor)
+
+    async def _report(
+        self, kept: Kept, now_standing: Standing, spend: Spend, window: tuple[str, float, float]
+    ) -> None:
+        await self._write(kept, budget_status(kept, now_standing, spend, window))
+        if kept.level is not now_standing.level:
+            first = kept.level is None
+            kept.level = now_standing.level
+            if first and now_standing.level is Level.OK:
+                return  # a new budget within its caps: nothing to tell
+            reason, warning = LEVEL_EVENTS[now_standing.level]
+            await self.kube.post_budget_event(
+                kept.namespace,
+                kept.name,
+                kept.uid,
+                reason,
+                now_standing.message,
+                warning=warning,
+            )
+
+    async def _write(self, kept: Kept, body: dict[str, Any]) -> None:
+        """Write ``body`` as the budget's status if it differs from the last one
+        written, keeping each condition's transition time unless its status flipped."""
+        before = {c["type"]: c for c in kept.written.get("conditions", [])}
+        stamp = utc_timestamp(self.clock())
+        for condition in body.get("conditions", []):
+            previous = before.get(condition["type"])
+            if previous is not None and previous["status"] == condition["status"]:
+                condition["lastTransitionTime"] = previous["lastTransitionTime"]
+            else:
+                condition["lastTransitionTime"] = stamp
+            condition["observedGeneration"] = kept.generation
+        if body == kept.written:
+            return
+        if await self.kube.patch_budget_status(kept.namespace, kept.name, body):
+            kept.written = body
+
+    def _apply(self, verdicts: dict[str, NamespaceVerdict]) -> None:
+        """Give every stack its namespace's verdict; tell who changed."""
+        for record in self.stacks():
+            verdict = verdicts.get(record.ref.namespace)
+            before = record.namespace_budget
+            if verdict == before:
+                continue
+            record.namespace_budget = verdict
+            resumed = before is not None and before.holds and not (verdict and verdict.holds)
+            self.changed(record, resumed)
+
+
+def _windows_to_keep(kept: Mapping[str, Kept], now: float) -> dict[str, list[str]]:
+    """Per budget, the windows whose counters stay: the current one and the one before
+    (read by a runner whose clock is a little behind, and shown until it is gone)."""
+    keep: dict[str, list[str]] = {}
+    for name, budget in kept.items():
+        if budget.spec is None:
+            continue
+        current = budget.spec.window(now)
+        before = budget.spec.window(current.start - 1)
+        keep[name] = [current.id, before.id]
+    return keep
