@@ -15,8 +15,8 @@ the namespace's one slot (:class:`~agentstack_core.keys.NamespaceKeys`):
    charged (one call more in every window it held against).
 
 Since every call's worst case is held before it starts, concurrent runners never
-overspend a budget together; only a settle beyond its own worst case (a provider that
-counted more than the bound) can take a window past its limit, by that excess. A hold
+overspend a budget together; only settles beyond their own worst case (a provider that
+counted more than the bound) can take a window past its limit, by their excess. A hold
 whose runner died mid-call expires, and is charged at its worst case (``unsettled``
 counts those): the provider may have billed the call.
 
@@ -300,7 +300,12 @@ class NamespaceLedger:
         ``hold_id`` is the caller's, unique per call: asked again with the same id, a
         hold outstanding is :class:`Held` once. One asked again after it was settled or
         expired is a new hold (its call would be charged twice): retry only a hold
-        whose answer was lost, well within its ``ttl``."""
+        whose answer was lost, well within its ``ttl``.
+
+        With confirmed commits (:mod:`.durability`) a hold the replicas did not confirm
+        raises :class:`~.errors.NotDurableError`: the call must not be made. If the hold
+        outlived the failover it expires and is charged at its worst case — more than
+        was spent, never less."""
         if not hold_id:
             raise ValueError("a hold id is non-empty")
         if ttl <= 0:
