@@ -251,8 +251,8 @@ class NamespaceKeys:
     checked against every budget of the namespace in one script. A stack's tag is
     ``{<namespace>/<name>}`` and Kubernetes names never contain ``:``, so no stack's key
     shares it, and the glob a tenant's tick pod is granted (:func:`namespace_pattern`,
-    ``{<namespace>/*``) never matches it: a tenant's runner credentials cannot reset
-    the namespace's spending; only the platform's runners and the operator write here.
+    ``{<namespace>/*``) never matches it: credentials confined to a tenant's stacks
+    give no way to rewrite what the namespace has spent.
     """
 
     namespace: str

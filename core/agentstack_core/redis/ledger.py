@@ -15,8 +15,8 @@ the namespace's one slot (:class:`~agentstack_core.keys.NamespaceKeys`):
    charged (one call more in every window it held against).
 
 Since every call's worst case is held before it starts, concurrent runners never
-overspend a budget together; only a settle beyond its own worst case (a provider that
-counted more than the bound) can take a window past its limit, by that excess. A hold
+overspend a budget together; only settles beyond their own worst case (a provider that
+counted more than the bound) can take a window past its limit, by their excess. A hold
 whose runner died mid-call expires, and is charged at its worst case (``unsettled``
 counts those): the provider may have billed the call.
 
@@ -318,7 +318,12 @@ class NamespaceLedger:
         whose answer was lost, well within its ``ttl``.
 
         ``needed``: the call is the smallest the caller could make, so a refusal records
-        its worst case as what the window needs (:attr:`Spend.needed_cost`)."""
+        its worst case as what the window needs (:attr:`Spend.needed_cost`).
+
+        With confirmed commits (:mod:`.durability`) a hold the replicas did not confirm
+        raises :class:`~.errors.NotDurableError`: the call must not be made. If the hold
+        outlived the failover it expires and is charged at its worst case — more than
+        was spent, never less."""
         if not hold_id:
             raise ValueError("a hold id is non-empty")
         if ttl <= 0:
