@@ -22,7 +22,7 @@ Everything here is pure: the clock is an argument.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -83,6 +83,15 @@ class BudgetSpec:
     warn_percent: int = DEFAULT_WARN_PERCENT
     throttle_percent: int = DEFAULT_THROTTLE_PERCENT
     throttle_factor: float = DEFAULT_THROTTLE_FACTOR
+    max_stacks: int | None = None
+    """AgentStacks the namespace may hold (kept by a ResourceQuota)."""
+    max_ticks_per_second: float | None = None
+    """Ticks per second the namespace's interval stacks may ask for together."""
+
+    @property
+    def caps(self) -> bool:
+        """Whether it caps spending (a quota-only budget has nothing for the ledger)."""
+        return self.max_cost is not None or self.max_tokens is not None
 
     def window(self, now: float) -> Window:
         """The window ``now`` falls in."""
@@ -137,8 +146,12 @@ def parse_budget(name: str, spec: Mapping[str, Any]) -> BudgetSpec:
     schema cannot say; :class:`BudgetSpecError` names the problem."""
     cost = spec.get("maxCostUSD")
     tokens = spec.get("maxTokens")
-    if cost is None and tokens is None:
-        raise BudgetSpecError("spec.maxCostUSD or spec.maxTokens must be set")
+    quota = spec.get("quota") or {}
+    if cost is None and tokens is None and not quota:
+        raise BudgetSpecError("spec.maxCostUSD, spec.maxTokens or spec.quota must be set")
+    rate = quota.get("maxTicksPerSecond")
+    if rate is not None and float(rate) <= 0:
+        raise BudgetSpecError("spec.quota.maxTicksPerSecond must be above 0")
     window = spec.get("window") or {}
     seconds = window.get("seconds")
     period = None if seconds is not None else Period(window.get("calendar", Period.MONTH))
@@ -167,6 +180,8 @@ def parse_budget(name: str, spec: Mapping[str, Any]) -> BudgetSpec:
         warn_percent=warn,
         throttle_percent=throttle,
         throttle_factor=float(thresholds.get("throttleFactor", DEFAULT_THROTTLE_FACTOR)),
+        max_stacks=None if quota.get("maxStacks") is None else int(quota["maxStacks"]),
+        max_ticks_per_second=None if rate is None else float(rate),
     )
 
 
@@ -262,3 +277,14 @@ class NamespaceVerdict:
     def holds(self) -> bool:
         """Whether the namespace's stacks may not tick (a budget is exceeded)."""
         return self.level is Level.EXCEEDED
+
+
+def quota_factor(budget: BudgetSpec, rates: Sequence[float]) -> float:
+    """How many times longer every interval stack of the namespace must wait for their
+    ``rates`` (ticks per second each asks for) to fit in ``budget``'s quota together
+    (1: they fit). One factor for all: no stack is starved to make room for another."""
+    limit = budget.max_ticks_per_second
+    asked = sum(rates)
+    if limit is None or asked <= limit:
+        return 1.0
+    return asked / limit

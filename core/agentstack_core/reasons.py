@@ -190,6 +190,9 @@ class ConditionReason(StrEnum):
     NAMESPACE_BUDGET_THROTTLED = "NamespaceBudgetThrottled"
     """``BudgetExceeded`` False: the namespace's budget passed its throttle threshold:
     the stack waits longer between ticks."""
+    NAMESPACE_QUOTA_THROTTLED = "NamespaceQuotaThrottled"
+    """``BudgetExceeded`` False: the namespace's stacks ask for more ticks per second
+    than its ``AgentBudget``'s quota: every interval is stretched by the same factor."""
     TOOL_SERVER_UNAVAILABLE = "ToolServerUnavailable"
     """``ToolsDegraded``: the last tick could not use a tool server."""
     TOOL_SERVERS_ANSWERING = "ToolServersAnswering"

@@ -487,6 +487,11 @@ class ControlPlane(Service):
                 f"--root-ca-file={self.ca_path}",
                 "--use-service-account-credentials=true",
                 f"--controllers={','.join(self._controllers())}",
+                # A quota of a CRD made just before it (an AgentBudget's maxStacks on a
+                # fresh plane) is counted only once the quota monitor has discovered the
+                # CRD (every 30 s) and the quota is synced again: every 5 min by default,
+                # refusing every stack ("status unknown for quota") until then.
+                "--resource-quota-sync-period=10s",
                 "--leader-elect=false",
                 "--profiling=false",
             ],

@@ -38,6 +38,7 @@ from agentstack_core.namespacebudget import (
     NamespaceVerdict,
     Standing,
     parse_budget,
+    quota_factor,
     standing,
     worst,
 )
@@ -102,6 +103,12 @@ class BudgetApi(Protocol):
         self, namespace: str, name: str, uid: str, reason: str, message: str, *, warning: bool
     ) -> None: ...
 
+    async def keep_stack_quota(
+        self, namespace: str, name: str, owner: tuple[str, str], max_stacks: int | None
+    ) -> None:
+        """Keep (or, with ``None``, delete) the ResourceQuota capping the stacks."""
+        ...
+
 
 @dataclass
 class Kept:
@@ -118,6 +125,8 @@ class Kept:
     """The level last reported (``None``: none yet)."""
     written: dict[str, Any] = field(default_factory=dict)
     """The status last written (rewritten only when it differs)."""
+    quota_written: tuple[int | None] | None = None
+    """The ``maxStacks`` its ResourceQuota was last written with (``None``: not yet)."""
 
 
 def budget_status(
@@ -209,6 +218,7 @@ class BudgetKeeper:
         )
         if known is not None and known.uid == kept.uid:
             kept.level, kept.written = known.level, known.written
+            kept.quota_written = known.quota_written
         self.budgets[namespace][name] = kept
 
     def gone(self, namespace: str, name: str) -> None:
@@ -227,24 +237,48 @@ class BudgetKeeper:
         self._apply(verdicts)
 
     async def _keep(self, namespace: str, now: float) -> NamespaceVerdict | None:
-        kept = {n: k for n, k in self.budgets.get(namespace, {}).items() if k.spec is not None}
-        limits = {n: k.spec.ledger_limits() for n, k in kept.items() if k.spec is not None}
-        if self.published.get(namespace) != limits:
+        """Publish, read back and report the namespace's budgets, keep their quotas;
+        the verdict for its stacks (``None``: nothing holds or stretches them)."""
+        budgets = self.budgets.get(namespace, {})
+        kept = {n: k for n, k in budgets.items() if k.spec is not None}
+        capped = {n: k for n, k in kept.items() if k.spec is not None and k.spec.caps}
+        limits = {n: k.spec.ledger_limits() for n, k in capped.items() if k.spec is not None}
+        if self.published.get(namespace, {}) != limits:
             await self.ledgers.publish(namespace, limits)
             self.published[namespace] = limits
-        for invalid in self.budgets.get(namespace, {}).values():
+        for invalid in budgets.values():
             if invalid.spec is None:
                 await self._write(invalid, budget_status(invalid, None, None, ("", 0, 0)))
-        if not limits:  # its budgets are gone, or none can be kept
+        for budget in kept.values():
+            await self._keep_quota(budget)
+        if not limits:
             self.published.pop(namespace, None)
-            if not self.budgets.get(namespace):
-                self.budgets.pop(namespace, None)
-            metrics.keep_namespace_budgets(namespace, ())
-            return None
-        windows = {n: k.spec.window(now) for n, k in kept.items() if k.spec is not None}
+        if not budgets:
+            self.budgets.pop(namespace, None)
+        standings = await self._standings(namespace, capped, now)
+        metrics.keep_namespace_budgets(namespace, capped)
+        stretch, why = self._quota_stretch(namespace, kept)
+        furthest = worst(standings)
+        if furthest is None or furthest[1].level is Level.OK:
+            # Within its caps: only a quota of ticks may stretch the stacks.
+            return NamespaceVerdict(why[0], Level.OK, why[1], stretch) if stretch > 1 else None
+        name, chosen = furthest
+        spec = kept[name].spec
+        assert spec is not None
+        factor = spec.throttle_factor if chosen.level is Level.THROTTLED else 1.0
+        message = chosen.message + (f"; {why[1]}" if stretch > 1 else "")
+        return NamespaceVerdict(name, chosen.level, message, max(factor, stretch))
+
+    async def _standings(
+        self, namespace: str, capped: Mapping[str, Kept], now: float
+    ) -> dict[str, Standing]:
+        """Each capping budget's current window as its ledger counts it (reported)."""
+        if not capped:
+            return {}
+        windows = {n: k.spec.window(now) for n, k in capped.items() if k.spec is not None}
         spent = await self.ledgers.spent(namespace, {n: w.id for n, w in windows.items()}, now=now)
         standings: dict[str, Standing] = {}
-        for name, budget in kept.items():
+        for name, budget in capped.items():
             assert budget.spec is not None
             window = windows[name]
             spend = spent.get(name) or Spend(0, 0, 0, 0, 0, 0)
@@ -258,16 +292,47 @@ class BudgetKeeper:
             )
             metrics.observe_namespace_budget(namespace, name, spend, now_standing)
             await self._report(budget, now_standing, spend, (window.id, window.start, window.end))
-        metrics.keep_namespace_budgets(namespace, kept)
-        await self.ledgers.prune(namespace, _windows_to_keep(kept, now))
-        furthest = worst(standings)
-        if furthest is None or furthest[1].level is Level.OK:
-            return None  # nothing for the stacks to do or show
-        name, chosen = furthest
-        spec = kept[name].spec
-        assert spec is not None
-        factor = spec.throttle_factor if chosen.level is Level.THROTTLED else 1.0
-        return NamespaceVerdict(name, chosen.level, chosen.message, factor)
+        await self.ledgers.prune(namespace, _windows_to_keep(capped, now))
+        return standings
+
+    async def _keep_quota(self, kept: Kept) -> None:
+        """The budget's ResourceQuota of stacks, written when its ``maxStacks`` changed
+        (and once by each new leader)."""
+        assert kept.spec is not None
+        wanted = kept.spec.max_stacks
+        if kept.quota_written == (wanted,):
+            return
+        await self.kube.keep_stack_quota(
+            kept.namespace, quota_name(kept.name), (kept.name, kept.uid), wanted
+        )
+        kept.quota_written = (wanted,)
+
+    def _quota_stretch(
+        self, namespace: str, kept: Mapping[str, Kept]
+    ) -> tuple[float, tuple[str, str]]:
+        """How much longer the namespace's stacks must wait for their ticks to fit every
+        budget's ``maxTicksPerSecond`` together, and (budget, message) saying why."""
+        rates = [
+            1.0 / record.requested_interval
+            for record in self.stacks()
+            if record.ref.namespace == namespace
+            and record.should_tick
+            and record.calendar is None
+            and record.requested_interval > 0
+        ]
+        stretch, why = 1.0, ("", "")
+        for name, budget in sorted(kept.items()):
+            assert budget.spec is not None
+            factor = quota_factor(budget.spec, rates)
+            if factor > stretch:
+                stretch = factor
+                why = (
+                    name,
+                    f"AgentBudget {name}: the namespace's stacks ask for {sum(rates):.3g} "
+                    f"ticks/s, its quota allows {budget.spec.max_ticks_per_second:g}: "
+                    f"every interval stretched {factor:.3g}x",
+                )
+        return stretch, why
 
     async def _report(
         self, kept: Kept, now_standing: Standing, spend: Spend, window: tuple[str, float, float]
@@ -315,6 +380,11 @@ class BudgetKeeper:
             record.namespace_budget = verdict
             resumed = before is not None and before.holds and not (verdict and verdict.holds)
             self.changed(record, resumed)
+
+
+def quota_name(budget: str) -> str:
+    """The ResourceQuota that keeps a budget's ``maxStacks``."""
+    return f"agentbudget-{budget}"
 
 
 def _windows_to_keep(kept: Mapping[str, Kept], now: float) -> dict[str, list[str]]:

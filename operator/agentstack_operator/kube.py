@@ -17,6 +17,7 @@ a renewal must never wait for one behind a burst of Events.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
@@ -34,6 +35,7 @@ from agentstack_core.kube.paths import (
     lease_path,
     pods_path,
     resource_path,
+    resource_quota_path,
     secret_path,
 )
 from agentstack_core.kube.reviews import (
@@ -45,7 +47,7 @@ from agentstack_core.kube.reviews import (
     subject_access_review,
 )
 from agentstack_core.kube.stacks import stack_path
-from agentstack_core.resource import BUDGET_KIND, BUDGET_PLURAL, GROUP, KIND, VERSION
+from agentstack_core.resource import BUDGET_KIND, BUDGET_PLURAL, GROUP, KIND, PLURAL, VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +115,40 @@ class Kube:
         except NotFoundError:
             return False
         return True
+
+    async def keep_stack_quota(
+        self, namespace: str, name: str, owner: tuple[str, str], max_stacks: int | None
+    ) -> None:
+        """Keep the ResourceQuota ``name`` that caps the namespace's AgentStacks at
+        ``max_stacks`` (``None``: delete it), owned by the AgentBudget ``owner`` (its
+        name and uid: deleting the budget deletes the quota)."""
+        path = resource_quota_path(namespace, name)
+        if max_stacks is None:
+            with contextlib.suppress(NotFoundError):
+                await self.client.delete(path)
+            return
+        body = {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": COMPONENT},
+                "ownerReferences": [
+                    {
+                        "apiVersion": f"{GROUP}/{VERSION}",
+                        "kind": BUDGET_KIND,
+                        "name": owner[0],
+                        "uid": owner[1],
+                    }
+                ],
+            },
+            "spec": {"hard": {f"count/{PLURAL}.{GROUP}": str(max_stacks)}},
+        }
+        try:
+            await self.client.create(resource_quota_path(namespace), body)
+        except ConflictError:
+            await self.client.merge_patch(path, {"spec": body["spec"]})
 
     async def post_budget_event(
         self, namespace: str, name: str, uid: str, reason: str, message: str, *, warning: bool

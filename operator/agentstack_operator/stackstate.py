@@ -240,21 +240,26 @@ class StackRecord:
 
     @property
     def interval(self) -> float:
-        """The interval in force, after idle and failure back-off (a scheduled stack's
-        is its schedule's usual gap, stretched the same way)."""
+        """The interval in force: the one the stack asks for, stretched by its
+        namespace's budget or quota when they throttle it (:mod:`.budgets`)."""
+        verdict = self.namespace_budget
+        return self.requested_interval * (verdict.factor if verdict is not None else 1.0)
+
+    @property
+    def requested_interval(self) -> float:
+        """The interval after idle and failure back-off (a scheduled stack's is its
+        schedule's usual gap, stretched the same way)."""
         calendar = self.calendar
         if calendar is not None:
             base = calendar.usual_gap
         else:
             base = (self.spec or DEFAULTS).tick_interval_seconds
-        interval = effective_interval(
+        return effective_interval(
             base,
             idle_streak=self.usage.idle,
             failures=self.usage.failures,
             idle=self.idle_backoff,
         )
-        throttled = self.namespace_budget
-        return interval * throttled.factor if throttled is not None else interval
 
     @property
     def extra_wait(self) -> float:
@@ -542,6 +547,8 @@ def _budget(record: StackRecord) -> Wanted:
     if record.budget_message:
         return ("True", ConditionReason.BUDGET_SPENT, record.budget_message)
     verdict = record.namespace_budget
+    if verdict is not None and verdict.level is Level.OK and verdict.factor > 1:
+        return ("False", ConditionReason.NAMESPACE_QUOTA_THROTTLED, verdict.message)
     if verdict is None or verdict.level is Level.OK:
         return ("False", ConditionReason.WITHIN_BUDGET, "")
     return (

@@ -373,6 +373,66 @@ def test_crd_upgrade_path_is_the_documented_one(
     assert _printer_columns(control_plane) == before
 
 
+def test_the_api_server_refuses_a_stack_faster_than_its_namespace_quota(
+    helm: Helm, k8s_api: client.ApiClient, crd: str, namespace: str
+) -> None:
+    """The chart's ValidatingAdmissionPolicy reads the namespace's AgentBudget as its
+    parameter: a stack that alone asks for more ticks per second is refused by the API
+    server; one within the quota, and any stack of a namespace without a budget, pass."""
+    custom = client.CustomObjectsApi(k8s_api)
+    release = f"vap-{secrets.token_hex(3)}"
+    tenant = _create_namespace(k8s_api, "quota")
+    free = _create_namespace(k8s_api, "free")
+
+    def stack(where: str, name: str, interval: float) -> None:
+        custom.create_namespaced_custom_object(
+            "agentstack.dev",
+            "v1alpha1",
+            where,
+            "agentstacks",
+            {
+                "apiVersion": "agentstack.dev/v1alpha1",
+                "kind": "AgentStack",
+                "metadata": {"name": name},
+                "spec": {"goal": "g", "tickIntervalSeconds": interval},
+            },
+        )
+
+    def refused(name: str) -> str | None:
+        try:
+            stack(tenant, name, 1)
+        except ApiException as exc:
+            return str(exc.body) if exc.status == 403 else None
+        custom.delete_namespaced_custom_object(
+            "agentstack.dev", "v1alpha1", tenant, "agentstacks", name
+        )
+        return None  # the policy is not in force yet: try again
+
+    helm.install(release, namespace)
+    try:
+        custom.create_namespaced_custom_object(
+            "agentstack.dev",
+            "v1alpha1",
+            tenant,
+            "agentbudgets",
+            {
+                "apiVersion": "agentstack.dev/v1alpha1",
+                "kind": "AgentBudget",
+                "metadata": {"name": "rate"},
+                "spec": {"quota": {"maxTicksPerSecond": 0.5}},
+            },
+        )
+        body = eventually(lambda: refused("too-fast"), "the policy to refuse a fast stack")
+        assert "AgentBudget rate allows the namespace 0.5 ticks per second" in body, body
+        assert "a stack ticking every 1 s asks for more on its own" in body, body
+        stack(tenant, "within", 2)
+        stack(free, "anything", 1)
+    finally:
+        helm.uninstall(release, namespace)
+        _delete_namespace(k8s_api, tenant)
+        _delete_namespace(k8s_api, free)
+
+
 def test_values_are_documented_key_by_key_and_closed_by_the_schema() -> None:
     lines = (CHART / "values.yaml").read_text().splitlines()
     undocumented = [

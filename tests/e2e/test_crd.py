@@ -190,7 +190,8 @@ def test_a_budget_gets_its_defaults_from_the_api_server(
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"window": {"calendar": "Day"}}, "set maxCostUSD or maxTokens"),
+        ({"window": {"calendar": "Day"}}, "set maxCostUSD, maxTokens or quota"),
+        ({"quota": {"maxTicksPerSecond": 0}}, "should be greater than 0"),
         ({"maxCostUSD": -1}, "should be greater than or equal to 0"),
         ({"maxTokens": 5, "window": {"calendar": "Year"}}, "Unsupported value"),
         ({"maxTokens": 5, "window": {"calendar": "Day", "seconds": 60}}, "not both"),

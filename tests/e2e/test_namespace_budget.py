@@ -142,3 +142,61 @@ def test_a_spent_namespace_stops_every_stack_and_resumes_when_its_window_rolls_o
             stacks.wait_condition(name, "BudgetExceeded", "False", "WithinBudget", timeout=30)
     finally:
         core.delete_namespace(other)
+
+
+@pytest.mark.timeout(180)
+def test_a_quota_caps_the_stacks_at_admission_and_stretches_their_ticks_together(
+    running_fleet: Fleet,
+    k8s_api: client.ApiClient,
+    redis_reader: redis.Redis,
+    namespace: str,
+) -> None:
+    """``quota.maxStacks`` becomes a ResourceQuota the operator keeps, so the API server
+    refuses the stack too many; ``quota.maxTicksPerSecond`` stretches every interval of
+    the namespace by the factor their sum asks for."""
+    core = client.CoreV1Api(k8s_api)
+    _create_budget(k8s_api, namespace, "quota", {"quota": {"maxStacks": 3, "maxTicksPerSecond": 1}})
+    kept = eventually(
+        lambda: _enforced_quota(core, namespace, "agentbudget-quota"),
+        "the operator's ResourceQuota to be in force",
+        timeout=60,
+    )
+    assert kept.spec.hard == {"count/agentstacks.agentstack.dev": "3"}
+    assert kept.metadata.owner_references[0].kind == "AgentBudget"
+    stacks = Stacks(k8s_api, namespace, redis_reader)
+    for name in ("a", "b", "c"):
+        stacks.create(name, tickIntervalSeconds=2)
+    with pytest.raises(client.ApiException) as refused:
+        stacks.create("d", tickIntervalSeconds=2)
+    assert refused.value.status == 403
+    assert "exceeded quota: agentbudget-quota" in str(refused.value.body)
+    # Three stacks every 2 s ask for 1.5 ticks/s; the quota allows 1: each waits 3 s.
+    for name in ("a", "b", "c"):
+        stretched = stacks.wait_condition(
+            name, "BudgetExceeded", "False", "NamespaceQuotaThrottled", timeout=30
+        )
+        assert "every interval stretched 1.5x" in stretched["message"]
+        eventually(
+            lambda name=name: (
+                True if stacks.status(name).get("effectiveIntervalSeconds") == 3 else None
+            ),
+            f"{name}'s interval to be stretched",
+            timeout=30,
+        )
+
+
+def _enforced_quota(
+    core: client.CoreV1Api, namespace: str, name: str
+) -> client.V1ResourceQuota | None:
+    """The ResourceQuota once the controller has counted what it caps (before that,
+    admission refuses every stack: "status unknown for quota")."""
+    try:
+        quota = core.read_namespaced_resource_quota(name, namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    counted = quota.status is not None and "count/agentstacks.agentstack.dev" in (
+        quota.status.used or {}
+    )
+    return quota if counted else None

@@ -105,6 +105,15 @@ class FakeKube:
         self.budget_status[(namespace, name)] = body
         return True
 
+    async def keep_stack_quota(
+        self, namespace: str, name: str, owner: tuple[str, str], max_stacks: int | None
+    ) -> None:
+        self.quota_writes += 1
+        if max_stacks is None:
+            self.quotas.pop((namespace, name), None)
+        else:
+            self.quotas[(namespace, name)] = (owner, max_stacks)
+
     async def post_budget_event(
         self, namespace: str, name: str, uid: str, reason: str, message: str, *, warning: bool
     ) -> None:
@@ -115,6 +124,8 @@ class FakeKube:
         self.job_error: Exception | None = None
         self.budget_status: dict[tuple[str, str], dict[str, Any]] = {}
         self.budget_writes = 0
+        self.quotas: dict[tuple[str, str], tuple[tuple[str, str], int]] = {}
+        self.quota_writes = 0
         self.budget_events: list[tuple[str, str, str, bool]] = []
         self.patches: list[tuple[StackRef, dict[str, Any]]] = []
         self.missing: set[StackRef] = set()

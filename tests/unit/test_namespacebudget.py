@@ -19,6 +19,7 @@ from agentstack_core.namespacebudget import (
     calendar_window,
     limits_window,
     parse_budget,
+    quota_factor,
     standing,
     worst,
 )
@@ -93,7 +94,7 @@ def test_a_runner_names_the_window_the_operator_does(raw: dict[str, object]) -> 
 @pytest.mark.parametrize(
     ("raw", "problem"),
     [
-        ({"window": {"calendar": "Day"}}, "maxCostUSD or spec.maxTokens"),
+        ({"window": {"calendar": "Day"}}, "maxTokens or spec.quota must be set"),
         ({"maxTokens": 5, "window": {"timeZone": "Mars/Olympus"}}, "unknown time zone"),
         ({"maxTokens": 5, "window": {"seconds": 5}}, "at least 30"),
         ({"maxTokens": 5, "thresholds": {"warnPercent": 95, "throttlePercent": 90}}, "<="),
@@ -140,3 +141,11 @@ def test_the_namespace_follows_its_furthest_budget() -> None:
     assert worst({"a": ok, "b": warned}) == ("b", warned)
     assert worst({"c": exceeded, "b": warned, "a": ok}) == ("c", exceeded)
     assert worst({}) is None
+
+
+def test_a_quota_of_ticks_stretches_every_interval_by_the_same_factor() -> None:
+    budget = parse_budget("q", {"quota": {"maxTicksPerSecond": 2, "maxStacks": 5}})
+    assert (budget.caps, budget.max_stacks) == (False, 5)
+    assert quota_factor(budget, [0.5, 0.5, 1.0]) == 1.0
+    assert quota_factor(budget, [1.0] * 5) == 2.5
+    assert quota_factor(parse_budget("c", {"maxTokens": 1}), [100.0]) == 1.0

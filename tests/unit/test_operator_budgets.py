@@ -7,6 +7,7 @@ gets (held, throttled, resumed). The ledger itself is tested against real Redis
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -14,6 +15,7 @@ from agentstack_core.keys import StackRef
 from agentstack_core.namespacebudget import Level
 from agentstack_core.pricing import nanos
 from agentstack_core.redis.ledger import Spend
+from agentstack_core.spec import parse_spec
 from agentstack_operator.budgets import BudgetKeeper
 from agentstack_operator.stackstate import StackRecord, conditions_for, phase_for
 from tests.unit.operator_fakes import FakeKube, FakeLedgers
@@ -165,3 +167,32 @@ async def test_a_budget_the_operator_cannot_keep_says_why_and_is_not_published(
     assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "InvalidSpec")
     assert "unknown time zone" in ready["message"]
     assert world.records[StackRef("team-a", "one")].namespace_budget is None
+
+
+async def test_a_quota_of_stacks_is_a_resource_quota_owned_by_its_budget(world: World) -> None:
+    world.keeper.seen(_budget("team-a", "monthly", {"maxCostUSD": 10, "quota": {"maxStacks": 3}}))
+    await world.keeper.step()
+    await world.keeper.step()
+    assert world.api.quotas == {("team-a", "agentbudget-monthly"): (("monthly", "uid-monthly"), 3)}
+    assert world.api.quota_writes == 1  # unchanged: not written again
+    world.keeper.seen(_budget("team-a", "monthly", {"maxCostUSD": 10}, generation=2))
+    await world.keeper.step()
+    assert world.api.quotas == {}
+
+
+async def test_a_quota_of_ticks_stretches_every_stack_of_the_namespace_alike(
+    world: World,
+) -> None:
+    """Three stacks (two here, one elsewhere) at the default interval; the namespace may
+    ask for half of what its two ask for together."""
+    one, two, other = world.records.values()
+    for record in world.records.values():
+        record.spec = parse_spec({"goal": "g", "tickIntervalSeconds": 10})
+    world.keeper.seen(_budget("team-a", "rate", {"quota": {"maxTicksPerSecond": 0.1}}))
+    await world.keeper.step()
+    assert world.ledgers.published.get("team-a", {}) == {"monthly": ANY}  # quota: no ledger
+    assert (one.interval, two.interval, other.interval) == (20, 20, 10)
+    budget = {c["type"]: c for c in conditions_for(one, NOW)}["BudgetExceeded"]
+    assert (budget["status"], budget["reason"]) == ("False", "NamespaceQuotaThrottled")
+    assert "0.2 ticks/s, its quota allows 0.1: every interval stretched 2x" in budget["message"]
+    assert one.hold is None

@@ -35,6 +35,11 @@ def secret_path(namespace: str, name: str | None = None) -> str:
     return resource_path("", "v1", "secrets", namespace=namespace, name=name)
 
 
+def resource_quota_path(namespace: str, name: str | None = None) -> str:
+    """The ResourceQuotas of ``namespace``, or the one named ``name``."""
+    return resource_path("", "v1", "resourcequotas", namespace=namespace, name=name)
+
+
 def events_path(namespace: str) -> str:
     return resource_path("", "v1", "events", namespace=namespace)
 
