@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,6 +37,7 @@ from agentstack_core.namespacebudget import (
     Level,
     NamespaceVerdict,
     Standing,
+    Window,
     parse_budget,
     quota_factor,
     standing,
@@ -129,28 +130,43 @@ class Kept:
     """The ``maxStacks`` its ResourceQuota was last written with (``None``: not yet)."""
 
 
-def budget_status(
-    kept: Kept, standing_now: Standing | None, spend: Spend | None, window: tuple[str, float, float]
-) -> dict[str, Any]:
-    """The ``/status`` body of a budget, from what its ledger holds."""
-    if kept.spec is None or standing_now is None or spend is None:
+@dataclass(frozen=True)
+class Reading:
+    """A capping budget's current window as its ledger counts it."""
+
+    standing: Standing
+    spend: Spend
+    window: Window
+
+
+def budget_status(kept: Kept, stacks: int, reading: Reading | None) -> dict[str, Any]:
+    """The ``/status`` body of a budget covering ``stacks`` stacks: its spend and level
+    when it caps spending (``reading``), else that it is kept (a quota alone) or why it
+    cannot be."""
+    if kept.spec is None:
         return {
             "observedGeneration": kept.generation,
             "conditions": [_condition("Ready", "False", "InvalidSpec", kept.problem)],
         }
-    name, start, end = window
-    level = standing_now.level
+    if reading is None:
+        return {
+            "observedGeneration": kept.generation,
+            "stacks": stacks,
+            "conditions": [_condition("Ready", "True", "Kept", "a quota, with no spending cap")],
+        }
+    level, spend, window = reading.standing.level, reading.spend, reading.window
     return {
         "observedGeneration": kept.generation,
+        "stacks": stacks,
         "level": level.value,
-        "window": name,
-        "windowStart": utc_timestamp(start),
-        "windowEnd": utc_timestamp(end),
+        "window": window.id,
+        "windowStart": utc_timestamp(window.start),
+        "windowEnd": utc_timestamp(window.end),
         "spentUSD": format_usd(spend.cost),
         "tokens": spend.tokens,
         "calls": spend.calls,
         "unsettled": spend.unsettled,
-        "percent": standing_now.percent,
+        "percent": reading.standing.percent,
         "conditions": [
             _condition("Ready", "True", "Kept", "published to the runners' ledger"),
             *(
@@ -158,7 +174,7 @@ def budget_status(
                     kind.value,
                     "True" if _reached(level, kind) else "False",
                     kind.value if _reached(level, kind) else "Below",
-                    standing_now.message if _reached(level, kind) else "",
+                    reading.standing.message if _reached(level, kind) else "",
                 )
                 for kind in (Level.WARNING, Level.THROTTLED, Level.EXCEEDED)
             ),
@@ -229,14 +245,19 @@ class BudgetKeeper:
     async def step(self) -> None:
         """One turn over every namespace with budgets (or whose budgets just went)."""
         now = self.clock()
+        members: dict[str, list[StackRecord]] = {}
+        for record in self.stacks():  # once per turn: a namespace's stacks are a lookup
+            members.setdefault(record.ref.namespace, []).append(record)
         verdicts: dict[str, NamespaceVerdict] = {}
         for namespace in sorted({*self.budgets, *self.published}):
-            verdict = await self._keep(namespace, now)
+            verdict = await self._keep(namespace, members.get(namespace, []), now)
             if verdict is not None:
                 verdicts[namespace] = verdict
         self._apply(verdicts)
 
-    async def _keep(self, namespace: str, now: float) -> NamespaceVerdict | None:
+    async def _keep(
+        self, namespace: str, stacks: Sequence[StackRecord], now: float
+    ) -> NamespaceVerdict | None:
         """Publish, read back and report the namespace's budgets, keep their quotas;
         the verdict for its stacks (``None``: nothing holds or stretches them)."""
         budgets = self.budgets.get(namespace, {})
@@ -246,18 +267,19 @@ class BudgetKeeper:
         if self.published.get(namespace, {}) != limits:
             await self.ledgers.publish(namespace, limits)
             self.published[namespace] = limits
-        for invalid in budgets.values():
-            if invalid.spec is None:
-                await self._write(invalid, budget_status(invalid, None, None, ("", 0, 0)))
+        covered = len(stacks)
+        for budget in budgets.values():
+            if budget.spec is None or not budget.spec.caps:
+                await self._write(budget, budget_status(budget, covered, None))
         for budget in kept.values():
             await self._keep_quota(budget)
         if not limits:
             self.published.pop(namespace, None)
         if not budgets:
             self.budgets.pop(namespace, None)
-        standings = await self._standings(namespace, capped, now)
+        standings = await self._standings(namespace, capped, covered, now)
         metrics.keep_namespace_budgets(namespace, capped)
-        stretch, why = self._quota_stretch(namespace, kept)
+        stretch, why = _quota_stretch(stacks, kept)
         furthest = worst(standings)
         if furthest is None or furthest[1].level is Level.OK:
             # Within its caps: only a quota of ticks may stretch the stacks.
@@ -270,7 +292,7 @@ class BudgetKeeper:
         return NamespaceVerdict(name, chosen.level, message, max(factor, stretch))
 
     async def _standings(
-        self, namespace: str, capped: Mapping[str, Kept], now: float
+        self, namespace: str, capped: Mapping[str, Kept], covered: int, now: float
     ) -> dict[str, Standing]:
         """Each capping budget's current window as its ledger counts it (reported)."""
         if not capped:
@@ -291,7 +313,7 @@ class BudgetKeeper:
                 spend.needed_tokens,
             )
             metrics.observe_namespace_budget(namespace, name, spend, now_standing)
-            await self._report(budget, now_standing, spend, (window.id, window.start, window.end))
+            await self._report(budget, covered, Reading(now_standing, spend, window))
         await self.ledgers.prune(namespace, _windows_to_keep(capped, now))
         return standings
 
@@ -307,51 +329,20 @@ class BudgetKeeper:
         )
         kept.quota_written = (wanted,)
 
-    def _quota_stretch(
-        self, namespace: str, kept: Mapping[str, Kept]
-    ) -> tuple[float, tuple[str, str]]:
-        """How much longer the namespace's stacks must wait for their ticks to fit every
-        budget's ``maxTicksPerSecond`` together, and (budget, message) saying why."""
-        rates = [
-            1.0 / record.requested_interval
-            for record in self.stacks()
-            if record.ref.namespace == namespace
-            and record.should_tick
-            and record.calendar is None
-            and record.requested_interval > 0
-        ]
-        stretch, why = 1.0, ("", "")
-        for name, budget in sorted(kept.items()):
-            assert budget.spec is not None
-            factor = quota_factor(budget.spec, rates)
-            if factor > stretch:
-                stretch = factor
-                why = (
-                    name,
-                    f"AgentBudget {name}: the namespace's stacks ask for {sum(rates):.3g} "
-                    f"ticks/s, its quota allows {budget.spec.max_ticks_per_second:g}: "
-                    f"every interval stretched {factor:.3g}x",
-                )
-        return stretch, why
-
-    async def _report(
-        self, kept: Kept, now_standing: Standing, spend: Spend, window: tuple[str, float, float]
-    ) -> None:
-        await self._write(kept, budget_status(kept, now_standing, spend, window))
-        if kept.level is not now_standing.level:
-            first = kept.level is None
-            kept.level = now_standing.level
-            if first and now_standing.level is Level.OK:
-                return  # a new budget within its caps: nothing to tell
-            reason, warning = LEVEL_EVENTS[now_standing.level]
-            await self.kube.post_budget_event(
-                kept.namespace,
-                kept.name,
-                kept.uid,
-                reason,
-                now_standing.message,
-                warning=warning,
-            )
+    async def _report(self, kept: Kept, covered: int, reading: Reading) -> None:
+        """Write the budget's status; post an Event when its level moved."""
+        await self._write(kept, budget_status(kept, covered, reading))
+        level = reading.standing.level
+        if kept.level is level:
+            return
+        first = kept.level is None
+        kept.level = level
+        if first and level is Level.OK:
+            return  # a new budget within its caps: nothing to tell
+        reason, warning = LEVEL_EVENTS[level]
+        await self.kube.post_budget_event(
+            kept.namespace, kept.name, kept.uid, reason, reading.standing.message, warning=warning
+        )
 
     async def _write(self, kept: Kept, body: dict[str, Any]) -> None:
         """Write ``body`` as the budget's status if it differs from the last one
@@ -380,6 +371,31 @@ class BudgetKeeper:
             record.namespace_budget = verdict
             resumed = before is not None and before.holds and not (verdict and verdict.holds)
             self.changed(record, resumed)
+
+
+def _quota_stretch(
+    stacks: Sequence[StackRecord], kept: Mapping[str, Kept]
+) -> tuple[float, tuple[str, str]]:
+    """How much longer the namespace's stacks must wait for their ticks to fit every
+    budget's ``maxTicksPerSecond`` together, and (budget, message) saying why."""
+    rates = [
+        1.0 / record.requested_interval
+        for record in stacks
+        if record.should_tick and record.calendar is None and record.requested_interval > 0
+    ]
+    stretch, why = 1.0, ("", "")
+    for name, budget in sorted(kept.items()):
+        assert budget.spec is not None
+        factor = quota_factor(budget.spec, rates)
+        if factor > stretch:
+            stretch = factor
+            why = (
+                name,
+                f"AgentBudget {name}: the namespace's stacks ask for {sum(rates):.3g} "
+                f"ticks/s, its quota allows {budget.spec.max_ticks_per_second:g}: "
+                f"every interval stretched {factor:.3g}x",
+            )
+    return stretch, why
 
 
 def quota_name(budget: str) -> str:

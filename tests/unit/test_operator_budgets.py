@@ -89,6 +89,7 @@ async def test_status_is_written_when_it_moves_and_events_when_the_level_does(
     await world.keeper.step()
     status = world.api.budget_status[("team-a", "monthly")]
     assert (status["level"], status["spentUSD"], status["window"]) == ("Ok", "0.000000", "2026-12")
+    assert status["stacks"] == 2  # the namespace's, not the other one's
     assert world.api.budget_events == []  # a new budget within its caps: nothing to tell
     writes = world.api.budget_writes
     await world.keeper.step()
@@ -191,6 +192,9 @@ async def test_a_quota_of_ticks_stretches_every_stack_of_the_namespace_alike(
     world.keeper.seen(_budget("team-a", "rate", {"quota": {"maxTicksPerSecond": 0.1}}))
     await world.keeper.step()
     assert world.ledgers.published.get("team-a", {}) == {"monthly": ANY}  # quota: no ledger
+    quota_only = world.api.budget_status[("team-a", "rate")]
+    assert quota_only["stacks"] == 2
+    assert quota_only["conditions"][0]["status"] == "True"
     assert (one.interval, two.interval, other.interval) == (20, 20, 10)
     budget = {c["type"]: c for c in conditions_for(one, NOW)}["BudgetExceeded"]
     assert (budget["status"], budget["reason"]) == ("False", "NamespaceQuotaThrottled")
