@@ -19,9 +19,7 @@ from agentstack_api.chargeback import Chargeback
 from agentstack_api.routes import usage
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import RedisClient
-from agentstack_core.records import StepRecord
-from agentstack_core.redis.tick import TickStore, lease_token
-from tests.integration.support import publish
+from tests.integration.support import commit_bill
 from tests.unit import test_api_fakes as fakes
 
 pytestmark = pytest.mark.asyncio
@@ -31,31 +29,8 @@ MARCH_1 = datetime(2026, 3, 1, 12, tzinfo=UTC).timestamp()
 MARCH_2 = datetime(2026, 3, 2, 23, 59, tzinfo=UTC).timestamp()
 
 
-async def _step(
-    redis: RedisClient, stack: StackRef, at: float, *, model: str, cost: int, unpriced: int = 0
-) -> None:
-    """One committed step (its own tick) of ``stack`` at ``at``: 1000 tokens, 2 calls."""
-    await publish(redis, {"goal": "g"}, stack=stack)
-    store = TickStore(redis, stack)
-    tick = f"{stack}/{int(at)}"
-    token = lease_token(tick, "runner-a", "n1")
-    await store.begin(tick, token, ttl_seconds=30)
-    record = StepRecord(
-        agent="planner",
-        role="planner",
-        outcome="Succeeded",
-        reason="Succeeded",
-        model=model,
-        tokens=1000,
-        calls=2,
-        cost=cost,
-        unpriced=unpriced,
-    )
-    await store.commit_step(token=token, tick_id=tick, record=record, operations=[], at=at)
-    await store.release_lease(token)
-
-
-def _app(redis: RedisClient, auth: fakes.FakeAuthorizer) -> FastAPI:
+def usage_app(redis: RedisClient, auth: fakes.FakeAuthorizer) -> FastAPI:
+    """The usage router over the real services; ``team`` has stacks alpha and beta."""
     cache = fakes.FakeCache(
         [fakes.stack("team", "alpha"), fakes.stack("team", "beta"), fakes.stack("other", "x")]
     )
@@ -71,12 +46,12 @@ async def http(aredis: RedisClient) -> AsyncIterator[httpx.AsyncClient]:
     auth = fakes.FakeAuthorizer({"team"}, tokens={"alice-token": User("alice")})
     auth.steering.add(("team", "get agentbudgets"))
     alpha, beta = StackRef("team", "alpha"), StackRef("team", "beta")
-    await _step(aredis, alpha, MARCH_1, model="openai:gpt-4o-mini", cost=1_500_000)
-    await _step(aredis, alpha, MARCH_1 + 60, model="openai:gpt-4o-mini", cost=500_000)
-    await _step(aredis, alpha, MARCH_2, model="groq:llama-3.3-70b-versatile", cost=2_000)
-    await _step(aredis, beta, MARCH_2, model="openai:house", cost=0, unpriced=2)
-    await _step(aredis, StackRef("other", "x"), MARCH_2, model="openai:gpt-4o", cost=9)
-    async with fakes.client(_app(aredis, auth)) as http:
+    await commit_bill(aredis, alpha, MARCH_1, model="openai:gpt-4o-mini", cost=1_500_000)
+    await commit_bill(aredis, alpha, MARCH_1 + 60, model="openai:gpt-4o-mini", cost=500_000)
+    await commit_bill(aredis, alpha, MARCH_2, model="groq:llama-3.3-70b-versatile", cost=2_000)
+    await commit_bill(aredis, beta, MARCH_2, model="openai:house", cost=0, unpriced=2)
+    await commit_bill(aredis, StackRef("other", "x"), MARCH_2, model="openai:gpt-4o", cost=9)
+    async with fakes.client(usage_app(aredis, auth)) as http:
         yield http
 
 
@@ -139,7 +114,7 @@ async def test_the_default_is_the_last_30_days(
     aredis: RedisClient, http: httpx.AsyncClient
 ) -> None:
     now = time.time()
-    await _step(aredis, StackRef("team", "beta"), now, model="openai:gpt-4o-mini", cost=42)
+    await commit_bill(aredis, StackRef("team", "beta"), now, model="openai:gpt-4o-mini", cost=42)
 
     body = _ok(await http.get(PATH, headers=TOKEN))
 
@@ -180,7 +155,7 @@ async def test_reading_spending_takes_the_right_to_get_the_namespaces_budgets(
     aredis: RedisClient,
 ) -> None:
     auth = fakes.FakeAuthorizer({"team"}, tokens={"alice-token": User("alice")})
-    async with fakes.client(_app(aredis, auth)) as http:
+    async with fakes.client(usage_app(aredis, auth)) as http:
         fakes.error_of(await http.get(PATH), 401, "Unauthorized")
         message = fakes.error_of(await http.get(PATH, headers=TOKEN), 403, "Forbidden")
         assert message == "alice may not get agentbudgets in team"
