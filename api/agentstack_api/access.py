@@ -2,8 +2,9 @@
 
 :class:`StackAccess` is the one place that joins the two: it authenticates a caller
 (401), resolves a stack a caller asked for (403 before 404, so a refused caller learns
-nothing about which stacks exist), lists the stacks a caller may get, and hands out the
-fleet's changes. Routes never read the cache or ask the Authorizer themselves.
+nothing about which stacks exist), lists the stacks a caller may get, names the stacks of
+a namespace whose spending a caller may read, and hands out the fleet's changes. Routes
+never read the cache or ask the Authorizer themselves.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from agentstack_api.auth import AuthError, Authorizer, User
 from agentstack_api.cache import Subscription, summary
 from agentstack_api.errors import ApiError
 from agentstack_core.kube.stacks import StackManifest
+from agentstack_core.resource import BUDGET_PLURAL
 
 
 class StackSource(Protocol):
@@ -96,6 +98,19 @@ class StackAccess:
         if obj is None:
             raise ApiError(404, "NotFound", f"no AgentStack {namespace}/{name}")
         return obj
+
+    async def chargeable(self, caller: User, namespace: str) -> list[str]:
+        """The names of ``namespace``'s stacks, if the caller may read what the namespace
+        spent — ``get agentbudgets`` there, the right to read its budgets (403 else)."""
+        if not await self.auth.may(caller, namespace, "get", resource=BUDGET_PLURAL):
+            raise ApiError(
+                403, "Forbidden", f"{caller.name} may not get agentbudgets in {namespace}"
+            )
+        return [
+            manifest.meta.name
+            for manifest in map(StackManifest.of, self.cache.items())
+            if manifest.meta.namespace == namespace
+        ]
 
     def gate(self, caller: User) -> NamespaceGate:
         return NamespaceGate(self.auth, caller)

@@ -14,6 +14,8 @@ routers of :mod:`.routes`:
   identity, sent as inputs (no bearer token: the signature is the credential);
 - :mod:`.routes.a2a` — each stack as an A2A agent: its card, and its JSON-RPC
   endpoint whose messages are inputs (checked by RBAC as inputs are);
+- :mod:`.routes.usage` — a namespace's chargeback: what its stacks spent by day, stack
+  and model (checked by RBAC as a read of its budgets);
 - :mod:`.routes.live` — ``/``, the live page;
 - :mod:`.routes.probes` — ``/healthz``, ``/readyz``, ``/metrics``.
 
@@ -39,6 +41,7 @@ from agentstack_api.a2aserver import StackAgents
 from agentstack_api.access import StackAccess, StackSource
 from agentstack_api.approvals import Approvals
 from agentstack_api.auth import Authorizer
+from agentstack_api.chargeback import Chargeback
 from agentstack_api.errors import (
     ERROR_RESPONSES,
     install_error_handlers,
@@ -46,7 +49,7 @@ from agentstack_api.errors import (
 )
 from agentstack_api.executionstate import StateWriter
 from agentstack_api.inputs import Inputs
-from agentstack_api.routes import a2a, live, probes, stacks, steering, streams, webhooks
+from agentstack_api.routes import a2a, live, probes, stacks, steering, streams, usage, webhooks
 from agentstack_api.sse import StreamViews
 from agentstack_api.tailing import StreamHub
 from agentstack_api.views import StackViews
@@ -133,6 +136,7 @@ def create_app(
         app.state.webhooks = Webhooks(cache, secrets, app.state.inputs)
     app.state.a2a = StackAgents(app.state.inputs, redis, hub, public_url=public_url)
     app.state.approvals = Approvals(redis)
+    app.state.chargeback = Chargeback(redis)
     app.state.state_writer = state_writer
 
     routers = (
@@ -141,6 +145,7 @@ def create_app(
         stacks.router,
         streams.router,
         steering.router,
+        usage.router,
         a2a.router,
         *((webhooks.router,) if secrets is not None else ()),
     )

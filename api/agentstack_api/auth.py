@@ -5,7 +5,9 @@ token is checked with a TokenReview, and every stack the caller reads is checked
 SubjectAccessReview for ``get agentstacks.agentstack.dev`` in the stack's namespace —
 so a user sees exactly the stacks RBAC lets them ``get``. A steering action is checked
 the same way for its own verb (``create agentstacks/inputs`` to send an input), so
-RBAC, not the API, decides who may steer. Both answers are cached for
+RBAC, not the API, decides who may steer. A namespace's chargeback is checked as
+``get agentbudgets.agentstack.dev`` there: who may read the namespace's budgets may
+read what it spent. Both answers are cached for
 ``ttl`` seconds (tokens by digest, never in clear), so a dashboard's polling does not
 turn into API-server load. With authentication off (local development) everyone may
 read everything.
@@ -56,8 +58,17 @@ class Authorizer(Protocol):
 
     async def may_get(self, user: User, namespace: str) -> bool: ...
 
-    async def may(self, user: User, namespace: str, verb: str, subresource: str = "") -> bool:
-        """Whether RBAC lets ``user`` do ``verb`` on ``agentstacks[/subresource]``."""
+    async def may(
+        self,
+        user: User,
+        namespace: str,
+        verb: str,
+        subresource: str = "",
+        *,
+        resource: str = PLURAL,
+    ) -> bool:
+        """Whether RBAC lets ``user`` do ``verb`` on ``resource[/subresource]`` (of the
+        ``agentstack.dev`` group; ``agentstacks`` unless said)."""
         ...
 
 
@@ -78,7 +89,15 @@ class OpenAccess:
     async def may_get(self, user: User, namespace: str) -> bool:
         return True
 
-    async def may(self, user: User, namespace: str, verb: str, subresource: str = "") -> bool:
+    async def may(
+        self,
+        user: User,
+        namespace: str,
+        verb: str,
+        subresource: str = "",
+        *,
+        resource: str = PLURAL,
+    ) -> bool:
         return True
 
 
@@ -142,11 +161,19 @@ class KubernetesAccess:
     async def may_get(self, user: User, namespace: str) -> bool:
         return await self.may(user, namespace, "get")
 
-    async def may(self, user: User, namespace: str, verb: str, subresource: str = "") -> bool:
-        key = (user.name, user.groups, namespace, verb, subresource)
+    async def may(
+        self,
+        user: User,
+        namespace: str,
+        verb: str,
+        subresource: str = "",
+        *,
+        resource: str = PLURAL,
+    ) -> bool:
+        key = (user.name, user.groups, namespace, verb, f"{resource}/{subresource}")
         cached = self._decisions.get(key)
         if cached is None:
-            attributes = ResourceAttributes(verb, GROUP, PLURAL, namespace, subresource)
+            attributes = ResourceAttributes(verb, GROUP, resource, namespace, subresource)
             review = subject_access_review(attributes, user.name, user.groups, user.uid)
             cached = allowed(await self.kube.create(SUBJECT_ACCESS_REVIEWS, review))
             self._decisions.put(key, cached)

@@ -421,3 +421,30 @@ def from_record(model: type[ModelT], record: DataclassInstance, **values: Any) -
     if "cost" in shown and "unpriced" in shown:
         shown["costUSD"] = known_usd(shown["cost"], shown["unpriced"])
     return model.model_validate({**shown, **values})
+
+
+class UsageItem(_Model):
+    day: str = Field(description="The UTC day, YYYY-MM-DD.")
+    stack: str = Field(description="The stack's name (in the path's namespace).")
+    model: str = Field(description="provider:model of the calls (a step's last answer).")
+    costUSD: str = Field(
+        description="US dollars of the priced calls, as a decimal string (unpriced calls "
+        "left out: see unpricedCalls)."
+    )
+    tokens: int
+    calls: int = Field(description="Answered LLM calls (chat and embeddings).")
+    unpricedCalls: int = Field(description="Calls of a model without a price: cost unknown.")
+
+
+class UsageTotals(_Model):
+    costUSD: str
+    tokens: int
+    calls: int
+    unpricedCalls: int
+
+
+class UsageReport(_Model):
+    from_: str = Field(alias="from", description="The first day read (UTC), YYYY-MM-DD.")
+    to: str = Field(description="The last day read (UTC, included), YYYY-MM-DD.")
+    items: list[UsageItem] = Field(description="By day, stack and model.")
+    totals: UsageTotals

@@ -13,7 +13,9 @@ do, exactly as for ``kubectl patch``:
   go to the agentstack API, which holds what Redis knows; they need its URL (``--api`` or
   ``AGENTSTACK_API_URL``, e.g. after ``kubectl port-forward svc/…-api 8080:8080``) and
   send the kubeconfig's bearer token (or ``--token``), which the API checks with a
-  TokenReview and a SubjectAccessReview.
+  TokenReview and a SubjectAccessReview. So does ``usage``: what the namespace's stacks
+  spent by day, stack and model (a table, or ``--csv`` for a spreadsheet), which RBAC
+  lets whoever may ``get`` the namespace's AgentBudgets read.
 
 The namespace is ``-n``, else the kubeconfig context's, else ``default``.
 """
@@ -21,6 +23,7 @@ The namespace is ``-n``, else the kubeconfig context's, else ``default``.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -330,6 +333,38 @@ def search(session: Session, args: argparse.Namespace) -> None:
     )
 
 
+USAGE_COLUMNS = ("day", "stack", "model", "cost_usd", "tokens", "calls", "unpriced_calls")
+"""The CSV header of ``usage --csv`` (and the table's columns, upper-cased)."""
+_USAGE_FIELDS = ("day", "stack", "model", "costUSD", "tokens", "calls", "unpricedCalls")
+"""The API's name of each of :data:`USAGE_COLUMNS`."""
+
+
+def usage(session: Session, args: argparse.Namespace) -> None:
+    params = {name: day for name, day in (("from", args.since), ("to", args.until)) if day}
+    with session.api() as http:
+        path = f"/api/v1/namespaces/{session.namespace}/usage"
+        report = _api_answer(http.get(path, params=params))
+    rows = [[str(item[field]) for field in _USAGE_FIELDS] for item in report["items"]]
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(USAGE_COLUMNS)
+        writer.writerows(rows)
+        return
+    totals = report["totals"]
+    total = ["TOTAL", "", "", *(str(totals[field]) for field in _USAGE_FIELDS[3:])]
+    table = [[column.upper() for column in USAGE_COLUMNS], *rows, total]
+    widths = [max(len(row[i]) for row in table) for i in range(len(USAGE_COLUMNS))]
+    for row in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    print(
+        f"{session.namespace}, {report['from']} to {report['to']} (UTC); costs in US dollars, "
+        "calls of models without a price left out of them",
+        file=sys.stderr,
+    )
+
+
 # -- the command line ---------------------------------------------------------------------
 
 
@@ -337,7 +372,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="kubectl agentstack",
         description="Steer AgentStacks: pause, resume, stop, status, send an input, approve "
-        "or deny a tool call, trace, search the archive.",
+        "or deny a tool call, trace, search the archive; a namespace's usage.",
     )
     top.add_argument("-n", "--namespace", help="the stack's namespace (default: the context's)")
     top.add_argument("--kubeconfig", help="the kubeconfig to use (default: $KUBECONFIG)")
@@ -378,6 +413,14 @@ def parser() -> argparse.ArgumentParser:
     searcher.add_argument("query", help="the words to look for")
     searcher.add_argument("--kind", choices=[kind.value for kind in ArchiveKind])
     searcher.add_argument("--limit", type=int, default=10, help="hits shown (at most 100)")
+    summary = "what the namespace's stacks spent, by day, stack and model"
+    charged = commands.add_parser("usage", help=summary, description=summary)
+    charged.set_defaults(run=usage)
+    charged.add_argument("--from", dest="since", help="first UTC day, YYYY-MM-DD")
+    charged.add_argument(
+        "--to", dest="until", help="last UTC day, YYYY-MM-DD (default: the last 30 days)"
+    )
+    charged.add_argument("--csv", action="store_true", help=f"CSV: {','.join(USAGE_COLUMNS)}")
     return top
 
 

@@ -105,6 +105,21 @@ class StackKeys:
         return f"{self.tag}:usage"
 
     @property
+    def usage_days(self) -> str:
+        """Hash: the stack's chargeback buckets, ``<YYYY-MM-DD>|<provider:model>|<counter>``
+        → an integer, for the counters ``cost`` (nano-dollars), ``tokens``, ``calls`` and
+        ``unpriced`` (calls of a model without a price), by the UTC day of the step.
+        Incremented by the commit of every step that made calls, in the same script as
+        the step's trace entry, so the buckets' ``cost`` adds up to the traces' exactly
+        (:mod:`agentstack_core.redis.usage` reads them).
+
+        It grows by four fields per day per model the stack called that day (a stack
+        calling two models every day: about 2 900 fields a year), and is kept until the
+        stack is deleted: neither Redis 7.0 (what the tests run) nor the chart's 7.2 can
+        expire a hash's fields, and a trim would cost every commit a scan of the hash."""
+        return f"{self.tag}:usage:days"
+
+    @property
     def plan(self) -> str:
         """String: the shared plan, a JSON list of tasks."""
         return f"{self.tag}:plan"

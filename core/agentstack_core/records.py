@@ -439,6 +439,8 @@ class StepRecord(JsonRecord):
     """Nano-dollars of the step's priced LLM calls."""
     unpriced: int = 0
     """The step's LLM calls of models without a price."""
+    calls: int = 0
+    """The step's answered LLM calls (chat and embeddings), priced or not."""
     cost_needed: int = 0
     """Nano-dollars the call the dollar budget refused needed at the least (0: none)."""
     idle: str = ""

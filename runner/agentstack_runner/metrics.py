@@ -4,7 +4,9 @@ Labels are limited to values the project bounds: outcome and reason enums, provi
 the built-in agent roles (any other role a stack author names is ``custom``), and model
 names — which stack authors also choose, so only the first
 ``AGENTSTACK_METRICS_MAX_MODELS`` (20) distinct names a runner meets get a series of
-their own, later ones share ``other``. No label carries a stack name; per-stack numbers
+their own, later ones share ``other``. The chargeback counters carry the stack's
+namespace, bounded by the namespaces of the cluster (created by its administrators, not
+by stack authors). No label carries a stack name; per-stack numbers
 live in the stack's status and its Redis history instead.
 """
 
@@ -111,6 +113,18 @@ LLM_UNPRICED = Counter(
     "agentstack_llm_unpriced_requests_total",
     "Answered LLM calls whose model has no price (their cost is unknown), by provider and model.",
     ["provider", "model"],
+)
+NAMESPACE_LLM_COST = Counter(
+    "agentstack_namespace_llm_cost_usd_total",
+    "US dollars of priced LLM calls, by the namespace of the stack that made them "
+    "(chargeback; one series per namespace).",
+    ["namespace"],
+)
+NAMESPACE_LLM_TOKENS = Counter(
+    "agentstack_namespace_llm_tokens_total",
+    "Tokens (prompt and completion) of answered LLM calls, priced or not, by the namespace "
+    "of the stack that made them (chargeback; one series per namespace).",
+    ["namespace"],
 )
 LLM_RETRIES = Counter(
     "agentstack_llm_retries_total",

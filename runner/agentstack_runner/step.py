@@ -176,22 +176,27 @@ class BudgetSpentError(Exception):
 class Bill:
     """What a step's calls used and cost so far."""
 
+    namespace: str = ""
+    """The stack's namespace: the label of the per-namespace cost metrics."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: int = 0
     unpriced: int = 0
+    calls: int = 0
 
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
     def charge(self, prices: PriceTable, model: ModelRef, prompt: int, completion: int) -> int:
-        """Add one answered call (and count it in the runner's cost metrics); returns its
-        cost in nano-dollars (0 if its model has no price)."""
+        """Add one answered call (and count it in the runner's cost metrics, by model and
+        by namespace); returns its cost in nano-dollars (0 if its model has no price)."""
         self.prompt_tokens += prompt
         self.completion_tokens += completion
+        self.calls += 1
         price = prices.price(model)
         label = (model.provider, metrics.model_label(model.name))
+        metrics.NAMESPACE_LLM_TOKENS.labels(self.namespace).inc(prompt + completion)
         if price is None:
             self.unpriced += 1
             metrics.LLM_UNPRICED.labels(*label).inc()
@@ -199,6 +204,7 @@ class Bill:
         cost = price.cost(prompt, completion)
         self.cost += cost
         metrics.LLM_COST.labels(*label).inc(cost / NANOS_PER_USD)
+        metrics.NAMESPACE_LLM_COST.labels(self.namespace).inc(cost / NANOS_PER_USD)
         return cost
 
 
@@ -235,7 +241,7 @@ class AgentStep:
         self.model = ""
         """The model that answered last (``""``: none did)."""
         self.attempts: list[Attempt] = []
-        self.bill = Bill()
+        self.bill = Bill(namespace=step.store.stack.namespace)
         self.reply: Reply | None = None
         """The last valid reply (its tool calls answered, if any)."""
         self.actions: list[Action] = []
@@ -595,6 +601,7 @@ class AgentStep:
         requested = step.toolbox.requested if step.toolbox is not None else []
         forgotten = step.toolbox.forgotten if step.toolbox is not None else []
         taken = self.reason.taken
+        at = time.time()  # the trace entry's time, and the day its bill is counted on
         record = StepRecord(
             agent=agent.name,
             role=agent.role,
@@ -615,6 +622,7 @@ class AgentStep:
             ),
             cost=self.bill.cost,
             unpriced=self.bill.unpriced,
+            calls=self.bill.calls,
             cost_needed=self.needed,
             idle=(effects.idle or "") if self.reason is StepReason.SUCCEEDED else "",
         )
@@ -623,7 +631,7 @@ class AgentStep:
             *(SaveApproval(approval) for approval in settled),
             *(SaveApproval(approval, new=True) for approval in requested),
             *(ForgetApproval(approval) for approval in forgotten),
-            AppendTrace(self._trace(record, prompt, effects, started)),
+            AppendTrace(self._trace(record, prompt, effects, started, at)),
         ]
         following = await step.store.commit_step(
             token=step.token,
@@ -631,11 +639,12 @@ class AgentStep:
             record=record,
             operations=operations,
             then=step.then,
+            at=at,
         )
         return record, following
 
     def _trace(
-        self, record: StepRecord, prompt: str, effects: Effects, started: float
+        self, record: StepRecord, prompt: str, effects: Effects, started: float, at: float
     ) -> TraceRecord:
         attempts = self.attempts
         return TraceRecord(
@@ -660,7 +669,7 @@ class AgentStep:
             tools=tuple(self.uses),
             recalls=tuple(r.traced() for r in self.recollections),
             error=record.message,
-            at=time.time(),
+            at=at,
             cost=self.bill.cost,
             unpriced=self.bill.unpriced,
             idle=record.idle,

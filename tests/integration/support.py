@@ -8,7 +8,9 @@ from typing import Any
 
 from agentstack_core.keys import StackRef
 from agentstack_core.protocol import RedisClient, TickRequest, tick_id
+from agentstack_core.records import StepRecord
 from agentstack_core.redis.publishing import publish_spec
+from agentstack_core.redis.tick import TickStore, lease_token
 from agentstack_devkit.fakellm import FakeLLMServer
 from agentstack_runner.engine import Engine
 from agentstack_runner.llm.resilience import RetryPolicy
@@ -105,3 +107,29 @@ async def dump_all(client: RedisClient) -> str:
             value = await client.get(key)
         parts.append(f"{key}={value!r}")
     return "\n".join(parts)
+
+
+async def commit_bill(
+    client: RedisClient, stack: StackRef, at: float, *, model: str, cost: int, unpriced: int = 0
+) -> None:
+    """One step of ``stack`` at ``at`` (its own tick) that made 2 calls of ``model``
+    using 1000 tokens, committed by the real commit script: what it adds to the
+    stack's chargeback buckets."""
+    await publish(client, {"goal": "g"}, stack=stack)
+    store = TickStore(client, stack)
+    tick = f"{stack}/{int(at)}"
+    token = lease_token(tick, "runner-a", "n1")
+    await store.begin(tick, token, ttl_seconds=30)
+    record = StepRecord(
+        agent="planner",
+        role="planner",
+        outcome="Succeeded",
+        reason="Succeeded",
+        model=model,
+        tokens=1000,
+        calls=2,
+        cost=cost,
+        unpriced=unpriced,
+    )
+    await store.commit_step(token=token, tick_id=tick, record=record, operations=[], at=at)
+    await store.release_lease(token)

@@ -168,7 +168,15 @@ def test_the_openapi_schema_documents_every_read_and_no_probe() -> None:
     streams = ("/feed/stream", "/traces/stream")
     stack_paths = {f"{STACK}{suffix}" for suffix in reads + streams}
     fleet_paths = {"/api/v1/stacks", "/api/v1/stacks/stream"}
-    assert operations == {("get", path) for path in stack_paths | fleet_paths}
+    namespace_paths = {"/api/v1/namespaces/{namespace}/usage"}
+    assert operations == {("get", path) for path in stack_paths | fleet_paths | namespace_paths}
+    charged = schema["paths"]["/api/v1/namespaces/{namespace}/usage"]["get"]
+    assert {"200", "400", "401", "403"} <= set(charged["responses"])
+    assert {p["name"] for p in charged["parameters"] if p["in"] != "header"} == {
+        "namespace",
+        "from",
+        "to",
+    }
     for path in stack_paths:
         documented = set(schema["paths"][path]["get"]["responses"])
         assert {"200", "400", "401", "403", "404"} <= documented, path

@@ -37,6 +37,7 @@ from agentstack_api.sse import KEEP_ALIVE, StreamViews
 from agentstack_api.tailing import StreamHub
 from agentstack_api.views import StackViews
 from agentstack_core.protocol import RedisClient
+from agentstack_core.resource import PLURAL
 from agentstack_core.spec import ExecutionState
 from tests.helpers import assert_same_signature
 
@@ -93,7 +94,8 @@ class FakeAuthorizer:
         self.allowed = set(allowed)
         self.forwards_token = tokens is not None
         self.steering: set[tuple[str, str]] = set()
-        """(namespace, "verb subresource") pairs the fake allows besides ``get``."""
+        """(namespace, "verb subresource") pairs the fake allows besides ``get`` (for a
+        resource other than ``agentstacks``: "verb resource")."""
         self.tokens = tokens
         self.reviews: list[tuple[str, str]] = []
 
@@ -109,10 +111,18 @@ class FakeAuthorizer:
         self.reviews.append((user.name, namespace))
         return namespace in self.allowed
 
-    async def may(self, user: User, namespace: str, verb: str, subresource: str = "") -> bool:
-        if verb == "get" and not subresource:
+    async def may(
+        self,
+        user: User,
+        namespace: str,
+        verb: str,
+        subresource: str = "",
+        *,
+        resource: str = PLURAL,
+    ) -> bool:
+        if verb == "get" and not subresource and resource == PLURAL:
             return await self.may_get(user, namespace)
-        action = f"{verb} {subresource}".strip()
+        action = f"{verb} {subresource}".strip() if resource == PLURAL else f"{verb} {resource}"
         self.reviews.append((user.name, f"{namespace}:{action}"))
         return (namespace, action) in self.steering
 

@@ -11,6 +11,9 @@
 -- ARCHIVE is not a Redis command but a named write this script expands itself: an item
 -- appended to K.archive (its arguments: the item's fields) and indexed with it
 -- (archive_append), so no posting is written but by the index's own code.
+--
+-- A step that made calls also adds its bill (A.record's cost, tokens, calls, unpriced)
+-- to K.usage_days under A.day and its model.
 local WRITES = {HSET = true, HSETNX = true, HDEL = true, SET = true, XADD = true, ARCHIVE = true}
 
 if not alive(K.spec, A.uid) then
@@ -38,6 +41,18 @@ if redis.call('HEXISTS', K.steps, A.agent) == 0 then
       redis.call(write[1], key, unpack(write[3]))
       redis.call('SADD', K.index, key)
     end
+  end
+  -- The step's bill, in its day's chargeback buckets (A.day, UTC): in this same call as
+  -- its trace entry, so the buckets add up to the traces. Counts cross as decimal text
+  -- (%d), never as a Lua number that Redis would print with 14 digits.
+  local step = cjson.decode(A.record)
+  if (tonumber(step.calls) or 0) > 0 then
+    local bucket = A.day .. '|' .. step.model .. '|'
+    redis.call('HINCRBY', K.usage_days, bucket .. 'cost', string.format('%d', step.cost))
+    redis.call('HINCRBY', K.usage_days, bucket .. 'tokens', string.format('%d', step.tokens))
+    redis.call('HINCRBY', K.usage_days, bucket .. 'calls', string.format('%d', step.calls))
+    redis.call('HINCRBY', K.usage_days, bucket .. 'unpriced', string.format('%d', step.unpriced))
+    redis.call('SADD', K.index, K.usage_days)
   end
   redis.call('HSET', K.steps, A.agent, A.record)
   redis.call('PEXPIRE', K.steps, A.steps_ttl_ms)

@@ -29,7 +29,8 @@ The scripts (each a ``.lua`` file beside this module, with named keys and argume
   into Redis commands (:func:`commands_of`) — the script refuses any command outside
   its fixed list. An item for the archive is a named write, ``ARCHIVE``, that the
   script expands itself: appended and indexed in the same call
-  (``archive_append.lua``, see :mod:`.search`);
+  (``archive_append.lua``, see :mod:`.search`). The step's bill goes into its day's
+  chargeback buckets in the same call (:mod:`.usage`);
 - ``finish_tick``: records the tick id as done together with its outcome (releasing
   the lease it ran under), appends the tick to the history and moves the stack's
   counters (tokens, ticks, cost, consecutive failures and idle ticks) — once, whoever
@@ -100,6 +101,7 @@ from agentstack_core.records import (
 )
 from agentstack_core.redis.errors import GONE, LeaseLostError, StackGoneError
 from agentstack_core.redis.script import LuaScript
+from agentstack_core.redis.usage import day_of
 from agentstack_core.retention import (
     ARCHIVE_HARD_MAXLEN,
     ARCHIVE_MAXLEN,
@@ -166,6 +168,8 @@ class _Commit:
     writes: str
     """JSON list of ``[command, key position, [arguments]]`` (:func:`commands_of`)."""
     next_agent: str | None
+    day: str
+    """The step's UTC day, ``YYYY-MM-DD``: its chargeback buckets (:func:`.usage.day_of`)."""
     steps_ttl_ms: int = STEPS_TTL_MS
     feed_count: int = FEED_CONTEXT
     inbox_count: int = INBOX_BATCH
@@ -221,11 +225,13 @@ _COMMIT_STEP = LuaScript(
         "lease",
         "index",
         "steps",
+        "usage_days",
         *_CONTEXT_KEYS,
         *(key for key in ARCHIVE_KEYS if key not in _CONTEXT_KEYS),
     ),
     args=_Commit,
     libs=("alive", "read_context", *ARCHIVE_LIBS),
+    records={"step": StepRecord},
     durable=True,
 )
 _FINISH_TICK = LuaScript(
@@ -442,6 +448,7 @@ class TickStore:
         record: StepRecord,
         operations: Sequence[Operation],
         then: str | None = None,
+        at: float | None = None,
     ) -> AgentContext | None:
         """Apply ``operations`` and mark ``record.agent``'s step of ``tick_id`` done,
         atomically.
@@ -452,6 +459,9 @@ class TickStore:
         :class:`~agentstack_core.redis.errors.LeaseLostError` if this runner no longer
         holds the lease, and :class:`~agentstack_core.redis.errors.StackGoneError` if
         the stack was deleted.
+
+        ``at``: when the step happened (default: now); its UTC day names the chargeback
+        buckets its bill is added to (:attr:`~agentstack_core.keys.StackKeys.usage_days`).
         """
         named = {"steps": self.keys.steps(tick_id), **self._context_keys(then or record.agent)}
         declared = _COMMIT_STEP.key_list(named, self.keys)
@@ -474,6 +484,7 @@ class TickStore:
                 record=record.to_json(),
                 writes=orjson.dumps(writes).decode(),
                 next_agent=then,
+                day=day_of(time.time() if at is None else at),
             ),
             keys=self.keys,
             extra_keys=extra,
