@@ -393,6 +393,10 @@ class Engine:
             tokens=sum(record.tokens for record in committed),
             cost=sum(record.cost for record in committed),
             unpriced=sum(record.unpriced for record in committed),
+            # What its committed steps did stands: a consolidation committed before the
+            # tick was dropped (resumed past its deadline) wrote the long-term memory.
+            steps=len(committed),
+            progressed=any(record.progressed for record in committed),
         )
         finished = await store.finish_tick(result=result, token=token, ran=False)
         return self._reported(finished, result)

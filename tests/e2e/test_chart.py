@@ -2029,8 +2029,10 @@ def chart_fleet(
             denied = [
                 line
                 for line in log.splitlines()
+                # (after the timestamp, whose milliseconds may read 403)
                 if re.search(
-                    r"[Ff]orbidden|Not enough permissions|\b403\b|NOPERM|no permissions", line
+                    r"[Ff]orbidden|Not enough permissions|\b403\b|NOPERM|no permissions",
+                    line.split(" ", 2)[-1],
                 )
             ]
             assert not denied, f"the {component} was refused something: {denied[:5]}"

@@ -174,6 +174,6 @@ async def test_a_resumed_tick_dropped_late_still_counts_what_its_committed_steps
     assert result is not None
     assert (result.outcome, result.reason) == (Outcome.DROPPED, "DeadlineExceeded")
     planner = Price(0.15, 0.60).cost(1200, 300)
-    assert (result.tokens, result.cost) == (1500, planner)
+    assert (result.tokens, result.cost, result.steps) == (1500, planner, 1)
     usage = await aredis.hgetall(KEYS.usage)
     assert (usage["tokens"], usage["cost"], usage["ticks"]) == ("1500", str(planner), "0")

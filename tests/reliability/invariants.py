@@ -362,11 +362,13 @@ def _check_consolidations(
     report: Report,
 ) -> None:
     """The long-term memory was written once per sleep tick that consolidated (its step
-    progressed), each consolidation's note is archived once, and ``sleeps`` counts the
-    sleep ticks that succeeded: a consolidation interrupted and resumed is neither
-    doubled nor lost."""
-    sleeps = [e for e in history if e.get("kind") == "Sleep" and e["outcome"] == "Succeeded"]
-    consolidated = [e for e in sleeps if e.get("progressed") == "true"]
+    progressed — in a tick that succeeded, or one dropped after its step committed,
+    resumed past its deadline), each consolidation's note is archived once, and
+    ``sleeps`` counts the sleep ticks that succeeded: a consolidation interrupted and
+    resumed is neither doubled nor lost."""
+    asleep = [e for e in history if e.get("kind") == "Sleep"]
+    sleeps = [e for e in asleep if e["outcome"] == "Succeeded"]
+    consolidated = [e for e in asleep if e.get("progressed") == "true"]
     longterm = reader.hgetall(keys.longterm)
     written = int(longterm.get("consolidations", 0))  # type: ignore[union-attr]
     report.consolidations += written
