@@ -54,14 +54,30 @@ def _interrupt(process: subprocess.Popen[str], output: _Output) -> None:
             process.wait(timeout=60)
 
 
-def test_dev_up_runs_the_chart_on_the_node_and_leaves_nothing(
+def test_dev_up_after_a_crash_clears_what_it_left_runs_the_chart_and_leaves_nothing(
     tmp_path: Path,
 ) -> None:
+    """A run killed with SIGKILL leaves pods, the bridge and the chains behind; the next
+    run clears them and starts: the chart from the dev registry, every pod Running, the
+    example ticking, the API and Redis on loopback — and after Ctrl-C, nothing left.
+    (One test: each bring-up of the node takes a minute of the suite.)"""
     state_dir = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if k not in ("GROQ_API_KEY", "OPENAI_API_KEY")}
     env["AGENTSTACK_STATE_DIR"] = str(state_dir)
+    # Its data under tmp_path: a crashed run cannot remove its own temporary directory.
+    crashed, _output = _foreground(
+        ["up", "--data-dir", str(tmp_path / "crashed")], env, timeout=480
+    )
+    crashed.kill()  # SIGKILL: no clean-up runs
+    crashed.wait(timeout=60)
+    # Its children die with it (PR_SET_PDEATHSIG), but not what they made: the pods
+    # (containerd's shims outlive containerd), the bridge, the chains.
+    assert _pods_running()
+    assert _left_on_the_machine()
+
     process, output = _foreground(["up"], env, timeout=480)
     try:
+        assert "agentstack is up" in output.text()
         text = output.text()
         assert "installed by helm as release agentstack-operator" in text
         # The chart and image came from the dev registry, the image pinned by digest.
@@ -119,6 +135,7 @@ def test_dev_up_runs_the_chart_on_the_node_and_leaves_nothing(
         _interrupt(process, output)
     assert not endpoints_file.exists()
     assert _left_on_the_machine() == []
+    assert not _pods_running()
 
 
 def _pods_running() -> bool:
@@ -127,28 +144,3 @@ def _pods_running() -> bool:
         if procs.read_text().split():
             return True
     return False
-
-
-def test_dev_up_after_a_crash_clears_what_it_left_and_starts(
-    tmp_path: Path,
-) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("GROQ_API_KEY", "OPENAI_API_KEY")}
-    env["AGENTSTACK_STATE_DIR"] = str(tmp_path / "state")
-    # Its data under tmp_path: a crashed run cannot remove its own temporary directory.
-    crashed, _output = _foreground(
-        ["up", "--data-dir", str(tmp_path / "crashed")], env, timeout=480
-    )
-    crashed.kill()  # SIGKILL: no clean-up runs
-    crashed.wait(timeout=60)
-    # Its children die with it (PR_SET_PDEATHSIG), but not what they made: the pods
-    # (containerd's shims outlive containerd), the bridge, the chains.
-    assert _pods_running()
-    assert _left_on_the_machine()
-
-    process, output = _foreground(["up"], env, timeout=480)
-    try:
-        assert "agentstack is up" in output.text()
-    finally:
-        _interrupt(process, output)
-    assert _left_on_the_machine() == []
-    assert not _pods_running()
