@@ -282,23 +282,26 @@ def runner_process(
     log_dir: Path,
     gateway: str = "",
     env: Mapping[str, str] | None = None,
+    name: str = "",
 ) -> Iterator[tuple[ManagedProcess, int]]:
     """Start one runner as the integration tests do; stop it whatever happens.
 
     ``env`` is added to the runner's environment last (another benchmark's settings,
-    such as the tracing endpoint)."""
+    such as the tracing endpoint); ``name`` (default: the plan's) is its runner id and
+    log's name — distinct for runners started side by side."""
     port = free_port()
+    name = name or plan.name
     if plan.pool:
         redis_url = f"{redis_url}?max_connections={plan.pool}"
     process = ManagedProcess(
-        plan.name,
+        name,
         [*RUNNER_CLI, "--metrics-port", str(port)],
-        log_path=log_dir / f"{plan.name}.log",
+        log_path=log_dir / f"{name}.log",
         env={
             **os.environ,
             "REDIS_URL": redis_url,
             "AGENTSTACK_REDIS_CLUSTER": "false",
-            "AGENTSTACK_RUNNER_ID": plan.name,
+            "AGENTSTACK_RUNNER_ID": name,
             "AGENTSTACK_RUNNER_CONCURRENCY": str(plan.concurrency),
             "AGENTSTACK_LLM_CONCURRENCY_OPENAI": str(LLM_CALL_SLOTS),
             "AGENTSTACK_RUNNER_DRAIN_TIMEOUT": "2",  # a Ctrl-C must not wait for 8 s ticks
