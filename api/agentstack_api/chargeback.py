@@ -2,8 +2,9 @@
 and model, from the buckets each step's commit keeps (:mod:`agentstack_core.redis.usage`).
 
 The route has already checked the caller's right (``get agentbudgets`` in the namespace,
-:meth:`~.access.StackAccess.chargeable`) and named the stacks; this service checks the
-range (400 with the reason) and turns nano-dollars into dollar strings.
+:meth:`~.access.StackAccess.chargeable`), named the stacks and parsed the dates (a
+malformed one is a 400); this service reads the range and turns nano-dollars into dollar
+strings.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from agentstack_api import models
-from agentstack_api.errors import ApiError
 from agentstack_core.pricing import format_usd
 from agentstack_core.protocol import RedisClient
-from agentstack_core.redis.usage import RangeError, Spent, date_range, read_usage
+from agentstack_core.redis.usage import Spent, date_range, read_usage
 
 
 class Chargeback:
@@ -25,13 +25,10 @@ class Chargeback:
         self.redis = redis
 
     @staticmethod
-    def days(first: str | None, last: str | None) -> tuple[date, date]:
-        """The days ``first`` to ``last`` (``YYYY-MM-DD``, UTC, both included; by default
-        the last 30 days): 400 for a range that cannot be read."""
-        try:
-            return date_range(first, last, datetime.now(UTC).date())
-        except RangeError as exc:
-            raise ApiError(400, "InvalidParameter", str(exc)) from exc
+    def days(first: date | None, last: date | None) -> tuple[date, date]:
+        """The days ``first`` to ``last`` (UTC, both included; by default the last 30
+        days; :func:`~agentstack_core.redis.usage.date_range` says how a range is read)."""
+        return date_range(first, last, datetime.now(UTC).date())
 
     async def report(
         self, namespace: str, stacks: list[str], days: tuple[date, date]

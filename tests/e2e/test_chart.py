@@ -76,6 +76,15 @@ def helm(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
     return Helm(tmp_path_factory.mktemp("helm"), control_plane.kubeconfig_path, pods_run=False)
 
 
+CLUSTER_SCOPED = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
+"""The kinds the chart renders without a namespace."""
+
+
 def _sets(values: dict[str, str]) -> list[str]:
     return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
 
@@ -699,7 +708,7 @@ def test_rendered_objects_are_labelled_and_accepted_by_the_api_server(
         _check_standard_labels(objects, f"r-{variant}")
         _check_selectors(objects)
         for obj in objects:
-            if obj["kind"] not in {"ClusterRole", "ClusterRoleBinding"}:
+            if obj["kind"] not in CLUSTER_SCOPED:
                 assert obj["metadata"]["namespace"] == namespace, obj["metadata"]["name"]
         _dry_run(control_plane, objects, tmp_path / f"{variant}.yaml")
 

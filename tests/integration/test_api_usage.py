@@ -127,15 +127,13 @@ async def test_the_default_is_the_last_30_days(
 @pytest.mark.parametrize(
     ("params", "said"),
     [
-        ({"from": "2026-02-30"}, "from: '2026-02-30' is not a date"),
-        ({"to": "yesterday"}, "to: 'yesterday' is not a date"),
-        ({"from": "2026-3-1", "to": "2026-03-02"}, "from: '2026-3-1' is not a date"),
-        ({"from": "2026-03-02", "to": "2026-03-01"}, "is after to"),
-        ({"from": "2025-03-01", "to": "2026-03-02"}, "covers 367 days; at most 366"),
-        ({"from": "2026-03-01T00:00"}, "from"),
+        ({"from": "2026-02-30"}, "query.from"),
+        ({"to": "yesterday"}, "query.to"),
+        ({"from": "2026-3-1", "to": "2026-03-02"}, "query.from"),
+        ({"from": "2026-03-01T10:00"}, "query.from"),
     ],
 )
-async def test_a_bad_range_is_a_400_that_says_why(
+async def test_a_malformed_date_is_a_400_that_says_which(
     http: httpx.AsyncClient, params: dict[str, str], said: str
 ) -> None:
     message = fakes.error_of(
@@ -149,6 +147,23 @@ async def test_366_days_both_included_is_the_longest_range(http: httpx.AsyncClie
         await http.get(PATH, params={"from": "2025-03-02", "to": "2026-03-02"}, headers=TOKEN)
     )
     assert body["totals"]["calls"] == 8
+
+
+async def test_a_longer_range_keeps_its_last_366_days_and_says_so(
+    http: httpx.AsyncClient,
+) -> None:
+    body = _ok(
+        await http.get(PATH, params={"from": "2020-01-01", "to": "2026-03-02"}, headers=TOKEN)
+    )
+    assert (body["from"], body["to"]) == ("2025-03-02", "2026-03-02")
+    assert body["totals"]["calls"] == 8
+
+
+async def test_a_range_that_ends_before_it_starts_reads_nothing(http: httpx.AsyncClient) -> None:
+    body = _ok(
+        await http.get(PATH, params={"from": "2026-03-02", "to": "2026-03-01"}, headers=TOKEN)
+    )
+    assert (body["items"], body["totals"]["calls"]) == ([], 0)
 
 
 async def test_reading_spending_takes_the_right_to_get_the_namespaces_budgets(
