@@ -169,6 +169,7 @@ async def test_the_commit_runs_only_the_commands_of_its_list(aredis: RedisClient
         record=_step("builder").to_json(),
         writes=orjson.dumps(writes).decode(),
         next_agent=None,
+        day="2026-12-07",
     )
     with pytest.raises(ResponseError, match="command not allowed: DEL"):
         await _COMMIT_STEP(aredis, args, keys=KEYS, **keys)
@@ -181,6 +182,14 @@ async def test_a_script_refuses_arguments_of_another_shape(aredis: RedisClient) 
     with pytest.raises(TypeError, match="no value for its key 'steps'"):
         await _COMMIT_STEP(
             aredis,
-            _Commit(token="t", uid="", agent="a", record="{}", writes="[]", next_agent=None),
+            _Commit(
+                token="t",
+                uid="",
+                agent="a",
+                record="{}",
+                writes="[]",
+                next_agent=None,
+                day="2026-12-07",
+            ),
             keys=KEYS,
         )
