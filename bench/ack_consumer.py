@@ -11,6 +11,12 @@ the operator sees the traffic real runners cause (one result per tick, counters
 moving) at the rate the lanes deliver it. A request past its deadline is answered
 ``Dropped``/``DeadlineExceeded``, as a runner would.
 
+With ``BENCH_SERVICE_SECONDS`` set, it stands in for runners that are busy instead:
+each request holds one of ``BENCH_SLOTS`` slots that long before it is answered (a
+late one is answered ``Dropped`` at once, as a runner drops it), and it reads only as
+slots free up — a pool of runners with a known capacity, slots ÷ seconds ticks a
+second, that a big enough fleet saturates (``bench.fair_share``).
+
 It reports the runner metrics the benchmark reads (``agentstack_runner_ticks_total``,
 ``agentstack_runner_queue_lag_seconds``) under the runner's own names. Configured like
 a runner: ``REDIS_URL``, ``AGENTSTACK_RUNNER_METRICS_PORT``, ``AGENTSTACK_RUNNER_ID``.
@@ -38,6 +44,8 @@ from agentstack_runner import metrics
 
 BATCH = 512
 BLOCK_MS = 1000
+SERVICE_SECONDS = float(os.environ.get("BENCH_SERVICE_SECONDS", "0"))
+SLOTS = int(os.environ.get("BENCH_SLOTS", str(BATCH)))
 log = logging.getLogger(__name__)
 
 
@@ -60,9 +68,11 @@ def result_for(delivery: Delivery, now: float) -> TickResult | None:
     )
 
 
-async def answer(client: RedisClient, deliveries: Sequence[Delivery]) -> None:
-    """One pipelined round trip for the whole batch."""
-    now = time.time()
+async def answer(
+    client: RedisClient, deliveries: Sequence[Delivery], now: float | None = None
+) -> None:
+    """One pipelined round trip for the whole batch (received at ``now``)."""
+    now = time.time() if now is None else now
     pipe: Any = client.pipeline(transaction=False)
     for delivery in deliveries:
         result = result_for(delivery, now)
@@ -83,10 +93,41 @@ async def answer(client: RedisClient, deliveries: Sequence[Delivery]) -> None:
 
 async def consume(client: RedisClient, consumer: str) -> None:
     await protocol.wait_for_groups(client, stopping=lambda: False, log=log)
+    if SERVICE_SECONDS > 0:
+        await consume_busy(client, consumer)
     while True:
         deliveries = await protocol.read(client, consumer, BATCH, BLOCK_MS)
         if deliveries:
             await answer(client, deliveries)
+
+
+async def consume_busy(client: RedisClient, consumer: str) -> None:
+    """Runners of a fixed capacity: ``SLOTS`` requests at a time, each ``SERVICE_SECONDS``."""
+    in_flight = 0
+    freed = asyncio.Event()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(delivery: Delivery, received: float) -> None:
+        nonlocal in_flight
+        request = delivery.request
+        if request is not None and received <= request.deadline:
+            await asyncio.sleep(SERVICE_SECONDS)
+        await answer(client, [delivery], received)
+        in_flight -= 1
+        freed.set()
+
+    while True:
+        if in_flight >= SLOTS:
+            freed.clear()
+            await freed.wait()
+            continue
+        deliveries = await protocol.read(client, consumer, SLOTS - in_flight, BLOCK_MS)
+        received = time.time()
+        for delivery in deliveries:
+            in_flight += 1
+            task = asyncio.create_task(serve(delivery, received))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
 
 def main() -> None:

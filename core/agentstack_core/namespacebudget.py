@@ -36,6 +36,9 @@ DEFAULT_WARN_PERCENT = 80
 DEFAULT_THROTTLE_PERCENT = 90
 DEFAULT_THROTTLE_FACTOR = 2.0
 """How much longer a throttled namespace's stacks wait between ticks."""
+MAX_WEIGHT = 1000
+"""The largest fair-share weight (``spec.fairShare.weight``; a namespace without one
+has weight 1)."""
 
 
 class Period(StrEnum):
@@ -87,6 +90,9 @@ class BudgetSpec:
     """AgentStacks the namespace may hold (kept by a ResourceQuota)."""
     max_ticks_per_second: float | None = None
     """Ticks per second the namespace's interval stacks may ask for together."""
+    weight: int | None = None
+    """The namespace's share of the runners while they are behind (``None``: the
+    default share; the operator's fair queue keeps it)."""
 
     @property
     def caps(self) -> bool:
@@ -147,8 +153,14 @@ def parse_budget(name: str, spec: Mapping[str, Any]) -> BudgetSpec:
     cost = spec.get("maxCostUSD")
     tokens = spec.get("maxTokens")
     quota = spec.get("quota") or {}
-    if cost is None and tokens is None and not quota:
-        raise BudgetSpecError("spec.maxCostUSD, spec.maxTokens or spec.quota must be set")
+    share = spec.get("fairShare") or {}
+    if cost is None and tokens is None and not quota and not share:
+        raise BudgetSpecError(
+            "spec.maxCostUSD, spec.maxTokens, spec.quota or spec.fairShare must be set"
+        )
+    weight = share.get("weight")
+    if weight is not None and not 1 <= int(weight) <= MAX_WEIGHT:
+        raise BudgetSpecError(f"spec.fairShare.weight must be 1 to {MAX_WEIGHT}")
     rate = quota.get("maxTicksPerSecond")
     if rate is not None and float(rate) <= 0:
         raise BudgetSpecError("spec.quota.maxTicksPerSecond must be above 0")
@@ -182,6 +194,7 @@ def parse_budget(name: str, spec: Mapping[str, Any]) -> BudgetSpec:
         throttle_factor=float(thresholds.get("throttleFactor", DEFAULT_THROTTLE_FACTOR)),
         max_stacks=None if quota.get("maxStacks") is None else int(quota["maxStacks"]),
         max_ticks_per_second=None if rate is None else float(rate),
+        weight=None if weight is None else int(weight),
     )
 
 

@@ -63,6 +63,9 @@ SLEEP_LANE = "Sleep"
 when no stack's work waits."""
 LANES: tuple[str, ...] = (Priority.HIGH, Priority.NORMAL, Priority.LOW, SLEEP_LANE)
 """Lane names, the order runners read them in."""
+WORK_LANES: tuple[str, ...] = tuple(lane for lane in LANES if lane != SLEEP_LANE)
+"""The lanes of stacks' work (a consolidation waits in its own lane until they are
+empty, so it does not count against the room for work)."""
 
 
 def lane_of(request: TickRequest) -> str:
@@ -262,11 +265,14 @@ async def publish_results(client: RedisClient, results: Sequence[TickResult]) ->
     await pipe.execute()
 
 
-async def pending_count(client: RedisClient) -> int:
-    """Requests waiting in the lanes that no runner has received yet (queue depth)."""
+async def pending_count(client: RedisClient, lanes: Sequence[str] = LANES) -> int:
+    """Requests waiting in ``lanes`` (every lane by default) that no runner has received
+    yet (queue depth), in one pipelined round trip."""
+    pipe = client.pipeline(transaction=False)
+    for lane in lanes:
+        pipe.xinfo_groups(FleetKeys.lane(lane))
     total = 0
-    for lane in LANES:
-        groups = await client.xinfo_groups(FleetKeys.lane(lane))
+    for groups in await pipe.execute():
         for group in groups:
             if group["name"] == RUNNERS_GROUP:
                 total += int(group.get("lag") or 0)

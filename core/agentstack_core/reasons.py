@@ -69,6 +69,9 @@ class SkipReason(StrEnum):
     STARTING_DEADLINE_EXCEEDED = "StartingDeadlineExceeded"
     """A scheduled stack's fire was missed (an operator outage, a pause) by more than
     ``spec.schedule.startingDeadlineSeconds``."""
+    RUNNERS_BUSY = "RunnersBusy"
+    """The runners had no room for it before its deadline: it waited in the operator
+    for its namespace's fair share of them (``AGENTSTACK_DISPATCH_BACKLOG``)."""
 
 
 class StepReason(StrEnum):

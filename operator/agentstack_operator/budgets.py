@@ -48,6 +48,7 @@ from agentstack_core.protocol import RedisClient
 from agentstack_core.reasons import EventReason
 from agentstack_core.redis.ledger import NamespaceLedger, Spend
 from agentstack_operator import metrics
+from agentstack_operator.fairshare import DEFAULT_WEIGHT
 from agentstack_operator.stackstate import StackRecord, utc_timestamp
 
 logger = logging.getLogger(__name__)
@@ -149,10 +150,14 @@ def budget_status(kept: Kept, stacks: int, reading: Reading | None) -> dict[str,
             "conditions": [_condition("Ready", "False", "InvalidSpec", kept.problem)],
         }
     if reading is None:
+        kinds = "a fair share" if kept.spec.weight is not None else ""
+        if kept.spec.max_stacks is not None or kept.spec.max_ticks_per_second is not None:
+            kinds = "a quota" + (" and a fair share" if kinds else "")
+        message = f"{kinds}, with no spending cap"
         return {
             "observedGeneration": kept.generation,
             "stacks": stacks,
-            "conditions": [_condition("Ready", "True", "Kept", "a quota, with no spending cap")],
+            "conditions": [_condition("Ready", "True", "Kept", message)],
         }
     level, spend, window = reading.standing.level, reading.spend, reading.window
     return {
@@ -239,6 +244,16 @@ class BudgetKeeper:
 
     def gone(self, namespace: str, name: str) -> None:
         self.budgets.get(namespace, {}).pop(name, None)
+
+    def weight(self, namespace: str) -> int:
+        """The namespace's fair share of the runners: the largest weight its valid
+        budgets give (:data:`~.fairshare.DEFAULT_WEIGHT` without one)."""
+        weights = [
+            kept.spec.weight
+            for kept in self.budgets.get(namespace, {}).values()
+            if kept.spec is not None and kept.spec.weight is not None
+        ]
+        return max(weights, default=DEFAULT_WEIGHT)
 
     # -- the leader's turn ----------------------------------------------------------------
 

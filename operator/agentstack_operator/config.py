@@ -69,6 +69,14 @@ class OperatorConfig(CommonSettings, WatchSettings, ModelSettings):
         20.0,
     )
     dispatch_batch: int = variable("AGENTSTACK_DISPATCH_BATCH", "ticks per pipelined dispatch", 500)
+    dispatch_backlog: int = variable(
+        "AGENTSTACK_DISPATCH_BACKLOG",
+        "most tick requests the lanes may hold that no runner has received yet (they "
+        "hold what the runners take in a few hundredths of a second); past that, due "
+        "ticks wait in the operator and go out by namespace, in fair shares (0: no "
+        "limit, first come, first served)",
+        1000,
+    )
     metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod
     metrics_port: int = variable("AGENTSTACK_METRICS_PORT", "metrics/health port (0 = off)", 9101)
     per_stack_metrics: bool = variable(

@@ -14,6 +14,7 @@ Data flow::
     StatusWriter (statuswriting.py) ── dirty records, rate-limited ──► PATCH /status
     LeaderEvents (statuswriting.py) ── transitions ──► Events
     BudgetKeeper (budgets.py) ── namespaces' ledgers ──► AgentBudget status, stack holds
+                             └── fair-share weights ──► Dispatcher's FairQueue (fairshare.py)
 
 Each part owns one concern and its own state (the index its records, the dispatcher
 its heap, the writer its dirty set and write budget) and reaches its neighbours
@@ -26,7 +27,8 @@ What is left here is the wiring, and the rules that span parts:
   folds, writes status and posts Events (:mod:`.leadership`);
 - gaining the leadership reschedules every stack with cause ``start`` and marks its
   status urgent (the current period's tick goes out again; its deterministic id makes
-  that harmless), and losing it clears the fleet gauges;
+  that harmless), and losing it clears the fleet gauges and drops the ticks held for
+  room in the lanes (the next leader sends the current periods again);
 - a stack that is gone leaves the index, the heap and the dirty set together.
 """
 
@@ -105,6 +107,7 @@ class Operator:
             config,
             before_send=self._ensure_published,
             events=self.events,
+            weight=lambda namespace: self.budgets.weight(namespace),
         )
         self.heap = self.dispatcher.heap
         self.status_writer = StatusWriter(
@@ -258,6 +261,7 @@ class Operator:
             self.dispatcher.reschedule(record, "start")
             self.status_writer.mark(record, urgent=True)
         await self.leadership.lost.wait()
+        self.dispatcher.drop_held()
         self.triggers.stop()
         clear_fleet_gauges()
 

@@ -6,7 +6,10 @@ Data flow::
     wake(record) (an input) ────►     (due now, a slot of its own: see .waking)
                                       │ step(): pop every stack due now (a batch)
                                       ▼
-    build_request() (pure) ──► TickRequest ─┬─ pool: TickSink.send() (one pipelined XADD)
+    build_request() (pure) ──► TickRequest ─┬─ pool: FairQueue (one queue per namespace)
+                                            │     │ take(room): deficit round robin
+                                            │     ▼
+                                            │   TickSink.send() (one pipelined XADD)
                                             └─ job:  JobCreator.create_job() (one Job each)
                                       │
                                       └─► reschedule(record, "next", after=its slot)
@@ -19,6 +22,13 @@ batch: on a big fleet a tick falls due every few hundred microseconds, and a bat
 due tick would spend the operator's CPU on round trips (measured at 1,000 stacks:
 most of the dispatcher's time was in socket writes). Ticks due within the gap go out
 together, at most the gap late.
+
+The lanes are kept short: a pool tick goes out only while the requests no runner has
+received yet are fewer than what the runners take in a few hundredths of a second
+(:class:`~.fairshare.Room`, at most ``dispatch_backlog``). When the runners fall behind,
+the rest wait here, one queue per namespace, and go out in the namespaces' fair shares
+as the runners make room (:class:`~.fairshare.FairQueue`), so a noisy namespace cannot
+fill the lanes ahead of a quiet one.
 
 Tick ids come from the stack's slot on its grid or calendar (:mod:`.scheduling`), so a
 tick sent twice (a restart, a second replica during a failover) is the same tick and runs once.
@@ -36,7 +46,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from opentelemetry.trace import SpanKind
@@ -49,6 +59,7 @@ from agentstack_core.reasons import EventReason, SkipReason
 from agentstack_core.spec import Executor, MissedTickPolicy, Priority, StackSpec
 from agentstack_operator import metrics
 from agentstack_operator.config import OperatorConfig
+from agentstack_operator.fairshare import DEFAULT_WEIGHT, FairQueue, Held, Room
 from agentstack_operator.jobs import build_job, job_name, job_state
 from agentstack_operator.scheduling import (
     Calendar,
@@ -72,8 +83,14 @@ IDLE_WAKE_SECONDS = 1.0
 QUEUE_DEPTH_SECONDS = 5.0
 DISPATCH_GAP_SECONDS = 0.05
 """Shortest time between two batches (the most a tick waits for the next batch)."""
+RELEASE_GAP_SECONDS = 0.01
+"""Shortest time between two batches while ticks are held for room in the lanes: the
+lanes then hold only a few batches' worth (:class:`~.fairshare.Room`), so they are
+refilled more often, lest the runners wait for work."""
 SEND_RETRY_SECONDS = 1.0
 """How soon ticks that could not be sent are tried again (same slot, same tick id)."""
+HELD_SWEEP_SECONDS = 1.0
+"""How often held ticks are swept for expired ones while the lanes have no room."""
 DEFAULT_FIRE_WINDOW = 3600.0
 """How long the last fire of a schedule that fires no more may wait to start."""
 MIN_FIRE_WINDOW = 1.0
@@ -87,6 +104,10 @@ class TickSink(Protocol):
 
     async def pending(self) -> int:
         """Requests sent but not yet received by any runner."""
+        ...
+
+    async def waiting_work(self) -> int:
+        """Work requests (not consolidations) sent but not yet received by any runner."""
         ...
 
 
@@ -109,6 +130,9 @@ class RedisLanes:
 
     async def pending(self) -> int:
         return await protocol.pending_count(self.redis)
+
+    async def waiting_work(self) -> int:
+        return await protocol.pending_count(self.redis, protocol.WORK_LANES)
 
 
 def build_request(
@@ -193,6 +217,19 @@ def build_sleep_request(
     return _request(record, spec, tick, slot, now + wait, now, dispatched_by, TickKind.SLEEP)
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A pool tick built and waiting for room in the lanes."""
+
+    key: str
+    request: TickRequest
+    due: float
+    """When it fell due (its dispatch lag is counted from here)."""
+
+
+PRIORITY_RANK = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
+
+
 def traced(request: TickRequest, executor: Executor, *, lag: float) -> TickRequest:
     """``request`` carrying the context of its dispatch span, the root of the tick's
     trace (unchanged, and no span made, when tracing is off)."""
@@ -224,7 +261,10 @@ class Dispatcher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         before_send: Callable[[], Awaitable[None]] | None = None,
         events: EventPoster | None = None,
+        weight: Callable[[str], int] = lambda _namespace: DEFAULT_WEIGHT,
     ) -> None:
+        """``weight(namespace)``: the namespace's share of the runners while they are
+        behind (:mod:`.fairshare`)."""
         self.records = records
         self.events = events
         """Where the Events of skipped fires go (``None``: nowhere, in tests)."""
@@ -245,6 +285,11 @@ class Dispatcher:
         """When the last batch went out (monotonic)."""
         self._sleeps: list[tuple[StackRecord, TickRequest]] = []
         """Consolidation ticks to send with the next batch."""
+        self.held: FairQueue[Waiting] = FairQueue(weight, ranks=len(PRIORITY_RANK))
+        """Pool ticks due but not sent yet: the lanes had no room for them."""
+        self._swept_at = 0.0
+        self.room = Room(max(1, config.dispatch_backlog))
+        """How many more the lanes may take (their backlog follows the runners' pace)."""
 
     # -- the schedule ----------------------------------------------------------------------
 
@@ -355,7 +400,8 @@ class Dispatcher:
     async def step(self) -> None:
         """Send one batch of due ticks, or sleep until the next is due."""
         await self._post_notices()
-        gap = self._batch_at + DISPATCH_GAP_SECONDS - self.monotonic()
+        spacing = RELEASE_GAP_SECONDS if self.held else DISPATCH_GAP_SECONDS
+        gap = self._batch_at + spacing - self.monotonic()
         if gap > 0:
             # A turn of its own: the coordinator checks the leadership again before the
             # next one (a replica hung here past its lease must not send when it wakes).
@@ -363,7 +409,7 @@ class Dispatcher:
             return
         now = self.clock()
         due = self.heap.pop_due(now, self.config.dispatch_batch)
-        if not due and not self._sleeps:
+        if not due and not self._sleeps and not self.held:
             await self._sleep_until(self.heap.peek())
             return
         self._batch_at = self.monotonic()
@@ -410,18 +456,25 @@ class Dispatcher:
                 job_grace_seconds=self.config.job_grace_seconds,
                 dispatched_by=self.config.operator_id,
             )
-            metrics.DISPATCH_LAG.observe(max(0.0, now - when))
             request = traced(request, record.executor, lag=max(0.0, now - when))
             if record.executor is not Executor.JOB:
-                pool.append(request)
-                carried(record, request.tick_id)
+                rank = PRIORITY_RANK.get(request.priority, PRIORITY_RANK[Priority.NORMAL])
+                waiting = Waiting(key, request, when)
+                self.held.push(Held(waiting, record.ref.namespace, rank, request.deadline))
             elif record.active_job is not None:
                 metrics.SKIPPED.labels(SkipReason.JOB_STILL_RUNNING).inc()
             else:
+                metrics.DISPATCH_LAG.observe(max(0.0, now - when))
                 record.active_job = request.tick_id
                 jobs.append((record, request))
                 carried(record, request.tick_id)
             self.reschedule(record, "next", after=slot_due)
+        try:
+            pool.extend(await self._release(now))
+        except Exception:
+            if pool:
+                self._retry_later(pool)  # the consolidations; held ticks stay held
+            raise
         if pool:
             try:
                 if self.before_send is not None:
@@ -433,6 +486,42 @@ class Dispatcher:
             metrics.DISPATCHED.labels("pool").inc(len(pool))
         if jobs:
             await self._create_jobs(jobs)
+
+    async def _release(self, now: float) -> list[TickRequest]:
+        """The held pool ticks that fit in the lanes now, in the namespaces' fair
+        shares; those whose deadline passed while they waited are dropped and counted."""
+        if not self.held:
+            return []
+        if self.config.dispatch_backlog <= 0:
+            room = len(self.held)
+        else:
+            room = self.room.free(await self.lanes.waiting_work(), self.monotonic())
+        taken, expired = self.held.take(room, now)
+        if now - self._swept_at >= HELD_SWEEP_SECONDS:
+            # The lanes may have no room for long (the runners down): what expired
+            # must not pile up behind it.
+            self._swept_at = now
+            expired += self.held.expire(now)
+        if expired:
+            metrics.SKIPPED.labels(SkipReason.RUNNERS_BUSY).inc(len(expired))
+        released: list[TickRequest] = []
+        for held in taken:
+            waiting = held.item
+            record = self.records.get(waiting.key)
+            if record is None or not record.should_tick:
+                continue  # paused, held or deleted while it waited
+            metrics.DISPATCH_LAG.observe(max(0.0, now - waiting.due))
+            carried(record, waiting.request.tick_id)
+            released.append(waiting.request)
+        self.room.sent(len(released))
+        metrics.HELD.set(len(self.held))
+        return released
+
+    def drop_held(self) -> None:
+        """Leadership is lost: the ticks held here are the next leader's to send (its
+        start sends each stack's current period again, under the same tick ids)."""
+        self.held.clear()
+        metrics.HELD.set(0)
 
     def _retry_later(self, requests: Sequence[TickRequest]) -> None:
         """Ticks that could not be sent go back on the heap under their own slot (same

@@ -36,6 +36,11 @@ SCHEDULED = Gauge("agentstack_scheduler_scheduled_stacks", "Stacks with a next t
 QUEUE_DEPTH = Gauge(
     "agentstack_tick_queue_depth", "Tick requests waiting in the lanes, not yet received."
 )
+HELD = Gauge(
+    "agentstack_dispatch_held_ticks",
+    "Due ticks the leader holds while the lanes are full, waiting for their namespace's "
+    "fair share of the runners.",
+)
 RESULTS = Counter(
     "agentstack_operator_tick_results_total",
     "Tick results folded into status, by outcome.",

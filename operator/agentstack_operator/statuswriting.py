@@ -238,6 +238,7 @@ def clear_fleet_gauges() -> None:
     metrics.STALLED.set(0)
     metrics.PER_STACK.clear()
     metrics.STATUS_AGE.set(0)
+    metrics.HELD.set(0)
 
 
 class LeaderEvents:

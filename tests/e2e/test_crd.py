@@ -187,10 +187,22 @@ def test_a_budget_gets_its_defaults_from_the_api_server(
     assert spec["thresholds"] == {"warnPercent": 50, "throttlePercent": 90, "throttleFactor": 2}
 
 
+def test_a_weight_alone_is_a_budget(
+    control_plane: ControlPlane, crd: str, namespace: str, tmp_path: Path
+) -> None:
+    manifest = copy.deepcopy(BUDGET)
+    manifest["spec"] = {"fairShare": {"weight": 3}}
+    result = _apply(control_plane, namespace, manifest, tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"window": {"calendar": "Day"}}, "set maxCostUSD, maxTokens or quota"),
+        ({"window": {"calendar": "Day"}}, "set maxCostUSD, maxTokens, quota or fairShare"),
+        ({"fairShare": {"weight": 0}}, "should be greater than or equal to 1"),
+        ({"fairShare": {"weight": 1001}}, "should be less than or equal to 1000"),
+        ({"fairShare": {}}, "weight: Required value"),
         ({"quota": {"maxTicksPerSecond": 0}}, "should be greater than 0"),
         ({"maxCostUSD": -1}, "should be greater than or equal to 0"),
         ({"maxTokens": 5, "window": {"calendar": "Year"}}, "Unsupported value"),

@@ -4,10 +4,13 @@ operations in, typed records out, and a commit script that runs only its own com
 
 from __future__ import annotations
 
+import dataclasses
+
 import orjson
 import pytest
 from redis.exceptions import ResponseError
 
+from agentstack_core import protocol
 from agentstack_core.approvals import Approval, ApprovalState
 from agentstack_core.keys import StackKeys
 from agentstack_core.operations import (
@@ -23,7 +26,7 @@ from agentstack_core.operations import (
     SaveArtifact,
     SavePlan,
 )
-from agentstack_core.protocol import RedisClient
+from agentstack_core.protocol import RedisClient, TickKind
 from agentstack_core.records import (
     ArtifactRecord,
     FeedRecord,
@@ -37,7 +40,8 @@ from agentstack_core.records import (
 from agentstack_core.redis.approvals import read_approvals
 from agentstack_core.redis.reader import StackReader
 from agentstack_core.redis.tick import _COMMIT_STEP, TickStore, _Commit, lease_token
-from tests.integration.support import STACK, publish
+from agentstack_operator.dispatching import RedisLanes
+from tests.integration.support import STACK, publish, request
 
 pytestmark = pytest.mark.asyncio
 KEYS = StackKeys(STACK)
@@ -193,3 +197,19 @@ async def test_a_script_refuses_arguments_of_another_shape(aredis: RedisClient) 
             ),
             keys=KEYS,
         )
+
+
+@pytest.mark.asyncio
+async def test_the_room_in_the_lanes_counts_work_no_runner_has_received(
+    aredis: RedisClient,
+) -> None:
+    """What the dispatcher's fair share reads (``RedisLanes.waiting_work``): requests
+    sent and not yet received, consolidations left out — on one server and a cluster."""
+    await protocol.ensure_groups(aredis)
+    lanes = RedisLanes(aredis)
+    sleeping = dataclasses.replace(request(9), kind=TickKind.SLEEP)
+    await lanes.send([request(1), request(2), request(3), sleeping])
+    assert (await lanes.waiting_work(), await lanes.pending()) == (3, 4)
+    received = await protocol.read(aredis, "runner-a", count=2, block_ms=None)
+    assert [d.request.slot for d in received if d.request] == [1, 2]
+    assert (await lanes.waiting_work(), await lanes.pending()) == (1, 2)

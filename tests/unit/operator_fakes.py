@@ -94,6 +94,9 @@ class FakeLanes:
     async def pending(self) -> int:
         return self.waiting
 
+    async def waiting_work(self) -> int:
+        return self.waiting
+
 
 class FakeKube:
     """JobCreator, StatusSink, EventSink, SecretReader, SecretStore and FinalizerKube, like the real

@@ -4,13 +4,16 @@ instants are arguments), the checks the schema cannot make, and the levels."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agentstack_core.namespacebudget import (
+    MAX_WEIGHT,
     BudgetSpec,
     BudgetSpecError,
     Level,
@@ -26,6 +29,7 @@ from agentstack_core.namespacebudget import (
 from agentstack_core.pricing import nanos
 
 PARIS = ZoneInfo("Europe/Paris")
+CRD = Path(__file__).resolve().parents[2] / "crds" / "agentstack.dev_agentbudgets.yaml"
 
 
 def at(zone: ZoneInfo, *parts: int) -> float:
@@ -94,7 +98,8 @@ def test_a_runner_names_the_window_the_operator_does(raw: dict[str, object]) -> 
 @pytest.mark.parametrize(
     ("raw", "problem"),
     [
-        ({"window": {"calendar": "Day"}}, "maxTokens or spec.quota must be set"),
+        ({"window": {"calendar": "Day"}}, "spec.quota or spec.fairShare must be set"),
+        ({"fairShare": {"weight": 0}}, "weight must be 1 to 1000"),
         ({"maxTokens": 5, "window": {"timeZone": "Mars/Olympus"}}, "unknown time zone"),
         ({"maxTokens": 5, "window": {"seconds": 5}}, "at least 30"),
         ({"maxTokens": 5, "thresholds": {"warnPercent": 95, "throttlePercent": 90}}, "<="),
@@ -149,3 +154,15 @@ def test_a_quota_of_ticks_stretches_every_interval_by_the_same_factor() -> None:
     assert quota_factor(budget, [0.5, 0.5, 1.0]) == 1.0
     assert quota_factor(budget, [1.0] * 5) == 2.5
     assert quota_factor(parse_budget("c", {"maxTokens": 1}), [100.0]) == 1.0
+
+
+def test_a_weight_alone_is_a_budget_that_caps_nothing() -> None:
+    budget = parse_budget("share", {"fairShare": {"weight": 5}})
+    assert (budget.weight, budget.caps) == (5, False)
+    assert parse_budget("cap", {"maxTokens": 5}).weight is None
+
+
+def test_the_schema_and_the_parser_agree_on_the_largest_weight() -> None:
+    crd = yaml.safe_load(CRD.read_text(encoding="utf-8"))
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec["properties"]["fairShare"]["properties"]["weight"]["maximum"] == MAX_WEIGHT

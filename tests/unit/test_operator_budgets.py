@@ -200,3 +200,13 @@ async def test_a_quota_of_ticks_stretches_every_stack_of_the_namespace_alike(
     assert (budget["status"], budget["reason"]) == ("False", "NamespaceQuotaThrottled")
     assert "0.2 ticks/s, its quota allows 0.1: every interval stretched 2x" in budget["message"]
     assert one.hold is None
+
+
+def test_a_namespace_fair_share_is_its_budgets_largest_weight(world: World) -> None:
+    assert world.keeper.weight("team-a") == 1  # a budget without a weight: the default
+    world.keeper.seen(_budget("team-a", "share", {"fairShare": {"weight": 4}}))
+    world.keeper.seen(_budget("team-a", "more", {"fairShare": {"weight": 7}}))
+    world.keeper.seen(_budget("team-a", "broken", {"fairShare": {"weight": 5000}}))
+    assert world.keeper.weight("team-a") == 7  # the invalid one gives nothing
+    world.keeper.gone("team-a", "more")
+    assert (world.keeper.weight("team-a"), world.keeper.weight("elsewhere")) == (4, 1)

@@ -16,6 +16,7 @@ from agentstack_core.spec import Priority
 from agentstack_operator import dispatching
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.dispatching import Dispatcher, build_request
+from agentstack_operator.fairshare import MIN_ROOM
 from agentstack_operator.index import StackIndex
 from agentstack_operator.scheduling import slot_id
 from agentstack_operator.stackstate import fold_result
@@ -315,3 +316,132 @@ async def test_a_consolidation_is_sent_when_owed_one_at_a_time_in_the_sleep_lane
     off = indexed("off", memory={"consolidateEveryTicks": 0})["team/off"]
     off.usage = Usage(ticks=1000)
     assert not off.consolidation_due
+
+
+def _in(namespace: str, name: str, **fields: Any) -> dict[str, Any]:
+    body = manifest(name, **fields)
+    body["metadata"]["namespace"] = namespace
+    return body
+
+
+def _tenants(noisy: int, quiet: int) -> StackIndex:
+    """``noisy`` stacks in namespace ``noisy`` and ``quiet`` in ``quiet``."""
+    index = StackIndex()
+    for namespace, count in (("noisy", noisy), ("quiet", quiet)):
+        for number in range(count):
+            index.observe(_in(namespace, f"s{number}"))
+    return index
+
+
+def _start_all(dispatcher: Dispatcher, index: StackIndex) -> None:
+    for record in index.values():
+        dispatcher.reschedule(record, "start")
+
+
+async def _held_behind_full_lanes(
+    stacks: int,
+) -> tuple[StackIndex, Dispatcher, FakeLanes, Clock]:
+    """``stacks`` stacks of namespace ``noisy`` started while the lanes are full: every
+    tick held."""
+    index = _tenants(noisy=stacks, quiet=0)
+    dispatcher, lanes, _kube, clock = _dispatcher(index)
+    lanes.waiting = MIN_ROOM  # the runners are behind
+    _start_all(dispatcher, index)
+    await dispatcher.step()
+    assert lanes.sent == []
+    assert len(dispatcher.held) == stacks
+    return index, dispatcher, lanes, clock
+
+
+@pytest.mark.asyncio
+async def test_while_the_lanes_are_full_due_ticks_wait_and_go_out_as_room_appears() -> None:
+    _index, dispatcher, lanes, _clock = await _held_behind_full_lanes(3)
+    assert sample("agentstack_dispatch_held_ticks") == 3
+    lanes.waiting -= 2  # the runners took two (the room follows their pace, at least 16)
+    await dispatcher.step()
+    assert len(lanes.sent) == 2
+    assert len(dispatcher.held) == 1
+    lanes.waiting = 0
+    await dispatcher.step()
+    assert sorted(r.tick_id.split("/")[1] for r in lanes.sent) == ["s0", "s1", "s2"]
+    assert sample("agentstack_dispatch_held_ticks") == 0
+
+
+@pytest.mark.asyncio
+async def test_a_quiet_namespace_is_not_queued_behind_a_noisy_ones_backlog() -> None:
+    index = _tenants(noisy=50, quiet=2)
+    dispatcher, lanes, _kube, _clock = _dispatcher(index)
+    lanes.waiting = MIN_ROOM - 4  # room for four
+    _start_all(dispatcher, index)  # the noisy namespace's fifty first
+    await dispatcher.step()
+    namespaces = [r.stack.namespace for r in lanes.sent]
+    assert namespaces.count("quiet") == 2  # both of its ticks, in the first room
+    assert namespaces.count("noisy") == 2
+    assert dispatcher.held.waiting("noisy") == 48
+
+
+@pytest.mark.asyncio
+async def test_a_namespace_weight_buys_it_that_many_ticks_a_turn() -> None:
+    index = _tenants(noisy=20, quiet=20)
+    lanes, kube, clock = FakeLanes(), FakeKube(), Clock()
+    seconds = itertools.count()
+    dispatcher = Dispatcher(
+        index,
+        lanes,
+        kube,
+        OperatorConfig(dispatch_backlog=MIN_ROOM),  # room for 4: 3 + 1
+        clock=clock,
+        monotonic=lambda: float(next(seconds)),
+        weight={"noisy": 1, "quiet": 3}.__getitem__,
+    )
+    _start_all(dispatcher, index)
+    await dispatcher.step()
+    assert sorted(r.stack.namespace for r in lanes.sent) == ["noisy", *["quiet"] * 3]
+
+
+@pytest.mark.asyncio
+async def test_a_tick_that_waited_past_its_deadline_is_dropped_and_counted() -> None:
+    index, dispatcher, lanes, clock = await _held_behind_full_lanes(1)
+    record = index["noisy/s0"]
+    before = sample(SKIPPED, reason="RunnersBusy")
+    clock.now += record.interval + 1  # its deadline passes; the next slot falls due
+    lanes.waiting = 0
+    await dispatcher.step()
+    assert sample(SKIPPED, reason="RunnersBusy") == before + 1
+    assert [r.slot for r in lanes.sent] == [round((record.next_slot - record.interval) * 1000)]
+
+
+@pytest.mark.asyncio
+async def test_a_held_tick_of_a_stack_paused_meanwhile_is_not_sent() -> None:
+    index, dispatcher, lanes, _clock = await _held_behind_full_lanes(1)
+    index.observe(_in("noisy", "s0", generation=2, executionState="Paused"))
+    assert not index["noisy/s0"].should_tick
+    lanes.waiting = 0
+    await dispatcher.step()
+    assert lanes.sent == []
+    assert len(dispatcher.held) == 0
+
+
+@pytest.mark.asyncio
+async def test_a_replica_that_loses_the_leadership_drops_what_it_held() -> None:
+    _index, dispatcher, lanes, _clock = await _held_behind_full_lanes(2)
+    dispatcher.drop_held()
+    lanes.waiting = 0
+    await dispatcher.step()
+    assert lanes.sent == []
+    assert sample("agentstack_dispatch_held_ticks") == 0
+
+
+@pytest.mark.asyncio
+async def test_a_backlog_of_0_sends_everything_first_come_first_served() -> None:
+    index = _tenants(noisy=3, quiet=1)
+    lanes, kube, clock = FakeLanes(), FakeKube(), Clock()
+    seconds = itertools.count()
+    config = OperatorConfig(dispatch_backlog=0)
+    dispatcher = Dispatcher(
+        index, lanes, kube, config, clock=clock, monotonic=lambda: float(next(seconds))
+    )
+    lanes.waiting = 10_000
+    _start_all(dispatcher, index)
+    await dispatcher.step()
+    assert len(lanes.sent) == 4
