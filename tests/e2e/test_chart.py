@@ -63,7 +63,7 @@ STANDARD_LABELS = (
     "helm.sh/chart",
 )
 SELECTOR_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance")
-DASHBOARD_UIDS = {"agentstack-fleet", "agentstack-stack"}
+DASHBOARD_UIDS = {"agentstack-fleet", "agentstack-namespace", "agentstack-stack"}
 POOL_KEY = "sk-pool-default"  # the runners' own key (llm.existingSecret) in chart_fleet
 
 
@@ -1061,9 +1061,10 @@ def test_service_monitors_select_the_metrics_services(helm: Helm) -> None:
         assert endpoint["port"] in ports
         assert endpoint["path"] == "/metrics"
         assert endpoint["interval"] == "15s"
-        # Only the operator exports series with a `namespace` label of their own.
-        operator = monitor["metadata"]["name"].endswith("-operator")
-        assert endpoint.get("honorLabels", False) is operator
+        # The operator and the runners export series with a `namespace` label of their
+        # own (per stack, per budget, chargeback); the API none.
+        own = not monitor["metadata"]["name"].endswith("-api")
+        assert endpoint.get("honorLabels", False) is own
     ports = {name: s["spec"]["ports"][0]["port"] for name, s in services.items()}
     assert ports == {
         "ags-agentstack-operator-operator": 9101,

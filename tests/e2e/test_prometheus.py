@@ -20,7 +20,8 @@ The fixture's fleet is made to exercise what the dashboards and alerts show: a s
 that calls an MCP tool, two offline (``scripted``) stacks, and three on the fake
 OpenAI-compatible gateway — one whose Groq model is rate limited (retries, an open
 breaker, a fallback to a priced OpenAI model), one on a model without a price, one whose
-model refuses every call (failed ticks) — with the operator's per-stack metrics on.
+model refuses every call (failed ticks) — with the operator's per-stack metrics on, and
+an ``AgentBudget`` over their namespace.
 """
 
 from __future__ import annotations
@@ -223,6 +224,19 @@ def monitored(
         )
         for name in ("alpha", "beta", PER_STACK, "delta", "epsilon"):
             stacks.wait_ticks(name, 2 if name == "alpha" else 1)
+        # The namespace's budget, for its gauges and the namespace dashboard.
+        client.CustomObjectsApi(k8s_api).create_namespaced_custom_object(
+            "agentstack.dev",
+            "v1alpha1",
+            monitored_namespace,
+            "agentbudgets",
+            {
+                "apiVersion": "agentstack.dev/v1alpha1",
+                "kind": "AgentBudget",
+                "metadata": {"name": "monthly"},
+                "spec": {"maxCostUSD": 100},
+            },
+        )
         ports = {"operator": operator_port, "runner": runner_port, "api": api_port}
         targets = {job: [f"{LOOPBACK}:{port}"] for job, port in ports.items()}
         with (
@@ -390,7 +404,7 @@ def _variable_values(monitored: Monitored, dashboard: dict[str, Any]) -> dict[st
 
 
 def test_the_chart_has_the_generated_dashboards() -> None:
-    assert set(DASHBOARDS) == {"fleet.json", "stack.json"}
+    assert set(DASHBOARDS) == {"fleet.json", "namespace.json", "stack.json"}
     assert len(_panel_queries()) >= 30
 
 

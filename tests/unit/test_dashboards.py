@@ -23,7 +23,11 @@ from agentstack_devkit.dashboards.promql import (
     substitute,
 )
 
-UIDS = {"fleet.json": "agentstack-fleet", "stack.json": "agentstack-stack"}
+UIDS = {
+    "fleet.json": "agentstack-fleet",
+    "namespace.json": "agentstack-namespace",
+    "stack.json": "agentstack-stack",
+}
 
 
 def _dashboard(name: str) -> dict[str, object]:

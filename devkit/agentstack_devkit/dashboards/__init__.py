@@ -5,8 +5,10 @@ Grafana's dashboard sidecar. Those files are written by this package, never by h
 
 - :mod:`.panels` holds the shared, typed builders (``grafana_foundation_sdk``): the
   Prometheus data source variable, query targets, time series and stat panels, rows;
-- :mod:`.fleet` builds the fleet view (``agentstack-fleet``) and :mod:`.stack` the
-  per-stack view (``agentstack-stack``, over the opt-in per-stack metrics);
+- :mod:`.fleet` builds the fleet view (``agentstack-fleet``), :mod:`.namespace` the
+  per-namespace view (``agentstack-namespace``: a tenant's spend and budgets) and
+  :mod:`.stack` the per-stack view (``agentstack-stack``, over the opt-in per-stack
+  metrics);
 - :mod:`.rendering` turns them into deterministic JSON (fixed uids, sequential panel
   ids, sorted keys) and writes or checks the files;
 - :mod:`.promql` reads the queries back out of a dashboard (and the left-hand side out

@@ -15,10 +15,11 @@ from pathlib import Path
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as models
 
-from agentstack_devkit.dashboards import fleet, stack
+from agentstack_devkit.dashboards import fleet, namespace, stack
 
 DASHBOARDS: dict[str, Callable[[], models.Dashboard]] = {
     "fleet.json": fleet.build,
+    "namespace.json": namespace.build,
     "stack.json": stack.build,
 }
 """File name under the chart's ``dashboards/`` → the function building that dashboard."""
