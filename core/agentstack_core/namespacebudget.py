@@ -90,6 +90,8 @@ class BudgetSpec:
     """AgentStacks the namespace may hold (kept by a ResourceQuota)."""
     max_ticks_per_second: float | None = None
     """Ticks per second the namespace's interval stacks may ask for together."""
+    max_concurrent_ticks: int | None = None
+    """Ticks of the namespace's stacks that may run at once (the operator holds more)."""
     weight: int | None = None
     """The namespace's share of the runners while they are behind (``None``: the
     default share; the operator's fair queue keeps it)."""
@@ -194,6 +196,9 @@ def parse_budget(name: str, spec: Mapping[str, Any]) -> BudgetSpec:
         throttle_factor=float(thresholds.get("throttleFactor", DEFAULT_THROTTLE_FACTOR)),
         max_stacks=None if quota.get("maxStacks") is None else int(quota["maxStacks"]),
         max_ticks_per_second=None if rate is None else float(rate),
+        max_concurrent_ticks=(
+            None if quota.get("maxConcurrentTicks") is None else int(quota["maxConcurrentTicks"])
+        ),
         weight=None if weight is None else int(weight),
     )
 

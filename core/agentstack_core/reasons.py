@@ -72,6 +72,9 @@ class SkipReason(StrEnum):
     RUNNERS_BUSY = "RunnersBusy"
     """The runners had no room for it before its deadline: it waited in the operator
     for its namespace's fair share of them (``AGENTSTACK_DISPATCH_BACKLOG``)."""
+    CONCURRENCY_QUOTA = "ConcurrencyQuota"
+    """Its namespace ran as many ticks at once as its ``AgentBudget`` allows
+    (``spec.quota.maxConcurrentTicks``) until its deadline."""
 
 
 class StepReason(StrEnum):

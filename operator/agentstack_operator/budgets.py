@@ -151,7 +151,12 @@ def budget_status(kept: Kept, stacks: int, reading: Reading | None) -> dict[str,
         }
     if reading is None:
         kinds = "a fair share" if kept.spec.weight is not None else ""
-        if kept.spec.max_stacks is not None or kept.spec.max_ticks_per_second is not None:
+        quotas = (
+            kept.spec.max_stacks,
+            kept.spec.max_ticks_per_second,
+            kept.spec.max_concurrent_ticks,
+        )
+        if any(quota is not None for quota in quotas):
             kinds = "a quota" + (" and a fair share" if kinds else "")
         message = f"{kinds}, with no spending cap"
         return {
@@ -254,6 +259,16 @@ class BudgetKeeper:
             if kept.spec is not None and kept.spec.weight is not None
         ]
         return max(weights, default=DEFAULT_WEIGHT)
+
+    def concurrency(self, namespace: str) -> int | None:
+        """How many of the namespace's ticks may run at once: the smallest
+        ``quota.maxConcurrentTicks`` of its valid budgets (``None``: no limit)."""
+        quotas = [
+            kept.spec.max_concurrent_ticks
+            for kept in self.budgets.get(namespace, {}).values()
+            if kept.spec is not None and kept.spec.max_concurrent_ticks is not None
+        ]
+        return min(quotas, default=None)
 
     # -- the leader's turn ----------------------------------------------------------------
 

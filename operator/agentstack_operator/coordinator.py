@@ -108,6 +108,7 @@ class Operator:
             before_send=self._ensure_published,
             events=self.events,
             weight=lambda namespace: self.budgets.weight(namespace),
+            concurrency=lambda namespace: self.budgets.concurrency(namespace),
         )
         self.heap = self.dispatcher.heap
         self.status_writer = StatusWriter(

@@ -54,12 +54,19 @@ from opentelemetry.trace import SpanKind
 from agentstack_core import protocol, tracing
 from agentstack_core.kube.jobs import Job
 from agentstack_core.messages import slot_of
-from agentstack_core.protocol import RedisClient, TickKind, TickRequest
+from agentstack_core.protocol import RedisClient, TickKind, TickRequest, TickResult
 from agentstack_core.reasons import EventReason, SkipReason
 from agentstack_core.spec import Executor, MissedTickPolicy, Priority, StackSpec
 from agentstack_operator import metrics
 from agentstack_operator.config import OperatorConfig
-from agentstack_operator.fairshare import DEFAULT_WEIGHT, FairQueue, Held, Room
+from agentstack_operator.fairshare import (
+    DEFAULT_WEIGHT,
+    RUNNING_GRACE_SECONDS,
+    FairQueue,
+    Held,
+    Room,
+    Running,
+)
 from agentstack_operator.jobs import build_job, job_name, job_state
 from agentstack_operator.scheduling import (
     Calendar,
@@ -262,9 +269,14 @@ class Dispatcher:
         before_send: Callable[[], Awaitable[None]] | None = None,
         events: EventPoster | None = None,
         weight: Callable[[str], int] = lambda _namespace: DEFAULT_WEIGHT,
+        concurrency: Callable[[str], int | None] = lambda _namespace: None,
     ) -> None:
         """``weight(namespace)``: the namespace's share of the runners while they are
-        behind (:mod:`.fairshare`)."""
+        behind (:mod:`.fairshare`); ``concurrency(namespace)``: how many of its ticks
+        may run at once (``None``: no limit)."""
+        self.concurrency = concurrency
+        self.running = Running()
+        """The ticks of namespaces with a concurrency quota, sent and not ended."""
         self.records = records
         self.events = events
         """Where the Events of skipped fires go (``None``: nowhere, in tests)."""
@@ -496,31 +508,49 @@ class Dispatcher:
             room = len(self.held)
         else:
             room = self.room.free(await self.lanes.waiting_work(), self.monotonic())
-        taken, expired = self.held.take(room, now)
+        taken, expired = self.held.take(room, now, lambda ns: self._allowance(ns, now))
         if now - self._swept_at >= HELD_SWEEP_SECONDS:
             # The lanes may have no room for long (the runners down): what expired
             # must not pile up behind it.
             self._swept_at = now
             expired += self.held.expire(now)
-        if expired:
-            metrics.SKIPPED.labels(SkipReason.RUNNERS_BUSY).inc(len(expired))
+        for held in expired:
+            capped = self._allowance(held.namespace, now) == 0
+            reason = SkipReason.CONCURRENCY_QUOTA if capped else SkipReason.RUNNERS_BUSY
+            metrics.SKIPPED.labels(reason).inc()
         released: list[TickRequest] = []
         for held in taken:
             waiting = held.item
             record = self.records.get(waiting.key)
-            if record is None or not record.should_tick:
+            if record is None or not record.should_tick or record.spec is None:
                 continue  # paused, held or deleted while it waited
             metrics.DISPATCH_LAG.observe(max(0.0, now - waiting.due))
             carried(record, waiting.request.tick_id)
             released.append(waiting.request)
+            if self.concurrency(held.namespace) is not None:
+                until = waiting.request.deadline + record.spec.tick_timeout_seconds
+                self.running.started(
+                    held.namespace, waiting.request.tick_id, until + RUNNING_GRACE_SECONDS
+                )
         self.room.sent(len(released))
         metrics.HELD.set(len(self.held))
         return released
 
+    def _allowance(self, namespace: str, now: float) -> int | None:
+        """How many more of the namespace's ticks may go out now (``None``: any)."""
+        quota = self.concurrency(namespace)
+        return None if quota is None else max(0, quota - self.running.count(namespace, now))
+
+    def ended(self, result: TickResult) -> None:
+        """A tick's result came: it no longer counts against its namespace's quota."""
+        self.running.ended(result.stack.namespace, result.tick_id)
+
     def drop_held(self) -> None:
         """Leadership is lost: the ticks held here are the next leader's to send (its
-        start sends each stack's current period again, under the same tick ids)."""
+        start sends each stack's current period again, under the same tick ids; it
+        counts as running only what it sends itself)."""
         self.held.clear()
+        self.running.clear()
         metrics.HELD.set(0)
 
     def _retry_later(self, requests: Sequence[TickRequest]) -> None:

@@ -80,18 +80,39 @@ class FairQueue(Generic[T]):
         queues[min(max(held.rank, 0), self.ranks - 1)].append(held)
         self._size += 1
 
-    def take(self, room: int, now: float) -> tuple[list[Held[T]], list[Held[T]]]:
+    def take(
+        self,
+        room: int,
+        now: float,
+        allowance: Callable[[str], int | None] = lambda _namespace: None,
+    ) -> tuple[list[Held[T]], list[Held[T]]]:
         """Up to ``room`` items in fair order, and the items found expired at ``now``
-        on the way (removed, not counted against the room or any credit)."""
+        on the way (removed, not counted against the room or any credit).
+
+        ``allowance(namespace)``: how many more of the namespace's items may go out now
+        (its quota of concurrent ticks, less those running; ``None``: no limit). A
+        namespace that may send none passes its turn without credit, so it does not
+        bank a share while it waits for its own ticks to end."""
         taken: list[Held[T]] = []
         expired: list[Held[T]] = []
-        while len(taken) < room and self._turns:
+        left: dict[str, int | None] = {}
+        passed = 0  # turns passed in a row: once every namespace passed, none can send
+        while len(taken) < room and self._turns and passed < len(self._turns):
             namespace = self._turns[0]
+            if namespace not in left:
+                left[namespace] = allowance(namespace)
+            if left[namespace] == 0:
+                self._deficit[namespace] = 0
+                self._turns.rotate(-1)
+                self._credited = False
+                passed += 1
+                continue
+            passed = 0
             if not self._credited:
                 self._deficit[namespace] += max(1, self.weight(namespace))
                 self._credited = True
             queues = self._queues[namespace]
-            while self._deficit[namespace] > 0 and len(taken) < room:
+            while self._deficit[namespace] > 0 and len(taken) < room and left[namespace] != 0:
                 held = self._pop(queues)
                 if held is None:
                     break
@@ -100,9 +121,13 @@ class FairQueue(Generic[T]):
                     continue
                 taken.append(held)
                 self._deficit[namespace] -= 1
+                if left[namespace] is not None:
+                    left[namespace] = (left[namespace] or 0) - 1
             if not any(queues):
                 self._retire(namespace)
-            elif self._deficit[namespace] <= 0:
+            elif self._deficit[namespace] <= 0 or left[namespace] == 0:
+                if left[namespace] == 0:
+                    self._deficit[namespace] = 0  # held back by its quota: nothing banked
                 self._turns.rotate(-1)
                 self._credited = False
             # else: the room ran out mid-turn; the turn goes on next time
@@ -189,3 +214,39 @@ class Room:
 
     def sent(self, count: int) -> None:
         self._sent += count
+
+
+RUNNING_GRACE_SECONDS = 60.0
+"""How long past its latest possible end a tick still counts as running when its result
+never came (a runner lost with it): the quota is then freed."""
+
+
+class Running:
+    """Ticks released to the lanes whose result has not come yet, per namespace: what a
+    quota of concurrent ticks (``AgentBudget`` ``spec.quota.maxConcurrentTicks``)
+    counts. Only ticks of namespaces with such a quota are tracked."""
+
+    def __init__(self) -> None:
+        self._ticks: dict[str, dict[str, float]] = {}
+
+    def started(self, namespace: str, tick: str, until: float) -> None:
+        """``tick`` went out; it counts until its result comes, or until ``until``."""
+        self._ticks.setdefault(namespace, {})[tick] = until
+
+    def ended(self, namespace: str, tick: str) -> None:
+        ticks = self._ticks.get(namespace)
+        if ticks is not None:
+            ticks.pop(tick, None)
+            if not ticks:
+                del self._ticks[namespace]
+
+    def count(self, namespace: str, now: float) -> int:
+        ticks = self._ticks.get(namespace)
+        if not ticks:
+            return 0
+        for tick in [t for t, until in ticks.items() if until <= now]:
+            del ticks[tick]
+        return len(ticks)
+
+    def clear(self) -> None:
+        self._ticks.clear()

@@ -137,6 +137,8 @@ class Scheduler(Protocol):
 
     def consolidate(self, record: StackRecord) -> None: ...
 
+    def ended(self, result: TickResult) -> None: ...
+
 
 class StatusMarks(Protocol):
     def mark(self, record: StackRecord, *, urgent: bool) -> None: ...
@@ -274,6 +276,7 @@ class ResultFolder:
         touched: dict[str, StackRecord] = {}
         for result in results:
             metrics.RESULTS.labels(result.outcome.value).inc()
+            self.scheduler.ended(result)
             record = self.records.get(str(result.stack))
             if record is None:
                 continue

@@ -1,16 +1,22 @@
-"""A noisy neighbour, end to end: the real API server, Redis, an operator and a runner
-that cannot keep up (one tick at a time, each agent's call 30 ms on a fake gateway). A
-noisy namespace asks for a hundred ticks a second, far more than the runner runs; a
-quiet one asks for two. With fair share, the
-quiet namespace's ticks go out on its turns, ahead of the noisy backlog, so its stacks
-run (nearly) every slot while the noisy ones' ticks wait and expire in the operator.
+"""Namespaces sharing the runners, end to end: the real API server, Redis, an operator,
+runner processes, and a fake gateway whose every call takes 30 ms.
+
+- A noisy neighbour: one runner slot, far from keeping up. A noisy namespace asks for a
+  hundred ticks a second, a quiet one for two. With fair share, the quiet namespace's
+  ticks go out on its turns, ahead of the noisy backlog, so its stacks run (nearly)
+  every slot while the noisy ones' ticks wait and expire in the operator.
+- A quota of concurrent ticks: a runner with room for eight, a namespace whose
+  AgentBudget lets one tick run at a time — the runners' own records show no two of its
+  ticks overlapping.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -38,15 +44,53 @@ def gateway() -> Iterator[FakeLLMServer]:
 
 
 @pytest.fixture(scope="module")
-def tenants(
-    k8s_api: client.ApiClient, redis_reader: redis.Redis
-) -> Iterator[tuple[Stacks, Stacks]]:
+def allowed(gateway: FakeLLMServer) -> dict[str, str]:
+    return {"AGENTSTACK_ALLOWED_BASE_URLS": gateway.openai_base_url}
+
+
+@pytest.fixture(scope="module")
+def operator_port(fleet: Fleet, allowed: dict[str, str]) -> int:
+    """The module's operator (each test starts the runner it needs, and stops it)."""
+    _process, port = fleet.operator(**allowed)
+    return port
+
+
+@pytest.fixture(scope="module")
+def llm(gateway: FakeLLMServer) -> dict[str, Any]:
+    """Stacks' LLM: the gateway's slow model."""
+    return {
+        "model": {"provider": "openai", "name": "gpt-4o-mini"},
+        "providers": {"openai": {"baseURL": gateway.openai_base_url}},
+    }
+
+
+@contextlib.contextmanager
+def _runner(fleet: Fleet, name: str, slots: int, allowed: dict[str, str]) -> Iterator[None]:
+    process, _port = fleet.runner(
+        name, AGENTSTACK_RUNNER_CONCURRENCY=str(slots), OPENAI_API_KEY="sk-fair", **allowed
+    )
+    try:
+        yield
+    finally:
+        process.stop()
+
+
+@contextlib.contextmanager
+def _namespaces(
+    k8s_api: client.ApiClient, redis_reader: redis.Redis, *names: str
+) -> Iterator[list[Stacks]]:
+    """Namespaces of the test's own, deleted with their stacks at its end."""
     core = client.CoreV1Api(k8s_api)
-    for name in ("noisy", "quiet"):
+    for name in names:
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield Stacks(k8s_api, "noisy", redis_reader), Stacks(k8s_api, "quiet", redis_reader)
-    for name in ("noisy", "quiet"):
-        core.delete_namespace(name)
+    try:
+        yield [Stacks(k8s_api, name, redis_reader) for name in names]
+    finally:
+        for name in names:
+            client.CustomObjectsApi(k8s_api).delete_collection_namespaced_custom_object(
+                "agentstack.dev", "v1alpha1", name, "agentstacks"
+            )
+            core.delete_namespace(name)
 
 
 def _ran_in(stacks: Stacks, name: str, start: float, end: float) -> int:
@@ -62,38 +106,91 @@ def _skipped(port: int, reason: str) -> float:
 
 @pytest.mark.timeout(300)
 def test_a_quiet_namespace_ticks_on_time_beside_a_noisy_one_that_saturates_the_runners(
-    fleet: Fleet, tenants: tuple[Stacks, Stacks], gateway: FakeLLMServer
+    fleet: Fleet,
+    k8s_api: client.ApiClient,
+    redis_reader: redis.Redis,
+    operator_port: int,
+    allowed: dict[str, str],
+    llm: dict[str, Any],
 ) -> None:
-    noisy, quiet = tenants
-    allowed = {"AGENTSTACK_ALLOWED_BASE_URLS": gateway.openai_base_url}
-    _operator, port = fleet.operator(**allowed)
-    fleet.runner(AGENTSTACK_RUNNER_CONCURRENCY="1", OPENAI_API_KEY="sk-fair", **allowed)
-    llm = {
-        "model": {"provider": "openai", "name": "gpt-4o-mini"},
-        "providers": {"openai": {"baseURL": gateway.openai_base_url}},
-    }
-    for number in range(NOISY):
-        noisy.create(f"n{number:03d}", tickIntervalSeconds=1, llm=llm)
-    names = [f"q{number}" for number in range(QUIET)]
-    for name in names:
-        quiet.create(name, tickIntervalSeconds=1, llm=llm)
-    for name in names:
-        quiet.wait_ticks(name, 2, timeout=120)
-    # The runner is saturated: the noisy namespace's ticks expire waiting for room.
-    eventually(
-        lambda: True if _skipped(port, "RunnersBusy") > 0 else None,
-        "noisy ticks expiring in the operator",
-        timeout=60,
-    )
+    with (
+        _runner(fleet, "runner-one-slot", 1, allowed),
+        _namespaces(k8s_api, redis_reader, "noisy", "quiet") as (noisy, quiet),
+    ):
+        for number in range(NOISY):
+            noisy.create(f"n{number:03d}", tickIntervalSeconds=1, llm=llm)
+        names = [f"q{number}" for number in range(QUIET)]
+        for name in names:
+            quiet.create(name, tickIntervalSeconds=1, llm=llm)
+        for name in names:
+            quiet.wait_ticks(name, 2, timeout=120)
+        # The runner is saturated: the noisy namespace's ticks expire waiting for room.
+        eventually(
+            lambda: True if _skipped(operator_port, "RunnersBusy") > 0 else None,
+            "noisy ticks expiring in the operator",
+            timeout=60,
+        )
 
-    start = time.time()
-    eventually(lambda: True if time.time() >= start + WINDOW else None, "the window", WINDOW + 5)
-    end = start + WINDOW
-    # Each quiet stack asked for WINDOW ticks and ran nearly all of them ...
-    for name in names:
-        ran = _ran_in(quiet, name, start, end)
-        assert ran >= 0.8 * WINDOW - 1, f"{name} ran {ran} of {WINDOW:.0f} ticks"
-    # ... while a noisy stack, asking for as many, ran a fraction: the runner had room
-    # for far less than the noisy namespace asked (the share is what it had left).
-    noisy_ran = sum(_ran_in(noisy, f"n{n:03d}", start, end) for n in range(NOISY))
-    assert noisy_ran / NOISY < 0.5 * WINDOW, f"noisy stacks ran {noisy_ran} ticks in all"
+        start = time.time()
+        eventually(
+            lambda: True if time.time() >= start + WINDOW else None, "the window", WINDOW + 5
+        )
+        end = start + WINDOW
+        # Each quiet stack asked for WINDOW ticks and ran nearly all of them ...
+        for name in names:
+            ran = _ran_in(quiet, name, start, end)
+            assert ran >= 0.8 * WINDOW - 1, f"{name} ran {ran} of {WINDOW:.0f} ticks"
+        # ... while a noisy stack, asking for as many, ran a fraction: the runner had
+        # room for far less than the noisy namespace asked (the share it had left).
+        noisy_ran = sum(_ran_in(noisy, f"n{n:03d}", start, end) for n in range(NOISY))
+        assert noisy_ran / NOISY < 0.5 * WINDOW, f"noisy stacks ran {noisy_ran} ticks in all"
+
+
+CAPPED = 3
+"""Stacks of the namespace whose budget lets one tick run at a time."""
+
+
+@pytest.mark.timeout(300)
+def test_a_namespace_never_runs_more_ticks_at_once_than_its_quota(
+    fleet: Fleet,
+    k8s_api: client.ApiClient,
+    redis_reader: redis.Redis,
+    operator_port: int,
+    allowed: dict[str, str],
+    llm: dict[str, Any],
+) -> None:
+    with (
+        _runner(fleet, "runner-wide", 8, allowed),
+        _namespaces(k8s_api, redis_reader, "capped") as (capped,),
+    ):
+        client.CustomObjectsApi(k8s_api).create_namespaced_custom_object(
+            "agentstack.dev",
+            "v1alpha1",
+            "capped",
+            "agentbudgets",
+            {
+                "apiVersion": "agentstack.dev/v1alpha1",
+                "kind": "AgentBudget",
+                "metadata": {"name": "one-at-a-time"},
+                "spec": {"quota": {"maxConcurrentTicks": 1}},
+            },
+        )
+        names = [f"c{number}" for number in range(CAPPED)]
+        for name in names:
+            capped.create(name, tickIntervalSeconds=1, llm=llm)
+        for name in names:
+            capped.wait_ticks(name, 5, timeout=120)
+        # The runner had room for all three at once; the quota let one run at a time:
+        # no two of the namespace's ticks overlapped, as the runners recorded them.
+        spans = sorted(
+            (float(h["started_at"]), float(h["finished_at"]))
+            for name in names
+            for h in capped.executed(name)
+        )
+        assert len(spans) >= CAPPED * 5
+        overlaps, latest_end = [], 0.0
+        for started, finished in spans:
+            if started < latest_end:
+                overlaps.append((started, latest_end))
+            latest_end = max(latest_end, finished)
+        assert overlaps == [], overlaps

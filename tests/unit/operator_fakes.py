@@ -288,6 +288,8 @@ class FakeScheduler:
         """Keys of the stacks woken (a tick at once), in order."""
         self.consolidations: list[str] = []
         """Keys of the stacks a consolidation tick was owed to, in order."""
+        self.ended_ticks: list[str] = []
+        """Ids of the ticks whose results were folded, in order."""
 
     def reschedule(self, record: StackRecord, cause: Cause, after: float | None = None) -> None:
         self.calls.append((record.key, cause))
@@ -301,6 +303,9 @@ class FakeScheduler:
     def consolidate(self, record: StackRecord) -> None:
         if record.consolidation_due:
             self.consolidations.append(record.key)
+
+    def ended(self, result: TickResult) -> None:
+        self.ended_ticks.append(result.tick_id)
 
 
 class FakeStatus:

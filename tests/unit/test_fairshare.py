@@ -8,7 +8,14 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentstack_operator.fairshare import MIN_ROOM, ROOM_AHEAD_SECONDS, FairQueue, Held, Room
+from agentstack_operator.fairshare import (
+    MIN_ROOM,
+    ROOM_AHEAD_SECONDS,
+    FairQueue,
+    Held,
+    Room,
+    Running,
+)
 
 FAR = 1e12
 """A deadline nothing reaches."""
@@ -150,3 +157,29 @@ def test_the_room_follows_the_runners_pace_within_its_bounds() -> None:
     assert room.target == MIN_ROOM
     # They caught up, taking 980 in a second: that pace's worth, less what waits.
     assert room.free(waiting=10, now=2.03) == round(980 * ROOM_AHEAD_SECONDS) - 10
+
+
+def test_a_namespace_at_its_quota_passes_its_turn_without_banking_credit() -> None:
+    queue: FairQueue[str] = FairQueue(lambda _ns: 1)
+    _fill(queue, "capped", 10)
+    _fill(queue, "free", 10)
+    allowance = {"capped": 1, "free": None}
+    taken, _ = queue.take(6, now=0.0, allowance=allowance.__getitem__)
+    assert Counter(h.namespace for h in taken) == {"capped": 1, "free": 5}
+    # Every namespace held back: nothing goes out, and the call returns.
+    assert queue.take(6, now=0.0, allowance=lambda _ns: 0) == ([], [])
+    # Freed, the capped namespace takes turns as before, with no credit saved up.
+    taken, _ = queue.take(4, now=0.0)
+    assert Counter(h.namespace for h in taken) == {"capped": 2, "free": 2}
+
+
+def test_running_ticks_count_until_their_result_or_their_latest_end() -> None:
+    running = Running()
+    running.started("team", "team/a/1", until=100.0)
+    running.started("team", "team/b/1", until=50.0)
+    assert running.count("team", now=10.0) == 2
+    running.ended("team", "team/a/1")
+    running.ended("team", "team/unknown/1")  # a tick it never counted
+    assert running.count("team", now=10.0) == 1
+    assert running.count("team", now=50.0) == 0  # its result never came: freed
+    assert running.count("elsewhere", now=0.0) == 0

@@ -166,3 +166,8 @@ def test_the_schema_and_the_parser_agree_on_the_largest_weight() -> None:
     crd = yaml.safe_load(CRD.read_text(encoding="utf-8"))
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert spec["properties"]["fairShare"]["properties"]["weight"]["maximum"] == MAX_WEIGHT
+
+
+def test_a_quota_of_concurrent_ticks_is_read() -> None:
+    budget = parse_budget("q", {"quota": {"maxConcurrentTicks": 4}})
+    assert (budget.max_concurrent_ticks, budget.caps) == (4, False)

@@ -202,7 +202,7 @@ async def test_a_quota_of_ticks_stretches_every_stack_of_the_namespace_alike(
     assert one.hold is None
 
 
-def test_a_namespace_fair_share_is_its_budgets_largest_weight(world: World) -> None:
+async def test_a_namespace_fair_share_is_its_budgets_largest_weight(world: World) -> None:
     assert world.keeper.weight("team-a") == 1  # a budget without a weight: the default
     world.keeper.seen(_budget("team-a", "share", {"fairShare": {"weight": 4}}))
     world.keeper.seen(_budget("team-a", "more", {"fairShare": {"weight": 7}}))
@@ -210,3 +210,11 @@ def test_a_namespace_fair_share_is_its_budgets_largest_weight(world: World) -> N
     assert world.keeper.weight("team-a") == 7  # the invalid one gives nothing
     world.keeper.gone("team-a", "more")
     assert (world.keeper.weight("team-a"), world.keeper.weight("elsewhere")) == (4, 1)
+
+
+async def test_a_namespace_concurrency_is_its_budgets_smallest_quota(world: World) -> None:
+    assert world.keeper.concurrency("team-a") is None  # no budget says: no limit
+    world.keeper.seen(_budget("team-a", "wide", {"quota": {"maxConcurrentTicks": 10}}))
+    world.keeper.seen(_budget("team-a", "narrow", {"quota": {"maxConcurrentTicks": 3}}))
+    assert world.keeper.concurrency("team-a") == 3
+    assert world.keeper.concurrency("elsewhere") is None

@@ -11,12 +11,12 @@ import pytest
 
 from agentstack_core import protocol
 from agentstack_core.budget import Usage
-from agentstack_core.protocol import Outcome, TickKind, TickResult, kind_of
+from agentstack_core.protocol import Outcome, TickKind, TickRequest, TickResult, kind_of
 from agentstack_core.spec import Priority
 from agentstack_operator import dispatching
 from agentstack_operator.config import OperatorConfig
 from agentstack_operator.dispatching import Dispatcher, build_request
-from agentstack_operator.fairshare import MIN_ROOM
+from agentstack_operator.fairshare import MIN_ROOM, RUNNING_GRACE_SECONDS
 from agentstack_operator.index import StackIndex
 from agentstack_operator.scheduling import slot_id
 from agentstack_operator.stackstate import fold_result
@@ -318,6 +318,19 @@ async def test_a_consolidation_is_sent_when_owed_one_at_a_time_in_the_sleep_lane
     assert not off.consolidation_due
 
 
+def result_of(request: TickRequest) -> TickResult:
+    """The result a runner would publish for ``request`` (it succeeded)."""
+    return TickResult(
+        stack=request.stack,
+        tick_id=request.tick_id,
+        generation=request.generation,
+        outcome=Outcome.SUCCEEDED,
+        reason="Completed",
+        started_at=request.dispatched_at,
+        finished_at=request.dispatched_at + 1,
+    )
+
+
 def _in(namespace: str, name: str, **fields: Any) -> dict[str, Any]:
     body = manifest(name, **fields)
     body["metadata"]["namespace"] = namespace
@@ -445,3 +458,45 @@ async def test_a_backlog_of_0_sends_everything_first_come_first_served() -> None
     _start_all(dispatcher, index)
     await dispatcher.step()
     assert len(lanes.sent) == 4
+
+
+@pytest.mark.asyncio
+async def test_a_namespace_runs_no_more_ticks_at_once_than_its_quota() -> None:
+    index = _tenants(noisy=4, quiet=0)
+    lanes, kube, clock = FakeLanes(), FakeKube(), Clock()
+    seconds = itertools.count()
+    dispatcher = Dispatcher(
+        index,
+        lanes,
+        kube,
+        OperatorConfig(),
+        clock=clock,
+        monotonic=lambda: float(next(seconds)),
+        concurrency={"noisy": 2}.get,
+    )
+    _start_all(dispatcher, index)
+    await dispatcher.step()
+    assert len(lanes.sent) == 2  # two of four: the others wait for one to end
+    first = lanes.sent[0]
+    dispatcher.ended(result_of(first))
+    await dispatcher.step()
+    assert len(lanes.sent) == 3
+    before = sample(SKIPPED, reason="ConcurrencyQuota")
+    clock.now += 11  # the last one's deadline passes while two still run
+    await dispatcher.step()
+    assert sample(SKIPPED, reason="ConcurrencyQuota") == before + 1
+
+
+@pytest.mark.asyncio
+async def test_a_tick_whose_result_never_comes_frees_its_quota_after_its_latest_end() -> None:
+    index = _tenants(noisy=2, quiet=0)
+    dispatcher, lanes, _kube, clock = _dispatcher(index)
+    dispatcher.concurrency = {"noisy": 1}.get
+    dispatcher.reschedule(index["noisy/s0"], "start")
+    await dispatcher.step()
+    (lost,) = lanes.sent  # its runner is lost with it
+    timeout = index["noisy/s0"].spec.tick_timeout_seconds  # type: ignore[union-attr]
+    clock.now = lost.deadline + timeout + RUNNING_GRACE_SECONDS
+    dispatcher.reschedule(index["noisy/s1"], "start")
+    await dispatcher.step()
+    assert [r.stack.name for r in lanes.sent] == ["s0", "s1"]

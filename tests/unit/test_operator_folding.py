@@ -73,6 +73,14 @@ async def test_a_folded_result_updates_the_record_and_marks_it_dirty() -> None:
     assert status.marks == [("team/demo", False)]  # routine: the writer may wait
     assert scheduler.calls == []
     assert events.posted == []
+    assert scheduler.ended_ticks == ["team/demo/1"]  # no longer counted as running
+
+
+@pytest.mark.asyncio
+async def test_a_result_of_a_stack_gone_still_ends_its_tick() -> None:
+    folder, _results, scheduler, _status, _events = _folder(indexed("demo"))
+    await folder.fold([_result(Outcome.SUCCEEDED, 1, name="gone")])
+    assert scheduler.ended_ticks == ["team/gone/1"]
 
 
 @pytest.mark.asyncio
