@@ -16,6 +16,7 @@ import contextlib
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -43,54 +44,56 @@ def gateway() -> Iterator[FakeLLMServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def allowed(gateway: FakeLLMServer) -> dict[str, str]:
-    return {"AGENTSTACK_ALLOWED_BASE_URLS": gateway.openai_base_url}
+@dataclass(frozen=True)
+class Setting:
+    """The module's parts: the API server, Redis, its operator and the gateway's LLM."""
+
+    fleet: Fleet
+    k8s_api: client.ApiClient
+    redis_reader: redis.Redis
+    operator_port: int
+    allowed: dict[str, str]
+    llm: dict[str, Any]
+
+    @contextlib.contextmanager
+    def tenants(self, runner_slots: int, *namespaces: str) -> Iterator[list[Stacks]]:
+        """A runner with ``runner_slots`` slots, and namespaces of the test's own:
+        stopped, and deleted with their stacks, at its end."""
+        process, _port = self.fleet.runner(
+            f"runner-{runner_slots}",
+            AGENTSTACK_RUNNER_CONCURRENCY=str(runner_slots),
+            OPENAI_API_KEY="sk-fair",
+            **self.allowed,
+        )
+        core = client.CoreV1Api(self.k8s_api)
+        for name in namespaces:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        try:
+            yield [Stacks(self.k8s_api, name, self.redis_reader) for name in namespaces]
+        finally:
+            process.stop()
+            for name in namespaces:
+                client.CustomObjectsApi(self.k8s_api).delete_collection_namespaced_custom_object(
+                    "agentstack.dev", "v1alpha1", name, "agentstacks"
+                )
+                core.delete_namespace(name)
 
 
 @pytest.fixture(scope="module")
-def operator_port(fleet: Fleet, allowed: dict[str, str]) -> int:
+def setting(
+    fleet: Fleet,
+    k8s_api: client.ApiClient,
+    redis_reader: redis.Redis,
+    gateway: FakeLLMServer,
+) -> Setting:
     """The module's operator (each test starts the runner it needs, and stops it)."""
+    allowed = {"AGENTSTACK_ALLOWED_BASE_URLS": gateway.openai_base_url}
     _process, port = fleet.operator(**allowed)
-    return port
-
-
-@pytest.fixture(scope="module")
-def llm(gateway: FakeLLMServer) -> dict[str, Any]:
-    """Stacks' LLM: the gateway's slow model."""
-    return {
+    llm = {
         "model": {"provider": "openai", "name": "gpt-4o-mini"},
         "providers": {"openai": {"baseURL": gateway.openai_base_url}},
     }
-
-
-@contextlib.contextmanager
-def _runner(fleet: Fleet, name: str, slots: int, allowed: dict[str, str]) -> Iterator[None]:
-    process, _port = fleet.runner(
-        name, AGENTSTACK_RUNNER_CONCURRENCY=str(slots), OPENAI_API_KEY="sk-fair", **allowed
-    )
-    try:
-        yield
-    finally:
-        process.stop()
-
-
-@contextlib.contextmanager
-def _namespaces(
-    k8s_api: client.ApiClient, redis_reader: redis.Redis, *names: str
-) -> Iterator[list[Stacks]]:
-    """Namespaces of the test's own, deleted with their stacks at its end."""
-    core = client.CoreV1Api(k8s_api)
-    for name in names:
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    try:
-        yield [Stacks(k8s_api, name, redis_reader) for name in names]
-    finally:
-        for name in names:
-            client.CustomObjectsApi(k8s_api).delete_collection_namespaced_custom_object(
-                "agentstack.dev", "v1alpha1", name, "agentstacks"
-            )
-            core.delete_namespace(name)
+    return Setting(fleet, k8s_api, redis_reader, port, allowed, llm)
 
 
 def _ran_in(stacks: Stacks, name: str, start: float, end: float) -> int:
@@ -106,17 +109,10 @@ def _skipped(port: int, reason: str) -> float:
 
 @pytest.mark.timeout(300)
 def test_a_quiet_namespace_ticks_on_time_beside_a_noisy_one_that_saturates_the_runners(
-    fleet: Fleet,
-    k8s_api: client.ApiClient,
-    redis_reader: redis.Redis,
-    operator_port: int,
-    allowed: dict[str, str],
-    llm: dict[str, Any],
+    setting: Setting,
 ) -> None:
-    with (
-        _runner(fleet, "runner-one-slot", 1, allowed),
-        _namespaces(k8s_api, redis_reader, "noisy", "quiet") as (noisy, quiet),
-    ):
+    llm = setting.llm
+    with setting.tenants(1, "noisy", "quiet") as (noisy, quiet):
         for number in range(NOISY):
             noisy.create(f"n{number:03d}", tickIntervalSeconds=1, llm=llm)
         names = [f"q{number}" for number in range(QUIET)]
@@ -126,7 +122,7 @@ def test_a_quiet_namespace_ticks_on_time_beside_a_noisy_one_that_saturates_the_r
             quiet.wait_ticks(name, 2, timeout=120)
         # The runner is saturated: the noisy namespace's ticks expire waiting for room.
         eventually(
-            lambda: True if _skipped(operator_port, "RunnersBusy") > 0 else None,
+            lambda: True if _skipped(setting.operator_port, "RunnersBusy") > 0 else None,
             "noisy ticks expiring in the operator",
             timeout=60,
         )
@@ -151,19 +147,9 @@ CAPPED = 3
 
 
 @pytest.mark.timeout(300)
-def test_a_namespace_never_runs_more_ticks_at_once_than_its_quota(
-    fleet: Fleet,
-    k8s_api: client.ApiClient,
-    redis_reader: redis.Redis,
-    operator_port: int,
-    allowed: dict[str, str],
-    llm: dict[str, Any],
-) -> None:
-    with (
-        _runner(fleet, "runner-wide", 8, allowed),
-        _namespaces(k8s_api, redis_reader, "capped") as (capped,),
-    ):
-        client.CustomObjectsApi(k8s_api).create_namespaced_custom_object(
+def test_a_namespace_never_runs_more_ticks_at_once_than_its_quota(setting: Setting) -> None:
+    with setting.tenants(8, "capped") as (capped,):
+        client.CustomObjectsApi(setting.k8s_api).create_namespaced_custom_object(
             "agentstack.dev",
             "v1alpha1",
             "capped",
@@ -177,7 +163,7 @@ def test_a_namespace_never_runs_more_ticks_at_once_than_its_quota(
         )
         names = [f"c{number}" for number in range(CAPPED)]
         for name in names:
-            capped.create(name, tickIntervalSeconds=1, llm=llm)
+            capped.create(name, tickIntervalSeconds=1, llm=setting.llm)
         for name in names:
             capped.wait_ticks(name, 5, timeout=120)
         # The runner had room for all three at once; the quota let one run at a time:

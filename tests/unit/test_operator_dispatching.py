@@ -28,15 +28,23 @@ SKIPPED = "agentstack_scheduler_ticks_skipped_total"
 
 
 def _dispatcher(
-    index: StackIndex, batch: int = 500
+    index: StackIndex, batch: int = 500, backlog: int = 1000, **parts: Any
 ) -> tuple[Dispatcher, FakeLanes, FakeKube, Clock]:
+    """A dispatcher over ``index`` and fakes; ``parts``: more of its keyword arguments
+    (``weight``, ``concurrency``)."""
     lanes, kube, clock = FakeLanes(), FakeKube(), Clock()
-    config = OperatorConfig(dispatch_batch=batch, job_grace_seconds=60)
+    config = OperatorConfig(dispatch_batch=batch, job_grace_seconds=60, dispatch_backlog=backlog)
     # A second between any two looks at the monotonic clock: the batch gap never holds a
     # step back here (its own test below uses a clock that moves only when told).
     seconds = itertools.count()
     dispatcher = Dispatcher(
-        index, lanes, kube, config, clock=clock, monotonic=lambda: float(next(seconds))
+        index,
+        lanes,
+        kube,
+        config,
+        clock=clock,
+        monotonic=lambda: float(next(seconds)),
+        **parts,
     )
     return dispatcher, lanes, kube, clock
 
@@ -396,16 +404,8 @@ async def test_a_quiet_namespace_is_not_queued_behind_a_noisy_ones_backlog() -> 
 @pytest.mark.asyncio
 async def test_a_namespace_weight_buys_it_that_many_ticks_a_turn() -> None:
     index = _tenants(noisy=20, quiet=20)
-    lanes, kube, clock = FakeLanes(), FakeKube(), Clock()
-    seconds = itertools.count()
-    dispatcher = Dispatcher(
-        index,
-        lanes,
-        kube,
-        OperatorConfig(dispatch_backlog=MIN_ROOM),  # room for 4: 3 + 1
-        clock=clock,
-        monotonic=lambda: float(next(seconds)),
-        weight={"noisy": 1, "quiet": 3}.__getitem__,
+    dispatcher, lanes, _kube, _clock = _dispatcher(
+        index, backlog=4, weight={"noisy": 1, "quiet": 3}.__getitem__
     )
     _start_all(dispatcher, index)
     await dispatcher.step()
@@ -448,12 +448,7 @@ async def test_a_replica_that_loses_the_leadership_drops_what_it_held() -> None:
 @pytest.mark.asyncio
 async def test_a_backlog_of_0_sends_everything_first_come_first_served() -> None:
     index = _tenants(noisy=3, quiet=1)
-    lanes, kube, clock = FakeLanes(), FakeKube(), Clock()
-    seconds = itertools.count()
-    config = OperatorConfig(dispatch_backlog=0)
-    dispatcher = Dispatcher(
-        index, lanes, kube, config, clock=clock, monotonic=lambda: float(next(seconds))
-    )
+    dispatcher, lanes, _kube, _clock = _dispatcher(index, backlog=0)
     lanes.waiting = 10_000
     _start_all(dispatcher, index)
     await dispatcher.step()
@@ -463,17 +458,7 @@ async def test_a_backlog_of_0_sends_everything_first_come_first_served() -> None
 @pytest.mark.asyncio
 async def test_a_namespace_runs_no_more_ticks_at_once_than_its_quota() -> None:
     index = _tenants(noisy=4, quiet=0)
-    lanes, kube, clock = FakeLanes(), FakeKube(), Clock()
-    seconds = itertools.count()
-    dispatcher = Dispatcher(
-        index,
-        lanes,
-        kube,
-        OperatorConfig(),
-        clock=clock,
-        monotonic=lambda: float(next(seconds)),
-        concurrency={"noisy": 2}.get,
-    )
+    dispatcher, lanes, _kube, clock = _dispatcher(index, concurrency={"noisy": 2}.get)
     _start_all(dispatcher, index)
     await dispatcher.step()
     assert len(lanes.sent) == 2  # two of four: the others wait for one to end
@@ -490,8 +475,7 @@ async def test_a_namespace_runs_no_more_ticks_at_once_than_its_quota() -> None:
 @pytest.mark.asyncio
 async def test_a_tick_whose_result_never_comes_frees_its_quota_after_its_latest_end() -> None:
     index = _tenants(noisy=2, quiet=0)
-    dispatcher, lanes, _kube, clock = _dispatcher(index)
-    dispatcher.concurrency = {"noisy": 1}.get
+    dispatcher, lanes, _kube, clock = _dispatcher(index, concurrency={"noisy": 1}.get)
     dispatcher.reschedule(index["noisy/s0"], "start")
     await dispatcher.step()
     (lost,) = lanes.sent  # its runner is lost with it
