@@ -1333,7 +1333,7 @@ def test_dashboards_are_configmaps_with_fixed_uids_and_documented_metrics(
     """The generated dashboards (agentstack_devkit.dashboards) ship as they are; that each
     query returns data from real processes is proven in test_prometheus."""
     configmaps = _kind(helm.template(), "ConfigMap")
-    assert len(configmaps) == 2
+    assert len(configmaps) == len(DASHBOARD_UIDS)
     allowed = _series_names(_documented_metrics())
     uids = set()
     recording_rules = []
@@ -1370,7 +1370,7 @@ def test_dashboards_are_configmaps_with_fixed_uids_and_documented_metrics(
                 )
     assert uids == DASHBOARD_UIDS
     titles = {json.loads(next(iter(c["data"].values())))["title"] for c in configmaps}
-    assert titles == {"agentstack fleet", "agentstack stack"}
+    assert titles == {"agentstack fleet", "agentstack namespace", "agentstack stack"}
     # Every panel's query parses: promtool checks them as recording rules.
     rules_file = tmp_path / "panels.yaml"
     rules_file.write_text(
@@ -1574,7 +1574,7 @@ def test_install_creates_the_release_with_least_privilege_and_uninstall_removes_
         dashboards = core.list_namespaced_config_map(
             namespace, label_selector="grafana_dashboard=1"
         )
-        assert len(dashboards.items) == 2
+        assert len(dashboards.items) == len(DASHBOARD_UIDS)
         cluster_roles = {f"{full}-operator", f"{full}-operator-cluster", f"{full}-api"}
         cluster_roles |= {f"{full}-api-auth", f"{full}-runner", f"{full}-api-webhooks"}
         cluster_roles |= {"agentstack-view", "agentstack-edit", "agentstack-budget-admin"}
