@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmarks whose tables bench/RESULTS.md records, one after the other, as
-# `make bench` runs them (about 65 minutes on 2 cores; run nothing else meanwhile).
+# `make bench` runs them (about 77 minutes on 2 cores; run nothing else meanwhile).
 # Tables go to stdout, progress to stderr. `hack/bench.sh --quick` is a smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,3 +36,4 @@ run "$py" -m bench.api_latency "${quick[@]}"
 run "$py" -m bench.recall_latency "${quick[@]}"
 run "$py" -m bench.longevity "${quick[@]}"
 run "$py" -m bench.namespace_budget "${quick[@]}"
+run "$py" -m bench.fair_share "${quick[@]}"
