@@ -556,9 +556,11 @@ class Dispatcher:
     def _retry_later(self, requests: Sequence[TickRequest]) -> None:
         """Ticks that could not be sent go back on the heap under their own slot (same
         tick id) while they can still start in time; the others are skipped, and said so.
-        A consolidation is owed still: the stack's next result sends it again."""
+        A consolidation is owed still: the stack's next result sends it again. None of
+        them runs, so none counts against its namespace's concurrency quota."""
         now = self.clock()
         for request in requests:
+            self.running.ended(request.stack.namespace, request.tick_id)
             record = self.records.get(str(request.stack))
             if record is not None and request.kind is TickKind.SLEEP:
                 record.sleep_tick = None

@@ -484,3 +484,18 @@ async def test_a_tick_whose_result_never_comes_frees_its_quota_after_its_latest_
     dispatcher.reschedule(index["noisy/s1"], "start")
     await dispatcher.step()
     assert [r.stack.name for r in lanes.sent] == ["s0", "s1"]
+
+
+@pytest.mark.asyncio
+async def test_a_tick_that_could_not_be_sent_does_not_count_against_the_quota() -> None:
+    index = _tenants(noisy=1, quiet=0)
+    dispatcher, lanes, _kube, clock = _dispatcher(index, concurrency={"noisy": 1}.get)
+    dispatcher.reschedule(index["noisy/s0"], "start")
+    lanes.error = ConnectionError("Redis is down")
+    with pytest.raises(ConnectionError):
+        await dispatcher.step()
+    assert dispatcher.running.count("noisy", clock.now) == 0
+    lanes.error = None
+    clock.now += dispatching.SEND_RETRY_SECONDS
+    await dispatcher.step()
+    assert len(lanes.sent) == 1  # the retry went out: the quota was free
