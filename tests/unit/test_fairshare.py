@@ -69,13 +69,18 @@ def test_backlogged_namespaces_share_in_proportion_to_their_weights(
             st.tuples(
                 st.just("push"), st.sampled_from("abc"), st.integers(0, 2), st.integers(0, 9)
             ),
-            st.tuples(st.just("take"), st.integers(0, 6), st.integers(0, 9)),
+            st.tuples(
+                st.just("take"),
+                st.integers(0, 6),
+                st.integers(0, 9),
+                st.fixed_dictionaries({}, optional=dict.fromkeys("abc", st.integers(0, 3))),
+            ),
             st.tuples(st.just("expire"), st.integers(0, 9)),
         ),
         max_size=80,
     )
 )
-def test_every_item_leaves_once_in_its_namespace_order_and_only_before_its_deadline(
+def test_every_item_leaves_once_in_order_before_its_deadline_and_within_its_allowance(
     ops: list[tuple[Any, ...]],
 ) -> None:
     queue: FairQueue[str] = FairQueue(lambda ns: {"a": 1, "b": 2, "c": 3}[ns])
@@ -88,9 +93,12 @@ def test_every_item_leaves_once_in_its_namespace_order_and_only_before_its_deadl
             pushed[held.item] = held
             queue.push(held)
         elif op[0] == "take":
-            _op, room, now = op
-            taken, expired = queue.take(room, float(now))
+            _op, room, now, quotas = op
+            taken, expired = queue.take(room, float(now), quotas.get)
             assert len(taken) <= room
+            # No namespace sends more than its allowance (the rest have none).
+            sent = Counter(h.namespace for h in taken)
+            assert all(sent[ns] <= quota for ns, quota in quotas.items())
             assert all(h.deadline > now for h in taken)
             assert all(h.deadline <= now for h in expired)
             # Within a namespace: higher priority first, then first in, first out.
