@@ -232,7 +232,7 @@ class Operator:
                 why = ""
             await self.folder.job_failed(record, tick, seen, why=why)
         elif not _folded(record, tick):
-            await self.folder.job_completed(record, tick)
+            await self.folder.job_completed(record, tick, seen)
 
     def budget_seen(self, body: dict[str, Any]) -> None:
         """An ``AgentBudget`` was created or changed (every replica keeps them)."""

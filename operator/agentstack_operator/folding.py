@@ -72,6 +72,9 @@ from agentstack_operator.waking import answered
 
 logger = logging.getLogger(__name__)
 
+HANDED_BACK = "it ended without recording the tick (stopped mid-tick, it handed the tick back)"
+"""Why a completed Job's tick is recorded as failed: nothing was recorded for it."""
+
 RESULTS_BLOCK_MS = 1000
 RESULTS_BATCH = 1000
 RESULTS_CLAIM_IDLE = 30.0
@@ -341,20 +344,29 @@ class ResultFolder:
                 self.scheduler.reschedule(record, "resume")
                 self.status.mark(record, urgent=True)
 
-    async def job_completed(self, record: StackRecord, tick: str) -> None:
+    async def job_completed(self, record: StackRecord, tick: str, job: Job) -> None:
         """A tick's Job ended and its runner recorded the tick: fold what it recorded.
         A tick pod may not write the fleet's results stream (its Redis user sees only its
-        namespace, :mod:`.tickcredentials`), so its result is read from its stack's keys."""
+        namespace, :mod:`.tickcredentials`), so its result is read from its stack's keys.
+
+        A Job can also complete with nothing recorded: its runner was stopped mid-tick
+        (SIGTERM: a node shut down, its pod evicted) and handed the tick back, as a pool
+        runner does — but no runner takes a Job's tick over. It is recorded as failed,
+        as a failed Job's is, or the tick would stay unrecorded for ever."""
         result = await self.ledger.outcome(record.ref, tick)
         if result is not None:
             await self.fold([result])
+            return
+        await self.job_failed(record, tick, job, why=HANDED_BACK, condition="the Job completed")
 
-    async def job_failed(self, record: StackRecord, tick: str, job: Job, why: str = "") -> None:
+    async def job_failed(
+        self, record: StackRecord, tick: str, job: Job, why: str = "", condition: str = ""
+    ) -> None:
         """A tick's Job failed (deadline, crash): record the tick as failed unless its
         runner recorded it (or still runs it, and will) — with what its pod said
         (``why``: :func:`~agentstack_operator.jobs.pod_failure`) — and fold what it
-        recorded either way."""
-        condition = job_failure(job) or "the Job failed"
+        recorded either way. ``condition``: how the Job ended, when not a failure."""
+        condition = condition or job_failure(job) or "the Job failed"
         now = self.clock()
         result = TickResult(
             stack=record.ref,

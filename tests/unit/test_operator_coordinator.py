@@ -276,3 +276,16 @@ async def test_redis_gone_back_in_time_gets_every_spec_again_once() -> None:
     fleet.published.clear()
     await operator._ensure_published()  # caught up: nothing more to publish
     assert fleet.published == {}
+
+
+@pytest.mark.asyncio
+async def test_a_job_that_completed_without_recording_its_tick_is_recorded_as_failed() -> None:
+    """Its runner was stopped mid-tick and handed the tick back (a node shut down): no
+    runner takes a Job's tick over, so the leader records it, or it stays unrecorded."""
+    operator, _kube, results = _operator_with_results()
+    operator.index.observe(manifest(executor="job"))
+    async with _elected(operator):
+        await operator.job_seen(_tick_job("team/demo/10", "Complete"))
+    recorded = results.recorded["team/demo/10"]
+    assert recorded.outcome is Outcome.FAILED
+    assert recorded.message.startswith("the Job completed; the runner: it ended without")
