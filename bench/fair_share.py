@@ -45,24 +45,31 @@ from kubernetes import client
 from agentstack_core.keys import FleetKeys, StackRef
 from agentstack_core.messages import TickKind, kind_of, slot_of
 from agentstack_devkit.fleet import Fleet
+from agentstack_devkit.processes import LOOPBACK
 from bench.operator_scale import (
     BenchError,
+    Metrics,
     Processes,
     _bench_process,
     _progress,
     _wait_leader,
     bench_main,
+    bucket_delta,
     create_stacks,
     environment,
+    histogram_quantile,
+    http_get,
     kube_client,
     ms,
     percentile,
+    process_cpu_seconds,
 )
 
 QUIET, QUIET_INTERVAL = 10, 5
 NOISY, NOISY_INTERVAL = 5000, 10
 SLOTS, SERVICE_SECONDS = 32, 0.1
 """The stand-in runners' capacity: 320 ticks a second."""
+LAG = "agentstack_scheduler_dispatch_lag_seconds"
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,11 @@ class Run:
     delays: list[float]
     """Due → start of each quiet tick that started, in seconds."""
     noisy_started: int
+    dispatch_lag: tuple[float, float]
+    """p50 and p99 of the leader's dispatch lag (due → sent, every namespace's) over the
+    window, from its histogram."""
+    operator_cpu: float
+    """The leader's CPU over the window, as a share of one core."""
 
     @property
     def p50(self) -> float:
@@ -103,14 +115,29 @@ def _restart_operator(procs: Processes, fleet: Fleet, **env: str) -> None:
     _wait_leader(procs)
 
 
-def _measure(reader: redis.Redis, label: str, warmup: float, window: float) -> Run:
+def _operator_lag(procs: Processes) -> tuple[dict[float, float], float]:
+    """The leader's dispatch lag buckets and CPU seconds so far."""
+    text = http_get(f"http://{LOOPBACK}:{procs.operator_port}/metrics")
+    buckets = Metrics.parse(text, "agentstack_").buckets(LAG)
+    assert procs.operator.pid is not None
+    return buckets, process_cpu_seconds(procs.operator.pid)
+
+
+def _measure(
+    procs: Processes, reader: redis.Redis, label: str, warmup: float, window: float
+) -> Run:
     """The quiet namespace's ticks whose results came in ``window`` seconds after
-    ``warmup`` (read from the results stream: each names its tick and when it started)."""
+    ``warmup`` (read from the results stream: each names its tick and when it started),
+    and the leader's dispatch lag and CPU over the same window."""
     _progress(f"{label}: warming up {warmup:.0f}s, then measuring {window:.0f}s...")
     time.sleep(warmup)
+    lag_before, cpu_before = _operator_lag(procs)
     first = f"{int(time.time() * 1000)}-0"
     time.sleep(window)
     last = f"{int(time.time() * 1000)}-0"
+    lag_after, cpu_after = _operator_lag(procs)
+    lag = bucket_delta(lag_after, lag_before)
+    dispatch_lag = (histogram_quantile(0.5, lag), histogram_quantile(0.99, lag))
     delays: list[float] = []
     dropped = noisy = 0
     entries = cast(list[tuple[str, dict[str, str]]], reader.xrange(FleetKeys.results, first, last))
@@ -130,7 +157,8 @@ def _measure(reader: redis.Redis, label: str, warmup: float, window: float) -> R
     _progress(f"  {len(delays)} started, {dropped} dropped; slowest: {[round(d, 2) for d in tail]}")
     if not delays and not dropped:
         raise BenchError(f"{label}: no quiet tick ended in the window")
-    return Run(label, len(delays), dropped, delays, noisy)
+    cpu = (cpu_after - cpu_before) / window
+    return Run(label, len(delays), dropped, delays, noisy, dispatch_lag, cpu)
 
 
 def run(quick: bool) -> str:
@@ -149,15 +177,15 @@ def run(quick: bool) -> str:
                 core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
             quiet = [StackRef("quiet", f"q{i:02d}") for i in range(QUIET)]
             create_stacks(kube, quiet, QUIET_INTERVAL)
-            runs.append(_measure(reader, "alone", warmup, window))
+            runs.append(_measure(procs, reader, "alone", warmup, window))
             _progress(f"creating {noisy_count} noisy stacks...")
             noisy = [StackRef("noisy", f"n{i:04d}") for i in range(noisy_count)]
             took = create_stacks(kube, noisy, NOISY_INTERVAL)
             _progress(f"  created in {took:.0f}s")
             _restart_operator(procs, fleet, AGENTSTACK_DISPATCH_BACKLOG="0")
-            runs.append(_measure(reader, "noisy, first come first served", warmup, window))
+            runs.append(_measure(procs, reader, "noisy, first come first served", warmup, window))
             _restart_operator(procs, fleet)
-            runs.append(_measure(reader, "noisy, fair share", warmup, window))
+            runs.append(_measure(procs, reader, "noisy, fair share", warmup, window))
         finally:
             reader.close()
             kube.close()  # type: ignore[no-untyped-call]
@@ -176,14 +204,15 @@ def _table(runs: list[Run], noisy_count: int, slots: int, window: float) -> str:
         f"({slots / SERVICE_SECONDS:.0f} ticks/s); window {window:.0f} s.",
         "",
         "| run | quiet ticks started | quiet dropped | due → start p50 | p99 | p99 vs alone "
-        "| noisy ticks run |",
-        "|---|---|---|---|---|---|---|",
+        "| noisy ticks run | dispatch lag p50 | p99 | operator CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for each in runs:
         lines.append(
             f"| {each.label} | {each.started} | {each.dropped} | {cell(each.p50, ms(each.p50))} "
             f"| {cell(each.p99, ms(each.p99))} | {cell(each.p99, f'{each.p99 / base:.2f}x')} "
-            f"| {each.noisy_started} |"
+            f"| {each.noisy_started} | {ms(each.dispatch_lag[0])} | {ms(each.dispatch_lag[1])} "
+            f"| {each.operator_cpu:.0%} |"
         )
     return "\n".join(lines)
 
