@@ -150,15 +150,17 @@ def budget_status(kept: Kept, stacks: int, reading: Reading | None) -> dict[str,
             "conditions": [_condition("Ready", "False", "InvalidSpec", kept.problem)],
         }
     if reading is None:
-        kinds = "a fair share" if kept.spec.weight is not None else ""
-        quotas = (
-            kept.spec.max_stacks,
-            kept.spec.max_ticks_per_second,
-            kept.spec.max_concurrent_ticks,
-        )
-        if any(quota is not None for quota in quotas):
-            kinds = "a quota" + (" and a fair share" if kinds else "")
-        message = f"{kinds}, with no spending cap"
+        spec = kept.spec
+        quota = (spec.max_stacks, spec.max_ticks_per_second, spec.max_concurrent_ticks)
+        kinds = [
+            kind
+            for kind, present in (
+                ("a quota", any(limit is not None for limit in quota)),
+                ("a fair share", spec.weight is not None),
+            )
+            if present
+        ]
+        message = f"{' and '.join(kinds)}, with no spending cap"
         return {
             "observedGeneration": kept.generation,
             "stacks": stacks,

@@ -234,9 +234,6 @@ class Waiting:
     """When it fell due (its dispatch lag is counted from here)."""
 
 
-PRIORITY_RANK = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
-
-
 def traced(request: TickRequest, executor: Executor, *, lag: float) -> TickRequest:
     """``request`` carrying the context of its dispatch span, the root of the tick's
     trace (unchanged, and no span made, when tracing is off)."""
@@ -297,7 +294,7 @@ class Dispatcher:
         """When the last batch went out (monotonic)."""
         self._sleeps: list[tuple[StackRecord, TickRequest]] = []
         """Consolidation ticks to send with the next batch."""
-        self.held: FairQueue[Waiting] = FairQueue(weight, ranks=len(PRIORITY_RANK))
+        self.held: FairQueue[Waiting] = FairQueue(weight, ranks=len(protocol.WORK_LANES))
         """Pool ticks due but not sent yet: the lanes had no room for them."""
         self._swept_at = 0.0
         self.room = Room(max(1, config.dispatch_backlog))
@@ -470,7 +467,8 @@ class Dispatcher:
             )
             request = traced(request, record.executor, lag=max(0.0, now - when))
             if record.executor is not Executor.JOB:
-                rank = PRIORITY_RANK.get(request.priority, PRIORITY_RANK[Priority.NORMAL])
+                # The lanes' own order (runners read higher priorities first).
+                rank = protocol.WORK_LANES.index(protocol.lane_of(request))
                 waiting = Waiting(key, request, when)
                 self.held.push(Held(waiting, record.ref.namespace, rank, request.deadline))
             elif record.active_job is not None:

@@ -195,6 +195,7 @@ async def test_a_quota_of_ticks_stretches_every_stack_of_the_namespace_alike(
     quota_only = world.api.budget_status[("team-a", "rate")]
     assert quota_only["stacks"] == 2
     assert quota_only["conditions"][0]["status"] == "True"
+    assert quota_only["conditions"][0]["message"] == "a quota, with no spending cap"
     assert (one.interval, two.interval, other.interval) == (20, 20, 10)
     budget = {c["type"]: c for c in conditions_for(one, NOW)}["BudgetExceeded"]
     assert (budget["status"], budget["reason"]) == ("False", "NamespaceQuotaThrottled")
@@ -218,3 +219,18 @@ async def test_a_namespace_concurrency_is_its_budgets_smallest_quota(world: Worl
     world.keeper.seen(_budget("team-a", "narrow", {"quota": {"maxConcurrentTicks": 3}}))
     assert world.keeper.concurrency("team-a") == 3
     assert world.keeper.concurrency("elsewhere") is None
+
+
+async def test_a_budget_without_a_cap_says_what_it_keeps(world: World) -> None:
+    world.keeper.seen(_budget("team-a", "share", {"fairShare": {"weight": 2}}))
+    both = {"fairShare": {"weight": 2}, "quota": {"maxConcurrentTicks": 3}}
+    world.keeper.seen(_budget("team-a", "both", both))
+    await world.keeper.step()
+    messages = {
+        name: world.api.budget_status[("team-a", name)]["conditions"][0]["message"]
+        for name in ("share", "both")
+    }
+    assert messages == {
+        "share": "a fair share, with no spending cap",
+        "both": "a quota and a fair share, with no spending cap",
+    }

@@ -499,3 +499,16 @@ async def test_a_tick_that_could_not_be_sent_does_not_count_against_the_quota() 
     clock.now += dispatching.SEND_RETRY_SECONDS
     await dispatcher.step()
     assert len(lanes.sent) == 1  # the retry went out: the quota was free
+
+
+@pytest.mark.asyncio
+async def test_within_a_namespace_a_high_priority_tick_goes_out_first() -> None:
+    index = StackIndex()
+    for name, priority in (("low", "Low"), ("normal", "Normal"), ("high", "High")):
+        index.observe(_in("team", name, priority=priority))
+    dispatcher, lanes, _kube, _clock = _dispatcher(index, backlog=1)  # room for one
+    _start_all(dispatcher, index)
+    for _ in range(3):
+        await dispatcher.step()
+        lanes.waiting = 0
+    assert [r.stack.name for r in lanes.sent] == ["high", "normal", "low"]
