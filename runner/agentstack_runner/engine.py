@@ -9,7 +9,8 @@ Order of checks for a delivered :class:`~agentstack_core.protocol.TickRequest`:
    reports it; this delivery stays pending, to be claimed again, in case the run
    elsewhere fails and this is the delivery it ran); held for another tick → dropped
    as ``StackBusy`` (missed ticks are skipped), recorded only if this tick id is not
-   running elsewhere meanwhile;
+   running elsewhere meanwhile, with what an earlier attempt of it committed (a
+   consolidation committed before Redis went away stands, and its tokens count);
 3. under the lease: no published spec (the stack was deleted), a newer generation, a
    spec that does not parse, a stack not ``Running``, a missed deadline, a spent
    budget, a finite goal met → *dropped* with a reason, recorded as done so a
@@ -311,8 +312,12 @@ class Engine:
             if holder.startswith(lease_prefix(request.tick_id)):
                 metrics.DUPLICATES.inc()
                 return Execution(None, duplicate=True, settled=False)
+            # An earlier attempt may have committed steps before it handed the tick back
+            # (Redis went away) and another tick took the lease: what they did stands.
             busy = _DropError(DropReason.STACK_BUSY, "another tick of this stack is running")
-            return await self._drop(store, request, busy, time.time(), token=None)
+            return await self._drop(
+                store, request, busy, time.time(), token=None, committed=[*start.committed.values()]
+            )
         started = time.time()  # the tick starts when it holds the lease
         execution: Execution | None = None
         try:

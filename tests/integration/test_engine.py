@@ -19,6 +19,7 @@ from agentstack_core.records import (
     TraceRecord,
 )
 from agentstack_core.redis.errors import LeaseLostError
+from agentstack_core.redis.tick import lease_token
 from agentstack_core.spec import DEFAULT_TEAM
 from agentstack_devkit.fakellm import Delay, Fail, FakeLLMServer, Hang, Reply
 from agentstack_runner.actions import MAX_REPLY_CHARS
@@ -361,6 +362,39 @@ async def test_lost_lease_stops_writes_and_a_retry_resumes_after_the_last_step(
     assert [entry["agent"] for entry in await trace(aredis)] == list(DEFAULT_TEAM)
     planner_calls = [r for r in fake_llm.requests if r.headers["x-agentstack-agent"] == "planner"]
     assert len(planner_calls) == 1  # the committed step was not run again
+
+
+async def test_a_tick_dropped_as_busy_counts_the_steps_an_earlier_attempt_committed(
+    aredis: RedisClient, fake_llm: FakeLLMServer
+) -> None:
+    """An attempt commits the planner's step, then loses the stack to another tick (its
+    Redis went away, it handed the tick back): when the tick comes again, it is dropped
+    as busy — recorded with the committed step's progress and tokens, or a consolidation
+    done then would be done twice by the checker's count and its tokens never billed."""
+    message = '{"actions": [{"type": "send_message", "to": "builder", "content": "go"}]}'
+    fake_llm.add_rule(Reply(message), headers={"X-Agentstack-Agent": "planner"})
+    fake_llm.add_rule(Hang(), headers={"X-Agentstack-Agent": "builder"})
+    await publish(aredis, openai_spec(fake_llm))
+    tick = request(1)
+    running = asyncio.create_task(make_engine(aredis, "runner-a", lease_ttl=0.6).execute(tick))
+    await wait_for_call(fake_llm, "builder")
+    other = lease_token(request(2).tick_id, "runner-b", "0")
+    await aredis.set(KEYS.lease, other)  # another tick of the stack holds it now
+    with pytest.raises(LeaseLostError):
+        await asyncio.wait_for(running, timeout=30)
+    (planner,) = [entry for entry in await trace(aredis)]
+    assert planner["agent"] == "planner"
+
+    dropped = (await make_engine(aredis, "runner-c").execute(tick)).result
+    assert dropped is not None
+    assert (dropped.outcome, dropped.reason) == (Outcome.DROPPED, "StackBusy")
+    assert (dropped.steps, dropped.progressed) == (1, True)
+    spent = int(planner["prompt_tokens"]) + int(planner["completion_tokens"])
+    assert dropped.tokens == spent > 0
+    (entry,) = [fields for _id, fields in await aredis.xrange(KEYS.history)]
+    assert (entry["outcome"], entry["progressed"]) == ("Dropped", "true")
+    assert int(await aredis.hget(KEYS.usage, "tokens")) == dropped.tokens
+    assert await aredis.get(KEYS.lease) == other  # the other tick's lease untouched
 
 
 async def test_a_tick_past_its_timeout_fails_and_frees_the_stack(

@@ -324,7 +324,8 @@ class TickStart:
     usage: Usage = field(default_factory=Usage)
     """Under the lease: the stack's counters."""
     committed: dict[str, StepRecord] = field(default_factory=dict)
-    """Under the lease: the step records an earlier attempt of this tick committed."""
+    """The step records an earlier attempt of this tick committed (also when another
+    token holds the lease: a tick dropped then still counts what they did and spent)."""
     goal: GoalRecord | None = None
     """Under the lease: where a finite goal stands (``None``: never declared)."""
 
@@ -372,12 +373,12 @@ class TickStore:
         if state == "gone":
             raise self._gone()
         if state == "held":
-            return TickStart(holder=str(answer[1]))
-        spec, usage, steps = (pairs(flat) for flat in answer[1:4])
+            return TickStart(holder=str(answer[1]), committed=_committed(answer[2]))
+        spec, usage = (pairs(flat) for flat in answer[1:3])
         return TickStart(
             published=published(spec),
             usage=Usage.from_hash(usage),
-            committed={name: StepRecord.from_json(record) for name, record in steps.items()},
+            committed=_committed(answer[3]),
             goal=_goal(answer[4]),
         )
 
@@ -560,6 +561,11 @@ def _agent_context(reply: Sequence[Any]) -> AgentContext:
 
 def _goal(raw: str | None) -> GoalRecord | None:
     return GoalRecord.from_json(raw) if raw else None
+
+
+def _committed(flat: list[str]) -> dict[str, StepRecord]:
+    """A tick's steps hash (agent → record), as HGETALL answers it in a script."""
+    return {name: StepRecord.from_json(record) for name, record in pairs(flat).items()}
 
 
 def _inbox_message(entry_id: str, fields: dict[str, str]) -> InboxMessage:
