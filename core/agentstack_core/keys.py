@@ -12,6 +12,7 @@ keys of one namespace's budget ledger share ``{ns:<namespace>}`` (:class:`Namesp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 FLEET_TAG = "{agentstack}"
@@ -224,6 +225,26 @@ class StackKeys:
     def cursors(self) -> str:
         """Hash: agent name → id of the last inbox message it has consumed."""
         return f"{self.tag}:cursors"
+
+    def team(self, agents: Sequence[str]) -> list[str]:
+        """The memory and inbox keys of each of ``agents``, in pairs: what a script
+        that keeps or restores a whole team's state takes after its declared keys."""
+        return [key for agent in agents for key in (self.memory(agent), self.inbox(agent))]
+
+    @property
+    def checkpoints(self) -> str:
+        """Sorted set: the tick id of each checkpoint kept (score: its sequence number,
+        1 for the stack's first), written by the finish of the tick it closes
+        (:mod:`agentstack_core.redis.checkpoints`)."""
+        return f"{self.tag}:checkpoints"
+
+    @property
+    def checkpoint_states(self) -> str:
+        """Hash: tick id → the stack's state as that tick left it (a JSON
+        :class:`~agentstack_core.redis.checkpoints.CheckpointState`), and ``bytes``: the
+        summed length of the states kept (bounded by
+        :data:`~agentstack_core.retention.CHECKPOINT_MAX_BYTES`)."""
+        return f"{self.tag}:checkpoints:states"
 
 
 @dataclass(frozen=True)

@@ -47,3 +47,16 @@ newest few, since a redelivery comes within a visibility timeout or a failover â
 result is some hundred bytes, a done id some tens."""
 STEPS_TTL_MS = 86_400_000
 """How long a tick's committed steps are kept if the tick never finishes."""
+CHECKPOINT_RECENT = 20
+"""Checkpoints kept for every tick, the newest: a rollback or fork to any of the last
+this many ticks that changed something."""
+CHECKPOINT_EVERY = 10
+"""Past the recent window, one checkpoint in this many is kept (its sequence number a
+multiple of it); the others are dropped as they leave the window."""
+CHECKPOINT_MAX = 100
+"""Checkpoints kept per stack at the most (the oldest go first): with the two above,
+about the last ``20 + 80 x 10 = 820`` checkpointed ticks are reachable."""
+CHECKPOINT_MAX_BYTES = 4 * 1024 * 1024
+"""Summed bytes of a stack's checkpoint states at the most: the oldest go first, and
+the newest is always kept, whatever its size (a state is bounded by the working set's
+own caps)."""

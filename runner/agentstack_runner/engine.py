@@ -19,7 +19,8 @@ Order of checks for a delivered :class:`~agentstack_core.protocol.TickRequest`:
    delivery kept alive), within the tick timeout; committed steps of an interrupted
    earlier attempt are not re-run;
 5. finish under the lease: the done record with the outcome, history entry and
-   counters, once, releasing the lease.
+   counters, once, releasing the lease — and, for a tick that ran steps, a checkpoint
+   of the state it leaves (:mod:`agentstack_core.redis.checkpoints`).
 
 A tick starts when it holds the lease: ``started_at`` is taken then. Checks 1 and 2,
 and everything 3 weighs and 4 resumes from (spec, counters, committed steps), come in
@@ -477,7 +478,8 @@ class Engine:
             behind=behind,
             idle=_idle(records) if working and outcome is Outcome.SUCCEEDED else "",
         )
-        finished = await store.finish_tick(result=result, token=token)
+        team = [agent.name for agent in spec.agents]
+        finished = await store.finish_tick(result=result, token=token, agents=team)
         if finished is Finished.RECORDED:
             metrics.TICK_DURATION.labels(outcome.value).observe(time.monotonic() - clock_start)
         return self._reported(finished, result)

@@ -2,7 +2,8 @@
 -- window, the recorded result (for the newest ticks), the history entry and the
 -- stack's counters move together, and the archive is trimmed to its bounds
 -- (trim_archive: past A.archive_maxlen only what consolidation covered, past
--- A.archive_hard_maxlen anything, counted as lost). Replies -1 (the stack is gone),
+-- A.archive_hard_maxlen anything, counted as lost) and, for a tick that ran steps
+-- (A.checkpoint), the state it leaves is kept as a checkpoint. Replies -1 (the stack is gone),
 -- 0 (fenced: the finisher lost the lease, or — for a tick that did not run — the tick
 -- is running right now), 1 (recorded) or 2 (recorded before).
 --
@@ -71,6 +72,11 @@ else
   end
 end
 trim_archive(K, A.archive_maxlen, A.archive_hard_maxlen, A.archive_trim_batch)
+if A.checkpoint == 'true' then
+  -- The team's memory and inbox keys are the last KEYS, two per agent.
+  local agents = cjson.decode(A.agents)
+  write_checkpoint(K, r.tick_id, A.now, agents, #KEYS - 2 * #agents + 1, A.checkpoint_limits)
+end
 redis.call('DEL', K.steps)
 redis.call('SREM', K.index, K.steps)
 redis.call('SADD', K.index, K.done, K.history, K.usage, K.outcomes)

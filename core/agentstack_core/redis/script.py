@@ -178,3 +178,8 @@ def _prelude(keys: Sequence[str], has_args: bool) -> str:
     if has_args:
         lines.append("local A = cjson.decode(ARGV[1])\n")
     return "".join(lines)
+
+
+def pairs(flat: Sequence[str]) -> dict[str, str]:
+    """A Lua script's flat ``[field, value, …]`` reply (``HGETALL``, stream fields)."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))

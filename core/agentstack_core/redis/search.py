@@ -41,8 +41,7 @@ from typing import Any
 from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import RedisClient
 from agentstack_core.records import ArchiveKind, ArchiveRecord
-from agentstack_core.redis.script import LuaScript
-from agentstack_core.redis.tick import pairs
+from agentstack_core.redis.script import LuaScript, pairs
 
 QUERY_TERMS = 16
 """Distinct terms of a query searched at the most (its first ones)."""

@@ -100,12 +100,16 @@ from agentstack_core.records import (
     TickRecord,
 )
 from agentstack_core.redis.errors import GONE, LeaseLostError, StackGoneError
-from agentstack_core.redis.script import LuaScript
+from agentstack_core.redis.script import LuaScript, pairs
 from agentstack_core.redis.usage import day_of
 from agentstack_core.retention import (
     ARCHIVE_HARD_MAXLEN,
     ARCHIVE_MAXLEN,
     ARCHIVE_TRIM_BATCH,
+    CHECKPOINT_EVERY,
+    CHECKPOINT_MAX,
+    CHECKPOINT_MAX_BYTES,
+    CHECKPOINT_RECENT,
     DONE_WINDOW,
     FEED_MAXLEN,
     HISTORY_MAXLEN,
@@ -178,6 +182,27 @@ class _Commit:
     archive_trim_batch: int = ARCHIVE_TRIM_BATCH
 
 
+CHECKPOINT_KEYS = (
+    "plan",
+    "artifacts",
+    "goal",
+    "cursors",
+    "feed",
+    "checkpoints",
+    "checkpoint_states",
+)
+"""The keys a checkpoint reads or keeps beyond the finish's own (``checkpoint.lua``;
+with the team's memory and inbox keys, :meth:`~agentstack_core.keys.StackKeys.team`)."""
+CHECKPOINT_LIMITS = {
+    "recent": CHECKPOINT_RECENT,
+    "every": CHECKPOINT_EVERY,
+    "max": CHECKPOINT_MAX,
+    "max_bytes": CHECKPOINT_MAX_BYTES,
+    "feed": FEED_CONTEXT,
+}
+"""What a checkpoint keeps and how many are kept (:mod:`agentstack_core.retention`)."""
+
+
 @dataclass(frozen=True)
 class _Finish:
     uid: str
@@ -195,6 +220,11 @@ class _Finish:
     archive_maxlen: int = ARCHIVE_MAXLEN
     archive_hard_maxlen: int = ARCHIVE_HARD_MAXLEN
     archive_trim_batch: int = ARCHIVE_TRIM_BATCH
+    checkpoint: bool = False
+    """Keep the state the tick leaves (:mod:`.checkpoints`): a tick that ran steps."""
+    agents: tuple[str, ...] = ()
+    """The team, whose memory and inbox keys follow the declared keys, in pairs."""
+    checkpoint_limits: dict[str, int] = field(default_factory=lambda: dict(CHECKPOINT_LIMITS))
 
 
 _CONTEXT_KEYS = ("plan", "artifacts", "feed", "cursors", "memory", "inbox", "goal", "longterm")
@@ -237,9 +267,13 @@ _COMMIT_STEP = LuaScript(
 _FINISH_TICK = LuaScript(
     __file__,
     "finish_tick",
-    keys=("spec", "lease", "index", "done", "history", "usage", "steps", "outcomes", *ARCHIVE_KEYS),
+    keys=(
+        *("spec", "lease", "index", "done", "history", "usage", "steps", "outcomes"),
+        *ARCHIVE_KEYS,
+        *CHECKPOINT_KEYS,
+    ),
     args=_Finish,
-    libs=("alive", "field_value", "trim_archive"),
+    libs=("alive", "field_value", "trim_archive", "checkpoint"),
     records={"r": TickResult},
     hashes={"usage": Usage},
     durable=True,
@@ -498,7 +532,12 @@ class TickStore:
         return _agent_context(reply[1]) if then is not None else None
 
     async def finish_tick(
-        self, *, result: TickResult, token: str | None, ran: bool = True
+        self,
+        *,
+        result: TickResult,
+        token: str | None,
+        ran: bool = True,
+        agents: Sequence[str] = (),
     ) -> Finished:
         """Record ``result`` as the tick's outcome (once), and in the history stream.
 
@@ -506,8 +545,11 @@ class TickStore:
         :class:`~agentstack_core.redis.errors.LeaseLostError` otherwise), or ``None``
         for a tick that did not run (dropped, or failed outside any runner) — recorded
         unless the tick is running right now. ``ran=False`` records it without counting
-        it as a tick run.
+        it as a tick run. ``agents``: the team's names; a tick that ran steps under its
+        lease then leaves a checkpoint of the state (:mod:`.checkpoints`).
         """
+        checkpoint = token is not None and result.steps > 0 and bool(agents)
+        team = tuple(agents) if checkpoint else ()
         answer = await _FINISH_TICK(
             self.client,
             _Finish(
@@ -518,9 +560,12 @@ class TickStore:
                 result=result,
                 history=result.history_entry(),
                 ran=ran,
+                checkpoint=checkpoint,
+                agents=team,
             ),
             keys=self.keys,
             steps=self.keys.steps(result.tick_id),
+            extra_keys=self.keys.team(team),
         )
         if answer == GONE:
             raise self._gone()
@@ -529,11 +574,6 @@ class TickStore:
                 raise LeaseLostError(f"lease of {self.stack} lost finishing {result.tick_id}")
             return Finished.RUNNING
         return Finished.RECORDED if answer == 1 else Finished.ALREADY_DONE
-
-
-def pairs(flat: Sequence[str]) -> dict[str, str]:
-    """A Lua script's flat ``[field, value, …]`` reply (``HGETALL``, stream fields)."""
-    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def published(raw: dict[str, str]) -> PublishedSpec | None:

@@ -1,0 +1,182 @@
+"""Checkpoints written by the real finish of real ticks, and rollbacks to them, against
+real Redis (standalone and cluster)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from agentstack_core.keys import StackKeys
+from agentstack_core.protocol import RedisClient
+from agentstack_core.redis.checkpoints import (
+    Checkpoints,
+    CheckpointState,
+    RollbackRefusal,
+    RolledBack,
+)
+from agentstack_core.redis.inputs import send_input
+from agentstack_core.redis.tick import CHECKPOINT_LIMITS
+from agentstack_core.spec import DEFAULT_TEAM
+from tests.integration.support import STACK, make_engine, publish, request
+
+KEYS = StackKeys(STACK)
+SPEC: dict[str, Any] = {"goal": "Plan a team offsite"}
+pytestmark = pytest.mark.asyncio
+
+
+async def state_now(client: RedisClient) -> dict[str, Any]:
+    """What a checkpoint keeps, read key by key from the stack as it is."""
+    cursors = await client.hgetall(KEYS.cursors)
+    team = {}
+    for agent in DEFAULT_TEAM:
+        cursor = cursors.get(agent)
+        unread = await client.xrange(KEYS.inbox(agent), f"({cursor}" if cursor else "-", "+")
+        newest = await client.xrevrange(KEYS.inbox(agent), count=1)
+        team[agent] = (
+            await client.hgetall(KEYS.memory(agent)),
+            [(entry_id, fields) for entry_id, fields in unread],
+            newest[0][0] if newest else "",
+        )
+    archived = await client.xrevrange(KEYS.archive, count=1)
+    return {
+        "plan": await client.get(KEYS.plan) or "",
+        "artifacts": await client.hgetall(KEYS.artifacts),
+        "goal": await client.get(KEYS.goal) or "",
+        "memory": (await client.hgetall(KEYS.longterm)).get("memory"),
+        "cursors": cursors,
+        "feed": [
+            (i, f) for i, f in await client.xrevrange(KEYS.feed, count=CHECKPOINT_LIMITS["feed"])
+        ],
+        "team": team,
+        "archive": archived[0][0] if archived else "",
+    }
+
+
+def kept(state: CheckpointState) -> dict[str, Any]:
+    """The same view of a checkpoint."""
+    return {
+        "plan": state.plan,
+        "artifacts": state.artifacts,
+        "goal": state.goal,
+        "memory": state.longterm.get("memory"),
+        "cursors": state.cursors,
+        "feed": state.feed,
+        "team": {
+            name: (agent.memory, agent.unread, agent.newest) for name, agent in state.agents.items()
+        },
+        "archive": state.archive,
+    }
+
+
+async def run_ticks(client: RedisClient, first: int, last: int, generation: int = 1) -> None:
+    engine = make_engine(client)
+    for slot in range(first, last + 1):
+        result = (await engine.execute(request(slot, generation=generation))).result
+        assert result is not None and result.steps > 0
+
+
+async def test_each_tick_that_ran_leaves_the_state_it_left_field_by_field(
+    aredis: RedisClient,
+) -> None:
+    await publish(aredis, SPEC)
+    checkpoints = Checkpoints(aredis, STACK)
+    seen = {}
+    for slot in range(1, 5):
+        await run_ticks(aredis, slot, slot)
+        seen[request(slot).tick_id] = await state_now(aredis)
+    listed = await checkpoints.listing()
+    assert [(c.tick_id, c.seq) for c in listed] == [(t, n) for n, t in enumerate(seen, 1)]
+    assert all(c.bytes > 0 for c in listed)
+    for tick_id, expected in seen.items():
+        state = await checkpoints.state(tick_id)
+        assert state is not None and state.tick_id == tick_id
+        assert kept(state) == expected
+    # The scripted team did build something for the comparison to mean anything.
+    last = seen[request(4).tick_id]
+    assert last["artifacts"] and json.loads(last["plan"]) and last["cursors"]
+    total = int(await aredis.hget(KEYS.checkpoint_states, "bytes"))
+    assert total == sum(c.bytes for c in listed)
+
+
+async def test_past_the_recent_window_one_in_every_k_is_kept_within_the_byte_bound(
+    aredis: RedisClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(CHECKPOINT_LIMITS, "recent", 5)
+    monkeypatch.setitem(CHECKPOINT_LIMITS, "every", 4)
+    monkeypatch.setitem(CHECKPOINT_LIMITS, "max", 8)
+    await publish(aredis, SPEC)
+    checkpoints = Checkpoints(aredis, STACK)
+    await run_ticks(aredis, 1, 16)
+    # 12..16 recent; of 1..11 the multiples of 4 (4, 8), the oldest dropped past max 8.
+    assert [c.seq for c in await checkpoints.listing()] == [4, 8, 12, 13, 14, 15, 16]
+    await run_ticks(aredis, 17, 24)
+    assert [c.seq for c in await checkpoints.listing()] == [8, 12, 16, 20, 21, 22, 23, 24]
+
+    sizes = [c.bytes for c in await checkpoints.listing()]
+    monkeypatch.setitem(CHECKPOINT_LIMITS, "max_bytes", sizes[-1] * 2 + sizes[-1] // 2)
+    await run_ticks(aredis, 25, 25)
+    listed = await checkpoints.listing()
+    assert [c.seq for c in listed] == [24, 25]  # two fit; the oldest went first
+    assert int(await aredis.hget(KEYS.checkpoint_states, "bytes")) == sum(c.bytes for c in listed)
+    monkeypatch.setitem(CHECKPOINT_LIMITS, "max_bytes", 1)
+    await run_ticks(aredis, 26, 26)
+    assert [c.seq for c in await checkpoints.listing()] == [26]  # never the newest
+
+
+async def test_a_rollback_restores_the_checkpoint_keeps_later_inputs_and_history(
+    aredis: RedisClient,
+) -> None:
+    await publish(aredis, SPEC)
+    checkpoints = Checkpoints(aredis, STACK)
+    await run_ticks(aredis, 1, 2)
+    target = request(2).tick_id
+    before = await state_now(aredis)
+    await run_ticks(aredis, 3, 5)
+    archived = await aredis.xlen(KEYS.archive)
+    assert await state_now(aredis) != before
+
+    # Not while it runs: refused, nothing changed.
+    assert await checkpoints.rollback(target, "alice") is RollbackRefusal.RUNNING
+    await publish(aredis, {**SPEC, "executionState": "Paused"}, generation=2)
+    await aredis.set(KEYS.lease, "team/demo/6|runner-x|n")
+    assert await checkpoints.rollback(target, "alice") is RollbackRefusal.BUSY
+    await aredis.delete(KEYS.lease)
+    assert await checkpoints.rollback("team/demo/99", "alice") is RollbackRefusal.MISSING
+    after_tick_five = await state_now(aredis)
+
+    number, message_id = await send_input(
+        aredis, STACK, agent="planner", content="keep me", sender="bob", per_minute=60
+    )
+    rolled = await checkpoints.rollback(target, "alice")
+    assert rolled == RolledBack(tick_id=target, seq=2, inputs_kept=1)
+    now = await state_now(aredis)
+    unread = now["team"]["planner"][1]
+    assert [fields["content"] for _id, fields in unread][-1] == "keep me"
+    assert unread[-1][0] == message_id  # the same message, not a copy
+    now["team"]["planner"] = (now["team"]["planner"][0], unread[:-1])
+
+    def restored(state: dict[str, Any]) -> dict[str, Any]:
+        """All but the archive's end and each inbox's newest id: the inboxes hold what
+        was unread then (read messages are in the archive), the archive moved on."""
+        team = {name: agent[:2] for name, agent in state["team"].items()}
+        return {**{k: v for k, v in state.items() if k != "archive"}, "team": team}
+
+    assert restored(now) == restored(before)
+    # What came after stays: the archive (plus the rollback's note), the checkpoints,
+    # the history and the counters.
+    notes = [f for _i, f in await aredis.xrange(KEYS.archive) if f.get("kind") == "note"]
+    assert notes[-1]["agent"] == "alice" and target in notes[-1]["text"]
+    assert await aredis.xlen(KEYS.archive) == archived + 2  # the input, the note
+    assert [c.seq for c in await checkpoints.listing()] == [1, 2, 3, 4, 5]
+    assert await checkpoints.state(request(5).tick_id) is not None
+    assert await aredis.xlen(KEYS.history) == 5
+    assert after_tick_five != now
+
+    # Resumed, the team goes on from the restored state and reads the kept input.
+    await publish(aredis, SPEC, generation=3)
+    await run_ticks(aredis, 7, 7, generation=3)
+    outcome = json.loads(await aredis.hget(KEYS.input_outcomes, str(number)))
+    assert outcome["tickId"] == request(7).tick_id
+    assert [c.seq for c in await checkpoints.listing()][-1] == 6
