@@ -49,7 +49,18 @@ from agentstack_api.errors import (
 )
 from agentstack_api.executionstate import StateWriter
 from agentstack_api.inputs import Inputs
-from agentstack_api.routes import a2a, live, probes, stacks, steering, streams, usage, webhooks
+from agentstack_api.rollbacks import Rollbacks
+from agentstack_api.routes import (
+    a2a,
+    checkpoints,
+    live,
+    probes,
+    stacks,
+    steering,
+    streams,
+    usage,
+    webhooks,
+)
 from agentstack_api.sse import StreamViews
 from agentstack_api.tailing import StreamHub
 from agentstack_api.views import StackViews
@@ -138,6 +149,7 @@ def create_app(
     app.state.approvals = Approvals(redis)
     app.state.chargeback = Chargeback(redis)
     app.state.state_writer = state_writer
+    app.state.rollbacks = Rollbacks(redis, state_writer)
 
     routers = (
         probes.router,
@@ -145,6 +157,7 @@ def create_app(
         stacks.router,
         streams.router,
         steering.router,
+        checkpoints.router,
         usage.router,
         a2a.router,
         *((webhooks.router,) if secrets is not None else ()),

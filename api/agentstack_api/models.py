@@ -384,6 +384,40 @@ class DecisionResult(_Model):
     decidedBy: str
 
 
+class CheckpointEntry(_Model):
+    tickId: str = Field(description="The tick whose finish kept the state.")
+    seq: int = Field(description="Its sequence number: 1 for the stack's first checkpoint.")
+    bytes: int = Field(description="The size of the state kept.")
+
+
+class CheckpointList(_Model):
+    items: list[CheckpointEntry] = Field(description="Oldest first.")
+    recent: int = Field(description="The newest this many are kept for every tick.")
+    every: int = Field(description="Older ones: one in this many is kept.")
+    maxBytes: int = Field(description="The most a stack's checkpoints may hold, summed.")
+
+
+TICK_PATTERN = r"^([a-z0-9][-a-z0-9.]*/[a-z0-9][-a-z0-9.]*/)?[0-9]{1,20}(-sleep)?$"
+"""A tick id (``namespace/name/slot``, ``-sleep`` for a consolidation) or its slot part."""
+
+
+class RollbackRequest(_Model):
+    """``POST …/rollback``: the checkpoint to roll the stack back to."""
+
+    to: str = Field(
+        pattern=TICK_PATTERN,
+        max_length=600,
+        description="The tick whose checkpoint to restore: its id, or its slot (``42``).",
+    )
+
+
+class RollbackResult(_Model):
+    tickId: str
+    seq: int
+    inputsKept: int = Field(description="Inputs sent after the checkpoint, kept unread.")
+    executionState: str = Field(description="Paused: resume the stack when ready.")
+
+
 # -- the mapping rule -----------------------------------------------------------------
 
 

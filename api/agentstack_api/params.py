@@ -3,7 +3,8 @@
 Parameter types carry their validation (patterns, ranges, lengths), so a bad value is a
 400 with the one error body before a route runs, and the OpenAPI schema says what is
 accepted. Services come from ``app.state`` (``access``, ``views``, ``streams``,
-``inputs``, ``approvals``, ``state_writer``, ``webhooks``, ``a2a``, ``chargeback``, set by
+``inputs``, ``approvals``, ``state_writer``, ``webhooks``, ``a2a``, ``chargeback``,
+``rollbacks``, set by
 :func:`~.app.create_app`) through the dependencies below, so a test builds an app with
 fakes, or overrides a dependency, without touching a route.
 """
@@ -22,6 +23,7 @@ from agentstack_api.auth import User
 from agentstack_api.chargeback import Chargeback
 from agentstack_api.executionstate import StateWriter
 from agentstack_api.inputs import Inputs
+from agentstack_api.rollbacks import Rollbacks
 from agentstack_api.sse import StreamViews
 from agentstack_api.views import StackViews
 from agentstack_api.webhooks import Webhooks
@@ -104,6 +106,7 @@ StateWriterService = Annotated[StateWriter, Depends(_service("state_writer"))]
 WebhooksService = Annotated[Webhooks, Depends(_service("webhooks"))]
 A2AService = Annotated[StackAgents, Depends(_service("a2a"))]
 ChargebackService = Annotated[Chargeback, Depends(_service("chargeback"))]
+RollbacksService = Annotated[Rollbacks, Depends(_service("rollbacks"))]
 
 
 async def current_user(

@@ -8,14 +8,16 @@ do, exactly as for ``kubectl patch``:
   (a merge patch: the same change as the README's ``kubectl patch``, audited the same);
 - ``status`` reads the stack and its conditions from the API server;
 - ``send`` (an input for an agent), ``inputs``, ``approvals``, ``approve`` and ``deny``
-  (a tool call waiting for a person), ``trace`` (``-f`` follows it live) and ``search``
-  (the stack's archive: every finished task, artifact version, input, message and post)
-  go to the agentstack API, which holds what Redis knows; they need its URL (``--api`` or
-  ``AGENTSTACK_API_URL``, e.g. after ``kubectl port-forward svc/…-api 8080:8080``) and
-  send the kubeconfig's bearer token (or ``--token``), which the API checks with a
-  TokenReview and a SubjectAccessReview. So does ``usage``: what the namespace's stacks
-  spent by day, stack and model (a table, or ``--csv`` for a spreadsheet), which RBAC
-  lets whoever may ``get`` the namespace's AgentBudgets read.
+  (a tool call waiting for a person), ``trace`` (``-f`` follows it live), ``search``
+  (the stack's archive: every finished task, artifact version, input, message and post),
+  ``checkpoints`` (the state each recent tick left) and ``rollback --to TICK`` (pause,
+  restore one; ``resume`` when ready) go to the agentstack API, which holds what Redis
+  knows; they need its URL (``--api`` or ``AGENTSTACK_API_URL``, e.g. after ``kubectl
+  port-forward svc/…-api 8080:8080``) and send the kubeconfig's bearer token (or
+  ``--token``), which the API checks with a TokenReview and a SubjectAccessReview. So
+  does ``usage``: what the namespace's stacks spent by day, stack and model (a table,
+  or ``--csv`` for a spreadsheet), which RBAC lets whoever may ``get`` the namespace's
+  AgentBudgets read.
 
 The namespace is ``-n``, else the kubeconfig context's, else ``default``.
 """
@@ -333,6 +335,29 @@ def search(session: Session, args: argparse.Namespace) -> None:
     )
 
 
+def checkpoints(session: Session, args: argparse.Namespace) -> None:
+    with session.api() as http:
+        kept = _api_answer(http.get(f"{session.stack_path(args.name)}/checkpoints"))
+    for item in kept["items"]:
+        print(f"{item['seq']:>6}  {item['tickId']}  {item['bytes']} bytes")
+    print(
+        f"{len(kept['items'])} checkpoint(s): the newest {kept['recent']} ticks each, then one "
+        f"in {kept['every']}, at most {kept['maxBytes']} bytes",
+        file=sys.stderr,
+    )
+
+
+def rollback(session: Session, args: argparse.Namespace) -> None:
+    with session.api() as http:
+        path = f"{session.stack_path(args.name)}/rollback"
+        done = _api_answer(http.post(path, json={"to": args.to}))
+    print(
+        f"agentstack {session.namespace}/{args.name}: rolled back to {done['tickId']} "
+        f"(checkpoint {done['seq']}; {done['inputsKept']} later input(s) kept unread); "
+        f"executionState={done['executionState']} — kubectl agentstack resume {args.name}"
+    )
+
+
 USAGE_COLUMNS = ("day", "stack", "model", "cost_usd", "tokens", "calls", "unpriced_calls")
 """The CSV header of ``usage --csv`` (and the table's columns, upper-cased)."""
 _USAGE_FIELDS = ("day", "stack", "model", "costUSD", "tokens", "calls", "unpricedCalls")
@@ -372,7 +397,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="kubectl agentstack",
         description="Steer AgentStacks: pause, resume, stop, status, send an input, approve "
-        "or deny a tool call, trace, search the archive; a namespace's usage.",
+        "or deny a tool call, trace, search the archive, list checkpoints and roll back to "
+        "one; a namespace's usage.",
     )
     top.add_argument("-n", "--namespace", help="the stack's namespace (default: the context's)")
     top.add_argument("--kubeconfig", help="the kubeconfig to use (default: $KUBECONFIG)")
@@ -413,6 +439,11 @@ def parser() -> argparse.ArgumentParser:
     searcher.add_argument("query", help="the words to look for")
     searcher.add_argument("--kind", choices=[kind.value for kind in ArchiveKind])
     searcher.add_argument("--limit", type=int, default=10, help="hits shown (at most 100)")
+    command("checkpoints", checkpoints, "the checkpoints kept: the state each tick left")
+    roller = command("rollback", rollback, "pause the stack and restore a checkpoint")
+    roller.add_argument(
+        "--to", required=True, help="the tick whose state to restore: its id or slot number"
+    )
     summary = "what the namespace's stacks spent, by day, stack and model"
     charged = commands.add_parser("usage", help=summary, description=summary)
     charged.set_defaults(run=usage)

@@ -250,6 +250,8 @@ class EventReason(StrEnum):
     APPROVAL_REQUESTED = "ApprovalRequested"
     TOOL_CALL_APPROVED = "ToolCallApproved"
     TOOL_CALL_DENIED = "ToolCallDenied"
+    ROLLED_BACK = "RolledBack"
+    """A person rolled the stack back to a checkpoint (the message names who, to which)."""
     STALLED = "Stalled"
     PROGRESSING = "Progressing"
     """A stalled stack made progress again."""

@@ -1661,6 +1661,7 @@ def test_install_creates_the_release_with_least_privilege_and_uninstall_removes_
         status_write = Access("patch", subresource="status", **stacks)
         writes.append(Access("create", subresource="inputs", **stacks))  # steering: send
         writes.append(Access("update", subresource="approvals", **stacks))  # and decide
+        writes.append(Access("create", subresource="rollback", **stacks))  # and roll back
         _check_access(k8s_api, ("viewer", []), allowed=reads, denied=[*writes, status_write])
         _check_access(k8s_api, ("editor", []), allowed=reads + writes, denied=[status_write])
         _check_access(k8s_api, ("owner", []), allowed=reads + writes, denied=[status_write])

@@ -19,6 +19,8 @@ import pytest
 import yaml
 from kubernetes import client
 
+from agentstack_core.keys import StackKeys, StackRef
+from agentstack_core.redis.checkpoints import CheckpointState
 from agentstack_devkit.controlplane import ControlPlane, build_kubeconfig
 from tests.e2e.stacks import Stacks
 from tests.helpers import eventually
@@ -184,6 +186,52 @@ def test_search_finds_an_input_in_the_archive(setting: tuple[Plugin, Stacks]) ->
     assert "nothing to search for" in empty.stderr
 
 
+def test_rollback_pauses_restores_a_checkpoint_announces_it_and_resume_goes_on(
+    setting: tuple[Plugin, Stacks], k8s_api: client.ApiClient
+) -> None:
+    plugin, stacks = setting
+    stacks.create("rewound", tickIntervalSeconds=1)
+    stacks.wait_ticks("rewound", 3)
+    listed = plugin.ok("checkpoints", "rewound").splitlines()
+    first_seq, first_tick, _size, _unit = listed[0].split()
+    assert first_seq == "1" and first_tick.startswith(f"{stacks.namespace}/rewound/")
+    keys = StackKeys(StackRef(stacks.namespace, "rewound"))
+    kept = CheckpointState.from_json(stacks.redis.hget(keys.checkpoint_states, first_tick))
+
+    slot = first_tick.rsplit("/", 1)[1]
+    done = plugin.ok("rollback", "rewound", "--to", slot)
+    assert f"rolled back to {first_tick} (checkpoint 1;" in done
+    assert "executionState=Paused" in done
+    assert stacks.get("rewound")["spec"]["executionState"] == "Paused"
+    assert (stacks.redis.get(keys.plan) or "") == kept.plan
+    assert stacks.redis.hgetall(keys.artifacts) == kept.artifacts
+    assert stacks.redis.hgetall(keys.cursors) == kept.cursors
+    notes = [f for _i, f in stacks.redis.xrange(keys.archive) if f.get("kind") == "note"]
+    assert notes[-1]["agent"] == "admin"
+
+    def announced() -> str | None:
+        events = client.CoreV1Api(k8s_api).list_namespaced_event(
+            stacks.namespace, field_selector="involvedObject.name=rewound"
+        )
+        said = [e.message for e in events.items if e.reason == "RolledBack"]
+        return said[0] if said else None
+
+    message = eventually(announced, "the RolledBack Event")
+    assert message.startswith(f"admin rolled the stack back to tick {first_tick}")
+    missing = plugin.run("rollback", "rewound", "--to", "999999")
+    assert missing.returncode == 1
+    assert "404" in missing.stderr and "no checkpoint" in missing.stderr
+
+    ran = len(stacks.executed("rewound"))
+    newest = max(int(line.split()[0]) for line in plugin.ok("checkpoints", "rewound").splitlines())
+    plugin.ok("resume", "rewound")
+    eventually(
+        lambda: True if len(stacks.executed("rewound")) > ran else None, "a tick after resume"
+    )
+    after = [int(line.split()[0]) for line in plugin.ok("checkpoints", "rewound").splitlines()]
+    assert max(after) > newest  # the ticks after the resume keep checkpoints again
+
+
 def test_rbac_refuses_a_user_without_the_verbs(
     setting: tuple[Plugin, Stacks],
     control_plane: ControlPlane,
@@ -216,6 +264,11 @@ def test_rbac_refuses_a_user_without_the_verbs(
     assert sent.returncode == 1
     assert "403" in sent.stderr
     assert "create agentstacks/inputs" in sent.stderr
+    rolled = plugin.run("rollback", "steered", "--to", "1", kubeconfig=kubeconfig)
+    assert rolled.returncode == 1
+    assert "403" in rolled.stderr
+    assert "create agentstacks/rollback" in rolled.stderr
+    assert stacks.get("steered")["spec"].get("executionState", "Running") == "Running"
     searched = plugin.run("search", "steered", "risks", kubeconfig=kubeconfig)
     assert searched.returncode == 1
     assert "403" in searched.stderr

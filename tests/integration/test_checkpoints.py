@@ -74,7 +74,8 @@ async def run_ticks(client: RedisClient, first: int, last: int, generation: int 
     engine = make_engine(client)
     for slot in range(first, last + 1):
         result = (await engine.execute(request(slot, generation=generation))).result
-        assert result is not None and result.steps > 0
+        assert result is not None
+        assert result.steps > 0
 
 
 async def test_each_tick_that_ran_leaves_the_state_it_left_field_by_field(
@@ -91,11 +92,14 @@ async def test_each_tick_that_ran_leaves_the_state_it_left_field_by_field(
     assert all(c.bytes > 0 for c in listed)
     for tick_id, expected in seen.items():
         state = await checkpoints.state(tick_id)
-        assert state is not None and state.tick_id == tick_id
+        assert state is not None
+        assert state.tick_id == tick_id
         assert kept(state) == expected
     # The scripted team did build something for the comparison to mean anything.
     last = seen[request(4).tick_id]
-    assert last["artifacts"] and json.loads(last["plan"]) and last["cursors"]
+    assert last["artifacts"]
+    assert json.loads(last["plan"])
+    assert last["cursors"]
     total = int(await aredis.hget(KEYS.checkpoint_states, "bytes"))
     assert total == sum(c.bytes for c in listed)
 
@@ -167,7 +171,8 @@ async def test_a_rollback_restores_the_checkpoint_keeps_later_inputs_and_history
     # What came after stays: the archive (plus the rollback's note), the checkpoints,
     # the history and the counters.
     notes = [f for _i, f in await aredis.xrange(KEYS.archive) if f.get("kind") == "note"]
-    assert notes[-1]["agent"] == "alice" and target in notes[-1]["text"]
+    assert notes[-1]["agent"] == "alice"
+    assert target in notes[-1]["text"]
     assert await aredis.xlen(KEYS.archive) == archived + 2  # the input, the note
     assert [c.seq for c in await checkpoints.listing()] == [1, 2, 3, 4, 5]
     assert await checkpoints.state(request(5).tick_id) is not None

@@ -154,6 +154,7 @@ def test_the_openapi_schema_documents_every_read_and_no_probe() -> None:
         ("post", f"{STACK}/approvals/{{approval}}"),
         ("post", f"{STACK}/webhooks/{{webhook}}"),
         ("post", f"{STACK}/a2a"),
+        ("post", f"{STACK}/rollback"),
     }
     sent = schema["paths"][f"{STACK}/inputs"]["post"]["responses"]
     assert {"202", "400", "401", "403", "404", "409", "413", "429"} <= set(sent)
@@ -161,8 +162,11 @@ def test_the_openapi_schema_documents_every_read_and_no_probe() -> None:
     assert {"202", "401", "409", "413", "429", "503"} <= set(delivered)
     called = schema["paths"][f"{STACK}/a2a"]["post"]["responses"]
     assert {"200", "400", "401", "403", "404"} <= set(called)
+    rolled = schema["paths"][f"{STACK}/rollback"]["post"]["responses"]
+    assert {"200", "400", "401", "403", "404", "409", "503"} <= set(rolled)
     operations -= steering
-    reads = ("", "/agents", "/approvals", "/artifacts", "/feed", "/inputs", "/memory")
+    reads = ("", "/agents", "/approvals", "/artifacts", "/checkpoints", "/feed", "/inputs")
+    reads += ("/memory",)
     reads += ("/messages", "/search", "/ticks")
     reads += ("/traces", "/a2a/.well-known/agent-card.json")
     streams = ("/feed/stream", "/traces/stream")
