@@ -47,7 +47,8 @@ from agentstack_api.errors import (
     install_error_handlers,
     request_too_large,
 )
-from agentstack_api.executionstate import StateWriter
+from agentstack_api.executionstate import StackCreator, StateWriter
+from agentstack_api.forks import Forks
 from agentstack_api.inputs import Inputs
 from agentstack_api.rollbacks import Rollbacks
 from agentstack_api.routes import (
@@ -114,11 +115,13 @@ def create_app(
     auth: Authorizer,
     state_writer: StateWriter,
     secrets: SecretSource | None,
+    creator: StackCreator | None = None,
     cors_origins: list[str] | None = None,
     public_url: str = "",
 ) -> FastAPI:
     """The app: pages from ``redis`` (the requests' pool), live streams from ``hub``;
-    webhooks when ``secrets`` can read their keys (``None``: no webhook route); A2A
+    webhooks when ``secrets`` can read their keys (``None``: no webhook route); forks
+    when ``creator`` can create stacks (``None``: a 503); A2A
     cards name their endpoint under ``public_url`` (empty: as each request came in)."""
     app = FastAPI(
         title="agentstack read API",  # the published schema's title: kept as it was
@@ -142,7 +145,7 @@ def create_app(
     app.state.access = access
     app.state.views = StackViews(redis)
     app.state.streams = StreamViews(hub, access)
-    app.state.inputs = Inputs(redis)
+    app.state.inputs = Inputs(redis, cache)
     if secrets is not None:
         app.state.webhooks = Webhooks(cache, secrets, app.state.inputs)
     app.state.a2a = StackAgents(app.state.inputs, redis, hub, public_url=public_url)
@@ -150,6 +153,7 @@ def create_app(
     app.state.chargeback = Chargeback(redis)
     app.state.state_writer = state_writer
     app.state.rollbacks = Rollbacks(redis, state_writer)
+    app.state.forks = Forks(redis, state_writer, creator)
 
     routers = (
         probes.router,

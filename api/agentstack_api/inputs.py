@@ -19,12 +19,16 @@ deliveries (:mod:`.webhooks`) and A2A messages (:mod:`.a2aserver`) go in the sam
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from agentstack_api import models
+from agentstack_api.access import StackSource
 from agentstack_api.auth import User
 from agentstack_api.errors import ApiError
 from agentstack_api.views import stack_reader, stack_ref
+from agentstack_core.forking import MIRROR_OF
+from agentstack_core.keys import StackRef
 from agentstack_core.kube.manifests import ObjectMeta
 from agentstack_core.kube.stacks import StackManifest
 from agentstack_core.protocol import RedisClient
@@ -38,6 +42,11 @@ from agentstack_core.redis.inputs import (
     put_input,
 )
 from agentstack_core.spec import SpecError, StackSpec, parse_spec
+
+logger = logging.getLogger(__name__)
+
+MIRRORED = "mirror/"
+"""The delivery ids of inputs a fork receives as its source's mirror."""
 
 
 def spec_of(stack: dict[str, Any]) -> StackSpec:
@@ -79,10 +88,18 @@ def input_entry(
 
 
 class Inputs:
-    """Inputs sent to stacks (``POST …/inputs``), and their log (``GET …/inputs``)."""
+    """Inputs sent to stacks (``POST …/inputs``), and their log (``GET …/inputs``).
 
-    def __init__(self, redis: RedisClient) -> None:
+    With ``stacks`` (the API's cache), an input a stack accepts is sent on to the forks
+    that mirror it (:data:`~agentstack_core.forking.MIRROR_OF`), once each: with the
+    delivery id ``mirror/<source>#<number>``, which a fork refuses the second time. One
+    level only — a fork's copy is not mirrored again — so annotations edited into a
+    cycle cannot loop.
+    """
+
+    def __init__(self, redis: RedisClient, stacks: StackSource | None = None) -> None:
         self.redis = redis
+        self.stacks = stacks
 
     async def send(
         self, stack: dict[str, Any], caller: User, request: models.InputRequest
@@ -139,6 +156,10 @@ class Inputs:
                 f"(spec.inputs.maxPerMinute); try again in {exc.retry_after:.0f}s",
                 headers={"Retry-After": str(max(1, round(exc.retry_after)))},
             ) from exc
+        if self.stacks is not None and not delivery.startswith(MIRRORED):
+            await self._mirror(
+                ref, agent=sent.agent, sender=sender, content=content, number=sent.number
+            )
         return models.InputAccepted(
             number=sent.number,
             agent=sent.agent,
@@ -146,6 +167,30 @@ class Inputs:
             messageId=sent.message_id,
             wakes=sent.wakes,
         )
+
+    async def _mirror(
+        self, source: StackRef, *, agent: str, sender: str, content: str, number: int
+    ) -> None:
+        """Send the input ``source`` accepted to each fork that mirrors it; a fork that
+        cannot take it (stopped, no such agent, over its rate) misses it, logged."""
+        assert self.stacks is not None
+        wanted = str(source)
+        for fork in self.stacks.items():
+            if ObjectMeta.of(fork).annotations.get(MIRROR_OF) != wanted:
+                continue
+            try:
+                await self.put(
+                    fork,
+                    spec_of(fork),
+                    agent=agent,
+                    sender=sender,
+                    content=content,
+                    delivery=f"{MIRRORED}{wanted}#{number}",
+                )
+            except ApiError as exc:
+                logger.warning(
+                    "input #%d of %s not mirrored to %s: %s", number, wanted, stack_ref(fork), exc
+                )
 
     async def page(
         self, stack: dict[str, Any], *, cursor: str | None, limit: int

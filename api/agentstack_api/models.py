@@ -12,7 +12,7 @@ the model lists what is shown, the record's field names say where it comes from.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -384,6 +384,10 @@ class DecisionResult(_Model):
     decidedBy: str
 
 
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+"""A Kubernetes object name (DNS subdomain); namespaces and stacks alike."""
+
+
 class CheckpointEntry(_Model):
     tickId: str = Field(description="The tick whose finish kept the state.")
     seq: int = Field(description="Its sequence number: 1 for the stack's first checkpoint.")
@@ -416,6 +420,42 @@ class RollbackResult(_Model):
     seq: int
     inputsKept: int = Field(description="Inputs sent after the checkpoint, kept unread.")
     executionState: str = Field(description="Paused: resume the stack when ready.")
+
+
+class ForkRequest(_Model):
+    """``POST …/fork``: a new stack from a checkpoint of this one."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=253, description="The fork's name.")
+    namespace: str | None = Field(
+        default=None,
+        pattern=NAME_PATTERN,
+        max_length=253,
+        description="Where to create it (default: the source's namespace).",
+    )
+    at: str | None = Field(
+        default=None,
+        pattern=TICK_PATTERN,
+        max_length=600,
+        description="The tick whose checkpoint it starts from (default: the newest).",
+    )
+    set: list[Annotated[str, Field(max_length=20_000)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Overrides, ``spec.path=value`` (value as JSON, else as text).",
+    )
+    mirror: bool = Field(
+        default=False, description="Send it every input the source accepts from now on."
+    )
+    paused: bool = Field(default=False, description="Leave it paused once seeded.")
+
+
+class ForkResult(_Model):
+    namespace: str
+    name: str
+    uid: str
+    forkedFrom: str = Field(description="namespace/name@tick of the source's checkpoint.")
+    mirror: bool
+    executionState: str
 
 
 # -- the mapping rule -----------------------------------------------------------------

@@ -4,7 +4,7 @@ Parameter types carry their validation (patterns, ranges, lengths), so a bad val
 400 with the one error body before a route runs, and the OpenAPI schema says what is
 accepted. Services come from ``app.state`` (``access``, ``views``, ``streams``,
 ``inputs``, ``approvals``, ``state_writer``, ``webhooks``, ``a2a``, ``chargeback``,
-``rollbacks``, set by
+``rollbacks``, ``forks``, set by
 :func:`~.app.create_app`) through the dependencies below, so a test builds an app with
 fakes, or overrides a dependency, without touching a route.
 """
@@ -22,7 +22,9 @@ from agentstack_api.approvals import Approvals
 from agentstack_api.auth import User
 from agentstack_api.chargeback import Chargeback
 from agentstack_api.executionstate import StateWriter
+from agentstack_api.forks import Forks
 from agentstack_api.inputs import Inputs
+from agentstack_api.models import NAME_PATTERN
 from agentstack_api.rollbacks import Rollbacks
 from agentstack_api.sse import StreamViews
 from agentstack_api.views import StackViews
@@ -33,8 +35,6 @@ from agentstack_core.redis.search import MAX_LIMIT as MAX_SEARCH_LIMIT
 STACK_PATH = "/api/v1/namespaces/{namespace}/stacks/{name}"
 """Where one stack's routes live."""
 MAX_PAGE = 500
-NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
-"""A Kubernetes object name (DNS subdomain); namespaces and stacks alike."""
 STREAM_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
 """A Redis stream id, ``<milliseconds>-<sequence>``."""
 STACK_CURSOR_PATTERN = NAME_PATTERN.rstrip("$") + "/" + NAME_PATTERN.lstrip("^")
@@ -107,6 +107,7 @@ WebhooksService = Annotated[Webhooks, Depends(_service("webhooks"))]
 A2AService = Annotated[StackAgents, Depends(_service("a2a"))]
 ChargebackService = Annotated[Chargeback, Depends(_service("chargeback"))]
 RollbacksService = Annotated[Rollbacks, Depends(_service("rollbacks"))]
+ForksService = Annotated[Forks, Depends(_service("forks"))]
 
 
 async def current_user(

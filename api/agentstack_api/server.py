@@ -39,12 +39,14 @@ async def serve(config: ApiConfig) -> None:
         if config.auth == "kubernetes"
         else OpenAccess()
     )
+    writer = KubeStateWriter(kube)
     app = create_app(
         cache=cache,
         redis=redis,
         hub=hub,
         auth=authorizer,
-        state_writer=KubeStateWriter(kube),
+        state_writer=writer,
+        creator=writer,
         secrets=KubeSecrets(kube) if config.webhooks else None,
         cors_origins=config.cors_origins,
         public_url=config.public_url,

@@ -10,8 +10,9 @@ do, exactly as for ``kubectl patch``:
 - ``send`` (an input for an agent), ``inputs``, ``approvals``, ``approve`` and ``deny``
   (a tool call waiting for a person), ``trace`` (``-f`` follows it live), ``search``
   (the stack's archive: every finished task, artifact version, input, message and post),
-  ``checkpoints`` (the state each recent tick left) and ``rollback --to TICK`` (pause,
-  restore one; ``resume`` when ready) go to the agentstack API, which holds what Redis
+  ``checkpoints`` (the state each recent tick left), ``rollback --to TICK`` (pause,
+  restore one; ``resume`` when ready) and ``fork STACK NEW`` (a shadowed copy from a
+  checkpoint, with ``--set``/``--model`` changes) go to the agentstack API, which holds what Redis
   knows; they need its URL (``--api`` or ``AGENTSTACK_API_URL``, e.g. after ``kubectl
   port-forward svc/…-api 8080:8080``) and send the kubeconfig's bearer token (or
   ``--token``), which the API checks with a TokenReview and a SubjectAccessReview. So
@@ -358,6 +359,33 @@ def rollback(session: Session, args: argparse.Namespace) -> None:
     )
 
 
+def fork(session: Session, args: argparse.Namespace) -> None:
+    overrides = list(args.set or [])
+    if args.model:
+        provider, sep, model = args.model.partition(":")
+        if not sep or not provider or not model:
+            raise PluginError(f"--model {args.model!r}: PROVIDER:NAME, e.g. groq:llama-3.3-70b")
+        overrides.append(f'spec.llm.model={{"provider": "{provider}", "name": "{model}"}}')
+    body: dict[str, Any] = {
+        "name": args.new,
+        "set": overrides,
+        "mirror": args.mirror,
+        "paused": args.paused,
+    }
+    if args.at:
+        body["at"] = args.at
+    if args.target_namespace:
+        body["namespace"] = args.target_namespace
+    with session.api() as http:
+        made = _api_answer(http.post(f"{session.stack_path(args.name)}/fork", json=body))
+    mirrored = "; it mirrors the source's inputs" if made["mirror"] else ""
+    print(
+        f"agentstack {made['namespace']}/{made['name']} forked from {made['forkedFrom']}: "
+        f"tools wait for approval, no webhooks or triggers{mirrored}; "
+        f"executionState={made['executionState']}"
+    )
+
+
 USAGE_COLUMNS = ("day", "stack", "model", "cost_usd", "tokens", "calls", "unpriced_calls")
 """The CSV header of ``usage --csv`` (and the table's columns, upper-cased)."""
 _USAGE_FIELDS = ("day", "stack", "model", "costUSD", "tokens", "calls", "unpricedCalls")
@@ -397,8 +425,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="kubectl agentstack",
         description="Steer AgentStacks: pause, resume, stop, status, send an input, approve "
-        "or deny a tool call, trace, search the archive, list checkpoints and roll back to "
-        "one; a namespace's usage.",
+        "or deny a tool call, trace, search the archive, list checkpoints, roll back to one "
+        "or fork from one; a namespace's usage.",
     )
     top.add_argument("-n", "--namespace", help="the stack's namespace (default: the context's)")
     top.add_argument("--kubeconfig", help="the kubeconfig to use (default: $KUBECONFIG)")
@@ -443,6 +471,22 @@ def parser() -> argparse.ArgumentParser:
     roller = command("rollback", rollback, "pause the stack and restore a checkpoint")
     roller.add_argument(
         "--to", required=True, help="the tick whose state to restore: its id or slot number"
+    )
+    forker = command("fork", fork, "a new stack from a checkpoint: shadowed, with changes")
+    forker.add_argument("new", help="the fork's name")
+    forker.add_argument("--at", help="the tick whose state it starts from (default: the newest)")
+    forker.add_argument("--model", help="the fork's default model, PROVIDER:NAME")
+    forker.add_argument(
+        "--set",
+        action="append",
+        metavar="spec.PATH=VALUE",
+        help="change the spec (repeatable): spec.agents[1].systemPrompt=…; VALUE as JSON, "
+        "else as text",
+    )
+    forker.add_argument("--mirror", action="store_true", help="send it the source's inputs")
+    forker.add_argument("--paused", action="store_true", help="leave it paused once seeded")
+    forker.add_argument(
+        "--to-namespace", dest="target_namespace", help="create it there (default: -n)"
     )
     summary = "what the namespace's stacks spent, by day, stack and model"
     charged = commands.add_parser("usage", help=summary, description=summary)

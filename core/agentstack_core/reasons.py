@@ -252,6 +252,8 @@ class EventReason(StrEnum):
     TOOL_CALL_DENIED = "ToolCallDenied"
     ROLLED_BACK = "RolledBack"
     """A person rolled the stack back to a checkpoint (the message names who, to which)."""
+    FORKED = "Forked"
+    """The stack was forked from another's checkpoint and seeded (who, from where)."""
     STALLED = "Stalled"
     PROGRESSING = "Progressing"
     """A stalled stack made progress again."""

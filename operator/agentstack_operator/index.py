@@ -31,6 +31,7 @@ from typing import Any
 
 from agentstack_core.budget import Usage
 from agentstack_core.endpoints import EndpointPolicy
+from agentstack_core.forking import forked_from
 from agentstack_core.keys import StackRef
 from agentstack_core.pricing import nanos
 from agentstack_core.reasons import ConditionReason, ConditionType
@@ -128,8 +129,12 @@ class StackIndex(Mapping[str, StackRecord]):
         ref = StackRef(meta["namespace"], meta["name"])
         record = self._records.get(str(ref))
         if record is None or record.uid != meta.get("uid"):
+            origin = forked_from(meta.get("annotations"))
             record = StackRecord(
-                ref=ref, uid=str(meta.get("uid")), created_at=epoch(meta.get("creationTimestamp"))
+                ref=ref,
+                uid=str(meta.get("uid")),
+                created_at=epoch(meta.get("creationTimestamp")),
+                forked_from="@".join(origin) if origin else "",
             )
             adopt_status(record, body.get("status") or {})
             self._records[record.key] = record

@@ -126,6 +126,8 @@ class StackRecord:
     uid: str
     generation: int = 0
     created_at: float = 0.0
+    forked_from: str = ""
+    """For a fork: ``namespace/name@tick`` it started from (its annotation)."""
     raw_spec: dict[str, Any] = field(default_factory=dict)
     spec: StackSpec | None = None
     problems: list[str] = field(default_factory=list)
@@ -693,6 +695,7 @@ def status_for(record: StackRecord, now: float) -> dict[str, Any]:
         "effectiveIntervalSeconds": round(record.interval, 3),
         "nextTickTime": utc_timestamp(record.next_due) if record.next_due else None,
         "lastTickId": last.tick_id if last else None,
+        "forkedFrom": record.forked_from or None,
         "lastTickTime": utc_timestamp(last.finished_at) if last else None,
         "lastTickResult": last.outcome if last else None,
         "lastTickReason": last.reason if last else None,

@@ -194,7 +194,8 @@ def test_rollback_pauses_restores_a_checkpoint_announces_it_and_resume_goes_on(
     stacks.wait_ticks("rewound", 3)
     listed = plugin.ok("checkpoints", "rewound").splitlines()
     first_seq, first_tick, _size, _unit = listed[0].split()
-    assert first_seq == "1" and first_tick.startswith(f"{stacks.namespace}/rewound/")
+    assert first_seq == "1"
+    assert first_tick.startswith(f"{stacks.namespace}/rewound/")
     keys = StackKeys(StackRef(stacks.namespace, "rewound"))
     kept = CheckpointState.from_json(stacks.redis.hget(keys.checkpoint_states, first_tick))
 
@@ -220,7 +221,8 @@ def test_rollback_pauses_restores_a_checkpoint_announces_it_and_resume_goes_on(
     assert message.startswith(f"admin rolled the stack back to tick {first_tick}")
     missing = plugin.run("rollback", "rewound", "--to", "999999")
     assert missing.returncode == 1
-    assert "404" in missing.stderr and "no checkpoint" in missing.stderr
+    assert "404" in missing.stderr
+    assert "no checkpoint" in missing.stderr
 
     ran = len(stacks.executed("rewound"))
     newest = max(int(line.split()[0]) for line in plugin.ok("checkpoints", "rewound").splitlines())

@@ -8,15 +8,18 @@ from typing import Any
 
 import pytest
 
-from agentstack_core.keys import StackKeys
+from agentstack_core.keys import StackKeys, StackRef
 from agentstack_core.protocol import RedisClient
 from agentstack_core.redis.checkpoints import (
     Checkpoints,
     CheckpointState,
     RollbackRefusal,
     RolledBack,
+    SeedRefusal,
+    seed,
 )
 from agentstack_core.redis.inputs import send_input
+from agentstack_core.redis.publishing import publish_spec
 from agentstack_core.redis.tick import CHECKPOINT_LIMITS
 from agentstack_core.spec import DEFAULT_TEAM
 from tests.integration.support import STACK, make_engine, publish, request
@@ -26,8 +29,9 @@ SPEC: dict[str, Any] = {"goal": "Plan a team offsite"}
 pytestmark = pytest.mark.asyncio
 
 
-async def state_now(client: RedisClient) -> dict[str, Any]:
+async def state_now(client: RedisClient, keys: StackKeys = KEYS) -> dict[str, Any]:
     """What a checkpoint keeps, read key by key from the stack as it is."""
+    KEYS = keys  # noqa: N806 - the module's name for the keys read
     cursors = await client.hgetall(KEYS.cursors)
     team = {}
     for agent in DEFAULT_TEAM:
@@ -52,6 +56,13 @@ async def state_now(client: RedisClient) -> dict[str, Any]:
         "team": team,
         "archive": archived[0][0] if archived else "",
     }
+
+
+def restored(state: dict[str, Any]) -> dict[str, Any]:
+    """All but the archive's end and each inbox's newest id: a restored inbox holds what
+    was unread then (read messages are in the archive), and the archive moved on."""
+    team = {name: agent[:2] for name, agent in state["team"].items()}
+    return {**{k: v for k, v in state.items() if k != "archive"}, "team": team}
 
 
 def kept(state: CheckpointState) -> dict[str, Any]:
@@ -161,12 +172,6 @@ async def test_a_rollback_restores_the_checkpoint_keeps_later_inputs_and_history
     assert unread[-1][0] == message_id  # the same message, not a copy
     now["team"]["planner"] = (now["team"]["planner"][0], unread[:-1])
 
-    def restored(state: dict[str, Any]) -> dict[str, Any]:
-        """All but the archive's end and each inbox's newest id: the inboxes hold what
-        was unread then (read messages are in the archive), the archive moved on."""
-        team = {name: agent[:2] for name, agent in state["team"].items()}
-        return {**{k: v for k, v in state.items() if k != "archive"}, "team": team}
-
     assert restored(now) == restored(before)
     # What came after stays: the archive (plus the rollback's note), the checkpoints,
     # the history and the counters.
@@ -185,3 +190,42 @@ async def test_a_rollback_restores_the_checkpoint_keeps_later_inputs_and_history
     outcome = json.loads(await aredis.hget(KEYS.input_outcomes, str(number)))
     assert outcome["tickId"] == request(7).tick_id
     assert [c.seq for c in await checkpoints.listing()][-1] == 6
+
+
+async def test_a_fork_seeded_at_a_past_tick_holds_the_sources_state_then_field_by_field(
+    aredis: RedisClient,
+) -> None:
+    await publish(aredis, SPEC)
+    await run_ticks(aredis, 1, 2)
+    at_two = await state_now(aredis)
+    await run_ticks(aredis, 3, 4)
+    source = Checkpoints(aredis, STACK)
+    raw = await source.raw(request(2).tick_id)
+    assert raw is not None
+    state = CheckpointState.from_json(raw)
+    fork = StackRef("team", "demo-fork")
+    fork_keys = StackKeys(fork)
+
+    async def seeding() -> SeedRefusal | None:
+        return await seed(aredis, fork, "fork-uid", state, raw, "carol", STACK)
+
+    assert await seeding() is SeedRefusal.GONE  # the operator has not published it yet
+    await publish_spec(aredis, fork, 1, SPEC, uid="fork-uid")
+    assert await seeding() is SeedRefusal.RUNNING
+    await publish_spec(aredis, fork, 2, {**SPEC, "executionState": "Paused"}, uid="fork-uid")
+    assert await seeding() is None
+    seeded = await state_now(aredis, fork_keys)
+    assert restored(seeded) == restored(at_two)
+    notes = [f for _i, f in await aredis.xrange(fork_keys.archive)]
+    assert [(n["kind"], n["agent"]) for n in notes] == [("note", "carol")]
+    assert await seeding() is SeedRefusal.USED  # never twice, never over its own state
+    assert await aredis.xlen(fork_keys.archive) == 1
+    assert await state_now(aredis) != seeded  # the source went on; untouched by the fork
+
+    # Resumed, the fork ticks from there on its own keys, and keeps checkpoints of its own.
+    await publish_spec(aredis, fork, 3, SPEC, uid="fork-uid")
+    engine = make_engine(aredis)
+    ticked = (await engine.execute(request(5, stack=fork, generation=3))).result
+    assert ticked is not None
+    assert ticked.steps > 0
+    assert [c.seq for c in await Checkpoints(aredis, fork).listing()] == [1]

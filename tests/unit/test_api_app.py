@@ -155,6 +155,7 @@ def test_the_openapi_schema_documents_every_read_and_no_probe() -> None:
         ("post", f"{STACK}/webhooks/{{webhook}}"),
         ("post", f"{STACK}/a2a"),
         ("post", f"{STACK}/rollback"),
+        ("post", f"{STACK}/fork"),
     }
     sent = schema["paths"][f"{STACK}/inputs"]["post"]["responses"]
     assert {"202", "400", "401", "403", "404", "409", "413", "429"} <= set(sent)
@@ -164,6 +165,8 @@ def test_the_openapi_schema_documents_every_read_and_no_probe() -> None:
     assert {"200", "400", "401", "403", "404"} <= set(called)
     rolled = schema["paths"][f"{STACK}/rollback"]["post"]["responses"]
     assert {"200", "400", "401", "403", "404", "409", "503"} <= set(rolled)
+    forked = schema["paths"][f"{STACK}/fork"]["post"]["responses"]
+    assert {"201", "400", "401", "403", "404", "409", "422", "503"} <= set(forked)
     operations -= steering
     reads = ("", "/agents", "/approvals", "/artifacts", "/checkpoints", "/feed", "/inputs")
     reads += ("/memory",)

@@ -1,14 +1,17 @@
-"""A stack's checkpoints, and rolling it back to one.
+"""A stack's checkpoints: listed, rolled back to, forked from.
 
 Routes::
 
     GET  /api/v1/namespaces/{namespace}/stacks/{name}/checkpoints   the checkpoints kept
     POST /api/v1/namespaces/{namespace}/stacks/{name}/rollback      restore one (paused)
+    POST /api/v1/namespaces/{namespace}/stacks/{name}/fork          a new stack from one
 
 Listing is a read (``get agentstacks``); a rollback is authorised by a
 SubjectAccessReview of ``create agentstacks/rollback`` in the stack's namespace (the
 chart's edit role grants it), and pauses the stack with the caller's own token
-(:mod:`~..rollbacks`).
+(:mod:`~..rollbacks`). A fork needs ``get`` on the source (checked here) and ``create
+agentstacks`` in the target namespace — decided by the API server itself, since the
+fork is created with the caller's token (:mod:`~..forks`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,15 @@ from fastapi import APIRouter, Header
 from agentstack_api import models
 from agentstack_api.auth import bearer_token
 from agentstack_api.errors import error_responses
-from agentstack_api.params import STACK_PATH, Access, Caller, Name, Namespace, RollbacksService
+from agentstack_api.params import (
+    STACK_PATH,
+    Access,
+    Caller,
+    ForksService,
+    Name,
+    Namespace,
+    RollbacksService,
+)
 
 router = APIRouter()
 
@@ -62,3 +73,34 @@ async def rollback(
     stack = await access.steerable(caller, namespace, name, verb="create", subresource="rollback")
     token = bearer_token(authorization) if access.auth.forwards_token else None
     return await rollbacks.rollback(stack, caller, body, token)
+
+
+FORK_ERRORS = error_responses(
+    (400, "An override that names no place in the spec"),
+    (403, "RBAC does not allow get on the source, or create of agentstacks in the target"),
+    (404, "No such stack, or no checkpoint of that tick is kept"),
+    (409, "The name is taken, or the fork is created but not yet seeded: ask again"),
+    (422, "The API server refused the fork's spec (the CRD's schema)"),
+    (503, "The API server could not be reached"),
+)
+
+
+@router.post(
+    f"{STACK_PATH}/fork",
+    status_code=201,
+    response_model=models.ForkResult,
+    responses=FORK_ERRORS,
+    summary="A new stack from a checkpoint of this one: shadowed, with overrides",
+)
+async def fork(
+    namespace: Namespace,
+    name: Name,
+    body: models.ForkRequest,
+    caller: Caller,
+    access: Access,
+    forks: ForksService,
+    authorization: Annotated[str | None, Header()] = None,
+) -> models.ForkResult:
+    stack = await access.readable(caller, namespace, name)
+    token = bearer_token(authorization) if access.auth.forwards_token else None
+    return await forks.fork(stack, caller, body, token)

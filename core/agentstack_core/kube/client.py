@@ -56,10 +56,12 @@ class KubeClient:
 
     # -- reading -----------------------------------------------------------------------
 
-    async def get(self, path: str, params: Params | None = None) -> dict[str, Any]:
+    async def get(
+        self, path: str, params: Params | None = None, *, token: str | None = None
+    ) -> dict[str, Any]:
         """The object (or any JSON document) at ``path``; :class:`~.errors.NotFoundError`
-        if there is none."""
-        return await self._call("GET", path, params=params)
+        if there is none. Read with ``token`` (someone else's) when given."""
+        return await self._call("GET", path, params=params, token=token)
 
     async def list(self, path: str, params: Params | None = None) -> Listing:
         """The collection at ``path`` (``labelSelector``, ``fieldSelector`` in
@@ -111,10 +113,13 @@ class KubeClient:
 
     # -- writing -----------------------------------------------------------------------
 
-    async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def create(
+        self, path: str, body: Mapping[str, Any], *, token: str | None = None
+    ) -> dict[str, Any]:
         """POST ``body`` to the collection at ``path``: the object as created (a review's
-        answer); :class:`~.errors.ConflictError` if it exists already."""
-        return await self._call("POST", path, body=body, content_type=JSON)
+        answer); :class:`~.errors.ConflictError` if it exists already. Made with
+        ``token`` (someone else's: see the module doc) when given."""
+        return await self._call("POST", path, body=body, content_type=JSON, token=token)
 
     async def replace(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """PUT ``body`` (with the resourceVersion read): the object as stored;

@@ -34,7 +34,7 @@ from agentstack_core.protocol import RedisClient
 from agentstack_core.records import ArchiveKind, ArchiveRecord
 from agentstack_core.redis.errors import StackGoneError
 from agentstack_core.redis.script import LuaScript, pairs
-from agentstack_core.redis.tick import ARCHIVE_KEYS, ARCHIVE_LIBS, CHECKPOINT_KEYS
+from agentstack_core.redis.tick import ARCHIVE_KEYS, ARCHIVE_LIBS, CHECKPOINT_KEYS, STATE_KEYS
 from agentstack_core.retention import ARCHIVE_HARD_MAXLEN, ARCHIVE_TRIM_BATCH, INDEX_TERMS
 
 
@@ -144,9 +144,78 @@ _ROLLBACK = LuaScript(
     "rollback",
     keys=("spec", "lease", "index", *ARCHIVE_KEYS, *CHECKPOINT_KEYS),
     args=_Rollback,
-    libs=("alive", *ARCHIVE_LIBS),
+    libs=("alive", *ARCHIVE_LIBS, "restore_state"),
     durable=True,
 )
+
+
+@dataclass(frozen=True)
+class _Seed:
+    uid: str
+    state: str
+    """The source's checkpoint, as JSON (as its hash keeps it)."""
+    agents: tuple[str, ...]
+    note: ArchiveRecord
+    index_terms: int = INDEX_TERMS
+    archive_hard_maxlen: int = ARCHIVE_HARD_MAXLEN
+    archive_trim_batch: int = ARCHIVE_TRIM_BATCH
+
+
+_SEED = LuaScript(
+    __file__,
+    "seed",
+    keys=("spec", "lease", "index", "done", *ARCHIVE_KEYS, *STATE_KEYS),
+    args=_Seed,
+    libs=("alive", *ARCHIVE_LIBS, "restore_state"),
+    durable=True,
+)
+
+
+class SeedRefusal(Enum):
+    """Why a fork was not seeded (nothing changed)."""
+
+    GONE = "gone"
+    """Not published (yet), or another incarnation: the operator publishes it."""
+    RUNNING = "running"
+    BUSY = "busy"
+    USED = "used"
+    """It was seeded, or has ticked, already: its own state is never overwritten."""
+
+
+async def seed(
+    client: RedisClient,
+    fork: StackRef,
+    uid: str,
+    source: CheckpointState,
+    raw: str,
+    by: str,
+    origin: StackRef,
+) -> SeedRefusal | None:
+    """Give the fork ``fork`` (incarnation ``uid``, paused, never ticked) the state of
+    ``origin``'s checkpoint ``source`` (``raw``: its JSON), noting ``by`` (who forked)
+    in its archive; ``None`` when done."""
+    keys = StackKeys(fork)
+    agents = tuple(source.agents)
+    answer = await _SEED(
+        client,
+        _Seed(
+            uid=uid,
+            state=raw,
+            agents=agents,
+            note=ArchiveRecord(
+                kind=ArchiveKind.NOTE,
+                ref=f"fork of {origin}",
+                agent=by,
+                at=time.time(),
+                text=f"{by} forked this stack from {origin} at the state tick "
+                f"{source.tick_id} left",
+            ),
+        ),
+        keys=keys,
+        extra_keys=keys.team(agents),
+    )
+    outcome = str(answer[0])
+    return None if outcome == "done" else SeedRefusal(outcome)
 
 
 class Checkpoints:
@@ -173,9 +242,19 @@ class Checkpoints:
             if size
         ]
 
+    async def raw(self, tick_id: str) -> str | None:
+        """The state ``tick_id`` left as JSON, if its checkpoint is kept."""
+        raw = await self.client.hget(self.keys.checkpoint_states, tick_id)
+        return str(raw) if raw else None
+
+    async def newest(self) -> str | None:
+        """The tick id of the newest checkpoint kept."""
+        kept = await self.client.zrange(self.keys.checkpoints, -1, -1)
+        return str(kept[0]) if kept else None
+
     async def state(self, tick_id: str) -> CheckpointState | None:
         """The state ``tick_id`` left, if its checkpoint is kept."""
-        raw = await self.client.hget(self.keys.checkpoint_states, tick_id)
+        raw = await self.raw(tick_id)
         return CheckpointState.from_json(raw) if raw else None
 
     async def rollback(self, tick_id: str, by: str) -> RolledBack | RollbackRefusal:

@@ -182,15 +182,10 @@ class _Commit:
     archive_trim_batch: int = ARCHIVE_TRIM_BATCH
 
 
-CHECKPOINT_KEYS = (
-    "plan",
-    "artifacts",
-    "goal",
-    "cursors",
-    "feed",
-    "checkpoints",
-    "checkpoint_states",
-)
+STATE_KEYS = ("plan", "artifacts", "goal", "cursors", "feed")
+"""A stack's state beyond the team's keys and the long-term memory, as a checkpoint
+keeps it and a rollback or a fork's seed restores it (``restore_state.lua``)."""
+CHECKPOINT_KEYS = (*STATE_KEYS, "checkpoints", "checkpoint_states")
 """The keys a checkpoint reads or keeps beyond the finish's own (``checkpoint.lua``;
 with the team's memory and inbox keys, :meth:`~agentstack_core.keys.StackKeys.team`)."""
 CHECKPOINT_LIMITS = {
