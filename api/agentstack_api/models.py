@@ -14,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agentstack_core.evals import decode_scores
 from agentstack_core.pricing import known_usd
 
 if TYPE_CHECKING:
@@ -134,6 +135,16 @@ class TickEntry(_Model):
         "or PlanFull (empty when it progressed)."
     )
     runner: str
+    kind: str = Field(description="Work (the team's steps) or Sleep (a consolidation).")
+    scores: dict[str, float] = Field(
+        default_factory=dict, description="The evals' scores of the tick (spec.evals), 0 to 1."
+    )
+
+    @field_validator("scores", mode="before")
+    @classmethod
+    def _decoded(cls, value: Any) -> Any:
+        """The history entry keeps them as JSON text."""
+        return decode_scores(value) if isinstance(value, str) else value
 
 
 class TickPage(_Model):

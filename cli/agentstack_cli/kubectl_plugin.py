@@ -11,8 +11,10 @@ do, exactly as for ``kubectl patch``:
   (a tool call waiting for a person), ``trace`` (``-f`` follows it live), ``search``
   (the stack's archive: every finished task, artifact version, input, message and post),
   ``checkpoints`` (the state each recent tick left), ``rollback --to TICK`` (pause,
-  restore one; ``resume`` when ready) and ``fork STACK NEW`` (a shadowed copy from a
-  checkpoint, with ``--set``/``--model`` changes) go to the agentstack API, which holds what Redis
+  restore one; ``resume`` when ready), ``fork STACK NEW`` (a shadowed copy from a
+  checkpoint, with ``--set``/``--model`` changes) and ``compare A B`` (evals, tokens,
+  dollars, time and failures of their recent ticks, with a bootstrap interval of each
+  difference) go to the agentstack API, which holds what Redis
   knows; they need its URL (``--api`` or ``AGENTSTACK_API_URL``, e.g. after ``kubectl
   port-forward svc/…-api 8080:8080``) and send the kubeconfig's bearer token (or
   ``--token``), which the API checks with a TokenReview and a SubjectAccessReview. So
@@ -38,6 +40,7 @@ import httpx
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from agentstack_core import comparing
 from agentstack_core.approvals import ApprovalState
 from agentstack_core.records import ArchiveKind
 from agentstack_core.resource import GROUP, PLURAL, VERSION
@@ -386,6 +389,58 @@ def fork(session: Session, args: argparse.Namespace) -> None:
     )
 
 
+def _stack_arg(session: Session, text: str) -> str:
+    """``NAME`` (in -n) or ``NAMESPACE/NAME`` as the API path of the stack."""
+    namespace, sep, name = text.rpartition("/")
+    return f"/api/v1/namespaces/{namespace if sep else session.namespace}/stacks/{name}"
+
+
+def _ticks(http: httpx.Client, path: str, last: int) -> list[dict[str, Any]]:
+    """The stack's newest ``last`` history entries (pages of at most 500)."""
+    entries: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while len(entries) < last:
+        params: dict[str, Any] = {"limit": min(500, last - len(entries))}
+        if cursor:
+            params["cursor"] = cursor
+        page = _api_answer(http.get(f"{path}/ticks", params=params))
+        entries.extend(page["items"])
+        cursor = page["nextCursor"]
+        if not cursor:
+            break
+    return entries
+
+
+def compare(session: Session, args: argparse.Namespace) -> None:
+    with session.api() as http:
+        a = _ticks(http, _stack_arg(session, args.name), args.last)
+        b = _ticks(http, _stack_arg(session, args.other), args.last)
+    rows = comparing.compare(a, b)
+    if not rows:
+        raise PluginError("no work ticks to compare yet")
+    table = [["MEASURE", "A", "B", "B-A", "95% INTERVAL", "N (A/B)", "VERDICT"]]
+    for row in rows:
+        table.append(
+            [
+                row.measure,
+                f"{row.a:.4g}",
+                f"{row.b:.4g}",
+                f"{row.difference:+.4g}",
+                f"[{row.low:+.4g}, {row.high:+.4g}]",
+                f"{row.n_a}/{row.n_b}",
+                row.verdict,
+            ]
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+    print(
+        f"A = {args.name}, B = {args.other}: their last {args.last} ticks each (work ticks that "
+        f"ran); intervals by bootstrap ({comparing.RESAMPLES} resamples)",
+        file=sys.stderr,
+    )
+
+
 USAGE_COLUMNS = ("day", "stack", "model", "cost_usd", "tokens", "calls", "unpriced_calls")
 """The CSV header of ``usage --csv`` (and the table's columns, upper-cased)."""
 _USAGE_FIELDS = ("day", "stack", "model", "costUSD", "tokens", "calls", "unpricedCalls")
@@ -426,7 +481,7 @@ def parser() -> argparse.ArgumentParser:
         prog="kubectl agentstack",
         description="Steer AgentStacks: pause, resume, stop, status, send an input, approve "
         "or deny a tool call, trace, search the archive, list checkpoints, roll back to one "
-        "or fork from one; a namespace's usage.",
+        "or fork from one, compare two stacks; a namespace's usage.",
     )
     top.add_argument("-n", "--namespace", help="the stack's namespace (default: the context's)")
     top.add_argument("--kubeconfig", help="the kubeconfig to use (default: $KUBECONFIG)")
@@ -488,6 +543,9 @@ def parser() -> argparse.ArgumentParser:
     forker.add_argument(
         "--to-namespace", dest="target_namespace", help="create it there (default: -n)"
     )
+    comparer = command("compare", compare, "two stacks side by side: evals, tokens, $, time")
+    comparer.add_argument("other", help="the other stack: NAME, or NAMESPACE/NAME")
+    comparer.add_argument("--last", type=int, default=200, help="ticks of each (default 200)")
     summary = "what the namespace's stacks spent, by day, stack and model"
     charged = commands.add_parser("usage", help=summary, description=summary)
     charged.set_defaults(run=usage)

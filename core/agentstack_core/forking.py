@@ -5,7 +5,8 @@ A fork is a new AgentStack that starts from a checkpoint of its source
 without touching the original. What it may do to the world is held back until a person
 says otherwise, so that trying a change never acts twice on the world:
 
-- every tool server's calls wait for a person's approval (``requireApproval: true``);
+- every tool server's calls wait for a person's approval (``requireApproval: true`` on
+  each of ``spec.tools.servers``);
 - webhooks and triggers are not copied (a second stack woken by the same delivery or
   Pod event would double what the source does); its inputs come from people, or from
   the source when it mirrors it (:data:`MIRROR_OF`);
@@ -107,7 +108,7 @@ def fork_manifest(
     spec = copy.deepcopy(source.get("spec") or {})
     for field in NOT_COPIED:
         spec.pop(field, None)
-    for server in spec.get("toolServers") or []:
+    for server in (spec.get("tools") or {}).get("servers") or []:
         server["requireApproval"] = True
         server.pop("requireApprovalFor", None)
     for text in overrides:

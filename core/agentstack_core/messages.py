@@ -108,6 +108,9 @@ class TickResult(Record):
     """Why a tick that succeeded made no progress: a
     :class:`~agentstack_core.reasons.StallReason` (empty: it progressed, or it did not
     succeed)."""
+    scores: str = ""
+    """The evals' scores of what the tick produced, as JSON
+    (:func:`~agentstack_core.evals.encode_scores`; empty: nothing scored)."""
 
     @property
     def duration(self) -> float:
@@ -132,6 +135,7 @@ class TickResult(Record):
             unpriced=self.unpriced,
             idle=self.idle,
             kind=self.kind,
+            scores=self.scores,
         )
 
 

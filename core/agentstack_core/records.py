@@ -194,6 +194,9 @@ class TickRecord(Record):
     :class:`~agentstack_core.reasons.StallReason`; empty: it progressed)."""
     kind: str = "Work"
     """``Work`` (the team's steps) or ``Sleep`` (a consolidation)."""
+    scores: str = ""
+    """The evals' scores of the tick, as JSON (:func:`~agentstack_core.evals.encode_scores`;
+    empty: none scored)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -445,6 +448,10 @@ class StepRecord(JsonRecord):
     """Nano-dollars the call the dollar budget refused needed at the least (0: none)."""
     idle: str = ""
     """Why the step, having succeeded, changed no shared work (empty: it did)."""
+    tool_calls: int = 0
+    """Tool calls the step made (refused ones, never sent, not counted)."""
+    tool_failures: int = 0
+    """Of those, the ones that did not answer ``ok``."""
 
     @property
     def failed(self) -> bool:

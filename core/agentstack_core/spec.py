@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from agentstack_core.cron import CronError, CronExpression
+from agentstack_core.evals import Eval, parse_evals
 from agentstack_core.matching import Condition, ConditionError, LabelSelector, label_selector
 
 DEFAULT_TEAM = ("planner", "builder", "reviewer", "communicator")
@@ -410,6 +411,8 @@ class StackSpec:
     """``None``: an ongoing goal (it never completes)."""
     webhooks: tuple[Webhook, ...] = ()
     triggers: tuple[Trigger, ...] = ()
+    evals: tuple[Eval, ...] = ()
+    """Scorers of what each work tick produced (:mod:`agentstack_core.evals`)."""
 
     @property
     def goal_id(self) -> str:
@@ -805,6 +808,7 @@ def parse_spec(raw: dict[str, Any]) -> StackSpec:
             completion=_completion(raw.get("completion"), problems),
             webhooks=_webhooks(raw.get("webhooks"), agents, problems),
             triggers=_triggers(raw.get("triggers"), agents, problems),
+            evals=parse_evals(raw.get("evals"), problems),
         )
     except (TypeError, ValueError, KeyError) as exc:
         problems.append(f"spec: {exc}")

@@ -90,8 +90,18 @@ def adopt_status(record: StackRecord, status: dict[str, Any]) -> None:
             finished_at=epoch(status.get("lastTickTime")),
             duration=float(status.get("lastTickDurationSeconds") or 0.0),
         )
+    record.evals = adopted_evals(status.get("evals"))
     paused = record.conditions.get(ConditionType.PAUSED)
     record.resumed = bool(paused and paused.get("reason") == ConditionReason.RESUMED)
+
+
+def adopted_evals(raw: Any) -> dict[str, dict[str, float]]:
+    """``status.evals`` as a previous operator wrote it (what does not parse is left)."""
+    adopted: dict[str, dict[str, float]] = {}
+    for name, values in (raw or {}).items() if isinstance(raw, dict) else ():
+        with contextlib.suppress(TypeError, ValueError, KeyError):
+            adopted[str(name)] = {"mean": float(values["mean"]), "ticks": int(values["ticks"])}
+    return adopted
 
 
 def _cause(

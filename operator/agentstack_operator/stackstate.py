@@ -25,6 +25,7 @@ from agentstack_core.approvals import FINAL, Approval, ApprovalState
 from agentstack_core.budget import Usage, exhausted
 from agentstack_core.completion import goal_met, pending
 from agentstack_core.endpoints import EndpointPolicy
+from agentstack_core.evals import decode_scores, rolling
 from agentstack_core.keys import StackRef
 from agentstack_core.messages import TickKind, TickResult
 from agentstack_core.namespacebudget import Level, NamespaceVerdict
@@ -128,6 +129,8 @@ class StackRecord:
     created_at: float = 0.0
     forked_from: str = ""
     """For a fork: ``namespace/name@tick`` it started from (its annotation)."""
+    evals: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Each eval's rolling mean and scored ticks (:func:`agentstack_core.evals.rolling`)."""
     raw_spec: dict[str, Any] = field(default_factory=dict)
     spec: StackSpec | None = None
     problems: list[str] = field(default_factory=list)
@@ -402,6 +405,8 @@ def fold_result(record: StackRecord, result: TickResult) -> None:
         record.tool_problems = result.tool_problems
     if result.idle:
         record.idle_reason = result.idle
+    if result.scores:
+        record.evals = rolling(record.evals, decode_scores(result.scores))
     record.last_tick = LastTick(
         tick_id=result.tick_id,
         outcome=result.outcome.value,
@@ -696,6 +701,7 @@ def status_for(record: StackRecord, now: float) -> dict[str, Any]:
         "nextTickTime": utc_timestamp(record.next_due) if record.next_due else None,
         "lastTickId": last.tick_id if last else None,
         "forkedFrom": record.forked_from or None,
+        "evals": record.evals or None,
         "lastTickTime": utc_timestamp(last.finished_at) if last else None,
         "lastTickResult": last.outcome if last else None,
         "lastTickReason": last.reason if last else None,

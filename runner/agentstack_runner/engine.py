@@ -51,6 +51,7 @@ from agentstack_core import tracing
 from agentstack_core.budget import Usage, cost_left, exhausted
 from agentstack_core.completion import goal_met, pending
 from agentstack_core.context import AgentContext
+from agentstack_core.evals import Produced, encode_scores, tick_scores
 from agentstack_core.pricing import PriceTable
 from agentstack_core.protocol import RedisClient, TickKind, TickRequest, TickResult
 from agentstack_core.reasons import DropReason, Outcome, StallReason, TickReason
@@ -456,6 +457,7 @@ class Engine:
         tokens = sum(record.tokens for record in records)
         needed = max((record.cost_needed for record in records), default=0)
         tool_problems = "; ".join(p for record in records for p in record.tool_problems)
+        scores = await self._scores(store, request, spec, records) if working else {}
         result = TickResult(
             stack=request.stack,
             tick_id=request.tick_id,
@@ -477,12 +479,29 @@ class Engine:
             kind=request.kind,
             behind=behind,
             idle=_idle(records) if working and outcome is Outcome.SUCCEEDED else "",
+            scores=encode_scores(scores),
         )
         team = [agent.name for agent in spec.agents]
         finished = await store.finish_tick(result=result, token=token, agents=team)
         if finished is Finished.RECORDED:
             metrics.TICK_DURATION.labels(outcome.value).observe(time.monotonic() - clock_start)
         return self._reported(finished, result)
+
+    async def _scores(
+        self, store: TickStore, request: TickRequest, spec: StackSpec, records: list[StepRecord]
+    ) -> dict[str, float]:
+        """The evals' scores of what the tick produced (none declared: nothing read)."""
+        if not spec.evals:
+            return {}
+        produced = Produced(
+            artifacts=await store.artifacts_of(request.tick_id),
+            tool_calls=sum(record.tool_calls for record in records),
+            tool_failures=sum(record.tool_failures for record in records),
+        )
+        scores = tick_scores(spec.evals, produced)
+        for score in scores.values():
+            metrics.EVAL_SCORES.labels(request.stack.namespace).observe(score)
+        return scores
 
     async def _steps(
         self,

@@ -147,6 +147,12 @@ TOOL_CALLS = Counter(
     "Tool calls of agents, by outcome (ok, error, timeout, unreachable, invalid, refused).",
     ["outcome"],
 )
+EVAL_SCORES = Histogram(
+    "agentstack_runner_eval_scores",
+    "Scores (0 to 1) of the evals of stacks' ticks (spec.evals), by the stack's namespace.",
+    ["namespace"],
+    buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 1),
+)
 TOOL_DURATION = Histogram(
     "agentstack_runner_tool_call_duration_seconds",
     "Duration of tool calls sent to MCP servers (connecting included).",

@@ -91,8 +91,10 @@ from agentstack_runner.prompts import (
 )
 from agentstack_runner.recall import MAX_RECALLS_PER_ROUND, Recollection, recall
 from agentstack_runner.tools import (
+    CALL_OK,
     MAX_CALLS_PER_ROUND,
     MAX_TOOL_ROUNDS,
+    NOT_MADE,
     UNAVAILABLE,
     Offer,
     Toolbox,
@@ -625,6 +627,8 @@ class AgentStep:
             calls=self.bill.calls,
             cost_needed=self.needed,
             idle=(effects.idle or "") if self.reason is StepReason.SUCCEEDED else "",
+            tool_calls=len(made := [u for u in self.uses if u.outcome not in NOT_MADE]),
+            tool_failures=sum(1 for u in made if u.outcome != CALL_OK),
         )
         operations: list[Operation] = [
             *archived,

@@ -59,6 +59,10 @@ MAX_CALLS_PER_ROUND = 4
 LISTING_TTL_SECONDS = 60.0
 UNAVAILABLE = ("timeout", "unreachable")
 """Outcomes that say the server, not the tool, failed (the stack is ToolsDegraded)."""
+CALL_OK = "ok"
+NOT_MADE = ("refused", "invalid", "awaiting-approval")
+"""Outcomes of calls never sent to a server (not offered, arguments refused by the
+tool's schema, waiting for a person): no call's duration, and no call for an eval."""
 ERROR_CHARS = 300
 
 
@@ -386,13 +390,13 @@ def _result(ref: str, outcome: str, started: float, text: str) -> ToolResult:
     if len(text) > MAX_RESULT_CHARS:
         shown = text[:MAX_RESULT_CHARS] + f"\n… (cut: {len(text)} characters in all)"
     metrics.TOOL_CALLS.labels(outcome).inc()
-    if outcome not in ("refused", "invalid", "awaiting-approval"):
+    if outcome not in NOT_MADE:
         metrics.TOOL_DURATION.observe(seconds)
     use = ToolUse(
         tool=ref,
         outcome=outcome,
         seconds=round(seconds, 3),
         chars=len(shown),
-        error="" if outcome == "ok" else text[:ERROR_CHARS],
+        error="" if outcome == CALL_OK else text[:ERROR_CHARS],
     )
     return ToolResult(use, shown)

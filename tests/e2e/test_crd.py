@@ -119,6 +119,12 @@ def test_defaults_are_filled_in_by_the_api_server(
             'spec.memory.embeddings.provider: Unsupported value: "scripted"',
         ),
         ({"memory": {"embeddings": {"provider": "openai"}}}, "spec.memory.embeddings.model"),
+        (
+            {"evals": [{"name": "both", "artifacts": "*.md", "toolSuccess": True}]},
+            "an eval scores artifacts (artifacts and at least one check) or",
+        ),
+        ({"evals": [{"name": "no-check", "artifacts": "*.md"}]}, "an eval scores artifacts"),
+        ({"evals": [{"name": "Bad_Name", "toolSuccess": True}]}, "spec.evals[0].name"),
     ],
     ids=[
         "bad-enum",
@@ -135,6 +141,9 @@ def test_defaults_are_filled_in_by_the_api_server(
         "unknown-provider",
         "embeddings-offline",
         "embeddings-model",
+        "eval-both",
+        "eval-no-check",
+        "eval-name",
     ],
 )
 def test_invalid_manifests_are_rejected_with_the_schema_message(

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -234,6 +235,90 @@ def test_rollback_pauses_restores_a_checkpoint_announces_it_and_resume_goes_on(
     assert max(after) > newest  # the ticks after the resume keep checkpoints again
 
 
+def test_fork_copies_the_checkpoint_shadowed_and_mirrors_the_sources_inputs(
+    setting: tuple[Plugin, Stacks], k8s_api: client.ApiClient
+) -> None:
+    plugin, stacks = setting
+    stacks.create("origin", tickIntervalSeconds=1)
+    stacks.wait_ticks("origin", 2)
+    tick = plugin.ok("checkpoints", "origin").splitlines()[0].split()[1]
+    done = plugin.ok(
+        "fork",
+        "origin",
+        "origin-try",
+        "--at",
+        tick,
+        "--set",
+        "spec.goal=Try it terse",
+        "--mirror",
+        "--paused",
+    )
+    assert f"forked from {stacks.namespace}/origin@{tick}" in done
+    assert "executionState=Paused" in done
+    made = stacks.get("origin-try")
+    assert made["metadata"]["annotations"]["agentstack.dev/forked-from"] == (
+        f"{stacks.namespace}/origin@{tick}"
+    )
+    assert made["spec"]["goal"] == "Try it terse"
+    eventually(
+        lambda: (
+            True
+            if stacks.status("origin-try").get("forkedFrom") == f"{stacks.namespace}/origin@{tick}"
+            else None
+        ),
+        "status.forkedFrom",
+    )
+    # Seeded with the source's state at that tick, field by field.
+    source, fork = (StackKeys(StackRef(stacks.namespace, n)) for n in ("origin", "origin-try"))
+    kept = CheckpointState.from_json(stacks.redis.hget(source.checkpoint_states, tick))
+    assert (stacks.redis.get(fork.plan) or "") == kept.plan
+    assert stacks.redis.hgetall(fork.artifacts) == kept.artifacts
+    assert stacks.redis.hgetall(fork.cursors) == kept.cursors
+    for agent, state in kept.agents.items():
+        assert stacks.redis.hgetall(fork.memory(agent)) == state.memory
+    stacks.wait_event("origin-try", "Forked")
+    again = plugin.run("fork", "origin", "origin-try", "--at", tick)
+    assert again.returncode == 1
+    assert "409" in again.stderr
+
+    # Mirrored: an input to the source reaches the fork too, once each.
+    plugin.ok("send", "origin", "Mirror this, please.", "--agent", "planner")
+
+    def contents(keys: StackKeys) -> list[str]:
+        return [f["content"] for _i, f in stacks.redis.xrange(keys.inputs)]
+
+    eventually(
+        lambda: True if contents(fork) == ["Mirror this, please."] else None,
+        "the mirrored input in the fork's inputs log",
+    )
+    assert contents(source) == ["Mirror this, please."]
+    plugin.ok("resume", "origin-try")
+    eventually(lambda: True if stacks.executed("origin-try") else None, "the fork's first tick")
+
+
+def test_compare_sets_two_stacks_with_a_known_difference_side_by_side(
+    setting: tuple[Plugin, Stacks],
+) -> None:
+    plugin, stacks = setting
+    evals = [{"name": "on-topic", "artifacts": "*.md", "pattern": "offsite"}]
+    stacks.create("offsite", goal="Plan a team offsite", tickIntervalSeconds=1, evals=evals)
+    stacks.create("notes", goal="Write release notes", tickIntervalSeconds=1, evals=evals)
+
+    def scored(name: str) -> dict[str, Any] | None:
+        found = (stacks.status(name).get("evals") or {}).get("on-topic")
+        return found if found and found["ticks"] >= 3 else None
+
+    assert eventually(lambda: scored("offsite"), "3 scored ticks of offsite")["mean"] == 1.0
+    assert eventually(lambda: scored("notes"), "3 scored ticks of notes")["mean"] == 0.0
+    shown = plugin.ok("compare", "offsite", f"{stacks.namespace}/notes", "--last", "50")
+    header, *rows = shown.splitlines()
+    assert header.split()[:4] == ["MEASURE", "A", "B", "B-A"]
+    on_topic = next(row for row in rows if row.startswith("eval on-topic"))
+    assert on_topic.split()[2:5] == ["1", "0", "-1"]
+    assert on_topic.endswith("B lower")
+    assert any(row.startswith("tokens/tick") for row in rows)
+
+
 def test_rbac_refuses_a_user_without_the_verbs(
     setting: tuple[Plugin, Stacks],
     control_plane: ControlPlane,
@@ -271,6 +356,9 @@ def test_rbac_refuses_a_user_without_the_verbs(
     assert "403" in rolled.stderr
     assert "create agentstacks/rollback" in rolled.stderr
     assert stacks.get("steered")["spec"].get("executionState", "Running") == "Running"
+    forked = plugin.run("fork", "steered", "stolen", kubeconfig=kubeconfig)
+    assert forked.returncode == 1
+    assert "403" in forked.stderr
     searched = plugin.run("search", "steered", "risks", kubeconfig=kubeconfig)
     assert searched.returncode == 1
     assert "403" in searched.stderr

@@ -25,10 +25,17 @@ SOURCE: dict[str, Any] = {
     "spec": {
         "goal": "Write release notes",
         "agents": [{"name": "planner", "role": "planner"}, {"name": "builder", "role": "builder"}],
-        "toolServers": [
-            {"name": "kb", "url": "http://kb", "allowedTools": ["*"], "requireApprovalFor": ["x"]},
-            {"name": "gh", "url": "http://gh", "allowedTools": ["read"]},
-        ],
+        "tools": {
+            "servers": [
+                {
+                    "name": "kb",
+                    "url": "http://kb",
+                    "allowedTools": ["*"],
+                    "requireApprovalFor": ["x"],
+                },
+                {"name": "gh", "url": "http://gh", "allowedTools": ["read"]},
+            ]
+        },
         "webhooks": [{"name": "github", "secretRef": {"name": "hooks", "key": "github"}}],
         "triggers": [{"name": "crash", "event": {"reasons": ["BackOff"]}}],
         "executionState": "Running",
@@ -47,11 +54,12 @@ def test_a_fork_is_shadowed_and_says_where_it_came_from() -> None:
     spec = made["spec"]
     assert "webhooks" not in spec
     assert "triggers" not in spec
-    assert all(server["requireApproval"] is True for server in spec["toolServers"])
-    assert all("requireApprovalFor" not in server for server in spec["toolServers"])
+    servers = spec["tools"]["servers"]
+    assert [server["requireApproval"] for server in servers] == [True, True]
+    assert all("requireApprovalFor" not in server for server in servers)
     assert spec["executionState"] == "Paused"
     assert "status" not in made
-    assert SOURCE["spec"]["toolServers"][0].get("requireApproval") is None  # source untouched
+    assert SOURCE["spec"]["tools"]["servers"][0].get("requireApproval") is None  # untouched
     assert forked_from(made["metadata"]["annotations"]) == ("team-a/writer", "team-a/writer/40")
 
 

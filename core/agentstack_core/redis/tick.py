@@ -416,6 +416,16 @@ class TickStore:
         raw = await self.client.hget(self.keys.outcomes, tick_id)
         return TickResult.from_fields(orjson.loads(raw)) if raw else None
 
+    async def artifacts_of(self, tick_id: str) -> dict[str, str]:
+        """Name → content of the artifacts whose current version ``tick_id`` wrote or
+        reviewed (what the evals score)."""
+        found: dict[str, str] = {}
+        for name, raw in (await self.client.hgetall(self.keys.artifacts)).items():
+            record = ArtifactRecord.from_json(raw)
+            if record.tick_id == tick_id:
+                found[str(name)] = record.content
+        return found
+
     async def goal(self) -> GoalRecord | None:
         """Where the stack's finite goal stands now."""
         return _goal(await self.client.get(self.keys.goal))
