@@ -88,7 +88,11 @@ class Forks:
             raise ApiError(400, "BadOverride", str(exc)) from exc
         uid = await self._create(fork, body, token)
         refusal = await self._seed(fork, uid, CheckpointState.from_json(raw), raw, caller, source)
-        if refusal is not None and refusal is not SeedRefusal.USED:
+        if refusal is SeedRefusal.USED:
+            raise ApiError(
+                409, "AlreadyExists", f"{fork} exists and was seeded already: resume it if paused"
+            )
+        if refusal is not None:
             raise ApiError(
                 409,
                 "NotSeededYet",

@@ -433,7 +433,8 @@ def compare(session: Session, args: argparse.Namespace) -> None:
         )
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for line in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+        cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        print("  ".join(cells).rstrip())
     print(
         f"A = {args.name}, B = {args.other}: their last {args.last} ticks each (work ticks that "
         f"ran); intervals by bootstrap ({comparing.RESAMPLES} resamples)",
