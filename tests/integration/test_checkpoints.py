@@ -224,6 +224,7 @@ async def test_a_fork_seeded_at_a_past_tick_holds_the_sources_state_then_field_b
 
     # Resumed, the fork ticks from there on its own keys, and keeps checkpoints of its own.
     await publish_spec(aredis, fork, 3, SPEC, uid="fork-uid")
+    assert await seeding() is SeedRefusal.USED  # running now: still its own state
     engine = make_engine(aredis)
     ticked = (await engine.execute(request(5, stack=fork, generation=3))).result
     assert ticked is not None

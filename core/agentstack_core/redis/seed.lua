@@ -8,12 +8,13 @@
 -- stays the source's; the long-term memory carries what it consolidated. Inputs the
 -- fork was sent before (a mirror's) stay in its inboxes. ``seeded`` in its spec hash
 -- (which publishing never clears) marks it done.
+if alive(K.spec, A.uid) and (redis.call('HGET', K.spec, 'seeded')
+    or redis.call('EXISTS', K.done) == 1) then
+  return {'used'}  -- whatever state it is in now: its own
+end
 local refused = unquiet(K, A.uid)
 if refused then
   return refused
-end
-if redis.call('HGET', K.spec, 'seeded') or redis.call('EXISTS', K.done) == 1 then
-  return {'used'}
 end
 redis.call('HSET', K.spec, 'seeded', A.note.at)
 local agents = cjson.decode(A.agents)
