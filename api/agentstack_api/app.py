@@ -68,7 +68,11 @@ from agentstack_api.views import StackViews
 from agentstack_api.webhooks import MAX_DELIVERY_BYTES, SecretSource, Webhooks
 from agentstack_core.protocol import RedisClient
 
-MAX_REQUEST_BYTES = 64 * 1024
+MAX_REQUEST_BYTES = 1024 * 1024
+"""The largest body the API reads. Every valid body fits with room to spare, even JSON
+that escapes each character at its worst (12 bytes, a surrogate pair as ``\\uXXXX``
+twice): an input's 8,192 characters, a fork's eight 8,500-character overrides — and so
+does a body just past a field's limit, which is then a 400 that says which, not a 413."""
 WEBHOOK_PATH = "/webhooks/"
 """Webhook deliveries may be larger (each webhook's ``maxBodyBytes``, at most
 :data:`~.webhooks.MAX_DELIVERY_BYTES`): their route enforces its own limit."""
@@ -96,7 +100,7 @@ async def observe(
     declared = request.headers.get("content-length")
     limit = MAX_DELIVERY_BYTES if WEBHOOK_PATH in request.url.path else MAX_REQUEST_BYTES
     if declared and _int(declared) > limit:
-        response: Response = request_too_large()
+        response: Response = request_too_large(limit)
     else:
         response = await call_next(request)
     route = request.scope.get("route")

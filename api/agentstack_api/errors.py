@@ -58,9 +58,11 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=status)
 
 
-def request_too_large() -> JSONResponse:
-    """413: a body larger than any the API takes is refused unread."""
-    return error_response(413, "RequestTooLarge", "request bodies are limited to 64 KiB")
+def request_too_large(limit: int) -> JSONResponse:
+    """413: a body larger than any the API takes (``limit`` bytes) is refused unread."""
+    return error_response(
+        413, "RequestTooLarge", f"request bodies are limited to {limit // 1024} KiB"
+    )
 
 
 def error_responses(*answers: tuple[int, str]) -> dict[int | str, dict[str, Any]]:

@@ -433,6 +433,11 @@ class RollbackResult(_Model):
     executionState: str = Field(description="Paused: resume the stack when ready.")
 
 
+MAX_OVERRIDES = 8
+MAX_OVERRIDE_CHARS = 8500
+"""Enough for an 8,000-character systemPrompt with its path."""
+
+
 class ForkRequest(_Model):
     """``POST …/fork``: a new stack from a checkpoint of this one."""
 
@@ -449,9 +454,9 @@ class ForkRequest(_Model):
         max_length=600,
         description="The tick whose checkpoint it starts from (default: the newest).",
     )
-    set: list[Annotated[str, Field(max_length=20_000)]] = Field(
+    set: list[Annotated[str, Field(max_length=MAX_OVERRIDE_CHARS)]] = Field(
         default_factory=list,
-        max_length=100,
+        max_length=MAX_OVERRIDES,
         description="Overrides, ``spec.path=value`` (value as JSON, else as text).",
     )
     mirror: bool = Field(

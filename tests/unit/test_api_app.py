@@ -96,7 +96,7 @@ async def test_routing_failures_share_the_error_body(http: httpx.AsyncClient) ->
     fakes.error_of(inputs, 405, "MethodNotAllowed")
     assert inputs.headers["allow"] == "GET, POST"
     too_large = await http.post("/api/v1/stacks", content=b"x" * (MAX_REQUEST_BYTES + 1))
-    assert "64 KiB" in fakes.error_of(too_large, 413, "RequestTooLarge")
+    assert "1024 KiB" in fakes.error_of(too_large, 413, "RequestTooLarge")
 
 
 @pytest.mark.asyncio
