@@ -4,7 +4,8 @@ An eval scores, after every work tick that ran, either
 
 - the **artifacts** the tick wrote (or reviewed) whose names match its ``artifacts``
   glob — each with the checks it declares: ``jsonSchema`` (the content parses as JSON
-  and validates), ``pattern`` (a regular expression found in it), ``minLength`` /
+  and validates), ``pattern`` (a regular expression found in it, RE2 syntax — matched
+  in linear time, so no pattern can hang a shared runner), ``minLength`` /
   ``maxLength`` (characters), ``sections`` (each a line of its own, e.g. ``## Risks``) —
   an artifact's score being the share of its checks that hold, the tick's the mean over
   its artifacts; or
@@ -20,6 +21,7 @@ Prometheus; ``kubectl agentstack compare`` sets two stacks' side by side
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
+import re2  # type: ignore[import-untyped]
 
 MAX_EVALS = 20
 ROLLING_WEIGHT = 0.1
@@ -55,7 +58,7 @@ class Eval:
         if self.json_schema is not None:
             found.append(_valid(content, self.json_schema))
         if self.pattern is not None:
-            found.append(re.search(self.pattern, content, re.MULTILINE) is not None)
+            found.append(_compiled(self.pattern).search(content) is not None)
         if self.min_length is not None:
             found.append(len(content) >= self.min_length)
         if self.max_length is not None:
@@ -71,7 +74,15 @@ def _valid(content: str, schema: Mapping[str, Any]) -> bool:
         jsonschema.validate(json.loads(content), schema)
     except (ValueError, jsonschema.ValidationError):
         return False
+    except Exception:  # a schema it cannot apply (a $ref that resolves nowhere)
+        return False  # fails the check, never the tick
     return True
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> Any:
+    """``pattern`` compiled by RE2 (multi-line: ``^``/``$`` at each line), once."""
+    return re2.compile(f"(?m){pattern}")
 
 
 def parse_evals(raw: Any, problems: list[str]) -> tuple[Eval, ...]:
@@ -107,9 +118,10 @@ def _eval(item: dict[str, Any], name: str, where: str, problems: list[str]) -> E
             return None
     if pattern is not None:
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            problems.append(f"{where}.pattern: not a regular expression: {exc}")
+            _compiled(pattern)
+        except re2.error as exc:
+            said = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+            problems.append(f"{where}.pattern: not a regular expression RE2 takes: {said}")
             return None
     made = Eval(
         name=name,

@@ -62,6 +62,7 @@ def test_a_malformed_artifact_fails_its_schema_check_without_breaking_the_tick()
         ({"name": "x", "minLength": 1}, "needs artifacts"),
         ({"name": "x", "toolSuccess": True, "artifacts": "*"}, "drop one"),
         ({"name": "x", "artifacts": "*", "pattern": "("}, "not a regular expression"),
+        ({"name": "x", "artifacts": "*", "pattern": r"(a)\1"}, "RE2 takes"),
         ({"name": "x", "artifacts": "*", "jsonSchema": {"type": 5}}, "not a JSON schema"),
     ],
 )
@@ -99,3 +100,18 @@ def test_scores_round_trip_as_text(scores: dict[str, float]) -> None:
     assert decode_scores(encode_scores(scores)) == scores
     assert decode_scores("not json") == {}
     assert decode_scores("[1]") == {}
+
+
+def test_a_pattern_that_would_backtrack_for_ever_in_re_is_answered_at_once() -> None:
+    evals, problems = parsed([{"name": "x", "artifacts": "*", "pattern": "^(a+)+$"}])
+    assert problems == []
+    # Python's re takes exponential time here; RE2 is linear in the content.
+    assert tick_scores(evals, Produced(artifacts={"a": "a" * 50_000 + "b"})) == {"x": 0.0}
+    assert tick_scores(evals, Produced(artifacts={"a": "x\naaa\ny"})) == {"x": 1.0}
+
+
+def test_a_schema_whose_ref_resolves_nowhere_fails_its_check_not_the_tick() -> None:
+    schema = {"$ref": "https://example.invalid/schema.json"}
+    evals, problems = parsed([{"name": "x", "artifacts": "*", "jsonSchema": schema}])
+    assert problems == []
+    assert tick_scores(evals, Produced(artifacts={"a": "{}"})) == {"x": 0.0}
