@@ -10,7 +10,7 @@ source, :meth:`~.access.StackAccess.readable`):
    namespace and the CRD's schema decide, and the audit log names the caller;
 3. once the operator has published it, one Redis script seeds it with the checkpoint
    (:func:`~agentstack_core.redis.checkpoints.seed`: all or nothing, and never over a
-   state of its own), within :data:`FORK_WAIT_SECONDS` — else a 409: the fork exists,
+   state of its own), within :data:`~.rollbacks.QUIET_WAIT_SECONDS` — else a 409: the fork exists,
    paused and empty, and asking for the same fork again finishes it;
 4. unless asked to stay paused, it is resumed (again with the caller's token), and a
    wake-up carries the ``Forked`` Event naming who forked it from where.
@@ -21,15 +21,14 @@ one); the same request again seeds it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import Any
 
 from agentstack_api import models
 from agentstack_api.auth import User
 from agentstack_api.errors import ApiError
 from agentstack_api.executionstate import StackCreator, StateWriter
+from agentstack_api.rollbacks import once_quiet
 from agentstack_api.views import stack_ref
 from agentstack_core import protocol
 from agentstack_core.forking import ForkError, fork_manifest, forked_from
@@ -37,15 +36,10 @@ from agentstack_core.keys import StackRef
 from agentstack_core.kube.manifests import ObjectMeta
 from agentstack_core.protocol import RedisClient, Wakeup
 from agentstack_core.reasons import EventReason
-from agentstack_core.redis.checkpoints import Checkpoints, CheckpointState, SeedRefusal, seed
+from agentstack_core.redis.checkpoints import Checkpoints, CheckpointState, Refusal, seed
 from agentstack_core.spec import ExecutionState
 
 logger = logging.getLogger(__name__)
-
-FORK_WAIT_SECONDS = 10.0
-"""How long a fork waits for the operator to publish it before seeding (under the
-plugin's HTTP timeout)."""
-FORK_POLL_SECONDS = 0.2
 
 
 class Forks:
@@ -87,8 +81,12 @@ class Forks:
         except ForkError as exc:
             raise ApiError(400, "BadOverride", str(exc)) from exc
         uid = await self._create(fork, body, token)
-        refusal = await self._seed(fork, uid, CheckpointState.from_json(raw), raw, caller, source)
-        if refusal is SeedRefusal.USED:
+        kept = CheckpointState.from_json(raw)
+        refusal = await once_quiet(
+            lambda: seed(self.redis, fork, uid, kept, raw, caller.name, source),
+            (Refusal.GONE, Refusal.RUNNING, Refusal.BUSY),  # not published yet, a tick
+        )
+        if refusal is Refusal.USED:
             raise ApiError(
                 409, "AlreadyExists", f"{fork} exists and was seeded already: resume it if paused"
             )
@@ -115,7 +113,7 @@ class Forks:
 
     async def _tick(self, checkpoints: Checkpoints, source: StackRef, at: str | None) -> str:
         if at:
-            return at if "/" in at else f"{source}/{at}"
+            return checkpoints.tick_of(at)
         newest = await checkpoints.newest()
         if newest is None:
             raise ApiError(404, "NotFound", f"{source} has no checkpoint yet: it never ticked")
@@ -136,23 +134,6 @@ class Forks:
                 raise
             created = existing
         return ObjectMeta.of(created).uid
-
-    async def _seed(
-        self,
-        fork: StackRef,
-        uid: str,
-        state: CheckpointState,
-        raw: str,
-        caller: User,
-        source: StackRef,
-    ) -> SeedRefusal | None:
-        """Seed as soon as the operator has published the fork (paused, no lease)."""
-        deadline = time.monotonic() + FORK_WAIT_SECONDS
-        while True:
-            refusal = await seed(self.redis, fork, uid, state, raw, caller.name, source)
-            if refusal in (None, SeedRefusal.USED) or time.monotonic() >= deadline:
-                return refusal
-            await asyncio.sleep(FORK_POLL_SECONDS)
 
     async def _announce(self, fork: StackRef, uid: str, message: str) -> None:
         note = Wakeup(stack=fork, uid=uid, reason=EventReason.FORKED, message=message)

@@ -10,8 +10,8 @@ route has checked the caller's right to ``create agentstacks/rollback``
    ``patch agentstacks`` decides and the audit log names the caller;
 3. the restore runs as soon as the operator has published the pause and no tick holds
    the stack's lease (a tick in flight finishes first), within
-   :data:`ROLLBACK_WAIT_SECONDS`; after that a 409 with ``Retry-After`` (the stack stays
-   paused; asking again rolls back);
+   :data:`QUIET_WAIT_SECONDS` (:func:`once_quiet`, which a fork's seed shares); after
+   that a 409 with ``Retry-After`` (the stack stays paused; asking again rolls back);
 4. a wake-up carries the ``RolledBack`` Event, naming who rolled back to which tick (a
    paused stack does not tick for it); the stack stays paused until resumed.
 """
@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, TypeVar
 
 from agentstack_api import models
 from agentstack_api.auth import User
@@ -32,17 +33,31 @@ from agentstack_core import protocol
 from agentstack_core.kube.manifests import ObjectMeta
 from agentstack_core.protocol import RedisClient, Wakeup
 from agentstack_core.reasons import EventReason
-from agentstack_core.redis.checkpoints import Checkpoints, RollbackRefusal
+from agentstack_core.redis.checkpoints import Checkpoints, Refusal
 from agentstack_core.redis.errors import StackGoneError
 from agentstack_core.retention import CHECKPOINT_EVERY, CHECKPOINT_MAX_BYTES, CHECKPOINT_RECENT
 from agentstack_core.spec import ExecutionState
 
 logger = logging.getLogger(__name__)
 
-ROLLBACK_WAIT_SECONDS = 10.0
-"""How long a rollback waits for the pause to reach Redis and a tick in flight to end
-(under the plugin's HTTP timeout)."""
-ROLLBACK_POLL_SECONDS = 0.2
+QUIET_WAIT_SECONDS = 10.0
+"""How long a rollback, or a fork's seed, waits for its stack to be quiet — the pause
+(or the fork itself) published by the operator, a tick in flight ended — under the
+plugin's HTTP timeout."""
+QUIET_POLL_SECONDS = 0.2
+
+T = TypeVar("T")
+
+
+async def once_quiet(attempt: Callable[[], Awaitable[T]], waiting: Collection[Refusal]) -> T:
+    """``attempt()``, again while it answers one of ``waiting`` (its stack not quiet
+    yet), for :data:`QUIET_WAIT_SECONDS` at most; its last answer."""
+    deadline = time.monotonic() + QUIET_WAIT_SECONDS
+    while True:
+        outcome = await attempt()
+        if outcome not in waiting or time.monotonic() >= deadline:
+            return outcome
+        await asyncio.sleep(QUIET_POLL_SECONDS)
 
 
 class Rollbacks:
@@ -72,35 +87,34 @@ class Rollbacks:
     ) -> models.RollbackResult:
         """Pause the stack, restore the checkpoint, announce it (see the module)."""
         ref = stack_ref(stack)
-        tick = request.to if "/" in request.to else f"{ref}/{request.to}"
         meta = ObjectMeta.of(stack)
         checkpoints = Checkpoints(self.redis, ref, meta.uid)
-        if await checkpoints.state(tick) is None:
+        tick = checkpoints.tick_of(request.to)
+        state = await checkpoints.state(tick)
+        if state is None:
             raise ApiError(404, "NotFound", f"no checkpoint of tick {tick} is kept for {ref}")
         await self.writer.set_state(ref.namespace, ref.name, ExecutionState.PAUSED, token)
-        deadline = time.monotonic() + ROLLBACK_WAIT_SECONDS
-        while True:
-            try:
-                outcome = await checkpoints.rollback(tick, caller.name)
-            except StackGoneError:
-                raise ApiError(404, "NotFound", f"{ref} is being deleted") from None
-            if outcome is RollbackRefusal.MISSING:  # dropped since: past the bounds
-                raise ApiError(404, "NotFound", f"no checkpoint of tick {tick} is kept for {ref}")
-            if not isinstance(outcome, RollbackRefusal):
-                break
-            if time.monotonic() >= deadline:
-                waits = (
-                    "the operator has not published the pause yet"
-                    if outcome is RollbackRefusal.RUNNING
-                    else "a tick is still running"
-                )
-                raise ApiError(
-                    409,
-                    "NotPausedYet",
-                    f"{ref} is paused, but {waits}: ask again to roll back",
-                    headers={"Retry-After": "5"},
-                )
-            await asyncio.sleep(ROLLBACK_POLL_SECONDS)
+        try:
+            outcome = await once_quiet(
+                lambda: checkpoints.rollback(tick, caller.name, state),
+                (Refusal.RUNNING, Refusal.BUSY),
+            )
+        except StackGoneError:
+            raise ApiError(404, "NotFound", f"{ref} is being deleted") from None
+        if outcome is Refusal.MISSING:  # dropped since: past the bounds
+            raise ApiError(404, "NotFound", f"no checkpoint of tick {tick} is kept for {ref}")
+        if isinstance(outcome, Refusal):
+            waits = (
+                "the operator has not published the pause yet"
+                if outcome is Refusal.RUNNING
+                else "a tick is still running"
+            )
+            raise ApiError(
+                409,
+                "NotPausedYet",
+                f"{ref} is paused, but {waits}: ask again to roll back",
+                headers={"Retry-After": "5"},
+            )
         note = Wakeup(
             stack=ref,
             uid=meta.uid,

@@ -13,9 +13,8 @@ from agentstack_core.protocol import RedisClient
 from agentstack_core.redis.checkpoints import (
     Checkpoints,
     CheckpointState,
-    RollbackRefusal,
+    Refusal,
     RolledBack,
-    SeedRefusal,
     seed,
 )
 from agentstack_core.redis.inputs import send_input
@@ -153,12 +152,12 @@ async def test_a_rollback_restores_the_checkpoint_keeps_later_inputs_and_history
     assert await state_now(aredis) != before
 
     # Not while it runs: refused, nothing changed.
-    assert await checkpoints.rollback(target, "alice") is RollbackRefusal.RUNNING
+    assert await checkpoints.rollback(target, "alice") is Refusal.RUNNING
     await publish(aredis, {**SPEC, "executionState": "Paused"}, generation=2)
     await aredis.set(KEYS.lease, "team/demo/6|runner-x|n")
-    assert await checkpoints.rollback(target, "alice") is RollbackRefusal.BUSY
+    assert await checkpoints.rollback(target, "alice") is Refusal.BUSY
     await aredis.delete(KEYS.lease)
-    assert await checkpoints.rollback("team/demo/99", "alice") is RollbackRefusal.MISSING
+    assert await checkpoints.rollback("team/demo/99", "alice") is Refusal.MISSING
     after_tick_five = await state_now(aredis)
 
     number, message_id = await send_input(
@@ -206,25 +205,25 @@ async def test_a_fork_seeded_at_a_past_tick_holds_the_sources_state_then_field_b
     fork = StackRef("team", "demo-fork")
     fork_keys = StackKeys(fork)
 
-    async def seeding() -> SeedRefusal | None:
+    async def seeding() -> Refusal | None:
         return await seed(aredis, fork, "fork-uid", state, raw, "carol", STACK)
 
-    assert await seeding() is SeedRefusal.GONE  # the operator has not published it yet
+    assert await seeding() is Refusal.GONE  # the operator has not published it yet
     await publish_spec(aredis, fork, 1, SPEC, uid="fork-uid")
-    assert await seeding() is SeedRefusal.RUNNING
+    assert await seeding() is Refusal.RUNNING
     await publish_spec(aredis, fork, 2, {**SPEC, "executionState": "Paused"}, uid="fork-uid")
     assert await seeding() is None
     seeded = await state_now(aredis, fork_keys)
     assert restored(seeded) == restored(at_two)
     notes = [f for _i, f in await aredis.xrange(fork_keys.archive)]
     assert [(n["kind"], n["agent"]) for n in notes] == [("note", "carol")]
-    assert await seeding() is SeedRefusal.USED  # never twice, never over its own state
+    assert await seeding() is Refusal.USED  # never twice, never over its own state
     assert await aredis.xlen(fork_keys.archive) == 1
     assert await state_now(aredis) != seeded  # the source went on; untouched by the fork
 
     # Resumed, the fork ticks from there on its own keys, and keeps checkpoints of its own.
     await publish_spec(aredis, fork, 3, SPEC, uid="fork-uid")
-    assert await seeding() is SeedRefusal.USED  # running now: still its own state
+    assert await seeding() is Refusal.USED  # running now: still its own state
     engine = make_engine(aredis)
     ticked = (await engine.execute(request(5, stack=fork, generation=3))).result
     assert ticked is not None

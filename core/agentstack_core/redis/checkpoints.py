@@ -108,15 +108,21 @@ def _entries(raw: list[Any] | dict[str, Any]) -> list[tuple[str, dict[str, str]]
     return [(entry_id, _hash(fields)) for entry_id, fields in raw] if isinstance(raw, list) else []
 
 
-class RollbackRefusal(Enum):
-    """Why a rollback did not happen (nothing changed)."""
+class Refusal(Enum):
+    """Why a rollback or a fork's seed did not happen (nothing changed)."""
 
+    GONE = "gone"
+    """No such stack: not published (yet: a fork the operator has not taken on), or
+    another incarnation."""
     RUNNING = "running"
-    """The stack's published state is not ``Paused`` (yet: the operator publishes it)."""
+    """Its published state is not ``Paused`` (yet: the operator publishes it)."""
     BUSY = "busy"
     """A tick holds the stack's lease (it finishes, or its lease expires)."""
     MISSING = "missing"
-    """No checkpoint of that tick is kept."""
+    """No checkpoint of that tick is kept (a rollback)."""
+    USED = "used"
+    """It was seeded, or has ticked, already: its own state is never overwritten (a
+    fork's seed)."""
 
 
 @dataclass(frozen=True)
@@ -128,15 +134,23 @@ class RolledBack:
     inputs_kept: int
 
 
-@dataclass(frozen=True)
-class _Rollback:
+@dataclass(frozen=True, kw_only=True)
+class _Restore:
+    """What ``rollback.lua`` and ``seed.lua`` both take (``restore_state.lua``)."""
+
     uid: str
-    tick_id: str
     agents: tuple[str, ...]
+    """The checkpoint's team, whose memory and inbox keys follow the declared keys."""
     note: ArchiveRecord
+    """The archive's note of who did it."""
     index_terms: int = INDEX_TERMS
     archive_hard_maxlen: int = ARCHIVE_HARD_MAXLEN
     archive_trim_batch: int = ARCHIVE_TRIM_BATCH
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Rollback(_Restore):
+    tick_id: str
 
 
 _ROLLBACK = LuaScript(
@@ -149,16 +163,10 @@ _ROLLBACK = LuaScript(
 )
 
 
-@dataclass(frozen=True)
-class _Seed:
-    uid: str
+@dataclass(frozen=True, kw_only=True)
+class _Seed(_Restore):
     state: str
     """The source's checkpoint, as JSON (as its hash keeps it)."""
-    agents: tuple[str, ...]
-    note: ArchiveRecord
-    index_terms: int = INDEX_TERMS
-    archive_hard_maxlen: int = ARCHIVE_HARD_MAXLEN
-    archive_trim_batch: int = ARCHIVE_TRIM_BATCH
 
 
 _SEED = LuaScript(
@@ -171,15 +179,8 @@ _SEED = LuaScript(
 )
 
 
-class SeedRefusal(Enum):
-    """Why a fork was not seeded (nothing changed)."""
-
-    GONE = "gone"
-    """Not published (yet), or another incarnation: the operator publishes it."""
-    RUNNING = "running"
-    BUSY = "busy"
-    USED = "used"
-    """It was seeded, or has ticked, already: its own state is never overwritten."""
+def _note(ref: str, by: str, text: str) -> ArchiveRecord:
+    return ArchiveRecord(kind=ArchiveKind.NOTE, ref=ref, agent=by, at=time.time(), text=text)
 
 
 async def seed(
@@ -190,32 +191,21 @@ async def seed(
     raw: str,
     by: str,
     origin: StackRef,
-) -> SeedRefusal | None:
+) -> Refusal | None:
     """Give the fork ``fork`` (incarnation ``uid``, paused, never ticked) the state of
     ``origin``'s checkpoint ``source`` (``raw``: its JSON), noting ``by`` (who forked)
     in its archive; ``None`` when done."""
     keys = StackKeys(fork)
     agents = tuple(source.agents)
+    text = f"{by} forked this stack from {origin} at the state tick {source.tick_id} left"
     answer = await _SEED(
         client,
-        _Seed(
-            uid=uid,
-            state=raw,
-            agents=agents,
-            note=ArchiveRecord(
-                kind=ArchiveKind.NOTE,
-                ref=f"fork of {origin}",
-                agent=by,
-                at=time.time(),
-                text=f"{by} forked this stack from {origin} at the state tick "
-                f"{source.tick_id} left",
-            ),
-        ),
+        _Seed(uid=uid, state=raw, agents=agents, note=_note(f"fork of {origin}", by, text)),
         keys=keys,
         extra_keys=keys.team(agents),
     )
     outcome = str(answer[0])
-    return None if outcome == "done" else SeedRefusal(outcome)
+    return None if outcome == "done" else Refusal(outcome)
 
 
 class Checkpoints:
@@ -257,35 +247,38 @@ class Checkpoints:
         raw = await self.raw(tick_id)
         return CheckpointState.from_json(raw) if raw else None
 
-    async def rollback(self, tick_id: str, by: str) -> RolledBack | RollbackRefusal:
+    def tick_of(self, text: str) -> str:
+        """A tick id as people give it — whole, or only its slot (``42``, ``42-sleep``) —
+        as the stack's tick id."""
+        return text if "/" in text else f"{self.stack}/{text}"
+
+    async def rollback(
+        self, tick_id: str, by: str, state: CheckpointState | None = None
+    ) -> RolledBack | Refusal:
         """Restore the state ``tick_id`` left (see the module docstring), recording
-        ``by`` (who asked) in the archive's note. Raises
+        ``by`` (who asked) in the archive's note; ``state``: that checkpoint as the
+        caller read it already (else read here). Raises
         :class:`~agentstack_core.redis.errors.StackGoneError` for a stack that no longer
         lives in Redis."""
-        state = await self.state(tick_id)
+        state = state or await self.state(tick_id)
         if state is None:
-            return RollbackRefusal.MISSING
+            return Refusal.MISSING
         agents = tuple(state.agents)
+        text = f"{by} rolled the stack back to the state tick {tick_id} left"
         answer = await _ROLLBACK(
             self.client,
             _Rollback(
                 uid=self.uid,
                 tick_id=tick_id,
                 agents=agents,
-                note=ArchiveRecord(
-                    kind=ArchiveKind.NOTE,
-                    ref=f"rollback to {tick_id}",
-                    agent=by,
-                    at=time.time(),
-                    text=f"{by} rolled the stack back to the state tick {tick_id} left",
-                ),
+                note=_note(f"rollback to {tick_id}", by, text),
             ),
             keys=self.keys,
             extra_keys=self.keys.team(agents),
         )
         outcome = str(answer[0])
-        if outcome == "gone":
+        if outcome == Refusal.GONE.value:
             raise StackGoneError(f"{self.stack} no longer exists")
         if outcome == "done":
             return RolledBack(tick_id=tick_id, seq=int(answer[1]), inputs_kept=int(answer[2]))
-        return RollbackRefusal(outcome)
+        return Refusal(outcome)
